@@ -1,0 +1,66 @@
+# The two commands of the README: `make dev` runs the gateway locally, `make test` runs
+# every test. Both set up what they need themselves (venv from requirements.lock).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
+export AWS_ACCESS_KEY_ID ?= testing
+export AWS_SECRET_ACCESS_KEY ?= testing
+export AWS_DEFAULT_REGION ?= us-east-1
+export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
+
+.PHONY: dev test lint typecheck openapi lock bench build validate clean
+
+$(STAMP): requirements.lock
+	@rm -rf $(VENV)
+	"$$(scripts/find-python.sh)" -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --no-deps -r requirements.lock
+	$(PY) -m pip check
+	@touch $@
+
+venv: $(STAMP)
+
+dev: $(STAMP)
+	$(PY) -m devstack
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+openapi: $(STAMP)
+	$(PY) -m usdt_gateway.api.openapi --write
+
+bench: $(STAMP)
+	$(PY) -m bench.cold_start
+	$(PY) -m bench.latency
+
+# Re-resolve the lock from requirements-dev.in (needs the package index).
+lock:
+	rm -rf .venv-lock && "$$(scripts/find-python.sh)" -m venv .venv-lock
+	.venv-lock/bin/pip install -q --upgrade pip && .venv-lock/bin/pip install -q -r requirements-dev.in
+	( echo '# Exact versions of the dev/test environment, resolved from requirements-dev.in on Python 3.12 (make lock).'; \
+	  .venv-lock/bin/pip freeze ) > requirements.lock
+	rm -rf .venv-lock
+
+# SAM CLI lives in its own venv: installed into the app venv it would downgrade boto3 and pydantic.
+.venv-sam/bin/sam:
+	"$$(scripts/find-python.sh)" -m venv .venv-sam
+	.venv-sam/bin/pip install -q aws-sam-cli==1.170.0
+
+build: .venv-sam/bin/sam
+	PATH="$$(dirname "$$(scripts/find-python.sh)"):$$PATH" SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam build
+
+validate: .venv-sam/bin/sam
+	SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam validate --lint --region us-east-1
+
+clean:
+	rm -rf $(VENV) .venv-sam .aws-sam .local .pytest_cache .mypy_cache .ruff_cache
