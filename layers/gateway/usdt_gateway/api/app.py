@@ -1,0 +1,157 @@
+"""The API's resolver: one place that turns requests into domain calls and domain errors into
+HTTP responses. Routes declare themselves with `route(...)`, which also records what the
+OpenAPI document says about them."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
+from pydantic import BaseModel, ValidationError
+
+from usdt_gateway import auth, ratelimit
+from usdt_gateway.config import settings
+from usdt_gateway.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from usdt_gateway.http import Request
+from usdt_gateway.observability import logger
+
+app = APIGatewayRestResolver(cors=CORSConfig(allow_origin="*", max_age=600))
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    scope: str | None  # None: public (no key, limited per source IP, CORS on)
+    response: type[BaseModel]
+    body: type[BaseModel] | None = None
+    status: int = 200
+    query: dict[str, str] = field(default_factory=dict)  # name -> description
+    errors: tuple[int, ...] = ()
+
+
+ROUTES: list[RouteSpec] = []
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a route function receives."""
+
+    request: Request
+    principal: auth.Principal | None
+    body: Any
+    params: dict[str, str]
+
+
+Result = BaseModel | tuple[BaseModel, int]
+
+
+def current_request() -> Request:
+    ev = app.current_event
+    raw = ev.body or ""
+    body = base64.b64decode(raw) if ev.is_base64_encoded else raw.encode()
+    multi = ev.multi_value_query_string_parameters or {}
+    query = [(k, v) for k, values in multi.items() for v in values] or list(
+        (ev.query_string_parameters or {}).items())
+    headers = {k.lower(): v for k, v in (ev.headers or {}).items()}
+    return Request(method=ev.http_method.upper(), path=ev.path, headers=headers, query=query, body=body,
+                   source_ip=ev.request_context.identity.source_ip or "")
+
+
+def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
+    if len(request.body) > settings().max_body_bytes:
+        raise PayloadTooLarge(f"body is larger than {settings().max_body_bytes} bytes")
+    content_type = (request.header("Content-Type") or "").split(";")[0].strip().lower()
+    if content_type != JSON:
+        raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
+    try:
+        data = json.loads(request.body, parse_float=Decimal)
+    except ValueError as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc}", code="INVALID_JSON") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("body must be a JSON object", code="INVALID_JSON")
+    # Amounts may arrive as JSON numbers; keep their exact text, never a float.
+    if isinstance(data.get("amount"), (Decimal, int)) and not isinstance(data.get("amount"), bool):
+        data["amount"] = str(data["amount"])
+    return model.model_validate(data)
+
+
+def check_query(request: Request, allowed: dict[str, str]) -> None:
+    unknown = sorted({k for k, _ in request.query} - set(allowed))
+    if unknown:
+        raise InvalidRequest(f"unknown query parameter(s): {', '.join(unknown)}; allowed: "
+                             f"{', '.join(allowed) or 'none'}", code="UNKNOWN_PARAMETER")
+
+
+def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response[str]:
+    body = payload.model_dump_json(by_alias=True) if isinstance(payload, BaseModel) else json.dumps(payload)
+    return Response(status_code=status, content_type=JSON, body=body, headers=headers or {})
+
+
+def route(spec: RouteSpec) -> Callable[[Callable[[Call], Result]], Callable[[Call], Result]]:
+    """Register a route: authenticate (or limit by IP), validate, call, serialize."""
+    ROUTES.append(spec)
+    resolver_path = spec.path.replace("{", "<").replace("}", ">")
+
+    def decorator(fn: Callable[[Call], Result]) -> Callable[[Call], Result]:
+        def endpoint(**params: str) -> Response[str]:
+            request = current_request()
+            principal = None
+            if spec.scope is None:
+                ratelimit.check_ip(request.source_ip)
+            else:
+                principal = auth.authenticate(request, spec.scope)
+                logger.append_keys(merchant_id=principal.merchant_id)
+            check_query(request, spec.query)
+            body = parse_body(request, spec.body) if spec.body else None
+            result = fn(Call(request, principal, body, params))
+            payload, status = result if isinstance(result, tuple) else (result, spec.status)
+            return json_response(status, payload)
+
+        app.route(resolver_path, method=spec.method, cors=spec.scope is None)(endpoint)
+        return fn
+
+    return decorator
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "body"
+    if error["type"] == "extra_forbidden":
+        return f"unknown field '{where}'"
+    if error["type"] == "missing":
+        return f"'{where}' is required"
+    return f"'{where}': {error['msg']}"
+
+
+@app.exception_handler(ValidationError)
+def _invalid(exc: ValidationError) -> Response[str]:
+    message = "; ".join(_describe(dict(e)) for e in exc.errors())
+    return json_response(400, {"code": "VALIDATION_ERROR", "message": message})
+
+
+@app.exception_handler(GatewayError)
+def _domain(exc: GatewayError) -> Response[str]:
+    if exc.status >= 500:
+        logger.error("request failed", extra={"code": exc.code})
+    return json_response(exc.status, {"code": exc.code, "message": exc.message}, exc.headers)
+
+
+@app.exception_handler(Exception)
+def _unexpected(exc: Exception) -> Response[str]:
+    logger.exception("unhandled error")
+    request_id = app.current_event.request_context.request_id
+    return json_response(500, {"code": "INTERNAL_ERROR",
+                               "message": f"internal error; quote request id {request_id} to the operator"})
+
+
+@app.not_found
+def _not_found(exc: Exception) -> Response[str]:
+    return _domain(NotFound("no such endpoint; see the API reference in docs/api.md", code="ROUTE_NOT_FOUND"))

@@ -1,0 +1,107 @@
+"""The HTTP API's routes. Each is wiring: the decorator authenticates and validates, the body
+makes one domain call."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from usdt_gateway import orders
+from usdt_gateway.api.app import Call, Result, RouteSpec, route
+from usdt_gateway.auth import READ, WRITE
+from usdt_gateway.config import networks
+from usdt_gateway.errors import InvalidRequest
+from usdt_gateway.observability import logger, metrics
+from usdt_gateway.schemas import (
+    CreateOrderRequest,
+    NetworkListView,
+    NetworkView,
+    OrderListView,
+    OrderStatus,
+    OrderView,
+    PublicOrderView,
+)
+
+PRIVATE_ERRORS = (400, 401, 403, 418, 429)
+
+
+@route(RouteSpec("POST", "/v1/payment/order", "createOrder", "Create a payment order", WRITE, OrderView,
+                 body=CreateOrderRequest, status=201, errors=(*PRIVATE_ERRORS, 409, 413, 415)))
+def create_order(call: Call) -> Result:
+    assert call.principal is not None and isinstance(call.body, CreateOrderRequest)
+    logger.append_keys(order_id=call.body.order_id)
+    view, created = orders.create_order(call.principal.merchant_id, call.body)
+    if created:
+        metrics.add_metric(name="OrdersCreated", unit=MetricUnit.Count, value=1)
+    return view, 201 if created else 200
+
+
+@route(RouteSpec("GET", "/v1/payment/order/{orderId}", "getOrder", "Get an order", READ, OrderView,
+                 errors=(*PRIVATE_ERRORS, 404)))
+def get_order(call: Call) -> Result:
+    assert call.principal is not None
+    logger.append_keys(order_id=call.params["orderId"])
+    return orders.get_order(call.principal.merchant_id, call.params["orderId"])
+
+
+LIST_QUERY = {
+    "status": "Only orders in this status.",
+    "from": "Created at or after this time (ms since the epoch).",
+    "to": "Created at or before this time (ms since the epoch).",
+    "limit": "Page size, 1-100 (default 20).",
+    "cursor": "The nextCursor of the previous page.",
+}
+
+
+def _int_param(call: Call, name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = call.request.param(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise InvalidRequest(f"query parameter '{name}' must be an integer between {low} and {high}",
+                             code="INVALID_PARAMETER")
+    return int(raw)
+
+
+@route(RouteSpec("GET", "/v1/payment/orders", "listOrders", "List orders, newest first", READ, OrderListView,
+                 query=LIST_QUERY, errors=PRIVATE_ERRORS))
+def list_orders(call: Call) -> Result:
+    assert call.principal is not None
+    raw_status = call.request.param("status")
+    if raw_status is not None and raw_status not in OrderStatus._value2member_map_:
+        raise InvalidRequest(f"status must be one of {', '.join(s.value for s in OrderStatus)}",
+                             code="INVALID_PARAMETER")
+    return orders.list_orders(
+        call.principal.merchant_id, status=OrderStatus(raw_status) if raw_status else None,
+        created_from=_int_param(call, "from", None, 0, 10**13), created_to=_int_param(call, "to", None, 0, 10**13),
+        limit=_int_param(call, "limit", 20, 1, 100) or 20, cursor=call.request.param("cursor"),
+    )
+
+
+@route(RouteSpec("POST", "/v1/payment/order/{orderId}/cancel", "cancelOrder",
+                 "Cancel an order that has received nothing", WRITE, OrderView, errors=(*PRIVATE_ERRORS, 404, 409)))
+def cancel_order(call: Call) -> Result:
+    assert call.principal is not None
+    logger.append_keys(order_id=call.params["orderId"])
+    return orders.cancel_order(call.principal.merchant_id, call.params["orderId"])
+
+
+@route(RouteSpec("GET", "/v1/networks", "listNetworks", "Enabled networks (public)", None, NetworkListView,
+                 errors=(418, 429)))
+def list_networks(call: Call) -> Result:
+    views = []
+    for n in networks().values():
+        counted = n.finality.mode == "confirmations"
+        finality = f"{n.finality.confirmations} confirmations" if counted else n.finality.mode
+        views.append(NetworkView(
+            network=n.name, name=n.display_name, family=n.family, chain_id=n.chain_id, token_contract=n.token_contract,
+            decimals=n.decimals, finality=finality,
+            confirmations=n.finality.confirmations if n.finality.mode == "confirmations" else None,
+            min_amount=str(n.min_amount), max_amount=str(n.max_amount), testnet=n.testnet,
+        ))
+    return NetworkListView(networks=views)
+
+
+@route(RouteSpec("GET", "/v1/public/orders/{publicId}", "getPublicOrder", "What a payer's page needs (public)",
+                 None, PublicOrderView, errors=(404, 418, 429)))
+def get_public_order(call: Call) -> Result:
+    return orders.get_public_order(call.params["publicId"])

@@ -1,0 +1,104 @@
+"""Authentication of private endpoints: API key, signature (V1 or V2), scope, rate limit.
+
+Order of checks: headers -> timestamp -> key exists -> signature -> key active and scoped ->
+rate limit. Nothing is counted for a request whose signature fails."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+
+from usdt_gateway import signing, store
+from usdt_gateway.config import settings
+from usdt_gateway.errors import Forbidden, InvalidRequest, Unauthorized
+from usdt_gateway.http import Request
+from usdt_gateway.ratelimit import enforce, now_ms, window_of
+from usdt_gateway.secretbox import decrypt
+
+READ, WRITE = "orders:read", "orders:write"
+SCOPES = (READ, WRITE)
+DEFAULT_RECV_WINDOW_MS, MAX_RECV_WINDOW_MS, MAX_FUTURE_MS = 5000, 60_000, 1000
+
+
+@dataclass(frozen=True)
+class Principal:
+    merchant_id: str
+    api_key: str
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _KeySecret:
+    merchant_id: str
+    secret: str
+
+
+@lru_cache(maxsize=1024)
+def _key_secret(api_key: str) -> _KeySecret | None:
+    """The immutable part of a key (merchant, secret). Status and scopes are read per request."""
+    item = store.get(*store.api_key_key(api_key))
+    if item is None:
+        return None
+    merchant_id = item["merchantId"]
+    secret = decrypt(item["secretCipher"], {"apiKey": api_key, "merchantId": merchant_id})
+    return _KeySecret(merchant_id, secret)
+
+
+def _timestamp(request: Request, at: int) -> str:
+    ts = request.header("Request-Time") or ""
+    if not ts.isdigit():
+        raise Unauthorized("Request-Time must be the current time in milliseconds since the epoch",
+                           code="INVALID_TIMESTAMP")
+    raw_window = request.header("Recv-Window")
+    window = DEFAULT_RECV_WINDOW_MS
+    if raw_window is not None:
+        if not raw_window.isdigit() or not 1 <= int(raw_window) <= MAX_RECV_WINDOW_MS:
+            raise InvalidRequest(f"Recv-Window must be milliseconds between 1 and {MAX_RECV_WINDOW_MS}",
+                                 code="INVALID_RECV_WINDOW")
+        window = int(raw_window)
+    if int(ts) > at + MAX_FUTURE_MS:
+        raise Unauthorized("Request-Time is in the future; check the client's clock", code="TIMESTAMP_IN_FUTURE")
+    if at - int(ts) > window:
+        raise Unauthorized(f"Request-Time is older than the receive window ({window} ms); sign each request "
+                           "just before sending it and check the client's clock", code="TIMESTAMP_EXPIRED")
+    return ts
+
+
+def _signature_ok(request: Request, secret: str, ts: str) -> bool:
+    if (v2 := request.header("Signature-V2")) is not None:
+        message = signing.v2_message(ts, request.method, request.path, request.query, request.body)
+        return signing.matches(secret, message, v2)
+    v1 = request.header("Signature-V1") or ""
+    try:
+        body = json.loads(request.body) if request.body.strip() else ""
+    except ValueError:
+        return False  # an unparsable body cannot carry a V1 signature; the route reports the JSON error
+    return signing.matches(secret, signing.v1_message(ts, body), v1)
+
+
+def authenticate(request: Request, scope: str) -> Principal:
+    api_key = request.header("API-Key")
+    if not api_key or not (request.header("Signature-V2") or request.header("Signature-V1")):
+        raise Unauthorized("send the headers API-Key, Request-Time and Signature-V2 (or Signature-V1)",
+                           code="MISSING_CREDENTIALS")
+    at = now_ms()
+    ts = _timestamp(request, at)
+    if len(api_key) > 128 or (key := _key_secret(api_key)) is None:
+        raise Unauthorized("unknown API key", code="INVALID_API_KEY")
+    if not _signature_ok(request, key.secret, ts):
+        raise Unauthorized("signature does not match: see docs/signing.md for what to sign",
+                           code="INVALID_SIGNATURE")
+    pk, sk = store.api_key_key(api_key)
+    meter = store.meter(pk, sk, window_of(at), require_active=True)
+    if meter is None:
+        raise Forbidden("this API key has been revoked; use an active key", code="KEY_REVOKED")
+    expires = int(meter.item.get("expiresAt") or 0)
+    if expires and expires <= at:
+        raise Forbidden("this API key expired after rotation; use its replacement", code="KEY_EXPIRED")
+    scopes = frozenset(meter.item.get("scopes") or ())
+    if scope not in scopes:
+        raise Forbidden(f"this API key lacks the scope '{scope}'", code="MISSING_SCOPE")
+    enforce(meter, limit=int(meter.item.get("rateLimit") or settings().rate_limit_per_minute),
+            pk=pk, sk=sk, at_ms=at, who="this API key")
+    return Principal(key.merchant_id, api_key, scopes)

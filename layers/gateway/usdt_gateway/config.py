@@ -1,0 +1,80 @@
+"""Configuration from the environment, validated once at cold start so a misconfigured
+function fails at init with a clear message instead of on a customer's request."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from usdt_gateway.networks import Network, NetworkConfigError, load_networks
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    table_name: str = Field(min_length=3)
+    kms_key_id: str = Field(min_length=1)
+    enabled_networks: str = "tron,eth,bsc"
+    networks_config: str = ""
+    public_base_url: str = ""
+    local_mode: bool = False
+    rate_limit_per_minute: int = Field(100, ge=1, le=100_000)
+    # Requests beyond the limit, within one window, after which the key is blocked (418).
+    rate_limit_block_after: int = Field(20, ge=1, le=100_000)
+    rate_limit_block_seconds: int = Field(300, ge=1, le=86_400)
+    public_rate_limit_per_minute: int = Field(60, ge=1, le=100_000)
+    default_expires_in: int = Field(1800, ge=60, le=86_400)
+    min_expires_in: int = Field(60, ge=30)
+    max_expires_in: int = Field(86_400, le=7 * 86_400)
+    late_payment_grace_seconds: int = Field(3600, ge=0, le=7 * 86_400)
+    max_body_bytes: int = Field(16_384, ge=1024, le=1_048_576)
+
+
+_ENV = {
+    "table_name": "TABLE_NAME",
+    "kms_key_id": "KMS_KEY_ID",
+    "enabled_networks": "ENABLED_NETWORKS",
+    "networks_config": "NETWORKS_CONFIG",
+    "public_base_url": "PUBLIC_BASE_URL",
+    "local_mode": "LOCAL_MODE",
+    "rate_limit_per_minute": "RATE_LIMIT_PER_MINUTE",
+    "rate_limit_block_after": "RATE_LIMIT_BLOCK_AFTER",
+    "rate_limit_block_seconds": "RATE_LIMIT_BLOCK_SECONDS",
+    "public_rate_limit_per_minute": "PUBLIC_RATE_LIMIT_PER_MINUTE",
+    "default_expires_in": "DEFAULT_EXPIRES_IN",
+    "min_expires_in": "MIN_EXPIRES_IN",
+    "max_expires_in": "MAX_EXPIRES_IN",
+    "late_payment_grace_seconds": "LATE_PAYMENT_GRACE_SECONDS",
+    "max_body_bytes": "MAX_BODY_BYTES",
+}
+
+
+@cache
+def settings() -> Settings:
+    raw = {field: os.environ[var] for field, var in _ENV.items() if os.environ.get(var, "") != ""}
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_ENV[str(e['loc'][0])]}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid configuration: {problems}") from exc
+
+
+@cache
+def networks() -> dict[str, Network]:
+    s = settings()
+    try:
+        return load_networks(s.enabled_networks, s.networks_config)
+    except NetworkConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def reset() -> None:
+    """Forget cached configuration (tests and the local stack change the environment)."""
+    settings.cache_clear()
+    networks.cache_clear()

@@ -1,0 +1,77 @@
+"""Where a deposit address is chosen for a new order. Non-custodial: the gateway only ever
+holds public keys.
+
+- xpub mode: the next index of the merchant's account-level xpub. The index counter is bumped
+  inside the order's own create transaction (condition: it still has the value read), so a
+  failed or duplicate create never burns an index and wallets never hit a gap.
+- fixed mode: the merchant's one address; the amount gets a tag (k * step added) so deposits
+  can be told apart. The (network, address, amount) reservation is part of the transaction and
+  is held until the order's watch window (expiry + late-payment grace) ends, so no two live
+  orders can ever share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from usdt_gateway import hdwallet, store
+from usdt_gateway.errors import Conflict
+from usdt_gateway.money import parse_amount, to_base_units
+from usdt_gateway.networks import Network
+
+
+@dataclass(frozen=True)
+class Candidate:
+    address: str
+    units: int  # the exact amount the customer must send
+    parts: list[dict[str, Any]]  # transaction parts that claim this address/amount
+    index: int | None = None
+
+
+def address_config(merchant_id: str, network: Network) -> dict[str, Any]:
+    cfg = store.get(*store.address_config_key(merchant_id, network.family))
+    if cfg is None:
+        raise Conflict(f"no receiving address is configured for {network.family} networks; "
+                       "the operator sets one with `python -m usdt_gateway.admin set-xpub` or `set-address`",
+                       code="ADDRESS_NOT_CONFIGURED")
+    return cfg
+
+
+def candidates(cfg: dict[str, Any], network: Network, units: int, *, order_pk: str, watch_until: int,
+               now: int) -> Iterator[Candidate]:
+    """Address/amount choices in order of preference; each carries the writes that claim it."""
+    if cfg["mode"] == "xpub":
+        yield _xpub_candidate(cfg, network, units, order_pk, watch_until)
+        return
+    step = to_base_units(parse_amount(cfg["tagStep"]), network.decimals)
+    for k in range(int(cfg["maxTags"])):
+        tagged = units + k * step
+        pk, sk = store.reservation_key(network.name, cfg["address"], tagged)
+        claim = store.put_part(
+            {"pk": pk, "sk": sk, "orderPk": order_pk, "heldUntil": watch_until, "ttl": watch_until // 1000 + 86_400},
+            # free -> held, or lapsed (watch window over) -> held by this order.
+            condition="attribute_not_exists(pk) OR heldUntil < :now", values={":now": now},
+        )
+        yield Candidate(cfg["address"], tagged, [claim])
+
+
+def _xpub_candidate(cfg: dict[str, Any], network: Network, units: int, order_pk: str, watch_until: int) -> Candidate:
+    index = int(cfg["nextIndex"])
+    address = hdwallet.derive_address(cfg["xpub"], network.family, index)
+    pk, sk = store.address_key(network.name, address)
+    claim = store.put_part({"pk": pk, "sk": sk, "orderPk": order_pk, "index": index, "watchUntil": watch_until})
+    cfg_pk, cfg_sk = cfg["pk"], cfg["sk"]
+    bump = store.update_part(
+        cfg_pk, cfg_sk, expression="SET nextIndex = :next",
+        # index n handed out -> n + 1, only if nobody took n meanwhile and the xpub is unchanged.
+        condition="nextIndex = :n AND xpub = :xpub",
+        values={":n": index, ":next": index + 1, ":xpub": cfg["xpub"]},
+    )
+    return Candidate(address, units, [claim, bump], index)
+
+
+def exhausted(network: Network) -> Conflict:
+    return Conflict(f"every tagged amount near this one is held by a live order on {network.name}; "
+                    "retry later, or use xpub mode for unlimited concurrent orders", code="AMOUNT_TAGS_EXHAUSTED")

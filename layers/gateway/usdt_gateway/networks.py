@@ -1,0 +1,177 @@
+"""The registry of networks the gateway can watch.
+
+Built-in entries carry the facts of each chain (chain id, USDT contract, decimals, finality
+policy); sources in docs/networks.md. Operators enable a subset (ENABLED_NETWORKS) and
+override or add EVM chains through NETWORKS_CONFIG (JSON), without code changes.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from usdt_gateway.address_codec import normalize_evm_address, normalize_tron_address
+
+Family = Literal["evm", "tron"]
+
+
+class Finality(BaseModel):
+    """`finalized`: the chain's finalized tag (or Tron's solidified block); else N confirmations."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    mode: Literal["finalized", "confirmations", "solidified"]
+    confirmations: int = Field(0, ge=0, le=10_000)
+
+
+class Network(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,30}$")
+    family: Family
+    chain_id: int = Field(alias="chainId", gt=0)
+    display_name: str = Field(alias="displayName")
+    token_contract: str = Field(alias="tokenContract")
+    decimals: int = Field(ge=0, le=36)
+    finality: Finality
+    block_time_ms: int = Field(alias="blockTimeMs", gt=0)
+    min_amount: Decimal = Field(alias="minAmount", default=Decimal("0.01"), gt=0)
+    max_amount: Decimal = Field(alias="maxAmount", default=Decimal("1000000"), gt=0)
+    testnet: bool = False
+
+    @field_validator("token_contract")
+    @classmethod
+    def _contract(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("family") == "tron":
+            return normalize_tron_address(value)
+        return normalize_evm_address(value)
+
+
+def _fin(mode: str, confirmations: int = 0) -> dict[str, object]:
+    return {"mode": mode, "confirmations": confirmations}
+
+
+# Contracts, decimals and finality: see docs/networks.md for sources.
+BUILTIN: dict[str, dict[str, object]] = {
+    "tron": {
+        "family": "tron",
+        "chainId": 728126428,
+        "displayName": "Tron (TRC-20)",
+        "tokenContract": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
+        "decimals": 6,
+        "finality": _fin("solidified"),
+        "blockTimeMs": 3000,
+    },
+    "eth": {
+        "family": "evm",
+        "chainId": 1,
+        "displayName": "Ethereum (ERC-20)",
+        "tokenContract": "0xdAC17F958D2ee523a2206206994597C13D831ec7",
+        "decimals": 6,
+        "finality": _fin("finalized"),
+        "blockTimeMs": 12000,
+    },
+    "bsc": {
+        "family": "evm",
+        "chainId": 56,
+        "displayName": "BNB Smart Chain (BEP-20)",
+        "tokenContract": "0x55d398326f99059fF775485246999027B3197955",
+        "decimals": 18,
+        "finality": _fin("finalized"),
+        "blockTimeMs": 450,
+    },
+    "polygon": {
+        "family": "evm",
+        "chainId": 137,
+        "displayName": "Polygon PoS",
+        "tokenContract": "0xc2132D05D31c914a87C6611C10748AEb04B58e8F",
+        "decimals": 6,
+        "finality": _fin("finalized"),
+        "blockTimeMs": 2000,
+    },
+    "arbitrum": {
+        "family": "evm",
+        "chainId": 42161,
+        "displayName": "Arbitrum One",
+        "tokenContract": "0xFd086bC7CD5C481DCC9C85ebE478A1C0b69FCbb9",
+        "decimals": 6,
+        "finality": _fin("finalized"),
+        "blockTimeMs": 250,
+    },
+    "nile": {
+        "family": "tron",
+        "chainId": 3448148188,
+        "displayName": "Tron Nile testnet",
+        "tokenContract": "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf",
+        "decimals": 6,
+        "finality": _fin("solidified"),
+        "blockTimeMs": 3000,
+        "testnet": True,
+    },
+    "sepolia": {
+        "family": "evm",
+        "chainId": 11155111,
+        "displayName": "Ethereum Sepolia testnet",
+        "tokenContract": "0xaA8E23Fb1079EA71e0a56F48a2aA51851D8433D0",
+        "decimals": 6,
+        "finality": _fin("finalized"),
+        "blockTimeMs": 12000,
+        "testnet": True,
+    },
+    "bsc-testnet": {
+        "family": "evm",
+        "chainId": 97,
+        "displayName": "BNB Smart Chain testnet",
+        "tokenContract": "0x337610d27c682E347C9cD60BD4b3b107C9d34dDd",
+        "decimals": 18,
+        "finality": _fin("finalized"),
+        "blockTimeMs": 450,
+        "testnet": True,
+    },
+    # The dev chain (anvil). Its token is deployed at start-up, so the contract comes from
+    # NETWORKS_CONFIG; the placeholder is anvil's first deployment address from its first account.
+    "local": {
+        "family": "evm",
+        "chainId": 31337,
+        "displayName": "Local dev chain",
+        "tokenContract": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        "decimals": 6,
+        "finality": _fin("confirmations", 2),
+        "blockTimeMs": 1000,
+        "testnet": True,
+    },
+}
+
+
+class NetworkConfigError(ValueError):
+    pass
+
+
+def load_networks(enabled: str, overrides_json: str = "") -> dict[str, Network]:
+    """Build the enabled networks; raise NetworkConfigError with a readable reason at cold start."""
+    try:
+        overrides = json.loads(overrides_json) if overrides_json.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise NetworkConfigError(f"NETWORKS_CONFIG is not valid JSON: {exc}") from exc
+    if not isinstance(overrides, dict):
+        raise NetworkConfigError("NETWORKS_CONFIG must be a JSON object keyed by network name")
+    names = [n.strip() for n in enabled.split(",") if n.strip()]
+    if not names:
+        raise NetworkConfigError("ENABLED_NETWORKS is empty: name at least one network, e.g. 'tron,eth,bsc'")
+    networks: dict[str, Network] = {}
+    for name in names:
+        base = dict(BUILTIN.get(name, {}))
+        extra = overrides.get(name, {})
+        if not base and not extra:
+            known = ", ".join(sorted(BUILTIN))
+            raise NetworkConfigError(f"unknown network '{name}': built-ins are {known}; add others in NETWORKS_CONFIG")
+        try:
+            networks[name] = Network.model_validate({**base, **extra, "name": name})
+        except ValidationError as exc:
+            raise NetworkConfigError(f"network '{name}' is misconfigured: {exc}") from exc
+    chain_ids = [n.chain_id for n in networks.values()]
+    if len(set(chain_ids)) != len(chain_ids):
+        raise NetworkConfigError("two enabled networks share a chain id")
+    return networks

@@ -1,0 +1,241 @@
+"""Where an order is created, read, listed and cancelled."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+from usdt_gateway import deposit_addresses, store
+from usdt_gateway.config import networks, settings
+from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
+from usdt_gateway.money import format_units, parse_amount, to_base_units
+from usdt_gateway.networks import Network
+from usdt_gateway.payment_uri import payment_uri
+from usdt_gateway.qr import qr_png_data_uri
+from usdt_gateway.schemas import (
+    CreateOrderRequest,
+    DepositView,
+    OrderListView,
+    OrderStatus,
+    OrderView,
+    PublicOrderView,
+)
+
+MAX_CREATE_ATTEMPTS = 25
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def resolve_network(name: str | None, chain_id: int | None) -> Network:
+    enabled = networks()
+    if name is None and chain_id is None:
+        raise InvalidRequest("give `network` (e.g. \"tron\") or `chainId`", code="NETWORK_REQUIRED")
+    if name is not None:
+        network = enabled.get(name)
+        if network is None:
+            raise InvalidRequest(f"network '{name}' is not enabled; enabled: {', '.join(enabled)}",
+                                 code="UNSUPPORTED_NETWORK")
+        if chain_id is not None and chain_id != network.chain_id:
+            raise InvalidRequest(f"chainId {chain_id} does not match network '{name}' ({network.chain_id})",
+                                 code="NETWORK_MISMATCH")
+        return network
+    match = next((n for n in enabled.values() if n.chain_id == chain_id), None)
+    if match is None:
+        raise InvalidRequest(f"no enabled network has chainId {chain_id}", code="UNSUPPORTED_NETWORK")
+    return match
+
+
+def _amount_units(text: str, network: Network) -> int:
+    try:
+        value = parse_amount(text)
+        units = to_base_units(value, network.decimals)
+    except ValueError as exc:
+        raise InvalidRequest(f"amount {exc}", code="INVALID_AMOUNT") from exc
+    if not network.min_amount <= value <= network.max_amount:
+        raise InvalidRequest(f"amount must be between {network.min_amount} and {network.max_amount} USDT "
+                             f"on {network.name}", code="AMOUNT_OUT_OF_RANGE")
+    return units
+
+
+def check_url(url: str | None, field: str) -> None:
+    if url is None:
+        return
+    parts = urlsplit(url)
+    allowed = {"https", "http"} if settings().local_mode else {"https"}
+    if parts.scheme not in allowed or not parts.hostname:
+        raise InvalidRequest(f"{field} must be an absolute https:// URL", code="INVALID_URL")
+    if parts.username or parts.password:
+        raise InvalidRequest(f"{field} must not contain credentials", code="INVALID_URL")
+
+
+def _expires_in(value: int | None) -> int:
+    s = settings()
+    if value is None:
+        return s.default_expires_in
+    if not s.min_expires_in <= value <= s.max_expires_in:
+        raise InvalidRequest(f"expiresIn must be between {s.min_expires_in} and {s.max_expires_in} seconds",
+                             code="INVALID_EXPIRES_IN")
+    return value
+
+
+def _fingerprint(req: CreateOrderRequest, network: Network, units: int) -> str:
+    """What makes two creates with the same orderId 'identical'."""
+    canonical = {"network": network.name, "units": units, "notifyUrl": req.notify_url, "returnUrl": req.return_url,
+                 "expiresIn": req.expires_in, "metadata": req.metadata}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+def create_order(merchant_id: str, req: CreateOrderRequest) -> tuple[OrderView, bool]:
+    """Create the order, or return the existing one for an identical repeat (created=False)."""
+    network = resolve_network(req.network, req.chain_id)
+    units = _amount_units(req.amount, network)
+    check_url(req.notify_url, "notifyUrl")
+    check_url(req.return_url, "returnUrl")
+    expires_in = _expires_in(req.expires_in)
+    fingerprint = _fingerprint(req, network, units)
+    pk, sk = store.order_key(merchant_id, req.order_id)
+    if (existing := store.get(pk, sk)) is not None:
+        return _replay(existing, fingerprint), False
+
+    for _ in range(MAX_CREATE_ATTEMPTS):
+        now = _now_ms()
+        expires_at = now + expires_in * 1000
+        watch_until = expires_at + settings().late_payment_grace_seconds * 1000
+        cfg = deposit_addresses.address_config(merchant_id, network)
+        for cand in deposit_addresses.candidates(cfg, network, units, order_pk=pk, watch_until=watch_until, now=now):
+            order = _order_item(merchant_id, req, network, cand, units, fingerprint, now, expires_at, watch_until)
+            pub_pk, pub_sk = store.public_key(order["publicId"])
+            parts = [store.put_part(order), store.put_part({"pk": pub_pk, "sk": pub_sk, "orderPk": pk}), *cand.parts]
+            try:
+                store.transact(parts)
+            except store.TransactionConflict as conflict:
+                if conflict.reasons[0] == "ConditionalCheckFailed":  # a concurrent identical create won
+                    return _replay(conflict.items[0] or store.get(pk, sk) or {}, fingerprint), False
+                if cfg["mode"] == "xpub" or "TransactionConflict" in conflict.reasons:
+                    break  # the index moved on, or a write raced ours: read the config again
+                continue  # this tagged amount is held: try the next tag
+            return to_view(order), True
+        else:
+            if cfg["mode"] == "fixed":
+                raise deposit_addresses.exhausted(network)
+    raise Conflict("the order could not be created under heavy contention; retry the same request",
+                   code="CREATE_CONTENTION")
+
+
+def _replay(existing: dict[str, Any], fingerprint: str) -> OrderView:
+    if existing.get("fingerprint") != fingerprint:
+        raise Conflict(f"orderId '{existing.get('orderId')}' already exists with different parameters; "
+                       "use a new orderId or repeat the original request exactly", code="ORDER_ID_CONFLICT")
+    return to_view(existing)
+
+
+def _order_item(merchant_id: str, req: CreateOrderRequest, network: Network, cand: deposit_addresses.Candidate,
+                requested_units: int, fingerprint: str, now: int, expires_at: int, watch_until: int) -> dict[str, Any]:
+    pk, sk = store.order_key(merchant_id, req.order_id)
+    uri = payment_uri(family=network.family, token_contract=network.token_contract, chain_id=network.chain_id,
+                      recipient=cand.address, amount_base_units=cand.units)
+    return {
+        "pk": pk, "sk": sk, "merchantId": merchant_id, "orderId": req.order_id,
+        "publicId": secrets.token_urlsafe(16), "network": network.name, "chainId": network.chain_id,
+        "tokenContract": network.token_contract, "decimals": network.decimals,
+        "amountUnits": cand.units, "requestedUnits": requested_units, "paidUnits": 0,
+        "address": cand.address, "addressIndex": cand.index,
+        "paymentUri": uri,
+        # Rendered once here (about 10 ms) rather than on every read of the order.
+        "qrCodeData": qr_png_data_uri(uri),
+        "status": OrderStatus.PENDING.value, "expiresAt": expires_at, "watchUntil": watch_until,
+        "createdAt": now, "notifyUrl": req.notify_url, "returnUrl": req.return_url, "metadata": req.metadata,
+        "fingerprint": fingerprint, "version": 0,
+        "gsi1pk": store.orders_index_pk(merchant_id), "gsi1sk": f"{now:013d}#{req.order_id}",
+    }
+
+
+def _payment_url(public_id: str) -> str:
+    return f"{settings().public_base_url.rstrip('/')}/pay/{public_id}"
+
+
+def to_view(item: dict[str, Any]) -> OrderView:
+    decimals = int(item["decimals"])
+    deposits = [DepositView.model_validate(d) for d in item.get("deposits") or []]
+    return OrderView(
+        order_id=item["orderId"], public_id=item["publicId"], network=item["network"], chain_id=int(item["chainId"]),
+        token_contract=item["tokenContract"], amount=format_units(int(item["amountUnits"]), decimals),
+        requested_amount=format_units(int(item["requestedUnits"]), decimals), address=item["address"],
+        payment_url=_payment_url(item["publicId"]), payment_uri=item["paymentUri"],
+        qr_code_data=item["qrCodeData"], status=OrderStatus(item["status"]),
+        exception=item.get("exception"), paid_amount=format_units(int(item.get("paidUnits") or 0), decimals),
+        txid=item.get("txid"), confirmed_at=_int_or_none(item.get("confirmedAt")), expires_at=int(item["expiresAt"]),
+        created_at=int(item["createdAt"]), notify_url=item.get("notifyUrl"), return_url=item.get("returnUrl"),
+        metadata=_plain(item.get("metadata")), deposits=deposits,
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _plain(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    # DynamoDB hands numbers back as Decimal; metadata numbers were integers going in.
+    if metadata is None:
+        return None
+    return {k: int(v) if isinstance(v, Decimal) else v for k, v in metadata.items()}
+
+
+def get_order(merchant_id: str, order_id: str) -> OrderView:
+    item = store.get(*store.order_key(merchant_id, order_id))
+    if item is None:
+        raise NotFound(f"no order with orderId '{order_id}'", code="ORDER_NOT_FOUND")
+    return to_view(item)
+
+
+def list_orders(merchant_id: str, *, status: OrderStatus | None, created_from: int | None, created_to: int | None,
+                limit: int, cursor: str | None) -> OrderListView:
+    sk_from = f"{created_from or 0:013d}"
+    sk_to = f"{created_to if created_to is not None else 9_999_999_999_999:013d}~"
+    filters = {"status": status.value} if status else None
+    items, next_cursor = store.query_index(store.orders_index_pk(merchant_id), sk_from=sk_from, sk_to=sk_to,
+                                           limit=limit, cursor=cursor, filters=filters)
+    return OrderListView(orders=[to_view(i) for i in items], next_cursor=next_cursor)
+
+
+def cancel_order(merchant_id: str, order_id: str) -> OrderView:
+    pk, sk = store.order_key(merchant_id, order_id)
+    # pending -> cancelled, only while nothing at all has been received (seen or final).
+    updated = store.update(
+        pk, sk, set_values={"status": OrderStatus.CANCELLED.value, "cancelledAt": _now_ms()},
+        condition="#st = :pending AND paidUnits = :zero AND attribute_not_exists(deposits)",
+        names={"#st": "status"}, values={":pending": OrderStatus.PENDING.value, ":zero": 0},
+    )
+    if updated is not None:
+        return to_view(updated)
+    current = store.get(pk, sk)
+    if current is None:
+        raise NotFound(f"no order with orderId '{order_id}'", code="ORDER_NOT_FOUND")
+    if current["status"] == OrderStatus.CANCELLED.value:
+        return to_view(current)  # cancelling twice is harmless
+    raise Conflict(f"order '{order_id}' is {current['status']} and can no longer be cancelled; only an order "
+                   "that has received nothing can be", code="ORDER_NOT_CANCELLABLE")
+
+
+def get_public_order(public_id: str) -> PublicOrderView:
+    pointer = store.get(*store.public_key(public_id), consistent=False) if len(public_id) <= 64 else None
+    item = store.get(pointer["orderPk"], "ORDER", consistent=False) if pointer else None
+    if item is None:
+        raise NotFound("no such payment; check the link", code="ORDER_NOT_FOUND")
+    network = networks().get(item["network"])
+    decimals = int(item["decimals"])
+    return PublicOrderView(
+        public_id=public_id, network=item["network"], network_name=network.display_name if network else item["network"],
+        chain_id=int(item["chainId"]), token_contract=item["tokenContract"], decimals=decimals,
+        amount=format_units(int(item["amountUnits"]), decimals),
+        paid_amount=format_units(int(item.get("paidUnits") or 0), decimals), address=item["address"],
+        payment_uri=item["paymentUri"], status=OrderStatus(item["status"]), expires_at=int(item["expiresAt"]),
+        return_url=item.get("returnUrl"),
+    )

@@ -1,0 +1,289 @@
+"""Every DynamoDB call of the gateway. Item types and access patterns: see the comment above
+`Table` in template.yaml. Each conditional write names the state transition it guards."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from usdt_gateway.config import settings
+from usdt_gateway.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+Item = dict[str, Any]
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+
+
+@cache
+def client() -> DynamoDBClient:
+    # Short timeouts and the SDK's standard retry mode: an API call must fail fast, not hang.
+    cfg = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+    return boto3.client("dynamodb", config=cfg)
+
+
+def _table() -> str:
+    return settings().table_name
+
+
+def _dump(item: Item) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in item.items() if v is not None}
+
+
+def _load(raw: dict[str, Any] | None) -> Item | None:
+    return {k: _de.deserialize(v) for k, v in raw.items()} if raw else None
+
+
+def _key(pk: str, sk: str) -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def _values(values: Item) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in values.items()}
+
+
+def _failed_condition(exc: ClientError) -> bool:
+    return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+# --- keys of each item type ---------------------------------------------------------------
+
+def merchant_key(merchant_id: str) -> tuple[str, str]:
+    return f"MERCHANT#{merchant_id}", "PROFILE"
+
+
+def address_config_key(merchant_id: str, family: str) -> tuple[str, str]:
+    return f"MERCHANT#{merchant_id}", f"ADDRCFG#{family}"
+
+
+def api_key_key(api_key: str) -> tuple[str, str]:
+    return f"APIKEY#{api_key}", "KEY"
+
+
+def order_key(merchant_id: str, order_id: str) -> tuple[str, str]:
+    return f"ORDER#{merchant_id}#{order_id}", "ORDER"
+
+
+def public_key(public_id: str) -> tuple[str, str]:
+    return f"PUBLIC#{public_id}", "PUBLIC"
+
+
+def address_key(network: str, address: str) -> tuple[str, str]:
+    return f"ADDR#{network}#{address}", "ADDR"
+
+
+def reservation_key(network: str, address: str, units: int) -> tuple[str, str]:
+    return f"RESV#{network}#{address}#{units}", "RESV"
+
+
+def orders_index_pk(merchant_id: str) -> str:
+    return f"MERCHANT#{merchant_id}#ORDERS"
+
+
+def keys_index_pk(merchant_id: str) -> str:
+    return f"MERCHANT#{merchant_id}#KEYS"
+
+
+# --- plain reads and writes --------------------------------------------------------------
+
+def get(pk: str, sk: str, *, consistent: bool = True) -> Item | None:
+    resp = client().get_item(TableName=_table(), Key=_key(pk, sk), ConsistentRead=consistent)
+    return _load(resp.get("Item"))
+
+
+def put_new(item: Item) -> bool:
+    """Create an item that must not exist yet (none -> created). False if it already exists."""
+    try:
+        client().put_item(TableName=_table(), Item=_dump(item), ConditionExpression="attribute_not_exists(pk)")
+    except ClientError as exc:
+        if _failed_condition(exc):
+            return False
+        raise
+    return True
+
+
+def put(item: Item) -> None:
+    """Unconditional write, for configuration that an operator replaces as a whole."""
+    client().put_item(TableName=_table(), Item=_dump(item))
+
+
+def update(pk: str, sk: str, *, set_values: Item, condition: str | None = None,
+           names: dict[str, str] | None = None, values: Item | None = None) -> Item | None:
+    """SET the given attributes under an optional condition; None when the condition fails."""
+    sets = ", ".join(f"#s{i} = :s{i}" for i in range(len(set_values)))
+    all_names = {f"#s{i}": k for i, k in enumerate(set_values)} | (names or {})
+    all_values = {f":s{i}": v for i, v in enumerate(set_values.values())} | (values or {})
+    kwargs: dict[str, Any] = {
+        "TableName": _table(), "Key": _key(pk, sk), "UpdateExpression": f"SET {sets}",
+        "ExpressionAttributeNames": all_names, "ExpressionAttributeValues": _values(all_values),
+        "ReturnValues": "ALL_NEW",
+    }
+    if condition:
+        kwargs["ConditionExpression"] = condition
+    try:
+        resp = client().update_item(**kwargs)
+    except ClientError as exc:
+        if _failed_condition(exc):
+            return None
+        raise
+    return _load(resp.get("Attributes"))
+
+
+# --- rate-limit meters ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Meter:
+    count: int
+    blocked_until: int
+    item: Item
+
+
+def meter(pk: str, sk: str, window: int, *, require_active: bool, ttl: int | None = None) -> Meter | None:
+    """Count one request in `window` on the item's counter; returns None when the item is
+    missing or (with require_active) no longer active. One round trip in the common case."""
+    active = " AND #st = :active" if require_active else ""
+    exists = "attribute_exists(pk)" if require_active else "attribute_not_exists(pk) OR attribute_exists(pk)"
+    names = {"#w": "rlWindow", "#c": "rlCount"} | ({"#st": "status"} if require_active else {})
+    base_values: Item = {":w": window, ":one": 1} | ({":active": "active"} if require_active else {})
+    ttl_set = ", #ttl = :ttl" if ttl is not None else ""
+    if ttl is not None:
+        names["#ttl"] = "ttl"
+        base_values[":ttl"] = ttl
+    attempts = [
+        # Same window: count this request (window w -> count + 1).
+        (f"SET #c = #c + :one{ttl_set}", f"#w = :w{active}"),
+        # New window: start counting again (window < w -> window w, count 1).
+        (f"SET #w = :w, #c = :one{ttl_set}", f"({exists}) AND (attribute_not_exists(#w) OR #w < :w){active}"),
+    ]
+    for _ in range(2):  # a concurrent reset of the window can make both fail once
+        for expression, condition in attempts:
+            try:
+                resp = client().update_item(
+                    TableName=_table(), Key=_key(pk, sk), UpdateExpression=expression,
+                    ConditionExpression=condition, ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=_values(base_values), ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except ClientError as exc:
+                if not _failed_condition(exc):
+                    raise
+                old = _load(exc.response.get("Item"))  # type: ignore[arg-type]
+                if require_active and (old is None or old.get("status") != "active"):
+                    return None
+                continue
+            item = _load(resp["Attributes"]) or {}
+            return Meter(int(item.get("rlCount", 0)), int(item.get("blockedUntil", 0)), item)
+    raise RuntimeError("rate-limit meter did not settle")
+
+
+def block(pk: str, sk: str, until_ms: int) -> None:
+    """Shut out a key or IP until `until_ms` (limited -> blocked)."""
+    client().update_item(
+        TableName=_table(), Key=_key(pk, sk), UpdateExpression="SET blockedUntil = :u",
+        ExpressionAttributeValues={":u": {"N": str(until_ms)}},
+    )
+
+
+# --- transactions -----------------------------------------------------------------------
+
+class TransactionConflict(Exception):
+    """A conditional part of a transaction failed; `reasons[i]` is that part's reason code."""
+
+    def __init__(self, reasons: list[str], items: list[Item | None]) -> None:
+        super().__init__(",".join(reasons))
+        self.reasons = reasons
+        self.items = items
+
+
+def put_part(item: Item, *, condition: str = "attribute_not_exists(pk)", values: Item | None = None) -> dict[str, Any]:
+    """A conditional Put inside a transaction (by default: the key must be free)."""
+    put: dict[str, Any] = {"TableName": _table(), "Item": _dump(item), "ConditionExpression": condition,
+                           "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+    if values:
+        put["ExpressionAttributeValues"] = _values(values)
+    return {"Put": put}
+
+
+def update_part(pk: str, sk: str, *, expression: str, condition: str, values: Item,
+                names: dict[str, str] | None = None) -> dict[str, Any]:
+    """A conditional Update inside a transaction."""
+    upd: dict[str, Any] = {"TableName": _table(), "Key": _key(pk, sk), "UpdateExpression": expression,
+                           "ConditionExpression": condition, "ExpressionAttributeValues": _values(values),
+                           "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+    if names:
+        upd["ExpressionAttributeNames"] = names
+    return {"Update": upd}
+
+
+def transact(parts: list[dict[str, Any]]) -> None:
+    """All-or-nothing conditional writes; TransactionConflict says which part failed and why."""
+    try:
+        client().transact_write_items(TransactItems=parts)  # type: ignore[arg-type]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "TransactionCanceledException":
+            raise
+        reasons = exc.response.get("CancellationReasons", [])
+        codes = [r.get("Code", "None") for r in reasons]
+        if not {"ConditionalCheckFailed", "TransactionConflict"} & set(codes):
+            raise
+        raise TransactionConflict(codes, [_load(r.get("Item")) for r in reasons]) from exc  # type: ignore[arg-type]
+
+
+# --- queries ----------------------------------------------------------------------------
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, index_pk: str) -> dict[str, Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(key, dict) or key.get("gsi1pk", {}).get("S") != index_pk:
+            raise ValueError("cursor of another listing")
+    except ValueError as exc:
+        raise InvalidRequest("cursor is not valid: pass the nextCursor of the previous page unchanged",
+                             code="INVALID_CURSOR") from exc
+    return key
+
+
+def query_index(index_pk: str, *, sk_from: str, sk_to: str, limit: int, cursor: str | None = None,
+                filters: dict[str, Any] | None = None, newest_first: bool = True) -> tuple[list[Item], str | None]:
+    """One page of gsi1 between two sort keys, optionally filtered by attribute equality."""
+    names = {"#pk": "gsi1pk", "#sk": "gsi1sk"}
+    values: Item = {":pk": index_pk, ":from": sk_from, ":to": sk_to}
+    kwargs: dict[str, Any] = {
+        "TableName": _table(), "IndexName": "gsi1", "ScanIndexForward": not newest_first,
+        "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :from AND :to",
+    }
+    if filters:
+        parts = []
+        for i, (attr, value) in enumerate(filters.items()):
+            names[f"#f{i}"] = attr
+            values[f":f{i}"] = value
+            parts.append(f"#f{i} = :f{i}")
+        kwargs["FilterExpression"] = " AND ".join(parts)
+    kwargs["ExpressionAttributeNames"] = names
+    kwargs["ExpressionAttributeValues"] = _values(values)
+    if cursor:
+        kwargs["ExclusiveStartKey"] = _decode_cursor(cursor, index_pk)
+    items: list[Item] = []
+    # A filter can leave a page short: keep reading until the page is full or the range ends.
+    while True:
+        kwargs["Limit"] = limit - len(items)
+        resp = client().query(**kwargs)
+        items.extend(i for i in (_load(raw) for raw in resp.get("Items", [])) if i)
+        last = resp.get("LastEvaluatedKey")
+        if not last or len(items) >= limit:
+            return items, _encode_cursor(last) if last else None
+        kwargs["ExclusiveStartKey"] = last
