@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+
+# The URL this API is served under (https://<domain>/<stage>), for links when no
+# PUBLIC_BASE_URL is configured. Set per request by the API layer.
+request_base_url: ContextVar[str] = ContextVar("request_base_url", default="")
 
 
 @dataclass(frozen=True)

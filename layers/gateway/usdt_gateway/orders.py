@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from usdt_gateway import deposit_addresses, store
 from usdt_gateway.config import networks, settings
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
+from usdt_gateway.http import request_base_url
 from usdt_gateway.money import format_units, parse_amount, to_base_units
 from usdt_gateway.networks import Network
 from usdt_gateway.payment_uri import payment_uri
@@ -158,7 +159,8 @@ def _order_item(merchant_id: str, req: CreateOrderRequest, network: Network, can
 
 
 def _payment_url(public_id: str) -> str:
-    return f"{settings().public_base_url.rstrip('/')}/pay/{public_id}"
+    base = settings().public_base_url or request_base_url.get()
+    return f"{base.rstrip('/')}/pay/{public_id}"
 
 
 def to_view(item: dict[str, Any]) -> OrderView:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from usdt_gateway import auth, ratelimit
 from usdt_gateway.config import settings
 from usdt_gateway.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
-from usdt_gateway.http import Request
+from usdt_gateway.http import Request, request_base_url
 from usdt_gateway.observability import logger
 
 app = APIGatewayRestResolver(cors=CORSConfig(allow_origin="*", max_age=600))
@@ -62,6 +62,9 @@ def current_request() -> Request:
     query = [(k, v) for k, values in multi.items() for v in values] or list(
         (ev.query_string_parameters or {}).items())
     headers = {k.lower(): v for k, v in (ev.headers or {}).items()}
+    ctx = ev.request_context
+    if ctx.domain_name:
+        request_base_url.set(f"https://{ctx.domain_name}/{ctx.stage}")
     return Request(method=ev.http_method.upper(), path=ev.path, headers=headers, query=query, body=body,
                    source_ip=ev.request_context.identity.source_ip or "")
 

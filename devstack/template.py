@@ -1,0 +1,171 @@
+"""template.yaml as the single source of truth for local and test infrastructure.
+
+The local stack and the tests read the table schema, the API routes and the function
+environment from the template instead of repeating them, so they cannot drift from what
+`sam deploy` creates.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the dev environment
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+TABLE_RESOURCE = "Table"
+
+Template = dict[str, Any]
+
+# Short tags whose long form is not "Fn::<Name>".
+_UNPREFIXED = {"Ref", "Condition"}
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """SafeLoader that turns CloudFormation short tags (!Ref, !Sub, ...) into their long forms."""
+
+
+def _intrinsic(loader: _CfnLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = tag_suffix
+    key = name if name in _UNPREFIXED else f"Fn::{name}"
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if name == "GetAtt":
+            # !GetAtt Resource.Attribute -> ["Resource", "Attribute"]; the attribute may itself
+            # contain dots (Outputs.Name of a nested stack), so split once.
+            value = str(value).split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    elif isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
+    else:  # pragma: no cover - yaml has only the three node kinds
+        raise yaml.constructor.ConstructorError(None, None, f"unexpected node for !{name}", node.start_mark)
+    return {key: value}
+
+
+_CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> Template:
+    """Parse a CloudFormation/SAM template; short-form intrinsics come back in long form."""
+    with path.open(encoding="utf-8") as fh:
+        data = yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass, only adds tag constructors
+    if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
+        raise ValueError(f"{path}: not a CloudFormation template (no Resources)")
+    return data
+
+
+# --- DynamoDB -----------------------------------------------------------------------------
+
+# The table properties create_table understands; the rest (PITR, SSE, deletion policies) is
+# deployment configuration with no effect on how the table behaves for the code.
+_TABLE_PROPERTIES = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
+
+
+def _literal(value: Any, where: str) -> Any:
+    """Reject unresolved intrinsics: the local table must be fully described by plain values."""
+    if isinstance(value, dict):
+        if len(value) == 1 and (next(iter(value)) in _UNPREFIXED or next(iter(value)).startswith("Fn::")):
+            raise ValueError(f"{where}: intrinsic function {value!r} cannot be used for a local table")
+        return {k: _literal(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def create_table(dynamodb_client: DynamoDBClient, table_name: str, template: Template | None = None) -> None:
+    """Create the template's `Table` under `table_name` and apply its TTL setting."""
+    tpl = template if template is not None else load_template()
+    props = tpl["Resources"][TABLE_RESOURCE]["Properties"]
+    kwargs: dict[str, Any] = {
+        name: _literal(copy.deepcopy(props[name]), f"{TABLE_RESOURCE}.{name}")
+        for name in _TABLE_PROPERTIES
+        if name in props
+    }
+    if kwargs.get("BillingMode", "PROVISIONED") == "PROVISIONED":
+        raise ValueError(f"{TABLE_RESOURCE}: only BillingMode PAY_PER_REQUEST is supported locally")
+    dynamodb_client.create_table(TableName=table_name, **kwargs)
+    dynamodb_client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl and ttl.get("Enabled", False):
+        dynamodb_client.update_time_to_live(
+            TableName=table_name,
+            TimeToLiveSpecification={"AttributeName": str(ttl["AttributeName"]), "Enabled": True},
+        )
+
+
+# --- functions and routes -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    function: str  # logical id of the AWS::Serverless::Function
+    handler: str  # "module.function", relative to code_uri
+    code_uri: str
+    method: str  # upper case, e.g. "GET"
+    path: str  # API Gateway resource path, e.g. "/v1/payment/order/{orderId}"
+
+
+def _functions(template: Template) -> dict[str, dict[str, Any]]:
+    return {
+        logical_id: resource
+        for logical_id, resource in template["Resources"].items()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    }
+
+
+def _function_property(template: Template, resource: dict[str, Any], name: str) -> Any:
+    props = resource.get("Properties", {})
+    if name in props:
+        return props[name]
+    return template.get("Globals", {}).get("Function", {}).get(name)
+
+
+def api_routes(template: Template) -> list[Route]:
+    """Every `Type: Api` event of every serverless function, in template order."""
+    routes = []
+    for logical_id, resource in _functions(template).items():
+        handler = _function_property(template, resource, "Handler")
+        code_uri = _function_property(template, resource, "CodeUri")
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            if event.get("Type") != "Api":
+                continue
+            props = event["Properties"]
+            routes.append(
+                Route(
+                    function=logical_id,
+                    handler=str(handler),
+                    code_uri=str(code_uri),
+                    method=str(props["Method"]).upper(),
+                    path=str(props["Path"]),
+                )
+            )
+    return routes
+
+
+def _env_value(value: Any) -> str | dict[str, Any]:
+    if isinstance(value, dict):
+        return value  # an unresolved intrinsic, e.g. {"Ref": "Table"}
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def function_environment(template: Template, logical_id: str) -> dict[str, str | dict[str, Any]]:
+    """Globals environment merged with the function's own (the function wins), unresolved."""
+    resource = _functions(template).get(logical_id)
+    if resource is None:
+        raise KeyError(f"no AWS::Serverless::Function {logical_id!r} in the template")
+    merged: dict[str, Any] = {}
+    global_env = template.get("Globals", {}).get("Function", {}).get("Environment", {})
+    merged.update(global_env.get("Variables", {}))
+    merged.update(resource.get("Properties", {}).get("Environment", {}).get("Variables", {}))
+    return {name: _env_value(value) for name, value in merged.items()}

@@ -1,0 +1,106 @@
+"""A gateway wired to the session's moto server: table from template.yaml, a KMS key, and the
+API handler loaded as Lambda would load it. Each test gets its own merchant."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import boto3
+import pytest
+from bip_utils import Bip39MnemonicGenerator, Bip39SeedGenerator, Bip44, Bip44Coins
+
+from devstack.template import create_table
+from tests.integration.apiclient import ApiClient, load_handler
+
+TABLE = "usdt-gateway-test"
+
+
+def _reset_caches() -> None:
+    from usdt_gateway import auth, config, secretbox, store
+
+    config.reset()
+    store.client.cache_clear()
+    secretbox._kms.cache_clear()
+    auth._key_secret.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def gateway_env(moto_server: str) -> Iterator[dict[str, str]]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ENDPOINT_URL", moto_server)
+        create_table(boto3.client("dynamodb", endpoint_url=moto_server), TABLE)
+        key_id = boto3.client("kms", endpoint_url=moto_server).create_key()["KeyMetadata"]["KeyId"]
+        env = {
+            "TABLE_NAME": TABLE,
+            "KMS_KEY_ID": key_id,
+            "ENABLED_NETWORKS": "tron,eth,bsc,polygon",
+            "PUBLIC_BASE_URL": "https://pay.example.com",
+            "POWERTOOLS_METRICS_NAMESPACE": "UsdtGatewayTest",
+            "POWERTOOLS_TRACE_DISABLED": "1",
+            "POWERTOOLS_METRICS_DISABLED": "1",
+        }
+        for k, v in env.items():
+            mp.setenv(k, v)
+        _reset_caches()
+        yield env
+    _reset_caches()
+
+
+@pytest.fixture
+def settings_env(gateway_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Change gateway settings for one test: set variables on the yielded monkeypatch, then
+    call usdt_gateway.config.reset(). Restored afterwards."""
+    yield monkeypatch
+    monkeypatch.undo()
+    _reset_caches()
+
+
+@pytest.fixture(scope="session")
+def handler(gateway_env: dict[str, str]) -> object:
+    return load_handler()
+
+
+def account_xpub(coin: Bip44Coins) -> str:
+    """A fresh account-level xpub (m/44'/coin'/0') from a random mnemonic made at run time."""
+    seed = Bip39SeedGenerator(Bip39MnemonicGenerator().FromWordsNumber(12)).Generate()
+    return str(Bip44.FromSeed(seed, coin).Purpose().Coin().Account(0).PublicKey().ToExtended())
+
+
+@dataclass
+class Merchant:
+    merchant_id: str
+    api_key: str
+    secret: str
+    evm_xpub: str
+    tron_xpub: str
+
+
+def new_merchant(*, fixed_evm: str | None = None, rate_limit: int | None = None) -> Merchant:
+    from usdt_gateway import merchants
+
+    m = merchants.create_merchant("test shop")
+    key = merchants.create_api_key(m["merchantId"], rate_limit=rate_limit)
+    evm, tron = account_xpub(Bip44Coins.ETHEREUM), account_xpub(Bip44Coins.TRON)
+    if fixed_evm:
+        merchants.configure_fixed(m["merchantId"], "evm", fixed_evm)
+    else:
+        merchants.configure_xpub(m["merchantId"], "evm", evm)
+    merchants.configure_xpub(m["merchantId"], "tron", tron)
+    return Merchant(m["merchantId"], key["apiKey"], key["secretKey"], evm, tron)
+
+
+@pytest.fixture
+def merchant(gateway_env: dict[str, str]) -> Merchant:
+    return new_merchant()
+
+
+@pytest.fixture
+def api(handler: object, merchant: Merchant) -> ApiClient:
+    return ApiClient(handler, merchant.api_key, merchant.secret)
+
+
+def table_item_count() -> int:
+    client = boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    return sum(p["Count"] for p in client.get_paginator("scan").paginate(TableName=TABLE, Select="COUNT"))

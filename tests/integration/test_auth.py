@@ -1,0 +1,176 @@
+"""Request signing: both versions accepted, every rejection path answered with its code, and a
+rejected request writes nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.integration.apiclient import ApiClient, v1_signature, v2_signature
+from tests.integration.conftest import Merchant, table_item_count
+
+ORDER = {"network": "tron", "currency": "USDT", "amount": "5.00", "orderId": "auth-1"}
+
+
+def now_ms() -> str:
+    return str(int(time.time() * 1000))
+
+
+def test_v1_signed_create_and_get(api: ApiClient) -> None:
+    # Given a body signed with V1 over Request-Time + json.dumps(body, sort_keys=True)
+    # When the order is created and read back (GET signs Request-Time + '""')
+    created = api.request("POST", "/v1/payment/order", ORDER)
+    got = api.request("GET", "/v1/payment/order/auth-1")
+    # Then both succeed
+    assert created.status == 201
+    assert got.status == 200 and got.body["address"] == created.body["address"]
+
+
+def test_v2_signed_requests(api: ApiClient) -> None:
+    # Given V2 signatures over method, path, query and raw body
+    created = api.request("POST", "/v1/payment/order", ORDER | {"orderId": "auth-v2"}, sign="v2")
+    listed = api.request("GET", "/v1/payment/orders", sign="v2", query=[("limit", "5"), ("status", "pending")])
+    # Then both succeed
+    assert created.status == 201
+    assert listed.status == 200 and [o["orderId"] for o in listed.body["orders"]] == ["auth-v2"]
+
+
+def test_v2_binds_method_path_and_query(api: ApiClient) -> None:
+    # Given a valid V2 signature for one request
+    ts = now_ms()
+    good = api.request("GET", "/v1/payment/orders", sign="v2", query=[("limit", "5")], timestamp=ts)
+    assert good.status == 200
+    sig = v2_signature(api.secret, ts, "GET", "/v1/payment/orders", [("limit", "5")], b"")
+    headers = {"API-Key": api.api_key, "Request-Time": ts, "Signature-V2": sig}
+    # When it is replayed with another query, path or method
+    other_query = api.invoke(
+        api.event("GET", "/v1/payment/orders", body=None, headers=headers, query=[("limit", "50")])
+    )
+    other_path = api.invoke(api.event("GET", "/v1/payment/order/x", body=None, headers=headers))
+    other_method = api.invoke(api.event("POST", "/v1/payment/order/x/cancel", body=None, headers=headers))
+    # Then each is refused
+    for reply in (other_query, other_path, other_method):
+        assert reply.status == 401 and reply.body["code"] == "INVALID_SIGNATURE"
+
+
+def test_v2_tampered_body_refused(api: ApiClient) -> None:
+    # Given a V2 signature over one body
+    ts = now_ms()
+    body = json.dumps(ORDER | {"orderId": "auth-tamper"}).encode()
+    sig = v2_signature(api.secret, ts, "POST", "/v1/payment/order", [], body)
+    tampered = body.replace(b"5.00", b"0.01")
+    before = table_item_count()
+    # When a different body is sent with it
+    reply = api.invoke(
+        api.event(
+            "POST",
+            "/v1/payment/order",
+            body=tampered,
+            headers={
+                "Content-Type": "application/json",
+                "API-Key": api.api_key,
+                "Request-Time": ts,
+                "Signature-V2": sig,
+            },
+        )
+    )
+    # Then it is refused and nothing is written
+    assert reply.status == 401 and reply.body["code"] == "INVALID_SIGNATURE"
+    assert table_item_count() == before
+
+
+def test_v1_tampered_body_refused(api: ApiClient) -> None:
+    # Given a V1 signature over one body, sent with another
+    ts = now_ms()
+    sig = v1_signature(api.secret, ts, ORDER)
+    before = table_item_count()
+    reply = api.request(
+        "POST",
+        "/v1/payment/order",
+        ORDER | {"amount": "0.01"},
+        sign="none",
+        headers={"API-Key": api.api_key, "Request-Time": ts, "Signature-V1": sig},
+    )
+    # Then it is refused and nothing is written
+    assert reply.status == 401 and reply.body["code"] == "INVALID_SIGNATURE"
+    assert table_item_count() == before
+
+
+@pytest.mark.parametrize(
+    ("offset_ms", "recv_window", "code"),
+    [
+        (-6_000, None, "TIMESTAMP_EXPIRED"),  # older than the default 5 s window
+        (-20_000, "10000", "TIMESTAMP_EXPIRED"),  # older than a 10 s window
+        (2_000, None, "TIMESTAMP_IN_FUTURE"),  # more than 1 s ahead
+    ],
+)
+def test_timestamp_outside_window(api: ApiClient, offset_ms: int, recv_window: str | None, code: str) -> None:
+    # Given a correctly signed request with a stale or future timestamp
+    ts = str(int(time.time() * 1000) + offset_ms)
+    headers = {"Recv-Window": recv_window} if recv_window else {}
+    # When it is sent
+    reply = api.request("GET", "/v1/payment/orders", timestamp=ts, headers=headers)
+    # Then it is refused with the code that says why
+    assert reply.status == 401 and reply.body["code"] == code
+
+
+def test_recv_window_extends_and_is_bounded(api: ApiClient) -> None:
+    # Given a request 8 s old
+    ts = str(int(time.time() * 1000) - 8_000)
+    # When it declares a 10 s window it passes; a window above 60 s is refused
+    ok = api.request("GET", "/v1/payment/orders", timestamp=ts, headers={"Recv-Window": "10000"})
+    too_big = api.request("GET", "/v1/payment/orders", headers={"Recv-Window": "60001"})
+    garbage = api.request("GET", "/v1/payment/orders", timestamp="yesterday")
+    # Then
+    assert ok.status == 200
+    assert too_big.status == 400 and too_big.body["code"] == "INVALID_RECV_WINDOW"
+    assert garbage.status == 401 and garbage.body["code"] == "INVALID_TIMESTAMP"
+
+
+def test_missing_and_wrong_credentials(api: ApiClient, handler: object) -> None:
+    # Given requests without headers, with an unknown key, and with a wrong secret
+    bare = api.request("GET", "/v1/payment/orders", sign="none")
+    unknown = ApiClient(handler, "ak_unknown", "whatever").request("GET", "/v1/payment/orders")
+    wrong_secret = ApiClient(handler, api.api_key, "sk_not-the-secret").request("GET", "/v1/payment/orders")
+    # Then each gets 401 with its own stable code
+    assert (bare.status, bare.body["code"]) == (401, "MISSING_CREDENTIALS")
+    assert (unknown.status, unknown.body["code"]) == (401, "INVALID_API_KEY")
+    assert (wrong_secret.status, wrong_secret.body["code"]) == (401, "INVALID_SIGNATURE")
+
+
+def test_revoked_key_and_missing_scope(handler: object, merchant: Merchant) -> None:
+    from usdt_gateway import merchants
+
+    # Given a read-only key and a revoked key of the same merchant
+    read_only = merchants.create_api_key(merchant.merchant_id, ("orders:read",))
+    revoked = merchants.create_api_key(merchant.merchant_id)
+    merchants.revoke_api_key(revoked["apiKey"])
+    reader = ApiClient(handler, read_only["apiKey"], read_only["secretKey"])
+    before = table_item_count()
+    # When the read-only key creates and reads, and the revoked key reads
+    create = reader.create()
+    read = reader.request("GET", "/v1/payment/orders")
+    gone = ApiClient(handler, revoked["apiKey"], revoked["secretKey"]).request("GET", "/v1/payment/orders")
+    # Then scope and revocation are enforced with 403, and the refused create wrote nothing
+    assert (create.status, create.body["code"]) == (403, "MISSING_SCOPE")
+    assert read.status == 200
+    assert (gone.status, gone.body["code"]) == (403, "KEY_REVOKED")
+    assert table_item_count() - before <= 1  # only the reader's rate-limit counter moved
+
+
+def test_rotation_keeps_old_key_during_overlap(handler: object, merchant: Merchant) -> None:
+    from usdt_gateway import merchants
+
+    # Given a key rotated with a one-hour overlap, and another rotated with none
+    new = merchants.rotate_api_key(merchant.api_key, overlap_seconds=3600)
+    other = merchants.create_api_key(merchant.merchant_id)
+    merchants.rotate_api_key(other["apiKey"], overlap_seconds=0)
+    # When old and new keys are used
+    old_reply = ApiClient(handler, merchant.api_key, merchant.secret).request("GET", "/v1/payment/orders")
+    new_reply = ApiClient(handler, new["apiKey"], new["secretKey"]).request("GET", "/v1/payment/orders")
+    expired = ApiClient(handler, other["apiKey"], other["secretKey"]).request("GET", "/v1/payment/orders")
+    # Then both work during the overlap; after it the old key is refused
+    assert old_reply.status == 200 and new_reply.status == 200
+    assert (expired.status, expired.body["code"]) == (403, "KEY_EXPIRED")

@@ -1,0 +1,184 @@
+"""template.yaml: lint-clean, and the facts the code and the local stack rely on."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.template import REPO_ROOT, TEMPLATE_PATH, api_routes, function_environment, load_template
+
+EXPECTED_API_ROUTES = {
+    ("POST", "/v1/payment/order"),
+    ("GET", "/v1/payment/order/{orderId}"),
+    ("GET", "/v1/payment/orders"),
+    ("POST", "/v1/payment/order/{orderId}/cancel"),
+    ("GET", "/v1/networks"),
+    ("GET", "/v1/public/orders/{publicId}"),
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def _requirement_names(path: Path) -> set[str]:
+    names = set()
+    for line in path.read_text().splitlines():
+        spec = line.split("#", 1)[0].strip()
+        if spec:
+            names.add(re.split(r"[\s\[<>=!~;@]", spec, maxsplit=1)[0].lower())
+    return names
+
+
+def _sample_events() -> dict[tuple[str, str], tuple[Path, dict[str, Any]]]:
+    events = {}
+    for path in sorted((REPO_ROOT / "events").glob("*.json")):
+        event = json.loads(path.read_text())
+        if "resource" in event and "httpMethod" in event:
+            events[(event["httpMethod"], event["resource"])] = (path, event)
+    return events
+
+
+def test_cfn_lint_reports_nothing() -> None:
+    # Given the cfn-lint of the environment running the tests
+    cfn_lint = Path(sys.prefix) / "bin" / "cfn-lint"
+
+    # When it lints the template
+    result = subprocess.run(
+        [str(cfn_lint), str(TEMPLATE_PATH)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120, check=False
+    )
+
+    # Then it exits 0 without a single finding
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert result.stderr == ""
+
+
+def test_table_is_on_demand_with_pitr_sse_and_ttl(template: dict[str, Any]) -> None:
+    # Given the table resource
+    table = template["Resources"]["Table"]
+
+    # When its properties are read
+    props = table["Properties"]
+
+    # Then it is on-demand, recoverable, encrypted, expires items on `ttl` and survives stack deletion
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    assert table["DeletionPolicy"] == "Retain"
+    assert [i["IndexName"] for i in props["GlobalSecondaryIndexes"]] == ["gsi1"]
+
+
+def test_api_function_serves_exactly_the_six_routes(template: dict[str, Any]) -> None:
+    # Given the template's API routes
+    routes = api_routes(template)
+
+    # When those of ApiFunction are collected
+    api = [(r.method, r.path) for r in routes if r.function == "ApiFunction"]
+
+    # Then they are exactly the six routes of the API, each once
+    assert len(api) == len(EXPECTED_API_ROUTES)
+    assert set(api) == EXPECTED_API_ROUTES
+
+
+def test_api_function_gets_no_chain_libraries(template: dict[str, Any]) -> None:
+    # Given ApiFunction's layers and the gateway layer's requirements
+    layers = template["Resources"]["ApiFunction"]["Properties"]["Layers"]
+    requirements = _requirement_names(REPO_ROOT / "layers" / "gateway" / "requirements.txt")
+
+    # When they are compared with the chain layer
+    refs = {layer.get("Ref") for layer in layers if isinstance(layer, dict)}
+
+    # Then web3 and tronpy (1-2 s of imports) stay out of the API function
+    assert "ChainLayer" in template["Resources"]
+    assert refs == {"GatewayLayer"}
+    assert "web3" not in requirements
+    assert "tronpy" not in requirements
+
+
+def test_every_route_has_a_matching_sample_event(template: dict[str, Any]) -> None:
+    # Given the sample events in events/
+    events = _sample_events()
+
+    for route in api_routes(template):
+        # When the event for the route is looked up
+        assert (route.method, route.path) in events, f"no sample event for {route.method} {route.path}"
+        path, event = events[(route.method, route.path)]
+
+        # Then its method, resource and concrete path match the route
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(route.path))
+        assert re.fullmatch(pattern, event["path"]), f"{path.name}: path {event['path']} is not {route.path}"
+        context = event["requestContext"]
+        assert (context["httpMethod"], context["resourcePath"], context["stage"]) == (route.method, route.path, "live")
+        params = set(re.findall(r"\{([^/]+?)\}", route.path))
+        assert set(event["pathParameters"] or {}) == params, path.name
+
+
+def test_function_environment_merges_globals_with_the_function(template: dict[str, Any]) -> None:
+    # Given the template
+
+    # When ApiFunction's environment is resolved
+    env = function_environment(template, "ApiFunction")
+
+    # Then it holds the shared variables and its own, intrinsics unresolved
+    assert env["TABLE_NAME"] == {"Ref": "Table"}
+    assert env["KMS_KEY_ID"] == {"Ref": "SecretsKey"}
+    assert env["POWERTOOLS_SERVICE_NAME"] == "api"
+    assert env["LOG_LEVEL"] == "INFO"
+    assert env["PUBLIC_BASE_URL"] == {"Ref": "PublicBaseUrl"}
+
+
+def test_every_handler_file_exists(template: dict[str, Any]) -> None:
+    # Given every serverless function of the template
+    functions = {
+        name: resource["Properties"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    assert functions
+
+    for name, props in functions.items():
+        # When its Handler is resolved under its CodeUri
+        module, _, handler = props["Handler"].rpartition(".")
+        source = REPO_ROOT / props["CodeUri"] / (module.replace(".", "/") + ".py")
+
+        # Then the file exists and defines the handler at top level
+        assert source.is_file(), f"{name}: {source} is missing"
+        tree = ast.parse(source.read_text())
+        defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+        defined |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        assert handler in defined, f"{name}: {source.name} does not define {handler}"
+
+
+def test_short_tags_load_in_long_form(tmp_path: Path) -> None:
+    # Given a template written with short-form intrinsics
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        "Resources:\n"
+        "  R:\n"
+        "    Properties:\n"
+        "      A: !Ref Table\n"
+        "      B: !GetAtt Table.Arn\n"
+        "      C: !Sub ${Table.Arn}/index/*\n"
+        "      D: !If [Cond, !Ref X, !Join ['', [a, b]]]\n"
+        "      E: !GetAtt [Table, StreamArn]\n"
+    )
+
+    # When it is loaded
+    props = load_template(path)["Resources"]["R"]["Properties"]
+
+    # Then every tag has its long form
+    assert props["A"] == {"Ref": "Table"}
+    assert props["B"] == {"Fn::GetAtt": ["Table", "Arn"]}
+    assert props["C"] == {"Fn::Sub": "${Table.Arn}/index/*"}
+    assert props["D"] == {"Fn::If": ["Cond", {"Ref": "X"}, {"Fn::Join": ["", ["a", "b"]]}]}
+    assert props["E"] == {"Fn::GetAtt": ["Table", "StreamArn"]}
