@@ -17,6 +17,8 @@ $(STAMP): requirements.lock
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --no-deps -r requirements.lock
 	$(PY) -m pip check
+	@# The gateway layer and the repo root on the venv's path: `python -m usdt_gateway.admin` just works.
+	@printf '%s\n' "$(CURDIR)/layers/gateway" "$(CURDIR)" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/usdt-gateway.pth"
 	@touch $@
 
 venv: $(STAMP)

@@ -18,11 +18,11 @@ TABLE = "usdt-gateway-test"
 
 
 def _reset_caches() -> None:
-    from usdt_gateway import auth, config, secretbox, store
+    from usdt_gateway import auth, aws, config
 
     config.reset()
-    store.client.cache_clear()
-    secretbox._kms.cache_clear()
+    aws.client.cache_clear()
+    aws._session.cache_clear()
     auth._key_secret.cache_clear()
 
 

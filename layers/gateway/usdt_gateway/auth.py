@@ -47,13 +47,13 @@ def _key_secret(api_key: str) -> _KeySecret | None:
 
 def _timestamp(request: Request, at: int) -> str:
     ts = request.header("Request-Time") or ""
-    if not ts.isdigit():
+    if not (ts.isascii() and ts.isdigit()):  # str.isdigit() also accepts "²", which int() refuses
         raise Unauthorized("Request-Time must be the current time in milliseconds since the epoch",
                            code="INVALID_TIMESTAMP")
     raw_window = request.header("Recv-Window")
     window = DEFAULT_RECV_WINDOW_MS
     if raw_window is not None:
-        if not raw_window.isdigit() or not 1 <= int(raw_window) <= MAX_RECV_WINDOW_MS:
+        if not (raw_window.isascii() and raw_window.isdigit()) or not 1 <= int(raw_window) <= MAX_RECV_WINDOW_MS:
             raise InvalidRequest(f"Recv-Window must be milliseconds between 1 and {MAX_RECV_WINDOW_MS}",
                                  code="INVALID_RECV_WINDOW")
         window = int(raw_window)

@@ -6,7 +6,6 @@ import hashlib
 import json
 import secrets
 import time
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -175,19 +174,12 @@ def to_view(item: dict[str, Any]) -> OrderView:
         exception=item.get("exception"), paid_amount=format_units(int(item.get("paidUnits") or 0), decimals),
         txid=item.get("txid"), confirmed_at=_int_or_none(item.get("confirmedAt")), expires_at=int(item["expiresAt"]),
         created_at=int(item["createdAt"]), notify_url=item.get("notifyUrl"), return_url=item.get("returnUrl"),
-        metadata=_plain(item.get("metadata")), deposits=deposits,
+        metadata=item.get("metadata"), deposits=deposits,
     )
 
 
 def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
-
-
-def _plain(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
-    # DynamoDB hands numbers back as Decimal; metadata numbers were integers going in.
-    if metadata is None:
-        return None
-    return {k: int(v) if isinstance(v, Decimal) else v for k, v in metadata.items()}
 
 
 def get_order(merchant_id: str, order_id: str) -> OrderView:

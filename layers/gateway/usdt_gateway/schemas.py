@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 OrderIdStr = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-.:]{1,64}$")]
 MetaKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-.]{1,40}$")]
-MetaValue = Annotated[str, StringConstraints(max_length=256)] | int | bool | None
+# DynamoDB numbers hold at most 38 significant digits.
+MetaInt = Annotated[int, Field(ge=-(10**38 - 1), le=10**38 - 1)]
+MetaValue = Annotated[str, StringConstraints(max_length=256)] | MetaInt | bool | None
 
 
 class OrderStatus(StrEnum):

@@ -6,21 +6,18 @@ creates a new key), so the cache cannot serve a stale secret."""
 from __future__ import annotations
 
 import base64
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
-import boto3
-from botocore.config import Config
-
+from usdt_gateway import aws
 from usdt_gateway.config import settings
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
 
 
-@cache
 def _kms() -> KMSClient:
-    return boto3.client("kms", config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard"}))
+    return aws.client("kms")
 
 
 def encrypt(plaintext: str, context: dict[str, str]) -> str:

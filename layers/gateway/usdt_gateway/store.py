@@ -6,14 +6,12 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from functools import cache
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from usdt_gateway import aws
 from usdt_gateway.config import settings
 from usdt_gateway.errors import InvalidRequest
 
@@ -22,15 +20,42 @@ if TYPE_CHECKING:
 
 Item = dict[str, Any]
 
-_ser = TypeSerializer()
-_de = TypeDeserializer()
 
-
-@cache
 def client() -> DynamoDBClient:
-    # Short timeouts and the SDK's standard retry mode: an API call must fail fast, not hang.
-    cfg = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
-    return boto3.client("dynamodb", config=cfg)
+    return aws.client("dynamodb")
+
+
+def _serialize(value: Any) -> dict[str, Any]:
+    """Python -> DynamoDB attribute value, for the types the gateway stores."""
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, (int, Decimal)):
+        return {"N": str(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, dict):
+        return {"M": {k: _serialize(v) for k, v in value.items()}}
+    if isinstance(value, (list, tuple)):
+        return {"L": [_serialize(v) for v in value]}
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def _deserialize(raw: dict[str, Any]) -> Any:
+    (kind, value), = raw.items()
+    if kind == "N":
+        number = Decimal(value)
+        return int(number) if number == number.to_integral_value() else number
+    if kind == "M":
+        return {k: _deserialize(v) for k, v in value.items()}
+    if kind == "L":
+        return [_deserialize(v) for v in value]
+    if kind == "NULL":
+        return None
+    if kind in ("SS", "NS"):
+        return {_deserialize({kind[0]: v}) for v in value}
+    return value  # S, BOOL, B
 
 
 def _table() -> str:
@@ -38,11 +63,11 @@ def _table() -> str:
 
 
 def _dump(item: Item) -> dict[str, Any]:
-    return {k: _ser.serialize(v) for k, v in item.items() if v is not None}
+    return {k: _serialize(v) for k, v in item.items() if v is not None}
 
 
 def _load(raw: dict[str, Any] | None) -> Item | None:
-    return {k: _de.deserialize(v) for k, v in raw.items()} if raw else None
+    return {k: _deserialize(v) for k, v in raw.items()} if raw else None
 
 
 def _key(pk: str, sk: str) -> dict[str, Any]:
@@ -50,7 +75,7 @@ def _key(pk: str, sk: str) -> dict[str, Any]:
 
 
 def _values(values: Item) -> dict[str, Any]:
-    return {k: _ser.serialize(v) for k, v in values.items()}
+    return {k: _serialize(v) for k, v in values.items()}
 
 
 def _failed_condition(exc: ClientError) -> bool:
@@ -249,7 +274,10 @@ def _encode_cursor(key: dict[str, Any]) -> str:
 def _decode_cursor(cursor: str, index_pk: str) -> dict[str, Any]:
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(key, dict) or key.get("gsi1pk", {}).get("S") != index_pk:
+        # Exactly the shape of a gsi1 LastEvaluatedKey: four string keys, on this listing's index.
+        well_formed = isinstance(key, dict) and set(key) == {"pk", "sk", "gsi1pk", "gsi1sk"} and all(
+            isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values())
+        if not well_formed or key["gsi1pk"]["S"] != index_pk:
             raise ValueError("cursor of another listing")
     except ValueError as exc:
         raise InvalidRequest("cursor is not valid: pass the nextCursor of the previous page unchanged",

@@ -43,6 +43,8 @@ def get_order(call: Call) -> Result:
     return orders.get_order(call.principal.merchant_id, call.params["orderId"])
 
 
+# The index sorts on 13-digit creation times; a 14-digit bound would compare as text out of order.
+MAX_TIME_MS = 10**13 - 1
 LIST_QUERY = {
     "status": "Only orders in this status.",
     "from": "Created at or after this time (ms since the epoch).",
@@ -56,7 +58,8 @@ def _int_param(call: Call, name: str, default: int | None, low: int, high: int) 
     raw = call.request.param(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise InvalidRequest(f"query parameter '{name}' must be an integer between {low} and {high}",
                              code="INVALID_PARAMETER")
     return int(raw)
@@ -72,7 +75,8 @@ def list_orders(call: Call) -> Result:
                              code="INVALID_PARAMETER")
     return orders.list_orders(
         call.principal.merchant_id, status=OrderStatus(raw_status) if raw_status else None,
-        created_from=_int_param(call, "from", None, 0, 10**13), created_to=_int_param(call, "to", None, 0, 10**13),
+        created_from=_int_param(call, "from", None, 0, MAX_TIME_MS),
+        created_to=_int_param(call, "to", None, 0, MAX_TIME_MS),
         limit=_int_param(call, "limit", 20, 1, 100) or 20, cursor=call.request.param("cursor"),
     )
 
