@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 OrderIdStr = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-.:]{1,64}$")]
 MetaKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-.]{1,40}$")]
@@ -40,13 +40,13 @@ class Strict(BaseModel):
 
 class CreateOrderRequest(Strict):
     network: str | None = Field(None, description="Network name from GET /v1/networks, e.g. `tron`, `eth`, `bsc`.")
-    chain_id: int | None = Field(None, alias="chainId", description="Chain id, instead of `network`.")
+    chain_id: StrictInt | None = Field(None, alias="chainId", description="Chain id, instead of `network`.")
     currency: Literal["USDT"]
     amount: str = Field(description="Decimal string, e.g. `50.00`; at most the token's decimals.")
     order_id: OrderIdStr = Field(alias="orderId", description="Your own order id, unique per merchant.")
     notify_url: str | None = Field(None, alias="notifyUrl", max_length=2048)
     return_url: str | None = Field(None, alias="returnUrl", max_length=2048)
-    expires_in: int | None = Field(None, alias="expiresIn", description="Seconds until expiry (bounded).")
+    expires_in: StrictInt | None = Field(None, alias="expiresIn", description="Seconds until expiry (bounded).")
     metadata: dict[MetaKey, MetaValue] | None = Field(None, max_length=20, description="Small flat object.")
 
 
