@@ -1,0 +1,536 @@
+"""The local stack behind `make dev`: `python -m devstack` over real HTTP, driven by the simple
+reference client, and `devstack.stack.start_stack` in-process for what only the inside shows
+(the API Gateway events the handler receives, failures, the development wallet)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from devstack.stack import Stack, start_stack
+from devstack.template import REPO_ROOT
+from usdt_gateway.address_codec import b58check_decode
+from usdt_gateway.hdwallet import derive_address
+
+READY_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 10
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# BIP44 account xpubs of the "abandon x11 about" mnemonic (bip_utils' test vectors).
+ABANDON_MNEMONIC = " ".join(["abandon"] * 11 + ["about"])
+ABANDON_EVM_XPUB = (
+    "xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt"
+)
+ABANDON_TRON_XPUB = (
+    "xpub6D1AabNHCupeiLM65ZR9UStMhJ1vCpyV4XbZdyhMZBiJXALQtmn9p42VTQckoHVn8WNqS7dqnJokZHAHcHGoaQgmv8D45oNUKx6DZMNZBCd"
+)
+
+
+# --- the simple reference client (as given in the issue; only the URL and keys are ours) ---
+
+
+def generate_signature(secret_key: str, payload: Any, timestamp: str) -> str:
+    message = f"{timestamp}{json.dumps(payload, sort_keys=True)}"
+    signature = hmac.new(secret_key.encode(), message.encode(), hashlib.sha256).hexdigest()
+    return signature
+
+
+def create_order(base_url: str, api_key: str, secret_key: str, payload: dict[str, Any]) -> requests.Response:
+    url = f"{base_url}/v1/payment/order"
+    timestamp = str(int(time.time() * 1000))
+    signature = generate_signature(secret_key, payload, timestamp)
+    headers = {
+        "Content-Type": "application/json",
+        "API-Key": api_key,
+        "Request-Time": timestamp,
+        "Signature-V1": signature,
+    }
+    return requests.post(url, headers=headers, json=payload)  # noqa: S113 - the reference client, unmodified
+
+
+def get_order(base_url: str, api_key: str, secret_key: str, order_id: str) -> requests.Response:
+    url = f"{base_url}/v1/payment/order/{order_id}"
+    timestamp = str(int(time.time() * 1000))
+    signature = generate_signature(secret_key, "", timestamp)
+    headers = {"API-Key": api_key, "Request-Time": timestamp, "Signature-V1": signature}
+    return requests.get(url, headers=headers)  # noqa: S113 - the reference client, unmodified
+
+
+# --- python -m devstack as a subprocess ---------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningStack:
+    process: subprocess.Popen[bytes]
+    port: int
+    base_url: str
+    state_dir: Path
+    output: Path
+    merchant: dict[str, str]
+
+    def stdout(self) -> str:
+        return self.output.read_text(encoding="utf-8", errors="replace")
+
+
+def wait_for_ready(process: subprocess.Popen[bytes], output: Path, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in output.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("ready on "):
+                return line.removeprefix("ready on ").strip()
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"no 'ready on' line (exit code {process.poll()}):\n{output.read_text(errors='replace')}")
+
+
+@pytest.fixture(scope="module")
+def devstack_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    state_dir = tmp_path_factory.mktemp("devstack-state")
+    output = state_dir.parent / f"{state_dir.name}.out"
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "DEVSTACK_STATE_DIR": str(state_dir)}
+    with output.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devstack"], cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        base_url = wait_for_ready(process, output, READY_TIMEOUT_S)
+        merchant = json.loads((state_dir / "merchant.json").read_text(encoding="utf-8"))
+        yield RunningStack(process, port, base_url, state_dir, output, merchant)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def tron_deposit_addresses(state_dir: Path, count: int = 50) -> set[str]:
+    wallet = json.loads((state_dir / "dev-wallet.json").read_text(encoding="utf-8"))
+    return {derive_address(wallet["tronXpub"], "tron", i) for i in range(count)}
+
+
+def test_ready_line_names_the_port_and_the_banner_the_merchant_file(devstack_process: RunningStack) -> None:
+    # Given the stack started with PORT and DEVSTACK_STATE_DIR
+    # When its output is read
+    out = devstack_process.stdout()
+    # Then it serves on that port, and the banner shows the merchant file, curl and Python examples
+    assert devstack_process.base_url == f"http://127.0.0.1:{devstack_process.port}"
+    assert str(devstack_process.state_dir / "merchant.json") in out
+    assert "ts=$(date +%s%3N)" in out and "openssl dgst -sha256 -hmac" in out
+    assert devstack_process.merchant["apiKey"] in out
+    assert "python examples/create_order.py" in out
+    assert set(devstack_process.merchant) == {"merchantId", "apiKey", "secretKey", "webhookSecret", "baseUrl"}
+    assert devstack_process.merchant["baseUrl"] == devstack_process.base_url
+
+
+def _banner_section(out: str, title: str) -> str:
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title)) + 1
+    end = next(i for i in range(start, len(lines)) if not lines[i].strip())
+    return "\n".join(line.strip() for line in lines[start:end])
+
+
+@pytest.mark.skipif(
+    not (shutil.which("curl") and shutil.which("openssl") and shutil.which("bash")), reason="needs curl and openssl"
+)
+def test_banner_curl_example_runs_as_printed(devstack_process: RunningStack) -> None:
+    # Given the signed curl example exactly as the banner prints it
+    script = _banner_section(devstack_process.stdout(), "Signed GET")
+    date_ms = subprocess.run(["date", "+%s%3N"], capture_output=True, text=True, check=True).stdout.strip()
+    if not date_ms.isdigit():
+        pytest.skip("this date(1) has no %N (GNU date needed by the example)")
+    # When it is run in bash
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, check=False)
+    # Then the signed list request succeeds
+    assert result.returncode == 0, result.stderr
+    assert "orders" in json.loads(result.stdout), result.stdout
+
+
+def test_banner_python_example_runs_as_printed(devstack_process: RunningStack) -> None:
+    # Given the Python example exactly as the banner prints it
+    out = devstack_process.stdout()
+    start = out.index("\n", out.index("Or in Python")) + 1
+    snippet = out[start : out.index("Ctrl-C stops the stack.")]
+    # When it is run
+    result = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60, check=False)
+    # Then it prints the created order
+    assert result.returncode == 0, result.stderr
+    assert "'status': 'pending'" in result.stdout and "'orderId': 'demo-" in result.stdout
+
+
+def test_reference_client_creates_and_reads_an_order(devstack_process: RunningStack) -> None:
+    # Given the demo merchant's keys and a new order id
+    stack, m = devstack_process, devstack_process.merchant
+    payload = {"network": "tron", "currency": "USDT", "amount": "50.00", "orderId": f"demo-{secrets.token_hex(6)}"}
+
+    # When the reference client creates the order, then reads it back
+    created = create_order(stack.base_url, m["apiKey"], m["secretKey"], payload)
+    fetched = get_order(stack.base_url, m["apiKey"], m["secretKey"], payload["orderId"])
+
+    # Then the order is created with a Tron deposit address of the development wallet
+    assert created.status_code == 201, created.text
+    order = created.json()
+    assert order["orderId"] == payload["orderId"]
+    assert (order["network"], order["currency"], order["amount"]) == ("tron", "USDT", "50.00")
+    assert order["address"].startswith("T") and b58check_decode(order["address"])[0] == 0x41
+    assert order["address"] in tron_deposit_addresses(stack.state_dir)
+    assert order["paymentUrl"] == f"{stack.base_url}/pay/{order['publicId']}"
+    assert order["qrCodeData"].startswith("data:image/png;base64,")
+    assert base64.b64decode(order["qrCodeData"].split(",", 1)[1]).startswith(PNG_SIGNATURE)
+    assert order["address"] in order["paymentUri"]
+    assert order["status"] == "pending"
+    now_ms = time.time() * 1000
+    assert abs(order["createdAt"] - now_ms) < 60_000 and order["expiresAt"] > order["createdAt"]
+    # And reading it back gives the same pending order, nothing paid yet
+    assert fetched.status_code == 200, fetched.text
+    again = fetched.json()
+    assert again["address"] == order["address"] and again["status"] == "pending"
+    assert again["paidAmount"] == "0.00"
+    assert again["txid"] is None and again["confirmedAt"] is None
+
+
+def test_repeating_a_create_returns_the_same_order(devstack_process: RunningStack) -> None:
+    # Given an order created by the reference client
+    stack, m = devstack_process, devstack_process.merchant
+    payload = {"network": "tron", "currency": "USDT", "amount": "50.00", "orderId": f"demo-{secrets.token_hex(6)}"}
+    first = create_order(stack.base_url, m["apiKey"], m["secretKey"], payload)
+    assert first.status_code == 201, first.text
+
+    # When the identical request is sent again (freshly signed)
+    second = create_order(stack.base_url, m["apiKey"], m["secretKey"], payload)
+
+    # Then the existing order comes back: 200, same address and public id
+    assert second.status_code == 200, second.text
+    assert second.json()["address"] == first.json()["address"]
+    assert second.json()["publicId"] == first.json()["publicId"]
+
+
+def test_public_endpoints_need_no_key_and_allow_cross_origin(devstack_process: RunningStack) -> None:
+    # Given a payer's page on another origin
+    stack, m = devstack_process, devstack_process.merchant
+    payload = {"network": "tron", "currency": "USDT", "amount": "12.34", "orderId": f"demo-{secrets.token_hex(6)}"}
+    order = create_order(stack.base_url, m["apiKey"], m["secretKey"], payload).json()
+    origin = {"Origin": "http://localhost:8080"}
+
+    # When it reads the networks and the order's public view, without any key
+    networks = requests.get(f"{stack.base_url}/v1/networks", headers=origin, timeout=10)
+    public = requests.get(f"{stack.base_url}/v1/public/orders/{order['publicId']}", headers=origin, timeout=10)
+
+    # Then both answer, with the CORS header
+    assert networks.status_code == 200, networks.text
+    assert "tron" in {n["network"] for n in networks.json()["networks"]}
+    assert networks.headers.get("Access-Control-Allow-Origin") in ("*", origin["Origin"])
+    assert public.status_code == 200, public.text
+    assert public.json()["address"] == order["address"] and public.json()["amount"] == "12.34"
+    assert public.headers.get("Access-Control-Allow-Origin") in ("*", origin["Origin"])
+
+
+def test_unknown_path_is_a_json_404(devstack_process: RunningStack) -> None:
+    # Given a path no template route declares
+    # When it is requested
+    response = requests.get(f"{devstack_process.base_url}/v1/nothing/here", timeout=10)
+    # Then the answer is a JSON 404
+    assert response.status_code == 404
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json()["code"] == "ROUTE_NOT_FOUND"
+
+
+def test_undeclared_method_is_a_json_405_with_allow(devstack_process: RunningStack) -> None:
+    # Given a route the template declares for GET only
+    # When it is called with DELETE
+    response = requests.delete(f"{devstack_process.base_url}/v1/networks", timeout=10)
+    # Then the answer is a JSON 405 naming the allowed method
+    assert response.status_code == 405
+    assert response.json()["code"] == "METHOD_NOT_ALLOWED"
+    assert response.headers["Allow"] == "GET"
+
+
+def test_unsigned_private_request_is_refused(devstack_process: RunningStack) -> None:
+    # Given no API key
+    # When an order is read
+    response = requests.get(f"{devstack_process.base_url}/v1/payment/order/whatever", timeout=10)
+    # Then the handler refuses it
+    assert response.status_code == 401
+    assert response.json()["code"] == "MISSING_CREDENTIALS"
+
+
+def test_example_script_creates_an_order(devstack_process: RunningStack) -> None:
+    # Given the running stack and its state dir
+    # When examples/create_order.py is run against it
+    result = subprocess.run(
+        [sys.executable, "examples/create_order.py", str(devstack_process.state_dir)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # Then it creates an order and reads it back
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "-> 201" in result.stdout and "-> 200" in result.stdout
+    order_id = next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("orderId"))
+    assert order_id.startswith("demo-")
+    m = devstack_process.merchant
+    fetched = get_order(devstack_process.base_url, m["apiKey"], m["secretKey"], order_id)
+    assert fetched.status_code == 200 and fetched.json()["status"] == "pending"
+
+
+def test_sigint_stops_the_stack_cleanly(devstack_process: RunningStack) -> None:
+    # Given the running stack (the last test of this module to use it)
+    process = devstack_process.process
+    assert process.poll() is None
+    # When it receives SIGINT (Ctrl-C)
+    process.send_signal(signal.SIGINT)
+    # Then it exits 0 within the time limit and its port is closed
+    assert process.wait(timeout=STOP_TIMEOUT_S) == 0, devstack_process.stdout()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{devstack_process.base_url}/v1/networks", timeout=2)
+
+
+# --- start_stack in-process ---------------------------------------------------------------
+
+
+def test_wallet_is_created_once_and_reused(tmp_path: Path) -> None:
+    # Given an empty state dir
+    # When the stack starts twice on it
+    with start_stack(state_dir=tmp_path) as first:
+        wallet = (tmp_path / "dev-wallet.json").read_text(encoding="utf-8")
+        first_merchant = first.merchant
+    with start_stack(state_dir=tmp_path) as second:
+        second_merchant = second.merchant
+    # Then the wallet file is written once (owner-only) and kept; the merchant is new each time
+    saved = json.loads(wallet)
+    assert len(saved["mnemonic"].split()) == 24
+    assert saved["evmXpub"].startswith("xpub") and saved["tronXpub"].startswith("xpub")
+    assert (tmp_path / "dev-wallet.json").read_text(encoding="utf-8") == wallet
+    assert (tmp_path / "dev-wallet.json").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "merchant.json").stat().st_mode & 0o077 == 0
+    assert first_merchant["apiKey"] != second_merchant["apiKey"]
+
+
+def test_existing_mnemonic_gives_its_standard_account_xpubs(tmp_path: Path) -> None:
+    # Given a wallet file holding only a known mnemonic
+    (tmp_path / "dev-wallet.json").write_text(json.dumps({"mnemonic": ABANDON_MNEMONIC}), encoding="utf-8")
+    # When the stack starts and an order is created on tron
+    with start_stack(state_dir=tmp_path) as running:
+        payload = {"network": "tron", "currency": "USDT", "amount": "1.00", "orderId": "vector-0"}
+        response = create_order(running.base_url, running.merchant["apiKey"], running.merchant["secretKey"], payload)
+    # Then the xpubs are the BIP44 account keys of that mnemonic and the first address is index 0
+    saved = json.loads((tmp_path / "dev-wallet.json").read_text(encoding="utf-8"))
+    assert (saved["evmXpub"], saved["tronXpub"]) == (ABANDON_EVM_XPUB, ABANDON_TRON_XPUB)
+    assert response.status_code == 201, response.text
+    assert response.json()["address"] == "TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH"
+
+
+def test_stop_puts_the_environment_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given no endpoint override and no table name in the environment
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("TABLE_NAME", raising=False)
+    # When a stack starts and stops
+    running = start_stack(state_dir=tmp_path)
+    during = (os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("TABLE_NAME"))
+    running.stop()
+    # Then what it set is gone again
+    assert during == (running.aws_endpoint, running.table_name)
+    assert "AWS_ENDPOINT_URL" not in os.environ and "TABLE_NAME" not in os.environ
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = start_stack(port=0, state_dir=tmp_path_factory.mktemp("stack-state"))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def captured_events(stack: Stack) -> Iterator[list[dict[str, Any]]]:
+    """Events the API function receives while the test runs."""
+    function = stack.functions["ApiFunction"]
+    original, events = function.handler, []
+
+    def recording(event: dict[str, Any], context: Any) -> Any:
+        events.append(event)
+        return original(event, context)
+
+    function.handler = recording
+    try:
+        yield events
+    finally:
+        function.handler = original
+
+
+def signed(stack: Stack, body: Any = "") -> dict[str, str]:
+    timestamp = str(int(time.time() * 1000))
+    return {
+        "API-Key": stack.merchant["apiKey"],
+        "Request-Time": timestamp,
+        "Signature-V1": generate_signature(stack.merchant["secretKey"], body, timestamp),
+    }
+
+
+def test_event_is_an_api_gateway_rest_proxy_event(stack: Stack, captured_events: list[dict[str, Any]]) -> None:
+    # Given a signed GET of an order, with a repeated query parameter and a repeated header
+    url = f"{stack.base_url}/v1/payment/order/ord-1?a=1&a=2&empty="
+    headers = [*signed(stack).items(), ("X-Twice", "one"), ("X-Twice", "two")]
+
+    # When it is sent
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as sock:
+        lines = [
+            f"GET {url.removeprefix(stack.base_url)} HTTP/1.1",
+            f"Host: 127.0.0.1:{stack.port}",
+            *(f"{k}: {v}" for k, v in headers),
+            "Connection: close",
+            "",
+            "",
+        ]
+        sock.sendall("\r\n".join(lines).encode())
+        while sock.recv(65536):
+            pass
+
+    # Then the function receives what API Gateway would send for the template's resource
+    (event,) = captured_events
+    assert event["resource"] == "/v1/payment/order/{orderId}"
+    assert event["path"] == "/v1/payment/order/ord-1" and event["httpMethod"] == "GET"
+    assert event["pathParameters"] == {"orderId": "ord-1"}
+    assert event["queryStringParameters"] == {"a": "2", "empty": ""}
+    assert event["multiValueQueryStringParameters"] == {"a": ["1", "2"], "empty": [""]}
+    assert event["headers"]["X-Twice"] == "two" and event["multiValueHeaders"]["X-Twice"] == ["one", "two"]
+    assert event["headers"]["X-Forwarded-For"] == "127.0.0.1"
+    assert event["stageVariables"] is None and event["body"] is None and event["isBase64Encoded"] is False
+    ctx = event["requestContext"]
+    assert ctx["resourcePath"] == "/v1/payment/order/{orderId}" and ctx["httpMethod"] == "GET"
+    assert ctx["path"] == "/live/v1/payment/order/ord-1" and ctx["stage"] == "live"
+    assert ctx["identity"]["sourceIp"] == "127.0.0.1"
+    assert abs(ctx["requestTimeEpoch"] - time.time() * 1000) < 10_000
+    assert len(ctx["requestId"]) == 36
+
+
+def test_event_without_query_has_none_and_binary_body_is_base64(
+    stack: Stack, captured_events: list[dict[str, Any]]
+) -> None:
+    # Given a body that is not UTF-8
+    body = b"\xff\xfe\x00binary"
+    # When it is posted to a declared route
+    requests.post(f"{stack.base_url}/v1/payment/order", data=body, headers=signed(stack), timeout=10)
+    # Then the event carries it base64-encoded, and no query parameters as None
+    (event,) = captured_events
+    assert event["isBase64Encoded"] is True and base64.b64decode(event["body"]) == body
+    assert event["queryStringParameters"] is None and event["multiValueQueryStringParameters"] is None
+    assert event["pathParameters"] is None
+
+
+def test_handler_exception_is_a_500_and_the_server_keeps_serving(stack: Stack) -> None:
+    # Given a function whose handler raises
+    function = stack.functions["ApiFunction"]
+    original = function.handler
+
+    def broken(event: dict[str, Any], context: Any) -> Any:
+        raise RuntimeError("boom")
+
+    function.handler = broken
+    try:
+        # When a request reaches it
+        failed = requests.get(f"{stack.base_url}/v1/networks", timeout=10)
+    finally:
+        function.handler = original
+    # Then the client gets a JSON 500, and the next request is served normally
+    assert failed.status_code == 500 and failed.json()["code"] == "INTERNAL_ERROR"
+    assert requests.get(f"{stack.base_url}/v1/networks", timeout=10).status_code == 200
+
+
+def test_malformed_proxy_response_is_a_502(stack: Stack) -> None:
+    # Given a function that returns its body as an object instead of a string
+    function = stack.functions["ApiFunction"]
+    original = function.handler
+
+    def malformed(event: dict[str, Any], context: Any) -> Any:
+        return {"statusCode": 200, "body": {"not": "a string"}}
+
+    function.handler = malformed
+    try:
+        # When a request reaches it
+        response = requests.get(f"{stack.base_url}/v1/networks", timeout=10)
+    finally:
+        function.handler = original
+    # Then the client gets what API Gateway gives for a malformed Lambda proxy response: a 502
+    assert response.status_code == 502 and response.json()["code"] == "MALFORMED_LAMBDA_RESPONSE"
+
+
+def test_concurrent_requests_reach_the_function_one_at_a_time(stack: Stack) -> None:
+    # Given a function that notes how many invocations run at once (and takes a little while)
+    function = stack.functions["ApiFunction"]
+    original, active, peak, guard = function.handler, [0], [0], threading.Lock()
+
+    def counting(event: dict[str, Any], context: Any) -> Any:
+        with guard:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        try:
+            time.sleep(0.02)
+            return original(event, context)
+        finally:
+            with guard:
+                active[0] -= 1
+
+    ids = [f"missing-{i}" for i in range(12)]
+    answers: dict[str, dict[str, Any]] = {}
+
+    def read(order_id: str) -> None:
+        response = requests.get(f"{stack.base_url}/v1/payment/order/{order_id}", headers=signed(stack), timeout=30)
+        answers[order_id] = {"status": response.status_code, **response.json()}
+
+    threads = [threading.Thread(target=read, args=(order_id,)) for order_id in ids]
+    function.handler = counting
+    try:
+        # When signed reads of different orders are sent in parallel
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        function.handler = original
+    # Then the function ran them one at a time, like one Lambda container, and each answer is its own
+    assert peak[0] == 1
+    assert set(answers) == set(ids)
+    for order_id, answer in answers.items():
+        assert answer["status"] == 404 and answer["code"] == "ORDER_NOT_FOUND"
+        assert f"'{order_id}'" in answer["message"]
+
+
+def test_function_environment_comes_from_the_template(stack: Stack) -> None:
+    # Given the running in-process stack
+    # When the function's configuration is read
+    from usdt_gateway.config import settings
+
+    s = settings()
+    # Then it carries the template's values, resolved for local use
+    assert s.table_name == stack.table_name and s.kms_key_id == stack.kms_key_id
+    assert s.enabled_networks == "tron,eth,bsc" and stack.networks == ["tron", "eth", "bsc"]
+    assert s.rate_limit_per_minute == 100 and s.public_rate_limit_per_minute == 60
+    assert s.public_base_url == stack.base_url and s.local_mode is True
+    assert os.environ["POWERTOOLS_SERVICE_NAME"] == "api" and os.environ["AWS_ENDPOINT_URL"] == stack.aws_endpoint
