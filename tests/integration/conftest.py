@@ -23,7 +23,7 @@ def _reset_caches() -> None:
     config.reset()
     aws.client.cache_clear()
     aws._session.cache_clear()
-    auth._key_secret.cache_clear()
+    auth._SECRETS.clear()
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import pytest
 
@@ -174,3 +175,20 @@ def test_rotation_keeps_old_key_during_overlap(handler: object, merchant: Mercha
     # Then both work during the overlap; after it the old key is refused
     assert old_reply.status == 200 and new_reply.status == 200
     assert (expired.status, expired.body["code"]) == (403, "KEY_EXPIRED")
+
+
+def test_key_created_after_a_failed_lookup_works(handler: object, merchant: Merchant,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from usdt_gateway import merchants
+
+    # Given a container that was asked for a key before the key existed
+    chosen = "ak_" + uuid.uuid4().hex
+    assert ApiClient(handler, chosen, "sk_unknown").request("GET", "/v1/payment/orders").status == 401
+    tokens = iter([chosen.removeprefix("ak_"), "the-secret-part"])
+    monkeypatch.setattr(merchants.secrets, "token_urlsafe", lambda _n: next(tokens))
+    # When that key is created
+    key = merchants.create_api_key(merchant.merchant_id)
+    monkeypatch.undo()
+    # Then the same container accepts it (an unknown key is never cached)
+    assert key["apiKey"] == chosen
+    assert ApiClient(handler, chosen, key["secretKey"]).request("GET", "/v1/payment/orders").status == 200

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 
 from usdt_gateway import signing, store
 from usdt_gateway.config import settings
@@ -34,15 +33,24 @@ class _KeySecret:
     secret: str
 
 
-@lru_cache(maxsize=1024)
+_SECRETS: dict[str, _KeySecret] = {}
+_MAX_CACHED = 1024
+
+
 def _key_secret(api_key: str) -> _KeySecret | None:
-    """The immutable part of a key (merchant, secret). Status and scopes are read per request."""
+    """The immutable part of a key (merchant, secret), cached per container; status and scopes
+    are read on every request. Unknown keys are not cached: a key may be created at any time."""
+    if (cached := _SECRETS.get(api_key)) is not None:
+        return cached
     item = store.get(*store.api_key_key(api_key))
     if item is None:
         return None
     merchant_id = item["merchantId"]
     secret = decrypt(item["secretCipher"], {"apiKey": api_key, "merchantId": merchant_id})
-    return _KeySecret(merchant_id, secret)
+    if len(_SECRETS) >= _MAX_CACHED:
+        _SECRETS.pop(next(iter(_SECRETS)))
+    _SECRETS[api_key] = found = _KeySecret(merchant_id, secret)
+    return found
 
 
 def _timestamp(request: Request, at: int) -> str:
