@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -112,30 +113,40 @@ def main() -> None:
     server.start()
     host, port = server.get_host_and_port()
     env, api_key, secret = _setup(f"http://{host}:{port}")
-    ours = CHILD.format(layer=str(ROOT / "layers/gateway"), handler=str(ROOT / "functions/api/app.py"),
-                        api_key=api_key, secret=secret, invoke=True)
-    naive_dir = Path(tempfile.mkdtemp(prefix="usdt-gateway-bench-"))
-    (naive_dir / "app.py").write_text(NAIVE)
-    naive = CHILD.format(layer=str(ROOT / "layers/gateway"), handler=str(naive_dir / "app.py"),
-                         api_key=api_key, secret=secret, invoke=False)
-    naive_env = env | {"POWERTOOLS_TRACE_DISABLED": "0"}
-    for code, e in ((ours, env), (naive, naive_env)):  # warm-up: write .pyc files, fill the OS cache
+    work = Path(tempfile.mkdtemp(prefix="usdt-gateway-bench-"))
+    (work / "naive").mkdir()
+    (work / "naive/app.py").write_text(NAIVE)
+
+    def child(layer: Path, handler: Path, invoke: bool = True) -> str:
+        return CHILD.format(layer=str(layer), handler=str(handler), api_key=api_key, secret=secret, invoke=invoke)
+
+    configs = {"source tree (.pyc present)": (child(ROOT / "layers/gateway", ROOT / "functions/api/app.py"), env)}
+    built = ROOT / ".aws-sam/build"
+    if (built / "GatewayLayer/python").is_dir():
+        # The built package as Lambda gets it, and the same without bytecode (a plain pip build).
+        shutil.copytree(built / "GatewayLayer/python", work / "nopyc")
+        for cache in (work / "nopyc").rglob("__pycache__"):
+            shutil.rmtree(cache)
+        configs["sam build package (shipped .pyc)"] = (
+            child(built / "GatewayLayer/python", built / "ApiFunction/app.py"), env)
+        configs["sam build package, .pyc removed"] = (child(work / "nopyc", built / "ApiFunction/app.py"), env)
+    configs["naive handler (.pyc present)"] = (child(ROOT / "layers/gateway", work / "naive/app.py", invoke=False),
+                                               env | {"POWERTOOLS_TRACE_DISABLED": "0"})
+    for code, e in configs.values():  # warm-up: .pyc of the source tree and the venv, OS file cache
         subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, check=True)
-    rows = []
-    for _ in range(args.samples):  # interleaved, so machine noise hits both alike
-        rows.append((_sample(ours, env), _sample(naive, naive_env)))
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
+    for _ in range(args.samples):  # interleaved, so machine noise hits every configuration alike
+        for name, (code, e) in configs.items():
+            results[name].append(_sample(code, e))
     server.stop()
 
-    def med(i: int, key: str) -> float:
-        return statistics.median(r[i][key] for r in rows)
-
-    print(f"samples: {args.samples} (python {sys.version.split()[0]}, -B, .pyc present)")
-    print(f"API function   import+init median {med(0, 'init_ms'):6.0f} ms | first signed GET "
-          f"{med(0, 'first_ms'):5.0f} ms | whole process {med(0, 'process_ms'):5.0f} ms "
-          f"| status {rows[0][0]['status']}")
-    print(f"naive handler  import+init median {med(1, 'init_ms'):6.0f} ms | whole process "
-          f"{med(1, 'process_ms'):5.0f} ms")
-    print(f"ratio naive/ours (import+init): {med(1, 'init_ms') / med(0, 'init_ms'):.2f}")
+    print(f"samples: {args.samples}, python {sys.version.split()[0]} -B; boto3/botocore from the venv (.pyc present)")
+    for name, rows in results.items():
+        init = statistics.median(r["init_ms"] for r in rows)
+        first = statistics.median(r["first_ms"] for r in rows)
+        whole = statistics.median(r["process_ms"] for r in rows)
+        extra = f"first signed GET {first:5.0f} ms" if "naive" not in name else "(no request)".ljust(26)
+        print(f"{name:36s} import+init {init:6.0f} ms | {extra} | whole process {whole:5.0f} ms")
 
 
 if __name__ == "__main__":

@@ -8,11 +8,13 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import usdt_gateway.api.routes  # noqa: F401  (registers the routes)
+from usdt_gateway import aws
 from usdt_gateway.api.app import app
 from usdt_gateway.config import networks
 from usdt_gateway.observability import logger, metrics
 
 networks()  # validate configuration at cold start: a misconfigured function fails at init
+aws.client("dynamodb"), aws.client("kms")  # SDK clients at init, not on the first request
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
