@@ -26,7 +26,7 @@ venv: $(STAMP)
 dev: $(STAMP)
 	$(PY) -m devstack
 
-test: $(STAMP)
+test: $(STAMP) .venv-sam/bin/sam
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest
@@ -54,9 +54,12 @@ lock:
 	rm -rf .venv-lock
 
 # SAM CLI lives in its own venv: installed into the app venv it would downgrade boto3 and pydantic.
-.venv-sam/bin/sam:
+.venv-sam/bin/sam: requirements-sam.lock
+	rm -rf .venv-sam
 	"$$(scripts/find-python.sh)" -m venv .venv-sam
-	.venv-sam/bin/pip install -q aws-sam-cli==1.170.0
+	.venv-sam/bin/pip install -q --upgrade pip
+	.venv-sam/bin/pip install -q --no-deps -r requirements-sam.lock
+	.venv-sam/bin/pip check
 
 build: .venv-sam/bin/sam
 	PATH="$$(dirname "$$(scripts/find-python.sh)"):$$PATH" SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam build
