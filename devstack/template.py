@@ -122,19 +122,20 @@ def _functions(template: Template) -> dict[str, dict[str, Any]]:
     }
 
 
-def _function_property(template: Template, resource: dict[str, Any], name: str) -> Any:
-    props = resource.get("Properties", {})
+def function_property(template: Template, logical_id: str, name: str, default: Any = None) -> Any:
+    """The function's own property `name`, else the Globals one, else `default`."""
+    props = template["Resources"][logical_id].get("Properties", {})
     if name in props:
         return props[name]
-    return template.get("Globals", {}).get("Function", {}).get(name)
+    return template.get("Globals", {}).get("Function", {}).get(name, default)
 
 
 def api_routes(template: Template) -> list[Route]:
     """Every `Type: Api` event of every serverless function, in template order."""
     routes = []
     for logical_id, resource in _functions(template).items():
-        handler = _function_property(template, resource, "Handler")
-        code_uri = _function_property(template, resource, "CodeUri")
+        handler = function_property(template, logical_id, "Handler")
+        code_uri = function_property(template, logical_id, "CodeUri")
         for event in resource.get("Properties", {}).get("Events", {}).values():
             if event.get("Type") != "Api":
                 continue

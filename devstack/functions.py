@@ -1,0 +1,199 @@
+"""The template's Lambda functions, loaded in this process.
+
+Each handler is imported from its CodeUri, with the function's layers on sys.path as Lambda
+mounts them at /opt/python, and runs with the environment the template declares, resolved
+against the local resources.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import re
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from devstack.environment import ACCOUNT_ID
+from devstack.template import REPO_ROOT, Route, Template, function_environment, function_property
+
+log = logging.getLogger("devstack")
+
+# The function's own environment comes from the template; these are what the local stack adds.
+LOCAL_FUNCTION_ENV = {"LOCAL_MODE": "1", "POWERTOOLS_TRACE_DISABLED": "1"}
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass
+class LambdaContext:
+    """The parts of the Lambda context object the handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    invoked_function_arn: str
+    aws_request_id: str
+    deadline_ms: int
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = ""
+    identity: Any = None
+    client_context: Any = None
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self.deadline_ms - int(time.time() * 1000))
+
+
+@dataclass
+class LocalFunction:
+    """One function of the template, loaded in this process: a single warm Lambda container."""
+
+    logical_id: str
+    name: str  # the deployed function's name
+    arn: str
+    handler: Handler
+    memory_mb: int
+    timeout_s: int
+    # The handlers keep per-invocation state in module globals (the resolver's current event),
+    # so, like one Lambda container, the function serves one invocation at a time.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        with self.lock:
+            started = time.time()
+            context = LambdaContext(
+                function_name=self.name,
+                memory_limit_in_mb=self.memory_mb,
+                invoked_function_arn=self.arn,
+                aws_request_id=str(uuid.uuid4()),
+                deadline_ms=int(started * 1000) + self.timeout_s * 1000,
+                log_group_name=f"/aws/lambda/{self.name}",
+            )
+            try:
+                return self.handler(event, context)
+            finally:
+                elapsed = time.time() - started
+                if elapsed > self.timeout_s:
+                    log.warning(
+                        "%s took %.1f s, beyond its %d s timeout: Lambda would have stopped it",
+                        self.logical_id,
+                        elapsed,
+                        self.timeout_s,
+                    )
+
+
+def _function_ids(routes: list[Route]) -> list[str]:
+    return list(dict.fromkeys(route.function for route in routes))
+
+
+def _resolve(value: Any, *, refs: dict[str, str], attrs: dict[str, str], where: str) -> str:
+    """A template value with Ref / Fn::GetAtt / Fn::Sub (string form) resolved for local use."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        ((name, arg),) = value.items()
+        if name == "Ref" and str(arg) in refs:
+            return refs[str(arg)]
+        if name == "Fn::GetAtt" and isinstance(arg, list) and ".".join(map(str, arg)) in attrs:
+            return attrs[".".join(map(str, arg))]
+        if name == "Fn::Sub" and isinstance(arg, str):
+            lookup = {**refs, **attrs}
+
+            def substitute(match: re.Match[str]) -> str:
+                if match.group(1) not in lookup:
+                    raise ValueError(f"{where}: no local value for ${{{match.group(1)}}}")
+                return lookup[match.group(1)]
+
+            return re.sub(r"\$\{([A-Za-z0-9:.]+)\}", substitute, arg)
+    raise ValueError(f"{where}: {value!r} has no local value")
+
+
+def resolved_environment(
+    template: Template, routes: list[Route], *, refs: dict[str, str], attrs: dict[str, str]
+) -> dict[str, str]:
+    """The environment of the routes' functions as the template declares it, with Ref, GetAtt and
+    Sub resolved against `refs` (over the parameters' defaults) and `attrs`. The functions share
+    one process, so they must agree on every variable."""
+    refs = {
+        **{
+            name: str(spec["Default"])
+            for name, spec in (template.get("Parameters") or {}).items()
+            if isinstance(spec, dict) and "Default" in spec
+        },
+        **refs,
+    }
+    merged: dict[str, str] = {}
+    for logical_id in _function_ids(routes):
+        declared = {
+            name: _resolve(value, refs=refs, attrs=attrs, where=f"{logical_id}.Environment.{name}")
+            for name, value in function_environment(template, logical_id).items()
+        }
+        for name, value in {**declared, **LOCAL_FUNCTION_ENV}.items():
+            if merged.setdefault(name, value) != value:
+                raise ValueError(
+                    f"{logical_id}: {name}={value!r} conflicts with another function's value "
+                    "(the local stack runs every function in one process)"
+                )
+    return merged
+
+
+def add_layers_to_path(template: Template, routes: list[Route]) -> None:
+    """Put the ContentUri of each layer the template builds for the routes' functions on sys.path."""
+    for logical_id in _function_ids(routes):
+        for layer in function_property(template, logical_id, "Layers", []) or []:
+            target = template["Resources"].get(layer.get("Ref", "")) if isinstance(layer, dict) else None
+            if target and target.get("Type") == "AWS::Serverless::LayerVersion":
+                path = str(REPO_ROOT / str(target["Properties"]["ContentUri"]))
+                if path not in sys.path:
+                    sys.path.insert(0, path)
+
+
+def _load_handler(route: Route) -> Handler:
+    """Import CodeUri/<module>.py under a module name of its own and return its handler."""
+    module_name, _, function_name = route.handler.rpartition(".")
+    code_dir = REPO_ROOT / route.code_uri
+    source = code_dir / (module_name.replace(".", "/") + ".py")
+    unique_name = f"devstack_functions.{route.function}.{module_name}"
+    spec = importlib.util.spec_from_file_location(unique_name, source)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{route.function}: cannot load {source}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[unique_name] = module
+    # The code directory is the task root (/var/task) in Lambda: on the path while the module
+    # initialises, so it can import files next to it.
+    sys.path.insert(0, str(code_dir))
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(unique_name, None)
+        raise
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(code_dir))
+    handler = getattr(module, function_name, None)
+    if not callable(handler):
+        raise ImportError(f"{route.function}: {source} has no callable {function_name!r}")
+    return cast(Handler, handler)
+
+
+def load_functions(
+    template: Template, routes: list[Route], *, stack_name: str, region: str
+) -> dict[str, LocalFunction]:
+    """Import the handler of each function the routes reach, by logical id."""
+    functions = {}
+    for logical_id in _function_ids(routes):
+        name = f"{stack_name}-{logical_id}"
+        functions[logical_id] = LocalFunction(
+            logical_id=logical_id,
+            name=name,
+            arn=f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}",
+            handler=_load_handler(next(r for r in routes if r.function == logical_id)),
+            memory_mb=int(function_property(template, logical_id, "MemorySize", 128)),
+            timeout_s=int(function_property(template, logical_id, "Timeout", 3)),
+        )
+    return functions
