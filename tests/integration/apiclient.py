@@ -15,15 +15,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from devstack.template import api_routes, load_template
+
 ROOT = Path(__file__).resolve().parents[2]
-ROUTES = [
-    ("POST", "/v1/payment/order"),
-    ("GET", "/v1/payment/order/{orderId}"),
-    ("GET", "/v1/payment/orders"),
-    ("POST", "/v1/payment/order/{orderId}/cancel"),
-    ("GET", "/v1/networks"),
-    ("GET", "/v1/public/orders/{publicId}"),
-]
+# The routes as the template declares them: the client resolves resources exactly as API Gateway would.
+ROUTES = [(r.method, r.path) for r in api_routes(load_template())]
 
 
 def load_handler() -> Any:
