@@ -24,7 +24,7 @@ from devstack.apigateway import HOST, ApiGateway
 from devstack.environment import ACCOUNT_ID, Environment, check_endpoint, point_aws_at, reset_gateway_caches
 from devstack.functions import LocalFunction, add_layers_to_path, load_functions, resolved_environment
 from devstack.moto_server import AtomicMotoServer
-from devstack.template import Template, api_routes, create_table, load_template
+from devstack.template import Template, api_routes, create_queues, create_table, load_template
 from devstack.wallet import WALLET_FILE, dev_wallet, write_private
 
 if TYPE_CHECKING:
@@ -147,6 +147,7 @@ def start_stack(*, port: int = 0, state_dir: Path) -> Stack:
         check_endpoint(endpoint)
 
         _create_fresh_table(template)
+        queues = create_queues(boto3.client("sqs"), template, STACK_NAME)
         kms: KMSClient = boto3.client("kms")
         key = kms.create_key(
             Description=f"{STACK_NAME} merchant API and webhook secrets",
@@ -165,10 +166,13 @@ def start_stack(*, port: int = 0, state_dir: Path) -> Stack:
             "AWS::StackName": STACK_NAME,
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
+            **{q.logical_id: q.url for q in queues.values()},
         }
         attrs = {
             "Table.Arn": f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{TABLE_NAME}",
             "SecretsKey.Arn": key["Arn"],
+            **{f"{q.logical_id}.Arn": q.arn for q in queues.values()},
+            **{f"{q.logical_id}.QueueName": q.name for q in queues.values()},
         }
         for name, value in resolved_environment(template, routes, refs=refs, attrs=attrs).items():
             env.set(name, value)

@@ -8,6 +8,7 @@ environment from the template instead of repeating them, so they cannot drift fr
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the dev enviro
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
@@ -100,6 +102,45 @@ def create_table(dynamodb_client: DynamoDBClient, table_name: str, template: Tem
             TableName=table_name,
             TimeToLiveSpecification={"AttributeName": str(ttl["AttributeName"]), "Enabled": True},
         )
+
+
+_QUEUE_ATTRIBUTES = ("DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds",
+                     "VisibilityTimeout", "FifoQueue", "ContentBasedDeduplication")
+
+
+@dataclass(frozen=True)
+class Queue:
+    logical_id: str
+    url: str  # what !Ref gives
+    arn: str  # !GetAtt <id>.Arn
+    name: str  # !GetAtt <id>.QueueName
+
+
+def create_queues(sqs_client: SQSClient, template: Template, prefix: str) -> dict[str, Queue]:
+    """Create every AWS::SQS::Queue of the template, named `<prefix>-<LogicalId>` (plus `.fifo`),
+    dead-letter queues first so a RedrivePolicy's target ARN can be filled in."""
+    specs = {k: v.get("Properties") or {} for k, v in template["Resources"].items() if v["Type"] == "AWS::SQS::Queue"}
+
+    def target(props: dict[str, Any]) -> str | None:
+        arn = (props.get("RedrivePolicy") or {}).get("deadLetterTargetArn")
+        return arn["Fn::GetAtt"][0] if isinstance(arn, dict) and "Fn::GetAtt" in arn else None
+
+    created: dict[str, Queue] = {}
+    for logical_id in sorted(specs, key=lambda q: target(specs[q]) is not None):  # DLQs first
+        props = specs[logical_id]
+        attributes: dict[str, str] = {}
+        for a in (a for a in _QUEUE_ATTRIBUTES if a in props):
+            value = _literal(props[a], f"{logical_id}.{a}")
+            attributes[a] = str(value).lower() if isinstance(value, bool) else str(value)
+        if (dlq := target(props)) is not None:
+            redrive = {"deadLetterTargetArn": created[dlq].arn,
+                       "maxReceiveCount": str(props["RedrivePolicy"]["maxReceiveCount"])}
+            attributes["RedrivePolicy"] = json.dumps(redrive)
+        name = f"{prefix}-{logical_id}" + (".fifo" if attributes.get("FifoQueue") == "true" else "")
+        url = sqs_client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]  # type: ignore[arg-type]
+        arn = sqs_client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        created[logical_id] = Queue(logical_id, url, arn, name)
+    return created
 
 
 # --- functions and routes -----------------------------------------------------------------

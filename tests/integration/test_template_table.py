@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import tempfile
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from devstack.template import create_table
+from devstack.template import create_table, load_template
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -98,3 +101,42 @@ def test_gsi1_lists_a_merchants_orders_between_two_times(dynamodb: DynamoDBClien
 
     # Then exactly m1's first two orders come back, newest first
     assert [i["pk"]["S"] for i in resp["Items"]] == ["ORDER#m1#o2", "ORDER#m1#o1"]
+
+
+def test_queues_are_created_from_the_template_with_their_dead_letter_queue(moto_server: str) -> None:
+    # Given a template declaring a queue that redrives to a dead-letter queue after 3 receives
+    from devstack.template import create_queues
+
+    template = load_template(_write_template(QUEUE_TEMPLATE))
+    sqs = boto3.client("sqs", endpoint_url=moto_server, region_name="us-east-1")
+    # When the queues are created
+    queues = create_queues(sqs, template, f"t{uuid.uuid4().hex[:6]}")
+    # Then both exist with the declared attributes, and the redrive points at the DLQ's ARN
+    attrs = sqs.get_queue_attributes(QueueUrl=queues["Deliveries"].url, AttributeNames=["All"])["Attributes"]
+    assert attrs["VisibilityTimeout"] == "90"
+    assert json.loads(attrs["RedrivePolicy"]) == {"deadLetterTargetArn": queues["DeliveriesDLQ"].arn,
+                                                  "maxReceiveCount": 3}
+    dlq = sqs.get_queue_attributes(QueueUrl=queues["DeliveriesDLQ"].url, AttributeNames=["All"])["Attributes"]
+    assert dlq["MessageRetentionPeriod"] == "1209600"
+
+
+QUEUE_TEMPLATE = """
+Resources:
+  Deliveries:
+    Type: AWS::SQS::Queue
+    Properties:
+      VisibilityTimeout: 90
+      RedrivePolicy:
+        deadLetterTargetArn: !GetAtt DeliveriesDLQ.Arn
+        maxReceiveCount: 3
+  DeliveriesDLQ:
+    Type: AWS::SQS::Queue
+    Properties:
+      MessageRetentionPeriod: 1209600
+"""
+
+
+def _write_template(text: str) -> Path:
+    path = Path(tempfile.mkdtemp()) / "template.yaml"
+    path.write_text(text)
+    return path
