@@ -1,0 +1,68 @@
+"""Reading USDT transfers on EVM chains: `eth_getLogs` on the token contract with the Transfer
+topic and the watched addresses as an OR-list in topic 2. Logs, never calldata, so transfers made
+through other contracts (batch payers, routers, smart wallets) count. RPC calls per scan grow with
+ceil(addresses / 1000) x ceil(blocks / max range), never with the number of orders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from usdt_gateway.address_codec import normalize_evm_address, to_checksum_address
+from usdt_gateway.chain.jsonrpc import JsonRpc
+from usdt_gateway.chain.transfers import TRANSFER_TOPIC, Transfer
+
+MAX_TOPIC_ALTERNATIVES = 1000  # geth's maxSubTopics (and Tron's JSON-RPC limit)
+
+
+def _topic(address: str) -> str:
+    return "0x" + "0" * 24 + normalize_evm_address(address)[2:].lower()
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def head(rpc: JsonRpc) -> int:
+    return int(rpc.call("eth_blockNumber", []), 16)
+
+
+def finalized(rpc: JsonRpc) -> int:
+    """The newest block the chain's finality gadget has finalized (the `finalized` tag)."""
+    return int(rpc.call("eth_getBlockByNumber", ["finalized", False])["number"], 16)
+
+
+def block_hash(rpc: JsonRpc, number: int) -> str | None:
+    block = rpc.call("eth_getBlockByNumber", [hex(number), False])
+    return str(block["hash"]) if block else None
+
+
+def transfers(rpc: JsonRpc, *, network: str, token: str, recipients: Iterable[str], from_block: int, to_block: int,
+              max_range: int) -> list[Transfer]:
+    """Every Transfer of `token` to any of `recipients` in [from_block, to_block], in chain order."""
+    topics = sorted({_topic(r) for r in recipients})
+    if not topics or from_block > to_block:
+        return []
+    token = normalize_evm_address(token)
+    found: list[Transfer] = []
+    for start in range(from_block, to_block + 1, max_range):
+        end = min(start + max_range - 1, to_block)
+        for chunk in _chunks(topics, MAX_TOPIC_ALTERNATIVES):
+            logs = rpc.call("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": token,
+                                             "topics": ["0x" + TRANSFER_TOPIC, None, chunk]}])
+            found.extend(_decode(network, token, log) for log in logs if not log.get("removed"))
+    found.sort(key=lambda t: (t.block_number, t.log_index))
+    return found
+
+
+def _decode(network: str, token: str, log: dict[str, str]) -> Transfer:
+    topics = log["topics"]
+    if normalize_evm_address(log["address"]) != token or topics[0][2:].lower() != TRANSFER_TOPIC or len(topics) != 3:
+        raise ValueError(f"not a Transfer log of {token}: {log}")
+    return Transfer(
+        network=network, txid=log["transactionHash"], log_index=int(log["logIndex"], 16),
+        block_number=int(log["blockNumber"], 16), block_hash=log["blockHash"],
+        sender=to_checksum_address(bytes.fromhex(topics[1][-40:])),
+        recipient=to_checksum_address(bytes.fromhex(topics[2][-40:])),
+        units=int(log["data"], 16),
+    )

@@ -1,0 +1,25 @@
+"""A token transfer as read from a chain, in one shape for every network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# keccak("Transfer(address,address,uint256)"), the first topic of every ERC-20/TRC-20 Transfer log
+TRANSFER_TOPIC = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+
+
+@dataclass(frozen=True)
+class Transfer:
+    network: str
+    txid: str  # 0x-prefixed on EVM, bare hex on Tron, as each chain's explorers show it
+    log_index: int  # position of the log in its transaction (Tron) or block (EVM)
+    block_number: int
+    block_hash: str
+    sender: str
+    recipient: str  # EIP-55 on EVM, base58 on Tron
+    units: int  # token base units
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        """What makes a deposit unique: it is recorded, and credited, once per (network, txid, log)."""
+        return self.network, self.txid, self.log_index

@@ -1,0 +1,102 @@
+"""The chain readers: how many RPC calls a scan makes, and how each chain's log format is read."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from usdt_gateway.address_codec import to_checksum_address, tron_address_from_body, tron_body20
+from usdt_gateway.chain import evm, tron
+from usdt_gateway.chain.transfers import TRANSFER_TOPIC
+
+TOKEN = "0xdAC17F958D2ee523a2206206994597C13D831ec7"
+TRON_TOKEN = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+
+
+class RecordingRpc:
+    """Answers eth_getLogs with nothing and records each call's block range and topic-2 list."""
+
+    url = "recording"
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        assert method == "eth_getLogs"
+        self.calls.append(params[0])
+        return []
+
+
+def random_evm() -> str:
+    return to_checksum_address(secrets.token_bytes(20))
+
+
+def test_calls_grow_with_address_chunks_and_block_ranges_not_orders() -> None:
+    # Given 2,500 watched addresses and 25 blocks with a provider limit of 10 blocks per call
+    rpc = RecordingRpc()
+    recipients = [random_evm() for _ in range(2500)]
+    # When one scan runs
+    evm.transfers(rpc, network="eth", token=TOKEN, recipients=recipients, from_block=100, to_block=124,  # type: ignore[arg-type]
+                  max_range=10)
+    # Then it made ceil(2500/1000) x ceil(25/10) = 9 calls, each within the limits
+    assert len(rpc.calls) == 9
+    assert all(len(c["topics"][2]) <= 1000 for c in rpc.calls)
+    assert {(c["fromBlock"], c["toBlock"]) for c in rpc.calls} == {("0x64", "0x6d"), ("0x6e", "0x77"), ("0x78", "0x7c")}
+    # And together the calls cover every address exactly once per range
+    covered = [t for c in rpc.calls if c["fromBlock"] == "0x64" for t in c["topics"][2]]
+    assert len(covered) == len(set(covered)) == 2500
+    assert all(c["topics"][0] == "0x" + TRANSFER_TOPIC and c["address"] == TOKEN for c in rpc.calls)
+
+
+def test_no_addresses_no_calls() -> None:
+    rpc = RecordingRpc()
+    assert evm.transfers(rpc, network="eth", token=TOKEN, recipients=[], from_block=1, to_block=5,  # type: ignore[arg-type]
+                         max_range=10) == []
+    assert rpc.calls == []
+
+
+class FakeTronProvider:
+    def __init__(self, infos: Any) -> None:
+        self.infos = infos
+
+    def make_request(self, method: str, params: Any = None) -> Any:
+        assert method == "wallet/gettransactioninfobyblocknum"
+        return self.infos
+
+
+def tron_log(token: str, sender: str, recipient: str, units: int) -> dict[str, Any]:
+    # As the node serves it: address without the 41 prefix, hex without 0x.
+    return {"address": tron_body20(token).hex(),
+            "topics": [TRANSFER_TOPIC, "0" * 24 + tron_body20(sender).hex(), "0" * 24 + tron_body20(recipient).hex()],
+            "data": f"{units:064x}"}
+
+
+def random_tron() -> str:
+    return tron_address_from_body(secrets.token_bytes(20))
+
+
+def test_tron_reads_only_successful_logs_of_the_token() -> None:
+    # Given a block with a good transfer, a failed one, one of another token, and a TRX transfer
+    payer, shop, other = random_tron(), random_tron(), random_tron()
+    ok = {"id": "aa" * 32, "blockNumber": 7, "receipt": {"result": "SUCCESS", "energy_usage_total": 64285},
+          "log": [tron_log(TRON_TOKEN, payer, shop, 12_500_000)]}
+    failed = {"id": "bb" * 32, "blockNumber": 7, "result": "FAILED", "resMessage": "5245564552540000",
+              "receipt": {"result": "REVERT"}}
+    scam = {"id": "cc" * 32, "blockNumber": 7, "receipt": {"result": "SUCCESS"},
+            "log": [tron_log(random_tron(), payer, shop, 99_000_000)]}
+    trx = {"id": "dd" * 32, "blockNumber": 7, "receipt": {"net_fee": 267000}}
+    provider = FakeTronProvider([ok, failed, scam, trx])
+    # When the block is read for the shop's address (and for another address)
+    found = tron.transfers(provider, network="tron", token=TRON_TOKEN, recipients={shop}, number=7, block_hash="b7")
+    none = tron.transfers(provider, network="tron", token=TRON_TOKEN, recipients={other}, number=7, block_hash="b7")
+    # Then exactly the successful transfer of the token is found, decoded to base58 and base units
+    assert [(t.txid, t.sender, t.recipient, t.units, t.log_index) for t in found] == [
+        ("aa" * 32, payer, shop, 12_500_000, 0)]
+    assert none == []
+
+
+def test_tron_missing_block_and_empty_block() -> None:
+    # The node answers {} for a block it does not have and [] for an empty one
+    for answer in ({}, []):
+        assert tron.transfers(FakeTronProvider(answer), network="tron", token=TRON_TOKEN, recipients=None, number=9,
+                              block_hash="b9") == []
