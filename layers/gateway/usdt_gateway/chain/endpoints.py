@@ -1,0 +1,93 @@
+"""RPC failover for one network: an ordered list of endpoints (the first is preferred).
+
+A call goes to the first usable endpoint; when it is unavailable (timeout, HTTP error, 429) the
+next one is tried after a short backoff, and the failing one rests for a while. `check_heads`
+sets aside an endpoint whose head lags the best one or whose block hash disagrees with the
+majority at a common height: a lagging node would hide recent payments, an inconsistent one may
+be on a fork. Errors per endpoint are counted for metrics."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from usdt_gateway.chain.jsonrpc import RpcUnavailable
+
+
+class AllEndpointsFailed(Exception):
+    pass
+
+
+@dataclass
+class _Endpoint[C]:
+    name: str
+    client: C
+    resting_until: float = 0.0
+
+
+@dataclass
+class Endpoints[C]:
+    """C: an endpoint client (JsonRpc, tronpy's HTTPProvider...)."""
+
+    endpoints: Sequence[tuple[str, C]]
+    backoff_s: float = 0.25
+    rest_s: float = 30.0
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        if not self.endpoints:
+            raise ValueError("a network needs at least one RPC endpoint")
+        self._all = [_Endpoint(name, client) for name, client in self.endpoints]
+
+    def usable(self) -> list[str]:
+        now = self.clock()
+        return [e.name for e in self._all if e.resting_until <= now]
+
+    def call[T](self, fn: Callable[[C], T]) -> T:
+        """Run `fn` on the first usable endpoint, failing over in order; if every endpoint is
+        resting, the least recently failed one is tried anyway rather than giving up."""
+        now = self.clock()
+        order = [e for e in self._all if e.resting_until <= now] or sorted(self._all, key=lambda e: e.resting_until)
+        last: Exception | None = None
+        for attempt, endpoint in enumerate(order):
+            if attempt:
+                self.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                return fn(endpoint.client)
+            except (RpcUnavailable, TimeoutError, ConnectionError) as exc:
+                self.errors[endpoint.name] += 1
+                endpoint.resting_until = self.clock() + self.rest_s
+                last = exc
+        raise AllEndpointsFailed(f"every endpoint failed; last: {last}") from last
+
+    def check_heads(self, head: Callable[[C], int], block_hash: Callable[[C, int], str | None], *,
+                    max_lag: int) -> dict[str, int]:
+        """Set aside endpoints that lag the best head by more than `max_lag` blocks, or disagree
+        with the majority on the hash of a block they all have. Returns the heads seen."""
+        heads: dict[str, int] = {}
+        for e in self._all:
+            try:
+                heads[e.name] = head(e.client)
+            except (RpcUnavailable, TimeoutError, ConnectionError):
+                self.errors[e.name] += 1
+                e.resting_until = self.clock() + self.rest_s
+        if not heads:
+            return heads
+        best = max(heads.values())
+        in_step = [e for e in self._all if e.name in heads and best - heads[e.name] <= max_lag]
+        for e in self._all:
+            if e.name in heads and e not in in_step:
+                e.resting_until = self.clock() + self.rest_s
+        if len(in_step) >= 2:
+            common = min(heads[e.name] for e in in_step)
+            hashes = {e.name: block_hash(e.client, common) for e in in_step}
+            majority, votes = Counter(hashes.values()).most_common(1)[0]
+            if votes * 2 > len(in_step):
+                for e in in_step:
+                    if hashes[e.name] != majority:
+                        e.resting_until = self.clock() + self.rest_s
+        return heads
