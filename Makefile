@@ -23,10 +23,15 @@ $(STAMP): requirements.lock
 
 venv: $(STAMP)
 
-dev: $(STAMP)
+# anvil (the local EVM chain of the dev stack and the tests), pinned in package-lock.json.
+node_modules/.installed: package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+dev: $(STAMP) node_modules/.installed
 	$(PY) -m devstack
 
-test: $(STAMP) .venv-sam/bin/sam
+test: $(STAMP) .venv-sam/bin/sam node_modules/.installed
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest
@@ -68,4 +73,4 @@ validate: .venv-sam/bin/sam
 	SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam validate --lint --region us-east-1
 
 clean:
-	rm -rf $(VENV) .venv-sam .aws-sam .local .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-sam .aws-sam .local .pytest_cache .mypy_cache .ruff_cache node_modules
