@@ -1,0 +1,758 @@
+"""A fake Tron full node for the dev stack and the tests: a loopback HTTP server that answers the
+java-tron full-node HTTP API (`/wallet/*`, `/walletsolidity/*`) from an in-memory chain driven
+from Python. Responses follow java-tron's wire format, quirks included:
+
+- protobuf-JSON drops default values: a zero field is absent, a top-level `"result"` appears
+  only as `"FAILED"`, `transactions` is absent from an empty block;
+- with `visible=false` (the default) addresses are hex with the `41` prefix, except
+  `log[].address`, which is the bare 20-byte hex; with `visible=true` all of them are base58;
+- `gettransactioninfobyblocknum` returns a JSON array (`[]` for an empty or unknown block,
+  `{}` for num <= 0); a missing block or transaction is `{}`; errors are `{"Error": ...}` with
+  HTTP 200;
+- `/walletsolidity/*` only serves blocks at or below the solidified head.
+
+    with start_tron_node() as node:
+        n = node.add_block([Trc20Transfer(USDT, sender, recipient, 5_000_000)])
+        client = Tron(HTTPProvider(node.url))
+        client.provider.make_request("wallet/gettransactioninfobyblocknum", {"num": n})
+
+Development and test tooling only: the gateway's own code never imports this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from tronpy.keys import to_base58check_address, to_hex_address
+
+HOST = "127.0.0.1"
+BLOCK_INTERVAL_MS = 3000
+SOLID_LAG = 19  # a block is solid once 19 distinct SRs built on it: head - 19 in a steady chain
+WITNESS_COUNT = 27
+HANG_SECONDS = 30.0  # how long a "timeout" fault holds the connection before dropping it
+
+TRANSFER_TOPIC = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+TRANSFER_SELECTOR = "a9059cbb"  # transfer(address,uint256)
+# The call a contract that moves tokens for its caller receives; the token's log is the same.
+CONTRACT_CALL_SELECTOR = "0a3b0a4f"
+SUCCESS_WORD = "00" * 31 + "01"
+REVERT_MESSAGE = "REVERT opcode executed"
+TRX_NET_FEE = 267_000
+ENERGY_PRICE_SUN = 100
+
+# TronGrid's body for a request over its per-second limit.
+RATE_LIMIT_BODY = {"Error": "The key exceeds the frequency limit(15), and the query server is suspended for 27 s"}
+
+Fault = int | Literal["timeout"]
+JsonValue = Any
+
+
+# -- transfers a block is built from ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trc20Transfer:
+    """A TRC-20 `Transfer(sender, recipient, amount)` emitted by `contract`, in its own transaction.
+
+    `failed` makes the transaction revert (`True` -> `REVERT`, or a result name such as
+    `"OUT_OF_ENERGY"`): top-level `"result": "FAILED"`, no log. `via_contract` makes the transaction
+    call that contract instead of the token (the token's log is unchanged, plus an internal
+    transaction). `owner` signs the transaction (default `sender`)."""
+
+    contract: str
+    sender: str
+    recipient: str
+    amount: int
+    failed: bool | str = False
+    via_contract: str | None = None
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class TrxTransfer:
+    """A plain TRX transfer (`TransferContract`, amount in sun): no logs, receipt `{"net_fee": ...}`."""
+
+    sender: str
+    recipient: str
+    amount: int
+
+
+Transfer = Trc20Transfer | TrxTransfer
+
+
+# -- the chain ----------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeTransaction:
+    txid: str
+    transfer: Transfer
+    raw_data_hex: str
+    signature: str
+    expiration: int
+    timestamp: int
+    ref_block_bytes: str
+    ref_block_hash: str
+    internal_hash: str = ""
+
+    @property
+    def failed(self) -> str | None:
+        """The failing contract result (e.g. `REVERT`), or None for a successful transaction."""
+        if isinstance(self.transfer, Trc20Transfer) and self.transfer.failed:
+            return "REVERT" if self.transfer.failed is True else str(self.transfer.failed)
+        return None
+
+
+@dataclass
+class FakeBlock:
+    number: int
+    block_id: str
+    parent_hash: str
+    timestamp: int
+    witness: str  # 41-prefixed hex
+    tx_trie_root: str
+    witness_signature: str
+    transactions: list[FakeTransaction] = field(default_factory=list)
+
+
+def _hex41(address: str) -> str:
+    """`T...`, `41...` or `0x...` -> lowercase 41-prefixed hex."""
+    if address.startswith("0x"):
+        return "41" + address[2:].lower()
+    return str(to_hex_address(address)).lower()
+
+
+def _addr(hex41: str, visible: bool) -> str:
+    return str(to_base58check_address(hex41)) if visible else hex41
+
+
+def _word(value: int | str) -> str:
+    """A 32-byte ABI word: an int, or an address (41-hex) left-padded without its prefix."""
+    if isinstance(value, int):
+        return f"{value:064x}"
+    return "00" * 12 + value[2:]
+
+
+def _block_id(number: int) -> str:
+    return f"{number:016x}" + secrets.token_hex(24)
+
+
+def _witnesses() -> list[str]:
+    return ["41" + hashlib.sha256(f"witness-{i}".encode()).hexdigest()[:40] for i in range(WITNESS_COUNT)]
+
+
+class FakeChain:
+    """The node's chain state. Every method is safe to call from the test thread while the server
+    serves requests."""
+
+    def __init__(self, *, start_timestamp: int | None = None, solid_lag: int = SOLID_LAG) -> None:
+        self._lock = threading.RLock()
+        self._witnesses = _witnesses()
+        self.solid_lag = solid_lag
+        self._solid_pin: int | None = None
+        now = int(time.time() * 1000) // BLOCK_INTERVAL_MS * BLOCK_INTERVAL_MS
+        genesis_ts = start_timestamp if start_timestamp is not None else now
+        self.blocks: list[FakeBlock] = [self._make_block(0, "00" * 32, genesis_ts, [])]
+        self.txs: dict[str, tuple[FakeTransaction, int]] = {}
+
+    # state
+
+    @property
+    def head(self) -> int:
+        with self._lock:
+            return self.blocks[-1].number
+
+    @property
+    def solid(self) -> int:
+        with self._lock:
+            if self._solid_pin is not None:
+                return min(self._solid_pin, self.head)
+            return max(self.head - self.solid_lag, 0)
+
+    def block(self, number: int) -> FakeBlock | None:
+        with self._lock:
+            return self.blocks[number] if 0 <= number < len(self.blocks) else None
+
+    def block_by_id(self, block_id: str) -> FakeBlock | None:
+        with self._lock:
+            try:
+                number = int(block_id[:16], 16)
+            except ValueError:
+                return None
+            found = self.block(number)
+            return found if found is not None and found.block_id == block_id.lower() else None
+
+    def transaction(self, txid: str) -> tuple[FakeTransaction, FakeBlock] | None:
+        with self._lock:
+            entry = self.txs.get(txid.lower())
+            if entry is None:
+                return None
+            return entry[0], self.blocks[entry[1]]
+
+    # driving
+
+    def add_block(self, transfers: Iterable[Transfer] = (), timestamp: int | None = None) -> int:
+        with self._lock:
+            parent = self.blocks[-1]
+            number = parent.number + 1
+            ts = timestamp if timestamp is not None else parent.timestamp + BLOCK_INTERVAL_MS
+            block = self._make_block(number, parent.block_id, ts, list(transfers))
+            self.blocks.append(block)
+            for tx in block.transactions:
+                self.txs[tx.txid] = (tx, number)
+            return number
+
+    def set_solid(self, number: int | None) -> None:
+        """Pin the solidified head at `number`; None goes back to head - solid_lag."""
+        with self._lock:
+            if number is not None and not 0 <= number <= self.head:
+                raise ValueError(f"solid head {number} outside 0..{self.head}")
+            self._solid_pin = number
+
+    def reorg(self, from_number: int, new_blocks: Sequence[Sequence[Transfer]] | int) -> int:
+        """Replace blocks >= from_number with `new_blocks` (transfer lists, or a count of empty
+        blocks), all with new block ids. Returns the new head."""
+        with self._lock:
+            if not 0 < from_number <= self.head:
+                raise ValueError(f"reorg start {from_number} outside 1..{self.head}")
+            if from_number <= self.solid:
+                raise ValueError(f"block {from_number} is solidified (solid head {self.solid})")
+            for dropped in self.blocks[from_number:]:
+                for tx in dropped.transactions:
+                    self.txs.pop(tx.txid, None)
+            next_ts = self.blocks[from_number].timestamp
+            del self.blocks[from_number:]
+            contents: Sequence[Sequence[Transfer]] = [[]] * new_blocks if isinstance(new_blocks, int) else new_blocks
+            for i, transfers in enumerate(contents):
+                self.add_block(transfers, timestamp=next_ts + i * BLOCK_INTERVAL_MS)
+            return self.head
+
+    def _make_block(self, number: int, parent_hash: str, timestamp: int, transfers: list[Transfer]) -> FakeBlock:
+        block_id = _block_id(number)
+        txs = [self._make_tx(t, parent_hash, timestamp) for t in transfers]
+        trie = hashlib.sha256("".join(t.txid for t in txs).encode()).hexdigest() if txs else "00" * 32
+        return FakeBlock(
+            number=number,
+            block_id=block_id,
+            parent_hash=parent_hash,
+            timestamp=timestamp,
+            witness=self._witnesses[number % WITNESS_COUNT],
+            tx_trie_root=trie,
+            witness_signature=secrets.token_hex(65),
+            transactions=txs,
+        )
+
+    @staticmethod
+    def _make_tx(transfer: Transfer, parent_hash: str, block_ts: int) -> FakeTransaction:
+        raw_data_hex = "0a02" + secrets.token_hex(96)
+        created = block_ts - 2000
+        return FakeTransaction(
+            txid=hashlib.sha256(bytes.fromhex(raw_data_hex)).hexdigest(),
+            transfer=transfer,
+            raw_data_hex=raw_data_hex,
+            signature=secrets.token_hex(65),
+            expiration=created + 60_000,
+            timestamp=created,
+            ref_block_bytes=parent_hash[12:16] if parent_hash else "0000",
+            ref_block_hash=parent_hash[16:32] if parent_hash else "00" * 8,
+            internal_hash=secrets.token_hex(32),
+        )
+
+
+# -- JSON rendering (java-tron shapes) ----------------------------------------------------------
+
+
+def render_block(block: FakeBlock, visible: bool) -> dict[str, JsonValue]:
+    raw: dict[str, JsonValue] = {}
+    if block.number:  # protobuf-JSON omits zero: the genesis block has no "number"
+        raw["number"] = block.number
+    raw["txTrieRoot"] = block.tx_trie_root
+    raw["witness_address"] = _addr(block.witness, visible)
+    raw["parentHash"] = block.parent_hash
+    raw["version"] = 34
+    if block.timestamp:
+        raw["timestamp"] = block.timestamp
+    out: dict[str, JsonValue] = {
+        "blockID": block.block_id,
+        "block_header": {"raw_data": raw, "witness_signature": block.witness_signature},
+    }
+    if block.transactions:
+        out["transactions"] = [render_transaction(tx, visible) for tx in block.transactions]
+    return out
+
+
+def render_transaction(tx: FakeTransaction, visible: bool) -> dict[str, JsonValue]:
+    t = tx.transfer
+    contract: dict[str, JsonValue]
+    if isinstance(t, TrxTransfer):
+        value: dict[str, JsonValue] = {
+            "amount": t.amount,
+            "owner_address": _addr(_hex41(t.sender), visible),
+            "to_address": _addr(_hex41(t.recipient), visible),
+        }
+        contract = {
+            "parameter": {"value": value, "type_url": "type.googleapis.com/protocol.TransferContract"},
+            "type": "TransferContract",
+        }
+        fee_limit = None
+    else:
+        token, recipient = _hex41(t.contract), _hex41(t.recipient)
+        if t.via_contract is None:
+            called = token
+            data = TRANSFER_SELECTOR + _word(recipient) + _word(t.amount)
+        else:
+            called = _hex41(t.via_contract)
+            data = CONTRACT_CALL_SELECTOR + _word(token) + _word(recipient) + _word(t.amount)
+        value = {
+            "data": data,
+            "owner_address": _addr(_hex41(t.owner or t.sender), visible),
+            "contract_address": _addr(called, visible),
+        }
+        contract = {
+            "parameter": {"value": value, "type_url": "type.googleapis.com/protocol.TriggerSmartContract"},
+            "type": "TriggerSmartContract",
+        }
+        fee_limit = 100_000_000
+    raw: dict[str, JsonValue] = {
+        "contract": [contract],
+        "ref_block_bytes": tx.ref_block_bytes,
+        "ref_block_hash": tx.ref_block_hash,
+        "expiration": tx.expiration,
+    }
+    if fee_limit is not None:
+        raw["fee_limit"] = fee_limit
+    raw["timestamp"] = tx.timestamp
+    return {
+        "ret": [{"contractRet": tx.failed or "SUCCESS"}],
+        "signature": [tx.signature],
+        "txID": tx.txid,
+        "raw_data": raw,
+        "raw_data_hex": tx.raw_data_hex,
+    }
+
+
+def _energy_used(failed: str | None, via_contract: bool) -> int:
+    """Illustrative energy: a USDT transfer to an existing holder, a bit more through a contract,
+    little for an early revert, the whole limit when out of energy."""
+    if failed:
+        return 1_284 if failed == "REVERT" else 1_000_000
+    return 91_502 if via_contract else 64_285
+
+
+def render_transaction_info(tx: FakeTransaction, block: FakeBlock, visible: bool) -> dict[str, JsonValue]:
+    t = tx.transfer
+    head: dict[str, JsonValue] = {"id": tx.txid}
+    if isinstance(t, TrxTransfer):
+        return head | {
+            "fee": TRX_NET_FEE,
+            "blockNumber": block.number,
+            "blockTimeStamp": block.timestamp,
+            "contractResult": [""],
+            "receipt": {"net_fee": TRX_NET_FEE},
+        }
+    token = _hex41(t.contract)
+    called = _hex41(t.via_contract) if t.via_contract else token
+    failed = tx.failed
+    energy = _energy_used(failed, t.via_contract is not None)
+    energy_fee = energy * ENERGY_PRICE_SUN
+    receipt: dict[str, JsonValue] = {
+        "energy_fee": energy_fee,
+        "energy_usage_total": energy,
+        "net_usage": 345,
+        "result": failed or "SUCCESS",
+    }
+    info = head | {
+        "fee": energy_fee,
+        "blockNumber": block.number,
+        "blockTimeStamp": block.timestamp,
+        "contractResult": [""] if failed else [SUCCESS_WORD],
+        "contract_address": _addr(called, visible),
+        "receipt": receipt,
+    }
+    if failed:
+        message = REVERT_MESSAGE if failed == "REVERT" else f"Not enough energy for 'SSTORE' operation: {failed}"
+        info["result"] = "FAILED"
+        info["resMessage"] = message.encode().hex()
+        return info
+    log_address = str(to_base58check_address(token)) if visible else token[2:]
+    info["log"] = [
+        {
+            "address": log_address,
+            "topics": [TRANSFER_TOPIC, _word(_hex41(t.sender)), _word(_hex41(t.recipient))],
+            "data": _word(t.amount),
+        }
+    ]
+    if t.via_contract is not None:
+        info["internal_transactions"] = [
+            {
+                "hash": tx.internal_hash,
+                "caller_address": _addr(called, visible),
+                "transferTo_address": _addr(token, visible),
+                "callValueInfo": [{}],
+                "note": b"call".hex(),
+            }
+        ]
+    return info
+
+
+# -- HTTP ---------------------------------------------------------------------------------------
+
+
+class JavaError(Exception):
+    """An error java-tron reports in the body as `{"Error": "class <java class> : <message>"}`."""
+
+    def __init__(self, java_class: str, message: str) -> None:
+        super().__init__(f"class {java_class} : {message}")
+
+
+@dataclass
+class Request:
+    path: str
+    params: dict[str, JsonValue]
+    query_visible: bool
+
+    @property
+    def visible(self) -> bool:
+        value = self.params.get("visible", False)
+        return value is True or str(value).lower() == "true"
+
+    def num(self, key: str = "num") -> int:
+        value = self.params.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise JavaError("java.lang.NumberFormatException", f'For input string: "{value}"')
+        try:
+            return int(value)
+        except ValueError:
+            raise JavaError("java.lang.NumberFormatException", f'For input string: "{value}"') from None
+
+    def value(self) -> str:
+        return str(self.params.get("value", ""))
+
+
+Route = Callable[[FakeChain, Request], JsonValue]
+
+
+def _node_info(chain: FakeChain, _req: Request) -> JsonValue:
+    head, solid = chain.block(chain.head), chain.block(chain.solid)
+    assert head is not None and solid is not None
+    return {
+        "beginSyncNum": head.number,
+        "block": f"Num:{head.number},ID:{head.block_id}",
+        "solidityBlock": f"Num:{solid.number},ID:{solid.block_id}",
+        "currentConnectCount": 30,
+        "activeConnectCount": 3,
+        "passiveConnectCount": 27,
+        "totalFlow": 0,
+        "peerInfoList": [],
+        "configNodeInfo": {
+            "codeVersion": "4.7.7",
+            "p2pVersion": "11111",
+            "listenPort": 18888,
+            "discoverEnable": True,
+            "activeNodeSize": 0,
+            "passiveNodeSize": 0,
+            "sendNodeSize": 0,
+            "maxConnectCount": 30,
+            "sameIpMaxConnectCount": 2,
+            "backupListenPort": 10001,
+            "backupMemberSize": 0,
+            "backupPriority": 8,
+            "dbVersion": 2,
+            "minParticipationRate": 15,
+            "supportConstant": False,
+            "minTimeRatio": 0.0,
+            "maxTimeRatio": 5.0,
+            "allowCreationOfContracts": 0,
+            "allowAdaptiveEnergy": 0,
+        },
+        "machineInfo": {
+            "threadCount": 245,
+            "deadLockThreadCount": 0,
+            "cpuCount": 8,
+            "totalMemory": 33_524_633_600,
+            "freeMemory": 1_962_082_304,
+            "cpuRate": 0.1,
+            "javaVersion": "1.8.0_412",
+            "osName": "Linux 5.15.0-1064-aws",
+            "jvmTotalMemory": 12_884_901_888,
+            "jvmFreeMemory": 4_294_967_296,
+            "processCpuRate": 0.05,
+            "memoryDescInfoList": [],
+            "deadLockThreadInfoList": [],
+        },
+        "cheatWitnessInfoMap": {},
+    }
+
+
+def _limit(chain: FakeChain, solidity: bool) -> int:
+    return chain.solid if solidity else chain.head
+
+
+def _now_block(solidity: bool) -> Route:
+    def route(chain: FakeChain, req: Request) -> JsonValue:
+        block = chain.block(_limit(chain, solidity))
+        # java-tron's GetNowBlockServlet reads `visible` from the query string only
+        return render_block(block, req.query_visible) if block is not None else {}
+
+    return route
+
+
+def _block_by_num(solidity: bool) -> Route:
+    def route(chain: FakeChain, req: Request) -> JsonValue:
+        num = req.num()
+        block = chain.block(num) if num <= _limit(chain, solidity) else None
+        return render_block(block, req.visible) if block is not None else {}
+
+    return route
+
+
+def _block_by_id(solidity: bool) -> Route:
+    def route(chain: FakeChain, req: Request) -> JsonValue:
+        block = chain.block_by_id(req.value())
+        if block is None or block.number > _limit(chain, solidity):
+            return {}
+        return render_block(block, req.visible)
+
+    return route
+
+
+def _block_by_limit_next(chain: FakeChain, req: Request) -> JsonValue:
+    start, end = req.num("startNum"), req.num("endNum")
+    if start < 0 or end <= start or end - start > 100:
+        return {}
+    blocks = [b for n in range(start, end) if (b := chain.block(n)) is not None]
+    return {"block": [render_block(b, req.visible) for b in blocks]} if blocks else {}
+
+
+def _tx_infos_by_block(solidity: bool) -> Route:
+    def route(chain: FakeChain, req: Request) -> JsonValue:
+        num = req.num()
+        if num <= 0:
+            return {}
+        block = chain.block(num) if num <= _limit(chain, solidity) else None
+        if block is None:
+            return []  # an unknown block looks like an empty one
+        return [render_transaction_info(tx, block, req.visible) for tx in block.transactions]
+
+    return route
+
+
+def _tx_info_by_id(solidity: bool) -> Route:
+    def route(chain: FakeChain, req: Request) -> JsonValue:
+        found = chain.transaction(req.value())
+        if found is None or found[1].number > _limit(chain, solidity):
+            return {}
+        return render_transaction_info(found[0], found[1], req.visible)
+
+    return route
+
+
+def _tx_by_id(solidity: bool) -> Route:
+    def route(chain: FakeChain, req: Request) -> JsonValue:
+        found = chain.transaction(req.value())
+        if found is None or found[1].number > _limit(chain, solidity):
+            return {}
+        return render_transaction(found[0], req.visible)
+
+    return route
+
+
+ROUTES: dict[str, Route] = {"/wallet/getnodeinfo": _node_info, "/wallet/getblockbylimitnext": _block_by_limit_next}
+for _prefix, _solid in (("/wallet", False), ("/walletsolidity", True)):
+    ROUTES[f"{_prefix}/getnowblock"] = _now_block(_solid)
+    ROUTES[f"{_prefix}/getblockbynum"] = _block_by_num(_solid)
+    ROUTES[f"{_prefix}/getblockbyid"] = _block_by_id(_solid)
+    ROUTES[f"{_prefix}/gettransactioninfobyblocknum"] = _tx_infos_by_block(_solid)
+    ROUTES[f"{_prefix}/gettransactioninfobyid"] = _tx_info_by_id(_solid)
+    ROUTES[f"{_prefix}/gettransactionbyid"] = _tx_by_id(_solid)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    node: TronNode
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._handle(post=False)
+
+    def do_POST(self) -> None:
+        self._handle(post=True)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _handle(self, post: bool) -> None:
+        node = self.server.node
+        split = urlsplit(self.path)
+        path = split.path.rstrip("/") or "/"
+        query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if post else b""
+        fault = node._take_fault(path)
+        if fault == "timeout":
+            node._stopping.wait(node.hang_seconds)
+            self.close_connection = True
+            return
+        if fault is not None:
+            payload = RATE_LIMIT_BODY if fault == HTTPStatus.TOO_MANY_REQUESTS else {"Error": _phrase(fault)}
+            self._send(fault, payload)
+            return
+        route = ROUTES.get(path)
+        if route is None:
+            self._send(HTTPStatus.NOT_FOUND, None, text=f"Not Found: {path}")
+            return
+        try:
+            params: dict[str, JsonValue] = dict(query)
+            if body.strip():
+                decoded = json.loads(body)
+                if not isinstance(decoded, dict):
+                    raise JavaError("com.alibaba.fastjson.JSONException", "syntax error, expect {")
+                if path.endswith("/getnowblock"):
+                    decoded.pop("visible", None)  # getnowblock ignores the body
+                params |= decoded
+            req = Request(path=path, params=params, query_visible=str(query.get("visible", "")).lower() == "true")
+            result = route(node.chain, req)
+        except JavaError as exc:
+            result = {"Error": str(exc)}
+        except json.JSONDecodeError as exc:
+            result = {"Error": f"class com.alibaba.fastjson.JSONException : {exc.msg}"}
+        self._send(HTTPStatus.OK, result)
+
+    def _send(self, status: int, payload: JsonValue, text: str | None = None) -> None:
+        data = (text if text is not None else json.dumps(payload)).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain" if text is not None else "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class TronNode:
+    """A running fake full node on loopback; `stop` (or leaving a `with` block) ends it. Drive its
+    chain with `add_block`, `mine`, `set_solid` and `reorg`; inject faults with `fail_next`;
+    `requests` counts the requests per path."""
+
+    def __init__(self, chain: FakeChain, *, port: int = 0, hang_seconds: float = HANG_SECONDS) -> None:
+        self.chain = chain
+        self.hang_seconds = hang_seconds
+        self.requests: Counter[str] = Counter()
+        self._faults: list[tuple[Fault, str | None]] = []
+        self._fault_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server = _Server((HOST, port), _Handler)
+        self._server.node = self
+        self.port: int = self._server.server_address[1]
+        self.url = f"http://{HOST}:{self.port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-tron-node", daemon=True
+        )
+        self._thread.start()
+
+    # chain driving
+
+    @property
+    def head(self) -> int:
+        return self.chain.head
+
+    @property
+    def solid(self) -> int:
+        return self.chain.solid
+
+    def add_block(self, transfers: Iterable[Transfer] = (), timestamp: int | None = None) -> int:
+        """Append a block holding one transaction per transfer; returns its number."""
+        return self.chain.add_block(transfers, timestamp)
+
+    def mine(self, count: int = 1) -> int:
+        """Append `count` empty blocks; returns the new head."""
+        for _ in range(count):
+            self.chain.add_block()
+        return self.chain.head
+
+    def set_solid(self, number: int | None) -> None:
+        self.chain.set_solid(number)
+
+    def reorg(self, from_number: int, new_blocks: Sequence[Sequence[Transfer]] | int) -> int:
+        return self.chain.reorg(from_number, new_blocks)
+
+    def block_id(self, number: int) -> str:
+        block = self.chain.block(number)
+        if block is None:
+            raise KeyError(number)
+        return block.block_id
+
+    def txids(self, number: int) -> list[str]:
+        block = self.chain.block(number)
+        if block is None:
+            raise KeyError(number)
+        return [tx.txid for tx in block.transactions]
+
+    # faults
+
+    def fail_next(
+        self, count: int = 1, status: Fault = HTTPStatus.INTERNAL_SERVER_ERROR, path: str | None = None
+    ) -> None:
+        """Fail the next `count` requests (to `path` only, if given): an HTTP status (500, 429 with
+        TronGrid's rate-limit body, ...) or "timeout" (hold the connection `hang_seconds`, then
+        drop it without an answer)."""
+        with self._fault_lock:
+            self._faults.extend([(status, path.rstrip("/") if path else None)] * count)
+
+    def _take_fault(self, path: str) -> Fault | None:
+        with self._fault_lock:
+            self.requests[path] += 1
+            for i, (fault, only) in enumerate(self._faults):
+                if only is None or only == path:
+                    del self._faults[i]
+                    return fault
+            return None
+
+    # lifecycle
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> TronNode:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_tron_node(
+    *,
+    port: int = 0,
+    blocks: int = 0,
+    solid_lag: int = SOLID_LAG,
+    start_timestamp: int | None = None,
+    hang_seconds: float = HANG_SECONDS,
+) -> TronNode:
+    """Start a fake full node (free port unless `port` is given) whose chain holds the genesis
+    block plus `blocks` empty blocks."""
+    chain = FakeChain(start_timestamp=start_timestamp, solid_lag=solid_lag)
+    for _ in range(blocks):
+        chain.add_block()
+    return TronNode(chain, port=port, hang_seconds=hang_seconds)
