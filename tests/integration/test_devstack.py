@@ -5,6 +5,7 @@ reference client, and `devstack.stack.start_stack` in-process for what only the 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,17 @@ def devstack_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
 def tron_deposit_addresses(state_dir: Path, count: int = 50) -> set[str]:
     wallet = json.loads((state_dir / "dev-wallet.json").read_text(encoding="utf-8"))
     return {derive_address(wallet["tronXpub"], "tron", i) for i in range(count)}
+
+
+@contextlib.contextmanager
+def swapped_handler(function: Any, handler: Callable[[dict[str, Any], Any], Any]) -> Iterator[None]:
+    """Serve requests with `handler` for the duration, then put the real one back."""
+    original = function.handler
+    function.handler = handler
+    try:
+        yield
+    finally:
+        function.handler = original
 
 
 def test_ready_line_names_the_port_and_the_banner_the_merchant_file(devstack_process: RunningStack) -> None:
@@ -447,17 +459,13 @@ def test_event_without_query_has_none_and_binary_body_is_base64(
 def test_handler_exception_is_a_500_and_the_server_keeps_serving(stack: Stack) -> None:
     # Given a function whose handler raises
     function = stack.functions["ApiFunction"]
-    original = function.handler
 
     def broken(event: dict[str, Any], context: Any) -> Any:
         raise RuntimeError("boom")
 
-    function.handler = broken
-    try:
+    with swapped_handler(function, broken):
         # When a request reaches it
         failed = requests.get(f"{stack.base_url}/v1/networks", timeout=10)
-    finally:
-        function.handler = original
     # Then the client gets a JSON 500, and the next request is served normally
     assert failed.status_code == 500 and failed.json()["code"] == "INTERNAL_ERROR"
     assert requests.get(f"{stack.base_url}/v1/networks", timeout=10).status_code == 200
@@ -466,17 +474,13 @@ def test_handler_exception_is_a_500_and_the_server_keeps_serving(stack: Stack) -
 def test_malformed_proxy_response_is_a_502(stack: Stack) -> None:
     # Given a function that returns its body as an object instead of a string
     function = stack.functions["ApiFunction"]
-    original = function.handler
 
     def malformed(event: dict[str, Any], context: Any) -> Any:
         return {"statusCode": 200, "body": {"not": "a string"}}
 
-    function.handler = malformed
-    try:
+    with swapped_handler(function, malformed):
         # When a request reaches it
         response = requests.get(f"{stack.base_url}/v1/networks", timeout=10)
-    finally:
-        function.handler = original
     # Then the client gets what API Gateway gives for a malformed Lambda proxy response: a 502
     assert response.status_code == 502 and response.json()["code"] == "MALFORMED_LAMBDA_RESPONSE"
 
