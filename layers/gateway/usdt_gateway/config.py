@@ -4,6 +4,7 @@ function fails at init with a clear message instead of on a customer's request."
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -34,6 +35,8 @@ class Settings(BaseModel):
     max_expires_in: int = Field(86_400, le=7 * 86_400)
     late_payment_grace_seconds: int = Field(3600, ge=0, le=7 * 86_400)
     max_body_bytes: int = Field(16_384, ge=1024, le=1_048_576)
+    # An order counts as paid when at most this much (USDT) is missing, e.g. "0.01".
+    underpayment_tolerance: Decimal = Field(Decimal(0), ge=0, le=1000, decimal_places=6)
 
 
 _ENV = {
@@ -52,6 +55,7 @@ _ENV = {
     "max_expires_in": "MAX_EXPIRES_IN",
     "late_payment_grace_seconds": "LATE_PAYMENT_GRACE_SECONDS",
     "max_body_bytes": "MAX_BODY_BYTES",
+    "underpayment_tolerance": "UNDERPAYMENT_TOLERANCE",
 }
 
 

@@ -37,6 +37,8 @@ class Network(BaseModel):
     decimals: int = Field(ge=0, le=36)
     finality: Finality
     block_time_ms: int = Field(alias="blockTimeMs", gt=0)
+    # Blocks per eth_getLogs call: providers cap it (docs/networks.md); lower it for a free tier.
+    max_log_range: int = Field(alias="maxLogRange", default=1000, ge=1, le=100_000)
     min_amount: Decimal = Field(alias="minAmount", default=Decimal("0.01"), gt=0)
     max_amount: Decimal = Field(alias="maxAmount", default=Decimal("1000000"), gt=0)
     testnet: bool = False

@@ -9,7 +9,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from usdt_gateway import deposit_addresses, store
+from usdt_gateway import deposit_addresses, store, watchlist
 from usdt_gateway.config import networks, settings
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
 from usdt_gateway.http import request_base_url
@@ -111,7 +111,8 @@ def create_order(merchant_id: str, req: CreateOrderRequest) -> tuple[OrderView, 
         for cand in deposit_addresses.candidates(cfg, network, units, order_pk=pk, watch_until=watch_until, now=now):
             order = _order_item(merchant_id, req, network, cand, units, fingerprint, now, expires_at, watch_until)
             pub_pk, pub_sk = store.public_key(order["publicId"])
-            parts = [store.put_part(order), store.put_part({"pk": pub_pk, "sk": pub_sk, "orderPk": pk}), *cand.parts]
+            parts = [store.put_part(order), store.put_part({"pk": pub_pk, "sk": pub_sk, "orderPk": pk}), *cand.parts,
+                     watchlist.watch_part(network=network.name, order=order, mode=cfg["mode"])]
             try:
                 store.transact(parts)
             except store.TransactionConflict as conflict:
@@ -145,6 +146,7 @@ def _order_item(merchant_id: str, req: CreateOrderRequest, network: Network, can
         "publicId": secrets.token_urlsafe(16), "network": network.name, "chainId": network.chain_id,
         "tokenContract": network.token_contract, "decimals": network.decimals,
         "amountUnits": cand.units, "requestedUnits": requested_units, "paidUnits": 0,
+        "toleranceUnits": to_base_units(settings().underpayment_tolerance, network.decimals),
         "address": cand.address, "addressIndex": cand.index,
         "paymentUri": uri,
         # Rendered once here (about 10 ms) rather than on every read of the order.
@@ -161,9 +163,30 @@ def _payment_url(public_id: str) -> str:
     return f"{base.rstrip('/')}/pay/{public_id}"
 
 
-def to_view(item: dict[str, Any]) -> OrderView:
+def _deposit_views(item: dict[str, Any], head: int | None) -> list[DepositView]:
     decimals = int(item["decimals"])
-    deposits = [DepositView.model_validate(d) for d in item.get("deposits") or []]
+    views = []
+    for d in sorted((item.get("deposits") or {}).values(), key=lambda d: (d["blockNumber"], d["logIndex"])):
+        number = int(d["blockNumber"])
+        views.append(DepositView(
+            txid=d["txid"], log_index=int(d["logIndex"]), amount=format_units(int(d["units"]), decimals),
+            sender=d["sender"], block_number=number, block_time=int(d["blockTime"]),
+            confirmations=max(0, head - number + 1) if head is not None else 0, final=bool(d["final"]),
+        ))
+    return views
+
+
+def _head(item: dict[str, Any]) -> int | None:
+    """The newest block the scanner saw on the order's network (for confirmations)."""
+    if not item.get("deposits"):
+        return None
+    scan = store.get(*store.cursor_key(item["network"]), consistent=False)
+    return int(scan["head"]) if scan and scan.get("head") is not None else None
+
+
+def to_view(item: dict[str, Any], head: int | None = None) -> OrderView:
+    decimals = int(item["decimals"])
+    deposits = _deposit_views(item, head)
     return OrderView(
         order_id=item["orderId"], public_id=item["publicId"], network=item["network"], chain_id=int(item["chainId"]),
         token_contract=item["tokenContract"], amount=format_units(int(item["amountUnits"]), decimals),
@@ -171,6 +194,8 @@ def to_view(item: dict[str, Any]) -> OrderView:
         payment_url=_payment_url(item["publicId"]), payment_uri=item["paymentUri"],
         qr_code_data=item["qrCodeData"], status=OrderStatus(item["status"]),
         exception=item.get("exception"), paid_amount=format_units(int(item.get("paidUnits") or 0), decimals),
+        pending_amount=format_units(int(item.get("seenUnits") or 0), decimals),
+        excess_amount=format_units(int(item.get("excessUnits") or 0), decimals),
         txid=item.get("txid"), confirmed_at=_int_or_none(item.get("confirmedAt")), expires_at=int(item["expiresAt"]),
         created_at=int(item["createdAt"]), notify_url=item.get("notifyUrl"), return_url=item.get("returnUrl"),
         metadata=item.get("metadata"), deposits=deposits,
@@ -185,7 +210,7 @@ def get_order(merchant_id: str, order_id: str) -> OrderView:
     item = store.get(*store.order_key(merchant_id, order_id))
     if item is None:
         raise NotFound(f"no order with orderId '{order_id}'", code="ORDER_NOT_FOUND")
-    return to_view(item)
+    return to_view(item, _head(item))
 
 
 def list_orders(merchant_id: str, *, status: OrderStatus | None, created_from: int | None, created_to: int | None,
@@ -195,7 +220,13 @@ def list_orders(merchant_id: str, *, status: OrderStatus | None, created_from: i
     filters = {"status": status.value} if status else None
     items, next_cursor = store.query_index(store.orders_index_pk(merchant_id), sk_from=sk_from, sk_to=sk_to,
                                            limit=limit, cursor=cursor, filters=filters)
-    return OrderListView(orders=[to_view(i) for i in items], next_cursor=next_cursor)
+    heads: dict[str, int | None] = {}
+    views = []
+    for i in items:
+        if i.get("deposits") and i["network"] not in heads:
+            heads[i["network"]] = _head(i)
+        views.append(to_view(i, heads.get(i["network"])))
+    return OrderListView(orders=views, next_cursor=next_cursor)
 
 
 def cancel_order(merchant_id: str, order_id: str) -> OrderView:
@@ -203,7 +234,7 @@ def cancel_order(merchant_id: str, order_id: str) -> OrderView:
     # pending -> cancelled, only while nothing at all has been received (seen or final).
     updated = store.update(
         pk, sk, set_values={"status": OrderStatus.CANCELLED.value, "cancelledAt": _now_ms()},
-        condition="#st = :pending AND paidUnits = :zero AND attribute_not_exists(deposits)",
+        condition="#st = :pending AND paidUnits = :zero AND (attribute_not_exists(deposits) OR size(deposits) = :zero)",
         names={"#st": "status"}, values={":pending": OrderStatus.PENDING.value, ":zero": 0},
     )
     if updated is not None:

@@ -54,10 +54,40 @@ class DepositView(BaseModel):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     txid: str
+    log_index: int = Field(alias="logIndex")
     amount: str
+    sender: str
     block_number: int = Field(alias="blockNumber")
-    confirmations: int
-    final: bool
+    block_time: int = Field(alias="blockTime", description="Block timestamp, ms since the epoch.")
+    confirmations: int = Field(description="Blocks on top of and including the deposit's block, at the last scan.")
+    final: bool = Field(description="Final under the network's policy, and counted in `paidAmount`.")
+
+
+class DepositRecordView(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    deposit_id: str = Field(alias="depositId", description="`<network>:<txid>:<logIndex>`")
+    network: str
+    txid: str
+    log_index: int = Field(alias="logIndex")
+    block_number: int = Field(alias="blockNumber")
+    block_time: int = Field(alias="blockTime")
+    sender: str
+    recipient: str
+    amount: str
+    unmatched: bool = Field(description="No order took it; attach it with POST /v1/deposits/{depositId}/attach.")
+    order_id: str | None = Field(None, alias="orderId")
+
+
+class DepositListView(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    deposits: list[DepositRecordView]
+    next_cursor: str | None = Field(None, alias="nextCursor")
+
+
+class AttachDepositRequest(Strict):
+    order_id: OrderIdStr = Field(alias="orderId", description="The order to credit the deposit to.")
 
 
 class OrderView(BaseModel):
@@ -77,7 +107,9 @@ class OrderView(BaseModel):
     qr_code_data: str = Field(alias="qrCodeData", description="PNG data URI of a QR code of `paymentUri`.")
     status: OrderStatus
     exception: OrderException | None = None
-    paid_amount: str = Field(alias="paidAmount")
+    paid_amount: str = Field(alias="paidAmount", description="Sum of final deposits.")
+    pending_amount: str = Field(alias="pendingAmount", description="Sum of deposits seen but not final yet.")
+    excess_amount: str = Field(alias="excessAmount", description="Paid beyond the amount (overpaid).")
     txid: str | None = None
     confirmed_at: int | None = Field(None, alias="confirmedAt")
     expires_at: int = Field(alias="expiresAt", description="Milliseconds since the epoch.")

@@ -112,6 +112,26 @@ def reservation_key(network: str, address: str, units: int) -> tuple[str, str]:
     return f"RESV#{network}#{address}#{units}", "RESV"
 
 
+def watch_key(network: str, created_at: int, order_pk: str) -> tuple[str, str]:
+    return f"WATCH#{network}", f"{created_at:013d}#{order_pk}"
+
+
+def deposit_key(network: str, txid: str, log_index: int) -> tuple[str, str]:
+    return f"DEP#{network}#{txid}#{log_index}", "DEP"
+
+
+def cursor_key(network: str) -> tuple[str, str]:
+    return f"CURSOR#{network}", "CURSOR"
+
+
+def deposits_index_pk(merchant_id: str) -> str:
+    return f"MERCHANT#{merchant_id}#DEPOSITS"
+
+
+def seen_index_pk(network: str) -> str:
+    return f"SEEN#{network}"
+
+
 def orders_index_pk(merchant_id: str) -> str:
     return f"MERCHANT#{merchant_id}#ORDERS"
 
@@ -231,12 +251,15 @@ class TransactionConflict(Exception):
         self.items = items
 
 
-def put_part(item: Item, *, condition: str = "attribute_not_exists(pk)", values: Item | None = None) -> dict[str, Any]:
+def put_part(item: Item, *, condition: str = "attribute_not_exists(pk)", values: Item | None = None,
+             names: dict[str, str] | None = None) -> dict[str, Any]:
     """A conditional Put inside a transaction (by default: the key must be free)."""
     put: dict[str, Any] = {"TableName": _table(), "Item": _dump(item), "ConditionExpression": condition,
                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
     if values:
         put["ExpressionAttributeValues"] = _values(values)
+    if names:
+        put["ExpressionAttributeNames"] = names
     return {"Put": put}
 
 
@@ -249,6 +272,18 @@ def update_part(pk: str, sk: str, *, expression: str, condition: str, values: It
     if names:
         upd["ExpressionAttributeNames"] = names
     return {"Update": upd}
+
+
+def set_part(pk: str, sk: str, *, set_values: Item, condition: str, values: Item | None = None,
+             remove: tuple[str, ...] = (), names: dict[str, str] | None = None) -> dict[str, Any]:
+    """A conditional Update inside a transaction that SETs attributes (and REMOVEs some)."""
+    names = ({f"#s{i}": k for i, k in enumerate(set_values)} | {f"#r{i}": k for i, k in enumerate(remove)}
+             | (names or {}))
+    expression = "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(set_values)))
+    if remove:
+        expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
+    all_values = {f":s{i}": v for i, v in enumerate(set_values.values())} | (values or {})
+    return update_part(pk, sk, expression=expression, condition=condition, values=all_values, names=names)
 
 
 def transact(parts: list[dict[str, Any]]) -> None:
@@ -266,6 +301,37 @@ def transact(parts: list[dict[str, Any]]) -> None:
 
 
 # --- queries ----------------------------------------------------------------------------
+
+def query_partition(pk: str, *, sk_from: str) -> list[Item]:
+    """Every item of a base-table partition from `sk_from` on, strongly consistent, all pages."""
+    kwargs: dict[str, Any] = {
+        "TableName": _table(), "ConsistentRead": True,
+        "KeyConditionExpression": "pk = :pk AND sk >= :from",
+        "ExpressionAttributeValues": _values({":pk": pk, ":from": sk_from}),
+    }
+    items: list[Item] = []
+    while True:
+        resp = client().query(**kwargs)
+        items.extend(i for i in (_load(raw) for raw in resp.get("Items", [])) if i)
+        if "LastEvaluatedKey" not in resp:
+            return items
+        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+def query_index_all(index_pk: str, *, sk_to: str) -> list[Item]:
+    """Every gsi1 item of `index_pk` up to `sk_to` (eventually consistent), oldest first."""
+    kwargs: dict[str, Any] = {
+        "TableName": _table(), "IndexName": "gsi1",
+        "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk <= :to",
+        "ExpressionAttributeValues": _values({":pk": index_pk, ":to": sk_to}),
+    }
+    items: list[Item] = []
+    while True:
+        resp = client().query(**kwargs)
+        items.extend(i for i in (_load(raw) for raw in resp.get("Items", [])) if i)
+        if "LastEvaluatedKey" not in resp:
+            return items
+        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
 def _encode_cursor(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from usdt_gateway import orders
+from usdt_gateway import deposits, orders
 from usdt_gateway.api.app import Call, Result, RouteSpec, route
 from usdt_gateway.auth import READ, WRITE
 from usdt_gateway.config import networks
 from usdt_gateway.errors import InvalidRequest
 from usdt_gateway.observability import logger, metrics
 from usdt_gateway.schemas import (
+    AttachDepositRequest,
     CreateOrderRequest,
+    DepositListView,
     NetworkListView,
     NetworkView,
     OrderListView,
@@ -87,6 +89,35 @@ def cancel_order(call: Call) -> Result:
     assert call.principal is not None
     logger.append_keys(order_id=call.params["orderId"])
     return orders.cancel_order(call.principal.merchant_id, call.params["orderId"])
+
+
+DEPOSITS_QUERY = {
+    "unmatched": "`true`: only deposits no order took (attach them to an order).",
+    "limit": "Page size, 1-100 (default 20).",
+    "cursor": "The nextCursor of the previous page.",
+}
+
+
+@route(RouteSpec("GET", "/v1/deposits", "listDeposits", "Final deposits to your addresses, newest first", READ,
+                 DepositListView, query=DEPOSITS_QUERY, errors=PRIVATE_ERRORS))
+def list_deposits(call: Call) -> Result:
+    assert call.principal is not None
+    unmatched = call.request.param("unmatched")
+    if unmatched not in (None, "true", "false"):
+        raise InvalidRequest("unmatched must be true or false", code="INVALID_PARAMETER")
+    limit = _int_param(call, "limit", 20, 1, 100) or 20
+    return deposits.list_deposits(call.principal.merchant_id, unmatched_only=unmatched == "true", limit=limit,
+                                  cursor=call.request.param("cursor"))
+
+
+@route(RouteSpec("POST", "/v1/deposits/{depositId}/attach", "attachDeposit",
+                 "Credit an unmatched deposit to one of your orders", WRITE, OrderView, body=AttachDepositRequest,
+                 errors=(*PRIVATE_ERRORS, 404, 409, 413, 415)))
+def attach_deposit(call: Call) -> Result:
+    assert call.principal is not None and isinstance(call.body, AttachDepositRequest)
+    logger.append_keys(order_id=call.body.order_id, deposit_id=call.params["depositId"])
+    order = deposits.attach(call.principal.merchant_id, call.params["depositId"], call.body.order_id)
+    return orders.to_view(order)
 
 
 @route(RouteSpec("GET", "/v1/networks", "listNetworks", "Enabled networks (public)", None, NetworkListView,

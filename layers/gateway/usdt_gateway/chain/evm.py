@@ -65,4 +65,6 @@ def _decode(network: str, token: str, log: dict[str, str]) -> Transfer:
         sender=to_checksum_address(bytes.fromhex(topics[1][-40:])),
         recipient=to_checksum_address(bytes.fromhex(topics[2][-40:])),
         units=int(log["data"], 16),
+        # Newer nodes add the block's timestamp (seconds) to each log.
+        block_time=int(log["blockTimestamp"], 16) * 1000 if log.get("blockTimestamp") else 0,
     )

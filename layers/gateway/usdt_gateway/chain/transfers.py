@@ -18,6 +18,7 @@ class Transfer:
     sender: str
     recipient: str  # EIP-55 on EVM, base58 on Tron
     units: int  # token base units
+    block_time: int = 0  # ms since the epoch; 0 when the chain's answer did not carry it
 
     @property
     def key(self) -> tuple[str, str, int]:

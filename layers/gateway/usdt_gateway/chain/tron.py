@@ -64,6 +64,6 @@ def transfers(provider: Provider, *, network: str, token: str, recipients: Colle
             found.append(Transfer(
                 network=network, txid=info["id"], log_index=index, block_number=number, block_hash=block_hash,
                 sender=tron_address_from_body(bytes.fromhex(topics[1][-40:])), recipient=recipient,
-                units=int(log.get("data") or "0", 16),
+                units=int(log.get("data") or "0", 16), block_time=int(info.get("blockTimeStamp") or 0),
             ))
     return found

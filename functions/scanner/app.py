@@ -1,0 +1,24 @@
+"""Scanner Lambda: on the schedule it fans out one invocation per enabled network; each of those
+scans its network for deposits until shortly before its timeout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from usdt_gateway import aws, scan_jobs
+from usdt_gateway.observability import logger, metrics
+
+SCANNERS = scan_jobs.build()  # validates networks and RPC endpoints at cold start
+aws.client("dynamodb")
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "network" in event:
+        metrics.add_dimension(name="network", value=str(event["network"]))
+        logger.append_keys(network=event["network"])
+    return scan_jobs.handle(SCANNERS, event, remaining_ms=context.get_remaining_time_in_millis(),
+                            function_arn=context.invoked_function_arn)

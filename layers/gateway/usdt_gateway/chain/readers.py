@@ -1,0 +1,135 @@
+"""One reader per network family, with the same three questions for the scanner: where are the
+head and the newest final block, what is block N (hash, time), and which USDT transfers to these
+addresses are in blocks a..b. Each call goes through the network's endpoint failover."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from usdt_gateway.chain import evm, tron
+from usdt_gateway.chain.endpoints import Endpoints
+from usdt_gateway.chain.jsonrpc import JsonRpc, RpcUnavailable
+from usdt_gateway.chain.transfers import Transfer
+from usdt_gateway.networks import Network
+
+
+@dataclass(frozen=True)
+class Heads:
+    head: int
+    final: int  # the newest block that is final under the network's policy
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    number: int
+    hash: str
+    time: int  # ms since the epoch
+
+
+class ChainReader(Protocol):
+    network: Network
+    endpoints: Endpoints[Any]
+    scan_range: int  # the most blocks one transfers() call is asked to cover
+
+    def heads(self) -> Heads: ...
+
+    def block(self, number: int) -> BlockRef | None: ...
+
+    def transfers(self, recipients: Collection[str], from_block: int, to_block: int) -> list[Transfer]: ...
+
+    def check_endpoints(self) -> None: ...
+
+
+def _confirmed(network: Network, head: int) -> int:
+    # A block has head - n + 1 confirmations; it is final with at least `confirmations`.
+    return head - max(1, network.finality.confirmations) + 1
+
+
+class EvmReader:
+    def __init__(self, network: Network, endpoints: Endpoints[JsonRpc]) -> None:
+        self.network = network
+        self.endpoints = endpoints
+        self.scan_range = network.max_log_range * 10
+
+    def heads(self) -> Heads:
+        head = self.endpoints.call(evm.head)
+        if self.network.finality.mode == "confirmations":
+            return Heads(head, _confirmed(self.network, head))
+        return Heads(head, min(head, self.endpoints.call(evm.finalized)))
+
+    def block(self, number: int) -> BlockRef | None:
+        raw = self.endpoints.call(lambda rpc: rpc.call("eth_getBlockByNumber", [hex(number), False]))
+        return BlockRef(number, raw["hash"], int(raw["timestamp"], 16) * 1000) if raw else None
+
+    def transfers(self, recipients: Collection[str], from_block: int, to_block: int) -> list[Transfer]:
+        return self.endpoints.call(lambda rpc: evm.transfers(
+            rpc, network=self.network.name, token=self.network.token_contract, recipients=recipients,
+            from_block=from_block, to_block=to_block, max_range=self.network.max_log_range))
+
+    def check_endpoints(self) -> None:
+        self.endpoints.check_heads(evm.head, evm.block_hash, max_lag=max(3, 30_000 // self.network.block_time_ms))
+
+
+class TronNode:
+    """tronpy's HTTPProvider with its `requests` failures turned into RpcUnavailable."""
+
+    def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 10.0) -> None:
+        from tronpy.providers import HTTPProvider  # the scanner's layer only
+
+        self.url = url
+        self._provider = HTTPProvider(url, timeout=timeout, api_key=api_key)
+
+    def make_request(self, method: str, params: Any = None) -> Any:
+        import requests
+
+        try:
+            reply = self._provider.make_request(method, params)
+        except (requests.RequestException, ValueError) as exc:
+            raise RpcUnavailable(f"{self.url}: {type(exc).__name__}") from exc
+        if isinstance(reply, dict) and "Error" in reply:
+            raise RpcUnavailable(f"{self.url}: {reply['Error']}")
+        return reply
+
+
+class TronReader:
+    def __init__(self, network: Network, endpoints: Endpoints[TronNode]) -> None:
+        self.network = network
+        self.endpoints = endpoints
+        self.scan_range = 100  # one call per block: bound the work of one step
+
+    def heads(self) -> Heads:
+        head, solid = self.endpoints.call(tron.heads)
+        if self.network.finality.mode == "confirmations":
+            return Heads(head, _confirmed(self.network, head))
+        return Heads(head, min(head, solid))
+
+    def block(self, number: int) -> BlockRef | None:
+        raw = self.endpoints.call(lambda node: node.make_request("wallet/getblockbynum", {"num": number}))
+        if not raw or "blockID" not in raw:
+            return None
+        return BlockRef(number, raw["blockID"], int(raw["block_header"]["raw_data"]["timestamp"]))
+
+    def transfers(self, recipients: Collection[str], from_block: int, to_block: int) -> list[Transfer]:
+        watched = set(recipients)
+        found: list[Transfer] = []
+        for number in range(from_block, to_block + 1):
+            found.extend(self.endpoints.call(self._block_reader(watched, number)))
+        return found
+
+    def _block_reader(self, watched: set[str], number: int) -> Callable[[TronNode], list[Transfer]]:
+        def read(node: TronNode) -> list[Transfer]:
+            return tron.transfers(node, network=self.network.name, token=self.network.token_contract,
+                                  recipients=watched, number=number, block_hash="")
+        return read
+
+    def check_endpoints(self) -> None:
+        self.endpoints.check_heads(lambda node: tron.heads(node)[0], tron.block_id, max_lag=10)
+
+
+def reader_for(network: Network, specs: list[Any]) -> ChainReader:
+    """specs: rpc_config.EndpointSpec list, in order of preference."""
+    if network.family == "evm":
+        return EvmReader(network, Endpoints([(s.name, JsonRpc(s.url)) for s in specs]))
+    return TronReader(network, Endpoints([(s.name, TronNode(s.url, api_key=s.api_key)) for s in specs]))

@@ -1,0 +1,27 @@
+"""Where an order is closed at expiry.
+
+An order closes when the network's final cursor has passed its expiry: every block with a time
+before `expiresAt` has then been scanned final, so a payment made in time is already counted,
+however late it was found. Closing sets `closedAt`; lifecycle.settle then turns `pending` into
+`expired` and `underpaid` into `failed`, and leaves a confirming order to its pending payment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from usdt_gateway import store, transitions
+from usdt_gateway.transitions import Applied, now_ms
+from usdt_gateway.watchlist import WatchEntry
+
+
+def close(entry: WatchEntry, network: str) -> Applied:
+    watch_pk, _ = store.watch_key(network, 0, "")
+    # watched -> closed: the scanner stops considering the entry for expiry.
+    mark = store.set_part(watch_pk, entry.sk, set_values={"closed": True}, condition="attribute_exists(pk)")
+
+    def change(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        closed_at = order.get("closedAt") or now_ms()
+        return {**order, "closedAt": closed_at}, [mark]
+
+    return transitions.apply(entry.order_pk, change)

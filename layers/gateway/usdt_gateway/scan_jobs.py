@@ -1,0 +1,62 @@
+"""What a scanner invocation does. The schedule's event (no network) fans out one asynchronous
+invocation per enabled network, so a slow chain never delays another and an EVM chain added by
+configuration is scanned without a template change; an event naming a network scans it until
+shortly before the invocation's timeout."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from typing import Any
+
+from usdt_gateway import aws
+from usdt_gateway.chain.readers import reader_for
+from usdt_gateway.chain.rpc_config import load_endpoints
+from usdt_gateway.config import ConfigError, networks
+from usdt_gateway.scanner import Scanner
+
+# Stop this long before the Lambda timeout: release the lease and flush metrics in time.
+SAFETY_MARGIN_S = 10.0
+
+
+def scan_seconds() -> float:
+    raw = os.environ.get("SCAN_SECONDS", "50")
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"SCAN_SECONDS must be a number of seconds, not {raw!r}") from exc
+    if not 0 <= value <= 900:
+        raise ConfigError("SCAN_SECONDS must be between 0 (one cycle) and 900")
+    return value
+
+
+def build() -> dict[str, Scanner]:
+    """One scanner per enabled network; validates networks, RPC endpoints and SCAN_SECONDS."""
+    enabled = networks()
+    specs = load_endpoints(enabled)
+    scan_seconds()
+    # Kept across warm invocations: the watch list then only reads what is new.
+    return {name: Scanner(reader_for(network, specs[name])) for name, network in enabled.items()}
+
+
+def handle(scanners: dict[str, Scanner], event: dict[str, Any], *, remaining_ms: int,
+           function_arn: str) -> dict[str, Any]:
+    name = event.get("network")
+    if name is None:
+        return dispatch(list(scanners), function_arn)
+    scanner = scanners.get(str(name))
+    if scanner is None:
+        raise ValueError(f"network {name!r} is not enabled here; enabled: {', '.join(scanners)}")
+    budget = min(scan_seconds(), remaining_ms / 1000 - SAFETY_MARGIN_S)
+    scanner.report = type(scanner.report)()
+    report = scanner.run(until=time.time() + max(0.0, budget))
+    return {"network": name, **asdict(report)}
+
+
+def dispatch(names: list[str], function_arn: str) -> dict[str, Any]:
+    client = aws.client("lambda")
+    for name in names:
+        client.invoke(FunctionName=function_arn, InvocationType="Event", Payload=json.dumps({"network": name}))
+    return {"dispatched": names}

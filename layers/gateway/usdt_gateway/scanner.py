@@ -1,0 +1,215 @@
+"""The deposit scanner of one network. One invocation holds the network's cursor lease and keeps
+scanning as blocks arrive until its deadline, so detection is bound to block times, not to the
+schedule. Each cycle:
+
+1. read the head and the newest final block, then refresh the watch list (after the head, so
+   every block scanned was produced after the list was complete; see watchlist.py);
+2. final pass: scan (final cursor, newest final block] (bounded per cycle, so a backfill after
+   downtime walks forward from the cursor, never jumps), check each deposit's block hash, credit
+   every transfer, drop seen deposits the final chain no longer has, then advance the cursor;
+3. seen pass: scan new blocks above it for early detection (order -> confirming);
+4. close orders whose expiry the final blocks have passed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from usdt_gateway import cursor, deposits, expiry
+from usdt_gateway.chain.endpoints import AllEndpointsFailed
+from usdt_gateway.chain.jsonrpc import RpcError
+from usdt_gateway.chain.readers import BlockRef, ChainReader
+from usdt_gateway.chain.transfers import Transfer
+from usdt_gateway.config import settings
+from usdt_gateway.observability import logger, metrics
+from usdt_gateway.watchlist import CLOCK_SKEW_MS, WatchList
+
+ENDPOINT_CHECK_S = 30.0
+
+
+class ChainMoved(Exception):
+    """A block changed while it was being read (a reorg): the cycle is retried from the cursor."""
+
+
+@dataclass
+class ScanReport:
+    cycles: int = 0
+    credited: int = 0
+    unmatched: int = 0
+    seen: int = 0
+    dropped: int = 0
+    closed: int = 0
+    errors: int = 0
+    lease_busy: bool = False
+    final_block: int | None = None
+
+
+@dataclass
+class Scanner:
+    reader: ChainReader
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    lease_ms: int = 30_000
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+
+    def __post_init__(self) -> None:
+        self.network = self.reader.network
+        self.watch = WatchList(self.network.name)
+        self.report = ScanReport()
+        self._last_check = 0.0
+        self._errors_seen = 0
+
+    def _now(self) -> int:
+        return int(self.clock() * 1000)
+
+    def run(self, *, until: float, stop: threading.Event | None = None) -> ScanReport:
+        """Scan until `until` (epoch seconds) or `stop`; waits for the lease while another holds it."""
+        idle = min(3.0, max(0.2, self.network.block_time_ms / 2000))
+        held = None
+        while self.clock() < until and not (stop and stop.is_set()):
+            held = cursor.acquire(self.network.name, self.owner, now=self._now(), lease_ms=self.lease_ms)
+            if held is not None:
+                break
+            self.report.lease_busy = True
+            self.sleep(1.0)
+        if held is None:
+            return self.report
+        try:
+            state = held
+            while self.clock() < until and not (stop and stop.is_set()):
+                try:
+                    state, caught_up = self.cycle(state)
+                except (AllEndpointsFailed, RpcError, ChainMoved) as exc:
+                    self.report.errors += 1
+                    logger.warning("scan cycle failed; retrying from the cursor", extra={"reason": str(exc)})
+                    caught_up = True
+                self.report.cycles += 1
+                if caught_up:
+                    self.sleep(idle)
+        except cursor.LeaseLost:
+            logger.warning("lease lost to another scanner; stopping")
+        finally:
+            cursor.release(self.network.name, self.owner)
+        return self.report
+
+    def cycle(self, state: cursor.Cursor) -> tuple[cursor.Cursor, bool]:
+        """One scan cycle; returns the new cursor and whether it has caught up with the chain."""
+        self._check_endpoints()
+        heads = self.reader.heads()
+        now = self._now()
+        if state.final_block is None:
+            state = self._start(heads.final, now)
+        window = (settings().max_expires_in + settings().late_payment_grace_seconds) * 1000
+        keep_from = min(now, state.final_time or now) - CLOCK_SKEW_MS
+        self.watch.refresh(first_from=keep_from - window, keep_from=keep_from)
+        state = self._final_pass(state, heads.final)
+        seen_block = self._seen_pass(state, heads.head)
+        self._close_expired(state)
+        cursor.note_progress(self.network.name, self.owner, seen_block=seen_block, head=heads.head,
+                             now=self._now(), lease_ms=self.lease_ms)
+        self._metrics(heads.head, state)
+        assert state.final_block is not None
+        return dataclasses.replace(state, seen_block=seen_block), state.final_block >= heads.final
+
+    def _start(self, final: int, now: int) -> cursor.Cursor:
+        """First scan: start at the newest final block, or earlier if orders already wait (their
+        payments may be in blocks before it)."""
+        self.watch.refresh(first_from=now - (settings().max_expires_in + settings().late_payment_grace_seconds) * 1000,
+                           keep_from=now)
+        oldest = min((e.created_at for e in self.watch.entries()), default=now)
+        back = (now - oldest + CLOCK_SKEW_MS) // self.network.block_time_ms if oldest < now else 0
+        block = max(0, final - back)
+        ref = self.reader.block(block)
+        logger.info("scan cursor started", extra={"block": block})
+        return cursor.start(self.network.name, self.owner, block=block, block_hash=ref.hash if ref else None,
+                            block_time=ref.time if ref else now, now=now, lease_ms=self.lease_ms)
+
+    def _with_blocks(self, found: list[Transfer], extra: set[int]) -> tuple[list[Transfer], dict[int, BlockRef]]:
+        """Attach each transfer's block hash and time, read once per block; a log whose block
+        hash differs from the block now at its height was read from a chain that has moved."""
+        refs: dict[int, BlockRef] = {}
+        for number in sorted({t.block_number for t in found} | extra):
+            ref = self.reader.block(number)
+            if ref is None:
+                raise ChainMoved(f"block {number} is gone")
+            refs[number] = ref
+        out = []
+        for t in found:
+            ref = refs[t.block_number]
+            if t.block_hash and t.block_hash != ref.hash:
+                raise ChainMoved(f"block {t.block_number} changed while it was read")
+            out.append(dataclasses.replace(t, block_hash=ref.hash, block_time=t.block_time or ref.time))
+        return out, refs
+
+    def _final_pass(self, state: cursor.Cursor, final: int) -> cursor.Cursor:
+        assert state.final_block is not None
+        start, target = state.final_block + 1, min(final, state.final_block + self.reader.scan_range)
+        if target < start:
+            return state
+        found = self.reader.transfers(self.watch.addresses(), start, target)
+        found, refs = self._with_blocks(found, {target, state.final_block})
+        if state.final_hash and refs[state.final_block].hash != state.final_hash:
+            # Only possible with a confirmations policy and a reorg deeper than it.
+            logger.error("a block counted final was replaced", extra={"block": state.final_block})
+            metrics.add_metric(name="FinalityViolations", unit=MetricUnit.Count, value=1)
+        for t in found:
+            entry, owner = self.watch.match(t.recipient, t.units, t.block_time)
+            outcome, _ = deposits.credit_final(t, entry, owner)
+            if outcome == deposits.CREDITED:
+                self.report.credited += 1
+                metrics.add_metric(name="DepositsCredited", unit=MetricUnit.Count, value=1)
+                metrics.add_metric(name="DetectionLatency", unit=MetricUnit.Milliseconds,
+                                   value=max(0, self._now() - t.block_time))
+            elif outcome == deposits.UNMATCHED:
+                self.report.unmatched += 1
+                metrics.add_metric(name="DepositsUnmatched", unit=MetricUnit.Count, value=1)
+        dropped = deposits.drop_reorged(self.network.name, target)
+        if dropped:
+            self.report.dropped += len(dropped)
+            metrics.add_metric(name="DepositsDropped", unit=MetricUnit.Count, value=len(dropped))
+        end = refs[target]
+        return cursor.advance_final(self.network.name, self.owner, expected=state.final_block, block=target,
+                                    block_hash=end.hash, block_time=end.time, now=self._now(), lease_ms=self.lease_ms)
+
+    def _seen_pass(self, state: cursor.Cursor, head: int) -> int | None:
+        assert state.final_block is not None
+        start = max(state.seen_block or 0, state.final_block) + 1
+        target = min(head, start + self.reader.scan_range - 1)
+        if target < start:
+            return state.seen_block
+        found, _ = self._with_blocks(self.reader.transfers(self.watch.addresses(), start, target), set())
+        for t in found:
+            entry, _owner = self.watch.match(t.recipient, t.units, t.block_time)
+            if entry is not None and deposits.record_seen(t, entry).order is not None:
+                self.report.seen += 1
+        return target
+
+    def _close_expired(self, state: cursor.Cursor) -> None:
+        for entry in list(self.watch.entries()):
+            if not entry.closed and entry.expires_at < state.final_time:
+                expiry.close(entry, self.network.name)
+                self.watch.mark_closed(entry)
+                self.report.closed += 1
+
+    def _check_endpoints(self) -> None:
+        if len(self.reader.endpoints.endpoints) > 1 and self.clock() - self._last_check >= ENDPOINT_CHECK_S:
+            self._last_check = self.clock()
+            self.reader.check_endpoints()
+
+    def _metrics(self, head: int, state: cursor.Cursor) -> None:
+        assert state.final_block is not None
+        self.report.final_block = state.final_block
+        metrics.add_metric(name="ScannerLagBlocks", unit=MetricUnit.Count, value=head - state.final_block)
+        metrics.add_metric(name="ScannerLagSeconds", unit=MetricUnit.Seconds,
+                           value=max(0, (self._now() - state.final_time) // 1000))
+        errors = sum(self.reader.endpoints.errors.values())
+        if errors > self._errors_seen:
+            metrics.add_metric(name="RpcErrors", unit=MetricUnit.Count, value=errors - self._errors_seen)
+            self._errors_seen = errors

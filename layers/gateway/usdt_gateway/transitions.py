@@ -1,0 +1,79 @@
+"""Where an order changes state after creation (except cancel, in orders.py).
+
+`apply` reads the order, lets the caller change its deposits or close it, derives the new status
+with lifecycle.settle, checks the move is an edge of the state machine, and writes it together
+with the caller's other writes in one transaction, conditional on the version it read:
+    <status read> -> <status derived>, only if nobody wrote the order since it was read.
+A concurrent writer makes the condition fail; the change is then recomputed on a fresh read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from usdt_gateway import lifecycle, store
+from usdt_gateway.schemas import OrderStatus
+
+MAX_ATTEMPTS = 8
+
+Order = dict[str, Any]
+# Given the order as read, return the order as it must be (or None for "nothing to do") and the
+# other writes that belong to the same change.
+Change = Callable[[Order], tuple[Order, list[dict[str, Any]]] | None]
+
+
+@dataclass(frozen=True)
+class Applied:
+    order: Order | None  # the order as written; None when the change had nothing to do
+    old_status: OrderStatus | None = None
+    conflict: list[str] | None = None  # reasons of the caller's parts when one of them failed
+
+    @property
+    def changed(self) -> bool:
+        return self.order is not None and self.old_status != self.order["status"]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def apply(order_pk: str, change: Change) -> Applied:
+    for _ in range(MAX_ATTEMPTS):
+        order = store.get(order_pk, "ORDER")
+        if order is None:
+            raise LookupError(f"order {order_pk} is missing")
+        result = change(order)
+        if result is None:
+            return Applied(None)
+        new, parts = result
+        settled = lifecycle.settle(new)
+        old_status = OrderStatus(order["status"])
+        lifecycle.check_transition(old_status, settled.status)
+        confirmed_at = order.get("confirmedAt")
+        if settled.status == OrderStatus.CONFIRMED and confirmed_at is None:
+            confirmed_at = now_ms()
+        fields = {
+            "deposits": new.get("deposits") or {}, "closedAt": new.get("closedAt"),
+            "status": settled.status.value, "exception": settled.exception.value if settled.exception else None,
+            "paidUnits": settled.paid_units, "seenUnits": settled.seen_units, "excessUnits": settled.excess_units,
+            "txid": settled.first_txid, "confirmedAt": confirmed_at, "version": int(order.get("version") or 0) + 1,
+            "updatedAt": now_ms(),
+        }
+        write = store.set_part(
+            order_pk, "ORDER", set_values=fields,
+            # <status read> -> <status derived>, only from the version read.
+            condition="#cst = :from AND #cv = :v", names={"#cst": "status", "#cv": "version"},
+            values={":from": old_status.value, ":v": int(order.get("version") or 0)},
+        )
+        try:
+            store.transact([*parts, write])
+        except store.TransactionConflict as conflict:
+            mine = conflict.reasons[:len(parts)]
+            if "ConditionalCheckFailed" in mine:
+                return Applied(None, old_status, mine)
+            continue  # the order moved under us: recompute from a fresh read
+        return Applied({**order, **fields}, old_status)
+    raise RuntimeError(f"order {order_pk} kept changing under concurrent writers")
