@@ -75,10 +75,12 @@ def new_chain(anvil: Anvil, mp: pytest.MonkeyPatch, *, confirmations: int = 2) -
     return EvmChain(anvil, w3, token, owner, payer, name, confirmations)
 
 
-def evm_scanner(network: str, urls: list[str] | list[tuple[str, JsonRpc]], **kwargs: Any) -> Scanner:
-    eps = [(u, JsonRpc(u, timeout=2)) if isinstance(u, str) else u for u in urls]
+def evm_scanner(network: str, urls: list[str], **kwargs: Any) -> Scanner:
+    """A scanner of `network` through these endpoints, in order; it does not sleep unless given
+    `sleep=`."""
+    eps = [(u, JsonRpc(u, timeout=2)) for u in urls]
     reader = EvmReader(config.networks()[network], Endpoints(eps, backoff_s=0.01, rest_s=5))
-    return Scanner(reader, sleep=lambda s: None, **kwargs)
+    return Scanner(reader, **{"sleep": lambda s: None, **kwargs})
 
 
 def drive(scanner: Scanner, *, max_cycles: int = 50) -> cursor.Cursor:
