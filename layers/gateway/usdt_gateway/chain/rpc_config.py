@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from usdt_gateway import aws
 from usdt_gateway.config import ConfigError
@@ -40,13 +41,22 @@ class EndpointSpec(BaseModel):
         return urlsplit(self.url).netloc
 
 
-_SPECS = TypeAdapter(dict[str, list[EndpointSpec | str]])
+def _url_alone(value: Any) -> Any:
+    return {"url": value} if isinstance(value, str) else value
+
+
+# A bare string is shorthand for {"url": ...}; both go through the same validation.
+_SPECS = TypeAdapter(dict[str, list[Annotated[EndpointSpec, BeforeValidator(_url_alone)]]])
 
 
 def _raw() -> str:
     parameter = os.environ.get("RPC_ENDPOINTS_PARAMETER", "")
     if parameter:
-        reply = aws.client("ssm").get_parameter(Name=parameter, WithDecryption=True)
+        try:
+            reply = aws.client("ssm").get_parameter(Name=parameter, WithDecryption=True)
+        except ClientError as exc:
+            raise ConfigError(f"RPC_ENDPOINTS_PARAMETER {parameter} cannot be read "
+                              f"({exc.response['Error']['Code']}); create it as in docs/deploy.md") from exc
         return str(reply["Parameter"]["Value"])
     return os.environ.get("RPC_ENDPOINTS", "")
 
@@ -55,12 +65,10 @@ def load_endpoints(enabled: dict[str, Network], raw: str | None = None) -> dict[
     text = _raw() if raw is None else raw
     where = "RPC_ENDPOINTS" + (" (from RPC_ENDPOINTS_PARAMETER)" if os.environ.get("RPC_ENDPOINTS_PARAMETER") else "")
     try:
-        parsed: dict[str, list[Any]] = _SPECS.validate_json(text) if text.strip() else {}
+        result = _SPECS.validate_json(text) if text.strip() else {}
     except ValidationError as exc:
         raise ConfigError(f"{where} is invalid: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}; expected "
                           "a JSON object of network -> list of URLs or {\"url\", \"apiKey\"}") from exc
-    result = {name: [EndpointSpec(url=e) if isinstance(e, str) else e for e in specs]
-              for name, specs in parsed.items()}
     missing = [name for name in enabled if not result.get(name)]
     if missing:
         raise ConfigError(f"{where} names no endpoint for enabled network(s) {', '.join(missing)}")
