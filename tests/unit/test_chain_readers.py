@@ -5,8 +5,11 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+import pytest
+
 from usdt_gateway.address_codec import to_checksum_address, tron_address_from_body, tron_body20
 from usdt_gateway.chain import evm, tron
+from usdt_gateway.chain.jsonrpc import RpcError
 from usdt_gateway.chain.transfers import TRANSFER_TOPIC
 
 TOKEN = "0xdAC17F958D2ee523a2206206994597C13D831ec7"
@@ -100,3 +103,49 @@ def test_tron_missing_block_and_empty_block() -> None:
     for answer in ({}, []):
         assert tron.transfers(FakeTronProvider(answer), network="tron", token=TRON_TOKEN, recipients=None, number=9,
                               block_hash="b9") == []
+
+
+class LimitedRpc:
+    """A provider that refuses eth_getLogs over more than `limit` blocks (Infura-style -32005) and
+    otherwise returns one Transfer log per block in the range."""
+
+    url = "limited"
+
+    def __init__(self, limit: int, recipient: str, refuse_all: bool = False) -> None:
+        self.limit, self.recipient, self.refuse_all = limit, recipient, refuse_all
+        self.ranges: list[tuple[int, int]] = []
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        start, end = int(params[0]["fromBlock"], 16), int(params[0]["toBlock"], 16)
+        self.ranges.append((start, end))
+        if self.refuse_all or end - start + 1 > self.limit:
+            raise RpcError(-32005, "query returned more than 10000 results")
+        to_topic = "0x" + "0" * 24 + self.recipient[2:].lower()
+        return [{"address": TOKEN.lower(), "topics": ["0x" + TRANSFER_TOPIC, "0x" + "0" * 64, to_topic],
+                 "data": "0x" + f"{n:064x}", "blockNumber": hex(n), "transactionHash": "0x" + f"{n:064x}",
+                 "logIndex": "0x0", "blockHash": "0x" + "ab" * 32, "removed": False} for n in range(start, end + 1)]
+
+
+def test_a_range_the_provider_refuses_is_split_until_it_passes() -> None:
+    # Given a provider that takes at most 3 blocks per eth_getLogs, configured as if it took 10
+    shop = random_evm()
+    rpc = LimitedRpc(3, shop)
+    # When 10 blocks are scanned
+    found = evm.transfers(rpc, network="eth", token=TOKEN, recipients=[shop], from_block=1, to_block=10,  # type: ignore[arg-type]
+                          max_range=10)
+    # Then every block's transfer is found once, in order, through halved ranges
+    assert [t.block_number for t in found] == list(range(1, 11))
+    assert [t.units for t in found] == list(range(1, 11))
+    accepted = [r for r in rpc.ranges if r[1] - r[0] + 1 <= 3]
+    assert sorted(b for s, e in accepted for b in range(s, e + 1)) == list(range(1, 11))
+    assert rpc.ranges[0] == (1, 10)
+
+
+def test_a_single_block_still_refused_is_the_endpoints_failure() -> None:
+    # Given an endpoint that refuses eth_getLogs whatever the range
+    rpc = LimitedRpc(0, random_evm(), refuse_all=True)
+    # Then the scan gives up after halving down to one block (about log2(range) calls), not 2x range
+    with pytest.raises(RpcError):
+        evm.transfers(rpc, network="eth", token=TOKEN, recipients=[rpc.recipient], from_block=1,  # type: ignore[arg-type]
+                      to_block=1024, max_range=1024)
+    assert len(rpc.ranges) == 11

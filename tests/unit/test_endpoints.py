@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from usdt_gateway.chain.endpoints import AllEndpointsFailed, Endpoints
-from usdt_gateway.chain.jsonrpc import RpcUnavailable
+from usdt_gateway.chain.jsonrpc import RpcError, RpcUnavailable
 
 
 class Node:
@@ -74,3 +74,18 @@ def test_lagging_and_forked_endpoints_are_set_aside() -> None:
     assert heads == {"l": 51, "f": 100, "g1": 100, "g2": 101}
     assert eps.usable() == ["g1", "g2"]
     assert eps.call(Node.answer) == "g1"
+
+
+def test_a_json_rpc_error_fails_over_too() -> None:
+    # Given a preferred endpoint that refuses the method (e.g. eth_getLogs disabled) and a working one
+    clock = Clock()
+
+    def refuses(node: Node) -> str:
+        if node.name == "a":
+            raise RpcError(-32601, "the method eth_getLogs does not exist/is not available")
+        return node.name
+
+    eps = endpoints(Node("a"), Node("b"), clock=clock)
+    # Then the call is served by the second, and the first is counted and rests
+    assert eps.call(refuses) == "b"
+    assert eps.errors["a"] == 1 and eps.usable() == ["b"]

@@ -1,7 +1,7 @@
 """RPC failover for one network: an ordered list of endpoints (the first is preferred).
 
-A call goes to the first usable endpoint; when it is unavailable (timeout, HTTP error, 429) the
-next one is tried after a short backoff, and the failing one rests for a while. `check_heads`
+A call goes to the first usable endpoint; when it is unavailable (timeout, HTTP error, 429, a
+JSON-RPC error) the next one is tried after a short backoff, and the failing one rests for a while. `check_heads`
 sets aside an endpoint whose head lags the best one or whose block hash disagrees with the
 majority at a common height: a lagging node would hide recent payments, an inconsistent one may
 be on a fork. Errors per endpoint are counted for metrics."""
@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from usdt_gateway.chain.jsonrpc import RpcUnavailable
+from usdt_gateway.chain.jsonrpc import RpcError, RpcUnavailable
 
 
 class AllEndpointsFailed(Exception):
@@ -58,7 +58,10 @@ class Endpoints[C]:
                 self.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
                 return fn(endpoint.client)
-            except (RpcUnavailable, TimeoutError, ConnectionError) as exc:
+            except (RpcUnavailable, RpcError, TimeoutError, ConnectionError) as exc:
+                # A JSON-RPC error that survived the reader's own handling (e.g. eth_getLogs
+                # refused even for one block, as some public BSC nodes do) means this endpoint
+                # cannot serve the call: another one may.
                 self.errors[endpoint.name] += 1
                 endpoint.resting_until = self.clock() + self.rest_s
                 last = exc
@@ -72,7 +75,7 @@ class Endpoints[C]:
         for e in self._all:
             try:
                 heads[e.name] = head(e.client)
-            except (RpcUnavailable, TimeoutError, ConnectionError):
+            except (RpcUnavailable, RpcError, TimeoutError, ConnectionError):
                 self.errors[e.name] += 1
                 e.resting_until = self.clock() + self.rest_s
         if not heads:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from usdt_gateway.address_codec import normalize_evm_address, to_checksum_address
-from usdt_gateway.chain.jsonrpc import JsonRpc
+from usdt_gateway.chain.jsonrpc import JsonRpc, RpcError
 from usdt_gateway.chain.transfers import TRANSFER_TOPIC, Transfer
 
 MAX_TOPIC_ALTERNATIVES = 1000  # geth's maxSubTopics (and Tron's JSON-RPC limit)
@@ -48,11 +48,24 @@ def transfers(rpc: JsonRpc, *, network: str, token: str, recipients: Iterable[st
     for start in range(from_block, to_block + 1, max_range):
         end = min(start + max_range - 1, to_block)
         for chunk in _chunks(topics, MAX_TOPIC_ALTERNATIVES):
-            logs = rpc.call("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": token,
-                                             "topics": ["0x" + TRANSFER_TOPIC, None, chunk]}])
-            found.extend(_decode(network, token, log) for log in logs if not log.get("removed"))
+            found.extend(_logs(rpc, network, token, chunk, start, end))
     found.sort(key=lambda t: (t.block_number, t.log_index))
     return found
+
+
+def _logs(rpc: JsonRpc, network: str, token: str, topics: list[str], start: int, end: int) -> list[Transfer]:
+    """One eth_getLogs call; a range the provider refuses (too many results, range or size limit,
+    each provider words it differently) is split in halves until it passes. A single block that
+    is still refused is this endpoint's failure: the error goes up and the next endpoint is tried."""
+    try:
+        logs = rpc.call("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": token,
+                                         "topics": ["0x" + TRANSFER_TOPIC, None, topics]}])
+    except RpcError:
+        if start == end:
+            raise
+        middle = (start + end) // 2
+        return _logs(rpc, network, token, topics, start, middle) + _logs(rpc, network, token, topics, middle + 1, end)
+    return [_decode(network, token, log) for log in logs if not log.get("removed")]
 
 
 def _decode(network: str, token: str, log: dict[str, str]) -> Transfer:
