@@ -25,7 +25,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from usdt_gateway import cursor, deposits, expiry
 from usdt_gateway.chain.endpoints import AllEndpointsFailed
 from usdt_gateway.chain.jsonrpc import RpcError
-from usdt_gateway.chain.readers import BlockRef, ChainReader
+from usdt_gateway.chain.readers import BlockRef, ChainReader, Heads
 from usdt_gateway.chain.transfers import Transfer
 from usdt_gateway.config import settings
 from usdt_gateway.observability import logger, metrics
@@ -110,7 +110,7 @@ class Scanner:
         keep_from = min(now, state.final_time or now) - CLOCK_SKEW_MS
         self.watch.refresh(first_from=keep_from - window, keep_from=keep_from)
         state = self._final_pass(state, heads.final)
-        seen_block = self._seen_pass(state, heads.head)
+        seen_block = self._seen_pass(state, heads)
         self._close_expired(state)
         cursor.note_progress(self.network.name, self.owner, seen_block=seen_block, head=heads.head,
                              now=self._now(), lease_ms=self.lease_ms)
@@ -178,10 +178,12 @@ class Scanner:
         return cursor.advance_final(self.network.name, self.owner, expected=state.final_block, block=target,
                                     block_hash=end.hash, block_time=end.time, now=self._now(), lease_ms=self.lease_ms)
 
-    def _seen_pass(self, state: cursor.Cursor, head: int) -> int | None:
+    def _seen_pass(self, state: cursor.Cursor, heads: Heads) -> int | None:
         assert state.final_block is not None
-        start = max(state.seen_block or 0, state.final_block) + 1
-        target = min(head, start + self.reader.scan_range - 1)
+        # Blocks up to the newest final one are credited by the final passes (during a backfill
+        # they are still ahead of the cursor): reading them here too would only cost calls.
+        start = max(state.seen_block or 0, state.final_block, heads.final) + 1
+        target = min(heads.head, start + self.reader.scan_range - 1)
         if target < start:
             return state.seen_block
         found, _ = self._with_blocks(self.reader.transfers(self.watch.addresses(), start, target), set())
