@@ -312,6 +312,37 @@ def test_killed_scanner_resumes_without_loss_or_double_credit(api: ApiClient, ch
         assert (done["status"], done["paidAmount"], len(done["deposits"])) == ("confirmed", o["amount"], 1)
 
 
+def test_a_scanner_whose_lease_lapsed_during_a_long_read_credits_nothing(api: ApiClient, chain: EvmChain,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a scanner with a short lease whose read of a final range outlasts it, and a second
+    # scanner that takes the lapsed lease meanwhile
+    order = create(api, chain)
+    slow = evm_scanner(chain.network, [chain.anvil.url], lease_ms=300)
+    drive(slow)
+    chain.pay(order["address"], "25.00")
+    chain.mine(1)
+    other = evm_scanner(chain.network, [chain.anvil.url], lease_ms=300)
+    read = slow.reader.transfers
+
+    def slow_read(recipients: Collection[str], start: int, end: int) -> list[Transfer]:
+        found = read(recipients, start, end)
+        time.sleep(0.4)
+        assert cursor.acquire(chain.network, other.owner, now=other._now(), lease_ms=30_000) is not None
+        return found
+
+    monkeypatch.setattr(slow.reader, "transfers", slow_read)
+    state = cursor.acquire(chain.network, slow.owner, now=slow._now(), lease_ms=300)
+    assert state is not None
+    # When its cycle goes on to credit, it finds the lease gone and stops before any write
+    with pytest.raises(cursor.LeaseLost):
+        slow.cycle(state)
+    assert (status(api, order)["status"], status(api, order)["paidAmount"]) == ("pending", "0.00")
+    # Then the new holder credits the payment, once
+    drive(other)
+    done = status(api, order)
+    assert (done["status"], done["paidAmount"], len(done["deposits"])) == ("confirmed", "25.00", 1)
+
+
 def test_two_scanners_at_once_never_scan_a_range_twice(api: ApiClient, chain: EvmChain) -> None:
     orders = [create(api, chain, "5.00") for _ in range(4)]
     scanners = [evm_scanner(chain.network, [chain.anvil.url], lease_ms=2_000, sleep=time.sleep) for _ in range(2)]

@@ -92,6 +92,14 @@ def note_progress(network: str, owner: str, *, seen_block: int | None, head: int
         raise LeaseLost(network)
 
 
+def renew(network: str, owner: str, *, now: int, lease_ms: int) -> None:
+    pk, sk = store.cursor_key(network)
+    # held by `owner` -> held (extended); LeaseLost if it lapsed to another scanner.
+    if store.update(pk, sk, set_values={"leaseUntil": now + lease_ms}, condition="leaseOwner = :me",
+                    values={":me": owner}) is None:
+        raise LeaseLost(network)
+
+
 def release(network: str, owner: str) -> None:
     pk, sk = store.cursor_key(network)
     # held by `owner` -> free, so the next scheduled scanner starts without waiting for the lapse.

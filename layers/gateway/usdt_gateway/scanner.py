@@ -153,8 +153,13 @@ class Scanner:
         start, target = state.final_block + 1, min(final, state.final_block + self.reader.scan_range)
         if target < start:
             return state
+        began = self._now()
         found = self.reader.transfers(self.watch.addresses(), start, target)
         found, refs = self._with_blocks(found, {target, state.final_block})
+        if self._now() - began > self.lease_ms // 3:
+            # A long read (a backfill, a slow provider): make sure the lease is still ours, and
+            # keep it, before crediting, so no other scanner takes over this range meanwhile.
+            cursor.renew(self.network.name, self.owner, now=self._now(), lease_ms=self.lease_ms)
         if state.final_hash and refs[state.final_block].hash != state.final_hash:
             # Only possible with a confirmations policy and a reorg deeper than it.
             logger.error("a block counted final was replaced", extra={"block": state.final_block})
