@@ -15,6 +15,7 @@ import pytest
 from devstack.evm import deploy_batch_payer, start_anvil, usdt
 from tests.integration.apiclient import ApiClient
 from tests.integration.chains import EvmChain, drive, evm_scanner, new_chain
+from tests.integration.conftest import new_merchant
 from usdt_gateway import cursor, deposits, expiry, store
 from usdt_gateway.chain.jsonrpc import JsonRpc
 from usdt_gateway.chain.transfers import Transfer
@@ -194,6 +195,26 @@ def test_attach_refuses_unknown_deposits_and_orders(api: ApiClient, chain: EvmCh
     assert (bad.status, bad.body["code"]) == (400, "INVALID_DEPOSIT_ID")
     listing = api.request("GET", "/v1/deposits", query=[("unmatched", "maybe")])
     assert (listing.status, listing.body["code"]) == (400, "INVALID_PARAMETER")
+
+
+def test_fixed_address_orders_are_told_apart_by_their_tagged_amounts(handler: object, chain: EvmChain) -> None:
+    # Given a merchant receiving on one fixed address, and two live orders of 25.00 on it
+    shop = chain.w3.eth.accounts[5]
+    fixed = new_merchant(fixed_evm=shop)
+    client = ApiClient(handler, fixed.api_key, fixed.secret)
+    first, second = create(client, chain, "25.00"), create(client, chain, "25.00")
+    assert first["address"] == second["address"] == shop
+    assert (first["amount"], second["amount"]) == ("25.00", "25.01")
+    # When the customer of the second pays its exact tagged amount, and someone sends 25.005
+    paid = chain.pay(shop, second["amount"])
+    odd = chain.pay(shop, "25.005")
+    chain.mine(1)
+    drive(evm_scanner(chain.network, [chain.anvil.url]))
+    # Then only the second order is paid, and the amount no order asked for is unmatched
+    assert status(client, first)["status"] == "pending"
+    done = status(client, second)
+    assert (done["status"], done["paidAmount"], done["txid"]) == ("confirmed", "25.01", paid)
+    assert [(d["txid"], d["amount"]) for d in deposits_listed(client, unmatched=True)] == [(odd, "25.005")]
 
 
 def test_payment_to_an_unknown_address_changes_nothing(api: ApiClient, chain: EvmChain) -> None:
