@@ -19,6 +19,7 @@ from tests.integration.conftest import new_merchant
 from usdt_gateway import cursor, deposits, expiry, store
 from usdt_gateway.chain.jsonrpc import JsonRpc
 from usdt_gateway.chain.transfers import Transfer
+from usdt_gateway.observability import metrics
 from usdt_gateway.scanner import ChainMoved
 
 
@@ -60,6 +61,30 @@ def test_exact_payment_goes_pending_confirming_confirmed(api: ApiClient, chain: 
     assert done["paidAmount"] == "25.00" and done["txid"] == txid and done["confirmedAt"] is not None
     assert done["exception"] is None
     assert [(d["txid"], d["final"], d["confirmations"]) for d in done["deposits"]] == [(txid, True, 2)]
+
+
+def test_scanner_emits_lag_detection_latency_and_rpc_error_metrics(api: ApiClient, chain: EvmChain) -> None:
+    proxy = FlakyProxy(chain.anvil.url)
+    try:
+        # Given a payment, and a preferred endpoint that fails
+        proxy.mode = "fail"
+        order = create(api, chain)
+        chain.pay(order["address"], "25.00")
+        chain.mine(3)
+        metrics.clear_metrics()
+        # When the scanner credits it
+        drive(evm_scanner(chain.network, [proxy.url, chain.anvil.url]))
+        assert status(api, order)["status"] == "confirmed"
+        # Then the operator's figures are in the metric set: lag in blocks and seconds, the time
+        # from the payment's block to its crediting, and the endpoint's errors
+        emitted = {m["Name"] for d in metrics.serialize_metric_set()["_aws"]["CloudWatchMetrics"]
+                   for m in d["Metrics"]}
+        assert {"ScannerLagBlocks", "ScannerLagSeconds", "DetectionLatency", "DepositsCredited",
+                "RpcErrors"} <= emitted
+        assert metrics.metric_set["ScannerLagBlocks"]["Value"][-1] == 1.0  # 2 confirmations: head - final
+    finally:
+        metrics.clear_metrics()
+        proxy.close()
 
 
 def deposits_listed(api: ApiClient, *, unmatched: bool) -> list[dict]:
