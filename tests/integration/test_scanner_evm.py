@@ -344,15 +344,18 @@ def test_killed_scanner_resumes_without_loss_or_double_credit(api: ApiClient, ch
         return real_credit(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(deposits, "credit_final", credit_then_die)
-    first = evm_scanner(chain.network, [chain.anvil.url], lease_ms=300)
+    first = evm_scanner(chain.network, [chain.anvil.url])
     with pytest.raises(SystemExit):
         drive(first)  # dies after crediting one of the three, before moving its cursor
     monkeypatch.setattr(deposits, "credit_final", real_credit)
     assert [status(api, o)["status"] for o in orders].count("confirmed") == 1
+    assert cursor.acquire(chain.network, "successor", now=first._now(), lease_ms=1_000) is None  # still leased
 
-    second = evm_scanner(chain.network, [chain.anvil.url], lease_ms=300, sleep=time.sleep)
-    report = second.run(until=time.time() + 2.0)  # waits for the dead one's lease to lapse
-    assert report.lease_busy and report.credited == 2
+    # Its successor runs once the dead one's lease has lapsed (its clock is past the lease)
+    second = evm_scanner(chain.network, [chain.anvil.url], clock=lambda: time.time() + first.lease_ms / 1000 + 1,
+                         sleep=time.sleep)
+    report = second.run(until=second.clock() + 1.0)
+    assert not report.lease_busy and report.credited == 2
     for o in orders:
         done = status(api, o)
         assert (done["status"], done["paidAmount"], len(done["deposits"])) == ("confirmed", o["amount"], 1)

@@ -87,10 +87,19 @@ class Endpoints[C]:
                 e.resting_until = self.clock() + self.rest_s
         if len(in_step) >= 2:
             common = min(heads[e.name] for e in in_step)
-            hashes = {e.name: block_hash(e.client, common) for e in in_step}
-            majority, votes = Counter(hashes.values()).most_common(1)[0]
-            if votes * 2 > len(in_step):
-                for e in in_step:
-                    if hashes[e.name] != majority:
-                        e.resting_until = self.clock() + self.rest_s
+            hashes: dict[str, str | None] = {}
+            for e in in_step:
+                # Failing here counts and rests the endpoint, as failing on its head does: let
+                # through, one 429 from any endpoint would abort the scan cycle and the run.
+                try:
+                    hashes[e.name] = block_hash(e.client, common)
+                except (RpcUnavailable, RpcError, TimeoutError, ConnectionError):
+                    self.errors[e.name] += 1
+                    e.resting_until = self.clock() + self.rest_s
+            if hashes:
+                majority, votes = Counter(hashes.values()).most_common(1)[0]
+                if votes * 2 > len(in_step):
+                    for e in in_step:
+                        if e.name in hashes and hashes[e.name] != majority:
+                            e.resting_until = self.clock() + self.rest_s
         return heads
