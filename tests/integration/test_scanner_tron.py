@@ -5,6 +5,7 @@ test moves itself."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +25,8 @@ from tests.integration.chains import (
     tron_scanner,
 )
 from usdt_gateway import config, cursor, deposits
-from usdt_gateway.scanner import ENDPOINT_CHECK_S
+from usdt_gateway.chain.endpoints import AllEndpointsFailed
+from usdt_gateway.scanner import ENDPOINT_CHECK_S, ChainMoved
 
 TRON_TXID = re.compile(r"[0-9a-f]{64}")
 TX_INFOS = "/wallet/gettransactioninfobyblocknum"
@@ -437,3 +439,29 @@ def test_a_confirmations_policy_ignores_the_solid_head(api: ApiClient, node: Tro
     drive(scanner)
     assert summary(status(api, order)) == [(txid, True, 3)]
     assert status(api, order)["status"] == "confirmed" and node.solid < node.head - 2
+
+
+def test_failover_to_a_node_that_lacks_the_blocks_loses_no_payment(api: ApiClient, chain: TronChain) -> None:
+    # Given a good preferred node and a spare one 25 blocks behind (not caught by a check yet)
+    chain.mine(30)
+    order = create(api, chain)
+    first = tron_scanner(chain.network, [chain.node.url])
+    drive(first)
+    chain.pay(order["address"], "25.00")
+    chain.solidify()
+    with TronNode(lagging_copy(chain.node.chain, behind=25)) as behind:
+        scanner = tron_scanner(chain.network, [chain.node.url, behind.url], owner=first.owner)
+        scanner._last_check = scanner.clock()
+        # When the good node fails while reading the payment's block, and the call moves to the spare
+        chain.node.fail_next(1, HTTPStatus.TOO_MANY_REQUESTS, path=TX_INFOS)
+        state = cursor.acquire(chain.network, scanner.owner, now=scanner._now(), lease_ms=30_000)
+        assert state is not None
+        with contextlib.suppress(AllEndpointsFailed, ChainMoved):
+            state, _ = scanner.cycle(state)
+        # Then the spare's silence about blocks it does not have is not taken for empty blocks:
+        # the final cursor has not moved past the payment
+        assert state.final_block is not None and state.final_block < chain.node.head
+        assert status(api, order)["paidAmount"] == "0.00"
+        # and once the good node is back (a scanner of the same lease, after its rest), it is credited
+        drive(tron_scanner(chain.network, [chain.node.url], owner=scanner.owner))
+        assert status(api, order)["status"] == "confirmed"

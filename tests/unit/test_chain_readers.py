@@ -9,8 +9,11 @@ import pytest
 
 from usdt_gateway.address_codec import to_checksum_address, tron_address_from_body, tron_body20
 from usdt_gateway.chain import evm, tron
-from usdt_gateway.chain.jsonrpc import RpcError
+from usdt_gateway.chain.endpoints import AllEndpointsFailed, Endpoints
+from usdt_gateway.chain.jsonrpc import RpcError, RpcUnavailable
+from usdt_gateway.chain.readers import EvmReader
 from usdt_gateway.chain.transfers import TRANSFER_TOPIC
+from usdt_gateway.networks import load_networks
 
 TOKEN = "0xdAC17F958D2ee523a2206206994597C13D831ec7"
 TRON_TOKEN = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
@@ -149,3 +152,38 @@ def test_a_single_block_still_refused_is_the_endpoints_failure() -> None:
         evm.transfers(rpc, network="eth", token=TOKEN, recipients=[rpc.recipient], from_block=1,  # type: ignore[arg-type]
                       to_block=1024, max_range=1024)
     assert len(rpc.ranges) == 11
+
+
+class Node:
+    """An EVM endpoint at `head` holding one payment to `shop` in `paid_block`; `fail` answers
+    eth_getLogs with 429 that many times."""
+
+    def __init__(self, url: str, head: int, shop: str, paid_block: int, fail: int = 0) -> None:
+        self.url, self.head, self.shop, self.paid_block, self.fail = url, head, shop, paid_block, fail
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        if method == "eth_blockNumber":
+            return hex(self.head)
+        assert method == "eth_getLogs"
+        if self.fail:
+            self.fail -= 1
+            raise RpcUnavailable(f"{self.url}: HTTP 429")
+        start, end = int(params[0]["fromBlock"], 16), min(int(params[0]["toBlock"], 16), self.head)
+        if not start <= self.paid_block <= end:
+            return []  # a node answers nothing for blocks it does not have yet
+        return LimitedRpc(10, self.shop).call(method, [{"fromBlock": hex(self.paid_block),
+                                                         "toBlock": hex(self.paid_block)}])
+
+
+def test_a_range_is_never_read_from_a_node_that_lacks_its_blocks() -> None:
+    # Given a preferred node that fails once, and a spare that is 10 blocks behind the range's end
+    shop = random_evm()
+    good, behind = Node("good", 120, shop, 115, fail=1), Node("behind", 110, shop, 115)
+    network = load_networks("eth")["eth"]
+    reader = EvmReader(network, Endpoints([("good", good), ("behind", behind)], backoff_s=0, rest_s=0))  # type: ignore[list-item]
+    # When blocks 100..120 are read, the spare's silence about 111..120 is not taken for "no
+    # payments": the read fails as a whole, and the scanner retries it later from its cursor
+    with pytest.raises(AllEndpointsFailed):
+        reader.transfers([shop], 100, 120)
+    # Then, with the preferred node back, the payment in block 115 is found
+    assert [t.block_number for t in reader.transfers([shop], 100, 120)] == [115]

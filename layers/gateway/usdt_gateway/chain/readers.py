@@ -4,7 +4,7 @@ addresses are in blocks a..b. Each call goes through the network's endpoint fail
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,6 +42,14 @@ class ChainReader(Protocol):
     def check_endpoints(self) -> None: ...
 
 
+def _has_block(head: int, number: int, url: str) -> None:
+    """One endpoint reads a whole range, and only one that has its last block: a node that is
+    behind answers "nothing" for blocks it does not have yet, which must never pass for empty
+    blocks (the cursor would move past payments)."""
+    if head < number:
+        raise RpcUnavailable(f"{url}: head {head} is behind block {number}")
+
+
 def _confirmed(network: Network, head: int) -> int:
     # A block has head - n + 1 confirmations; it is final with at least `confirmations`.
     return head - max(1, network.finality.confirmations) + 1
@@ -64,9 +72,12 @@ class EvmReader:
         return BlockRef(number, raw["hash"], int(raw["timestamp"], 16) * 1000) if raw else None
 
     def transfers(self, recipients: Collection[str], from_block: int, to_block: int) -> list[Transfer]:
-        return self.endpoints.call(lambda rpc: evm.transfers(
-            rpc, network=self.network.name, token=self.network.token_contract, recipients=recipients,
-            from_block=from_block, to_block=to_block, max_range=self.network.max_log_range))
+        def read(rpc: JsonRpc) -> list[Transfer]:
+            _has_block(evm.head(rpc), to_block, rpc.url)
+            return evm.transfers(rpc, network=self.network.name, token=self.network.token_contract,
+                                 recipients=recipients, from_block=from_block, to_block=to_block,
+                                 max_range=self.network.max_log_range)
+        return self.endpoints.call(read)
 
     def check_endpoints(self) -> None:
         self.endpoints.check_heads(evm.head, evm.block_hash, max_lag=max(3, 30_000 // self.network.block_time_ms))
@@ -113,16 +124,15 @@ class TronReader:
 
     def transfers(self, recipients: Collection[str], from_block: int, to_block: int) -> list[Transfer]:
         watched = set(recipients)
-        found: list[Transfer] = []
-        for number in range(from_block, to_block + 1):
-            found.extend(self.endpoints.call(self._block_reader(watched, number)))
-        return found
 
-    def _block_reader(self, watched: set[str], number: int) -> Callable[[TronNode], list[Transfer]]:
         def read(node: TronNode) -> list[Transfer]:
-            return tron.transfers(node, network=self.network.name, token=self.network.token_contract,
-                                  recipients=watched, number=number, block_hash="")
-        return read
+            _has_block(tron.heads(node)[0], to_block, node.url)
+            found: list[Transfer] = []
+            for number in range(from_block, to_block + 1):
+                found.extend(tron.transfers(node, network=self.network.name, token=self.network.token_contract,
+                                            recipients=watched, number=number, block_hash=""))
+            return found
+        return self.endpoints.call(read)
 
     def check_endpoints(self) -> None:
         self.endpoints.check_heads(lambda node: tron.heads(node)[0], tron.block_id, max_lag=10)
