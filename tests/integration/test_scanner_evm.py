@@ -392,6 +392,20 @@ def test_a_scanner_whose_lease_lapsed_during_a_long_read_credits_nothing(api: Ap
     assert (done["status"], done["paidAmount"], len(done["deposits"])) == ("confirmed", "25.00", 1)
 
 
+def test_a_run_with_no_time_left_still_scans_once(api: ApiClient, chain: EvmChain) -> None:
+    # Given a payment, and a scanner invocation with no scan time (SCAN_SECONDS=0: once per schedule)
+    order = create(api, chain)
+    chain.pay(order["address"], "25.00")
+    chain.mine(1)
+    scanner = evm_scanner(chain.network, [chain.anvil.url])
+    # When it runs
+    report = scanner.run(until=time.time() - 1)
+    # Then it made exactly one cycle, credited the payment and released the lease
+    assert (report.cycles, report.credited, report.lease_busy) == (1, 1, False)
+    assert status(api, order)["status"] == "confirmed"
+    assert cursor.acquire(chain.network, "next", now=scanner._now(), lease_ms=1_000) is not None
+
+
 def test_two_scanners_at_once_never_scan_a_range_twice(api: ApiClient, chain: EvmChain) -> None:
     orders = [create(api, chain, "5.00") for _ in range(4)]
     scanners = [evm_scanner(chain.network, [chain.anvil.url], lease_ms=2_000, sleep=time.sleep) for _ in range(2)]

@@ -70,20 +70,23 @@ class Scanner:
         return int(self.clock() * 1000)
 
     def run(self, *, until: float, stop: threading.Event | None = None) -> ScanReport:
-        """Scan until `until` (epoch seconds) or `stop`; waits for the lease while another holds it."""
+        """Scan until `until` (epoch seconds) or `stop`, at least one cycle (so SCAN_SECONDS=0 scans
+        once per schedule); waits for the lease while another scanner holds it."""
         idle = min(3.0, max(0.2, self.network.block_time_ms / 2000))
-        held = None
-        while self.clock() < until and not (stop and stop.is_set()):
-            held = cursor.acquire(self.network.name, self.owner, now=self._now(), lease_ms=self.lease_ms)
-            if held is not None:
-                break
+
+        def going() -> bool:
+            return self.clock() < until and not (stop and stop.is_set())
+
+        held = cursor.acquire(self.network.name, self.owner, now=self._now(), lease_ms=self.lease_ms)
+        while held is None:
             self.report.lease_busy = True
+            if not going():
+                return self.report
             self.sleep(1.0)
-        if held is None:
-            return self.report
+            held = cursor.acquire(self.network.name, self.owner, now=self._now(), lease_ms=self.lease_ms)
         try:
             state = held
-            while self.clock() < until and not (stop and stop.is_set()):
+            while True:
                 try:
                     state, caught_up = self.cycle(state)
                 except (AllEndpointsFailed, RpcError, ChainMoved) as exc:
@@ -91,6 +94,8 @@ class Scanner:
                     logger.warning("scan cycle failed; retrying from the cursor", extra={"reason": str(exc)})
                     caught_up = True
                 self.report.cycles += 1
+                if not going():
+                    break
                 if caught_up:
                     self.sleep(idle)
         except cursor.LeaseLost:
