@@ -22,6 +22,7 @@ REFRESH_OVERLAP_MS = 60_000
 # Block timestamps and Lambda clocks disagree a little: a transfer this much older than its
 # order's creation still matches it.
 CLOCK_SKEW_MS = 60_000
+NEVER = 2**63
 
 
 def watch_part(*, network: str, order: dict[str, Any], mode: str) -> dict[str, Any]:
@@ -65,25 +66,34 @@ class WatchList:
         self._entries: dict[str, WatchEntry] = {}  # by order pk
         self._by_address: dict[str, list[WatchEntry]] = {}
         self._loaded_to: int | None = None  # newest createdAt read so far
+        self._earliest_end = NEVER  # the soonest watch_until among the entries
 
     def refresh(self, *, first_from: int, keep_from: int) -> None:
         """Read entries created since the last refresh (the first time: since `first_from`), and
-        forget those whose watch window ended before `keep_from`."""
+        forget those whose watch window ended before `keep_from`. The indexes are rebuilt only
+        when something changed: with 100,000 entries a rebuild costs more than a BSC block."""
         since = first_from if self._loaded_to is None else self._loaded_to - REFRESH_OVERLAP_MS
         pk, _ = store.watch_key(self.network, 0, "")
         items = store.query_partition(pk, sk_from=f"{max(0, since):013d}")
+        changed = False
         for item in items:
             entry = WatchEntry.from_item(item)
-            self._entries[entry.order_pk] = entry
+            if self._entries.get(entry.order_pk) != entry:  # new, or re-read in the overlap
+                self._entries[entry.order_pk] = entry
+                changed = True
         if items:
             self._loaded_to = max(self._loaded_to or 0, max(int(i["createdAt"]) for i in items))
         elif self._loaded_to is None:
             self._loaded_to = since
-        self._entries = {k: e for k, e in self._entries.items() if e.watch_until >= keep_from}
-        by_address: dict[str, list[WatchEntry]] = {}
-        for e in self._entries.values():
-            by_address.setdefault(e.address, []).append(e)
-        self._by_address = by_address
+        if keep_from > self._earliest_end:
+            self._entries = {k: e for k, e in self._entries.items() if e.watch_until >= keep_from}
+            changed = True
+        if changed:
+            by_address: dict[str, list[WatchEntry]] = {}
+            for e in self._entries.values():
+                by_address.setdefault(e.address, []).append(e)
+            self._by_address = by_address
+            self._earliest_end = min((e.watch_until for e in self._entries.values()), default=NEVER)
 
     def addresses(self) -> list[str]:
         return list(self._by_address)
@@ -92,7 +102,10 @@ class WatchList:
         return self._entries.values()
 
     def mark_closed(self, entry: WatchEntry) -> None:
-        self._entries[entry.order_pk] = replace(entry, closed=True)
+        closed = replace(entry, closed=True)
+        self._entries[entry.order_pk] = closed
+        same = self._by_address.get(entry.address, [])
+        self._by_address[entry.address] = [closed if e.order_pk == entry.order_pk else e for e in same]
 
     def match(self, address: str, units: int, block_time: int) -> tuple[WatchEntry | None, str | None]:
         """(the order this transfer pays, or None; the merchant the address belongs to)."""
