@@ -13,8 +13,10 @@ from typing import Any
 
 from usdt_gateway import aws
 from usdt_gateway.chain.readers import reader_for
-from usdt_gateway.chain.rpc_config import load_endpoints
-from usdt_gateway.config import ConfigError, networks
+from usdt_gateway.chain.rpc_config import EndpointSpec, load_endpoints
+from usdt_gateway.config import ConfigError, networks, settings
+from usdt_gateway.networks import Network
+from usdt_gateway.observability import logger
 from usdt_gateway.scanner import Scanner
 
 # Stop this long before the Lambda timeout: release the lease and flush metrics in time.
@@ -33,12 +35,24 @@ def scan_seconds() -> float:
 
 
 def build() -> dict[str, Scanner]:
-    """One scanner per enabled network; validates networks, RPC endpoints and SCAN_SECONDS."""
+    """One scanner per enabled network; validates networks, RPC endpoints and SCAN_SECONDS.
+    Every enabled network needs an endpoint, except in local mode (see _scanned)."""
     enabled = networks()
-    specs = load_endpoints(enabled)
+    scanned, specs = _scanned(enabled) if settings().local_mode else (enabled, load_endpoints(enabled))
     scan_seconds()
     # Kept across warm invocations: the watch list then only reads what is new.
-    return {name: Scanner(reader_for(network, specs[name])) for name, network in enabled.items()}
+    return {name: Scanner(reader_for(network, specs[name])) for name, network in scanned.items()}
+
+
+def _scanned(enabled: dict[str, Network]) -> tuple[dict[str, Network], dict[str, list[EndpointSpec]]]:
+    """Local mode: the networks that have an endpoint. The local stack enables the public chains
+    for creating orders but has no provider for them; those are left unscanned, not an error."""
+    specs = load_endpoints({})  # validated like any configuration, without requiring a network
+    skipped = [name for name in enabled if not specs.get(name)]
+    if skipped:
+        logger.warning("local mode: enabled networks without an RPC endpoint are not scanned",
+                       extra={"networks": skipped})
+    return {name: network for name, network in enabled.items() if name not in skipped}, specs
 
 
 def handle(scanners: dict[str, Scanner], event: dict[str, Any], *, remaining_ms: int,
@@ -48,7 +62,7 @@ def handle(scanners: dict[str, Scanner], event: dict[str, Any], *, remaining_ms:
         return dispatch(list(scanners), function_arn)
     scanner = scanners.get(str(name))
     if scanner is None:
-        raise ValueError(f"network {name!r} is not enabled here; enabled: {', '.join(scanners)}")
+        raise ValueError(f"network {name!r} is not scanned here; scanned: {', '.join(scanners) or 'none'}")
     budget = min(scan_seconds(), remaining_ms / 1000 - SAFETY_MARGIN_S)
     scanner.report = type(scanner.report)()
     report = scanner.run(until=time.time() + max(0.0, budget))
