@@ -1,21 +1,31 @@
-"""`python -m devstack` (`make dev`): the gateway on http://127.0.0.1:$PORT until Ctrl-C.
+"""`python -m devstack` (`make dev`): the gateway on http://127.0.0.1:$PORT until Ctrl-C, with a
+local chain whose `local` orders are detected by the deposit scanner.
+
+`python -m devstack pay <orderId> [--amount X] [--no-wait]` pays an order of the running stack
+on the local chain (devstack/pay.py).
 
 PORT (default 3000) and DEVSTACK_STATE_DIR (default .local/, git-ignored) configure it.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import shlex
 import signal
 import sys
 import threading
+from decimal import Decimal
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from devstack.stack import Stack, start_stack
+from devstack.chain import MINTED_USDT
 from devstack.template import REPO_ROOT
+
+if TYPE_CHECKING:
+    from devstack.stack import Stack
 
 DEFAULT_PORT = 3000
 
@@ -30,17 +40,27 @@ def _display(path: Path) -> str:
 
 def banner(stack: Stack) -> str:
     url, key, secret = stack.base_url, stack.merchant["apiKey"], stack.merchant["secretKey"]
+    chain = stack.chain.info
     example = REPO_ROOT / "examples" / "create_order.py"
     example_cmd = f"python {_display(example)}"
+    pay_cmd = f"{_display(Path(sys.executable))} -m devstack pay <orderId>"
     if stack.state_dir != (REPO_ROOT / ".local").resolve():
         example_cmd += f" {shlex.quote(_display(stack.state_dir))}"
+        pay_cmd = f"DEVSTACK_STATE_DIR={shlex.quote(_display(stack.state_dir))} {pay_cmd}"
+    unscanned = [n for n in stack.networks if n not in stack.scanned_networks]
     return f"""
-USDT gateway, local stack: the API Lambda on moto (DynamoDB, KMS), no Docker, no AWS account
+USDT gateway, local stack: the API and scanner Lambdas on moto (DynamoDB, KMS, SSM) and a local
+chain (anvil), no Docker, no AWS account
 
   API          {url}
   merchant     {_display(stack.merchant_file)}   (merchantId, apiKey, secretKey, webhookSecret, baseUrl)
   dev wallet   {_display(stack.wallet_file)}   (development mnemonic: never send real funds to its addresses)
   networks     {", ".join(stack.networks)}   (xpub mode: each order gets the next address of the dev wallet)
+  local chain  {chain.rpc_url}   (anvil, chain id {chain.chain_id}, a block a second)
+  test USDT    {chain.token_contract}   (TestUSDT, {chain.decimals} decimals)
+  payer        {chain.payer}   (holds {Decimal(MINTED_USDT):,} test USDT; {_display(stack.chain_file)})
+  scanner      `{"`, `".join(stack.scanned_networks)}` orders are detected: pending -> confirming -> confirmed
+               ({", ".join(unscanned)} orders can be created but are not scanned: no RPC endpoint locally)
   data         in memory: orders are gone when the stack stops; the merchant gets new keys at each start
 
 Public endpoint, no key:
@@ -51,8 +71,10 @@ Signed GET (Signature-V1: HMAC-SHA256 of Request-Time followed by the two charac
   sig=$(printf '%s""' "$ts" | openssl dgst -sha256 -hmac '{secret}' | awk '{{print $NF}}')
   curl -s {url}/v1/payment/orders -H 'API-Key: {key}' -H "Request-Time: $ts" -H "Signature-V1: $sig"
 
-Create an order and read it back (needs requests, e.g. the venv's python):
+Create an order on `local` and read it back (needs requests, e.g. the venv's python), then pay it
+from the payer and watch its status change:
   {example_cmd}
+  {pay_cmd}
 
 Or in Python, the reference client (paste as is):
 
@@ -60,7 +82,7 @@ import hashlib, hmac, json, secrets, time
 import requests
 
 API_KEY, SECRET_KEY = "{key}", "{secret}"
-payload = {{"network": "tron", "currency": "USDT", "amount": "50.00", "orderId": f"demo-{{secrets.token_hex(4)}}"}}
+payload = {{"network": "local", "currency": "USDT", "amount": "50.00", "orderId": f"demo-{{secrets.token_hex(4)}}"}}
 timestamp = str(int(time.time() * 1000))
 message = f"{{timestamp}}{{json.dumps(payload, sort_keys=True)}}"
 signature = hmac.new(SECRET_KEY.encode(), message.encode(), hashlib.sha256).hexdigest()
@@ -72,7 +94,43 @@ Ctrl-C stops the stack.
 """
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m devstack", description="Run the local stack (no arguments).")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    pay = commands.add_parser("pay", help="pay an order of the running stack on the local chain",
+                              description="Send test USDT from the local chain's payer to a `local` order, then "
+                                          "follow its status until the payment is final.")
+    pay.add_argument("order_id", metavar="orderId")
+    pay.add_argument("--amount", help="USDT to send, e.g. 12.5 (default: the order's exact amount)")
+    pay.add_argument("--no-wait", action="store_true", help="exit once the transfer is mined")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    state_dir = Path(os.environ.get("DEVSTACK_STATE_DIR") or REPO_ROOT / ".local")
+    if args.command == "pay":
+        return _pay(state_dir, args)
+    return _run_stack(state_dir)
+
+
+def _pay(state_dir: Path, args: argparse.Namespace) -> int:
+    from devstack.pay import Failed, Refused, pay
+
+    try:
+        pay(state_dir, args.order_id, amount=args.amount, wait=not args.no_wait)
+    except Refused as exc:
+        print(f"pay: {exc}", file=sys.stderr)
+        return 2
+    except Failed as exc:
+        print(f"pay: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_stack(state_dir: Path) -> int:
+    from devstack.stack import start_stack  # moto and the chain tooling: only for running the stack
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     for noisy in ("werkzeug", "botocore"):  # moto's access log; the SDK's "found credentials" notes
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -81,7 +139,6 @@ def main() -> int:
     if not raw_port.isdigit() or not 0 <= int(raw_port) <= 65535:
         print(f"PORT must be a port number, not {raw_port!r}", file=sys.stderr)
         return 2
-    state_dir = Path(os.environ.get("DEVSTACK_STATE_DIR") or REPO_ROOT / ".local")
 
     stop = threading.Event()
 
@@ -94,6 +151,9 @@ def main() -> int:
 
     try:
         stack = start_stack(port=int(raw_port), state_dir=state_dir)
+    except FileNotFoundError as exc:  # anvil not installed
+        print(f"cannot start the local stack: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"cannot start the local stack on port {raw_port}: {exc} (PORT=... picks another)", file=sys.stderr)
         return 1

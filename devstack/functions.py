@@ -20,12 +20,20 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from devstack.environment import ACCOUNT_ID
-from devstack.template import REPO_ROOT, Route, Template, function_environment, function_property
+from devstack.template import REPO_ROOT, Template, function_environment, function_property
 
 log = logging.getLogger("devstack")
 
 # The function's own environment comes from the template; these are what the local stack adds.
-LOCAL_FUNCTION_ENV = {"LOCAL_MODE": "1", "POWERTOOLS_TRACE_DISABLED": "1"}
+# No metrics: the functions share one process and Powertools keeps metrics in class-level state,
+# so one function's flush would print and clear another's (and the scanner flushes every few
+# seconds, a line of EMF JSON each time).
+LOCAL_FUNCTION_ENV = {"LOCAL_MODE": "1", "POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_METRICS_DISABLED": "1"}
+
+# Variables that only label a function's logs and metrics, so they differ from function to
+# function by design. The functions share one process, and with it the one Logger and Metrics of
+# usdt_gateway.observability, built from the first function's value.
+PER_FUNCTION_LABELS = frozenset({"POWERTOOLS_SERVICE_NAME"})
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -77,6 +85,7 @@ class LocalFunction:
             try:
                 return self.handler(event, context)
             finally:
+                _drop_metrics()
                 elapsed = time.time() - started
                 if elapsed > self.timeout_s:
                     log.warning(
@@ -87,8 +96,12 @@ class LocalFunction:
                     )
 
 
-def _function_ids(routes: list[Route]) -> list[str]:
-    return list(dict.fromkeys(route.function for route in routes))
+def _drop_metrics() -> None:
+    """Forget the invocation's metrics. With metrics disabled, Powertools' flush leaves them in its
+    class-level state: they would pile up over the invocations and be printed at 100 values."""
+    from aws_lambda_powertools.metrics import Metrics
+
+    Metrics().clear_metrics()
 
 
 def _resolve(value: Any, *, refs: dict[str, str], attrs: dict[str, str], where: str) -> str:
@@ -114,11 +127,11 @@ def _resolve(value: Any, *, refs: dict[str, str], attrs: dict[str, str], where: 
 
 
 def resolved_environment(
-    template: Template, routes: list[Route], *, refs: dict[str, str], attrs: dict[str, str]
+    template: Template, function_ids: list[str], *, refs: dict[str, str], attrs: dict[str, str]
 ) -> dict[str, str]:
-    """The environment of the routes' functions as the template declares it, with Ref, GetAtt and
-    Sub resolved against `refs` (over the parameters' defaults) and `attrs`. The functions share
-    one process, so they must agree on every variable."""
+    """The environment of these functions as the template declares it, with Ref, GetAtt and Sub
+    resolved against `refs` (over the parameters' defaults) and `attrs`. The functions share one
+    process, so they must agree on every variable but the PER_FUNCTION_LABELS."""
     refs = {
         **{
             name: str(spec["Default"])
@@ -128,13 +141,13 @@ def resolved_environment(
         **refs,
     }
     merged: dict[str, str] = {}
-    for logical_id in _function_ids(routes):
+    for logical_id in function_ids:
         declared = {
             name: _resolve(value, refs=refs, attrs=attrs, where=f"{logical_id}.Environment.{name}")
             for name, value in function_environment(template, logical_id).items()
         }
         for name, value in {**declared, **LOCAL_FUNCTION_ENV}.items():
-            if merged.setdefault(name, value) != value:
+            if merged.setdefault(name, value) != value and name not in PER_FUNCTION_LABELS:
                 raise ValueError(
                     f"{logical_id}: {name}={value!r} conflicts with another function's value "
                     "(the local stack runs every function in one process)"
@@ -142,9 +155,9 @@ def resolved_environment(
     return merged
 
 
-def add_layers_to_path(template: Template, routes: list[Route]) -> None:
-    """Put the ContentUri of each layer the template builds for the routes' functions on sys.path."""
-    for logical_id in _function_ids(routes):
+def add_layers_to_path(template: Template, function_ids: list[str]) -> None:
+    """Put the ContentUri of each layer the template builds for these functions on sys.path."""
+    for logical_id in function_ids:
         for layer in function_property(template, logical_id, "Layers", []) or []:
             target = template["Resources"].get(layer.get("Ref", "")) if isinstance(layer, dict) else None
             if target and target.get("Type") == "AWS::Serverless::LayerVersion":
@@ -153,15 +166,15 @@ def add_layers_to_path(template: Template, routes: list[Route]) -> None:
                     sys.path.insert(0, path)
 
 
-def _load_handler(route: Route) -> Handler:
+def _load_handler(template: Template, logical_id: str) -> Handler:
     """Import CodeUri/<module>.py under a module name of its own and return its handler."""
-    module_name, _, function_name = route.handler.rpartition(".")
-    code_dir = REPO_ROOT / route.code_uri
+    module_name, _, function_name = str(function_property(template, logical_id, "Handler")).rpartition(".")
+    code_dir = REPO_ROOT / str(function_property(template, logical_id, "CodeUri"))
     source = code_dir / (module_name.replace(".", "/") + ".py")
-    unique_name = f"devstack_functions.{route.function}.{module_name}"
+    unique_name = f"devstack_functions.{logical_id}.{module_name}"
     spec = importlib.util.spec_from_file_location(unique_name, source)
     if spec is None or spec.loader is None:
-        raise ImportError(f"{route.function}: cannot load {source}")
+        raise ImportError(f"{logical_id}: cannot load {source}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[unique_name] = module
     # The code directory is the task root (/var/task) in Lambda: on the path while the module
@@ -177,22 +190,26 @@ def _load_handler(route: Route) -> Handler:
             sys.path.remove(str(code_dir))
     handler = getattr(module, function_name, None)
     if not callable(handler):
-        raise ImportError(f"{route.function}: {source} has no callable {function_name!r}")
+        raise ImportError(f"{logical_id}: {source} has no callable {function_name!r}")
     return cast(Handler, handler)
 
 
 def load_functions(
-    template: Template, routes: list[Route], *, stack_name: str, region: str
+    template: Template, function_ids: list[str], *, stack_name: str, region: str
 ) -> dict[str, LocalFunction]:
-    """Import the handler of each function the routes reach, by logical id."""
+    """Import the handler of each of these functions, by logical id, in this order."""
     functions = {}
-    for logical_id in _function_ids(routes):
-        name = f"{stack_name}-{logical_id}"
+    for logical_id in function_ids:
+        # The deployed name: the template's FunctionName (the scanner invokes itself by it), else
+        # one made from the stack's name as CloudFormation does.
+        declared = function_property(template, logical_id, "FunctionName")
+        name = (_resolve(declared, refs={"AWS::StackName": stack_name}, attrs={}, where=f"{logical_id}.FunctionName")
+                if declared else f"{stack_name}-{logical_id}")
         functions[logical_id] = LocalFunction(
             logical_id=logical_id,
             name=name,
             arn=f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}",
-            handler=_load_handler(next(r for r in routes if r.function == logical_id)),
+            handler=_load_handler(template, logical_id),
             memory_mb=int(function_property(template, logical_id, "MemorySize", 128)),
             timeout_s=int(function_property(template, logical_id, "Timeout", 3)),
         )

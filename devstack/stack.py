@@ -1,8 +1,11 @@
-"""The local stack: the template's Lambda handlers behind a small API Gateway stand-in, on moto.
+"""The local stack: the template's Lambda handlers behind a small API Gateway stand-in, on moto,
+with a local chain and its deposit scanner.
 
 No Docker: moto runs in server mode inside this process and every boto3 client reaches it
-through AWS_ENDPOINT_URL; the handlers run in-process on API Gateway REST (v1) proxy events
-built from real HTTP requests, for the routes template.yaml declares.
+through AWS_ENDPOINT_URL; the API handler runs in-process on API Gateway REST (v1) proxy events
+built from real HTTP requests, for the routes template.yaml declares. anvil runs the `local`
+network with the test USDT, and a thread invokes the ScannerFunction handler on it again and
+again, so payments on the local chain move orders through the lifecycle within seconds.
 
     stack = start_stack(port=0, state_dir=Path(".local"))
     ...  # HTTP on stack.base_url; demo merchant in stack.merchant
@@ -12,6 +15,7 @@ built from real HTTP requests, for the routes template.yaml declares.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,9 +25,12 @@ from typing import TYPE_CHECKING
 import boto3
 
 from devstack.apigateway import HOST, ApiGateway
+from devstack.chain import NETWORK as CHAIN_NETWORK
+from devstack.chain import LocalChain, start_local_chain
 from devstack.environment import ACCOUNT_ID, Environment, check_endpoint, point_aws_at, reset_gateway_caches
 from devstack.functions import LocalFunction, add_layers_to_path, load_functions, resolved_environment
 from devstack.moto_server import AtomicMotoServer
+from devstack.scanner_loop import ScannerLoop
 from devstack.template import Template, api_routes, create_queues, create_table, load_template
 from devstack.wallet import WALLET_FILE, dev_wallet, write_private
 
@@ -33,6 +40,12 @@ if TYPE_CHECKING:
 STACK_NAME = "usdt-gateway-local"
 TABLE_NAME = STACK_NAME
 MERCHANT_FILE = "merchant.json"
+SCANNER_FUNCTION = "ScannerFunction"
+# Template parameters set for the local stack. The local chain first: orders on it are scanned.
+# The public chains take orders too, but without an RPC endpoint they are not scanned.
+ENABLED_NETWORKS = f"{CHAIN_NETWORK},tron,eth,bsc"
+# Short scanner invocations, so that stopping the stack waits at most this long for the scanner.
+SCAN_SECONDS = "2"
 
 
 @dataclass
@@ -49,7 +62,12 @@ class Stack:
     table_name: str
     kms_key_id: str
     networks: list[str]
+    scanned_networks: list[str]
+    chain: LocalChain
+    chain_file: Path
+    rpc_endpoints_parameter: str
     functions: dict[str, LocalFunction]
+    scanner: ScannerLoop
     _moto: AtomicMotoServer
     _server: ApiGateway
     _thread: threading.Thread
@@ -57,16 +75,20 @@ class Stack:
     _stopped: bool = False
 
     def stop(self) -> None:
-        """Stop serving, stop moto, and put the process environment back as it was."""
+        """Stop the scanner, the chain, serving and moto, and put the process environment back."""
         if self._stopped:
             return
         self._stopped = True
+        self.scanner.stop()  # first: its invocation still reads the chain and the table
+        self.chain.stop()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
         # moto keeps its data in module state shared by every server of this process: leave none.
         with contextlib.suppress(Exception):
             boto3.client("dynamodb").delete_table(TableName=self.table_name)
+        with contextlib.suppress(Exception):
+            boto3.client("ssm").delete_parameter(Name=self.rpc_endpoints_parameter)
         self._moto.stop()
         self._env.restore()
         reset_gateway_caches()
@@ -127,8 +149,9 @@ _running: set[int] = set()
 
 
 def start_stack(*, port: int = 0, state_dir: Path) -> Stack:
-    """Start moto, create the template's table and a KMS key, load the functions, serve HTTP on
-    127.0.0.1:`port` (0: a free port) and create the demo merchant (written to state_dir)."""
+    """Start the local chain and moto, create the template's table, a KMS key and the RPC
+    endpoints parameter, load the functions, serve HTTP on 127.0.0.1:`port` (0: a free port),
+    create the demo merchant (written to state_dir) and start scanning the local chain."""
     if _running:
         raise RuntimeError("a local stack is already running in this process; stop it first")
     template = load_template()
@@ -139,6 +162,8 @@ def start_stack(*, port: int = 0, state_dir: Path) -> Stack:
     server = ApiGateway(port)  # first: a port in use fails before anything starts
     moto = AtomicMotoServer(ip_address=HOST, port=0, verbose=False)
     with _cleanup_on_error(server.server_close, env.restore, reset_gateway_caches) as cleanup:
+        chain = start_local_chain(state_dir)
+        cleanup.append(chain.stop)
         moto.start()
         cleanup.append(moto.stop)
         moto_host, moto_port = moto.get_host_and_port()
@@ -157,7 +182,11 @@ def start_stack(*, port: int = 0, state_dir: Path) -> Stack:
         base_url = f"http://{HOST}:{server.port}"
 
         routes = api_routes(template)
+        function_ids = [*dict.fromkeys(route.function for route in routes), SCANNER_FUNCTION]
         refs = {
+            "EnabledNetworks": ENABLED_NETWORKS,
+            "NetworksConfig": chain.networks_config(),
+            "ScanSeconds": SCAN_SECONDS,
             "PublicBaseUrl": base_url,
             "Table": TABLE_NAME,
             "SecretsKey": key["KeyId"],
@@ -174,16 +203,23 @@ def start_stack(*, port: int = 0, state_dir: Path) -> Stack:
             **{f"{q.logical_id}.Arn": q.arn for q in queues.values()},
             **{f"{q.logical_id}.QueueName": q.name for q in queues.values()},
         }
-        for name, value in resolved_environment(template, routes, refs=refs, attrs=attrs).items():
+        for name, value in resolved_environment(template, function_ids, refs=refs, attrs=attrs).items():
             env.set(name, value)
-        add_layers_to_path(template, routes)
+        # The parameter the template names, as an operator creates it before deploying: the
+        # scanner reads its endpoints from it at cold start, exactly as deployed.
+        rpc_parameter = os.environ["RPC_ENDPOINTS_PARAMETER"]
+        boto3.client("ssm").put_parameter(Name=rpc_parameter, Type="SecureString", Value=chain.rpc_endpoints(),
+                                          Overwrite=True)
+        add_layers_to_path(template, function_ids)
         reset_gateway_caches()
-        functions = load_functions(template, routes, stack_name=STACK_NAME, region=region)
+        functions = load_functions(template, function_ids, stack_name=STACK_NAME, region=region)
         server.route(routes, functions)
 
         merchant = _demo_merchant(state_dir, base_url)
         thread = threading.Thread(target=server.serve_forever, args=(0.1,), name="devstack-http", daemon=True)
         thread.start()
+        scanner = ScannerLoop(functions[SCANNER_FUNCTION], CHAIN_NETWORK)
+        scanner.start()
 
     from usdt_gateway.config import networks
 
@@ -198,7 +234,12 @@ def start_stack(*, port: int = 0, state_dir: Path) -> Stack:
         table_name=TABLE_NAME,
         kms_key_id=key["KeyId"],
         networks=list(networks()),
+        scanned_networks=[CHAIN_NETWORK],
+        chain=chain,
+        chain_file=chain.file,
+        rpc_endpoints_parameter=rpc_parameter,
         functions=functions,
+        scanner=scanner,
         _moto=moto,
         _server=server,
         _thread=thread,

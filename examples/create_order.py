@@ -1,15 +1,18 @@
 """Create a payment order on the local stack (`make dev`) and read it back.
 
-    python examples/create_order.py [STATE_DIR]
+    python examples/create_order.py [STATE_DIR] [--network NAME] [--amount X]
 
 Reads the demo merchant's keys from STATE_DIR/merchant.json (default: $DEVSTACK_STATE_DIR, else
-.local/ of this repository). Signs with Signature-V1, as the simple reference client does:
+.local/ of this repository). The order is on `local`, the stack's own chain, unless --network
+names another enabled network; `python -m devstack pay <orderId>` then pays a `local` order.
+Signs with Signature-V1, as the simple reference client does:
 hex(HMAC-SHA256(secret key, Request-Time + json.dumps(body, sort_keys=True))); a request without
 a body signs Request-Time + '""'.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import hmac
 import json
@@ -38,9 +41,7 @@ def signed_headers(api_key: str, secret_key: str, payload: Any) -> dict[str, str
     }
 
 
-def load_merchant(argv: list[str]) -> dict[str, str]:
-    default = os.environ.get("DEVSTACK_STATE_DIR") or Path(__file__).resolve().parents[1] / ".local"
-    state_dir = Path(argv[1] if len(argv) > 1 else default)
+def load_merchant(state_dir: Path) -> dict[str, str]:
     path = state_dir / "merchant.json" if state_dir.is_dir() else state_dir
     if not path.is_file():
         sys.exit(f"{path} not found: start the local stack first (make dev)")
@@ -49,10 +50,17 @@ def load_merchant(argv: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    merchant = load_merchant(argv)
+    parser = argparse.ArgumentParser(description="Create an order on the local stack and read it back.")
+    default = os.environ.get("DEVSTACK_STATE_DIR") or Path(__file__).resolve().parents[1] / ".local"
+    parser.add_argument("state_dir", nargs="?", type=Path, default=Path(default), metavar="STATE_DIR")
+    parser.add_argument("--network", default="local", help="an enabled network (default: local, the stack's chain)")
+    parser.add_argument("--amount", default="50.00", help="USDT, as a decimal string (default: 50.00)")
+    args = parser.parse_args(argv[1:])
+    merchant = load_merchant(args.state_dir)
     base_url, api_key, secret_key = merchant["baseUrl"], merchant["apiKey"], merchant["secretKey"]
 
-    payload = {"network": "tron", "currency": "USDT", "amount": "50.00", "orderId": f"demo-{secrets.token_hex(4)}"}
+    payload = {"network": args.network, "currency": "USDT", "amount": args.amount,
+               "orderId": f"demo-{secrets.token_hex(4)}"}
     created = requests.post(
         f"{base_url}/v1/payment/order", headers=signed_headers(api_key, secret_key, payload), json=payload, timeout=10
     )
@@ -74,6 +82,10 @@ def main(argv: list[str]) -> int:
         print(fetched.text)
         return 1
     print(f"status      {fetched.json()['status']}")
+    if order["network"] == "local":
+        state_dir = args.state_dir if args.state_dir.is_dir() else args.state_dir.parent
+        prefix = "" if state_dir == Path(default) else f"DEVSTACK_STATE_DIR={state_dir} "
+        print(f"pay it      {prefix}python -m devstack pay {order['orderId']}")
     return 0
 
 

@@ -154,6 +154,11 @@ def test_ready_line_names_the_port_and_the_banner_the_merchant_file(devstack_pro
     assert "ts=$(date +%s%3N)" in out and "openssl dgst -sha256 -hmac" in out
     assert devstack_process.merchant["apiKey"] in out
     assert "python examples/create_order.py" in out
+    # And the local chain, its token and the command that pays a `local` order
+    chain = json.loads((devstack_process.state_dir / "chain.json").read_text(encoding="utf-8"))
+    assert chain["rpcUrl"] in out and chain["tokenContract"] in out and chain["payer"] in out
+    assert "-m devstack pay <orderId>" in out and f"DEVSTACK_STATE_DIR={devstack_process.state_dir}" in out
+    assert "tron, eth, bsc orders can be created but are not scanned" in out
     assert set(devstack_process.merchant) == {"merchantId", "apiKey", "secretKey", "webhookSecret", "baseUrl"}
     assert devstack_process.merchant["baseUrl"] == devstack_process.base_url
 
@@ -534,7 +539,12 @@ def test_function_environment_comes_from_the_template(stack: Stack) -> None:
     s = settings()
     # Then it carries the template's values, resolved for local use
     assert s.table_name == stack.table_name and s.kms_key_id == stack.kms_key_id
-    assert s.enabled_networks == "tron,eth,bsc" and stack.networks == ["tron", "eth", "bsc"]
+    assert s.enabled_networks == "local,tron,eth,bsc" and stack.networks == ["local", "tron", "eth", "bsc"]
+    assert json.loads(s.networks_config) == {"local": {"tokenContract": stack.chain.info.token_contract}}
     assert s.rate_limit_per_minute == 100 and s.public_rate_limit_per_minute == 60
     assert s.public_base_url == stack.base_url and s.local_mode is True
     assert os.environ["POWERTOOLS_SERVICE_NAME"] == "api" and os.environ["AWS_ENDPOINT_URL"] == stack.aws_endpoint
+    # And the scanner's own variables sit beside the API's: its endpoints parameter, short scans
+    assert os.environ["RPC_ENDPOINTS_PARAMETER"] == "/usdt-gateway/rpc-endpoints"
+    assert os.environ["SCAN_SECONDS"] == "2" and os.environ["RATE_LIMIT_PER_MINUTE"] == "100"
+    assert list(stack.functions) == ["ApiFunction", "ScannerFunction"]
