@@ -124,3 +124,21 @@ def test_an_event_for_a_network_not_scanned_is_refused(env: pytest.MonkeyPatch) 
     # When an event names a network that is not enabled
     with pytest.raises(ValueError, match="network 'polygon' is not scanned here; scanned: tron, eth"):
         scan_jobs.handle(scanners, {"network": "polygon"}, remaining_ms=900_000, function_arn=SCANNER_ARN)
+
+
+def test_one_network_failing_to_start_does_not_keep_the_others_from_scanning(env: pytest.MonkeyPatch) -> None:
+    # Given three networks, and a Lambda API that throttles the invoke of the second
+    env.setenv("ENABLED_NETWORKS", "tron,eth,bsc")
+    env.setenv("RPC_ENDPOINTS", json.dumps({n: [f"https://{n}.example"] for n in ("tron", "eth", "bsc")}))
+    scanners = scan_jobs.build()
+    with Stubber(aws.client("lambda")) as stub:
+        stub.add_response("invoke", {"StatusCode": 202}, {
+            "FunctionName": SCANNER_ARN, "InvocationType": "Event", "Payload": json.dumps({"network": "tron"})})
+        stub.add_client_error("invoke", "TooManyRequestsException", http_status_code=429)
+        stub.add_response("invoke", {"StatusCode": 202}, {
+            "FunctionName": SCANNER_ARN, "InvocationType": "Event", "Payload": json.dumps({"network": "bsc"})})
+        # When the schedule's event arrives
+        with pytest.raises(scan_jobs.DispatchFailed, match="could not start the scan of eth; started tron, bsc"):
+            scan_jobs.handle(scanners, {}, remaining_ms=900_000, function_arn=SCANNER_ARN)
+        # Then bsc was still started after eth's failure
+        stub.assert_no_pending_responses()

@@ -11,12 +11,15 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import ClientError
+
 from usdt_gateway import aws
 from usdt_gateway.chain.readers import reader_for
 from usdt_gateway.chain.rpc_config import EndpointSpec, load_endpoints
 from usdt_gateway.config import ConfigError, networks, settings
 from usdt_gateway.networks import Network
-from usdt_gateway.observability import logger
+from usdt_gateway.observability import logger, metrics
 from usdt_gateway.scanner import Scanner
 
 # Stop this long before the Lambda timeout: release the lease and flush metrics in time.
@@ -24,7 +27,7 @@ SAFETY_MARGIN_S = 10.0
 
 
 def scan_seconds() -> float:
-    raw = os.environ.get("SCAN_SECONDS", "50")
+    raw = os.environ.get("SCAN_SECONDS", "62")
     try:
         value = float(raw)
     except ValueError as exc:
@@ -70,7 +73,25 @@ def handle(scanners: dict[str, Scanner], event: dict[str, Any], *, remaining_ms:
 
 
 def dispatch(names: list[str], function_arn: str) -> dict[str, Any]:
+    """One asynchronous invocation per network. A network whose invoke fails (a throttle, say)
+    does not keep the others from being scanned this minute; it is logged, counted, and raised
+    once every network has had its turn, so the invocation shows as failed."""
     client = aws.client("lambda")
+    dispatched, failed = [], []
     for name in names:
-        client.invoke(FunctionName=function_arn, InvocationType="Event", Payload=json.dumps({"network": name}))
-    return {"dispatched": names}
+        try:
+            client.invoke(FunctionName=function_arn, InvocationType="Event", Payload=json.dumps({"network": name}))
+        except ClientError as exc:
+            logger.error("could not start the scan of a network", extra={"network": name,
+                                                                         "reason": exc.response["Error"]["Code"]})
+            metrics.add_metric(name="ScanDispatchFailures", unit=MetricUnit.Count, value=1)
+            failed.append(name)
+        else:
+            dispatched.append(name)
+    if failed:
+        raise DispatchFailed(f"could not start the scan of {', '.join(failed)}; started {', '.join(dispatched)}")
+    return {"dispatched": dispatched}
+
+
+class DispatchFailed(RuntimeError):
+    pass
