@@ -5,8 +5,10 @@ its lease."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +18,7 @@ from web3.contract import Contract
 
 from devstack.evm import Anvil, deploy_token, mint, usdt
 from devstack.tron_node import FakeChain, Transfer, Trc20Transfer, TronNode
-from usdt_gateway import config, cursor
+from usdt_gateway import config, cursor, deposits
 from usdt_gateway.address_codec import tron_address_from_body
 from usdt_gateway.chain.endpoints import Endpoints
 from usdt_gateway.chain.jsonrpc import JsonRpc
@@ -97,6 +99,26 @@ def drive(scanner: Scanner, *, max_cycles: int = 50) -> cursor.Cursor:
         if caught_up:
             return state
     raise AssertionError("the scanner did not catch up")
+
+
+@contextlib.contextmanager
+def killed_after_one_credit(mp: pytest.MonkeyPatch) -> Iterator[None]:
+    """Inside, the scanner credits one deposit and then dies (SystemExit), as a process killed
+    mid-range does: after its first commit, before its cursor moves."""
+    real = deposits.credit_final
+    credited: list[object] = []
+
+    def credit_then_die(*args: Any, **kwargs: Any) -> Any:
+        if credited:
+            raise SystemExit("killed mid-range")
+        credited.append(real(*args, **kwargs))
+        return credited[-1]
+
+    mp.setattr(deposits, "credit_final", credit_then_die)
+    try:
+        yield
+    finally:
+        mp.setattr(deposits, "credit_final", real)
 
 
 # -- Tron, through the fake full node --------------------------------------------------------------

@@ -11,6 +11,7 @@ import boto3
 import pytest
 from bip_utils import Bip39MnemonicGenerator, Bip39SeedGenerator, Bip44, Bip44Coins
 
+from devstack.stack import Stack, start_stack
 from devstack.template import create_table
 from tests.integration.apiclient import ApiClient, load_handler
 
@@ -104,3 +105,13 @@ def api(handler: object, merchant: Merchant) -> ApiClient:
 def table_item_count() -> int:
     client = boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
     return sum(p["Count"] for p in client.get_paginator("scan").paginate(TableName=TABLE, Select="COUNT"))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A running local stack (`make dev` in-process), one per test module that asks for it."""
+    running = start_stack(port=0, state_dir=tmp_path_factory.mktemp("stack-state"))
+    try:
+        yield running
+    finally:
+        running.stop()

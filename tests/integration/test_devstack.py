@@ -375,15 +375,6 @@ def test_stop_puts_the_environment_back(tmp_path: Path, monkeypatch: pytest.Monk
     assert "AWS_ENDPOINT_URL" not in os.environ and "TABLE_NAME" not in os.environ
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(port=0, state_dir=tmp_path_factory.mktemp("stack-state"))
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
 @pytest.fixture
 def captured_events(stack: Stack) -> Iterator[list[dict[str, Any]]]:
     """Events the API function receives while the test runs."""

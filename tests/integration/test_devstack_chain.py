@@ -11,7 +11,6 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,16 +83,7 @@ def test_stop_ends_the_scanner_loop_then_the_chain(tmp_path: Path) -> None:
         requests.post(running.chain.info.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, timeout=2)
 
 
-# --- one stack for the rest of the module ----------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(port=0, state_dir=tmp_path_factory.mktemp("chain-state"))
-    try:
-        yield running
-    finally:
-        running.stop()
+# --- one stack for the rest of the module (the `stack` fixture of conftest.py) ---------------
 
 
 def test_networks_list_local_with_the_deployed_token(stack: Stack) -> None:

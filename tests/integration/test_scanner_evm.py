@@ -14,9 +14,9 @@ import pytest
 
 from devstack.evm import deploy_batch_payer, start_anvil, usdt
 from tests.integration.apiclient import ApiClient
-from tests.integration.chains import EvmChain, drive, evm_scanner, new_chain
+from tests.integration.chains import EvmChain, drive, evm_scanner, killed_after_one_credit, new_chain
 from tests.integration.conftest import new_merchant
-from usdt_gateway import cursor, deposits, expiry, store
+from usdt_gateway import cursor, expiry, store
 from usdt_gateway.chain.jsonrpc import JsonRpc
 from usdt_gateway.chain.transfers import Transfer
 from usdt_gateway.observability import metrics
@@ -334,20 +334,9 @@ def test_killed_scanner_resumes_without_loss_or_double_credit(api: ApiClient, ch
     for o in orders:
         chain.pay(o["address"], o["amount"])
     chain.mine(1)
-    real_credit = deposits.credit_final
-    calls: list[str] = []
-
-    def credit_then_die(*args: object, **kwargs: object) -> object:
-        if len(calls) == 1:
-            raise SystemExit("killed mid-range")
-        calls.append("credited")
-        return real_credit(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(deposits, "credit_final", credit_then_die)
     first = evm_scanner(chain.network, [chain.anvil.url])
-    with pytest.raises(SystemExit):
+    with killed_after_one_credit(monkeypatch), pytest.raises(SystemExit):
         drive(first)  # dies after crediting one of the three, before moving its cursor
-    monkeypatch.setattr(deposits, "credit_final", real_credit)
     assert [status(api, o)["status"] for o in orders].count("confirmed") == 1
     assert cursor.acquire(chain.network, "successor", now=first._now(), lease_ms=1_000) is None  # still leased
 

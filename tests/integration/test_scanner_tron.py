@@ -19,12 +19,13 @@ from tests.integration.apiclient import ApiClient
 from tests.integration.chains import (
     TronChain,
     drive,
+    killed_after_one_credit,
     lagging_copy,
     new_tron_chain,
     tron_address,
     tron_scanner,
 )
-from usdt_gateway import config, cursor, deposits
+from usdt_gateway import config, cursor
 from usdt_gateway.chain.endpoints import AllEndpointsFailed
 from usdt_gateway.scanner import ENDPOINT_CHECK_S, ChainMoved
 
@@ -333,20 +334,9 @@ def test_killed_scanner_resumes_without_loss_or_double_credit(api: ApiClient, ch
     for o in orders:
         chain.pay(o["address"], o["amount"])
     chain.solidify()
-    real_credit = deposits.credit_final
-    calls: list[str] = []
-
-    def credit_then_die(*args: object, **kwargs: object) -> object:
-        if len(calls) == 1:
-            raise SystemExit("killed mid-range")
-        calls.append("credited")
-        return real_credit(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(deposits, "credit_final", credit_then_die)
     first = tron_scanner(chain.network, [chain.node.url])
-    with pytest.raises(SystemExit):
+    with killed_after_one_credit(monkeypatch), pytest.raises(SystemExit):
         drive(first)  # dies after crediting one of the three, before moving its cursor
-    monkeypatch.setattr(deposits, "credit_final", real_credit)
     assert [status(api, o)["status"] for o in orders].count("confirmed") == 1
     assert cursor.acquire(chain.network, "successor", now=first._now(), lease_ms=1_000) is None  # still leased
 
