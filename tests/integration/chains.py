@@ -18,6 +18,7 @@ from web3.contract import Contract
 
 from devstack.evm import Anvil, deploy_token, mint, usdt
 from devstack.tron_node import FakeChain, Transfer, Trc20Transfer, TronNode
+from tests.integration.apiclient import ApiClient
 from usdt_gateway import config, cursor, deposits
 from usdt_gateway.address_codec import tron_address_from_body
 from usdt_gateway.chain.endpoints import Endpoints
@@ -227,3 +228,26 @@ def tron_scanner(network: str, urls: list[str], *, timeout: float = 2.0, **kwarg
     nodes = [(u, TronClient(u, timeout=timeout)) for u in urls]
     reader = TronReader(config.networks()[network], Endpoints(nodes, backoff_s=0.01, rest_s=5))
     return Scanner(reader, **{"sleep": lambda s: None, **kwargs})
+
+
+# --- the API calls the lifecycle tests make ------------------------------------------------------
+
+
+def create(api: ApiClient, chain: EvmChain | TronChain, amount: str = "25.00", **extra: object) -> dict:
+    """Create an order on the test chain's network through the API; it must be created."""
+    resp = api.create(network=chain.network, amount=amount, **extra)
+    assert resp.status == 201, resp.body
+    return resp.body
+
+
+def status(api: ApiClient, order: dict) -> dict:
+    """The order as GET /v1/payment/order/{orderId} returns it."""
+    resp = api.request("GET", f"/v1/payment/order/{order['orderId']}")
+    assert resp.status == 200
+    return resp.body
+
+
+def deposits_listed(api: ApiClient, *, unmatched: bool) -> list[dict]:
+    resp = api.request("GET", "/v1/deposits", query=[("unmatched", "true" if unmatched else "false")])
+    assert resp.status == 200, resp.body
+    return resp.body["deposits"]

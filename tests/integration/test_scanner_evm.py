@@ -14,7 +14,16 @@ import pytest
 
 from devstack.evm import deploy_batch_payer, start_anvil, usdt
 from tests.integration.apiclient import ApiClient
-from tests.integration.chains import EvmChain, drive, evm_scanner, killed_after_one_credit, new_chain
+from tests.integration.chains import (
+    EvmChain,
+    create,
+    deposits_listed,
+    drive,
+    evm_scanner,
+    killed_after_one_credit,
+    new_chain,
+    status,
+)
 from tests.integration.conftest import new_merchant
 from usdt_gateway import cursor, expiry, store
 from usdt_gateway.chain.jsonrpc import JsonRpc
@@ -27,18 +36,6 @@ from usdt_gateway.scanner import ChainMoved
 def chain(settings_env: pytest.MonkeyPatch) -> Iterator[EvmChain]:
     with start_anvil() as anvil:
         yield new_chain(anvil, settings_env)
-
-
-def create(api: ApiClient, chain: EvmChain, amount: str = "25.00", **extra: object) -> dict:
-    resp = api.create(network=chain.network, amount=amount, **extra)
-    assert resp.status == 201, resp.body
-    return resp.body
-
-
-def status(api: ApiClient, order: dict) -> dict:
-    resp = api.request("GET", f"/v1/payment/order/{order['orderId']}")
-    assert resp.status == 200
-    return resp.body
 
 
 def test_exact_payment_goes_pending_confirming_confirmed(api: ApiClient, chain: EvmChain) -> None:
@@ -85,12 +82,6 @@ def test_scanner_emits_lag_detection_latency_and_rpc_error_metrics(api: ApiClien
     finally:
         metrics.clear_metrics()
         proxy.close()
-
-
-def deposits_listed(api: ApiClient, *, unmatched: bool) -> list[dict]:
-    resp = api.request("GET", "/v1/deposits", query=[("unmatched", "true" if unmatched else "false")])
-    assert resp.status == 200, resp.body
-    return resp.body["deposits"]
 
 
 def test_partial_payment_is_underpaid_until_the_top_up(api: ApiClient, chain: EvmChain) -> None:

@@ -18,10 +18,13 @@ from devstack.tron_node import Transfer as NodeTransfer
 from tests.integration.apiclient import ApiClient
 from tests.integration.chains import (
     TronChain,
+    create,
+    deposits_listed,
     drive,
     killed_after_one_credit,
     lagging_copy,
     new_tron_chain,
+    status,
     tron_address,
     tron_scanner,
 )
@@ -42,24 +45,6 @@ def node() -> Iterator[TronNode]:
 @pytest.fixture
 def chain(node: TronNode, settings_env: pytest.MonkeyPatch) -> TronChain:
     return new_tron_chain(node, settings_env)
-
-
-def create(api: ApiClient, chain: TronChain, amount: str = "25.00", **extra: object) -> dict:
-    resp = api.create(network=chain.network, amount=amount, **extra)
-    assert resp.status == 201, resp.body
-    return resp.body
-
-
-def status(api: ApiClient, order: dict) -> dict:
-    resp = api.request("GET", f"/v1/payment/order/{order['orderId']}")
-    assert resp.status == 200
-    return resp.body
-
-
-def deposits_listed(api: ApiClient, *, unmatched: bool) -> list[dict]:
-    resp = api.request("GET", "/v1/deposits", query=[("unmatched", "true" if unmatched else "false")])
-    assert resp.status == 200, resp.body
-    return resp.body["deposits"]
 
 
 def summary(order: dict) -> list[tuple[str, bool, int]]:
