@@ -46,9 +46,12 @@ typecheck: $(STAMP)
 openapi: $(STAMP)
 	$(PY) -m usdt_gateway.api.openapi --write
 
-bench: $(STAMP)
+bench: $(STAMP) node_modules/.installed
 	$(PY) -m bench.cold_start
 	$(PY) -m bench.latency
+	$(PY) -m bench.rpc_calls
+	$(PY) -m bench.matching
+	$(PY) -m bench.detection_latency
 
 # Re-resolve the lock from requirements-dev.in (needs the package index).
 lock:

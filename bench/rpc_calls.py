@@ -1,96 +1,350 @@
-"""RPC calls per scan cycle at 10, 1,000 and 10,000 open orders, EVM (anvil) and Tron (the fake
-full node), beside per-address polling (one call per watched address per cycle, as the popular
-self-hosted gateways do). Calls are counted at the client; the scans run against real servers.
+"""RPC calls of one real scan cycle (`Scanner.cycle()`) at 10, 1,000 and 10,000 open orders, on
+an EVM chain (anvil) and on Tron (the fake full node), beside per-address polling (one call per
+open order per cycle, as the popular self-hosted gateways do).
 
     .venv/bin/python -m bench.rpc_calls
+
+What is counted: every call the gateway's chain clients make during one `Scanner.cycle()`, at the
+client: `JsonRpc.call` on EVM and `readers.TronNode.make_request` on Tron are wrapped for the
+cycle (so the heads, the reader's own head check before each range read, the log/transaction
+reads, the block-hash checks of `Scanner._with_blocks` in both passes and, with more than one
+endpoint, the endpoint checks all show up by method). The readers are built by
+`readers.reader_for` from one `EndpointSpec`, as `scan_jobs.build` builds them; with one endpoint
+`Scanner._check_endpoints` makes no call. The time inside those calls is summed too, and the
+DynamoDB calls of the same cycle are counted and timed (botocore's `before-call`/`after-call`
+events), for context: the cycle's wall time is mostly moto's, not the chain's.
+
+Setup, all in this process: an AtomicMotoServer (table from template.yaml, a KMS key); a merchant
+with a fresh EVM and Tron xpub (random mnemonic made at run time). Per chain and order count, a
+network of its own (its own cursor and WATCH partition):
+
+- EVM: a fresh anvil (automine) with the compiled TestUSDT, finality `confirmations` (2), 1 s
+  blockTimeMs, the default maxLogRange of 1,000 blocks.
+- Tron: a fresh fake full node, finality `solidified` (the node's solid head trails its head by
+  19 blocks, as on mainnet), a random token contract.
+- Open orders: min(orders, 20) made by `orders.create_order` (50 USDT each, so they are paid in
+  part and every payment is credited); the rest as WATCH items made by the gateway's
+  `watchlist.watch_part` (one random address each, created over the last 20 minutes, open for
+  30 minutes plus the grace window) and batch-written with botocore exactly as `watch_part`
+  shapes them. The scanner reads them with the real `WatchList.refresh` (strongly consistent
+  queries of the WATCH partition).
+- The scanner is caught up first (cycles under its lease until caught up). Then 20 new blocks,
+  each with one 1 USDT payment to one of the created orders (on anvil each transfer is its own
+  block), and the one cycle that follows is measured.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
 import secrets
+import sys
 import time
+import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
-from tronpy.providers import HTTPProvider
+import boto3
+from bip_utils import Bip39MnemonicGenerator, Bip39SeedGenerator, Bip44, Bip44Coins
+from web3 import Web3
 
 from devstack.evm import deploy_token, mint, start_anvil, usdt
+from devstack.moto_server import AtomicMotoServer
+from devstack.template import create_table
 from devstack.tron_node import Trc20Transfer, start_tron_node
-from usdt_gateway.address_codec import to_checksum_address, tron_address_from_body
-from usdt_gateway.chain import evm, tron
-from usdt_gateway.chain.jsonrpc import JsonRpc
 
 ORDERS = (10, 1_000, 10_000)
-BLOCKS_PER_CYCLE = 20  # one minute of Tron blocks; a few minutes of Ethereum's
-EVM_MAX_RANGE = 2_000  # a common provider limit on eth_getLogs block ranges
-TRON_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+NEW_BLOCKS = 20  # per measured cycle, one payment in each: a minute of Tron blocks, 20 s of anvil's
+PAID_ORDERS = 20  # orders made through orders.create_order; the others are bare WATCH items
+ORDER_AMOUNT, PAYMENT = "50.00", "1"
+EVM_CONFIRMATIONS = 2
+TOPICS_PER_CALL = 1000  # chain.evm.MAX_TOPIC_ALTERNATIVES
+TABLE = "bench-rpc-calls"
+BATCH = 25  # BatchWriteItem's limit
 
 
-class CountingRpc(JsonRpc):
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.calls: Counter[str] = Counter()
+@dataclasses.dataclass
+class Measured:
+    chain: str
+    orders: int
+    rpc: Counter[str]
+    dynamodb: Counter[str]
+    dynamodb_seconds: dict[str, float]
+    seconds: float  # the whole cycle
+    rpc_seconds: float  # inside the RPC client calls
+    final_blocks: int  # blocks the final pass read
+    seen_blocks: int  # blocks the seen pass read
+    credited: int
+    seen: int
+    unmatched: int
 
-    def call(self, method: str, params: list[Any]) -> Any:
-        self.calls[method] += 1
-        return super().call(method, params)
+    @property
+    def total(self) -> int:
+        return sum(self.rpc.values())
 
 
-class CountingProvider(HTTPProvider):
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.calls: Counter[str] = Counter()
-
-    def make_request(self, method: str, params: Any = None) -> Any:
-        self.calls[method] += 1
-        return super().make_request(method, params)
+_DYNAMODB: Counter[str] = Counter()  # calls by operation
+_DYNAMODB_S: dict[str, float] = {}  # seconds by operation
+_STARTED: list[float] = []
 
 
-def evm_cycle(orders: int) -> tuple[int, float, int]:
+def _dynamodb_before(model: Any, **_: Any) -> None:
+    _DYNAMODB[model.name] += 1
+    _STARTED.append(time.perf_counter())
+
+
+def _dynamodb_after(model: Any, **_: Any) -> None:
+    _DYNAMODB_S[model.name] = _DYNAMODB_S.get(model.name, 0.0) + time.perf_counter() - _STARTED.pop()
+
+
+@dataclasses.dataclass
+class Calls:
+    by_method: Counter[str] = dataclasses.field(default_factory=Counter)
+    seconds: float = 0.0  # spent inside the client calls
+
+
+@contextlib.contextmanager
+def counted(cls: type, name: str) -> Iterator[Calls]:
+    """Count (and time) the calls of the client method `cls.name(self, method, params)` by method."""
+    calls = Calls()
+    original: Callable[..., Any] = getattr(cls, name)
+
+    def wrapper(self: Any, method: str, params: Any = None) -> Any:
+        calls.by_method[method] += 1
+        began = time.perf_counter()
+        try:
+            return original(self, method, params)
+        finally:
+            calls.seconds += time.perf_counter() - began
+
+    with mock.patch.object(cls, name, wrapper):
+        yield calls
+
+
+def _xpub(coin: Bip44Coins) -> str:
+    seed = Bip39SeedGenerator(Bip39MnemonicGenerator().FromWordsNumber(12)).Generate()
+    return str(Bip44.FromSeed(seed, coin).Purpose().Coin().Account(0).PublicKey().ToExtended())
+
+
+def _setup_aws(endpoint: str) -> None:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled"}.items():
+        os.environ.setdefault(name, value)
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    create_table(boto3.client("dynamodb"), TABLE)
+    os.environ.update({
+        "TABLE_NAME": TABLE, "KMS_KEY_ID": boto3.client("kms").create_key()["KeyMetadata"]["KeyId"],
+        "PUBLIC_BASE_URL": "https://pay.example.com",
+        "POWERTOOLS_METRICS_DISABLED": "1", "POWERTOOLS_TRACE_DISABLED": "1",
+    })
+
+
+def _enable(name: str, spec: dict[str, Any]) -> None:
+    """Make `name` the one enabled network (chain ids must be unique among enabled networks)."""
+    from usdt_gateway import config
+
+    os.environ["ENABLED_NETWORKS"] = name
+    os.environ["NETWORKS_CONFIG"] = json.dumps({name: spec})
+    config.reset()
+
+
+def _open_orders(merchant: str, network: str, orders: int, new_address: Callable[[], str]) -> list[str]:
+    """`orders` open orders on `network`; returns the addresses of those made by create_order."""
+    from usdt_gateway import aws, store
+    from usdt_gateway import orders as orders_api
+    from usdt_gateway.schemas import CreateOrderRequest
+    from usdt_gateway.watchlist import watch_part
+
+    run = uuid.uuid4().hex[:6]
+    paid = []
+    for i in range(min(orders, PAID_ORDERS)):
+        view, _ = orders_api.create_order(merchant, CreateOrderRequest.model_validate(
+            {"network": network, "currency": "USDT", "amount": ORDER_AMOUNT, "orderId": f"rpc-{run}-{i}"}))
+        paid.append(view.address)
+    rng = random.Random()
+    now = int(time.time() * 1000)
+    units = usdt(ORDER_AMOUNT)
+    items = []
+    for i in range(orders - len(paid)):
+        created = now - rng.randint(60_000, 20 * 60_000)
+        expires = created + 30 * 60_000
+        order = {"pk": store.order_key(merchant, f"rpc-{run}-bulk-{i}")[0], "merchantId": merchant,
+                 "address": new_address(), "amountUnits": units, "createdAt": created, "expiresAt": expires,
+                 "watchUntil": expires + 3600 * 1000}
+        items.append(watch_part(network=network, order=order, mode="xpub")["Put"]["Item"])
+    ddb = aws.client("dynamodb")
+    for start in range(0, len(items), BATCH):
+        pending: dict[str, Any] = {TABLE: [{"PutRequest": {"Item": item}} for item in items[start:start + BATCH]]}
+        while pending:
+            pending = ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+    return paid
+
+
+def _catch_up(scanner: Any) -> Any:
+    """Take the lease and cycle until the scanner has caught up (the cursor then exists)."""
+    from usdt_gateway import cursor
+
+    state = cursor.acquire(scanner.network.name, scanner.owner, now=scanner._now(), lease_ms=scanner.lease_ms)
+    assert state is not None
+    for _ in range(20):
+        state, caught_up = scanner.cycle(state)
+        if caught_up:
+            return state
+    raise AssertionError("the scanner did not catch up")
+
+
+def _measure(chain: str, orders: int, scanner: Any, state: Any, client: type, method: str) -> Measured:
+    """One Scanner.cycle(), its client calls counted."""
+    from usdt_gateway import cursor
+    from usdt_gateway.observability import metrics
+
+    before = dataclasses.replace(scanner.report)
+    _DYNAMODB.clear()
+    _DYNAMODB_S.clear()
+    with counted(client, method) as rpc:
+        began = time.perf_counter()
+        after, _caught_up = scanner.cycle(state)
+        elapsed = time.perf_counter() - began
+    dynamodb, dynamodb_s = Counter(_DYNAMODB), dict(_DYNAMODB_S)
+    cursor.release(scanner.network.name, scanner.owner)
+    metrics.clear_metrics()  # the metrics are not what is measured; keep Powertools from flushing them
+    seen_from = max(state.seen_block or 0, after.final_block) + 1
+    return Measured(chain, orders, rpc.by_method, dynamodb, dynamodb_s, elapsed, rpc.seconds,
+                    final_blocks=after.final_block - state.final_block,
+                    seen_blocks=max(0, (after.seen_block or 0) - seen_from + 1),
+                    credited=scanner.report.credited - before.credited, seen=scanner.report.seen - before.seen,
+                    unmatched=scanner.report.unmatched - before.unmatched)
+
+
+def evm_cycle(merchant: str, orders: int) -> Measured:
+    from usdt_gateway import config
+    from usdt_gateway.address_codec import to_checksum_address
+    from usdt_gateway.chain.jsonrpc import JsonRpc
+    from usdt_gateway.chain.readers import reader_for
+    from usdt_gateway.chain.rpc_config import EndpointSpec
+    from usdt_gateway.scanner import Scanner
+
     with start_anvil() as anvil:
         w3 = anvil.web3()
-        owner = str(w3.eth.accounts[0])
+        accounts = [str(a) for a in w3.eth.accounts]
+        owner, payer = accounts[0], accounts[1]
         token = deploy_token(w3, owner)
-        mint(token, owner, usdt("1000"), owner=owner)
-        watched = [to_checksum_address(secrets.token_bytes(20)) for _ in range(orders)]
-        start = w3.eth.block_number + 1
-        for i in range(BLOCKS_PER_CYCLE):  # a payment to a watched address in every block
-            token.functions.transfer(watched[i % orders], usdt("1")).transact({"from": owner})
-        rpc = CountingRpc(anvil.url)
-        began = time.perf_counter()
-        found = evm.transfers(rpc, network="local", token=token.address, recipients=watched, from_block=start,
-                              to_block=start + BLOCKS_PER_CYCLE - 1, max_range=EVM_MAX_RANGE)
-        elapsed = time.perf_counter() - began
-        return sum(rpc.calls.values()) + 1, elapsed, len(found)  # + the eth_blockNumber of the cycle
+        mint(token, payer, usdt("1000000"), owner=owner)
+        name = f"bench-evm-{orders}"
+        _enable(name, {"family": "evm", "chainId": 31337, "displayName": "Anvil", "tokenContract": token.address,
+                       "decimals": 6, "blockTimeMs": 1000,
+                       "finality": {"mode": "confirmations", "confirmations": EVM_CONFIRMATIONS}})
+        paid = _open_orders(merchant, name, orders, lambda: to_checksum_address(secrets.token_bytes(20)))
+        scanner = Scanner(reader_for(config.networks()[name], [EndpointSpec(url=anvil.url)]))
+        state = _catch_up(scanner)
+        head = w3.eth.block_number
+        for i in range(NEW_BLOCKS):  # automine: each transfer is a block of its own
+            tx = token.functions.transfer(Web3.to_checksum_address(paid[i % len(paid)]),
+                                          usdt(PAYMENT)).transact({"from": payer})
+            w3.eth.wait_for_transaction_receipt(tx, timeout=30, poll_latency=0.01)
+        assert w3.eth.block_number == head + NEW_BLOCKS
+        return _measure("EVM", orders, scanner, state, JsonRpc, "call")
 
 
-def tron_cycle(orders: int) -> tuple[int, float, int]:
-    watched = {tron_address_from_body(secrets.token_bytes(20)) for _ in range(orders)}
-    payer = tron_address_from_body(secrets.token_bytes(20))
+def tron_cycle(merchant: str, orders: int) -> Measured:
+    from usdt_gateway import config
+    from usdt_gateway.address_codec import tron_address_from_body
+    from usdt_gateway.chain.readers import TronNode, reader_for
+    from usdt_gateway.chain.rpc_config import EndpointSpec
+    from usdt_gateway.scanner import Scanner
+
+    def address() -> str:
+        return tron_address_from_body(secrets.token_bytes(20))
+
+    token, payer = address(), address()
     with start_tron_node(blocks=3) as node:
-        numbers = [node.add_block([Trc20Transfer(TRON_USDT, payer, addr, 1_000_000)])
-                   for addr in list(watched)[:BLOCKS_PER_CYCLE]]
-        numbers += [node.add_block() for _ in range(BLOCKS_PER_CYCLE - len(numbers))]
-        node.mine(20)
-        provider = CountingProvider(node.url)
-        began = time.perf_counter()
-        tron.heads(provider)
-        found = []
-        for n in numbers:
-            found += tron.transfers(provider, network="tron", token=TRON_USDT, recipients=watched, number=n,
-                                    block_hash=tron.block_id(provider, n) or "")
-        elapsed = time.perf_counter() - began
-        return sum(provider.calls.values()), elapsed, len(found)
+        name = f"bench-tron-{orders}"
+        _enable(name, {"family": "tron", "chainId": 1_000_000 + orders, "displayName": "Fake Tron",
+                       "tokenContract": token, "decimals": 6, "blockTimeMs": 3000,
+                       "finality": {"mode": "solidified"}})
+        paid = _open_orders(merchant, name, orders, address)
+        node.mine(30)  # a solid head above the genesis block
+        scanner = Scanner(reader_for(config.networks()[name], [EndpointSpec(url=node.url)]))
+        state = _catch_up(scanner)
+        for i in range(NEW_BLOCKS):
+            node.add_block([Trc20Transfer(token, payer, paid[i % len(paid)], usdt(PAYMENT))])
+        return _measure("Tron", orders, scanner, state, TronNode, "make_request")
+
+
+def _calls(counts: Counter[str]) -> str:
+    return ", ".join(f"{method.removeprefix('wallet/')} {n}" for method, n in sorted(counts.items()))
 
 
 def main() -> None:
-    print(f"one scan cycle of {BLOCKS_PER_CYCLE} blocks; EVM eth_getLogs range limit {EVM_MAX_RANGE} blocks")
-    print(f"{'chain':6s} {'open orders':>11s} {'our calls':>9s} {'scan time':>10s} {'found':>6s} "
-          f"{'per-address polling calls':>26s}")
-    for name, cycle in (("EVM", evm_cycle), ("Tron", tron_cycle)):
-        for orders in ORDERS:
-            calls, elapsed, found = cycle(orders)
-            print(f"{name:6s} {orders:>11,} {calls:>9,} {elapsed * 1000:>8.0f} ms {found:>6} {orders:>26,}")
+    argparse.ArgumentParser(description="RPC calls of one scan cycle, EVM and Tron").parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
+    server = AtomicMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    results: list[Measured] = []
+    try:
+        _setup_aws(f"http://{host}:{port}")
+        from usdt_gateway import aws, config, merchants
+        from usdt_gateway.observability import logger
+
+        logger.setLevel(logging.WARNING)
+        _enable("local", {})  # a valid configuration for the merchant calls
+        events = aws.client("dynamodb").meta.events
+        events.register("before-call.dynamodb", _dynamodb_before)
+        events.register("after-call.dynamodb", _dynamodb_after)
+        merchant = merchants.create_merchant("bench")["merchantId"]
+        merchants.configure_xpub(merchant, "evm", _xpub(Bip44Coins.ETHEREUM))
+        merchants.configure_xpub(merchant, "tron", _xpub(Bip44Coins.TRON))
+        for cycle in (evm_cycle, tron_cycle):
+            for orders in ORDERS:
+                results.append(cycle(merchant, orders))
+        config.reset()
+    finally:
+        server.stop()
+
+    print(f"one Scanner.cycle() after {NEW_BLOCKS} new blocks with one {PAYMENT} USDT payment each; one endpoint; "
+          f"EVM: anvil, {EVM_CONFIRMATIONS} confirmations, eth_getLogs range 1,000 blocks; Tron: fake full node, "
+          f"solidified; python {sys.version.split()[0]}")
+    print(f"{'chain':5s} {'orders':>6s} {'blocks final+seen':>17s} {'RPC calls':>9s} {'cycle (in RPC)':>16s} "
+          f"{'credited/seen':>13s} {'per-address polling':>19s}  calls by method")
+    for m in results:
+        print(f"{m.chain:5s} {m.orders:>6,} {m.final_blocks:>10} + {m.seen_blocks:<4} {m.total:>9,} "
+              f"{m.seconds * 1000:>5.0f} ms ({m.rpc_seconds * 1000:>4.0f} ms) {m.credited:>6}/{m.seen:<6} "
+              f"{m.orders:>19,}  {_calls(m.rpc)}"
+              + (f"; unmatched {m.unmatched}" if m.unmatched else ""))
+    print("\nDynamoDB calls of the same cycles (context: the watch-list refresh, the deposit writes, the cursor; "
+          "moto's time, not DynamoDB's):")
+    for m in results:
+        timed = ", ".join(f"{op} {n} in {m.dynamodb_seconds.get(op, 0) * 1000:.0f} ms"
+                          for op, n in sorted(m.dynamodb.items()))
+        print(f"  {m.chain:5s} {m.orders:>6,}: {sum(m.dynamodb.values())} calls, "
+              f"{sum(m.dynamodb_seconds.values()) * 1000:.0f} ms ({timed})")
+
+    print("\ngrowth with orders (the 10-order cycle as the base):")
+    for chain in ("EVM", "Tron"):
+        rows = [m for m in results if m.chain == chain]
+        base = rows[0]
+        for m in rows[1:]:
+            extra = {k: m.rpc[k] - base.rpc[k] for k in m.rpc.keys() | base.rpc.keys() if m.rpc[k] != base.rpc[k]}
+            which = f" ({', '.join(f'{k} {v:+d}' for k, v in sorted(extra.items()))})" if extra else ""
+            if chain == "EVM":
+                passes = 2  # final and seen, one range each (both under 1,000 blocks)
+                expected = passes * (math.ceil(m.orders / TOPICS_PER_CALL) - math.ceil(base.orders / TOPICS_PER_CALL))
+                explained = extra == ({"eth_getLogs": expected} if expected else {})
+                print(f"  {chain} {m.orders:>6,}: {m.total - base.total:+d} calls{which}; expected from one "
+                      f"eth_getLogs per {TOPICS_PER_CALL:,} addresses per range: {expected:+d} -> "
+                      f"{'as expected' if explained else 'NOT as expected'}")
+            else:
+                print(f"  {chain} {m.orders:>6,}: {m.total - base.total:+d} calls{which} -> "
+                      f"{'independent of orders' if not extra else 'GROWS with orders'}")
 
 
 if __name__ == "__main__":
