@@ -40,14 +40,14 @@ def test_refresh_reads_only_what_is_new_and_forgets_ended_windows(monkeypatch: p
     assert sorted(watch.addresses()) == ["A", "B"]
     # A later refresh starts one overlap before the newest creation it has seen
     part.items.append(item(3, "C", created=30 * MIN))
-    index = watch._by_address
+    before = watch.addresses()
     watch.refresh(first_from=0, keep_from=30 * MIN)
     assert part.reads[-1] == f"{20 * MIN - watchlist.REFRESH_OVERLAP_MS:013d}"
-    assert sorted(watch.addresses()) == ["A", "B", "C"] and watch._by_address is not index
-    # Nothing new and nothing ended: the address index is kept as it is
-    index = watch._by_address
+    assert sorted(watch.addresses()) == ["A", "B", "C"] and watch.addresses() is not before
+    # Nothing new and nothing ended: the address list is the same object (readers cache on it)
+    before = watch.addresses()
     watch.refresh(first_from=0, keep_from=40 * MIN)
-    assert watch._by_address is index
+    assert watch.addresses() is before
     # Once A's window has ended it is forgotten
     watch.refresh(first_from=0, keep_from=51 * MIN)
     assert sorted(watch.addresses()) == ["B", "C"] and len(watch) == 2
@@ -82,3 +82,18 @@ def test_a_closed_entry_stays_matchable(monkeypatch: pytest.MonkeyPatch) -> None
     # Closed at expiry, still watched for late payments inside the grace window
     found, _ = watch.match("X", 5, 50 * MIN)
     assert found is not None and found.closed and next(iter(watch.entries())).closed
+
+
+def test_a_changed_entry_replaces_the_old_one_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an entry that is re-read closed (in the refresh overlap) on a shared fixed address
+    part = Partition(monkeypatch)
+    part.items = [item(1, "F", mode="fixed", units=1), item(2, "F", mode="fixed", units=2, watch_until=200 * MIN)]
+    watch = WatchList("eth")
+    watch.refresh(first_from=0, keep_from=0)
+    part.items[0] = item(1, "F", mode="fixed", units=1, closed=True)
+    watch.refresh(first_from=0, keep_from=0)
+    # Then it is there once, closed, and leaves at the end of its window while the other stays
+    assert len(watch) == 2 and watch.match("F", 1, 20 * MIN)[0].closed  # type: ignore[union-attr]
+    watch.refresh(first_from=0, keep_from=150 * MIN)
+    assert len(watch) == 1 and watch.addresses() == ("F",)
+    assert watch.match("F", 1, 20 * MIN)[0] is None and watch.match("F", 2, 20 * MIN)[0] is not None

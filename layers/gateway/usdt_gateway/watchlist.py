@@ -10,6 +10,7 @@ entries created since the last one (with an overlap for clocks and in-flight cre
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,7 +23,6 @@ REFRESH_OVERLAP_MS = 60_000
 # Block timestamps and Lambda clocks disagree a little: a transfer this much older than its
 # order's creation still matches it.
 CLOCK_SKEW_MS = 60_000
-NEVER = 2**63
 
 
 def watch_part(*, network: str, order: dict[str, Any], mode: str) -> dict[str, Any]:
@@ -65,38 +65,56 @@ class WatchList:
         self.network = network
         self._entries: dict[str, WatchEntry] = {}  # by order pk
         self._by_address: dict[str, list[WatchEntry]] = {}
+        self._ends: list[tuple[int, str]] = []  # heap of (watch_until, order pk): who leaves next
+        self._addresses: tuple[str, ...] | None = None  # cached until an address comes or goes
         self._loaded_to: int | None = None  # newest createdAt read so far
-        self._earliest_end = NEVER  # the soonest watch_until among the entries
 
     def refresh(self, *, first_from: int, keep_from: int) -> None:
         """Read entries created since the last refresh (the first time: since `first_from`), and
-        forget those whose watch window ended before `keep_from`. The indexes are rebuilt only
-        when something changed: with 100,000 entries a rebuild costs more than a BSC block."""
+        forget those whose watch window ended before `keep_from`. Entries are added and removed
+        one by one: at 100,000 entries a full rebuild of the index costs a third of a BSC block."""
         since = first_from if self._loaded_to is None else self._loaded_to - REFRESH_OVERLAP_MS
         pk, _ = store.watch_key(self.network, 0, "")
         items = store.query_partition(pk, sk_from=f"{max(0, since):013d}")
-        changed = False
         for item in items:
             entry = WatchEntry.from_item(item)
-            if self._entries.get(entry.order_pk) != entry:  # new, or re-read in the overlap
-                self._entries[entry.order_pk] = entry
-                changed = True
+            if self._entries.get(entry.order_pk) != entry:  # new, or changed (re-read in the overlap)
+                self._put(entry)
         if items:
             self._loaded_to = max(self._loaded_to or 0, max(int(i["createdAt"]) for i in items))
         elif self._loaded_to is None:
             self._loaded_to = since
-        if keep_from > self._earliest_end:
-            self._entries = {k: e for k, e in self._entries.items() if e.watch_until >= keep_from}
-            changed = True
-        if changed:
-            by_address: dict[str, list[WatchEntry]] = {}
-            for e in self._entries.values():
-                by_address.setdefault(e.address, []).append(e)
-            self._by_address = by_address
-            self._earliest_end = min((e.watch_until for e in self._entries.values()), default=NEVER)
+        while self._ends and self._ends[0][0] < keep_from:
+            watch_until, order_pk = heapq.heappop(self._ends)
+            leaving = self._entries.get(order_pk)
+            if leaving is not None and leaving.watch_until == watch_until:  # not a replaced one
+                self._drop(leaving)
 
-    def addresses(self) -> list[str]:
-        return list(self._by_address)
+    def _put(self, entry: WatchEntry) -> None:
+        old = self._entries.get(entry.order_pk)
+        if old is not None:
+            self._drop(old)
+        self._entries[entry.order_pk] = entry
+        same = self._by_address.setdefault(entry.address, [])
+        if not same:
+            self._addresses = None
+        same.append(entry)
+        heapq.heappush(self._ends, (entry.watch_until, entry.order_pk))
+
+    def _drop(self, entry: WatchEntry) -> None:
+        del self._entries[entry.order_pk]
+        same = [e for e in self._by_address.get(entry.address, []) if e.order_pk != entry.order_pk]
+        if same:
+            self._by_address[entry.address] = same
+        else:
+            self._by_address.pop(entry.address, None)
+            self._addresses = None
+
+    def addresses(self) -> tuple[str, ...]:
+        """The watched addresses; the same object until one comes or goes (readers cache on it)."""
+        if self._addresses is None:
+            self._addresses = tuple(self._by_address)
+        return self._addresses
 
     def entries(self) -> Iterable[WatchEntry]:
         return self._entries.values()

@@ -41,10 +41,16 @@ def block_hash(rpc: JsonRpc, number: int) -> str | None:
     return str(block["hash"]) if block else None
 
 
+def recipient_topics(recipients: Iterable[str]) -> list[str]:
+    """The topic-2 values that select transfers to `recipients`, sorted (stable chunks)."""
+    return sorted({_topic(r) for r in recipients})
+
+
 def transfers(rpc: JsonRpc, *, network: str, token: str, recipients: Iterable[str], from_block: int, to_block: int,
-              max_range: int) -> list[Transfer]:
-    """Every Transfer of `token` to any of `recipients` in [from_block, to_block], in chain order."""
-    topics = sorted({_topic(r) for r in recipients})
+              max_range: int, topics: list[str] | None = None) -> list[Transfer]:
+    """Every Transfer of `token` to any of `recipients` in [from_block, to_block], in chain order.
+    `topics`: recipient_topics(recipients) when the caller keeps them across calls."""
+    topics = recipient_topics(recipients) if topics is None else topics
     if not topics or from_block > to_block:
         return []
     token = normalize_evm_address(token)

@@ -60,6 +60,14 @@ class EvmReader:
         self.network = network
         self.endpoints = endpoints
         self.scan_range = network.max_log_range * 10
+        # The watch list hands over the same address tuple until it changes: build topics once.
+        self._topics_of: Collection[str] | None = None
+        self._topics: list[str] = []
+
+    def _recipient_topics(self, recipients: Collection[str]) -> list[str]:
+        if recipients is not self._topics_of:
+            self._topics_of, self._topics = recipients, evm.recipient_topics(recipients)
+        return self._topics
 
     def heads(self) -> Heads:
         head = self.endpoints.call(evm.head)
@@ -72,11 +80,13 @@ class EvmReader:
         return BlockRef(number, raw["hash"], int(raw["timestamp"], 16) * 1000) if raw else None
 
     def transfers(self, recipients: Collection[str], from_block: int, to_block: int) -> list[Transfer]:
+        topics = self._recipient_topics(recipients)
+
         def read(rpc: JsonRpc) -> list[Transfer]:
             _has_block(evm.head(rpc), to_block, rpc.url)
             return evm.transfers(rpc, network=self.network.name, token=self.network.token_contract,
                                  recipients=recipients, from_block=from_block, to_block=to_block,
-                                 max_range=self.network.max_log_range)
+                                 max_range=self.network.max_log_range, topics=topics)
         return self.endpoints.call(read)
 
     def check_endpoints(self) -> None:
@@ -109,6 +119,14 @@ class TronReader:
         self.network = network
         self.endpoints = endpoints
         self.scan_range = 100  # one call per block: bound the work of one step
+        self._set_of: Collection[str] | None = None
+        self._watched: set[str] = set()
+
+    def _recipient_set(self, recipients: Collection[str]) -> set[str]:
+        # The watch list hands over the same address tuple until it changes: build the set once.
+        if recipients is not self._set_of:
+            self._set_of, self._watched = recipients, set(recipients)
+        return self._watched
 
     def heads(self) -> Heads:
         head, solid = self.endpoints.call(tron.heads)
@@ -123,7 +141,7 @@ class TronReader:
         return BlockRef(number, raw["blockID"], int(raw["block_header"]["raw_data"]["timestamp"]))
 
     def transfers(self, recipients: Collection[str], from_block: int, to_block: int) -> list[Transfer]:
-        watched = set(recipients)
+        watched = self._recipient_set(recipients)
 
         def read(node: TronNode) -> list[Transfer]:
             _has_block(tron.heads(node)[0], to_block, node.url)
