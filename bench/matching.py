@@ -386,8 +386,8 @@ def cycle_costs(scanner: Scanner, family: str, runs: int, new_address: Callable[
 
     prepare(addresses)
     costs[PREP_SAME] = _median_s(lambda: prepare(addresses), runs)
-    # tuple(a_tuple) is the same object: a list in between makes a new one, as a changed set does
-    costs[PREP_CHANGED] = _median_s(lambda: prepare(tuple(list(addresses))), runs)
+    # tuple(a_tuple) is the same object; one built from an iterator is new, as after a change
+    costs[PREP_CHANGED] = _median_s(lambda: prepare(tuple(iter(addresses))), runs)
     fresh = iter(_new_items(scanner.network, runs, new_address, int(time.time() * 1000)))
 
     def refresh_new() -> None:
