@@ -7,7 +7,7 @@ import os
 from decimal import Decimal
 from functools import cache
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from usdt_gateway.networks import Network, NetworkConfigError, load_networks
 
@@ -18,6 +18,12 @@ class ConfigError(RuntimeError):
 
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        retry_delays(value)
+        return value
 
     table_name: str = Field(min_length=3)
     kms_key_id: str = Field(min_length=1)
@@ -37,6 +43,14 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(16_384, ge=1024, le=1_048_576)
     # An order counts as paid when at most this much (USDT) is missing, e.g. "0.01".
     underpayment_tolerance: Decimal = Field(Decimal(0), ge=0, le=1000, decimal_places=6)
+    # Webhooks: committed events go to this queue (empty: nothing is sent; the outbox keeps them).
+    webhook_queue_url: str = ""
+    webhook_dlq_url: str = ""
+    # Seconds to wait before each retry after a failed attempt; one attempt more than entries.
+    webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000,36000,36000,36000,36000"
+    webhook_timeout_seconds: float = Field(15.0, gt=0, le=30)
+    # Deliveries in flight at once per merchant, so one slow receiver cannot starve the others.
+    webhook_merchant_concurrency: int = Field(4, ge=1, le=100)
 
 
 _ENV = {
@@ -56,7 +70,24 @@ _ENV = {
     "late_payment_grace_seconds": "LATE_PAYMENT_GRACE_SECONDS",
     "max_body_bytes": "MAX_BODY_BYTES",
     "underpayment_tolerance": "UNDERPAYMENT_TOLERANCE",
+    "webhook_queue_url": "WEBHOOK_QUEUE_URL",
+    "webhook_dlq_url": "WEBHOOK_DLQ_URL",
+    "webhook_retry_schedule": "WEBHOOK_RETRY_SCHEDULE",
+    "webhook_timeout_seconds": "WEBHOOK_TIMEOUT_SECONDS",
+    "webhook_merchant_concurrency": "WEBHOOK_MERCHANT_CONCURRENCY",
 }
+
+
+def retry_delays(schedule: str) -> tuple[float, ...]:
+    """WEBHOOK_RETRY_SCHEDULE as seconds: comma-separated, each between 0 and 12 h (the longest an
+    SQS message can stay hidden)."""
+    try:
+        delays = tuple(float(part) for part in schedule.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError("must be comma-separated seconds, e.g. 5,300,1800") from exc
+    if not delays or not all(0 <= d <= 43_200 for d in delays):
+        raise ValueError("needs at least one delay, each between 0 and 43200 seconds (12 h)")
+    return delays
 
 
 @cache

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from usdt_gateway import store, transitions
+from usdt_gateway import events, outbox, store, transitions
 from usdt_gateway.chain.transfers import Transfer
 from usdt_gateway.config import networks
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
@@ -106,11 +106,17 @@ def credit_final(t: Transfer, entry: WatchEntry | None, owner: str | None) -> tu
             return "already", None
         if applied.order is not None:
             return CREDITED, applied
+    item = _final_item(t, UNMATCHED, owner, None)
+    event_ids: list[str] = []
+    event_parts: list[dict[str, Any]] = []
+    if owner:  # the merchant the address belongs to hears of it
+        event_id, event_parts = events.for_deposit(owner, record_view(item).model_dump(mode="json", by_alias=True))
+        event_ids = [event_id]
     try:
-        store.transact([store.put_part(_final_item(t, UNMATCHED, owner, None), condition=condition, values=values,
-                                       names=NAMES)])
+        store.transact([store.put_part(item, condition=condition, values=values, names=NAMES), *event_parts])
     except store.TransactionConflict:
         return "already", None
+    outbox.publish(event_ids)
     return UNMATCHED, None
 
 
@@ -133,7 +139,7 @@ def drop_reorged(network: str, final_block: int) -> list[Applied]:
                                   names=NAMES)
             return {**order, "deposits": deposits}, [drop]
 
-        applied = transitions.apply(item["orderPk"], change)
+        applied = transitions.apply(item["orderPk"], change, reverted=True)
         if applied.order is not None:
             dropped.append(applied)
     return dropped
@@ -188,13 +194,15 @@ def list_deposits(merchant_id: str, *, unmatched_only: bool, limit: int, cursor:
     filters = {"unmatched": True} if unmatched_only else None
     items, next_cursor = store.query_index(store.deposits_index_pk(merchant_id), sk_from="0", sk_to="~",
                                            limit=limit, cursor=cursor, filters=filters)
-    views = []
-    for i in items:
-        views.append(DepositRecordView(
-            deposit_id=i["depositId"], network=i["network"], txid=i["txid"], log_index=int(i["logIndex"]),
-            block_number=int(i["blockNumber"]), block_time=int(i["blockTime"]), sender=i["sender"],
-            recipient=i["recipient"], amount=format_units(int(i["units"]), int(i["decimals"])),
-            unmatched=bool(i["unmatched"]),
-            order_id=i["orderPk"].split("#", 2)[2] if i.get("orderPk") else None,
-        ))
-    return DepositListView(deposits=views, next_cursor=next_cursor)
+    return DepositListView(deposits=[record_view(i) for i in items], next_cursor=next_cursor)
+
+
+def record_view(i: dict[str, Any]) -> DepositRecordView:
+    """A final deposit as GET /v1/deposits lists it (and a deposit.unmatched event carries it)."""
+    return DepositRecordView(
+        deposit_id=i["depositId"], network=i["network"], txid=i["txid"], log_index=int(i["logIndex"]),
+        block_number=int(i["blockNumber"]), block_time=int(i["blockTime"]), sender=i["sender"],
+        recipient=i["recipient"], amount=format_units(int(i["units"]), int(i["decimals"])),
+        unmatched=bool(i["unmatched"]),
+        order_id=i["orderPk"].split("#", 2)[2] if i.get("orderPk") else None,
+    )

@@ -9,7 +9,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from usdt_gateway import deposit_addresses, store, watchlist
+from usdt_gateway import deposit_addresses, events, outbox, store, watchlist
 from usdt_gateway.config import networks, settings
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
 from usdt_gateway.http import request_base_url
@@ -139,11 +139,13 @@ def _replay(existing: dict[str, Any], fingerprint: str) -> OrderView:
 def _order_item(merchant_id: str, req: CreateOrderRequest, network: Network, cand: deposit_addresses.Candidate,
                 requested_units: int, fingerprint: str, now: int, expires_at: int, watch_until: int) -> dict[str, Any]:
     pk, sk = store.order_key(merchant_id, req.order_id)
+    public_id = secrets.token_urlsafe(16)
     uri = payment_uri(family=network.family, token_contract=network.token_contract, chain_id=network.chain_id,
                       recipient=cand.address, amount_base_units=cand.units)
     return {
         "pk": pk, "sk": sk, "merchantId": merchant_id, "orderId": req.order_id,
-        "publicId": secrets.token_urlsafe(16), "network": network.name, "chainId": network.chain_id,
+        "publicId": public_id, "paymentUrl": _payment_url(public_id), "network": network.name,
+        "chainId": network.chain_id,
         "tokenContract": network.token_contract, "decimals": network.decimals,
         "amountUnits": cand.units, "requestedUnits": requested_units, "paidUnits": 0,
         "toleranceUnits": to_base_units(settings().underpayment_tolerance, network.decimals),
@@ -176,7 +178,7 @@ def _deposit_views(item: dict[str, Any], head: int | None) -> list[DepositView]:
     return views
 
 
-def _head(item: dict[str, Any]) -> int | None:
+def scan_head(item: dict[str, Any]) -> int | None:
     """The newest block the scanner saw on the order's network (for confirmations)."""
     if not item.get("deposits"):
         return None
@@ -191,7 +193,8 @@ def to_view(item: dict[str, Any], head: int | None = None) -> OrderView:
         order_id=item["orderId"], public_id=item["publicId"], network=item["network"], chain_id=int(item["chainId"]),
         token_contract=item["tokenContract"], amount=format_units(int(item["amountUnits"]), decimals),
         requested_amount=format_units(int(item["requestedUnits"]), decimals), address=item["address"],
-        payment_url=_payment_url(item["publicId"]), payment_uri=item["paymentUri"],
+        # Stored at creation: webhooks built by the scanner have no request to take a base URL from.
+        payment_url=item.get("paymentUrl") or _payment_url(item["publicId"]), payment_uri=item["paymentUri"],
         qr_code_data=item["qrCodeData"], status=OrderStatus(item["status"]),
         exception=item.get("exception"), paid_amount=format_units(int(item.get("paidUnits") or 0), decimals),
         pending_amount=format_units(int(item.get("seenUnits") or 0), decimals),
@@ -210,7 +213,7 @@ def get_order(merchant_id: str, order_id: str) -> OrderView:
     item = store.get(*store.order_key(merchant_id, order_id))
     if item is None:
         raise NotFound(f"no order with orderId '{order_id}'", code="ORDER_NOT_FOUND")
-    return to_view(item, _head(item))
+    return to_view(item, scan_head(item))
 
 
 def list_orders(merchant_id: str, *, status: OrderStatus | None, created_from: int | None, created_to: int | None,
@@ -224,28 +227,41 @@ def list_orders(merchant_id: str, *, status: OrderStatus | None, created_from: i
     views = []
     for i in items:
         if i.get("deposits") and i["network"] not in heads:
-            heads[i["network"]] = _head(i)
+            heads[i["network"]] = scan_head(i)
         views.append(to_view(i, heads.get(i["network"])))
     return OrderListView(orders=views, next_cursor=next_cursor)
 
 
 def cancel_order(merchant_id: str, order_id: str) -> OrderView:
     pk, sk = store.order_key(merchant_id, order_id)
-    # pending -> cancelled, only while nothing at all has been received (seen or final).
-    updated = store.update(
-        pk, sk, set_values={"status": OrderStatus.CANCELLED.value, "cancelledAt": _now_ms()},
-        condition="#st = :pending AND paidUnits = :zero AND (attribute_not_exists(deposits) OR size(deposits) = :zero)",
-        names={"#st": "status"}, values={":pending": OrderStatus.PENDING.value, ":zero": 0},
-    )
-    if updated is not None:
-        return to_view(updated)
-    current = store.get(pk, sk)
-    if current is None:
-        raise NotFound(f"no order with orderId '{order_id}'", code="ORDER_NOT_FOUND")
-    if current["status"] == OrderStatus.CANCELLED.value:
-        return to_view(current)  # cancelling twice is harmless
-    raise Conflict(f"order '{order_id}' is {current['status']} and can no longer be cancelled; only an order "
-                   "that has received nothing can be", code="ORDER_NOT_CANCELLABLE")
+    for _ in range(MAX_CREATE_ATTEMPTS):
+        current = store.get(pk, sk)
+        if current is None:
+            raise NotFound(f"no order with orderId '{order_id}'", code="ORDER_NOT_FOUND")
+        if current["status"] == OrderStatus.CANCELLED.value:
+            return to_view(current)  # cancelling twice is harmless
+        if current["status"] != OrderStatus.PENDING.value or current.get("deposits") or current.get("paidUnits"):
+            raise Conflict(f"order '{order_id}' is {current['status']} and can no longer be cancelled; only an "
+                           "order that has received nothing can be", code="ORDER_NOT_CANCELLABLE")
+        version, sequence = int(current.get("version") or 0), int(current.get("eventSeq") or 0)
+        fields = {"status": OrderStatus.CANCELLED.value, "cancelledAt": _now_ms(), "version": version + 1,
+                  "eventSeq": sequence + 1, "updatedAt": _now_ms()}
+        event_ids, event_parts = events.for_order({**current, **fields}, [events.STATUS_EVENTS[OrderStatus.CANCELLED]],
+                                                  first_sequence=sequence + 1)
+        write = store.set_part(
+            pk, sk, set_values=fields,
+            # pending -> cancelled, only from the version read (nothing received since: a deposit
+            # seen meanwhile moves the version and the status).
+            condition="#st = :pending AND #v = :v", names={"#st": "status", "#v": "version"},
+            values={":pending": OrderStatus.PENDING.value, ":v": version},
+        )
+        try:
+            store.transact([write, *event_parts])
+        except store.TransactionConflict:
+            continue  # the order moved under us: decide again on a fresh read
+        outbox.publish(event_ids)
+        return to_view({**current, **fields})
+    raise Conflict("the order kept changing while it was being cancelled; retry", code="CANCEL_CONTENTION")
 
 
 def get_public_order(public_id: str) -> PublicOrderView:

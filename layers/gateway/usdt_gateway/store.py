@@ -120,6 +120,21 @@ def deposit_key(network: str, txid: str, log_index: int) -> tuple[str, str]:
     return f"DEP#{network}#{txid}#{log_index}", "DEP"
 
 
+def event_key(event_id: str) -> tuple[str, str]:
+    return f"EVENT#{event_id}", "EVENT"
+
+
+def outbox_key(event_id: str) -> tuple[str, str]:
+    return f"OUTBOX#{event_id}", "OUTBOX"
+
+
+OUTBOX_INDEX_PK = "OUTBOX"
+
+
+def events_index_pk(merchant_id: str) -> str:
+    return f"MERCHANT#{merchant_id}#EVENTS"
+
+
 def cursor_key(network: str) -> tuple[str, str]:
     return f"CURSOR#{network}", "CURSOR"
 
@@ -156,6 +171,11 @@ def put_new(item: Item) -> bool:
             return False
         raise
     return True
+
+
+def delete(pk: str, sk: str) -> None:
+    """Remove an item (a marker whose work is done); removing a missing one is not an error."""
+    client().delete_item(TableName=_table(), Key=_key(pk, sk))
 
 
 def put(item: Item) -> None:

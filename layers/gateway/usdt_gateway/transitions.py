@@ -2,7 +2,8 @@
 
 `apply` reads the order, lets the caller change its deposits or close it, derives the new status
 with lifecycle.settle, checks the move is an edge of the state machine, and writes it together
-with the caller's other writes in one transaction, conditional on the version it read:
+with the caller's other writes and the webhook events the change makes (events.py) in one
+transaction, conditional on the version it read:
     <status read> -> <status derived>, only if nobody wrote the order since it was read.
 A concurrent writer makes the condition fail; the change is then recomputed on a fresh read.
 """
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from usdt_gateway import lifecycle, store
+from usdt_gateway import events, lifecycle, outbox, store
 from usdt_gateway.schemas import OrderStatus
 
 MAX_ATTEMPTS = 8
@@ -30,6 +31,7 @@ class Applied:
     order: Order | None  # the order as written; None when the change had nothing to do
     old_status: OrderStatus | None = None
     conflict: list[str] | None = None  # reasons of the caller's parts when one of them failed
+    events: tuple[str, ...] = ()  # ids of the webhook events the change made
 
     @property
     def changed(self) -> bool:
@@ -40,7 +42,8 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def apply(order_pk: str, change: Change) -> Applied:
+def apply(order_pk: str, change: Change, *, reverted: bool = False) -> Applied:
+    """`reverted`: the change removes a payment a reorg took away (an order.reverted event)."""
     for _ in range(MAX_ATTEMPTS):
         order = store.get(order_pk, "ORDER")
         if order is None:
@@ -62,6 +65,11 @@ def apply(order_pk: str, change: Change) -> Applied:
             "txid": settled.first_txid, "confirmedAt": confirmed_at, "version": int(order.get("version") or 0) + 1,
             "updatedAt": now_ms(),
         }
+        # The change's webhook events, in the same transaction: no change without its events.
+        types = events.order_event_types(order, {**order, **fields}, reverted=reverted)
+        sequence = int(order.get("eventSeq") or 0)
+        fields["eventSeq"] = sequence + len(types)
+        event_ids, event_parts = events.for_order({**order, **fields}, types, first_sequence=sequence + 1)
         write = store.set_part(
             order_pk, "ORDER", set_values=fields,
             # <status read> -> <status derived>, only from the version read.
@@ -69,11 +77,12 @@ def apply(order_pk: str, change: Change) -> Applied:
             values={":from": old_status.value, ":v": int(order.get("version") or 0)},
         )
         try:
-            store.transact([*parts, write])
+            store.transact([*parts, *event_parts, write])
         except store.TransactionConflict as conflict:
             mine = conflict.reasons[:len(parts)]
             if "ConditionalCheckFailed" in mine:
                 return Applied(None, old_status, mine)
             continue  # the order moved under us: recompute from a fresh read
-        return Applied({**order, **fields}, old_status)
+        outbox.publish(event_ids)
+        return Applied({**order, **fields}, old_status, events=tuple(event_ids))
     raise RuntimeError(f"order {order_pk} kept changing under concurrent writers")

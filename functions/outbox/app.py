@@ -1,0 +1,22 @@
+"""Outbox Lambda: every minute, hands the webhook queue any committed event its writer could not
+(it died right after its commit, or SQS refused)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from usdt_gateway import aws, outbox
+from usdt_gateway.config import settings
+from usdt_gateway.observability import logger, metrics
+
+settings()  # validate configuration at cold start
+aws.client("dynamodb"), aws.client("sqs")
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return {"published": len(outbox.sweep(now_ms=int(time.time() * 1000)))}

@@ -1,0 +1,117 @@
+"""Where state changes become webhook events.
+
+An event is written in the same DynamoDB transaction as the change it reports, together with an
+outbox marker: a committed change always has its event, and an event exists only for a change
+that committed. After the commit the writer hands the event to the webhook queue
+(outbox.publish); the outbox sweeper hands over any it could not, so a writer dying right after
+its commit loses nothing.
+
+Which events an order change makes (docs/webhooks.md):
+    order.confirming  a payment is seen on chain, not final yet
+    order.confirmed   final and paid in full (within the tolerance): the only "paid" event
+    order.overpaid    after order.confirmed, when more than the amount was paid
+    order.paid_late   after order.confirmed, when a payment came after expiry (grace window)
+    order.underpaid   final payments short of the amount (again whenever more arrives, still short)
+    order.expired     nothing received by expiry
+    order.failed      closed with a partial payment that was never topped up
+    order.cancelled   cancelled by the merchant
+    order.reverted    a seen payment was removed by a chain reorg (then the new status's event)
+    deposit.unmatched a final payment to one of the merchant's addresses that no order takes
+Each order event carries the order's `sequence`, one more than its previous event's, so a
+receiver can drop stale or out-of-order deliveries.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+from usdt_gateway import store
+from usdt_gateway.schemas import OrderStatus
+
+S = OrderStatus
+STATUS_EVENTS = {
+    S.CONFIRMING: "order.confirming",
+    S.CONFIRMED: "order.confirmed",
+    S.UNDERPAID: "order.underpaid",
+    S.EXPIRED: "order.expired",
+    S.FAILED: "order.failed",
+    S.CANCELLED: "order.cancelled",
+}
+REVERTED = "order.reverted"
+UNMATCHED = "deposit.unmatched"
+TEST = "webhook.test"
+EXCEPTION_EVENTS = {"overpaid": "order.overpaid", "paid_late": "order.paid_late"}
+ORDER_EVENT_TYPES = (*STATUS_EVENTS.values(), *EXCEPTION_EVENTS.values(), REVERTED)
+EVENT_TYPES = (*ORDER_EVENT_TYPES, UNMATCHED)
+
+Item = dict[str, Any]
+
+
+def new_event_id() -> str:
+    return "evt_" + secrets.token_urlsafe(16)
+
+
+def order_event_types(old: Item, new: Item, *, reverted: bool = False) -> list[str]:
+    """The events an order's change from `old` to `new` makes, in the order they happen."""
+    types = [REVERTED] if reverted else []
+    old_status, new_status = S(old["status"]), S(new["status"])
+    if new_status != old_status:
+        if new_status in STATUS_EVENTS:
+            types.append(STATUS_EVENTS[new_status])
+    elif new_status in (S.UNDERPAID, S.FAILED) and int(new.get("paidUnits") or 0) > int(old.get("paidUnits") or 0):
+        types.append(STATUS_EVENTS[new_status])  # more arrived, still short
+    exception = new.get("exception")
+    if exception and exception != old.get("exception") and exception in EXCEPTION_EVENTS:
+        types.append(EXCEPTION_EVENTS[exception])
+    return types
+
+
+def body(event_id: str, event_type: str, created_at: int, sequence: int, data: dict[str, Any]) -> str:
+    """The JSON body the merchant receives, byte for byte the same on every attempt."""
+    return json.dumps({"id": event_id, "type": event_type, "createdAt": created_at, "sequence": sequence,
+                       "data": data}, separators=(",", ":"))
+
+
+def _parts(event_id: str, event_type: str, *, merchant_id: str, created_at: int, sequence: int,
+           data: dict[str, Any], order: Item | None) -> list[dict[str, Any]]:
+    pk, sk = store.event_key(event_id)
+    out_pk, out_sk = store.outbox_key(event_id)
+    index_sk = f"{created_at:013d}#{sequence:08d}#{event_id}"  # one change's events stay in their order
+    event = {
+        "pk": pk, "sk": sk, "eventId": event_id, "type": event_type, "merchantId": merchant_id,
+        "orderId": order["orderId"] if order else None, "orderPk": order["pk"] if order else None,
+        "notifyUrl": order.get("notifyUrl") if order else None, "sequence": sequence, "createdAt": created_at,
+        "body": body(event_id, event_type, created_at, sequence, data), "deliveryStatus": "pending",
+        "attemptCount": 0, "gsi1pk": store.events_index_pk(merchant_id), "gsi1sk": index_sk,
+    }
+    marker = {"pk": out_pk, "sk": out_sk, "eventId": event_id, "gsi1pk": store.OUTBOX_INDEX_PK, "gsi1sk": index_sk}
+    # none -> pending: event ids are random, so a clash is impossible short of a repeat.
+    return [store.put_part(event), store.put_part(marker)]
+
+
+def for_order(order: Item, types: list[str], *, first_sequence: int) -> tuple[list[str], list[dict[str, Any]]]:
+    """Event ids and transaction parts for `types`, reporting `order` as it is after the change
+    (the data is the order as GET /v1/payment/order/{orderId} returns it)."""
+    if not types:
+        return [], []
+    from usdt_gateway.orders import scan_head, to_view  # orders imports the event writers' callers
+
+    data = to_view(order, scan_head(order)).model_dump(mode="json", by_alias=True)
+    now = int(time.time() * 1000)
+    ids, parts = [], []
+    for offset, event_type in enumerate(types):
+        event_id = new_event_id()
+        ids.append(event_id)
+        parts += _parts(event_id, event_type, merchant_id=order["merchantId"], created_at=now,
+                        sequence=first_sequence + offset, data=data, order=order)
+    return ids, parts
+
+
+def for_deposit(merchant_id: str, data: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """A deposit.unmatched event (sequence 1: a deposit has no earlier events)."""
+    event_id = new_event_id()
+    return event_id, _parts(event_id, UNMATCHED, merchant_id=merchant_id, created_at=int(time.time() * 1000),
+                            sequence=1, data=data, order=None)
