@@ -4,8 +4,10 @@ API handler loaded as Lambda would load it. Each test gets its own merchant."""
 from __future__ import annotations
 
 import os
+import socket
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import boto3
 import pytest
@@ -14,6 +16,7 @@ from bip_utils import Bip39MnemonicGenerator, Bip39SeedGenerator, Bip44, Bip44Co
 from devstack.stack import Stack, start_stack
 from devstack.template import create_table
 from tests.integration.apiclient import ApiClient, load_handler
+from tests.integration.sqs_lambda import EventSourceMapping, load_webhook_handler
 
 TABLE = "usdt-gateway-test"
 
@@ -76,6 +79,7 @@ class Merchant:
     secret: str
     evm_xpub: str
     tron_xpub: str
+    webhook_secret: str = ""
 
 
 def new_merchant(*, fixed_evm: str | None = None, rate_limit: int | None = None) -> Merchant:
@@ -89,7 +93,7 @@ def new_merchant(*, fixed_evm: str | None = None, rate_limit: int | None = None)
     else:
         merchants.configure_xpub(m["merchantId"], "evm", evm)
     merchants.configure_xpub(m["merchantId"], "tron", tron)
-    return Merchant(m["merchantId"], key["apiKey"], key["secretKey"], evm, tron)
+    return Merchant(m["merchantId"], key["apiKey"], key["secretKey"], evm, tron, m["webhookSecret"])
 
 
 @pytest.fixture
@@ -115,3 +119,61 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
     finally:
         running.stop()
+
+
+# A public address (TEST-NET ranges are refused as documentation addresses).
+PUBLIC_IP = "93.184.215.14"
+
+
+@dataclass
+class FakeDns:
+    """Answers the SSRF guard's lookups from `names` (the machine has no outside DNS); any other
+    name does not resolve."""
+
+    names: dict[str, list[str]] = field(default_factory=dict)
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        if host not in self.names:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return list(self.names[host])
+
+
+@pytest.fixture
+def dns(monkeypatch: pytest.MonkeyPatch) -> FakeDns:
+    """The resolver behind every check of a merchant URL, with shop.example.com public."""
+    from usdt_gateway.webhooks import endpoints
+
+    fake = FakeDns({"shop.example.com": [PUBLIC_IP]})
+    monkeypatch.setattr(endpoints, "resolver", fake)
+    return fake
+
+
+@dataclass(frozen=True)
+class WebhookQueues:
+    queue: str
+    dlq: str
+
+
+@pytest.fixture
+def webhook_queues(settings_env: pytest.MonkeyPatch, dns: FakeDns) -> Iterator[WebhookQueues]:
+    """A webhook queue and DLQ of their own, local mode (receivers on 127.0.0.1 over http) and a
+    compressed retry schedule: 4 attempts, a second apart."""
+    from usdt_gateway import config
+
+    sqs = boto3.client("sqs")
+    name = f"webhooks-{time.time_ns()}"
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    queue = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    for var, value in {"WEBHOOK_QUEUE_URL": queue, "WEBHOOK_DLQ_URL": dlq, "WEBHOOK_RETRY_SCHEDULE": "0.5,0.5,0.5",
+                       "WEBHOOK_TIMEOUT_SECONDS": "2", "LOCAL_MODE": "1"}.items():
+        settings_env.setenv(var, value)
+    config.reset()
+    yield WebhookQueues(queue, dlq)
+    sqs.delete_queue(QueueUrl=queue)
+    sqs.delete_queue(QueueUrl=dlq)
+
+
+@pytest.fixture
+def lambda_sqs(webhook_queues: WebhookQueues) -> EventSourceMapping:
+    """The webhook function behind the queue, fed as Lambda's event source mapping feeds it."""
+    return EventSourceMapping(webhook_queues.queue, load_webhook_handler())

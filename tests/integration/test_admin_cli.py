@@ -128,6 +128,28 @@ def test_rotate_key_without_overlap_expires_the_old_key(capsys: pytest.CaptureFi
     assert list_orders(handler, new).status == 200
 
 
+def test_rotate_webhook_secret_prints_the_new_secret_once(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a merchant and its webhook secret
+    code, shop, _ = admin(capsys, "create-merchant", "--name", "Rotating shop")
+    before = stored(f"MERCHANT#{shop['merchantId']}", "PROFILE")
+    assert code == 0 and before is not None
+    # When the secret is rotated with a 10-minute overlap
+    code, out, _ = admin(capsys, "rotate-webhook-secret", "--merchant", shop["merchantId"], "--overlap-seconds", "600")
+    # Then a new secret is printed, stored only encrypted, with the old ciphertext kept for the overlap
+    assert code == 0 and out["merchantId"] == shop["merchantId"]
+    assert out["webhookSecret"].startswith("whsec_") and out["webhookSecret"] != shop["webhookSecret"]
+    item = stored(f"MERCHANT#{shop['merchantId']}", "PROFILE")
+    assert item is not None and out["webhookSecret"][len("whsec_"):] not in json.dumps(item)
+    assert item["previousWebhookSecretCipher"] == before["webhookSecretCipher"]
+    assert int(item["previousWebhookSecretUntil"]["N"]) == out["previousValidUntil"]
+    # And an unknown merchant or a negative overlap exits 2
+    unknown, _, err = admin(capsys, "rotate-webhook-secret", "--merchant", "m_doesnotexist")
+    negative, _, neg_err = admin(capsys, "rotate-webhook-secret", "--merchant", shop["merchantId"],
+                                 "--overlap-seconds", "-1")
+    assert unknown == 2 and json.loads(err)["error"] == "MERCHANT_NOT_FOUND"
+    assert negative == 2 and json.loads(neg_err)["error"] == "INVALID_OVERLAP"
+
+
 def test_revoke_key(capsys: pytest.CaptureFixture[str], handler: object) -> None:
     # Given a merchant's working key
     key = new_key(capsys, new_shop(capsys))

@@ -21,7 +21,11 @@ from usdt_gateway import config, outbox, store
 
 @pytest.fixture
 def queue(settings_env: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh webhook queue on the moto server, named in WEBHOOK_QUEUE_URL."""
+    """A fresh webhook queue on the moto server, named in WEBHOOK_QUEUE_URL. Outbox markers other
+    tests left in the shared table (they ran without a queue) are cleared first: the sweeps here
+    must see only this test's events."""
+    for marker in store.query_index_all(store.OUTBOX_INDEX_PK, sk_to="~"):
+        store.delete(*store.outbox_key(marker["eventId"]))
     sqs = boto3.client("sqs")
     url = sqs.create_queue(QueueName=f"webhooks-{time.time_ns()}")["QueueUrl"]
     settings_env.setenv("WEBHOOK_QUEUE_URL", url)

@@ -1,6 +1,6 @@
 """The deployable artifacts, built by the real SAM CLI (in its own venv, set up by `make test`):
 the template validates with SAM's own linter (which sees the transformed template, e.g.
-circular dependencies), and the API function's package holds only what it needs."""
+circular dependencies), and the API and webhook functions' packages hold only what they need."""
 
 from __future__ import annotations
 
@@ -60,6 +60,16 @@ def test_api_package_has_no_chain_libraries_and_ships_bytecode(build: Path) -> N
     assert any((layer / "usdt_gateway/__pycache__").glob("orders.cpython-312.pyc"))
     # And it fits Lambda's unzipped limit with a wide margin
     assert sum(_size(p) for p in package) < LAMBDA_UNZIPPED_LIMIT / 4
+
+
+def test_webhook_package_has_no_chain_libraries(build: Path) -> None:
+    # Given the webhook function and the layer it is deployed with
+    package = [build / "WebhookFunction", build / "GatewayLayer"]
+    assert (build / "WebhookFunction/app.py").is_file()
+    names = {p.name.lower() for root in package for p in root.rglob("*") if p.is_dir()}
+    # Then neither web3 nor tronpy is in it, and the sender is
+    assert not names & {"web3", "tronpy", "eth_account"}
+    assert any((build / "GatewayLayer/python/usdt_gateway/webhooks/__pycache__").glob("sender.cpython-312.pyc"))
 
 
 def test_chain_layer_holds_the_chain_libraries(build: Path) -> None:

@@ -23,6 +23,11 @@ EXPECTED_API_ROUTES = {
     ("GET", "/v1/public/orders/{publicId}"),
     ("GET", "/v1/deposits"),
     ("POST", "/v1/deposits/{depositId}/attach"),
+    ("GET", "/v1/webhooks/deliveries"),
+    ("POST", "/v1/webhooks/deliveries/{deliveryId}/resend"),
+    ("POST", "/v1/webhooks/test"),
+    ("GET", "/v1/webhooks/endpoint"),
+    ("PUT", "/v1/webhooks/endpoint"),
 }
 
 
@@ -105,6 +110,49 @@ def test_api_function_gets_no_chain_libraries(template: dict[str, Any]) -> None:
     assert refs == {"GatewayLayer"}
     assert "web3" not in requirements
     assert "tronpy" not in requirements
+
+
+def test_webhook_function_consumes_the_queue_with_partial_batch_responses(template: dict[str, Any]) -> None:
+    # Given the webhook function
+    props = template["Resources"]["WebhookFunction"]["Properties"]
+    (source,) = props["Events"].values()
+
+    # Then it reads the webhook queue in batches, reporting the messages to keep, with a bounded
+    # concurrency and a timeout the queue's visibility timeout is 6 times
+    assert source["Type"] == "SQS"
+    assert source["Properties"]["Queue"] == {"Fn::GetAtt": ["WebhookQueue", "Arn"]}
+    assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert source["Properties"]["BatchSize"] == 10
+    assert source["Properties"]["ScalingConfig"]["MaximumConcurrency"] >= 2
+    queue = template["Resources"]["WebhookQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] == 6 * props["Timeout"]
+    # And it knows the dead-letter queue, gets no chain libraries, and logs to its own group
+    env = function_environment(template, "WebhookFunction")
+    assert env["WEBHOOK_DLQ_URL"] == {"Ref": "WebhookDLQ"}
+    assert env["WEBHOOK_QUEUE_URL"] == {"Ref": "WebhookQueue"}
+    assert env["POWERTOOLS_SERVICE_NAME"] == "webhook"
+    assert [layer.get("Ref") for layer in props["Layers"]] == ["GatewayLayer"]
+    assert props["LoggingConfig"] == {"LogGroup": {"Ref": "WebhookFunctionLogGroup"}}
+
+
+def test_webhook_function_may_touch_only_its_queues_table_and_key(template: dict[str, Any]) -> None:
+    # Given the webhook function's policy statements
+    (policy,) = template["Resources"]["WebhookFunction"]["Properties"]["Policies"]
+    grants = {(s["Sid"], json.dumps(s["Resource"], sort_keys=True)): set(
+        [s["Action"]] if isinstance(s["Action"], str) else s["Action"]) for s in policy["Statement"]}
+
+    # Then each action is granted on exactly the resource it needs
+    def arn(resource: str) -> str:
+        return json.dumps({"Fn::GetAtt": [resource, "Arn"]})
+
+    assert grants == {
+        ("TableItems", arn("Table")): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        ("DecryptSecrets", arn("SecretsKey")): {"kms:Decrypt"},
+        ("ConsumeAndReschedule", arn("WebhookQueue")): {
+            "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
+            "sqs:SendMessage"},
+        ("DeadLetters", arn("WebhookDLQ")): {"sqs:SendMessage"},
+    }
 
 
 def test_every_route_has_a_matching_sample_event(template: dict[str, Any]) -> None:

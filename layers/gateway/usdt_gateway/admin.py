@@ -1,14 +1,15 @@
-"""Operator CLI: merchants, API keys and receiving addresses.
+"""Operator CLI: merchants, API keys, webhook secrets and receiving addresses.
 
     TABLE_NAME=... KMS_KEY_ID=... python -m usdt_gateway.admin create-merchant --name "Shop"
     python -m usdt_gateway.admin create-key --merchant m_... [--scopes orders:read,orders:write]
     python -m usdt_gateway.admin rotate-key --key ak_... [--overlap-seconds 86400]
     python -m usdt_gateway.admin revoke-key --key ak_...
     python -m usdt_gateway.admin list-keys --merchant m_...
+    python -m usdt_gateway.admin rotate-webhook-secret --merchant m_... [--overlap-seconds 86400]
     python -m usdt_gateway.admin set-xpub --merchant m_... --family evm|tron --xpub xpub...
     python -m usdt_gateway.admin set-address --merchant m_... --family evm|tron --address ... [--tag-step 0.01]
 
-Prints JSON. Secrets are printed once, at creation; the gateway stores them only encrypted.
+Prints JSON. Secrets are printed once, at creation or rotation; the gateway stores them only encrypted.
 Uses the caller's AWS credentials (kms:Encrypt and the table's read/write actions).
 """
 
@@ -43,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "rotate-key":
             c.add_argument("--overlap-seconds", type=int, default=86_400)
     sub.add_parser("list-keys").add_argument("--merchant", required=True)
+    c = sub.add_parser("rotate-webhook-secret")
+    c.add_argument("--merchant", required=True)
+    c.add_argument("--overlap-seconds", type=int, default=86_400)
     c = sub.add_parser("set-xpub")
     c.add_argument("--merchant", required=True)
     c.add_argument("--family", choices=("evm", "tron"), required=True)
@@ -71,6 +75,8 @@ def run(argv: Sequence[str]) -> Any:
             return {"apiKey": a.key, "status": "revoked"}
         case "list-keys":
             return merchants.list_api_keys(a.merchant)
+        case "rotate-webhook-secret":
+            return merchants.rotate_webhook_secret(a.merchant, overlap_seconds=a.overlap_seconds)
         case "set-xpub":
             return merchants.configure_xpub(a.merchant, a.family, a.xpub)
         case "set-address":

@@ -42,7 +42,7 @@ STATUS_EVENTS = {
 }
 REVERTED = "order.reverted"
 UNMATCHED = "deposit.unmatched"
-TEST = "webhook.test"
+TEST = "webhook.test"  # POST /v1/webhooks/test
 EXCEPTION_EVENTS = {"overpaid": "order.overpaid", "paid_late": "order.paid_late"}
 ORDER_EVENT_TYPES = (*STATUS_EVENTS.values(), *EXCEPTION_EVENTS.values(), REVERTED)
 EVENT_TYPES = (*ORDER_EVENT_TYPES, UNMATCHED)
@@ -75,21 +75,36 @@ def body(event_id: str, event_type: str, created_at: int, sequence: int, data: d
                        "data": data}, separators=(",", ":"))
 
 
-def _parts(event_id: str, event_type: str, *, merchant_id: str, created_at: int, sequence: int,
-           data: dict[str, Any], order: Item | None) -> list[dict[str, Any]]:
+def index_sk(created_at: int, sequence: int, event_id: str) -> str:
+    return f"{created_at:013d}#{sequence:08d}#{event_id}"  # one change's events stay in their order
+
+
+def outbox_marker(event_id: str, at: int, sequence: int) -> Item:
+    """The OUTBOX marker that stays until SQS has taken the event (the sweeper's work list)."""
+    pk, sk = store.outbox_key(event_id)
+    return {"pk": pk, "sk": sk, "eventId": event_id, "gsi1pk": store.OUTBOX_INDEX_PK,
+            "gsi1sk": index_sk(at, sequence, event_id)}
+
+
+def _item(event_id: str, event_type: str, *, merchant_id: str, created_at: int, sequence: int,
+          data: dict[str, Any], order: Item | None) -> Item:
     pk, sk = store.event_key(event_id)
-    out_pk, out_sk = store.outbox_key(event_id)
-    index_sk = f"{created_at:013d}#{sequence:08d}#{event_id}"  # one change's events stay in their order
-    event = {
+    return {
         "pk": pk, "sk": sk, "eventId": event_id, "type": event_type, "merchantId": merchant_id,
         "orderId": order["orderId"] if order else None, "orderPk": order["pk"] if order else None,
         "notifyUrl": order.get("notifyUrl") if order else None, "sequence": sequence, "createdAt": created_at,
         "body": body(event_id, event_type, created_at, sequence, data), "deliveryStatus": "pending",
-        "attemptCount": 0, "gsi1pk": store.events_index_pk(merchant_id), "gsi1sk": index_sk,
+        "attemptCount": 0, "gsi1pk": store.events_index_pk(merchant_id),
+        "gsi1sk": index_sk(created_at, sequence, event_id),
     }
-    marker = {"pk": out_pk, "sk": out_sk, "eventId": event_id, "gsi1pk": store.OUTBOX_INDEX_PK, "gsi1sk": index_sk}
+
+
+def _parts(event_id: str, event_type: str, *, merchant_id: str, created_at: int, sequence: int,
+           data: dict[str, Any], order: Item | None) -> list[dict[str, Any]]:
+    event = _item(event_id, event_type, merchant_id=merchant_id, created_at=created_at, sequence=sequence,
+                  data=data, order=order)
     # none -> pending: event ids are random, so a clash is impossible short of a repeat.
-    return [store.put_part(event), store.put_part(marker)]
+    return [store.put_part(event), store.put_part(outbox_marker(event_id, created_at, sequence))]
 
 
 def for_order(order: Item, types: list[str], *, first_sequence: int) -> tuple[list[str], list[dict[str, Any]]]:
@@ -115,3 +130,10 @@ def for_deposit(merchant_id: str, data: dict[str, Any]) -> tuple[str, list[dict[
     event_id = new_event_id()
     return event_id, _parts(event_id, UNMATCHED, merchant_id=merchant_id, created_at=int(time.time() * 1000),
                             sequence=1, data=data, order=None)
+
+
+def webhook_test(merchant_id: str, message: str) -> Item:
+    """A webhook.test event item (sequence 0: it belongs to no order), sent at once, not queued."""
+    event_id = new_event_id()
+    return _item(event_id, TEST, merchant_id=merchant_id, created_at=int(time.time() * 1000), sequence=0,
+                 data={"message": message}, order=None)

@@ -24,17 +24,47 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def webhook_secret_context(merchant_id: str) -> dict[str, str]:
+    return {"merchantId": merchant_id, "purpose": "webhook"}
+
+
+def _new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
 def create_merchant(name: str, *, webhook_url: str | None = None) -> dict[str, str]:
     merchant_id = "m_" + secrets.token_hex(8)
-    webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    webhook_secret = _new_webhook_secret()
     pk, sk = store.merchant_key(merchant_id)
     # none -> created: merchant ids are random, a clash means a retry of this very call.
     store.put_new({
         "pk": pk, "sk": sk, "merchantId": merchant_id, "name": name, "webhookUrl": webhook_url,
-        "webhookSecretCipher": encrypt(webhook_secret, {"merchantId": merchant_id, "purpose": "webhook"}),
+        "webhookSecretCipher": encrypt(webhook_secret, webhook_secret_context(merchant_id)),
         "createdAt": _now_ms(),
     })
     return {"merchantId": merchant_id, "webhookSecret": webhook_secret}
+
+
+def rotate_webhook_secret(merchant_id: str, *, overlap_seconds: int = 86_400) -> dict[str, Any]:
+    """A new webhook secret; for `overlap_seconds` the old one signs next to it, so the merchant's
+    receiver keeps verifying until it switches. Returned once, like at creation."""
+    if not 0 <= overlap_seconds <= 30 * 86_400:
+        raise InvalidRequest("overlap must be between 0 and 2592000 seconds (30 days)", code="INVALID_OVERLAP")
+    profile = get_merchant(merchant_id)
+    secret = _new_webhook_secret()
+    until = _now_ms() + overlap_seconds * 1000
+    pk, sk = store.merchant_key(merchant_id)
+    # secret A -> secret B (A kept as the previous one), only from the secret read: of two
+    # concurrent rotations one wins, and the other's secret is never stored.
+    done = store.update(pk, sk, set_values={
+        "webhookSecretCipher": encrypt(secret, webhook_secret_context(merchant_id)),
+        "previousWebhookSecretCipher": profile["webhookSecretCipher"], "previousWebhookSecretUntil": until,
+        "webhookSecretRotatedAt": _now_ms(),
+    }, condition="webhookSecretCipher = :read", values={":read": profile["webhookSecretCipher"]})
+    if done is None:
+        raise Conflict("the webhook secret was rotated concurrently; run the rotation again",
+                       code="ROTATION_CONFLICT")
+    return {"merchantId": merchant_id, "webhookSecret": secret, "previousValidUntil": until}
 
 
 def get_merchant(merchant_id: str) -> dict[str, Any]:

@@ -131,6 +131,10 @@ def outbox_key(event_id: str) -> tuple[str, str]:
 OUTBOX_INDEX_PK = "OUTBOX"
 
 
+def webhook_slot_key(merchant_id: str, slot: int) -> tuple[str, str]:
+    return f"MERCHANT#{merchant_id}", f"WHSLOT#{slot}"
+
+
 def events_index_pk(merchant_id: str) -> str:
     return f"MERCHANT#{merchant_id}#EVENTS"
 
@@ -203,6 +207,41 @@ def update(pk: str, sk: str, *, set_values: Item, condition: str | None = None,
             return None
         raise
     return _load(resp.get("Attributes"))
+
+
+def set_map_entry(pk: str, sk: str, attribute: str, key: str, value: Any) -> None:
+    """Set `attribute[key]` on an existing item, creating the map if the item has none yet."""
+    names = {"#a": attribute, "#k": key}
+    for _ in range(2):  # a concurrent first entry can make both fail once
+        try:
+            client().update_item(TableName=_table(), Key=_key(pk, sk), UpdateExpression="SET #a.#k = :v",
+                                 ConditionExpression="attribute_exists(#a)", ExpressionAttributeNames=names,
+                                 ExpressionAttributeValues=_values({":v": value}))
+            return
+        except ClientError as exc:
+            if not _failed_condition(exc):
+                raise
+        try:
+            client().update_item(TableName=_table(), Key=_key(pk, sk), UpdateExpression="SET #a = :m",
+                                 ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#a)",
+                                 ExpressionAttributeNames={"#a": attribute},
+                                 ExpressionAttributeValues=_values({":m": {key: value}}))
+            return
+        except ClientError as exc:
+            if not _failed_condition(exc):
+                raise
+    raise RuntimeError(f"{attribute} map entry did not settle")
+
+
+def remove_map_entry(pk: str, sk: str, attribute: str, key: str) -> None:
+    """Remove `attribute[key]`; removing a missing entry is not an error."""
+    try:
+        client().update_item(TableName=_table(), Key=_key(pk, sk), UpdateExpression="REMOVE #a.#k",
+                             ConditionExpression="attribute_exists(#a)",
+                             ExpressionAttributeNames={"#a": attribute, "#k": key})
+    except ClientError as exc:
+        if not _failed_condition(exc):
+            raise
 
 
 # --- rate-limit meters ------------------------------------------------------------------

@@ -1,0 +1,118 @@
+"""A merchant's webhook endpoint: the default URL, the URLs disabled (after a 410 Gone, or by the
+merchant), the signing secrets (two while a rotation overlaps), and the SSRF check of a URL when
+it is configured. All on the merchant profile, so the sender reads it in one GetItem.
+
+A URL must pass the guard (urlguard) when it is configured (PUT /v1/webhooks/endpoint, an
+order's notifyUrl) and again at every delivery. A name that does not resolve is refused when
+configured: nothing could be delivered to it, and refusing is the safe side.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from usdt_gateway import merchants, store
+from usdt_gateway.config import settings
+from usdt_gateway.errors import InvalidRequest
+from usdt_gateway.schemas import DisabledUrlView, SecretRotationView, WebhookEndpointUpdate, WebhookEndpointView
+from usdt_gateway.secretbox import decrypt
+from usdt_gateway.webhooks.urlguard import Resolver, Target, UnsafeUrl, check_url, default_resolve
+
+Item = dict[str, Any]
+DISABLED = "webhookDisabledUrls"  # url -> {disabledAt, reason}
+GONE = "the receiver answered 410 Gone"
+BY_MERCHANT = "disabled through PUT /v1/webhooks/endpoint"
+
+# The DNS lookup behind every check of a merchant URL (the tests point it at their own names).
+resolver: Resolver = default_resolve
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def check(url: str) -> Target:
+    """The guard's verdict now (UnsafeUrl when refused); the local stack allows loopback http."""
+    return check_url(url, allow_loopback=settings().local_mode, resolve=resolver)
+
+
+def check_notify_url(url: str | None, field: str) -> None:
+    """An order's notifyUrl, checked when the order is created."""
+    if url is None:
+        return
+    try:
+        check(url)
+    except UnsafeUrl as exc:
+        raise InvalidRequest(f"{field}: {exc.message}", code="INVALID_URL") from None
+
+
+def signing_secrets(profile: Item, now_ms: int) -> list[str]:
+    """The current secret first, then the previous one while its rotation overlap lasts."""
+    context = merchants.webhook_secret_context(profile["merchantId"])
+    secrets = [decrypt(profile["webhookSecretCipher"], context)]
+    if profile.get("previousWebhookSecretCipher") and int(profile.get("previousWebhookSecretUntil") or 0) > now_ms:
+        secrets.append(decrypt(profile["previousWebhookSecretCipher"], context))
+    return secrets
+
+
+def target_url(profile: Item, event: Item) -> str | None:
+    """Where an event goes: its order's notifyUrl, else the merchant's default URL."""
+    return event.get("notifyUrl") or profile.get("webhookUrl") or None
+
+
+def is_disabled(profile: Item, url: str) -> bool:
+    return url in (profile.get(DISABLED) or {})
+
+
+def disable(merchant_id: str, url: str, reason: str) -> None:
+    pk, sk = store.merchant_key(merchant_id)
+    store.set_map_entry(pk, sk, DISABLED, url, {"disabledAt": _now_ms(), "reason": reason})
+
+
+def enable(merchant_id: str, url: str) -> None:
+    pk, sk = store.merchant_key(merchant_id)
+    store.remove_map_entry(pk, sk, DISABLED, url)
+
+
+def view(profile: Item, now_ms: int | None = None) -> WebhookEndpointView:
+    now_ms = _now_ms() if now_ms is None else now_ms
+    url = profile.get("webhookUrl") or None
+    disabled = profile.get(DISABLED) or {}
+    until = int(profile.get("previousWebhookSecretUntil") or 0)
+    rotating = bool(profile.get("previousWebhookSecretCipher")) and until > now_ms
+    return WebhookEndpointView(
+        url=url, enabled=url is not None and url not in disabled,
+        disabled_urls=[DisabledUrlView(url=u, disabled_at=int(d["disabledAt"]), reason=d["reason"])
+                       for u, d in sorted(disabled.items(), key=lambda kv: kv[1]["disabledAt"])],
+        secret_rotation=SecretRotationView(previous_valid_until=until) if rotating else None,
+    )
+
+
+def configure(merchant_id: str, update: WebhookEndpointUpdate) -> WebhookEndpointView:
+    """PUT /v1/webhooks/endpoint: set (or remove) the default URL, enable or disable it, re-enable
+    other URLs. Everything is checked before anything is written."""
+    given = update.model_fields_set
+    if not given:
+        raise InvalidRequest("give `url`, `enabled` or `enableUrls`", code="VALIDATION_ERROR")
+    profile = merchants.get_merchant(merchant_id)
+    url = update.url if "url" in given else profile.get("webhookUrl")
+    if "url" in given and update.url is not None:
+        try:
+            check(update.url)
+        except UnsafeUrl as exc:
+            raise InvalidRequest(f"url: {exc.message}", code=exc.code) from None
+    if update.enabled is not None and not url:
+        raise InvalidRequest("there is no webhook URL to enable or disable: set `url`", code="WEBHOOK_URL_REQUIRED")
+    if "url" in given:
+        pk, sk = store.merchant_key(merchant_id)
+        # The merchant's own setting, replaced as a whole: the last write wins.
+        store.update(pk, sk, set_values={"webhookUrl": update.url, "webhookUrlUpdatedAt": _now_ms()},
+                     condition="attribute_exists(pk)")
+    if update.enabled is True and url:
+        enable(merchant_id, url)
+    elif update.enabled is False and url:
+        disable(merchant_id, url, BY_MERCHANT)
+    for other in update.enable_urls or ():
+        enable(merchant_id, other)
+    return view(merchants.get_merchant(merchant_id))

@@ -1,0 +1,188 @@
+"""Delivering one queued webhook event: the SQS message {"eventId"} becomes one signed POST to the
+merchant, recorded on the EVENT item (delivery_state), and decides what becomes of the message.
+
+    2xx                      delivered; the message is deleted
+    410 Gone                 the URL is disabled for the merchant, the event `disabled`; deleted
+    another failure          `failing`; the message stays, hidden until the next attempt (the
+                             schedule's delay with +-10% jitter, longer if Retry-After asks, 12 h at most)
+    the last attempt failed  `dead`: a copy goes to the dead-letter queue (an alarm), logged at error
+    the URL is disabled      `disabled` without an attempt; a resend sends it once re-enabled
+    no free merchant slot    no attempt counted: sent again with a short delay, this message deleted
+
+One message at a time is in charge of an event (its queueMessageId): the outbox may hand an event
+over twice, and a resend adds a message while a retry may still wait; any other message for the
+event is a duplicate and is deleted. The attempt number is the item's attemptCount, never SQS's
+receive count (deferrals and handling errors are not attempts).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+import time
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from usdt_gateway import aws, merchants, outbox, store
+from usdt_gateway.config import ConfigError, retry_delays, settings
+from usdt_gateway.observability import logger, metrics
+from usdt_gateway.schemas import DeliveryStatus
+from usdt_gateway.webhooks import delivery_http, delivery_state, endpoints, slots
+from usdt_gateway.webhooks.delivery_http import Outcome
+from usdt_gateway.webhooks.signing import webhook_headers
+
+Item = dict[str, Any]
+S = DeliveryStatus
+JITTER = 0.1
+# SQS hides a message at most 12 h from its receive, which was up to the function's timeout ago.
+MAX_HIDDEN_S = 43_200 - 120
+# A delivery waiting for a merchant slot comes back after this many seconds (SQS DelaySeconds).
+DEFER_SECONDS = (5, 30)
+NO_URL = Outcome(status=None, latency_ms=0, error="no webhook URL configured", code="NO_URL")
+_metrics_lock = threading.Lock()  # records of one batch run in threads; Metrics is not thread-safe
+
+
+class KeepMessage(Exception):
+    """Keep this message on the queue (hidden until its next attempt): the batch processor reports
+    it as a batch item failure, so Lambda does not delete it."""
+
+
+def require_queues() -> None:
+    """Cold-start check of the webhook function's configuration."""
+    s = settings()
+    if not s.webhook_queue_url or not s.webhook_dlq_url:
+        raise ConfigError("invalid configuration: WEBHOOK_QUEUE_URL and WEBHOOK_DLQ_URL must be set")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _count(name: str) -> None:
+    with _metrics_lock:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+
+def send(profile: Item, event: Item, url: str, *, timeout_s: float) -> Outcome:
+    """One signed POST of the event's stored body, unchanged, to url."""
+    body = str(event["body"]).encode()
+    headers = webhook_headers(endpoints.signing_secrets(profile, _now_ms()), event["eventId"], int(time.time()), body)
+    return delivery_http.post(url, body, headers, timeout_s=timeout_s, allow_loopback=settings().local_mode,
+                              resolve=endpoints.resolver)
+
+
+def handle(message_id: str, receipt_handle: str, body: str) -> str:
+    """Handle one queue message; returns what became of it, or raises KeepMessage."""
+    try:
+        event_id = str(json.loads(body)["eventId"])
+        event = store.get(*store.event_key(event_id))
+    except (ValueError, KeyError, TypeError):
+        event = None
+    if event is None:
+        # Nothing to deliver: kept in the dead-letter queue for the operator, never just dropped.
+        logger.error("webhook queue message without a known event; moved to the dead-letter queue",
+                     extra={"messageId": message_id, "body": body[:200]})
+        aws.client("sqs").send_message(QueueUrl=settings().webhook_dlq_url, MessageBody=body)
+        return "rejected"
+    owner = event.get(delivery_state.OWNER)
+    if owner not in (None, message_id) or event["deliveryStatus"] in (S.DELIVERED, S.DISABLED):
+        return "duplicate"
+    if event["deliveryStatus"] == S.DEAD:
+        _to_dead_letter_queue(event)  # this message's earlier hand-off was cut short
+        return "dead"
+    if owner is None:
+        claimed = delivery_state.claim(event_id, message_id)
+        if claimed is None:
+            return "duplicate"
+        event = claimed
+    return _deliver(event, message_id, receipt_handle)
+
+
+def _deliver(event: Item, message_id: str, receipt_handle: str) -> str:
+    profile = merchants.get_merchant(event["merchantId"])
+    url = endpoints.target_url(profile, event)
+    if url is not None and endpoints.is_disabled(profile, url):
+        delivery_state.mark_disabled(event["eventId"], message_id)
+        logger.info("webhook not sent: its URL is disabled", extra={"eventId": event["eventId"], "url": url})
+        return "disabled"
+    started = _now_ms()
+    if url is None:
+        outcome = NO_URL
+    else:
+        slot = slots.acquire(event["merchantId"], now_ms=started)
+        if slot is None:
+            _defer(event, message_id)
+            return "deferred"
+        try:
+            outcome = send(profile, event, url, timeout_s=settings().webhook_timeout_seconds)
+        finally:
+            slots.release(slot)
+    return _settle(event, message_id, receipt_handle, url, started, outcome)
+
+
+def _defer(event: Item, message_id: str) -> None:
+    """Every slot of the merchant is held: the event comes back a little later, as a new message
+    (this one is deleted, so its receive count keeps meaning deliveries, not waits)."""
+    reply = aws.client("sqs").send_message(QueueUrl=settings().webhook_queue_url,
+                                           DelaySeconds=random.randint(*DEFER_SECONDS),
+                                           **outbox.message(event["eventId"], event["merchantId"]))
+    delivery_state.hand_over(event["eventId"], message_id, reply["MessageId"])
+
+
+def _retry_delay(retry: int, outcome: Outcome) -> float | None:
+    """Seconds until the next attempt after failed attempt number `retry` of this round (1 for
+    the first); None when that was the last."""
+    delays = retry_delays(settings().webhook_retry_schedule)
+    if retry > len(delays):
+        return None
+    delay = delays[retry - 1] * random.uniform(1 - JITTER, 1 + JITTER)
+    if outcome.retry_after_s is not None:
+        delay = max(delay, outcome.retry_after_s)
+    return min(float(math.ceil(delay)), MAX_HIDDEN_S)
+
+
+def _settle(event: Item, message_id: str, receipt_handle: str, url: str | None, started: int,
+            outcome: Outcome) -> str:
+    n = int(event.get("attemptCount") or 0) + 1
+    attempt = delivery_state.attempt_entry(n, started, url, outcome)
+    delay: float | None = None
+    if outcome.ok:
+        status = S.DELIVERED
+    elif outcome.status == 410 and url is not None:
+        endpoints.disable(event["merchantId"], url, endpoints.GONE)
+        status = S.DISABLED
+    else:
+        delay = _retry_delay(n - int(event.get("retryBase") or 0), outcome)
+        status = S.DEAD if delay is None else S.FAILING
+    next_at = _now_ms() + int(delay * 1000) if delay is not None else None
+    _count("WebhookAttempts")
+    _count("WebhookDeliveries" if outcome.ok else "WebhookFailures")
+    log = {"eventId": event["eventId"], "merchantId": event["merchantId"], "attempt": n, "url": url,
+           "statusCode": outcome.status, "latencyMs": outcome.latency_ms, "error": outcome.error}
+    if not delivery_state.record(event, message_id, attempt, status, next_at):
+        # A resend put another message in charge while this one was sending: it decides what next.
+        delivery_state.record_attempt_only(event["eventId"], attempt)
+        logger.info("webhook attempt recorded; a resend has taken over the event", extra=log)
+        return "superseded"
+    if status == S.DEAD:
+        _count("WebhookDead")
+        logger.error("webhook event dead: every attempt failed; in the dead-letter queue", extra=log)
+        _to_dead_letter_queue(event)
+        return "dead"
+    if status == S.FAILING:
+        assert delay is not None
+        logger.info("webhook attempt failed; retrying", extra={**log, "retryInSeconds": delay})
+        aws.client("sqs").change_message_visibility(QueueUrl=settings().webhook_queue_url,
+                                                    ReceiptHandle=receipt_handle, VisibilityTimeout=int(delay))
+        raise KeepMessage(f"attempt {n} failed; next in {int(delay)} s")
+    if status == S.DISABLED:
+        logger.warning("webhook URL disabled: the receiver answered 410 Gone", extra=log)
+    return status.value
+
+
+def _to_dead_letter_queue(event: Item) -> None:
+    aws.client("sqs").send_message(QueueUrl=settings().webhook_dlq_url,
+                                   **outbox.message(event["eventId"], event["merchantId"]))
