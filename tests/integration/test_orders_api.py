@@ -22,6 +22,8 @@ from Crypto.Hash import keccak
 from tests.integration.apiclient import ApiClient, v1_signature
 from tests.integration.conftest import TABLE, Merchant, new_merchant, table_item_count
 
+# notifyUrls must resolve to public addresses: shop.example.com does, through the fake resolver.
+pytestmark = pytest.mark.usefixtures("dns")
 PNG_PREFIX = "data:image/png;base64,"
 DEFAULT_EXPIRES_MS = 1800 * 1000
 ORDER_PATH = "/v1/payment/order"

@@ -27,6 +27,8 @@ def test_openapi_is_valid_and_complete() -> None:
         ("POST", "/v1/payment/order"), ("GET", "/v1/payment/order/{orderId}"), ("GET", "/v1/payment/orders"),
         ("POST", "/v1/payment/order/{orderId}/cancel"), ("GET", "/v1/networks"),
         ("GET", "/v1/public/orders/{publicId}"), ("GET", "/v1/deposits"), ("POST", "/v1/deposits/{depositId}/attach"),
+        ("GET", "/v1/webhooks/deliveries"), ("POST", "/v1/webhooks/deliveries/{deliveryId}/resend"),
+        ("POST", "/v1/webhooks/test"), ("GET", "/v1/webhooks/endpoint"), ("PUT", "/v1/webhooks/endpoint"),
     }
     create = doc["paths"]["/v1/payment/order"]["post"]
     assert {"201", "200", "400", "401", "403", "409", "413", "415", "418", "429"} <= set(create["responses"])

@@ -25,6 +25,7 @@ from usdt_gateway.schemas import (
     OrderView,
     PublicOrderView,
 )
+from usdt_gateway.webhooks import endpoints
 
 MAX_CREATE_ATTEMPTS = 25
 
@@ -65,6 +66,7 @@ def _amount_units(text: str, network: Network) -> int:
 
 
 def check_url(url: str | None, field: str) -> None:
+    """A URL the payer's browser goes to (never one the gateway calls): absolute https."""
     if url is None:
         return
     parts = urlsplit(url)
@@ -96,7 +98,7 @@ def create_order(merchant_id: str, req: CreateOrderRequest) -> tuple[OrderView, 
     """Create the order, or return the existing one for an identical repeat (created=False)."""
     network = resolve_network(req.network, req.chain_id)
     units = _amount_units(req.amount, network)
-    check_url(req.notify_url, "notifyUrl")
+    endpoints.check_notify_url(req.notify_url, "notifyUrl")  # the gateway will POST to it: SSRF-checked
     check_url(req.return_url, "returnUrl")
     expires_in = _expires_in(req.expires_in)
     fingerprint = _fingerprint(req, network, units)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
 OrderIdStr = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-.:]{1,64}$")]
 MetaKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-.]{1,40}$")]
@@ -165,6 +165,84 @@ class NetworkView(BaseModel):
 
 class NetworkListView(BaseModel):
     networks: list[NetworkView]
+
+
+class DeliveryStatus(StrEnum):
+    """Where a webhook event's delivery stands (docs/webhooks.md)."""
+
+    PENDING = "pending"  # queued, not attempted yet (or sent again by a resend)
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILING = "failing"  # attempts failed, another is scheduled (nextAttemptAt)
+    DEAD = "dead"  # every attempt failed: in the dead-letter queue; resend sends it again
+    DISABLED = "disabled"  # its URL is disabled (after a 410): not sent; resend once re-enabled
+
+
+class View(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class DeliveryAttemptView(View):
+    n: int = Field(description="1 for the first attempt; numbering continues across resends.")
+    at: int = Field(description="When the attempt started, ms since the epoch.")
+    url: str | None = Field(description="Where it was sent (null: no URL was configured).")
+    status_code: int | None = Field(alias="statusCode", description="The receiver's HTTP status, if it answered.")
+    latency_ms: int = Field(alias="latencyMs")
+    error: str | None = Field(description="Why the attempt failed; null for a 2xx.")
+
+
+class DeliveryView(View):
+    delivery_id: str = Field(alias="deliveryId", description="The event id (`webhook-id`, `id` in the body).")
+    type: str
+    order_id: str | None = Field(alias="orderId")
+    created_at: int = Field(alias="createdAt")
+    status: DeliveryStatus
+    attempts: list[DeliveryAttemptView]
+    next_attempt_at: int | None = Field(alias="nextAttemptAt", description="When the next attempt is due.")
+
+
+class DeliveryListView(View):
+    deliveries: list[DeliveryView]
+    next_cursor: str | None = Field(None, alias="nextCursor")
+
+
+class WebhookTestRequest(Strict):
+    url: str | None = Field(None, max_length=2048, description="Where to send it; default: your webhook URL.")
+
+
+class WebhookTestResult(View):
+    delivery_id: str = Field(alias="deliveryId")
+    url: str
+    ok: bool = Field(description="The receiver answered 2xx.")
+    status_code: int | None = Field(alias="statusCode")
+    latency_ms: int = Field(alias="latencyMs")
+    error: str | None
+
+
+class DisabledUrlView(View):
+    url: str
+    disabled_at: int = Field(alias="disabledAt")
+    reason: str
+
+
+class SecretRotationView(View):
+    previous_valid_until: int = Field(alias="previousValidUntil",
+                                      description="Until then (ms) the previous secret signs too.")
+
+
+class WebhookEndpointView(View):
+    url: str | None = Field(description="Your default webhook URL (an order's notifyUrl takes precedence).")
+    enabled: bool = Field(description="A default URL is set and not disabled.")
+    disabled_urls: list[DisabledUrlView] = Field(alias="disabledUrls",
+                                                 description="URLs nothing is sent to until re-enabled.")
+    secret_rotation: SecretRotationView | None = Field(alias="secretRotation")
+
+
+class WebhookEndpointUpdate(Strict):
+    url: str | None = Field(None, max_length=2048,
+                            description="The new default URL (https, public addresses only); null removes it.")
+    enabled: StrictBool | None = Field(None, description="`true` re-enables the default URL, `false` disables it.")
+    enable_urls: list[Annotated[str, StringConstraints(max_length=2048)]] | None = Field(
+        None, alias="enableUrls", max_length=20, description="Other disabled URLs to re-enable (e.g. a notifyUrl).")
 
 
 class ErrorBody(BaseModel):

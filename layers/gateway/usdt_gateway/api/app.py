@@ -33,6 +33,7 @@ class RouteSpec:
     scope: str | None  # None: public (no key, limited per source IP, CORS on)
     response: type[BaseModel]
     body: type[BaseModel] | None = None
+    body_optional: bool = False  # an empty body stands for the body model's defaults
     status: int = 200
     query: dict[str, str] = field(default_factory=dict)  # name -> description
     errors: tuple[int, ...] = ()
@@ -114,7 +115,10 @@ def route(spec: RouteSpec) -> Callable[[Callable[[Call], Result]], Callable[[Cal
                 principal = auth.authenticate(request, spec.scope)
                 logger.append_keys(merchant_id=principal.merchant_id)
             check_query(request, spec.query)
-            body = parse_body(request, spec.body) if spec.body else None
+            body = None
+            if spec.body:
+                empty = spec.body_optional and not request.body.strip()
+                body = spec.body.model_validate({}) if empty else parse_body(request, spec.body)
             result = fn(Call(request, principal, body, params))
             payload, status = result if isinstance(result, tuple) else (result, spec.status)
             return json_response(status, payload)

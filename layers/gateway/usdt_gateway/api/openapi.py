@@ -27,7 +27,8 @@ ERROR_TEXT = {
     401: "Missing or wrong credentials, bad signature, or a timestamp outside the window.",
     403: "Key revoked or expired, or missing the scope.",
     404: "Not found.",
-    409: "Conflicts with the current state (orderId reused with other parameters, not cancellable...).",
+    409: "Conflicts with the current state (orderId reused with other parameters, not cancellable, "
+         "a disabled webhook URL...).",
     413: "Body too large.",
     415: "Body is not application/json.",
     418: "Temporarily blocked after repeated requests over the rate limit; see Retry-After.",
@@ -66,7 +67,7 @@ def _operation(r: RouteSpec) -> dict[str, Any]:
     if r.scope:
         params += [{"name": n, "in": "header", "required": req, "description": d, "schema": {"type": "string"}}
                    for n, req, d in AUTH_HEADERS]
-    responses: dict[str, Any] = {str(r.status): {"description": "OK", "content": {
+    responses: dict[str, Any] = {str(r.status): {"description": "Accepted" if r.status == 202 else "OK", "content": {
         "application/json": {"schema": _ref(r.response)}}}}
     if r.operation_id == "createOrder":
         responses["200"] = {"description": "Identical repeat of an earlier create: the same order.",
@@ -76,13 +77,14 @@ def _operation(r: RouteSpec) -> dict[str, Any]:
                                 "content": {"application/json": {"schema": _ref(ErrorBody)}}}
     op: dict[str, Any] = {
         "operationId": r.operation_id, "summary": r.summary,
-        "tags": ["public" if r.scope is None else "orders"],
+        "tags": ["public" if r.scope is None else "webhooks" if r.path.startswith("/v1/webhooks") else "orders"],
         "description": "Public: no key, limited per source IP, CORS on." if r.scope is None
         else f"Signed request; needs scope `{r.scope}`.",
         "parameters": params, "responses": responses,
     }
     if r.body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(r.body)}}}
+        op["requestBody"] = {"required": not r.body_optional,
+                             "content": {"application/json": {"schema": _ref(r.body)}}}
     return op
 
 
@@ -129,7 +131,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
                 out += [f"| `{p['name']}` | {p['in']} | {p.get('description', '')} |" for p in plain]
                 out.append("")
             if "requestBody" in op:
-                out.append(f"Body: {_type(op['requestBody']['content']['application/json']['schema'])}.")
+                optional = "" if op["requestBody"]["required"] else " (optional)"
+                out.append(f"Body{optional}: {_type(op['requestBody']['content']['application/json']['schema'])}.")
                 out.append("")
             out += ["| status | meaning |", "| --- | --- |"]
             out += [f"| {code} | {resp['description']} |" for code, resp in op["responses"].items()]

@@ -3,9 +3,11 @@ makes one domain call."""
 
 from __future__ import annotations
 
+import re
+
 from aws_lambda_powertools.metrics import MetricUnit
 
-from usdt_gateway import deposits, orders
+from usdt_gateway import deposits, events, merchants, orders
 from usdt_gateway.api.app import Call, Result, RouteSpec, route
 from usdt_gateway.auth import READ, WRITE
 from usdt_gateway.config import networks
@@ -14,6 +16,9 @@ from usdt_gateway.observability import logger, metrics
 from usdt_gateway.schemas import (
     AttachDepositRequest,
     CreateOrderRequest,
+    DeliveryListView,
+    DeliveryStatus,
+    DeliveryView,
     DepositListView,
     NetworkListView,
     NetworkView,
@@ -21,7 +26,12 @@ from usdt_gateway.schemas import (
     OrderStatus,
     OrderView,
     PublicOrderView,
+    WebhookEndpointUpdate,
+    WebhookEndpointView,
+    WebhookTestRequest,
+    WebhookTestResult,
 )
+from usdt_gateway.webhooks import deliveries, endpoints, ping
 
 PRIVATE_ERRORS = (400, 401, 403, 418, 429)
 
@@ -140,3 +150,70 @@ def list_networks(call: Call) -> Result:
                  None, PublicOrderView, errors=(404, 418, 429)))
 def get_public_order(call: Call) -> Result:
     return orders.get_public_order(call.params["publicId"])
+
+
+DELIVERIES_QUERY = {
+    "orderId": "Only this order's events.",
+    "type": "Only events of this type, e.g. `order.confirmed`.",
+    "outcome": "Only deliveries in this state: `pending`, `delivered`, `failing`, `dead` or `disabled`.",
+    "limit": "Page size, 1-100 (default 20).",
+    "cursor": "The nextCursor of the previous page.",
+}
+ORDER_ID = re.compile(r"^[A-Za-z0-9_\-.:]{1,64}$")
+WEBHOOK_EVENT_TYPES = (*events.EVENT_TYPES, events.TEST)
+
+
+def _choice(call: Call, name: str, allowed: tuple[str, ...]) -> str | None:
+    raw = call.request.param(name)
+    if raw is not None and raw not in allowed:
+        raise InvalidRequest(f"{name} must be one of {', '.join(allowed)}", code="INVALID_PARAMETER")
+    return raw
+
+
+@route(RouteSpec("GET", "/v1/webhooks/deliveries", "listWebhookDeliveries",
+                 "Webhook deliveries, one per event, newest first, with every attempt", READ, DeliveryListView,
+                 query=DELIVERIES_QUERY, errors=PRIVATE_ERRORS))
+def list_webhook_deliveries(call: Call) -> Result:
+    assert call.principal is not None
+    order_id = call.request.param("orderId")
+    if order_id is not None and not ORDER_ID.match(order_id):
+        raise InvalidRequest("orderId must be 1-64 characters of A-Z a-z 0-9 _ - . :", code="INVALID_PARAMETER")
+    outcome = _choice(call, "outcome", tuple(s.value for s in DeliveryStatus))
+    return deliveries.list_deliveries(
+        call.principal.merchant_id, order_id=order_id, event_type=_choice(call, "type", WEBHOOK_EVENT_TYPES),
+        outcome=DeliveryStatus(outcome) if outcome else None, limit=_int_param(call, "limit", 20, 1, 100) or 20,
+        cursor=call.request.param("cursor"),
+    )
+
+
+@route(RouteSpec("POST", "/v1/webhooks/deliveries/{deliveryId}/resend", "resendWebhook",
+                 "Send an event again now (same id and body)", WRITE, DeliveryView, status=202,
+                 errors=(*PRIVATE_ERRORS, 404, 409)))
+def resend_webhook(call: Call) -> Result:
+    assert call.principal is not None
+    logger.append_keys(delivery_id=call.params["deliveryId"])
+    return deliveries.resend(call.principal.merchant_id, call.params["deliveryId"])
+
+
+@route(RouteSpec("POST", "/v1/webhooks/test", "testWebhook",
+                 "Send a signed webhook.test event now and answer with the outcome", WRITE, WebhookTestResult,
+                 body=WebhookTestRequest, body_optional=True, errors=(*PRIVATE_ERRORS, 413, 415)))
+def send_test_webhook(call: Call) -> Result:
+    assert call.principal is not None and isinstance(call.body, WebhookTestRequest)
+    return ping.send_test(call.principal.merchant_id, call.body.url)
+
+
+@route(RouteSpec("GET", "/v1/webhooks/endpoint", "getWebhookEndpoint",
+                 "Your webhook URL, the disabled URLs and the secret rotation", READ, WebhookEndpointView,
+                 errors=PRIVATE_ERRORS))
+def get_webhook_endpoint(call: Call) -> Result:
+    assert call.principal is not None
+    return endpoints.view(merchants.get_merchant(call.principal.merchant_id))
+
+
+@route(RouteSpec("PUT", "/v1/webhooks/endpoint", "putWebhookEndpoint",
+                 "Set your default webhook URL, re-enable a disabled URL", WRITE, WebhookEndpointView,
+                 body=WebhookEndpointUpdate, errors=(*PRIVATE_ERRORS, 413, 415)))
+def put_webhook_endpoint(call: Call) -> Result:
+    assert call.principal is not None and isinstance(call.body, WebhookEndpointUpdate)
+    return endpoints.configure(call.principal.merchant_id, call.body)

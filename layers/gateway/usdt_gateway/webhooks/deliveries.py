@@ -1,0 +1,66 @@
+"""The delivery log a merchant reads (GET /v1/webhooks/deliveries) and the resend of an event
+(POST /v1/webhooks/deliveries/{deliveryId}/resend): one entry per event, with its attempts."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from usdt_gateway import events, merchants, outbox, store
+from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
+from usdt_gateway.schemas import DeliveryAttemptView, DeliveryListView, DeliveryStatus, DeliveryView
+from usdt_gateway.webhooks import delivery_state, endpoints
+
+Item = dict[str, Any]
+
+
+def to_view(item: Item) -> DeliveryView:
+    return DeliveryView(
+        delivery_id=item["eventId"], type=item["type"], order_id=item.get("orderId"),
+        created_at=int(item["createdAt"]), status=DeliveryStatus(item["deliveryStatus"]),
+        attempts=[DeliveryAttemptView(n=int(a["n"]), at=int(a["at"]), url=a.get("url"), status_code=a.get("statusCode"),
+                                      latency_ms=int(a.get("latencyMs") or 0), error=a.get("error"))
+                  for a in item.get("attempts") or []],
+        next_attempt_at=item.get("nextAttemptAt"),
+    )
+
+
+def list_deliveries(merchant_id: str, *, order_id: str | None, event_type: str | None,
+                    outcome: DeliveryStatus | None, limit: int, cursor: str | None) -> DeliveryListView:
+    """Newest first; the filters are equality filters on the merchant's events index."""
+    filters = {"orderId": order_id, "type": event_type, "deliveryStatus": outcome.value if outcome else None}
+    items, next_cursor = store.query_index(store.events_index_pk(merchant_id), sk_from="0", sk_to="~", limit=limit,
+                                           cursor=cursor, filters={k: v for k, v in filters.items() if v} or None)
+    return DeliveryListView(deliveries=[to_view(i) for i in items], next_cursor=next_cursor)
+
+
+def _own_event(merchant_id: str, delivery_id: str) -> Item:
+    event = store.get(*store.event_key(delivery_id)) if len(delivery_id) <= 64 else None
+    if event is None or event.get("merchantId") != merchant_id:
+        raise NotFound(f"no delivery '{delivery_id}'", code="DELIVERY_NOT_FOUND")
+    return event
+
+
+def resend(merchant_id: str, delivery_id: str) -> DeliveryView:
+    """The event again, now: same id and body, attempts numbered on. Handed to the outbox in one
+    transaction with its status, so a failure to reach SQS leaves it to the sweeper."""
+    event = _own_event(merchant_id, delivery_id)
+    profile = merchants.get_merchant(merchant_id)
+    url = endpoints.target_url(profile, event)
+    if url is None:
+        raise InvalidRequest("no webhook URL is configured: set one with PUT /v1/webhooks/endpoint",
+                             code="WEBHOOK_URL_REQUIRED")
+    if endpoints.is_disabled(profile, url):
+        raise Conflict(f"{url} is disabled: re-enable it with PUT /v1/webhooks/endpoint, then resend",
+                       code="WEBHOOK_URL_DISABLED")
+    now = int(time.time() * 1000)
+    marker = events.outbox_marker(delivery_id, now, int(event["sequence"]))
+    # none (or this event's marker, not handed over yet) -> this event's marker
+    put_marker = store.put_part(marker, condition="attribute_not_exists(pk) OR eventId = :e",
+                                values={":e": delivery_id})
+    try:
+        store.transact([delivery_state.reopen_part(delivery_id, merchant_id, now), put_marker])
+    except store.TransactionConflict as exc:
+        raise Conflict("the delivery changed while it was being resent; retry", code="RESEND_CONFLICT") from exc
+    outbox.publish([delivery_id])
+    return to_view(store.get(*store.event_key(delivery_id)) or event)

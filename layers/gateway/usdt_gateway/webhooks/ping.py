@@ -1,0 +1,41 @@
+"""POST /v1/webhooks/test: a signed `webhook.test` event, sent at once from the API and answered
+with the outcome. It is signed like any event and shows in the delivery log, but is attempted
+once (delivered or dead), not queued, and a 410 does not disable the URL."""
+
+from __future__ import annotations
+
+import time
+
+from usdt_gateway import events, merchants, store
+from usdt_gateway.config import settings
+from usdt_gateway.errors import InvalidRequest
+from usdt_gateway.schemas import DeliveryStatus, WebhookTestResult
+from usdt_gateway.webhooks import delivery_state, endpoints, sender
+from usdt_gateway.webhooks.urlguard import UnsafeUrl
+
+# The API function has 10 s in all: the receiver gets at most this much of it.
+TIMEOUT_S = 5.0
+MESSAGE = "A test event from your USDT gateway: your endpoint receives and verifies its webhooks."
+
+
+def send_test(merchant_id: str, url: str | None) -> WebhookTestResult:
+    profile = merchants.get_merchant(merchant_id)
+    if url is not None:
+        try:
+            endpoints.check(url)
+        except UnsafeUrl as exc:
+            raise InvalidRequest(f"url: {exc.message}", code=exc.code) from None
+    target = url or profile.get("webhookUrl")
+    if not target:
+        raise InvalidRequest("no webhook URL: set one with PUT /v1/webhooks/endpoint, or give `url`",
+                             code="WEBHOOK_URL_REQUIRED")
+    event = {**events.webhook_test(merchant_id, MESSAGE), "notifyUrl": url}  # a resend goes where this went
+    started = int(time.time() * 1000)
+    outcome = sender.send(profile, event, target, timeout_s=min(TIMEOUT_S, settings().webhook_timeout_seconds))
+    attempt = delivery_state.attempt_entry(1, started, target, outcome)
+    status = DeliveryStatus.DELIVERED if outcome.ok else DeliveryStatus.DEAD
+    # none -> delivered|dead: a new random event id.
+    store.put_new({**event, "attempts": [attempt], "attemptCount": 1, "deliveryStatus": status.value,
+                   "lastAttemptAt": started})
+    return WebhookTestResult(delivery_id=event["eventId"], url=target, ok=outcome.ok, status_code=outcome.status,
+                             latency_ms=outcome.latency_ms, error=outcome.error)
