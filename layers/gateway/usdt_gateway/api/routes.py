@@ -31,7 +31,7 @@ from usdt_gateway.schemas import (
     WebhookTestRequest,
     WebhookTestResult,
 )
-from usdt_gateway.webhooks import deliveries, endpoints, ping
+from usdt_gateway.webhooks import deliveries, endpoints
 
 PRIVATE_ERRORS = (400, 401, 403, 418, 429)
 
@@ -200,6 +200,9 @@ def resend_webhook(call: Call) -> Result:
                  body=WebhookTestRequest, body_optional=True, errors=(*PRIVATE_ERRORS, 413, 415)))
 def send_test_webhook(call: Call) -> Result:
     assert call.principal is not None and isinstance(call.body, WebhookTestRequest)
+    # Imported here: the HTTP client (ssl, http.client) stays off every other request's cold start.
+    from usdt_gateway.webhooks import ping
+
     return ping.send_test(call.principal.merchant_id, call.body.url)
 
 

@@ -11,11 +11,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from usdt_gateway import store
 from usdt_gateway.schemas import DeliveryStatus
-from usdt_gateway.webhooks.delivery_http import Outcome
+
+if TYPE_CHECKING:  # the API reads delivery state; only the sender needs the HTTP client (ssl, http.client)
+    from usdt_gateway.webhooks.delivery_http import Outcome
 
 Item = dict[str, Any]
 S = DeliveryStatus
