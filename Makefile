@@ -52,6 +52,7 @@ bench: $(STAMP) node_modules/.installed
 	$(PY) -m bench.rpc_calls
 	$(PY) -m bench.matching
 	$(PY) -m bench.detection_latency
+	$(PY) -m bench.webhooks
 
 # Re-resolve the lock from requirements-dev.in (needs the package index).
 lock:

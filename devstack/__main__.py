@@ -4,7 +4,9 @@ local chain whose `local` orders are detected by the deposit scanner.
 `python -m devstack pay <orderId> [--amount X] [--no-wait]` pays an order of the running stack
 on the local chain (devstack/pay.py).
 
-PORT (default 3000) and DEVSTACK_STATE_DIR (default .local/, git-ignored) configure it.
+PORT (default 3000) and DEVSTACK_STATE_DIR (default .local/, git-ignored) configure it;
+DEVSTACK_RECEIVER_PORT the port of the stack's webhook receiver (default: a free one), and
+DEVSTACK_WEBHOOK_URL another receiver for the demo merchant's webhooks instead (no receiver then).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from devstack.chain import MINTED_USDT
+from devstack.functions import LOCAL_RETRY_SCHEDULE
 from devstack.template import REPO_ROOT
 
 if TYPE_CHECKING:
@@ -48,12 +51,20 @@ def banner(stack: Stack) -> str:
         example_cmd += f" {shlex.quote(_display(stack.state_dir))}"
         pay_cmd = f"DEVSTACK_STATE_DIR={shlex.quote(_display(stack.state_dir))} {pay_cmd}"
     unscanned = [n for n in stack.networks if n not in stack.scanned_networks]
+    retries = f"failed attempts are retried after {', '.join(LOCAL_RETRY_SCHEDULE.split(','))} s"
+    if stack.webhook_log is not None:
+        webhooks = (f"{stack.webhook_url}   (the demo merchant's default URL: the stack's receiver)\n"
+                    f"               it checks each signature, prints a line here per event and appends it to\n"
+                    f"               {_display(stack.webhook_log)}; {retries}")
+    else:
+        webhooks = (f"{stack.webhook_url}   (the demo merchant's default URL, from DEVSTACK_WEBHOOK_URL)\n"
+                    f"               {retries}")
     return f"""
-USDT gateway, local stack: the API and scanner Lambdas on moto (DynamoDB, KMS, SSM) and a local
-chain (anvil), no Docker, no AWS account
+USDT gateway, local stack: the API, scanner and webhook Lambdas on moto (DynamoDB, SQS, KMS, SSM)
+and a local chain (anvil), no Docker, no AWS account
 
   API          {url}
-  merchant     {_display(stack.merchant_file)}   (merchantId, apiKey, secretKey, webhookSecret, baseUrl)
+  merchant     {_display(stack.merchant_file)}   (merchantId, apiKey, secretKey, webhookSecret, webhookUrl, baseUrl)
   dev wallet   {_display(stack.wallet_file)}   (development mnemonic: never send real funds to its addresses)
   networks     {", ".join(stack.networks)}   (xpub mode: each order gets the next address of the dev wallet)
   local chain  {chain.rpc_url}   (anvil, chain id {chain.chain_id}, a block a second)
@@ -61,6 +72,8 @@ chain (anvil), no Docker, no AWS account
   payer        {chain.payer}   (holds {Decimal(MINTED_USDT):,} test USDT; {_display(stack.chain_file)})
   scanner      `{"`, `".join(stack.scanned_networks)}` orders are detected: pending -> confirming -> confirmed
                ({", ".join(unscanned)} orders can be created but are not scanned: no RPC endpoint locally)
+  webhooks     {webhooks}
+               (compressed locally; deployed: 5 s to 10 h, over about 3 days)
   data         in memory: orders are gone when the stack stops; the merchant gets new keys at each start
 
 Public endpoint, no key:
@@ -70,6 +83,15 @@ Signed GET (Signature-V1: HMAC-SHA256 of Request-Time followed by the two charac
   ts=$(date +%s%3N)
   sig=$(printf '%s""' "$ts" | openssl dgst -sha256 -hmac '{secret}' | awk '{{print $NF}}')
   curl -s {url}/v1/payment/orders -H 'API-Key: {key}' -H "Request-Time: $ts" -H "Signature-V1: $sig"
+
+Send a test webhook (signed POST /v1/webhooks/test; Signature-V1 of Request-Time followed by {{}}):
+  ts=$(date +%s%3N)
+  sig=$(printf '%s{{}}' "$ts" | openssl dgst -sha256 -hmac '{secret}' | awk '{{print $NF}}')
+  curl -s -X POST {url}/v1/webhooks/test -d '{{}}' -H 'Content-Type: application/json' \\
+    -H 'API-Key: {key}' -H "Request-Time: $ts" -H "Signature-V1: $sig"
+
+Webhooks to your own receiver: DEVSTACK_WEBHOOK_URL=http://127.0.0.1:8787/ make dev (with e.g.
+`python examples/webhook_receiver.py` listening there), or PUT /v1/webhooks/endpoint {{"url": ...}}.
 
 Create an order on `local` and read it back (needs requests, e.g. the venv's python), then pay it
 from the payer and watch its status change:
@@ -129,16 +151,19 @@ def _pay(state_dir: Path, args: argparse.Namespace) -> int:
 
 
 def _run_stack(state_dir: Path) -> int:
-    from devstack.stack import start_stack  # moto and the chain tooling: only for running the stack
+    from devstack.stack import WebhookUrlRefused, start_stack  # moto and the chain tooling: only for running the stack
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     for noisy in ("werkzeug", "botocore"):  # moto's access log; the SDK's "found credentials" notes
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     raw_port = os.environ.get("PORT") or str(DEFAULT_PORT)
-    if not raw_port.isdigit() or not 0 <= int(raw_port) <= 65535:
-        print(f"PORT must be a port number, not {raw_port!r}", file=sys.stderr)
-        return 2
+    raw_receiver_port = os.environ.get("DEVSTACK_RECEIVER_PORT") or "0"
+    for name, value in (("PORT", raw_port), ("DEVSTACK_RECEIVER_PORT", raw_receiver_port)):
+        if not value.isdigit() or not 0 <= int(value) <= 65535:
+            print(f"{name} must be a port number, not {value!r}", file=sys.stderr)
+            return 2
+    webhook_url = os.environ.get("DEVSTACK_WEBHOOK_URL") or None
 
     stop = threading.Event()
 
@@ -150,12 +175,18 @@ def _run_stack(state_dir: Path) -> int:
     signal.signal(signal.SIGTERM, request_stop)
 
     try:
-        stack = start_stack(port=int(raw_port), state_dir=state_dir)
+        stack = start_stack(port=int(raw_port), state_dir=state_dir, webhook_url=webhook_url,
+                            receiver_port=int(raw_receiver_port))
     except FileNotFoundError as exc:  # anvil not installed
         print(f"cannot start the local stack: {exc}", file=sys.stderr)
         return 1
+    except WebhookUrlRefused as exc:
+        print(f"cannot start the local stack: DEVSTACK_WEBHOOK_URL: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
-        print(f"cannot start the local stack on port {raw_port}: {exc} (PORT=... picks another)", file=sys.stderr)
+        ports = f"port {raw_port}" + (f" or receiver port {raw_receiver_port}" if int(raw_receiver_port) else "")
+        print(f"cannot start the local stack on {ports}: {exc} (PORT=... or DEVSTACK_RECEIVER_PORT=... picks "
+              "another)", file=sys.stderr)
         return 1
     try:
         print(banner(stack), flush=True)

@@ -28,7 +28,11 @@ log = logging.getLogger("devstack")
 # No metrics: the functions share one process and Powertools keeps metrics in class-level state,
 # so one function's flush would print and clear another's (and the scanner flushes every few
 # seconds, a line of EMF JSON each time).
-LOCAL_FUNCTION_ENV = {"LOCAL_MODE": "1", "POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_METRICS_DISABLED": "1"}
+# Webhook retries compressed from seconds-to-hours to seconds-to-a-minute, so a failing local
+# receiver is retried while the developer watches: 7 attempts over about 2 minutes.
+LOCAL_RETRY_SCHEDULE = "1,2,5,10,30,60"
+LOCAL_FUNCTION_ENV = {"LOCAL_MODE": "1", "POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_METRICS_DISABLED": "1",
+                      "WEBHOOK_RETRY_SCHEDULE": LOCAL_RETRY_SCHEDULE}
 
 # Variables that only label a function's logs and metrics, so they differ from function to
 # function by design. The functions share one process, and with it the one Logger and Metrics of

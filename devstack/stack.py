@@ -1,5 +1,5 @@
 """The local stack: the template's Lambda handlers behind a small API Gateway stand-in, on moto,
-with a local chain and its deposit scanner.
+with a local chain and its deposit scanner, and webhooks delivered to a local receiver.
 
 No Docker: moto runs in server mode inside this process and every boto3 client reaches it
 through AWS_ENDPOINT_URL; the API handler runs in-process on API Gateway REST (v1) proxy events
@@ -7,8 +7,14 @@ built from real HTTP requests, for the routes template.yaml declares. anvil runs
 network with the test USDT, and a thread invokes the ScannerFunction handler on it again and
 again, so payments on the local chain move orders through the lifecycle within seconds.
 
+Webhooks go as deployed: the writers publish each committed event to the template's
+WebhookQueue, a poller feeds it to the WebhookFunction handler as Lambda's SQS event source
+mapping does, and the OutboxFunction handler runs every few seconds (its schedule, compressed).
+The demo merchant's webhook URL is the stack's receiver (devstack/receiver.py) unless another is
+given; failed attempts are retried on a compressed schedule (functions.LOCAL_RETRY_SCHEDULE).
+
     stack = start_stack(port=0, state_dir=Path(".local"))
-    ...  # HTTP on stack.base_url; demo merchant in stack.merchant
+    ...  # HTTP on stack.base_url; demo merchant in stack.merchant; its webhooks in stack.receiver
     stack.stop()
 """
 
@@ -28,10 +34,13 @@ from devstack.apigateway import HOST, ApiGateway
 from devstack.chain import NETWORK as CHAIN_NETWORK
 from devstack.chain import LocalChain, start_local_chain
 from devstack.environment import ACCOUNT_ID, Environment, check_endpoint, point_aws_at, reset_gateway_caches
+from devstack.event_source import EventSourceMapping
 from devstack.functions import LocalFunction, add_layers_to_path, load_functions, resolved_environment
 from devstack.moto_server import AtomicMotoServer
+from devstack.receiver import LOG_FILE, WebhookReceiver
 from devstack.scanner_loop import ScannerLoop
-from devstack.template import Template, api_routes, create_queues, create_table, load_template
+from devstack.schedule import Schedule
+from devstack.template import Queue, Template, api_routes, create_queues, create_table, load_template
 from devstack.wallet import WALLET_FILE, dev_wallet, write_private
 
 if TYPE_CHECKING:
@@ -41,6 +50,12 @@ STACK_NAME = "usdt-gateway-local"
 TABLE_NAME = STACK_NAME
 MERCHANT_FILE = "merchant.json"
 SCANNER_FUNCTION = "ScannerFunction"
+WEBHOOK_FUNCTION = "WebhookFunction"
+OUTBOX_FUNCTION = "OutboxFunction"
+WEBHOOK_QUEUE = "WebhookQueue"  # WebhookFunction's SQS event source
+# OutboxFunction runs every minute when deployed; it publishes only events older than 30 s
+# (their writer may still be about to), so locally it comes every few seconds.
+OUTBOX_EVERY_S = 5.0
 # Template parameters set for the local stack. The local chain first: orders on it are scanned.
 # The public chains take orders too, but without an RPC endpoint they are not scanned.
 ENABLED_NETWORKS = f"{CHAIN_NETWORK},tron,eth,bsc"
@@ -68,6 +83,12 @@ class Stack:
     rpc_endpoints_parameter: str
     functions: dict[str, LocalFunction]
     scanner: ScannerLoop
+    webhook_url: str  # the demo merchant's default webhook URL
+    receiver: WebhookReceiver | None  # the stack's own receiver, unless another URL was given
+    webhook_log: Path | None  # what the stack's receiver got (state_dir/webhooks.jsonl)
+    webhooks: EventSourceMapping  # WebhookQueue -> WebhookFunction
+    outbox: Schedule  # OutboxFunction, every OUTBOX_EVERY_S
+    queue_urls: dict[str, str]  # by logical id
     _moto: AtomicMotoServer
     _server: ApiGateway
     _thread: threading.Thread
@@ -75,11 +96,19 @@ class Stack:
     _stopped: bool = False
 
     def stop(self) -> None:
-        """Stop the scanner, the chain, serving and moto, and put the process environment back."""
+        """Stop the loops, the chain, serving, the receiver and moto, and put the process
+        environment back."""
         if self._stopped:
             return
         self._stopped = True
-        self.scanner.stop()  # first: its invocation still reads the chain and the table
+        # The loops first, asked all at once: their invocations use the chain, the table and the queues.
+        for loop in (self.webhooks, self.outbox, self.scanner):
+            loop.request_stop()
+        self.webhooks.stop()  # between two polls, or one batch of deliveries: quick
+        self.outbox.stop()
+        if self.receiver is not None:
+            self.receiver.stop()  # while the scanner's run (up to SCAN_SECONDS) ends
+        self.scanner.stop()
         self.chain.stop()
         self._server.shutdown()
         self._server.server_close()
@@ -89,6 +118,7 @@ class Stack:
             boto3.client("dynamodb").delete_table(TableName=self.table_name)
         with contextlib.suppress(Exception):
             boto3.client("ssm").delete_parameter(Name=self.rpc_endpoints_parameter)
+        _delete_queues(list(self.queue_urls.values()))
         self._moto.stop()
         self._env.restore()
         reset_gateway_caches()
@@ -124,11 +154,43 @@ def _create_fresh_table(template: Template) -> None:
         create_table(client, TABLE_NAME, template)
 
 
-def _demo_merchant(state_dir: Path, base_url: str) -> dict[str, str]:
-    """A new merchant with a new API key and the dev wallet's xpubs, written to state_dir/merchant.json."""
+def _delete_queues(urls: list[str]) -> None:
+    sqs = boto3.client("sqs")
+    for url in urls:
+        with contextlib.suppress(Exception):
+            sqs.delete_queue(QueueUrl=url)
+
+
+def _create_fresh_queues(template: Template) -> dict[str, Queue]:
+    """Create the template's queues; moto's state outlives a server within a process, so drop any
+    leftover first (with its messages: events of another stack's table)."""
+    sqs = boto3.client("sqs")
+    _delete_queues(sqs.list_queues(QueueNamePrefix=f"{STACK_NAME}-").get("QueueUrls", []))
+    return create_queues(sqs, template, STACK_NAME)
+
+
+class WebhookUrlRefused(ValueError):
+    """The webhook URL given for the demo merchant fails the check every delivery makes."""
+
+
+def _check_webhook_url(url: str) -> None:
+    """Nothing could ever be delivered to a URL the sender refuses (local mode allows http on
+    loopback): say so at start, not at the first delivery."""
+    from usdt_gateway.webhooks import endpoints
+    from usdt_gateway.webhooks.urlguard import UnsafeUrl
+
+    try:
+        endpoints.check(url)
+    except UnsafeUrl as exc:
+        raise WebhookUrlRefused(f"{url!r} is refused: {exc.message}") from None
+
+
+def _demo_merchant(state_dir: Path, base_url: str, webhook_url: str) -> dict[str, str]:
+    """A new merchant with a new API key, the dev wallet's xpubs and `webhook_url` as its default
+    webhook URL, written to state_dir/merchant.json."""
     from usdt_gateway import merchants
 
-    merchant = merchants.create_merchant("Demo merchant (local)")
+    merchant = merchants.create_merchant("Demo merchant (local)", webhook_url=webhook_url)
     key = merchants.create_api_key(merchant["merchantId"], label="devstack")
     for family, xpub in dev_wallet(state_dir).items():
         merchants.configure_xpub(merchant["merchantId"], family, xpub)
@@ -137,6 +199,7 @@ def _demo_merchant(state_dir: Path, base_url: str) -> dict[str, str]:
         "apiKey": key["apiKey"],
         "secretKey": key["secretKey"],
         "webhookSecret": merchant["webhookSecret"],
+        "webhookUrl": webhook_url,
         "baseUrl": base_url,
     }
     write_private(state_dir / MERCHANT_FILE, info)
@@ -148,10 +211,12 @@ def _demo_merchant(state_dir: Path, base_url: str) -> dict[str, str]:
 _running: set[int] = set()
 
 
-def start_stack(*, port: int = 0, state_dir: Path) -> Stack:
-    """Start the local chain and moto, create the template's table, a KMS key and the RPC
+def start_stack(*, port: int = 0, state_dir: Path, webhook_url: str | None = None, receiver_port: int = 0) -> Stack:
+    """Start the local chain and moto, create the template's table, queues, a KMS key and the RPC
     endpoints parameter, load the functions, serve HTTP on 127.0.0.1:`port` (0: a free port),
-    create the demo merchant (written to state_dir) and start scanning the local chain."""
+    create the demo merchant (written to state_dir), start scanning the local chain and
+    delivering webhooks. They go to `webhook_url` if given, else to a receiver the stack starts on
+    127.0.0.1:`receiver_port` (0: a free port)."""
     if _running:
         raise RuntimeError("a local stack is already running in this process; stop it first")
     template = load_template()
@@ -162,6 +227,9 @@ def start_stack(*, port: int = 0, state_dir: Path) -> Stack:
     server = ApiGateway(port)  # first: a port in use fails before anything starts
     moto = AtomicMotoServer(ip_address=HOST, port=0, verbose=False)
     with _cleanup_on_error(server.server_close, env.restore, reset_gateway_caches) as cleanup:
+        receiver = None if webhook_url else WebhookReceiver(receiver_port, state_dir / LOG_FILE)
+        if receiver is not None:
+            cleanup.append(receiver.stop)
         chain = start_local_chain(state_dir)
         cleanup.append(chain.stop)
         moto.start()
@@ -172,7 +240,8 @@ def start_stack(*, port: int = 0, state_dir: Path) -> Stack:
         check_endpoint(endpoint)
 
         _create_fresh_table(template)
-        queues = create_queues(boto3.client("sqs"), template, STACK_NAME)
+        queues = _create_fresh_queues(template)
+        cleanup.append(lambda: _delete_queues([q.url for q in queues.values()]))
         kms: KMSClient = boto3.client("kms")
         key = kms.create_key(
             Description=f"{STACK_NAME} merchant API and webhook secrets",
@@ -182,7 +251,8 @@ def start_stack(*, port: int = 0, state_dir: Path) -> Stack:
         base_url = f"http://{HOST}:{server.port}"
 
         routes = api_routes(template)
-        function_ids = [*dict.fromkeys(route.function for route in routes), SCANNER_FUNCTION]
+        function_ids = [*dict.fromkeys(route.function for route in routes), SCANNER_FUNCTION, WEBHOOK_FUNCTION,
+                        OUTBOX_FUNCTION]
         refs = {
             "EnabledNetworks": ENABLED_NETWORKS,
             "NetworksConfig": chain.networks_config(),
@@ -215,11 +285,20 @@ def start_stack(*, port: int = 0, state_dir: Path) -> Stack:
         functions = load_functions(template, function_ids, stack_name=STACK_NAME, region=region)
         server.route(routes, functions)
 
-        merchant = _demo_merchant(state_dir, base_url)
+        url = receiver.url if receiver is not None else str(webhook_url)
+        _check_webhook_url(url)
+        merchant = _demo_merchant(state_dir, base_url, url)
+        if receiver is not None:
+            receiver.serve([merchant["webhookSecret"]])
         thread = threading.Thread(target=server.serve_forever, args=(0.1,), name="devstack-http", daemon=True)
         thread.start()
         scanner = ScannerLoop(functions[SCANNER_FUNCTION], CHAIN_NETWORK)
-        scanner.start()
+        webhooks = EventSourceMapping(queues[WEBHOOK_QUEUE].url, functions[WEBHOOK_FUNCTION].invoke,
+                                      name="devstack-webhooks")
+        outbox = Schedule(functions[OUTBOX_FUNCTION], every_s=OUTBOX_EVERY_S, region=region)
+        for loop in (scanner, webhooks, outbox):
+            loop.start()
+            cleanup.append(loop.stop)
 
     from usdt_gateway.config import networks
 
@@ -240,6 +319,12 @@ def start_stack(*, port: int = 0, state_dir: Path) -> Stack:
         rpc_endpoints_parameter=rpc_parameter,
         functions=functions,
         scanner=scanner,
+        webhook_url=url,
+        receiver=receiver,
+        webhook_log=receiver.log_file if receiver is not None else None,
+        webhooks=webhooks,
+        outbox=outbox,
+        queue_urls={q.logical_id: q.url for q in queues.values()},
         _moto=moto,
         _server=server,
         _thread=thread,
@@ -249,4 +334,4 @@ def start_stack(*, port: int = 0, state_dir: Path) -> Stack:
     return stack
 
 
-__all__ = ["Stack", "start_stack"]
+__all__ = ["Stack", "WebhookUrlRefused", "start_stack"]

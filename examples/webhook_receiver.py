@@ -4,7 +4,8 @@
 
 The secret comes from $WEBHOOK_SECRET (several, space-separated, while you rotate), else from the
 local stack's merchant.json (webhookSecret) in $DEVSTACK_STATE_DIR or .local/ of this repository.
-Point the merchant's webhook URL at http://127.0.0.1:PORT/ (the local stack allows loopback).
+Point the merchant's webhook URL at http://127.0.0.1:PORT/ (the local stack allows loopback), e.g.
+`DEVSTACK_WEBHOOK_URL=http://127.0.0.1:8787/ make dev` for the local stack's demo merchant.
 
 What a real receiver should copy:
 - verify the raw body before parsing it (usdt_gateway_client.verify_webhook; 401 if it fails);

@@ -159,8 +159,13 @@ def test_ready_line_names_the_port_and_the_banner_the_merchant_file(devstack_pro
     assert chain["rpcUrl"] in out and chain["tokenContract"] in out and chain["payer"] in out
     assert "-m devstack pay <orderId>" in out and f"DEVSTACK_STATE_DIR={devstack_process.state_dir}" in out
     assert "tron, eth, bsc orders can be created but are not scanned" in out
-    assert set(devstack_process.merchant) == {"merchantId", "apiKey", "secretKey", "webhookSecret", "baseUrl"}
+    assert set(devstack_process.merchant) == {"merchantId", "apiKey", "secretKey", "webhookSecret", "webhookUrl",
+                                              "baseUrl"}
     assert devstack_process.merchant["baseUrl"] == devstack_process.base_url
+    # And the webhook receiver the demo merchant's URL points at, its log, the compressed retries
+    assert devstack_process.merchant["webhookUrl"].startswith("http://127.0.0.1:")
+    assert devstack_process.merchant["webhookUrl"] in out and str(devstack_process.state_dir / "webhooks.jsonl") in out
+    assert "retried after 1, 2, 5, 10, 30, 60 s" in out and "DEVSTACK_WEBHOOK_URL=" in out
 
 
 def _banner_section(out: str, title: str) -> str:
@@ -184,6 +189,31 @@ def test_banner_curl_example_runs_as_printed(devstack_process: RunningStack) -> 
     # Then the signed list request succeeds
     assert result.returncode == 0, result.stderr
     assert "orders" in json.loads(result.stdout), result.stdout
+
+
+@pytest.mark.skipif(
+    not (shutil.which("curl") and shutil.which("openssl") and shutil.which("bash")), reason="needs curl and openssl"
+)
+def test_banner_test_webhook_example_reaches_the_receiver(devstack_process: RunningStack) -> None:
+    # Given the signed POST /v1/webhooks/test example exactly as the banner prints it
+    script = _banner_section(devstack_process.stdout(), "Send a test webhook")
+    date_ms = subprocess.run(["date", "+%s%3N"], capture_output=True, text=True, check=True).stdout.strip()
+    if not date_ms.isdigit():
+        pytest.skip("this date(1) has no %N (GNU date needed by the example)")
+    # When it is run in bash
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, check=False)
+    # Then the stack's receiver took the signed webhook.test (204) and printed its line
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert (answer["ok"], answer["statusCode"], answer["url"]) == (True, 204, devstack_process.merchant["webhookUrl"])
+    deadline = time.monotonic() + 5
+    line = f"webhook webhook.test  order -  status -  sequence 0  signature ok  ({answer['deliveryId']})"
+    while line not in devstack_process.stdout() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert line in devstack_process.stdout()
+    (logged,) = [json.loads(entry) for entry in (devstack_process.state_dir / "webhooks.jsonl").read_text().splitlines()
+                 if json.loads(entry)["webhookId"] == answer["deliveryId"]]
+    assert (logged["type"], logged["signature"]) == ("webhook.test", "ok")
 
 
 def test_banner_python_example_runs_as_printed(devstack_process: RunningStack) -> None:
@@ -538,4 +568,8 @@ def test_function_environment_comes_from_the_template(stack: Stack) -> None:
     # And the scanner's own variables sit beside the API's: its endpoints parameter, short scans
     assert os.environ["RPC_ENDPOINTS_PARAMETER"] == "/usdt-gateway/rpc-endpoints"
     assert os.environ["SCAN_SECONDS"] == "2" and os.environ["RATE_LIMIT_PER_MINUTE"] == "100"
-    assert list(stack.functions) == ["ApiFunction", "ScannerFunction"]
+    # And the webhook functions': the template's queues, local mode's compressed retry schedule
+    queues = stack.queue_urls
+    assert (s.webhook_queue_url, s.webhook_dlq_url) == (queues["WebhookQueue"], queues["WebhookDLQ"])
+    assert s.webhook_retry_schedule == "1,2,5,10,30,60" and s.webhook_timeout_seconds == 15
+    assert list(stack.functions) == ["ApiFunction", "ScannerFunction", "WebhookFunction", "OutboxFunction"]
