@@ -295,6 +295,24 @@ def test_a_slow_merchant_holds_only_its_own_slots(handler: object, api: ApiClien
         assert all([a["n"] for a in attempts(e)] == [1] and status(e) == "delivered" for e in a_events)
 
 
+def test_a_batch_of_one_merchants_events_takes_turns_instead_of_waiting_seconds(
+        api: ApiClient, lambda_sqs: EventSourceMapping, settings_env: pytest.MonkeyPatch) -> None:
+    # Given at most 2 deliveries in flight per merchant, and six of its events in one batch
+    settings_env.setenv("WEBHOOK_MERCHANT_CONCURRENCY", "2")
+    config.reset()
+    with receiver() as quick:
+        quick.default = Reply(200, sleep_s=0.2)
+        set_url(api, quick.url())
+        events = [cancelled_order(api)[1] for _ in range(6)]
+        # When one sender takes the batch
+        started = time.time()
+        lambda_sqs.run_until(settled(*events))
+        # Then they went two at a time, one wave after another, none put back for 5-30 s
+        assert quick.max_in_flight == 2 and len(quick.hits) == 6
+        assert time.time() - started < sender.DEFER_SECONDS[0]
+        assert all(status(e) == "delivered" for e in events)
+
+
 def test_a_name_that_resolves_privately_at_delivery_is_not_called(api: ApiClient, dns: FakeDns,
                                                                   lambda_sqs: EventSourceMapping) -> None:
     # Given a URL whose name was public when it was configured
