@@ -46,13 +46,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 from bip_utils import Bip39MnemonicGenerator, Bip39SeedGenerator, Bip44, Bip44Coins
 from web3 import Web3
 
+from bench.local_aws import point_at_moto
 from devstack.evm import Anvil, deploy_token, mint, start_anvil, usdt
 from devstack.moto_server import AtomicMotoServer
-from devstack.template import create_table
 
 TABLE = "bench-detection"
 NETWORK = "local"
@@ -92,12 +91,7 @@ def _emf_values(text: str, name: str) -> list[float]:
 
 
 def _setup_aws(endpoint: str) -> None:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled"}.items():
-        os.environ.setdefault(name, value)
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-    create_table(boto3.client("dynamodb"), TABLE)
-    os.environ["KMS_KEY_ID"] = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    point_at_moto(endpoint, TABLE)
 
 
 def _configure(token: str) -> None:

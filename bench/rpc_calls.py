@@ -52,13 +52,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
 
-import boto3
 from bip_utils import Bip39MnemonicGenerator, Bip39SeedGenerator, Bip44, Bip44Coins
 from web3 import Web3
 
+from bench.local_aws import point_at_moto
 from devstack.evm import deploy_token, mint, start_anvil, usdt
 from devstack.moto_server import AtomicMotoServer
-from devstack.template import create_table
 from devstack.tron_node import Trc20Transfer, start_tron_node
 
 ORDERS = (10, 1_000, 10_000)
@@ -135,13 +134,8 @@ def _xpub(coin: Bip44Coins) -> str:
 
 
 def _setup_aws(endpoint: str) -> None:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled"}.items():
-        os.environ.setdefault(name, value)
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-    create_table(boto3.client("dynamodb"), TABLE)
+    point_at_moto(endpoint, TABLE)
     os.environ.update({
-        "TABLE_NAME": TABLE, "KMS_KEY_ID": boto3.client("kms").create_key()["KeyMetadata"]["KeyId"],
         "PUBLIC_BASE_URL": "https://pay.example.com",
         "POWERTOOLS_METRICS_DISABLED": "1", "POWERTOOLS_TRACE_DISABLED": "1",
     })
