@@ -175,33 +175,36 @@ def _banner_section(out: str, title: str) -> str:
     return "\n".join(line.strip() for line in lines[start:end])
 
 
-@pytest.mark.skipif(
+needs_curl = pytest.mark.skipif(
     not (shutil.which("curl") and shutil.which("openssl") and shutil.which("bash")), reason="needs curl and openssl"
 )
-def test_banner_curl_example_runs_as_printed(devstack_process: RunningStack) -> None:
-    # Given the signed curl example exactly as the banner prints it
-    script = _banner_section(devstack_process.stdout(), "Signed GET")
+
+
+def run_in_bash(script: str) -> subprocess.CompletedProcess[str]:
+    """A banner example, run as a developer pastes it (its timestamps need GNU date's %N)."""
     date_ms = subprocess.run(["date", "+%s%3N"], capture_output=True, text=True, check=True).stdout.strip()
     if not date_ms.isdigit():
         pytest.skip("this date(1) has no %N (GNU date needed by the example)")
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, check=False)
+
+
+@needs_curl
+def test_banner_curl_example_runs_as_printed(devstack_process: RunningStack) -> None:
+    # Given the signed curl example exactly as the banner prints it
+    script = _banner_section(devstack_process.stdout(), "Signed GET")
     # When it is run in bash
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, check=False)
+    result = run_in_bash(script)
     # Then the signed list request succeeds
     assert result.returncode == 0, result.stderr
     assert "orders" in json.loads(result.stdout), result.stdout
 
 
-@pytest.mark.skipif(
-    not (shutil.which("curl") and shutil.which("openssl") and shutil.which("bash")), reason="needs curl and openssl"
-)
+@needs_curl
 def test_banner_test_webhook_example_reaches_the_receiver(devstack_process: RunningStack) -> None:
     # Given the signed POST /v1/webhooks/test example exactly as the banner prints it
     script = _banner_section(devstack_process.stdout(), "Send a test webhook")
-    date_ms = subprocess.run(["date", "+%s%3N"], capture_output=True, text=True, check=True).stdout.strip()
-    if not date_ms.isdigit():
-        pytest.skip("this date(1) has no %N (GNU date needed by the example)")
     # When it is run in bash
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, check=False)
+    result = run_in_bash(script)
     # Then the stack's receiver took the signed webhook.test (204) and printed its line
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
