@@ -9,7 +9,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from usdt_gateway import deposit_addresses, events, outbox, store, watchlist
+from usdt_gateway import deposit_addresses, store, transitions, watchlist
 from usdt_gateway.config import networks, settings
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
 from usdt_gateway.http import request_base_url
@@ -235,35 +235,23 @@ def list_orders(merchant_id: str, *, status: OrderStatus | None, created_from: i
 
 
 def cancel_order(merchant_id: str, order_id: str) -> OrderView:
-    pk, sk = store.order_key(merchant_id, order_id)
-    for _ in range(MAX_CREATE_ATTEMPTS):
-        current = store.get(pk, sk)
-        if current is None:
-            raise NotFound(f"no order with orderId '{order_id}'", code="ORDER_NOT_FOUND")
-        if current["status"] == OrderStatus.CANCELLED.value:
-            return to_view(current)  # cancelling twice is harmless
-        if current["status"] != OrderStatus.PENDING.value or current.get("deposits") or current.get("paidUnits"):
-            raise Conflict(f"order '{order_id}' is {current['status']} and can no longer be cancelled; only an "
+    pk, _ = store.order_key(merchant_id, order_id)
+
+    def cancel(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        if order["status"] == OrderStatus.CANCELLED.value:
+            return None  # cancelling twice is harmless
+        if order["status"] != OrderStatus.PENDING.value or order.get("deposits") or order.get("paidUnits"):
+            raise Conflict(f"order '{order_id}' is {order['status']} and can no longer be cancelled; only an "
                            "order that has received nothing can be", code="ORDER_NOT_CANCELLABLE")
-        version, sequence = int(current.get("version") or 0), int(current.get("eventSeq") or 0)
-        fields = {"status": OrderStatus.CANCELLED.value, "cancelledAt": _now_ms(), "version": version + 1,
-                  "eventSeq": sequence + 1, "updatedAt": _now_ms()}
-        event_ids, event_parts = events.for_order({**current, **fields}, [events.STATUS_EVENTS[OrderStatus.CANCELLED]],
-                                                  first_sequence=sequence + 1)
-        write = store.set_part(
-            pk, sk, set_values=fields,
-            # pending -> cancelled, only from the version read (nothing received since: a deposit
-            # seen meanwhile moves the version and the status).
-            condition="#st = :pending AND #v = :v", names={"#st": "status", "#v": "version"},
-            values={":pending": OrderStatus.PENDING.value, ":v": version},
-        )
-        try:
-            store.transact([write, *event_parts])
-        except store.TransactionConflict:
-            continue  # the order moved under us: decide again on a fresh read
-        outbox.publish(event_ids)
-        return to_view({**current, **fields})
-    raise Conflict("the order kept changing while it was being cancelled; retry", code="CANCEL_CONTENTION")
+        # pending -> cancelled (closed now: nothing is expected any more); the state machine's
+        # write makes it conditional on the version read and adds its order.cancelled event.
+        return {**order, "status": OrderStatus.CANCELLED.value, "closedAt": _now_ms()}, []
+
+    try:
+        applied = transitions.apply(pk, cancel)
+    except LookupError as exc:
+        raise NotFound(f"no order with orderId '{order_id}'", code="ORDER_NOT_FOUND") from exc
+    return to_view(applied.order if applied.order is not None else store.get(pk, "ORDER") or {})
 
 
 def get_public_order(public_id: str) -> PublicOrderView:
