@@ -28,10 +28,16 @@ node_modules/.installed: package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
+# Debian's Chromium: the payment page tests drive it headless (Playwright, executable_path).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q --no-install-recommends chromium \
+	  || { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q && $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q --no-install-recommends chromium; }
+
 dev: $(STAMP) node_modules/.installed
 	$(PY) -m devstack
 
-test: $(STAMP) .venv-sam/bin/sam node_modules/.installed
+test: $(STAMP) .venv-sam/bin/sam node_modules/.installed $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest
