@@ -25,6 +25,7 @@ import os
 import sys
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,18 @@ class Inbox:
         return None
 
 
-def make_handler(secrets: list[str], inbox: Inbox) -> type[BaseHTTPRequestHandler]:
+# Called for each verified delivery with its webhook-id, the event and why it is dropped (None: new).
+OnEvent = Callable[[str, dict[str, Any], str | None], None]
+
+
+def print_event(webhook_id: str, event: dict[str, Any], dropped: str | None) -> None:
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    line = (f"{event.get('type')} order={data.get('orderId')} status={data.get('status')} "
+            f"sequence={event.get('sequence')} id={webhook_id}")
+    print(f"dropped {dropped}: {line}" if dropped else line, flush=True)
+
+
+def make_handler(secrets: list[str], inbox: Inbox, on_event: OnEvent = print_event) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = self.headers.get("Content-Length", "")
@@ -91,10 +103,7 @@ def make_handler(secrets: list[str], inbox: Inbox) -> type[BaseHTTPRequestHandle
             webhook_id = self.headers["webhook-id"]
             dropped = inbox.accept(webhook_id, event)
             self._answer(204)  # first answer, then work
-            data = event.get("data") if isinstance(event.get("data"), dict) else {}
-            line = (f"{event.get('type')} order={data.get('orderId')} status={data.get('status')} "
-                    f"sequence={event.get('sequence')} id={webhook_id}")
-            print(f"dropped {dropped}: {line}" if dropped else line, flush=True)
+            on_event(webhook_id, event, dropped)
 
         def _answer(self, status: int) -> None:
             self.send_response(status)

@@ -1,4 +1,6 @@
-"""Makes sdk/python importable for its tests without installing the package."""
+"""Makes sdk/python importable for its tests without installing the package, and offers the
+local stack (`make dev` in-process, tests/integration/conftest.py) to the tests that talk to a
+real gateway."""
 
 from __future__ import annotations
 
@@ -8,3 +10,7 @@ from pathlib import Path
 SDK = Path(__file__).resolve().parent.parent
 if str(SDK) not in sys.path:
     sys.path.insert(0, str(SDK))
+
+from tests.integration.conftest import stack  # noqa: E402
+
+__all__ = ["stack"]

@@ -1,5 +1,76 @@
-"""Merchant-side client for the usdt-gateway. For now: verifying the webhooks it sends."""
+"""Merchant-side client for the usdt-gateway, standard library only: signed API calls
+(`Client`), typed results, and verification of the webhooks the gateway sends (`verify_webhook`).
 
+    from usdt_gateway_client import Client, verify_webhook
+
+    client = Client("https://pay.example.com", "ak_...", "sk_...")
+    order = client.create_order(order_id="order_123", amount="50.00", network="tron")
+    print(order.payment_url)
+    ...
+    event = verify_webhook(request.headers, request.body, "whsec_...")
+"""
+
+from ._version import __version__
+from .client import Amount, Client
+from .errors import (
+    AuthError,
+    ConflictError,
+    GatewayError,
+    NotFoundError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+    ValidationError,
+)
+from .models import (
+    DeliveryAttempt,
+    DeliveryStatus,
+    Deposit,
+    DepositRecord,
+    DisabledUrl,
+    Network,
+    Order,
+    OrderException,
+    OrderStatus,
+    Page,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookTestResult,
+)
+from .retry import RetryPolicy
+from .signing import sign_v1, sign_v2
 from .webhooks import WebhookVerificationError, verify_webhook
 
-__all__ = ["WebhookVerificationError", "verify_webhook"]
+__all__ = [
+    "Amount",
+    "AuthError",
+    "Client",
+    "ConflictError",
+    "DeliveryAttempt",
+    "DeliveryStatus",
+    "Deposit",
+    "DepositRecord",
+    "DisabledUrl",
+    "GatewayError",
+    "Network",
+    "NotFoundError",
+    "Order",
+    "OrderException",
+    "OrderStatus",
+    "Page",
+    "RateLimitedError",
+    "RetryPolicy",
+    "ServerError",
+    "TransportError",
+    "ValidationError",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "WebhookTestResult",
+    "WebhookVerificationError",
+    "__version__",
+    "sign_v1",
+    "sign_v2",
+    "verify_webhook",
+]

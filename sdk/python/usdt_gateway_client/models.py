@@ -1,0 +1,382 @@
+"""The API's objects as frozen dataclasses.
+
+Amounts are Decimal, never float. Times are timezone-aware UTC datetimes (the API sends
+milliseconds since the epoch; nothing is lost). Enumerations are str subclasses, so
+`order.status == "confirmed"` holds; a value this version does not know yet is kept as the plain
+string. Fields the API adds later are ignored by the typed attributes and kept, with everything
+else, in `raw`: the decoded JSON object as received.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+__all__ = [
+    "DeliveryAttempt",
+    "DeliveryStatus",
+    "Deposit",
+    "DepositRecord",
+    "DisabledUrl",
+    "Network",
+    "Order",
+    "OrderException",
+    "OrderStatus",
+    "Page",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "WebhookTestResult",
+    "from_ms",
+    "to_ms",
+]
+
+E = TypeVar("E", bound=Enum)
+T = TypeVar("T")
+# The package supports Python 3.10: no enum.StrEnum, datetime.UTC or PEP 695 generics (hence the noqa's).
+_UTC = timezone.utc  # noqa: UP017
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
+
+
+class OrderStatus(str, Enum):  # noqa: UP042
+    """docs/order-states.md. Only CONFIRMED means paid."""
+
+    PENDING = "pending"
+    CONFIRMING = "confirming"
+    UNDERPAID = "underpaid"
+    CONFIRMED = "confirmed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class OrderException(str, Enum):  # noqa: UP042
+    OVERPAID = "overpaid"
+    PAID_LATE = "paid_late"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class DeliveryStatus(str, Enum):  # noqa: UP042
+    """Where a webhook event's delivery stands (docs/webhooks.md)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILING = "failing"
+    DEAD = "dead"
+    DISABLED = "disabled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def from_ms(value: Any) -> datetime:
+    """Milliseconds since the epoch as an aware UTC datetime (exact to the millisecond)."""
+    millis = int(value)
+    seconds, rest = divmod(millis, 1000)
+    return datetime.fromtimestamp(seconds, tz=_UTC).replace(microsecond=rest * 1000)
+
+
+def to_ms(value: datetime | int) -> int:
+    """A datetime (naive ones are taken as UTC) or milliseconds since the epoch, as milliseconds."""
+    if isinstance(value, bool):
+        raise TypeError("a time is a datetime or milliseconds since the epoch, not a bool")
+    if isinstance(value, int):
+        return value
+    if not isinstance(value, datetime):
+        raise TypeError(f"a time is a datetime or milliseconds since the epoch, not {type(value).__name__}")
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=_UTC)
+    delta = aware - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def _opt_ms(value: Any) -> datetime | None:
+    return None if value is None else from_ms(value)
+
+
+def _dec(value: Any) -> Decimal:
+    if isinstance(value, float):
+        raise TypeError("an amount arrived as a float")
+    return Decimal(str(value))
+
+
+def _enum(kind: type[E], value: Any) -> E | str:  # noqa: UP047
+    try:
+        return kind(value)
+    except ValueError:
+        return str(value)
+
+
+def _raw(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    return dict(data)
+
+
+def _raw_field() -> Any:
+    """The decoded JSON object as received, unknown fields included."""
+    return field(default_factory=dict, repr=False, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):  # noqa: UP046
+    """One page of a list, newest first; `next_cursor` fetches the next (None: this is the last)."""
+
+    items: tuple[T, ...]
+    next_cursor: str | None
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True)
+class Deposit:
+    """A payment to an order's address, as the order shows it."""
+
+    txid: str
+    log_index: int
+    amount: Decimal
+    sender: str
+    block_number: int
+    block_time: datetime
+    confirmations: int
+    final: bool  # final under the network's policy, and counted in the order's paid_amount
+    raw: Mapping[str, Any] = _raw_field()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Deposit:
+        return cls(txid=data["txid"], log_index=int(data["logIndex"]), amount=_dec(data["amount"]),
+                   sender=data["sender"], block_number=int(data["blockNumber"]),
+                   block_time=from_ms(data["blockTime"]), confirmations=int(data["confirmations"]),
+                   final=bool(data["final"]), raw=_raw(data))
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: str
+    public_id: str
+    network: str
+    chain_id: int
+    currency: str
+    token_contract: str
+    amount: Decimal  # exactly what the customer must send (in fixed-address mode, with its tag)
+    requested_amount: Decimal  # what was asked for at creation
+    address: str
+    payment_url: str  # the payer's page
+    payment_uri: str  # what the QR code encodes (EIP-681 on EVM chains, the address on Tron)
+    qr_code_data: str = field(repr=False)  # PNG data URI of the QR code
+    status: OrderStatus | str = OrderStatus.PENDING
+    exception: OrderException | str | None = None
+    paid_amount: Decimal = Decimal(0)  # sum of final deposits
+    pending_amount: Decimal = Decimal(0)  # seen on chain, not final yet
+    excess_amount: Decimal = Decimal(0)
+    txid: str | None = None
+    confirmed_at: datetime | None = None
+    expires_at: datetime | None = None
+    created_at: datetime | None = None
+    notify_url: str | None = None
+    return_url: str | None = None
+    metadata: Mapping[str, Any] | None = field(default=None, hash=False)
+    deposits: tuple[Deposit, ...] = ()
+    raw: Mapping[str, Any] = _raw_field()
+
+    @property
+    def is_paid(self) -> bool:
+        """Final and paid in full (or within tolerance): the only state to ship the goods on."""
+        return self.status == OrderStatus.CONFIRMED
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Order:
+        exception = data.get("exception")
+        return cls(
+            order_id=data["orderId"], public_id=data["publicId"], network=data["network"],
+            chain_id=int(data["chainId"]), currency=data.get("currency", "USDT"),
+            token_contract=data["tokenContract"], amount=_dec(data["amount"]),
+            requested_amount=_dec(data.get("requestedAmount", data["amount"])), address=data["address"],
+            payment_url=data["paymentUrl"], payment_uri=data["paymentUri"], qr_code_data=data.get("qrCodeData", ""),
+            status=_enum(OrderStatus, data["status"]),
+            exception=None if exception is None else _enum(OrderException, exception),
+            paid_amount=_dec(data.get("paidAmount", 0)), pending_amount=_dec(data.get("pendingAmount", 0)),
+            excess_amount=_dec(data.get("excessAmount", 0)), txid=data.get("txid"),
+            confirmed_at=_opt_ms(data.get("confirmedAt")), expires_at=_opt_ms(data.get("expiresAt")),
+            created_at=_opt_ms(data.get("createdAt")), notify_url=data.get("notifyUrl"),
+            return_url=data.get("returnUrl"), metadata=data.get("metadata"),
+            deposits=tuple(Deposit.from_dict(d) for d in data.get("deposits") or ()), raw=_raw(data),
+        )
+
+
+@dataclass(frozen=True)
+class DepositRecord:
+    """A final deposit to one of your addresses (GET /v1/deposits)."""
+
+    deposit_id: str  # <network>:<txid>:<logIndex>
+    network: str
+    txid: str
+    log_index: int
+    block_number: int
+    block_time: datetime
+    sender: str
+    recipient: str
+    amount: Decimal
+    unmatched: bool  # no order took it: attach it with Client.attach_deposit
+    order_id: str | None = None
+    raw: Mapping[str, Any] = _raw_field()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DepositRecord:
+        return cls(deposit_id=data["depositId"], network=data["network"], txid=data["txid"],
+                   log_index=int(data["logIndex"]), block_number=int(data["blockNumber"]),
+                   block_time=from_ms(data["blockTime"]), sender=data["sender"], recipient=data["recipient"],
+                   amount=_dec(data["amount"]), unmatched=bool(data["unmatched"]), order_id=data.get("orderId"),
+                   raw=_raw(data))
+
+
+@dataclass(frozen=True)
+class Network:
+    network: str  # what create_order takes, e.g. "tron", "eth", "bsc"
+    name: str
+    family: str  # "evm" or "tron"
+    chain_id: int
+    currency: str
+    token_contract: str
+    decimals: int
+    finality: str  # "finalized", "solidified" or "N confirmations"
+    confirmations: int | None
+    min_amount: Decimal
+    max_amount: Decimal
+    testnet: bool
+    raw: Mapping[str, Any] = _raw_field()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Network:
+        confirmations = data.get("confirmations")
+        return cls(network=data["network"], name=data["name"], family=data["family"], chain_id=int(data["chainId"]),
+                   currency=data.get("currency", "USDT"), token_contract=data["tokenContract"],
+                   decimals=int(data["decimals"]), finality=data["finality"],
+                   confirmations=None if confirmations is None else int(confirmations),
+                   min_amount=_dec(data["minAmount"]), max_amount=_dec(data["maxAmount"]),
+                   testnet=bool(data["testnet"]), raw=_raw(data))
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    n: int  # 1 for the first; numbering continues across resends
+    at: datetime
+    url: str | None
+    status_code: int | None
+    latency_ms: int
+    error: str | None  # None for a 2xx
+    raw: Mapping[str, Any] = _raw_field()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DeliveryAttempt:
+        status_code = data.get("statusCode")
+        return cls(n=int(data["n"]), at=from_ms(data["at"]), url=data.get("url"),
+                   status_code=None if status_code is None else int(status_code),
+                   latency_ms=int(data.get("latencyMs") or 0), error=data.get("error"), raw=_raw(data))
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One webhook event and every attempt to deliver it."""
+
+    delivery_id: str  # the event id: webhook-id, and `id` in the body
+    type: str
+    order_id: str | None
+    created_at: datetime
+    status: DeliveryStatus | str
+    attempts: tuple[DeliveryAttempt, ...]
+    next_attempt_at: datetime | None
+    raw: Mapping[str, Any] = _raw_field()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WebhookDelivery:
+        return cls(delivery_id=data["deliveryId"], type=data["type"], order_id=data.get("orderId"),
+                   created_at=from_ms(data["createdAt"]), status=_enum(DeliveryStatus, data["status"]),
+                   attempts=tuple(DeliveryAttempt.from_dict(a) for a in data.get("attempts") or ()),
+                   next_attempt_at=_opt_ms(data.get("nextAttemptAt")), raw=_raw(data))
+
+
+@dataclass(frozen=True)
+class WebhookTestResult:
+    delivery_id: str
+    url: str
+    ok: bool  # the receiver answered 2xx
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    raw: Mapping[str, Any] = _raw_field()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WebhookTestResult:
+        status_code = data.get("statusCode")
+        return cls(delivery_id=data["deliveryId"], url=data["url"], ok=bool(data["ok"]),
+                   status_code=None if status_code is None else int(status_code),
+                   latency_ms=int(data.get("latencyMs") or 0), error=data.get("error"), raw=_raw(data))
+
+
+@dataclass(frozen=True)
+class DisabledUrl:
+    url: str
+    disabled_at: datetime
+    reason: str
+    raw: Mapping[str, Any] = _raw_field()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DisabledUrl:
+        return cls(url=data["url"], disabled_at=from_ms(data["disabledAt"]), reason=data.get("reason", ""),
+                   raw=_raw(data))
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    url: str | None  # the default webhook URL (an order's notify_url takes precedence)
+    enabled: bool
+    disabled_urls: tuple[DisabledUrl, ...]
+    previous_secret_valid_until: datetime | None  # while a secret rotation overlaps, the old one signs too
+    raw: Mapping[str, Any] = _raw_field()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WebhookEndpoint:
+        rotation = data.get("secretRotation") or {}
+        return cls(url=data.get("url"), enabled=bool(data["enabled"]),
+                   disabled_urls=tuple(DisabledUrl.from_dict(d) for d in data.get("disabledUrls") or ()),
+                   previous_secret_valid_until=_opt_ms(rotation.get("previousValidUntil")), raw=_raw(data))
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """A verified webhook's event: WebhookEvent.from_dict(verify_webhook(headers, body, secret))."""
+
+    id: str  # the same on every retry: drop duplicates by it
+    type: str  # e.g. "order.confirmed"; only that one means paid
+    created_at: datetime
+    sequence: int | None  # per order: ignore an event whose sequence is not above the last processed
+    data: Mapping[str, Any] = field(hash=False)
+    raw: Mapping[str, Any] = _raw_field()
+
+    @property
+    def order(self) -> Order | None:
+        """The order, for order.* events."""
+        return Order.from_dict(self.data) if self.type.startswith("order.") else None
+
+    @property
+    def deposit(self) -> DepositRecord | None:
+        """The deposit, for deposit.* events."""
+        return DepositRecord.from_dict(self.data) if self.type.startswith("deposit.") else None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WebhookEvent:
+        sequence = data.get("sequence")
+        return cls(id=data["id"], type=data["type"], created_at=from_ms(data["createdAt"]),
+                   sequence=None if sequence is None else int(sequence), data=dict(data.get("data") or {}),
+                   raw=_raw(data))
