@@ -64,6 +64,7 @@ USDT gateway, local stack: the API, scanner and webhook Lambdas on moto (DynamoD
 and a local chain (anvil), no Docker, no AWS account
 
   API          {url}
+  pay page     {url}/pay/<publicId>   (each order's paymentUrl: amount, address, QR code, live status)
   merchant     {_display(stack.merchant_file)}   (merchantId, apiKey, secretKey, webhookSecret, webhookUrl, baseUrl)
   dev wallet   {_display(stack.wallet_file)}   (development mnemonic: never send real funds to its addresses)
   networks     {", ".join(stack.networks)}   (xpub mode: each order gets the next address of the dev wallet)
@@ -94,7 +95,7 @@ Webhooks to your own receiver: DEVSTACK_WEBHOOK_URL=http://127.0.0.1:8787/ make 
 `python examples/webhook_receiver.py` listening there), or PUT /v1/webhooks/endpoint {{"url": ...}}.
 
 Create an order on `local` and read it back (needs requests, e.g. the venv's python), then pay it
-from the payer and watch its status change:
+from the payer and watch its status change (open its paymentUrl to watch the payment page too):
   {example_cmd}
   {pay_cmd}
 

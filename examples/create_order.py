@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
     print(f"orderId     {order['orderId']}")
     print(f"pay         {order['amount']} USDT on {order['network']} to {order['address']}")
     print(f"paymentUri  {order['paymentUri']}")
-    print(f"paymentUrl  {order['paymentUrl']}")
+    print(f"paymentUrl  {order['paymentUrl']}   (the payment page: open it in a browser)")
 
     fetched = requests.get(
         f"{base_url}/v1/payment/order/{order['orderId']}", headers=signed_headers(api_key, secret_key, ""), timeout=10

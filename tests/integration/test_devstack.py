@@ -575,4 +575,5 @@ def test_function_environment_comes_from_the_template(stack: Stack) -> None:
     queues = stack.queue_urls
     assert (s.webhook_queue_url, s.webhook_dlq_url) == (queues["WebhookQueue"], queues["WebhookDLQ"])
     assert s.webhook_retry_schedule == "1,2,5,10,30,60" and s.webhook_timeout_seconds == 15
-    assert list(stack.functions) == ["ApiFunction", "ScannerFunction", "WebhookFunction", "OutboxFunction"]
+    assert list(stack.functions) == ["ApiFunction", "PaymentPageFunction", "ScannerFunction", "WebhookFunction",
+                                     "OutboxFunction"]

@@ -23,6 +23,7 @@ from usdt_gateway.schemas import (
     OrderListView,
     OrderStatus,
     OrderView,
+    PublicDepositView,
     PublicOrderView,
 )
 from usdt_gateway.webhooks import endpoints
@@ -254,18 +255,58 @@ def cancel_order(merchant_id: str, order_id: str) -> OrderView:
     return to_view(applied.order if applied.order is not None else store.get(pk, "ORDER") or {})
 
 
-def get_public_order(public_id: str) -> PublicOrderView:
+def _finality(network: Network | None) -> tuple[str, int | None]:
+    """How a deposit becomes final on the network, as GET /v1/networks says it; the confirmations
+    it needs when they are counted."""
+    if network is None:  # disabled since the order was created: its chain's own finality
+        return "finalized", None
+    if network.finality.mode == "confirmations":
+        return f"{network.finality.confirmations} confirmations", network.finality.confirmations
+    return network.finality.mode, None
+
+
+def _public_deposits(item: dict[str, Any], head: int | None) -> list[PublicDepositView]:
+    return [PublicDepositView(txid=d.txid, amount=d.amount, block_time=d.block_time, confirmations=d.confirmations,
+                              final=d.final) for d in _deposit_views(item, head)]
+
+
+def _public_item(public_id: str) -> dict[str, Any]:
+    """The order behind a public id: GetItem on the public pointer, then on the order."""
     pointer = store.get(*store.public_key(public_id), consistent=False) if len(public_id) <= 64 else None
     item = store.get(pointer["orderPk"], "ORDER", consistent=False) if pointer else None
     if item is None:
         raise NotFound("no such payment; check the link", code="ORDER_NOT_FOUND")
+    return item
+
+
+def get_public_order(public_id: str) -> PublicOrderView:
+    """What the payer's page shows (GET /v1/public/orders/{publicId})."""
+    return _public_view(public_id, _public_item(public_id))
+
+
+def get_payment_page(public_id: str) -> tuple[PublicOrderView, str]:
+    """The hosted payment page's data: the public view and the order's QR code (PNG data URI),
+    stored at creation, so the page is rendered from the same reads as the public view."""
+    item = _public_item(public_id)
+    return _public_view(public_id, item), item.get("qrCodeData") or qr_png_data_uri(item["paymentUri"])
+
+
+def _public_view(public_id: str, item: dict[str, Any]) -> PublicOrderView:
+    """The public view of an order item; reads the network's scan cursor (GetItem) only while the
+    order has deposits, for their confirmations."""
     network = networks().get(item["network"])
     decimals = int(item["decimals"])
+    amount, paid, seen = int(item["amountUnits"]), int(item.get("paidUnits") or 0), int(item.get("seenUnits") or 0)
+    finality, required = _finality(network)
     return PublicOrderView(
         public_id=public_id, network=item["network"], network_name=network.display_name if network else item["network"],
         chain_id=int(item["chainId"]), token_contract=item["tokenContract"], decimals=decimals,
-        amount=format_units(int(item["amountUnits"]), decimals),
-        paid_amount=format_units(int(item.get("paidUnits") or 0), decimals), address=item["address"],
-        payment_uri=item["paymentUri"], status=OrderStatus(item["status"]), expires_at=int(item["expiresAt"]),
+        amount=format_units(amount, decimals), paid_amount=format_units(paid, decimals),
+        pending_amount=format_units(seen, decimals),
+        missing_amount=format_units(max(0, amount - paid - seen), decimals),
+        excess_amount=format_units(int(item.get("excessUnits") or 0), decimals), address=item["address"],
+        payment_uri=item["paymentUri"], status=OrderStatus(item["status"]), exception=item.get("exception"),
+        finality=finality, confirmations=required, deposits=_public_deposits(item, scan_head(item)),
+        confirmed_at=_int_or_none(item.get("confirmedAt")), expires_at=int(item["expiresAt"]), server_time=_now_ms(),
         return_url=item.get("returnUrl"),
     )

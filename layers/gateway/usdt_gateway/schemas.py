@@ -127,6 +127,18 @@ class OrderListView(BaseModel):
     next_cursor: str | None = Field(None, alias="nextCursor")
 
 
+class PublicDepositView(BaseModel):
+    """A payment to the order's address as the payer's page shows it (what the chain shows anyway)."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    txid: str
+    amount: str
+    block_time: int = Field(alias="blockTime", description="Block timestamp, ms since the epoch.")
+    confirmations: int = Field(description="Blocks on top of and including the deposit's block, at the last scan.")
+    final: bool = Field(description="Final under the network's policy, and counted in `paidAmount`.")
+
+
 class PublicOrderView(BaseModel):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
@@ -137,12 +149,24 @@ class PublicOrderView(BaseModel):
     currency: Literal["USDT"] = "USDT"
     token_contract: str = Field(alias="tokenContract")
     decimals: int
-    amount: str
-    paid_amount: str = Field(alias="paidAmount")
+    amount: str = Field(description="The exact amount to send.")
+    paid_amount: str = Field(alias="paidAmount", description="Sum of final deposits.")
+    pending_amount: str = Field(alias="pendingAmount", description="Sum of deposits seen but not final yet.")
+    missing_amount: str = Field(alias="missingAmount",
+                                description="Still to send: the amount minus every deposit seen or final, at least 0.")
+    excess_amount: str = Field(alias="excessAmount", description="Paid beyond the amount (overpaid).")
     address: str
     payment_uri: str = Field(alias="paymentUri")
     status: OrderStatus
-    expires_at: int = Field(alias="expiresAt")
+    exception: OrderException | None = None
+    finality: str = Field(description="`finalized`, `solidified` or `N confirmations`: when a deposit is final.")
+    confirmations: int | None = Field(description="Confirmations a deposit needs to be final; null when the "
+                                                  "chain's finalized (or solidified) block decides.")
+    deposits: list[PublicDepositView] = []
+    confirmed_at: int | None = Field(None, alias="confirmedAt", description="When it was paid, ms since the epoch.")
+    expires_at: int = Field(alias="expiresAt", description="Milliseconds since the epoch.")
+    server_time: int = Field(alias="serverTime",
+                             description="The gateway's clock at this answer (ms): count down to `expiresAt` from it.")
     return_url: str | None = Field(None, alias="returnUrl")
 
 

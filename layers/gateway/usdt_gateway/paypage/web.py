@@ -1,0 +1,75 @@
+"""The payment page's resolver: GET /pay/{publicId} (the page) and GET /pay/assets/{asset} (its
+CSS and script), with the security headers of every answer in one place.
+
+The page links its files and the status endpoint by relative URLs (`assets/...`,
+`../v1/public/orders/...`), so it works under the API's stage path (`/live/pay/...`) and under a
+custom domain (PublicBaseUrl) alike.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+
+from usdt_gateway import orders
+from usdt_gateway.errors import NotFound
+from usdt_gateway.observability import logger
+from usdt_gateway.paypage import assets, i18n
+from usdt_gateway.paypage.render import render_message, render_page
+
+app = APIGatewayRestResolver()
+
+HTML = "text/html; charset=utf-8"
+# Scripts, styles and requests only from this origin (no inline code: the script is a file), the
+# QR code as a data: image, no plugins, no framing, no forms, no <base> rewrites.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src data:; connect-src 'self'; "
+       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+# The page shows live state and is per payer: never stored. Assets carry their hash in the name.
+PAGE_HEADERS = {**SECURITY_HEADERS, "Cache-Control": "no-store", "Vary": "Accept-Language"}
+ASSET_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=31536000, immutable"}
+
+
+def _language() -> str:
+    event = app.current_event
+    return i18n.negotiate(event.get_header_value("Accept-Language"), event.get_query_string_value("lang"))
+
+
+def _html(status: int, body: str) -> Response[str]:
+    return Response(status_code=status, content_type=HTML, body=body, headers=dict(PAGE_HEADERS))
+
+
+@app.get("/pay/<publicId>")
+def payment_page(publicId: str) -> Response[str]:  # the template's path parameter
+    view, qr = orders.get_payment_page(publicId)
+    return _html(200, render_page(view, qr, _language()))
+
+
+@app.get("/pay/assets/<asset>")
+def asset(asset: str) -> Response[str]:
+    found = assets.BY_NAME.get(asset)
+    if found is None:  # an unknown name, or a file of another release
+        return Response(status_code=404, content_type="text/plain; charset=utf-8", body="not found",
+                        headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
+    return Response(status_code=200, content_type=found.content_type, body=found.body, headers=dict(ASSET_HEADERS))
+
+
+@app.exception_handler(NotFound)
+def _unknown_payment(exc: NotFound) -> Response[str]:
+    return _html(404, render_message(_language(), "not_found_title", "not_found_text"))
+
+
+@app.not_found
+def _no_route(exc: Exception) -> Response[str]:
+    return _html(404, render_message(_language(), "not_found_title", "not_found_text"))
+
+
+@app.exception_handler(Exception)
+def _unexpected(exc: Exception) -> Response[str]:
+    logger.exception("payment page failed")
+    return _html(500, render_message(_language(), "error_title", "error_text"))
