@@ -59,6 +59,7 @@ bench: $(STAMP) node_modules/.installed
 	$(PY) -m bench.matching
 	$(PY) -m bench.detection_latency
 	$(PY) -m bench.webhooks
+	$(PY) -m bench.cost
 
 # Re-resolve the lock from requirements-dev.in (needs the package index).
 lock:

@@ -18,12 +18,10 @@ import pytest
 from devstack.evm import deploy_token, start_anvil
 from devstack.template import create_table
 from devstack.tron_node import start_tron_node
-from tests.package.test_sam_package import SAM, build  # noqa: F401  (the module's sam build fixture)
+from tests.package.test_sam_package import SAM, build, runtime_packages  # noqa: F401  (build: the fixture)
 
 pytestmark = pytest.mark.skipif(not SAM.exists(), reason="SAM CLI venv missing: run `make test` (it installs it)")
 
-# What the Lambda Python runtime ships besides the standard library.
-RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3")
 TABLE = "scanner-package-test"
 
 CHILD = r"""
@@ -45,12 +43,7 @@ print(json.dumps({{"reports": reports, "tronpy": tronpy.__file__, "web3": "web3"
 @pytest.fixture
 def runtime(tmp_path: Path) -> Path:
     """A directory with only the Lambda runtime's own packages, linked from the venv."""
-    site = Path(boto3.__file__).resolve().parents[1]
-    out = tmp_path / "runtime"
-    out.mkdir()
-    for name in RUNTIME_PACKAGES:
-        (out / name).symlink_to(site / name)
-    return out
+    return runtime_packages(tmp_path / "runtime")
 
 
 @pytest.fixture

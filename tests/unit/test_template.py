@@ -146,7 +146,7 @@ def test_webhook_function_may_touch_only_its_queues_table_and_key(template: dict
         return json.dumps({"Fn::GetAtt": [resource, "Arn"]})
 
     assert grants == {
-        ("TableItems", arn("Table")): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        ("TableItems", arn("Table")): {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         ("DecryptSecrets", arn("SecretsKey")): {"kms:Decrypt"},
         ("ConsumeAndReschedule", arn("WebhookQueue")): {
             "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",

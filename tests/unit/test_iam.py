@@ -1,0 +1,201 @@
+"""Least privilege per function: every function's policy grants exactly the AWS calls its code can
+make (read from the source by tests/aws_calls.py), on exactly the resource each call goes to, and
+nothing else. A new call without its grant fails here, and so does a grant no code uses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.template import REPO_ROOT, function_environment, load_template
+from tests.aws_calls import Call, handler_calls
+
+# What Lambda's SQS event source mapping calls with the function's own role ("Execution role
+# permissions", https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html).
+EVENT_SOURCE_MAPPING_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+
+# The reviewed result, written out: what each function may do (the derivation below checks it
+# against the code; this table makes a change of privileges visible in review).
+EXPECTED_ACTIONS = {
+    "ApiFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                    "dynamodb:Query", "kms:Decrypt", "sqs:SendMessage"},
+    "ScannerFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                        "dynamodb:Query", "ssm:GetParameter", "lambda:InvokeFunction", "sqs:SendMessage"},
+    "PaymentPageFunction": {"dynamodb:GetItem"},
+    "OutboxFunction": {"dynamodb:Query", "dynamodb:DeleteItem", "sqs:SendMessage"},
+    "WebhookFunction": {"dynamodb:GetItem", "dynamodb:UpdateItem", "kms:Decrypt", "sqs:SendMessage",
+                        "sqs:ChangeMessageVisibility", *EVENT_SOURCE_MAPPING_ACTIONS},
+}
+
+Template = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    return load_template()
+
+
+def _functions(template: Template) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+
+
+def _handler_file(props: dict[str, Any]) -> Path:
+    module = props["Handler"].rpartition(".")[0]
+    return REPO_ROOT / props["CodeUri"] / (module.replace(".", "/") + ".py")
+
+
+def _statements(props: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = []
+    for policy in props.get("Policies", []):
+        assert isinstance(policy, dict) and set(policy) == {"Statement"}, (
+            f"only inline statements are reviewed here, not {policy!r} (SAM policy templates grant more)")
+        statements += policy["Statement"]
+    return statements
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _resource_label(resource: Any, function: str, props: dict[str, Any]) -> str:
+    """A statement's Resource as a logical name: Table, Table/index/gsi1, WebhookQueue, SecretsKey,
+    parameter:RpcEndpointsParameter, or self (the function's own ARN)."""
+    assert resource != "*", f"{function}: a '*' resource"
+    if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+        logical, attribute = resource["Fn::GetAtt"]
+        assert attribute == "Arn", resource
+        return str(logical)
+    sub = resource.get("Fn::Sub") if isinstance(resource, dict) else None
+    assert isinstance(sub, str), f"{function}: resource {resource!r} is neither !GetAtt X.Arn nor a !Sub string"
+    if sub.startswith("${Table.Arn}/index/"):
+        return "Table/index/" + sub.removeprefix("${Table.Arn}/index/")
+    prefix = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${"
+    if sub.startswith(prefix) and sub.endswith("}"):
+        return "parameter:" + sub.removeprefix(prefix).removesuffix("}")
+    own = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"
+    if sub.startswith(own) and {"Fn::Sub": sub.removeprefix(own)} == props.get("FunctionName"):
+        return "self"
+    raise AssertionError(f"{function}: unexpected resource {sub}")
+
+
+def granted(template: Template, function: str) -> set[tuple[str, str]]:
+    props = _functions(template)[function]["Properties"]
+    grants = set()
+    for statement in _statements(props):
+        assert statement["Effect"] == "Allow"
+        for action in _as_list(statement["Action"]):
+            assert "*" not in action, f"{function}: wildcard action {action}"
+            for resource in _as_list(statement["Resource"]):
+                grants.add((action, _resource_label(resource, function, props)))
+    return grants
+
+
+def _logical(ref: Any, what: str) -> str:
+    assert isinstance(ref, dict) and set(ref) == {"Ref"}, f"{what} is {ref!r}, not a !Ref"
+    return str(ref["Ref"])
+
+
+def needed(template: Template, function: str) -> set[tuple[str, str]]:
+    """What the function's code calls, on which resource, plus what its event sources need."""
+    props = _functions(template)[function]["Properties"]
+    env = function_environment(template, function)
+    indexes = [i["IndexName"] for i in template["Resources"]["Table"]["Properties"]["GlobalSecondaryIndexes"]]
+    needs: set[tuple[str, str]] = set()
+    for call in handler_calls(_handler_file(props)):
+        service = call.action.split(":")[0]
+        if service == "dynamodb":
+            targets = [f"Table/index/{i}" for i in indexes] if call.target == "Table/index" else ["Table"]
+        elif service == "sqs":
+            targets = [_logical(env.get(call.target), f"{function}'s {call.target}")]
+        elif service == "kms":
+            targets = [_logical(env.get("KMS_KEY_ID"), f"{function}'s KMS_KEY_ID")]
+        elif service == "ssm":
+            targets = ["parameter:" + _logical(env.get("RPC_ENDPOINTS_PARAMETER"), "RPC_ENDPOINTS_PARAMETER")]
+        elif call.action == "lambda:InvokeFunction":
+            targets = ["self"]  # the scanner fans out to its own ARN (context.invoked_function_arn)
+        else:
+            raise AssertionError(f"{function}: no resource rule for {call}")
+        needs |= {(call.action, target) for target in targets}
+    for source in props.get("Events", {}).values():
+        if source["Type"] == "SQS":
+            queue = source["Properties"]["Queue"]["Fn::GetAtt"][0]
+            needs |= {(action, queue) for action in EVENT_SOURCE_MAPPING_ACTIONS}
+    return needs
+
+
+def test_every_function_is_granted_exactly_what_its_code_calls(template: Template) -> None:
+    # Given every function of the template (a new one is covered without a change here)
+    functions = _functions(template)
+    assert set(EXPECTED_ACTIONS) <= set(functions)
+
+    for function in functions:
+        # When its policy is compared with the calls its code can make
+        have, need = granted(template, function), needed(template, function)
+
+        # Then nothing is missing and nothing is granted that no code uses
+        assert not need - have, f"{function} lacks {sorted(need - have)}"
+        assert not have - need, f"{function} is granted {sorted(have - need)}, which no code of it calls"
+
+
+def test_the_reviewed_privileges_are_those_of_the_template(template: Template) -> None:
+    for function, actions in EXPECTED_ACTIONS.items():
+        # When the function's granted actions are collected
+        have = {action for action, _ in granted(template, function)}
+        # Then they are the reviewed set
+        assert have == actions, function
+
+
+def test_deleting_items_is_limited_to_outbox_markers(template: Template) -> None:
+    # Given every statement that grants dynamodb:DeleteItem
+    for function, resource in _functions(template).items():
+        for statement in _statements(resource["Properties"]):
+            if "dynamodb:DeleteItem" not in _as_list(statement["Action"]):
+                continue
+            # Then it is alone in its statement and only for items whose key starts OUTBOX#, the
+            # one kind of item the code deletes (outbox.publish)
+            assert _as_list(statement["Action"]) == ["dynamodb:DeleteItem"], function
+            assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["OUTBOX#*"]}}
+
+
+def test_the_table_and_the_key_outlive_the_stack(template: Template) -> None:
+    # Given the resources holding the data and the key that decrypts its secrets
+    for name in ("Table", "SecretsKey"):
+        resource = template["Resources"][name]
+        # Then neither a stack deletion nor a replacing update deletes them
+        assert (resource.get("DeletionPolicy"), resource.get("UpdateReplacePolicy")) == ("Retain", "Retain"), name
+
+
+def _calls_of(tmp_path: Path, source: str) -> set[Call]:
+    handler = tmp_path / "app.py"
+    handler.write_text(source)
+    return handler_calls(handler)
+
+
+def test_the_derivation_sees_calls_through_modules_routes_and_locals(tmp_path: Path) -> None:
+    # Given handlers that reach AWS in each way the gateway does
+    sweep = "from usdt_gateway import outbox\n\ndef lambda_handler(e, c):\n    return outbox.sweep(now_ms=0)\n"
+    routes = "import usdt_gateway.api.routes  # noqa: F401\n"
+    local = ("from usdt_gateway import aws\n\ndef purge():\n    sqs = aws.client('sqs')\n"
+             "    sqs.purge_queue(QueueUrl='x')\n")
+    # Then it finds the module function's calls (a query of the index, the SQS hand-off to the
+    # queue the setting names, the marker deletion)
+    assert _calls_of(tmp_path, sweep) == {Call("dynamodb:Query", "Table/index"), Call("dynamodb:DeleteItem", "Table"),
+                                           Call("sqs:SendMessage", "WEBHOOK_QUEUE_URL")}
+    # And the routes a decorator registers, down to the order create's transaction parts
+    api = _calls_of(tmp_path, routes)
+    assert {Call("dynamodb:PutItem", "Table"), Call("kms:Decrypt", ""), Call("dynamodb:UpdateItem", "Table")} <= api
+    # And a client kept in a local name, even for an operation the gateway never calls
+    assert _calls_of(tmp_path, local) == {Call("sqs:PurgeQueue", "?")}
+    # And importing a module whose functions make calls is not calling them
+    assert _calls_of(tmp_path, "from usdt_gateway.secretbox import encrypt  # noqa: F401\n") == set()
+
+
+def test_policies_grant_no_wildcards(template: Template) -> None:
+    # Given the template as JSON text
+    for function, resource in _functions(template).items():
+        text = json.dumps(resource["Properties"].get("Policies", []))
+        # Then no statement names every resource or every action of a service
+        assert '"*"' not in text and ':*"' not in text, function
