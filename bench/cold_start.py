@@ -1,7 +1,9 @@
 """Cold start of the API function: a fresh interpreter per sample imports the handler module and
 runs its init (what Lambda's init phase does), then serves one signed GET of an order (the first
-request pays for the lazily created clients). Beside it, a naive handler: Powertools Logger +
-Tracer + a validating resolver + a boto3 client created at import.
+request pays for the lazily created clients). Beside it, the same handler wrapped in Powertools'
+Tracer (tracing enabled, as deployed with `Tracing: Active`; segments go to an X-Ray daemon
+address nobody listens on), and a naive handler: Powertools Logger + Tracer + a validating
+resolver + a boto3 client created at import.
 
     .venv/bin/python -m bench.cold_start [--samples 10]
 
@@ -75,6 +77,22 @@ def lambda_handler(event, context):
 '''
 
 
+# The API handler under Powertools' Tracer: created first, so its patching of botocore precedes the
+# handler's clients, as a `tracer = Tracer()` in the shared observability module would.
+TRACED = r'''
+from aws_lambda_powertools import Tracer
+tracer = Tracer(service="api")
+import importlib.util
+spec = importlib.util.spec_from_file_location("api_app", {handler!r})
+api_app = importlib.util.module_from_spec(spec); spec.loader.exec_module(api_app)
+lambda_handler = tracer.capture_lambda_handler(api_app.lambda_handler)
+'''
+# What Lambda sets for a traced invocation: the Tracer then records instead of refusing.
+TRACED_ENV = {"POWERTOOLS_TRACE_DISABLED": "0", "LAMBDA_TASK_ROOT": "/var/task",
+              "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+              "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000"}
+
+
 def _sample(code: str, env: dict[str, str]) -> dict[str, float]:
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-B", "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -116,11 +134,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="usdt-gateway-bench-"))
     (work / "naive").mkdir()
     (work / "naive/app.py").write_text(NAIVE)
+    (work / "traced").mkdir()
+    (work / "traced/app.py").write_text(TRACED.format(handler=str(ROOT / "functions/api/app.py")))
 
     def child(layer: Path, handler: Path, invoke: bool = True) -> str:
         return CHILD.format(layer=str(layer), handler=str(handler), api_key=api_key, secret=secret, invoke=invoke)
 
-    configs = {"source tree (.pyc present)": (child(ROOT / "layers/gateway", ROOT / "functions/api/app.py"), env)}
+    configs = {"source tree (.pyc present)": (child(ROOT / "layers/gateway", ROOT / "functions/api/app.py"), env),
+               "source tree + Tracer (.pyc present)": (child(ROOT / "layers/gateway", work / "traced/app.py"),
+                                                       env | TRACED_ENV)}
     built = ROOT / ".aws-sam/build"
     if (built / "GatewayLayer/python").is_dir():
         # The built package as Lambda gets it, and the same without bytecode (a plain pip build).
@@ -130,6 +152,10 @@ def main() -> None:
         configs["sam build package (shipped .pyc)"] = (
             child(built / "GatewayLayer/python", built / "ApiFunction/app.py"), env)
         configs["sam build package, .pyc removed"] = (child(work / "nopyc", built / "ApiFunction/app.py"), env)
+        (work / "traced-built").mkdir()
+        (work / "traced-built/app.py").write_text(TRACED.format(handler=str(built / "ApiFunction/app.py")))
+        configs["sam build package + Tracer"] = (child(built / "GatewayLayer/python", work / "traced-built/app.py"),
+                                                 env | TRACED_ENV)
     configs["naive handler (.pyc present)"] = (child(ROOT / "layers/gateway", work / "naive/app.py", invoke=False),
                                                env | {"POWERTOOLS_TRACE_DISABLED": "0"})
     for code, e in configs.values():  # warm-up: .pyc of the source tree and the venv, OS file cache

@@ -11,12 +11,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from usdt_gateway import aws, outbox
 from usdt_gateway.config import settings
 from usdt_gateway.observability import logger, metrics
+from usdt_gateway.tracing import tracer
 
 settings()  # validate configuration at cold start
 aws.client("dynamodb"), aws.client("sqs")
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return {"published": len(outbox.sweep(now_ms=int(time.time() * 1000)))}

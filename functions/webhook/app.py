@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from usdt_gateway import aws
 from usdt_gateway.observability import logger, metrics
+from usdt_gateway.tracing import tracer
 from usdt_gateway.webhooks import sender
 from usdt_gateway.webhooks.batch import ThreadedBatchProcessor
 
@@ -26,7 +27,9 @@ def record_handler(record: SQSRecord) -> str:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    tracer.put_metadata(key="records", value=len(event.get("Records") or ()))
     return process_partial_response(event=event, record_handler=record_handler, processor=processor,
                                     context=context)

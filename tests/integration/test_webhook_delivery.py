@@ -194,7 +194,7 @@ def test_after_the_last_attempt_the_event_is_dead_and_in_the_dlq(api: ApiClient,
         assert queue_bodies(webhook_queues.dlq) == [{"eventId": event_id}]
         assert queue_bodies(webhook_queues.queue) == []
         (error,) = [r for r in caplog.records if r.levelname == "ERROR"]
-        assert (error.eventId, error.attempt, error.statusCode) == (event_id, 4, 503)
+        assert (error.attempt, error.status_code, error.outcome) == (4, 503, "dead")
         dead = api.request("GET", DELIVERIES, query=[("outcome", "dead")]).body["deliveries"]
         assert [d["deliveryId"] for d in dead] == [event_id]
         # When the receiver is fixed and the event resent

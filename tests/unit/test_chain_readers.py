@@ -160,6 +160,7 @@ class Node:
 
     def __init__(self, url: str, head: int, shop: str, paid_block: int, fail: int = 0) -> None:
         self.url, self.head, self.shop, self.paid_block, self.fail = url, head, shop, paid_block, fail
+        self.label = url  # what error messages name it by (JsonRpc: the URL without path or key)
 
     def call(self, method: str, params: list[Any]) -> Any:
         if method == "eth_blockNumber":

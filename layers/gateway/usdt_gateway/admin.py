@@ -1,4 +1,4 @@
-"""Operator CLI: merchants, API keys, webhook secrets and receiving addresses.
+"""Operator CLI: merchants, API keys, webhook secrets, receiving addresses, and the scanners' status.
 
     TABLE_NAME=... KMS_KEY_ID=... python -m usdt_gateway.admin create-merchant --name "Shop"
     python -m usdt_gateway.admin create-key --merchant m_... [--scopes orders:read,orders:write]
@@ -8,9 +8,15 @@
     python -m usdt_gateway.admin rotate-webhook-secret --merchant m_... [--overlap-seconds 86400]
     python -m usdt_gateway.admin set-xpub --merchant m_... --family evm|tron --xpub xpub...
     python -m usdt_gateway.admin set-address --merchant m_... --family evm|tron --address ... [--tag-step 0.01]
+    python -m usdt_gateway.admin status [--json] [--network eth] [--max-lag-seconds 1800] [--max-idle-seconds 300]
 
 Prints JSON. Secrets are printed once, at creation or rotation; the gateway stores them only encrypted.
 Uses the caller's AWS credentials (kms:Encrypt and the table's read/write actions).
+
+`status` asks each RPC endpoint for its head now (the endpoints of RPC_ENDPOINTS_PARAMETER or
+RPC_ENDPOINTS, as the scanner reads them; it needs ssm:GetParameter with decryption), reads each
+network's scan cursor, and prints a report (JSON with --json); exit code 0 when every network is
+healthy, 1 when something is not (see docs/operations.md), 2 for a configuration error.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from usdt_gateway import merchants
+from usdt_gateway import merchants, status
 from usdt_gateway.auth import SCOPES
 from usdt_gateway.config import ConfigError
 from usdt_gateway.errors import GatewayError
@@ -57,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--address", required=True)
     c.add_argument("--tag-step", default="0.01")
     c.add_argument("--max-tags", type=int, default=100)
+    c = sub.add_parser("status", help="chain heads, scan cursors, lag and RPC endpoint health per network")
+    c.add_argument("--json", action="store_true", help="print JSON")
+    c.add_argument("--network", action="append", help="only this network (repeatable)")
+    c.add_argument("--max-lag-seconds", type=int, default=status.DEFAULT_MAX_LAG_S,
+                   help="unhealthy when the cursor's final block is older (default %(default)s)")
+    c.add_argument("--max-idle-seconds", type=int, default=status.DEFAULT_MAX_IDLE_S,
+                   help="unhealthy when the scanner has not written its cursor for longer (default %(default)s)")
+    c.add_argument("--timeout", type=float, default=5.0, help="seconds per RPC request (default %(default)s)")
     return p
 
 
@@ -85,9 +100,26 @@ def run(argv: Sequence[str]) -> Any:
     raise AssertionError(a.command)
 
 
+def _status(a: argparse.Namespace) -> int:
+    statuses = status.gather(only=a.network, timeout_s=a.timeout, max_lag_seconds=a.max_lag_seconds,
+                             max_idle_seconds=a.max_idle_seconds)
+    healthy = all(s.healthy for s in statuses)
+    if a.json:
+        print(json.dumps({"healthy": healthy, "networks": [s.to_json() for s in statuses]}, indent=2))
+    else:
+        print(status.render(statuses, now_ms=int(time.time() * 1000)))
+    return 0 if healthy else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        result = run(sys.argv[1:] if argv is None else argv)
+        if args[:1] == ["status"]:
+            try:
+                return _status(_parser().parse_args(args))
+            except ValueError as exc:  # a --network that is not enabled
+                raise ConfigError(str(exc)) from exc
+        result = run(args)
     except (GatewayError, ConfigError) as exc:
         print(json.dumps({"error": getattr(exc, "code", "CONFIG_ERROR"), "message": str(exc)}), file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from usdt_gateway.config import networks
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
 from usdt_gateway.lifecycle import ACCEPTING
 from usdt_gateway.money import format_units
+from usdt_gateway.observability import log_keys, logger, order_keys
 from usdt_gateway.schemas import DepositListView, DepositRecordView, OrderStatus
 from usdt_gateway.transitions import Applied, now_ms
 from usdt_gateway.watchlist import WatchEntry
@@ -40,6 +41,11 @@ def _map_entry(t: Transfer, *, final: bool) -> dict[str, Any]:
     """How a deposit appears inside its order item (the order view lists these)."""
     return {"txid": t.txid, "logIndex": t.log_index, "units": t.units, "blockNumber": t.block_number,
             "blockHash": t.block_hash, "blockTime": t.block_time, "sender": t.sender, "final": final}
+
+
+def _log_fields(t: Transfer) -> dict[str, Any]:
+    return {"network": t.network, "deposit_id": deposit_id(t.network, t.txid, t.log_index), "txid": t.txid,
+            "block": t.block_number, "units": t.units, "recipient": t.recipient}
 
 
 def _item(t: Transfer, status: str, **extra: Any) -> dict[str, Any]:
@@ -72,12 +78,17 @@ def record_seen(t: Transfer, entry: WatchEntry) -> Applied:
                                values={":dropped": DROPPED}, names=NAMES)
         return {**order, "deposits": deposits}, [claim]
 
-    return transitions.apply(entry.order_pk, change)
+    with log_keys(**order_keys(entry.order_pk)):
+        applied = transitions.apply(entry.order_pk, change)
+        if applied.order is not None:
+            logger.info("deposit seen (not final yet)", extra=_log_fields(t))
+    return applied
 
 
 def credit_final(t: Transfer, entry: WatchEntry | None, owner: str | None) -> tuple[str, Applied | None]:
     """A transfer in a final block: credit it to its order, or record it unmatched.
-    Returns what became of it: credited, unmatched, or already (recorded before)."""
+    Returns what became of it: credited, unmatched, or already (recorded before). Its lines carry
+    the order's order_id and merchant_id (merchant_id alone for an unmatched one)."""
     existing = store.get(*store.deposit_key(t.network, t.txid, t.log_index))
     if existing and existing["depositStatus"] in (CREDITED, UNMATCHED):
         return "already", None
@@ -90,6 +101,12 @@ def credit_final(t: Transfer, entry: WatchEntry | None, owner: str | None) -> tu
         order_pk = entry.order_pk if entry else None
         # none (or dropped) -> credited (or unmatched)
         condition, values = "attribute_not_exists(pk) OR #ds = :dropped", {":dropped": DROPPED}
+    with log_keys(**{"merchant_id": owner, **order_keys(order_pk)}):
+        return _credit_final(t, order_pk, owner, condition, values)
+
+
+def _credit_final(t: Transfer, order_pk: str | None, owner: str | None, condition: str,
+                  values: dict[str, Any]) -> tuple[str, Applied | None]:
     if order_pk:
         item = _final_item(t, CREDITED, owner, order_pk)
 
@@ -105,6 +122,7 @@ def credit_final(t: Transfer, entry: WatchEntry | None, owner: str | None) -> tu
         if applied.conflict:
             return "already", None
         if applied.order is not None:
+            logger.info("deposit credited", extra=_log_fields(t))
             return CREDITED, applied
     item = _final_item(t, UNMATCHED, owner, None)
     event_ids: list[str] = []
@@ -116,7 +134,9 @@ def credit_final(t: Transfer, entry: WatchEntry | None, owner: str | None) -> tu
         store.transact([store.put_part(item, condition=condition, values=values, names=NAMES), *event_parts])
     except store.TransactionConflict:
         return "already", None
-    outbox.publish(event_ids)
+    with log_keys(order_id=None, merchant_id=owner):
+        logger.info("deposit unmatched: no open order takes it", extra=_log_fields(t))
+        outbox.publish(event_ids)
     return UNMATCHED, None
 
 
@@ -141,6 +161,10 @@ def drop_reorged(network: str, final_block: int) -> list[Applied]:
 
         applied = transitions.apply(item["orderPk"], change, reverted=True)
         if applied.order is not None:
+            with log_keys(**order_keys(item["orderPk"])):
+                logger.warning("deposit dropped: a reorg removed it", extra={
+                    "network": network, "deposit_id": item["depositId"], "txid": item["txid"],
+                    "block": int(item["blockNumber"])})
             dropped.append(applied)
     return dropped
 
@@ -187,6 +211,8 @@ def attach(merchant_id: str, deposit_id_: str, order_id: str) -> dict[str, Any]:
         raise NotFound(f"no order with orderId '{order_id}'", code="ORDER_NOT_FOUND") from exc
     if applied.order is None:
         raise Conflict(f"deposit '{deposit_id_}' was attached meanwhile", code="DEPOSIT_NOT_UNMATCHED")
+    with log_keys(**order_keys(order_pk)):
+        logger.info("deposit attached by the merchant", extra=_log_fields(transfer))
     return applied.order
 
 

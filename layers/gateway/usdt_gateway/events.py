@@ -79,11 +79,13 @@ def index_sk(created_at: int, sequence: int, event_id: str) -> str:
     return f"{created_at:013d}#{sequence:08d}#{event_id}"  # one change's events stay in their order
 
 
-def outbox_marker(event_id: str, at: int, sequence: int) -> Item:
-    """The OUTBOX marker that stays until SQS has taken the event (the sweeper's work list)."""
+def outbox_marker(event_id: str, at: int, sequence: int, *, merchant_id: str | None = None,
+                  order_id: str | None = None) -> Item:
+    """The OUTBOX marker that stays until SQS has taken the event (the sweeper's work list); the
+    merchant and order are there for the sweeper's log lines."""
     pk, sk = store.outbox_key(event_id)
     return {"pk": pk, "sk": sk, "eventId": event_id, "gsi1pk": store.OUTBOX_INDEX_PK,
-            "gsi1sk": index_sk(at, sequence, event_id)}
+            "gsi1sk": index_sk(at, sequence, event_id), "merchantId": merchant_id, "orderId": order_id}
 
 
 def _item(event_id: str, event_type: str, *, merchant_id: str, created_at: int, sequence: int,
@@ -104,7 +106,8 @@ def _parts(event_id: str, event_type: str, *, merchant_id: str, created_at: int,
     event = _item(event_id, event_type, merchant_id=merchant_id, created_at=created_at, sequence=sequence,
                   data=data, order=order)
     # none -> pending: event ids are random, so a clash is impossible short of a repeat.
-    return [store.put_part(event), store.put_part(outbox_marker(event_id, created_at, sequence))]
+    marker = outbox_marker(event_id, created_at, sequence, merchant_id=merchant_id, order_id=event["orderId"])
+    return [store.put_part(event), store.put_part(marker)]
 
 
 def for_order(order: Item, types: list[str], *, first_sequence: int) -> tuple[list[str], list[dict[str, Any]]]:

@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from usdt_gateway import aws, store
 from usdt_gateway.config import settings
-from usdt_gateway.observability import logger
+from usdt_gateway.observability import log_keys, logger
 
 SQS_BATCH = 10
 # A marker younger than this may belong to a writer that is about to publish it itself.
@@ -57,7 +57,7 @@ def publish(event_ids: list[str]) -> list[str]:
 def sweep(*, now_ms: int, older_than_ms: int = SWEEP_AFTER_MS) -> list[str]:
     """Publish the events whose markers are older than `older_than_ms`: their writer did not."""
     hits = store.query_index_all(store.OUTBOX_INDEX_PK, sk_to=f"{now_ms - older_than_ms:013d}~")
-    stale = [h["eventId"] for h in hits]
-    if stale:
-        logger.info("publishing events left in the outbox", extra={"events": len(stale)})
-    return publish(stale)
+    for hit in hits:
+        with log_keys(event_id=hit["eventId"], merchant_id=hit.get("merchantId"), order_id=hit.get("orderId")):
+            logger.info("publishing an event its writer did not hand to the queue")
+    return publish([h["eventId"] for h in hits])

@@ -12,9 +12,9 @@ from dataclasses import asdict
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from usdt_gateway import aws
+from usdt_gateway import aws, cursor
 from usdt_gateway.chain.readers import reader_for
 from usdt_gateway.chain.rpc_config import EndpointSpec, load_endpoints
 from usdt_gateway.config import ConfigError, networks, settings
@@ -95,3 +95,25 @@ def dispatch(names: list[str], function_arn: str) -> dict[str, Any]:
 
 class DispatchFailed(RuntimeError):
     pass
+
+
+def report_cursor_lag(names: list[str], *, now_ms: int | None = None) -> dict[str, int | None]:
+    """From each network's committed cursor: how old its final block is (ScannerLagSeconds, no
+    network dimension: the same series the scanners' own figures feed across networks). A
+    network whose scanner has stalled or keeps failing still shows here, growing every minute.
+    Returns the lag per network, None for a network not scanned yet."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    lags: dict[str, int | None] = {}
+    for name in names:
+        try:
+            item = cursor.read(name)
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("could not read a scan cursor", extra={"network": name, "reason": type(exc).__name__})
+            continue
+        if item is None or item.get("finalTime") is None:
+            lags[name] = None
+            logger.warning("network not scanned yet: no cursor", extra={"network": name})
+            continue
+        lag = lags[name] = max(0, (now - int(item["finalTime"])) // 1000)
+        metrics.add_metric(name="ScannerLagSeconds", unit=MetricUnit.Seconds, value=lag)
+    return lags

@@ -17,10 +17,11 @@ import dataclasses
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from usdt_gateway import cursor, deposits, expiry
 from usdt_gateway.chain.endpoints import AllEndpointsFailed
@@ -64,7 +65,8 @@ class Scanner:
         self.watch = WatchList(self.network.name)
         self.report = ScanReport()
         self._last_check = 0.0
-        self._errors_seen = 0
+        self._calls_seen: Counter[str] = Counter()
+        self._errors_seen: Counter[str] = Counter()
 
     def _now(self) -> int:
         return int(self.clock() * 1000)
@@ -201,6 +203,7 @@ class Scanner:
             entry, _owner = self.watch.match(t.recipient, t.units, t.block_time)
             if entry is not None and deposits.record_seen(t, entry).order is not None:
                 self.report.seen += 1
+                metrics.add_metric(name="DepositsDetected", unit=MetricUnit.Count, value=1)
         return target
 
     def _close_expired(self, state: cursor.Cursor) -> None:
@@ -216,12 +219,24 @@ class Scanner:
             self.reader.check_endpoints()
 
     def _metrics(self, head: int, state: cursor.Cursor) -> None:
+        """Lag (head - final cursor, in blocks; now - the final block's time) and the RPC calls and
+        errors since the last cycle, per network and, as their own metric set, per endpoint."""
         assert state.final_block is not None
         self.report.final_block = state.final_block
         metrics.add_metric(name="ScannerLagBlocks", unit=MetricUnit.Count, value=head - state.final_block)
         metrics.add_metric(name="ScannerLagSeconds", unit=MetricUnit.Seconds,
                            value=max(0, (self._now() - state.final_time) // 1000))
-        errors = sum(self.reader.endpoints.errors.values())
-        if errors > self._errors_seen:
-            metrics.add_metric(name="RpcErrors", unit=MetricUnit.Count, value=errors - self._errors_seen)
-            self._errors_seen = errors
+        eps = self.reader.endpoints
+        calls, errors = eps.calls - self._calls_seen, eps.errors - self._errors_seen
+        self._calls_seen, self._errors_seen = Counter(eps.calls), Counter(eps.errors)
+        if not calls and not errors:
+            return
+        metrics.add_metric(name="RpcCalls", unit=MetricUnit.Count, value=calls.total())
+        metrics.add_metric(name="RpcErrors", unit=MetricUnit.Count, value=errors.total())
+        for name in sorted(set(calls) | set(errors)):
+            one = EphemeralMetrics(namespace=metrics.namespace, service=metrics.service)
+            one.add_dimension(name="network", value=self.network.name)
+            one.add_dimension(name="endpoint", value=name)
+            one.add_metric(name="RpcCalls", unit=MetricUnit.Count, value=calls[name])
+            one.add_metric(name="RpcErrors", unit=MetricUnit.Count, value=errors[name])
+            one.flush_metrics()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from usdt_gateway import events, lifecycle, outbox, store
+from usdt_gateway.observability import log_keys, logger, order_keys
 from usdt_gateway.schemas import OrderStatus
 
 MAX_ATTEMPTS = 8
@@ -43,7 +44,19 @@ def now_ms() -> int:
 
 
 def apply(order_pk: str, change: Change, *, reverted: bool = False) -> Applied:
-    """`reverted`: the change removes a payment a reorg took away (an order.reverted event)."""
+    """`reverted`: the change removes a payment a reorg took away (an order.reverted event).
+    Every line logged meanwhile carries the order's order_id and merchant_id."""
+    with log_keys(**order_keys(order_pk)):
+        applied = _apply(order_pk, change, reverted=reverted)
+        if applied.changed and applied.order is not None:
+            logger.info("order status changed", extra={
+                "from_status": applied.old_status.value if applied.old_status else None,
+                "to_status": applied.order["status"], "exception": applied.order.get("exception"),
+                "paid_units": applied.order.get("paidUnits"), "events": list(applied.events)})
+        return applied
+
+
+def _apply(order_pk: str, change: Change, *, reverted: bool) -> Applied:
     for _ in range(MAX_ATTEMPTS):
         order = store.get(order_pk, "ORDER")
         if order is None:

@@ -113,7 +113,10 @@ def route(spec: RouteSpec) -> Callable[[Callable[[Call], Result]], Callable[[Cal
                 ratelimit.check_ip(request.source_ip)
             else:
                 principal = auth.authenticate(request, spec.scope)
-                logger.append_keys(merchant_id=principal.merchant_id)
+                # This thread's keys (routes add order_id), on every line until the next invocation
+                # (inject_lambda_context(clear_state=True) clears them), the error handlers' included;
+                # in the local stack, functions sharing the process do not see them.
+                logger.thread_safe_append_keys(merchant_id=principal.merchant_id)
             check_query(request, spec.query)
             body = None
             if spec.body:
@@ -138,9 +141,19 @@ def _describe(error: dict[str, Any]) -> str:
     return f"'{where}': {error['msg']}"
 
 
+def _refused(status: int, code: str) -> None:
+    """One line per refused request: what, and whose key (its first characters only: the key
+    names the merchant to an attacker too), never a signature or the body."""
+    ev = app.current_event
+    key = next((v for k, v in (ev.headers or {}).items() if k.lower() == "api-key"), None)
+    logger.info("request refused", extra={"status": status, "code": code, "method": ev.http_method,
+                                          "resource": ev.resource, "api_key_prefix": key[:7] if key else None})
+
+
 @app.exception_handler(ValidationError)
 def _invalid(exc: ValidationError) -> Response[str]:
     message = "; ".join(_describe(dict(e)) for e in exc.errors())
+    _refused(400, "VALIDATION_ERROR")
     return json_response(400, {"code": "VALIDATION_ERROR", "message": message})
 
 
@@ -148,6 +161,8 @@ def _invalid(exc: ValidationError) -> Response[str]:
 def _domain(exc: GatewayError) -> Response[str]:
     if exc.status >= 500:
         logger.error("request failed", extra={"code": exc.code})
+    else:
+        _refused(exc.status, exc.code)
     return json_response(exc.status, {"code": exc.code, "message": exc.message}, exc.headers)
 
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import re
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from usdt_gateway import deposits, events, merchants, orders
 from usdt_gateway.api.app import Call, Result, RouteSpec, route
 from usdt_gateway.auth import READ, WRITE
 from usdt_gateway.config import networks
 from usdt_gateway.errors import InvalidRequest
-from usdt_gateway.observability import logger, metrics
+from usdt_gateway.observability import count_per_network, logger
 from usdt_gateway.schemas import (
     AttachDepositRequest,
     CreateOrderRequest,
@@ -40,10 +38,12 @@ PRIVATE_ERRORS = (400, 401, 403, 418, 429)
                  body=CreateOrderRequest, status=201, errors=(*PRIVATE_ERRORS, 409, 413, 415)))
 def create_order(call: Call) -> Result:
     assert call.principal is not None and isinstance(call.body, CreateOrderRequest)
-    logger.append_keys(order_id=call.body.order_id)
+    logger.thread_safe_append_keys(order_id=call.body.order_id)
     view, created = orders.create_order(call.principal.merchant_id, call.body)
     if created:
-        metrics.add_metric(name="OrdersCreated", unit=MetricUnit.Count, value=1)
+        count_per_network("OrdersCreated", view.network)
+    logger.info("order created" if created else "order create repeated (idempotent)",
+                extra={"network": view.network, "amount": view.amount, "status": view.status.value})
     return view, 201 if created else 200
 
 
@@ -51,7 +51,7 @@ def create_order(call: Call) -> Result:
                  errors=(*PRIVATE_ERRORS, 404)))
 def get_order(call: Call) -> Result:
     assert call.principal is not None
-    logger.append_keys(order_id=call.params["orderId"])
+    logger.thread_safe_append_keys(order_id=call.params["orderId"])
     return orders.get_order(call.principal.merchant_id, call.params["orderId"])
 
 
@@ -97,7 +97,7 @@ def list_orders(call: Call) -> Result:
                  "Cancel an order that has received nothing", WRITE, OrderView, errors=(*PRIVATE_ERRORS, 404, 409)))
 def cancel_order(call: Call) -> Result:
     assert call.principal is not None
-    logger.append_keys(order_id=call.params["orderId"])
+    logger.thread_safe_append_keys(order_id=call.params["orderId"])
     return orders.cancel_order(call.principal.merchant_id, call.params["orderId"])
 
 
@@ -125,7 +125,7 @@ def list_deposits(call: Call) -> Result:
                  errors=(*PRIVATE_ERRORS, 404, 409, 413, 415)))
 def attach_deposit(call: Call) -> Result:
     assert call.principal is not None and isinstance(call.body, AttachDepositRequest)
-    logger.append_keys(order_id=call.body.order_id, deposit_id=call.params["depositId"])
+    logger.thread_safe_append_keys(order_id=call.body.order_id, deposit_id=call.params["depositId"])
     order = deposits.attach(call.principal.merchant_id, call.params["depositId"], call.body.order_id)
     return orders.to_view(order)
 
@@ -191,7 +191,7 @@ def list_webhook_deliveries(call: Call) -> Result:
                  errors=(*PRIVATE_ERRORS, 404, 409)))
 def resend_webhook(call: Call) -> Result:
     assert call.principal is not None
-    logger.append_keys(delivery_id=call.params["deliveryId"])
+    logger.thread_safe_append_keys(delivery_id=call.params["deliveryId"])
     return deliveries.resend(call.principal.merchant_id, call.params["deliveryId"])
 
 

@@ -4,7 +4,7 @@ A call goes to the first usable endpoint; when it is unavailable (timeout, HTTP 
 JSON-RPC error) the next one is tried after a short backoff, and the failing one rests for a while. `check_heads`
 sets aside an endpoint whose head lags the best one or whose block hash disagrees with the
 majority at a common height: a lagging node would hide recent payments, an inconsistent one may
-be on a fork. Errors per endpoint are counted for metrics."""
+be on a fork. Calls and errors per endpoint (by its name: never its URL) are counted for metrics."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ class Endpoints[C]:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     errors: Counter[str] = field(default_factory=Counter)
+    calls: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         if not self.endpoints:
@@ -56,6 +57,7 @@ class Endpoints[C]:
         for attempt, endpoint in enumerate(order):
             if attempt:
                 self.sleep(self.backoff_s * 2 ** (attempt - 1))
+            self.calls[endpoint.name] += 1
             try:
                 return fn(endpoint.client)
             except (RpcUnavailable, RpcError, TimeoutError, ConnectionError) as exc:
@@ -73,6 +75,7 @@ class Endpoints[C]:
         with the majority on the hash of a block they all have. Returns the heads seen."""
         heads: dict[str, int] = {}
         for e in self._all:
+            self.calls[e.name] += 1
             try:
                 heads[e.name] = head(e.client)
             except (RpcUnavailable, RpcError, TimeoutError, ConnectionError):
@@ -89,6 +92,7 @@ class Endpoints[C]:
             common = min(heads[e.name] for e in in_step)
             hashes: dict[str, str | None] = {}
             for e in in_step:
+                self.calls[e.name] += 1
                 # Failing here counts and rests the endpoint, as failing on its head does: let
                 # through, one 429 from any endpoint would abort the scan cycle and the run.
                 try:

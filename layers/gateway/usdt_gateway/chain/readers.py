@@ -13,6 +13,7 @@ from usdt_gateway.chain.endpoints import Endpoints
 from usdt_gateway.chain.jsonrpc import JsonRpc, RpcUnavailable
 from usdt_gateway.chain.transfers import Transfer
 from usdt_gateway.networks import Network
+from usdt_gateway.observability import redact_url
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,12 @@ class ChainReader(Protocol):
     def check_endpoints(self) -> None: ...
 
 
-def _has_block(head: int, number: int, url: str) -> None:
+def _has_block(head: int, number: int, label: str) -> None:
     """One endpoint reads a whole range, and only one that has its last block: a node that is
     behind answers "nothing" for blocks it does not have yet, which must never pass for empty
     blocks (the cursor would move past payments)."""
     if head < number:
-        raise RpcUnavailable(f"{url}: head {head} is behind block {number}")
+        raise RpcUnavailable(f"{label}: head {head} is behind block {number}")
 
 
 def _confirmed(network: Network, head: int) -> int:
@@ -83,7 +84,7 @@ class EvmReader:
         topics = self._recipient_topics(recipients)
 
         def read(rpc: JsonRpc) -> list[Transfer]:
-            _has_block(evm.head(rpc), to_block, rpc.url)
+            _has_block(evm.head(rpc), to_block, rpc.label)
             return evm.transfers(rpc, network=self.network.name, token=self.network.token_contract,
                                  recipients=recipients, from_block=from_block, to_block=to_block,
                                  max_range=self.network.max_log_range, topics=topics)
@@ -96,10 +97,12 @@ class EvmReader:
 class TronNode:
     """tronpy's HTTPProvider with its `requests` failures turned into RpcUnavailable."""
 
-    def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 10.0,
+                 label: str | None = None) -> None:
         from tronpy.providers import HTTPProvider  # the scanner's layer only
 
         self.url = url
+        self.label = label or redact_url(url) or ""  # for error messages, as JsonRpc's
         self._provider = HTTPProvider(url, timeout=timeout, api_key=api_key)
 
     def make_request(self, method: str, params: Any = None) -> Any:
@@ -108,9 +111,9 @@ class TronNode:
         try:
             reply = self._provider.make_request(method, params)
         except (requests.RequestException, ValueError) as exc:
-            raise RpcUnavailable(f"{self.url}: {type(exc).__name__}") from exc
+            raise RpcUnavailable(f"{self.label}: {type(exc).__name__}") from None
         if isinstance(reply, dict) and "Error" in reply:
-            raise RpcUnavailable(f"{self.url}: {reply['Error']}")
+            raise RpcUnavailable(f"{self.label}: {str(reply['Error'])[:200]}")
         return reply
 
 
@@ -144,7 +147,7 @@ class TronReader:
         watched = self._recipient_set(recipients)
 
         def read(node: TronNode) -> list[Transfer]:
-            _has_block(tron.heads(node)[0], to_block, node.url)
+            _has_block(tron.heads(node)[0], to_block, node.label)
             found: list[Transfer] = []
             for number in range(from_block, to_block + 1):
                 found.extend(tron.transfers(node, network=self.network.name, token=self.network.token_contract,
@@ -156,8 +159,10 @@ class TronReader:
         self.endpoints.check_heads(lambda node: tron.heads(node)[0], tron.block_id, max_lag=10)
 
 
-def reader_for(network: Network, specs: list[Any]) -> ChainReader:
-    """specs: rpc_config.EndpointSpec list, in order of preference."""
+def reader_for(network: Network, specs: list[Any], *, timeout: float = 10.0) -> ChainReader:
+    """specs: rpc_config.EndpointSpec list, in order of preference; `timeout`: per request, seconds."""
     if network.family == "evm":
-        return EvmReader(network, Endpoints([(s.name, JsonRpc(s.url)) for s in specs]))
-    return TronReader(network, Endpoints([(s.name, TronNode(s.url, api_key=s.api_key)) for s in specs]))
+        return EvmReader(network, Endpoints([(s.name, JsonRpc(s.url, timeout=timeout, label=s.name))
+                                             for s in specs]))
+    return TronReader(network, Endpoints([(s.name, TronNode(s.url, api_key=s.api_key, timeout=timeout, label=s.name))
+                                          for s in specs]))

@@ -5,7 +5,9 @@ SSM SecureString parameter named by RPC_ENDPOINTS_PARAMETER, and validated there
     {"eth": ["https://eth-mainnet.example/v2/<key>", "https://ethereum-rpc.publicnode.com"],
      "tron": [{"url": "https://api.trongrid.io", "apiKey": "<key>"}, "https://tron-rpc.publicnode.com"]}
 
-The order is the order of preference."""
+The order is the order of preference. An endpoint is named in logs, metrics (the `endpoint`
+dimension) and `admin status` by its host (and port), or by its `name` when one is given
+({"url": ..., "name": "alchemy"}); never by its URL."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class EndpointSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
     url: str
     api_key: str | None = Field(None, alias="apiKey")
+    label: str | None = Field(None, alias="name", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
 
     @field_validator("url")
     @classmethod
@@ -37,8 +40,12 @@ class EndpointSpec(BaseModel):
 
     @property
     def name(self) -> str:
-        """For logs and metrics: the host only, never the key in the path or query."""
-        return urlsplit(self.url).netloc
+        """For logs and metrics: the configured name, or the host (and port), never the user
+        info, path or query of the URL, where providers put keys."""
+        if self.label:
+            return self.label
+        parts = urlsplit(self.url)
+        return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
 
 
 def _url_alone(value: Any) -> Any:

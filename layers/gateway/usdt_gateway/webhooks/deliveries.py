@@ -54,7 +54,8 @@ def resend(merchant_id: str, delivery_id: str) -> DeliveryView:
         raise Conflict(f"{url} is disabled: re-enable it with PUT /v1/webhooks/endpoint, then resend",
                        code="WEBHOOK_URL_DISABLED")
     now = int(time.time() * 1000)
-    marker = events.outbox_marker(delivery_id, now, int(event["sequence"]))
+    marker = events.outbox_marker(delivery_id, now, int(event["sequence"]), merchant_id=event.get("merchantId"),
+                                  order_id=event.get("orderId"))
     # none (or this event's marker, not handed over yet) -> this event's marker
     put_marker = store.put_part(marker, condition="attribute_not_exists(pk) OR eventId = :e",
                                 values={":e": delivery_id})

@@ -30,7 +30,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from usdt_gateway import aws, merchants, outbox, store
 from usdt_gateway.config import ConfigError, retry_delays, settings
-from usdt_gateway.observability import logger, metrics
+from usdt_gateway.observability import log_keys, logger, metrics, redact_url
 from usdt_gateway.schemas import DeliveryStatus
 from usdt_gateway.webhooks import delivery_http, delivery_state, endpoints, slots
 from usdt_gateway.webhooks.delivery_http import Outcome
@@ -77,7 +77,14 @@ def send(profile: Item, event: Item, url: str, *, timeout_s: float) -> Outcome:
 
 
 def handle(message_id: str, receipt_handle: str, body: str) -> str:
-    """Handle one queue message; returns what became of it, or raises KeepMessage."""
+    """Handle one queue message; returns what became of it, or raises KeepMessage. Every line
+    logged meanwhile carries message_id and, once the event is read, its event_id, event_type,
+    merchant_id and order_id (in this thread only: a batch's records run side by side)."""
+    with log_keys(message_id=message_id):
+        return _handle(message_id, receipt_handle, body)
+
+
+def _handle(message_id: str, receipt_handle: str, body: str) -> str:
     try:
         event_id = str(json.loads(body)["eventId"])
         event = store.get(*store.event_key(event_id))
@@ -86,7 +93,7 @@ def handle(message_id: str, receipt_handle: str, body: str) -> str:
     if event is None:
         # Nothing to deliver: kept in the dead-letter queue for the operator, never just dropped.
         logger.error("webhook queue message without a known event; moved to the dead-letter queue",
-                     extra={"messageId": message_id, "body": body[:200]})
+                     extra={"body": body[:200]})
         aws.client("sqs").send_message(QueueUrl=settings().webhook_dlq_url, MessageBody=body)
         return "rejected"
     owner = event.get(delivery_state.OWNER)
@@ -95,12 +102,14 @@ def handle(message_id: str, receipt_handle: str, body: str) -> str:
     if event["deliveryStatus"] == S.DEAD:
         _to_dead_letter_queue(event)  # this message's earlier hand-off was cut short
         return "dead"
-    if owner is None:
-        claimed = delivery_state.claim(event_id, message_id)
-        if claimed is None:
-            return "duplicate"
-        event = claimed
-    return _deliver(event, message_id, receipt_handle)
+    with log_keys(event_id=event_id, event_type=event.get("type"), merchant_id=event.get("merchantId"),
+                  order_id=event.get("orderId")):
+        if owner is None:
+            claimed = delivery_state.claim(event_id, message_id)
+            if claimed is None:
+                return "duplicate"
+            event = claimed
+        return _deliver(event, message_id, receipt_handle)
 
 
 def _deliver(event: Item, message_id: str, receipt_handle: str) -> str:
@@ -108,7 +117,7 @@ def _deliver(event: Item, message_id: str, receipt_handle: str) -> str:
     url = endpoints.target_url(profile, event)
     if url is not None and endpoints.is_disabled(profile, url):
         delivery_state.mark_disabled(event["eventId"], message_id)
-        logger.info("webhook not sent: its URL is disabled", extra={"eventId": event["eventId"], "url": url})
+        logger.info("webhook not sent: its URL is disabled", extra={"url": redact_url(url, keep_path=True)})
         return "disabled"
     if url is None:
         return _settle(event, message_id, receipt_handle, url, _now_ms(), NO_URL)
@@ -178,8 +187,9 @@ def _settle(event: Item, message_id: str, receipt_handle: str, url: str | None, 
     next_at = _now_ms() + int(delay * 1000) if delay is not None else None
     _count("WebhookAttempts")
     _count("WebhookDeliveries" if outcome.ok else "WebhookFailures")
-    log = {"eventId": event["eventId"], "merchantId": event["merchantId"], "attempt": n, "url": url,
-           "statusCode": outcome.status, "latencyMs": outcome.latency_ms, "error": outcome.error}
+    # The URL without its query (a merchant may put a token there); the delivery log has it whole.
+    log = {"attempt": n, "url": redact_url(url, keep_path=True), "status_code": outcome.status,
+           "latency_ms": outcome.latency_ms, "error": outcome.error, "outcome": status.value}
     if not delivery_state.record(event, message_id, attempt, status, next_at):
         # A resend put another message in charge while this one was sending: it decides what next.
         delivery_state.record_attempt_only(event["eventId"], attempt)
@@ -192,12 +202,14 @@ def _settle(event: Item, message_id: str, receipt_handle: str, url: str | None, 
         return "dead"
     if status == S.FAILING:
         assert delay is not None
-        logger.info("webhook attempt failed; retrying", extra={**log, "retryInSeconds": delay})
+        logger.info("webhook attempt failed; retrying", extra={**log, "retry_in_seconds": delay})
         aws.client("sqs").change_message_visibility(QueueUrl=settings().webhook_queue_url,
                                                     ReceiptHandle=receipt_handle, VisibilityTimeout=int(delay))
         raise KeepMessage(f"attempt {n} failed; next in {int(delay)} s")
     if status == S.DISABLED:
         logger.warning("webhook URL disabled: the receiver answered 410 Gone", extra=log)
+    else:
+        logger.info("webhook delivered", extra=log)
     return status.value
 
 

@@ -1,0 +1,182 @@
+"""The metrics the handlers emit, read from the EMF lines they print (metrics enabled, as
+deployed): the scanner's per network, across networks and per RPC endpoint, the schedule's
+cursor lag, the webhook sender's, the API's orders."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from devstack.evm import start_anvil
+from tests.integration.apiclient import ApiClient
+from tests.integration.chains import EvmChain, new_chain
+from tests.integration.conftest import WebhookQueues
+from tests.integration.sqs_lambda import EventSourceMapping
+from tests.integration.test_logs import Context, load_scanner
+from tests.integration.test_scanner_evm import FlakyProxy
+from tests.integration.webhook_receiver import Reply, receiver
+from tests.integration.webhooks import cancelled_order, set_url, settled
+from usdt_gateway import config, cursor, scan_jobs
+from usdt_gateway.observability import metrics
+
+
+@dataclass(frozen=True)
+class Blob:
+    """One EMF document: its dimension sets, dimension values and metric values (name -> list)."""
+
+    dimensions: list[list[str]]
+    values: dict[str, str]
+    metrics: dict[str, list[float]]
+    units: dict[str, str]
+    namespace: str
+
+
+def blobs(out: str) -> list[Blob]:
+    found = []
+    for line in out.splitlines():
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        doc = json.loads(line)
+        (directive,) = doc["_aws"]["CloudWatchMetrics"]
+        names = [m["Name"] for m in directive["Metrics"]]
+        dims = directive["Dimensions"]
+        found.append(Blob(dims, {d: doc[d] for ds in dims for d in ds},
+                          {n: doc[n] if isinstance(doc[n], list) else [doc[n]] for n in names},
+                          {m["Name"]: m["Unit"] for m in directive["Metrics"]}, directive["Namespace"]))
+    return found
+
+
+def total(found: list[Blob], name: str) -> float:
+    return sum(sum(b.metrics.get(name, [])) for b in found)
+
+
+@pytest.fixture
+def emf(settings_env: pytest.MonkeyPatch) -> Iterator[None]:
+    """Metrics on, as deployed, under a service name as POWERTOOLS_SERVICE_NAME gives it."""
+    metrics.clear_metrics()
+    settings_env.setenv("POWERTOOLS_METRICS_DISABLED", "0")
+    service = metrics.service
+    metrics.service = "scanner"
+    yield
+    metrics.service = service
+    metrics.clear_metrics()
+
+
+@pytest.fixture
+def chain(settings_env: pytest.MonkeyPatch) -> Iterator[EvmChain]:
+    with start_anvil() as anvil:
+        yield new_chain(anvil, settings_env)
+
+
+def test_scanner_emits_per_network_across_networks_and_per_endpoint(
+        emf: None, api: ApiClient, chain: EvmChain, settings_env: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    proxy = FlakyProxy(chain.anvil.url)
+    try:
+        # Given the scanner function with two endpoints, the preferred one down, both URLs with a key
+        settings_env.setenv("LOCAL_MODE", "1")
+        settings_env.setenv("RPC_ENDPOINTS", json.dumps({chain.network: [
+            "http://127.0.0.1:9/v2/DEADKEY", f"{proxy.url}/v2/LIVEKEY"]}))
+        settings_env.setenv("SCAN_SECONDS", "0")
+        config.reset()
+        scan = load_scanner()
+        # When an order is paid and scanned twice: seen, then final
+        order = api.create(network=chain.network, amount="25.00").body
+        chain.pay(order["address"], "25.00")
+        capsys.readouterr()
+        scan({"network": chain.network}, Context())
+        chain.mine(1)
+        scan({"network": chain.network}, Context())
+        found = blobs(capsys.readouterr().out)
+    finally:
+        proxy.close()
+    # Then each invocation's figures are per network and, second dimension set, across networks
+    main = [b for b in found if "ScannerLagBlocks" in b.metrics]
+    assert len(main) == 2
+    for b in main:
+        assert b.dimensions == [["network", "service"], ["service"]]
+        assert b.values == {"network": chain.network, "service": "scanner"}
+        assert b.namespace == metrics.namespace
+    assert (total(main, "DepositsDetected"), total(main, "DepositsCredited")) == (1, 1)
+    assert main[1].metrics["ScannerLagBlocks"][-1] == 1  # 2 confirmations: head - final cursor
+    assert main[1].units.items() >= {"ScannerLagBlocks": "Count", "ScannerLagSeconds": "Seconds",
+                                     "DetectionLatency": "Milliseconds", "RpcCalls": "Count",
+                                     "RpcErrors": "Count"}.items()
+    assert 0 < total(main, "RpcErrors") < total(main, "RpcCalls")
+    # And per endpoint, named by host and port, never by URL (the keys stay out of dimensions)
+    per_endpoint = [b for b in found if "endpoint" in b.values]
+    assert {b.values["endpoint"] for b in per_endpoint} == {"127.0.0.1:9", proxy.url.removeprefix("http://")}
+    assert all(b.dimensions == [["network", "endpoint", "service"]] for b in per_endpoint)
+    by_endpoint: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for b in per_endpoint:
+        for name in ("RpcCalls", "RpcErrors"):
+            by_endpoint[b.values["endpoint"]][name] += sum(b.metrics[name])
+    dead, live = by_endpoint["127.0.0.1:9"], by_endpoint[proxy.url.removeprefix("http://")]
+    assert dead["RpcErrors"] == dead["RpcCalls"] >= 1 and live["RpcErrors"] == 0 and live["RpcCalls"] > 5
+    # And the per-endpoint figures add up to the network's
+    assert sum(e["RpcCalls"] for e in by_endpoint.values()) == total(main, "RpcCalls")
+    assert sum(e["RpcErrors"] for e in by_endpoint.values()) == total(main, "RpcErrors")
+
+
+def test_the_schedule_reports_each_cursors_lag_across_networks(emf: None, api: ApiClient, chain: EvmChain) -> None:
+    # Given a network scanned once (its cursor at a block of the chain's time) and one never scanned
+    from tests.integration.chains import drive, evm_scanner
+
+    state = drive(evm_scanner(chain.network, [chain.anvil.url]))
+    item = cursor.read(chain.network)
+    assert item is not None and int(item["finalTime"]) == state.final_time
+    metrics.clear_metrics()  # the scan's own figures
+    # When the schedule's invocation runs an hour after that block
+    now = state.final_time + 3_600_000
+    lags = scan_jobs.report_cursor_lag([chain.network, "never-scanned"], now_ms=now)
+    # Then the lag is reported from the cursor, in the invocation's metric set (no network dimension),
+    # and the network without a cursor is named, with no figure
+    assert lags == {chain.network: 3600, "never-scanned": None}
+    doc = metrics.serialize_metric_set()
+    assert doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
+    assert doc["ScannerLagSeconds"] == [3600.0]
+
+
+@pytest.fixture
+def webhook_metrics(emf: None, webhook_queues: WebhookQueues) -> None:
+    metrics.service = "webhook"
+
+
+def test_webhook_sender_counts_attempts_failures_deliveries_and_dead_events(
+        webhook_metrics: None, api: ApiClient, lambda_sqs: EventSourceMapping,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with receiver() as shop:
+        # Given one event whose first attempt fails and one whose every attempt fails
+        shop.policy = lambda hit: Reply(503 if hit.path == "/dead" or [h.path for h in shop.hits].count("/hook") == 1
+                                        else 200)
+        set_url(api, shop.url("/hook"))
+        _, ok_event = cancelled_order(api)
+        _, dead_event = cancelled_order(api, notifyUrl=shop.url("/dead"))
+        capsys.readouterr()
+        # When the queue is processed until both settle
+        lambda_sqs.run_until(settled(ok_event, dead_event))
+        found = blobs(capsys.readouterr().out)
+    # Then: 2 + 4 attempts, 1 + 4 failures, 1 delivery, 1 dead event
+    assert (total(found, "WebhookAttempts"), total(found, "WebhookFailures"), total(found, "WebhookDeliveries"),
+            total(found, "WebhookDead")) == (6, 5, 1, 1)
+    assert all(b.values == {"service": "webhook"} for b in found)
+
+
+def test_api_counts_created_orders_per_network(emf: None, api: ApiClient,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    metrics.service = "api"
+    capsys.readouterr()
+    # When an order is created, then created again with the same parameters (idempotent)
+    payload: dict[str, Any] = {"network": "tron", "amount": "5.00", "orderId": "metrics-1"}
+    assert api.create(**payload).status == 201
+    assert api.create(**payload).status == 200
+    # Then one OrdersCreated, per network and across networks
+    (blob,) = [b for b in blobs(capsys.readouterr().out) if "OrdersCreated" in b.metrics]
+    assert blob.metrics["OrdersCreated"] == [1.0]
+    assert blob.dimensions == [["network", "service"], ["service"]] and blob.values == {"network": "tron",
+                                                                                          "service": "api"}

@@ -1,0 +1,186 @@
+"""template.yaml's alarms and dashboard: each alarm pages the operator's topic, and every metric,
+dimension and service name they watch is one the code emits (read from the code, so neither
+can drift from the other)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from typing import Any
+
+import pytest
+
+from devstack.template import REPO_ROOT, function_environment, load_template
+
+NAMESPACE = "UsdtGateway"
+GATEWAY = REPO_ROOT / "layers/gateway/usdt_gateway"
+# Alarm -> (namespace, what it must not ignore when the data stops)
+ALARMS = {
+    "ScannerLagAlarm": "breaching",  # a dead scanner reports nothing: that must page
+    "RpcFailureRateAlarm": "notBreaching",
+    "WebhookDLQAlarm": "notBreaching",
+    "ApiServerErrorsAlarm": "notBreaching",
+    "FunctionErrorsAlarm": "notBreaching",
+    "FunctionThrottlesAlarm": "notBreaching",
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def emitted_metric_names() -> set[str]:
+    """Every metric name the gateway's code passes to add_metric (or to the helpers that call it:
+    the webhook sender's _count, observability.count_per_network), string constants of the name
+    expression included (e.g. `"A" if ok else "B"`)."""
+    names: set[str] = set()
+    for path in GATEWAY.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            if called == "add_metric":
+                exprs = [k.value for k in node.keywords if k.arg == "name"] + node.args[:1]
+            elif called in ("_count", "count_per_network"):
+                exprs = node.args[:1]
+            else:
+                continue
+            names |= {c.value for e in exprs for c in ast.walk(e)
+                      if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+    return names
+
+
+def service_names(template: dict[str, Any]) -> dict[str, str]:
+    """POWERTOOLS_SERVICE_NAME of each function -> its logical id."""
+    out = {}
+    for name, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            service = function_environment(template, name).get("POWERTOOLS_SERVICE_NAME")
+            assert isinstance(service, str), f"{name} has no service name of its own"
+            out[service] = name
+    return out
+
+
+def alarm_metrics(props: dict[str, Any]) -> list[dict[str, Any]]:
+    """The metrics an alarm watches: its single metric, or each MetricStat of its math."""
+    if "MetricName" in props:
+        return [{"Namespace": props["Namespace"], "MetricName": props["MetricName"],
+                 "Dimensions": props.get("Dimensions", [])}]
+    return [m["MetricStat"]["Metric"] for m in props["Metrics"] if "MetricStat" in m]
+
+
+def dashboard_body(template: dict[str, Any]) -> dict[str, Any]:
+    """The DashboardBody with its ${...} references checked and substituted, parsed."""
+    sub = template["Resources"]["OperatorDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert isinstance(sub, str)
+    resources, parameters = template["Resources"], template["Parameters"]
+    for ref in re.findall(r"\$\{([^}]+)\}", sub):
+        name, _, attr = ref.partition(".")
+        assert name.startswith("AWS::") or name in resources or name in parameters, ref
+        assert not attr or name in resources, ref
+    return json.loads(re.sub(r"\$\{([^}]+)\}", lambda m: "1" if m.group(1) in parameters else "x", sub))
+
+
+def dashboard_metrics(body: dict[str, Any]) -> list[tuple[str, str, dict[str, str]]]:
+    """(namespace, metric name, dimensions) of every metric a widget plots, and of every
+    MetricName a SEARCH expression looks for (namespace from its schema, its dimension filters)."""
+    found = []
+    for widget in body["widgets"]:
+        for row in widget["properties"].get("metrics", []):
+            if isinstance(row[0], dict):
+                for schema, rest in re.findall(r"SEARCH\('\{([^}]*)\}([^']*)'", row[0]["expression"]):
+                    terms = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+                    metric = terms.pop("MetricName", None)
+                    if metric:
+                        found.append((schema.split(",")[0], metric, terms))
+                continue
+            plain = [x for x in row if isinstance(x, str)]
+            found.append((plain[0], plain[1], dict(zip(plain[2::2], plain[3::2], strict=True))))
+    return found
+
+
+def test_each_alarm_pages_the_operator_topic(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    alarms = {n for n, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert alarms == set(ALARMS)
+    for name, missing in ALARMS.items():
+        props = resources[name]["Properties"]
+        assert props["AlarmActions"] == [{"Ref": "OperatorTopic"}], name
+        assert props["TreatMissingData"] == missing, name
+        assert props["AlarmDescription"], name
+    assert resources["OperatorTopic"]["Type"] == "AWS::SNS::Topic"
+    assert resources["OperatorEmailSubscription"]["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
+
+
+def test_thresholds_an_operator_tunes_are_parameters(template: dict[str, Any]) -> None:
+    resources, parameters = template["Resources"], template["Parameters"]
+    for alarm, parameter in {"ScannerLagAlarm": "ScannerLagAlarmSeconds",
+                             "RpcFailureRateAlarm": "RpcFailureAlarmPercent",
+                             "ApiServerErrorsAlarm": "ApiServerErrorsAlarmCount",
+                             "FunctionErrorsAlarm": "FunctionErrorsAlarmCount"}.items():
+        assert resources[alarm]["Properties"]["Threshold"] == {"Ref": parameter}
+        assert parameters[parameter]["Type"] == "Number" and parameters[parameter]["Default"] > 0
+
+
+def test_the_rpc_failure_rate_is_errors_over_calls(template: dict[str, Any]) -> None:
+    metrics = template["Resources"]["RpcFailureRateAlarm"]["Properties"]["Metrics"]
+    by_id = {m["Id"]: m for m in metrics}
+    assert by_id["errors"]["MetricStat"]["Metric"]["MetricName"] == "RpcErrors"
+    assert by_id["calls"]["MetricStat"]["Metric"]["MetricName"] == "RpcCalls"
+    (shown,) = [m for m in metrics if m["ReturnData"]]
+    assert shown["Expression"] == "IF(calls > 0, 100 * errors / calls, 0)"
+
+
+def test_every_gateway_metric_watched_is_emitted_by_the_code_under_that_service(template: dict[str, Any]) -> None:
+    # Given the metric names the code emits and each function's service name
+    emitted = emitted_metric_names()
+    assert {"OrdersCreated", "DepositsDetected", "DepositsCredited", "DetectionLatency", "ScannerLagBlocks",
+            "ScannerLagSeconds", "RpcCalls", "RpcErrors", "WebhookAttempts", "WebhookFailures",
+            "WebhookDead"} <= emitted
+    services = service_names(template)
+    env = function_environment(template, "ScannerFunction")
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == NAMESPACE
+    assert f'"POWERTOOLS_METRICS_NAMESPACE", "{NAMESPACE}"' in (GATEWAY / "observability.py").read_text()
+    # When every metric of an alarm or dashboard widget in our namespace is listed
+    watched = [(m["Namespace"], m["MetricName"], {d["Name"]: d["Value"] for d in m["Dimensions"]})
+               for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"
+               for m in alarm_metrics(r["Properties"])]
+    watched += dashboard_metrics(dashboard_body(template))
+    ours = [w for w in watched if w[0] == NAMESPACE]
+    assert len(ours) > 15
+    # Then each is emitted, under the service of a function, with only dimensions the code sets
+    for _, name, dims in ours:
+        assert name in emitted, f"{name} is watched but no code emits it"
+        assert dims.get("service") in services, f"{name}: service {dims.get('service')!r} is no function's"
+        assert set(dims) <= {"service", "network", "endpoint"}, name
+
+
+def test_aws_metrics_name_the_resources_of_this_stack(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    api = resources["GatewayApi"]["Properties"]
+    # The REST API's metrics carry its title: SAM sets it to the stack name when it has no Name
+    assert "Name" not in api
+    dims = {d["Name"]: d["Value"] for d in resources["ApiServerErrorsAlarm"]["Properties"]["Dimensions"]}
+    assert dims == {"ApiName": {"Ref": "AWS::StackName"}, "Stage": api["StageName"]}
+    for alarm in ("FunctionErrorsAlarm", "FunctionThrottlesAlarm"):
+        functions = {m["Dimensions"][0]["Value"]["Ref"] for m in alarm_metrics(resources[alarm]["Properties"])}
+        # every function of the template: a new one is watched from its first deployment
+        assert functions == {n for n, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}, alarm
+    dlq = resources["WebhookDLQAlarm"]["Properties"]
+    assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["WebhookDLQ", "QueueName"]}}]
+
+
+def test_the_dashboard_shows_every_alarm_and_the_figures_behind_them(template: dict[str, Any]) -> None:
+    body = dashboard_body(template)
+    (alarm_widget,) = [w for w in body["widgets"] if w["type"] == "alarm"]
+    sub = template["Resources"]["OperatorDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert set(re.findall(r"\$\{(\w+)\.Arn\}", sub)) == set(ALARMS)
+    assert len(alarm_widget["properties"]["alarms"]) == len(ALARMS)
+    plotted = {(ns, name) for ns, name, _ in dashboard_metrics(body)}
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::CloudWatch::Alarm":
+            for m in alarm_metrics(resource["Properties"]):
+                assert (m["Namespace"], m["MetricName"]) in plotted, m["MetricName"]
