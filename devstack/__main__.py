@@ -76,6 +76,8 @@ and a local chain (anvil), no Docker, no AWS account
   webhooks     {webhooks}
                (compressed locally; deployed: 5 s to 10 h, over about 3 days)
   data         in memory: orders are gone when the stack stops; the merchant gets new keys at each start
+  admin CLI    . {_display(stack.aws_env_file)} && .venv/bin/python -m usdt_gateway.admin status
+               (this stack's endpoint and environment: create-key, list-keys, ... work on it too)
 
 Public endpoint, no key:
   curl -s {url}/v1/networks

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,7 +36,13 @@ from devstack.chain import NETWORK as CHAIN_NETWORK
 from devstack.chain import LocalChain, start_local_chain
 from devstack.environment import ACCOUNT_ID, Environment, check_endpoint, point_aws_at, reset_gateway_caches
 from devstack.event_source import EventSourceMapping
-from devstack.functions import LocalFunction, add_layers_to_path, load_functions, resolved_environment
+from devstack.functions import (
+    PER_FUNCTION_LABELS,
+    LocalFunction,
+    add_layers_to_path,
+    load_functions,
+    resolved_environment,
+)
 from devstack.moto_server import AtomicMotoServer
 from devstack.receiver import LOG_FILE, WebhookReceiver
 from devstack.scanner_loop import ScannerLoop
@@ -49,6 +56,11 @@ if TYPE_CHECKING:
 STACK_NAME = "usdt-gateway-local"
 TABLE_NAME = STACK_NAME
 MERCHANT_FILE = "merchant.json"
+# The functions' environment as shell exports (moto's endpoint, the table, the key, the networks):
+# `. .local/aws.env` and the admin CLI works on the running stack (`admin status`, `create-key`).
+AWS_ENV_FILE = "aws.env"
+_AWS_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION",
+                  "AWS_ACCOUNT_ID_ENDPOINT_MODE")
 SCANNER_FUNCTION = "ScannerFunction"
 WEBHOOK_FUNCTION = "WebhookFunction"
 OUTBOX_FUNCTION = "OutboxFunction"
@@ -73,6 +85,7 @@ class Stack:
     merchant: dict[str, str]
     merchant_file: Path
     wallet_file: Path
+    aws_env_file: Path  # `. aws.env`: the admin CLI on this stack
     aws_endpoint: str
     table_name: str
     kms_key_id: str
@@ -211,6 +224,16 @@ def _demo_merchant(state_dir: Path, base_url: str, webhook_url: str) -> dict[str
 _running: set[int] = set()
 
 
+def _write_aws_env(path: Path, names: list[str]) -> None:
+    """`export NAME=value` lines of these variables as this process has them, owner-readable."""
+    lines = [f"export {name}={shlex.quote(os.environ[name])}" for name in names if name in os.environ]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("# The local stack's AWS endpoint (moto) and the functions' environment, for the admin CLI:\n"
+                 "#   . .local/aws.env && .venv/bin/python -m usdt_gateway.admin status\n")
+        fh.write("\n".join(lines) + "\n")
+
+
 def start_stack(*, port: int = 0, state_dir: Path, webhook_url: str | None = None, receiver_port: int = 0) -> Stack:
     """Start the local chain and moto, create the template's table, queues, a KMS key and the RPC
     endpoints parameter, load the functions, serve HTTP on 127.0.0.1:`port` (0: a free port),
@@ -273,8 +296,10 @@ def start_stack(*, port: int = 0, state_dir: Path, webhook_url: str | None = Non
             **{f"{q.logical_id}.Arn": q.arn for q in queues.values()},
             **{f"{q.logical_id}.QueueName": q.name for q in queues.values()},
         }
-        for name, value in resolved_environment(template, function_ids, refs=refs, attrs=attrs).items():
+        function_env = resolved_environment(template, function_ids, refs=refs, attrs=attrs)
+        for name, value in function_env.items():
             env.set(name, value)
+        _write_aws_env(state_dir / AWS_ENV_FILE, [*_AWS_VARIABLES, *sorted(set(function_env) - PER_FUNCTION_LABELS)])
         # The parameter the template names, as an operator creates it before deploying: the
         # scanner reads its endpoints from it at cold start, exactly as deployed.
         rpc_parameter = os.environ["RPC_ENDPOINTS_PARAMETER"]
@@ -309,6 +334,7 @@ def start_stack(*, port: int = 0, state_dir: Path, webhook_url: str | None = Non
         merchant=merchant,
         merchant_file=state_dir / MERCHANT_FILE,
         wallet_file=state_dir / WALLET_FILE,
+        aws_env_file=state_dir / AWS_ENV_FILE,
         aws_endpoint=endpoint,
         table_name=TABLE_NAME,
         kms_key_id=key["KeyId"],
