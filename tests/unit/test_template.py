@@ -155,6 +155,19 @@ def test_webhook_function_may_touch_only_its_queues_table_and_key(template: dict
     }
 
 
+def test_cloudwatch_alarms_can_publish_to_the_operator_topic(template: dict[str, Any]) -> None:
+    # SNS encrypted with the AWS-managed key (alias/aws/sns) refuses CloudWatch alarms: that key's
+    # policy cannot grant cloudwatch.amazonaws.com, so no alarm would ever reach the operator. A
+    # customer-managed key would need a policy statement for CloudWatch.
+    topic = template["Resources"]["OperatorTopic"]["Properties"]
+    key = topic.get("KmsMasterKeyId")
+    assert key is None or key not in ("alias/aws/sns", {"Fn::Sub": "alias/aws/sns"}), key
+    if key is not None:  # a key of this template: its policy must let CloudWatch use it
+        key_id = key["Ref"] if isinstance(key, dict) and "Ref" in key else key["Fn::GetAtt"][0]
+        policy = json.dumps(template["Resources"][key_id]["Properties"]["KeyPolicy"])
+        assert "cloudwatch.amazonaws.com" in policy
+
+
 def test_every_route_has_a_matching_sample_event(template: dict[str, Any]) -> None:
     # Given the sample events in events/
     events = _sample_events()
