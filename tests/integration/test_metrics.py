@@ -1,10 +1,12 @@
 """The metrics the handlers emit, read from the EMF lines they print (metrics enabled, as
-deployed): the scanner's per network, across networks and per RPC endpoint, the schedule's
-cursor lag, the webhook sender's, the API's orders."""
+deployed): the scanner's per network, across networks and per RPC endpoint (a scan whose every
+endpoint is down included), the schedule's cursor lag and networks never scanned, the webhook
+sender's, the API's orders."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ import pytest
 
 from devstack.evm import start_anvil
 from tests.integration.apiclient import ApiClient
-from tests.integration.chains import EvmChain, new_chain
+from tests.integration.chains import EvmChain, drive, new_chain
 from tests.integration.conftest import WebhookQueues
 from tests.integration.sqs_lambda import EventSourceMapping
 from tests.integration.test_logs import Context, load_scanner
@@ -123,23 +125,101 @@ def test_scanner_emits_per_network_across_networks_and_per_endpoint(
     assert sum(e["RpcErrors"] for e in by_endpoint.values()) == total(main, "RpcErrors")
 
 
-def test_the_schedule_reports_each_cursors_lag_across_networks(emf: None, api: ApiClient, chain: EvmChain) -> None:
-    # Given a network scanned once (its cursor at a block of the chain's time) and one never scanned
-    from tests.integration.chains import drive, evm_scanner
+def rpc_figures(found: list[Blob]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """RpcCalls and RpcErrors summed: of the network's metric sets, and per endpoint."""
+    network = {n: total([b for b in found if "endpoint" not in b.values], n) for n in ("RpcCalls", "RpcErrors")}
+    per_endpoint: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for b in found:
+        if "endpoint" in b.values:
+            for n in ("RpcCalls", "RpcErrors"):
+                per_endpoint[b.values["endpoint"]][n] += sum(b.metrics[n])
+    return network, per_endpoint
 
-    state = drive(evm_scanner(chain.network, [chain.anvil.url]))
+
+def test_a_scan_with_every_endpoint_down_counts_its_failed_calls(
+        emf: None, chain: EvmChain, settings_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    refusing = FlakyProxy(chain.anvil.url)
+    refusing.mode = "fail"  # answers 429 to every call, as a provider does to a wrong or exhausted key
+    try:
+        # Given the scanner function whose two endpoints are down: nothing listens on one, the other refuses
+        settings_env.setenv("LOCAL_MODE", "1")
+        settings_env.setenv("RPC_ENDPOINTS", json.dumps({chain.network: [
+            "http://127.0.0.1:9/v2/DEADKEY", f"{refusing.url}/v2/WRONGKEY"]}))
+        settings_env.setenv("SCAN_SECONDS", "0")
+        config.reset()
+        scan = load_scanner()
+        capsys.readouterr()
+        # When it scans twice (one cycle each): every cycle fails, and the invocations do not
+        result = [scan({"network": chain.network}, Context()) for _ in range(2)]
+        found = blobs(capsys.readouterr().out)
+    finally:
+        refusing.close()
+    assert [(r["cycles"], r["errors"]) for r in result] == [(1, 1), (1, 1)]
+    item = cursor.read(chain.network)
+    assert item is None or item.get("finalTime") is None  # no cycle completed: no cursor
+    # Then each invocation still reports its RPC calls, every one failed: per network and across networks
+    rpc = [b for b in found if "RpcCalls" in b.metrics and "endpoint" not in b.values]
+    assert len(rpc) == 2
+    for b in rpc:
+        assert b.dimensions == [["network", "service"], ["service"]]
+        assert b.values == {"network": chain.network, "service": "scanner"}
+        assert b.metrics["RpcErrors"] == b.metrics["RpcCalls"] and sum(b.metrics["RpcCalls"]) >= 2
+        assert b.units.items() >= {"RpcCalls": "Count", "RpcErrors": "Count"}.items()
+        assert "ScannerLagBlocks" not in b.metrics  # no cycle completed: no lag figure of its own
+    network, per_endpoint = rpc_figures(found)
+    assert network["RpcErrors"] == network["RpcCalls"] > 0  # the failure rate alarm's ratio: 100 %
+    # And per endpoint, each at 100 %, adding up to the network's, each call counted once
+    refusing_name = refusing.url.removeprefix("http://")
+    assert set(per_endpoint) == {"127.0.0.1:9", refusing_name}
+    for figures in per_endpoint.values():
+        assert figures["RpcErrors"] == figures["RpcCalls"] >= 1
+    assert per_endpoint[refusing_name]["RpcCalls"] == refusing.served
+    assert sum(e["RpcCalls"] for e in per_endpoint.values()) == network["RpcCalls"]
+
+
+def test_the_schedule_reports_each_cursors_lag_and_each_network_never_scanned(
+        emf: None, api: ApiClient, chain: EvmChain, settings_env: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given, locally, two networks with an endpoint: one scanned once (its cursor at a block of the
+    # chain's time), one whose provider refuses every call since the deploy (its scan never completed
+    # a cycle: no cursor); and the base networks, enabled without an endpoint (not scanned locally)
+    from tests.integration.chains import BASE_NETWORKS
+
+    refusing = FlakyProxy(chain.anvil.url)
+    refusing.mode = "fail"
+    broken = f"{chain.network}-broken"
+    spec = json.loads(os.environ["NETWORKS_CONFIG"])[chain.network]
+    settings_env.setenv("NETWORKS_CONFIG", json.dumps({chain.network: spec, broken: {**spec, "chainId": 31338}}))
+    settings_env.setenv("ENABLED_NETWORKS", f"{BASE_NETWORKS},{chain.network},{broken}")
+    settings_env.setenv("LOCAL_MODE", "1")
+    settings_env.setenv("RPC_ENDPOINTS", json.dumps({chain.network: [chain.anvil.url],
+                                                     broken: [f"{refusing.url}/v2/WRONGKEY"]}))
+    config.reset()
+    try:
+        scanners = scan_jobs.build()
+        assert set(scanners) == {chain.network, broken}
+        state = drive(scanners[chain.network])
+        assert scanners[broken].run(until=0).errors == 1
+    finally:
+        refusing.close()
     item = cursor.read(chain.network)
     assert item is not None and int(item["finalTime"]) == state.final_time
-    metrics.clear_metrics()  # the scan's own figures
+    metrics.clear_metrics()  # the scans' own figures
+    capsys.readouterr()
     # When the schedule's invocation runs an hour after that block
     now = state.final_time + 3_600_000
-    lags = scan_jobs.report_cursor_lag([chain.network, "never-scanned"], now_ms=now)
-    # Then the lag is reported from the cursor, in the invocation's metric set (no network dimension),
-    # and the network without a cursor is named, with no figure
-    assert lags == {chain.network: 3600, "never-scanned": None}
+    lags = scan_jobs.report_cursor_lag(list(scanners), now_ms=now)
+    # Then the lag is reported from the cursor, in the invocation's metric set (no network dimension)
+    assert lags == {chain.network: 3600, broken: None}
     doc = metrics.serialize_metric_set()
     assert doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
     assert doc["ScannerLagSeconds"] == [3600.0]
+    # And the network never scanned is counted, per network and across networks; nothing else is
+    (not_started,) = [b for b in blobs(capsys.readouterr().out) if "ScannerNotStarted" in b.metrics]
+    assert not_started.metrics["ScannerNotStarted"] == [1.0] and not_started.units["ScannerNotStarted"] == "Count"
+    assert not_started.dimensions == [["network", "service"], ["service"]]
+    assert not_started.values == {"network": broken, "service": "scanner"}
+    assert "ScannerNotStarted" not in doc
 
 
 @pytest.fixture

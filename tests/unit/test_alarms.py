@@ -18,6 +18,7 @@ GATEWAY = REPO_ROOT / "layers/gateway/usdt_gateway"
 # Alarm -> (namespace, what it must not ignore when the data stops)
 ALARMS = {
     "ScannerLagAlarm": "breaching",  # a dead scanner reports nothing: that must page
+    "ScannerNotStartedAlarm": "notBreaching",  # counted only while a network has no cursor
     "RpcFailureRateAlarm": "notBreaching",
     "WebhookDLQAlarm": "notBreaching",
     "ApiServerErrorsAlarm": "notBreaching",
@@ -109,6 +110,8 @@ def test_each_alarm_pages_the_operator_topic(template: dict[str, Any]) -> None:
     for name, missing in ALARMS.items():
         props = resources[name]["Properties"]
         assert props["AlarmActions"] == [{"Ref": "OperatorTopic"}], name
+        # back to OK too: an alarm that stays in ALARM would never page for the next occurrence
+        assert props["OKActions"] == [{"Ref": "OperatorTopic"}], name
         assert props["TreatMissingData"] == missing, name
         assert props["AlarmDescription"], name
     assert resources["OperatorTopic"]["Type"] == "AWS::SNS::Topic"
@@ -134,12 +137,58 @@ def test_the_rpc_failure_rate_is_errors_over_calls(template: dict[str, Any]) -> 
     assert shown["Expression"] == "IF(calls > 0, 100 * errors / calls, 0)"
 
 
+def test_a_network_never_scanned_pages_once_its_first_scan_is_clearly_overdue(template: dict[str, Any]) -> None:
+    props = template["Resources"]["ScannerNotStartedAlarm"]["Properties"]
+    assert (props["Namespace"], props["MetricName"]) == (NAMESPACE, "ScannerNotStarted")
+    assert props["Dimensions"] == [{"Name": "service", "Value": "scanner"}]  # across networks
+    assert (props["Statistic"], props["ComparisonOperator"], props["Threshold"]) == (
+        "Maximum", "GreaterThanThreshold", 0)
+    # Every period of the last 15 minutes counted a network without a cursor: a fresh deploy's
+    # first scan writes it within a minute or two (two periods at most), so only a scan that
+    # keeps failing from the start pages
+    assert props["DatapointsToAlarm"] == props["EvaluationPeriods"]
+    assert props["Period"] * props["EvaluationPeriods"] == 900
+
+
+def dlq_writes() -> list[str]:
+    """The SQS calls of the gateway's code that name the webhook dead-letter queue's URL."""
+    calls = []
+    for path in GATEWAY.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and any(
+                    k.arg == "QueueUrl" and "webhook_dlq_url" in ast.unparse(k.value) for k in node.keywords):
+                calls.append(node.func.attr)
+    return calls
+
+
+def test_each_new_dead_event_pages_again_whatever_the_queue_already_holds(template: dict[str, Any]) -> None:
+    # The sender puts dead events on the DLQ with SendMessage, which NumberOfMessagesSent counts
+    # (a message the redrive policy moves there is not counted by it, only by the queue's depth)
+    writes = dlq_writes()
+    assert writes and set(writes) == {"send_message"}
+    props = template["Resources"]["WebhookDLQAlarm"]["Properties"]
+    by_id = {m["Id"]: m for m in props["Metrics"]}
+    dlq = [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["WebhookDLQ", "QueueName"]}}]
+    sent, depth = by_id["sent"]["MetricStat"], by_id["depth"]["MetricStat"]
+    assert (sent["Metric"]["Namespace"], sent["Metric"]["MetricName"], sent["Stat"]) == (
+        "AWS/SQS", "NumberOfMessagesSent", "Sum")
+    assert (depth["Metric"]["Namespace"], depth["Metric"]["MetricName"], depth["Stat"]) == (
+        "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum")
+    assert sent["Metric"]["Dimensions"] == depth["Metric"]["Dimensions"] == dlq
+    # What arrived in the period (sent, or the depth's rise), not what the queue holds: the alarm
+    # returns to OK once nothing new arrives, and the next dead event pages again
+    (shown,) = [m for m in props["Metrics"] if m["ReturnData"]]
+    assert shown["Expression"] == "MAX([FILL(sent, 0), FILL(DIFF(depth), 0)])"
+    assert sent["Period"] == depth["Period"] == 300 and props["EvaluationPeriods"] == 1
+    assert (props["ComparisonOperator"], props["Threshold"]) == ("GreaterThanThreshold", 0)
+
+
 def test_every_gateway_metric_watched_is_emitted_by_the_code_under_that_service(template: dict[str, Any]) -> None:
     # Given the metric names the code emits and each function's service name
     emitted = emitted_metric_names()
     assert {"OrdersCreated", "DepositsDetected", "DepositsCredited", "DetectionLatency", "ScannerLagBlocks",
-            "ScannerLagSeconds", "RpcCalls", "RpcErrors", "WebhookAttempts", "WebhookFailures",
-            "WebhookDead"} <= emitted
+            "ScannerLagSeconds", "ScannerNotStarted", "RpcCalls", "RpcErrors", "WebhookAttempts",
+            "WebhookFailures", "WebhookDead"} <= emitted
     services = service_names(template)
     env = function_environment(template, "ScannerFunction")
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == NAMESPACE
@@ -169,8 +218,8 @@ def test_aws_metrics_name_the_resources_of_this_stack(template: dict[str, Any]) 
         functions = {m["Dimensions"][0]["Value"]["Ref"] for m in alarm_metrics(resources[alarm]["Properties"])}
         # every function of the template: a new one is watched from its first deployment
         assert functions == {n for n, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}, alarm
-    dlq = resources["WebhookDLQAlarm"]["Properties"]
-    assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["WebhookDLQ", "QueueName"]}}]
+    for m in alarm_metrics(resources["WebhookDLQAlarm"]["Properties"]):
+        assert m["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["WebhookDLQ", "QueueName"]}}]
 
 
 def test_the_dashboard_shows_every_alarm_and_the_figures_behind_them(template: dict[str, Any]) -> None:

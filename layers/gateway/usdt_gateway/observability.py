@@ -36,7 +36,8 @@ def add_network_dimension(network: str) -> None:
 
 def count_per_network(name: str, network: str) -> None:
     """One count of `name`, per network and across networks, as a metric document of its own
-    (printed now): for a function whose invocations are not each about one network (the API)."""
+    (printed now): for an invocation that is not about one network (the API's, the scanner's
+    schedule run)."""
     one = EphemeralMetrics(namespace=metrics.namespace, service=metrics.service)
     one.add_dimension(name="network", value=network)
     if metrics.service:

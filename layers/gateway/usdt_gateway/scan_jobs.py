@@ -19,7 +19,7 @@ from usdt_gateway.chain.readers import reader_for
 from usdt_gateway.chain.rpc_config import EndpointSpec, load_endpoints
 from usdt_gateway.config import ConfigError, networks, settings
 from usdt_gateway.networks import Network
-from usdt_gateway.observability import logger, metrics
+from usdt_gateway.observability import count_per_network, logger, metrics
 from usdt_gateway.scanner import Scanner
 
 # Stop this long before the Lambda timeout: release the lease and flush metrics in time.
@@ -101,7 +101,11 @@ def report_cursor_lag(names: list[str], *, now_ms: int | None = None) -> dict[st
     """From each network's committed cursor: how old its final block is (ScannerLagSeconds, no
     network dimension: the same series the scanners' own figures feed across networks). A
     network whose scanner has stalled or keeps failing still shows here, growing every minute.
-    Returns the lag per network, None for a network not scanned yet."""
+    A network scanned here that has no cursor yet (its first scan has not completed a cycle: a
+    wrong RPC key, a provider down since the deploy) has no lag to report; it is counted instead,
+    ScannerNotStarted 1 per network and across networks, every minute until its first scan does.
+    `names` are the networks this function scans (every enabled one; in local mode those with
+    an endpoint). Returns the lag per network, None for a network not scanned yet."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
     lags: dict[str, int | None] = {}
     for name in names:
@@ -113,6 +117,7 @@ def report_cursor_lag(names: list[str], *, now_ms: int | None = None) -> dict[st
         if item is None or item.get("finalTime") is None:
             lags[name] = None
             logger.warning("network not scanned yet: no cursor", extra={"network": name})
+            count_per_network("ScannerNotStarted", name)
             continue
         lag = lags[name] = max(0, (now - int(item["finalTime"])) // 1000)
         metrics.add_metric(name="ScannerLagSeconds", unit=MetricUnit.Seconds, value=lag)

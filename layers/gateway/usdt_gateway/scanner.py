@@ -107,7 +107,15 @@ class Scanner:
         return self.report
 
     def cycle(self, state: cursor.Cursor) -> tuple[cursor.Cursor, bool]:
-        """One scan cycle; returns the new cursor and whether it has caught up with the chain."""
+        """One scan cycle; returns the new cursor and whether it has caught up with the chain.
+        Its RPC calls and errors are counted whether it completes or fails: when every endpoint
+        is down, that count (100 % errors) is what shows it."""
+        try:
+            return self._cycle(state)
+        finally:
+            self._rpc_metrics()
+
+    def _cycle(self, state: cursor.Cursor) -> tuple[cursor.Cursor, bool]:
         self._check_endpoints()
         heads = self.reader.heads()
         now = self._now()
@@ -219,13 +227,17 @@ class Scanner:
             self.reader.check_endpoints()
 
     def _metrics(self, head: int, state: cursor.Cursor) -> None:
-        """Lag (head - final cursor, in blocks; now - the final block's time) and the RPC calls and
-        errors since the last cycle, per network and, as their own metric set, per endpoint."""
+        """Lag, at the end of a cycle that completed: head - final cursor, in blocks, and now - the
+        final block's time."""
         assert state.final_block is not None
         self.report.final_block = state.final_block
         metrics.add_metric(name="ScannerLagBlocks", unit=MetricUnit.Count, value=head - state.final_block)
         metrics.add_metric(name="ScannerLagSeconds", unit=MetricUnit.Seconds,
                            value=max(0, (self._now() - state.final_time) // 1000))
+
+    def _rpc_metrics(self) -> None:
+        """The RPC calls and errors since the last count (after every cycle, completed or failed),
+        per network and, as their own metric set, per endpoint."""
         eps = self.reader.endpoints
         calls, errors = eps.calls - self._calls_seen, eps.errors - self._errors_seen
         self._calls_seen, self._errors_seen = Counter(eps.calls), Counter(eps.errors)
