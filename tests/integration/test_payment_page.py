@@ -4,6 +4,8 @@ security headers, the languages, escaping, the 404 page, and what the public end
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import hashlib
 import importlib.util
 import json
@@ -13,6 +15,7 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
+from urllib.parse import urljoin
 
 import boto3
 import pytest
@@ -38,8 +41,11 @@ def page_handler(gateway_env: dict[str, str]) -> Callable[..., Any]:
 def get(page_handler: Callable[..., Any], api: ApiClient) -> Callable[..., Page]:
     """GET a path of the page function with these headers and query: (status, headers, body)."""
 
+    # Each test from an address of its own: the page counts against the source IP's rate limit.
+    payer = dataclasses.replace(api, source_ip=f"198.18.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}")
+
     def call(path: str, headers: dict[str, str] | None = None, query: list[tuple[str, str]] | None = None) -> Page:
-        event = api.event("GET", path, body=None, headers=headers or {}, query=query)
+        event = payer.event("GET", path, body=None, headers=headers or {}, query=query)
         raw = page_handler(event, Context())
         flat = {k.lower(): v for k, v in (raw.get("headers") or {}).items()}
         for k, values in (raw.get("multiValueHeaders") or {}).items():
@@ -97,6 +103,12 @@ def test_page_headers_forbid_inline_code_framing_sniffing_referrers_and_caching(
     assert headers["referrer-policy"] == "no-referrer"
     assert headers["x-frame-options"] == "DENY"
     assert headers["cache-control"] == "no-store"
+    # And HTTPS only from the first visit on (API Gateway serves nothing else), and no powerful
+    # feature (the copy buttons' clipboard-write keeps its default, this origin)
+    assert headers["strict-transport-security"] == "max-age=31536000"
+    policy = dict(p.strip().split("=", 1) for p in headers["permissions-policy"].split(","))
+    assert {policy[f] for f in ("camera", "microphone", "geolocation", "payment")} == {"()"}
+    assert "clipboard-write" not in policy
     # And the HTML has no inline script, style or event handler for the CSP to refuse
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html)
     assert "<style" not in html and " style=" not in html
@@ -214,26 +226,116 @@ def test_cancelled_order_says_so_and_hides_what_to_pay(api: ApiClient, get: Call
     assert '<a class="button" data-return href="https://shop.example.com/back">Return to merchant</a>' in html
 
 
-def test_page_is_rendered_from_two_get_items(api: ApiClient, get: Callable[..., Page]) -> None:
+def _allowed_keys(action: str) -> list[str]:
+    """The dynamodb:LeadingKeys patterns of the page function's statements granting `action`."""
+    from devstack.template import load_template
+
+    statements = load_template()["Resources"]["PaymentPageFunction"]["Properties"]["Policies"][0]["Statement"]
+    return [pattern for s in statements if s["Action"] == action
+            for pattern in s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]]
+
+
+def test_page_costs_its_rate_meter_and_two_reads_within_its_iam_condition(
+        api: ApiClient, get: Callable[..., Page], merchant: Merchant) -> None:
+    from tests.integration.conftest import TABLE
     from usdt_gateway import aws
 
-    # Given an order, and every DynamoDB call of the process recorded
-    order = api.create(network="tron").body
-    calls: list[str] = []
+    # Given an order seen on chain (its page also reads the scan cursor), and every DynamoDB call
+    # of the process recorded with the partition key it touches
+    order = api.create(network="bsc", amount="5.00").body
+    dynamodb = boto3.client("dynamodb")
+    deposit = {"M": {"txid": {"S": "0x" + "cd" * 32}, "logIndex": {"N": "1"}, "units": {"N": str(5 * 10**18)},
+                     "sender": {"S": "0x" + "11" * 20}, "blockNumber": {"N": "998"}, "blockTime": {"N": "1"},
+                     "final": {"BOOL": False}}}
+    dynamodb.update_item(TableName=TABLE, Key={"pk": {"S": f"ORDER#{merchant.merchant_id}#{order['orderId']}"},
+                                               "sk": {"S": "ORDER"}},
+                         UpdateExpression="SET deposits = :d, seenUnits = :s, #st = :c",
+                         ExpressionAttributeNames={"#st": "status"},
+                         ExpressionAttributeValues={":d": {"M": {"k": deposit}}, ":s": {"N": str(5 * 10**18)},
+                                                    ":c": {"S": "confirming"}})
+    calls: list[tuple[str, str]] = []
 
-    def record(model: Any, **kwargs: Any) -> None:
-        calls.append(model.name)
+    def record(model: Any, params: dict[str, Any], **kwargs: Any) -> None:
+        calls.append((model.name, params["Key"]["pk"]["S"]))
 
     client = aws.client("dynamodb")
-    client.meta.events.register("before-call.dynamodb", record)
+    client.meta.events.register("before-parameter-build.dynamodb", record)
     try:
         # When its page is rendered
-        status, _, _ = get(f"/pay/{order['publicId']}")
+        status, _, html = get(f"/pay/{order['publicId']}")
     finally:
-        client.meta.events.unregister("before-call.dynamodb", record)
-    # Then it took the public pointer and the order: two reads, nothing else (GetItem is its only grant)
-    assert status == 200
-    assert calls == ["GetItem", "GetItem"]
+        client.meta.events.unregister("before-parameter-build.dynamodb", record)
+    # Then it counted the request on the source IP's meter, then read the public pointer, the
+    # order and the cursor, nothing else
+    # (a meter's first request of a minute takes two conditional updates: same window, new window)
+    assert status == 200 and 'data-state="confirming"' in html
+    updates = [pk for name, pk in calls if name == "UpdateItem"]
+    reads = [pk.split("#")[0] for name, pk in calls if name == "GetItem"]
+    assert 1 <= len(updates) <= 2 and len(set(updates)) == 1 and updates[0].startswith("RATE#")
+    assert reads == ["PUBLIC", "ORDER", "CURSOR"]
+    assert {name for name, _ in calls} == {"UpdateItem", "GetItem"}
+    # And every key it touched is one the template's dynamodb:LeadingKeys condition allows for
+    # that action: the condition does not break the page
+    for name, pk in calls:
+        assert any(fnmatch.fnmatchcase(pk, p) for p in _allowed_keys(f"dynamodb:{name}")), (name, pk)
+
+
+def test_page_is_limited_per_source_ip_with_a_localized_429_page(
+        api: ApiClient, handler: object, page_handler: Callable[..., Any], settings_env: pytest.MonkeyPatch) -> None:
+    from usdt_gateway import config
+
+    # Given the public endpoints limited to 3 requests a minute per source IP
+    settings_env.setenv("PUBLIC_RATE_LIMIT_PER_MINUTE", "3")
+    config.reset()
+    if time.time() % 60 > 50:  # a fixed one-minute window: start well inside one
+        time.sleep(61 - time.time() % 60)
+    order = api.create(network="tron").body
+    ip = f"198.19.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}"
+
+    def page(source_ip: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+        client = dataclasses.replace(api, source_ip=source_ip)
+        raw = page_handler(client.event("GET", f"/pay/{order['publicId']}", body=None, headers=headers or {}),
+                           Context())
+        flat = {k.lower(): v for k, v in (raw.get("headers") or {}).items()}
+        for k, values in (raw.get("multiValueHeaders") or {}).items():
+            flat.setdefault(k.lower(), ", ".join(values))
+        return raw["statusCode"], flat, raw["body"]
+
+    # When one address loads /v1/networks once and the page three times
+    networks = ApiClient(handler, source_ip=ip).request("GET", "/v1/networks", sign="none")
+    replies = [page(ip, {"Accept-Language": "zh-CN"}) for _ in range(3)]
+    # Then the page shares the limit of the public endpoints: the 4th request of the minute is a
+    # 429, an HTML page in the payer's language with the page's headers and a Retry-After
+    assert networks.status == 200 and [r[0] for r in replies] == [200, 200, 429]
+    _, headers, html = replies[2]
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert '<h2 class="headline">请求过多</h2>' in html
+    assert 1 <= int(headers["retry-after"]) <= 60
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    # And another address still gets the page
+    assert page(f"198.19.251.{secrets.randbelow(250) + 1}")[0] == 200
+
+
+@pytest.mark.parametrize(("path", "query", "location"), [
+    ("/pay/{id}/", None, "../{id}"),
+    ("/pay/{id}/", [("lang", "zh")], "../{id}?lang=zh"),
+])
+def test_a_trailing_slash_redirects_to_the_page(api: ApiClient, get: Callable[..., Page], path: str,
+                                                query: list[tuple[str, str]] | None, location: str) -> None:
+    # Given an order
+    public_id = api.create(network="eth").body["publicId"]
+    # When its page is requested with a trailing slash (API Gateway routes it to the same resource)
+    status, headers, body = get(path.format(id=public_id), query=query)
+    # Then it is a permanent redirect to the URL without it (where the relative assets/... and
+    # ../v1/... resolve), relative, so it works under the stage path and on a custom domain alike
+    assert (status, headers["location"]) == (308, location.format(id=public_id))
+    for base in ("https://abc.execute-api.us-east-1.amazonaws.com/live", "https://pay.example.com"):
+        requested = base + path.format(id=public_id)
+        target = urljoin(requested, headers["location"])
+        assert target.split("?")[0] == f"{base}/pay/{public_id}"
+    assert headers["cache-control"] == "no-store" and body == ""
+    # And the page itself is not redirected
+    assert get(f"/pay/{public_id}")[0] == 200
 
 
 def test_public_order_adds_what_the_page_needs_and_nothing_secret(handler: object, api: ApiClient,

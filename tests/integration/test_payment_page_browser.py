@@ -271,6 +271,78 @@ def test_unknown_payment_is_a_friendly_localized_404_page(stack: Stack, visit: V
     seen.assert_clean()
 
 
+@pytest.mark.parametrize("slashes", ["/", "//"])
+def test_a_trailing_slash_leads_to_the_working_page(stack: Stack, visit: Visitor, slashes: str) -> None:
+    # Given a payment link someone wrote with a trailing slash
+    order = new_order(stack, "9.00")
+    # When the payer opens it
+    seen = visit(order["paymentUrl"] + slashes + "?lang=zh")
+    # Then the browser lands on the page without the slash, the language kept
+    assert seen.page.url == order["paymentUrl"] + "?lang=zh"
+    # And the stylesheet and the script load (their relative URLs resolve): the copy buttons
+    # show and the page polls its status
+    seen.page.wait_for_selector('button[data-copy="address-value"]', state="visible")
+    assert seen.page.evaluate("[...document.styleSheets].map((sheet) => sheet.cssRules.length)")[0] > 10
+    with seen.page.expect_response(lambda r: "/v1/public/orders/" in r.url and r.status == 200, timeout=10_000):
+        pass
+    # (the redirect is not an error of the page; Chromium logs nothing for it)
+    seen.assert_clean()
+
+
+def test_throttled_status_updates_say_they_are_delayed_and_wait_as_told(stack: Stack, visit: Visitor) -> None:
+    # Given an open page whose status reads the gateway answers with 429, Retry-After 3 s
+    order = new_order(stack, "11.00")
+    seen = visit(order["paymentUrl"])
+    polls: list[float] = []
+
+    def throttled(route: Any) -> None:
+        polls.append(seen.page.evaluate("performance.now()"))
+        route.fulfill(status=429, headers={"Retry-After": "3", "Content-Type": "application/json"},
+                      body='{"code": "RATE_LIMITED", "message": "rate limit exceeded"}')
+
+    seen.page.route("**/v1/public/orders/**", throttled)
+    # Then the page says its status updates are delayed
+    seen.page.wait_for_selector("[data-delayed]", state="visible", timeout=10_000)
+    assert seen.visible_text("[data-delayed]") == "Status updates are delayed; this page keeps checking."
+    assert seen.page.locator("[data-offline]").is_hidden()
+    # And asks again no sooner than Retry-After says (not every 4 s)
+    while len(polls) < 2:
+        seen.page.wait_for_timeout(500)
+    assert polls[1] - polls[0] >= 3000
+    # When the gateway answers again
+    seen.page.unroute("**/v1/public/orders/**")
+    # Then the notice goes away with the next answer, and the page still shows the order
+    seen.page.wait_for_selector("[data-delayed]", state="hidden", timeout=10_000)
+    seen.wait_for_state("pending")
+    # (Chromium logs each 429 answer of fetch as a console error; nothing else may appear)
+    seen.console = [m for m in seen.console if "429" not in m]
+    seen.assert_clean()
+
+
+def test_a_late_overpaid_payment_shows_the_excess_when_the_page_turns_paid(stack: Stack, visit: Visitor) -> None:
+    import json
+
+    # Given an open page, and the gateway's next answer saying the order was paid late with
+    # 1.50 more than asked (the real answer, with the fields a late overpayment has)
+    order = new_order(stack, "20.00")
+    seen = visit(order["paymentUrl"])
+    seen.wait_for_state("pending")
+    assert seen.page.locator("[data-excess]").is_hidden()
+
+    def paid_late(route: Any) -> None:
+        body = json.loads(route.fetch().text())
+        body.update(status="confirmed", exception="paid_late", paidAmount="21.50", missingAmount="0.00",
+                    excessAmount="1.50", confirmedAt=body["serverTime"])
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    seen.page.route("**/v1/public/orders/**", paid_late)
+    # Then the page turns to paid late and says how much more was sent
+    seen.wait_for_state("paid_late")
+    assert seen.visible_text("[data-excess]") == (
+        "You sent 1.50 USDT more than asked. Contact the merchant about the difference.")
+    seen.assert_clean()
+
+
 # --- the status, live ---------------------------------------------------------------------
 
 

@@ -72,3 +72,39 @@ def test_public_endpoints_limited_per_ip(handler: object, settings_env: pytest.M
     # Then the 4th is limited, and another address is not
     assert statuses == [200, 200, 200, 429]
     assert other.request("GET", "/v1/networks", sign="none").status == 200
+
+
+def test_order_status_counts_per_page_so_payers_sharing_an_ip_are_served(
+        handler: object, api: ApiClient, settings_env: pytest.MonkeyPatch) -> None:
+    from usdt_gateway import config
+
+    # Given low limits: 3 status reads a minute per (IP, order), 10 per IP over all orders, 3 per
+    # IP on the other public endpoints, and a block after 2 requests over a limit
+    for name, value in {"PUBLIC_ORDER_RATE_LIMIT_PER_MINUTE": "3", "PUBLIC_ORDER_IP_RATE_LIMIT_PER_MINUTE": "10",
+                        "PUBLIC_RATE_LIMIT_PER_MINUTE": "3", "RATE_LIMIT_BLOCK_AFTER": "2"}.items():
+        settings_env.setenv(name, value)
+    config.reset()
+    orders = [api.create(network="tron").body["publicId"] for _ in range(5)]
+    nat = ApiClient(handler, source_ip=f"198.51.100.{int(time.time()) % 50 + 201}")
+
+    def status(public_id: str, client: ApiClient = nat) -> int:
+        return client.request("GET", f"/v1/public/orders/{public_id}", sign="none").status
+
+    # When three payers behind one shared address (one NAT) poll their own orders 3 times each
+    first = [status(p) for _ in range(3) for p in orders[:3]]
+    # Then every read is answered: each page has its own allowance
+    assert first == [200] * 9
+    # When one page polls once more than its allowance
+    extra = nat.request("GET", f"/v1/public/orders/{orders[0]}", sign="none")
+    # Then that page alone waits, told how long (and it did not use up the address's cap)
+    assert extra.status == 429 and extra.body["code"] == "RATE_LIMITED"
+    assert 1 <= int(extra.headers["retry-after"]) <= 60
+    assert status(orders[3]) == 200  # the address's 10th read
+    # And past the address's cap every further read is a 429, however many arrive: never a 418 block
+    assert [status(p) for p in (orders[4], orders[1], orders[4], orders[0], orders[4], orders[4])] == [429] * 6
+    # And ids made up to dodge the per-page count still count against the address
+    assert status("made-up-id-1") == 429
+    # And another address is not affected, nor the address's allowance on the other public endpoints
+    other = ApiClient(handler, source_ip="192.0.2.98")
+    assert status(orders[0], other) == 200
+    assert nat.request("GET", "/v1/networks", sign="none").status == 200

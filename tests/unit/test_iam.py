@@ -4,6 +4,7 @@ nothing else. A new call without its grant fails here, and so does a grant no co
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from devstack.template import REPO_ROOT, function_environment, load_template
 from tests.aws_calls import Call, handler_calls
+from usdt_gateway import ratelimit, store
 
 # What Lambda's SQS event source mapping calls with the function's own role ("Execution role
 # permissions", https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html).
@@ -24,7 +26,7 @@ EXPECTED_ACTIONS = {
                     "dynamodb:Query", "kms:Decrypt", "sqs:SendMessage"},
     "ScannerFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
                         "dynamodb:Query", "ssm:GetParameter", "lambda:InvokeFunction", "sqs:SendMessage"},
-    "PaymentPageFunction": {"dynamodb:GetItem"},
+    "PaymentPageFunction": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
     "OutboxFunction": {"dynamodb:Query", "dynamodb:DeleteItem", "sqs:SendMessage"},
     "WebhookFunction": {"dynamodb:GetItem", "dynamodb:UpdateItem", "kms:Decrypt", "sqs:SendMessage",
                         "sqs:ChangeMessageVisibility", *EVENT_SOURCE_MAPPING_ACTIONS},
@@ -158,6 +160,47 @@ def test_deleting_items_is_limited_to_outbox_markers(template: Template) -> None
             # one kind of item the code deletes (outbox.publish)
             assert _as_list(statement["Action"]) == ["dynamodb:DeleteItem"], function
             assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["OUTBOX#*"]}}
+
+
+# The partition keys each action of the page function may touch (dynamodb:LeadingKeys), and
+# what makes them: the page reads the public pointer, the order and the scan cursor, and counts
+# its request on the source IP's rate meter. Keys of API keys and merchants (encrypted secrets)
+# must match none of them.
+PAGE_KEYS = {
+    "dynamodb:GetItem": [store.public_key("pub")[0], store.order_key("m_1", "o-1")[0], store.cursor_key("bsc")[0]],
+    "dynamodb:UpdateItem": [ratelimit.ip_key("203.0.113.7")[0], ratelimit.ip_key("2001:db8::1")[0]],
+}
+SECRET_KEYS = [store.api_key_key("ak_live_x")[0], store.merchant_key("m_1")[0], store.outbox_key("e")[0],
+               store.deposit_key("bsc", "0xab", 1)[0], store.events_index_pk("m_1")]
+
+
+def _leading_keys(statement: dict[str, Any]) -> list[str]:
+    condition = statement.get("Condition") or {}
+    assert list(condition) == ["ForAllValues:StringLike"], statement.get("Sid")
+    (key, patterns), = condition["ForAllValues:StringLike"].items()
+    assert key == "dynamodb:LeadingKeys", statement.get("Sid")
+    return list(patterns)
+
+
+def test_the_page_function_reaches_only_the_items_a_page_is_made_of(template: Template) -> None:
+    # Given the page function's statements
+    statements = _statements(_functions(template)["PaymentPageFunction"]["Properties"])
+    allowed: dict[str, list[str]] = {}
+    for statement in statements:
+        # Then each is conditioned on the partition keys it may touch (ForAllValues: every key
+        # of the request must match)
+        for action in _as_list(statement["Action"]):
+            allowed.setdefault(action, []).extend(_leading_keys(statement))
+    assert set(allowed) == set(PAGE_KEYS)
+    for action, keys in PAGE_KEYS.items():
+        # And the keys its code makes match them (a new key without its pattern fails here)
+        for key in keys:
+            assert any(fnmatch.fnmatchcase(key, p) for p in allowed[action]), (action, key)
+        # And no key of an API key, a merchant or anything else the page has no business with does
+        for key in SECRET_KEYS:
+            assert not any(fnmatch.fnmatchcase(key, p) for p in allowed[action]), (action, key)
+    # And the page writes nothing but rate meters
+    assert allowed["dynamodb:UpdateItem"] == [ratelimit.PREFIX + "*"]
 
 
 def test_the_table_and_the_key_outlive_the_stack(template: Template) -> None:

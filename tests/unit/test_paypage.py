@@ -163,7 +163,7 @@ def test_return_link_only_for_http_urls() -> None:
         assert "data-return" not in page and "javascript:" not in page
 
 
-def test_template_declares_the_page_function_read_only_on_the_gateway_layer() -> None:
+def test_template_declares_the_page_function_on_the_gateway_layer() -> None:
     # Given the template
     template = load_template()
     props = template["Resources"]["PaymentPageFunction"]["Properties"]
@@ -176,7 +176,36 @@ def test_template_declares_the_page_function_read_only_on_the_gateway_layer() ->
     assert [layer["Ref"] for layer in props["Layers"]] == ["GatewayLayer"]
     assert props["LoggingConfig"] == {"LogGroup": {"Ref": "PaymentPageFunctionLogGroup"}}
     assert function_environment(template, "PaymentPageFunction")["POWERTOOLS_SERVICE_NAME"] == "paypage"
-    # And it may only read items of the table: GetItem, nothing else (no KMS, no queue, no writes)
+    # And it may only read items of the table and count its rate meter (no KMS, no queue, no
+    # other writes; tests/unit/test_iam.py checks the keys each may touch)
     (policy,) = props["Policies"]
     assert [(s["Effect"], s["Action"], s["Resource"]) for s in policy["Statement"]] == [
-        ("Allow", "dynamodb:GetItem", {"Fn::GetAtt": ["Table", "Arn"]})]
+        ("Allow", "dynamodb:GetItem", {"Fn::GetAtt": ["Table", "Arn"]}),
+        ("Allow", "dynamodb:UpdateItem", {"Fn::GetAtt": ["Table", "Arn"]})]
+    # And it gets the limits of the public endpoints, as the API function does
+    page, api = (function_environment(template, f) for f in ("PaymentPageFunction", "ApiFunction"))
+    for name in ("PUBLIC_RATE_LIMIT_PER_MINUTE", "RATE_LIMIT_BLOCK_SECONDS"):
+        assert page[name] == api[name], name
+
+
+@pytest.mark.parametrize(("lang", "note"), [
+    ("en", 'You sent <span data-field="excess">2.50</span> USDT more than asked. Contact the merchant'),
+    ("zh", '您多付了 <span data-field="excess">2.50</span> USDT，请联系商家处理差额。'),  # noqa: RUF001
+])
+def test_a_late_and_overpaid_payment_mentions_the_excess(lang: str, note: str) -> None:
+    # Given an order paid after the deadline with 2.50 more than asked (recorded as paid_late)
+    late = view(OrderStatus.CONFIRMED, **{**PAID, "paidAmount": "32.50", "exception": OrderException.PAID_LATE,
+                                           "excessAmount": "2.50"})
+    # When its page is rendered
+    page = render_page(late, QR, lang)
+    # Then it says it arrived late and how much too much was sent, shown (not hidden)
+    assert page_state(late, late.server_time) == "paid_late"
+    assert f'<p class="excess" data-excess data-show="confirmed paid_late">{note}' in page
+    # And without an excess the note is there for the script, hidden
+    on_time = render_page(view(OrderStatus.CONFIRMED, **PAID), QR, lang)
+    assert '<p class="excess" data-excess data-show="confirmed paid_late" hidden>' in on_time
+    # And an overpaid order says it once, in its own message
+    over = render_page(view(OrderStatus.CONFIRMED, **{**PAID, "exception": OrderException.OVERPAID,
+                                                       "excessAmount": "2.50"}), QR, lang)
+    assert over.count('<span data-field="excess">2.50</span>') == 2  # the panel's, and the hidden note's
+    assert '<p class="excess" data-excess data-show="confirmed paid_late" hidden>' in over

@@ -109,7 +109,9 @@ def route(spec: RouteSpec) -> Callable[[Callable[[Call], Result]], Callable[[Cal
         def endpoint(**params: str) -> Response[str]:
             request = current_request()
             principal = None
-            if spec.scope is None:
+            if spec.scope is None and "publicId" in params:  # one order's status, polled by its page
+                ratelimit.check_order_status(request.source_ip, params["publicId"])
+            elif spec.scope is None:
                 ratelimit.check_ip(request.source_ip)
             else:
                 principal = auth.authenticate(request, spec.scope)

@@ -147,7 +147,7 @@ def list_networks(call: Call) -> Result:
 
 
 @route(RouteSpec("GET", "/v1/public/orders/{publicId}", "getPublicOrder", "What a payer's page needs (public)",
-                 None, PublicOrderView, errors=(404, 418, 429)))
+                 None, PublicOrderView, errors=(404, 429)))  # counted per page, never blocked (ratelimit.py)
 def get_public_order(call: Call) -> Result:
     return orders.get_public_order(call.params["publicId"])
 

@@ -36,6 +36,12 @@ def page_state(view: PublicOrderView, now_ms: int) -> str:
     return view.status.value
 
 
+def has_excess(view: PublicOrderView) -> bool:
+    """More than asked arrived (excessAmount > 0), in any paid state: the overpaid message says so
+    itself; a paid_late (or confirmed) order shows it as a note. page.js has the same rule."""
+    return view.status == OrderStatus.CONFIRMED and any(c in "123456789" for c in view.excess_amount)
+
+
 def countdown(remaining_ms: int) -> str:
     """h:mm:ss, or mm:ss under an hour (page.js formats it the same way)."""
     seconds = max(0, remaining_ms) // 1000
@@ -176,6 +182,8 @@ def render_page(view: PublicOrderView, qr_data_uri: str, lang: str) -> str:
     return_url = _safe_return_url(view.return_url)
     deposits = "".join(_deposit_row(lang, d) for d in view.deposits)
     network = f"<span>{escape(view.network_name)}</span>"
+    # More than asked, on an order paid without the overpaid message (e.g. late): said as a note.
+    excess_note = _text(lang, "overpaid_text", excess=_field("excess", view.excess_amount))
     return_link = ""
     if return_url:
         return_link = f"""<div class="return" {_show(CLOSED, state)}>
@@ -190,7 +198,9 @@ def render_page(view: PublicOrderView, qr_data_uri: str, lang: str) -> str:
 <header class="top"><h1>{escape(s["heading"])}</h1>{_language_switch(lang)}</header>
 <section class="status" aria-live="polite">
 {_status(lang, view, state)}
+<p class="excess" data-excess {_show(("confirmed", "paid_late"), state, present=has_excess(view))}>{excess_note}</p>
 <p class="offline" data-offline hidden>{escape(s["offline"])}</p>
+<p class="offline" data-delayed hidden>{escape(s["delayed"])}</p>
 <noscript><p class="hint">{escape(s["noscript"])}</p></noscript>
 </section>
 <section class="pay" {_show(("pending", "underpaid"), state)}>

@@ -12,6 +12,7 @@
   const POLL_MS = 4000;
   const SLOW_POLL_MS = 15000; // after expiry: a late payment may still be found
   const MAX_BACKOFF_MS = 30000;
+  const JITTER_MS = 2000;
   const REDIRECT_S = 5;
   const PAID = ["confirmed", "overpaid", "paid_late"];
   const FINISHED = [...PAID, "cancelled"]; // nothing can change any more
@@ -21,7 +22,13 @@
   let expiresAt = Number(main.dataset.expiresAt);
   let offset = Number(main.dataset.serverTime) - Date.now(); // server clock minus ours
   // The last answer of the status endpoint; until the first, what the page was rendered from.
-  let view = { status: main.dataset.status, exception: main.dataset.exception || null, expiresAt };
+  const excessField = main.querySelector('[data-excess] [data-field="excess"]');
+  let view = {
+    status: main.dataset.status,
+    exception: main.dataset.exception || null,
+    excessAmount: excessField ? excessField.textContent : "",
+    expiresAt,
+  };
   let state = main.dataset.state;
   let timer = null;
   let failures = 0;
@@ -84,13 +91,26 @@
     el.textContent = (formats[el.dataset.style] || formats.datetime).format(date);
   }
 
+  // More than asked arrived: a digit other than 0 in the amount string (render.has_excess).
+  function hasExcess(v) {
+    return v.status === "confirmed" && /[1-9]/.test(v.excessAmount || "");
+  }
+
   function showStates() {
     main.dataset.state = state;
     for (const el of main.querySelectorAll("[data-show]")) {
       const shown = el.dataset.show.split(" ").includes(state);
-      const empty = el.hasAttribute("data-deposits") && !main.querySelector("[data-deposit-list] li");
+      const empty = (el.hasAttribute("data-deposits") && !main.querySelector("[data-deposit-list] li")) ||
+        (el.hasAttribute("data-excess") && !hasExcess(view));
       el.hidden = !shown || empty;
     }
+  }
+
+  // Which notice the status line shows while updates do not come through: "delayed" while the
+  // gateway asks the page to slow down (429/418), "offline" while it cannot be reached.
+  function notice(which) {
+    main.querySelector("[data-offline]").hidden = which !== "offline";
+    main.querySelector("[data-delayed]").hidden = which !== "delayed";
   }
 
   function tick() {
@@ -193,18 +213,22 @@
       const response = await fetch(statusUrl, { headers: { Accept: "application/json" }, cache: "no-store" });
       if (response.ok) {
         failures = 0;
-        main.querySelector("[data-offline]").hidden = true;
+        notice(null);
         apply(await response.json());
         wait = ["expired", "failed"].includes(state) ? SLOW_POLL_MS : POLL_MS;
       } else if (response.status === 429 || response.status === 418) {
+        // Wait as long as the gateway says, plus a little at random, so the pages behind one
+        // shared address do not all come back in the same second.
         const retryAfter = Number(response.headers.get("Retry-After"));
-        wait = Math.max(wait, (Number.isFinite(retryAfter) ? retryAfter : 10) * 1000);
+        const seconds = Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : 10;
+        wait = Math.max(wait, seconds * 1000) + Math.floor(Math.random() * JITTER_MS);
+        notice("delayed");
       } else {
         throw new Error(`status ${response.status}`);
       }
     } catch (error) {
       failures += 1;
-      main.querySelector("[data-offline]").hidden = false;
+      notice("offline");
       wait = Math.min(MAX_BACKOFF_MS, POLL_MS * 2 ** Math.min(failures, 3));
     }
     schedule(wait);
