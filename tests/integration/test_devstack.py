@@ -348,6 +348,30 @@ def test_example_script_creates_an_order(devstack_process: RunningStack) -> None
     assert fetched.status_code == 200 and fetched.json()["status"] == "pending"
 
 
+def test_banner_admin_cli_line_reports_the_scanned_network_healthy(devstack_process: RunningStack) -> None:
+    # Given the admin CLI line exactly as the banner prints it (the stack's aws.env, then status)
+    line = next(line for line in devstack_process.stdout().splitlines() if line.lstrip().startswith("admin CLI"))
+    command = line.split("admin CLI", 1)[1].strip()
+    assert command.startswith(". ") and "usdt_gateway.admin status" in command
+    env_file = devstack_process.state_dir / "aws.env"
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    # When it is run in bash from the repository, once the scanner has written its cursor
+    deadline = time.monotonic() + 30
+    while True:
+        result = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+                                check=False)
+        if result.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    # Then it reached this stack's moto and chain: `local` is healthy, the others not scanned
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "local: ok" in result.stdout and "endpoint 127.0.0.1:" in result.stdout
+    assert "tron: not scanned (no RPC endpoint)" in result.stdout
+    # And the file points at moto, never at AWS
+    exports = env_file.read_text(encoding="utf-8")
+    assert "export TABLE_NAME=usdt-gateway-local" in exports and "export AWS_ENDPOINT_URL=http://127.0.0.1:" in exports
+
+
 def test_sigint_stops_the_stack_cleanly(devstack_process: RunningStack) -> None:
     # Given the running stack (the last test of this module to use it)
     process = devstack_process.process
@@ -578,26 +602,3 @@ def test_function_environment_comes_from_the_template(stack: Stack) -> None:
     assert list(stack.functions) == ["ApiFunction", "PaymentPageFunction", "ScannerFunction", "WebhookFunction",
                                      "OutboxFunction"]
 
-
-def test_banner_admin_cli_line_reports_the_scanned_network_healthy(devstack_process: RunningStack) -> None:
-    # Given the admin CLI line exactly as the banner prints it (the stack's aws.env, then status)
-    line = next(line for line in devstack_process.stdout().splitlines() if line.lstrip().startswith("admin CLI"))
-    command = line.split("admin CLI", 1)[1].strip()
-    assert command.startswith(". ") and "usdt_gateway.admin status" in command
-    env_file = devstack_process.state_dir / "aws.env"
-    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
-    # When it is run in bash from the repository, once the scanner has written its cursor
-    deadline = time.monotonic() + 30
-    while True:
-        result = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-                                check=False)
-        if result.returncode == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    # Then it reached this stack's moto and chain: `local` is healthy, the others not scanned
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "local: ok" in result.stdout and "endpoint 127.0.0.1:" in result.stdout
-    assert "tron: not scanned (no RPC endpoint)" in result.stdout
-    # And the file points at moto, never at AWS
-    exports = env_file.read_text(encoding="utf-8")
-    assert "export TABLE_NAME=usdt-gateway-local" in exports and "export AWS_ENDPOINT_URL=http://127.0.0.1:" in exports
