@@ -76,6 +76,21 @@ def test_create_key_prints_the_secret_once_and_stores_no_plaintext(
     assert list_orders(handler, out).status == 200
 
 
+def test_create_key_v2_only_refuses_v1_requests(capsys: pytest.CaptureFixture[str], handler: object) -> None:
+    # Given a key created with --v2-only
+    merchant_id = new_shop(capsys)
+    code, out, _ = admin(capsys, "create-key", "--merchant", merchant_id, "--v2-only")
+    assert code == 0
+    client = ApiClient(handler, out["apiKey"], out["secretKey"])
+    # When it lists orders signed with V1, then with V2
+    v1 = client.request("GET", "/v1/payment/orders", sign="v1")
+    v2 = client.request("GET", "/v1/payment/orders", sign="v2")
+    # Then only V2 is accepted, and list-keys shows the key as V2-only
+    assert (v1.status, v1.body["code"]) == (401, "SIGNATURE_V2_REQUIRED") and v2.status == 200
+    code, keys, _ = admin(capsys, "list-keys", "--merchant", merchant_id)
+    assert code == 0 and [k["v2Only"] for k in keys] == [True]
+
+
 def test_create_key_for_unknown_merchant_or_scope_fails(capsys: pytest.CaptureFixture[str]) -> None:
     # Given no such merchant, and a real merchant asked for an unknown scope
     merchant_id = new_shop(capsys)

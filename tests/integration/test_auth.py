@@ -177,6 +177,29 @@ def test_rotation_keeps_old_key_during_overlap(handler: object, merchant: Mercha
     assert (expired.status, expired.body["code"]) == (403, "KEY_EXPIRED")
 
 
+def test_a_v2_only_key_refuses_v1_and_keeps_refusing_after_rotation(handler: object, merchant: Merchant) -> None:
+    from usdt_gateway import merchants
+
+    # Given a key created V2-only (its V1 signatures could be replayed on another path)
+    key = merchants.create_api_key(merchant.merchant_id, v2_only=True)
+    client = ApiClient(handler, key["apiKey"], key["secretKey"])
+    before = table_item_count()
+    # When it sends a correctly signed V1 create, then the same order with V2
+    v1 = client.request("POST", "/v1/payment/order", {**ORDER, "orderId": "v2only-1"}, sign="v1")
+    counted_after_v1 = table_item_count()
+    v2 = client.request("POST", "/v1/payment/order", {**ORDER, "orderId": "v2only-1"}, sign="v2")
+    # Then V1 is refused with its own code and writes nothing (not even a rate-limit count)
+    assert (v1.status, v1.body["code"]) == (401, "SIGNATURE_V2_REQUIRED"), v1.body
+    assert counted_after_v1 == before
+    assert v2.status == 201, v2.body
+    # And its replacement after a rotation is V2-only too, and says so in the key list
+    new = merchants.rotate_api_key(key["apiKey"], overlap_seconds=0)
+    rotated = ApiClient(handler, new["apiKey"], new["secretKey"]).request("GET", "/v1/payment/orders", sign="v1")
+    assert (rotated.status, rotated.body["code"]) == (401, "SIGNATURE_V2_REQUIRED")
+    listed = {k["apiKey"]: k["v2Only"] for k in merchants.list_api_keys(merchant.merchant_id)}
+    assert listed[new["apiKey"]] is True and listed[merchant.api_key] is False
+
+
 def test_key_created_after_a_failed_lookup_works(handler: object, merchant: Merchant,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from usdt_gateway import merchants

@@ -1,7 +1,7 @@
 """Operator CLI: merchants, API keys, webhook secrets, receiving addresses, and the scanners' status.
 
     TABLE_NAME=... KMS_KEY_ID=... python -m usdt_gateway.admin create-merchant --name "Shop"
-    python -m usdt_gateway.admin create-key --merchant m_... [--scopes orders:read,orders:write]
+    python -m usdt_gateway.admin create-key --merchant m_... [--scopes orders:read,orders:write] [--v2-only]
     python -m usdt_gateway.admin rotate-key --key ak_... [--overlap-seconds 86400]
     python -m usdt_gateway.admin revoke-key --key ak_...
     python -m usdt_gateway.admin list-keys --merchant m_...
@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--scopes", default=",".join(SCOPES))
     c.add_argument("--label", default="")
     c.add_argument("--rate-limit", type=int)
+    c.add_argument("--v2-only", action="store_true",
+                   help="refuse Signature-V1 requests for this key (recommended for new integrations)")
     for name in ("rotate-key", "revoke-key"):
         c = sub.add_parser(name)
         c.add_argument("--key", required=True)
@@ -82,7 +84,8 @@ def run(argv: Sequence[str]) -> Any:
             return merchants.create_merchant(a.name, webhook_url=a.webhook_url)
         case "create-key":
             scopes = tuple(s.strip() for s in a.scopes.split(",") if s.strip())
-            return merchants.create_api_key(a.merchant, scopes, rate_limit=a.rate_limit, label=a.label)
+            return merchants.create_api_key(a.merchant, scopes, rate_limit=a.rate_limit, label=a.label,
+                                            v2_only=a.v2_only)
         case "rotate-key":
             return merchants.rotate_api_key(a.key, overlap_seconds=a.overlap_seconds)
         case "revoke-key":

@@ -1,7 +1,8 @@
 """Authentication of private endpoints: API key, signature (V1 or V2), scope, rate limit.
 
-Order of checks: headers -> timestamp -> key exists -> signature -> key active and scoped ->
-rate limit. Nothing is counted for a request whose signature fails."""
+Order of checks: headers -> timestamp -> key exists -> signature (and its version, for a key
+created V2-only) -> key active and scoped -> rate limit. Nothing is counted for a request whose
+signature fails or uses a version its key refuses."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class Principal:
 class _KeySecret:
     merchant_id: str
     secret: str
+    v2_only: bool  # set at creation: V1 does not bind method and path (docs/signing.md)
 
 
 _SECRETS: dict[str, _KeySecret] = {}
@@ -49,7 +51,7 @@ def _key_secret(api_key: str) -> _KeySecret | None:
     secret = decrypt(item["secretCipher"], {"apiKey": api_key, "merchantId": merchant_id})
     if len(_SECRETS) >= _MAX_CACHED:
         _SECRETS.pop(next(iter(_SECRETS)))
-    _SECRETS[api_key] = found = _KeySecret(merchant_id, secret)
+    _SECRETS[api_key] = found = _KeySecret(merchant_id, secret, bool(item.get("v2Only")))
     return found
 
 
@@ -97,6 +99,9 @@ def authenticate(request: Request, scope: str) -> Principal:
     if not _signature_ok(request, key.secret, ts):
         raise Unauthorized("signature does not match: see docs/signing.md for what to sign",
                            code="INVALID_SIGNATURE")
+    if key.v2_only and request.header("Signature-V2") is None:
+        raise Unauthorized("this API key accepts Signature-V2 only: see docs/signing.md",
+                           code="SIGNATURE_V2_REQUIRED")
     pk, sk = store.api_key_key(api_key)
     meter = store.meter(pk, sk, window_of(at), require_active=True)
     if meter is None:

@@ -75,7 +75,9 @@ def get_merchant(merchant_id: str) -> dict[str, Any]:
 
 
 def create_api_key(merchant_id: str, scopes: tuple[str, ...] = SCOPES, *, rate_limit: int | None = None,
-                   label: str = "") -> dict[str, str]:
+                   label: str = "", v2_only: bool = False) -> dict[str, str]:
+    """A new key; `v2_only` refuses Signature-V1 requests for it, whose signature binds neither
+    method nor path (a captured V1 GET could be replayed as a body-less POST within the window)."""
     get_merchant(merchant_id)
     unknown = set(scopes) - set(SCOPES)
     if unknown or not scopes:
@@ -86,7 +88,7 @@ def create_api_key(merchant_id: str, scopes: tuple[str, ...] = SCOPES, *, rate_l
     created = _now_ms()
     store.put_new({
         "pk": pk, "sk": sk, "apiKey": api_key, "merchantId": merchant_id, "scopes": sorted(scopes),
-        "status": "active", "label": label, "rateLimit": rate_limit, "createdAt": created,
+        "status": "active", "label": label, "rateLimit": rate_limit, "createdAt": created, "v2Only": v2_only,
         "secretCipher": encrypt(secret_key, {"apiKey": api_key, "merchantId": merchant_id}),
         "gsi1pk": store.keys_index_pk(merchant_id), "gsi1sk": f"{created:013d}#{api_key}",
     })
@@ -96,7 +98,8 @@ def create_api_key(merchant_id: str, scopes: tuple[str, ...] = SCOPES, *, rate_l
 def list_api_keys(merchant_id: str) -> list[dict[str, Any]]:
     items, _ = store.query_index(store.keys_index_pk(merchant_id), sk_from="0", sk_to="~", limit=1000,
                                  newest_first=False)
-    return [{k: i.get(k) for k in ("apiKey", "status", "scopes", "label", "createdAt", "expiresAt")} for i in items]
+    return [{k: i.get(k) for k in ("apiKey", "status", "scopes", "label", "createdAt", "expiresAt")}
+            | {"v2Only": bool(i.get("v2Only"))} for i in items]
 
 
 def revoke_api_key(api_key: str) -> None:
@@ -116,7 +119,7 @@ def rotate_api_key(api_key: str, *, overlap_seconds: int = 86_400) -> dict[str, 
     if old is None or old.get("status") != "active":
         raise Conflict(f"API key {api_key} is unknown or not active", code="KEY_NOT_ACTIVE")
     new = create_api_key(old["merchantId"], tuple(old["scopes"]), rate_limit=old.get("rateLimit"),
-                         label=str(old.get("label") or ""))
+                         label=str(old.get("label") or ""), v2_only=bool(old.get("v2Only")))
     # active -> active with an expiry (the rotation's overlap).
     store.update(pk, sk, set_values={"expiresAt": _now_ms() + overlap_seconds * 1000, "rotatedTo": new["apiKey"]},
                  condition="#st = :active", names={"#st": "status"}, values={":active": "active"})
