@@ -180,17 +180,23 @@ def test_rotation_keeps_old_key_during_overlap(handler: object, merchant: Mercha
 def test_a_v2_only_key_refuses_v1_and_keeps_refusing_after_rotation(handler: object, merchant: Merchant) -> None:
     from usdt_gateway import merchants
 
-    # Given a key created V2-only (its V1 signatures could be replayed on another path)
+    from usdt_gateway import store
+
+    # Given a key created V2-only (its V1 signatures could be replayed on another path), used once
     key = merchants.create_api_key(merchant.merchant_id, v2_only=True)
     client = ApiClient(handler, key["apiKey"], key["secretKey"])
+    assert client.request("GET", "/v1/payment/orders", sign="v2").status == 200
+    meter = store.get(*store.api_key_key(key["apiKey"]))
     before = table_item_count()
     # When it sends a correctly signed V1 create, then the same order with V2
     v1 = client.request("POST", "/v1/payment/order", {**ORDER, "orderId": "v2only-1"}, sign="v1")
-    counted_after_v1 = table_item_count()
+    after_v1 = (table_item_count(), store.get(*store.api_key_key(key["apiKey"])))
     v2 = client.request("POST", "/v1/payment/order", {**ORDER, "orderId": "v2only-1"}, sign="v2")
-    # Then V1 is refused with its own code and writes nothing (not even a rate-limit count)
+    # Then V1 is refused with its own code and writes nothing: no item, not even a rate-limit count
     assert (v1.status, v1.body["code"]) == (401, "SIGNATURE_V2_REQUIRED"), v1.body
-    assert counted_after_v1 == before
+    assert meter is not None and after_v1[1] is not None
+    assert after_v1[0] == before
+    assert (after_v1[1]["rlWindow"], after_v1[1]["rlCount"]) == (meter["rlWindow"], meter["rlCount"])
     assert v2.status == 201, v2.body
     # And its replacement after a rotation is V2-only too, and says so in the key list
     new = merchants.rotate_api_key(key["apiKey"], overlap_seconds=0)
