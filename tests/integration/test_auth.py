@@ -178,9 +178,7 @@ def test_rotation_keeps_old_key_during_overlap(handler: object, merchant: Mercha
 
 
 def test_a_v2_only_key_refuses_v1_and_keeps_refusing_after_rotation(handler: object, merchant: Merchant) -> None:
-    from usdt_gateway import merchants
-
-    from usdt_gateway import store
+    from usdt_gateway import merchants, store
 
     # Given a key created V2-only (its V1 signatures could be replayed on another path), used once
     key = merchants.create_api_key(merchant.merchant_id, v2_only=True)
