@@ -663,8 +663,8 @@ def main() -> None:
             # status poll's per (IP, order) and per IP) out of the way of requests that come back
             # to back from one address (the meters' writes are the same either way).
             os.environ["SCAN_SECONDS"] = "0"
-            for name in ("PUBLIC_RATE_LIMIT_PER_MINUTE", "PUBLIC_ORDER_RATE_LIMIT_PER_MINUTE",
-                         "PUBLIC_ORDER_IP_RATE_LIMIT_PER_MINUTE"):
+            for name in ("PUBLIC_RATE_LIMIT_PER_MINUTE", "PUBLIC_PAGE_RATE_LIMIT_PER_MINUTE",
+                         "PUBLIC_ORDER_RATE_LIMIT_PER_MINUTE", "PUBLIC_ORDER_IP_RATE_LIMIT_PER_MINUTE"):
                 os.environ[name] = "100000"
             config.reset()
             key = merchants.create_api_key(stack.merchant["merchantId"], rate_limit=100_000, label="bench-cost")

@@ -41,7 +41,7 @@ def page_handler(gateway_env: dict[str, str]) -> Callable[..., Any]:
 def get(page_handler: Callable[..., Any], api: ApiClient) -> Callable[..., Page]:
     """GET a path of the page function with these headers and query: (status, headers, body)."""
 
-    # Each test from an address of its own: the page counts against the source IP's rate limit.
+    # Each test from an address of its own: the page counts against the source IP's page meter.
     payer = dataclasses.replace(api, source_ip=f"198.18.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}")
 
     def call(path: str, headers: dict[str, str] | None = None, query: list[tuple[str, str]] | None = None) -> Page:
@@ -265,13 +265,14 @@ def test_page_costs_its_rate_meter_and_two_reads_within_its_iam_condition(
         status, _, html = get(f"/pay/{order['publicId']}")
     finally:
         client.meta.events.unregister("before-parameter-build.dynamodb", record)
-    # Then it counted the request on the source IP's meter, then read the public pointer, the
-    # order and the cursor, nothing else
+    # Then it counted the request on the source IP's meter of page loads, then read the public
+    # pointer, the order and the cursor, nothing else
     # (a meter's first request of a minute takes two conditional updates: same window, new window)
     assert status == 200 and 'data-state="confirming"' in html
     updates = [pk for name, pk in calls if name == "UpdateItem"]
     reads = [pk.split("#")[0] for name, pk in calls if name == "GetItem"]
-    assert 1 <= len(updates) <= 2 and len(set(updates)) == 1 and updates[0].startswith("RATE#")
+    assert 1 <= len(updates) <= 2 and len(set(updates)) == 1
+    assert updates[0].startswith("RATE#") and updates[0].endswith("#PAGES")
     assert reads == ["PUBLIC", "ORDER", "CURSOR"]
     assert {name for name, _ in calls} == {"UpdateItem", "GetItem"}
     # And every key it touched is one the template's dynamodb:LeadingKeys condition allows for
@@ -280,12 +281,15 @@ def test_page_costs_its_rate_meter_and_two_reads_within_its_iam_condition(
         assert any(fnmatch.fnmatchcase(pk, p) for p in _allowed_keys(f"dynamodb:{name}")), (name, pk)
 
 
-def test_page_is_limited_per_source_ip_with_a_localized_429_page(
+def test_page_loads_have_their_own_per_ip_limit_answered_with_a_localized_429_never_a_block(
         api: ApiClient, handler: object, page_handler: Callable[..., Any], settings_env: pytest.MonkeyPatch) -> None:
     from usdt_gateway import config
 
-    # Given the public endpoints limited to 3 requests a minute per source IP
-    settings_env.setenv("PUBLIC_RATE_LIMIT_PER_MINUTE", "3")
+    # Given page loads limited to 3 a minute per source IP, /v1/networks to 1, and a caller that
+    # sends 1 more while limited blocked (418) - for the endpoints that escalate
+    settings_env.setenv("PUBLIC_PAGE_RATE_LIMIT_PER_MINUTE", "3")
+    settings_env.setenv("PUBLIC_RATE_LIMIT_PER_MINUTE", "1")
+    settings_env.setenv("RATE_LIMIT_BLOCK_AFTER", "1")
     config.reset()
     if time.time() % 60 > 50:  # a fixed one-minute window: start well inside one
         time.sleep(61 - time.time() % 60)
@@ -301,17 +305,22 @@ def test_page_is_limited_per_source_ip_with_a_localized_429_page(
             flat.setdefault(k.lower(), ", ".join(values))
         return raw["statusCode"], flat, raw["body"]
 
-    # When one address loads /v1/networks once and the page three times
-    networks = ApiClient(handler, source_ip=ip).request("GET", "/v1/networks", sign="none")
-    replies = [page(ip, {"Accept-Language": "zh-CN"}) for _ in range(3)]
-    # Then the page shares the limit of the public endpoints: the 4th request of the minute is a
-    # 429, an HTML page in the payer's language with the page's headers and a Retry-After
-    assert networks.status == 200 and [r[0] for r in replies] == [200, 200, 429]
-    _, headers, html = replies[2]
-    assert headers["content-type"] == "text/html; charset=utf-8"
-    assert '<h2 class="headline">请求过多</h2>' in html
-    assert 1 <= int(headers["retry-after"]) <= 60
-    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    # When one address uses up /v1/networks (its 2nd request is a 429)
+    networks = [ApiClient(handler, source_ip=ip).request("GET", "/v1/networks", sign="none").status
+                for _ in range(2)]
+    # And then loads the page eight times in the minute
+    replies = [page(ip, {"Accept-Language": "zh-CN"}) for _ in range(8)]
+
+    # Then the pages are counted apart from /v1/networks: the first three are served
+    assert networks == [200, 429]
+    assert [r[0] for r in replies] == [200] * 3 + [429] * 5
+    # And over the limit each is a 429 (well past the block threshold: never a 418), an HTML page
+    # in the payer's language with the page's headers and a Retry-After to the next window
+    for _, headers, html in replies[3:]:
+        assert headers["content-type"] == "text/html; charset=utf-8"
+        assert '<h2 class="headline">请求过多</h2>' in html
+        assert 1 <= int(headers["retry-after"]) <= 60
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
     # And another address still gets the page
     assert page(f"198.19.251.{secrets.randbelow(250) + 1}")[0] == 200
 

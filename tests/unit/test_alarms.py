@@ -5,6 +5,7 @@ can drift from the other)."""
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import re
 from typing import Any
@@ -161,7 +162,7 @@ def dlq_writes() -> list[str]:
     return calls
 
 
-def test_each_new_dead_event_pages_again_whatever_the_queue_already_holds(template: dict[str, Any]) -> None:
+def test_new_dead_events_page_whatever_the_queue_already_holds(template: dict[str, Any]) -> None:
     # The sender puts dead events on the DLQ with SendMessage, which NumberOfMessagesSent counts
     # (a message the redrive policy moves there is not counted by it, only by the queue's depth)
     writes = dlq_writes()
@@ -175,12 +176,72 @@ def test_each_new_dead_event_pages_again_whatever_the_queue_already_holds(templa
     assert (depth["Metric"]["Namespace"], depth["Metric"]["MetricName"], depth["Stat"]) == (
         "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum")
     assert sent["Metric"]["Dimensions"] == depth["Metric"]["Dimensions"] == dlq
-    # What arrived in the period (sent, or the depth's rise), not what the queue holds: the alarm
-    # returns to OK once nothing new arrives, and the next dead event pages again
-    (shown,) = [m for m in props["Metrics"] if m["ReturnData"]]
-    assert shown["Expression"] == "MAX([FILL(sent, 0), FILL(DIFF(depth), 0)])"
-    assert sent["Period"] == depth["Period"] == 300 and props["EvaluationPeriods"] == 1
+    assert sent["Period"] == depth["Period"] == 300
     assert (props["ComparisonOperator"], props["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert props["OKActions"] == props["AlarmActions"] == [{"Ref": "OperatorTopic"}]
+
+
+Series = list[float | None]
+
+
+def evaluate(expression: str, data: dict[str, Series]) -> Series:
+    """The metric math functions the DLQ alarm uses, over the points of one evaluation range
+    (oldest first; None: no data point): FILL(x, v) fills the gaps, DIFF(x) is each point minus
+    the one before it (none for the first point of the range), MAX([...]) the largest value of
+    the series at each point."""
+    def value(node: ast.expr) -> Any:
+        if isinstance(node, ast.Name):
+            return data[node.id]
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.List):
+            return [value(e) for e in node.elts]
+        assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name), ast.unparse(node)
+        args = [value(a) for a in node.args]
+        if node.func.id == "FILL":
+            return [args[1] if v is None else v for v in args[0]]
+        if node.func.id == "DIFF":
+            xs = args[0]
+            return [None] + [b - a if a is not None and b is not None else None for a, b in itertools.pairwise(xs)]
+        if node.func.id == "MAX":
+            return [max((v for v in col if v is not None), default=None) for col in zip(*args[0], strict=True)]
+        raise AssertionError(f"not modelled: {node.func.id}")
+    result: Series = value(ast.parse(expression, mode="eval").body)
+    return result
+
+
+@pytest.mark.parametrize(("sent", "depth", "alarm"), [
+    # the redrive policy moves a message here: only the depth rises (NumberOfMessagesSent: none)
+    ([None, None], [0, 1], True),
+    # the same into an idle queue, whose depth SQS did not report before
+    ([None, None], [None, 1], True),
+    # the sender's SendMessage
+    ([None, 1], [None, 1], True),
+    # dead events in back-to-back periods: it stays in ALARM
+    ([1, 1], [1, 2], True),
+    # messages waiting, nothing new for two periods: OK (the next new one pages again)
+    ([None, None], [3, 3], False),
+    # the operator drains the queue
+    ([None, None], [3, 0], False),
+    ([None, None], [None, None], False),
+])
+def test_the_dlq_alarm_sees_each_way_a_message_arrives(template: dict[str, Any], sent: Series, depth: Series,
+                                                       alarm: bool) -> None:
+    # Given the alarm's expression, evaluated over its evaluation range (EvaluationPeriods
+    # points, the newest last), missing data not breaching
+    props = template["Resources"]["WebhookDLQAlarm"]["Properties"]
+    (shown,) = [m for m in props["Metrics"] if m["ReturnData"]]
+    periods = props["EvaluationPeriods"]
+    to_alarm = props.get("DatapointsToAlarm", periods)
+    assert props["TreatMissingData"] == "notBreaching"
+
+    # When the queue's metrics over the last periods are these
+    points = evaluate(shown["Expression"], {"sent": sent[-periods:], "depth": depth[-periods:]})
+
+    # Then one new message in the newest period is enough to raise it (DIFF has the depth of the
+    # period before within the range), and nothing new means OK
+    breaching = sum(1 for v in points if v is not None and v > props["Threshold"])
+    assert (breaching >= to_alarm) is alarm, points
 
 
 def test_every_gateway_metric_watched_is_emitted_by_the_code_under_that_service(template: dict[str, Any]) -> None:

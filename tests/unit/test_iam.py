@@ -164,11 +164,11 @@ def test_deleting_items_is_limited_to_outbox_markers(template: Template) -> None
 
 # The partition keys each action of the page function may touch (dynamodb:LeadingKeys), and
 # what makes them: the page reads the public pointer, the order and the scan cursor, and counts
-# its request on the source IP's rate meter. Keys of API keys and merchants (encrypted secrets)
+# its request on the source IP's meter of page loads. Keys of API keys and merchants (encrypted secrets)
 # must match none of them.
 PAGE_KEYS = {
     "dynamodb:GetItem": [store.public_key("pub")[0], store.order_key("m_1", "o-1")[0], store.cursor_key("bsc")[0]],
-    "dynamodb:UpdateItem": [ratelimit.ip_key("203.0.113.7")[0], ratelimit.ip_key("2001:db8::1")[0]],
+    "dynamodb:UpdateItem": [ratelimit.page_ip_key("203.0.113.7")[0], ratelimit.page_ip_key("2001:db8::1")[0]],
 }
 SECRET_KEYS = [store.api_key_key("ak_live_x")[0], store.merchant_key("m_1")[0], store.outbox_key("e")[0],
                store.deposit_key("bsc", "0xab", 1)[0], store.events_index_pk("m_1")]

@@ -182,10 +182,12 @@ def test_template_declares_the_page_function_on_the_gateway_layer() -> None:
     assert [(s["Effect"], s["Action"], s["Resource"]) for s in policy["Statement"]] == [
         ("Allow", "dynamodb:GetItem", {"Fn::GetAtt": ["Table", "Arn"]}),
         ("Allow", "dynamodb:UpdateItem", {"Fn::GetAtt": ["Table", "Arn"]})]
-    # And it gets the limits of the public endpoints, as the API function does
+    # And it gets the limit of page loads from its parameter (a meter of its own, not the
+    # public API's), and the meters' lifetime as the API function does
     page, api = (function_environment(template, f) for f in ("PaymentPageFunction", "ApiFunction"))
-    for name in ("PUBLIC_RATE_LIMIT_PER_MINUTE", "RATE_LIMIT_BLOCK_SECONDS"):
-        assert page[name] == api[name], name
+    assert page["PUBLIC_PAGE_RATE_LIMIT_PER_MINUTE"] == {"Ref": "PublicPageRateLimitPerMinute"}
+    assert "PUBLIC_RATE_LIMIT_PER_MINUTE" not in page
+    assert page["RATE_LIMIT_BLOCK_SECONDS"] == api["RATE_LIMIT_BLOCK_SECONDS"]
 
 
 @pytest.mark.parametrize(("lang", "note"), [

@@ -36,6 +36,8 @@ class Settings(BaseModel):
     rate_limit_block_after: int = Field(20, ge=1, le=100_000)
     rate_limit_block_seconds: int = Field(300, ge=1, le=86_400)
     public_rate_limit_per_minute: int = Field(60, ge=1, le=100_000)
+    # Payment page loads per IP (a meter of their own; over it: 429, never a block).
+    public_page_rate_limit_per_minute: int = Field(600, ge=1, le=100_000)
     # The public order status (polled by every open payment page): per IP and order, and per IP.
     public_order_rate_limit_per_minute: int = Field(30, ge=1, le=100_000)
     public_order_ip_rate_limit_per_minute: int = Field(600, ge=1, le=100_000)
@@ -67,6 +69,7 @@ _ENV = {
     "rate_limit_block_after": "RATE_LIMIT_BLOCK_AFTER",
     "rate_limit_block_seconds": "RATE_LIMIT_BLOCK_SECONDS",
     "public_rate_limit_per_minute": "PUBLIC_RATE_LIMIT_PER_MINUTE",
+    "public_page_rate_limit_per_minute": "PUBLIC_PAGE_RATE_LIMIT_PER_MINUTE",
     "public_order_rate_limit_per_minute": "PUBLIC_ORDER_RATE_LIMIT_PER_MINUTE",
     "public_order_ip_rate_limit_per_minute": "PUBLIC_ORDER_IP_RATE_LIMIT_PER_MINUTE",
     "default_expires_in": "DEFAULT_EXPIRES_IN",

@@ -1,8 +1,9 @@
 """Rate limits: a fixed one-minute window counted atomically in DynamoDB, so every concurrent
 Lambda sees the same count. Over the limit: 429 with Retry-After. A caller that keeps sending
 while limited (more than RATE_LIMIT_BLOCK_AFTER extra requests in a window) is blocked: 418 for
-RATE_LIMIT_BLOCK_SECONDS; the public order status is never blocked (many payers may share one
-address). API Gateway's per-method throttling sits in front of this (template.yaml)."""
+RATE_LIMIT_BLOCK_SECONDS; the payment page and the public order status are never blocked (many
+payers may share one address). API Gateway's per-method throttling sits in front of this
+(template.yaml)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,13 @@ def window_of(ms: int) -> int:
 
 
 def ip_key(ip: str) -> tuple[str, str]:
-    """The per-IP meter of the public endpoints (/v1/networks) and the payment page."""
+    """The per-IP meter of the public API endpoints (/v1/networks)."""
     return f"{PREFIX}{ip or 'unknown'}", "RATE"
+
+
+def page_ip_key(ip: str) -> tuple[str, str]:
+    """The per-IP meter of payment page loads (/pay/{publicId}), apart from the API's."""
+    return f"{PREFIX}{ip or 'unknown'}#PAGES", "RATE"
 
 
 def order_status_key(ip: str, public_id: str) -> tuple[str, str]:
@@ -73,9 +79,17 @@ def _count(key: tuple[str, str], *, limit: int, at: int, who: str, escalate: boo
 
 
 def check_ip(ip: str) -> None:
-    """Per-source-IP limit of /v1/networks and the payment page, with the 418 escalation."""
+    """Per-source-IP limit of /v1/networks, with the 418 escalation."""
     _count(ip_key(ip), limit=settings().public_rate_limit_per_minute, at=now_ms(), who="this address",
            escalate=True)
+
+
+def check_page(ip: str) -> None:
+    """Per-source-IP limit of payment page loads, on a meter of their own. Payers often share one
+    address (carrier NAT, shop Wi-Fi), so over the limit is a 429, never a 418 block: a busy
+    address only waits for the next window, and /v1/networks traffic does not use it up."""
+    _count(page_ip_key(ip), limit=settings().public_page_rate_limit_per_minute, at=now_ms(),
+           who="this address", escalate=False)
 
 
 def check_order_status(ip: str, public_id: str) -> None:

@@ -5,8 +5,9 @@ The page links its files and the status endpoint by relative URLs (`assets/...`,
 `../v1/public/orders/...`), so it works under the API's stage path (`/live/pay/...`) and under a
 custom domain (PublicBaseUrl) alike; `/pay/{publicId}/` (which API Gateway routes to the same
 resource) is redirected to the URL without the slash, where those relative URLs resolve.
-A page is counted against the source IP's limit of the public endpoints (ratelimit.check_ip);
-its assets are not (no table access, cached for a year, capped by API Gateway's throttling).
+A page load is counted per source IP on a meter of its own (ratelimit.check_page: 429, never a
+418 block, as payers share addresses); its assets are not (no table access, cached for a year,
+capped by API Gateway's throttling).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def payment_page(publicId: str) -> Response[str]:  # the template's path paramet
     redirect = _without_trailing_slash(publicId)
     if redirect is not None:
         return redirect
-    ratelimit.check_ip(app.current_event.request_context.identity.source_ip or "")
+    ratelimit.check_page(app.current_event.request_context.identity.source_ip or "")
     view, qr = orders.get_payment_page(publicId)
     return _html(200, render_page(view, qr, _language()))
 
