@@ -60,6 +60,21 @@ def directives(csp: str) -> dict[str, list[str]]:
     return {name: values for name, *values in (d.split() for d in csp.split(";") if d.strip())}
 
 
+
+def see_on_chain(merchant: Merchant, order_id: str, *, txid: str, log_index: int) -> None:
+    """A 5.00 USDT (bsc, 18 decimals) deposit seen in block 998, not final: the order confirming,
+    written as the scanner writes it."""
+    from tests.integration.conftest import TABLE
+
+    units = {"N": str(5 * 10**18)}
+    deposit = {"M": {"txid": {"S": txid}, "logIndex": {"N": str(log_index)}, "units": units,
+                     "sender": {"S": "0x" + "11" * 20}, "blockNumber": {"N": "998"}, "blockTime": {"N": "1"},
+                     "final": {"BOOL": False}}}
+    boto3.client("dynamodb").update_item(
+        TableName=TABLE, Key={"pk": {"S": f"ORDER#{merchant.merchant_id}#{order_id}"}, "sk": {"S": "ORDER"}},
+        UpdateExpression="SET deposits = :d, seenUnits = :s, #st = :c", ExpressionAttributeNames={"#st": "status"},
+        ExpressionAttributeValues={":d": {"M": {"k": deposit}}, ":s": units, ":c": {"S": "confirming"}})
+
 def test_page_shows_the_order_to_pay(api: ApiClient, get: Callable[..., Page]) -> None:
     # Given an order on Tron
     order = api.create(network="tron", amount="42.50").body
@@ -237,22 +252,12 @@ def _allowed_keys(action: str) -> list[str]:
 
 def test_page_costs_its_rate_meter_and_two_reads_within_its_iam_condition(
         api: ApiClient, get: Callable[..., Page], merchant: Merchant) -> None:
-    from tests.integration.conftest import TABLE
     from usdt_gateway import aws
 
     # Given an order seen on chain (its page also reads the scan cursor), and every DynamoDB call
     # of the process recorded with the partition key it touches
     order = api.create(network="bsc", amount="5.00").body
-    dynamodb = boto3.client("dynamodb")
-    deposit = {"M": {"txid": {"S": "0x" + "cd" * 32}, "logIndex": {"N": "1"}, "units": {"N": str(5 * 10**18)},
-                     "sender": {"S": "0x" + "11" * 20}, "blockNumber": {"N": "998"}, "blockTime": {"N": "1"},
-                     "final": {"BOOL": False}}}
-    dynamodb.update_item(TableName=TABLE, Key={"pk": {"S": f"ORDER#{merchant.merchant_id}#{order['orderId']}"},
-                                               "sk": {"S": "ORDER"}},
-                         UpdateExpression="SET deposits = :d, seenUnits = :s, #st = :c",
-                         ExpressionAttributeNames={"#st": "status"},
-                         ExpressionAttributeValues={":d": {"M": {"k": deposit}}, ":s": {"N": str(5 * 10**18)},
-                                                    ":c": {"S": "confirming"}})
+    see_on_chain(merchant, order["orderId"], txid="0x" + "cd" * 32, log_index=1)
     calls: list[tuple[str, str]] = []
 
     def record(model: Any, params: dict[str, Any], **kwargs: Any) -> None:
@@ -379,15 +384,7 @@ def test_confirmations_come_from_the_scan_cursor(api: ApiClient, get: Callable[.
 
     order = api.create(network="bsc", amount="5.00").body
     dynamodb = boto3.client("dynamodb")
-    deposit = {"M": {"txid": {"S": "0x" + "ab" * 32}, "logIndex": {"N": "3"}, "units": {"N": str(5 * 10**18)},
-                     "sender": {"S": "0x" + "11" * 20}, "blockNumber": {"N": "998"}, "blockTime": {"N": "1"},
-                     "final": {"BOOL": False}}}
-    dynamodb.update_item(TableName=TABLE, Key={"pk": {"S": f"ORDER#{merchant.merchant_id}#{order['orderId']}"},
-                                               "sk": {"S": "ORDER"}},
-                         UpdateExpression="SET deposits = :d, seenUnits = :s, #st = :c",
-                         ExpressionAttributeNames={"#st": "status"},
-                         ExpressionAttributeValues={":d": {"M": {"k": deposit}}, ":s": {"N": str(5 * 10**18)},
-                                                    ":c": {"S": "confirming"}})
+    see_on_chain(merchant, order["orderId"], txid="0x" + "ab" * 32, log_index=3)
     dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "CURSOR#bsc"}, "sk": {"S": "CURSOR"}, "head": {"N": "1000"}})
     try:
         # When the public view and the page are read
