@@ -31,7 +31,9 @@ from devstack.template import create_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CHILD = r"""
+# A fresh interpreter's Lambda init: import the handler module from its layer (t0 -> t1), and the
+# context the first invocation gets. Shared with bench.paypage_cold_start.
+INIT = r"""
 import time, json, sys, hashlib, hmac
 t0 = time.perf_counter()
 sys.path[:0] = [{layer!r}]
@@ -40,10 +42,12 @@ spec = importlib.util.spec_from_file_location("app", {handler!r})
 mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
 t1 = time.perf_counter()
 class Ctx:
-    function_name = "ApiFunction"; memory_limit_in_mb = 512; aws_request_id = "bench"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"
+    function_name = {function!r}; memory_limit_in_mb = 512; aws_request_id = "bench"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:" + {function!r}
     def get_remaining_time_in_millis(self): return 10000
-ts = str(int(time.time() * 1000))
+"""
+
+CHILD = INIT + r"""ts = str(int(time.time() * 1000))
 sig = hmac.new({secret!r}.encode(), (ts + '""').encode(), hashlib.sha256).hexdigest()
 event = {{"resource": "/v1/payment/order/{{orderId}}", "path": "/v1/payment/order/bench-1", "httpMethod": "GET",
          "headers": {{"API-Key": {api_key!r}, "Request-Time": ts, "Signature-V1": sig}},
@@ -138,7 +142,8 @@ def main() -> None:
     (work / "traced/app.py").write_text(TRACED.format(handler=str(ROOT / "functions/api/app.py")))
 
     def child(layer: Path, handler: Path, invoke: bool = True) -> str:
-        return CHILD.format(layer=str(layer), handler=str(handler), api_key=api_key, secret=secret, invoke=invoke)
+        return CHILD.format(layer=str(layer), handler=str(handler), function="ApiFunction", api_key=api_key,
+                            secret=secret, invoke=invoke)
 
     configs = {"source tree (.pyc present)": (child(ROOT / "layers/gateway", ROOT / "functions/api/app.py"), env),
                "source tree + Tracer (.pyc present)": (child(ROOT / "layers/gateway", work / "traced/app.py"),

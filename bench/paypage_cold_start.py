@@ -21,23 +21,13 @@ import sys
 import time
 from pathlib import Path
 
+from bench.cold_start import INIT
 from bench.local_aws import point_at_moto
 from devstack.moto_server import AtomicMotoServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CHILD = r"""
-import time, json, sys
-t0 = time.perf_counter()
-sys.path[:0] = [{layer!r}]
-import importlib.util
-spec = importlib.util.spec_from_file_location("app", {handler!r})
-mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-t1 = time.perf_counter()
-class Ctx:
-    function_name = "Bench"; memory_limit_in_mb = 512; aws_request_id = "bench"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:Bench"
-    def get_remaining_time_in_millis(self): return 10000
+CHILD = INIT + r"""
 event = {{"resource": {resource!r}, "path": {path!r}, "httpMethod": "GET",
          "headers": {{"Accept-Language": "en-US,en;q=0.9"}}, "multiValueHeaders": {{}},
          "queryStringParameters": None, "multiValueQueryStringParameters": None,
@@ -88,7 +78,9 @@ def main() -> None:
 
     def child(layer: Path, handler: Path, resource: str) -> str:
         path = resource.replace("{publicId}", public_id)
-        return CHILD.format(layer=str(layer), handler=str(handler), resource=resource, path=path, public_id=public_id)
+        function = "PaymentPageFunction" if resource.startswith("/pay/") else "ApiFunction"
+        return CHILD.format(layer=str(layer), handler=str(handler), function=function, resource=resource, path=path,
+                            public_id=public_id)
 
     page, poll = "/pay/{publicId}", "/v1/public/orders/{publicId}"
     source = ROOT / "layers/gateway"
