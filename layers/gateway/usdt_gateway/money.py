@@ -19,16 +19,34 @@ def parse_amount(text: str) -> Decimal:
     return value
 
 
+def _finite(value: Decimal) -> tuple[int, int, int]:
+    """(sign, coefficient, exponent) of a finite Decimal: value = (-1)**sign * coefficient * 10**exponent."""
+    sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        raise ValueError("must be a finite number")
+    return sign, int("".join(map(str, digits)) or "0"), exponent
+
+
 def decimal_places(value: Decimal) -> int:
-    exponent = value.normalize().as_tuple().exponent
-    return max(0, -exponent) if isinstance(exponent, int) else 0
+    """Significant fraction digits, counted on the digits themselves: normalize() would round
+    them to the context's 28 first."""
+    _, coefficient, exponent = _finite(value)
+    while coefficient and coefficient % 10 == 0:
+        coefficient //= 10
+        exponent += 1
+    return max(0, -exponent) if coefficient else 0
 
 
 def to_base_units(value: Decimal, decimals: int) -> int:
-    """Exact conversion; refuses amounts finer than the token's smallest unit."""
+    """Exact conversion; refuses amounts finer than the token's smallest unit. Integer arithmetic
+    on the digits: Decimal's scaleb would round past 28 significant digits (18 + 18 fit here)."""
     if decimal_places(value) > decimals:
         raise ValueError(f"has more than {decimals} decimal places, the token's precision")
-    return int(value.scaleb(decimals))
+    sign, coefficient, exponent = _finite(value)
+    shift = exponent + decimals
+    # A negative shift only cuts zeros: decimal_places checked there are no more significant digits.
+    units = coefficient * 10**shift if shift >= 0 else coefficient // 10**-shift
+    return -units if sign else units
 
 
 def format_units(units: int, decimals: int, min_places: int = 2) -> str:
@@ -37,3 +55,9 @@ def format_units(units: int, decimals: int, min_places: int = 2) -> str:
     digits = str(frac).rjust(decimals, "0").rstrip("0") if decimals else ""
     digits = digits.ljust(min(min_places, decimals), "0")
     return f"{whole}.{digits}" if digits else str(whole)
+
+
+def plain(value: Decimal) -> str:
+    """A Decimal in positional notation ("0.0000001", never str()'s "1E-7"), for messages and
+    stored configuration that are read back with parse_amount."""
+    return format(value, "f")

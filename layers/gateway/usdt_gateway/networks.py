@@ -151,10 +151,26 @@ class NetworkConfigError(ValueError):
     pass
 
 
+# A DynamoDB number holds 38 significant digits; base-unit amounts are stored as numbers.
+DYNAMODB_DIGITS = 38
+
+
+def _check_fits_dynamodb(network: Network) -> None:
+    """The largest order, in base units, must be storable exactly: its integer digits plus the
+    token's decimals within DynamoDB's 38."""
+    integer_digits = len(str(int(network.max_amount)))
+    if integer_digits + network.decimals > DYNAMODB_DIGITS:
+        raise NetworkConfigError(
+            f"network '{network.name}': maxAmount {network.max_amount:f} has {integer_digits} integer "
+            f"digits and the token {network.decimals} decimals, {integer_digits + network.decimals} digits in base "
+            f"units; DynamoDB stores at most {DYNAMODB_DIGITS}: lower maxAmount")
+
+
 def load_networks(enabled: str, overrides_json: str = "") -> dict[str, Network]:
     """Build the enabled networks; raise NetworkConfigError with a readable reason at cold start."""
     try:
-        overrides = json.loads(overrides_json) if overrides_json.strip() else {}
+        # Decimal, never float: amounts (minAmount, maxAmount) keep every digit written.
+        overrides = json.loads(overrides_json, parse_float=Decimal) if overrides_json.strip() else {}
     except json.JSONDecodeError as exc:
         raise NetworkConfigError(f"NETWORKS_CONFIG is not valid JSON: {exc}") from exc
     if not isinstance(overrides, dict):
@@ -173,6 +189,7 @@ def load_networks(enabled: str, overrides_json: str = "") -> dict[str, Network]:
             networks[name] = Network.model_validate({**base, **extra, "name": name})
         except ValidationError as exc:
             raise NetworkConfigError(f"network '{name}' is misconfigured: {exc}") from exc
+        _check_fits_dynamodb(networks[name])
     chain_ids = [n.chain_id for n in networks.values()]
     if len(set(chain_ids)) != len(chain_ids):
         raise NetworkConfigError("two enabled networks share a chain id")
