@@ -4,10 +4,12 @@ the webhook function fed as Lambda's event source mapping feeds it, and a real H
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -17,13 +19,15 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from tests.integration.apiclient import ApiClient
 from tests.integration.conftest import PUBLIC_IP, FakeDns, Merchant, WebhookQueues, new_merchant
 from tests.integration.sqs_lambda import EventSourceMapping
-from tests.integration.webhook_receiver import Reply, receiver
+from tests.integration.webhook_receiver import Hit, Reply, receiver
 from tests.integration.webhooks import (
     DELIVERIES,
     ENDPOINT,
+    DocumentedReceiver,
     cancelled_order,
     event,
     order_events,
+    overpay,
     queue_bodies,
     set_url,
     settled,
@@ -233,6 +237,70 @@ def test_a_receiver_applying_sequence_ends_in_the_latest_state(api: ApiClient, l
             if b["sequence"] > latest.get(b["data"]["orderId"], {}).get("sequence", 0):
                 latest[b["data"]["orderId"]] = b
         assert latest[order_id]["type"] == "order.confirmed"
+
+
+def accepting_in_order(sequences: list[int], shop: DocumentedReceiver,
+                       taken: list[tuple[Hit, str]]) -> Callable[[Hit], Reply]:
+    """A receiver policy that answers 500 to every delivery but the next of `sequences`, which it
+    hands to `shop` (noting what `shop` made of it) and answers 204: the retries bring the events
+    to `shop` in exactly that order, however the sender's threads happen to interleave."""
+    planned = list(sequences)
+
+    def policy(hit: Hit) -> Reply:
+        if not planned or json.loads(hit.body)["sequence"] != planned[0]:
+            return Reply(500)
+        planned.pop(0)
+        taken.append((hit, shop.receive(hit.headers, hit.body)))
+        return Reply(204)
+
+    return policy
+
+
+@pytest.mark.parametrize(("late", "types"), [
+    (False, ["order.confirmed", "order.overpaid"]),
+    (True, ["order.expired", "order.confirmed", "order.paid_late", "order.overpaid"]),
+])
+def test_a_receiver_following_the_documentation_ships_a_paid_order_whatever_the_delivery_order(
+        api: ApiClient, merchant: Merchant, lambda_sqs: EventSourceMapping, settings_env: pytest.MonkeyPatch,
+        late: bool, types: list[str]) -> None:
+    # Enough attempts for each event to wait for the ones planned before it
+    settings_env.setenv("WEBHOOK_RETRY_SCHEDULE", ",".join(["0.5"] * 11))
+    config.reset()
+    with receiver() as endpoint:
+        # Given an order overpaid by one payment (late: after it expired), whose change makes
+        # several events at once
+        shop = DocumentedReceiver(merchant.webhook_secret)
+        taken: list[tuple[Hit, str]] = []
+        set_url(api, endpoint.url())
+        order_id, ids = overpay(api, late=late)
+        bodies = [json.loads(event(e)["body"]) for e in ids]
+        assert [(b["type"], b["sequence"]) for b in bodies] == [(t, n) for n, t in enumerate(types, 1)]
+        # When the sender delivers them concurrently and they reach the receiver newest first
+        newest_first = [b["sequence"] for b in reversed(bodies)]
+        endpoint.policy = accepting_in_order(newest_first, shop, taken)
+        lambda_sqs.run_until(settled(*ids))
+        # Then the receiver accepted the first and dropped every later one as stale, and has
+        # shipped the order
+        assert [(json.loads(h.body)["sequence"], verdict) for h, verdict in taken] == [
+            (n, "accepted" if n == len(types) else "stale") for n in newest_first]
+        assert shop.shipped == [order_id] and shop.highest == {order_id: len(types)}
+        # And every event of the paying change carries the whole order, paid, with both of a late
+        # overpayment's exceptions
+        paying = bodies[-(3 if late else 2):]
+        assert all(b["data"] == paying[0]["data"] for b in paying)
+        assert paying[0]["data"]["paid"] is True and paying[0]["data"]["status"] == "confirmed"
+        assert paying[0]["data"]["excessAmount"] == "3.00"
+        assert paying[0]["data"]["exceptions"] == (["paid_late", "overpaid"] if late else ["overpaid"])
+        assert all(b["data"]["paid"] is False for b in bodies[:-len(paying)])
+        # And the same deliveries in any other order, each twice, ship it too
+        for order in itertools.permutations(h for h, _ in taken):
+            other = DocumentedReceiver(merchant.webhook_secret)
+            for hit in [*order, *order]:
+                other.receive(hit.headers, hit.body)
+            assert other.shipped == [order_id], [json.loads(h.body)["sequence"] for h in order]
+        # And GET shows the order as the events do
+        got = api.request("GET", f"/v1/payment/order/{order_id}").body
+        assert (got["paid"], got["exceptions"]) == (True, paying[0]["data"]["exceptions"])
 
 
 def test_a_rotated_secret_signs_next_to_the_previous_one_during_the_overlap(

@@ -4,12 +4,14 @@ became of them."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
+from standardwebhooks.webhooks import Webhook
 
 from tests.integration.apiclient import ApiClient
-from usdt_gateway import events, outbox, store
+from usdt_gateway import events, outbox, store, transitions
 
 ENDPOINT = "/v1/webhooks/endpoint"
 DELIVERIES = "/v1/webhooks/deliveries"
@@ -51,6 +53,55 @@ def order_events(api: ApiClient, types: list[str]) -> tuple[str, list[str]]:
     store.transact(parts)
     outbox.publish(ids)
     return order_id, ids
+
+
+def overpay(api: ApiClient, *, late: bool, excess_units: int = 3_000_000) -> tuple[str, list[str]]:
+    """A new order (10.00 USDT) paid `excess_units` too much by one final deposit, written as the
+    scanner writes a credit; `late`: the order expired first and the payment's block time is after
+    its expiry (inside the grace window). Returns the orderId and its events, oldest first."""
+    order_id = api.create().body["orderId"]
+    pk, _ = store.order_key(_merchant(api), order_id)
+    if late:
+        transitions.apply(pk, lambda order: ({**order, "closedAt": transitions.now_ms()}, []))
+
+    def credit(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        txid = "0x" + "cd" * 32
+        deposit = {"txid": txid, "logIndex": 0, "units": int(order["amountUnits"]) + excess_units,
+                   "blockNumber": 1000, "blockHash": "0x" + "ef" * 32, "sender": "T" + "1" * 33, "final": True,
+                   "blockTime": int(order["expiresAt"]) + (60_000 if late else -60_000)}
+        return {**order, "deposits": {f"{txid}:0": deposit}}, []
+
+    transitions.apply(pk, credit)
+    return order_id, event_ids(_merchant(api), order_id)
+
+
+class DocumentedReceiver:
+    """A merchant's receiver doing what docs/webhooks.md says, to the letter and nothing more:
+    verify the signature, drop duplicates by webhook-id and any event whose sequence is not above
+    the highest seen for its order, take the order in each accepted event as its state, and ship
+    once that says `paid`."""
+
+    def __init__(self, secret: str) -> None:
+        self._webhook = Webhook(secret)
+        self.seen_ids: set[str] = set()
+        self.highest: dict[str, int] = {}
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.shipped: list[str] = []
+
+    def receive(self, headers: Mapping[str, str], body: bytes) -> str:
+        """What it did with the delivery: "duplicate", "stale" or "accepted"."""
+        event = self._webhook.verify(body, dict(headers))
+        if headers["webhook-id"] in self.seen_ids:
+            return "duplicate"
+        self.seen_ids.add(headers["webhook-id"])
+        order = event["data"]
+        if event["sequence"] <= self.highest.get(order["orderId"], 0):
+            return "stale"
+        self.highest[order["orderId"]] = event["sequence"]
+        self.orders[order["orderId"]] = order
+        if order["paid"] and order["orderId"] not in self.shipped:
+            self.shipped.append(order["orderId"])
+        return "accepted"
 
 
 def event(event_id: str) -> dict[str, Any]:

@@ -8,9 +8,9 @@ its commit loses nothing.
 
 Which events an order change makes (docs/webhooks.md):
     order.confirming  a payment is seen on chain, not final yet
-    order.confirmed   final and paid in full (within the tolerance): the only "paid" event
-    order.overpaid    after order.confirmed, when more than the amount was paid
+    order.confirmed   final and paid in full (within the tolerance)
     order.paid_late   after order.confirmed, when a payment came after expiry (grace window)
+    order.overpaid    after order.confirmed (and order.paid_late), whenever the excess grows
     order.underpaid   final payments short of the amount (again whenever more arrives, still short)
     order.expired     nothing received by expiry
     order.failed      closed with a partial payment that was never topped up
@@ -18,7 +18,9 @@ Which events an order change makes (docs/webhooks.md):
     order.reverted    a seen payment was removed by a chain reorg (then the new status's event)
     deposit.unmatched a final payment to one of the merchant's addresses that no order takes
 Each order event carries the order's `sequence`, one more than its previous event's, so a
-receiver can drop stale or out-of-order deliveries.
+receiver can drop stale or out-of-order deliveries, and the whole order after the change (`paid`
+included): the events of one change carry the same order, so whichever of them a receiver accepts
+tells it everything, even when it drops the others as stale.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import time
 from typing import Any
 
 from usdt_gateway import store
-from usdt_gateway.schemas import OrderStatus
+from usdt_gateway.schemas import OrderException, OrderStatus
 
 S = OrderStatus
 STATUS_EVENTS = {
@@ -43,8 +45,9 @@ STATUS_EVENTS = {
 REVERTED = "order.reverted"
 UNMATCHED = "deposit.unmatched"
 TEST = "webhook.test"  # POST /v1/webhooks/test
-EXCEPTION_EVENTS = {"overpaid": "order.overpaid", "paid_late": "order.paid_late"}
-ORDER_EVENT_TYPES = (*STATUS_EVENTS.values(), *EXCEPTION_EVENTS.values(), REVERTED)
+PAID_LATE = "order.paid_late"
+OVERPAID = "order.overpaid"
+ORDER_EVENT_TYPES = (*STATUS_EVENTS.values(), PAID_LATE, OVERPAID, REVERTED)
 EVENT_TYPES = (*ORDER_EVENT_TYPES, UNMATCHED)
 
 Item = dict[str, Any]
@@ -61,12 +64,18 @@ def order_event_types(old: Item, new: Item, *, reverted: bool = False) -> list[s
     if new_status != old_status:
         if new_status in STATUS_EVENTS:
             types.append(STATUS_EVENTS[new_status])
-    elif new_status in (S.UNDERPAID, S.FAILED) and int(new.get("paidUnits") or 0) > int(old.get("paidUnits") or 0):
+    elif new_status in (S.UNDERPAID, S.FAILED) and _units(new, "paidUnits") > _units(old, "paidUnits"):
         types.append(STATUS_EVENTS[new_status])  # more arrived, still short
-    exception = new.get("exception")
-    if exception and exception != old.get("exception") and exception in EXCEPTION_EVENTS:
-        types.append(EXCEPTION_EVENTS[exception])
+    if new.get("exception") == OrderException.PAID_LATE and old.get("exception") != OrderException.PAID_LATE:
+        types.append(PAID_LATE)
+    # From the excess, not `exception`: a late overpayment is both, and paid_late takes `exception`.
+    if _units(new, "excessUnits") > _units(old, "excessUnits"):
+        types.append(OVERPAID)
     return types
+
+
+def _units(order: Item, name: str) -> int:
+    return int(order.get(name) or 0)
 
 
 def body(event_id: str, event_type: str, created_at: int, sequence: int, data: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from usdt_gateway.qr import qr_png_data_uri
 from usdt_gateway.schemas import (
     CreateOrderRequest,
     DepositView,
+    OrderException,
     OrderListView,
     OrderStatus,
     OrderView,
@@ -199,13 +200,22 @@ def to_view(item: dict[str, Any], head: int | None = None) -> OrderView:
         # Stored at creation: webhooks built by the scanner have no request to take a base URL from.
         payment_url=item.get("paymentUrl") or _payment_url(item["publicId"]), payment_uri=item["paymentUri"],
         qr_code_data=item["qrCodeData"], status=OrderStatus(item["status"]),
-        exception=item.get("exception"), paid_amount=format_units(int(item.get("paidUnits") or 0), decimals),
+        paid=item["status"] == OrderStatus.CONFIRMED, exception=item.get("exception"),
+        exceptions=_exceptions(item), paid_amount=format_units(int(item.get("paidUnits") or 0), decimals),
         pending_amount=format_units(int(item.get("seenUnits") or 0), decimals),
         excess_amount=format_units(int(item.get("excessUnits") or 0), decimals),
         txid=item.get("txid"), confirmed_at=_int_or_none(item.get("confirmedAt")), expires_at=int(item["expiresAt"]),
         created_at=int(item["createdAt"]), notify_url=item.get("notifyUrl"), return_url=item.get("returnUrl"),
         metadata=item.get("metadata"), deposits=deposits,
     )
+
+
+def _exceptions(item: dict[str, Any]) -> list[OrderException]:
+    """The item keeps one `exception` (paid_late wins); an excess is overpaid whatever it says."""
+    found = [OrderException.PAID_LATE] if item.get("exception") == OrderException.PAID_LATE else []
+    if int(item.get("excessUnits") or 0) > 0:
+        found.append(OrderException.OVERPAID)
+    return found
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -106,7 +106,11 @@ class OrderView(BaseModel):
     payment_uri: str = Field(alias="paymentUri")
     qr_code_data: str = Field(alias="qrCodeData", description="PNG data URI of a QR code of `paymentUri`.")
     status: OrderStatus
-    exception: OrderException | None = None
+    paid: bool = Field(description="Paid in full and final: true exactly when `status` is `confirmed`. Ship on this.")
+    exception: OrderException | None = Field(None, description="The first of `exceptions` (`paid_late` wins).")
+    exceptions: list[OrderException] = Field(
+        default=[], description="Every exception of a confirmed order: `paid_late`, then `overpaid`; a late "
+                                "overpayment has both.")
     paid_amount: str = Field(alias="paidAmount", description="Sum of final deposits.")
     pending_amount: str = Field(alias="pendingAmount", description="Sum of deposits seen but not final yet.")
     excess_amount: str = Field(alias="excessAmount", description="Paid beyond the amount (overpaid).")
