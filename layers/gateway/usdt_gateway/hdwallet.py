@@ -112,3 +112,10 @@ def derive_address(xpub: str, family: Literal["evm", "tron"], index: int) -> str
     if family == "tron":
         return pubkey_to_tron_address(derive_public_key(xpub, index))
     raise ValueError(f"unknown chain family {family!r}; expected 'evm' or 'tron'")
+
+
+def key_fingerprint(xpub: str) -> str:
+    """A stable id of the account key's address space (its public key and chain code), to
+    remember its derivation index under without storing the xpub in a key."""
+    account = parse_xpub(xpub)
+    return hashlib.sha256(account.public_key + account.chain_code).hexdigest()[:32]

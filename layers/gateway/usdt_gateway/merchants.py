@@ -133,14 +133,7 @@ def configure_xpub(merchant_id: str, family: Family, xpub: str) -> dict[str, Any
         hdwallet.parse_xpub(xpub)
     except ValueError as exc:
         raise InvalidRequest(f"xpub: {exc}", code="INVALID_XPUB") from exc
-    pk, sk = store.address_config_key(merchant_id, family)
-    current = store.get(pk, sk) or {}
-    # Re-registering the same xpub keeps its index, so no address is ever handed out twice.
-    next_index = int(current.get("nextIndex", 0)) if current.get("xpub") == xpub else 0
-    item = {"pk": pk, "sk": sk, "mode": "xpub", "family": family, "xpub": xpub, "nextIndex": next_index,
-            "updatedAt": _now_ms()}
-    store.put(item)
-    return item
+    return _replace_address_config(merchant_id, family, {"mode": "xpub", "family": family, "xpub": xpub})
 
 
 def configure_fixed(merchant_id: str, family: Family, address: str, *, tag_step: str = "0.01",
@@ -155,8 +148,64 @@ def configure_fixed(merchant_id: str, family: Family, address: str, *, tag_step:
     if not 1 <= max_tags <= 10_000 or step > Decimal(1):
         raise InvalidRequest("tag step must be at most 1 and max tags between 1 and 10000",
                              code="INVALID_ADDRESS_CONFIG")
+    return _replace_address_config(merchant_id, family, {"mode": "fixed", "family": family, "address": address,
+                                                         "tagStep": str(step), "maxTags": max_tags})
+
+
+def _replace_address_config(merchant_id: str, family: Family, config: dict[str, Any]) -> dict[str, Any]:
+    """Write a new address config. An xpub's derivation index never goes back: the index of the
+    xpub being replaced is remembered under the key's fingerprint (XPUB#), and an xpub set
+    (again) resumes at the highest index it ever reached, so no address is handed out twice."""
     pk, sk = store.address_config_key(merchant_id, family)
-    item = {"pk": pk, "sk": sk, "mode": "fixed", "family": family, "address": address, "tagStep": str(step),
-            "maxTags": max_tags, "updatedAt": _now_ms()}
-    store.put(item)
-    return item
+    for _ in range(5):
+        current = store.get(pk, sk)
+        item = {"pk": pk, "sk": sk, **config, "updatedAt": _now_ms()}
+        parts: list[dict[str, Any]] = []
+        if current is not None and current.get("mode") == "xpub":
+            parts += _remember_index(family, current["xpub"], int(current["nextIndex"]))
+        if config["mode"] == "xpub":
+            item["nextIndex"] = _resume_index(family, config["xpub"], current)
+        parts.insert(0, _config_part(item, current))
+        try:
+            store.transact(parts)
+        except store.TransactionConflict:
+            continue  # an order took an index, or another change landed: read again
+        return item
+    raise Conflict("the address configuration kept changing while it was written; run the command again",
+                   code="CONFIG_CONFLICT")
+
+
+def _config_part(item: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
+    if current is None:
+        return store.put_part(item)  # none -> configured
+    # config as read -> replaced; fails if an order took the next index meanwhile (it is then remembered
+    # on the next attempt) or another change landed first.
+    condition, values = "updatedAt = :read", {":read": current["updatedAt"]}
+    if "nextIndex" in current:
+        condition += " AND nextIndex = :n"
+        values[":n"] = current["nextIndex"]
+    return store.put_part(item, condition=condition, values=values)
+
+
+def _remember_index(family: Family, xpub: str, next_index: int) -> list[dict[str, Any]]:
+    """The parts that raise the xpub's remembered index to `next_index` (none if it is there already)."""
+    pk, sk = store.xpub_index_key(family, hdwallet.key_fingerprint(xpub))
+    known = store.get(pk, sk)
+    if known is None:
+        # none -> remembered
+        return [store.put_part({"pk": pk, "sk": sk, "family": family, "nextIndex": next_index})]
+    if int(known["nextIndex"]) >= next_index:
+        return []
+    # remembered n -> a higher n, only from the value read: the index only ever grows.
+    return [store.update_part(pk, sk, expression="SET nextIndex = :next", condition="nextIndex = :read",
+                              values={":next": next_index, ":read": known["nextIndex"]})]
+
+
+def _resume_index(family: Family, xpub: str, current: dict[str, Any] | None) -> int:
+    """The highest next index the xpub ever had: in the config being replaced, or remembered."""
+    fingerprint = hdwallet.key_fingerprint(xpub)
+    live = 0
+    if current is not None and current.get("mode") == "xpub":
+        live = int(current["nextIndex"]) if hdwallet.key_fingerprint(current["xpub"]) == fingerprint else 0
+    known = store.get(*store.xpub_index_key(family, fingerprint))
+    return max(live, int(known["nextIndex"]) if known else 0)

@@ -92,6 +92,11 @@ def address_config_key(merchant_id: str, family: str) -> tuple[str, str]:
     return f"MERCHANT#{merchant_id}", f"ADDRCFG#{family}"
 
 
+def xpub_index_key(family: str, fingerprint: str) -> tuple[str, str]:
+    """The next derivation index an xpub may hand out, kept across address configs."""
+    return f"XPUB#{family}#{fingerprint}", "INDEX"
+
+
 def api_key_key(api_key: str) -> tuple[str, str]:
     return f"APIKEY#{api_key}", "KEY"
 
