@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from usdt_gateway import hdwallet, store
 from usdt_gateway.errors import Conflict
-from usdt_gateway.money import parse_amount, to_base_units
+from usdt_gateway.money import to_base_units
 from usdt_gateway.networks import Network
 
 
@@ -45,7 +46,7 @@ def candidates(cfg: dict[str, Any], network: Network, units: int, *, order_pk: s
     if cfg["mode"] == "xpub":
         yield _xpub_candidate(cfg, network, units, order_pk, watch_until)
         return
-    step = to_base_units(parse_amount(cfg["tagStep"]), network.decimals)
+    step = _tag_step_units(cfg, network)
     for k in range(int(cfg["maxTags"])):
         tagged = units + k * step
         pk, sk = store.reservation_key(network.name, cfg["address"], tagged)
@@ -55,6 +56,21 @@ def candidates(cfg: dict[str, Any], network: Network, units: int, *, order_pk: s
             condition="attribute_not_exists(pk) OR heldUntil < :now", values={":now": now},
         )
         yield Candidate(cfg["address"], tagged, [claim])
+
+
+def _tag_step_units(cfg: dict[str, Any], network: Network) -> int:
+    """The tag step in the network's base units. A step set while only finer tokens were enabled
+    (or stored as "1E-7" before steps were written in plain notation) is the operator's to fix."""
+    try:
+        step = Decimal(str(cfg["tagStep"]))
+        units = to_base_units(step, network.decimals)
+    except (ArithmeticError, ValueError):
+        units = 0
+    if units <= 0:
+        raise Conflict(f"the fixed address's amount-tag step {cfg['tagStep']} is finer than the smallest unit of "
+                       f"{network.name} ({network.decimals} decimals); the operator sets a coarser one with "
+                       "`python -m usdt_gateway.admin set-address --tag-step`", code="INVALID_ADDRESS_CONFIG")
+    return units
 
 
 def _xpub_candidate(cfg: dict[str, Any], network: Network, units: int, order_pk: str, watch_until: int) -> Candidate:

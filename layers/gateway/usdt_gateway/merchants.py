@@ -13,8 +13,9 @@ from typing import Any, Literal
 from usdt_gateway import hdwallet, store
 from usdt_gateway.address_codec import normalize_evm_address, normalize_tron_address
 from usdt_gateway.auth import SCOPES
+from usdt_gateway.config import networks
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
-from usdt_gateway.money import parse_amount
+from usdt_gateway.money import decimal_places, parse_amount, plain
 from usdt_gateway.secretbox import encrypt
 
 Family = Literal["evm", "tron"]
@@ -148,8 +149,15 @@ def configure_fixed(merchant_id: str, family: Family, address: str, *, tag_step:
     if not 1 <= max_tags <= 10_000 or step > Decimal(1):
         raise InvalidRequest("tag step must be at most 1 and max tags between 1 and 10000",
                              code="INVALID_ADDRESS_CONFIG")
+    # Each tagged amount must be a whole number of base units on every network it may be used on.
+    for network in networks().values():
+        if network.family == family and decimal_places(step) > network.decimals:
+            raise InvalidRequest(f"tag step {plain(step)} is finer than the smallest unit of {network.name} "
+                                 f"({network.decimals} decimals); use a step of at least "
+                                 f"{plain(Decimal(1).scaleb(-network.decimals))}", code="INVALID_ADDRESS_CONFIG")
+    # Stored in plain notation: str() would write "1E-7", which parse_amount refuses.
     return _replace_address_config(merchant_id, family, {"mode": "fixed", "family": family, "address": address,
-                                                         "tagStep": str(step), "maxTags": max_tags})
+                                                         "tagStep": plain(step), "maxTags": max_tags})
 
 
 def _replace_address_config(merchant_id: str, family: Family, config: dict[str, Any]) -> dict[str, Any]:

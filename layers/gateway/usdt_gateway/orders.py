@@ -13,7 +13,7 @@ from usdt_gateway import deposit_addresses, store, transitions, watchlist
 from usdt_gateway.config import networks, settings
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
 from usdt_gateway.http import request_base_url
-from usdt_gateway.money import format_units, parse_amount, to_base_units
+from usdt_gateway.money import format_units, parse_amount, plain, to_base_units
 from usdt_gateway.networks import Network
 from usdt_gateway.payment_uri import payment_uri
 from usdt_gateway.qr import qr_png_data_uri
@@ -62,7 +62,7 @@ def _amount_units(text: str, network: Network) -> int:
     except ValueError as exc:
         raise InvalidRequest(f"amount {exc}", code="INVALID_AMOUNT") from exc
     if not network.min_amount <= value <= network.max_amount:
-        raise InvalidRequest(f"amount must be between {network.min_amount} and {network.max_amount} USDT "
+        raise InvalidRequest(f"amount must be between {plain(network.min_amount)} and {plain(network.max_amount)} USDT "
                              f"on {network.name}", code="AMOUNT_OUT_OF_RANGE")
     return units
 

@@ -10,6 +10,7 @@ from usdt_gateway.api.app import Call, Result, RouteSpec, route
 from usdt_gateway.auth import READ, WRITE
 from usdt_gateway.config import networks
 from usdt_gateway.errors import InvalidRequest
+from usdt_gateway.money import plain
 from usdt_gateway.observability import count_per_network, logger
 from usdt_gateway.schemas import (
     AttachDepositRequest,
@@ -141,7 +142,7 @@ def list_networks(call: Call) -> Result:
             network=n.name, name=n.display_name, family=n.family, chain_id=n.chain_id, token_contract=n.token_contract,
             decimals=n.decimals, finality=finality,
             confirmations=n.finality.confirmations if n.finality.mode == "confirmations" else None,
-            min_amount=str(n.min_amount), max_amount=str(n.max_amount), testnet=n.testnet,
+            min_amount=plain(n.min_amount), max_amount=plain(n.max_amount), testnet=n.testnet,
         ))
     return NetworkListView(networks=views)
 
