@@ -24,6 +24,8 @@ import pytest
 from usdt_gateway_client import (
     Client,
     GatewayError,
+    Order,
+    OrderException,
     RateLimitedError,
     RetryPolicy,
     ServerError,
@@ -350,6 +352,20 @@ def test_responses_become_typed_models_tolerating_unknown_fields(serve: Any) -> 
     assert order.status == "a_future_status" and order.exception == "overpaid"
     assert order.amount == Decimal("50.000001") and order.raw["someFieldAddedLater"] == {"x": 1}
     assert order.expires_at == datetime(2025, 12, 1, 14, 40, tzinfo=UTC)
+
+
+def test_an_order_says_whether_it_is_paid_and_every_exception() -> None:
+    # Given a late overpaid order as the gateway sends it, and one from a gateway without `paid`
+    late = {**ORDER, "status": "confirmed", "paid": True, "exception": "paid_late",
+            "exceptions": ["paid_late", "overpaid", "a_future_exception"], "excessAmount": "1.50"}
+    older = {k: v for k, v in late.items() if k not in ("paid", "exceptions")}
+    # When they are parsed
+    order, old = Order.from_dict(late), Order.from_dict(older)
+    # Then both are paid; the new one lists both exceptions, unknown ones kept as strings
+    assert order.paid and order.is_paid and old.paid and old.is_paid
+    assert order.exceptions == (OrderException.PAID_LATE, OrderException.OVERPAID, "a_future_exception")
+    assert order.exception == OrderException.PAID_LATE and old.exceptions == ()
+    assert not Order.from_dict(ORDER).paid and not Order.from_dict(ORDER).is_paid
 
 
 @pytest.mark.parametrize("amount", [50.0, True, None, [1]])

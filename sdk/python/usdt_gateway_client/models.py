@@ -43,7 +43,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 
 
 class OrderStatus(str, Enum):  # noqa: UP042
-    """docs/order-states.md. Only CONFIRMED means paid."""
+    """docs/order-states.md. Only CONFIRMED means paid (Order.paid)."""
 
     PENDING = "pending"
     CONFIRMING = "confirming"
@@ -175,7 +175,9 @@ class Order:
     payment_uri: str  # what the QR code encodes (EIP-681 on EVM chains, the address on Tron)
     qr_code_data: str = field(repr=False)  # PNG data URI of the QR code
     status: OrderStatus | str = OrderStatus.PENDING
-    exception: OrderException | str | None = None
+    paid: bool = False  # final and paid in full: true exactly when status is CONFIRMED
+    exception: OrderException | str | None = None  # the first of `exceptions` (PAID_LATE wins)
+    exceptions: tuple[OrderException | str, ...] = ()  # a late overpayment is PAID_LATE and OVERPAID
     paid_amount: Decimal = Decimal(0)  # sum of final deposits
     pending_amount: Decimal = Decimal(0)  # seen on chain, not final yet
     excess_amount: Decimal = Decimal(0)
@@ -192,19 +194,22 @@ class Order:
     @property
     def is_paid(self) -> bool:
         """Final and paid in full (or within tolerance): the only state to ship the goods on."""
-        return self.status == OrderStatus.CONFIRMED
+        return self.paid or self.status == OrderStatus.CONFIRMED
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Order:
         exception = data.get("exception")
+        status = _enum(OrderStatus, data["status"])
         return cls(
             order_id=data["orderId"], public_id=data["publicId"], network=data["network"],
             chain_id=int(data["chainId"]), currency=data.get("currency", "USDT"),
             token_contract=data["tokenContract"], amount=_dec(data["amount"]),
             requested_amount=_dec(data.get("requestedAmount", data["amount"])), address=data["address"],
             payment_url=data["paymentUrl"], payment_uri=data["paymentUri"], qr_code_data=data.get("qrCodeData", ""),
-            status=_enum(OrderStatus, data["status"]),
+            # Gateways older than `paid` said it with the status alone.
+            status=status, paid=bool(data.get("paid", status == OrderStatus.CONFIRMED)),
             exception=None if exception is None else _enum(OrderException, exception),
+            exceptions=tuple(_enum(OrderException, e) for e in data.get("exceptions") or ()),
             paid_amount=_dec(data.get("paidAmount", 0)), pending_amount=_dec(data.get("pendingAmount", 0)),
             excess_amount=_dec(data.get("excessAmount", 0)), txid=data.get("txid"),
             confirmed_at=_opt_ms(data.get("confirmedAt")), expires_at=_opt_ms(data.get("expiresAt")),
@@ -358,7 +363,7 @@ class WebhookEvent:
     """A verified webhook's event: WebhookEvent.from_dict(verify_webhook(headers, body, secret))."""
 
     id: str  # the same on every retry: drop duplicates by it
-    type: str  # e.g. "order.confirmed"; only that one means paid
+    type: str  # what changed, e.g. "order.confirmed"; whether the order is paid: `order.paid`
     created_at: datetime
     sequence: int | None  # per order: ignore an event whose sequence is not above the last processed
     data: Mapping[str, Any] = field(hash=False)
@@ -366,7 +371,8 @@ class WebhookEvent:
 
     @property
     def order(self) -> Order | None:
-        """The order, for order.* events."""
+        """The whole order after the change, for order.* events: of an event you accept (its
+        sequence above the last one processed), the order's current state, `paid` included."""
         return Order.from_dict(self.data) if self.type.startswith("order.") else None
 
     @property
