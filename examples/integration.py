@@ -9,8 +9,9 @@ listens for webhooks on a free port of 127.0.0.1 and gives the order that URL as
 (the local stack allows http:// to loopback; deployed, a notifyUrl is a public https:// URL).
 A `webhook.test` is sent to it first, to check the receiver before anything depends on it.
 Pay the order from another terminal with `python -m devstack pay <orderId>`; the script prints
-each verified event and exits 0 once `order.confirmed` arrives, 1 if the order ends unpaid or
-the timeout passes first.
+each verified event and exits 0 once an accepted event's order is paid (`paid: true`; every
+order event carries the whole order, so that need not be `order.confirmed`), 1 if the order ends
+unpaid or the timeout passes first.
 
 Uses sdk/python from this repository without installing it (or: pip install ./sdk/python).
 """
@@ -102,11 +103,11 @@ def main(argv: list[str]) -> int:
                 continue
             print(f"webhook     {event.type}  status {changed.status}  paid {changed.paid_amount}  "
                   f"sequence {event.sequence}  verified", flush=True)
-            if changed.is_paid or changed.status in UNPAID_END:
+            if changed.paid or changed.status in UNPAID_END:  # the order's state as this event says
                 break
         final = client.get_order(order.order_id)
         print(f"status      {final.status} (paid {final.paid_amount} of {final.amount})", flush=True)
-        return 0 if final.is_paid else 1
+        return 0 if final.paid else 1
     except GatewayError as exc:
         print(f"error       {exc.status} {exc.code}: {exc.message}", file=sys.stderr)
         return 1

@@ -11,8 +11,12 @@ What a real receiver should copy:
 - verify the raw body before parsing it (usdt_gateway_client.verify_webhook; 401 if it fails);
 - answer 2xx at once and do the work afterwards: the gateway gives up on an attempt after 15 s;
 - drop duplicates by webhook-id (a retry repeats it) and stale events by sequence: keep the
-  highest sequence processed per order and ignore anything not above it (deliveries may arrive
-  out of order). Both still get a 2xx, or the gateway would keep retrying them.
+  highest sequence accepted per order and ignore anything not above it (deliveries may arrive
+  out of order). Both still get a 2xx, or the gateway would keep retrying them;
+- take the order in each accepted event (`data`, the whole order after the change) as its
+  current state, and ship when `data.paid` is true, whatever the event's type: the events of one
+  change may arrive in any order, so the one accepted may be order.overpaid, its order.confirmed
+  then dropped as stale.
 This one keeps that state in memory; a real one keeps it in its database.
 
 Uses sdk/python from this repository without installing it (or: pip install -e sdk/python).
@@ -82,8 +86,11 @@ OnEvent = Callable[[str, dict[str, Any], str | None], None]
 def print_event(webhook_id: str, event: dict[str, Any], dropped: str | None) -> None:
     data = event.get("data") if isinstance(event.get("data"), dict) else {}
     line = (f"{event.get('type')} order={data.get('orderId')} status={data.get('status')} "
-            f"sequence={event.get('sequence')} id={webhook_id}")
-    print(f"dropped {dropped}: {line}" if dropped else line, flush=True)
+            f"paid={data.get('paid')} sequence={event.get('sequence')} id={webhook_id}")
+    if dropped:
+        print(f"dropped {dropped}: {line}", flush=True)
+    else:
+        print(f"{line}{'  -> paid: ship it' if data.get('paid') is True else ''}", flush=True)
 
 
 def make_handler(secrets: list[str], inbox: Inbox, on_event: OnEvent = print_event) -> type[BaseHTTPRequestHandler]:
