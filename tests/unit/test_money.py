@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from usdt_gateway.money import decimal_places, format_units, parse_amount, plain, to_base_units
+from usdt_gateway.money import decimal_places, format_units, parse_amount, plain, to_base_units, tolerance_units
 
 LARGEST = "999999999999999999.999999999999999999"  # 18 integer and 18 fraction digits: parse_amount's limit
 
@@ -87,3 +87,18 @@ def test_plain_never_uses_an_exponent(value: Decimal, text: str) -> None:
     # Given Decimals whose str() would use an exponent, or not
     # Then plain() writes each in positional notation
     assert plain(value) == text
+
+
+@pytest.mark.parametrize(("amount", "absolute", "percent", "expected"), [
+    (500_000, "1", "1", 5_000),  # 0.50 with a 1 USDT tolerance: 1 % of the order, 0.005
+    (50_000_000, "0.009", "1", 9_000),  # 50.00: the absolute 0.009 is the smaller
+    (50_000_000, "0.009", "0", 0),  # no relative tolerance: none at all
+    (333, "1", "1", 3),  # rounded down, never more tolerant than configured
+    (10**26, "0.5", "0.25", 5 * 10**17),  # 18 decimals: exact beyond 28 digits
+])
+def test_tolerance_is_the_smaller_of_absolute_and_relative(amount: int, absolute: str, percent: str,
+                                                           expected: int) -> None:
+    # Given an order amount in base units, an absolute tolerance in USDT and a relative one in %
+    decimals = 18 if amount > 10**20 else 6
+    # When the order's tolerance is computed, Then it is the smaller bound, in base units
+    assert tolerance_units(amount, decimals, Decimal(absolute), Decimal(percent)) == expected

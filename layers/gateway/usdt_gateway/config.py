@@ -9,6 +9,7 @@ from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from usdt_gateway.money import decimal_places, plain
 from usdt_gateway.networks import Network, NetworkConfigError, load_networks
 
 
@@ -46,8 +47,11 @@ class Settings(BaseModel):
     max_expires_in: int = Field(86_400, le=7 * 86_400)
     late_payment_grace_seconds: int = Field(3600, ge=0, le=7 * 86_400)
     max_body_bytes: int = Field(16_384, ge=1024, le=1_048_576)
-    # An order counts as paid when at most this much (USDT) is missing, e.g. "0.01".
+    # An order counts as paid when at most this much (USDT) is missing, e.g. "0.005"; below every
+    # enabled network's minAmount (checked in networks()), and at most the percent below of the order.
     underpayment_tolerance: Decimal = Field(Decimal(0), ge=0, le=1000, decimal_places=6)
+    # The relative bound, so a small order is never confirmed by a fraction of it: 1 = 1 %.
+    underpayment_tolerance_percent: Decimal = Field(Decimal(1), ge=0, le=10, decimal_places=2)
     # Webhooks: committed events go to this queue (empty: nothing is sent; the outbox keeps them).
     webhook_queue_url: str = ""
     webhook_dlq_url: str = ""
@@ -78,6 +82,7 @@ _ENV = {
     "late_payment_grace_seconds": "LATE_PAYMENT_GRACE_SECONDS",
     "max_body_bytes": "MAX_BODY_BYTES",
     "underpayment_tolerance": "UNDERPAYMENT_TOLERANCE",
+    "underpayment_tolerance_percent": "UNDERPAYMENT_TOLERANCE_PERCENT",
     "webhook_queue_url": "WEBHOOK_QUEUE_URL",
     "webhook_dlq_url": "WEBHOOK_DLQ_URL",
     "webhook_retry_schedule": "WEBHOOK_RETRY_SCHEDULE",
@@ -112,9 +117,23 @@ def settings() -> Settings:
 def networks() -> dict[str, Network]:
     s = settings()
     try:
-        return load_networks(s.enabled_networks, s.networks_config)
+        enabled = load_networks(s.enabled_networks, s.networks_config)
     except NetworkConfigError as exc:
         raise ConfigError(str(exc)) from exc
+    _check_tolerance(s.underpayment_tolerance, enabled)
+    return enabled
+
+
+def _check_tolerance(tolerance: Decimal, enabled: dict[str, Network]) -> None:
+    """A tolerance of a whole minimum order would confirm the smallest orders with next to nothing
+    paid; and it must be a whole number of base units on every network."""
+    for network in enabled.values():
+        if tolerance >= network.min_amount:
+            raise ConfigError(f"UNDERPAYMENT_TOLERANCE {plain(tolerance)} USDT must be below the minimum order of "
+                              f"every enabled network; {network.name} takes orders from {plain(network.min_amount)}")
+        if decimal_places(tolerance) > network.decimals:
+            raise ConfigError(f"UNDERPAYMENT_TOLERANCE {plain(tolerance)} is finer than the smallest unit of "
+                              f"{network.name} ({network.decimals} decimals)")
 
 
 def reset() -> None:

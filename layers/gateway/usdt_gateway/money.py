@@ -61,3 +61,10 @@ def plain(value: Decimal) -> str:
     """A Decimal in positional notation ("0.0000001", never str()'s "1E-7"), for messages and
     stored configuration that are read back with parse_amount."""
     return format(value, "f")
+
+
+def tolerance_units(amount_units: int, decimals: int, absolute: Decimal, percent: Decimal) -> int:
+    """How much of an order may be missing when it is paid: the absolute tolerance, but never more
+    than `percent` of the order (rounded down), so a small order cannot be paid with next to nothing."""
+    relative = amount_units * to_base_units(percent, 2) // 10_000  # percent in basis points
+    return max(0, min(to_base_units(absolute, decimals), relative))

@@ -13,7 +13,7 @@ from usdt_gateway import deposit_addresses, store, transitions, watchlist
 from usdt_gateway.config import networks, settings
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
 from usdt_gateway.http import request_base_url
-from usdt_gateway.money import format_units, parse_amount, plain, to_base_units
+from usdt_gateway.money import format_units, parse_amount, plain, to_base_units, tolerance_units
 from usdt_gateway.networks import Network
 from usdt_gateway.payment_uri import payment_uri
 from usdt_gateway.qr import qr_png_data_uri
@@ -152,7 +152,8 @@ def _order_item(merchant_id: str, req: CreateOrderRequest, network: Network, can
         "chainId": network.chain_id,
         "tokenContract": network.token_contract, "decimals": network.decimals,
         "amountUnits": cand.units, "requestedUnits": requested_units, "paidUnits": 0,
-        "toleranceUnits": to_base_units(settings().underpayment_tolerance, network.decimals),
+        "toleranceUnits": tolerance_units(cand.units, network.decimals, settings().underpayment_tolerance,
+                                          settings().underpayment_tolerance_percent),
         "address": cand.address, "addressIndex": cand.index,
         "paymentUri": uri,
         # Rendered once here (about 10 ms) rather than on every read of the order.
