@@ -20,6 +20,8 @@ GATEWAY = REPO_ROOT / "layers/gateway/usdt_gateway"
 ALARMS = {
     "ScannerLagAlarm": "breaching",  # a dead scanner reports nothing: that must page
     "ScannerNotStartedAlarm": "notBreaching",  # counted only while a network has no cursor
+    "FinalityViolationAlarm": "notBreaching",  # counted only when a final block is replaced
+    "ScannerHaltedAlarm": "notBreaching",  # counted only while a cursor is halted
     "RpcFailureRateAlarm": "notBreaching",
     "WebhookDLQAlarm": "notBreaching",
     "ApiServerErrorsAlarm": "notBreaching",
