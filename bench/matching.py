@@ -165,6 +165,9 @@ class MemoryBlocks:
     def transfers(self, recipients: Collection[str], from_block: int, to_block: int) -> list[Transfer]:
         raise NotImplementedError
 
+    def located(self, txid: str) -> int | None:
+        return None
+
     def check_endpoints(self) -> None:
         raise NotImplementedError
 
@@ -380,7 +383,7 @@ def cycle_costs(scanner: Scanner, family: str, runs: int, new_address: Callable[
     endpoints = Endpoints([("none", EmptyRpc())])
     if family == "evm":
         evm_reader = EvmReader(scanner.network, endpoints)  # type: ignore[arg-type]
-        prepare: Callable[[tuple[str, ...]], object] = evm_reader._recipient_topics
+        prepare: Callable[[tuple[str, ...]], object] = evm_reader._recipient_bloom
     else:
         prepare = TronReader(scanner.network, endpoints)._recipient_set  # type: ignore[arg-type]
 

@@ -62,6 +62,7 @@ def test_settle_sums_final_and_pending_apart() -> None:
 
 def test_moves_outside_the_diagram_are_refused() -> None:
     check_transition(OrderStatus.CONFIRMED, OrderStatus.CONFIRMED)  # staying is always allowed
-    for old, new in [("confirmed", "pending"), ("cancelled", "confirming"), ("pending", "failed")]:
+    for old, new in [("cancelled", "pending"), ("cancelled", "confirming"), ("pending", "failed"),
+                     ("expired", "pending")]:
         with pytest.raises(IllegalTransition):
             check_transition(OrderStatus(old), OrderStatus(new))

@@ -28,9 +28,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from usdt_gateway import merchants, status
+from usdt_gateway import cursor, merchants, status
 from usdt_gateway.auth import SCOPES
-from usdt_gateway.config import ConfigError
+from usdt_gateway.config import ConfigError, networks
 from usdt_gateway.errors import GatewayError
 
 
@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--address", required=True)
     c.add_argument("--tag-step", default="0.01")
     c.add_argument("--max-tags", type=int, default=100)
+    c = sub.add_parser("resume-scan", help="restart a halted network's scan after --from-block; every deposit "
+                       "recorded final above it is checked against the chain again")
+    c.add_argument("--network", required=True)
+    c.add_argument("--from-block", type=int, required=True,
+                   help="the newest block known to be on the chain the network follows now")
     c = sub.add_parser("status", help="chain heads, scan cursors, lag and RPC endpoint health per network")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.add_argument("--network", action="append", help="only this network (repeatable)")
@@ -100,7 +105,21 @@ def run(argv: Sequence[str]) -> Any:
         case "set-address":
             return merchants.configure_fixed(a.merchant, a.family, a.address, tag_step=a.tag_step,
                                              max_tags=a.max_tags)
+        case "resume-scan":
+            return _resume_scan(a.network, a.from_block)
     raise AssertionError(a.command)
+
+
+def _resume_scan(network: str, from_block: int) -> dict[str, Any]:
+    if network not in networks():
+        raise ConfigError(f"network {network!r} is not enabled")
+    try:
+        resumed = cursor.resume(network, from_block=from_block, now=int(time.time() * 1000))
+    except LookupError as exc:
+        raise ConfigError(str(exc)) from exc
+    except cursor.LeaseLost as exc:
+        raise ConfigError(f"the cursor of {network} moved meanwhile; run the command again") from exc
+    return {"network": network, "finalBlock": resumed.final_block, "rescanTo": resumed.rescan_to, "halted": False}
 
 
 def _status(a: argparse.Namespace) -> int:

@@ -7,6 +7,13 @@ scans and renews it with every write; each write is conditional on still holding
 final cursor moves only from the value the scanner read, so two overlapping invocations never
 scan the same range twice and a killed one never skips a block: its successor resumes from the
 last committed `finalBlock` once the lease lapses.
+
+Reorgs deeper than the finality policy: `checkpoints` keeps the (block, hash) of recent final
+cursor positions, so a scanner that finds its final block replaced can walk back to the newest
+checkpoint still on the chain and rewind there (`rewind`). `rescanTo` then marks the re-read
+range: deposits recorded final in it that the new chain no longer has are reversed. A reorg
+deeper than the network's `maxReorgDepth` stops the cursor (`halted`) until an operator resumes
+it (`resume`): the scanner never guesses.
 """
 
 from __future__ import annotations
@@ -21,19 +28,38 @@ class LeaseLost(Exception):
     """Another scanner holds the cursor now (ours lapsed): stop scanning at once."""
 
 
+MAX_CHECKPOINTS = 256
+
+
 @dataclass(frozen=True)
 class Cursor:
     final_block: int | None
     final_hash: str | None
     final_time: int  # timestamp (ms) of the final block, 0 before the first scan
     seen_block: int | None
+    checkpoints: tuple[tuple[int, str], ...] = ()  # recent (final block, hash), oldest first
+    rescan_to: int | None = None  # blocks up to here are being re-read after a deep reorg
+    halted: dict[str, Any] | None = None  # why the cursor stopped, for the operator
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Cursor:
         fb = item.get("finalBlock")
         sb = item.get("seenBlock")
+        rt = item.get("rescanTo")
+        checkpoints = tuple((int(b), str(h)) for b, h in item.get("checkpoints") or [])
         return cls(None if fb is None else int(fb), item.get("finalHash"), int(item.get("finalTime") or 0),
-                   None if sb is None else int(sb))
+                   None if sb is None else int(sb), checkpoints, None if rt is None else int(rt),
+                   item.get("halted"))
+
+
+def _checkpoints(kept: tuple[tuple[int, str], ...], block: int, block_hash: str | None,
+                 depth: int) -> list[list[Any]]:
+    """The checkpoints after the final cursor moves to `block`: those a reorg of at most `depth`
+    blocks could still need, and the new one."""
+    out = [[b, h] for b, h in kept if b >= block - depth and b < block]
+    if block_hash:
+        out.append([block, block_hash])
+    return out[-MAX_CHECKPOINTS:]
 
 
 def read(network: str) -> dict[str, Any] | None:
@@ -58,6 +84,7 @@ def start(network: str, owner: str, *, block: int, block_hash: str | None, block
     pk, sk = store.cursor_key(network)
     item = store.update(
         pk, sk, set_values={"finalBlock": block, "finalHash": block_hash, "finalTime": block_time,
+                            "checkpoints": _checkpoints((), block, block_hash, 0),
                             "leaseUntil": now + lease_ms, "updatedAt": now},
         condition="leaseOwner = :me AND attribute_not_exists(finalBlock)", values={":me": owner},
     )
@@ -66,15 +93,70 @@ def start(network: str, owner: str, *, block: int, block_hash: str | None, block
     return Cursor.from_item(item)
 
 
-def advance_final(network: str, owner: str, *, expected: int, block: int, block_hash: str | None, block_time: int,
-                  now: int, lease_ms: int) -> Cursor:
-    """final cursor `expected` -> `block`, after the range's deposits are committed; only by the
-    lease holder and only from the value it scanned from."""
+def advance_final(network: str, owner: str, *, state: Cursor, block: int, block_hash: str | None, block_time: int,
+                  depth: int, now: int, lease_ms: int) -> Cursor:
+    """final cursor `state.final_block` -> `block`, after the range's deposits are committed; only
+    by the lease holder and only from the value it scanned from. A re-read range ends once passed."""
     pk, sk = store.cursor_key(network)
+    rescan_to = state.rescan_to if state.rescan_to is not None and state.rescan_to > block else None
     item = store.update(
         pk, sk, set_values={"finalBlock": block, "finalHash": block_hash, "finalTime": block_time,
-                            "leaseUntil": now + lease_ms, "updatedAt": now},
-        condition="leaseOwner = :me AND finalBlock = :expected", values={":me": owner, ":expected": expected},
+                            "checkpoints": _checkpoints(state.checkpoints, block, block_hash, depth),
+                            "rescanTo": rescan_to, "leaseUntil": now + lease_ms, "updatedAt": now},
+        condition="leaseOwner = :me AND finalBlock = :expected",
+        values={":me": owner, ":expected": state.final_block},
+    )
+    if item is None:
+        raise LeaseLost(network)
+    return Cursor.from_item(item)
+
+
+def rewind(network: str, owner: str, *, state: Cursor, block: int, block_hash: str, block_time: int, now: int,
+           lease_ms: int) -> Cursor:
+    """final cursor `state.final_block` -> `block`, the common ancestor of a reorg deeper than the
+    finality policy: what lies above it is read again, up to `rescanTo`."""
+    assert state.final_block is not None
+    pk, sk = store.cursor_key(network)
+    rescan_to = max(state.final_block, state.rescan_to or 0)
+    item = store.update(
+        pk, sk, set_values={"finalBlock": block, "finalHash": block_hash, "finalTime": block_time,
+                            "checkpoints": [[b, h] for b, h in state.checkpoints if b <= block],
+                            "rescanTo": rescan_to, "leaseUntil": now + lease_ms, "updatedAt": now},
+        # final (replaced) -> final (common ancestor), by the lease holder, from the value it read.
+        condition="leaseOwner = :me AND finalBlock = :expected",
+        values={":me": owner, ":expected": state.final_block},
+    )
+    if item is None:
+        raise LeaseLost(network)
+    return Cursor.from_item(item)
+
+
+def halt(network: str, owner: str, *, state: Cursor, reason: str, now: int) -> None:
+    """running -> halted: the cursor stays where it is until an operator resumes it."""
+    pk, sk = store.cursor_key(network)
+    halted = {"reason": reason, "finalBlock": state.final_block, "at": now}
+    if store.update(pk, sk, set_values={"halted": halted, "updatedAt": now},
+                    condition="leaseOwner = :me AND finalBlock = :expected",
+                    values={":me": owner, ":expected": state.final_block}) is None:
+        raise LeaseLost(network)
+
+
+def resume(network: str, *, from_block: int, now: int) -> Cursor:
+    """The operator's way out of a halt (or a deliberate re-read): scanning resumes after
+    `from_block`, and every deposit recorded final above it is checked against the chain again
+    up to the old final block. Allowed at any time; a running scanner's next write fails and it
+    stops (its successor starts from here)."""
+    pk, sk = store.cursor_key(network)
+    old = store.get(pk, sk)
+    if old is None or old.get("finalBlock") is None:
+        raise LookupError(f"network {network} has no scan cursor yet")
+    rescan_to = max(int(old["finalBlock"]), int(old.get("rescanTo") or 0))
+    item = store.update(
+        pk, sk, set_values={"finalBlock": from_block, "finalHash": None, "finalTime": int(old.get("finalTime") or 0),
+                            "checkpoints": [], "rescanTo": rescan_to if rescan_to > from_block else None,
+                            "halted": None, "leaseUntil": 0, "updatedAt": now},
+        # halted (or running) -> running from `from_block`, only over the cursor the operator saw.
+        condition="finalBlock = :old", values={":old": int(old["finalBlock"])},
     )
     if item is None:
         raise LeaseLost(network)

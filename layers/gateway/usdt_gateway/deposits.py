@@ -1,21 +1,31 @@
-"""Where a deposit is matched to an order, recorded, credited, dropped after a reorg, listed and
-attached by the merchant.
+"""Where a deposit is matched to an order, recorded, credited, dropped or reversed after a reorg,
+listed and attached by the merchant.
 
-A deposit is one Transfer log, recorded once under DEP#<network>#<txid>#<logIndex>, so re-scans,
-overlapping ranges and retries never count it twice. Its `depositStatus`:
+A deposit is one Transfer log, recorded once under DEP#<network>#<txid>#<n>, where n is the log's
+position within its transaction: a transfer that a reorg re-includes in another block (at
+another block-wide log index on EVM chains) is the same deposit, so re-scans, overlapping ranges,
+re-inclusions and retries never count it twice. Its `depositStatus`:
     seen      found in a block that is not final yet; its order is `confirming`
     credited  found in a final block and counted in its order
     unmatched found in a final block, but no open order takes it (the merchant can attach it)
-    dropped   a seen deposit whose log a reorg removed; it may be recorded again if it returns
-The deposit write and its order's write are one transaction (transitions.apply).
+    ignored   found in a final block, below the network's minimum deposit (dust): it changes no
+              order and sends no webhook, and is listed with its reason
+    dropped   a seen deposit whose transaction a reorg removed; it may be recorded again if it returns
+    reversed  a final deposit that a reorg deeper than the finality policy removed; its order is
+              recomputed without it and the merchant told (order.payment_reversed / deposit.reversed)
+Zero-value transfers are never recorded. Every final deposit (credited, unmatched, ignored) also
+has a LEDGER#<network> item by block, so a range read again after a deep reorg can be compared
+with what was recorded in it. The deposit write and its order's write are one transaction
+(transitions.apply).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from typing import Any
 
 from usdt_gateway import events, outbox, store, transitions
-from usdt_gateway.chain.transfers import Transfer
+from usdt_gateway.chain.transfers import ChainMoved, Transfer
 from usdt_gateway.config import networks
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
 from usdt_gateway.lifecycle import ACCEPTING
@@ -25,8 +35,15 @@ from usdt_gateway.schemas import DepositListView, DepositRecordView, OrderStatus
 from usdt_gateway.transitions import Applied, now_ms
 from usdt_gateway.watchlist import WatchEntry
 
-SEEN, CREDITED, UNMATCHED, DROPPED = "seen", "credited", "unmatched", "dropped"
+SEEN, CREDITED, UNMATCHED, IGNORED = "seen", "credited", "unmatched", "ignored"
+DROPPED, REVERSED = "dropped", "reversed"
+FINAL = (CREDITED, UNMATCHED, IGNORED)
+BELOW_MINIMUM, REORG = "below_minimum", "reorg"
 NAMES = {"#ds": "depositStatus"}
+LEDGER_TTL_S = 30 * 86_400  # far beyond any network's maxReorgDepth; an operator's resume reads it too
+
+# Where a transaction is on the chain now: its block number, or None when no block has it.
+Locate = Callable[[str], int | None]
 
 
 def deposit_id(network: str, txid: str, log_index: int) -> str:
@@ -48,29 +65,59 @@ def _log_fields(t: Transfer) -> dict[str, Any]:
             "block": t.block_number, "units": t.units, "recipient": t.recipient}
 
 
+def _block_fields(t: Transfer) -> dict[str, Any]:
+    return {"blockNumber": t.block_number, "blockHash": t.block_hash, "blockTime": t.block_time}
+
+
 def _item(t: Transfer, status: str, **extra: Any) -> dict[str, Any]:
     pk, sk = store.deposit_key(t.network, t.txid, t.log_index)
     return {"pk": pk, "sk": sk, "depositId": deposit_id(t.network, t.txid, t.log_index), "network": t.network,
-            "txid": t.txid, "logIndex": t.log_index, "blockNumber": t.block_number, "blockHash": t.block_hash,
-            "blockTime": t.block_time, "sender": t.sender, "recipient": t.recipient, "units": t.units,
-            "decimals": networks()[t.network].decimals, "depositStatus": status, "recordedAt": now_ms(), **extra}
+            "txid": t.txid, "logIndex": t.log_index, **_block_fields(t), "sender": t.sender,
+            "recipient": t.recipient, "units": t.units, "decimals": networks()[t.network].decimals,
+            "depositStatus": status, "recordedAt": now_ms(), **extra}
 
 
-def _final_item(t: Transfer, status: str, merchant_id: str | None, order_pk: str | None) -> dict[str, Any]:
+def _final_item(t: Transfer, status: str, merchant_id: str | None, order_pk: str | None,
+                reason: str | None = None) -> dict[str, Any]:
     # Final deposits are listed per merchant by block time (gsi1); `unmatched` is the filter.
     index = {"gsi1pk": store.deposits_index_pk(merchant_id),
              "gsi1sk": f"{t.block_time:013d}#{t.txid}#{t.log_index}"} if merchant_id else {}
-    return _item(t, status, merchantId=merchant_id, orderPk=order_pk, unmatched=status == UNMATCHED, **index)
+    return _item(t, status, merchantId=merchant_id, orderPk=order_pk, unmatched=status == UNMATCHED,
+                 reason=reason, **index)
+
+
+def _ledger_put(t: Transfer) -> dict[str, Any]:
+    pk, sk = store.ledger_key(t.network, t.block_number, t.txid, t.log_index)
+    dep_pk, _ = store.deposit_key(t.network, t.txid, t.log_index)
+    # none -> recorded; a re-recorded block position (after a reversal) is the same entry again.
+    return store.put_part({"pk": pk, "sk": sk, "depositPk": dep_pk, "blockNumber": t.block_number,
+                           "ttl": now_ms() // 1000 + LEDGER_TTL_S},
+                          condition="attribute_not_exists(pk) OR depositPk = :d", values={":d": dep_pk})
+
+
+def _ledger_delete(item: dict[str, Any], block_number: int | None = None) -> dict[str, Any]:
+    number = int(item["blockNumber"] if block_number is None else block_number)
+    return store.delete_part(*store.ledger_key(item["network"], number, item["txid"], int(item["logIndex"])))
 
 
 def record_seen(t: Transfer, entry: WatchEntry) -> Applied:
-    """A payment in a block that is not final yet: recorded as seen, its order -> confirming."""
+    """A payment in a block that is not final yet: recorded as seen, its order -> confirming. Seen
+    again in another block (a reorg re-included it), the record follows it: still one deposit."""
     item = _item(t, SEEN, orderPk=entry.order_pk, merchantId=entry.merchant_id,
                  gsi1pk=store.seen_index_pk(t.network), gsi1sk=f"{t.block_number:012d}")
 
     def change(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         deposits = dict(order.get("deposits") or {})
-        if OrderStatus(order["status"]) not in ACCEPTING or _map_key(t) in deposits:
+        known = deposits.get(_map_key(t))
+        if known is not None:
+            if known["final"] or known.get("reversed") or known["blockHash"] == t.block_hash:
+                return None
+            deposits[_map_key(t)] = _map_entry(t, final=False)
+            # seen -> seen, in the block that holds it now
+            moved = store.set_part(item["pk"], item["sk"], set_values={**_block_fields(t), "gsi1sk": item["gsi1sk"]},
+                                   condition="#ds = :seen", values={":seen": SEEN}, names=NAMES)
+            return {**order, "deposits": deposits}, [moved]
+        if OrderStatus(order["status"]) not in ACCEPTING:
             return None  # a closed order's payment is decided when final (unmatched)
         deposits[_map_key(t)] = _map_entry(t, final=False)
         # none (or dropped) -> seen
@@ -90,17 +137,25 @@ def credit_final(t: Transfer, entry: WatchEntry | None, owner: str | None) -> tu
     Returns what became of it: credited, unmatched, or already (recorded before). Its lines carry
     the order's order_id and merchant_id (merchant_id alone for an unmatched one)."""
     existing = store.get(*store.deposit_key(t.network, t.txid, t.log_index))
-    if existing and existing["depositStatus"] in (CREDITED, UNMATCHED):
+    if existing and existing["depositStatus"] in FINAL:
+        if existing["blockHash"] != t.block_hash:
+            _move_final(existing, t)
         return "already", None
     if existing and existing["depositStatus"] == SEEN:
         order_pk: str | None = existing["orderPk"]
         owner = existing.get("merchantId") or owner
         # seen -> credited (or unmatched)
         condition, values = "#ds = :seen", {":seen": SEEN}
+    elif existing and existing["depositStatus"] == REVERSED and existing.get("orderPk"):
+        # A reversed payment the chain holds again: it counts again, towards the same order.
+        order_pk, owner = existing["orderPk"], existing.get("merchantId") or owner
+        # reversed -> credited (or unmatched)
+        condition, values = "#ds = :reversed", {":reversed": REVERSED}
     else:
         order_pk = entry.order_pk if entry else None
-        # none (or dropped) -> credited (or unmatched)
-        condition, values = "attribute_not_exists(pk) OR #ds = :dropped", {":dropped": DROPPED}
+        # none (or dropped, or reversed while unmatched) -> credited (or unmatched)
+        condition = "attribute_not_exists(pk) OR #ds = :dropped OR #ds = :reversed"
+        values = {":dropped": DROPPED, ":reversed": REVERSED}
     with log_keys(**{"merchant_id": owner, **order_keys(order_pk)}):
         return _credit_final(t, order_pk, owner, condition, values)
 
@@ -116,7 +171,7 @@ def _credit_final(t: Transfer, order_pk: str | None, owner: str | None, conditio
                 return None
             deposits[_map_key(t)] = _map_entry(t, final=True)
             return {**order, "deposits": deposits}, [store.put_part(item, condition=condition, values=values,
-                                                                     names=NAMES)]
+                                                                     names=NAMES), _ledger_put(t)]
 
         applied = transitions.apply(order_pk, change)
         if applied.conflict:
@@ -131,7 +186,8 @@ def _credit_final(t: Transfer, order_pk: str | None, owner: str | None, conditio
         event_id, event_parts = events.for_deposit(owner, record_view(item).model_dump(mode="json", by_alias=True))
         event_ids = [event_id]
     try:
-        store.transact([store.put_part(item, condition=condition, values=values, names=NAMES), *event_parts])
+        store.transact([store.put_part(item, condition=condition, values=values, names=NAMES), _ledger_put(t),
+                        *event_parts])
     except store.TransactionConflict:
         return "already", None
     with log_keys(order_id=None, merchant_id=owner):
@@ -140,33 +196,162 @@ def _credit_final(t: Transfer, order_pk: str | None, owner: str | None, conditio
     return UNMATCHED, None
 
 
-def drop_reorged(network: str, final_block: int) -> list[Applied]:
-    """Seen deposits at or below the final cursor that the final scan did not find: a reorg
-    removed them. Each is dropped and its order goes back to the status it had without it."""
+def record_ignored(t: Transfer, owner: str | None) -> bool:
+    """A final transfer below the network's minimum deposit (dust, or address poisoning): kept
+    for the deposits listing with its reason, and nothing else. False if recorded before."""
+    item = _final_item(t, IGNORED, owner, None, reason=BELOW_MINIMUM)
+    try:
+        # none (or dropped, or reversed) -> ignored
+        store.transact([store.put_part(item, condition="attribute_not_exists(pk) OR #ds = :dropped OR #ds = :rev",
+                                       values={":dropped": DROPPED, ":rev": REVERSED}, names=NAMES),
+                        _ledger_put(t)])
+    except store.TransactionConflict:
+        return False
+    with log_keys(order_id=None, merchant_id=owner):
+        logger.info("deposit ignored: below the network's minimum", extra=_log_fields(t))
+    return True
+
+
+def _move_final(existing: dict[str, Any], t: Transfer) -> None:
+    """A final deposit found again in another final block (a deep reorg re-included it): the
+    record, its ledger entry and its order's view follow it; the money never left."""
+    moved = store.set_part(existing["pk"], existing["sk"], set_values=_block_fields(t),
+                           # credited/unmatched/ignored -> the same status, in its new block
+                           condition="#ds = :st", values={":st": existing["depositStatus"]}, names=NAMES)
+    ledger = [_ledger_delete(existing), _ledger_put(t)]
+    if existing["depositStatus"] != CREDITED:
+        store.transact([moved, *ledger])
+        return
+
+    def change(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        deposits = dict(order.get("deposits") or {})
+        deposits[_map_key(t)] = {**deposits.get(_map_key(t), {}), **_map_entry(t, final=True)}
+        return {**order, "deposits": deposits}, [moved, *ledger]
+
+    transitions.apply(existing["orderPk"], change)
+    logger.info("final deposit re-included in another block", extra=_log_fields(t))
+
+
+def drop_reorged(network: str, final_block: int, found: Collection[tuple[str, int]], locate: Locate) -> list[Applied]:
+    """Seen deposits at or below the final cursor that the final scan did not find. Only money
+    that is really gone is dropped: a transaction a reorg moved to a later block is still on its
+    way (the seen pass follows it there); one no block has any more is dropped, and its order
+    goes back to the status it had without it. `found`: the (txid, n) the final range holds."""
     dropped = []
     for hit in store.query_index_all(store.seen_index_pk(network), sk_to=f"{final_block:012d}"):
+        if (hit["txid"], int(hit["logIndex"])) in found:
+            continue  # credited by this pass
         item = store.get(hit["pk"], hit["sk"])
-        if not item or item["depositStatus"] != SEEN:
-            continue  # credited meanwhile (the index lags the table)
-        key = f"{item['txid']}:{item['logIndex']}"
-
-        def change(order: dict[str, Any], item: dict[str, Any] = item,
-                   key: str = key) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-            deposits = {k: v for k, v in (order.get("deposits") or {}).items() if k != key}
-            # seen -> dropped
-            drop = store.set_part(item["pk"], item["sk"], set_values={"depositStatus": DROPPED, "droppedAt": now_ms()},
-                                  condition="#ds = :seen", values={":seen": SEEN}, remove=("gsi1pk", "gsi1sk"),
-                                  names=NAMES)
-            return {**order, "deposits": deposits}, [drop]
-
-        applied = transitions.apply(item["orderPk"], change, reverted=True)
+        if not item or item["depositStatus"] != SEEN or int(item["blockNumber"]) > final_block:
+            continue  # credited meanwhile, or followed to a later block (the index lags the table)
+        where = locate(item["txid"])
+        if where is not None:
+            if where <= final_block:
+                raise ChainMoved(f"{item['txid']} is in block {where}, which the final range read did not show")
+            continue  # re-included above the final blocks: not gone
+        applied = _drop(network, item)
         if applied.order is not None:
-            with log_keys(**order_keys(item["orderPk"])):
-                logger.warning("deposit dropped: a reorg removed it", extra={
-                    "network": network, "deposit_id": item["depositId"], "txid": item["txid"],
-                    "block": int(item["blockNumber"])})
             dropped.append(applied)
     return dropped
+
+
+def _drop(network: str, item: dict[str, Any]) -> Applied:
+    key = f"{item['txid']}:{item['logIndex']}"
+
+    def change(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        deposits = {k: v for k, v in (order.get("deposits") or {}).items() if k != key}
+        # seen -> dropped
+        drop = store.set_part(item["pk"], item["sk"], set_values={"depositStatus": DROPPED, "droppedAt": now_ms()},
+                              condition="#ds = :seen", values={":seen": SEEN}, remove=("gsi1pk", "gsi1sk"),
+                              names=NAMES)
+        return {**order, "deposits": deposits}, [drop]
+
+    applied = transitions.apply(item["orderPk"], change, reverted=True)
+    if applied.order is not None:
+        with log_keys(**order_keys(item["orderPk"])):
+            logger.warning("deposit dropped: a reorg removed it", extra={
+                "network": network, "deposit_id": item["depositId"], "txid": item["txid"],
+                "block": int(item["blockNumber"])})
+    return applied
+
+
+def reverse_vanished(network: str, from_block: int, to_block: int, found: Collection[tuple[str, int]],
+                     locate: Locate) -> tuple[list[str], int | None]:
+    """After a reorg deeper than the finality policy, for the re-read range [from, to]: every
+    deposit recorded final there that the chain no longer has is reversed. One re-included in a
+    later block is followed there (its ledger entry moves), and checked again when that block is
+    read. Returns the reversed deposit ids and the highest block a deposit was followed to."""
+    pk, _ = store.ledger_key(network, 0, "", 0)
+    reversed_ids: list[str] = []
+    followed: int | None = None
+    for entry in store.query_between(pk, sk_from=f"{from_block:012d}", sk_to=f"{to_block:012d}~"):
+        dep = store.get(entry["depositPk"], "DEP")
+        if dep is None or dep["depositStatus"] not in FINAL:
+            continue
+        if (dep["txid"], int(dep["logIndex"])) in found:
+            continue
+        where = locate(dep["txid"])
+        if where is not None:
+            if where <= to_block:
+                raise ChainMoved(f"{dep['txid']} is in block {where}, which the final range read did not show")
+            # Followed to a later block: its ledger entry moves there, to be checked when it is read.
+            store.transact([_ledger_delete(dep, int(entry["blockNumber"])),
+                            _ledger_put(_transfer(dep, block_number=where))])
+            followed = max(followed or 0, where)
+            continue
+        if _reverse(dep, int(entry["blockNumber"])):
+            reversed_ids.append(dep["depositId"])
+    return reversed_ids, followed
+
+
+def _transfer(dep: dict[str, Any], *, block_number: int | None = None) -> Transfer:
+    return Transfer(network=dep["network"], txid=dep["txid"], log_index=int(dep["logIndex"]),
+                    block_number=int(dep["blockNumber"]) if block_number is None else block_number,
+                    block_hash=dep["blockHash"], sender=dep["sender"], recipient=dep["recipient"],
+                    units=int(dep["units"]), block_time=int(dep["blockTime"]))
+
+
+def _reverse(dep: dict[str, Any], ledger_block: int) -> bool:
+    """A final deposit no block holds any more: marked reversed, its order recomputed without
+    it (order.payment_reversed), or, unmatched, the merchant told (deposit.reversed)."""
+    status = dep["depositStatus"]
+    # credited/unmatched/ignored -> reversed
+    mark = store.set_part(dep["pk"], dep["sk"], set_values={"depositStatus": REVERSED, "reason": REORG,
+                                                            "unmatched": False, "reversedAt": now_ms(),
+                                                            "reversedFrom": status},
+                          condition="#ds = :st", values={":st": status}, names=NAMES)
+    parts = [mark, _ledger_delete(dep, ledger_block)]
+    view = record_view({**dep, "depositStatus": REVERSED, "reason": REORG, "unmatched": False})
+    with log_keys(**{"merchant_id": dep.get("merchantId"), **order_keys(dep.get("orderPk"))}):
+        if status == CREDITED and dep.get("orderPk"):
+            key = f"{dep['txid']}:{dep['logIndex']}"
+
+            def change(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                deposits = dict(order.get("deposits") or {})
+                if key in deposits:
+                    deposits[key] = {**deposits[key], "reversed": True}
+                return {**order, "deposits": deposits}, parts
+
+            applied = transitions.apply(dep["orderPk"], change,
+                                        reversal=view.model_dump(mode="json", by_alias=True))
+            if applied.conflict:
+                return False
+        else:
+            event_ids: list[str] = []
+            if status == UNMATCHED and dep.get("merchantId"):
+                event_id, event_parts = events.for_deposit(dep["merchantId"], view.model_dump(mode="json",
+                                                                                             by_alias=True),
+                                                           event_type=events.DEPOSIT_REVERSED)
+                parts, event_ids = [*parts, *event_parts], [event_id]
+            try:
+                store.transact(parts)
+            except store.TransactionConflict:
+                return False
+            outbox.publish(event_ids)
+        logger.error("final deposit reversed: a reorg deeper than the finality policy removed it", extra={
+            "network": dep["network"], "deposit_id": dep["depositId"], "txid": dep["txid"],
+            "block": ledger_block, "units": int(dep["units"]), "was": status})
+    return True
 
 
 def parse_deposit_id(value: str) -> tuple[str, str, int]:
@@ -185,11 +370,11 @@ def attach(merchant_id: str, deposit_id_: str, order_id: str) -> dict[str, Any]:
     if dep is None or dep.get("merchantId") != merchant_id:
         raise NotFound(f"no deposit '{deposit_id_}'", code="DEPOSIT_NOT_FOUND")
     if dep["depositStatus"] != UNMATCHED:
-        raise Conflict(f"deposit '{deposit_id_}' is already credited to an order", code="DEPOSIT_NOT_UNMATCHED")
+        why = {CREDITED: "is already credited to an order", IGNORED: "is below the network's minimum deposit",
+               REVERSED: "was reversed: no block holds it any more"}.get(dep["depositStatus"], "is not final yet")
+        raise Conflict(f"deposit '{deposit_id_}' {why}", code="DEPOSIT_NOT_UNMATCHED")
     order_pk, _ = store.order_key(merchant_id, order_id)
-    transfer = Transfer(network=network, txid=txid, log_index=index, block_number=int(dep["blockNumber"]),
-                        block_hash=dep["blockHash"], sender=dep["sender"], recipient=dep["recipient"],
-                        units=int(dep["units"]), block_time=int(dep["blockTime"]))
+    transfer = _transfer(dep)
 
     def change(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         if order["network"] != network:
@@ -224,11 +409,12 @@ def list_deposits(merchant_id: str, *, unmatched_only: bool, limit: int, cursor:
 
 
 def record_view(i: dict[str, Any]) -> DepositRecordView:
-    """A final deposit as GET /v1/deposits lists it (and a deposit.unmatched event carries it)."""
+    """A final deposit as GET /v1/deposits lists it (and deposit.unmatched / deposit.reversed
+    events carry it)."""
     return DepositRecordView(
         deposit_id=i["depositId"], network=i["network"], txid=i["txid"], log_index=int(i["logIndex"]),
         block_number=int(i["blockNumber"]), block_time=int(i["blockTime"]), sender=i["sender"],
         recipient=i["recipient"], amount=format_units(int(i["units"]), int(i["decimals"])),
-        unmatched=bool(i["unmatched"]),
+        unmatched=bool(i["unmatched"]), status=i["depositStatus"], reason=i.get("reason"),
         order_id=i["orderPk"].split("#", 2)[2] if i.get("orderPk") else None,
     )

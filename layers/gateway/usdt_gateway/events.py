@@ -16,7 +16,10 @@ Which events an order change makes (docs/webhooks.md):
     order.failed      closed with a partial payment that was never topped up
     order.cancelled   cancelled by the merchant
     order.reverted    a seen payment was removed by a chain reorg (then the new status's event)
+    order.payment_reversed  a final payment was removed by a reorg deeper than the network's
+                      finality: `reversedDeposit` names it; the order is recomputed without it
     deposit.unmatched a final payment to one of the merchant's addresses that no order takes
+    deposit.reversed  an unmatched deposit was removed by a reorg deeper than the finality
 Each order event carries the order's `sequence`, one more than its previous event's, so a
 receiver can drop stale or out-of-order deliveries, and the whole order after the change (`paid`
 included): the events of one change carry the same order, so whichever of them a receiver accepts
@@ -43,12 +46,14 @@ STATUS_EVENTS = {
     S.CANCELLED: "order.cancelled",
 }
 REVERTED = "order.reverted"
+PAYMENT_REVERSED = "order.payment_reversed"
 UNMATCHED = "deposit.unmatched"
+DEPOSIT_REVERSED = "deposit.reversed"
 TEST = "webhook.test"  # POST /v1/webhooks/test
 PAID_LATE = "order.paid_late"
 OVERPAID = "order.overpaid"
-ORDER_EVENT_TYPES = (*STATUS_EVENTS.values(), PAID_LATE, OVERPAID, REVERTED)
-EVENT_TYPES = (*ORDER_EVENT_TYPES, UNMATCHED)
+ORDER_EVENT_TYPES = (*STATUS_EVENTS.values(), PAID_LATE, OVERPAID, REVERTED, PAYMENT_REVERSED)
+EVENT_TYPES = (*ORDER_EVENT_TYPES, UNMATCHED, DEPOSIT_REVERSED)
 
 Item = dict[str, Any]
 
@@ -57,9 +62,12 @@ def new_event_id() -> str:
     return "evt_" + secrets.token_urlsafe(16)
 
 
-def order_event_types(old: Item, new: Item, *, reverted: bool = False) -> list[str]:
-    """The events an order's change from `old` to `new` makes, in the order they happen."""
+def order_event_types(old: Item, new: Item, *, reverted: bool = False, reversal: bool = False) -> list[str]:
+    """The events an order's change from `old` to `new` makes, in the order they happen.
+    `reversal`: a final payment was taken away (always announced, whatever the status does)."""
     types = [REVERTED] if reverted else []
+    if reversal:
+        types.append(PAYMENT_REVERSED)
     old_status, new_status = S(old["status"]), S(new["status"])
     if new_status != old_status:
         if new_status in STATUS_EVENTS:
@@ -119,9 +127,11 @@ def _parts(event_id: str, event_type: str, *, merchant_id: str, created_at: int,
     return [store.put_part(event), store.put_part(marker)]
 
 
-def for_order(order: Item, types: list[str], *, first_sequence: int) -> tuple[list[str], list[dict[str, Any]]]:
+def for_order(order: Item, types: list[str], *, first_sequence: int,
+              reversed_deposit: dict[str, Any] | None = None) -> tuple[list[str], list[dict[str, Any]]]:
     """Event ids and transaction parts for `types`, reporting `order` as it is after the change
-    (the data is the order as GET /v1/payment/order/{orderId} returns it)."""
+    (the data is the order as GET /v1/payment/order/{orderId} returns it; an
+    order.payment_reversed event adds the deposit taken away as `reversedDeposit`)."""
     if not types:
         return [], []
     from usdt_gateway.orders import scan_head, to_view  # orders imports the event writers' callers
@@ -132,16 +142,20 @@ def for_order(order: Item, types: list[str], *, first_sequence: int) -> tuple[li
     for offset, event_type in enumerate(types):
         event_id = new_event_id()
         ids.append(event_id)
+        extra = {"reversedDeposit": reversed_deposit} if event_type == PAYMENT_REVERSED else {}
         parts += _parts(event_id, event_type, merchant_id=order["merchantId"], created_at=now,
-                        sequence=first_sequence + offset, data=data, order=order)
+                        sequence=first_sequence + offset, data={**data, **extra}, order=order)
     return ids, parts
 
 
-def for_deposit(merchant_id: str, data: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
-    """A deposit.unmatched event (sequence 1: a deposit has no earlier events)."""
+def for_deposit(merchant_id: str, data: dict[str, Any], *,
+                event_type: str = UNMATCHED) -> tuple[str, list[dict[str, Any]]]:
+    """A deposit.unmatched event (sequence 1: a deposit has no earlier events), or the
+    deposit.reversed that follows it (sequence 2)."""
     event_id = new_event_id()
-    return event_id, _parts(event_id, UNMATCHED, merchant_id=merchant_id, created_at=int(time.time() * 1000),
-                            sequence=1, data=data, order=None)
+    sequence = 2 if event_type == DEPOSIT_REVERSED else 1
+    return event_id, _parts(event_id, event_type, merchant_id=merchant_id, created_at=int(time.time() * 1000),
+                            sequence=sequence, data=data, order=None)
 
 
 def webhook_test(merchant_id: str, message: str) -> Item:

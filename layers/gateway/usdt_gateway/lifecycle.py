@@ -36,6 +36,14 @@ ALLOWED: frozenset[tuple[OrderStatus, OrderStatus]] = frozenset({
     (S.EXPIRED, S.FAILED),  # late partial payment found final
     (S.FAILED, S.CONFIRMING),  # late top-up seen inside the grace window
     (S.FAILED, S.CONFIRMED),  # late top-up found final
+    # A reorg deeper than the network's finality took a final payment away (order.payment_reversed):
+    (S.CONFIRMED, S.PENDING),  # nothing left
+    (S.CONFIRMED, S.CONFIRMING),  # what is left is not final (or the payment came back, not final yet)
+    (S.CONFIRMED, S.UNDERPAID),  # part left, order still open
+    (S.CONFIRMED, S.EXPIRED),  # nothing left, order closed
+    (S.CONFIRMED, S.FAILED),  # part left, order closed
+    (S.UNDERPAID, S.PENDING),  # the partial payment taken away
+    (S.FAILED, S.EXPIRED),  # the partial payment of a closed order taken away
 })
 
 # Statuses in which an order still takes deposits (closed ones only inside the grace window).
@@ -63,7 +71,9 @@ class Settled:
 
 def settle(order: dict[str, Any]) -> Settled:
     """The status an order must have given its deposits (`deposits` map of the order item)."""
-    deposits = sorted((order.get("deposits") or {}).values(), key=lambda d: (d["blockNumber"], d["logIndex"]))
+    # A reversed deposit (a deep reorg took it away) stays listed but counts for nothing.
+    deposits = sorted((d for d in (order.get("deposits") or {}).values() if not d.get("reversed")),
+                      key=lambda d: (d["blockNumber"], d["logIndex"]))
     final = [d for d in deposits if d["final"]]
     paid = sum(int(d["units"]) for d in final)
     seen = sum(int(d["units"]) for d in deposits if not d["final"])

@@ -11,9 +11,10 @@ import json
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from usdt_gateway.address_codec import normalize_evm_address, normalize_tron_address
+from usdt_gateway.money import decimal_places, to_base_units
 
 Family = Literal["evm", "tron"]
 
@@ -40,8 +41,24 @@ class Network(BaseModel):
     # Blocks per eth_getLogs call: providers cap it (docs/networks.md); lower it for a free tier.
     max_log_range: int = Field(alias="maxLogRange", default=1000, ge=1, le=100_000)
     min_amount: Decimal = Field(alias="minAmount", default=Decimal("0.01"), gt=0)
+    # Transfers below this are dust (anyone can send them to any address): recorded and listed,
+    # never counted towards an order nor announced. Zero-value transfers are not recorded at all.
+    min_deposit: Decimal = Field(alias="minDeposit", default=Decimal("0.01"), ge=0)
+    # The deepest replacement of final blocks the scanner repairs by itself (walking back to the
+    # common ancestor and re-reading); past it, it stops the network's cursor and pages.
+    max_reorg_depth: int = Field(alias="maxReorgDepth", default=128, ge=1, le=100_000)
     max_amount: Decimal = Field(alias="maxAmount", default=Decimal("1000000"), gt=0)
     testnet: bool = False
+
+    @property
+    def min_deposit_units(self) -> int:
+        return to_base_units(self.min_deposit, self.decimals)
+
+    @model_validator(mode="after")
+    def _min_deposit_fits(self) -> Network:
+        if decimal_places(self.min_deposit) > self.decimals:
+            raise ValueError(f"minDeposit {self.min_deposit} is finer than the token's {self.decimals} decimals")
+        return self
 
     @field_validator("token_contract")
     @classmethod

@@ -179,6 +179,7 @@ def _deposit_views(item: dict[str, Any], head: int | None) -> list[DepositView]:
             txid=d["txid"], log_index=int(d["logIndex"]), amount=format_units(int(d["units"]), decimals),
             sender=d["sender"], block_number=number, block_time=int(d["blockTime"]),
             confirmations=max(0, head - number + 1) if head is not None else 0, final=bool(d["final"]),
+            reversed=bool(d.get("reversed")),
         ))
     return views
 
@@ -278,7 +279,7 @@ def _finality(network: Network | None) -> tuple[str, int | None]:
 
 def _public_deposits(item: dict[str, Any], head: int | None) -> list[PublicDepositView]:
     return [PublicDepositView(txid=d.txid, amount=d.amount, block_time=d.block_time, confirmations=d.confirmations,
-                              final=d.final) for d in _deposit_views(item, head)]
+                              final=d.final) for d in _deposit_views(item, head) if not d.reversed]
 
 
 def _public_item(public_id: str) -> dict[str, Any]:

@@ -5,10 +5,17 @@ schedule. Each cycle:
 1. read the head and the newest final block, then refresh the watch list (after the head, so
    every block scanned was produced after the list was complete; see watchlist.py);
 2. final pass: scan (final cursor, newest final block] (bounded per cycle, so a backfill after
-   downtime walks forward from the cursor, never jumps), check each deposit's block hash, credit
-   every transfer, drop seen deposits the final chain no longer has, then advance the cursor;
+   downtime walks forward from the cursor, never jumps), check each deposit's block hash, drop
+   seen deposits the final chain no longer has (and, in a range read again after a deep reorg,
+   reverse final ones), then credit every transfer and advance the cursor;
 3. seen pass: scan new blocks above it for early detection (order -> confirming);
 4. close orders whose expiry the final blocks have passed.
+
+Zero-value transfers are skipped, and transfers below the network's minimum deposit are only
+recorded (deposits.record_ignored): anyone can send them to any address. A block counted final
+that the chain has replaced (a reorg deeper than the finality policy) rewinds the cursor to the
+newest checkpoint still on the chain, within the network's maxReorgDepth; past it the network's
+cursor halts and the operator is paged (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from usdt_gateway import cursor, deposits, expiry
 from usdt_gateway.chain.endpoints import AllEndpointsFailed
 from usdt_gateway.chain.jsonrpc import RpcError
 from usdt_gateway.chain.readers import BlockRef, ChainReader, Heads
-from usdt_gateway.chain.transfers import Transfer
+from usdt_gateway.chain.transfers import ChainMoved, Transfer
 from usdt_gateway.config import settings
 from usdt_gateway.observability import logger, metrics
 from usdt_gateway.watchlist import CLOCK_SKEW_MS, WatchList
@@ -35,8 +42,12 @@ from usdt_gateway.watchlist import CLOCK_SKEW_MS, WatchList
 ENDPOINT_CHECK_S = 30.0
 
 
-class ChainMoved(Exception):
-    """A block changed while it was being read (a reorg): the cycle is retried from the cursor."""
+__all__ = ["ChainMoved", "ScanHalted", "ScanReport", "Scanner"]
+
+
+class ScanHalted(Exception):
+    """The network's cursor is halted (a reorg deeper than maxReorgDepth): nothing is scanned
+    until an operator resumes it."""
 
 
 @dataclass
@@ -46,9 +57,12 @@ class ScanReport:
     unmatched: int = 0
     seen: int = 0
     dropped: int = 0
+    ignored: int = 0
+    reversed: int = 0
     closed: int = 0
     errors: int = 0
     lease_busy: bool = False
+    halted: bool = False
     final_block: int | None = None
 
 
@@ -91,6 +105,10 @@ class Scanner:
             while True:
                 try:
                     state, caught_up = self.cycle(state)
+                except ScanHalted:
+                    self.report.halted = True
+                    metrics.add_metric(name="ScannerHalted", unit=MetricUnit.Count, value=1)
+                    break
                 except (AllEndpointsFailed, RpcError, ChainMoved) as exc:
                     self.report.errors += 1
                     logger.warning("scan cycle failed; retrying from the cursor", extra={"reason": str(exc)})
@@ -116,6 +134,9 @@ class Scanner:
             self._rpc_metrics()
 
     def _cycle(self, state: cursor.Cursor) -> tuple[cursor.Cursor, bool]:
+        if state.halted:
+            logger.error("scan cursor halted; waiting for the operator", extra={"halted": state.halted})
+            raise ScanHalted(self.network.name)
         self._check_endpoints()
         heads = self.reader.heads()
         now = self._now()
@@ -163,24 +184,47 @@ class Scanner:
             out.append(dataclasses.replace(t, block_hash=ref.hash, block_time=t.block_time or ref.time))
         return out, refs
 
+    def _transfers(self, start: int, end: int) -> list[Transfer]:
+        """The watched addresses' transfers in [start, end], without zero-value ones: a
+        `transferFrom(victim, order, 0)` costs an attacker only gas and is recorded nowhere."""
+        return [t for t in self.reader.transfers(self.watch.addresses(), start, end) if t.units > 0]
+
     def _final_pass(self, state: cursor.Cursor, final: int) -> cursor.Cursor:
         assert state.final_block is not None
         start, target = state.final_block + 1, min(final, state.final_block + self.reader.scan_range)
         if target < start:
             return state
         began = self._now()
-        found = self.reader.transfers(self.watch.addresses(), start, target)
-        found, refs = self._with_blocks(found, {target, state.final_block})
+        found, refs = self._with_blocks(self._transfers(start, target), {target, state.final_block})
         if self._now() - began > self.lease_ms // 3:
             # A long read (a backfill, a slow provider): make sure the lease is still ours, and
             # keep it, before crediting, so no other scanner takes over this range meanwhile.
             cursor.renew(self.network.name, self.owner, now=self._now(), lease_ms=self.lease_ms)
         if state.final_hash and refs[state.final_block].hash != state.final_hash:
-            # Only possible with a confirmations policy and a reorg deeper than it.
-            logger.error("a block counted final was replaced", extra={"block": state.final_block})
-            metrics.add_metric(name="FinalityViolations", unit=MetricUnit.Count, value=1)
+            return self._rewind(state)
+        # Drop (and reverse) before crediting: an order hears that a payment left before it
+        # hears of what replaced it, and never reads paid twice meanwhile.
+        keys = {(t.txid, t.log_index) for t in found}
+        dropped = deposits.drop_reorged(self.network.name, target, keys, self.reader.located)
+        if dropped:
+            self.report.dropped += len(dropped)
+            metrics.add_metric(name="DepositsDropped", unit=MetricUnit.Count, value=len(dropped))
+        if state.rescan_to is not None and start <= state.rescan_to:
+            reversed_ids, followed = deposits.reverse_vanished(self.network.name, start, target, keys,
+                                                               self.reader.located)
+            if reversed_ids:
+                self.report.reversed += len(reversed_ids)
+                metrics.add_metric(name="DepositsReversed", unit=MetricUnit.Count, value=len(reversed_ids))
+            if followed is not None:
+                state = dataclasses.replace(state, rescan_to=max(state.rescan_to, followed))
+        minimum = self.network.min_deposit_units
         for t in found:
             entry, owner = self.watch.match(t.recipient, t.units, t.block_time)
+            if t.units < minimum:
+                if deposits.record_ignored(t, owner):
+                    self.report.ignored += 1
+                    metrics.add_metric(name="DepositsIgnored", unit=MetricUnit.Count, value=1)
+                continue
             outcome, _ = deposits.credit_final(t, entry, owner)
             if outcome == deposits.CREDITED:
                 self.report.credited += 1
@@ -190,13 +234,38 @@ class Scanner:
             elif outcome == deposits.UNMATCHED:
                 self.report.unmatched += 1
                 metrics.add_metric(name="DepositsUnmatched", unit=MetricUnit.Count, value=1)
-        dropped = deposits.drop_reorged(self.network.name, target)
-        if dropped:
-            self.report.dropped += len(dropped)
-            metrics.add_metric(name="DepositsDropped", unit=MetricUnit.Count, value=len(dropped))
         end = refs[target]
-        return cursor.advance_final(self.network.name, self.owner, expected=state.final_block, block=target,
-                                    block_hash=end.hash, block_time=end.time, now=self._now(), lease_ms=self.lease_ms)
+        return cursor.advance_final(self.network.name, self.owner, state=state, block=target, block_hash=end.hash,
+                                    block_time=end.time, depth=self.network.max_reorg_depth, now=self._now(),
+                                    lease_ms=self.lease_ms)
+
+    def _rewind(self, state: cursor.Cursor) -> cursor.Cursor:
+        """The chain replaced a block counted final (a reorg deeper than the finality policy):
+        walk back to the newest checkpoint still on the chain, within maxReorgDepth, and rewind
+        the cursor there, so the replaced range is read again; past the depth, halt and page."""
+        assert state.final_block is not None
+        metrics.add_metric(name="FinalityViolations", unit=MetricUnit.Count, value=1)
+        logger.error("a block counted final was replaced; walking back to the common ancestor",
+                     extra={"block": state.final_block, "hash": state.final_hash})
+        floor = state.final_block - self.network.max_reorg_depth
+        for number, block_hash in reversed(state.checkpoints):
+            if number >= state.final_block:
+                continue
+            if number < floor:
+                break
+            ref = self.reader.block(number)
+            if ref is None:
+                raise ChainMoved(f"block {number} is gone")
+            if ref.hash == block_hash:
+                logger.error("scan cursor rewound to the common ancestor; re-reading the replaced blocks",
+                             extra={"from_block": state.final_block, "to_block": number})
+                return cursor.rewind(self.network.name, self.owner, state=state, block=number, block_hash=ref.hash,
+                                     block_time=ref.time, now=self._now(), lease_ms=self.lease_ms)
+        reason = (f"block {state.final_block}, counted final, was replaced, and no block it recorded within "
+                  f"maxReorgDepth ({self.network.max_reorg_depth}) below it is still on the chain")
+        logger.critical("scan cursor halted: reorg deeper than maxReorgDepth", extra={"reason": reason})
+        cursor.halt(self.network.name, self.owner, state=state, reason=reason, now=self._now())
+        raise ScanHalted(self.network.name)
 
     def _seen_pass(self, state: cursor.Cursor, heads: Heads) -> int | None:
         assert state.final_block is not None
@@ -206,7 +275,8 @@ class Scanner:
         target = min(heads.head, start + self.reader.scan_range - 1)
         if target < start:
             return state.seen_block
-        found, _ = self._with_blocks(self.reader.transfers(self.watch.addresses(), start, target), set())
+        minimum = self.network.min_deposit_units
+        found, _ = self._with_blocks([t for t in self._transfers(start, target) if t.units >= minimum], set())
         for t in found:
             entry, _owner = self.watch.match(t.recipient, t.units, t.block_time)
             if entry is not None and deposits.record_seen(t, entry).order is not None:

@@ -61,6 +61,8 @@ class DepositView(BaseModel):
     block_time: int = Field(alias="blockTime", description="Block timestamp, ms since the epoch.")
     confirmations: int = Field(description="Blocks on top of and including the deposit's block, at the last scan.")
     final: bool = Field(description="Final under the network's policy, and counted in `paidAmount`.")
+    reversed: bool = Field(False, description="Was final, then a reorg deeper than the network's finality removed "
+                                              "it: no longer counted in `paidAmount`.")
 
 
 class DepositRecordView(BaseModel):
@@ -76,6 +78,11 @@ class DepositRecordView(BaseModel):
     recipient: str
     amount: str
     unmatched: bool = Field(description="No order took it; attach it with POST /v1/deposits/{depositId}/attach.")
+    status: Literal["credited", "unmatched", "ignored", "reversed"] = Field(
+        description="`credited` to `orderId`; `unmatched`: no order took it; `ignored`: below the network's "
+                    "minimum deposit, counted nowhere; `reversed`: a reorg removed it after it was final.")
+    reason: Literal["below_minimum", "reorg"] | None = Field(
+        None, description="Why it is `ignored` (`below_minimum`) or `reversed` (`reorg`).")
     order_id: str | None = Field(None, alias="orderId")
 
 
@@ -141,6 +148,8 @@ class PublicDepositView(BaseModel):
     block_time: int = Field(alias="blockTime", description="Block timestamp, ms since the epoch.")
     confirmations: int = Field(description="Blocks on top of and including the deposit's block, at the last scan.")
     final: bool = Field(description="Final under the network's policy, and counted in `paidAmount`.")
+    reversed: bool = Field(False, description="Was final, then a reorg deeper than the network's finality removed "
+                                              "it: no longer counted in `paidAmount`.")
 
 
 class PublicOrderView(BaseModel):

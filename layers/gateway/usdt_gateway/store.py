@@ -125,6 +125,11 @@ def deposit_key(network: str, txid: str, log_index: int) -> tuple[str, str]:
     return f"DEP#{network}#{txid}#{log_index}", "DEP"
 
 
+def ledger_key(network: str, block_number: int, txid: str, log_index: int) -> tuple[str, str]:
+    """A final deposit by block, so a re-read range can be compared with what was recorded in it."""
+    return f"LEDGER#{network}", f"{block_number:012d}#{txid}#{log_index}"
+
+
 def event_key(event_id: str) -> tuple[str, str]:
     return f"EVENT#{event_id}", "EVENT"
 
@@ -350,6 +355,11 @@ def set_part(pk: str, sk: str, *, set_values: Item, condition: str, values: Item
     return update_part(pk, sk, expression=expression, condition=condition, values=all_values, names=names)
 
 
+def delete_part(pk: str, sk: str) -> dict[str, Any]:
+    """An unconditional Delete inside a transaction (an index entry whose deposit moved or left)."""
+    return {"Delete": {"TableName": _table(), "Key": _key(pk, sk)}}
+
+
 def transact(parts: list[dict[str, Any]]) -> None:
     """All-or-nothing conditional writes; TransactionConflict says which part failed and why."""
     try:
@@ -372,6 +382,22 @@ def query_partition(pk: str, *, sk_from: str) -> list[Item]:
         "TableName": _table(), "ConsistentRead": True,
         "KeyConditionExpression": "pk = :pk AND sk >= :from",
         "ExpressionAttributeValues": _values({":pk": pk, ":from": sk_from}),
+    }
+    items: list[Item] = []
+    while True:
+        resp = client().query(**kwargs)
+        items.extend(i for i in (_load(raw) for raw in resp.get("Items", [])) if i)
+        if "LastEvaluatedKey" not in resp:
+            return items
+        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+def query_between(pk: str, *, sk_from: str, sk_to: str) -> list[Item]:
+    """Every item of a base-table partition with `sk_from` <= sk <= `sk_to`, strongly consistent."""
+    kwargs: dict[str, Any] = {
+        "TableName": _table(), "ConsistentRead": True,
+        "KeyConditionExpression": "pk = :pk AND sk BETWEEN :from AND :to",
+        "ExpressionAttributeValues": _values({":pk": pk, ":from": sk_from, ":to": sk_to}),
     }
     items: list[Item] = []
     while True:

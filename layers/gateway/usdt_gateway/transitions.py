@@ -43,11 +43,14 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def apply(order_pk: str, change: Change, *, reverted: bool = False) -> Applied:
-    """`reverted`: the change removes a payment a reorg took away (an order.reverted event).
-    Every line logged meanwhile carries the order's order_id and merchant_id."""
+def apply(order_pk: str, change: Change, *, reverted: bool = False,
+          reversal: dict[str, Any] | None = None) -> Applied:
+    """`reverted`: the change removes a seen payment a reorg took away (order.reverted).
+    `reversal`: the change takes away a final payment a deeper reorg removed, this deposit
+    (order.payment_reversed, naming it). Every line logged meanwhile carries the order's
+    order_id and merchant_id."""
     with log_keys(**order_keys(order_pk)):
-        applied = _apply(order_pk, change, reverted=reverted)
+        applied = _apply(order_pk, change, reverted=reverted, reversal=reversal)
         if applied.changed and applied.order is not None:
             logger.info("order status changed", extra={
                 "from_status": applied.old_status.value if applied.old_status else None,
@@ -56,7 +59,7 @@ def apply(order_pk: str, change: Change, *, reverted: bool = False) -> Applied:
         return applied
 
 
-def _apply(order_pk: str, change: Change, *, reverted: bool) -> Applied:
+def _apply(order_pk: str, change: Change, *, reverted: bool, reversal: dict[str, Any] | None) -> Applied:
     for _ in range(MAX_ATTEMPTS):
         order = store.get(order_pk, "ORDER")
         if order is None:
@@ -69,7 +72,9 @@ def _apply(order_pk: str, change: Change, *, reverted: bool) -> Applied:
         old_status = OrderStatus(order["status"])
         lifecycle.check_transition(old_status, settled.status)
         confirmed_at = order.get("confirmedAt")
-        if settled.status == OrderStatus.CONFIRMED and confirmed_at is None:
+        if settled.status != OrderStatus.CONFIRMED:
+            confirmed_at = None  # a reversal can take a confirmed order's payment away
+        elif confirmed_at is None:
             confirmed_at = now_ms()
         fields = {
             "deposits": new.get("deposits") or {}, "closedAt": new.get("closedAt"),
@@ -79,10 +84,12 @@ def _apply(order_pk: str, change: Change, *, reverted: bool) -> Applied:
             "updatedAt": now_ms(),
         }
         # The change's webhook events, in the same transaction: no change without its events.
-        types = events.order_event_types(order, {**order, **fields}, reverted=reverted)
+        types = events.order_event_types(order, {**order, **fields}, reverted=reverted,
+                                         reversal=reversal is not None)
         sequence = int(order.get("eventSeq") or 0)
         fields["eventSeq"] = sequence + len(types)
-        event_ids, event_parts = events.for_order({**order, **fields}, types, first_sequence=sequence + 1)
+        event_ids, event_parts = events.for_order({**order, **fields}, types, first_sequence=sequence + 1,
+                                                  reversed_deposit=reversal)
         write = store.set_part(
             order_pk, "ORDER", set_values=fields,
             # <status read> -> <status derived>, only from the version read.

@@ -8,11 +8,16 @@ from dataclasses import dataclass
 TRANSFER_TOPIC = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 
 
+class ChainMoved(Exception):
+    """The chain changed while it was read (a reorg): answers that no longer agree with each
+    other. The scan cycle is retried from the cursor."""
+
+
 @dataclass(frozen=True)
 class Transfer:
     network: str
     txid: str  # 0x-prefixed on EVM, bare hex on Tron, as each chain's explorers show it
-    log_index: int  # position of the log in its transaction (Tron) or block (EVM)
+    log_index: int  # position of the log among its transaction's logs (stable across re-inclusion)
     block_number: int
     block_hash: str
     sender: str
