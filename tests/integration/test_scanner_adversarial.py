@@ -5,6 +5,7 @@ reorgs deeper than the network's finality policy, down to one past its maxReorgD
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -304,3 +305,27 @@ def test_a_reorg_deeper_than_max_depth_halts_the_network_until_resumed(api: ApiC
     assert (back["status"], back["paidAmount"]) == ("pending", "0.00")
     assert [(d["txid"], d["reversed"]) for d in back["deposits"]] == [(paid, True)]
     assert not cursor.read(chain.network).get("halted")  # type: ignore[union-attr]
+
+
+# --- 7. a chain whose clock lags the gateway's ------------------------------------------------------
+
+
+def test_a_chain_whose_timestamps_lag_ten_minutes_still_matches_prompt_payments(
+        api: ApiClient, settings_env: pytest.MonkeyPatch) -> None:
+    # Given a chain whose block timestamps run 10 minutes behind the gateway's clock
+    with start_anvil() as anvil:
+        anvil.rpc("evm_setTime", [int(time.time()) - 600])
+        chain = new_chain(anvil, settings_env)
+        scanner = evm_scanner(chain.network, [chain.anvil.url])
+        drive(scanner)
+        # When an order is created and paid at once
+        order = create(api, chain, "25.00")
+        paid = chain.pay(order["address"], "25.00")
+        drive(scanner)
+        chain.mine(2)
+        drive(scanner)
+        # Then the payment pays it: its block time, 10 minutes "before" the order, is the chain's
+        done = status(api, order)
+        assert (done["status"], done["txid"]) == ("confirmed", paid)
+        assert done["deposits"][0]["blockTime"] < done["createdAt"] - 500_000
+        assert deposits_listed(api, unmatched=True) == []

@@ -40,6 +40,9 @@ from usdt_gateway.observability import logger, metrics
 from usdt_gateway.watchlist import CLOCK_SKEW_MS, WatchList
 
 ENDPOINT_CHECK_S = 30.0
+# The most a chain's timestamps may lag the gateway's clock and still have payments matched by
+# their block time (docs/order-states.md): beyond it, a payment counts as made when its block says.
+MAX_CHAIN_LAG_MS = 15 * 60_000
 
 
 __all__ = ["ChainMoved", "ScanHalted", "ScanReport", "Scanner"]
@@ -79,6 +82,8 @@ class Scanner:
         self.watch = WatchList(self.network.name)
         self.report = ScanReport()
         self._last_check = 0.0
+        # How far the chain's block timestamps run behind the gateway's clock (see _note_chain_clock).
+        self.chain_lag_ms = 0
         self._calls_seen: Counter[str] = Counter()
         self._errors_seen: Counter[str] = Counter()
 
@@ -142,6 +147,7 @@ class Scanner:
         now = self._now()
         if state.final_block is None:
             state = self._start(heads.final, now)
+        self._note_chain_clock(state, heads, now)
         window = (settings().max_expires_in + settings().late_payment_grace_seconds) * 1000
         keep_from = min(now, state.final_time or now) - CLOCK_SKEW_MS
         self.watch.refresh(first_from=keep_from - window, keep_from=keep_from)
@@ -153,6 +159,19 @@ class Scanner:
         self._metrics(heads.head, state)
         assert state.final_block is not None
         return dataclasses.replace(state, seen_block=seen_block), state.final_block >= heads.final
+
+    def _note_chain_clock(self, state: cursor.Cursor, heads: Heads, now: int) -> None:
+        """Orders are created on the gateway's clock, payments carry their block's timestamp: on
+        a chain whose timestamps lag (a slow or skewed chain), a prompt payment would look older
+        than its order and miss it. Estimated from the final cursor's block when the scan is
+        caught up (its age minus the blocks above it at the nominal block time), bounded, and
+        added to block times when matching; CLOCK_SKEW_MS stays the allowance for clocks."""
+        assert state.final_block is not None
+        behind = heads.head - state.final_block
+        if not state.final_time or behind > max(1, self.network.finality.confirmations) + 10:
+            return  # a backfill: the nominal block time over many blocks says little
+        lag = now - state.final_time - behind * self.network.block_time_ms
+        self.chain_lag_ms = min(MAX_CHAIN_LAG_MS, max(0, lag))
 
     def _start(self, final: int, now: int) -> cursor.Cursor:
         """First scan: start at the newest final block, or earlier if orders already wait (their
@@ -219,7 +238,7 @@ class Scanner:
                 state = dataclasses.replace(state, rescan_to=max(state.rescan_to, followed))
         minimum = self.network.min_deposit_units
         for t in found:
-            entry, owner = self.watch.match(t.recipient, t.units, t.block_time)
+            entry, owner = self.watch.match(t.recipient, t.units, t.block_time, chain_lag_ms=self.chain_lag_ms)
             if t.units < minimum:
                 if deposits.record_ignored(t, owner):
                     self.report.ignored += 1
@@ -278,7 +297,7 @@ class Scanner:
         minimum = self.network.min_deposit_units
         found, _ = self._with_blocks([t for t in self._transfers(start, target) if t.units >= minimum], set())
         for t in found:
-            entry, _owner = self.watch.match(t.recipient, t.units, t.block_time)
+            entry, _owner = self.watch.match(t.recipient, t.units, t.block_time, chain_lag_ms=self.chain_lag_ms)
             if entry is not None and deposits.record_seen(t, entry).order is not None:
                 self.report.seen += 1
                 metrics.add_metric(name="DepositsDetected", unit=MetricUnit.Count, value=1)

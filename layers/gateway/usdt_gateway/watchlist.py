@@ -125,12 +125,15 @@ class WatchList:
         same = self._by_address.get(entry.address, [])
         self._by_address[entry.address] = [closed if e.order_pk == entry.order_pk else e for e in same]
 
-    def match(self, address: str, units: int, block_time: int) -> tuple[WatchEntry | None, str | None]:
-        """(the order this transfer pays, or None; the merchant the address belongs to)."""
+    def match(self, address: str, units: int, block_time: int, *,
+              chain_lag_ms: int = 0) -> tuple[WatchEntry | None, str | None]:
+        """(the order this transfer pays, or None; the merchant the address belongs to).
+        `chain_lag_ms`: how far the chain's timestamps run behind the gateway's clock, on which
+        the orders' windows are; a block's time plus it is when it was made, on that clock."""
         candidates = self._by_address.get(address, [])
         if not candidates:
             return None, None
-        in_window = [e for e in candidates if e.covers(block_time)]
+        in_window = [e for e in candidates if e.covers(block_time + chain_lag_ms)]
         for e in in_window:
             # One order per derived address; on a shared fixed address the exact amount decides.
             if e.mode == "xpub" or e.units == units:
