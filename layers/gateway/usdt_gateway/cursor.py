@@ -28,7 +28,11 @@ class LeaseLost(Exception):
     """Another scanner holds the cursor now (ours lapsed): stop scanning at once."""
 
 
-MAX_CHECKPOINTS = 256
+# Checkpoints kept across maxReorgDepth: a rewind lands at most depth / CHECKPOINTS blocks below
+# the common ancestor (a little more re-read), and the cursor item, written every cycle, stays
+# small (a write's cost grows with the item's size).
+CHECKPOINTS = 16
+RECENT_CHECKPOINTS = 8  # shallow reorgs, the common ones, rewind exactly
 
 
 @dataclass(frozen=True)
@@ -54,12 +58,16 @@ class Cursor:
 
 def _checkpoints(kept: tuple[tuple[int, str], ...], block: int, block_hash: str | None,
                  depth: int) -> list[list[Any]]:
-    """The checkpoints after the final cursor moves to `block`: those a reorg of at most `depth`
-    blocks could still need, and the new one."""
-    out = [[b, h] for b, h in kept if b >= block - depth and b < block]
+    """The checkpoints after the final cursor moves to `block`: the new one, and among those a
+    reorg of at most `depth` blocks could still need, the last RECENT_CHECKPOINTS and, before
+    them, the newest of each depth / CHECKPOINTS blocks."""
+    recent = [(b, h) for b, h in kept if block - depth <= b < block]
     if block_hash:
-        out.append([block, block_hash])
-    return out[-MAX_CHECKPOINTS:]
+        recent.append((block, block_hash))
+    step = max(1, depth // CHECKPOINTS)
+    older, latest = recent[:-RECENT_CHECKPOINTS], recent[-RECENT_CHECKPOINTS:]
+    newest = {b // step: (b, h) for b, h in older}  # later entries replace earlier ones
+    return [[b, h] for b, h in sorted(newest.values()) + latest]
 
 
 def read(network: str) -> dict[str, Any] | None:

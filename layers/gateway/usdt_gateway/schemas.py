@@ -54,7 +54,9 @@ class DepositView(BaseModel):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     txid: str
-    log_index: int = Field(alias="logIndex")
+    log_index: int = Field(alias="logIndex", description="The Transfer log's position among its transaction's logs "
+                                                         "(0 for the first): with the txid, what identifies a "
+                                                         "deposit in whichever block a reorg puts it.")
     amount: str
     sender: str
     block_number: int = Field(alias="blockNumber")
@@ -68,10 +70,13 @@ class DepositView(BaseModel):
 class DepositRecordView(BaseModel):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
-    deposit_id: str = Field(alias="depositId", description="`<network>:<txid>:<logIndex>`")
+    deposit_id: str = Field(alias="depositId", description="`<network>:<txid>:<logIndex>`, `logIndex` counted "
+                                                           "within the transaction")
     network: str
     txid: str
-    log_index: int = Field(alias="logIndex")
+    log_index: int = Field(alias="logIndex", description="The Transfer log's position among its transaction's logs "
+                                                         "(0 for the first): with the txid, what identifies a "
+                                                         "deposit in whichever block a reorg puts it.")
     block_number: int = Field(alias="blockNumber")
     block_time: int = Field(alias="blockTime")
     sender: str
