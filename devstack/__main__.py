@@ -2,7 +2,9 @@
 local chain whose `local` orders are detected by the deposit scanner.
 
 `python -m devstack pay <orderId> [--amount X] [--no-wait]` pays an order of the running stack
-on the local chain (devstack/pay.py).
+on the local chain (devstack/pay.py); `--parts N` splits the payment, `--late` makes it arrive
+after the order's expiry. `python -m devstack reorg <orderId|txid>` and `python -m devstack dust
+<orderId|address>` make the hard cases a webhook handler must survive (devstack/sandbox.py).
 
 PORT (default 3000) and DEVSTACK_STATE_DIR (default .local/, git-ignored) configure it;
 DEVSTACK_RECEIVER_PORT the port of the stack's webhook receiver (default: a free one), and
@@ -23,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from devstack.chain import MINTED_USDT
+from devstack.chain import LATE_BY_S, MINTED_USDT
 from devstack.functions import LOCAL_RETRY_SCHEDULE
 from devstack.template import REPO_ROOT
 
@@ -101,6 +103,9 @@ from the payer and watch its status change (open its paymentUrl to watch the pay
   {example_cmd}
   {pay_cmd}
 
+Hard cases for your webhook handler (README, Sandbox): `pay <orderId> --parts 3` or `--late`,
+`reorg <orderId>` (its payment removed; --remine puts it back elsewhere), `dust <orderId> --zero`.
+
 Or in Python, the reference client (paste as is):
 
 import hashlib, hmac, json, secrets, time
@@ -119,7 +124,20 @@ Ctrl-C stops the stack.
 """
 
 
-def _parser() -> argparse.ArgumentParser:
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}")
+    return int(text)
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser, and each command's own (its errors show its usage)."""
     parser = argparse.ArgumentParser(prog="python -m devstack", description="Run the local stack (no arguments).")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     pay = commands.add_parser("pay", help="pay an order of the running stack on the local chain",
@@ -127,28 +145,95 @@ def _parser() -> argparse.ArgumentParser:
                                           "follow its status until the payment is final.")
     pay.add_argument("order_id", metavar="orderId")
     pay.add_argument("--amount", help="USDT to send, e.g. 12.5 (default: the order's exact amount)")
+    pay.add_argument("--parts", type=_positive, default=1, metavar="N",
+                     help="send the amount as N transfers, each mined before the next is sent")
+    pay.add_argument("--same-block", action="store_true", help="with --parts: all N transfers in one block")
+    pay.add_argument("--late", action="store_true",
+                     help="pay after the order's expiry (block time): wait until the chain gets there")
+    pay.add_argument("--late-by", type=_positive, metavar="SECONDS",
+                     help=f"with --late: how far past the expiry (default {LATE_BY_S} s)")
+    pay.add_argument("--warp", action="store_true",
+                     help="with --late: move the chain's clock forward instead of waiting (for good: until the "
+                          "stack restarts, every block is stamped that much later)")
     pay.add_argument("--no-wait", action="store_true", help="exit once the transfer is mined")
-    return parser
+
+    reorg = commands.add_parser("reorg", help="reorganise the local chain under an order's payment",
+                                description="Replace the last blocks of the local chain (anvil_reorg) so that the "
+                                            "order's transfers (or the txid) are removed, or re-mined elsewhere "
+                                            "with --remine; then follow the order.")
+    reorg.add_argument("target", metavar="orderId|txid")
+    reorg.add_argument("--depth", type=_positive, metavar="N",
+                       help="blocks to replace, counted from the head (default: just enough to reach the transfer)")
+    reorg.add_argument("--remine", action="store_true",
+                       help="put the transfers back in a replacement block: the same signed transactions, same txids")
+    reorg.add_argument("--offset", type=_count, metavar="K",
+                       help="with --remine: the replacement block, 0 (the first) to depth-1 (the new head, default)")
+    reorg.add_argument("--new-txid", action="store_true",
+                       help="with --remine: new transactions from the same sender, to the same recipient, for the "
+                            "same amount (new txids)")
+    reorg.add_argument("--no-wait", action="store_true", help="exit once the chain is reorganised")
+
+    dust = commands.add_parser("dust", help="send a dust or zero-value transfer to an order or address",
+                               description="Send a tiny transfer (default: 0.000001 test USDT), a zero-value one "
+                                           "(--zero), or transferFrom(victim, address, 0) from another account "
+                                           "(--spoof), as anyone can; then follow the order.")
+    dust.add_argument("target", metavar="orderId|address")
+    size = dust.add_mutually_exclusive_group()
+    size.add_argument("--amount", help="USDT to send (default: 0.000001, the token's smallest unit)")
+    size.add_argument("--zero", action="store_true", help="a transfer of 0")
+    dust.add_argument("--spoof", action="store_true",
+                      help="transferFrom(victim, address, 0) sent by another anvil account: no allowance needed")
+    dust.add_argument("--victim", metavar="ADDRESS", help="with --spoof: whose address the Transfer log shows "
+                                                           "as the sender (default: the payer)")
+    dust.add_argument("--no-wait", action="store_true", help="exit once the transfer is mined")
+    return parser, {"pay": pay, "reorg": reorg, "dust": dust}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser, commands = _parser()
+    args = parser.parse_args(argv)
     state_dir = Path(os.environ.get("DEVSTACK_STATE_DIR") or REPO_ROOT / ".local")
+    if args.command is None:
+        return _run_stack(state_dir)
+    if mistake := _mistake(args):
+        commands[args.command].error(mistake)  # exits 2, as argparse does for its own checks
+    return _sandbox(args.command, state_dir, args)
+
+
+def _mistake(args: argparse.Namespace) -> str | None:
+    """Options that only make sense with another one."""
     if args.command == "pay":
-        return _pay(state_dir, args)
-    return _run_stack(state_dir)
+        if args.same_block and args.parts < 2:
+            return "--same-block needs --parts 2 or more"
+        if (args.late_by is not None or args.warp) and not args.late:
+            return "--late-by and --warp go with --late"
+    if args.command == "reorg" and (args.offset is not None or args.new_txid) and not args.remine:
+        return "--offset and --new-txid go with --remine"
+    if args.command == "dust" and args.victim is not None and not args.spoof:
+        return "--victim goes with --spoof"
+    return None
 
 
-def _pay(state_dir: Path, args: argparse.Namespace) -> int:
+def _sandbox(command: str, state_dir: Path, args: argparse.Namespace) -> int:
+    """`pay`, `reorg` or `dust`: exit code 2 when refused, 1 when something failed on the way."""
     from devstack.pay import Failed, Refused, pay
+    from devstack.sandbox import dust, reorg
 
     try:
-        pay(state_dir, args.order_id, amount=args.amount, wait=not args.no_wait)
+        if command == "pay":
+            pay(state_dir, args.order_id, amount=args.amount, wait=not args.no_wait, parts=args.parts,
+                same_block=args.same_block, late=args.late, late_by=args.late_by or LATE_BY_S, warp=args.warp)
+        elif command == "reorg":
+            reorg(state_dir, args.target, depth=args.depth, remine=args.remine, offset=args.offset,
+                  new_txid=args.new_txid, wait=not args.no_wait)
+        else:
+            dust(state_dir, args.target, amount=args.amount, zero=args.zero, spoof=args.spoof, victim=args.victim,
+                 wait=not args.no_wait)
     except Refused as exc:
-        print(f"pay: {exc}", file=sys.stderr)
+        print(f"{command}: {exc}", file=sys.stderr)
         return 2
     except Failed as exc:
-        print(f"pay: {exc}", file=sys.stderr)
+        print(f"{command}: {exc}", file=sys.stderr)
         return 1
     return 0
 

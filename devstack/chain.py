@@ -22,6 +22,7 @@ CHAIN_FILE = "chain.json"
 NETWORK = "local"  # the built-in network of usdt_gateway.networks for this chain
 BLOCK_TIME_S = 1  # blocks keep coming, so confirmations accrue without any transaction
 MINTED_USDT = "1000000"
+LATE_BY_S = 5  # how far past its expiry `pay --late` lands a payment, by default (block time)
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,32 @@
-"""`python -m devstack pay <orderId> [--amount X] [--no-wait]`: the sandbox payer of the local stack.
+"""`python -m devstack pay <orderId> [--amount X] [--parts N [--same-block]] [--late [--late-by S] [--warp]]
+[--no-wait]`: the sandbox payer of the local stack.
 
 Reads the demo merchant (merchant.json) and the local chain (chain.json) from the state dir,
 reads the order with a signed GET (Signature-V2), sends test USDT with the token's transfer()
 from the chain's payer account to the order's address, prints the txid, then follows the order
 until the payment is final: pending -> confirming -> confirmed (or underpaid, ...).
+
+`--parts N` sends the amount as N transfers (one block each, or all in one with `--same-block`);
+`--late` makes the payment's block time fall after the order's expiry: it waits for the chain to
+get there, or with `--warp` moves the chain's clock forward (evm_increaseTime) for good.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from devstack.chain import NETWORK, ChainInfo, read_chain_info
+from devstack.chain import LATE_BY_S, NETWORK, ChainInfo, read_chain_info
 from usdt_gateway import signing
 from usdt_gateway.chain.jsonrpc import JsonRpc, RpcError, RpcUnavailable
 from usdt_gateway.lifecycle import ACCEPTING
@@ -29,7 +38,11 @@ RECEIPT_TIMEOUT_S = 15.0
 POLL_S = 0.5  # the API allows 100 signed requests a minute per key
 ORDER_ID = re.compile(r"^[A-Za-z0-9_\-.:]{1,64}$")  # what the API accepts as an orderId
 TRANSFER = "0xa9059cbb"  # transfer(address,uint256)
+TRANSFER_FROM = "0x23b872dd"  # transferFrom(address,address,uint256)
 BALANCE_OF = "0x70a08231"  # balanceOf(address)
+TOTAL_SUPPLY = "0x18160ddd"  # totalSupply()
+# Transfer(address,address,uint256)
+TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 
 # Loopback only: never through a proxy of the environment.
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -51,12 +64,21 @@ class MerchantApi:
 
     def get_order(self, order_id: str) -> dict[str, Any] | None:
         """The order as the API shows it, or None if the merchant has no such order."""
-        path = f"/v1/payment/order/{order_id}"
+        return self._get(f"/v1/payment/order/{order_id}")
+
+    def deposits(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest final deposits to the merchant's addresses (GET /v1/deposits)."""
+        page = self._get("/v1/deposits", [("limit", str(limit))])
+        return list(page["deposits"]) if page is not None else []
+
+    def _get(self, path: str, query: Sequence[tuple[str, str]] = ()) -> dict[str, Any] | None:
+        """A signed GET: the JSON body, or None on 404."""
+        url = self.base_url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
         while True:
             timestamp = str(int(time.time() * 1000))
-            signature = signing.sign(self.secret_key, signing.v2_message(timestamp, "GET", path, [], b""))
+            signature = signing.sign(self.secret_key, signing.v2_message(timestamp, "GET", path, query, b""))
             headers = {"API-Key": self.api_key, "Request-Time": timestamp, "Signature-V2": signature}
-            request = urllib.request.Request(self.base_url + path, headers=headers)  # noqa: S310 (merchant.json's URL)
+            request = urllib.request.Request(url, headers=headers)  # noqa: S310 (merchant.json's URL)
             try:
                 with _NO_PROXY.open(request, timeout=10) as response:
                     return dict(json.loads(response.read()))
@@ -89,7 +111,7 @@ def _word(value: str | int) -> str:
     return (value.removeprefix("0x").lower() if isinstance(value, str) else f"{value:x}").rjust(64, "0")
 
 
-def _units(text: str, decimals: int, what: str) -> int:
+def amount_units(text: str, decimals: int, what: str) -> int:
     """A Decimal amount string in the token's base units, exactly, or Refused."""
     try:
         return to_base_units(parse_amount(text), decimals)
@@ -97,14 +119,31 @@ def _units(text: str, decimals: int, what: str) -> int:
         raise Refused(f"{what} {text!r} {exc}") from None
 
 
+@dataclass(frozen=True)
+class TokenTransfer:
+    """A Transfer log of the token in a receipt."""
+
+    sender: str
+    recipient: str
+    units: int
+    log_index: int
+
+
+def token_transfers(receipt: dict[str, Any], token: str) -> list[TokenTransfer]:
+    return [TokenTransfer(sender="0x" + log["topics"][1][-40:], recipient="0x" + log["topics"][2][-40:],
+                          units=int(log["data"], 16), log_index=int(log["logIndex"], 16))
+            for log in receipt["logs"]
+            if log["address"].lower() == token.lower() and log["topics"] and log["topics"][0] == TRANSFER_TOPIC]
+
+
 class Payer:
-    """The chain's payer account (unlocked on anvil) and the token."""
+    """The chain's payer account (unlocked on anvil), the token, and anvil's controls."""
 
     def __init__(self, chain: ChainInfo) -> None:
         self.chain = chain
         self.rpc = JsonRpc(chain.rpc_url, timeout=10)
 
-    def _call(self, method: str, params: list[Any]) -> Any:
+    def call(self, method: str, params: list[Any]) -> Any:
         try:
             return self.rpc.call(method, params)
         except RpcUnavailable as exc:
@@ -115,18 +154,44 @@ class Payer:
 
     def balance(self) -> int:
         data = BALANCE_OF + _word(self.chain.payer)
-        return int(self._call("eth_call", [{"to": self.chain.token_contract, "data": data}, "latest"]), 16)
+        return int(self.call("eth_call", [{"to": self.chain.token_contract, "data": data}, "latest"]), 16)
+
+    def total_supply(self, block: int) -> int:
+        """The token's total supply as of `block` (0 before the stack minted any)."""
+        reply = self.call("eth_call", [{"to": self.chain.token_contract, "data": TOTAL_SUPPLY}, hex(block)])
+        return int(reply, 16) if reply not in ("0x", None) else 0
+
+    def send(self, sender: str, data: str) -> str:
+        """A call of the token from an unlocked account; returns the txid."""
+        return str(self.call("eth_sendTransaction", [{"from": sender, "to": self.chain.token_contract, "data": data}]))
 
     def transfer(self, to: str, units: int) -> str:
         """Send the token's transfer(to, units) from the payer; returns the txid."""
-        data = TRANSFER + _word(to) + _word(units)
-        return str(self._call("eth_sendTransaction", [{"from": self.chain.payer, "to": self.chain.token_contract,
-                                                        "data": data}]))
+        return self.send(self.chain.payer, TRANSFER + _word(to) + _word(units))
+
+    def transfer_from(self, caller: str, owner: str, to: str, units: int) -> str:
+        """`caller` sends transferFrom(owner, to, units): with 0, no allowance is needed, so anyone
+        can make a Transfer log appear to come from `owner`."""
+        return self.send(caller, TRANSFER_FROM + _word(owner) + _word(to) + _word(units))
+
+    def head(self) -> int:
+        return int(self.call("eth_blockNumber", []), 16)
+
+    def block(self, number: int | str = "latest", *, full: bool = False) -> dict[str, Any]:
+        tag = hex(number) if isinstance(number, int) else number
+        block = self.call("eth_getBlockByNumber", [tag, full])
+        if block is None:
+            raise Failed(f"block {number} not found")
+        return dict(block)
+
+    def receipt(self, txid: str) -> dict[str, Any] | None:
+        receipt = self.call("eth_getTransactionReceipt", [txid])
+        return dict(receipt) if receipt is not None else None
 
     def wait_mined(self, txid: str) -> int:
         """The block number of the transaction once mined; Failed if it reverted."""
         deadline = time.monotonic() + RECEIPT_TIMEOUT_S
-        while (receipt := self._call("eth_getTransactionReceipt", [txid])) is None:
+        while (receipt := self.receipt(txid)) is None:
             if time.monotonic() > deadline:
                 raise Failed(f"{txid} was not mined within {RECEIPT_TIMEOUT_S:.0f} s")
             time.sleep(0.1)
@@ -134,8 +199,20 @@ class Payer:
             raise Failed(f"{txid} reverted")
         return int(receipt["blockNumber"], 16)
 
+    @contextlib.contextmanager
+    def mining_paused(self) -> Iterator[None]:
+        """No block is mined inside: what is read of the head stays true until the block is
+        mined (evm_mine) or the chain is reorganised on purpose. Interval mining resumes after."""
+        interval = self.call("anvil_getIntervalMining", [])  # seconds, or None when off
+        self.call("evm_setIntervalMining", [0])
+        try:
+            yield
+        finally:
+            if interval:
+                self.call("evm_setIntervalMining", [interval])
 
-def _describe(order: dict[str, Any]) -> str:
+
+def describe(order: dict[str, Any]) -> str:
     """The status, with the amounts that explain it."""
     status = str(order["status"])
     if status == "confirming":
@@ -148,30 +225,33 @@ def _describe(order: dict[str, Any]) -> str:
 
 
 def _final_deposit(order: dict[str, Any], txid: str) -> bool:
-    return any(d["txid"].lower() == txid.lower() and d["final"] for d in order.get("deposits") or [])
+    return any(d["txid"].lower() == txid.lower() and d["final"] and not d.get("reversed")
+               for d in order.get("deposits") or [])
 
 
-def _follow(api: MerchantApi, order_id: str, txid: str, sent_at: float) -> None:
-    """Print each status change until the payment is final on the order (or the order takes no
+def _follow(api: MerchantApi, order_id: str, txids: Sequence[str], sent_at: float) -> None:
+    """Print each status change until every payment is final on the order (or the order takes no
     more payments); Failed after WAIT_TIMEOUT_S."""
     last = None
     while True:
         order = api.get_order(order_id)
         if order is None:
             raise Failed(f"order {order_id!r} is gone (has the stack restarted?)")
-        described = _describe(order)
+        described = describe(order)
         elapsed = time.monotonic() - sent_at
         if described != last:
             print(f"{elapsed:6.1f} s  {described}", flush=True)
             last = described
-        if _final_deposit(order, txid) or OrderStatus(order["status"]) not in ACCEPTING:
+        if all(_final_deposit(order, txid) for txid in txids) or OrderStatus(order["status"]) not in ACCEPTING:
             return
         if elapsed > WAIT_TIMEOUT_S:
-            raise Failed(f"no final deposit of {txid} on the order after {WAIT_TIMEOUT_S:.0f} s (status {described})")
+            waiting = ", ".join(t for t in txids if not _final_deposit(order, t))
+            raise Failed(f"no final deposit of {waiting} on the order after {WAIT_TIMEOUT_S:.0f} s "
+                         f"(status {described})")
         time.sleep(POLL_S)
 
 
-def _load(state_dir: Path) -> tuple[MerchantApi, ChainInfo]:
+def load_state(state_dir: Path) -> tuple[MerchantApi, ChainInfo]:
     try:
         merchant = json.loads((state_dir / "merchant.json").read_text(encoding="utf-8"))
         chain = read_chain_info(state_dir)
@@ -180,11 +260,8 @@ def _load(state_dir: Path) -> tuple[MerchantApi, ChainInfo]:
     return MerchantApi(merchant["baseUrl"], merchant["apiKey"], merchant["secretKey"]), chain
 
 
-def pay(state_dir: Path, order_id: str, *, amount: str | None = None, wait: bool = True) -> None:
-    """Pay the order from the local chain's payer; Refused or Failed with a one-line reason."""
-    api, chain = _load(state_dir)
-    if amount is not None:
-        _units(amount, chain.decimals, "--amount")  # refuse a bad amount before anything else
+def local_order(api: MerchantApi, chain: ChainInfo, order_id: str) -> dict[str, Any]:
+    """The demo merchant's order on the local chain; Refused if there is none."""
     if not ORDER_ID.match(order_id):
         raise Refused(f"no order {order_id!r}: an orderId is 1 to 64 letters, digits and _-.:")
     order = api.get_order(order_id)
@@ -192,24 +269,97 @@ def pay(state_dir: Path, order_id: str, *, amount: str | None = None, wait: bool
         raise Refused(f"no order {order_id!r} for the demo merchant of {api.base_url}")
     if order["network"] != NETWORK:
         raise Refused(f"order {order_id!r} is on {order['network']}, not on the local chain: only `{NETWORK}` orders "
-                      "can be paid here (the other networks are not scanned locally)")
+                      "are (the other networks are not scanned locally)")
     if order["tokenContract"].lower() != chain.token_contract.lower():
         raise Refused(f"order {order_id!r} asks for token {order['tokenContract']}, not the local chain's "
                       f"{chain.token_contract} (chain.json is from another start of the stack)")
+    return order
+
+
+def split(units: int, parts: int) -> list[int]:
+    """`units` in `parts` transfers as equal as can be, the larger ones first; they add up exactly."""
+    base, extra = divmod(units, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def _utc(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%H:%M:%S UTC")
+
+
+def _be_late(payer: Payer, expires_s: int, late_by: int, *, warp: bool) -> None:
+    """Get the chain's clock to expiresAt + late_by, so that the next block's time is after the
+    order's expiry: by waiting for the chain, or by moving its clock (for good) with `warp`."""
+    target = expires_s + late_by
+    latest = int(payer.block()["timestamp"], 16)
+    if latest >= target:
+        print(f"the chain's head is already {latest - expires_s} s past the order's expiry ({_utc(expires_s)})",
+              flush=True)
+        return
+    if warp:
+        # Every later block is stamped that much later too: anvil's clock cannot go back.
+        payer.call("evm_increaseTime", [target - latest])
+        print(f"moved the local chain's clock {target - latest} s forward (evm_increaseTime), past the order's "
+              f"expiry ({_utc(expires_s)}) by {late_by} s; it stays ahead of real time until the stack restarts",
+              flush=True)
+        return
+    print(f"waiting {target - latest} s for the chain's block time to pass the order's expiry ({_utc(expires_s)}) "
+          f"by {late_by} s (--warp moves the chain's clock instead)", flush=True)
+    while int(payer.block()["timestamp"], 16) < target:
+        time.sleep(POLL_S)
+
+
+def pay(state_dir: Path, order_id: str, *, amount: str | None = None, wait: bool = True, parts: int = 1,
+        same_block: bool = False, late: bool = False, late_by: int = LATE_BY_S, warp: bool = False) -> None:
+    """Pay the order from the local chain's payer; Refused or Failed with a one-line reason."""
+    api, chain = load_state(state_dir)
+    if amount is not None:
+        amount_units(amount, chain.decimals, "--amount")  # refuse a bad amount before anything else
+    order = local_order(api, chain, order_id)
     text = amount if amount is not None else str(order["amount"])
-    units = _units(text, chain.decimals, "amount")
+    units = amount_units(text, chain.decimals, "amount")
+    if units < parts:
+        raise Refused(f"{text} USDT cannot be split into {parts} transfers: each needs at least "
+                      f"{format_units(1, chain.decimals)}")
     payer = Payer(chain)
     if (balance := payer.balance()) < units:
         raise Failed(f"the payer {chain.payer} holds only {format_units(balance, chain.decimals)} test USDT")
 
     print(f"order {order_id}: {order['status']}, {order['amount']} USDT to {order['address']}", flush=True)
+    if late:
+        _be_late(payer, int(order["expiresAt"]) // 1000, late_by, warp=warp)
     sent_at = time.monotonic()
-    txid = payer.transfer(order["address"], units)
-    print(f"txid {txid}  ({format_units(units, chain.decimals)} USDT from {chain.payer})", flush=True)
-    block = payer.wait_mined(txid)
-    print(f"mined in block {block}", flush=True)
+    amounts = split(units, parts)
+    txids: list[str] = []
+    if same_block:
+        with payer.mining_paused():  # so that every part lands in the one block evm_mine makes
+            for i, part in enumerate(amounts):
+                txids.append(payer.transfer(order["address"], part))
+                _print_sent(txids[-1], part, i, parts, chain)
+            payer.call("evm_mine", [])
+        for txid in txids:
+            _print_mined(payer, txid, order if late else None)
+    else:
+        for i, part in enumerate(amounts):
+            txids.append(payer.transfer(order["address"], part))
+            _print_sent(txids[-1], part, i, parts, chain)
+            _print_mined(payer, txids[-1], order if late else None)
     if OrderStatus(order["status"]) not in ACCEPTING:
-        print(f"the order is {order['status']} and takes no more payments: this transfer becomes an unmatched "
+        print(f"the order is {order['status']} and takes no more payments: this payment becomes an unmatched "
               "deposit (GET /v1/deposits?unmatched=true)", flush=True)
     elif wait:
-        _follow(api, order_id, txid, sent_at)
+        _follow(api, order_id, txids, sent_at)
+
+
+def _print_sent(txid: str, units: int, index: int, parts: int, chain: ChainInfo) -> None:
+    part = f", part {index + 1} of {parts}" if parts > 1 else ""
+    print(f"txid {txid}  ({format_units(units, chain.decimals)} USDT from {chain.payer}{part})", flush=True)
+
+
+def _print_mined(payer: Payer, txid: str, late_for: dict[str, Any] | None) -> None:
+    block = payer.wait_mined(txid)
+    if late_for is None:
+        print(f"mined in block {block}", flush=True)
+        return
+    stamp = int(payer.block(block)["timestamp"], 16)
+    after = stamp - int(late_for["expiresAt"]) // 1000
+    print(f"mined in block {block}, block time {_utc(stamp)}: {after} s after the order's expiry", flush=True)
