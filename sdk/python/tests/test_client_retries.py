@@ -23,6 +23,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from usdt_gateway_client import (
     Client,
+    Deposit,
+    DepositRecord,
     GatewayError,
     Order,
     OrderException,
@@ -366,6 +368,23 @@ def test_an_order_says_whether_it_is_paid_and_every_exception() -> None:
     assert order.exceptions == (OrderException.PAID_LATE, OrderException.OVERPAID, "a_future_exception")
     assert order.exception == OrderException.PAID_LATE and old.exceptions == ()
     assert not Order.from_dict(ORDER).paid and not Order.from_dict(ORDER).is_paid
+
+
+def test_reversed_and_ignored_deposits_are_told_apart() -> None:
+    # Given a deposit a deep reorg reversed (in an order) and dust (in the deposits listing)
+    gone = {"txid": "0x1", "logIndex": 0, "amount": "25.00", "sender": "0xs", "blockNumber": 9, "blockTime": 1,
+            "confirmations": 0, "final": True, "reversed": True}
+    dust = {"depositId": "local:0x2:0", "network": "local", "txid": "0x2", "logIndex": 0, "blockNumber": 8,
+            "blockTime": 1, "sender": "0xs", "recipient": "0xr", "amount": "0.000001", "unmatched": False,
+            "status": "ignored", "reason": "below_minimum"}
+    older = {k: v for k, v in dust.items() if k not in ("status", "reason")}
+    # When they are parsed
+    order = Order.from_dict({**ORDER, "deposits": [gone]})
+    record, old = DepositRecord.from_dict(dust), DepositRecord.from_dict(older)
+    # Then each says what it is; a gateway without `status` reads as before
+    assert order.deposits[0].reversed and not Deposit.from_dict({**gone, "reversed": False}).reversed
+    assert (record.status, record.reason, record.unmatched) == ("ignored", "below_minimum", False)
+    assert (old.status, old.reason) == ("credited", None)
 
 
 @pytest.mark.parametrize("amount", [50.0, True, None, [1]])

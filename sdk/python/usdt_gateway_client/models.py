@@ -150,6 +150,7 @@ class Deposit:
     block_time: datetime
     confirmations: int
     final: bool  # final under the network's policy, and counted in the order's paid_amount
+    reversed: bool = False  # was final, then a reorg deeper than the finality removed it: not counted
     raw: Mapping[str, Any] = _raw_field()
 
     @classmethod
@@ -157,7 +158,7 @@ class Deposit:
         return cls(txid=data["txid"], log_index=int(data["logIndex"]), amount=_dec(data["amount"]),
                    sender=data["sender"], block_number=int(data["blockNumber"]),
                    block_time=from_ms(data["blockTime"]), confirmations=int(data["confirmations"]),
-                   final=bool(data["final"]), raw=_raw(data))
+                   final=bool(data["final"]), reversed=bool(data.get("reversed", False)), raw=_raw(data))
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,9 @@ class DepositRecord:
     amount: Decimal
     unmatched: bool  # no order took it: attach it with Client.attach_deposit
     order_id: str | None = None
+    # credited, unmatched, ignored (below the network's minimum deposit) or reversed (a deep reorg)
+    status: str = "credited"
+    reason: str | None = None  # below_minimum (ignored) or reorg (reversed)
     raw: Mapping[str, Any] = _raw_field()
 
     @classmethod
@@ -242,7 +246,8 @@ class DepositRecord:
                    log_index=int(data["logIndex"]), block_number=int(data["blockNumber"]),
                    block_time=from_ms(data["blockTime"]), sender=data["sender"], recipient=data["recipient"],
                    amount=_dec(data["amount"]), unmatched=bool(data["unmatched"]), order_id=data.get("orderId"),
-                   raw=_raw(data))
+                   status=data.get("status") or ("unmatched" if data["unmatched"] else "credited"),
+                   reason=data.get("reason"), raw=_raw(data))
 
 
 @dataclass(frozen=True)
