@@ -36,6 +36,7 @@ from usdt_gateway.schemas import OrderStatus
 WAIT_TIMEOUT_S = 30.0
 RECEIPT_TIMEOUT_S = 15.0
 POLL_S = 0.5  # the API allows 100 signed requests a minute per key
+DEPOSITS_EVERY = 4  # a follow reads GET /v1/deposits once every this many reads of the order
 ORDER_ID = re.compile(r"^[A-Za-z0-9_\-.:]{1,64}$")  # what the API accepts as an orderId
 TRANSFER = "0xa9059cbb"  # transfer(address,uint256)
 TRANSFER_FROM = "0x23b872dd"  # transferFrom(address,address,uint256)
@@ -230,9 +231,12 @@ def _final_deposit(order: dict[str, Any], txid: str) -> bool:
 
 
 def _follow(api: MerchantApi, order_id: str, txids: Sequence[str], sent_at: float) -> None:
-    """Print each status change until every payment is final on the order (or the order takes no
-    more payments); Failed after WAIT_TIMEOUT_S."""
+    """Print each status change until every payment is final on the order, or recorded apart
+    from it (GET /v1/deposits: unmatched, ignored), or the order takes no more payments; Failed
+    after WAIT_TIMEOUT_S."""
     last = None
+    apart: dict[str, dict[str, Any]] = {}  # txid -> its record in GET /v1/deposits, not on the order
+    reads = 0
     while True:
         order = api.get_order(order_id)
         if order is None:
@@ -242,13 +246,35 @@ def _follow(api: MerchantApi, order_id: str, txids: Sequence[str], sent_at: floa
         if described != last:
             print(f"{elapsed:6.1f} s  {described}", flush=True)
             last = described
-        if all(_final_deposit(order, txid) for txid in txids) or OrderStatus(order["status"]) not in ACCEPTING:
+        waiting = [t for t in txids if not _final_deposit(order, t) and t not in apart]
+        if not waiting or OrderStatus(order["status"]) not in ACCEPTING:
             return
+        reads += 1
+        if reads % DEPOSITS_EVERY == 0:  # less often than the order: the key's rate limit
+            for txid in waiting:
+                if (record := listed_deposit(api, txid)) is not None and not _on_order(order, txid):
+                    apart[txid] = record
+                    print(f"{elapsed:6.1f} s  GET /v1/deposits lists {txid}: {deposit_status(record)}, "
+                          "not on the order", flush=True)
         if elapsed > WAIT_TIMEOUT_S:
-            waiting = ", ".join(t for t in txids if not _final_deposit(order, t))
-            raise Failed(f"no final deposit of {waiting} on the order after {WAIT_TIMEOUT_S:.0f} s "
+            raise Failed(f"no final deposit of {', '.join(waiting)} on the order after {WAIT_TIMEOUT_S:.0f} s "
                          f"(status {described})")
         time.sleep(POLL_S)
+
+
+def _on_order(order: dict[str, Any], txid: str) -> bool:
+    return any(d["txid"].lower() == txid.lower() for d in order.get("deposits") or [])
+
+
+def listed_deposit(api: MerchantApi, txid: str) -> dict[str, Any] | None:
+    """The final deposit of `txid` as GET /v1/deposits lists it (newest page), if it does."""
+    return next((d for d in api.deposits() if d["txid"].lower() == txid.lower()), None)
+
+
+def deposit_status(record: dict[str, Any]) -> str:
+    """What became of a listed deposit: credited, unmatched, ignored (below_minimum), ..."""
+    status = str(record.get("status") or ("unmatched" if record["unmatched"] else "credited"))
+    return status + (f" ({record['reason']})" if record.get("reason") else "")
 
 
 def load_state(state_dir: Path) -> tuple[MerchantApi, ChainInfo]:

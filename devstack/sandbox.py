@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.pay import (
+    DEPOSITS_EVERY,
     POLL_S,
     WAIT_TIMEOUT_S,
     Failed,
@@ -34,7 +35,9 @@ from devstack.pay import (
     Refused,
     TokenTransfer,
     amount_units,
+    deposit_status,
     describe,
+    listed_deposit,
     load_state,
     local_order,
     token_transfers,
@@ -47,7 +50,6 @@ ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 # after the chain event: the transfer final (2 confirmations locally) and scanned by then.
 SETTLE_BLOCKS = 10
 DUST_UNITS = 1  # the token's smallest unit: 0.000001 test USDT
-DEPOSITS_EVERY = 4  # a follow reads GET /v1/deposits once every this many reads of the order
 
 
 @dataclass(frozen=True)
@@ -309,17 +311,17 @@ def dust(state_dir: Path, target: str, *, amount: str | None = None, zero: bool 
     print(f"mined in block {block}: {logs}", flush=True)
     if order is None or not wait:
         return
-    listed: list[dict[str, Any]] = []
+    listed: dict[str, Any] | None = None
     reads = 0
 
     def recorded(order: dict[str, Any]) -> bool:
-        nonlocal reads
+        nonlocal reads, listed
         if (deposit := _counted(order, txid)) is not None and deposit["final"]:
             return True
         reads += 1
         if reads % DEPOSITS_EVERY == 0:  # less often than the order: the key's rate limit
-            listed[:] = _listed(api, txid)
-        return bool(listed)
+            listed = listed_deposit(api, txid)
+        return listed is not None
 
     order = _watch(api, payer, target, recorded, since_block=block)
     later = payer.head() - block
@@ -329,21 +331,13 @@ def dust(state_dir: Path, target: str, *, amount: str | None = None, zero: bool 
               flush=True)
     else:
         print(f"the order does not count it ({_blocks(later)} later)", flush=True)
-    if not listed:
-        listed = _listed(api, txid)
-    if listed:
-        record = listed[0]
-        status = record.get("status") or ("unmatched" if record["unmatched"] else "credited")
-        reason = f" ({record['reason']})" if record.get("reason") else ""
-        print(f"GET /v1/deposits lists it: {status}{reason}", flush=True)
+    if listed is None:
+        listed = listed_deposit(api, txid)
+    if listed is not None:
+        print(f"GET /v1/deposits lists it: {deposit_status(listed)}", flush=True)
     else:
         print(f"GET /v1/deposits does not list it: nothing was recorded ({_blocks(later)} later)", flush=True)
 
 
 def _blocks(count: int) -> str:
     return f"{count} block" if count == 1 else f"{count} blocks"
-
-
-def _listed(api: MerchantApi, txid: str) -> list[dict[str, Any]]:
-    """The final deposits of `txid` that GET /v1/deposits lists (newest page)."""
-    return [d for d in api.deposits() if d["txid"].lower() == txid.lower()]
