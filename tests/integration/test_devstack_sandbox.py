@@ -203,6 +203,21 @@ def test_reorg_refuses_a_depth_that_does_not_reach_the_transfer_or_that_ends_the
     assert block_of(stack, txid) == block
 
 
+def test_remine_refuses_a_transaction_whose_sender_sent_another_before_it_in_the_blocks(stack: Stack) -> None:
+    # Given two transfers from the payer, one block after the other
+    wait_for_block(stack, MIN_HEAD)
+    order = new_order(stack, amount="2.00")
+    first, second = txids(ok(devstack(stack, "pay", order["orderId"], "--parts", "2", "--no-wait")))
+
+    # When the second alone is to come back as the same signed transaction, the first replaced too
+    depth = head(stack) - block_of(stack, first) + 1
+    result = devstack(stack, "reorg", second, "--depth", str(depth + 2), "--remine")
+
+    # Then it is refused (its nonce would not follow on), with the way out, and nothing moved
+    assert result.returncode == 2 and "--new-txid" in result.stderr, result.stderr
+    assert receipt(stack, first) is not None and receipt(stack, second) is not None
+
+
 # --- pay --parts ----------------------------------------------------------------------------
 
 
