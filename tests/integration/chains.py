@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -105,15 +106,18 @@ def drive(scanner: Scanner, *, max_cycles: int = 50) -> cursor.Cursor:
 @contextlib.contextmanager
 def killed_after_one_credit(mp: pytest.MonkeyPatch) -> Iterator[None]:
     """Inside, the scanner credits one deposit and then dies (SystemExit), as a process killed
-    mid-range does: after its first commit, before its cursor moves."""
+    mid-range does: after its first commit, before its cursor moves. Its deposit workers take
+    turns here, so exactly one credit is made whichever thread comes first."""
     real = deposits.credit_final
     credited: list[object] = []
+    turn = threading.Lock()
 
     def credit_then_die(*args: Any, **kwargs: Any) -> Any:
-        if credited:
-            raise SystemExit("killed mid-range")
-        credited.append(real(*args, **kwargs))
-        return credited[-1]
+        with turn:
+            if credited:
+                raise SystemExit("killed mid-range")
+            credited.append(real(*args, **kwargs))
+            return credited[-1]
 
     mp.setattr(deposits, "credit_final", credit_then_die)
     try:

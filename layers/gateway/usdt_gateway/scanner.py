@@ -20,12 +20,14 @@ cursor halts and the operator is paged (docs/operations.md).
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
@@ -37,9 +39,13 @@ from usdt_gateway.chain.readers import BlockRef, ChainReader, Heads
 from usdt_gateway.chain.transfers import ChainMoved, Transfer
 from usdt_gateway.config import settings
 from usdt_gateway.observability import logger, metrics
-from usdt_gateway.watchlist import CLOCK_SKEW_MS, WatchList
+from usdt_gateway.watchlist import CLOCK_SKEW_MS, WatchEntry, WatchList
 
 ENDPOINT_CHECK_S = 30.0
+# Deposits to different addresses are written at once by this many threads (see _by_address):
+# each credit waits on a few DynamoDB round trips, so a block with many payments takes about as
+# long as its busiest address, not as the sum of them.
+DEPOSIT_WORKERS = 8
 # The most a chain's timestamps may lag the gateway's clock and still have payments matched by
 # their block time (docs/order-states.md): beyond it, a payment counts as made when its block says.
 MAX_CHAIN_LAG_MS = 15 * 60_000
@@ -76,6 +82,7 @@ class Scanner:
     lease_ms: int = 30_000
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    workers: int = DEPOSIT_WORKERS
 
     def __post_init__(self) -> None:
         self.network = self.reader.network
@@ -237,19 +244,26 @@ class Scanner:
             if followed is not None:
                 state = dataclasses.replace(state, rescan_to=max(state.rescan_to, followed))
         minimum = self.network.min_deposit_units
-        for t in found:
-            entry, owner = self.watch.match(t.recipient, t.units, t.block_time, chain_lag_ms=self.chain_lag_ms)
+        matched = [(t, *self.watch.match(t.recipient, t.units, t.block_time, chain_lag_ms=self.chain_lag_ms))
+                   for t in found]
+
+        def settle(item: tuple[Transfer, WatchEntry | None, str | None]) -> tuple[str, int]:
+            """What became of one transfer, and (credited) how long after its block."""
+            t, entry, owner = item
             if t.units < minimum:
-                if deposits.record_ignored(t, owner):
-                    self.report.ignored += 1
-                    metrics.add_metric(name="DepositsIgnored", unit=MetricUnit.Count, value=1)
-                continue
+                return (deposits.IGNORED if deposits.record_ignored(t, owner) else "already"), 0
             outcome, _ = deposits.credit_final(t, entry, owner)
-            if outcome == deposits.CREDITED:
+            return outcome, max(0, self._now() - t.block_time)
+
+        # Counted here, after the workers: the report and the metric set stay in this thread.
+        for outcome, latency_ms in _by_address(matched, lambda m: m[0].recipient, settle, self.workers):
+            if outcome == deposits.IGNORED:
+                self.report.ignored += 1
+                metrics.add_metric(name="DepositsIgnored", unit=MetricUnit.Count, value=1)
+            elif outcome == deposits.CREDITED:
                 self.report.credited += 1
                 metrics.add_metric(name="DepositsCredited", unit=MetricUnit.Count, value=1)
-                metrics.add_metric(name="DetectionLatency", unit=MetricUnit.Milliseconds,
-                                   value=max(0, self._now() - t.block_time))
+                metrics.add_metric(name="DetectionLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
             elif outcome == deposits.UNMATCHED:
                 self.report.unmatched += 1
                 metrics.add_metric(name="DepositsUnmatched", unit=MetricUnit.Count, value=1)
@@ -296,11 +310,14 @@ class Scanner:
             return state.seen_block
         minimum = self.network.min_deposit_units
         found, _ = self._with_blocks([t for t in self._transfers(start, target) if t.units >= minimum], set())
-        for t in found:
-            entry, _owner = self.watch.match(t.recipient, t.units, t.block_time, chain_lag_ms=self.chain_lag_ms)
-            if entry is not None and deposits.record_seen(t, entry).order is not None:
-                self.report.seen += 1
-                metrics.add_metric(name="DepositsDetected", unit=MetricUnit.Count, value=1)
+        matched = [(t, entry) for t in found
+                   if (entry := self.watch.match(t.recipient, t.units, t.block_time,
+                                                 chain_lag_ms=self.chain_lag_ms)[0]) is not None]
+        detected = _by_address(matched, lambda m: m[0].recipient,
+                               lambda m: deposits.record_seen(*m).order is not None, self.workers)
+        for _ in filter(None, detected):
+            self.report.seen += 1
+            metrics.add_metric(name="DepositsDetected", unit=MetricUnit.Count, value=1)
         return target
 
     def _close_expired(self, state: cursor.Cursor) -> None:
@@ -341,3 +358,36 @@ class Scanner:
             one.add_metric(name="RpcCalls", unit=MetricUnit.Count, value=calls[name])
             one.add_metric(name="RpcErrors", unit=MetricUnit.Count, value=errors[name])
             one.flush_metrics()
+
+
+def _by_address[T, R](items: Sequence[T], address: Callable[[T], str], work: Callable[[T], R],
+                      workers: int) -> list[R]:
+    """`work` on each item; returns the results in the items' order. The items of one recipient
+    `address` run one after another in chain order, different addresses at once on up to
+    `workers` threads. An address is one order's (xpub) or shared by a merchant's orders (a fixed
+    address, told apart by amount), so no order is written by two threads at once and its
+    deposits and events keep chain order; exactly-once stays with the conditional writes. A
+    failure is raised only once no worker writes any more (groups not started yet never start),
+    so a pass that failed does not move the cursor and the next cycle redoes what is left."""
+    groups: dict[str, list[int]] = {}
+    for k, item in enumerate(items):
+        groups.setdefault(address(item), []).append(k)
+    if workers <= 1 or len(groups) <= 1:
+        return [work(item) for item in items]
+    results: dict[int, R] = {}
+
+    def run(group: list[int]) -> None:
+        for k in group:
+            results[k] = work(items[k])
+
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(groups)), thread_name_prefix="deposit")
+    try:
+        # Each group runs in a copy of this thread's context: the log keys (ContextVars) go along.
+        futures = [pool.submit(contextvars.copy_context().run, run, group) for group in groups.values()]
+        wait(futures, return_when=FIRST_EXCEPTION)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    for future in futures:
+        if not future.cancelled() and (failure := future.exception()) is not None:
+            raise failure
+    return [results[k] for k in range(len(items))]
