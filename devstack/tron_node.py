@@ -636,6 +636,8 @@ class _Handler(BaseHTTPRequestHandler):
                 params |= decoded
             req = Request(path=path, params=params, query_visible=str(query.get("visible", "")).lower() == "true")
             result = route(node.chain, req)
+            if (change := node._take_tamper(path)) is not None:
+                result = change(result)
         except JavaError as exc:
             result = {"Error": str(exc)}
         except json.JSONDecodeError as exc:
@@ -653,14 +655,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 class TronNode:
     """A running fake full node on loopback; `stop` (or leaving a `with` block) ends it. Drive its
-    chain with `add_block`, `mine`, `set_solid` and `reorg`; inject faults with `fail_next`;
-    `requests` counts the requests per path."""
+    chain with `add_block`, `mine`, `set_solid` and `reorg`; inject faults with `fail_next` and
+    wrong answers with `tamper_next`; `requests` counts the requests per path."""
 
     def __init__(self, chain: FakeChain, *, port: int = 0, hang_seconds: float = HANG_SECONDS) -> None:
         self.chain = chain
         self.hang_seconds = hang_seconds
         self.requests: Counter[str] = Counter()
         self._faults: list[tuple[Fault, str | None]] = []
+        self._tampers: list[tuple[str, Callable[[JsonValue], JsonValue]]] = []
         self._fault_lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = _Server((HOST, port), _Handler)
@@ -720,6 +723,21 @@ class TronNode:
         drop it without an answer)."""
         with self._fault_lock:
             self._faults.extend([(status, path.rstrip("/") if path else None)] * count)
+
+    def tamper_next(self, count: int, path: str, change: Callable[[JsonValue], JsonValue]) -> None:
+        """Answer the next `count` requests to `path` with `change(the faithful answer)`: a node
+        that misbehaves as java-tron does not (e.g. `{}` for a block it has, or an info list
+        missing a transaction), to test what the gateway must not trust."""
+        with self._fault_lock:
+            self._tampers.extend([(path.rstrip("/"), change)] * count)
+
+    def _take_tamper(self, path: str) -> Callable[[JsonValue], JsonValue] | None:
+        with self._fault_lock:
+            for i, (only, change) in enumerate(self._tampers):
+                if only == path:
+                    del self._tampers[i]
+                    return change
+            return None
 
     def _take_fault(self, path: str) -> Fault | None:
         with self._fault_lock:

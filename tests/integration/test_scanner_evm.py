@@ -446,8 +446,8 @@ def test_expiry_racing_a_payment_leaves_the_order_confirmed(api: ApiClient, chai
 
 
 class FlakyProxy:
-    """An RPC endpoint in front of anvil that can answer 429 to everything, or lag: report a
-    head `lag` blocks behind the chain's."""
+    """An RPC endpoint in front of anvil (single calls and batches) that can answer 429 to
+    everything, or lag: report a head `lag` blocks behind the chain's."""
 
     def __init__(self, upstream: str) -> None:
         self.mode = "ok"
@@ -465,10 +465,14 @@ class FlakyProxy:
                     self._reply(429, b'{"error": "rate limited"}')
                     return
                 request = json.loads(body)
-                upstream_reply = JsonRpc(upstream).call(request["method"], request["params"])
-                if proxy.mode == "lag" and request["method"] == "eth_blockNumber":
+                replies = [self._answer(call) for call in (request if isinstance(request, list) else [request])]
+                self._reply(200, json.dumps(replies if isinstance(request, list) else replies[0]).encode())
+
+            def _answer(self, call: dict) -> dict:
+                upstream_reply = JsonRpc(upstream).call(call["method"], call["params"])
+                if proxy.mode == "lag" and call["method"] == "eth_blockNumber":
                     upstream_reply = hex(int(upstream_reply, 16) - proxy.lag)
-                self._reply(200, json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": upstream_reply}).encode())
+                return {"jsonrpc": "2.0", "id": call["id"], "result": upstream_reply}
 
             def _reply(self, code: int, data: bytes) -> None:
                 self.send_response(code)

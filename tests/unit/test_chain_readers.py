@@ -10,7 +10,7 @@ import pytest
 from usdt_gateway.address_codec import to_checksum_address, tron_address_from_body, tron_body20
 from usdt_gateway.chain import evm, tron
 from usdt_gateway.chain.endpoints import AllEndpointsFailed, Endpoints
-from usdt_gateway.chain.jsonrpc import RpcError, RpcUnavailable
+from usdt_gateway.chain.jsonrpc import RpcError, RpcUnavailable, call_many
 from usdt_gateway.chain.readers import EvmReader
 from usdt_gateway.chain.transfers import TRANSFER_TOPIC
 from usdt_gateway.networks import load_networks
@@ -101,11 +101,22 @@ def test_tron_reads_only_successful_logs_of_the_token() -> None:
     assert none == []
 
 
-def test_tron_missing_block_and_empty_block() -> None:
-    # The node answers {} for a block it does not have and [] for an empty one
-    for answer in ({}, []):
-        assert tron.transfers(FakeTronProvider(answer), network="tron", token=TRON_TOKEN, recipients=None, number=9,
-                              block_hash="b9") == []
+def test_tron_empty_block_and_answers_that_are_not_the_blocks() -> None:
+    # [] for a block without transactions is an empty block
+    empty = {"blockID": "b9", "block_header": {"raw_data": {"number": 9}}}
+    assert tron.transfers(FakeTronProvider([]), network="tron", token=TRON_TOKEN, recipients=None, number=9,
+                          block=empty) == []
+    # {} (java-tron's answer for num <= 0), or a list that is not the block's transactions, is
+    # the node's failure: never an empty block
+    one_tx = empty | {"transactions": [{"txID": "aa" * 32}]}
+    info = {"id": "aa" * 32, "blockNumber": 9, "receipt": {"result": "SUCCESS"}}
+    for answer, block in (({}, empty), ([], one_tx), ([info | {"blockNumber": 8}], one_tx),
+                          ([info | {"id": "bb" * 32}], one_tx), ([info, info], one_tx)):
+        with pytest.raises(RpcUnavailable):
+            tron.transfers(FakeTronProvider(answer), network="tron", token=TRON_TOKEN, recipients=None, number=9,
+                           block=block)
+    assert tron.transfers(FakeTronProvider([info]), network="tron", token=TRON_TOKEN, recipients=None, number=9,
+                          block=one_tx) == []
 
 
 class LimitedRpc:
@@ -154,37 +165,222 @@ def test_a_single_block_still_refused_is_the_endpoints_failure() -> None:
     assert len(rpc.ranges) == 11
 
 
-class Node:
-    """An EVM endpoint at `head` holding one payment to `shop` in `paid_block`; `fail` answers
-    eth_getLogs with 429 that many times."""
+def _hash(number: int) -> str:
+    return "0x" + f"{number:064x}"
 
-    def __init__(self, url: str, head: int, shop: str, paid_block: int, fail: int = 0) -> None:
-        self.url, self.head, self.shop, self.paid_block, self.fail = url, head, shop, paid_block, fail
-        self.label = url  # what error messages name it by (JsonRpc: the URL without path or key)
+
+def transfer_log(number: int, index: int, recipient: str, *, token: str = TOKEN) -> dict[str, Any]:
+    """A Transfer log as a node serves it, in its own transaction."""
+    return {"address": token.lower(), "topics": ["0x" + TRANSFER_TOPIC, "0x" + "0" * 64,
+                                                 "0x" + "0" * 24 + recipient[2:].lower()],
+            "data": "0x" + f"{index + 1:064x}", "blockNumber": hex(number), "blockHash": _hash(number),
+            "transactionHash": "0x" + f"{number:032x}{index:032x}", "logIndex": hex(index), "removed": False}
+
+
+def bloom_of(logs: list[dict[str, Any]]) -> int:
+    bloom = 0
+    for log in logs:
+        for item in [log["address"], *log["topics"]]:
+            bloom |= evm.bloom_mask(bytes.fromhex(item[2:]))
+    return bloom
+
+
+class Chain:
+    """An EVM endpoint over an in-memory chain: headers with their logs' blooms (or `blooms`
+    given per block), receipts, logs by block hash (EIP-234), single calls and batches. It has
+    blocks up to `head`; `fail` answers 429 that many times; `calls` and `batches` count requests."""
+
+    def __init__(self, label: str, head: int, logs: dict[int, list[dict[str, Any]]] | None = None,
+                 blooms: dict[int, int] | None = None, fail: int = 0) -> None:
+        self.label, self.head, self.logs, self.fail = label, head, logs or {}, fail
+        self.blooms = blooms or {}
+        self.calls: list[str] = []
+        self.batches = 0
+        self.receipts_missing: set[int] = set()
+
+    def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        self.batches += 1
+        out: list[Any] = []
+        for method, params in calls:
+            try:
+                out.append(self.call(method, params))
+            except RpcError as exc:
+                out.append(exc)
+        return out
 
     def call(self, method: str, params: list[Any]) -> Any:
-        if method == "eth_blockNumber":
-            return hex(self.head)
-        assert method == "eth_getLogs"
+        self.calls.append(method)
         if self.fail:
             self.fail -= 1
-            raise RpcUnavailable(f"{self.url}: HTTP 429")
-        start, end = int(params[0]["fromBlock"], 16), min(int(params[0]["toBlock"], 16), self.head)
-        if not start <= self.paid_block <= end:
-            return []  # a node answers nothing for blocks it does not have yet
-        return LimitedRpc(10, self.shop).call(method, [{"fromBlock": hex(self.paid_block),
-                                                         "toBlock": hex(self.paid_block)}])
+            raise RpcUnavailable(f"{self.label}: HTTP 429")
+        if method == "eth_getBlockByNumber":
+            n = int(params[0], 16)
+            if n > self.head:
+                return None  # a node answers nothing for blocks it does not have yet
+            logs = self.logs.get(n, [])
+            return {"number": hex(n), "hash": _hash(n), "parentHash": _hash(n - 1), "timestamp": hex(1_700_000_000 + n),
+                    "logsBloom": "0x" + f"{self.blooms.get(n, bloom_of(logs)):0512x}",
+                    "transactions": [log["transactionHash"] for log in logs]}
+        n = int(params[0]["blockHash"] if method == "eth_getLogs" else params[0], 16)
+        logs = self.logs.get(n, [])
+        if method == "eth_getBlockReceipts":
+            if n in self.receipts_missing:
+                return []
+            return [{"transactionHash": log["transactionHash"], "blockHash": _hash(n), "status": "0x1",
+                     "logs": [log]} for log in logs]
+        if method == "eth_getTransactionReceipt":
+            log = next(log for logs in self.logs.values() for log in logs if log["transactionHash"] == params[0])
+            return {"transactionHash": params[0], "blockHash": log["blockHash"], "status": "0x1", "logs": [log]}
+        assert method == "eth_getLogs", method
+        to = params[0]["topics"][2]
+        return [log for log in logs if to is None or log["topics"][2] in to]
+
+
+def evm_reader(*nodes: Chain) -> EvmReader:
+    network = load_networks("eth")["eth"]
+    return EvmReader(network, Endpoints([(n.label, n) for n in nodes], backoff_s=0, rest_s=0))  # type: ignore[misc]
 
 
 def test_a_range_is_never_read_from_a_node_that_lacks_its_blocks() -> None:
     # Given a preferred node that fails once, and a spare that is 10 blocks behind the range's end
     shop = random_evm()
-    good, behind = Node("good", 120, shop, 115, fail=1), Node("behind", 110, shop, 115)
-    network = load_networks("eth")["eth"]
-    reader = EvmReader(network, Endpoints([("good", good), ("behind", behind)], backoff_s=0, rest_s=0))  # type: ignore[list-item]
+    paid = {115: [transfer_log(115, 0, shop)]}
+    good, behind = Chain("good", 120, paid, fail=1), Chain("behind", 110, paid)
+    reader = evm_reader(good, behind)
     # When blocks 100..120 are read, the spare's silence about 111..120 is not taken for "no
     # payments": the read fails as a whole, and the scanner retries it later from its cursor
     with pytest.raises(AllEndpointsFailed):
         reader.transfers([shop], 100, 120)
     # Then, with the preferred node back, the payment in block 115 is found
     assert [t.block_number for t in reader.transfers([shop], 100, 120)] == [115]
+
+
+def test_blocks_whose_bloom_rules_payments_out_are_not_read() -> None:
+    # Given 21 blocks: a transfer to someone else in every one, one payment to the shop in block 115
+    shop = random_evm()
+    logs = {n: [transfer_log(n, 0, random_evm())] for n in range(100, 121)}
+    logs[115].append(transfer_log(115, 1, shop))
+    node = Chain("node", 130, logs)
+    # When the range is read
+    found = evm_reader(node).transfers([shop], 100, 120)
+    # Then the headers came in one batch request, and only block 115 was read, whole
+    assert [(t.block_number, t.recipient) for t in found] == [(115, shop)]
+    assert node.batches == 1 and node.calls.count("eth_getBlockByNumber") == 21
+    assert [c for c in node.calls if c != "eth_getBlockByNumber"] in (
+        ["eth_getBlockReceipts"], ["eth_getBlockReceipts", "eth_getTransactionReceipt"])
+
+
+def test_a_steady_cycle_reads_a_new_block_in_at_most_two_requests() -> None:
+    # Given a watched shop and one new block, empty or paying it
+    shop = random_evm()
+    empty, paying = Chain("empty", 101), Chain("paying", 101, {101: [transfer_log(101, 0, shop)]})
+    # Then reading it costs one request for its header, and one more only when it may pay
+    assert evm_reader(empty).transfers([shop], 101, 101) == [] and empty.calls == ["eth_getBlockByNumber"]
+    assert len(evm_reader(paying).transfers([shop], 101, 101)) == 1
+    assert paying.calls[:2] == ["eth_getBlockByNumber", "eth_getBlockReceipts"] and paying.batches == 0
+
+
+def test_a_saturated_bloom_is_read_by_block_hash_and_a_false_match_does_not_stall() -> None:
+    # Given a block whose bloom has every bit set (as on busy chains), which pays nobody watched
+    shop = random_evm()
+    node = Chain("node", 101, {101: [transfer_log(101, 0, random_evm())]}, blooms={101: (1 << 2048) - 1})
+    # When it is read
+    found = evm_reader(node).transfers([shop], 101, 101)
+    # Then it was asked for by its hash, filtered on the shop, and its empty answer stands
+    assert found == [] and node.calls == ["eth_getBlockByNumber", "eth_getLogs"]
+
+
+def test_a_bloom_matching_more_than_1000_recipients_asks_for_every_transfer_of_the_block() -> None:
+    # Given 1,500 watched addresses, one of them paid, in a block whose bloom matches them all
+    watched = [random_evm() for _ in range(1500)]
+    node = Chain("node", 101, {101: [transfer_log(101, 0, watched[700]), transfer_log(101, 1, random_evm())]},
+                 blooms={101: (1 << 2048) - 1})
+    asked: list[Any] = []
+    real = node.call
+
+    def recording(method: str, params: list[Any]) -> Any:
+        if method == "eth_getLogs":
+            asked.append(params[0]["topics"][2])
+        return real(method, params)
+
+    node.call = recording  # type: ignore[method-assign]
+    # Then the block is asked for unfiltered (a filter past 1,000 is refused), and only watched ones are kept
+    found = evm_reader(node).transfers(watched, 101, 101)
+    assert asked == [None] and [t.recipient for t in found] == [watched[700]]
+
+
+def test_a_block_answer_that_is_not_the_blocks_is_an_error() -> None:
+    shop = random_evm()
+    paid = {101: [transfer_log(101, 0, shop)]}
+    # Receipts missing its transactions (a pruned node): an error, never an empty block
+    pruned = Chain("pruned", 101, paid)
+    pruned.receipts_missing.add(101)
+    with pytest.raises(AllEndpointsFailed, match="receipts of block 101"):
+        evm_reader(pruned).transfers([shop], 101, 101)
+    # Logs of another block for a block-hash filter (an endpoint that ignores blockHash)
+    wrong = Chain("wrong", 101, {101: [transfer_log(101, 0, shop) | {"blockHash": _hash(7)}]},
+                  blooms={101: (1 << 2048) - 1})
+    with pytest.raises(AllEndpointsFailed, match="answered other blocks"):
+        evm_reader(wrong).transfers([shop], 101, 101)
+
+
+def test_an_endpoint_without_block_receipts_is_read_by_block_hash() -> None:
+    shop = random_evm()
+    node = Chain("old", 101, {101: [transfer_log(101, 0, shop)]})
+    real = node.call
+
+    def no_receipts(method: str, params: list[Any]) -> Any:
+        if method == "eth_getBlockReceipts":
+            raise RpcError(-32601, "the method eth_getBlockReceipts does not exist/is not available")
+        return real(method, params)
+
+    node.call = no_receipts  # type: ignore[method-assign]
+    assert [t.recipient for t in evm_reader(node).transfers([shop], 101, 101)] == [shop]
+    assert "eth_getLogs" in node.calls
+
+
+def test_the_bloom_test_is_the_three_11_bit_indices_of_keccak() -> None:
+    # keccak256(b"") = c5d2460186f7..., so its indices are 0x5d2 & 2047, 0x4601 & 2047, 0x86f7 & 2047
+    assert evm.bloom_mask(b"") == 1 << (0xc5d2 & 2047) | 1 << (0x4601 & 2047) | 1 << (0x86f7 & 2047)
+    shop, other = "0x" + "11" * 20, "0x" + "22" * 20
+    masks = {t: evm.topic_mask(t) for t in evm.recipient_topics([shop, other])}
+    bloom = evm.RecipientBloom(TOKEN, masks)
+    token_and_topic = evm.bloom_mask(bytes.fromhex(TOKEN[2:])) | evm.topic_mask("0x" + TRANSFER_TOPIC)
+    shop_topic = evm.recipient_topics([shop])[0]
+    # A bloom needs the token, the Transfer topic and the recipient all in it
+    assert bloom.matches(token_and_topic | masks[shop_topic]) == [shop_topic]
+    assert bloom.matches(token_and_topic) == []
+    assert bloom.matches(masks[shop_topic] | evm.topic_mask("0x" + TRANSFER_TOPIC)) == []
+
+
+class Batches:
+    """A JsonRpc stand-in that refuses batches over `limit` calls and fails the calls in `failing` once."""
+
+    label = "batches"
+
+    def __init__(self, limit: int, failing: set[int] | None = None) -> None:
+        self.limit, self.failing = limit, failing or set()
+        self.sizes: list[int] = []
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        self.sizes.append(1)
+        return params[0]
+
+    def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        if len(calls) > self.limit:
+            raise RpcError(-32600, "batch too large")
+        self.sizes.append(len(calls))
+        out: list[Any] = []
+        for _, params in calls:
+            if params[0] in self.failing:
+                self.failing.discard(params[0])
+                out.append(RpcError(-32003, "response too large"))
+            else:
+                out.append(params[0])
+        return out
+
+
+def test_a_batch_the_endpoint_refuses_is_halved_and_failed_items_are_asked_again() -> None:
+    rpc = Batches(limit=30, failing={5})
+    assert call_many(rpc, [("echo", [n]) for n in range(100)], size=100) == list(range(100))  # type: ignore[arg-type]
+    assert max(rpc.sizes) <= 30 and 1 in rpc.sizes

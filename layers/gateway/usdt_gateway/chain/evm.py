@@ -1,17 +1,31 @@
-"""Reading USDT transfers on EVM chains: `eth_getLogs` on the token contract with the Transfer
-topic and the watched addresses as an OR-list in topic 2. Logs, never calldata, so transfers made
-through other contracts (batch payers, routers, smart wallets) count. RPC calls per scan grow with
-ceil(addresses / 1000) x ceil(blocks / max range), never with the number of orders."""
+"""Reading USDT transfers on EVM chains from logs, never calldata, so transfers made through other
+contracts (batch payers, routers, smart wallets) count.
+
+The scanner reads a block range through its headers (`headers`, batch requests) and
+`block_transfers`: "no payment in this block" is taken only from what the block itself proves.
+A header's logsBloom has no false negatives, so a block whose bloom lacks the token, the Transfer
+topic or every watched recipient's topic holds no payment, and is not read further; a block
+whose bloom may hold one is read by its hash. No range answer of `eth_getLogs` is ever taken for
+"no payments": a log index that lags, is pruned or is broken answers `[]` for blocks it does
+cover. `transfers` (ranges, topic-2 OR-lists) stays for tools that read logs by range."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import dataclasses
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from usdt_gateway.address_codec import normalize_evm_address, to_checksum_address
-from usdt_gateway.chain.jsonrpc import JsonRpc, RpcError, RpcUnavailable
+from usdt_gateway.address_codec import keccak256, normalize_evm_address, to_checksum_address
+from usdt_gateway.chain.jsonrpc import JsonRpc, Rpc, RpcError, RpcUnavailable, call_many
 from usdt_gateway.chain.transfers import TRANSFER_TOPIC, Transfer
 
 MAX_TOPIC_ALTERNATIVES = 1000  # geth's maxSubTopics (and Tron's JSON-RPC limit)
+BLOOM_BITS = 2048
+# A bloom at most a quarter full matches a given topic by chance under 1/4^3 = 1.6 %: a match there
+# is most likely a payment, and the block few enough logs to read whole (its receipts).
+SPARSE_BLOOM_BITS = BLOOM_BITS // 4
+METHOD_NOT_FOUND = -32601
 
 
 def _topic(address: str) -> str:
@@ -44,6 +58,148 @@ def block_hash(rpc: JsonRpc, number: int) -> str | None:
 def recipient_topics(recipients: Iterable[str]) -> list[str]:
     """The topic-2 values that select transfers to `recipients`, sorted (stable chunks)."""
     return sorted({_topic(r) for r in recipients})
+
+
+# -- blocks checked against their headers' blooms ---------------------------------------------------
+
+
+def bloom_mask(item: bytes) -> int:
+    """The bits `item` (an address or a topic) sets in a 2048-bit logs bloom (yellow paper, M3:2048):
+    three 11-bit indices, the low 11 bits of byte pairs (0,1), (2,3) and (4,5) of its keccak256.
+    Bit i is bit i of the bloom read as a big-endian integer."""
+    digest = keccak256(item)
+    mask = 0
+    for i in (0, 2, 4):
+        mask |= 1 << (int.from_bytes(digest[i:i + 2], "big") % BLOOM_BITS)
+    return mask
+
+
+def topic_mask(topic: str) -> int:
+    return bloom_mask(bytes.fromhex(topic[2:]))
+
+
+class RecipientBloom:
+    """Which watched recipients' topics a block's bloom may hold a Transfer of the token to.
+    Masks are grouped by their lowest bit, so a sparse bloom is tested through its few set bits,
+    not against each of 100,000 recipients."""
+
+    def __init__(self, token: str, masks: Mapping[str, int]) -> None:
+        """`masks`: topic_mask of each watched recipient topic (the caller keeps them across
+        watch-list changes: keccak of 100,000 topics is a few hundred ms)."""
+        self.topics = frozenset(masks)
+        self.required = bloom_mask(bytes.fromhex(normalize_evm_address(token)[2:])) | topic_mask("0x" + TRANSFER_TOPIC)
+        self._by_bit: dict[int, list[tuple[str, int]]] = {}
+        for topic, mask in masks.items():
+            self._by_bit.setdefault((mask & -mask).bit_length() - 1, []).append((topic, mask))
+
+    def matches(self, bloom: int, *, limit: int = MAX_TOPIC_ALTERNATIVES) -> list[str]:
+        """The watched topics `bloom` may hold a Transfer of the token to; it stops once past `limit`."""
+        if bloom & self.required != self.required:
+            return []
+        found: list[str] = []
+        for bit, group in self._by_bit.items():
+            if bloom >> bit & 1:
+                found.extend(topic for topic, mask in group if bloom & mask == mask)
+                if len(found) > limit:
+                    break
+        return found
+
+
+@dataclass(frozen=True)
+class Header:
+    number: int
+    hash: str
+    parent_hash: str
+    bloom: int
+    time: int  # ms since the epoch
+    txids: tuple[str, ...]
+
+
+def headers(rpc: Rpc, first: int, last: int) -> list[Header]:
+    """The headers of blocks first..last, 100 per batch request. The endpoint must have every one
+    of them, in one chain: a node that is behind answers nothing for blocks it does not have yet,
+    which must never pass for empty blocks."""
+    numbers = range(first, last + 1)
+    found: list[Header] = []
+    for n, block in zip(numbers, call_many(rpc, [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]),
+                        strict=True):
+        if not block:
+            raise RpcUnavailable(f"{rpc.label}: has no block {n} yet")
+        try:
+            if len(block["logsBloom"]) != 2 + BLOOM_BITS // 4:
+                raise ValueError("logsBloom")
+            header = Header(int(block["number"], 16), str(block["hash"]), str(block["parentHash"]),
+                            int(block["logsBloom"], 16), int(block["timestamp"], 16) * 1000,
+                            tuple(block.get("transactions") or ()))
+        except (KeyError, TypeError, ValueError):
+            raise RpcUnavailable(f"{rpc.label}: block {n} came without a valid header") from None
+        if header.number != n:
+            raise RpcUnavailable(f"{rpc.label}: asked for block {n}, answered block {header.number}")
+        if found and header.parent_hash != found[-1].hash:
+            # A reorg while the batch was answered, or a balancer mixing nodes: read it again.
+            raise RpcUnavailable(f"{rpc.label}: blocks {n - 1} and {n} came from different chains")
+        found.append(header)
+    return found
+
+
+def block_transfers(rpc: Rpc, *, network: str, token: str, headers: list[Header],
+                    bloom: RecipientBloom) -> list[Transfer]:
+    """Every Transfer of `token` to a watched recipient in these blocks, in chain order. A block
+    whose bloom rules a payment out is not read. One whose bloom may hold one is read by its
+    hash: whole (eth_getBlockReceipts) when its bloom is sparse, there a match is most likely a
+    payment and its receipts are few; through eth_getLogs filtered by its hash (EIP-234) when its
+    bloom is saturated (busy chains: nearly every block matches by chance, and whole receipts
+    would cost megabytes per block). geth-family nodes answer a block-hash filter from that
+    block's receipts, not from the range log index that lags or is pruned."""
+    token = normalize_evm_address(token)
+    asked: list[tuple[Header, list[str]]] = [(h, topics) for h in headers if (topics := bloom.matches(h.bloom))]
+    receipts = [h.bloom.bit_count() <= SPARSE_BLOOM_BITS for h, _ in asked]
+    try:
+        answers = call_many(rpc, [_read_call(h, topics, token, whole) for (h, topics), whole in zip(asked, receipts,
+                                                                                                   strict=True)])
+    except RpcError as exc:
+        if exc.code != METHOD_NOT_FOUND or not any(receipts):
+            raise
+        receipts = [False] * len(asked)  # an endpoint without eth_getBlockReceipts
+        answers = call_many(rpc, [_read_call(h, topics, token, False) for h, topics in asked])
+    found: list[Transfer] = []
+    for (header, _), whole, answer in zip(asked, receipts, answers, strict=True):
+        logs = _receipt_logs(rpc, header, answer, token) if whole else _hash_logs(rpc, header, answer)
+        for log in logs:
+            if log.get("removed") or len(log.get("topics") or ()) != 3 or log["topics"][2].lower() not in bloom.topics:
+                continue
+            t = _decode(network, token, log)
+            found.append(t if t.block_time else dataclasses.replace(t, block_time=header.time))
+    found.sort(key=lambda t: (t.block_number, t.log_index))
+    return found
+
+
+def _read_call(header: Header, topics: list[str], token: str, whole: bool) -> tuple[str, list[Any]]:
+    if whole:
+        return "eth_getBlockReceipts", [header.hash]
+    # Past 1,000 alternatives a filter is refused: then every Transfer of the token in the block.
+    to = topics if len(topics) <= MAX_TOPIC_ALTERNATIVES else None
+    return "eth_getLogs", [{"blockHash": header.hash, "address": token, "topics": ["0x" + TRANSFER_TOPIC, None, to]}]
+
+
+def _receipt_logs(rpc: Rpc, header: Header, receipts: Any, token: str) -> list[dict[str, Any]]:
+    """The token's Transfer logs of a block's receipts, which must be one per transaction of the
+    block (a pruned or partial answer is no answer)."""
+    if not isinstance(receipts, list) or tuple(r.get("transactionHash") for r in receipts) != header.txids:
+        raise RpcUnavailable(f"{rpc.label}: the receipts of block {header.number} are not its "
+                             f"{len(header.txids)} transactions'")
+    if any(r.get("blockHash") != header.hash for r in receipts):
+        raise RpcUnavailable(f"{rpc.label}: receipts asked for block {header.hash} came from another block")
+    return [log for r in receipts for log in r.get("logs") or ()
+            if str(log.get("address", "")).lower() == token.lower() and (log.get("topics") or [""])[0][2:].lower()
+            == TRANSFER_TOPIC]
+
+
+def _hash_logs(rpc: Rpc, header: Header, logs: Any) -> list[dict[str, Any]]:
+    # An endpoint that ignores blockHash answers logs of other blocks (its latest, by default).
+    if not isinstance(logs, list) or any(log.get("blockHash") != header.hash for log in logs):
+        raise RpcUnavailable(f"{rpc.label}: eth_getLogs by the hash of block {header.number} answered other blocks")
+    return logs
 
 
 def transfers(rpc: JsonRpc, *, network: str, token: str, recipients: Iterable[str], from_block: int, to_block: int,
@@ -92,3 +248,4 @@ def _decode(network: str, token: str, log: dict[str, str]) -> Transfer:
         # Newer nodes add the block's timestamp (seconds) to each log.
         block_time=int(log["blockTimestamp"], 16) * 1000 if log.get("blockTimestamp") else 0,
     )
+

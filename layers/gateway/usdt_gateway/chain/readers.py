@@ -43,32 +43,33 @@ class ChainReader(Protocol):
     def check_endpoints(self) -> None: ...
 
 
-def _has_block(head: int, number: int, label: str) -> None:
-    """One endpoint reads a whole range, and only one that has its last block: a node that is
-    behind answers "nothing" for blocks it does not have yet, which must never pass for empty
-    blocks (the cursor would move past payments)."""
-    if head < number:
-        raise RpcUnavailable(f"{label}: head {head} is behind block {number}")
-
-
 def _confirmed(network: Network, head: int) -> int:
     # A block has head - n + 1 confirmations; it is final with at least `confirmations`.
     return head - max(1, network.finality.confirmations) + 1
+
+
+# Every block of a range has its header read (evm.headers): ~15-30 KB each on busy chains (the
+# tx hashes come with it), so a backfill step stays at 1,000 blocks whatever maxLogRange allows.
+EVM_SCAN_BLOCKS = 1000
 
 
 class EvmReader:
     def __init__(self, network: Network, endpoints: Endpoints[JsonRpc]) -> None:
         self.network = network
         self.endpoints = endpoints
-        self.scan_range = network.max_log_range * 10
-        # The watch list hands over the same address tuple until it changes: build topics once.
-        self._topics_of: Collection[str] | None = None
-        self._topics: list[str] = []
+        self.scan_range = min(network.max_log_range * 10, EVM_SCAN_BLOCKS)
+        # The watch list hands over the same address tuple until it changes: build the recipients'
+        # bloom masks once, and keep those of addresses still watched across changes.
+        self._bloom_of: Collection[str] | None = None
+        self._masks: dict[str, int] = {}
+        self._bloom = evm.RecipientBloom(network.token_contract, {})
 
-    def _recipient_topics(self, recipients: Collection[str]) -> list[str]:
-        if recipients is not self._topics_of:
-            self._topics_of, self._topics = recipients, evm.recipient_topics(recipients)
-        return self._topics
+    def _recipient_bloom(self, recipients: Collection[str]) -> evm.RecipientBloom:
+        if recipients is not self._bloom_of:
+            known = self._masks
+            self._masks = {t: known.get(t) or evm.topic_mask(t) for t in evm.recipient_topics(recipients)}
+            self._bloom_of, self._bloom = recipients, evm.RecipientBloom(self.network.token_contract, self._masks)
+        return self._bloom
 
     def heads(self) -> Heads:
         head = self.endpoints.call(evm.head)
@@ -81,13 +82,13 @@ class EvmReader:
         return BlockRef(number, raw["hash"], int(raw["timestamp"], 16) * 1000) if raw else None
 
     def transfers(self, recipients: Collection[str], from_block: int, to_block: int) -> list[Transfer]:
-        topics = self._recipient_topics(recipients)
+        bloom = self._recipient_bloom(recipients)
 
         def read(rpc: JsonRpc) -> list[Transfer]:
-            _has_block(evm.head(rpc), to_block, rpc.label)
-            return evm.transfers(rpc, network=self.network.name, token=self.network.token_contract,
-                                 recipients=recipients, from_block=from_block, to_block=to_block,
-                                 max_range=self.network.max_log_range, topics=topics)
+            # One endpoint reads the whole range: its headers, then the blocks they do not rule out.
+            found = evm.block_transfers(rpc, network=self.network.name, token=self.network.token_contract,
+                                        headers=evm.headers(rpc, from_block, to_block), bloom=bloom)
+            return found
         return self.endpoints.call(read)
 
     def check_endpoints(self) -> None:
@@ -124,6 +125,10 @@ class TronReader:
         self.scan_range = 100  # one call per block: bound the work of one step
         self._set_of: Collection[str] | None = None
         self._watched: set[str] = set()
+        # The blocks the last range read fetched (and checked the transaction infos against),
+        # with the block before it: the scanner asks for their hash and time next, within the
+        # same cycle. Dropped by the next range read and by heads(), at each cycle's start.
+        self._refs: dict[int, BlockRef] = {}
 
     def _recipient_set(self, recipients: Collection[str]) -> set[str]:
         # The watch list hands over the same address tuple until it changes: build the set once.
@@ -132,31 +137,42 @@ class TronReader:
         return self._watched
 
     def heads(self) -> Heads:
+        self._refs = {}
         head, solid = self.endpoints.call(tron.heads)
         if self.network.finality.mode == "confirmations":
             return Heads(head, _confirmed(self.network, head))
         return Heads(head, min(head, solid))
 
     def block(self, number: int) -> BlockRef | None:
+        if (ref := self._refs.get(number)) is not None:
+            return ref
         raw = self.endpoints.call(lambda node: node.make_request("wallet/getblockbynum", {"num": number}))
         if not raw or "blockID" not in raw:
             return None
-        return BlockRef(number, raw["blockID"], int(raw["block_header"]["raw_data"]["timestamp"]))
+        return _tron_ref(number, raw)
 
     def transfers(self, recipients: Collection[str], from_block: int, to_block: int) -> list[Transfer]:
         watched = self._recipient_set(recipients)
+        self._refs = {}
 
-        def read(node: TronNode) -> list[Transfer]:
-            _has_block(tron.heads(node)[0], to_block, node.label)
+        def read(node: TronNode) -> tuple[list[Transfer], dict[int, BlockRef]]:
+            # One endpoint reads the whole range: its blocks first (which proves it has them all),
+            # then each block's transaction infos, checked against the block.
+            blocks = tron.blocks(node, max(0, from_block - 1), to_block)
             found: list[Transfer] = []
-            for number in range(from_block, to_block + 1):
+            for number in range(from_block, to_block + 1) if watched else ():
                 found.extend(tron.transfers(node, network=self.network.name, token=self.network.token_contract,
-                                            recipients=watched, number=number, block_hash=""))
-            return found
-        return self.endpoints.call(read)
+                                            recipients=watched, number=number, block=blocks[number]))
+            return found, {n: _tron_ref(n, b) for n, b in blocks.items()}
+        found, self._refs = self.endpoints.call(read)
+        return found
 
     def check_endpoints(self) -> None:
         self.endpoints.check_heads(lambda node: tron.heads(node)[0], tron.block_id, max_lag=10)
+
+
+def _tron_ref(number: int, block: dict[str, Any]) -> BlockRef:
+    return BlockRef(number, str(block["blockID"]), int(block["block_header"]["raw_data"]["timestamp"]))
 
 
 def reader_for(network: Network, specs: list[Any], *, timeout: float = 10.0) -> ChainReader:
