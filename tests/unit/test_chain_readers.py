@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import secrets
 from typing import Any
 
@@ -351,6 +352,21 @@ def test_the_bloom_test_is_the_three_11_bit_indices_of_keccak() -> None:
     assert bloom.matches(token_and_topic | masks[shop_topic]) == [shop_topic]
     assert bloom.matches(token_and_topic) == []
     assert bloom.matches(masks[shop_topic] | evm.topic_mask("0x" + TRANSFER_TOPIC)) == []
+
+
+def test_the_bloom_index_finds_what_testing_every_recipient_finds() -> None:
+    # Given 3,000 watched recipients and blooms from sparse to saturated
+    topics = evm.recipient_topics(random_evm() for _ in range(3000))
+    masks = {t: evm.topic_mask(t) for t in topics}
+    bloom = evm.RecipientBloom(TOKEN, masks)
+    rng = random.Random(7)
+    for fill in (10, 200, 700, 1500, 2048):
+        block = bloom.required | sum(1 << b for b in rng.sample(range(2048), fill)) | masks[topics[fill]]
+        # When the index is asked, it finds every recipient whose three bits are set (up to the limit)
+        everyone = {t for t, m in masks.items() if block & m == m}
+        found = bloom.matches(block)
+        assert set(found) <= everyone and len(found) == len(set(found))
+        assert set(found) == everyone or len(found) > evm.MAX_TOPIC_ALTERNATIVES
 
 
 class Batches:
