@@ -4,11 +4,12 @@ open order per cycle, as the popular self-hosted gateways do).
 
     .venv/bin/python -m bench.rpc_calls
 
-What is counted: every call the gateway's chain clients make during one `Scanner.cycle()`, at the
-client: `JsonRpc.call` on EVM and `readers.TronNode.make_request` on Tron are wrapped for the
-cycle (so the heads, the reader's own head check before each range read, the log/transaction
-reads, the block-hash checks of `Scanner._with_blocks` in both passes and, with more than one
-endpoint, the endpoint checks all show up by method). The readers are built by
+What is counted: every request the gateway's chain clients make during one `Scanner.cycle()`, at
+the client: `JsonRpc.call` and `JsonRpc.batch` on EVM and `readers.TronNode.make_request` on Tron
+are wrapped for the cycle (so the heads, the range reads, the block-hash checks of
+`Scanner._with_blocks` in both passes and, with more than one endpoint, the endpoint checks all
+show up by method). A JSON-RPC batch is one HTTP request and counts as one call ("batch"); the
+calls inside it are listed apart, by method, and not added to the total. The readers are built by
 `readers.reader_for` from one `EndpointSpec`, as `scan_jobs.build` builds them; with one endpoint
 `Scanner._check_endpoints` makes no call. The time inside those calls is summed too, and the
 DynamoDB calls of the same cycle are counted and timed (botocore's `before-call`/`after-call`
@@ -30,7 +31,9 @@ network of its own (its own cursor and WATCH partition):
   queries of the WATCH partition).
 - The scanner is caught up first (cycles under its lease until caught up). Then 20 new blocks,
   each with one 1 USDT payment to one of the created orders (on anvil each transfer is its own
-  block), and the one cycle that follows is measured.
+  block), and the one cycle that follows is measured. Then the steady state, each after catching
+  up again: one new block with one payment, and one new empty block (on Tron, an empty block
+  beside a block of transfers to others would read the same: the node's answer is per block).
 """
 
 from __future__ import annotations
@@ -40,7 +43,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import math
 import os
 import random
 import secrets
@@ -62,10 +64,11 @@ from devstack.tron_node import Trc20Transfer, start_tron_node
 
 ORDERS = (10, 1_000, 10_000)
 NEW_BLOCKS = 20  # per measured cycle, one payment in each: a minute of Tron blocks, 20 s of anvil's
+# What each measured cycle follows: (new blocks, of which paying one order each)
+SCENARIOS = ((NEW_BLOCKS, NEW_BLOCKS), (1, 1), (1, 0))
 PAID_ORDERS = 20  # orders made through orders.create_order; the others are bare WATCH items
 ORDER_AMOUNT, PAYMENT = "50.00", "1"
 EVM_CONFIRMATIONS = 2
-TOPICS_PER_CALL = 1000  # chain.evm.MAX_TOPIC_ALTERNATIVES
 TABLE = "bench-rpc-calls"
 BATCH = 25  # BatchWriteItem's limit
 
@@ -74,7 +77,10 @@ BATCH = 25  # BatchWriteItem's limit
 class Measured:
     chain: str
     orders: int
+    new_blocks: int
+    paying: int  # of the new blocks
     rpc: Counter[str]
+    batched: Counter[str]  # calls made inside batch requests, by method (not in `total`)
     dynamodb: Counter[str]
     dynamodb_seconds: dict[str, float]
     seconds: float  # the whole cycle
@@ -107,14 +113,17 @@ def _dynamodb_after(model: Any, **_: Any) -> None:
 @dataclasses.dataclass
 class Calls:
     by_method: Counter[str] = dataclasses.field(default_factory=Counter)
+    batched: Counter[str] = dataclasses.field(default_factory=Counter)
     seconds: float = 0.0  # spent inside the client calls
 
 
 @contextlib.contextmanager
 def counted(cls: type, name: str) -> Iterator[Calls]:
-    """Count (and time) the calls of the client method `cls.name(self, method, params)` by method."""
+    """Count (and time) the calls of the client method `cls.name(self, method, params)` by method,
+    and the client's batch requests (`cls.batch(self, calls)`, one request each), if it has any."""
     calls = Calls()
     original: Callable[..., Any] = getattr(cls, name)
+    original_batch: Callable[..., Any] | None = getattr(cls, "batch", None)
 
     def wrapper(self: Any, method: str, params: Any = None) -> Any:
         calls.by_method[method] += 1
@@ -124,7 +133,20 @@ def counted(cls: type, name: str) -> Iterator[Calls]:
         finally:
             calls.seconds += time.perf_counter() - began
 
-    with mock.patch.object(cls, name, wrapper):
+    def batch_wrapper(self: Any, batch: Any) -> Any:
+        assert original_batch is not None
+        calls.by_method["batch"] += 1
+        calls.batched.update(method for method, _ in batch)
+        began = time.perf_counter()
+        try:
+            return original_batch(self, batch)
+        finally:
+            calls.seconds += time.perf_counter() - began
+
+    with contextlib.ExitStack() as patches:
+        patches.enter_context(mock.patch.object(cls, name, wrapper))
+        if original_batch is not None:
+            patches.enter_context(mock.patch.object(cls, "batch", batch_wrapper))
         yield calls
 
 
@@ -195,7 +217,8 @@ def _catch_up(scanner: Any) -> Any:
     raise AssertionError("the scanner did not catch up")
 
 
-def _measure(chain: str, orders: int, scanner: Any, state: Any, client: type, method: str) -> Measured:
+def _measure(chain: str, orders: int, scenario: tuple[int, int], scanner: Any, state: Any, client: type,
+             method: str) -> Measured:
     """One Scanner.cycle(), its client calls counted."""
     from usdt_gateway import cursor
     from usdt_gateway.observability import metrics
@@ -211,14 +234,14 @@ def _measure(chain: str, orders: int, scanner: Any, state: Any, client: type, me
     cursor.release(scanner.network.name, scanner.owner)
     metrics.clear_metrics()  # the metrics are not what is measured; keep Powertools from flushing them
     seen_from = max(state.seen_block or 0, after.final_block) + 1
-    return Measured(chain, orders, rpc.by_method, dynamodb, dynamodb_s, elapsed, rpc.seconds,
+    return Measured(chain, orders, *scenario, rpc.by_method, rpc.batched, dynamodb, dynamodb_s, elapsed, rpc.seconds,
                     final_blocks=after.final_block - state.final_block,
                     seen_blocks=max(0, (after.seen_block or 0) - seen_from + 1),
                     credited=scanner.report.credited - before.credited, seen=scanner.report.seen - before.seen,
                     unmatched=scanner.report.unmatched - before.unmatched)
 
 
-def evm_cycle(merchant: str, orders: int) -> Measured:
+def evm_cycle(merchant: str, orders: int) -> list[Measured]:
     from usdt_gateway import config
     from usdt_gateway.address_codec import to_checksum_address
     from usdt_gateway.chain.jsonrpc import JsonRpc
@@ -238,17 +261,23 @@ def evm_cycle(merchant: str, orders: int) -> Measured:
                        "finality": {"mode": "confirmations", "confirmations": EVM_CONFIRMATIONS}})
         paid = _open_orders(merchant, name, orders, lambda: to_checksum_address(secrets.token_bytes(20)))
         scanner = Scanner(reader_for(config.networks()[name], [EndpointSpec(url=anvil.url)]))
-        state = _catch_up(scanner)
-        head = w3.eth.block_number
-        for i in range(NEW_BLOCKS):  # automine: each transfer is a block of its own
-            tx = token.functions.transfer(Web3.to_checksum_address(paid[i % len(paid)]),
-                                          usdt(PAYMENT)).transact({"from": payer})
-            w3.eth.wait_for_transaction_receipt(tx, timeout=30, poll_latency=0.01)
-        assert w3.eth.block_number == head + NEW_BLOCKS
-        return _measure("EVM", orders, scanner, state, JsonRpc, "call")
+        measured = []
+        for scenario in SCENARIOS:
+            state = _catch_up(scanner)
+            head = w3.eth.block_number
+            blocks, paying = scenario
+            for i in range(paying):  # automine: each transfer is a block of its own
+                tx = token.functions.transfer(Web3.to_checksum_address(paid[i % len(paid)]),
+                                              usdt(PAYMENT)).transact({"from": payer})
+                w3.eth.wait_for_transaction_receipt(tx, timeout=30, poll_latency=0.01)
+            if blocks > paying:
+                anvil.rpc("anvil_mine", [hex(blocks - paying)])
+            assert w3.eth.block_number == head + blocks
+            measured.append(_measure("EVM", orders, scenario, scanner, state, JsonRpc, "call"))
+        return measured
 
 
-def tron_cycle(merchant: str, orders: int) -> Measured:
+def tron_cycle(merchant: str, orders: int) -> list[Measured]:
     from usdt_gateway import config
     from usdt_gateway.address_codec import tron_address_from_body
     from usdt_gateway.chain.readers import TronNode, reader_for
@@ -267,14 +296,21 @@ def tron_cycle(merchant: str, orders: int) -> Measured:
         paid = _open_orders(merchant, name, orders, address)
         node.mine(30)  # a solid head above the genesis block
         scanner = Scanner(reader_for(config.networks()[name], [EndpointSpec(url=node.url)]))
-        state = _catch_up(scanner)
-        for i in range(NEW_BLOCKS):
-            node.add_block([Trc20Transfer(token, payer, paid[i % len(paid)], usdt(PAYMENT))])
-        return _measure("Tron", orders, scanner, state, TronNode, "make_request")
+        measured = []
+        for scenario in SCENARIOS:
+            state = _catch_up(scanner)
+            blocks, paying = scenario
+            for i in range(blocks):
+                node.add_block([Trc20Transfer(token, payer, paid[i % len(paid)], usdt(PAYMENT))] if i < paying else [])
+            measured.append(_measure("Tron", orders, scenario, scanner, state, TronNode, "make_request"))
+        return measured
 
 
-def _calls(counts: Counter[str]) -> str:
-    return ", ".join(f"{method.removeprefix('wallet/')} {n}" for method, n in sorted(counts.items()))
+def _calls(m: Measured) -> str:
+    listed = ", ".join(f"{method.removeprefix('wallet/')} {n}" for method, n in sorted(m.rpc.items()))
+    if m.batched:
+        listed += " [in batches: " + ", ".join(f"{method} {n}" for method, n in sorted(m.batched.items())) + "]"
+    return listed
 
 
 def main() -> None:
@@ -299,47 +335,42 @@ def main() -> None:
         merchants.configure_xpub(merchant, "tron", _xpub(Bip44Coins.TRON))
         for cycle in (evm_cycle, tron_cycle):
             for orders in ORDERS:
-                results.append(cycle(merchant, orders))
+                results.extend(cycle(merchant, orders))
         config.reset()
     finally:
         server.stop()
 
-    print(f"one Scanner.cycle() after {NEW_BLOCKS} new blocks with one {PAYMENT} USDT payment each; one endpoint; "
-          f"EVM: anvil, {EVM_CONFIRMATIONS} confirmations, eth_getLogs range 1,000 blocks; Tron: fake full node, "
+    print(f"one Scanner.cycle() after N new blocks, of which P with one {PAYMENT} USDT payment each; one endpoint; "
+          f"EVM: anvil, {EVM_CONFIRMATIONS} confirmations, default maxLogRange; Tron: fake full node, "
           f"solidified; python {sys.version.split()[0]}")
-    print(f"{'chain':5s} {'orders':>6s} {'blocks final+seen':>17s} {'RPC calls':>9s} {'cycle (in RPC)':>16s} "
-          f"{'credited/seen':>13s} {'per-address polling':>19s}  calls by method")
+    print(f"{'chain':5s} {'orders':>6s} {'N/P':>5s} {'blocks final+seen':>17s} {'RPC calls':>9s} "
+          f"{'cycle (in RPC)':>16s} {'credited/seen':>13s} {'per-address polling':>19s}  calls by method")
     for m in results:
-        print(f"{m.chain:5s} {m.orders:>6,} {m.final_blocks:>10} + {m.seen_blocks:<4} {m.total:>9,} "
-              f"{m.seconds * 1000:>5.0f} ms ({m.rpc_seconds * 1000:>4.0f} ms) {m.credited:>6}/{m.seen:<6} "
-              f"{m.orders:>19,}  {_calls(m.rpc)}"
+        print(f"{m.chain:5s} {m.orders:>6,} {f'{m.new_blocks}/{m.paying}':>5s} {m.final_blocks:>10} + "
+              f"{m.seen_blocks:<4} {m.total:>9,} {m.seconds * 1000:>5.0f} ms ({m.rpc_seconds * 1000:>4.0f} ms) "
+              f"{m.credited:>6}/{m.seen:<6} {m.orders:>19,}  {_calls(m)}"
               + (f"; unmatched {m.unmatched}" if m.unmatched else ""))
     print("\nDynamoDB calls of the same cycles (context: the watch-list refresh, the deposit writes, the cursor; "
           "moto's time, not DynamoDB's):")
     for m in results:
         timed = ", ".join(f"{op} {n} in {m.dynamodb_seconds.get(op, 0) * 1000:.0f} ms"
                           for op, n in sorted(m.dynamodb.items()))
-        print(f"  {m.chain:5s} {m.orders:>6,}: {sum(m.dynamodb.values())} calls, "
+        print(f"  {m.chain:5s} {m.orders:>6,} {m.new_blocks}/{m.paying}: {sum(m.dynamodb.values())} calls, "
               f"{sum(m.dynamodb_seconds.values()) * 1000:.0f} ms ({timed})")
 
-    print("\ngrowth with orders (the 10-order cycle as the base):")
+    print("\ngrowth with orders (the 10-order cycle after the same new blocks as the base; requests, and calls "
+          "inside batches):")
     for chain in ("EVM", "Tron"):
-        rows = [m for m in results if m.chain == chain]
-        base = rows[0]
-        for m in rows[1:]:
-            extra = {k: m.rpc[k] - base.rpc[k] for k in m.rpc.keys() | base.rpc.keys() if m.rpc[k] != base.rpc[k]}
-            which = f" ({', '.join(f'{k} {v:+d}' for k, v in sorted(extra.items()))})" if extra else ""
-            if chain == "EVM":
-                passes = 2  # final and seen, one range each (both under 1,000 blocks)
-                expected = passes * (math.ceil(m.orders / TOPICS_PER_CALL) - math.ceil(base.orders / TOPICS_PER_CALL))
-                explained = extra == ({"eth_getLogs": expected} if expected else {})
-                print(f"  {chain} {m.orders:>6,}: {m.total - base.total:+d} calls{which}; expected from one "
-                      f"eth_getLogs per {TOPICS_PER_CALL:,} addresses per range: {expected:+d} -> "
-                      f"{'as expected' if explained else 'NOT as expected'}")
-            else:
-                print(f"  {chain} {m.orders:>6,}: {m.total - base.total:+d} calls{which} -> "
-                      f"{'independent of orders' if not extra else 'GROWS with orders'}")
-
+        for scenario in SCENARIOS:
+            rows = [m for m in results if m.chain == chain and (m.new_blocks, m.paying) == scenario]
+            base = rows[0]
+            for m in rows[1:]:
+                extra = {k: m.rpc[k] - base.rpc[k] for k in m.rpc.keys() | base.rpc.keys() if m.rpc[k] != base.rpc[k]}
+                extra |= {f"{k} in batches": m.batched[k] - base.batched[k]
+                          for k in m.batched.keys() | base.batched.keys() if m.batched[k] != base.batched[k]}
+                which = f" ({', '.join(f'{k} {v:+d}' for k, v in sorted(extra.items()))})" if extra else ""
+                print(f"  {chain} {scenario[0]}/{scenario[1]} {m.orders:>6,}: {m.total - base.total:+d} calls"
+                      f"{which} -> {'independent of orders' if not extra else 'GROWS with orders'}")
 
 if __name__ == "__main__":
     main()
