@@ -18,7 +18,7 @@ from typing import Any
 
 from usdt_gateway.address_codec import keccak256, normalize_evm_address, to_checksum_address
 from usdt_gateway.chain.jsonrpc import JsonRpc, Rpc, RpcError, RpcUnavailable, call_many
-from usdt_gateway.chain.transfers import TRANSFER_TOPIC, Transfer
+from usdt_gateway.chain.transfers import TRANSFER_TOPIC, ChainMoved, Transfer
 
 MAX_TOPIC_ALTERNATIVES = 1000  # geth's maxSubTopics (and Tron's JSON-RPC limit)
 BLOOM_BITS = 2048
@@ -263,3 +263,33 @@ def _decode(network: str, token: str, log: dict[str, str]) -> Transfer:
         block_time=int(log["blockTimestamp"], 16) * 1000 if log.get("blockTimestamp") else 0,
     )
 
+
+def located(rpc: JsonRpc, txid: str) -> int | None:
+    """The block that holds transaction `txid` now, or None when no block does (a reorg removed it)."""
+    receipt = rpc.call("eth_getTransactionReceipt", [txid])
+    return int(receipt["blockNumber"], 16) if receipt else None
+
+
+def first_log_indexes(rpc: Rpc, found: list[Transfer]) -> dict[str, int]:
+    """For each transaction of `found`: the block-wide index of its first log, from its receipt
+    (one batch request for them all), so a log's position within its transaction (its index
+    minus this) identifies a deposit whatever block a reorg re-includes the transaction in. Each
+    receipt must agree with its logs' block."""
+    first: dict[str, Transfer] = {}
+    for t in found:
+        first.setdefault(t.txid, t)
+    txids = list(first)
+    receipts = call_many(rpc, [("eth_getTransactionReceipt", [txid]) for txid in txids])
+    out: dict[str, int] = {}
+    for txid, receipt in zip(txids, receipts, strict=True):
+        t = first[txid]
+        if not receipt or receipt.get("blockHash") != t.block_hash:
+            raise ChainMoved(f"{txid} is no longer in block {t.block_number}")
+        indexes = [int(log["logIndex"], 16) for log in receipt.get("logs") or []]
+        if receipt.get("status") != "0x1" or not indexes:
+            raise RpcUnavailable(f"{rpc.label}: the receipt of {txid} holds no log of a successful transaction")
+        out[txid] = min(indexes)
+    for t in found:
+        if t.log_index < out[t.txid]:
+            raise RpcUnavailable(f"{rpc.label}: log {t.log_index} of {t.txid} is not in its receipt")
+    return out

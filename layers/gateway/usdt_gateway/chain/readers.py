@@ -4,6 +4,7 @@ addresses are in blocks a..b. Each call goes through the network's endpoint fail
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -40,6 +41,8 @@ class ChainReader(Protocol):
 
     def transfers(self, recipients: Collection[str], from_block: int, to_block: int) -> list[Transfer]: ...
 
+    def located(self, txid: str) -> int | None: ...
+
     def check_endpoints(self) -> None: ...
 
 
@@ -63,6 +66,9 @@ class EvmReader:
         self._bloom_of: Collection[str] | None = None
         self._masks: dict[str, int] = {}
         self._bloom = evm.RecipientBloom(network.token_contract, {})
+        # (txid, block hash) -> the block-wide index of the transaction's first log: the seen
+        # pass reads each deposit's receipt once, the final pass reuses it while the block stands.
+        self._first_log: dict[tuple[str, str], int] = {}
 
     def _recipient_bloom(self, recipients: Collection[str]) -> evm.RecipientBloom:
         if recipients is not self._bloom_of:
@@ -88,8 +94,23 @@ class EvmReader:
             # One endpoint reads the whole range: its headers, then the blocks they do not rule out.
             found = evm.block_transfers(rpc, network=self.network.name, token=self.network.token_contract,
                                         headers=evm.headers(rpc, from_block, to_block), bloom=bloom)
-            return found
+            return self._in_transaction(rpc, found)
         return self.endpoints.call(read)
+
+    def _in_transaction(self, rpc: JsonRpc, found: list[Transfer]) -> list[Transfer]:
+        """Each log's index made its position within its transaction (see evm.first_log_indexes)."""
+        if len(self._first_log) > 10_000:
+            self._first_log.clear()
+        missing = [t for t in found if (t.txid, t.block_hash) not in self._first_log]
+        if missing:
+            block_of = {t.txid: t.block_hash for t in missing}
+            for txid, index in evm.first_log_indexes(rpc, missing).items():
+                self._first_log[(txid, block_of[txid])] = index
+        return [dataclasses.replace(t, log_index=t.log_index - self._first_log[(t.txid, t.block_hash)])
+                for t in found]
+
+    def located(self, txid: str) -> int | None:
+        return self.endpoints.call(lambda rpc: evm.located(rpc, txid))
 
     def check_endpoints(self) -> None:
         self.endpoints.check_heads(evm.head, evm.block_hash, max_lag=max(3, 30_000 // self.network.block_time_ms))
@@ -166,6 +187,9 @@ class TronReader:
             return found, {n: _tron_ref(n, b) for n, b in blocks.items()}
         found, self._refs = self.endpoints.call(read)
         return found
+
+    def located(self, txid: str) -> int | None:
+        return self.endpoints.call(lambda node: tron.located(node, txid))
 
     def check_endpoints(self) -> None:
         self.endpoints.check_heads(lambda node: tron.heads(node)[0], tron.block_id, max_lag=10)

@@ -46,6 +46,12 @@ def block_id(provider: Provider, number: int) -> str | None:
     return str(block["blockID"]) if block else None
 
 
+def located(provider: Provider, txid: str) -> int | None:
+    """The block that holds transaction `txid` now, or None ({}: no block does)."""
+    info = provider.make_request("wallet/gettransactioninfobyid", {"value": txid})
+    return int(info["blockNumber"]) if isinstance(info, dict) and info.get("blockNumber") is not None else None
+
+
 def succeeded(info: dict[str, Any]) -> bool:
     # A failed transaction has a top-level "result": "FAILED"; a successful contract call has
     # receipt.result "SUCCESS". Logs of anything else are not payments.
