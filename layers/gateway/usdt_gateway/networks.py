@@ -38,7 +38,8 @@ class Network(BaseModel):
     decimals: int = Field(ge=0, le=36)
     finality: Finality
     block_time_ms: int = Field(alias="blockTimeMs", gt=0)
-    # Blocks per eth_getLogs call: providers cap it (docs/networks.md); lower it for a free tier.
+    # Caps the blocks of one scan step (with the scanner's own 1,000): lower it for a provider
+    # that limits how much one request may cover (docs/networks.md).
     max_log_range: int = Field(alias="maxLogRange", default=1000, ge=1, le=100_000)
     min_amount: Decimal = Field(alias="minAmount", default=Decimal("0.01"), gt=0)
     # Transfers below this are dust (anyone can send them to any address): recorded and listed,
