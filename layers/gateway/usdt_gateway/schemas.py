@@ -153,8 +153,6 @@ class PublicDepositView(BaseModel):
     block_time: int = Field(alias="blockTime", description="Block timestamp, ms since the epoch.")
     confirmations: int = Field(description="Blocks on top of and including the deposit's block, at the last scan.")
     final: bool = Field(description="Final under the network's policy, and counted in `paidAmount`.")
-    reversed: bool = Field(False, description="Was final, then a reorg deeper than the network's finality removed "
-                                              "it: no longer counted in `paidAmount`.")
 
 
 class PublicOrderView(BaseModel):
