@@ -101,22 +101,26 @@ def start(network: str, owner: str, *, block: int, block_hash: str | None, block
     return Cursor.from_item(item)
 
 
-def advance_final(network: str, owner: str, *, state: Cursor, block: int, block_hash: str | None, block_time: int,
-                  depth: int, now: int, lease_ms: int) -> Cursor:
-    """final cursor `state.final_block` -> `block`, after the range's deposits are committed; only
-    by the lease holder and only from the value it scanned from. A re-read range ends once passed."""
+def _move(network: str, owner: str, state: Cursor, values: dict[str, Any]) -> Cursor:
     pk, sk = store.cursor_key(network)
-    rescan_to = state.rescan_to if state.rescan_to is not None and state.rescan_to > block else None
-    item = store.update(
-        pk, sk, set_values={"finalBlock": block, "finalHash": block_hash, "finalTime": block_time,
-                            "checkpoints": _checkpoints(state.checkpoints, block, block_hash, depth),
-                            "rescanTo": rescan_to, "leaseUntil": now + lease_ms, "updatedAt": now},
-        condition="leaseOwner = :me AND finalBlock = :expected",
-        values={":me": owner, ":expected": state.final_block},
-    )
+    # final `state.final_block` -> the new one: only by the lease holder, and only from the value
+    # it read (a concurrent rewind or resume makes this fail: LeaseLost, the scanner stops).
+    item = store.update(pk, sk, set_values=values, condition="leaseOwner = :me AND finalBlock = :expected",
+                        values={":me": owner, ":expected": state.final_block})
     if item is None:
         raise LeaseLost(network)
     return Cursor.from_item(item)
+
+
+def advance_final(network: str, owner: str, *, state: Cursor, block: int, block_hash: str | None, block_time: int,
+                  depth: int, now: int, lease_ms: int) -> Cursor:
+    """final cursor `state.final_block` -> `block`, after the range's deposits are committed. A
+    re-read range ends once passed."""
+    rescan_to = state.rescan_to if state.rescan_to is not None and state.rescan_to > block else None
+    return _move(network, owner, state, {
+        "finalBlock": block, "finalHash": block_hash, "finalTime": block_time,
+        "checkpoints": _checkpoints(state.checkpoints, block, block_hash, depth), "rescanTo": rescan_to,
+        "leaseUntil": now + lease_ms, "updatedAt": now})
 
 
 def rewind(network: str, owner: str, *, state: Cursor, block: int, block_hash: str, block_time: int, now: int,
@@ -124,19 +128,10 @@ def rewind(network: str, owner: str, *, state: Cursor, block: int, block_hash: s
     """final cursor `state.final_block` -> `block`, the common ancestor of a reorg deeper than the
     finality policy: what lies above it is read again, up to `rescanTo`."""
     assert state.final_block is not None
-    pk, sk = store.cursor_key(network)
-    rescan_to = max(state.final_block, state.rescan_to or 0)
-    item = store.update(
-        pk, sk, set_values={"finalBlock": block, "finalHash": block_hash, "finalTime": block_time,
-                            "checkpoints": [[b, h] for b, h in state.checkpoints if b <= block],
-                            "rescanTo": rescan_to, "leaseUntil": now + lease_ms, "updatedAt": now},
-        # final (replaced) -> final (common ancestor), by the lease holder, from the value it read.
-        condition="leaseOwner = :me AND finalBlock = :expected",
-        values={":me": owner, ":expected": state.final_block},
-    )
-    if item is None:
-        raise LeaseLost(network)
-    return Cursor.from_item(item)
+    return _move(network, owner, state, {
+        "finalBlock": block, "finalHash": block_hash, "finalTime": block_time,
+        "checkpoints": [[b, h] for b, h in state.checkpoints if b <= block],
+        "rescanTo": max(state.final_block, state.rescan_to or 0), "leaseUntil": now + lease_ms, "updatedAt": now})
 
 
 def halt(network: str, owner: str, *, state: Cursor, reason: str, now: int) -> None:

@@ -376,13 +376,15 @@ def transact(parts: list[dict[str, Any]]) -> None:
 
 # --- queries ----------------------------------------------------------------------------
 
-def query_partition(pk: str, *, sk_from: str) -> list[Item]:
-    """Every item of a base-table partition from `sk_from` on, strongly consistent, all pages."""
-    kwargs: dict[str, Any] = {
-        "TableName": _table(), "ConsistentRead": True,
-        "KeyConditionExpression": "pk = :pk AND sk >= :from",
-        "ExpressionAttributeValues": _values({":pk": pk, ":from": sk_from}),
-    }
+def _query_all(condition: str, values: Item, *, index: str | None = None) -> list[Item]:
+    """Every item a key condition selects, all pages: strongly consistent on the base table,
+    eventually consistent on an index."""
+    kwargs: dict[str, Any] = {"TableName": _table(), "KeyConditionExpression": condition,
+                              "ExpressionAttributeValues": _values(values)}
+    if index:
+        kwargs["IndexName"] = index
+    else:
+        kwargs["ConsistentRead"] = True
     items: list[Item] = []
     while True:
         resp = client().query(**kwargs)
@@ -390,38 +392,21 @@ def query_partition(pk: str, *, sk_from: str) -> list[Item]:
         if "LastEvaluatedKey" not in resp:
             return items
         kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+def query_partition(pk: str, *, sk_from: str) -> list[Item]:
+    """Every item of a base-table partition from `sk_from` on, strongly consistent."""
+    return _query_all("pk = :pk AND sk >= :from", {":pk": pk, ":from": sk_from})
 
 
 def query_between(pk: str, *, sk_from: str, sk_to: str) -> list[Item]:
     """Every item of a base-table partition with `sk_from` <= sk <= `sk_to`, strongly consistent."""
-    kwargs: dict[str, Any] = {
-        "TableName": _table(), "ConsistentRead": True,
-        "KeyConditionExpression": "pk = :pk AND sk BETWEEN :from AND :to",
-        "ExpressionAttributeValues": _values({":pk": pk, ":from": sk_from, ":to": sk_to}),
-    }
-    items: list[Item] = []
-    while True:
-        resp = client().query(**kwargs)
-        items.extend(i for i in (_load(raw) for raw in resp.get("Items", [])) if i)
-        if "LastEvaluatedKey" not in resp:
-            return items
-        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+    return _query_all("pk = :pk AND sk BETWEEN :from AND :to", {":pk": pk, ":from": sk_from, ":to": sk_to})
 
 
 def query_index_all(index_pk: str, *, sk_to: str) -> list[Item]:
     """Every gsi1 item of `index_pk` up to `sk_to` (eventually consistent), oldest first."""
-    kwargs: dict[str, Any] = {
-        "TableName": _table(), "IndexName": "gsi1",
-        "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk <= :to",
-        "ExpressionAttributeValues": _values({":pk": index_pk, ":to": sk_to}),
-    }
-    items: list[Item] = []
-    while True:
-        resp = client().query(**kwargs)
-        items.extend(i for i in (_load(raw) for raw in resp.get("Items", [])) if i)
-        if "LastEvaluatedKey" not in resp:
-            return items
-        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+    return _query_all("gsi1pk = :pk AND gsi1sk <= :to", {":pk": index_pk, ":to": sk_to}, index="gsi1")
 
 def _encode_cursor(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
