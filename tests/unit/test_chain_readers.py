@@ -13,7 +13,7 @@ from usdt_gateway.chain import evm, tron
 from usdt_gateway.chain.endpoints import AllEndpointsFailed, Endpoints
 from usdt_gateway.chain.jsonrpc import RpcError, RpcUnavailable, call_many
 from usdt_gateway.chain.readers import EvmReader
-from usdt_gateway.chain.transfers import TRANSFER_TOPIC
+from usdt_gateway.chain.transfers import TRANSFER_TOPIC, ChainMoved
 from usdt_gateway.networks import load_networks
 
 TOKEN = "0xdAC17F958D2ee523a2206206994597C13D831ec7"
@@ -221,17 +221,18 @@ class Chain:
             logs = self.logs.get(n, [])
             return {"number": hex(n), "hash": _hash(n), "parentHash": _hash(n - 1), "timestamp": hex(1_700_000_000 + n),
                     "logsBloom": "0x" + f"{self.blooms.get(n, bloom_of(logs)):0512x}",
-                    "transactions": [log["transactionHash"] for log in logs]}
+                    "transactions": list(dict.fromkeys(log["transactionHash"] for log in logs))}
         n = int(params[0]["blockHash"] if method == "eth_getLogs" else params[0], 16)
         logs = self.logs.get(n, [])
         if method == "eth_getBlockReceipts":
             if n in self.receipts_missing:
                 return []
-            return [{"transactionHash": log["transactionHash"], "blockHash": _hash(n), "status": "0x1",
-                     "logs": [log]} for log in logs]
+            return [{"transactionHash": tx, "blockHash": _hash(n), "status": "0x1",
+                     "logs": [log for log in logs if log["transactionHash"] == tx]}
+                    for tx in dict.fromkeys(log["transactionHash"] for log in logs)]
         if method == "eth_getTransactionReceipt":
-            log = next(log for logs in self.logs.values() for log in logs if log["transactionHash"] == params[0])
-            return {"transactionHash": params[0], "blockHash": log["blockHash"], "status": "0x1", "logs": [log]}
+            mine = [log for logs in self.logs.values() for log in logs if log["transactionHash"] == params[0]]
+            return {"transactionHash": params[0], "blockHash": mine[0]["blockHash"], "status": "0x1", "logs": mine}
         assert method == "eth_getLogs", method
         to = params[0]["topics"][2]
         return [log for log in logs if to is None or log["topics"][2] in to]
@@ -400,3 +401,36 @@ def test_a_batch_the_endpoint_refuses_is_halved_and_failed_items_are_asked_again
     rpc = Batches(limit=30, failing={5})
     assert call_many(rpc, [("echo", [n]) for n in range(100)], size=100) == list(range(100))  # type: ignore[arg-type]
     assert max(rpc.sizes) <= 30 and 1 in rpc.sizes
+
+
+def test_a_log_is_numbered_within_its_transaction_on_both_read_paths() -> None:
+    # Given a block whose transaction emits three logs, block-wide 5, 6 and 7, the last paying the
+    # shop: read whole (sparse bloom) and by hash (saturated bloom, where the receipt is asked for)
+    shop = random_evm()
+    logs = [transfer_log(101, i, random_evm() if i < 7 else shop) for i in (5, 6, 7)]
+    for log in logs:
+        log["transactionHash"] = "0x" + "ee" * 32
+    sparse = Chain("sparse", 101, {101: logs})
+    saturated = Chain("saturated", 101, {101: logs}, blooms={101: (1 << 2048) - 1})
+    # When each is read
+    whole, by_hash = evm_reader(sparse).transfers([shop], 101, 101), evm_reader(saturated).transfers([shop], 101, 101)
+    # Then both give the payment position 2 in its transaction, the whole read without a receipt
+    assert [(t.txid, t.log_index) for t in whole] == [(t.txid, t.log_index) for t in by_hash] == [("0x" + "ee" * 32, 2)]
+    assert "eth_getTransactionReceipt" not in sparse.calls and "eth_getTransactionReceipt" in saturated.calls
+
+
+def test_a_receipt_of_another_block_means_the_chain_moved() -> None:
+    # Given a saturated block paying the shop whose transaction's receipt names another block
+    shop = random_evm()
+    log = transfer_log(101, 3, shop)
+    node = Chain("node", 101, {101: [log]}, blooms={101: (1 << 2048) - 1})
+    real = node.call
+
+    def moved(method: str, params: list[Any]) -> Any:
+        answer = real(method, params)
+        return {**answer, "blockHash": _hash(102)} if method == "eth_getTransactionReceipt" else answer
+
+    node.call = moved  # type: ignore[method-assign]
+    # Then the read fails as a reorg mid-read does: the cycle is retried from the cursor
+    with pytest.raises(ChainMoved):
+        evm_reader(node).transfers([shop], 101, 101)

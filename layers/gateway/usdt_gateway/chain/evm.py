@@ -156,15 +156,17 @@ def headers(rpc: Rpc, first: int, last: int) -> list[Header]:
     return found
 
 
-def block_transfers(rpc: Rpc, *, network: str, token: str, headers: list[Header],
-                    bloom: RecipientBloom) -> list[Transfer]:
+def block_transfers(rpc: Rpc, *, network: str, token: str, headers: list[Header], bloom: RecipientBloom,
+                    first_logs: dict[tuple[str, str], int] | None = None) -> list[Transfer]:
     """Every Transfer of `token` to a watched recipient in these blocks, in chain order. A block
     whose bloom rules a payment out is not read. One whose bloom may hold one is read by its
     hash: whole (eth_getBlockReceipts) when its bloom is sparse, there a match is most likely a
     payment and its receipts are few; through eth_getLogs filtered by its hash (EIP-234) when its
     bloom is saturated (busy chains: nearly every block matches by chance, and whole receipts
     would cost megabytes per block). geth-family nodes answer a block-hash filter from that
-    block's receipts, not from the range log index that lags or is pruned."""
+    block's receipts, not from the range log index that lags or is pruned. `first_logs`, when
+    given, gets the block-wide index of each transaction's first log that whole receipts show,
+    keyed (txid, block hash): what first_log_indexes would otherwise ask for."""
     token = normalize_evm_address(token)
     asked: list[tuple[Header, list[str]]] = [(h, topics) for h in headers if (topics := bloom.matches(h.bloom))]
     receipts = [h.bloom.bit_count() <= SPARSE_BLOOM_BITS for h, _ in asked]
@@ -179,6 +181,9 @@ def block_transfers(rpc: Rpc, *, network: str, token: str, headers: list[Header]
     found: list[Transfer] = []
     for (header, _), whole, answer in zip(asked, receipts, answers, strict=True):
         logs = _receipt_logs(rpc, header, answer, token) if whole else _hash_logs(rpc, header, answer)
+        if whole and first_logs is not None:
+            first_logs.update({(r["transactionHash"], header.hash): min(int(log["logIndex"], 16) for log in r["logs"])
+                               for r in answer if r.get("logs")})
         for log in logs:
             if log.get("removed") or len(log.get("topics") or ()) != 3 or log["topics"][2].lower() not in bloom.topics:
                 continue

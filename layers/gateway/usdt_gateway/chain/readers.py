@@ -93,7 +93,8 @@ class EvmReader:
         def read(rpc: JsonRpc) -> list[Transfer]:
             # One endpoint reads the whole range: its headers, then the blocks they do not rule out.
             found = evm.block_transfers(rpc, network=self.network.name, token=self.network.token_contract,
-                                        headers=evm.headers(rpc, from_block, to_block), bloom=bloom)
+                                        headers=evm.headers(rpc, from_block, to_block), bloom=bloom,
+                                        first_logs=self._first_log)
             return self._in_transaction(rpc, found)
         return self.endpoints.call(read)
 
