@@ -13,6 +13,7 @@ from botocore.stub import Stubber
 from usdt_gateway import aws, config, scan_jobs
 from usdt_gateway.chain.readers import EvmReader, TronReader
 from usdt_gateway.config import ConfigError
+from usdt_gateway.scanner import DEPOSIT_WORKERS
 
 SCANNER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:usdt-gateway-scanner"
 LOCAL_ENDPOINTS = json.dumps({"local": ["http://127.0.0.1:8545"]})
@@ -66,10 +67,11 @@ def test_production_builds_a_scanner_per_enabled_network(env: pytest.MonkeyPatch
     env.setenv("RPC_ENDPOINTS", json.dumps({"tron": ["https://tron.example"], "eth": ["https://eth.example"]}))
     # When the scanners are built
     scanners = scan_jobs.build()
-    # Then each network has its own, with the reader of its family
+    # Then each network has its own, with the reader of its family, writing deposits with its workers
     assert list(scanners) == ["tron", "eth"]
     assert isinstance(scanners["tron"].reader, TronReader) and isinstance(scanners["eth"].reader, EvmReader)
     assert scanners["eth"].network.name == "eth"
+    assert scanners["eth"].workers == DEPOSIT_WORKERS > 1
 
 
 def test_local_mode_scans_only_the_networks_with_an_endpoint(
@@ -80,9 +82,10 @@ def test_local_mode_scans_only_the_networks_with_an_endpoint(
     env.setenv("RPC_ENDPOINTS", LOCAL_ENDPOINTS)
     # When the scanners are built
     scanners = scan_jobs.build()
-    # Then only `local` is scanned, and one warning names the others
+    # Then only `local` is scanned (one deposit at a time: its DynamoDB shares the process), and
+    # one warning names the others
     assert list(scanners) == ["local"]
-    assert scanners["local"].network.chain_id == 31337
+    assert scanners["local"].network.chain_id == 31337 and scanners["local"].workers == 1
     (warning,) = warnings_logged
     assert warning.networks == ["tron", "eth", "bsc"]  # type: ignore[attr-defined]  # logged as extra
     assert "not scanned" in warning.getMessage()

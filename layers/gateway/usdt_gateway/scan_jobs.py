@@ -20,7 +20,7 @@ from usdt_gateway.chain.rpc_config import EndpointSpec, load_endpoints
 from usdt_gateway.config import ConfigError, networks, settings
 from usdt_gateway.networks import Network
 from usdt_gateway.observability import count_per_network, logger, metrics
-from usdt_gateway.scanner import Scanner
+from usdt_gateway.scanner import DEPOSIT_WORKERS, Scanner
 
 # Stop this long before the Lambda timeout: release the lease and flush metrics in time.
 SAFETY_MARGIN_S = 10.0
@@ -43,8 +43,12 @@ def build() -> dict[str, Scanner]:
     enabled = networks()
     scanned, specs = _scanned(enabled) if settings().local_mode else (enabled, load_endpoints(enabled))
     scan_seconds()
+    # The local stack's DynamoDB is moto in this very process, serving one request at a time: there
+    # deposit workers only contend for the GIL and a block of payments takes longer, not shorter
+    # (docs/benchmarks.md), so its scanner writes deposits one at a time.
+    workers = 1 if settings().local_mode else DEPOSIT_WORKERS
     # Kept across warm invocations: the watch list then only reads what is new.
-    return {name: Scanner(reader_for(network, specs[name])) for name, network in scanned.items()}
+    return {name: Scanner(reader_for(network, specs[name]), workers=workers) for name, network in scanned.items()}
 
 
 def _scanned(enabled: dict[str, Network]) -> tuple[dict[str, Network], dict[str, list[EndpointSpec]]]:
