@@ -262,3 +262,24 @@ def test_local_mode_allows_loopback_http_only(api: ApiClient, dns: FakeDns,
     assert api.request("PUT", ENDPOINT, {"url": "http://127.0.0.1:8080/hook"}).status == 200
     private = api.request("PUT", ENDPOINT, {"url": "http://10.0.0.1/hook"})
     assert (private.status, private.body["code"]) == (400, "URL_NOT_PUBLIC")
+
+
+@pytest.mark.parametrize("url", ["http://[2002:7f00:1::]:8080/hook", "http://[64:ff9b::7f00:1]:8080/hook",
+                                 "http://[::ffff:127.0.0.1]:8080/hook"])
+def test_local_mode_refuses_addresses_that_only_embed_loopback(api: ApiClient, dns: FakeDns,
+                                                               settings_env: pytest.MonkeyPatch, url: str) -> None:
+    # Given local mode, where http to loopback receivers is allowed
+    settings_env.setenv("LOCAL_MODE", "1")
+    config.reset()
+    before = table_item_count()
+    # When a merchant gives a 6to4, NAT64 or IPv4-mapped form of 127.0.0.1 as default URL, test URL or notifyUrl
+    endpoint = api.request("PUT", ENDPOINT, {"url": url})
+    test = api.request("POST", TEST_PATH, {"url": url})
+    notify = api.create(notifyUrl=url)
+    # Then each is refused as what it embeds, and nothing is written
+    assert (endpoint.status, endpoint.body["code"]) == (400, "URL_NOT_PUBLIC")
+    assert (test.status, test.body["code"]) == (400, "URL_NOT_PUBLIC")
+    assert (notify.status, notify.body["code"]) == (400, "INVALID_URL")
+    for reply in (endpoint, test, notify):
+        assert "embedding 127.0.0.1, a loopback address" in reply.body["message"]
+    assert table_item_count() == before

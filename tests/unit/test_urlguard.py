@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv6Address
+
 import pytest
 
 from usdt_gateway.webhooks.urlguard import Resolver, Target, UnsafeUrl, check_url, default_resolve
@@ -145,13 +147,52 @@ def test_localhost_really_resolves_and_is_refused_unless_loopback_is_allowed() -
 
 
 def test_loopback_literals_pass_only_in_local_mode() -> None:
-    for url in ("http://127.0.0.1:9000/h", "https://[::1]/h", "https://[::ffff:127.0.0.1]/h"):
+    for url in ("http://127.0.0.1:9000/h", "https://[::1]/h", "http://127.3.2.1/h"):
         assert check_url(url, allow_loopback=True).addresses
         refused(url.replace("http://", "https://"), "URL_NOT_PUBLIC")
     # Local mode allows loopback only, nothing else that is not public.
     refused("http://10.0.0.5/h", "URL_NOT_PUBLIC", allow_loopback=True)
     refused("http://169.254.169.254/latest/meta-data/", "URL_NOT_PUBLIC", allow_loopback=True)
     refused("http://h.example/", "URL_NOT_PUBLIC", allow_loopback=True, resolve=resolver("127.0.0.1", "10.1.1.1"))
+
+
+# IPv6 forms that embed an IPv4 address a receiver may not be at: 6to4 (2002::/16), NAT64
+# (64:ff9b::/96) and IPv4-mapped, of loopback and of private addresses.
+EMBEDDED = [
+    ("2002:7f00:1::", "a 6to4 address embedding 127.0.0.1, a loopback address"),
+    ("2002:7f00:1::1", "a 6to4 address embedding 127.0.0.1, a loopback address"),
+    ("2002:7f12:3456::9", "a 6to4 address embedding 127.18.52.86, a loopback address"),
+    ("64:ff9b::7f00:1", "a NAT64 address embedding 127.0.0.1, a loopback address"),
+    ("::ffff:127.0.0.1", "an IPv4-mapped address embedding 127.0.0.1, a loopback address"),
+    ("2002:a00:1::", "a 6to4 address embedding 10.0.0.1, a private address"),
+    ("64:ff9b::c0a8:101", "a NAT64 address embedding 192.168.1.1, a private address"),
+    ("::ffff:172.16.0.1", "an IPv4-mapped address embedding 172.16.0.1, a private address"),
+]
+
+
+@pytest.mark.parametrize(("address", "reason"), EMBEDDED)
+@pytest.mark.parametrize("local_mode", [False, True], ids=["deployed", "local"])
+def test_an_address_embedding_loopback_or_private_ipv4_is_judged_by_what_it_embeds(
+        address: str, reason: str, local_mode: bool) -> None:
+    # Given the guard deployed, or in local mode (which allows genuine loopback: 127.0.0.0/8 and ::1)
+    scheme = "http" if local_mode else "https"
+    # When a URL names such an address, or its host resolves to one
+    literal = refused(f"{scheme}://[{address}]/h", "URL_NOT_PUBLIC", allow_loopback=local_mode)
+    resolved = refused(f"{scheme}://h.example/", "URL_NOT_PUBLIC", allow_loopback=local_mode,
+                       resolve=resolver(address))
+    # Then it is refused, as what it embeds: never taken for loopback
+    assert literal == f"{IPv6Address(address).compressed} is {reason}"  # a literal is named in its compressed form
+    assert resolved == f"resolves to {address}, {reason}"
+
+
+def test_local_mode_allows_genuine_loopback_only() -> None:
+    # Given local mode
+    # When URLs name 127.0.0.0/8 or ::1, or a name resolves to them
+    for url, answers in [("http://127.0.0.1:8787/h", ()), ("http://127.255.1.2/h", ()), ("http://[::1]:8787/h", ()),
+                         ("http://receiver.local/h", ("127.0.0.1", "::1"))]:
+        target = check_url(url, allow_loopback=True, resolve=resolver(*answers))
+        # Then they pass, to exactly those addresses
+        assert set(target.addresses) <= {"127.0.0.1", "127.255.1.2", "::1"}, url
 
 
 @pytest.mark.parametrize("url", ["http://hooks.shop.example/", "ftp://hooks.shop.example/", "file:///etc/passwd",

@@ -6,8 +6,9 @@ are returned so the caller connects to exactly those (a second lookup could answ
 
 Public means: `ipaddress`'s is_global, and not multicast, and for IPv6 inside global unicast
 2000::/3; addresses that embed an IPv4 address (IPv4-mapped, NAT64 64:ff9b::/96, 6to4) are judged
-by the IPv4 address they embed. Loopback is allowed only in local mode (allow_loopback), which
-also allows plain http.
+by the IPv4 address they embed, and refused when that is not public. Loopback is allowed only in
+local mode (allow_loopback), which also allows plain http; and only genuine loopback, 127.0.0.0/8
+and ::1, never a form embedding it.
 """
 
 from __future__ import annotations
@@ -118,8 +119,8 @@ def classify(address: IPAddress) -> str | None:
         if embedded is not None:
             v4, form = embedded
             label = classify(v4)
-            if label == LOOPBACK:
-                return LOOPBACK
+            # Never plain LOOPBACK: local mode allows genuine loopback only, and a host may route
+            # these forms elsewhere (a 6to4 relay, a NAT64 gateway).
             return None if label is None else f"{form} embedding {v4}, {label}"
         classes: tuple[tuple[IPv4Network | IPv6Network, str], ...] = _V6_CLASSES
     else:
