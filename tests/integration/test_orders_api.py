@@ -263,6 +263,17 @@ def _metadata(n: int) -> dict[str, str]:
         ({"notifyUrl": "http://shop.example.com/hook"}, "INVALID_URL", "notifyUrl"),
         ({"notifyUrl": "https://u:p@x.com"}, "INVALID_URL", "credentials"),
         ({"returnUrl": "ftp://x"}, "INVALID_URL", "returnUrl"),
+        ({"returnUrl": 'https://"onerror=alert(1)//'}, "INVALID_URL", "returnUrl: the URL's host"),
+        ({"returnUrl": "https://shop'.example.com/back"}, "INVALID_URL", "returnUrl: the URL's host"),
+        ({"returnUrl": "https://shop.example.com<b>/back"}, "INVALID_URL", "returnUrl: the URL's host"),
+        ({"returnUrl": "https://[v1.shop]/back"}, "INVALID_URL", "returnUrl: the URL's host"),
+        ({"returnUrl": "https://[2001:db8::1%25eth0]/back"}, "INVALID_URL", "returnUrl: the URL's host"),
+        ({"returnUrl": "https://2130706433/back"}, "INVALID_URL", "returnUrl: the URL's host"),
+        ({"returnUrl": "https://shop.example.com:99999/back"}, "INVALID_URL", "returnUrl: the URL's port"),
+        ({"returnUrl": "https://shop.example.com:0/back"}, "INVALID_URL", "returnUrl: the URL's port"),
+        ({"returnUrl": "https://shop.example.com/\nback"}, "INVALID_URL", "returnUrl: "),
+        ({"notifyUrl": "https://[2606:4700::1%25eth0]/hook"}, "INVALID_URL", "notifyUrl: the URL's host"),
+        ({"notifyUrl": "https://[v1.shop.example.com]/hook"}, "INVALID_URL", "notifyUrl: the URL's host"),
         ({"expiresIn": 10}, "INVALID_EXPIRES_IN", "expiresIn"),
         ({"expiresIn": 10**7}, "INVALID_EXPIRES_IN", "expiresIn"),
         ({"metadata": {"cart": {"sku": "a"}}}, "VALIDATION_ERROR", "metadata"),
@@ -285,6 +296,20 @@ def test_invalid_create_is_refused_and_writes_nothing(
     assert reply.body["code"] == code
     assert fragment in reply.body["message"]
     assert table_item_count() == before
+
+
+@pytest.mark.parametrize("return_url", [
+    "https://shop.example.com/thanks?order=1&lang=en#done", "https://SHOP.example.com:8443/thanks",
+    "https://b\u00fccher.example/danke", "https://xn--bcher-kva.example/danke", "https://93.184.215.14/back",
+    "https://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]:443/back", "https://shop_1.example.com./back",
+])
+def test_a_return_url_with_a_proper_host_is_accepted(api: ApiClient, return_url: str) -> None:
+    # Given a returnUrl whose host is a host name (internationalised too) or an IP literal
+    # When an order is created with it
+    reply = api.create(returnUrl=return_url)
+    # Then it is kept as given
+    assert reply.status == 201, reply.body
+    assert reply.body["returnUrl"] == return_url
 
 
 def test_body_must_be_a_json_object(api: ApiClient) -> None:

@@ -232,12 +232,42 @@ def test_a_host_that_does_not_resolve_is_refused() -> None:
 @pytest.mark.parametrize("url", ["https://hooks.shop.example/a b", "https://hooks.shop.example/\r\nHost: x",
                                  "https://hooks.shop.example/\x00", "https://hooks.shop.example/caf\u00e9",
                                  "https://hooks..example/", "https://hooks.shop.example%2F@x/",
-                                 "https://[not-an-ip]/", "https://" + "a" * 64 + ".example/",
+                                 "https://[not-an-ip]/", "https://[93.184.215.14]/",
+                                 "https://" + "a" * 64 + ".example/",
                                  "https://hooks.shop.example/" + "a" * 2100])
 def test_malformed_urls_are_refused(url: str) -> None:
     with pytest.raises(UnsafeUrl) as caught:
         check_url(url, resolve=resolver(PUBLIC_V4))
     assert caught.value.code in {"URL_INVALID", "URL_CREDENTIALS"}
+
+
+@pytest.mark.parametrize("url", [
+    'https://"onerror=alert(1)//', "https://shop'.example/h", "https://sh<op>.example/h", "https://sho,p.example/h",
+    "https://ex%61mple.com/h", "https://-shop.example/h", "https://shop-.example/h", "https://shop..example/h",
+    "https://[v1.shop.example]/h", "https://[2606:4700::1%25eth0]/h", "https://[2606:4700::1%eth0]/h",
+    "https://[::1]x/h", "https://2130706433/h", "https://0x5db8d70e/h", "https://93.184.0xd7.14/h",
+    "https://93.184.215/h", "https://93.184.215.14.1/h", "https://093.184.215.14/h", "https://shop.example.123/h",
+    "https://shop.example.0x1f/h", "https://" + "a." * 127 + "example/h",
+])
+def test_a_host_outside_the_host_grammar_is_refused(url: str) -> None:
+    # Given a resolver that would answer a public address for any name
+    calls: list[tuple[str, int]] = []
+    # When the host is not a DNS host name, a dotted-quad IPv4 address or a bracketed IPv6 address
+    message = refused(url, "URL_INVALID", resolve=resolver(PUBLIC_V4, calls=calls))
+    # Then it is refused before any lookup, saying so
+    assert message == "the URL's host is not a valid host name or IP address"
+    assert calls == []
+
+
+@pytest.mark.parametrize(("url", "host"), [
+    ("https://Hooks.Shop.Example./h", "hooks.shop.example."),
+    ("https://hooks_1.shop.example/h", "hooks_1.shop.example"),
+    ("https://93.184.215.14/h", "93.184.215.14"), ("https://[2606:4700::1]/h", "2606:4700::1"),
+    ("https://[::FFFF:93.184.215.14]/h", "::ffff:5db8:d70e"), ("https://shop.example.com2/h", "shop.example.com2"),
+])
+def test_host_names_and_ip_literals_pass(url: str, host: str) -> None:
+    # Given a host name or an IP literal, When it is checked, Then its host is read in lower-case ASCII
+    assert check_url(url, resolve=resolver(PUBLIC_V4)).host == host
 
 
 def test_an_internationalised_host_is_looked_up_in_its_ascii_form() -> None:

@@ -28,6 +28,7 @@ from usdt_gateway.schemas import (
     PublicOrderView,
 )
 from usdt_gateway.webhooks import endpoints
+from usdt_gateway.webhooks.urlguard import UnsafeUrl, url_host
 
 MAX_CREATE_ATTEMPTS = 25
 
@@ -68,15 +69,30 @@ def _amount_units(text: str, network: Network) -> int:
 
 
 def check_url(url: str | None, field: str) -> None:
-    """A URL the payer's browser goes to (never one the gateway calls): absolute https."""
+    """A URL the payer's browser goes to (never one the gateway calls): absolute https, with a
+    host a browser reads one way only (the payment page links to it)."""
     if url is None:
         return
-    parts = urlsplit(url)
+    if any(ch < " " or ch == "\x7f" for ch in url):
+        raise InvalidRequest(f"{field}: the URL contains control characters", code="INVALID_URL")
+    bad_port = f"{field}: the URL's port is not a number in 1-65535"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        message = bad_port if "port" in str(exc).lower() else f"{field}: the URL does not parse"
+        raise InvalidRequest(message, code="INVALID_URL") from None
+    if port == 0:
+        raise InvalidRequest(bad_port, code="INVALID_URL")
     allowed = {"https", "http"} if settings().local_mode else {"https"}
-    if parts.scheme not in allowed or not parts.hostname:
+    if parts.scheme not in allowed or not parts.netloc:
         raise InvalidRequest(f"{field} must be an absolute https:// URL", code="INVALID_URL")
-    if parts.username or parts.password:
+    if "@" in parts.netloc:
         raise InvalidRequest(f"{field} must not contain credentials", code="INVALID_URL")
+    try:
+        url_host(parts)
+    except UnsafeUrl as exc:
+        raise InvalidRequest(f"{field}: {exc.message}", code="INVALID_URL") from None
 
 
 def _expires_in(value: int | None) -> int:

@@ -44,8 +44,14 @@ class CreateOrderRequest(Strict):
     currency: Literal["USDT"]
     amount: str = Field(description="Decimal string, e.g. `50.00`; at most the token's decimals.")
     order_id: OrderIdStr = Field(alias="orderId", description="Your own order id, unique per merchant.")
-    notify_url: str | None = Field(None, alias="notifyUrl", max_length=2048)
-    return_url: str | None = Field(None, alias="returnUrl", max_length=2048)
+    notify_url: str | None = Field(
+        None, alias="notifyUrl", max_length=2048,
+        description="Where this order's webhooks go instead of your default URL: https, a host name or IP "
+                    "literal resolving only to public addresses (docs/webhooks.md).")
+    return_url: str | None = Field(
+        None, alias="returnUrl", max_length=2048,
+        description="Where the payment page leads the payer back to: an absolute https URL whose host is a "
+                    "host name or an IP literal (RFC 3986).")
     expires_in: StrictInt | None = Field(None, alias="expiresIn", description="Seconds until expiry (bounded).")
     metadata: dict[MetaKey, MetaValue] | None = Field(None, max_length=20, description="Small flat object.")
 

@@ -19,7 +19,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 Resolver = Callable[[str, int], list[str]]
 IPAddress = IPv4Address | IPv6Address
@@ -30,6 +30,10 @@ DEFAULT_PORTS = {"https": 443, "http": 80}
 LOOPBACK = "a loopback address"
 _HOST_LABEL = r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)"
 _HOSTNAME = re.compile(rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?$")
+# A name ending in a number is an IPv4 address in another spelling to browsers and resolvers
+# (2130706433, 0x7f.1, 127.1): only the dotted-quad form is taken as an address.
+_NUMERIC_LABEL = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)$")
+BAD_HOST = "the URL's host is not a valid host name or IP address"
 
 _V4_CLASSES: tuple[tuple[IPv4Network, str], ...] = tuple((IPv4Network(net), label) for net, label in (
     ("0.0.0.0/32", "an unspecified address"),
@@ -144,15 +148,39 @@ def _parse_address(text: str) -> IPAddress | None:
         return None
 
 
-def _host(raw: str) -> str:
-    """The host as lower-case ASCII; IDNA-encodes an internationalised name."""
+def url_host(parts: SplitResult) -> tuple[str, IPAddress | None]:
+    """The host of a split URL, in RFC 3986's host grammar narrowed to what a browser or a
+    resolver reads one way only: a DNS host name (letter, digit, '-' and '_' labels; an
+    internationalised name in its IDNA form), a dotted-quad IPv4 address, or an IPv6 address in
+    brackets without a zone id. Returns it as lower-case ASCII without brackets, with its address
+    when it is a literal; UnsafeUrl otherwise. Credentials are the caller's to refuse."""
+    hostport = parts.netloc.rpartition("@")[2]
+    if hostport.startswith("["):
+        inner, closed, after = hostport[1:].partition("]")
+        if not closed or (after and not after.startswith(":")) or "%" in inner:
+            raise UnsafeUrl("URL_INVALID", BAD_HOST)
+        try:
+            v6 = IPv6Address(inner)
+        except ValueError:
+            raise UnsafeUrl("URL_INVALID", BAD_HOST) from None
+        return v6.compressed, v6
+    raw = hostport.partition(":")[0]
+    if not raw:
+        raise UnsafeUrl("URL_NO_HOST", "the URL has no host")
+    try:
+        v4 = IPv4Address(raw)
+    except ValueError:
+        pass
+    else:
+        return v4.compressed, v4
     try:
         host = raw.encode("idna").decode("ascii").lower()
     except UnicodeError:
-        raise UnsafeUrl("URL_INVALID", "the URL's host is not a valid host name") from None
-    if not _HOSTNAME.match(host):
-        raise UnsafeUrl("URL_INVALID", "the URL's host is not a valid host name")
-    return host
+        raise UnsafeUrl("URL_INVALID", BAD_HOST) from None
+    name = host.removesuffix(".")
+    if not _HOSTNAME.match(host) or len(name) > 253 or _NUMERIC_LABEL.match(name.rpartition(".")[2]):
+        raise UnsafeUrl("URL_INVALID", BAD_HOST)
+    return host, None
 
 
 def check_url(url: str, *, allow_loopback: bool = False, resolve: Resolver = default_resolve) -> Target:
@@ -172,8 +200,7 @@ def check_url(url: str, *, allow_loopback: bool = False, resolve: Resolver = def
         raise UnsafeUrl("URL_SCHEME", "the URL must use https")
     if "@" in parts.netloc:
         raise UnsafeUrl("URL_CREDENTIALS", "the URL must not contain credentials")
-    if not parts.hostname:
-        raise UnsafeUrl("URL_NO_HOST", "the URL has no host")
+    host, literal = url_host(parts)
     if port is None:
         port = DEFAULT_PORTS[scheme]
     elif not 1 <= port <= 65535:
@@ -183,12 +210,9 @@ def check_url(url: str, *, allow_loopback: bool = False, resolve: Resolver = def
     if not path_and_query.isascii():
         raise UnsafeUrl("URL_INVALID", "the URL's path and query must be ASCII (percent-encode the rest)")
 
-    literal = _parse_address(parts.hostname)
     if literal is not None:
-        host = literal.compressed
         addresses = [host]
     else:
-        host = _host(parts.hostname)
         try:
             addresses = list(dict.fromkeys(resolve(host, port)))
         except (OSError, UnicodeError):
