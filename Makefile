@@ -58,6 +58,7 @@ bench: $(STAMP) node_modules/.installed
 	$(PY) -m bench.rpc_calls
 	$(PY) -m bench.matching
 	$(PY) -m bench.detection_latency
+	$(PY) -m bench.burst
 	$(PY) -m bench.webhooks
 	$(PY) -m bench.cost
 
