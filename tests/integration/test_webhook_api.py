@@ -283,3 +283,61 @@ def test_local_mode_refuses_addresses_that_only_embed_loopback(api: ApiClient, d
     for reply in (endpoint, test, notify):
         assert "embedding 127.0.0.1, a loopback address" in reply.body["message"]
     assert table_item_count() == before
+
+
+# --- the port policy ----------------------------------------------------------------------
+
+OTHER_PORTS = ["https://shop.example.com:8443/hook", "https://shop.example.com:22/hook",
+               f"https://{PUBLIC_IP}:6379/hook", "https://internal.shop.example.com:5432/hook"]
+
+
+@pytest.mark.parametrize("url", OTHER_PORTS)
+@pytest.mark.usefixtures("private_name")
+def test_a_webhook_url_on_another_port_than_443_is_refused(api: ApiClient, url: str) -> None:
+    # Given the default port policy (443 only)
+    before = table_item_count()
+    # When a merchant gives a URL on another port as default URL, notifyUrl or test URL
+    endpoint = api.request("PUT", ENDPOINT, {"url": url})
+    notify = api.create(notifyUrl=url)
+    assert table_item_count() == before
+    test = api.request("POST", TEST_PATH, {"url": url})
+    # Then each is a 400 naming the port and the allowed one, and nothing is set, created or sent
+    assert (endpoint.status, endpoint.body["code"]) == (400, "URL_PORT_NOT_ALLOWED")
+    assert (test.status, test.body["code"]) == (400, "URL_PORT_NOT_ALLOWED")
+    assert (notify.status, notify.body["code"]) == (400, "INVALID_URL")
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    for reply in (endpoint, test, notify):
+        assert f"port {port} is not allowed; webhook URLs may use port 443" in reply.body["message"]
+    assert api.request("GET", ENDPOINT).body["url"] is None
+    assert deliveries(api) == []
+
+
+@pytest.mark.usefixtures("dns")
+def test_the_allowed_ports_are_the_operators_setting(api: ApiClient, settings_env: pytest.MonkeyPatch) -> None:
+    # Given an operator allowing 443 and 8443
+    settings_env.setenv("WEBHOOK_ALLOWED_PORTS", "443,8443")
+    config.reset()
+    # When a merchant sets a URL on 8443, and one on 9443
+    allowed = api.request("PUT", ENDPOINT, {"url": "https://shop.example.com:8443/hook"})
+    other = api.request("PUT", ENDPOINT, {"url": "https://shop.example.com:9443/hook"})
+    # Then the first is set and the second refused, naming both allowed ports
+    assert (allowed.status, allowed.body["url"]) == (200, "https://shop.example.com:8443/hook")
+    assert (other.status, other.body["code"]) == (400, "URL_PORT_NOT_ALLOWED")
+    assert other.body["message"] == "url: port 9443 is not allowed; webhook URLs may use ports 443, 8443"
+
+
+@pytest.mark.usefixtures("dns")
+def test_the_test_endpoint_refuses_a_default_url_the_policy_no_longer_allows(
+        api: ApiClient, settings_env: pytest.MonkeyPatch) -> None:
+    # Given a default URL on 8443, set while the operator allowed it, and the policy back to 443
+    settings_env.setenv("WEBHOOK_ALLOWED_PORTS", "443,8443")
+    config.reset()
+    assert set_url(api, "https://shop.example.com:8443/hook")["url"] == "https://shop.example.com:8443/hook"
+    settings_env.delenv("WEBHOOK_ALLOWED_PORTS")
+    config.reset()
+    # When the merchant asks for a test event to it
+    reply = api.request("POST", TEST_PATH)
+    # Then it is refused up front, nothing sent or logged
+    assert (reply.status, reply.body["code"]) == (400, "URL_PORT_NOT_ALLOWED")
+    assert reply.body["message"] == "your webhook URL: port 8443 is not allowed; webhook URLs may use port 443"
+    assert deliveries(api) == []

@@ -60,3 +60,32 @@ def test_a_relative_tolerance_outside_its_range_is_refused(env: pytest.MonkeyPat
     # When the settings are loaded, Then they are refused by the variable's name
     with pytest.raises(config.ConfigError, match="UNDERPAYMENT_TOLERANCE_PERCENT"):
         config.settings()
+
+
+@pytest.mark.parametrize(("value", "ports"), [("443", {443}), ("443,8443", {443, 8443}), (" 8443 , 443 ", {443, 8443})])
+def test_webhook_ports_are_read_from_the_setting(env: pytest.MonkeyPatch, value: str, ports: set[int]) -> None:
+    # Given WEBHOOK_ALLOWED_PORTS (comma-separated ports)
+    env.setenv("WEBHOOK_ALLOWED_PORTS", value)
+    # When the settings are loaded, Then they are the ports a webhook URL may use
+    assert config.settings().webhook_ports == frozenset(ports)
+
+
+def test_webhook_ports_default_to_443(env: pytest.MonkeyPatch) -> None:
+    env.delenv("WEBHOOK_ALLOWED_PORTS", raising=False)
+    assert config.settings().webhook_ports == frozenset({443})
+
+
+@pytest.mark.parametrize("value", ["0", "65536", "https", ",", "443;80", "443,,80", "-443", "1" * 30])
+def test_invalid_webhook_ports_fail_at_cold_start(env: pytest.MonkeyPatch, value: str) -> None:
+    # Given a port list that is not ports 1-65535, comma-separated
+    env.setenv("WEBHOOK_ALLOWED_PORTS", value)
+    # When the settings are loaded at cold start, Then they are refused by the variable's name
+    with pytest.raises(config.ConfigError, match="WEBHOOK_ALLOWED_PORTS"):
+        config.settings()
+
+
+@pytest.mark.parametrize("value", ["0", "1001", "ten"])
+def test_an_invalid_webhook_test_limit_fails_at_cold_start(env: pytest.MonkeyPatch, value: str) -> None:
+    env.setenv("WEBHOOK_TEST_RATE_LIMIT_PER_MINUTE", value)
+    with pytest.raises(config.ConfigError, match="WEBHOOK_TEST_RATE_LIMIT_PER_MINUTE"):
+        config.settings()

@@ -271,9 +271,11 @@ def test_loopback_is_refused_outside_local_mode_and_nothing_is_sent(listener: so
     port = listener.getsockname()[1]
     for url, error, code in [
         (f"https://127.0.0.1:{port}/h", "refused: 127.0.0.1 is a loopback address", "URL_NOT_PUBLIC"),
-        (f"https://localhost:{port}/h", "refused: resolves to 127.0.0.1, a loopback address", "URL_NOT_PUBLIC"),
+        ("https://localhost/h", "refused: resolves to 127.0.0.1, a loopback address", "URL_NOT_PUBLIC"),
         (f"https://[::1]:{port}/h", "refused: ::1 is a loopback address", "URL_NOT_PUBLIC"),
         (f"http://127.0.0.1:{port}/h", "refused: the URL must use https", "URL_SCHEME"),
+        (f"https://hooks.shop.example:{port}/h", f"refused: port {port} is not allowed; webhook URLs may use port 443",
+         "URL_PORT_NOT_ALLOWED"),
     ]:
         resolve = loopback if "localhost" in url else None
         outcome = send(url, allow_loopback=False, **({"resolve": resolve} if resolve else {}))
@@ -292,8 +294,8 @@ def test_the_url_is_checked_again_at_send_time(listener: socket.socket) -> None:
         return answers[min(len(calls), len(answers)) - 1]
 
     url = f"https://hooks.shop.example:{port}/h"
-    assert check_url(url, resolve=rebinding).addresses == ("93.184.215.14",)
-    outcome = send(url, allow_loopback=False, resolve=rebinding)
+    assert check_url(url, resolve=rebinding, allowed_ports={port}).addresses == ("93.184.215.14",)
+    outcome = send(url, allow_loopback=False, resolve=rebinding, allowed_ports={port})
     assert (outcome.error, outcome.code) == ("refused: resolves to 10.0.0.5, a private address", "URL_NOT_PUBLIC")
     assert calls == [("hooks.shop.example", port)] * 2
     with pytest.raises(TimeoutError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from ipaddress import IPv6Address
 
 import pytest
@@ -21,10 +22,12 @@ def resolver(*addresses: str, calls: list[tuple[str, int]] | None = None) -> Res
     return resolve
 
 
-def refused(url: str, code: str, *, allow_loopback: bool = False, resolve: Resolver | None = None) -> str:
+def refused(url: str, code: str, *, allow_loopback: bool = False, resolve: Resolver | None = None,
+            allowed_ports: Collection[int] = (443,)) -> str:
     """The message of the UnsafeUrl that check_url raises for url, after checking its code."""
     with pytest.raises(UnsafeUrl) as caught:
-        check_url(url, allow_loopback=allow_loopback, resolve=resolve or resolver(PUBLIC_V4))
+        check_url(url, allow_loopback=allow_loopback, resolve=resolve or resolver(PUBLIC_V4),
+                  allowed_ports=allowed_ports)
     assert caught.value.code == code, caught.value.message
     assert str(caught.value) == caught.value.message
     return caught.value.message
@@ -112,7 +115,7 @@ def test_public_addresses_pass(address: str) -> None:
 
 def test_a_good_public_url_gives_its_target() -> None:
     calls: list[tuple[str, int]] = []
-    target = check_url("https://Hooks.Shop.Example:8443/usdt/in?shop=1&x=y#frag",
+    target = check_url("https://Hooks.Shop.Example:8443/usdt/in?shop=1&x=y#frag", allowed_ports={443, 8443},
                        resolve=resolver(PUBLIC_V4, PUBLIC_V6, PUBLIC_V4, calls=calls))
     assert target == Target(scheme="https", host="hooks.shop.example", port=8443,
                             path_and_query="/usdt/in?shop=1&x=y", addresses=(PUBLIC_V4, PUBLIC_V6))
@@ -124,7 +127,7 @@ def test_a_good_public_url_gives_its_target() -> None:
 
 def test_a_literal_public_ip_passes_without_a_lookup() -> None:
     calls: list[tuple[str, int]] = []
-    target = check_url(f"https://[{PUBLIC_V6}]:444/h", resolve=resolver(calls=calls))
+    target = check_url(f"https://[{PUBLIC_V6}]:444/h", allowed_ports={444}, resolve=resolver(calls=calls))
     assert target.addresses == (PUBLIC_V6,) and target.host == PUBLIC_V6
     assert target.host_header == f"[{PUBLIC_V6}]:444"
     assert calls == []
@@ -139,7 +142,7 @@ def test_every_resolved_address_must_be_public() -> None:
 
 
 def test_localhost_really_resolves_and_is_refused_unless_loopback_is_allowed() -> None:
-    message = refused("https://localhost:8443/h", "URL_NOT_PUBLIC", resolve=default_resolve)
+    message = refused("https://localhost/h", "URL_NOT_PUBLIC", resolve=default_resolve)
     assert message.startswith("resolves to ") and message.endswith(", a loopback address")
     target = check_url("http://localhost:8787/h", allow_loopback=True)
     assert target.addresses and set(target.addresses) <= {"127.0.0.1", "::1"}
@@ -217,8 +220,49 @@ def test_a_url_without_a_host_is_refused(url: str) -> None:
                                  "https://hooks.shop.example:https/"])
 def test_a_port_outside_1_to_65535_is_refused(url: str) -> None:
     refused(url, "URL_PORT")
-    assert check_url("https://hooks.shop.example:65535/", resolve=resolver(PUBLIC_V4)).port == 65535
-    assert check_url("https://hooks.shop.example:1/", resolve=resolver(PUBLIC_V4)).port == 1
+    every_port = range(1, 65536)
+    assert check_url("https://hooks.shop.example:65535/", allowed_ports=every_port, resolve=resolver(PUBLIC_V4)).port \
+        == 65535
+    assert check_url("https://hooks.shop.example:1/", allowed_ports=every_port, resolve=resolver(PUBLIC_V4)).port == 1
+
+
+@pytest.mark.parametrize("url", ["https://hooks.shop.example:8443/h", "https://hooks.shop.example:22/h",
+                                 "https://hooks.shop.example:80/h", "https://hooks.shop.example:6379/h",
+                                 "https://93.184.215.14:25/h", f"https://[{PUBLIC_V6}]:3306/h",
+                                 "https://internal.shop.example:8080/h"])
+def test_only_the_usual_web_port_is_allowed_by_default(url: str) -> None:
+    # Given a public host (or one that would resolve privately) on another port than 443
+    calls: list[tuple[str, int]] = []
+    # When the URL is checked
+    message = refused(url, "URL_PORT_NOT_ALLOWED", resolve=resolver(PUBLIC_V4, calls=calls))
+    # Then it is refused for its port, before any lookup: no port of any host can be probed
+    assert message.startswith("port ") and message.endswith(" is not allowed; webhook URLs may use port 443")
+    assert calls == []
+
+
+def test_the_allowed_ports_are_configurable() -> None:
+    # Given a policy of 443 and 8443
+    ports = {443, 8443}
+    # When URLs on those ports and on another are checked
+    assert check_url("https://hooks.shop.example:8443/h", allowed_ports=ports, resolve=resolver(PUBLIC_V4)).port == 8443
+    assert check_url("https://hooks.shop.example/h", allowed_ports=ports, resolve=resolver(PUBLIC_V4)).port == 443
+    message = refused("https://hooks.shop.example:9443/h", "URL_PORT_NOT_ALLOWED", allowed_ports=ports)
+    # Then only those pass, and the refusal names them
+    assert message == "port 9443 is not allowed; webhook URLs may use ports 443, 8443"
+
+
+def test_local_mode_allows_port_80_for_http_and_any_port_on_loopback_only() -> None:
+    # Given local mode (http allowed)
+    public = resolver(PUBLIC_V4)
+    # When http URLs name a public host on 80 and on 8080, and loopback on any port
+    assert check_url("http://hooks.shop.example/h", allow_loopback=True, resolve=public).port == 80
+    message = refused("http://hooks.shop.example:8080/h", "URL_PORT_NOT_ALLOWED", allow_loopback=True, resolve=public)
+    assert check_url("http://127.0.0.1:8080/h", allow_loopback=True).port == 8080
+    assert check_url("http://dev.local:9000/h", allow_loopback=True, resolve=resolver("127.0.0.1", "::1")).port == 9000
+    mixed = refused("http://dev.local:9000/h", "URL_PORT_NOT_ALLOWED", allow_loopback=True,
+                    resolve=resolver("127.0.0.1", PUBLIC_V4))
+    # Then the public host gets 80 (and 443), and only a host that is all loopback any port
+    assert message == mixed.replace("9000", "8080") == "port 8080 is not allowed; webhook URLs may use ports 80, 443"
 
 
 def test_a_host_that_does_not_resolve_is_refused() -> None:

@@ -26,6 +26,12 @@ class Settings(BaseModel):
         retry_delays(value)
         return value
 
+    @field_validator("webhook_allowed_ports")
+    @classmethod
+    def _ports(cls, value: str) -> str:
+        ports(value)
+        return value
+
     table_name: str = Field(min_length=3)
     kms_key_id: str = Field(min_length=1)
     enabled_networks: str = "tron,eth,bsc"
@@ -60,6 +66,15 @@ class Settings(BaseModel):
     webhook_timeout_seconds: float = Field(15.0, gt=0, le=30)
     # Deliveries in flight at once per merchant, so one slow receiver cannot starve the others.
     webhook_merchant_concurrency: int = Field(4, ge=1, le=100)
+    # The ports a webhook URL may name (http, local mode only, may use 80 too): the gateway's
+    # report of a failed connection would otherwise scan any port of any public host.
+    webhook_allowed_ports: str = "443"
+    # POST /v1/webhooks/test per merchant per minute, on a meter of its own (429, never a block).
+    webhook_test_rate_limit_per_minute: int = Field(10, ge=1, le=1000)
+
+    @property
+    def webhook_ports(self) -> frozenset[int]:
+        return ports(self.webhook_allowed_ports)
 
 
 _ENV = {
@@ -88,6 +103,8 @@ _ENV = {
     "webhook_retry_schedule": "WEBHOOK_RETRY_SCHEDULE",
     "webhook_timeout_seconds": "WEBHOOK_TIMEOUT_SECONDS",
     "webhook_merchant_concurrency": "WEBHOOK_MERCHANT_CONCURRENCY",
+    "webhook_allowed_ports": "WEBHOOK_ALLOWED_PORTS",
+    "webhook_test_rate_limit_per_minute": "WEBHOOK_TEST_RATE_LIMIT_PER_MINUTE",
 }
 
 
@@ -101,6 +118,14 @@ def retry_delays(schedule: str) -> tuple[float, ...]:
     if not delays or not all(0 <= d <= 43_200 for d in delays):
         raise ValueError("needs at least one delay, each between 0 and 43200 seconds (12 h)")
     return delays
+
+
+def ports(value: str) -> frozenset[int]:
+    """WEBHOOK_ALLOWED_PORTS as ports: comma-separated, each 1-65535."""
+    parts = [part.strip() for part in value.split(",")]
+    if not all(p.isascii() and p.isdigit() and len(p) <= 5 and 1 <= int(p) <= 65535 for p in parts):
+        raise ValueError("must be comma-separated ports 1-65535, e.g. 443,8443")
+    return frozenset(int(p) for p in parts)
 
 
 @cache

@@ -47,7 +47,7 @@ class CreateOrderRequest(Strict):
     notify_url: str | None = Field(
         None, alias="notifyUrl", max_length=2048,
         description="Where this order's webhooks go instead of your default URL: https, a host name or IP "
-                    "literal resolving only to public addresses (docs/webhooks.md).")
+                    "literal resolving only to public addresses, port 443 (docs/webhooks.md).")
     return_url: str | None = Field(
         None, alias="returnUrl", max_length=2048,
         description="Where the payment page leads the payer back to: an absolute https URL whose host is a "
@@ -252,7 +252,8 @@ class DeliveryListView(View):
 
 
 class WebhookTestRequest(Strict):
-    url: str | None = Field(None, max_length=2048, description="Where to send it; default: your webhook URL.")
+    url: str | None = Field(None, max_length=2048, description="Where to send it (checked as your webhook URL "
+                                                                "is); default: your webhook URL.")
 
 
 class WebhookTestResult(View):
@@ -285,7 +286,8 @@ class WebhookEndpointView(View):
 
 class WebhookEndpointUpdate(Strict):
     url: str | None = Field(None, max_length=2048,
-                            description="The new default URL (https, public addresses only); null removes it.")
+                            description="The new default URL (https, public addresses only, port 443); null "
+                                        "removes it.")
     enabled: StrictBool | None = Field(None, description="`true` re-enables the default URL, `false` disables it.")
     enable_urls: list[Annotated[str, StringConstraints(max_length=2048)]] | None = Field(
         None, alias="enableUrls", max_length=20, description="Other disabled URLs to re-enable (e.g. a notifyUrl).")

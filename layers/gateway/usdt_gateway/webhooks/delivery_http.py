@@ -22,12 +22,12 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from ipaddress import IPv6Address, ip_address
 
-from usdt_gateway.webhooks.urlguard import Resolver, Target, UnsafeUrl, check_url, default_resolve
+from usdt_gateway.webhooks.urlguard import WEB_PORTS, Resolver, Target, UnsafeUrl, check_url, default_resolve
 
 USER_AGENT = "usdt-gateway-webhooks"
 EXCERPT_CHARS = 256
@@ -205,8 +205,8 @@ def _exchange(sock: socket.socket, target: Target, body: bytes, headers: Mapping
 
 
 def post(url: str, body: bytes, headers: Mapping[str, str], *, timeout_s: float, allow_loopback: bool,
-         resolve: Resolver = default_resolve, max_response_bytes: int = 4096,
-         ca_certs: str | None = None) -> Outcome:
+         resolve: Resolver = default_resolve, allowed_ports: Collection[int] = WEB_PORTS,
+         max_response_bytes: int = 4096, ca_certs: str | None = None) -> Outcome:
     """POST body to url with headers; never raises for a refused URL or a network failure.
     ca_certs: a CA bundle to trust instead of the system's (tests, private CAs)."""
     if timeout_s <= 0:
@@ -220,7 +220,7 @@ def post(url: str, body: bytes, headers: Mapping[str, str], *, timeout_s: float,
         return int((time.monotonic() - started) * 1000)
 
     try:
-        target = check_url(url, allow_loopback=allow_loopback, resolve=resolve)
+        target = check_url(url, allow_loopback=allow_loopback, resolve=resolve, allowed_ports=allowed_ports)
     except UnsafeUrl as exc:
         return Outcome(status=None, latency_ms=elapsed_ms(), error=f"refused: {exc.message}", code=exc.code)
 

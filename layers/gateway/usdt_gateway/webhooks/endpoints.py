@@ -34,7 +34,8 @@ def _now_ms() -> int:
 
 def check(url: str) -> Target:
     """The guard's verdict now (UnsafeUrl when refused); the local stack allows loopback http."""
-    return check_url(url, allow_loopback=settings().local_mode, resolve=resolver)
+    s = settings()
+    return check_url(url, allow_loopback=s.local_mode, resolve=resolver, allowed_ports=s.webhook_ports)
 
 
 def check_notify_url(url: str | None, field: str) -> None:

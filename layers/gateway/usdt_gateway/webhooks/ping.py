@@ -20,15 +20,15 @@ MESSAGE = "A test event from your USDT gateway: your endpoint receives and verif
 
 def send_test(merchant_id: str, url: str | None) -> WebhookTestResult:
     profile = merchants.get_merchant(merchant_id)
-    if url is not None:
-        try:
-            endpoints.check(url)
-        except UnsafeUrl as exc:
-            raise InvalidRequest(f"url: {exc.message}", code=exc.code) from None
     target = url or profile.get("webhookUrl")
     if not target:
         raise InvalidRequest("no webhook URL: set one with PUT /v1/webhooks/endpoint, or give `url`",
                              code="WEBHOOK_URL_REQUIRED")
+    # The default URL too: one set under a wider policy (ports) is refused, not reported on.
+    try:
+        endpoints.check(target)
+    except UnsafeUrl as exc:
+        raise InvalidRequest(f"{'url' if url else 'your webhook URL'}: {exc.message}", code=exc.code) from None
     event = {**events.webhook_test(merchant_id, MESSAGE), "notifyUrl": url}  # a resend goes where this went
     started = int(time.time() * 1000)
     outcome = sender.send(profile, event, target, timeout_s=min(TIMEOUT_S, settings().webhook_timeout_seconds))

@@ -72,8 +72,9 @@ def send(profile: Item, event: Item, url: str, *, timeout_s: float) -> Outcome:
     """One signed POST of the event's stored body, unchanged, to url."""
     body = str(event["body"]).encode()
     headers = webhook_headers(endpoints.signing_secrets(profile, _now_ms()), event["eventId"], int(time.time()), body)
-    return delivery_http.post(url, body, headers, timeout_s=timeout_s, allow_loopback=settings().local_mode,
-                              resolve=endpoints.resolver)
+    s = settings()
+    return delivery_http.post(url, body, headers, timeout_s=timeout_s, allow_loopback=s.local_mode,
+                              resolve=endpoints.resolver, allowed_ports=s.webhook_ports)
 
 
 def handle(message_id: str, receipt_handle: str, body: str) -> str:

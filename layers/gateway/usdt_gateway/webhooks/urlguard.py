@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from urllib.parse import SplitResult, urlsplit
@@ -26,6 +26,10 @@ IPAddress = IPv4Address | IPv6Address
 
 MAX_URL_LENGTH = 2048
 DEFAULT_PORTS = {"https": 443, "http": 80}
+# The ports a URL may name unless the caller says otherwise (WEBHOOK_ALLOWED_PORTS); http, only
+# in local mode, may use 80 too. A gateway that connects to any port and reports refused,
+# timeout or TLS errors would scan every port of every public host for whoever asks.
+WEB_PORTS = frozenset({443})
 
 LOOPBACK = "a loopback address"
 _HOST_LABEL = r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)"
@@ -183,8 +187,16 @@ def url_host(parts: SplitResult) -> tuple[str, IPAddress | None]:
     return host, None
 
 
-def check_url(url: str, *, allow_loopback: bool = False, resolve: Resolver = default_resolve) -> Target:
-    """The Target of url, or UnsafeUrl. Resolves the host now: call it again at each send."""
+def _port_refused(port: int, permitted: Collection[int]) -> UnsafeUrl:
+    listed = ", ".join(str(p) for p in sorted(permitted))
+    ports = "ports" if len(permitted) > 1 else "port"
+    return UnsafeUrl("URL_PORT_NOT_ALLOWED", f"port {port} is not allowed; webhook URLs may use {ports} {listed}")
+
+
+def check_url(url: str, *, allow_loopback: bool = False, resolve: Resolver = default_resolve,
+              allowed_ports: Collection[int] = WEB_PORTS) -> Target:
+    """The Target of url, or UnsafeUrl. Resolves the host now: call it again at each send. A host
+    that is loopback only (local mode) may use any port; others only allowed_ports."""
     if len(url) > MAX_URL_LENGTH:
         raise UnsafeUrl("URL_INVALID", f"the URL is longer than {MAX_URL_LENGTH} characters")
     if any(ch <= " " or ch == "\x7f" for ch in url):
@@ -210,9 +222,12 @@ def check_url(url: str, *, allow_loopback: bool = False, resolve: Resolver = def
     if not path_and_query.isascii():
         raise UnsafeUrl("URL_INVALID", "the URL's path and query must be ASCII (percent-encode the rest)")
 
+    permitted = set(allowed_ports) | ({DEFAULT_PORTS["http"]} if scheme == "http" else set())
     if literal is not None:
         addresses = [host]
     else:
+        if port not in permitted and not allow_loopback:  # refused before any lookup
+            raise _port_refused(port, permitted)
         try:
             addresses = list(dict.fromkeys(resolve(host, port)))
         except (OSError, UnicodeError):
@@ -220,11 +235,15 @@ def check_url(url: str, *, allow_loopback: bool = False, resolve: Resolver = def
         if not addresses:
             raise UnsafeUrl("URL_UNRESOLVABLE", f"{host} does not resolve")
 
+    loopback_only = True
     for text in addresses:
         address = _parse_address(text)
         label = "an unparseable address" if address is None else classify(address)
+        loopback_only = loopback_only and label == LOOPBACK
         if label is None or (label == LOOPBACK and allow_loopback):
             continue
         where = f"{text} is" if literal is not None else f"resolves to {text},"
         raise UnsafeUrl("URL_NOT_PUBLIC", f"{where} {label}")
+    if port not in permitted and not (allow_loopback and loopback_only):
+        raise _port_refused(port, permitted)
     return Target(scheme=scheme, host=host, port=port, path_and_query=path_and_query, addresses=tuple(addresses))
