@@ -9,6 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from devstack.moto_server import AtomicMotoServer
+from tests import dynamodb_limits
+
+# Every DynamoDB client of the run refuses what DynamoDB would refuse and moto lets through.
+dynamodb_limits.install()
 
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -19,6 +23,17 @@ FAKE_AWS_ENV = {
     "AWS_REGION": "us-east-1",
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
 }
+
+
+@pytest.fixture(autouse=True)
+def dynamodb_within_limits() -> Iterator[None]:
+    """Fail a test during which a DynamoDB call broke one of DynamoDB's limits, even when the
+    code under test caught the error (tests/dynamodb_limits.py)."""
+    start = len(dynamodb_limits.VIOLATIONS)
+    yield
+    broken = dynamodb_limits.VIOLATIONS[start:]
+    del dynamodb_limits.VIOLATIONS[start:]
+    assert not broken, "DynamoDB would refuse these calls (moto accepted them):\n" + "\n".join(broken)
 
 
 @pytest.fixture(scope="session")
