@@ -10,8 +10,10 @@ function of the gateway that returns one, or a local name assigned from one.
 What comes out is (service, operation, target):
 
 - DynamoDB `Query` with `IndexName` in the function that makes it targets the index, otherwise
-  the table. A `TransactWriteItems` is authorized per part: a reached dict literal with a
-  `"Put"`, `"Update"`, `"Delete"` or `"ConditionCheck"` key counts as that part's action.
+  the table; both when the function sets `IndexName` only under a condition
+  (`if index: kwargs["IndexName"] = index`). A `TransactWriteItems` is authorized per part: a
+  reached dict literal with a `"Put"`, `"Update"`, `"Delete"` or `"ConditionCheck"` key counts as
+  that part's action.
 - SQS calls target the queue named by their `QueueUrl=settings().<field>` (directly or through a
   local name): the field's environment variable, as config.py maps it.
 
@@ -245,8 +247,7 @@ def _calls_in(module: _Module, body: list[ast.AST]) -> set[Call]:
                     env = _settings_field(module, node.value, local_settings)
                     if env:
                         local_settings[node.targets[0].id] = env
-            uses_index = any(isinstance(n, ast.Constant) and n.value == "IndexName" for n in ast.walk(scope)) or any(
-                isinstance(n, ast.keyword) and n.arg == "IndexName" for n in ast.walk(scope))
+            uses_index = _index_use(scope)
             for node in ast.walk(scope):
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                     service = _client_service(module, node.func.value, local_clients)
@@ -259,7 +260,23 @@ def _calls_in(module: _Module, body: list[ast.AST]) -> set[Call]:
     return calls
 
 
-def _aws_calls(module: _Module, service: str, node: ast.Call, uses_index: bool,
+def _is_index_name(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and node.value == "IndexName"
+
+
+def _index_use(scope: ast.AST) -> str:
+    """How a function's queries use an index: "always", "maybe" (IndexName set inside an if) or
+    "never"."""
+    conditional = {id(n) for branch in ast.walk(scope) if isinstance(branch, ast.If)
+                   for stmt in branch.body + branch.orelse for n in ast.walk(stmt) if _is_index_name(n)}
+    found = [n for n in ast.walk(scope) if _is_index_name(n)]
+    if any(isinstance(n, ast.keyword) and n.arg == "IndexName" for n in ast.walk(scope)) or (
+            found and any(id(n) not in conditional for n in found)):
+        return "always"
+    return "maybe" if found else "never"
+
+
+def _aws_calls(module: _Module, service: str, node: ast.Call, uses_index: str,
                local_settings: dict[str, str]) -> set[Call]:
     assert isinstance(node.func, ast.Attribute)
     operation = _operations(service).get(node.func.attr)
@@ -269,8 +286,10 @@ def _aws_calls(module: _Module, service: str, node: ast.Call, uses_index: bool,
         return set()  # authorized per part: see the dict literals
     action = ACTION_OF.get((service, operation), f"{service}:{operation}")
     target = ""
+    if service == "dynamodb" and operation == "Query" and uses_index == "maybe":
+        return {Call(action, "Table"), Call(action, "Table/index")}
     if service == "dynamodb":
-        target = "Table/index" if operation == "Query" and uses_index else "Table"
+        target = "Table/index" if operation == "Query" and uses_index == "always" else "Table"
     elif service == "sqs":
         url = next((k.value for k in node.keywords if k.arg == "QueueUrl"), None)
         target = (_settings_field(module, url, local_settings) if url is not None else None) or "?"

@@ -238,6 +238,18 @@ def test_the_derivation_sees_calls_through_modules_routes_and_locals(tmp_path: P
     assert _calls_of(tmp_path, "from usdt_gateway.secretbox import encrypt  # noqa: F401\n") == set()
 
 
+def test_a_query_whose_index_is_optional_may_target_the_table_or_the_index(tmp_path: Path) -> None:
+    # Given a query that names an index only under a condition, and one that always names it
+    optional = ("from usdt_gateway import aws\n\ndef q(index):\n    kwargs = {'TableName': 't'}\n"
+                "    if index:\n        kwargs['IndexName'] = index\n    aws.client('dynamodb').query(**kwargs)\n")
+    always = "from usdt_gateway import aws\n\ndef q():\n    aws.client('dynamodb').query(TableName='t', IndexName='i')\n"
+    # When their calls are derived
+    # Then the first needs Query on the table and on the index (either may run), the second on
+    # the index only
+    assert _calls_of(tmp_path, optional) == {Call("dynamodb:Query", "Table"), Call("dynamodb:Query", "Table/index")}
+    assert _calls_of(tmp_path, always) == {Call("dynamodb:Query", "Table/index")}
+
+
 def test_policies_grant_no_wildcards(template: Template) -> None:
     # Given the template as JSON text
     for function, resource in _functions(template).items():
