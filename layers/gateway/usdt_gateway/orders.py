@@ -9,7 +9,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from usdt_gateway import deposit_addresses, store, transitions, watchlist
+from usdt_gateway import deposit_addresses, path_ids, store, transitions, watchlist
 from usdt_gateway.config import networks, settings
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
 from usdt_gateway.http import request_base_url
@@ -241,7 +241,7 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def get_order(merchant_id: str, order_id: str) -> OrderView:
-    item = store.get(*store.order_key(merchant_id, order_id))
+    item = store.get(*store.order_key(merchant_id, path_ids.order_id(order_id)))
     if item is None:
         raise NotFound(f"no order with orderId '{order_id}'", code="ORDER_NOT_FOUND")
     return to_view(item, scan_head(item))
@@ -264,7 +264,7 @@ def list_orders(merchant_id: str, *, status: OrderStatus | None, created_from: i
 
 
 def cancel_order(merchant_id: str, order_id: str) -> OrderView:
-    pk, _ = store.order_key(merchant_id, order_id)
+    pk, _ = store.order_key(merchant_id, path_ids.order_id(order_id))
 
     def cancel(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         if order["status"] == OrderStatus.CANCELLED.value:

@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
-OrderIdStr = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-.:]{1,64}$")]
+ORDER_ID_PATTERN = r"^[A-Za-z0-9_\-.:]{1,64}$"
+OrderIdStr = Annotated[str, StringConstraints(pattern=ORDER_ID_PATTERN)]
 MetaKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-.]{1,40}$")]
 # DynamoDB numbers hold at most 38 significant digits.
 MetaInt = Annotated[int, Field(ge=-(10**38 - 1), le=10**38 - 1)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from usdt_gateway import events, merchants, outbox, store
+from usdt_gateway import events, merchants, outbox, path_ids, store
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
 from usdt_gateway.schemas import DeliveryAttemptView, DeliveryListView, DeliveryStatus, DeliveryView
 from usdt_gateway.webhooks import delivery_state, endpoints
@@ -35,7 +35,7 @@ def list_deliveries(merchant_id: str, *, order_id: str | None, event_type: str |
 
 
 def _own_event(merchant_id: str, delivery_id: str) -> Item:
-    event = store.get(*store.event_key(delivery_id)) if len(delivery_id) <= 64 else None
+    event = store.get(*store.event_key(path_ids.delivery_id(delivery_id)))
     if event is None or event.get("merchantId") != merchant_id:
         raise NotFound(f"no delivery '{delivery_id}'", code="DELIVERY_NOT_FOUND")
     return event
