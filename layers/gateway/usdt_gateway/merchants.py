@@ -97,8 +97,7 @@ def create_api_key(merchant_id: str, scopes: tuple[str, ...] = SCOPES, *, rate_l
 
 
 def list_api_keys(merchant_id: str) -> list[dict[str, Any]]:
-    items, _ = store.query_index(store.keys_index_pk(merchant_id), sk_from="0", sk_to="~", limit=1000,
-                                 newest_first=False)
+    items = store.query_index_all(store.keys_index_pk(merchant_id), sk_to="~")  # every key, oldest first
     return [{k: i.get(k) for k in ("apiKey", "status", "scopes", "label", "createdAt", "expiresAt")}
             | {"v2Only": bool(i.get("v2Only"))} for i in items]
 

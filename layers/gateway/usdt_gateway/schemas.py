@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
 ORDER_ID_PATTERN = r"^[A-Za-z0-9_\-.:]{1,64}$"
+NEXT_CURSOR = ("Pass it as `cursor` for the next page; null: this is the last page. A page may hold fewer items "
+               "than `limit` (a filter reads a bounded stretch per request) and still have one.")
 OrderIdStr = Annotated[str, StringConstraints(pattern=ORDER_ID_PATTERN)]
 MetaKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-.]{1,40}$")]
 # DynamoDB numbers hold at most 38 significant digits.
@@ -102,7 +104,7 @@ class DepositListView(BaseModel):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     deposits: list[DepositRecordView]
-    next_cursor: str | None = Field(None, alias="nextCursor")
+    next_cursor: str | None = Field(None, alias="nextCursor", description=NEXT_CURSOR)
 
 
 class AttachDepositRequest(Strict):
@@ -147,7 +149,7 @@ class OrderListView(BaseModel):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     orders: list[OrderView]
-    next_cursor: str | None = Field(None, alias="nextCursor")
+    next_cursor: str | None = Field(None, alias="nextCursor", description=NEXT_CURSOR)
 
 
 class PublicDepositView(BaseModel):
@@ -249,7 +251,7 @@ class DeliveryView(View):
 
 class DeliveryListView(View):
     deliveries: list[DeliveryView]
-    next_cursor: str | None = Field(None, alias="nextCursor")
+    next_cursor: str | None = Field(None, alias="nextCursor", description=NEXT_CURSOR)
 
 
 class WebhookTestRequest(Strict):

@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+import os
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -418,27 +422,108 @@ def query_index_all(index_pk: str, *, sk_to: str) -> list[Item]:
             return items
         kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
-def _encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+# --- listing pages ----------------------------------------------------------------------
+#
+# A page of a merchant's listing (orders, deposits, the delivery log) is one stretch of gsi1.
+# Its work is bounded whatever the filter: at most PAGE_CALLS DynamoDB calls, Query calls but for
+# a container's first listing, which reads the listing key once. The first Query reads as many
+# items as the page holds, the others (filtered listings only) READ_AHEAD items each, and
+# DynamoDB stops any call at 1 MB. A filter that matches little therefore gives a short page,
+# even an empty one, with a cursor; only a page without a cursor ends the listing.
+#
+# The cursor is the key to resume after, signed with the deployment's listing key (LISTKEY, made
+# by the first listing that needs it) over the listing it belongs to: the index partition, the
+# sort key range, the filters and the order. A cursor the gateway did not make, or one of another
+# merchant, endpoint, filter or time window, is a 400 before DynamoDB sees it: DynamoDB refuses a
+# starting key outside the query's partition or range (or over its key size limits) with an
+# error, which would be a 500.
+
+PAGE_CALLS = 3
+READ_AHEAD = 500
+CURSOR_MAX_CHARS = 1024  # a real cursor is about 200; a longer one is refused unread
+_CURSOR = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}$")  # payload.mac, base64url
+_LISTING_SECRETS: dict[str, bytes] = {}  # table -> its listing key, once read
 
 
-def _decode_cursor(cursor: str, index_pk: str) -> dict[str, Any]:
+def listing_secret_key() -> tuple[str, str]:
+    return "LISTKEY", "KEY"
+
+
+def _listing_secret(*, create: bool) -> bytes | None:
+    """The deployment's key for list cursors: one random 32-byte value in the table, read once per
+    container. None when there is none yet and `create` is off (no cursor can be valid then)."""
+    table = _table()
+    if table in _LISTING_SECRETS:
+        return _LISTING_SECRETS[table]
+    pk, sk = listing_secret_key()
+    item = get(pk, sk)
+    if item is None:
+        if not create:
+            return None
+        made = base64.b64encode(os.urandom(32)).decode()
+        # none -> created: the first listing of a deployment makes it; a concurrent first one
+        # loses the condition and reads the winner's.
+        if not put_new({"pk": pk, "sk": sk, "secret": made}):
+            item = get(pk, sk)
+        item = item or {"secret": made}
+    _LISTING_SECRETS[table] = secret = base64.b64decode(item["secret"])
+    return secret
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(secret: bytes, listing: str, payload: bytes) -> bytes:
+    return hmac.new(secret, b"list-cursor-v1\n" + listing.encode() + b"\n" + payload, hashlib.sha256).digest()[:16]
+
+
+def _sign_cursor(listing: str, key: dict[str, Any]) -> str:
+    """The cursor after `key` (a gsi1 key: pk, sk, gsi1pk, gsi1sk); gsi1pk is the listing's own."""
+    payload = json.dumps([key["pk"]["S"], key["sk"]["S"], key["gsi1sk"]["S"]], separators=(",", ":")).encode()
+    secret = _listing_secret(create=True)
+    assert secret is not None
+    return f"{_b64(payload)}.{_b64(_mac(secret, listing, payload))}"
+
+
+def _refused_cursor() -> InvalidRequest:
+    return InvalidRequest("cursor is not valid here: pass the nextCursor of the previous page unchanged, with the "
+                          "same other query parameters", code="INVALID_CURSOR")
+
+
+def _open_cursor(cursor: str, listing: str, index_pk: str, sk_from: str, sk_to: str) -> dict[str, Any]:
+    """The ExclusiveStartKey a cursor of this listing stands for; InvalidRequest for any other."""
+    if len(cursor) > CURSOR_MAX_CHARS or not _CURSOR.match(cursor):
+        raise _refused_cursor()
+    encoded, mac = cursor.split(".")
     try:
-        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        # Exactly the shape of a gsi1 LastEvaluatedKey: four string keys, on this listing's index.
-        well_formed = isinstance(key, dict) and set(key) == {"pk", "sk", "gsi1pk", "gsi1sk"} and all(
-            isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values())
-        if not well_formed or key["gsi1pk"]["S"] != index_pk:
-            raise ValueError("cursor of another listing")
-    except ValueError as exc:
-        raise InvalidRequest("cursor is not valid: pass the nextCursor of the previous page unchanged",
-                             code="INVALID_CURSOR") from exc
-    return key
+        payload, signature = _unb64(encoded), _unb64(mac)
+    except ValueError as exc:  # base64 of an impossible length
+        raise _refused_cursor() from exc
+    if _b64(payload) != encoded or _b64(signature) != mac:  # canonical base64 only (a last character has spare bits)
+        raise _refused_cursor()
+    secret = _listing_secret(create=False)
+    if secret is None or not hmac.compare_digest(signature, _mac(secret, listing, payload)):
+        raise _refused_cursor()
+    pk, sk, gsi1sk = json.loads(payload)  # ours: signed above
+    if not sk_from <= gsi1sk <= sk_to:  # the listing's own range, already bound by the signature
+        raise _refused_cursor()
+    return {"pk": {"S": pk}, "sk": {"S": sk}, "gsi1pk": {"S": index_pk}, "gsi1sk": {"S": gsi1sk}}
+
+
+def _index_key(item: Item) -> dict[str, Any]:
+    return {name: {"S": item[name]} for name in ("pk", "sk", "gsi1pk", "gsi1sk")}
 
 
 def query_index(index_pk: str, *, sk_from: str, sk_to: str, limit: int, cursor: str | None = None,
                 filters: dict[str, Any] | None = None, newest_first: bool = True) -> tuple[list[Item], str | None]:
-    """One page of gsi1 between two sort keys, optionally filtered by attribute equality."""
+    """One page of gsi1 between two sort keys, optionally filtered by attribute equality: at most
+    `limit` items, fewer when a filter matches little (see above); the cursor is None at the end."""
     names = {"#pk": "gsi1pk", "#sk": "gsi1sk"}
     values: Item = {":pk": index_pk, ":from": sk_from, ":to": sk_to}
     kwargs: dict[str, Any] = {
@@ -454,15 +539,28 @@ def query_index(index_pk: str, *, sk_from: str, sk_to: str, limit: int, cursor: 
         kwargs["FilterExpression"] = " AND ".join(parts)
     kwargs["ExpressionAttributeNames"] = names
     kwargs["ExpressionAttributeValues"] = _values(values)
-    if cursor:
-        kwargs["ExclusiveStartKey"] = _decode_cursor(cursor, index_pk)
+    listing = json.dumps([index_pk, sk_from, sk_to, sorted((filters or {}).items()), newest_first],
+                         separators=(",", ":"), default=str)
+    # A container's first listing reads the listing key (to check the cursor or sign the next).
+    queries = PAGE_CALLS if _table() in _LISTING_SECRETS else PAGE_CALLS - 1
+    if cursor is not None:
+        kwargs["ExclusiveStartKey"] = _open_cursor(cursor, listing, index_pk, sk_from, sk_to)
     items: list[Item] = []
-    # A filter can leave a page short: keep reading until the page is full or the range ends.
-    while True:
-        kwargs["Limit"] = limit - len(items)
+    last: dict[str, Any] | None = None
+    for call in range(queries):
+        wanted = limit - len(items)
+        kwargs["Limit"] = max(wanted, READ_AHEAD) if filters and call else wanted
         resp = client().query(**kwargs)
-        items.extend(i for i in (_load(raw) for raw in resp.get("Items", [])) if i)
+        found = _items(resp)
         last = resp.get("LastEvaluatedKey")
-        if not last or len(items) >= limit:
-            return items, _encode_cursor(last) if last else None
+        if len(found) > wanted:  # a read-ahead found more than the page holds: resume after its last item
+            items.extend(found[:wanted])
+            return items, _sign_cursor(listing, _index_key(items[-1]))
+        items.extend(found)
+        if not last:
+            return items, None
+        if len(items) == limit:
+            return items, _sign_cursor(listing, last)
         kwargs["ExclusiveStartKey"] = last
+    assert last is not None  # every call so far ended with more to read
+    return items, _sign_cursor(listing, last)

@@ -58,12 +58,18 @@ def get_order(call: Call) -> Result:
 
 # The index sorts on 13-digit creation times; a 14-digit bound would compare as text out of order.
 MAX_TIME_MS = 10**13 - 1
+# Every listing: a filter reads a bounded stretch per request (store.query_index), so a page can
+# be short, even empty, and still go on.
+PAGE_LIMIT = ("Most items per page, 1-100 (default 20). A filtered page may hold fewer, even none, and still "
+              "have a nextCursor.")
+PAGE_CURSOR = ("The nextCursor of the previous page, with the other parameters unchanged. A page whose "
+               "nextCursor is null is the last.")
 LIST_QUERY = {
     "status": "Only orders in this status.",
     "from": "Created at or after this time (ms since the epoch).",
     "to": "Created at or before this time (ms since the epoch).",
-    "limit": "Page size, 1-100 (default 20).",
-    "cursor": "The nextCursor of the previous page.",
+    "limit": PAGE_LIMIT,
+    "cursor": PAGE_CURSOR,
 }
 
 
@@ -104,8 +110,8 @@ def cancel_order(call: Call) -> Result:
 
 DEPOSITS_QUERY = {
     "unmatched": "`true`: only deposits no order took (attach them to an order).",
-    "limit": "Page size, 1-100 (default 20).",
-    "cursor": "The nextCursor of the previous page.",
+    "limit": PAGE_LIMIT,
+    "cursor": PAGE_CURSOR,
 }
 
 
@@ -157,8 +163,8 @@ DELIVERIES_QUERY = {
     "orderId": "Only this order's events.",
     "type": "Only events of this type, e.g. `order.confirmed`.",
     "outcome": "Only deliveries in this state: `pending`, `delivered`, `failing`, `dead` or `disabled`.",
-    "limit": "Page size, 1-100 (default 20).",
-    "cursor": "The nextCursor of the previous page.",
+    "limit": PAGE_LIMIT,
+    "cursor": PAGE_CURSOR,
 }
 ORDER_ID = re.compile(r"^[A-Za-z0-9_\-.:]{1,64}$")
 WEBHOOK_EVENT_TYPES = (*events.EVENT_TYPES, events.TEST)
