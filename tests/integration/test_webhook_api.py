@@ -4,6 +4,7 @@ endpoint, the endpoint settings, and the SSRF guard on every URL a merchant conf
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 import boto3
@@ -14,7 +15,7 @@ from tests.integration.apiclient import ApiClient
 from tests.integration.conftest import PUBLIC_IP, FakeDns, Merchant, WebhookQueues, new_merchant, table_item_count
 from tests.integration.webhook_receiver import Reply, receiver
 from tests.integration.webhooks import DELIVERIES, ENDPOINT, cancelled_order, event, order_events, queue_bodies, set_url
-from usdt_gateway import config
+from usdt_gateway import config, ratelimit
 
 TEST_PATH = "/v1/webhooks/test"
 
@@ -272,17 +273,18 @@ def test_local_mode_refuses_addresses_that_only_embed_loopback(api: ApiClient, d
     settings_env.setenv("LOCAL_MODE", "1")
     config.reset()
     before = table_item_count()
-    # When a merchant gives a 6to4, NAT64 or IPv4-mapped form of 127.0.0.1 as default URL, test URL or notifyUrl
+    # When a merchant gives a 6to4, NAT64 or IPv4-mapped form of 127.0.0.1 as default URL, notifyUrl or test URL
     endpoint = api.request("PUT", ENDPOINT, {"url": url})
-    test = api.request("POST", TEST_PATH, {"url": url})
     notify = api.create(notifyUrl=url)
-    # Then each is refused as what it embeds, and nothing is written
+    assert table_item_count() == before
+    test = api.request("POST", TEST_PATH, {"url": url})
+    # Then each is refused as what it embeds, and nothing is set, created or sent (the test only counted)
     assert (endpoint.status, endpoint.body["code"]) == (400, "URL_NOT_PUBLIC")
     assert (test.status, test.body["code"]) == (400, "URL_NOT_PUBLIC")
     assert (notify.status, notify.body["code"]) == (400, "INVALID_URL")
     for reply in (endpoint, test, notify):
         assert "embedding 127.0.0.1, a loopback address" in reply.body["message"]
-    assert table_item_count() == before
+    assert deliveries(api) == []
 
 
 # --- the port policy ----------------------------------------------------------------------
@@ -341,3 +343,34 @@ def test_the_test_endpoint_refuses_a_default_url_the_policy_no_longer_allows(
     assert (reply.status, reply.body["code"]) == (400, "URL_PORT_NOT_ALLOWED")
     assert reply.body["message"] == "your webhook URL: port 8443 is not allowed; webhook URLs may use port 443"
     assert deliveries(api) == []
+
+
+# --- the test endpoint's own limit -----------------------------------------------------------
+
+
+@pytest.mark.usefixtures("webhook_queues")
+def test_the_test_endpoint_has_a_small_limit_of_its_own(api: ApiClient, stranger: ApiClient,
+                                                        settings_env: pytest.MonkeyPatch) -> None:
+    # Given 3 test events a minute per merchant, a key blocked after 1 request over its own limit,
+    # and the meter's clock inside one minute (30 s to the next)
+    settings_env.setenv("WEBHOOK_TEST_RATE_LIMIT_PER_MINUTE", "3")
+    settings_env.setenv("RATE_LIMIT_BLOCK_AFTER", "1")
+    config.reset()
+    minute_ms = int(time.time()) // 60 * 60_000
+    settings_env.setattr(ratelimit, "now_ms", lambda: minute_ms + 30_000)
+    with receiver() as shop:
+        set_url(api, shop.url())
+        # When the merchant asks for 6 test events
+        replies = [api.request("POST", TEST_PATH) for _ in range(6)]
+        # Then 3 are sent, and the others are 429 with Retry-After, never the 418 block, and not sent
+        assert [r.status for r in replies] == [200, 200, 200, 429, 429, 429]
+        assert len(shop.hits) == 3
+    limited = replies[3]
+    assert limited.body["code"] == "RATE_LIMITED"
+    assert limited.body["message"] == "at most 3 test events a minute; retry after 30 s"
+    assert limited.headers["retry-after"] == "30"
+    assert len(deliveries(api, ("type", "webhook.test"))) == 3
+    # And the key's other requests go on, and another merchant has a meter of its own
+    assert api.request("GET", ENDPOINT).status == 200
+    other = stranger.request("POST", TEST_PATH)
+    assert (other.status, other.body["code"]) == (400, "WEBHOOK_URL_REQUIRED")

@@ -50,6 +50,11 @@ def order_status_ip_key(ip: str) -> tuple[str, str]:
     return f"{PREFIX}{ip or 'unknown'}#ORDERS", "RATE"
 
 
+def webhook_test_key(merchant_id: str) -> tuple[str, str]:
+    """The meter of a merchant's test events (POST /v1/webhooks/test), next to its profile."""
+    return f"MERCHANT#{merchant_id}", "RATE#WEBHOOKTEST"
+
+
 def enforce(meter: store.Meter, *, limit: int, pk: str, sk: str, at_ms: int, who: str,
             escalate: bool = True) -> None:
     """Raise when the counted request is over the limit; block callers that keep hammering
@@ -104,3 +109,15 @@ def check_order_status(ip: str, public_id: str) -> None:
                who="this payment page", escalate=False)
     _count(order_status_ip_key(ip), limit=s.public_order_ip_rate_limit_per_minute, at=at, who="this address",
            escalate=False)
+
+
+def check_webhook_test(merchant_id: str) -> None:
+    """The limit of POST /v1/webhooks/test, per merchant, on a meter of its own: each call connects
+    to a URL the merchant chose and reports how that went, so it stays far below the key's
+    limit. Over it: 429, never the 418 block (the key's own meter is counted apart, by auth)."""
+    limit = settings().webhook_test_rate_limit_per_minute
+    try:
+        _count(webhook_test_key(merchant_id), limit=limit, at=now_ms(), who="the test endpoint", escalate=False)
+    except RateLimited as exc:
+        retry = exc.headers["Retry-After"]
+        raise RateLimited(f"at most {limit} test events a minute; retry after {retry} s", headers=exc.headers) from None

@@ -1,12 +1,13 @@
 """POST /v1/webhooks/test: a signed `webhook.test` event, sent at once from the API and answered
 with the outcome. It is signed like any event and shows in the delivery log, but is attempted
-once (delivered or dead), not queued, and a 410 does not disable the URL."""
+once (delivered or dead), not queued, and a 410 does not disable the URL. Each merchant may
+send a few a minute (WEBHOOK_TEST_RATE_LIMIT_PER_MINUTE)."""
 
 from __future__ import annotations
 
 import time
 
-from usdt_gateway import events, merchants, store
+from usdt_gateway import events, merchants, ratelimit, store
 from usdt_gateway.config import settings
 from usdt_gateway.errors import InvalidRequest
 from usdt_gateway.schemas import DeliveryStatus, WebhookTestResult
@@ -19,6 +20,7 @@ MESSAGE = "A test event from your USDT gateway: your endpoint receives and verif
 
 
 def send_test(merchant_id: str, url: str | None) -> WebhookTestResult:
+    ratelimit.check_webhook_test(merchant_id)  # first: a refused URL counts too
     profile = merchants.get_merchant(merchant_id)
     target = url or profile.get("webhookUrl")
     if not target:
