@@ -309,13 +309,28 @@ def test_unknown_path_is_a_json_404(devstack_process: RunningStack) -> None:
 
 
 def test_undeclared_method_is_a_json_405_with_allow(devstack_process: RunningStack) -> None:
-    # Given a route the template declares for GET only
+    # Given a route the template declares for GET (and its preflight, OPTIONS) only
     # When it is called with DELETE
     response = requests.delete(f"{devstack_process.base_url}/v1/networks", timeout=10)
-    # Then the answer is a JSON 405 naming the allowed method
+    # Then the answer is a JSON 405 naming the allowed methods
     assert response.status_code == 405
     assert response.json()["code"] == "METHOD_NOT_ALLOWED"
-    assert response.headers["Allow"] == "GET"
+    assert response.headers["Allow"] == "GET, OPTIONS"
+
+
+def test_preflight_reaches_the_function_on_public_routes_only(devstack_process: RunningStack) -> None:
+    # Given a browser's preflight of a GET with a header of its own, from another origin
+    preflight = {"Origin": "http://localhost:8080", "Access-Control-Request-Method": "GET",
+                 "Access-Control-Request-Headers": "x-requested-with"}
+    # When it is sent to a public route and to a signed one
+    public = requests.options(f"{devstack_process.base_url}/v1/networks", headers=preflight, timeout=10)
+    private = requests.options(f"{devstack_process.base_url}/v1/payment/orders", headers=preflight, timeout=10)
+    # Then the public route's function allows it; the other path has no OPTIONS, so the stack refuses it
+    assert public.status_code == 204
+    assert public.headers["Access-Control-Allow-Origin"] == "*"
+    assert private.status_code == 405
+    assert private.json()["code"] == "METHOD_NOT_ALLOWED"
+    assert not [h for h in private.headers if h.lower().startswith("access-control-")]
 
 
 def test_unsigned_private_request_is_refused(devstack_process: RunningStack) -> None:

@@ -21,6 +21,9 @@ EXPECTED_API_ROUTES = {
     ("POST", "/v1/payment/order/{orderId}/cancel"),
     ("GET", "/v1/networks"),
     ("GET", "/v1/public/orders/{publicId}"),
+    # A browser's preflight (CORS) of the public routes; no other path has OPTIONS.
+    ("OPTIONS", "/v1/networks"),
+    ("OPTIONS", "/v1/public/orders/{publicId}"),
     ("GET", "/v1/deposits"),
     ("POST", "/v1/deposits/{depositId}/attach"),
     ("GET", "/v1/webhooks/deliveries"),
@@ -95,6 +98,24 @@ def test_api_function_serves_exactly_the_api_routes(template: dict[str, Any]) ->
     # Then they are exactly the routes of the API, each once
     assert len(api) == len(EXPECTED_API_ROUTES)
     assert set(api) == EXPECTED_API_ROUTES
+
+
+def test_only_the_public_routes_answer_a_browsers_preflight(template: dict[str, Any]) -> None:
+    # Given the API's routes and the public ones among them (no scope: no key, CORS on)
+    import usdt_gateway.api.routes  # noqa: F401  (registers the routes)
+    from usdt_gateway.api.app import ROUTES
+
+    routes = api_routes(template)
+    public = {spec.path for spec in ROUTES if spec.scope is None}
+
+    # When the OPTIONS methods are collected
+    preflights = {r.path: r.function for r in routes if r.method == "OPTIONS"}
+
+    # Then each public path has one, answered by the API function, and no other path does: API
+    # Gateway refuses a preflight to the merchant API itself (no CORS setting of the whole API)
+    assert preflights == dict.fromkeys(public, "ApiFunction")
+    assert "Cors" not in template["Resources"]["GatewayApi"]["Properties"]
+    assert "Cors" not in template.get("Globals", {}).get("Api", {})
 
 
 def test_api_function_gets_no_chain_libraries(template: dict[str, Any]) -> None:

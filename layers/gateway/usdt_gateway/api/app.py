@@ -11,16 +11,18 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from pydantic import BaseModel, ValidationError
 
 from usdt_gateway import auth, ratelimit
+from usdt_gateway.api import cors
 from usdt_gateway.config import settings
 from usdt_gateway.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from usdt_gateway.http import Request, request_base_url
 from usdt_gateway.observability import logger
 
-app = APIGatewayRestResolver(cors=CORSConfig(allow_origin="*", max_age=600))
+# CORS per route (api/cors.py): a resolver-wide CORSConfig would answer any path's preflight.
+app = APIGatewayRestResolver()
 JSON = "application/json"
 
 
@@ -129,6 +131,8 @@ def route(spec: RouteSpec) -> Callable[[Callable[[Call], Result]], Callable[[Cal
             return json_response(status, payload)
 
         app.route(resolver_path, method=spec.method, cors=spec.scope is None)(endpoint)
+        if spec.scope is None:
+            cors.allow_preflight(app, resolver_path, spec.method)
         return fn
 
     return decorator
@@ -178,4 +182,6 @@ def _unexpected(exc: Exception) -> Response[str]:
 
 @app.not_found
 def _not_found(exc: Exception) -> Response[str]:
+    if app.current_event.http_method.upper() == "OPTIONS":  # a preflight to a signed (or unknown) path
+        return _domain(cors.refused())
     return _domain(NotFound("no such endpoint; see the API reference in docs/api.md", code="ROUTE_NOT_FOUND"))
