@@ -136,6 +136,11 @@ def credit_final(t: Transfer, entry: WatchEntry | None, owner: str | None) -> tu
     """A transfer in a final block: credit it to its order, or record it unmatched.
     Returns what became of it: credited, unmatched, or already (recorded before). Its lines carry
     the order's order_id and merchant_id (merchant_id alone for an unmatched one)."""
+    if entry is not None:
+        with log_keys(**{"merchant_id": entry.merchant_id, **order_keys(entry.order_pk)}):
+            credited = _credit_matched(t, entry)
+        if credited is not None:
+            return CREDITED, credited
     existing = store.get(*store.deposit_key(t.network, t.txid, t.log_index))
     if existing and existing["depositStatus"] in FINAL:
         if existing["blockHash"] != t.block_hash:
@@ -158,6 +163,36 @@ def credit_final(t: Transfer, entry: WatchEntry | None, owner: str | None) -> tu
         values = {":dropped": DROPPED, ":reversed": REVERSED}
     with log_keys(**{"merchant_id": owner, **order_keys(order_pk)}):
         return _credit_final(t, order_pk, owner, condition, values)
+
+
+def _credit_matched(t: Transfer, entry: WatchEntry) -> Applied | None:
+    """The common case in one read: the order the watch list matched tells from its own deposits
+    whether this one is new to it or was seen, and the deposit's conditional write checks it.
+    None when it is anything else (recorded final before, reversed, the order closed, or seen
+    for another order): credit_final's full path decides then."""
+    item = _final_item(t, CREDITED, entry.merchant_id, entry.order_pk)
+
+    def change(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        deposits = dict(order.get("deposits") or {})
+        known = deposits.get(_map_key(t))
+        if known is None and OrderStatus(order["status"]) in ACCEPTING:
+            # none (or dropped, or reversed while unmatched) -> credited
+            condition, values = ("attribute_not_exists(pk) OR #ds = :dropped OR #ds = :reversed",
+                                 {":dropped": DROPPED, ":reversed": REVERSED})
+        elif known is not None and not known["final"] and not known.get("reversed"):
+            # seen -> credited, for the order that saw it
+            condition, values = "#ds = :seen AND orderPk = :order", {":seen": SEEN, ":order": entry.order_pk}
+        else:
+            return None
+        deposits[_map_key(t)] = _map_entry(t, final=True)
+        return {**order, "deposits": deposits}, [store.put_part(item, condition=condition, values=values,
+                                                                 names=NAMES), _ledger_put(t)]
+
+    applied = transitions.apply(entry.order_pk, change)
+    if applied.order is None or applied.conflict:
+        return None
+    logger.info("deposit credited", extra=_log_fields(t))
+    return applied
 
 
 def _credit_final(t: Transfer, order_pk: str | None, owner: str | None, condition: str,
