@@ -56,6 +56,22 @@ def v1_signature(secret: str, timestamp: str, payload: Any) -> str:
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
+def v1_signature_of_body(secret: str, timestamp: str, raw: bytes) -> str:
+    """V1 over body bytes as they are sent: json.dumps(body, sort_keys=True), each number written
+    exactly as in the body (docs/signing.md). Numbers go through placeholders, so json.dumps does
+    everything else."""
+    numbers: list[str] = []
+
+    def keep(text: str) -> str:
+        numbers.append(text)
+        return f"\x00{len(numbers) - 1}\x00"
+
+    message = json.dumps(json.loads(raw, parse_float=keep, parse_int=keep), sort_keys=True)
+    for i, text in enumerate(numbers):
+        message = message.replace(json.dumps(f"\x00{i}\x00"), text, 1)
+    return hmac.new(secret.encode(), f"{timestamp}{message}".encode(), hashlib.sha256).hexdigest()
+
+
 def v2_signature(secret: str, timestamp: str, method: str, path: str, query: list[tuple[str, str]], body: bytes) -> str:
     pairs = sorted((quote(k, safe="-_.~"), quote(v, safe="-_.~")) for k, v in query)
     canonical = "&".join(f"{k}={v}" for k, v in pairs)

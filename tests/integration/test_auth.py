@@ -219,3 +219,73 @@ def test_key_created_after_a_failed_lookup_works(handler: object, merchant: Merc
     # Then the same container accepts it (an unknown key is never cached)
     assert key["apiKey"] == chosen
     assert ApiClient(handler, chosen, key["secretKey"]).request("GET", "/v1/payment/orders").status == 200
+
+
+# --- nothing an outsider sends is a 5xx -----------------------------------------------------
+
+
+@pytest.mark.parametrize("header", ["Signature-V1", "Signature-V2"])
+@pytest.mark.parametrize("signature", ["é" * 64, "\u00ff", "\uff10" * 64, ""])
+def test_a_signature_that_is_not_hex_is_refused_not_an_error(api: ApiClient, header: str, signature: str) -> None:
+    # Given a request whose signature header holds non-ASCII characters (or nothing)
+    headers = {"API-Key": api.api_key, "Request-Time": now_ms(), header: signature}
+    # When it is sent
+    reply = api.invoke(api.event("GET", "/v1/payment/order/x", body=None, headers=headers))
+    # Then it is a 401 that says the signature does not match (or is missing), never a 500
+    assert reply.status == 401, reply.body
+    assert reply.body["code"] in ("INVALID_SIGNATURE", "MISSING_CREDENTIALS")
+
+
+@pytest.mark.parametrize("sign", ["v1", "v2"])
+def test_a_deeply_nested_body_is_a_400_not_an_error(api: ApiClient, sign: str) -> None:
+    # Given a body of 5,000 nested arrays, signed with V1 (which reads the body) or V2
+    raw = b"[" * 5000 + b"]" * 5000
+    before = table_item_count()
+    headers = {}
+    if sign == "v1":
+        ts = now_ms()
+        headers = {"API-Key": api.api_key, "Request-Time": ts, "Signature-V1": v1_signature(api.secret, ts, "")}
+    # When it is sent as an order
+    reply = api.request("POST", "/v1/payment/order", sign="none" if sign == "v1" else "v2", raw_body=raw,
+                        headers=headers)
+    # Then it is refused as JSON the API does not read, and nothing is written
+    assert (reply.status, reply.body["code"]) == (400, "INVALID_JSON"), reply.body
+    assert "nest deeper than 32" in reply.body["message"]
+    assert table_item_count() == before
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json as json_module
+
+    # Given a 9.8 MB JSON body with a Signature-V1 header, and a JSON parser that counts its calls
+    parsed: list[int] = []
+    real_loads = json_module.loads
+    monkeypatch.setattr(json_module, "loads", lambda raw, **kw: parsed.append(len(raw)) or real_loads(raw, **kw))
+    raw = json.dumps({"network": "tron", "metadata": {"note": "x" * 9_800_000}}).encode()
+    ts = now_ms()
+    headers = {"API-Key": api.api_key, "Request-Time": ts, "Signature-V1": v1_signature(api.secret, ts, "")}
+    before = table_item_count()
+    # When it is sent
+    reply = api.request("POST", "/v1/payment/order", sign="none", raw_body=raw, headers=headers)
+    # Then the size alone refuses it: nothing parsed the body, nothing is written
+    assert (reply.status, reply.body["code"]) == (413, "PAYLOAD_TOO_LARGE"), reply.body
+    assert not [n for n in parsed if n >= len(raw)]
+    assert table_item_count() == before
+
+
+def test_a_v1_signature_covers_numbers_as_the_body_writes_them(api: ApiClient) -> None:
+    # Given a V1 signature over a BSC order of 50.0 (a float, as json.dumps writes it)
+    payload = {"network": "bsc", "currency": "USDT", "amount": 50.0, "orderId": f"v1n-{uuid.uuid4().hex[:8]}"}
+    ts = now_ms()
+    headers = {"API-Key": api.api_key, "Request-Time": ts, "Signature-V1": v1_signature(api.secret, ts, payload)}
+    before = table_item_count()
+    # When it is sent with a body that says 50.000000000000000001 (which a float reads as 50.0)
+    changed = json.dumps(payload).replace("50.0", "50.000000000000000001").encode()
+    forged = api.request("POST", "/v1/payment/order", sign="none", raw_body=changed, headers=headers)
+    # Then the signature does not cover that body: nothing is created
+    assert (forged.status, forged.body["code"]) == (401, "INVALID_SIGNATURE"), forged.body
+    assert table_item_count() == before
+    # And the body it was made for is served, its amount read from the text 50.0
+    honest = api.request("POST", "/v1/payment/order", sign="none", raw_body=json.dumps(payload).encode(),
+                         headers=headers)
+    assert honest.status == 201 and honest.body["amount"] == "50.00", honest.body

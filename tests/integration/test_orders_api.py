@@ -19,7 +19,7 @@ from bip_utils import Bip44, Bip44Changes, Bip44Coins
 from coincurve import PrivateKey
 from Crypto.Hash import keccak
 
-from tests.integration.apiclient import ApiClient, v1_signature
+from tests.integration.apiclient import ApiClient, v1_signature_of_body
 from tests.integration.conftest import TABLE, Merchant, new_merchant, table_item_count
 
 # notifyUrls must resolve to public addresses: shop.example.com does, through the fake resolver.
@@ -216,12 +216,12 @@ def test_tron_rejects_seven_decimals(api: ApiClient) -> None:
 
 
 def _send_raw_v1(api: ApiClient, raw_body: bytes) -> Any:
-    """V1 signs the parsed JSON, so a body with JSON numbers is signed over its parsed form."""
+    """V1 signs the parsed JSON, sorted, with each number written as in the body."""
     ts = str(now_ms())
     headers = {
         "API-Key": api.api_key,
         "Request-Time": ts,
-        "Signature-V1": v1_signature(api.secret, ts, json.loads(raw_body)),
+        "Signature-V1": v1_signature_of_body(api.secret, ts, raw_body),
     }
     return api.request("POST", ORDER_PATH, sign="none", headers=headers, raw_body=raw_body)
 
@@ -239,6 +239,35 @@ def test_amount_as_json_number_keeps_its_exact_text(api: ApiClient) -> None:
     assert reply.body["amount"] == "12.50"
     assert reply.body["paymentUri"].endswith("&uint256=12500000")
     assert (exponent.status, exponent.body["code"]) == (400, "INVALID_AMOUNT")
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("1.0e1", "plain notation"),  # 10, written with an exponent
+    ("1E2", "plain notation"),
+    ("-5", "plain notation"),
+    ("0.0000001", "more than 6 decimal places"),  # the form is fine: too precise for the token
+    ("1.0000000000000000001", "more than 6 decimal places"),
+])
+@pytest.mark.parametrize("as_number", [True, False], ids=["number", "string"])
+def test_an_amount_follows_one_rule_as_a_json_number_and_as_a_string(api: ApiClient, text: str, fragment: str,
+                                                                     as_number: bool) -> None:
+    # Given an amount sent as a JSON number, or as a string with the same text
+    amount = text if as_number else json.dumps(text)
+    raw = f'{{"network": "tron", "currency": "USDT", "amount": {amount}, "orderId": "{new_order_id()}"}}'.encode()
+    before = table_item_count()
+    # When the order is created with it
+    reply = api.request("POST", ORDER_PATH, raw_body=raw, sign="v2")
+    # Then both get the same answer, the one the text deserves, and nothing is written
+    assert (reply.status, reply.body["code"]) == (400, "INVALID_AMOUNT"), reply.body
+    assert fragment in reply.body["message"]
+    assert table_item_count() == before
+
+
+@pytest.mark.parametrize("amount", ["12.50", '"12.50"'])
+def test_a_plain_amount_is_accepted_as_a_json_number_and_as_a_string(api: ApiClient, amount: str) -> None:
+    raw = f'{{"network": "tron", "currency": "USDT", "amount": {amount}, "orderId": "{new_order_id()}"}}'.encode()
+    reply = api.request("POST", ORDER_PATH, raw_body=raw, sign="v2")
+    assert reply.status == 201 and reply.body["amount"] == "12.50", reply.body
 
 
 def _metadata(n: int) -> dict[str, str]:

@@ -1,15 +1,15 @@
 """Authentication of private endpoints: API key, signature (V1 or V2), scope, rate limit.
 
-Order of checks: headers -> timestamp -> key exists -> signature (and its version, for a key
-created V2-only) -> key active and scoped -> rate limit. Nothing is counted for a request whose
-signature fails or uses a version its key refuses."""
+Order of checks (the body's size is checked before any of them, api/app.py): headers -> timestamp
+-> key exists -> signature (and its version, for a key created V2-only) -> key active and scoped ->
+rate limit. Nothing is counted for a request whose signature fails or uses a version its key
+refuses."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-from usdt_gateway import signing, store
+from usdt_gateway import jsonbody, signing, store
 from usdt_gateway.config import settings
 from usdt_gateway.errors import Forbidden, InvalidRequest, Unauthorized
 from usdt_gateway.http import Request
@@ -57,13 +57,15 @@ def _key_secret(api_key: str) -> _KeySecret | None:
 
 def _timestamp(request: Request, at: int) -> str:
     ts = request.header("Request-Time") or ""
-    if not (ts.isascii() and ts.isdigit()):  # str.isdigit() also accepts "²", which int() refuses
+    # str.isdigit() also accepts "²", which int() refuses
+    if not (ts.isascii() and ts.isdigit() and len(ts) <= 16):
         raise Unauthorized("Request-Time must be the current time in milliseconds since the epoch",
                            code="INVALID_TIMESTAMP")
     raw_window = request.header("Recv-Window")
     window = DEFAULT_RECV_WINDOW_MS
     if raw_window is not None:
-        if not (raw_window.isascii() and raw_window.isdigit()) or not 1 <= int(raw_window) <= MAX_RECV_WINDOW_MS:
+        if not (raw_window.isascii() and raw_window.isdigit() and len(raw_window) <= 6) \
+                or not 1 <= int(raw_window) <= MAX_RECV_WINDOW_MS:
             raise InvalidRequest(f"Recv-Window must be milliseconds between 1 and {MAX_RECV_WINDOW_MS}",
                                  code="INVALID_RECV_WINDOW")
         window = int(raw_window)
@@ -81,9 +83,11 @@ def _signature_ok(request: Request, secret: str, ts: str) -> bool:
         return signing.matches(secret, message, v2)
     v1 = request.header("Signature-V1") or ""
     try:
-        body = json.loads(request.body) if request.body.strip() else ""
-    except ValueError:
-        return False  # an unparsable body cannot carry a V1 signature; the route reports the JSON error
+        # Read exactly as the handler reads it: numbers by their text, depth bounded.
+        body = jsonbody.loads(request.body) if request.body.strip() else ""
+    except jsonbody.JsonBodyError as exc:
+        raise InvalidRequest(f"body is not valid JSON, so its Signature-V1 cannot be checked: {exc}",
+                             code="INVALID_JSON") from None
     return signing.matches(secret, signing.v1_message(ts, body), v1)
 
 
@@ -94,7 +98,7 @@ def authenticate(request: Request, scope: str) -> Principal:
                            code="MISSING_CREDENTIALS")
     at = now_ms()
     ts = _timestamp(request, at)
-    if len(api_key) > 128 or (key := _key_secret(api_key)) is None:
+    if len(api_key) > 128 or not api_key.isascii() or (key := _key_secret(api_key)) is None:
         raise Unauthorized("unknown API key", code="INVALID_API_KEY")
     if not _signature_ok(request, key.secret, ts):
         raise Unauthorized("signature does not match: see docs/signing.md for what to sign",

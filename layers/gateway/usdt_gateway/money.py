@@ -5,14 +5,22 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-# Plain decimal notation only: no sign, no exponent, no thousands separators.
-_AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,18})?$")
+# The one rule for an amount's text, whether a JSON string or the text of a JSON number (docs/api.md):
+# plain decimal notation, digits and at most one point; no sign, exponent, separators or leading
+# zeros. How many digits may follow the point is the token's business (to_base_units), so that
+# "0.0000001" is refused for its precision, not for its form.
+AMOUNT_PATTERN = r"^(0|[1-9][0-9]*)(\.[0-9]+)?$"
+MAX_AMOUNT_CHARS = 64
+_AMOUNT = re.compile(AMOUNT_PATTERN)
 
 
 def parse_amount(text: str) -> Decimal:
     """Parse a customer-facing amount string; raise ValueError with a human reason."""
-    if not isinstance(text, str) or not _AMOUNT.match(text):
-        raise ValueError("must be a positive decimal string such as \"50.00\" (no sign, exponent or separators)")
+    if not isinstance(text, str) or not _AMOUNT.fullmatch(text):  # fullmatch: "50\n" is not an amount
+        raise ValueError("must be a decimal in plain notation such as \"50.00\" (digits and at most one point: "
+                         "no sign, exponent, separators or leading zeros)")
+    if len(text) > MAX_AMOUNT_CHARS:
+        raise ValueError(f"must be at most {MAX_AMOUNT_CHARS} characters")
     value = Decimal(text)
     if value <= 0:
         raise ValueError("must be greater than zero")

@@ -5,16 +5,19 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, WithJsonSchema
+
+from usdt_gateway.money import AMOUNT_PATTERN, MAX_AMOUNT_CHARS
 
 ORDER_ID_PATTERN = r"^[A-Za-z0-9_\-.:]{1,64}$"
 NEXT_CURSOR = ("Pass it as `cursor` for the next page; null: this is the last page. A page may hold fewer items "
                "than `limit` (a filter reads a bounded stretch per request) and still have one.")
 OrderIdStr = Annotated[str, StringConstraints(pattern=ORDER_ID_PATTERN)]
 MetaKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-.]{1,40}$")]
-# DynamoDB numbers hold at most 38 significant digits.
-MetaInt = Annotated[int, Field(ge=-(10**38 - 1), le=10**38 - 1)]
-MetaValue = Annotated[str, StringConstraints(max_length=256)] | MetaInt | bool | None
+# DynamoDB numbers hold at most 38 significant digits. Strict: a JSON number with a fraction or an
+# exponent (2.0, 1e999999999) is no metadata int, and converting the latter would take minutes.
+MetaInt = Annotated[StrictInt, Field(ge=-(10**38 - 1), le=10**38 - 1)]
+MetaValue = Annotated[str, StringConstraints(max_length=256)] | MetaInt | StrictBool | None  # 1.0 is no True
 
 
 class OrderStatus(StrEnum):
@@ -38,14 +41,28 @@ class OrderException(StrEnum):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # Fields by their documented (alias) names only: `order_id` is an unknown field, as the
+    # OpenAPI document says, not a second spelling of `orderId`.
+    model_config = ConfigDict(extra="forbid")
+
+
+# The handler passes an amount sent as a JSON number on as its text (api/app.py), under the
+# same rule as a string; the document says both forms.
+AMOUNT_DESCRIPTION = ("A decimal in plain notation, as a string (`\"50.00\"`) or a JSON number (`50.00`, read from "
+                      "its text, never as a float): digits and at most one point; no sign, exponent (`1E2`, "
+                      "`1.0e1`), separators or leading zeros; greater than zero, at most the token's decimals "
+                      "(6; 18 on BSC) and within the network's bounds.")
+AmountInput = Annotated[str, WithJsonSchema({"anyOf": [
+    {"type": "string", "pattern": AMOUNT_PATTERN, "maxLength": MAX_AMOUNT_CHARS},
+    {"type": "number", "exclusiveMinimum": 0},
+], "description": AMOUNT_DESCRIPTION})]
 
 
 class CreateOrderRequest(Strict):
     network: str | None = Field(None, description="Network name from GET /v1/networks, e.g. `tron`, `eth`, `bsc`.")
     chain_id: StrictInt | None = Field(None, alias="chainId", description="Chain id, instead of `network`.")
     currency: Literal["USDT"]
-    amount: str = Field(description="Decimal string, e.g. `50.00`; at most the token's decimals.")
+    amount: AmountInput
     order_id: OrderIdStr = Field(alias="orderId", description="Your own order id, unique per merchant.")
     notify_url: str | None = Field(
         None, alias="notifyUrl", max_length=2048,
@@ -288,6 +305,7 @@ class WebhookEndpointView(View):
 
 
 class WebhookEndpointUpdate(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})  # {} changes nothing: a 400
     url: str | None = Field(None, max_length=2048,
                             description="The new default URL (https, public addresses only, port 443); null "
                                         "removes it.")

@@ -2,7 +2,8 @@
 
 Signature-V1 (compatible with the simple reference client):
     hex(HMAC-SHA256(secret, Request-Time + json.dumps(body, sort_keys=True)))
-    where a request without a body signs Request-Time + '""' (json.dumps("")).
+    where a request without a body signs Request-Time + '""' (json.dumps("")), and each number
+    of the body is written exactly as the body writes it (the handler reads that text too).
     Protects: the body's content and the timestamp. Does NOT bind the method, the path or the
     query string: a captured signature can be replayed, inside the receive window, against
     another endpoint that takes the same body (every GET shares the body ""). Its canonical
@@ -25,18 +26,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
+from usdt_gateway import jsonbody
+
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+
 
 def v1_message(timestamp: str, body: Any) -> str:
-    return f"{timestamp}{json.dumps(body, sort_keys=True)}"
+    """`body`: the parsed body (jsonbody.loads, numbers with their text) or plain JSON data."""
+    return f"{timestamp}{jsonbody.canonical(body)}"
 
 
 def canonical_query(params: Iterable[tuple[str, str]]) -> str:
-    pairs = sorted((quote(k, safe="-_.~"), quote(v, safe="-_.~")) for k, v in params)
+    # surrogatepass: a malformed value still yields a (non-matching) string, never an exception.
+    pairs = sorted((quote(k, safe="-_.~", errors="surrogatepass"), quote(v, safe="-_.~", errors="surrogatepass"))
+                   for k, v in params)
     return "&".join(f"{k}={v}" for k, v in pairs)
 
 
@@ -46,8 +54,15 @@ def v2_message(timestamp: str, method: str, path: str, query: Iterable[tuple[str
 
 
 def sign(secret: str, message: str) -> str:
-    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(secret.encode(), message.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+
+def normalized(signature: str) -> str | None:
+    """The signature as compared (lowercase hex), or None if it cannot be one."""
+    candidate = signature.strip().lower()
+    return candidate if _HEX_SHA256.fullmatch(candidate) else None
 
 
 def matches(secret: str, message: str, signature: str) -> bool:
-    return hmac.compare_digest(sign(secret, message), signature.strip().lower())
+    candidate = normalized(signature)
+    return candidate is not None and hmac.compare_digest(sign(secret, message), candidate)

@@ -8,13 +8,13 @@ import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from pydantic import BaseModel, ValidationError
 
-from usdt_gateway import auth, ratelimit
+from usdt_gateway import auth, jsonbody, ratelimit
 from usdt_gateway.api import cors
 from usdt_gateway.config import settings
 from usdt_gateway.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
@@ -72,21 +72,27 @@ def current_request() -> Request:
                    source_ip=ev.request_context.identity.source_ip or "")
 
 
-def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
+def check_size(request: Request) -> None:
+    """First of all, before any parsing or lookup: nothing reads more than the API takes."""
     if len(request.body) > settings().max_body_bytes:
         raise PayloadTooLarge(f"body is larger than {settings().max_body_bytes} bytes")
+
+
+def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
     content_type = (request.header("Content-Type") or "").split(";")[0].strip().lower()
     if content_type != JSON:
         raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
     try:
-        data = json.loads(request.body, parse_float=Decimal)
-    except ValueError as exc:
-        raise InvalidRequest(f"body is not valid JSON: {exc}", code="INVALID_JSON") from exc
-    if not isinstance(data, dict):
+        parsed = jsonbody.loads(request.body)
+    except jsonbody.JsonBodyError as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc}", code="INVALID_JSON") from None
+    if not isinstance(parsed, dict):
         raise InvalidRequest("body must be a JSON object", code="INVALID_JSON")
-    # Amounts may arrive as JSON numbers; keep their exact text, never a float.
-    if isinstance(data.get("amount"), (Decimal, int)) and not isinstance(data.get("amount"), bool):
-        data["amount"] = str(data["amount"])
+    data = jsonbody.values(parsed)
+    # An amount sent as a JSON number is read from its text, under the same rule as a string
+    # (money.parse_amount): 1E2 is refused as 1E2, never taken as 100 or through a float.
+    if isinstance(parsed.get("amount"), jsonbody.Number):
+        data["amount"] = parsed["amount"].text
     return model.model_validate(data)
 
 
@@ -108,8 +114,12 @@ def route(spec: RouteSpec) -> Callable[[Callable[[Call], Result]], Callable[[Cal
     resolver_path = spec.path.replace("{", "<").replace("}", ">")
 
     def decorator(fn: Callable[[Call], Result]) -> Callable[[Call], Result]:
-        def endpoint(**params: str) -> Response[str]:
+        def endpoint(**raw_params: str) -> Response[str]:
             request = current_request()
+            check_size(request)
+            # The resolver matches the path as sent, percent-encoded (API Gateway REST keeps it so):
+            # an id is what it encodes, "a%3Ab" the orderId "a:b", as in pathParameters.
+            params = {name: unquote(value) for name, value in raw_params.items()}
             principal = None
             if spec.scope is None and "publicId" in params:  # one order's status, polled by its page
                 ratelimit.check_order_status(request.source_ip, params["publicId"])
