@@ -84,16 +84,23 @@ and a local chain (anvil), no Docker, no AWS account
 Public endpoint, no key:
   curl -s {url}/v1/networks
 
-Signed GET (Signature-V1: HMAC-SHA256 of Request-Time followed by the two characters ""):
-  ts=$(date +%s%3N)
-  sig=$(printf '%s""' "$ts" | openssl dgst -sha256 -hmac '{secret}' | awk '{{print $NF}}')
-  curl -s {url}/v1/payment/orders -H 'API-Key: {key}' -H "Request-Time: $ts" -H "Signature-V1: $sig"
+Signed GET (Signature-V2: HMAC-SHA256 of the lines v2, Request-Time, method, path, query, SHA-256 of the body):
+  ts=$(date +%s%3N); body=''
+  hash=$(printf '%s' "$body" | openssl dgst -sha256 | awk '{{print $NF}}')
+  sig=$(printf 'v2\\n%s\\nGET\\n/v1/payment/orders\\n\\n%s' "$ts" "$hash" \\
+    | openssl dgst -sha256 -hmac '{secret}' | awk '{{print $NF}}')
+  curl -s {url}/v1/payment/orders -H 'API-Key: {key}' -H "Request-Time: $ts" -H "Signature-V2: $sig"
 
-Send a test webhook (signed POST /v1/webhooks/test; Signature-V1 of Request-Time followed by {{}}):
-  ts=$(date +%s%3N)
-  sig=$(printf '%s{{}}' "$ts" | openssl dgst -sha256 -hmac '{secret}' | awk '{{print $NF}}')
-  curl -s -X POST {url}/v1/webhooks/test -d '{{}}' -H 'Content-Type: application/json' \\
-    -H 'API-Key: {key}' -H "Request-Time: $ts" -H "Signature-V1: $sig"
+Send a test webhook (signed POST /v1/webhooks/test with the body {{}}, Signature-V2 as above):
+  ts=$(date +%s%3N); body='{{}}'
+  hash=$(printf '%s' "$body" | openssl dgst -sha256 | awk '{{print $NF}}')
+  sig=$(printf 'v2\\n%s\\nPOST\\n/v1/webhooks/test\\n\\n%s' "$ts" "$hash" \\
+    | openssl dgst -sha256 -hmac '{secret}' | awk '{{print $NF}}')
+  curl -s -X POST {url}/v1/webhooks/test -d "$body" -H 'Content-Type: application/json' \\
+    -H 'API-Key: {key}' -H "Request-Time: $ts" -H "Signature-V2: $sig"
+
+Signature-V1 (Request-Time followed by the JSON body as json.dumps(body, sort_keys=True) writes it) is
+taken only to create and to get an order: it binds neither method nor path (docs/signing.md).
 
 Webhooks to your own receiver: DEVSTACK_WEBHOOK_URL=http://127.0.0.1:8787/ make dev (with e.g.
 `python examples/webhook_receiver.py` listening there), or PUT /v1/webhooks/endpoint {{"url": ...}}.

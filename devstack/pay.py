@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import secrets
 import time
 import urllib.error
 import urllib.parse
@@ -76,9 +77,10 @@ class MerchantApi:
         """A signed GET: the JSON body, or None on 404."""
         url = self.base_url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
         while True:
-            timestamp = str(int(time.time() * 1000))
-            signature = signing.sign(self.secret_key, signing.v2_message(timestamp, "GET", path, query, b""))
-            headers = {"API-Key": self.api_key, "Request-Time": timestamp, "Signature-V2": signature}
+            timestamp, nonce = str(int(time.time() * 1000)), secrets.token_hex(16)
+            message = signing.v2_message(timestamp, "GET", path, query, b"", request_nonce=nonce)
+            headers = {"API-Key": self.api_key, "Request-Time": timestamp, "Request-Nonce": nonce,
+                       "Signature-V2": signing.sign(self.secret_key, message)}
             request = urllib.request.Request(url, headers=headers)  # noqa: S310 (merchant.json's URL)
             try:
                 with _NO_PROXY.open(request, timeout=10) as response:

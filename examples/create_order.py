@@ -7,7 +7,9 @@ Reads the demo merchant's keys from STATE_DIR/merchant.json (default: $DEVSTACK_
 names another enabled network; `python -m devstack pay <orderId>` then pays a `local` order.
 Signs with Signature-V1, as the simple reference client does:
 hex(HMAC-SHA256(secret key, Request-Time + json.dumps(body, sort_keys=True))); a request without
-a body signs Request-Time + '""'.
+a body signs Request-Time + '""'. V1 binds neither the method nor the path, so the gateway takes
+it for these two requests only (create and get an order); for anything else use the client SDK
+(sdk/python) or Signature-V2 (docs/signing.md).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import importlib.util
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,16 @@ def v1_signature_of_body(secret: str, timestamp: str, raw: bytes) -> str:
     return hmac.new(secret.encode(), f"{timestamp}{message}".encode(), hashlib.sha256).hexdigest()
 
 
-def v2_signature(secret: str, timestamp: str, method: str, path: str, query: list[tuple[str, str]], body: bytes) -> str:
+def v2_signature(secret: str, timestamp: str, method: str, path: str, query: list[tuple[str, str]], body: bytes,
+                 *, recv_window: str | None = None, request_nonce: str | None = None) -> str:
+    """The six lines, then a line for each of Recv-Window and Request-Nonce the request sends."""
     pairs = sorted((quote(k, safe="-_.~"), quote(v, safe="-_.~")) for k, v in query)
     canonical = "&".join(f"{k}={v}" for k, v in pairs)
     message = f"v2\n{timestamp}\n{method}\n{path}\n{canonical}\n{hashlib.sha256(body).hexdigest()}"
+    if recv_window is not None:
+        message += f"\nrecv-window:{recv_window}"
+    if request_nonce is not None:
+        message += f"\nrequest-nonce:{request_nonce}"
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
@@ -92,6 +99,10 @@ class ApiClient:
     api_key: str = ""
     secret: str = ""
     source_ip: str = "203.0.113.7"
+    now: Callable[[], int] | None = None  # the clock requests are signed with (ms); default: time.time()
+
+    def timestamp(self) -> str:
+        return str(self.now() if self.now is not None else int(time.time() * 1000))
 
     def event(
         self,
@@ -142,13 +153,16 @@ class ApiClient:
         path: str,
         payload: Any = None,
         *,
-        sign: str = "v1",
+        sign: str = "v2",
         query: list[tuple[str, str]] | None = None,
         timestamp: str | None = None,
         headers: dict[str, str] | None = None,
         raw_body: bytes | None = None,
+        nonce: bool = True,
     ) -> Reply:
-        ts = timestamp or str(int(time.time() * 1000))
+        """`sign`: "v2" (with a fresh Request-Nonce unless `nonce` is off, and the Recv-Window of
+        `headers` if any, both signed), "v1" or "none"."""
+        ts = timestamp or self.timestamp()
         body = raw_body if raw_body is not None else (json.dumps(payload).encode() if payload is not None else None)
         h = {"Content-Type": "application/json"} if body is not None else {}
         if sign == "v1":
@@ -158,11 +172,16 @@ class ApiClient:
                 "Signature-V1": v1_signature(self.secret, ts, payload if payload is not None else ""),
             }
         elif sign == "v2":
+            request_nonce = uuid.uuid4().hex if nonce else None
+            window = (headers or {}).get("Recv-Window")
             h |= {
                 "API-Key": self.api_key,
                 "Request-Time": ts,
-                "Signature-V2": v2_signature(self.secret, ts, method, path, query or [], body or b""),
+                "Signature-V2": v2_signature(self.secret, ts, method, path, query or [], body or b"",
+                                             recv_window=window, request_nonce=request_nonce),
             }
+            if request_nonce is not None:
+                h["Request-Nonce"] = request_nonce
         h |= headers or {}
         return self.invoke(self.event(method, path, body=body, headers=h, query=query))
 

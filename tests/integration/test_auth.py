@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from tests.integration.apiclient import ApiClient, v1_signature, v2_signature
 from tests.integration.conftest import Merchant, table_item_count
+from tests.integration.webhook_receiver import receiver
+from tests.integration.webhooks import DELIVERIES, ENDPOINT, _merchant, event_ids
 
 ORDER = {"network": "tron", "currency": "USDT", "amount": "5.00", "orderId": "auth-1"}
 
@@ -289,3 +293,193 @@ def test_a_v1_signature_covers_numbers_as_the_body_writes_them(api: ApiClient) -
     honest = api.request("POST", "/v1/payment/order", sign="none", raw_body=json.dumps(payload).encode(),
                          headers=headers)
     assert honest.status == 201 and honest.body["amount"] == "50.00", honest.body
+
+
+# --- Signature-V1 only where the seed guide uses it ----------------------------------------
+
+
+def test_v1_is_taken_only_to_create_and_to_get_an_order(api: ApiClient) -> None:
+    # Given an order created and read with V1, as the seed guide does
+    order_id = f"v1-{uuid.uuid4().hex[:8]}"
+    assert api.request("POST", "/v1/payment/order", ORDER | {"orderId": order_id}, sign="v1").status == 201
+    assert api.request("GET", f"/v1/payment/order/{order_id}", sign="v1").status == 200
+    before = table_item_count()
+    # When a captured V1 GET (its signature covers only Request-Time and "") is replayed as a cancel
+    ts = now_ms()
+    captured = {"API-Key": api.api_key, "Request-Time": ts, "Signature-V1": v1_signature(api.secret, ts, "")}
+    assert api.invoke(api.event("GET", f"/v1/payment/order/{order_id}", body=None, headers=captured)).status == 200
+    cancel = api.invoke(api.event("POST", f"/v1/payment/order/{order_id}/cancel", body=None, headers=captured))
+    # And a correctly V1-signed list, attach and webhook change are sent
+    others = [api.request("GET", "/v1/payment/orders", sign="v1"),
+              api.request("POST", "/v1/deposits/tron:0xabc:0/attach", {"orderId": order_id}, sign="v1"),
+              api.request("PUT", "/v1/webhooks/endpoint", {"url": None}, sign="v1")]
+    # Then each is refused: those routes need V2, which binds method and path
+    for reply in (cancel, *others):
+        assert (reply.status, reply.body["code"]) == (401, "SIGNATURE_V2_REQUIRED"), reply.body
+        assert "Signature-V2" in reply.body["message"]
+    # And the order is still pending, and nothing was written (not even a rate-limit count)
+    assert api.request("GET", f"/v1/payment/order/{order_id}").body["status"] == "pending"
+    assert table_item_count() == before
+
+
+def test_a_key_created_v1_everywhere_takes_v1_on_every_route(handler: object, merchant: Merchant) -> None:
+    from usdt_gateway import merchants
+
+    # Given a key that opts into V1 on every route (unsafe, documented as such)
+    key = merchants.create_api_key(merchant.merchant_id, v1_everywhere=True)
+    client = ApiClient(handler, key["apiKey"], key["secretKey"])
+    order_id = client.create().body["orderId"]
+    # When it lists and cancels with V1
+    listed = client.request("GET", "/v1/payment/orders", sign="v1")
+    cancelled = client.request("POST", f"/v1/payment/order/{order_id}/cancel", sign="v1")
+    # Then both are served, and the key list says so
+    assert listed.status == 200 and cancelled.status == 200, (listed.body, cancelled.body)
+    options = {k["apiKey"]: k["v1Everywhere"] for k in merchants.list_api_keys(merchant.merchant_id)}
+    assert options[key["apiKey"]] is True and options[merchant.api_key] is False
+
+
+# --- replays are useless --------------------------------------------------------------------
+
+
+@dataclass
+class Clock:
+    """The gateway's clock, set by the test (ms since the epoch)."""
+
+    ms: int
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch, api: ApiClient) -> Clock:
+    """Stopped in the middle of a rate-limit window; `api` signs with it."""
+    from usdt_gateway import auth
+
+    stopped = Clock((int(time.time() * 1000) // 60_000) * 60_000 + 30_000)
+    monkeypatch.setattr(auth, "now_ms", stopped)
+    api.now = stopped
+    return stopped
+
+
+def test_v2_signs_the_receive_window(api: ApiClient, clock: Clock) -> None:
+    # Given a V2 request signed at t without a receive window (5 s by default)
+    ts = str(clock.ms)
+    order_id = api.create().body["orderId"]
+    path = f"/v1/payment/order/{order_id}"
+    captured = {"API-Key": api.api_key, "Request-Time": ts,
+                "Signature-V2": v2_signature(api.secret, ts, "GET", path, [], b"")}
+    # When it is replayed 8 s later with Recv-Window: 60000 added
+    clock.ms += 8_000
+    stretched = api.invoke(api.event("GET", path, body=None, headers=captured | {"Recv-Window": "60000"}))
+    # Then the window is not its to change: the signature does not cover that window
+    assert (stretched.status, stretched.body["code"]) == (401, "INVALID_SIGNATURE"), stretched.body
+    assert "Recv-Window" in stretched.body["message"]
+    # And a request that signs its 10 s window is served 8 s later
+    signed = api.request("GET", path, timestamp=ts, headers={"Recv-Window": "10000"})
+    assert signed.status == 200, signed.body
+
+
+def test_v1_gets_at_most_the_default_window(handler: object, api: ApiClient, merchant: Merchant,
+                                            clock: Clock) -> None:
+    from usdt_gateway import merchants
+
+    # Given an order, and a V1 GET of it signed at t that asks for a 60 s window, sent 8 s later
+    order_id = api.create().body["orderId"]
+    ts = str(clock.ms)
+    clock.ms += 8_000
+    old = api.request("GET", f"/v1/payment/order/{order_id}", sign="v1", timestamp=ts,
+                      headers={"Recv-Window": "60000"})
+    # Then it is refused: V1 does not sign Recv-Window, so a V1 request gets the default 5 s
+    assert (old.status, old.body["code"]) == (401, "TIMESTAMP_EXPIRED"), old.body
+    assert "5000 ms" in old.body["message"] and "Signature-V1" in old.body["message"]
+    # And a key configured with a 10 s V1 window serves it
+    key = merchants.create_api_key(merchant.merchant_id, v1_recv_window_ms=10_000)
+    configured = ApiClient(handler, key["apiKey"], key["secretKey"], now=clock)
+    answer = configured.request("GET", f"/v1/payment/order/{order_id}", sign="v1", timestamp=ts,
+                                headers={"Recv-Window": "60000"})
+    assert answer.status == 200, answer.body
+
+
+def _captured(api: ApiClient, method: str, path: str, body: bytes | None = None) -> dict[str, Any]:
+    """An event of a V2-signed request, as an eavesdropper (or a log) would keep it."""
+    ts = api.timestamp()
+    nonce = uuid.uuid4().hex
+    headers = {"API-Key": api.api_key, "Request-Time": ts, "Request-Nonce": nonce,
+               "Signature-V2": v2_signature(api.secret, ts, method, path, [], body or b"", request_nonce=nonce)}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    return api.event(method, path, body=body, headers=headers)
+
+
+@pytest.mark.usefixtures("webhook_queues")
+def test_a_replayed_write_is_refused_and_writes_nothing(api: ApiClient) -> None:
+    from usdt_gateway import store
+
+    with receiver() as shop:
+        # Given a cancel, a webhook URL change, a resend and a test webhook, each signed and served once
+        order_id = api.create().body["orderId"]
+        writes = [_captured(api, "POST", f"/v1/payment/order/{order_id}/cancel"),
+                  _captured(api, "PUT", ENDPOINT, json.dumps({"url": shop.url()}).encode())]
+        for event in writes:
+            assert api.invoke(event).status == 200
+        (event_id,) = event_ids(_merchant(api), order_id)
+        writes += [_captured(api, "POST", f"{DELIVERIES}/{event_id}/resend"),
+                   _captured(api, "POST", "/v1/webhooks/test")]
+        assert [api.invoke(event).status for event in writes[2:]] == [202, 200]
+        before, hits = table_item_count(), len(shop.hits)
+        # When each is sent again, as captured
+        replays = [api.invoke(event) for event in writes]
+    # Then each is refused as a replay, and nothing is written or sent
+    for reply in replays:
+        assert (reply.status, reply.body["code"]) == (401, "REQUEST_REPLAYED"), reply.body
+    assert table_item_count() == before and len(shop.hits) == hits
+    # And what remembers a signature is a marker that expires with its window
+    signature = writes[0]["headers"]["Signature-V2"]
+    marker = store.get(f"REPLAY#{api.api_key}#{signature}", "REPLAY")
+    assert marker is not None and 0 < int(marker["ttl"]) - int(writes[0]["headers"]["Request-Time"]) // 1000 <= 120
+
+
+def test_a_refused_write_leaves_no_marker_and_its_copy_is_judged_again(api: ApiClient) -> None:
+    # Given a cancel of an order that does not exist, signed once
+    before = table_item_count()
+    event = _captured(api, "POST", "/v1/payment/order/no-such-order/cancel")
+    # When it is sent twice
+    first, second = api.invoke(event), api.invoke(event)
+    # Then both are refused for what they ask, and nothing at all is written, not even a replay marker
+    for reply in (first, second):
+        assert (reply.status, reply.body["code"]) == (404, "ORDER_NOT_FOUND"), reply.body
+    assert table_item_count() == before
+
+
+def test_every_write_that_is_not_idempotent_refuses_replays() -> None:
+    from usdt_gateway.api.app import ROUTES
+
+    # Given the API's routes
+    one_time = {(r.method, r.path) for r in ROUTES if r.one_time}
+    # Then cancel, attach, resend, the webhook endpoint change and the test webhook remember signatures
+    assert one_time == {("POST", "/v1/payment/order/{orderId}/cancel"), ("POST", "/v1/deposits/{depositId}/attach"),
+                        ("POST", "/v1/webhooks/deliveries/{deliveryId}/resend"), ("POST", "/v1/webhooks/test"),
+                        ("PUT", "/v1/webhooks/endpoint")}
+    # And V1 is taken by default only where the seed guide uses it
+    assert {(r.method, r.path) for r in ROUTES if r.accepts_v1} == {("POST", "/v1/payment/order"),
+                                                                    ("GET", "/v1/payment/order/{orderId}")}
+
+
+def test_refused_replays_do_not_count_towards_the_block(handler: object, merchant: Merchant, clock: Clock,
+                                                        settings_env: pytest.MonkeyPatch) -> None:
+    from usdt_gateway import config, merchants
+
+    # Given a key limited to 3 requests a minute, blocked after 2 more while limited
+    settings_env.setenv("RATE_LIMIT_BLOCK_AFTER", "2")
+    config.reset()
+    key = merchants.create_api_key(merchant.merchant_id, rate_limit=3)
+    client = ApiClient(handler, key["apiKey"], key["secretKey"], now=clock)
+    order_id = client.create().body["orderId"]
+    cancel = _captured(client, "POST", f"/v1/payment/order/{order_id}/cancel")
+    assert client.invoke(cancel).status == 200
+    # When the captured cancel is replayed 150 times within its window
+    replays = [client.invoke(cancel) for _ in range(150)]
+    # Then every replay is refused as such, and the key is neither limited nor blocked
+    assert {(r.status, r.body["code"]) for r in replays} == {(401, "REQUEST_REPLAYED")}
+    assert client.request("GET", f"/v1/payment/order/{order_id}").status == 200

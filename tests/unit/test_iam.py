@@ -13,7 +13,7 @@ import pytest
 
 from devstack.template import REPO_ROOT, function_environment, load_template
 from tests.aws_calls import Call, handler_calls
-from usdt_gateway import ratelimit, store
+from usdt_gateway import auth, ratelimit, store
 
 # What Lambda's SQS event source mapping calls with the function's own role ("Execution role
 # permissions", https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html).
@@ -158,10 +158,23 @@ def test_deleting_items_is_limited_to_outbox_markers_and_ledger_entries(template
                 continue
             # Then it is alone in its statement and only for items whose key starts OUTBOX#, the
             # markers outbox.publish clears, or, for the scanner alone, LEDGER#, the by-block index
-            # entries of final deposits that move or leave after a deep reorg
+            # entries of final deposits that move or leave after a deep reorg, or, for the API
+            # alone, REPLAY#, the marker of a one-time request's signature that was refused after all
             assert _as_list(statement["Action"]) == ["dynamodb:DeleteItem"], function
-            allowed = [["OUTBOX#*"], ["LEDGER#*"]] if function == "ScannerFunction" else [["OUTBOX#*"]]
+            allowed = {"ScannerFunction": [["OUTBOX#*"], ["LEDGER#*"]],
+                       "ApiFunction": [["OUTBOX#*", "REPLAY#*"]]}.get(function, [["OUTBOX#*"]])
             assert _leading_keys(statement) in allowed, function
+
+
+def test_the_api_may_delete_the_replay_markers_it_writes(template: Template) -> None:
+    # Given the API function's DeleteItem patterns and the key of a replay marker, as auth.py makes it
+    statements = _statements(_functions(template)["ApiFunction"]["Properties"])
+    patterns = [p for s in statements if "dynamodb:DeleteItem" in _as_list(s["Action"]) for p in _leading_keys(s)]
+    marker = auth.replay_key("ak_live_x", "ab" * 32)[0]
+    # Then the marker matches them, and no key of an API key, a merchant or an order does
+    assert any(fnmatch.fnmatchcase(marker, p) for p in patterns)
+    for key in (*SECRET_KEYS[:2], store.order_key("m_1", "o-1")[0]):
+        assert not any(fnmatch.fnmatchcase(key, p) for p in patterns), key
 
 
 # The partition keys each action of the page function may touch (dynamodb:LeadingKeys), and

@@ -2,6 +2,7 @@
 
     TABLE_NAME=... KMS_KEY_ID=... python -m usdt_gateway.admin create-merchant --name "Shop"
     python -m usdt_gateway.admin create-key --merchant m_... [--scopes orders:read,orders:write] [--v2-only]
+        [--v1-everywhere] [--v1-recv-window MS]   (both unsafe: see docs/signing.md)
     python -m usdt_gateway.admin rotate-key --key ak_... [--overlap-seconds 86400]
     python -m usdt_gateway.admin revoke-key --key ak_...
     python -m usdt_gateway.admin list-keys --merchant m_...
@@ -47,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--rate-limit", type=int)
     c.add_argument("--v2-only", action="store_true",
                    help="refuse Signature-V1 requests for this key (recommended for new integrations)")
+    c.add_argument("--v1-everywhere", action="store_true",
+                   help="UNSAFE: accept Signature-V1 on every route, not only to create and get an order; a captured "
+                        "V1 request can then be replayed on another route within its window (docs/signing.md)")
+    c.add_argument("--v1-recv-window", type=int, metavar="MS",
+                   help="UNSAFE: the longest receive window of a Signature-V1 request (default 5000, at most 60000); "
+                        "V1 does not sign Recv-Window, so a captured V1 request stays usable that long")
     for name in ("rotate-key", "revoke-key"):
         c = sub.add_parser(name)
         c.add_argument("--key", required=True)
@@ -90,7 +97,8 @@ def run(argv: Sequence[str]) -> Any:
         case "create-key":
             scopes = tuple(s.strip() for s in a.scopes.split(",") if s.strip())
             return merchants.create_api_key(a.merchant, scopes, rate_limit=a.rate_limit, label=a.label,
-                                            v2_only=a.v2_only)
+                                            v2_only=a.v2_only, v1_everywhere=a.v1_everywhere,
+                                            v1_recv_window_ms=a.v1_recv_window)
         case "rotate-key":
             return merchants.rotate_api_key(a.key, overlap_seconds=a.overlap_seconds)
         case "revoke-key":

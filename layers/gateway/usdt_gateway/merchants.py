@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from usdt_gateway import hdwallet, store
 from usdt_gateway.address_codec import normalize_evm_address, normalize_tron_address
-from usdt_gateway.auth import SCOPES
+from usdt_gateway.auth import DEFAULT_RECV_WINDOW_MS, MAX_RECV_WINDOW_MS, SCOPES
 from usdt_gateway.config import networks
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
 from usdt_gateway.money import decimal_places, parse_amount, plain
@@ -76,13 +76,22 @@ def get_merchant(merchant_id: str) -> dict[str, Any]:
 
 
 def create_api_key(merchant_id: str, scopes: tuple[str, ...] = SCOPES, *, rate_limit: int | None = None,
-                   label: str = "", v2_only: bool = False) -> dict[str, str]:
-    """A new key; `v2_only` refuses Signature-V1 requests for it, whose signature binds neither
-    method nor path (a captured V1 GET could be replayed as a body-less POST within the window)."""
+                   label: str = "", v2_only: bool = False, v1_everywhere: bool = False,
+                   v1_recv_window_ms: int | None = None) -> dict[str, str]:
+    """A new key. Signature-V1 binds neither method nor path nor Recv-Window, so by default the key
+    takes it only to create and to get an order, with at most the default receive window:
+    `v2_only` refuses it everywhere; `v1_everywhere` (unsafe: a captured V1 GET could then be
+    replayed as a cancel) takes it on every route; `v1_recv_window_ms` gives V1 requests a longer
+    window (unsafe too: a captured V1 request stays usable that long)."""
     get_merchant(merchant_id)
     unknown = set(scopes) - set(SCOPES)
     if unknown or not scopes:
         raise InvalidRequest(f"scopes must be a non-empty subset of {', '.join(SCOPES)}", code="INVALID_SCOPES")
+    if v2_only and (v1_everywhere or v1_recv_window_ms is not None):
+        raise InvalidRequest("a V2-only key takes no Signature-V1 options", code="INVALID_KEY_OPTIONS")
+    if v1_recv_window_ms is not None and not DEFAULT_RECV_WINDOW_MS <= v1_recv_window_ms <= MAX_RECV_WINDOW_MS:
+        raise InvalidRequest(f"the V1 receive window must be between {DEFAULT_RECV_WINDOW_MS} and "
+                             f"{MAX_RECV_WINDOW_MS} ms", code="INVALID_KEY_OPTIONS")
     api_key = "ak_" + secrets.token_urlsafe(18)
     secret_key = "sk_" + secrets.token_urlsafe(32)
     pk, sk = store.api_key_key(api_key)
@@ -90,6 +99,7 @@ def create_api_key(merchant_id: str, scopes: tuple[str, ...] = SCOPES, *, rate_l
     store.put_new({
         "pk": pk, "sk": sk, "apiKey": api_key, "merchantId": merchant_id, "scopes": sorted(scopes),
         "status": "active", "label": label, "rateLimit": rate_limit, "createdAt": created, "v2Only": v2_only,
+        "v1Everywhere": v1_everywhere, "v1RecvWindow": v1_recv_window_ms,
         "secretCipher": encrypt(secret_key, {"apiKey": api_key, "merchantId": merchant_id}),
         "gsi1pk": store.keys_index_pk(merchant_id), "gsi1sk": f"{created:013d}#{api_key}",
     })
@@ -99,7 +109,8 @@ def create_api_key(merchant_id: str, scopes: tuple[str, ...] = SCOPES, *, rate_l
 def list_api_keys(merchant_id: str) -> list[dict[str, Any]]:
     items = store.query_index_all(store.keys_index_pk(merchant_id), sk_to="~")  # every key, oldest first
     return [{k: i.get(k) for k in ("apiKey", "status", "scopes", "label", "createdAt", "expiresAt")}
-            | {"v2Only": bool(i.get("v2Only"))} for i in items]
+            | {"v2Only": bool(i.get("v2Only")), "v1Everywhere": bool(i.get("v1Everywhere")),
+               "v1RecvWindow": i.get("v1RecvWindow")} for i in items]
 
 
 def revoke_api_key(api_key: str) -> None:
@@ -119,7 +130,9 @@ def rotate_api_key(api_key: str, *, overlap_seconds: int = 86_400) -> dict[str, 
     if old is None or old.get("status") != "active":
         raise Conflict(f"API key {api_key} is unknown or not active", code="KEY_NOT_ACTIVE")
     new = create_api_key(old["merchantId"], tuple(old["scopes"]), rate_limit=old.get("rateLimit"),
-                         label=str(old.get("label") or ""), v2_only=bool(old.get("v2Only")))
+                         label=str(old.get("label") or ""), v2_only=bool(old.get("v2Only")),
+                         v1_everywhere=bool(old.get("v1Everywhere")),
+                         v1_recv_window_ms=None if old.get("v1RecvWindow") is None else int(old["v1RecvWindow"]))
     # active -> active with an expiry (the rotation's overlap).
     store.update(pk, sk, set_values={"expiresAt": _now_ms() + overlap_seconds * 1000, "rotatedTo": new["apiKey"]},
                  condition="#st = :active", names={"#st": "status"}, values={":active": "active"})

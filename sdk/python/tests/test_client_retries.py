@@ -38,6 +38,7 @@ from usdt_gateway_client import (
 )
 from usdt_gateway_client.retry import parse_retry_after
 
+from usdt_gateway import jsonbody
 from usdt_gateway import signing as server_signing
 
 API_KEY, SECRET = "ak_test", "sk_test_secret"
@@ -148,7 +149,9 @@ def client_for(server: Scripted, **kwargs: Any) -> Client:
 
 def assert_v2_valid(seen: Seen) -> None:
     """The gateway's own check of the request as it arrived."""
-    message = server_signing.v2_message(seen.headers["request-time"], seen.method, seen.path, seen.query, seen.body)
+    message = server_signing.v2_message(seen.headers["request-time"], seen.method, seen.path, seen.query, seen.body,
+                                        recv_window=seen.headers.get("recv-window"),
+                                        request_nonce=seen.headers.get("request-nonce"))
     assert server_signing.matches(SECRET, message, seen.headers["signature-v2"]), seen
 
 
@@ -316,22 +319,49 @@ def test_requests_carry_the_headers_and_exact_bytes_signed(serve: Any) -> None:
     assert seen.headers["api-key"] == API_KEY and seen.headers["recv-window"] == "10000"
     assert seen.headers["user-agent"] == "shop/1.0" and "signature-v1" not in seen.headers
     assert sorted(seen.query) == [("cursor", "a b/c+d=é"), ("from", "1767225600000"), ("status", "pending")]
-    message = server_signing.v2_message(seen.headers["request-time"], "GET", "/v1/payment/orders", seen.query, b"")
+    nonce = seen.headers["request-nonce"]
+    message = server_signing.v2_message(seen.headers["request-time"], "GET", "/v1/payment/orders", seen.query, b"",
+                                        recv_window="10000", request_nonce=nonce)
     assert server_signing.matches(SECRET, message, seen.headers["signature-v2"])
+    # And the receive window and the nonce are part of what is signed: without them it does not match
+    unsigned = server_signing.v2_message(seen.headers["request-time"], "GET", "/v1/payment/orders", seen.query, b"")
+    assert not server_signing.matches(SECRET, unsigned, seen.headers["signature-v2"])
+    assert len(nonce) == 32
+
+
+def test_each_attempt_gets_its_own_nonce_and_signature(serve: Any) -> None:
+    # Given a gateway that answers 503 once, then the cancelled order
+    server = serve(Reply(503, {"code": "UNAVAILABLE", "message": "try again"}), Reply(200, ORDER))
+    # When an order is cancelled (idempotent: retried after a 5xx)
+    client_for(server).cancel_order("o-1")
+    # Then each attempt was signed anew, so the gateway never takes the retry for a replay
+    first, second = server.seen
+    assert first.headers["request-nonce"] != second.headers["request-nonce"]
+    assert first.headers["signature-v2"] != second.headers["signature-v2"]
+    for seen in (first, second):
+        assert_v2_valid(seen)
 
 
 def test_v1_client_signs_the_parsed_body_as_the_gateway_does(serve: Any) -> None:
-    server = serve(Reply(201, ORDER), Reply(200, ORDER))
+    server = serve(Reply(201, ORDER), Reply(200, ORDER), Reply(200, {"orders": [], "nextCursor": None}),
+                   Reply(200, ORDER))
     client = client_for(server, signature_version="v1")
     client.create_order(order_id="o-1", amount=Decimal("50.00"), network="local", metadata={"note": "café", "n": 2})
     client.get_order("o-1")
-    created, fetched = server.seen
+    client.list_orders()
+    client.cancel_order("o-1")
+    created, fetched, listed, cancelled = server.seen
     for seen in (created, fetched):
         assert "signature-v2" not in seen.headers
-        parsed = json.loads(seen.body) if seen.body else ""
+        # as the gateway reads the body: numbers by their exact text
+        parsed = jsonbody.loads(seen.body) if seen.body else ""
         expected = server_signing.sign(SECRET, server_signing.v1_message(seen.headers["request-time"], parsed))
         assert seen.headers["signature-v1"] == expected
     assert created.headers["content-type"] == "application/json" and fetched.body == b""
+    # And the requests the gateway takes V1 for are the only ones signed so: the rest are V2
+    for seen in (listed, cancelled):
+        assert "signature-v1" not in seen.headers
+        assert_v2_valid(seen)
 
 
 def test_signatures_match_the_documented_construction() -> None:
@@ -341,6 +371,10 @@ def test_signatures_match_the_documented_construction() -> None:
                          hashlib.sha256(body).hexdigest()])
     expected = hmac.new(SECRET.encode(), message.encode(), hashlib.sha256).hexdigest()
     assert sign_v2(SECRET, "1764600000000", "post", "/v1/payment/order", [("b", " /~"), ("a", "1")], body) == expected
+    extended = hmac.new(SECRET.encode(), (message + "\nrecv-window:10000\nrequest-nonce:n-1").encode(),
+                        hashlib.sha256).hexdigest()
+    assert sign_v2(SECRET, "1764600000000", "POST", "/v1/payment/order", [("b", " /~"), ("a", "1")], body,
+                   recv_window="10000", request_nonce="n-1") == extended
     v1 = hmac.new(SECRET.encode(), b'1764600000000{"amount": "50.00", "orderId": "x"}', hashlib.sha256).hexdigest()
     assert sign_v1(SECRET, "1764600000000", body) == v1
     assert sign_v1(SECRET, "1764600000000", b"") == hmac.new(SECRET.encode(), b'1764600000000""',

@@ -5,7 +5,8 @@
     print(order.payment_url, order.amount, order.address)
 
 Every private request is signed (Signature-V2 by default, docs/signing.md) over the exact bytes
-sent, and signed again, with a fresh Request-Time, for every attempt.
+sent, with a fresh Request-Nonce, and signed again, with a fresh Request-Time and nonce, for every
+attempt: the gateway refuses a signature a write has already used (a replay).
 
 Retries (RetryPolicy: exponential backoff with jitter, Retry-After honoured and capped):
 - 429 on any request: a refused request writes nothing, so repeating it is always safe;
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import platform
+import secrets
 import ssl
 import time
 import urllib.error
@@ -101,7 +103,9 @@ class Client:
         or a custom domain; paths from /v1 on are appended (and signed without the stage prefix).
         timeout: seconds per attempt. max_retries: further attempts after the first (see the module
         docstring for which); retry_policy overrides it and the delays. recv_window_ms: how long a
-        signed request stays valid (the gateway's default is 5000, at most 60000)."""
+        signed request stays valid (the gateway's default is 5000, at most 60000). signature_version
+        "v1" signs creating and getting an order with Signature-V1, the only requests the gateway
+        takes it for (by default), and every other request with V2."""
         parts = urlsplit(base_url)
         if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
             raise ValueError(f"base_url must be an http(s) URL without query or fragment, not {base_url!r}")
@@ -145,10 +149,11 @@ class Client:
             body["expiresIn"] = int(expires_in.total_seconds()) if isinstance(expires_in, timedelta) else expires_in
         if metadata is not None:
             body["metadata"] = dict(metadata)
-        return self._call("POST", "/v1/payment/order", body=body, idempotent=True, parse=Order.from_dict)
+        return self._call("POST", "/v1/payment/order", body=body, idempotent=True, parse=Order.from_dict,
+                          v1=True)
 
     def get_order(self, order_id: str) -> Order:
-        return self._call("GET", f"/v1/payment/order/{_segment(order_id)}", parse=Order.from_dict)
+        return self._call("GET", f"/v1/payment/order/{_segment(order_id)}", parse=Order.from_dict, v1=True)
 
     def list_orders(self, *, status: OrderStatus | str | None = None, created_from: datetime | int | None = None,
                     created_to: datetime | int | None = None, limit: int | None = None,
@@ -259,7 +264,7 @@ class Client:
             cursor = page.next_cursor
 
     def _headers(self, method: str, path: str, query: list[tuple[str, str]], body: bytes | None,
-                 signed: bool) -> dict[str, str]:
+                 signed: bool, v1: bool) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": self.user_agent}
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -269,12 +274,17 @@ class Client:
         raw = body or b""
         headers["API-Key"] = self.api_key
         headers["Request-Time"] = timestamp
-        if self.recv_window_ms is not None:
-            headers["Recv-Window"] = str(self.recv_window_ms)
-        if self.signature_version == "v2":
-            headers["Signature-V2"] = sign_v2(self._secret_key, timestamp, method, path, query, raw)
-        else:
+        window = None if self.recv_window_ms is None else str(self.recv_window_ms)
+        if window is not None:
+            headers["Recv-Window"] = window
+        if self.signature_version == "v1" and v1:
+            # V1 does not sign Recv-Window: the gateway caps a V1 request's window (5000 ms by default).
             headers["Signature-V1"] = sign_v1(self._secret_key, timestamp, raw)
+            return headers
+        nonce = secrets.token_hex(16)
+        headers["Request-Nonce"] = nonce
+        headers["Signature-V2"] = sign_v2(self._secret_key, timestamp, method, path, query, raw, recv_window=window,
+                                          request_nonce=nonce)
         return headers
 
     def _send(self, method: str, url: str, headers: dict[str, str],
@@ -289,8 +299,11 @@ class Client:
                 return error.code, error.headers, error.read(MAX_ERROR_BODY)
 
     def _call(self, method: str, path: str, *, parse: Callable[[Any], T], query: list[tuple[str, str]] | None = None,
-              body: Mapping[str, Any] | None = None, signed: bool = True, idempotent: bool | None = None) -> T:
-        """Send (and, as the policy allows, resend) one API request; its JSON answer, parsed."""
+              body: Mapping[str, Any] | None = None, signed: bool = True, idempotent: bool | None = None,
+              v1: bool = False) -> T:
+        """Send (and, as the policy allows, resend) one API request; its JSON answer, parsed.
+        `v1`: the gateway takes Signature-V1 here (create and get order), so a client made with
+        signature_version="v1" signs it so; every other request is signed with V2."""
         pairs = list(query or [])
         raw = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         qs = canonical_query(pairs)
@@ -298,7 +311,7 @@ class Client:
         retry_transport = method in ("GET", "HEAD", "PUT") if idempotent is None else idempotent
         retry = 0
         while True:
-            headers = self._headers(method, path, pairs, raw, signed)  # a fresh Request-Time each attempt
+            headers = self._headers(method, path, pairs, raw, signed, v1)  # a fresh Request-Time each attempt
             try:
                 status, response_headers, data = self._send(method, url, headers, raw)
             except (OSError, HTTPException) as exc:  # URLError, timeouts and resets are OSErrors

@@ -2,9 +2,11 @@
 
 Signature-V2 (the default) signs six lines joined by "\\n": "v2", Request-Time, the method in
 upper case, the path from /v1 on exactly as sent, the canonical query and the hex SHA-256 of the
-exact body bytes sent. Signature-V1 signs Request-Time followed by json.dumps(body,
-sort_keys=True) of the parsed body ('""' without a body); it binds neither the method, the path
-nor the query, so prefer V2. Both are lowercase hex HMAC-SHA256 keyed with the secret key.
+exact body bytes sent; then "recv-window:<Recv-Window>" when that header is sent, and
+"request-nonce:<Request-Nonce>" when that one is. Signature-V1 signs Request-Time followed by
+json.dumps(body, sort_keys=True) of the parsed body ('""' without a body); it binds neither the
+method, the path, the query nor Recv-Window, so the gateway takes it only to create and to get an
+order. Both are lowercase hex HMAC-SHA256 keyed with the secret key.
 """
 
 from __future__ import annotations
@@ -31,9 +33,17 @@ def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
     return "&".join(f"{_encode(k)}={_encode(v)}" for k, v in sorted(pairs))
 
 
-def v2_message(timestamp: str, method: str, path: str, query: Iterable[tuple[str, str]], body: bytes) -> str:
+def v2_message(timestamp: str, method: str, path: str, query: Iterable[tuple[str, str]], body: bytes, *,
+               recv_window: str | None = None, request_nonce: str | None = None) -> str:
+    """The string to sign; `recv_window` and `request_nonce` are the Recv-Window and Request-Nonce
+    header values when the request sends them (each then adds its line)."""
     digest = hashlib.sha256(body).hexdigest()
-    return "\n".join(["v2", timestamp, method.upper(), path, canonical_query(query), digest])
+    lines = ["v2", timestamp, method.upper(), path, canonical_query(query), digest]
+    if recv_window is not None:
+        lines.append(f"recv-window:{recv_window}")
+    if request_nonce is not None:
+        lines.append(f"request-nonce:{request_nonce}")
+    return "\n".join(lines)
 
 
 def v1_message(timestamp: str, body: bytes) -> str:
@@ -48,8 +58,9 @@ def _hmac(secret: str, message: str) -> str:
 
 
 def sign_v2(secret: str, timestamp: str, method: str, path: str, query: Iterable[tuple[str, str]],
-            body: bytes) -> str:
-    return _hmac(secret, v2_message(timestamp, method, path, query, body))
+            body: bytes, *, recv_window: str | None = None, request_nonce: str | None = None) -> str:
+    return _hmac(secret, v2_message(timestamp, method, path, query, body, recv_window=recv_window,
+                                    request_nonce=request_nonce))
 
 
 def sign_v1(secret: str, timestamp: str, body: bytes) -> str:

@@ -39,6 +39,11 @@ class RouteSpec:
     status: int = 200
     query: dict[str, str] = field(default_factory=dict)  # name -> description
     errors: tuple[int, ...] = ()
+    # Signature-V1 from every key (create and get order, as the seed guide uses them); elsewhere
+    # only from keys created with --v1-everywhere, since V1 binds neither method nor path.
+    accepts_v1: bool = False
+    # A write that is not idempotent: a signature seen before is refused (a replay).
+    one_time: bool = False
 
 
 ROUTES: list[RouteSpec] = []
@@ -126,17 +131,23 @@ def route(spec: RouteSpec) -> Callable[[Callable[[Call], Result]], Callable[[Cal
             elif spec.scope is None:
                 ratelimit.check_ip(request.source_ip)
             else:
-                principal = auth.authenticate(request, spec.scope)
+                principal = auth.authenticate(request, spec.scope, accepts_v1=spec.accepts_v1,
+                                              one_time=spec.one_time)
                 # This thread's keys (routes add order_id), on every line until the next invocation
                 # (inject_lambda_context(clear_state=True) clears them), the error handlers' included;
                 # in the local stack, functions sharing the process do not see them.
                 logger.thread_safe_append_keys(merchant_id=principal.merchant_id)
-            check_query(request, spec.query)
-            body = None
-            if spec.body:
-                empty = spec.body_optional and not request.body.strip()
-                body = spec.body.model_validate({}) if empty else parse_body(request, spec.body)
-            result = fn(Call(request, principal, body, params))
+            try:
+                check_query(request, spec.query)
+                body = None
+                if spec.body:
+                    empty = spec.body_optional and not request.body.strip()
+                    body = spec.body.model_validate({}) if empty else parse_body(request, spec.body)
+                result = fn(Call(request, principal, body, params))
+            except (GatewayError, ValidationError) as exc:
+                if isinstance(exc, ValidationError) or exc.status < 500:
+                    auth.release(principal)  # refused: its signature leaves no trace either
+                raise
             payload, status = result if isinstance(result, tuple) else (result, spec.status)
             return json_response(status, payload)
 

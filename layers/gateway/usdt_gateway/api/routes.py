@@ -36,7 +36,7 @@ PRIVATE_ERRORS = (400, 401, 403, 418, 429)
 
 
 @route(RouteSpec("POST", "/v1/payment/order", "createOrder", "Create a payment order", WRITE, OrderView,
-                 body=CreateOrderRequest, status=201, errors=(*PRIVATE_ERRORS, 409, 413, 415)))
+                 body=CreateOrderRequest, status=201, errors=(*PRIVATE_ERRORS, 409, 413, 415), accepts_v1=True))
 def create_order(call: Call) -> Result:
     assert call.principal is not None and isinstance(call.body, CreateOrderRequest)
     logger.thread_safe_append_keys(order_id=call.body.order_id)
@@ -49,7 +49,7 @@ def create_order(call: Call) -> Result:
 
 
 @route(RouteSpec("GET", "/v1/payment/order/{orderId}", "getOrder", "Get an order", READ, OrderView,
-                 errors=(*PRIVATE_ERRORS, 404)))
+                 errors=(*PRIVATE_ERRORS, 404), accepts_v1=True))
 def get_order(call: Call) -> Result:
     assert call.principal is not None
     logger.thread_safe_append_keys(order_id=call.params["orderId"])
@@ -101,7 +101,8 @@ def list_orders(call: Call) -> Result:
 
 
 @route(RouteSpec("POST", "/v1/payment/order/{orderId}/cancel", "cancelOrder",
-                 "Cancel an order that has received nothing", WRITE, OrderView, errors=(*PRIVATE_ERRORS, 404, 409)))
+                 "Cancel an order that has received nothing", WRITE, OrderView, errors=(*PRIVATE_ERRORS, 404, 409),
+                 one_time=True))
 def cancel_order(call: Call) -> Result:
     assert call.principal is not None
     logger.thread_safe_append_keys(order_id=call.params["orderId"])
@@ -129,7 +130,7 @@ def list_deposits(call: Call) -> Result:
 
 @route(RouteSpec("POST", "/v1/deposits/{depositId}/attach", "attachDeposit",
                  "Credit an unmatched deposit to one of your orders", WRITE, OrderView, body=AttachDepositRequest,
-                 errors=(*PRIVATE_ERRORS, 404, 409, 413, 415)))
+                 errors=(*PRIVATE_ERRORS, 404, 409, 413, 415), one_time=True))
 def attach_deposit(call: Call) -> Result:
     assert call.principal is not None and isinstance(call.body, AttachDepositRequest)
     logger.thread_safe_append_keys(order_id=call.body.order_id, deposit_id=call.params["depositId"])
@@ -195,7 +196,7 @@ def list_webhook_deliveries(call: Call) -> Result:
 
 @route(RouteSpec("POST", "/v1/webhooks/deliveries/{deliveryId}/resend", "resendWebhook",
                  "Send an event again now (same id and body)", WRITE, DeliveryView, status=202,
-                 errors=(*PRIVATE_ERRORS, 404, 409)))
+                 errors=(*PRIVATE_ERRORS, 404, 409), one_time=True))
 def resend_webhook(call: Call) -> Result:
     assert call.principal is not None
     logger.thread_safe_append_keys(delivery_id=call.params["deliveryId"])
@@ -204,7 +205,7 @@ def resend_webhook(call: Call) -> Result:
 
 @route(RouteSpec("POST", "/v1/webhooks/test", "testWebhook",
                  "Send a signed webhook.test event now and answer with the outcome", WRITE, WebhookTestResult,
-                 body=WebhookTestRequest, body_optional=True, errors=(*PRIVATE_ERRORS, 413, 415)))
+                 body=WebhookTestRequest, body_optional=True, errors=(*PRIVATE_ERRORS, 413, 415), one_time=True))
 def send_test_webhook(call: Call) -> Result:
     assert call.principal is not None and isinstance(call.body, WebhookTestRequest)
     # Imported here: the HTTP client (ssl, http.client) stays off every other request's cold start.
@@ -223,7 +224,8 @@ def get_webhook_endpoint(call: Call) -> Result:
 
 @route(RouteSpec("PUT", "/v1/webhooks/endpoint", "putWebhookEndpoint",
                  "Set your default webhook URL, re-enable a disabled URL", WRITE, WebhookEndpointView,
-                 body=WebhookEndpointUpdate, errors=(*PRIVATE_ERRORS, 413, 415)))
+                 body=WebhookEndpointUpdate, errors=(*PRIVATE_ERRORS, 413, 415), one_time=True))
 def put_webhook_endpoint(call: Call) -> Result:
     assert call.principal is not None and isinstance(call.body, WebhookEndpointUpdate)
     return endpoints.configure(call.principal.merchant_id, call.body)
+
