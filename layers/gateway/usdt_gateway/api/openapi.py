@@ -16,15 +16,17 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-import usdt_gateway.api.routes  # noqa: F401  (registers the routes)
 from usdt_gateway.api.app import ROUTES, RouteSpec
+from usdt_gateway.api.routes import PARAMETER_SCHEMAS, RULES  # (importing the routes registers them)
+from usdt_gateway.auth import DEFAULT_RECV_WINDOW_MS, MAX_RECV_WINDOW_MS, NONCE_PATTERN
 from usdt_gateway.schemas import ErrorBody
 
 DOCS = Path(__file__).resolve().parents[4] / "docs"
 REF = "#/components/schemas/{model}"
 ERROR_TEXT = {
     400: "Invalid input: the message names the field and what is wrong.",
-    401: "Missing or wrong credentials, bad signature, or a timestamp outside the window.",
+    401: "Missing or wrong credentials, a bad signature, a timestamp outside the window, Signature-V1 where it is "
+         "not taken (`SIGNATURE_V2_REQUIRED`), or a signature already used (`REQUEST_REPLAYED`).",
     403: "Key revoked or expired, or missing the scope.",
     404: "Not found.",
     409: "Conflicts with the current state (orderId reused with other parameters, not cancellable, "
@@ -34,12 +36,30 @@ ERROR_TEXT = {
     418: "Temporarily blocked after repeated requests over the rate limit; see Retry-After.",
     429: "Rate limited; see Retry-After.",
 }
-AUTH_HEADERS = [
-    ("API-Key", True, "Your API key."),
-    ("Request-Time", True, "Milliseconds since the epoch, at signing."),
-    ("Signature-V2", False, "Recommended signature (method, path, query, raw body); see docs/signing.md."),
-    ("Signature-V1", False, "Legacy signature (timestamp + sorted JSON body); send V1 or V2."),
-    ("Recv-Window", False, "Milliseconds the request stays valid, default 5000, max 60000."),
+# How a private request authenticates (docs/signing.md): every header of one requirement, V2 or
+# (where taken) V1.
+SECURITY_SCHEMES = {
+    "apiKey": {"type": "apiKey", "in": "header", "name": "API-Key", "description": "Your API key."},
+    "requestTime": {"type": "apiKey", "in": "header", "name": "Request-Time",
+                    "description": "Milliseconds since the epoch, at signing."},
+    "signatureV2": {"type": "apiKey", "in": "header", "name": "Signature-V2",
+                    "description": "HMAC-SHA256 of the method, path, query and raw body, and of Recv-Window and "
+                                   "Request-Nonce when sent; see docs/signing.md."},
+    "signatureV1": {"type": "apiKey", "in": "header", "name": "Signature-V1",
+                    "description": "HMAC-SHA256 of Request-Time and the sorted JSON body; binds neither method nor "
+                                   "path, so it is taken only to create and to get an order (unless the key was "
+                                   "created with --v1-everywhere, which is unsafe); see docs/signing.md."},
+}
+V2: dict[str, list[str]] = {"apiKey": [], "requestTime": [], "signatureV2": []}
+V1: dict[str, list[str]] = {"apiKey": [], "requestTime": [], "signatureV1": []}
+SIGNED_HEADERS = [
+    {"name": "Recv-Window", "in": "header", "required": False, "schema": {
+        "type": "integer", "minimum": 1, "maximum": MAX_RECV_WINDOW_MS},
+     "description": f"Milliseconds the request stays valid, default {DEFAULT_RECV_WINDOW_MS}. Signed by "
+                    f"Signature-V2; a Signature-V1 request gets at most {DEFAULT_RECV_WINDOW_MS}."},
+    {"name": "Request-Nonce", "in": "header", "required": False, "schema": {"type": "string", "pattern": NONCE_PATTERN},
+     "description": "A value of your choice, new for each request (e.g. 32 random hex digits), signed by "
+                    "Signature-V2: two requests alike in the same millisecond then differ."},
 ]
 
 
@@ -57,16 +77,30 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": REF.format(model=model.__name__)}
 
 
+def _schema(name: str) -> dict[str, Any]:
+    return dict(PARAMETER_SCHEMAS.get(name, {"type": "string"}))
+
+
+def _description(r: RouteSpec) -> str:
+    if r.scope is None:
+        return "Public: no key, limited per source IP, CORS on."
+    text = f"Signed request; needs scope `{r.scope}`."
+    text += (" Signature-V2, or Signature-V1." if r.accepts_v1
+             else " Signature-V2 (Signature-V1 only from a key created with --v1-everywhere).")
+    if r.one_time:
+        text += (" Not idempotent: a signature already used here is refused (401 `REQUEST_REPLAYED`); sign every "
+                 "request, retries included, anew.")
+    return text
+
+
 def _operation(r: RouteSpec) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
-        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-        for n in re.findall(r"{(\w+)}", r.path)
+        {"name": n, "in": "path", "required": True, "schema": _schema(n)} for n in re.findall(r"{(\w+)}", r.path)
     ]
-    params += [{"name": n, "in": "query", "required": False, "description": d, "schema": {"type": "string"}}
+    params += [{"name": n, "in": "query", "required": False, "description": d, "schema": _schema(n)}
                for n, d in r.query.items()]
     if r.scope:
-        params += [{"name": n, "in": "header", "required": req, "description": d, "schema": {"type": "string"}}
-                   for n, req, d in AUTH_HEADERS]
+        params += SIGNED_HEADERS
     responses: dict[str, Any] = {str(r.status): {"description": "Accepted" if r.status == 202 else "OK", "content": {
         "application/json": {"schema": _ref(r.response)}}}}
     if r.operation_id == "createOrder":
@@ -75,17 +109,46 @@ def _operation(r: RouteSpec) -> dict[str, Any]:
     for code in sorted({*r.errors, 500}):
         responses[str(code)] = {"description": ERROR_TEXT.get(code, "Internal error (no details are leaked)."),
                                 "content": {"application/json": {"schema": _ref(ErrorBody)}}}
+    if rules := RULES.get(r.operation_id):
+        responses["400"]["description"] += (" A request the schemas allow gets it only for a rule they cannot say: "
+                                            + ", ".join(f"`{c}`" for c in rules) + ".")
+        responses["400"]["x-rule-codes"] = list(rules)
     op: dict[str, Any] = {
         "operationId": r.operation_id, "summary": r.summary,
         "tags": ["public" if r.scope is None else "webhooks" if r.path.startswith("/v1/webhooks") else "orders"],
-        "description": "Public: no key, limited per source IP, CORS on." if r.scope is None
-        else f"Signed request; needs scope `{r.scope}`.",
+        "description": _description(r), "security": [V2, V1] if r.accepts_v1 else [V2] if r.scope else [],
         "parameters": params, "responses": responses,
     }
     if r.body:
         op["requestBody"] = {"required": not r.body_optional,
                              "content": {"application/json": {"schema": _ref(r.body)}}}
     return op
+
+
+# What every client must know before the operations, in the document and at the top of docs/api.md.
+GUIDE = f"""\
+Every private request carries `API-Key`, `Request-Time` (milliseconds since the epoch) and a
+signature, `Signature-V2` or, where taken, `Signature-V1`: see [signing.md](signing.md).
+
+- **Signature-V2** binds the method, the path, the query, the exact body bytes and, when the request
+  sends them, `Recv-Window` and `Request-Nonce`. Every operation takes it.
+- **Signature-V1** binds only `Request-Time` and the JSON body: the same signature would authorize
+  another route, or a changed `Recv-Window`. So it is taken only to create and to get an order
+  (`SIGNATURE_V2_REQUIRED` elsewhere, unless the key was created with `--v1-everywhere`, which is
+  unsafe), and a V1 request gets at most the default receive window, {DEFAULT_RECV_WINDOW_MS} ms.
+- **Replays.** A request is valid for its receive window (`Recv-Window`, default {DEFAULT_RECV_WINDOW_MS} ms, at most
+  {MAX_RECV_WINDOW_MS}) after `Request-Time`. Within it, the writes that are not idempotent (cancel, attach, resend,
+  the test webhook, a change of the webhook endpoint) refuse a signature they have already seen:
+  401 `REQUEST_REPLAYED`, not counted against the rate limit. Sign every request anew, retries
+  included; a new `Request-Nonce` keeps two requests alike in the same millisecond apart.
+- **Amounts** follow one rule, as a JSON string or a JSON number (read from its text, never as a
+  float): plain decimal notation, digits and at most one point (`50`, `50.00`, `0.5`); no sign,
+  exponent (`1E2`, `1.0e1`), separators or leading zeros; greater than zero; at most the token's
+  decimals (6; 18 on BSC): `0.0000001` on a 6-decimal token is refused for its precision
+  (`INVALID_AMOUNT`), however it is written.
+- **Bodies** are JSON objects of at most the configured size (16 KiB by default; checked before
+  anything else), nested at most 32 levels, with numbers of at most 64 characters.
+"""
 
 
 def build() -> dict[str, Any]:
@@ -96,12 +159,12 @@ def build() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "usdt-gateway API", "version": "1",
                  "description": "Non-custodial USDT payment orders on Tron, Ethereum, BNB Smart Chain and other "
-                                "EVM chains. Signing: docs/signing.md. Order states: docs/order-states.md."},
+                                "EVM chains. Order states: docs/order-states.md.\n\n" + GUIDE},
         "servers": [{"url": "https://{apiId}.execute-api.{region}.amazonaws.com/live",
                      "variables": {"apiId": {"default": "abc123"}, "region": {"default": "us-east-1"}}},
                     {"url": "http://127.0.0.1:3000", "description": "make dev"}],
         "paths": paths,
-        "components": {"schemas": _schemas()},
+        "components": {"schemas": _schemas(), "securitySchemes": SECURITY_SCHEMES},
     }
 
 
@@ -121,7 +184,8 @@ def _type(prop: dict[str, Any]) -> str:
 
 def render_markdown(doc: dict[str, Any]) -> str:
     out = ["# API reference", "", "Generated from the code by `make openapi` (machine-readable: "
-           "[openapi.json](openapi.json)). Every error is `{\"code\", \"message\"}` with the status below.", ""]
+           "[openapi.json](openapi.json)). Every error is `{\"code\", \"message\"}` with the status below.", "",
+           "## Signing, replays, amounts", "", GUIDE]
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             out += [f"## {method.upper()} {path}", "", f"{op['summary']}. {op['description']}", ""]

@@ -229,3 +229,35 @@ def put_webhook_endpoint(call: Call) -> Result:
     assert call.principal is not None and isinstance(call.body, WebhookEndpointUpdate)
     return endpoints.configure(call.principal.merchant_id, call.body)
 
+
+# --- what the OpenAPI document says of parameters and refusals (api/openapi.py) -------------
+
+# Parameters by name, as the routes above read them: the same name means the same thing everywhere.
+PARAMETER_SCHEMAS: dict[str, dict[str, object]] = {
+    "status": {"type": "string", "enum": [s.value for s in OrderStatus]},
+    "from": {"type": "integer", "minimum": 0, "maximum": MAX_TIME_MS},
+    "to": {"type": "integer", "minimum": 0, "maximum": MAX_TIME_MS},
+    "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+    "unmatched": {"type": "string", "enum": ["true", "false"]},
+    "orderId": {"type": "string", "pattern": ORDER_ID.pattern},
+    "type": {"type": "string", "enum": list(WEBHOOK_EVENT_TYPES)},
+    "outcome": {"type": "string", "enum": [s.value for s in DeliveryStatus]},
+}
+# What a webhook URL can be refused for (webhooks/urlguard.py).
+URL_RULES = ("URL_INVALID", "URL_NO_HOST", "URL_SCHEME", "URL_CREDENTIALS", "URL_PORT", "URL_PORT_NOT_ALLOWED",
+             "URL_UNRESOLVABLE", "URL_NOT_PUBLIC")
+# The 400s a request the document's schemas allow can still get, per operation: rules no schema
+# can say (what this deployment enables, what a URL resolves to, what a cursor or id refers to).
+# Any other 400 means the request broke the schema; tests/integration/test_api_schema.py holds
+# the API to that.
+RULES: dict[str, tuple[str, ...]] = {
+    "createOrder": ("NETWORK_REQUIRED", "UNSUPPORTED_NETWORK", "NETWORK_MISMATCH", "INVALID_AMOUNT",
+                    "AMOUNT_OUT_OF_RANGE", "INVALID_URL", "INVALID_EXPIRES_IN"),
+    "listOrders": ("INVALID_CURSOR",),
+    "listDeposits": ("INVALID_CURSOR",),
+    "attachDeposit": ("INVALID_DEPOSIT_ID",),
+    "listWebhookDeliveries": ("INVALID_CURSOR",),
+    "resendWebhook": ("INVALID_DELIVERY_ID", "WEBHOOK_URL_REQUIRED", *URL_RULES),
+    "testWebhook": ("WEBHOOK_URL_REQUIRED", *URL_RULES),
+    "putWebhookEndpoint": ("WEBHOOK_URL_REQUIRED", *URL_RULES),
+}
