@@ -56,6 +56,7 @@ bench: $(STAMP) node_modules/.installed
 	$(PY) -m bench.cold_start
 	$(PY) -m bench.latency
 	$(PY) -m bench.rpc_calls
+	$(PY) -m bench.list_filters
 	$(PY) -m bench.matching
 	$(PY) -m bench.detection_latency
 	$(PY) -m bench.burst
