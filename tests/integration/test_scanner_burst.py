@@ -4,9 +4,11 @@ payment credited once; a worker that fails fails the cycle before its cursor mov
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -97,7 +99,8 @@ def burst(api: ApiClient, chain: EvmChain, workers: int, monkeypatch: pytest.Mon
 
     for name, real in reals.items():
         monkeypatch.setattr(deposits, name, recorder(real))
-    scanner = evm_scanner(chain.network, [chain.anvil.url], workers=workers)
+    # (with no time limit on the seen pass: the two runs are compared pass for pass)
+    scanner = evm_scanner(chain.network, [chain.anvil.url], workers=workers, seen_budget_ms=10**9)
     drive(scanner)  # the block is seen, not final yet
     assert scanner.report.seen == len(payments) - 1  # all but the dust
     chain.mine(1)
@@ -240,3 +243,29 @@ def test_a_failing_worker_keeps_the_cursor_and_a_rerun_credits_the_rest_once(
         done = status(api, o)
         assert (done["status"], done["paidAmount"], len(done["deposits"])) == ("confirmed", o["amount"], 1)
         assert event_types(api, o).count("order.confirmed") == 1
+
+
+def test_a_seen_pass_past_its_time_leaves_the_rest_to_crediting(
+        api: ApiClient, anvil: Any, settings_env: pytest.MonkeyPatch) -> None:
+    # Given 10 payments in one block not final yet, and a scanner whose clock moves 100 ms each
+    # time it is read, with 250 ms for a seen pass
+    chain = new_chain(anvil, settings_env)
+    ticks, start = itertools.count(), time.time()
+    scanner = evm_scanner(chain.network, [chain.anvil.url], workers=1, seen_budget_ms=250,
+                          clock=lambda: start + next(ticks) / 10)
+    drive(scanner)
+    orders = [create(api, chain, f"{n}.00") for n in range(1, 11)]
+    pay_in_one_block(chain, [(o["address"], o["amount"]) for o in orders])
+    # When the seen pass runs out of time
+    drive(scanner)
+    seen = [status(api, o)["status"] for o in orders]
+    # Then it stopped early, in chain order, and left its cursor before the block
+    assert 0 < seen.count("confirming") < len(orders)
+    assert seen == sorted(seen, key=lambda s: s != "confirming")
+    item = cursor.read(chain.network)
+    assert item is not None and item["seenBlock"] < chain.head()
+    # And once the block is final every payment is credited, once, none left behind
+    chain.mine(1)
+    drive(scanner)
+    assert all(status(api, o)["status"] == "confirmed" for o in orders)
+    assert scanner.report.credited == len(orders)

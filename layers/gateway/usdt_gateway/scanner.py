@@ -49,6 +49,8 @@ DEPOSIT_WORKERS = 8
 # The most a chain's timestamps may lag the gateway's clock and still have payments matched by
 # their block time (docs/order-states.md): beyond it, a payment counts as made when its block says.
 MAX_CHAIN_LAG_MS = 15 * 60_000
+# The least time a seen pass may take before it leaves the rest to the next cycle.
+SEEN_PASS_MIN_MS = 200
 
 
 __all__ = ["ChainMoved", "ScanHalted", "ScanReport", "Scanner"]
@@ -83,6 +85,9 @@ class Scanner:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     workers: int = DEPOSIT_WORKERS
+    # How long a seen pass may write before it leaves the rest to the next cycle; 0: half the
+    # network's block time (at least SEEN_PASS_MIN_MS).
+    seen_budget_ms: int = 0
 
     def __post_init__(self) -> None:
         self.network = self.reader.network
@@ -115,6 +120,7 @@ class Scanner:
         try:
             state = held
             while True:
+                began, failed = self.clock(), False
                 try:
                     state, caught_up = self.cycle(state)
                 except ScanHalted:
@@ -124,12 +130,14 @@ class Scanner:
                 except (AllEndpointsFailed, RpcError, ChainMoved) as exc:
                     self.report.errors += 1
                     logger.warning("scan cycle failed; retrying from the cursor", extra={"reason": str(exc)})
-                    caught_up = True
+                    caught_up = failed = True
                 self.report.cycles += 1
                 if not going():
                     break
                 if caught_up:
-                    self.sleep(idle)
+                    # Poll every `idle` from each cycle's start: a long cycle (a block of many
+                    # payments) is followed at once by the next, which may find the next block.
+                    self.sleep(idle if failed else max(0.0, idle - (self.clock() - began)))
         except cursor.LeaseLost:
             logger.warning("lease lost to another scanner; stopping")
         finally:
@@ -317,12 +325,21 @@ class Scanner:
         matched = [(t, entry) for t in found
                    if (entry := self.watch.match(t.recipient, t.units, t.block_time,
                                                  chain_lag_ms=self.chain_lag_ms)[0]) is not None]
-        detected = _by_address(matched, lambda m: m[0].recipient,
-                               lambda m: deposits.record_seen(*m).order is not None, self.workers)
+        # Early detection must not hold up crediting: past half a block time the pass stops, and
+        # what it left is seen next cycle, or credited straight away once final.
+        deadline = self._now() + (self.seen_budget_ms or max(SEEN_PASS_MIN_MS, self.network.block_time_ms // 2))
+
+        def see(m: tuple[Transfer, WatchEntry]) -> bool | None:
+            if self._now() > deadline:
+                return None
+            return deposits.record_seen(*m).order is not None
+
+        detected = _by_address(matched, lambda m: m[0].recipient, see, self.workers)
+        self.report.seen += sum(1 for d in detected if d)
         for _ in filter(None, detected):
-            self.report.seen += 1
             metrics.add_metric(name="DepositsDetected", unit=MetricUnit.Count, value=1)
-        return target
+        left = [m[0].block_number for m, d in zip(matched, detected, strict=True) if d is None]
+        return min(left) - 1 if left else target
 
     def _close_expired(self, state: cursor.Cursor) -> None:
         for entry in list(self.watch.entries()):
