@@ -255,7 +255,8 @@ def test_a_query_whose_index_is_optional_may_target_the_table_or_the_index(tmp_p
     # Given a query that names an index only under a condition, and one that always names it
     optional = ("from usdt_gateway import aws\n\ndef q(index):\n    kwargs = {'TableName': 't'}\n"
                 "    if index:\n        kwargs['IndexName'] = index\n    aws.client('dynamodb').query(**kwargs)\n")
-    always = "from usdt_gateway import aws\n\ndef q():\n    aws.client('dynamodb').query(TableName='t', IndexName='i')\n"
+    always = ("from usdt_gateway import aws\n\ndef q():\n"
+              "    aws.client('dynamodb').query(TableName='t', IndexName='i')\n")
     # When their calls are derived
     # Then the first needs Query on the table and on the index (either may run), the second on
     # the index only
