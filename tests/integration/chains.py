@@ -20,7 +20,7 @@ from web3.contract import Contract
 from devstack.evm import Anvil, deploy_token, mint, usdt
 from devstack.tron_node import FakeChain, Transfer, Trc20Transfer, TronNode
 from tests.integration.apiclient import ApiClient
-from usdt_gateway import config, cursor, deposits
+from usdt_gateway import config, cursor, deposits, store
 from usdt_gateway.address_codec import tron_address_from_body
 from usdt_gateway.chain.endpoints import Endpoints
 from usdt_gateway.chain.jsonrpc import JsonRpc
@@ -249,6 +249,18 @@ def status(api: ApiClient, order: dict) -> dict:
     resp = api.request("GET", f"/v1/payment/order/{order['orderId']}")
     assert resp.status == 200
     return resp.body
+
+
+def order_events(api: ApiClient, order: dict) -> list[dict]:
+    """The order's webhook events, as their bodies, in its event sequence."""
+    reply = api.request("GET", "/v1/webhooks/deliveries", query=[("orderId", order["orderId"])])
+    assert reply.status == 200, reply.body
+    bodies = []
+    for d in reply.body["deliveries"]:
+        item = store.get(*store.event_key(d["deliveryId"]))
+        assert item is not None
+        bodies.append(json.loads(item["body"]))
+    return sorted(bodies, key=lambda b: b["sequence"])
 
 
 def deposits_listed(api: ApiClient, *, unmatched: bool) -> list[dict]:

@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import boto3
 import pytest
@@ -177,3 +178,22 @@ def webhook_queues(settings_env: pytest.MonkeyPatch, dns: FakeDns) -> Iterator[W
 def lambda_sqs(webhook_queues: WebhookQueues) -> EventSourceMapping:
     """The webhook function behind the queue, fed as Lambda's event source mapping feeds it."""
     return EventSourceMapping(webhook_queues.queue, load_webhook_handler())
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    """Playwright for a browser test module (imported here only when one asks for it)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any) -> Iterator[Any]:
+    """One headless Chromium per browser test module (devstack.browser.launch)."""
+    from devstack.browser import launch
+
+    running = launch(playwright)
+    yield running
+    running.close()

@@ -6,16 +6,14 @@ does not, and the browser stops there, before the request itself is sent."""
 from __future__ import annotations
 
 import secrets
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page
 
-from devstack.browser import launch
 from devstack.stack import Stack
+from tests.integration.browsers import static_site
 from tests.integration.test_devstack import create_order
 
 # Resolves with what the page could read, or with the error the browser gave it.
@@ -32,40 +30,10 @@ BLOCKED = {"ok": False, "error": "TypeError: Failed to fetch"}
 
 
 @pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    running = launch(playwright)
-    yield running
-    running.close()
-
-
-class _ShopPage(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"<!doctype html><title>Shop</title><p>a shop's page"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
 def shop_origin() -> Iterator[str]:
     """Another origin than the stack's: 127.0.0.1 on a port of its own."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ShopPage)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with static_site(b"<!doctype html><title>Shop</title><p>a shop's page") as origin:
+        yield origin
 
 
 @pytest.fixture

@@ -7,20 +7,19 @@ with no console error, no CSP violation and no request leaving 127.0.0.1."""
 from __future__ import annotations
 
 import secrets
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 import png
 import pytest
 import zxingcpp
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page
 
-from devstack.browser import PHONE, launch
+from devstack.browser import PHONE
 from devstack.stack import Stack
+from tests.integration.browsers import static_site
 from tests.integration.test_devstack import create_order
 from tests.integration.test_devstack_chain import printed_txid, run_pay
 
@@ -42,40 +41,10 @@ WATCH_STATES = """() => {
 
 
 @pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    running = launch(playwright)
-    yield running
-    running.close()
-
-
-class _Shop(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"<!doctype html><title>Shop</title><h1>Thank you for your order</h1>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
 def shop() -> Iterator[str]:
     """The merchant's site the payer returns to, on 127.0.0.1."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Shop)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with static_site(b"<!doctype html><title>Shop</title><h1>Thank you for your order</h1>") as origin:
+        yield origin
 
 
 @dataclass

@@ -4,7 +4,6 @@ reorgs deeper than the network's finality policy, down to one past its maxReorgD
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,9 +21,10 @@ from tests.integration.chains import (
     enable_network,
     evm_scanner,
     new_chain,
+    order_events,
     status,
 )
-from usdt_gateway import cursor, store
+from usdt_gateway import cursor
 from usdt_gateway.scanner import ScanHalted
 
 
@@ -34,18 +34,6 @@ def chain(settings_env: pytest.MonkeyPatch) -> Iterator[EvmChain]:
         chain = new_chain(anvil, settings_env)
         chain.mine(12)  # room below the payments for the deepest reorg the tests make
         yield chain
-
-
-def order_events(api: ApiClient, order: dict[str, Any]) -> list[dict[str, Any]]:
-    """The webhook events of an order, as their bodies, in sequence order."""
-    reply = api.request("GET", "/v1/webhooks/deliveries", query=[("orderId", order["orderId"])])
-    assert reply.status == 200, reply.body
-    bodies = []
-    for d in reply.body["deliveries"]:
-        item = store.get(*store.event_key(d["deliveryId"]))
-        assert item is not None
-        bodies.append(json.loads(item["body"]))
-    return sorted(bodies, key=lambda b: b["sequence"])
 
 
 def merchant_events(api: ApiClient, event_type: str) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from web3 import Web3
 
 from devstack.evm import start_anvil, usdt
 from tests.integration.apiclient import ApiClient
-from tests.integration.chains import EvmChain, create, drive, evm_scanner, new_chain, status
+from tests.integration.chains import EvmChain, create, drive, evm_scanner, new_chain, order_events, status
 from tests.integration.conftest import new_merchant
 from usdt_gateway import cursor, deposits, store
 from usdt_gateway.observability import log_keys, logger
@@ -59,14 +59,7 @@ def pay_in_one_block(chain: EvmChain, payments: list[tuple[str, str]]) -> list[s
 
 def event_types(api: ApiClient, order: dict[str, Any]) -> list[str]:
     """The order's webhook event types, in its event sequence."""
-    reply = api.request("GET", "/v1/webhooks/deliveries", query=[("orderId", order["orderId"])])
-    assert reply.status == 200, reply.body
-    bodies = []
-    for d in reply.body["deliveries"]:
-        item = store.get(*store.event_key(d["deliveryId"]))
-        assert item is not None
-        bodies.append(json.loads(item["body"]))
-    return [b["type"] for b in sorted(bodies, key=lambda b: b["sequence"])]
+    return [b["type"] for b in order_events(api, order)]
 
 
 @dataclass
