@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from tests.integration.apiclient import ApiClient, Reply
 from tests.integration.conftest import Merchant, new_merchant, table_item_count
 from tests.integration.webhooks import DELIVERIES, cancelled_order
 from usdt_gateway import aws, orders, store
+from usdt_gateway.observability import logger
 from usdt_gateway.schemas import OrderStatus
 
 ORDERS = "/v1/payment/orders"
@@ -81,6 +83,27 @@ def test_an_id_that_cannot_exist_is_refused_before_any_read(api: ApiClient, meth
     assert (reply.status, reply.body["code"]) == (400, code), reply.body
     assert reply.body["message"].startswith(f"{name} must")
     assert table_item_count() == count
+
+
+def test_a_path_id_that_cannot_exist_never_reaches_a_log_line(api: ApiClient) -> None:
+    # Given every line the gateway logs, collected
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    collect = Collect()
+    collect.setFormatter(logger.registered_formatter)
+    logging.getLogger(logger.name).addHandler(collect)
+    try:
+        # When a 2,100-character orderId is asked for and cancelled
+        for method, path in [("GET", f"/v1/payment/order/{LONG}"), ("POST", f"/v1/payment/order/{LONG}/cancel")]:
+            assert api.request(method, path).status == 400
+    finally:
+        logging.getLogger(logger.name).removeHandler(collect)
+    # Then lines were logged, and none of them carries it
+    assert lines and not any(LONG in line for line in lines)
 
 
 def test_a_public_id_that_cannot_exist_is_not_found_without_a_read(handler: object) -> None:

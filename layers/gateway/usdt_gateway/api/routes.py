@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from usdt_gateway import deposits, events, merchants, orders
+from usdt_gateway import deposits, events, merchants, orders, path_ids
 from usdt_gateway.api.app import Call, Result, RouteSpec, route
 from usdt_gateway.auth import READ, WRITE
 from usdt_gateway.config import networks
@@ -52,8 +52,10 @@ def create_order(call: Call) -> Result:
                  errors=(*PRIVATE_ERRORS, 404), accepts_v1=True))
 def get_order(call: Call) -> Result:
     assert call.principal is not None
-    logger.thread_safe_append_keys(order_id=call.params["orderId"])
-    return orders.get_order(call.principal.merchant_id, call.params["orderId"])
+    # Checked before it reaches a log line or a key: a path id can be kilobytes of anything.
+    order_id = path_ids.order_id(call.params["orderId"])
+    logger.thread_safe_append_keys(order_id=order_id)
+    return orders.get_order(call.principal.merchant_id, order_id)
 
 
 # The index sorts on 13-digit creation times; a 14-digit bound would compare as text out of order.
@@ -105,8 +107,9 @@ def list_orders(call: Call) -> Result:
                  one_time=True))
 def cancel_order(call: Call) -> Result:
     assert call.principal is not None
-    logger.thread_safe_append_keys(order_id=call.params["orderId"])
-    return orders.cancel_order(call.principal.merchant_id, call.params["orderId"])
+    order_id = path_ids.order_id(call.params["orderId"])
+    logger.thread_safe_append_keys(order_id=order_id)
+    return orders.cancel_order(call.principal.merchant_id, order_id)
 
 
 DEPOSITS_QUERY = {
