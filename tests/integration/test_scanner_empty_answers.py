@@ -6,10 +6,7 @@ in full. A block whose bloom matches by chance must not stall the scanner either
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -31,10 +28,11 @@ from tests.integration.chains import (
     tron_address,
     tron_scanner,
 )
+from tests.integration.rpc_proxy import RpcProxy
 from usdt_gateway import cursor
 from usdt_gateway.chain import evm
 from usdt_gateway.chain.endpoints import AllEndpointsFailed
-from usdt_gateway.chain.jsonrpc import JsonRpc, RpcError
+from usdt_gateway.chain.jsonrpc import JsonRpc
 from usdt_gateway.chain.transfers import TRANSFER_TOPIC
 from usdt_gateway.scanner import Scanner
 
@@ -58,49 +56,24 @@ def fails_once(scanner: Scanner) -> None:
 # -- EVM: anvil behind a proxy that hides the newest blocks' logs --------------------------------
 
 
-class HidingProxy:
+class HidingProxy(RpcProxy):
     """An EVM endpoint in front of anvil (single calls and batches) that answers `[]` to the
     methods in `hide` when they concern its newest `newest` blocks: eth_getLogs whose range
     reaches them or whose blockHash is one of them (a log index that lags), eth_getBlockReceipts
     of one of them (a node without their receipts)."""
 
     def __init__(self, upstream: str, *, newest: int = 3) -> None:
-        self.rpc = JsonRpc(upstream)
         self.newest = newest
         self.hide: set[str] = set()
         self.hidden = 0
-        proxy = self
+        super().__init__(upstream)
 
-        class Handler(BaseHTTPRequestHandler):
-            disable_nagle_algorithm = True
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                replies = [proxy.answer(call) for call in (body if isinstance(body, list) else [body])]
-                data = json.dumps(replies if isinstance(body, list) else replies[0]).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def answer(self, call: dict[str, Any]) -> dict[str, Any]:
-        method, params = call["method"], call["params"]
-        try:
-            result = self.rpc.call(method, params)
-        except RpcError as exc:
-            return {"jsonrpc": "2.0", "id": call["id"], "error": {"code": exc.code, "message": exc.message}}
+    def result(self, method: str, params: list[Any]) -> Any:
+        result = super().result(method, params)
         if method in self.hide and self._newest(method, params) and result:
             self.hidden += 1
-            result = []
-        return {"jsonrpc": "2.0", "id": call["id"], "result": result}
+            return []
+        return result
 
     def _newest(self, method: str, params: list[Any]) -> bool:
         first_hidden = int(self.rpc.call("eth_blockNumber", []), 16) - self.newest + 1
@@ -110,10 +83,6 @@ class HidingProxy:
         block_hash = params[0]["blockHash"] if method == "eth_getLogs" else params[0]
         block = self.rpc.call("eth_getBlockByHash", [block_hash, False])
         return block is not None and int(block["number"], 16) >= first_hidden
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@ through the API handler, paid with real token transfers, and read back through t
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -25,8 +24,8 @@ from tests.integration.chains import (
     status,
 )
 from tests.integration.conftest import new_merchant
+from tests.integration.rpc_proxy import RpcProxy
 from usdt_gateway import cursor, expiry, store
-from usdt_gateway.chain.jsonrpc import JsonRpc
 from usdt_gateway.chain.transfers import Transfer
 from usdt_gateway.observability import metrics
 from usdt_gateway.scanner import ChainMoved
@@ -445,52 +444,21 @@ def test_expiry_racing_a_payment_leaves_the_order_confirmed(api: ApiClient, chai
     assert raced and (done["status"], done["exception"], done["paidAmount"]) == ("confirmed", None, "25.00")
 
 
-class FlakyProxy:
+class FlakyProxy(RpcProxy):
     """An RPC endpoint in front of anvil (single calls and batches) that can answer 429 to
     everything, or lag: report a head `lag` blocks behind the chain's."""
 
     def __init__(self, upstream: str) -> None:
         self.mode = "ok"
         self.lag = 50
-        self.served = 0
-        proxy = self
+        super().__init__(upstream)
 
-        class Handler(BaseHTTPRequestHandler):
-            disable_nagle_algorithm = True
+    def refuse(self) -> tuple[int, bytes] | None:
+        return (429, b'{"error": "rate limited"}') if self.mode == "fail" else None
 
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                proxy.served += 1
-                if proxy.mode == "fail":
-                    self._reply(429, b'{"error": "rate limited"}')
-                    return
-                request = json.loads(body)
-                replies = [self._answer(call) for call in (request if isinstance(request, list) else [request])]
-                self._reply(200, json.dumps(replies if isinstance(request, list) else replies[0]).encode())
-
-            def _answer(self, call: dict) -> dict:
-                upstream_reply = JsonRpc(upstream).call(call["method"], call["params"])
-                if proxy.mode == "lag" and call["method"] == "eth_blockNumber":
-                    upstream_reply = hex(int(upstream_reply, 16) - proxy.lag)
-                return {"jsonrpc": "2.0", "id": call["id"], "result": upstream_reply}
-
-            def _reply(self, code: int, data: bytes) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def result(self, method: str, params: list[Any]) -> Any:
+        reply = super().result(method, params)
+        return hex(int(reply, 16) - self.lag) if self.mode == "lag" and method == "eth_blockNumber" else reply
 
 
 def test_failing_endpoint_fails_over_and_is_counted(api: ApiClient, chain: EvmChain) -> None:
