@@ -50,9 +50,9 @@ from typing import Any
 
 import boto3
 
-from bench.detection_latency import BLOCK_TIME_S, CONFIRMATIONS, NETWORK, _configure, _percentile, _setup_aws, _xpub
+from bench.detection_latency import BLOCK_TIME_S, CONFIRMATIONS, NETWORK, _percentile, _setup_aws, _token_on, _xpub
 from devstack import moto_server
-from devstack.evm import Anvil, deploy_token, mint, start_anvil, usdt
+from devstack.evm import Anvil, start_anvil, usdt
 from devstack.moto_server import AtomicMotoServer
 
 GOAL_RATIO = 1.5
@@ -252,12 +252,7 @@ def main() -> None:
     try:
         _setup_aws(f"http://{host}:{port}")
         os.environ["WEBHOOK_QUEUE_URL"] = boto3.client("sqs").create_queue(QueueName="bench-burst")["QueueUrl"]
-        w3 = anvil.web3()
-        accounts = [str(a) for a in w3.eth.accounts]
-        owner, payer = accounts[0], accounts[1]
-        token = deploy_token(w3, owner)
-        mint(token, payer, usdt("100000000"), owner=owner)
-        _configure(str(token.address))
+        token, payer = _token_on(anvil, "100000000")
 
         from usdt_gateway import config, merchants
         from usdt_gateway.chain.endpoints import Endpoints

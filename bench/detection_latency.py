@@ -94,6 +94,18 @@ def _setup_aws(endpoint: str) -> None:
     point_at_moto(endpoint, TABLE)
 
 
+def _token_on(anvil: Anvil, funds: str) -> tuple[Any, str]:
+    """TestUSDT deployed on `anvil` by its first account, `funds` minted to its second (the
+    payer), and network `local` configured with it; returns (token, payer)."""
+    w3 = anvil.web3()
+    accounts = [str(a) for a in w3.eth.accounts]
+    owner, payer = accounts[0], accounts[1]
+    token = deploy_token(w3, owner)
+    mint(token, payer, usdt(funds), owner=owner)
+    _configure(str(token.address))
+    return token, payer
+
+
 def _configure(token: str) -> None:
     from usdt_gateway import config
 
@@ -226,12 +238,7 @@ def main() -> None:
     emf = io.StringIO()
     try:
         _setup_aws(f"http://{host}:{port}")
-        w3 = anvil.web3()
-        accounts = [str(a) for a in w3.eth.accounts]
-        owner, payer = accounts[0], accounts[1]
-        token = deploy_token(w3, owner)
-        mint(token, payer, usdt("1000000"), owner=owner)
-        _configure(str(token.address))
+        token, payer = _token_on(anvil, "1000000")
 
         from usdt_gateway import config, merchants, orders, store
         from usdt_gateway.chain.endpoints import Endpoints
