@@ -18,10 +18,32 @@ it (`resume`): the scanner never guesses.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from usdt_gateway import store
+
+# The scanner's own fresh head while it writes orders (`scanning_at`): the views in their events
+# then need no read of the cursor each.
+_scanning_at: ContextVar[tuple[str, int] | None] = ContextVar("scanning_at", default=None)
+
+
+@contextmanager
+def scanning_at(network: str, head: int) -> Iterator[None]:
+    token = _scanning_at.set((network, head))
+    try:
+        yield
+    finally:
+        _scanning_at.reset(token)
+
+
+def known_head(network: str) -> int | None:
+    """The head the scanner of `network` read this cycle, inside `scanning_at`; else None."""
+    known = _scanning_at.get()
+    return known[1] if known is not None and known[0] == network else None
 
 
 class LeaseLost(Exception):

@@ -6,13 +6,10 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
-from usdt_gateway import deposit_addresses, path_ids, store, transitions, watchlist
+from usdt_gateway import cursor, deposit_addresses, path_ids, store, transitions, watchlist
 from usdt_gateway.config import networks, settings
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
 from usdt_gateway.http import request_base_url
@@ -203,27 +200,13 @@ def _deposit_views(item: dict[str, Any], head: int | None) -> list[DepositView]:
     return views
 
 
-# The scanner's own fresh head while it writes orders (`known_head`): their events' views then
-# need no read of the scan cursor each.
-_known_head: ContextVar[tuple[str, int] | None] = ContextVar("known_head", default=None)
-
-
-@contextmanager
-def known_head(network: str, head: int) -> Iterator[None]:
-    token = _known_head.set((network, head))
-    try:
-        yield
-    finally:
-        _known_head.reset(token)
-
-
 def scan_head(item: dict[str, Any]) -> int | None:
     """The newest block the scanner saw on the order's network (for confirmations)."""
     if not item.get("deposits"):
         return None
-    known = _known_head.get()
-    if known is not None and known[0] == item["network"]:
-        return known[1]
+    known = cursor.known_head(item["network"])
+    if known is not None:
+        return known
     scan = store.get(*store.cursor_key(item["network"]), consistent=False)
     return int(scan["head"]) if scan and scan.get("head") is not None else None
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from usdt_gateway import cursor, deposits, expiry, orders, outbox
+from usdt_gateway import cursor, deposits, expiry, outbox
 from usdt_gateway.chain.endpoints import AllEndpointsFailed
 from usdt_gateway.chain.jsonrpc import RpcError
 from usdt_gateway.chain.readers import BlockRef, ChainReader, Heads
@@ -168,9 +168,9 @@ class Scanner:
         self.watch.refresh(first_from=keep_from - window, keep_from=keep_from)
         # Each pass's events reach the queue together when it ends, and their order views take the
         # head just read (no cursor read per event): what a block of many payments costs.
-        with orders.known_head(self.network.name, heads.head), outbox.deferred():
+        with cursor.scanning_at(self.network.name, heads.head), outbox.deferred():
             state = self._final_pass(state, heads.final)
-        with orders.known_head(self.network.name, heads.head), outbox.deferred():
+        with cursor.scanning_at(self.network.name, heads.head), outbox.deferred():
             seen_block = self._seen_pass(state, heads)
         self._close_expired(state)
         cursor.note_progress(self.network.name, self.owner, seen_block=seen_block, head=heads.head,
