@@ -39,6 +39,7 @@ dev: $(STAMP) node_modules/.installed
 
 test: $(STAMP) .venv-sam/bin/sam node_modules/.installed $(CHROMIUM)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(PY) -m pytest
 

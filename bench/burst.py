@@ -139,8 +139,13 @@ def _one_block(anvil: Anvil, token: Any, payer: str, payments: list[tuple[str, s
 
     anvil.rpc("evm_setIntervalMining", [0])
     try:
-        sent = ["0x" + bytes(token.functions.transfer(Web3.to_checksum_address(to), usdt(amount)).transact(
-            {"from": payer})).hex() for to, amount in payments]
+        sent = [
+            "0x"
+            + bytes(
+                token.functions.transfer(Web3.to_checksum_address(to), usdt(amount)).transact({"from": payer})
+            ).hex()
+            for to, amount in payments
+        ]
         anvil.rpc("evm_mine")
     finally:
         anvil.rpc("evm_setIntervalMining", [BLOCK_TIME_S])
@@ -152,8 +157,19 @@ def _one_block(anvil: Anvil, token: Any, payer: str, payments: list[tuple[str, s
     return sent, t0
 
 
-def _round(size: int, workers: int, *, scanner: Any, timings: Timings, anvil: Anvil, token: Any, payer: str,
-           merchant: str, rng: random.Random, run: str) -> Round:
+def _round(
+    size: int,
+    workers: int,
+    *,
+    scanner: Any,
+    timings: Timings,
+    anvil: Anvil,
+    token: Any,
+    payer: str,
+    merchant: str,
+    rng: random.Random,
+    run: str,
+) -> Round:
     from usdt_gateway import orders, store
     from usdt_gateway.schemas import CreateOrderRequest
 
@@ -162,16 +178,21 @@ def _round(size: int, workers: int, *, scanner: Any, timings: Timings, anvil: An
     for _ in range(size):
         amount = f"{rng.randint(1, 500)}.{rng.randint(0, 99):02d}"
         order_id = f"burst-{run}-{uuid.uuid4().hex[:10]}"
-        view, _ = orders.create_order(merchant, CreateOrderRequest.model_validate(
-            {"network": NETWORK, "currency": "USDT", "amount": amount, "orderId": order_id}))
+        view, _ = orders.create_order(
+            merchant,
+            CreateOrderRequest.model_validate(
+                {"network": NETWORK, "currency": "USDT", "amount": amount, "orderId": order_id}
+            ),
+        )
         made.append(view)
     txids, t0 = _one_block(anvil, token, payer, [(v.address, v.amount) for v in made])
     busy_from = MotoMeter.busy_s
     deadline = time.time() + TIMEOUT_S
     while not all(tx in timings.credited for tx in txids):
         if time.time() > deadline:
-            raise TimeoutError(f"{sum(tx in timings.credited for tx in txids)} of {size} payments credited "
-                               f"within {TIMEOUT_S:g} s")
+            raise TimeoutError(
+                f"{sum(tx in timings.credited for tx in txids)} of {size} payments credited within {TIMEOUT_S:g} s"
+            )
         time.sleep(0.02)
     busy = (MotoMeter.busy_s - busy_from) / (max(timings.credited[tx] for tx in txids) - t0)
     for view in made:  # exactly once: each order confirmed by its one payment
@@ -179,8 +200,13 @@ def _round(size: int, workers: int, *, scanner: Any, timings: Timings, anvil: An
         assert order is not None and order["status"] == "confirmed", view.order_id
         assert len(order["deposits"]) == 1, f"{view.order_id}: {len(order['deposits'])} deposits"
     time.sleep(SETTLE_S)
-    return Round(size, workers, [timings.credited[tx] - t0 for tx in txids],
-                 [timings.seen[tx] - t0 for tx in txids if tx in timings.seen], busy)
+    return Round(
+        size,
+        workers,
+        [timings.credited[tx] - t0 for tx in txids],
+        [timings.seen[tx] - t0 for tx in txids if tx in timings.seen],
+        busy,
+    )
 
 
 def _schedule(sizes: list[int], workers: list[int], singles: int) -> list[tuple[int, int]]:
@@ -200,8 +226,10 @@ def _summary(rounds: list[Round], sizes: list[int], workers: list[int]) -> None:
     def pooled(size: int, w: int, field: Callable[[Round], list[float]]) -> list[float]:
         return [v for r in rounds if (r.size, r.workers) == (size, w) for v in field(r)]
 
-    print(f"{'payments in the block':>21s} {'workers':>7s} {'samples':>7s} {'p50':>7s} {'p90':>7s} {'max':>7s} "
-          f"{'confirming p50':>14s} {'moto busy':>9s}")
+    print(
+        f"{'payments in the block':>21s} {'workers':>7s} {'samples':>7s} {'p50':>7s} {'p90':>7s} {'max':>7s} "
+        f"{'confirming p50':>14s} {'moto busy':>9s}"
+    )
     for size in sizes:
         for w in workers:
             values = pooled(size, w, lambda r: r.latencies)
@@ -209,23 +237,31 @@ def _summary(rounds: list[Round], sizes: list[int], workers: list[int]) -> None:
                 continue
             confirming = pooled(size, w, lambda r: r.confirming)
             busy = statistics.mean(r.moto_busy for r in rounds if (r.size, r.workers) == (size, w))
-            print(f"{size:>21} {w:>7} {len(values):>7} {statistics.median(values):6.2f}s "
-                  f"{_percentile(values, 90):6.2f}s {max(values):6.2f}s "
-                  f"{statistics.median(confirming) if confirming else float('nan'):13.2f}s {busy:>8.0%}")
+            print(
+                f"{size:>21} {w:>7} {len(values):>7} {statistics.median(values):6.2f}s "
+                f"{_percentile(values, 90):6.2f}s {max(values):6.2f}s "
+                f"{statistics.median(confirming) if confirming else float('nan'):13.2f}s {busy:>8.0%}"
+            )
     if 1 not in sizes:
         return
     from usdt_gateway.scanner import DEPOSIT_WORKERS
 
     for w in workers:
         single = statistics.median(pooled(1, w, lambda r: r.latencies))
-        ratios = ", ".join(f"{size}: {statistics.median(pooled(size, w, lambda r: r.latencies)) / single:.2f}"
-                           for size in sizes if size > 1)
+        ratios = ", ".join(
+            f"{size}: {statistics.median(pooled(size, w, lambda r: r.latencies)) / single:.2f}"
+            for size in sizes
+            if size > 1
+        )
         print(f"workers {w}: p50 / single-payment p50 ({single:.2f} s) -> {ratios}")
     if 50 in sizes and DEPOSIT_WORKERS in workers:
-        ratio = (statistics.median(pooled(50, DEPOSIT_WORKERS, lambda r: r.latencies))
-                 / statistics.median(pooled(1, DEPOSIT_WORKERS, lambda r: r.latencies)))
-        print(f"goal: 50 in one block at most {GOAL_RATIO:g} x the single payment's p50 with {DEPOSIT_WORKERS} "
-              f"workers (the default): {'met' if ratio <= GOAL_RATIO else 'NOT met'} ({ratio:.2f})")
+        ratio = statistics.median(pooled(50, DEPOSIT_WORKERS, lambda r: r.latencies)) / statistics.median(
+            pooled(1, DEPOSIT_WORKERS, lambda r: r.latencies)
+        )
+        print(
+            f"goal: 50 in one block at most {GOAL_RATIO:g} x the single payment's p50 with {DEPOSIT_WORKERS} "
+            f"workers (the default): {'met' if ratio <= GOAL_RATIO else 'NOT met'} ({ratio:.2f})"
+        )
 
 
 def main() -> None:
@@ -233,8 +269,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,50,200", help="payments per block, comma-separated")
     parser.add_argument("--workers", default="1,8", help="Scanner.workers values to compare, comma-separated")
     parser.add_argument("--singles", type=int, default=10, help="rounds of a single payment per worker count")
-    parser.add_argument("--rtt-ms", type=float, default=0.0,
-                        help="wait this long before every DynamoDB/SQS request (a model of a network round trip)")
+    parser.add_argument(
+        "--rtt-ms",
+        type=float,
+        default=0.0,
+        help="wait this long before every DynamoDB/SQS request (a model of a network round trip)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     workers = [int(w) for w in args.workers.split(",")]
@@ -276,10 +316,24 @@ def main() -> None:
                     time.sleep(0.05)
                 run = uuid.uuid4().hex[:6]
                 for size, w in _schedule(sizes, workers, args.singles):
-                    rounds.append(_round(size, w, scanner=scanner, timings=timings, anvil=anvil, token=token,
-                                         payer=payer, merchant=merchant, rng=rng, run=run))
-                    print(f"{size} payment(s), {w} worker(s): p50 {statistics.median(rounds[-1].latencies):.2f} s",
-                          file=sys.stderr)
+                    rounds.append(
+                        _round(
+                            size,
+                            w,
+                            scanner=scanner,
+                            timings=timings,
+                            anvil=anvil,
+                            token=token,
+                            payer=payer,
+                            merchant=merchant,
+                            rng=rng,
+                            run=run,
+                        )
+                    )
+                    print(
+                        f"{size} payment(s), {w} worker(s): p50 {statistics.median(rounds[-1].latencies):.2f} s",
+                        file=sys.stderr,
+                    )
             finally:
                 stop.set()
                 thread.join(timeout=60)
@@ -288,9 +342,11 @@ def main() -> None:
         stop.set()
         anvil.stop()
         server.stop()
-    print(f"payments in one block on anvil (--block-time {BLOCK_TIME_S}), {CONFIRMATIONS} confirmations, one "
-          f"Scanner.run(); python {sys.version.split()[0]}; {os.cpu_count()} CPUs; {time.time() - began:.0f} s"
-          + (f"; {args.rtt_ms:g} ms added before every AWS request" if args.rtt_ms else ""))
+    print(
+        f"payments in one block on anvil (--block-time {BLOCK_TIME_S}), {CONFIRMATIONS} confirmations, one "
+        f"Scanner.run(); python {sys.version.split()[0]}; {os.cpu_count()} CPUs; {time.time() - began:.0f} s"
+        + (f"; {args.rtt_ms:g} ms added before every AWS request" if args.rtt_ms else "")
+    )
     print(f"scanner: {report.cycles} cycles, credited {report.credited}, seen {report.seen}, errors {report.errors}")
     _summary(rounds, list(dict.fromkeys(sizes)), workers)
 

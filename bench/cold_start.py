@@ -47,7 +47,9 @@ class Ctx:
     def get_remaining_time_in_millis(self): return 10000
 """
 
-CHILD = INIT + r"""ts = str(int(time.time() * 1000))
+CHILD = (
+    INIT
+    + r"""ts = str(int(time.time() * 1000))
 sig = hmac.new({secret!r}.encode(), (ts + '""').encode(), hashlib.sha256).hexdigest()
 event = {{"resource": "/v1/payment/order/{{orderId}}", "path": "/v1/payment/order/bench-1", "httpMethod": "GET",
          "headers": {{"API-Key": {api_key!r}, "Request-Time": ts, "Signature-V1": sig}},
@@ -59,8 +61,9 @@ status = mod.lambda_handler(event, Ctx())["statusCode"] if {invoke!r} else 200
 t2 = time.perf_counter()
 print(json.dumps({{"init_ms": (t1 - t0) * 1000, "first_ms": (t2 - t1) * 1000, "status": status}}))
 """
+)
 
-NAIVE = r'''
+NAIVE = r"""
 import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
@@ -78,23 +81,26 @@ def create(order: Order) -> dict:
 @tracer.capture_lambda_handler
 def lambda_handler(event, context):
     return app.resolve(event, context)
-'''
+"""
 
 
 # The API handler under Powertools' Tracer: created first, so its patching of botocore precedes the
 # handler's clients, as a `tracer = Tracer()` in the shared observability module would.
-TRACED = r'''
+TRACED = r"""
 from aws_lambda_powertools import Tracer
 tracer = Tracer(service="api")
 import importlib.util
 spec = importlib.util.spec_from_file_location("api_app", {handler!r})
 api_app = importlib.util.module_from_spec(spec); spec.loader.exec_module(api_app)
 lambda_handler = tracer.capture_lambda_handler(api_app.lambda_handler)
-'''
+"""
 # What Lambda sets for a traced invocation: the Tracer then records instead of refusing.
-TRACED_ENV = {"POWERTOOLS_TRACE_DISABLED": "0", "LAMBDA_TASK_ROOT": "/var/task",
-              "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
-              "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000"}
+TRACED_ENV = {
+    "POWERTOOLS_TRACE_DISABLED": "0",
+    "LAMBDA_TASK_ROOT": "/var/task",
+    "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+}
 
 
 def _sample(code: str, env: dict[str, str]) -> dict[str, float]:
@@ -106,15 +112,24 @@ def _sample(code: str, env: dict[str, str]) -> dict[str, float]:
 
 
 def _setup(endpoint: str) -> tuple[dict[str, str], str, str]:
-    for name, value in {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         os.environ.setdefault(name, value)
     os.environ["AWS_ENDPOINT_URL"] = endpoint
     create_table(boto3.client("dynamodb"), "bench-cold")
     key_id = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
-    env = os.environ | {"TABLE_NAME": "bench-cold", "KMS_KEY_ID": key_id, "POWERTOOLS_SERVICE_NAME": "api",
-                        "ENABLED_NETWORKS": "tron,eth,bsc", "PUBLIC_BASE_URL": "https://pay.example.com",
-                        "POWERTOOLS_METRICS_DISABLED": "1", "POWERTOOLS_TRACE_DISABLED": "1"}
+    env = os.environ | {
+        "TABLE_NAME": "bench-cold",
+        "KMS_KEY_ID": key_id,
+        "POWERTOOLS_SERVICE_NAME": "api",
+        "ENABLED_NETWORKS": "tron,eth,bsc",
+        "PUBLIC_BASE_URL": "https://pay.example.com",
+        "POWERTOOLS_METRICS_DISABLED": "1",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+    }
     os.environ.update(env)
     from usdt_gateway import merchants, orders
     from usdt_gateway.schemas import CreateOrderRequest
@@ -122,8 +137,12 @@ def _setup(endpoint: str) -> tuple[dict[str, str], str, str]:
     m = merchants.create_merchant("bench")
     key = merchants.create_api_key(m["merchantId"])
     merchants.configure_fixed(m["merchantId"], "tron", "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t")
-    orders.create_order(m["merchantId"], CreateOrderRequest.model_validate(
-        {"network": "tron", "currency": "USDT", "amount": "1.00", "orderId": "bench-1"}))
+    orders.create_order(
+        m["merchantId"],
+        CreateOrderRequest.model_validate(
+            {"network": "tron", "currency": "USDT", "amount": "1.00", "orderId": "bench-1"}
+        ),
+    )
     return env, key["apiKey"], key["secretKey"]
 
 
@@ -142,12 +161,22 @@ def main() -> None:
     (work / "traced/app.py").write_text(TRACED.format(handler=str(ROOT / "functions/api/app.py")))
 
     def child(layer: Path, handler: Path, invoke: bool = True) -> str:
-        return CHILD.format(layer=str(layer), handler=str(handler), function="ApiFunction", api_key=api_key,
-                            secret=secret, invoke=invoke)
+        return CHILD.format(
+            layer=str(layer),
+            handler=str(handler),
+            function="ApiFunction",
+            api_key=api_key,
+            secret=secret,
+            invoke=invoke,
+        )
 
-    configs = {"source tree (.pyc present)": (child(ROOT / "layers/gateway", ROOT / "functions/api/app.py"), env),
-               "source tree + Tracer (.pyc present)": (child(ROOT / "layers/gateway", work / "traced/app.py"),
-                                                       env | TRACED_ENV)}
+    configs = {
+        "source tree (.pyc present)": (child(ROOT / "layers/gateway", ROOT / "functions/api/app.py"), env),
+        "source tree + Tracer (.pyc present)": (
+            child(ROOT / "layers/gateway", work / "traced/app.py"),
+            env | TRACED_ENV,
+        ),
+    }
     built = ROOT / ".aws-sam/build"
     if (built / "GatewayLayer/python").is_dir():
         # The built package as Lambda gets it, and the same without bytecode (a plain pip build).
@@ -155,14 +184,20 @@ def main() -> None:
         for cache in (work / "nopyc").rglob("__pycache__"):
             shutil.rmtree(cache)
         configs["sam build package (shipped .pyc)"] = (
-            child(built / "GatewayLayer/python", built / "ApiFunction/app.py"), env)
+            child(built / "GatewayLayer/python", built / "ApiFunction/app.py"),
+            env,
+        )
         configs["sam build package, .pyc removed"] = (child(work / "nopyc", built / "ApiFunction/app.py"), env)
         (work / "traced-built").mkdir()
         (work / "traced-built/app.py").write_text(TRACED.format(handler=str(built / "ApiFunction/app.py")))
-        configs["sam build package + Tracer"] = (child(built / "GatewayLayer/python", work / "traced-built/app.py"),
-                                                 env | TRACED_ENV)
-    configs["naive handler (.pyc present)"] = (child(ROOT / "layers/gateway", work / "naive/app.py", invoke=False),
-                                               env | {"POWERTOOLS_TRACE_DISABLED": "0"})
+        configs["sam build package + Tracer"] = (
+            child(built / "GatewayLayer/python", work / "traced-built/app.py"),
+            env | TRACED_ENV,
+        )
+    configs["naive handler (.pyc present)"] = (
+        child(ROOT / "layers/gateway", work / "naive/app.py", invoke=False),
+        env | {"POWERTOOLS_TRACE_DISABLED": "0"},
+    )
     for code, e in configs.values():  # warm-up: .pyc of the source tree and the venv, OS file cache
         subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, check=True)
     results: dict[str, list[dict[str, float]]] = {name: [] for name in configs}

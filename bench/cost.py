@@ -94,6 +94,7 @@ IDLE_POLLERS, IDLE_RECEIVES_PER_MIN = 5, 3
 
 # --- DynamoDB request units -------------------------------------------------------------------
 
+
 def _number_size(text: str) -> int:
     digits = text.lstrip("-").replace(".", "").lstrip("0").rstrip("0") or "0"
     return (len(digits) + 1) // 2 + 1
@@ -101,7 +102,7 @@ def _number_size(text: str) -> int:
 
 def _value_size(value: dict[str, Any]) -> int:
     """An attribute value's size by DynamoDB's rules (developer guide, "Item sizes and formats")."""
-    (kind, v), = value.items()
+    ((kind, v),) = value.items()
     if kind == "S":
         return len(v.encode())
     if kind == "N":
@@ -231,7 +232,7 @@ class Meter:
         if operation == "TransactWriteItems":
             keys = []
             for part in params["TransactItems"]:
-                (kind, body), = part.items()
+                ((kind, body),) = part.items()
                 keys.append({"pk": body["Item"]["pk"], "sk": body["Item"]["sk"]} if kind == "Put" else body["Key"])
             return keys
         return []
@@ -245,8 +246,9 @@ class Meter:
         keys = self._writes(model.name, params)
         context["cost_before"] = [(key, self._get(key)) for key in keys]
 
-    def _after_dynamodb(self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any],
-                        **_: Any) -> None:
+    def _after_dynamodb(
+        self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any
+    ) -> None:
         operation = model.name
         with self.lock:
             usage = self._here()
@@ -290,6 +292,7 @@ class Meter:
 
     def note_read_consistency(self, dynamodb: Any) -> None:
         """GetItem/Query's ConsistentRead, kept for the after-call hook (it sees only the response)."""
+
         def keep(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
             context["cost_consistent"] = bool(params.get("ConsistentRead")) and "IndexName" not in params
 
@@ -316,6 +319,7 @@ def _index_writes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> flo
     """gsi1 write units of one item write: its index entry put, replaced or removed ("Global
     secondary indexes: provisioned throughput considerations": a changed index key is a delete and
     a put)."""
+
     def keys(item: dict[str, Any] | None) -> tuple[Any, Any] | None:
         if item and "gsi1pk" in item and "gsi1sk" in item:
             return item["gsi1pk"], item["gsi1sk"]
@@ -355,6 +359,7 @@ class _LogCounter(logging.Handler):
 
 # --- the flow ---------------------------------------------------------------------------------
 
+
 @dataclass
 class Flow:
     stack: Stack
@@ -385,8 +390,10 @@ class Flow:
 
 def _status_of(flow: Flow, order_id: str) -> str:
     item = boto3.client("dynamodb").get_item(
-        TableName=flow.stack.table_name, ConsistentRead=True,
-        Key={"pk": {"S": f"ORDER#{flow.stack.merchant['merchantId']}#{order_id}"}, "sk": {"S": "ORDER"}})
+        TableName=flow.stack.table_name,
+        ConsistentRead=True,
+        Key={"pk": {"S": f"ORDER#{flow.stack.merchant['merchantId']}#{order_id}"}, "sk": {"S": "ORDER"}},
+    )
     return str(item["Item"]["status"]["S"])
 
 
@@ -405,8 +412,10 @@ def idle_scanner(flow: Flow, invocations: int, long_scan_s: float) -> tuple[Usag
     one = Usage()
     one.add(flow.meter.total("idle one-cycle"), 1 / invocations)
     long = flow.meter.total("idle long")
-    print(f"idle: {invocations} one-cycle invocations, each {dict(one.ddb_calls)}; one of {long_scan_s:.0f} s: "
-          f"{report['cycles']} cycles, {dict(long.ddb_calls)}")
+    print(
+        f"idle: {invocations} one-cycle invocations, each {dict(one.ddb_calls)}; one of {long_scan_s:.0f} s: "
+        f"{report['cycles']} cycles, {dict(long.ddb_calls)}"
+    )
     per_cycle = Usage()
     cycles = int(report["cycles"])
     per_cycle.add(long, 1 / (cycles - 1))
@@ -427,8 +436,12 @@ def run_flow(flow: Flow, orders: int, polls: int, group: int, one_cycle: Usage) 
     created = []
     with flow.meter.in_step("create"):
         for _ in range(orders):
-            body = {"network": "local", "currency": "USDT", "amount": "25.00",
-                    "orderId": f"cost-{secrets.token_hex(6)}"}
+            body = {
+                "network": "local",
+                "currency": "USDT",
+                "amount": "25.00",
+                "orderId": f"cost-{secrets.token_hex(6)}",
+            }
             created.append(flow.signed("POST", "/v1/payment/order", body))
     with flow.meter.in_step("page load"):
         for order in created:
@@ -441,13 +454,14 @@ def run_flow(flow: Flow, orders: int, polls: int, group: int, one_cycle: Usage) 
                 flow.public(order["publicId"])
     payer = Payer(flow.stack.chain.info)
     units = to_base_units(parse_amount("25.00"), flow.stack.chain.info.decimals)
-    mapping = EventSourceMapping(flow.stack.queue_urls[WEBHOOK_QUEUE], flow.stack.functions[WEBHOOK_FUNCTION].invoke,
-                                 name="bench-cost-webhooks")
+    mapping = EventSourceMapping(
+        flow.stack.queue_urls[WEBHOOK_QUEUE], flow.stack.functions[WEBHOOK_FUNCTION].invoke, name="bench-cost-webhooks"
+    )
     flow.meter.install_event_source(mapping._sqs)
     scans, delivered_before = 0, len(flow.stack.receiver.deliveries)
     with flow.meter.in_step("pay, scan, deliver"):
         for start in range(0, orders, group):
-            batch = created[start:start + group]
+            batch = created[start : start + group]
             for txid in [payer.transfer(o["address"], units) for o in batch]:
                 payer.wait_mined(txid)
             deadline = time.monotonic() + 60
@@ -467,8 +481,15 @@ def run_flow(flow: Flow, orders: int, polls: int, group: int, one_cycle: Usage) 
             assert flow.signed("GET", f"/v1/payment/order/{order['orderId']}")["status"] == "confirmed"
     # What the scanner spent beyond its cycles at the idle cost: the deposits' own cost. (Its
     # Lambda time is not the orders': the scanner runs for ScanSeconds a minute either way.)
-    idle = Usage(defaultdict(float, one_cycle.ddb_calls), one_cycle.rru, one_cycle.wru, one_cycle.index_wru,
-                 defaultdict(float, one_cycle.sqs), defaultdict(float, one_cycle.kms), log_bytes=one_cycle.log_bytes)
+    idle = Usage(
+        defaultdict(float, one_cycle.ddb_calls),
+        one_cycle.rru,
+        one_cycle.wru,
+        one_cycle.index_wru,
+        defaultdict(float, one_cycle.sqs),
+        defaultdict(float, one_cycle.kms),
+        log_bytes=one_cycle.log_bytes,
+    )
     flow.meter.usage[("pay, scan, deliver", SUBTRACTED)].add(idle, -scans)
     return len(flow.stack.receiver.deliveries) - delivered_before, scans, time.perf_counter() - started
 
@@ -479,21 +500,26 @@ def _all_confirmed(flow: Flow, batch: list[dict[str, Any]]) -> Callable[[], bool
     assert receiver is not None
 
     def done() -> bool:
-        return wanted <= {d.data.get("orderId") for d in receiver.deliveries
-                          if (d.event or {}).get("type") == "order.confirmed"}
+        return wanted <= {
+            d.data.get("orderId") for d in receiver.deliveries if (d.event or {}).get("type") == "order.confirmed"
+        }
+
     return done
 
 
 def outbox_sweep(flow: Flow, runs: int) -> Usage:
     with flow.meter.in_step("outbox sweep"):
         for _ in range(runs):
-            flow.stack.functions[OUTBOX_FUNCTION].invoke(scheduled_event("arn:aws:events:us-east-1:123456789012:rule/x"))
+            flow.stack.functions[OUTBOX_FUNCTION].invoke(
+                scheduled_event("arn:aws:events:us-east-1:123456789012:rule/x")
+            )
     one = Usage()
     one.add(flow.meter.total("outbox sweep"), 1 / runs)
     return one
 
 
 # --- money ------------------------------------------------------------------------------------
+
 
 def usage_cost(usage: Usage, memory_mb: dict[str, int], function: str | None = None) -> dict[str, float]:
     """Dollars of a usage, by service (Lambda duration at `function`'s memory)."""
@@ -518,18 +544,35 @@ def _money(x: float) -> str:
     return f"${x:.4f}" if x < 10 else f"${x:,.2f}"
 
 
-def report(flow: Flow, orders: int, polls: int, events: int, scans: int, wall_s: float, idle_one: Usage,
-           idle_cycle: Usage, cycle_s: float, outbox: Usage, args: argparse.Namespace) -> None:
+def report(
+    flow: Flow,
+    orders: int,
+    polls: int,
+    events: int,
+    scans: int,
+    wall_s: float,
+    idle_one: Usage,
+    idle_cycle: Usage,
+    cycle_s: float,
+    outbox: Usage,
+    args: argparse.Namespace,
+) -> None:
     meter, per = flow.meter, 1000 / orders
     steps = ["create", "page load", "page polls", "pay, scan, deliver", "merchant get"]
     functions = sorted({f for (s, f) in meter.usage if s in steps and f != SUBTRACTED})
-    print(f"\n{orders} orders, {polls} page polls each ({args.page_minutes} min at {args.poll_seconds} s), "
-          f"paid in groups of {args.pay_group}: {events} webhooks delivered, {scans} scan cycles, {wall_s:.0f} s\n")
+    print(
+        f"\n{orders} orders, {polls} page polls each ({args.page_minutes} min at {args.poll_seconds} s), "
+        f"paid in groups of {args.pay_group}: {events} webhooks delivered, {scans} scan cycles, {wall_s:.0f} s\n"
+    )
 
-    print("Per order, measured (DynamoDB units by on-demand rules; the scanner's invocations are its idle "
-          "cycles, paid in the fixed cost):\n")
-    print("| step | function | API requests | invocations | billed ms | DynamoDB calls | RRU | WRU table | WRU gsi1 "
-          "| SQS requests | KMS |\n" + "| --- " * 11 + "|")
+    print(
+        "Per order, measured (DynamoDB units by on-demand rules; the scanner's invocations are its idle "
+        "cycles, paid in the fixed cost):\n"
+    )
+    print(
+        "| step | function | API requests | invocations | billed ms | DynamoDB calls | RRU | WRU table | WRU gsi1 "
+        "| SQS requests | KMS |\n" + "| --- " * 11 + "|"
+    )
     for step in steps:
         for function in [*functions, SUBTRACTED]:
             u = meter.usage.get((step, function))
@@ -538,9 +581,11 @@ def report(flow: Flow, orders: int, polls: int, events: int, scans: int, wall_s:
             api = flow.api_requests[step] / orders if function in ("ApiFunction", "PaymentPageFunction") else 0
             calls = ", ".join(f"{op} {n / orders:.2f}" for op, n in sorted(u.ddb_calls.items()) if n)
             sqs = ", ".join(f"{op} {n / orders:.2f}" for op, n in sorted(u.sqs.items()) if n)
-            print(f"| {step} | {function} | {api:.2f} | {u.invocations / orders:.2f} | {u.billed_ms / orders:.1f} "
-                  f"| {calls} | {u.rru / orders:.2f} | {u.wru / orders:.2f} | {u.index_wru / orders:.2f} | {sqs} "
-                  f"| {sum(u.kms.values()) / orders:.3f} |")
+            print(
+                f"| {step} | {function} | {api:.2f} | {u.invocations / orders:.2f} | {u.billed_ms / orders:.1f} "
+                f"| {calls} | {u.rru / orders:.2f} | {u.wru / orders:.2f} | {u.index_wru / orders:.2f} | {sqs} "
+                f"| {sum(u.kms.values()) / orders:.3f} |"
+            )
 
     # Cost per 1,000 orders, by service.
     by_service: defaultdict[str, float] = defaultdict(float)
@@ -558,22 +603,35 @@ def report(flow: Flow, orders: int, polls: int, events: int, scans: int, wall_s:
     by_service["X-Ray (every request sampled)"] += traces * per * PRICES["xray_trace_per_m"] / 1e6
     total = sum(by_service.values())
     polls_usage = meter.total("page polls")
-    one_poll = sum(usage_cost(polls_usage, meter.memory_mb, "ApiFunction").values()) / (orders * polls) + (
-        PRICES["api_rest_per_m"] + PRICES["xray_trace_per_m"]) / 1e6
+    one_poll = (
+        sum(usage_cost(polls_usage, meter.memory_mb, "ApiFunction").values()) / (orders * polls)
+        + (PRICES["api_rest_per_m"] + PRICES["xray_trace_per_m"]) / 1e6
+    )
     per_minute_open = one_poll * 1000 * 60 / args.poll_seconds
-    print(f"\nCost per 1,000 orders (us-east-1 on-demand, free tier excluded): **{_money(total)}**; each poll "
-          f"of the page adds {_money(one_poll * 1000)} per 1,000 orders ({_money(per_minute_open)} per minute "
-          "the page stays open)\n")
+    print(
+        f"\nCost per 1,000 orders (us-east-1 on-demand, free tier excluded): **{_money(total)}**; each poll "
+        f"of the page adds {_money(one_poll * 1000)} per 1,000 orders ({_money(per_minute_open)} per minute "
+        "the page stays open)\n"
+    )
     print("| service | per 1,000 orders | share |\n| --- | --- | --- |")
     for service, dollars in sorted(by_service.items(), key=lambda kv: -kv[1]):
         print(f"| {service} | {_money(dollars)} | {dollars / total:.0%} |")
-    gb_s = {f: meter.total(None, f).billed_ms / 1000 * meter.memory_mb[f] / 1024 for f in functions
-            if f in meter.memory_mb and f != SCANNER_FUNCTION}
-    print("\nLambda GB-s per order (measured durations at the template's memory sizes): "
-          + ", ".join(f"{f} {v / orders:.4f}" for f, v in gb_s.items() if v))
-    print("\nItems written, size by kind (bytes, DynamoDB's rules): " + ", ".join(
-        f"{kind}# median {sorted(sizes)[len(sizes) // 2]}, max {max(sizes)}"
-        for kind, sizes in sorted(meter.item_sizes.items())))
+    gb_s = {
+        f: meter.total(None, f).billed_ms / 1000 * meter.memory_mb[f] / 1024
+        for f in functions
+        if f in meter.memory_mb and f != SCANNER_FUNCTION
+    }
+    print(
+        "\nLambda GB-s per order (measured durations at the template's memory sizes): "
+        + ", ".join(f"{f} {v / orders:.4f}" for f, v in gb_s.items() if v)
+    )
+    print(
+        "\nItems written, size by kind (bytes, DynamoDB's rules): "
+        + ", ".join(
+            f"{kind}# median {sorted(sizes)[len(sizes) // 2]}, max {max(sizes)}"
+            for kind, sizes in sorted(meter.item_sizes.items())
+        )
+    )
 
     # Fixed monthly cost.
     print("\nFixed monthly cost (what runs without orders):\n")
@@ -591,45 +649,86 @@ def report(flow: Flow, orders: int, polls: int, events: int, scans: int, wall_s:
         per_minute.add(idle_one)
         per_minute.add(idle_cycle, cycles_a_minute - 1)
         ddb = usage_cost(per_minute, {}, None)["DynamoDB"] * MINUTES_A_MONTH
-        lam = MINUTES_A_MONTH * (PRICES["lambda_request_per_m"] / 1e6
-                                 + scan_s * scanner_mb / 1024 * PRICES["lambda_gb_s_x86"])
-        fixed.append((f"scanner `{name}`: Lambda ({scan_s:.0f} s x {scanner_mb} MB a minute)", lam,
-                      f"{MINUTES_A_MONTH * scan_s * scanner_mb / 1024:,.0f} GB-s"))
-        fixed.append((f"scanner `{name}`: DynamoDB ({cycles_a_minute:.0f} cycles a minute)", ddb,
-                      f"{(per_minute.rru) * MINUTES_A_MONTH / 1e6:.2f} M RRU, "
-                      f"{(per_minute.wru + per_minute.index_wru) * MINUTES_A_MONTH / 1e6:.2f} M WRU"))
+        lam = MINUTES_A_MONTH * (
+            PRICES["lambda_request_per_m"] / 1e6 + scan_s * scanner_mb / 1024 * PRICES["lambda_gb_s_x86"]
+        )
+        fixed.append(
+            (
+                f"scanner `{name}`: Lambda ({scan_s:.0f} s x {scanner_mb} MB a minute)",
+                lam,
+                f"{MINUTES_A_MONTH * scan_s * scanner_mb / 1024:,.0f} GB-s",
+            )
+        )
+        fixed.append(
+            (
+                f"scanner `{name}`: DynamoDB ({cycles_a_minute:.0f} cycles a minute)",
+                ddb,
+                f"{(per_minute.rru) * MINUTES_A_MONTH / 1e6:.2f} M RRU, "
+                f"{(per_minute.wru + per_minute.index_wru) * MINUTES_A_MONTH / 1e6:.2f} M WRU",
+            )
+        )
     dispatch = MINUTES_A_MONTH * PRICES["lambda_request_per_m"] / 1e6
     fixed.append(("scanner fan-out invocation, one a minute (duration not measured)", dispatch, "43,800 requests"))
     outbox_cost = sum(usage_cost(outbox, meter.memory_mb, OUTBOX_FUNCTION).values()) * MINUTES_A_MONTH
-    fixed.append((f"outbox sweeper, one a minute ({outbox.billed_ms:.0f} ms, {outbox.rru:.1f} RRU each)",
-                  outbox_cost, "measured here"))
+    fixed.append(
+        (
+            f"outbox sweeper, one a minute ({outbox.billed_ms:.0f} ms, {outbox.rru:.1f} RRU each)",
+            outbox_cost,
+            "measured here",
+        )
+    )
     idle_receives = IDLE_POLLERS * IDLE_RECEIVES_PER_MIN * MINUTES_A_MONTH
-    fixed.append(("webhook queue: the event source mapping's empty long polls (assumed 5 pollers)",
-                  idle_receives * PRICES["sqs_per_m"] / 1e6, f"{idle_receives:,} requests"))
+    fixed.append(
+        (
+            "webhook queue: the event source mapping's empty long polls (assumed 5 pollers)",
+            idle_receives * PRICES["sqs_per_m"] / 1e6,
+            f"{idle_receives:,} requests",
+        )
+    )
     fixed.append(("KMS key (secrets)", PRICES["kms_key_month"], "+$1 for each of its first two rotations"))
     resources = template["Resources"].values()
     alarms = sum(_alarm_metrics(r) for r in resources if r["Type"] == "AWS::CloudWatch::Alarm")
     dashboards = sum(1 for r in resources if r["Type"] == "AWS::CloudWatch::Dashboard")
-    fixed.append((f"CloudWatch alarms in the template ({alarms} alarm metrics)", alarms * PRICES["cw_alarm_month"],
-                  "billed per metric an alarm evaluates"))
-    fixed.append((f"CloudWatch dashboards in the template ({dashboards})", dashboards * PRICES["cw_dashboard_month"],
-                  ""))
+    fixed.append(
+        (
+            f"CloudWatch alarms in the template ({alarms} alarm metrics)",
+            alarms * PRICES["cw_alarm_month"],
+            "billed per metric an alarm evaluates",
+        )
+    )
+    fixed.append(
+        (f"CloudWatch dashboards in the template ({dashboards})", dashboards * PRICES["cw_dashboard_month"], "")
+    )
     metrics = len(networks) * (10 + 2 * 2) + 2
-    fixed.append((f"custom metrics (EMF), about {metrics} (3 networks, 2 endpoints each)",
-                  metrics * PRICES["cw_metric_month"], "only metrics actually emitted are billed"))
+    fixed.append(
+        (
+            f"custom metrics (EMF), about {metrics} (3 networks, 2 endpoints each)",
+            metrics * PRICES["cw_metric_month"],
+            "only metrics actually emitted are billed",
+        )
+    )
     traces_fixed = (2 + len(networks)) * MINUTES_A_MONTH
-    fixed.append(("X-Ray traces of the scheduled invocations", traces_fixed * PRICES["xray_trace_per_m"] / 1e6,
-                  f"{traces_fixed:,} traces"))
+    fixed.append(
+        (
+            "X-Ray traces of the scheduled invocations",
+            traces_fixed * PRICES["xray_trace_per_m"] / 1e6,
+            f"{traces_fixed:,} traces",
+        )
+    )
     print("| item | per month | volume |\n| --- | --- | --- |")
     for item, dollars, volume in fixed:
         print(f"| {item} | {_money(dollars)} | {volume} |")
     print(f"| **total, 3 networks** | **{_money(sum(d for _, d, _ in fixed))}** | |")
-    print(f"\nScan cycles a minute: ScanSeconds / (the scanner's pause between cycles + a cycle's time, "
-          f"taken as {args.cycle_ms:.0f} ms of RPC round trips; {cycle_s * 1000:.0f} ms on anvil here)")
-    print(f"\nIdle scanner, measured: one single-cycle invocation {idle_one.rru:.1f} RRU + "
-          f"{idle_one.wru + idle_one.index_wru:.1f} WRU; each further cycle {idle_cycle.rru:.2f} RRU + "
-          f"{idle_cycle.wru + idle_cycle.index_wru:.2f} WRU; calls per cycle: "
-          + ", ".join(f"{op} {n:.1f}" for op, n in sorted(idle_cycle.ddb_calls.items()) if n))
+    print(
+        f"\nScan cycles a minute: ScanSeconds / (the scanner's pause between cycles + a cycle's time, "
+        f"taken as {args.cycle_ms:.0f} ms of RPC round trips; {cycle_s * 1000:.0f} ms on anvil here)"
+    )
+    print(
+        f"\nIdle scanner, measured: one single-cycle invocation {idle_one.rru:.1f} RRU + "
+        f"{idle_one.wru + idle_one.index_wru:.1f} WRU; each further cycle {idle_cycle.rru:.2f} RRU + "
+        f"{idle_cycle.wru + idle_cycle.index_wru:.2f} WRU; calls per cycle: "
+        + ", ".join(f"{op} {n:.1f}" for op, n in sorted(idle_cycle.ddb_calls.items()) if n)
+    )
 
 
 def main() -> None:
@@ -638,11 +737,19 @@ def main() -> None:
     parser.add_argument("--poll-seconds", type=float, default=4.0, help="the payment page's poll interval")
     parser.add_argument("--page-minutes", type=float, default=3.0, help="how long the payer's page stays open")
     parser.add_argument("--pay-group", type=int, default=2, help="orders paid at once")
-    parser.add_argument("--cycle-ms", type=float, default=300.0,
-                        help="a scan cycle's time on a real chain (its RPC round trips), for the fixed cost")
+    parser.add_argument(
+        "--cycle-ms",
+        type=float,
+        default=300.0,
+        help="a scan cycle's time on a real chain (its RPC round trips), for the fixed cost",
+    )
     args = parser.parse_args()
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    }.items():
         os.environ.setdefault(name, value)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -663,8 +770,12 @@ def main() -> None:
             # status poll's per (IP, order) and per IP) out of the way of requests that come back
             # to back from one address (the meters' writes are the same either way).
             os.environ["SCAN_SECONDS"] = "0"
-            for name in ("PUBLIC_RATE_LIMIT_PER_MINUTE", "PUBLIC_PAGE_RATE_LIMIT_PER_MINUTE",
-                         "PUBLIC_ORDER_RATE_LIMIT_PER_MINUTE", "PUBLIC_ORDER_IP_RATE_LIMIT_PER_MINUTE"):
+            for name in (
+                "PUBLIC_RATE_LIMIT_PER_MINUTE",
+                "PUBLIC_PAGE_RATE_LIMIT_PER_MINUTE",
+                "PUBLIC_ORDER_RATE_LIMIT_PER_MINUTE",
+                "PUBLIC_ORDER_IP_RATE_LIMIT_PER_MINUTE",
+            ):
                 os.environ[name] = "100000"
             config.reset()
             key = merchants.create_api_key(stack.merchant["merchantId"], rate_limit=100_000, label="bench-cost")

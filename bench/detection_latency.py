@@ -109,13 +109,24 @@ def _token_on(anvil: Anvil, funds: str) -> tuple[Any, str]:
 def _configure(token: str) -> None:
     from usdt_gateway import config
 
-    os.environ.update({
-        "TABLE_NAME": TABLE, "ENABLED_NETWORKS": NETWORK, "PUBLIC_BASE_URL": "https://pay.example.com",
-        "NETWORKS_CONFIG": json.dumps({NETWORK: {
-            "tokenContract": token, "blockTimeMs": BLOCK_TIME_S * 1000,
-            "finality": {"mode": "confirmations", "confirmations": CONFIRMATIONS}}}),
-        "POWERTOOLS_METRICS_DISABLED": "1", "POWERTOOLS_TRACE_DISABLED": "1",
-    })
+    os.environ.update(
+        {
+            "TABLE_NAME": TABLE,
+            "ENABLED_NETWORKS": NETWORK,
+            "PUBLIC_BASE_URL": "https://pay.example.com",
+            "NETWORKS_CONFIG": json.dumps(
+                {
+                    NETWORK: {
+                        "tokenContract": token,
+                        "blockTimeMs": BLOCK_TIME_S * 1000,
+                        "finality": {"mode": "confirmations", "confirmations": CONFIRMATIONS},
+                    }
+                }
+            ),
+            "POWERTOOLS_METRICS_DISABLED": "1",
+            "POWERTOOLS_TRACE_DISABLED": "1",
+        }
+    )
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # the scanner's warnings still show
     config.reset()
 
@@ -136,8 +147,9 @@ def _scan_once(scanner: Any, stop: threading.Event, reports: list[Any]) -> None:
     reports.append(scanner.run(until=time.time() + 3600, stop=stop))
 
 
-def _schedule(new_scanner: Callable[[], Any], stop: threading.Event, scan_seconds: float,
-              invocations: list[Invocation]) -> None:
+def _schedule(
+    new_scanner: Callable[[], Any], stop: threading.Event, scan_seconds: float, invocations: list[Invocation]
+) -> None:
     """rate(1 minute): an invocation every 60 s, each `run(until=start + scan_seconds)` in its own
     thread on a free warm container (a kept Scanner), or on a new one while all are busy."""
     from usdt_gateway.scanner import ScanReport
@@ -206,27 +218,34 @@ def _pay_and_watch(anvil: Anvil, token: Any, payer: str, address: str, amount: s
 def _print_schedule(invocations: list[Invocation], cycles: list[tuple[str, float, float]]) -> None:
     """Each invocation and the handovers between them; the longest stretch without a cycle."""
     start = invocations[0].invoked
-    print(f"{'invocation':>10s} {'container':>9s} {'invoked':>8s} {'lease from':>10s} {'last cycle end':>14s} "
-          f"{'returned':>8s} {'waited for lease':>16s} {'cycles':>6s} {'credited':>8s} {'seen':>4s}")
+    print(
+        f"{'invocation':>10s} {'container':>9s} {'invoked':>8s} {'lease from':>10s} {'last cycle end':>14s} "
+        f"{'returned':>8s} {'waited for lease':>16s} {'cycles':>6s} {'credited':>8s} {'seen':>4s}"
+    )
     for k, inv in enumerate(invocations):
         own = [c for c in cycles if c[0] == inv.owner and inv.invoked <= c[1] <= inv.returned]
         first, last = (own[0][1], own[-1][2]) if own else (float("nan"), float("nan"))
-        print(f"{k:>10} {chr(ord('A') + inv.container):>9s} {inv.invoked - start:>7.1f}s {first - start:>9.1f}s "
-              f"{last - start:>13.1f}s {inv.returned - start:>7.1f}s {'yes' if inv.report.lease_busy else 'no':>16s} "
-              f"{inv.report.cycles:>6} {inv.report.credited:>8} {inv.report.seen:>4}")
+        print(
+            f"{k:>10} {chr(ord('A') + inv.container):>9s} {inv.invoked - start:>7.1f}s {first - start:>9.1f}s "
+            f"{last - start:>13.1f}s {inv.returned - start:>7.1f}s {'yes' if inv.report.lease_busy else 'no':>16s} "
+            f"{inv.report.cycles:>6} {inv.report.credited:>8} {inv.report.seen:>4}"
+        )
     overlapping = sum(1 for a, b in itertools.pairwise(cycles) if b[1] < a[2])
     gaps = [(b[1] - a[2], a[0] != b[0]) for a, b in itertools.pairwise(cycles)]
     handovers = [g for g, changed in gaps if changed]
-    print(f"cycles that overlapped another: {overlapping}; scanner changes: {len(handovers)}, "
-          f"gap at a change {min(handovers, default=0):.2f}-{max(handovers, default=0):.2f} s; "
-          f"longest time without a cycle: {max(g for g, _ in gaps):.2f} s")
+    print(
+        f"cycles that overlapped another: {overlapping}; scanner changes: {len(handovers)}, "
+        f"gap at a change {min(handovers, default=0):.2f}-{max(handovers, default=0):.2f} s; "
+        f"longest time without a cycle: {max(g for g, _ in gaps):.2f} s"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--payments", type=int, default=20)
-    parser.add_argument("--scan-seconds", type=float, default=None,
-                        help="run the scanner as the schedule does: S seconds every minute")
+    parser.add_argument(
+        "--scan-seconds", type=float, default=None, help="run the scanner as the schedule does: S seconds every minute"
+    )
     args = parser.parse_args()
     rng = random.Random()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
@@ -278,8 +297,9 @@ def main() -> None:
             if args.scan_seconds is None:
                 thread = threading.Thread(target=_scan_once, args=(new_scanner(), stop, reports), daemon=True)
             else:
-                thread = threading.Thread(target=_schedule, args=(new_scanner, stop, args.scan_seconds, invocations),
-                                          daemon=True)
+                thread = threading.Thread(
+                    target=_schedule, args=(new_scanner, stop, args.scan_seconds, invocations), daemon=True
+                )
             thread.start()
             try:
                 while not cycles:  # the first cycle has started the cursor
@@ -287,11 +307,18 @@ def main() -> None:
                 run = uuid.uuid4().hex[:6]
                 for i in range(args.payments):
                     amount = f"{rng.randint(1, 500)}.{rng.randint(0, 99):02d}"
-                    view, _ = orders.create_order(merchant, CreateOrderRequest.model_validate(
-                        {"network": NETWORK, "currency": "USDT", "amount": amount, "orderId": f"lat-{run}-{i}"}))
+                    view, _ = orders.create_order(
+                        merchant,
+                        CreateOrderRequest.model_validate(
+                            {"network": NETWORK, "currency": "USDT", "amount": amount, "orderId": f"lat-{run}-{i}"}
+                        ),
+                    )
                     time.sleep(rng.uniform(0.5, 2.5))  # payments land at random points of the block interval
-                    samples.append(_pay_and_watch(anvil, token, payer, view.address, view.amount,
-                                                  store.order_key(merchant, view.order_id)[0]))
+                    samples.append(
+                        _pay_and_watch(
+                            anvil, token, payer, view.address, view.amount, store.order_key(merchant, view.order_id)[0]
+                        )
+                    )
             finally:
                 stop.set()
                 thread.join(timeout=20)
@@ -307,15 +334,22 @@ def main() -> None:
 
     idle = min(3.0, max(0.2, network.block_time_ms / 2000))
     durations = [(end - began) * 1000 for _owner, began, end in cycles]
-    mode = (f"scanner as scheduled: a {args.scan_seconds:g} s run starting every 60 s"
-            if args.scan_seconds is not None else "one Scanner.run() for the whole bench")
-    print(f"{len(samples)} payments on anvil (--block-time {BLOCK_TIME_S}), {CONFIRMATIONS} confirmations, {mode}; "
-          f"python {sys.version.split()[0]}")
+    mode = (
+        f"scanner as scheduled: a {args.scan_seconds:g} s run starting every 60 s"
+        if args.scan_seconds is not None
+        else "one Scanner.run() for the whole bench"
+    )
+    print(
+        f"{len(samples)} payments on anvil (--block-time {BLOCK_TIME_S}), {CONFIRMATIONS} confirmations, {mode}; "
+        f"python {sys.version.split()[0]}"
+    )
     total = {k: sum(getattr(r, k) for r in reports) for k in ("cycles", "credited", "seen", "errors")}
-    print(f"scanner: {len(reports)} run(s), {total['cycles']} cycles, "
-          f"median cycle {statistics.median(durations):.0f} ms "
-          f"(p95 {_percentile(durations, 95):.0f} ms), idle sleep {idle * 1000:.0f} ms after a caught-up cycle; "
-          f"credited {total['credited']}, seen {total['seen']}, errors {total['errors']}")
+    print(
+        f"scanner: {len(reports)} run(s), {total['cycles']} cycles, "
+        f"median cycle {statistics.median(durations):.0f} ms "
+        f"(p95 {_percentile(durations, 95):.0f} ms), idle sleep {idle * 1000:.0f} ms after a caught-up cycle; "
+        f"credited {total['credited']}, seen {total['seen']}, errors {total['errors']}"
+    )
     if invocations:
         _print_schedule(sorted(invocations, key=lambda i: i.invoked), sorted(cycles, key=lambda c: c[1]))
     series = {
@@ -335,10 +369,12 @@ def main() -> None:
     worst_ts = max(series["block timestamp -> confirmed"])
     verdict = "met" if worst <= GOAL_S and worst_ts <= GOAL_S else "NOT met"
     over = sum(1 for s in samples if s.t1 - s.t0 > GOAL_S)
-    print(f"goal: confirmed within ({CONFIRMATIONS} + 1) x {BLOCK_TIME_S} s + 1 s = {GOAL_S:g} s of the block: "
-          f"{verdict} "
-          f"(max {worst:.2f} s from visibility, {worst_ts:.2f} s from the block timestamp; "
-          f"{over} of {len(samples)} over {GOAL_S:g} s)")
+    print(
+        f"goal: confirmed within ({CONFIRMATIONS} + 1) x {BLOCK_TIME_S} s + 1 s = {GOAL_S:g} s of the block: "
+        f"{verdict} "
+        f"(max {worst:.2f} s from visibility, {worst_ts:.2f} s from the block timestamp; "
+        f"{over} of {len(samples)} over {GOAL_S:g} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,12 @@ def main() -> None:
             ts = str(int(time.time() * 1000))
             msg = f"v2\n{ts}\n{method}\n{path}\n\n{hashlib.sha256(body).hexdigest()}"
             sig = hmac.new(key["secretKey"].encode(), msg.encode(), hashlib.sha256).hexdigest()
-            headers = {"API-Key": key["apiKey"], "Request-Time": ts, "Signature-V2": sig,
-                       "Content-Type": "application/json"}
+            headers = {
+                "API-Key": key["apiKey"],
+                "Request-Time": ts,
+                "Signature-V2": sig,
+                "Content-Type": "application/json",
+            }
             r = session.request(method, stack.base_url + path, data=body or None, headers=headers, timeout=30)
             assert r.status_code in (200, 201), r.text
 
@@ -62,23 +66,45 @@ def main() -> None:
             """The DynamoDB calls a create makes (key meter, address config, a transaction of three
             conditional puts and one conditional update), bare."""
             key_pk = {"pk": {"S": f"APIKEY#{key['apiKey']}"}, "sk": {"S": "KEY"}}
-            ddb.update_item(TableName=table, Key=key_pk, UpdateExpression="SET benchCount = :n",
-                            ExpressionAttributeValues={":n": {"N": str(i)}})
+            ddb.update_item(
+                TableName=table,
+                Key=key_pk,
+                UpdateExpression="SET benchCount = :n",
+                ExpressionAttributeValues={":n": {"N": str(i)}},
+            )
             ddb.get_item(TableName=table, Key={"pk": {"S": "BENCH#CFG"}, "sk": {"S": "CFG"}}, ConsistentRead=True)
-            puts = [{"Put": {"TableName": table, "Item": {"pk": {"S": f"BENCH#{run}#{i}#{part}"}, "sk": {"S": "B"},
-                                                           "payload": {"S": "x" * 800}},
-                             "ConditionExpression": "attribute_not_exists(pk)"}} for part in range(3)]
-            bump = {"Update": {"TableName": table, "Key": {"pk": {"S": "BENCH#CFG"}, "sk": {"S": "CFG"}},
-                               "UpdateExpression": "SET nextIndex = :next", "ConditionExpression": "nextIndex = :n",
-                               "ExpressionAttributeValues": {":n": {"N": str(i)}, ":next": {"N": str(i + 1)}}}}
+            puts = [
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": {"pk": {"S": f"BENCH#{run}#{i}#{part}"}, "sk": {"S": "B"}, "payload": {"S": "x" * 800}},
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+                for part in range(3)
+            ]
+            bump = {
+                "Update": {
+                    "TableName": table,
+                    "Key": {"pk": {"S": "BENCH#CFG"}, "sk": {"S": "CFG"}},
+                    "UpdateExpression": "SET nextIndex = :next",
+                    "ConditionExpression": "nextIndex = :n",
+                    "ExpressionAttributeValues": {":n": {"N": str(i)}, ":next": {"N": str(i + 1)}},
+                }
+            }
             ddb.transact_write_items(TransactItems=[*puts, bump])
 
         def bare_get(i: int) -> None:
             key_pk = {"pk": {"S": f"APIKEY#{key['apiKey']}"}, "sk": {"S": "KEY"}}
-            ddb.update_item(TableName=table, Key=key_pk, UpdateExpression="SET benchCount = :n",
-                            ExpressionAttributeValues={":n": {"N": str(i)}})
-            ddb.get_item(TableName=table, Key={"pk": {"S": f"BENCH#{run}#{i}#0"}, "sk": {"S": "B"}},
-                         ConsistentRead=True)
+            ddb.update_item(
+                TableName=table,
+                Key=key_pk,
+                UpdateExpression="SET benchCount = :n",
+                ExpressionAttributeValues={":n": {"N": str(i)}},
+            )
+            ddb.get_item(
+                TableName=table, Key={"pk": {"S": f"BENCH#{run}#{i}#0"}, "sk": {"S": "B"}}, ConsistentRead=True
+            )
 
         item = {"sk": {"S": "PLAIN"}, "payload": {"S": "x" * 1500}}
         # Interleaved, so moto's growing table (it copies a table per transaction) and machine
@@ -110,8 +136,10 @@ def main() -> None:
     med = {name: _percentiles(series[name])[0] for name in NAMES}
     for op, bare, yardstick in (("create", "bare create calls", "PutItem"), ("get", "bare get calls", "GetItem")):
         overhead = med[op] - med[bare]
-        print(f"{op}: p50 {med[op] / med[yardstick]:.1f}x {yardstick}; overhead beyond its own DynamoDB calls "
-              f"{overhead:.2f} ms = {overhead / med[yardstick]:.2f}x {yardstick}")
+        print(
+            f"{op}: p50 {med[op] / med[yardstick]:.1f}x {yardstick}; overhead beyond its own DynamoDB calls "
+            f"{overhead:.2f} ms = {overhead / med[yardstick]:.2f}x {yardstick}"
+        )
 
 
 NAMES = ("create", "bare create calls", "PutItem", "get", "bare get calls", "GetItem")

@@ -91,8 +91,12 @@ def _write_orders(merchant: str, count: int) -> tuple[list[int], int]:
     from usdt_gateway.schemas import CreateOrderRequest
 
     run = uuid.uuid4().hex[:6]
-    view, _ = orders_api.create_order(merchant, CreateOrderRequest.model_validate(
-        {"network": "tron", "currency": "USDT", "amount": "25.00", "orderId": f"bench-{run}-pattern"}))
+    view, _ = orders_api.create_order(
+        merchant,
+        CreateOrderRequest.model_validate(
+            {"network": "tron", "currency": "USDT", "amount": "25.00", "orderId": f"bench-{run}-pattern"}
+        ),
+    )
     pattern = store.get(*store.order_key(merchant, view.order_id))
     assert pattern is not None
     now = int(time.time() * 1000)
@@ -102,10 +106,18 @@ def _write_orders(merchant: str, count: int) -> tuple[list[int], int]:
         order_id = f"bench-{run}-{i:06d}"
         created = now - (count - i)
         public_id = secrets.token_urlsafe(16)
-        item = {**pattern, "pk": store.order_key(merchant, order_id)[0], "orderId": order_id, "publicId": public_id,
-                "paymentUrl": f"https://pay.example.com/pay/{public_id}", "createdAt": created,
-                "expiresAt": created + 1_800_000, "watchUntil": created + 5_400_000,
-                "status": "cancelled" if i == 0 else "pending", "gsi1sk": f"{created:013d}#{order_id}"}
+        item = {
+            **pattern,
+            "pk": store.order_key(merchant, order_id)[0],
+            "orderId": order_id,
+            "publicId": public_id,
+            "paymentUrl": f"https://pay.example.com/pay/{public_id}",
+            "createdAt": created,
+            "expiresAt": created + 1_800_000,
+            "watchUntil": created + 5_400_000,
+            "status": "cancelled" if i == 0 else "pending",
+            "gsi1sk": f"{created:013d}#{order_id}",
+        }
         created_at.append(created)
         batch.append({"PutRequest": {"Item": store._dump(item)}})  # the store's own serialization
         if len(batch) == BATCH or i == count - 1:
@@ -117,16 +129,18 @@ def _write_orders(merchant: str, count: int) -> tuple[list[int], int]:
     return created_at, size
 
 
-def _page(merchant: str, *, status: Any, limit: int, cursor: str | None,
-          created_from: int | None = None) -> tuple[Request, Any]:
+def _page(
+    merchant: str, *, status: Any, limit: int, cursor: str | None, created_from: int | None = None
+) -> tuple[Request, Any]:
     from usdt_gateway import orders
 
     request = Request()
     _CURRENT.append(request)
     began = time.perf_counter()
     try:
-        page = orders.list_orders(merchant, status=status, created_from=created_from, created_to=None, limit=limit,
-                                  cursor=cursor)
+        page = orders.list_orders(
+            merchant, status=status, created_from=created_from, created_to=None, limit=limit, cursor=cursor
+        )
     finally:
         request.seconds = time.perf_counter() - began
         _CURRENT.pop()
@@ -157,12 +171,21 @@ def _old_loop(merchant: str, status: str, limit: int, created_from: int) -> Requ
     request = Request()
     _CURRENT.append(request)
     kwargs: dict[str, Any] = {
-        "TableName": TABLE, "IndexName": "gsi1", "ScanIndexForward": False,
-        "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :from AND :to", "FilterExpression": "#f0 = :f0",
+        "TableName": TABLE,
+        "IndexName": "gsi1",
+        "ScanIndexForward": False,
+        "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :from AND :to",
+        "FilterExpression": "#f0 = :f0",
         "ExpressionAttributeNames": {"#pk": "gsi1pk", "#sk": "gsi1sk", "#f0": "status"},
-        "ExpressionAttributeValues": store._values({":pk": store.orders_index_pk(merchant),
-                                                    ":from": f"{created_from:013d}", ":to": "9999999999999~",
-                                                    ":f0": status})}
+        "ExpressionAttributeValues": store._values(
+            {
+                ":pk": store.orders_index_pk(merchant),
+                ":from": f"{created_from:013d}",
+                ":to": "9999999999999~",
+                ":f0": status,
+            }
+        ),
+    }
     found = 0
     began = time.perf_counter()
     try:
@@ -195,8 +218,14 @@ def main() -> None:
     host, port = server.get_host_and_port()
     try:
         point_at_moto(f"http://{host}:{port}", TABLE)
-        os.environ.update({"ENABLED_NETWORKS": "tron", "PUBLIC_BASE_URL": "https://pay.example.com",
-                           "POWERTOOLS_METRICS_DISABLED": "1", "POWERTOOLS_TRACE_DISABLED": "1"})
+        os.environ.update(
+            {
+                "ENABLED_NETWORKS": "tron",
+                "PUBLIC_BASE_URL": "https://pay.example.com",
+                "POWERTOOLS_METRICS_DISABLED": "1",
+                "POWERTOOLS_TRACE_DISABLED": "1",
+            }
+        )
         from usdt_gateway import aws, config, merchants, store
         from usdt_gateway.observability import logger
         from usdt_gateway.schemas import OrderStatus
@@ -224,29 +253,42 @@ def main() -> None:
         server.stop()
 
     worst = max(walk, key=lambda r: r.total)
-    print(f"{args.orders:,} orders of one merchant, one cancelled (the oldest); limit {args.limit}; one order item "
-          f"~{item_size:,} bytes as DynamoDB JSON; written in {written_s:.0f} s; moto server in this process; python "
-          f"{sys.version.split()[0]} on {platform.machine()}")
-    print(f"\nstatus=cancelled to the end, warm container: {len(walk)} requests, "
-          f"{sum(r.total for r in walk):,} DynamoDB calls, {sum(r.scanned for r in walk):,} items read, "
-          f"the cancelled order on request {found_at}")
-    print(f"  calls per request: max {worst.total} ({_calls(worst)}), "
-          f"{sum(r.total for r in walk) / len(walk):.2f} on average; items read per request: max "
-          f"{max(r.scanned for r in walk):,}, {sum(r.scanned for r in walk) / len(walk):,.0f} on average")
-    print(f"  page sizes: {Counter(r.size for r in walk)}; time per request (moto): max "
-          f"{max(r.seconds for r in walk) * 1000:.0f} ms, {sum(r.seconds for r in walk) / len(walk) * 1000:.0f} ms "
-          "on average")
-    for label, r in (("first page, new container", cold), ("unfiltered page", plain),
-                     ("status=pending page", common)):
-        print(f"{label}: {r.total} calls ({_calls(r)}), {r.scanned:,} items read, {r.size} orders, "
-              f"cursor {'yes' if r.cursor else 'no'}, {r.seconds * 1000:.0f} ms")
-    print(f"\nthe loop before, status=cancelled over the newest {min(BEFORE_WINDOW, args.orders):,} orders: "
-          f"{old.total:,} calls ({_calls(old)}) in one request, {old.seconds * 1000:.0f} ms; at "
-          f"{args.orders:,} orders about {math.ceil(args.orders / args.limit):,}")
+    print(
+        f"{args.orders:,} orders of one merchant, one cancelled (the oldest); limit {args.limit}; one order item "
+        f"~{item_size:,} bytes as DynamoDB JSON; written in {written_s:.0f} s; moto server in this process; python "
+        f"{sys.version.split()[0]} on {platform.machine()}"
+    )
+    print(
+        f"\nstatus=cancelled to the end, warm container: {len(walk)} requests, "
+        f"{sum(r.total for r in walk):,} DynamoDB calls, {sum(r.scanned for r in walk):,} items read, "
+        f"the cancelled order on request {found_at}"
+    )
+    print(
+        f"  calls per request: max {worst.total} ({_calls(worst)}), "
+        f"{sum(r.total for r in walk) / len(walk):.2f} on average; items read per request: max "
+        f"{max(r.scanned for r in walk):,}, {sum(r.scanned for r in walk) / len(walk):,.0f} on average"
+    )
+    print(
+        f"  page sizes: {Counter(r.size for r in walk)}; time per request (moto): max "
+        f"{max(r.seconds for r in walk) * 1000:.0f} ms, {sum(r.seconds for r in walk) / len(walk) * 1000:.0f} ms "
+        "on average"
+    )
+    for label, r in (("first page, new container", cold), ("unfiltered page", plain), ("status=pending page", common)):
+        print(
+            f"{label}: {r.total} calls ({_calls(r)}), {r.scanned:,} items read, {r.size} orders, "
+            f"cursor {'yes' if r.cursor else 'no'}, {r.seconds * 1000:.0f} ms"
+        )
+    print(
+        f"\nthe loop before, status=cancelled over the newest {min(BEFORE_WINDOW, args.orders):,} orders: "
+        f"{old.total:,} calls ({_calls(old)}) in one request, {old.seconds * 1000:.0f} ms; at "
+        f"{args.orders:,} orders about {math.ceil(args.orders / args.limit):,}"
+    )
     every = [*walk, cold, plain, common]
     ok = all(r.total <= GOAL_CALLS for r in every)
-    print(f"\ngoal: at most {GOAL_CALLS} DynamoDB calls per request -> {'met' if ok else 'NOT met'} "
-          f"(max {max(r.total for r in every)})")
+    print(
+        f"\ngoal: at most {GOAL_CALLS} DynamoDB calls per request -> {'met' if ok else 'NOT met'} "
+        f"(max {max(r.total for r in every)})"
+    )
 
 
 if __name__ == "__main__":

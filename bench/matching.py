@@ -111,8 +111,10 @@ def build_book(network: Network, entries: int, new_address: Callable[[], str], r
     merchants = _merchant_ids(rng)
     unit = 10**network.decimals
     fixed_count = FIXED_ADDRESSES * TAGS_PER_ADDRESS
-    xpub = [(new_address(), rng.randint(1, 500) * unit + rng.randint(0, 99) * unit // 100)
-            for _ in range(entries - fixed_count)]
+    xpub = [
+        (new_address(), rng.randint(1, 500) * unit + rng.randint(0, 99) * unit // 100)
+        for _ in range(entries - fixed_count)
+    ]
     step = unit // 100
     fixed = [(new_address(), [25 * unit + k * step for k in range(TAGS_PER_ADDRESS)]) for _ in range(FIXED_ADDRESSES)]
     orders = [(a, u, "xpub", merchants[i % MERCHANTS]) for i, (a, u) in enumerate(xpub)]
@@ -121,9 +123,15 @@ def build_book(network: Network, entries: int, new_address: Callable[[], str], r
     for i, (address, units, mode, merchant) in enumerate(orders):
         created = now - rng.randint(0, 80 * 60_000)
         expires = created + EXPIRES_S * 1000
-        order = {"pk": store.order_key(merchant, f"order-{i:06d}")[0], "merchantId": merchant, "address": address,
-                 "amountUnits": units, "createdAt": created, "expiresAt": expires,
-                 "watchUntil": expires + GRACE_S * 1000}
+        order = {
+            "pk": store.order_key(merchant, f"order-{i:06d}")[0],
+            "merchantId": merchant,
+            "address": address,
+            "amountUnits": units,
+            "createdAt": created,
+            "expiresAt": expires,
+            "watchUntil": expires + GRACE_S * 1000,
+        }
         item = watch_part(network=network.name, order=order, mode=mode)["Put"]["Item"]
         if expires < now:
             item["closed"] = {"BOOL": True}  # what expiry.close writes to the WATCH item
@@ -222,18 +230,20 @@ def evm_logs(book: Book, network: Network, rng: random.Random) -> tuple[list[dic
                 units = 13 * unit + 5 * unit // 1000
             else:
                 to, units = to_checksum_address(secrets.token_bytes(20)), rng.randint(1, 10_000) * unit
-            logs.append({
-                "address": token,
-                "topics": ["0x" + TRANSFER_TOPIC, _topic(rng.choice(senders)), _topic(to)],
-                "data": f"0x{units:064x}",
-                "blockHash": block_hash,
-                "blockNumber": hex(number),
-                "blockTimestamp": hex(ts),
-                "transactionHash": _hash32(rng),
-                "transactionIndex": hex(index),
-                "logIndex": hex(index),
-                "removed": False,
-            })
+            logs.append(
+                {
+                    "address": token,
+                    "topics": ["0x" + TRANSFER_TOPIC, _topic(rng.choice(senders)), _topic(to)],
+                    "data": f"0x{units:064x}",
+                    "blockHash": block_hash,
+                    "blockNumber": hex(number),
+                    "blockTimestamp": hex(ts),
+                    "transactionHash": _hash32(rng),
+                    "transactionIndex": hex(index),
+                    "logIndex": hex(index),
+                    "removed": False,
+                }
+            )
     return logs, refs
 
 
@@ -266,8 +276,15 @@ def evm_run(scanner: Scanner, rpc: JsonRpc, refs: dict[int, BlockRef], probe: st
     first, last = min(refs), max(refs)
     began = time.perf_counter()
     # One recipient: its topic list is built once; the node's answer is the prepared batch.
-    found = evm.transfers(rpc, network=scanner.network.name, token=scanner.network.token_contract,
-                          recipients=[probe], from_block=first, to_block=last, max_range=last - first + 1)
+    found = evm.transfers(
+        rpc,
+        network=scanner.network.name,
+        token=scanner.network.token_contract,
+        recipients=[probe],
+        from_block=first,
+        to_block=last,
+        max_range=last - first + 1,
+    )
     _match_all(scanner, found, counts)
     return time.perf_counter() - began, counts
 
@@ -295,8 +312,9 @@ def tron_blocks(book: Book, network: Network, rng: random.Random) -> tuple[dict[
         for _ in range(2):
             to, _ = rng.choice(book.fixed)
             txs.append(Trc20Transfer(usdt, rng.choice(people), to, 13 * unit + 5 * unit // 1000))
-        txs += [Trc20Transfer(usdt, rng.choice(people), rng.choice(people), rng.randint(1, 10**4) * unit)
-                for _ in range(70)]
+        txs += [
+            Trc20Transfer(usdt, rng.choice(people), rng.choice(people), rng.randint(1, 10**4) * unit) for _ in range(70)
+        ]
         txs += [Trc20Transfer(usdt, rng.choice(people), rng.choice(people), unit, failed=True) for _ in range(5)]
         txs += [TrxTransfer(rng.choice(people), rng.choice(people), rng.randint(1, 10**9)) for _ in range(215)]
         txs += [Trc20Transfer(other_token, rng.choice(people), rng.choice(people), unit) for _ in range(100)]
@@ -323,13 +341,20 @@ class InfosProvider:
         return json.loads(self.bodies[number]) if self.parse else self.infos[number]
 
 
-def tron_run(scanner: Scanner, provider: InfosProvider, watched: set[str],
-             refs: dict[int, BlockRef]) -> tuple[float, Counter[str]]:
+def tron_run(
+    scanner: Scanner, provider: InfosProvider, watched: set[str], refs: dict[int, BlockRef]
+) -> tuple[float, Counter[str]]:
     counts: Counter[str] = Counter()
     began = time.perf_counter()
     for number in sorted(refs):
-        found = tron.transfers(provider, network=scanner.network.name, token=scanner.network.token_contract,
-                               recipients=watched, number=number, block_hash="")
+        found = tron.transfers(
+            provider,
+            network=scanner.network.name,
+            token=scanner.network.token_contract,
+            recipients=watched,
+            number=number,
+            block_hash="",
+        )
         _match_all(scanner, found, counts)
     return time.perf_counter() - began, counts
 
@@ -355,9 +380,15 @@ def _new_items(network: Network, count: int, new_address: Callable[[], str], now
     """`count` WATCH items of new xpub orders, as query_partition returns them."""
     wire = []
     for _ in range(count):
-        order = {"pk": store.order_key("m_new", secrets.token_hex(8))[0], "merchantId": "m_new",
-                 "address": new_address(), "amountUnits": 10**network.decimals, "createdAt": now,
-                 "expiresAt": now + EXPIRES_S * 1000, "watchUntil": now + (EXPIRES_S + GRACE_S) * 1000}
+        order = {
+            "pk": store.order_key("m_new", secrets.token_hex(8))[0],
+            "merchantId": "m_new",
+            "address": new_address(),
+            "amountUnits": 10**network.decimals,
+            "createdAt": now,
+            "expiresAt": now + EXPIRES_S * 1000,
+            "watchUntil": now + (EXPIRES_S + GRACE_S) * 1000,
+        }
         wire.append(watch_part(network=network.name, order=order, mode="xpub")["Put"]["Item"])
     return [i for i in (store._load(raw) for raw in json.loads(json.dumps(wire))) if i]
 
@@ -376,9 +407,11 @@ def cycle_costs(scanner: Scanner, family: str, runs: int, new_address: Callable[
             watch.refresh(first_from=0, keep_from=0)
 
     idle = cursor.Cursor(final_block=1, final_hash=None, final_time=0, seen_block=None)
-    costs = {"refresh (nothing new)": _median_s(refresh, runs),
-             "expiry sweep (nothing due)": _median_s(lambda: scanner._close_expired(idle), runs),
-             "addresses()": _median_s(watch.addresses, runs)}
+    costs = {
+        "refresh (nothing new)": _median_s(refresh, runs),
+        "expiry sweep (nothing due)": _median_s(lambda: scanner._close_expired(idle), runs),
+        "addresses()": _median_s(watch.addresses, runs),
+    }
     addresses = watch.addresses()
     endpoints = Endpoints([("none", EmptyRpc())])
     if family == "evm":
@@ -461,8 +494,15 @@ def main() -> None:
         for _ in range(args.runs):
             elapsed, counts = evm_run(scanner, rpc, refs, book.xpub[0][0])
             times.append(elapsed)
-        rows.append(("EVM (bsc)", len(logs), "JSON parse + decode + match" if parse else "decode + match",
-                     statistics.median(times), counts))
+        rows.append(
+            (
+                "EVM (bsc)",
+                len(logs),
+                "JSON parse + decode + match" if parse else "decode + match",
+                statistics.median(times),
+                counts,
+            )
+        )
     cycle["EVM"] = cycle_costs(scanner, "evm", max(3, args.runs // 2), _evm_address)
     del book, watch, scanner, logs
 
@@ -479,17 +519,26 @@ def main() -> None:
         for _ in range(args.runs):
             elapsed, counts = tron_run(scanner, provider, watched, refs)
             times.append(elapsed)
-        rows.append(("Tron", tx_count, "JSON parse + decode + match" if parse else "decode + match",
-                     statistics.median(times), counts))
+        rows.append(
+            (
+                "Tron",
+                tx_count,
+                "JSON parse + decode + match" if parse else "decode + match",
+                statistics.median(times),
+                counts,
+            )
+        )
     cycle["Tron"] = cycle_costs(scanner, "tron", max(3, args.runs // 2), _tron_address)
     del book, watch, scanner, infos, watched
 
     evm_mem = watch_list_memory(bsc, args.entries, _evm_address)
     tron_mem = watch_list_memory(trx, args.entries, _tron_address)
 
-    print(f"{args.entries:,} watched entries ({args.entries - FIXED_ADDRESSES * TAGS_PER_ADDRESS:,} xpub, "
-          f"{FIXED_ADDRESSES} fixed addresses x {TAGS_PER_ADDRESS} amounts); median of {args.runs} runs; "
-          f"python {sys.version.split()[0]}")
+    print(
+        f"{args.entries:,} watched entries ({args.entries - FIXED_ADDRESSES * TAGS_PER_ADDRESS:,} xpub, "
+        f"{FIXED_ADDRESSES} fixed addresses x {TAGS_PER_ADDRESS} amounts); median of {args.runs} runs; "
+        f"python {sys.version.split()[0]}"
+    )
     print(f"{'chain':10s} {'path':28s} {'batch':>7s} {'median':>9s} {'items/s':>10s}  outcomes")
     for chain, n, path, elapsed, counts in rows:
         unit = "logs" if chain.startswith("EVM") else "txs"
@@ -497,8 +546,10 @@ def main() -> None:
         print(f"{chain:10s} {path:28s} {n:>7,} {elapsed * 1000:>7.1f} ms {n / elapsed:>10,.0f}  {unit}; {outcome}")
     tron_usdt = TRON_BLOCKS * 80
     for _chain, _n, path, elapsed, _counts in rows[2:]:
-        print(f"Tron {path}: {TRON_BLOCKS / elapsed:,.0f} blocks/s of 400 txs = {tron_usdt / elapsed:,.0f} "
-              "USDT transfers/s")
+        print(
+            f"Tron {path}: {TRON_BLOCKS / elapsed:,.0f} blocks/s of 400 txs = {tron_usdt / elapsed:,.0f} "
+            "USDT transfers/s"
+        )
 
     print("\nwatch list memory (tracemalloc: what stays allocated once the item dicts are gone)")
     for name, kept in (("EVM", evm_mem), ("Tron", tron_mem)):
@@ -511,26 +562,35 @@ def main() -> None:
         block_s = BSC_BLOCK_S if name == "EVM" else TRON_BLOCK_S
         for what, seconds in costs.items():
             print(f"  {name:5s} {what:52s} {seconds * 1000:8.1f} ms")
-        for label, refresh in (("nothing new", costs["refresh (nothing new)"]),
-                               ("one new order", costs[REFRESH_NEW] + costs[PREP_CHANGED])):
+        for label, refresh in (
+            ("nothing new", costs["refresh (nothing new)"]),
+            ("one new order", costs[REFRESH_NEW] + costs[PREP_CHANGED]),
+        ):
             total = refresh + rest
-            print(f"  {name:5s} {'per cycle, ' + label + ' (refresh + sweep + 2 passes)':52s} {total * 1000:8.1f} ms "
-                  f"= {total / block_s:.2f} x a {block_s:g} s block")
+            print(
+                f"  {name:5s} {'per cycle, ' + label + ' (refresh + sweep + 2 passes)':52s} {total * 1000:8.1f} ms "
+                f"= {total / block_s:.2f} x a {block_s:g} s block"
+            )
 
     print("\ncontext (third-party daily figures, see the module)")
     evm_rate = rows[0][1] / rows[0][3]
-    for label, per_day, block_s in (("BSC USDT transfers, typical", BSC_USDT_PER_DAY, BSC_BLOCK_S),
-                                    ("BSC USDT transfers, peak day", BSC_USDT_PEAK_PER_DAY, BSC_BLOCK_S)):
+    for label, per_day, block_s in (
+        ("BSC USDT transfers, typical", BSC_USDT_PER_DAY, BSC_BLOCK_S),
+        ("BSC USDT transfers, peak day", BSC_USDT_PEAK_PER_DAY, BSC_BLOCK_S),
+    ):
         per_block = per_day / (86_400 / block_s)
         need = per_day / 86_400
-        print(f"  {label:30s} {per_block:6.0f} per {block_s:g} s block = {need:6.0f}/s; "
-              f"EVM decode + match {evm_rate:,.0f}/s = {evm_rate / need:,.0f}x, even if every one paid an order")
+        print(
+            f"  {label:30s} {per_block:6.0f} per {block_s:g} s block = {need:6.0f}/s; "
+            f"EVM decode + match {evm_rate:,.0f}/s = {evm_rate / need:,.0f}x, even if every one paid an order"
+        )
     tron_rate = rows[2][1] / rows[2][3]
     need_tx = TRON_TX_PER_DAY / 86_400
-    print(f"  {'Tron transactions':30s} {TRON_TX_PER_DAY / 28_800:6.0f} per 3 s block = {need_tx:6.0f}/s; "
-          f"Tron path {tron_rate:,.0f} txs/s = {tron_rate / need_tx:,.0f}x")
-    print(f"  {'Tron USDT transfers':30s} {TRON_USDT_PER_DAY / 28_800:6.0f} per 3 s block "
-          "(inside those transactions)")
+    print(
+        f"  {'Tron transactions':30s} {TRON_TX_PER_DAY / 28_800:6.0f} per 3 s block = {need_tx:6.0f}/s; "
+        f"Tron path {tron_rate:,.0f} txs/s = {tron_rate / need_tx:,.0f}x"
+    )
+    print(f"  {'Tron USDT transfers':30s} {TRON_USDT_PER_DAY / 28_800:6.0f} per 3 s block (inside those transactions)")
 
 
 if __name__ == "__main__":

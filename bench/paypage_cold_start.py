@@ -27,7 +27,9 @@ from devstack.moto_server import AtomicMotoServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CHILD = INIT + r"""
+CHILD = (
+    INIT
+    + r"""
 event = {{"resource": {resource!r}, "path": {path!r}, "httpMethod": "GET",
          "headers": {{"Accept-Language": "en-US,en;q=0.9"}}, "multiValueHeaders": {{}},
          "queryStringParameters": None, "multiValueQueryStringParameters": None,
@@ -39,6 +41,7 @@ t2 = time.perf_counter()
 print(json.dumps({{"init_ms": (t1 - t0) * 1000, "first_ms": (t2 - t1) * 1000, "status": response["statusCode"],
                   "bytes": len(response["body"])}}))
 """
+)
 
 
 def _sample(code: str, env: dict[str, str]) -> dict[str, float]:
@@ -51,25 +54,38 @@ def _sample(code: str, env: dict[str, str]) -> dict[str, float]:
 
 def _setup(endpoint: str) -> tuple[dict[str, str], str]:
     point_at_moto(endpoint, "bench-paypage")
-    env = os.environ | {"POWERTOOLS_SERVICE_NAME": "bench", "ENABLED_NETWORKS": "tron,eth,bsc",
-                        "PUBLIC_BASE_URL": "https://pay.example.com", "POWERTOOLS_METRICS_DISABLED": "1",
-                        "POWERTOOLS_TRACE_DISABLED": "1", "LOG_LEVEL": "WARNING"}
+    env = os.environ | {
+        "POWERTOOLS_SERVICE_NAME": "bench",
+        "ENABLED_NETWORKS": "tron,eth,bsc",
+        "PUBLIC_BASE_URL": "https://pay.example.com",
+        "POWERTOOLS_METRICS_DISABLED": "1",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "LOG_LEVEL": "WARNING",
+    }
     os.environ.update(env)
     from usdt_gateway import merchants, orders
     from usdt_gateway.schemas import CreateOrderRequest
 
     merchant = merchants.create_merchant("bench")
     merchants.configure_fixed(merchant["merchantId"], "evm", "0x9858EfFD232B4033E47d90003D41EC34EcaEda94")
-    view, _ = orders.create_order(merchant["merchantId"], CreateOrderRequest.model_validate(
-        {"network": "eth", "currency": "USDT", "amount": "50.00", "orderId": "bench-1"}))
+    view, _ = orders.create_order(
+        merchant["merchantId"],
+        CreateOrderRequest.model_validate(
+            {"network": "eth", "currency": "USDT", "amount": "50.00", "orderId": "bench-1"}
+        ),
+    )
     return env, view.public_id
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=10)
-    parser.add_argument("--build-dir", type=Path, default=ROOT / ".aws-sam/build",
-                        help="a `sam build` output (default: .aws-sam/build, from `make build`)")
+    parser.add_argument(
+        "--build-dir",
+        type=Path,
+        default=ROOT / ".aws-sam/build",
+        help="a `sam build` output (default: .aws-sam/build, from `make build`)",
+    )
     args = parser.parse_args()
     server = AtomicMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -79,8 +95,9 @@ def main() -> None:
     def child(layer: Path, handler: Path, resource: str) -> str:
         path = resource.replace("{publicId}", public_id)
         function = "PaymentPageFunction" if resource.startswith("/pay/") else "ApiFunction"
-        return CHILD.format(layer=str(layer), handler=str(handler), function=function, resource=resource, path=path,
-                            public_id=public_id)
+        return CHILD.format(
+            layer=str(layer), handler=str(handler), function=function, resource=resource, path=path, public_id=public_id
+        )
 
     page, poll = "/pay/{publicId}", "/v1/public/orders/{publicId}"
     source = ROOT / "layers/gateway"
@@ -108,8 +125,10 @@ def main() -> None:
         first = statistics.median(r["first_ms"] for r in rows)
         whole = statistics.median(r["process_ms"] for r in rows)
         size = int(rows[0]["bytes"])
-        print(f"{name:40s} import+init {init:6.0f} ms | first GET {first:5.0f} ms ({size:5d} bytes) | "
-              f"whole process {whole:5.0f} ms")
+        print(
+            f"{name:40s} import+init {init:6.0f} ms | first GET {first:5.0f} ms ({size:5d} bytes) | "
+            f"whole process {whole:5.0f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -157,10 +157,13 @@ def _xpub(coin: Bip44Coins) -> str:
 
 def _setup_aws(endpoint: str) -> None:
     point_at_moto(endpoint, TABLE)
-    os.environ.update({
-        "PUBLIC_BASE_URL": "https://pay.example.com",
-        "POWERTOOLS_METRICS_DISABLED": "1", "POWERTOOLS_TRACE_DISABLED": "1",
-    })
+    os.environ.update(
+        {
+            "PUBLIC_BASE_URL": "https://pay.example.com",
+            "POWERTOOLS_METRICS_DISABLED": "1",
+            "POWERTOOLS_TRACE_DISABLED": "1",
+        }
+    )
 
 
 def _enable(name: str, spec: dict[str, Any]) -> None:
@@ -182,8 +185,12 @@ def _open_orders(merchant: str, network: str, orders: int, new_address: Callable
     run = uuid.uuid4().hex[:6]
     paid = []
     for i in range(min(orders, PAID_ORDERS)):
-        view, _ = orders_api.create_order(merchant, CreateOrderRequest.model_validate(
-            {"network": network, "currency": "USDT", "amount": ORDER_AMOUNT, "orderId": f"rpc-{run}-{i}"}))
+        view, _ = orders_api.create_order(
+            merchant,
+            CreateOrderRequest.model_validate(
+                {"network": network, "currency": "USDT", "amount": ORDER_AMOUNT, "orderId": f"rpc-{run}-{i}"}
+            ),
+        )
         paid.append(view.address)
     rng = random.Random()
     now = int(time.time() * 1000)
@@ -192,13 +199,19 @@ def _open_orders(merchant: str, network: str, orders: int, new_address: Callable
     for i in range(orders - len(paid)):
         created = now - rng.randint(60_000, 20 * 60_000)
         expires = created + 30 * 60_000
-        order = {"pk": store.order_key(merchant, f"rpc-{run}-bulk-{i}")[0], "merchantId": merchant,
-                 "address": new_address(), "amountUnits": units, "createdAt": created, "expiresAt": expires,
-                 "watchUntil": expires + 3600 * 1000}
+        order = {
+            "pk": store.order_key(merchant, f"rpc-{run}-bulk-{i}")[0],
+            "merchantId": merchant,
+            "address": new_address(),
+            "amountUnits": units,
+            "createdAt": created,
+            "expiresAt": expires,
+            "watchUntil": expires + 3600 * 1000,
+        }
         items.append(watch_part(network=network, order=order, mode="xpub")["Put"]["Item"])
     ddb = aws.client("dynamodb")
     for start in range(0, len(items), BATCH):
-        pending: dict[str, Any] = {TABLE: [{"PutRequest": {"Item": item}} for item in items[start:start + BATCH]]}
+        pending: dict[str, Any] = {TABLE: [{"PutRequest": {"Item": item}} for item in items[start : start + BATCH]]}
         while pending:
             pending = ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
     return paid
@@ -217,8 +230,9 @@ def _catch_up(scanner: Any) -> Any:
     raise AssertionError("the scanner did not catch up")
 
 
-def _measure(chain: str, orders: int, scenario: tuple[int, int], scanner: Any, state: Any, client: type,
-             method: str) -> Measured:
+def _measure(
+    chain: str, orders: int, scenario: tuple[int, int], scanner: Any, state: Any, client: type, method: str
+) -> Measured:
     """One Scanner.cycle(), its client calls counted."""
     from usdt_gateway import cursor
     from usdt_gateway.observability import metrics
@@ -234,11 +248,22 @@ def _measure(chain: str, orders: int, scenario: tuple[int, int], scanner: Any, s
     cursor.release(scanner.network.name, scanner.owner)
     metrics.clear_metrics()  # the metrics are not what is measured; keep Powertools from flushing them
     seen_from = max(state.seen_block or 0, after.final_block) + 1
-    return Measured(chain, orders, *scenario, rpc.by_method, rpc.batched, dynamodb, dynamodb_s, elapsed, rpc.seconds,
-                    final_blocks=after.final_block - state.final_block,
-                    seen_blocks=max(0, (after.seen_block or 0) - seen_from + 1),
-                    credited=scanner.report.credited - before.credited, seen=scanner.report.seen - before.seen,
-                    unmatched=scanner.report.unmatched - before.unmatched)
+    return Measured(
+        chain,
+        orders,
+        *scenario,
+        rpc.by_method,
+        rpc.batched,
+        dynamodb,
+        dynamodb_s,
+        elapsed,
+        rpc.seconds,
+        final_blocks=after.final_block - state.final_block,
+        seen_blocks=max(0, (after.seen_block or 0) - seen_from + 1),
+        credited=scanner.report.credited - before.credited,
+        seen=scanner.report.seen - before.seen,
+        unmatched=scanner.report.unmatched - before.unmatched,
+    )
 
 
 def evm_cycle(merchant: str, orders: int) -> list[Measured]:
@@ -256,9 +281,18 @@ def evm_cycle(merchant: str, orders: int) -> list[Measured]:
         token = deploy_token(w3, owner)
         mint(token, payer, usdt("1000000"), owner=owner)
         name = f"bench-evm-{orders}"
-        _enable(name, {"family": "evm", "chainId": 31337, "displayName": "Anvil", "tokenContract": token.address,
-                       "decimals": 6, "blockTimeMs": 1000,
-                       "finality": {"mode": "confirmations", "confirmations": EVM_CONFIRMATIONS}})
+        _enable(
+            name,
+            {
+                "family": "evm",
+                "chainId": 31337,
+                "displayName": "Anvil",
+                "tokenContract": token.address,
+                "decimals": 6,
+                "blockTimeMs": 1000,
+                "finality": {"mode": "confirmations", "confirmations": EVM_CONFIRMATIONS},
+            },
+        )
         paid = _open_orders(merchant, name, orders, lambda: to_checksum_address(secrets.token_bytes(20)))
         scanner = Scanner(reader_for(config.networks()[name], [EndpointSpec(url=anvil.url)]))
         measured = []
@@ -267,8 +301,9 @@ def evm_cycle(merchant: str, orders: int) -> list[Measured]:
             head = w3.eth.block_number
             blocks, paying = scenario
             for i in range(paying):  # automine: each transfer is a block of its own
-                tx = token.functions.transfer(Web3.to_checksum_address(paid[i % len(paid)]),
-                                              usdt(PAYMENT)).transact({"from": payer})
+                tx = token.functions.transfer(Web3.to_checksum_address(paid[i % len(paid)]), usdt(PAYMENT)).transact(
+                    {"from": payer}
+                )
                 w3.eth.wait_for_transaction_receipt(tx, timeout=30, poll_latency=0.01)
             if blocks > paying:
                 anvil.rpc("anvil_mine", [hex(blocks - paying)])
@@ -290,9 +325,18 @@ def tron_cycle(merchant: str, orders: int) -> list[Measured]:
     token, payer = address(), address()
     with start_tron_node(blocks=3) as node:
         name = f"bench-tron-{orders}"
-        _enable(name, {"family": "tron", "chainId": 1_000_000 + orders, "displayName": "Fake Tron",
-                       "tokenContract": token, "decimals": 6, "blockTimeMs": 3000,
-                       "finality": {"mode": "solidified"}})
+        _enable(
+            name,
+            {
+                "family": "tron",
+                "chainId": 1_000_000 + orders,
+                "displayName": "Fake Tron",
+                "tokenContract": token,
+                "decimals": 6,
+                "blockTimeMs": 3000,
+                "finality": {"mode": "solidified"},
+            },
+        )
         paid = _open_orders(merchant, name, orders, address)
         node.mine(30)  # a solid head above the genesis block
         scanner = Scanner(reader_for(config.networks()[name], [EndpointSpec(url=node.url)]))
@@ -340,37 +384,56 @@ def main() -> None:
     finally:
         server.stop()
 
-    print(f"one Scanner.cycle() after N new blocks, of which P with one {PAYMENT} USDT payment each; one endpoint; "
-          f"EVM: anvil, {EVM_CONFIRMATIONS} confirmations, default maxLogRange; Tron: fake full node, "
-          f"solidified; python {sys.version.split()[0]}")
-    print(f"{'chain':5s} {'orders':>6s} {'N/P':>5s} {'blocks final+seen':>17s} {'RPC calls':>9s} "
-          f"{'cycle (in RPC)':>16s} {'credited/seen':>13s} {'per-address polling':>19s}  calls by method")
+    print(
+        f"one Scanner.cycle() after N new blocks, of which P with one {PAYMENT} USDT payment each; one endpoint; "
+        f"EVM: anvil, {EVM_CONFIRMATIONS} confirmations, default maxLogRange; Tron: fake full node, "
+        f"solidified; python {sys.version.split()[0]}"
+    )
+    print(
+        f"{'chain':5s} {'orders':>6s} {'N/P':>5s} {'blocks final+seen':>17s} {'RPC calls':>9s} "
+        f"{'cycle (in RPC)':>16s} {'credited/seen':>13s} {'per-address polling':>19s}  calls by method"
+    )
     for m in results:
-        print(f"{m.chain:5s} {m.orders:>6,} {f'{m.new_blocks}/{m.paying}':>5s} {m.final_blocks:>10} + "
-              f"{m.seen_blocks:<4} {m.total:>9,} {m.seconds * 1000:>5.0f} ms ({m.rpc_seconds * 1000:>4.0f} ms) "
-              f"{m.credited:>6}/{m.seen:<6} {m.orders:>19,}  {_calls(m)}"
-              + (f"; unmatched {m.unmatched}" if m.unmatched else ""))
-    print("\nDynamoDB calls of the same cycles (context: the watch-list refresh, the deposit writes, the cursor; "
-          "moto's time, not DynamoDB's):")
+        print(
+            f"{m.chain:5s} {m.orders:>6,} {f'{m.new_blocks}/{m.paying}':>5s} {m.final_blocks:>10} + "
+            f"{m.seen_blocks:<4} {m.total:>9,} {m.seconds * 1000:>5.0f} ms ({m.rpc_seconds * 1000:>4.0f} ms) "
+            f"{m.credited:>6}/{m.seen:<6} {m.orders:>19,}  {_calls(m)}"
+            + (f"; unmatched {m.unmatched}" if m.unmatched else "")
+        )
+    print(
+        "\nDynamoDB calls of the same cycles (context: the watch-list refresh, the deposit writes, the cursor; "
+        "moto's time, not DynamoDB's):"
+    )
     for m in results:
-        timed = ", ".join(f"{op} {n} in {m.dynamodb_seconds.get(op, 0) * 1000:.0f} ms"
-                          for op, n in sorted(m.dynamodb.items()))
-        print(f"  {m.chain:5s} {m.orders:>6,} {m.new_blocks}/{m.paying}: {sum(m.dynamodb.values())} calls, "
-              f"{sum(m.dynamodb_seconds.values()) * 1000:.0f} ms ({timed})")
+        timed = ", ".join(
+            f"{op} {n} in {m.dynamodb_seconds.get(op, 0) * 1000:.0f} ms" for op, n in sorted(m.dynamodb.items())
+        )
+        print(
+            f"  {m.chain:5s} {m.orders:>6,} {m.new_blocks}/{m.paying}: {sum(m.dynamodb.values())} calls, "
+            f"{sum(m.dynamodb_seconds.values()) * 1000:.0f} ms ({timed})"
+        )
 
-    print("\ngrowth with orders (the 10-order cycle after the same new blocks as the base; requests, and calls "
-          "inside batches):")
+    print(
+        "\ngrowth with orders (the 10-order cycle after the same new blocks as the base; requests, and calls "
+        "inside batches):"
+    )
     for chain in ("EVM", "Tron"):
         for scenario in SCENARIOS:
             rows = [m for m in results if m.chain == chain and (m.new_blocks, m.paying) == scenario]
             base = rows[0]
             for m in rows[1:]:
                 extra = {k: m.rpc[k] - base.rpc[k] for k in m.rpc.keys() | base.rpc.keys() if m.rpc[k] != base.rpc[k]}
-                extra |= {f"{k} in batches": m.batched[k] - base.batched[k]
-                          for k in m.batched.keys() | base.batched.keys() if m.batched[k] != base.batched[k]}
+                extra |= {
+                    f"{k} in batches": m.batched[k] - base.batched[k]
+                    for k in m.batched.keys() | base.batched.keys()
+                    if m.batched[k] != base.batched[k]
+                }
                 which = f" ({', '.join(f'{k} {v:+d}' for k, v in sorted(extra.items()))})" if extra else ""
-                print(f"  {chain} {scenario[0]}/{scenario[1]} {m.orders:>6,}: {m.total - base.total:+d} calls"
-                      f"{which} -> {'independent of orders' if not extra else 'GROWS with orders'}")
+                print(
+                    f"  {chain} {scenario[0]}/{scenario[1]} {m.orders:>6,}: {m.total - base.total:+d} calls"
+                    f"{which} -> {'independent of orders' if not extra else 'GROWS with orders'}"
+                )
+
 
 if __name__ == "__main__":
     main()

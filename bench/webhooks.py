@@ -66,8 +66,10 @@ def _percentile(values: list[float], p: int) -> float:
 
 def _row(name: str, values: list[float]) -> str:
     ms = [v * 1000 for v in values]
-    return (f"| {name} | {statistics.median(ms):.0f} ms | {_percentile(ms, 95):.0f} ms | {max(ms):.0f} ms "
-            f"| {min(ms):.0f} ms | {len(ms)} |")
+    return (
+        f"| {name} | {statistics.median(ms):.0f} ms | {_percentile(ms, 95):.0f} ms | {max(ms):.0f} ms "
+        f"| {min(ms):.0f} ms | {len(ms)} |"
+    )
 
 
 def _table(rows: Iterable[tuple[str, list[float]]]) -> None:
@@ -186,8 +188,12 @@ class Api:
         raw = b"" if body is None else json.dumps(body).encode()
         timestamp = str(int(time.time() * 1000))
         signature = signing.sign(self.secret_key, signing.v2_message(timestamp, method, path, [], raw))
-        headers = {"API-Key": self.api_key, "Request-Time": timestamp, "Signature-V2": signature,
-                   "Content-Type": "application/json"}
+        headers = {
+            "API-Key": self.api_key,
+            "Request-Time": timestamp,
+            "Signature-V2": signature,
+            "Content-Type": "application/json",
+        }
         response = self.session.request(method, self.base_url + path, data=raw, headers=headers, timeout=10)
         done = time.time()
         response.raise_for_status()
@@ -215,8 +221,10 @@ def _first(stack: Stack, order_id: str, event_type: str) -> Delivery:
     assert stack.receiver is not None
 
     def match(deliveries: list[Delivery]) -> Delivery | None:
-        return next((d for d in deliveries if d.data.get("orderId") == order_id
-                     and (d.event or {}).get("type") == event_type), None)
+        return next(
+            (d for d in deliveries if d.data.get("orderId") == order_id and (d.event or {}).get("type") == event_type),
+            None,
+        )
 
     found = match(stack.receiver.wait_for(lambda ds: match(ds) is not None, WAIT_S))
     if found is None:
@@ -273,24 +281,42 @@ def latency(stack: Stack, orders: int, payments: int) -> None:
             delivery = _first(stack, order["orderId"], event_type)
             pay_commit.append(delivery.received_at - _created_at(delivery))
 
-    print(f"\n(b) state change -> delivery on the local stack ({orders} orders one at a time, {orders} in a burst, "
-          f"{payments} payments)\n")
-    _table([("cancel: API response -> receiver", from_response),
+    print(
+        f"\n(b) state change -> delivery on the local stack ({orders} orders one at a time, {orders} in a burst, "
+        f"{payments} payments)\n"
+    )
+    _table(
+        [
+            ("cancel: API response -> receiver", from_response),
             ("cancel: commit (createdAt) -> receiver", from_commit),
             (f"burst of {orders} cancels: API response -> receiver", burst_response),
             (f"burst of {orders} cancels: commit -> receiver", burst_commit),
-            ("payment (scanner): commit -> receiver, confirming and confirmed", pay_commit)])
+            ("payment (scanner): commit -> receiver, confirming and confirmed", pay_commit),
+        ]
+    )
     function.handler = handler
     single = [seconds for records, seconds in invocations if records == 1]
-    print(f"\nWebhookFunction invocations: {len(invocations)}, {len(single)} of one record: median "
-          f"{statistics.median(single) * 1000:.0f} ms, p95 {_percentile(single, 95) * 1000:.0f} ms; the poller "
-          f"receives every {stack.webhooks.poll_interval_s * 1000:.0f} ms while the queue is empty")
-    p50s = {name: statistics.median(values) for name, values in (
-        ("cancel, from the response", from_response), ("cancel, from the commit", from_commit),
-        ("burst, from the commit", burst_commit), ("payment, from the commit", pay_commit)) if values}
+    print(
+        f"\nWebhookFunction invocations: {len(invocations)}, {len(single)} of one record: median "
+        f"{statistics.median(single) * 1000:.0f} ms, p95 {_percentile(single, 95) * 1000:.0f} ms; the poller "
+        f"receives every {stack.webhooks.poll_interval_s * 1000:.0f} ms while the queue is empty"
+    )
+    p50s = {
+        name: statistics.median(values)
+        for name, values in (
+            ("cancel, from the response", from_response),
+            ("cancel, from the commit", from_commit),
+            ("burst, from the commit", burst_commit),
+            ("payment, from the commit", pay_commit),
+        )
+        if values
+    }
     met = all(p50 < GOAL_S for p50 in p50s.values())
-    print(f"Goal p50 under {GOAL_S:.0f} s: {'met' if met else 'NOT met'} ("
-          + ", ".join(f"{name} {p50 * 1000:.0f} ms" for name, p50 in p50s.items()) + ")")
+    print(
+        f"Goal p50 under {GOAL_S:.0f} s: {'met' if met else 'NOT met'} ("
+        + ", ".join(f"{name} {p50 * 1000:.0f} ms" for name, p50 in p50s.items())
+        + ")"
+    )
 
 
 # --- (a) throughput --------------------------------------------------------------------------
@@ -311,8 +337,9 @@ def _merchant_orders(count: int, url: str) -> list[dict[str, Any]]:
     for index in range(count):
         merchant_id = merchants.create_merchant(f"bench merchant {index}", webhook_url=url)["merchantId"]
         merchants.configure_xpub(merchant_id, "evm", _xpub())
-        request = CreateOrderRequest.model_validate({"network": "local", "currency": "USDT", "amount": "1.00",
-                                                     "orderId": f"bench-{secrets.token_hex(6)}"})
+        request = CreateOrderRequest.model_validate(
+            {"network": "local", "currency": "USDT", "amount": "1.00", "orderId": f"bench-{secrets.token_hex(6)}"}
+        )
         view, _ = orders.create_order(merchant_id, request)
         item = store.get(*store.order_key(merchant_id, view.order_id))
         assert item is not None
@@ -326,14 +353,13 @@ def _commit_events(order: dict[str, Any], count: int) -> list[str]:
     types = list(itertools.islice(itertools.cycle(events.ORDER_EVENT_TYPES), count))
     ids: list[str] = []
     for start in range(0, count, TRANSACT_EVENTS):
-        batch_ids, parts = events.for_order(order, types[start:start + TRANSACT_EVENTS], first_sequence=start + 1)
+        batch_ids, parts = events.for_order(order, types[start : start + TRANSACT_EVENTS], first_sequence=start + 1)
         store.transact(parts)
         ids += batch_ids
     return ids
 
 
-def throughput(stack: Stack, moto: MotoMeter, meter: SenderMeter, total: int, merchant_count: int,
-               label: str) -> None:
+def throughput(stack: Stack, moto: MotoMeter, meter: SenderMeter, total: int, merchant_count: int, label: str) -> None:
     from usdt_gateway import outbox
 
     shop = QuickReceiver()
@@ -375,27 +401,41 @@ def throughput(stack: Stack, moto: MotoMeter, meter: SenderMeter, total: int, me
     posts = meter.posts_s[posts_before:]
     deferrals = meter.deferrals - deferrals_before
     moto_s = sum(busy.values())
-    print(f"\n(a) {label}: {delivered} of {len(interleaved)} events delivered in {wall_s:.2f} s = "
-          f"**{delivered / wall_s:.0f} events/s** ({mapping.invocations} invocations of up to 10, "
-          f"{deferrals} deferrals, {shop.hits} POSTs)")
+    print(
+        f"\n(a) {label}: {delivered} of {len(interleaved)} events delivered in {wall_s:.2f} s = "
+        f"**{delivered / wall_s:.0f} events/s** ({mapping.invocations} invocations of up to 10, "
+        f"{deferrals} deferrals, {shop.hits} POSTs)"
+    )
     if deferrals:
         undeferred = sorted(shop.arrivals.values())[max(delivered - deferrals, 1) - 1] - started_at
-        print(f"    the first {delivered - deferrals} arrived within {undeferred:.2f} s; the {deferrals} deferred came "
-              "back 5-30 s later (the sender's DEFER_SECONDS)")
-    print(f"    publishing them (outbox.publish, batches of 10): {publish_s:.2f} s = "
-          f"{len(interleaved) / publish_s:.0f} events/s")
-    print(f"    handler per invocation: median {statistics.median(handler_s) * 1000:.0f} ms, "
-          f"{sum(handler_s) / wall_s:.0%} of the wall time")
-    print(f"    moto busy (requests served one at a time): {moto_s:.2f} s = {moto_s / wall_s:.0%} of the wall time, "
-          f"{sum(calls.values())} requests, {sum(calls.values()) / max(delivered, 1):.1f} per event")
-    print(f"    POSTs to the receiver: median {statistics.median(posts) * 1000:.1f} ms, sum {sum(posts):.2f} s "
-          f"(concurrent: up to 10 at once)\n")
+        print(
+            f"    the first {delivered - deferrals} arrived within {undeferred:.2f} s; the {deferrals} deferred came "
+            "back 5-30 s later (the sender's DEFER_SECONDS)"
+        )
+    print(
+        f"    publishing them (outbox.publish, batches of 10): {publish_s:.2f} s = "
+        f"{len(interleaved) / publish_s:.0f} events/s"
+    )
+    print(
+        f"    handler per invocation: median {statistics.median(handler_s) * 1000:.0f} ms, "
+        f"{sum(handler_s) / wall_s:.0%} of the wall time"
+    )
+    print(
+        f"    moto busy (requests served one at a time): {moto_s:.2f} s = {moto_s / wall_s:.0%} of the wall time, "
+        f"{sum(calls.values())} requests, {sum(calls.values()) / max(delivered, 1):.1f} per event"
+    )
+    print(
+        f"    POSTs to the receiver: median {statistics.median(posts) * 1000:.1f} ms, sum {sum(posts):.2f} s "
+        f"(concurrent: up to 10 at once)\n"
+    )
     print("| moto operation | requests | per event | busy | mean |\n| --- | --- | --- | --- | --- |")
     for operation, seconds in sorted(busy.items(), key=lambda kv: -kv[1]):
         if not calls[operation]:
             continue
-        print(f"| {operation} | {calls[operation]} | {calls[operation] / max(delivered, 1):.2f} | "
-              f"{seconds:.2f} s | {seconds / calls[operation] * 1000:.2f} ms |")
+        print(
+            f"| {operation} | {calls[operation]} | {calls[operation] / max(delivered, 1):.2f} | "
+            f"{seconds:.2f} s | {seconds / calls[operation] * 1000:.2f} ms |"
+        )
 
 
 def main() -> None:
@@ -405,8 +445,12 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=30)
     parser.add_argument("--payments", type=int, default=5)
     args = parser.parse_args()
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_LOG_LEVEL": "WARNING"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }.items():
         os.environ.setdefault(name, value)
     logging.basicConfig(level=logging.WARNING)
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {platform.python_version()}, {os.cpu_count()} CPUs")
@@ -420,8 +464,14 @@ def main() -> None:
             latency(stack, args.orders, args.payments)
             for loop in (stack.webhooks, stack.outbox, stack.scanner):
                 loop.stop()
-            throughput(stack, moto, meter, args.events, args.merchants,
-                       f"{args.events} events across {args.merchants} merchants")
+            throughput(
+                stack,
+                moto,
+                meter,
+                args.events,
+                args.merchants,
+                f"{args.events} events across {args.merchants} merchants",
+            )
             throughput(stack, moto, meter, args.events // 5, 1, f"{args.events // 5} events of one merchant")
         finally:
             stack.stop()

@@ -55,12 +55,16 @@ def banner(stack: Stack) -> str:
     unscanned = [n for n in stack.networks if n not in stack.scanned_networks]
     retries = f"failed attempts are retried after {', '.join(LOCAL_RETRY_SCHEDULE.split(','))} s"
     if stack.webhook_log is not None:
-        webhooks = (f"{stack.webhook_url}   (the demo merchant's default URL: the stack's receiver)\n"
-                    f"               it checks each signature, prints a line here per event and appends it to\n"
-                    f"               {_display(stack.webhook_log)}; {retries}")
+        webhooks = (
+            f"{stack.webhook_url}   (the demo merchant's default URL: the stack's receiver)\n"
+            f"               it checks each signature, prints a line here per event and appends it to\n"
+            f"               {_display(stack.webhook_log)}; {retries}"
+        )
     else:
-        webhooks = (f"{stack.webhook_url}   (the demo merchant's default URL, from DEVSTACK_WEBHOOK_URL)\n"
-                    f"               {retries}")
+        webhooks = (
+            f"{stack.webhook_url}   (the demo merchant's default URL, from DEVSTACK_WEBHOOK_URL)\n"
+            f"               {retries}"
+        )
     return f"""
 USDT gateway, local stack: the API, scanner and webhook Lambdas on moto (DynamoDB, SQS, KMS, SSM)
 and a local chain (anvil), no Docker, no AWS account
@@ -147,51 +151,93 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     """The parser, and each command's own (its errors show its usage)."""
     parser = argparse.ArgumentParser(prog="python -m devstack", description="Run the local stack (no arguments).")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    pay = commands.add_parser("pay", help="pay an order of the running stack on the local chain",
-                              description="Send test USDT from the local chain's payer to a `local` order, then "
-                                          "follow its status until the payment is final.")
+    pay = commands.add_parser(
+        "pay",
+        help="pay an order of the running stack on the local chain",
+        description="Send test USDT from the local chain's payer to a `local` order, then "
+        "follow its status until the payment is final.",
+    )
     pay.add_argument("order_id", metavar="orderId")
     pay.add_argument("--amount", help="USDT to send, e.g. 12.5 (default: the order's exact amount)")
-    pay.add_argument("--parts", type=_positive, default=1, metavar="N",
-                     help="send the amount as N transfers, each mined before the next is sent")
+    pay.add_argument(
+        "--parts",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="send the amount as N transfers, each mined before the next is sent",
+    )
     pay.add_argument("--same-block", action="store_true", help="with --parts: all N transfers in one block")
-    pay.add_argument("--late", action="store_true",
-                     help="pay after the order's expiry (block time): wait until the chain gets there")
-    pay.add_argument("--late-by", type=_positive, metavar="SECONDS",
-                     help=f"with --late: how far past the expiry (default {LATE_BY_S} s)")
-    pay.add_argument("--warp", action="store_true",
-                     help="with --late: move the chain's clock forward instead of waiting (for good: until the "
-                          "stack restarts, every block is stamped that much later)")
+    pay.add_argument(
+        "--late", action="store_true", help="pay after the order's expiry (block time): wait until the chain gets there"
+    )
+    pay.add_argument(
+        "--late-by",
+        type=_positive,
+        metavar="SECONDS",
+        help=f"with --late: how far past the expiry (default {LATE_BY_S} s)",
+    )
+    pay.add_argument(
+        "--warp",
+        action="store_true",
+        help="with --late: move the chain's clock forward instead of waiting (for good: until the "
+        "stack restarts, every block is stamped that much later)",
+    )
     pay.add_argument("--no-wait", action="store_true", help="exit once the transfer is mined")
 
-    reorg = commands.add_parser("reorg", help="reorganise the local chain under an order's payment",
-                                description="Replace the last blocks of the local chain (anvil_reorg) so that the "
-                                            "order's transfers (or the txid) are removed, or re-mined elsewhere "
-                                            "with --remine; then follow the order.")
+    reorg = commands.add_parser(
+        "reorg",
+        help="reorganise the local chain under an order's payment",
+        description="Replace the last blocks of the local chain (anvil_reorg) so that the "
+        "order's transfers (or the txid) are removed, or re-mined elsewhere "
+        "with --remine; then follow the order.",
+    )
     reorg.add_argument("target", metavar="orderId|txid")
-    reorg.add_argument("--depth", type=_positive, metavar="N",
-                       help="blocks to replace, counted from the head (default: just enough to reach the transfer)")
-    reorg.add_argument("--remine", action="store_true",
-                       help="put the transfers back in a replacement block: the same signed transactions, same txids")
-    reorg.add_argument("--offset", type=_count, metavar="K",
-                       help="with --remine: the replacement block, 0 (the first) to depth-1 (the new head, default)")
-    reorg.add_argument("--new-txid", action="store_true",
-                       help="with --remine: new transactions from the same sender, to the same recipient, for the "
-                            "same amount (new txids)")
+    reorg.add_argument(
+        "--depth",
+        type=_positive,
+        metavar="N",
+        help="blocks to replace, counted from the head (default: just enough to reach the transfer)",
+    )
+    reorg.add_argument(
+        "--remine",
+        action="store_true",
+        help="put the transfers back in a replacement block: the same signed transactions, same txids",
+    )
+    reorg.add_argument(
+        "--offset",
+        type=_count,
+        metavar="K",
+        help="with --remine: the replacement block, 0 (the first) to depth-1 (the new head, default)",
+    )
+    reorg.add_argument(
+        "--new-txid",
+        action="store_true",
+        help="with --remine: new transactions from the same sender, to the same recipient, for the "
+        "same amount (new txids)",
+    )
     reorg.add_argument("--no-wait", action="store_true", help="exit once the chain is reorganised")
 
-    dust = commands.add_parser("dust", help="send a dust or zero-value transfer to an order or address",
-                               description="Send a tiny transfer (default: 0.000001 test USDT), a zero-value one "
-                                           "(--zero), or transferFrom(victim, address, 0) from another account "
-                                           "(--spoof), as anyone can; then follow the order.")
+    dust = commands.add_parser(
+        "dust",
+        help="send a dust or zero-value transfer to an order or address",
+        description="Send a tiny transfer (default: 0.000001 test USDT), a zero-value one "
+        "(--zero), or transferFrom(victim, address, 0) from another account "
+        "(--spoof), as anyone can; then follow the order.",
+    )
     dust.add_argument("target", metavar="orderId|address")
     size = dust.add_mutually_exclusive_group()
     size.add_argument("--amount", help="USDT to send (default: 0.000001, the token's smallest unit)")
     size.add_argument("--zero", action="store_true", help="a transfer of 0")
-    dust.add_argument("--spoof", action="store_true",
-                      help="transferFrom(victim, address, 0) sent by another anvil account: no allowance needed")
-    dust.add_argument("--victim", metavar="ADDRESS", help="with --spoof: whose address the Transfer log shows "
-                                                           "as the sender (default: the payer)")
+    dust.add_argument(
+        "--spoof",
+        action="store_true",
+        help="transferFrom(victim, address, 0) sent by another anvil account: no allowance needed",
+    )
+    dust.add_argument(
+        "--victim",
+        metavar="ADDRESS",
+        help="with --spoof: whose address the Transfer log shows as the sender (default: the payer)",
+    )
     dust.add_argument("--no-wait", action="store_true", help="exit once the transfer is mined")
     return parser, {"pay": pay, "reorg": reorg, "dust": dust}
 
@@ -228,14 +274,37 @@ def _sandbox(command: str, state_dir: Path, args: argparse.Namespace) -> int:
 
     try:
         if command == "pay":
-            pay(state_dir, args.order_id, amount=args.amount, wait=not args.no_wait, parts=args.parts,
-                same_block=args.same_block, late=args.late, late_by=args.late_by or LATE_BY_S, warp=args.warp)
+            pay(
+                state_dir,
+                args.order_id,
+                amount=args.amount,
+                wait=not args.no_wait,
+                parts=args.parts,
+                same_block=args.same_block,
+                late=args.late,
+                late_by=args.late_by or LATE_BY_S,
+                warp=args.warp,
+            )
         elif command == "reorg":
-            reorg(state_dir, args.target, depth=args.depth, remine=args.remine, offset=args.offset,
-                  new_txid=args.new_txid, wait=not args.no_wait)
+            reorg(
+                state_dir,
+                args.target,
+                depth=args.depth,
+                remine=args.remine,
+                offset=args.offset,
+                new_txid=args.new_txid,
+                wait=not args.no_wait,
+            )
         else:
-            dust(state_dir, args.target, amount=args.amount, zero=args.zero, spoof=args.spoof, victim=args.victim,
-                 wait=not args.no_wait)
+            dust(
+                state_dir,
+                args.target,
+                amount=args.amount,
+                zero=args.zero,
+                spoof=args.spoof,
+                victim=args.victim,
+                wait=not args.no_wait,
+            )
     except Refused as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return 2
@@ -270,8 +339,9 @@ def _run_stack(state_dir: Path) -> int:
     signal.signal(signal.SIGTERM, request_stop)
 
     try:
-        stack = start_stack(port=int(raw_port), state_dir=state_dir, webhook_url=webhook_url,
-                            receiver_port=int(raw_receiver_port))
+        stack = start_stack(
+            port=int(raw_port), state_dir=state_dir, webhook_url=webhook_url, receiver_port=int(raw_receiver_port)
+        )
     except FileNotFoundError as exc:  # anvil not installed
         print(f"cannot start the local stack: {exc}", file=sys.stderr)
         return 1
@@ -280,8 +350,10 @@ def _run_stack(state_dir: Path) -> int:
         return 2
     except OSError as exc:
         ports = f"port {raw_port}" + (f" or receiver port {raw_receiver_port}" if int(raw_receiver_port) else "")
-        print(f"cannot start the local stack on {ports}: {exc} (PORT=... or DEVSTACK_RECEIVER_PORT=... picks "
-              "another)", file=sys.stderr)
+        print(
+            f"cannot start the local stack on {ports}: {exc} (PORT=... or DEVSTACK_RECEIVER_PORT=... picks another)",
+            file=sys.stderr,
+        )
         return 1
     try:
         print(banner(stack), flush=True)

@@ -37,14 +37,25 @@ class ChainInfo:
     payer: str  # holds the minted test USDT; unlocked on anvil
 
     def to_json(self) -> dict[str, str | int]:
-        return {"network": self.network, "rpcUrl": self.rpc_url, "chainId": self.chain_id,
-                "tokenContract": self.token_contract, "decimals": self.decimals, "payer": self.payer}
+        return {
+            "network": self.network,
+            "rpcUrl": self.rpc_url,
+            "chainId": self.chain_id,
+            "tokenContract": self.token_contract,
+            "decimals": self.decimals,
+            "payer": self.payer,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> ChainInfo:
-        return cls(network=str(data["network"]), rpc_url=str(data["rpcUrl"]), chain_id=int(str(data["chainId"])),
-                   token_contract=str(data["tokenContract"]), decimals=int(str(data["decimals"])),
-                   payer=str(data["payer"]))
+        return cls(
+            network=str(data["network"]),
+            rpc_url=str(data["rpcUrl"]),
+            chain_id=int(str(data["chainId"])),
+            token_contract=str(data["tokenContract"]),
+            decimals=int(str(data["decimals"])),
+            payer=str(data["payer"]),
+        )
 
 
 @dataclass
@@ -80,8 +91,14 @@ def start_local_chain(state_dir: Path) -> LocalChain:
         token = deploy_token(w3, payer)
         mint(token, payer, usdt(MINTED_USDT), owner=payer)
         anvil.rpc("evm_setIntervalMining", [BLOCK_TIME_S])
-        info = ChainInfo(network=NETWORK, rpc_url=anvil.url, chain_id=CHAIN_ID, token_contract=str(token.address),
-                         decimals=TOKEN_DECIMALS, payer=payer)
+        info = ChainInfo(
+            network=NETWORK,
+            rpc_url=anvil.url,
+            chain_id=CHAIN_ID,
+            token_contract=str(token.address),
+            decimals=TOKEN_DECIMALS,
+            payer=payer,
+        )
         file = state_dir / CHAIN_FILE
         write_private(file, info.to_json())
     except BaseException:

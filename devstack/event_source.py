@@ -34,13 +34,24 @@ STOP_TIMEOUT_S = 20.0
 def _record(message: Mapping[str, Any], queue_arn: str) -> dict[str, Any]:
     """One record of the SQS event, as Lambda builds it from a received message."""
     return {
-        "messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"], "body": message["Body"],
-        "attributes": message.get("Attributes", {}), "md5OfBody": message["MD5OfBody"],
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "md5OfBody": message["MD5OfBody"],
         "messageAttributes": {
-            name: {"stringValue": a.get("StringValue"), "binaryValue": a.get("BinaryValue"), "stringListValues": [],
-                   "binaryListValues": [], "dataType": a["DataType"]}
-            for name, a in (message.get("MessageAttributes") or {}).items()},
-        "eventSource": "aws:sqs", "eventSourceARN": queue_arn, "awsRegion": queue_arn.split(":")[3],
+            name: {
+                "stringValue": a.get("StringValue"),
+                "binaryValue": a.get("BinaryValue"),
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": a["DataType"],
+            }
+            for name, a in (message.get("MessageAttributes") or {}).items()
+        },
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": queue_arn.split(":")[3],
     }
 
 
@@ -66,8 +77,15 @@ def batch_item_failures(response: Any, message_ids: set[str]) -> set[str] | None
 
 
 class EventSourceMapping(BackgroundLoop):
-    def __init__(self, queue_url: str, invoke: Invoke, *, batch_size: int = BATCH_SIZE,
-                 poll_interval_s: float = POLL_INTERVAL_S, name: str = "devstack-sqs") -> None:
+    def __init__(
+        self,
+        queue_url: str,
+        invoke: Invoke,
+        *,
+        batch_size: int = BATCH_SIZE,
+        poll_interval_s: float = POLL_INTERVAL_S,
+        name: str = "devstack-sqs",
+    ) -> None:
         super().__init__(name, stop_timeout_s=STOP_TIMEOUT_S)
         self.queue_url = queue_url
         self.invoke = invoke
@@ -79,14 +97,19 @@ class EventSourceMapping(BackgroundLoop):
         self.errors = 0  # invocations that raised
         self.last_error: BaseException | None = None
         self._sqs = boto3.client("sqs")
-        self._arn = self._sqs.get_queue_attributes(QueueUrl=queue_url,
-                                                   AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self._arn = self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
 
     def poll(self) -> int:
         """One receive and, if it got messages, one invocation. Returns how many messages it
         handed over."""
-        messages = self._sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size,
-                                             AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
+        messages = self._sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=self.batch_size,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
         if not messages:
             return 0
         self.invocations += 1
@@ -96,8 +119,9 @@ class EventSourceMapping(BackgroundLoop):
             self.errors += 1
             self.last_error = exc
             self.kept += len(messages)
-            log.exception("the function failed on a batch of %d from %s; it stays on the queue", len(messages),
-                          self.queue_url)
+            log.exception(
+                "the function failed on a batch of %d from %s; it stays on the queue", len(messages), self.queue_url
+            )
             return len(messages)
         kept = batch_item_failures(response, {m["MessageId"] for m in messages})
         if kept is None:
@@ -106,12 +130,15 @@ class EventSourceMapping(BackgroundLoop):
         done = [m for m in messages if m["MessageId"] not in kept]
         self.kept += len(messages) - len(done)
         if done:
-            reply = self._sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)])
+            reply = self._sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            )
             self.deleted += len(reply.get("Successful", []))
             for failed in reply.get("Failed", []):
-                log.error("could not delete message %s: %s", done[int(failed["Id"])]["MessageId"],
-                          failed.get("Message"))
+                log.error(
+                    "could not delete message %s: %s", done[int(failed["Id"])]["MessageId"], failed.get("Message")
+                )
         return len(messages)
 
     def run_until(self, done: Callable[[], bool], timeout_s: float = 20) -> None:

@@ -31,8 +31,12 @@ log = logging.getLogger("devstack")
 # Webhook retries compressed from seconds-to-hours to seconds-to-a-minute, so a failing local
 # receiver is retried while the developer watches: 7 attempts over about 2 minutes.
 LOCAL_RETRY_SCHEDULE = "1,2,5,10,30,60"
-LOCAL_FUNCTION_ENV = {"LOCAL_MODE": "1", "POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_METRICS_DISABLED": "1",
-                      "WEBHOOK_RETRY_SCHEDULE": LOCAL_RETRY_SCHEDULE}
+LOCAL_FUNCTION_ENV = {
+    "LOCAL_MODE": "1",
+    "POWERTOOLS_TRACE_DISABLED": "1",
+    "POWERTOOLS_METRICS_DISABLED": "1",
+    "WEBHOOK_RETRY_SCHEDULE": LOCAL_RETRY_SCHEDULE,
+}
 
 # Variables that only label a function's logs and metrics, so they differ from function to
 # function by design. The functions share one process, and with it the one Logger and Metrics of
@@ -207,8 +211,11 @@ def load_functions(
         # The deployed name: the template's FunctionName (the scanner invokes itself by it), else
         # one made from the stack's name as CloudFormation does.
         declared = function_property(template, logical_id, "FunctionName")
-        name = (_resolve(declared, refs={"AWS::StackName": stack_name}, attrs={}, where=f"{logical_id}.FunctionName")
-                if declared else f"{stack_name}-{logical_id}")
+        name = (
+            _resolve(declared, refs={"AWS::StackName": stack_name}, attrs={}, where=f"{logical_id}.FunctionName")
+            if declared
+            else f"{stack_name}-{logical_id}"
+        )
         functions[logical_id] = LocalFunction(
             logical_id=logical_id,
             name=name,

@@ -79,8 +79,12 @@ class MerchantApi:
         while True:
             timestamp, nonce = str(int(time.time() * 1000)), secrets.token_hex(16)
             message = signing.v2_message(timestamp, "GET", path, query, b"", request_nonce=nonce)
-            headers = {"API-Key": self.api_key, "Request-Time": timestamp, "Request-Nonce": nonce,
-                       "Signature-V2": signing.sign(self.secret_key, message)}
+            headers = {
+                "API-Key": self.api_key,
+                "Request-Time": timestamp,
+                "Request-Nonce": nonce,
+                "Signature-V2": signing.sign(self.secret_key, message),
+            }
             request = urllib.request.Request(url, headers=headers)  # noqa: S310 (merchant.json's URL)
             try:
                 with _NO_PROXY.open(request, timeout=10) as response:
@@ -93,8 +97,10 @@ class MerchantApi:
                     time.sleep(float(exc.headers.get("Retry-After") or 1))
                     continue
                 if exc.code == 401:
-                    raise Failed(f"the API refused the demo merchant's key ({body}): is merchant.json from "
-                                 "the stack that is running now?") from None
+                    raise Failed(
+                        f"the API refused the demo merchant's key ({body}): is merchant.json from "
+                        "the stack that is running now?"
+                    ) from None
                 raise Failed(f"GET {path} -> {exc.code}: {body}") from None
             except (urllib.error.URLError, OSError) as exc:
                 reason = f"cannot reach the local stack at {self.base_url} ({exc})"
@@ -133,10 +139,16 @@ class TokenTransfer:
 
 
 def token_transfers(receipt: dict[str, Any], token: str) -> list[TokenTransfer]:
-    return [TokenTransfer(sender="0x" + log["topics"][1][-40:], recipient="0x" + log["topics"][2][-40:],
-                          units=int(log["data"], 16), log_index=int(log["logIndex"], 16))
-            for log in receipt["logs"]
-            if log["address"].lower() == token.lower() and log["topics"] and log["topics"][0] == TRANSFER_TOPIC]
+    return [
+        TokenTransfer(
+            sender="0x" + log["topics"][1][-40:],
+            recipient="0x" + log["topics"][2][-40:],
+            units=int(log["data"], 16),
+            log_index=int(log["logIndex"], 16),
+        )
+        for log in receipt["logs"]
+        if log["address"].lower() == token.lower() and log["topics"] and log["topics"][0] == TRANSFER_TOPIC
+    ]
 
 
 class Payer:
@@ -228,8 +240,9 @@ def describe(order: dict[str, Any]) -> str:
 
 
 def _final_deposit(order: dict[str, Any], txid: str) -> bool:
-    return any(d["txid"].lower() == txid.lower() and d["final"] and not d.get("reversed")
-               for d in order.get("deposits") or [])
+    return any(
+        d["txid"].lower() == txid.lower() and d["final"] and not d.get("reversed") for d in order.get("deposits") or []
+    )
 
 
 def _follow(api: MerchantApi, order_id: str, txids: Sequence[str], sent_at: float) -> None:
@@ -256,11 +269,15 @@ def _follow(api: MerchantApi, order_id: str, txids: Sequence[str], sent_at: floa
             for txid in waiting:
                 if (record := listed_deposit(api, txid)) is not None and not _on_order(order, txid):
                     apart[txid] = record
-                    print(f"{elapsed:6.1f} s  GET /v1/deposits lists {txid}: {deposit_status(record)}, "
-                          "not on the order", flush=True)
+                    print(
+                        f"{elapsed:6.1f} s  GET /v1/deposits lists {txid}: {deposit_status(record)}, not on the order",
+                        flush=True,
+                    )
         if elapsed > WAIT_TIMEOUT_S:
-            raise Failed(f"no final deposit of {', '.join(waiting)} on the order after {WAIT_TIMEOUT_S:.0f} s "
-                         f"(status {described})")
+            raise Failed(
+                f"no final deposit of {', '.join(waiting)} on the order after {WAIT_TIMEOUT_S:.0f} s "
+                f"(status {described})"
+            )
         time.sleep(POLL_S)
 
 
@@ -296,11 +313,15 @@ def local_order(api: MerchantApi, chain: ChainInfo, order_id: str) -> dict[str, 
     if order is None:
         raise Refused(f"no order {order_id!r} for the demo merchant of {api.base_url}")
     if order["network"] != NETWORK:
-        raise Refused(f"order {order_id!r} is on {order['network']}, not on the local chain: only `{NETWORK}` orders "
-                      "are (the other networks are not scanned locally)")
+        raise Refused(
+            f"order {order_id!r} is on {order['network']}, not on the local chain: only `{NETWORK}` orders "
+            "are (the other networks are not scanned locally)"
+        )
     if order["tokenContract"].lower() != chain.token_contract.lower():
-        raise Refused(f"order {order_id!r} asks for token {order['tokenContract']}, not the local chain's "
-                      f"{chain.token_contract} (chain.json is from another start of the stack)")
+        raise Refused(
+            f"order {order_id!r} asks for token {order['tokenContract']}, not the local chain's "
+            f"{chain.token_contract} (chain.json is from another start of the stack)"
+        )
     return order
 
 
@@ -320,24 +341,41 @@ def _be_late(payer: Payer, expires_s: int, late_by: int, *, warp: bool) -> None:
     target = expires_s + late_by
     latest = int(payer.block()["timestamp"], 16)
     if latest >= target:
-        print(f"the chain's head is already {latest - expires_s} s past the order's expiry ({_utc(expires_s)})",
-              flush=True)
+        print(
+            f"the chain's head is already {latest - expires_s} s past the order's expiry ({_utc(expires_s)})",
+            flush=True,
+        )
         return
     if warp:
         # Every later block is stamped that much later too: anvil's clock cannot go back.
         payer.call("evm_increaseTime", [target - latest])
-        print(f"moved the local chain's clock {target - latest} s forward (evm_increaseTime), past the order's "
-              f"expiry ({_utc(expires_s)}) by {late_by} s; it stays ahead of real time until the stack restarts",
-              flush=True)
+        print(
+            f"moved the local chain's clock {target - latest} s forward (evm_increaseTime), past the order's "
+            f"expiry ({_utc(expires_s)}) by {late_by} s; it stays ahead of real time until the stack restarts",
+            flush=True,
+        )
         return
-    print(f"waiting {target - latest} s for the chain's block time to pass the order's expiry ({_utc(expires_s)}) "
-          f"by {late_by} s (--warp moves the chain's clock instead)", flush=True)
+    print(
+        f"waiting {target - latest} s for the chain's block time to pass the order's expiry ({_utc(expires_s)}) "
+        f"by {late_by} s (--warp moves the chain's clock instead)",
+        flush=True,
+    )
     while int(payer.block()["timestamp"], 16) < target:
         time.sleep(POLL_S)
 
 
-def pay(state_dir: Path, order_id: str, *, amount: str | None = None, wait: bool = True, parts: int = 1,
-        same_block: bool = False, late: bool = False, late_by: int = LATE_BY_S, warp: bool = False) -> None:
+def pay(
+    state_dir: Path,
+    order_id: str,
+    *,
+    amount: str | None = None,
+    wait: bool = True,
+    parts: int = 1,
+    same_block: bool = False,
+    late: bool = False,
+    late_by: int = LATE_BY_S,
+    warp: bool = False,
+) -> None:
     """Pay the order from the local chain's payer; Refused or Failed with a one-line reason."""
     api, chain = load_state(state_dir)
     if amount is not None:
@@ -346,8 +384,9 @@ def pay(state_dir: Path, order_id: str, *, amount: str | None = None, wait: bool
     text = amount if amount is not None else str(order["amount"])
     units = amount_units(text, chain.decimals, "amount")
     if units < parts:
-        raise Refused(f"{text} USDT cannot be split into {parts} transfers: each needs at least "
-                      f"{format_units(1, chain.decimals)}")
+        raise Refused(
+            f"{text} USDT cannot be split into {parts} transfers: each needs at least {format_units(1, chain.decimals)}"
+        )
     payer = Payer(chain)
     if (balance := payer.balance()) < units:
         raise Failed(f"the payer {chain.payer} holds only {format_units(balance, chain.decimals)} test USDT")
@@ -372,8 +411,11 @@ def pay(state_dir: Path, order_id: str, *, amount: str | None = None, wait: bool
             _print_sent(txids[-1], part, i, parts, chain)
             _print_mined(payer, txids[-1], order if late else None)
     if OrderStatus(order["status"]) not in ACCEPTING:
-        print(f"the order is {order['status']} and takes no more payments: this payment becomes an unmatched "
-              "deposit (GET /v1/deposits?unmatched=true)", flush=True)
+        print(
+            f"the order is {order['status']} and takes no more payments: this payment becomes an unmatched "
+            "deposit (GET /v1/deposits?unmatched=true)",
+            flush=True,
+        )
     elif wait:
         _follow(api, order_id, txids, sent_at)
 

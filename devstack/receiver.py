@@ -53,17 +53,26 @@ class Delivery:
     def line(self) -> str:
         if self.event is None:
             return f"webhook rejected: {self.rejected} (webhook-id {self.webhook_id or '-'})"
-        return (f"webhook {self.event.get('type')}  order {self.data.get('orderId') or '-'}  "
-                f"status {self.data.get('status') or '-'}  sequence {self.event.get('sequence')}  "
-                f"signature ok  ({self.webhook_id})")
+        return (
+            f"webhook {self.event.get('type')}  order {self.data.get('orderId') or '-'}  "
+            f"status {self.data.get('status') or '-'}  sequence {self.event.get('sequence')}  "
+            f"signature ok  ({self.webhook_id})"
+        )
 
     def record(self) -> dict[str, Any]:
         """Its line in webhooks.jsonl."""
         event = self.event or {}
-        return {"receivedAt": int(self.received_at * 1000), "webhookId": self.webhook_id, "type": event.get("type"),
-                "orderId": self.data.get("orderId"), "status": self.data.get("status"),
-                "sequence": event.get("sequence"), "signature": "ok" if self.event is not None else self.rejected,
-                "headers": self.headers, "body": self.body.decode("utf-8", errors="replace")}
+        return {
+            "receivedAt": int(self.received_at * 1000),
+            "webhookId": self.webhook_id,
+            "type": event.get("type"),
+            "orderId": self.data.get("orderId"),
+            "status": self.data.get("status"),
+            "sequence": event.get("sequence"),
+            "signature": "ok" if self.event is not None else self.rejected,
+            "headers": self.headers,
+            "body": self.body.decode("utf-8", errors="replace"),
+        }
 
 
 class WebhookReceiver(ThreadingHTTPServer):

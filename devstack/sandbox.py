@@ -74,17 +74,26 @@ def _mined(payer: Payer, txid: str) -> Mined | None:
     tx = payer.call("eth_getTransactionByHash", [txid])
     if receipt is None or tx is None:
         return None
-    return Mined(txid=str(tx["hash"]).lower(), block=int(receipt["blockNumber"], 16),
-                 index=int(receipt["transactionIndex"], 16), sender=str(tx["from"]).lower(), nonce=int(tx["nonce"], 16),
-                 to=str(tx["to"]), input=str(tx["input"]), value=str(tx["value"]), gas=int(tx["gas"], 16),
-                 transfers=token_transfers(receipt, payer.chain.token_contract))
+    return Mined(
+        txid=str(tx["hash"]).lower(),
+        block=int(receipt["blockNumber"], 16),
+        index=int(receipt["transactionIndex"], 16),
+        sender=str(tx["from"]).lower(),
+        nonce=int(tx["nonce"], 16),
+        to=str(tx["to"]),
+        input=str(tx["input"]),
+        value=str(tx["value"]),
+        gas=int(tx["gas"], 16),
+        transfers=token_transfers(receipt, payer.chain.token_contract),
+    )
 
 
 def _what(mined: Mined, decimals: int) -> str:
     if not mined.transfers:
         return "no test USDT transfer"
-    return "; ".join(f"{format_units(t.units, decimals)} USDT from {t.sender} to {t.recipient}"
-                     for t in mined.transfers)
+    return "; ".join(
+        f"{format_units(t.units, decimals)} USDT from {t.sender} to {t.recipient}" for t in mined.transfers
+    )
 
 
 def _counted(order: dict[str, Any], txid: str) -> dict[str, Any] | None:
@@ -103,9 +112,11 @@ def _check_nonces(payer: Payer, mined: list[Mined], common: int) -> None:
         if tx.sender not in expected:
             expected[tx.sender] = int(payer.call("eth_getTransactionCount", [tx.sender, hex(common)]), 16)
         if tx.nonce != expected[tx.sender]:
-            raise Refused(f"{tx.txid} cannot come back as the same signed transaction: its sender {tx.sender} sent "
-                          f"another one before it within the replaced blocks (nonce {expected[tx.sender]}, it has "
-                          f"{tx.nonce}); --new-txid sends it again as a new transaction")
+            raise Refused(
+                f"{tx.txid} cannot come back as the same signed transaction: its sender {tx.sender} sent "
+                f"another one before it within the replaced blocks (nonce {expected[tx.sender]}, it has "
+                f"{tx.nonce}); --new-txid sends it again as a new transaction"
+            )
         expected[tx.sender] += 1
 
 
@@ -118,8 +129,9 @@ def _minted_in(payer: Payer, head: int) -> int:
     return high
 
 
-def _watch(api: MerchantApi, payer: Payer, order_id: str, done: Callable[[dict[str, Any]], bool],
-           since_block: int) -> dict[str, Any]:
+def _watch(
+    api: MerchantApi, payer: Payer, order_id: str, done: Callable[[dict[str, Any]], bool], since_block: int
+) -> dict[str, Any]:
     """Print each status change of the order until done(order), or SETTLE_BLOCKS blocks after
     `since_block` (WAIT_TIMEOUT_S of wall time if blocks stop coming); the last order read."""
     started = time.monotonic()
@@ -138,8 +150,16 @@ def _watch(api: MerchantApi, payer: Payer, order_id: str, done: Callable[[dict[s
         time.sleep(POLL_S)
 
 
-def reorg(state_dir: Path, target: str, *, depth: int | None = None, remine: bool = False,
-          offset: int | None = None, new_txid: bool = False, wait: bool = True) -> None:
+def reorg(
+    state_dir: Path,
+    target: str,
+    *,
+    depth: int | None = None,
+    remine: bool = False,
+    offset: int | None = None,
+    new_txid: bool = False,
+    wait: bool = True,
+) -> None:
     """Reorganise the local chain so that `target`'s transfers (an orderId's deposits, or a txid)
     are no longer where they were; Refused or Failed with a one-line reason."""
     api, chain = load_state(state_dir)
@@ -152,8 +172,10 @@ def reorg(state_dir: Path, target: str, *, depth: int | None = None, remine: boo
         order_id = target
         txids = list(dict.fromkeys(d["txid"].lower() for d in order.get("deposits") or [] if not d.get("reversed")))
         if not txids:
-            raise Refused(f"order {target!r} has no deposit yet: pay it and wait until it is seen (`confirming`), "
-                          "or give the txid")
+            raise Refused(
+                f"order {target!r} has no deposit yet: pay it and wait until it is seen (`confirming`), "
+                "or give the txid"
+            )
         print(f"order {target}: {describe(order)}, {order['amount']} USDT to {order['address']}", flush=True)
     mined: list[Mined] = []
     for txid in txids:
@@ -173,26 +195,38 @@ def reorg(state_dir: Path, target: str, *, depth: int | None = None, remine: boo
         needed = head - mined[0].block + 1
         depth = needed if depth is None else depth
         if depth < needed:
-            raise Refused(f"{mined[0].txid} is in block {mined[0].block}, {needed} blocks from the head ({head}): "
-                          f"--depth {needed} at least (or no --depth: just deep enough)")
+            raise Refused(
+                f"{mined[0].txid} is in block {mined[0].block}, {needed} blocks from the head ({head}): "
+                f"--depth {needed} at least (or no --depth: just deep enough)"
+            )
         common = head - depth
         # Replacing the blocks that deployed and minted the test USDT would end the stack's token.
         if depth > head or payer.total_supply(common) == 0:
             minted = _minted_in(payer, head)
-            raise Refused(f"--depth {depth} would replace block {minted}, where the stack minted its test USDT: "
-                          f"--depth {head - minted} at most")
+            raise Refused(
+                f"--depth {depth} would replace block {minted}, where the stack minted its test USDT: "
+                f"--depth {head - minted} at most"
+            )
         offset = depth - 1 if offset is None else offset
         if not 0 <= offset < depth:
-            raise Refused(f"--offset {offset}: the replacement blocks are offsets 0 to {depth - 1} "
-                          f"(blocks {common + 1} to {head})")
+            raise Refused(
+                f"--offset {offset}: the replacement blocks are offsets 0 to {depth - 1} "
+                f"(blocks {common + 1} to {head})"
+            )
         gone = {t.txid for t in mined}
-        others = [(n, str(h).lower()) for n in range(common + 1, head + 1)
-                  for h in payer.block(n)["transactions"] if str(h).lower() not in gone]
+        others = [
+            (n, str(h).lower())
+            for n in range(common + 1, head + 1)
+            for h in payer.block(n)["transactions"]
+            if str(h).lower() not in gone
+        ]
         pairs: list[list[Any]] = []
         if remine and new_txid:
             # One more gas than before: a new transaction (new txid) even if the fees come out the same.
-            pairs = [[{"from": t.sender, "to": t.to, "input": t.input, "value": t.value, "gas": hex(t.gas + 1)}, offset]
-                     for t in mined]
+            pairs = [
+                [{"from": t.sender, "to": t.to, "input": t.input, "value": t.value, "gas": hex(t.gas + 1)}, offset]
+                for t in mined
+            ]
         elif remine:
             _check_nonces(payer, mined, common)
             pairs = [[payer.call("eth_getRawTransactionByHash", [t.txid]), offset] for t in mined]
@@ -201,8 +235,10 @@ def reorg(state_dir: Path, target: str, *, depth: int | None = None, remine: boo
         new_hash = payer.block(head)["hash"]
         remined_block = payer.block(common + 1 + offset, full=True) if remine else None
 
-    print(f"reorg of depth {depth}: blocks {common + 1} to {head} replaced (block {head} was {old_hash}, "
-          f"now {new_hash})", flush=True)
+    print(
+        f"reorg of depth {depth}: blocks {common + 1} to {head} replaced (block {head} was {old_hash}, now {new_hash})",
+        flush=True,
+    )
     expected: dict[str, int] = {}  # txid -> block, of the transfers put back
     removed: list[str] = []
     for tx in mined:
@@ -215,11 +251,16 @@ def reorg(state_dir: Path, target: str, *, depth: int | None = None, remine: boo
             expected[txid] = block_number
             if new_txid:
                 removed.append(tx.txid)
-                print(f"re-mined {txid} in block {block_number}: a new transaction from {tx.sender}, the same "
-                      f"transfer, new txid ({tx.txid} is gone)", flush=True)
+                print(
+                    f"re-mined {txid} in block {block_number}: a new transaction from {tx.sender}, the same "
+                    f"transfer, new txid ({tx.txid} is gone)",
+                    flush=True,
+                )
             else:
-                print(f"re-mined {txid} in block {block_number}: the same signed transaction, same txid, new block",
-                      flush=True)
+                print(
+                    f"re-mined {txid} in block {block_number}: the same signed transaction, same txid, new block",
+                    flush=True,
+                )
     else:
         removed = [t.txid for t in mined]
     for txid in removed:
@@ -236,8 +277,9 @@ def reorg(state_dir: Path, target: str, *, depth: int | None = None, remine: boo
         return
 
     def outcome_shown(order: dict[str, Any]) -> bool:
-        back = all((d := _counted(order, t)) is not None and d["final"] and d["blockNumber"] == b
-                   for t, b in expected.items())
+        back = all(
+            (d := _counted(order, t)) is not None and d["final"] and d["blockNumber"] == b for t, b in expected.items()
+        )
         return back and all(_counted(order, t) is None for t in removed)
 
     order = _watch(api, payer, order_id, outcome_shown, since_block=head)
@@ -246,23 +288,32 @@ def reorg(state_dir: Path, target: str, *, depth: int | None = None, remine: boo
         if deposit is None:
             print(f"the order no longer counts {txid}", flush=True)
         else:
-            print(f"the order still counts {txid} (block {deposit['blockNumber']}, "
-                  f"{'final' if deposit['final'] else 'not final'}) {SETTLE_BLOCKS} blocks after the reorg", flush=True)
+            print(
+                f"the order still counts {txid} (block {deposit['blockNumber']}, "
+                f"{'final' if deposit['final'] else 'not final'}) {SETTLE_BLOCKS} blocks after the reorg",
+                flush=True,
+            )
     for txid, block in expected.items():
         deposit = _counted(order, txid)
         if deposit is None:
             print(f"the order does not list {txid} (re-mined in block {block})", flush=True)
         else:
-            print(f"the order lists {txid} from block {deposit['blockNumber']}, "
-                  f"{'final' if deposit['final'] else 'not final yet'}", flush=True)
+            print(
+                f"the order lists {txid} from block {deposit['blockNumber']}, "
+                f"{'final' if deposit['final'] else 'not final yet'}",
+                flush=True,
+            )
 
 
 def _put_back(payer: Payer, tx: Mined, candidates: list[dict[str, Any]], *, new_txid: bool) -> str:
     """The txid `tx` came back as in the replacement block (its transactions, consumed in order);
     Refused if it is not there or reverted."""
     for i, candidate in enumerate(candidates):
-        same = (candidate["hash"].lower() == tx.txid if not new_txid else
-                (candidate["from"].lower(), candidate["input"]) == (tx.sender, tx.input))
+        same = (
+            candidate["hash"].lower() == tx.txid
+            if not new_txid
+            else (candidate["from"].lower(), candidate["input"]) == (tx.sender, tx.input)
+        )
         if same:
             del candidates[i]
             txid = str(candidate["hash"]).lower()
@@ -273,8 +324,16 @@ def _put_back(payer: Payer, tx: Mined, candidates: list[dict[str, Any]], *, new_
     raise Failed(f"anvil did not put {tx.txid} back in the replacement block")
 
 
-def dust(state_dir: Path, target: str, *, amount: str | None = None, zero: bool = False, spoof: bool = False,
-         victim: str | None = None, wait: bool = True) -> None:
+def dust(
+    state_dir: Path,
+    target: str,
+    *,
+    amount: str | None = None,
+    zero: bool = False,
+    spoof: bool = False,
+    victim: str | None = None,
+    wait: bool = True,
+) -> None:
     """Send a dust or zero-value transfer to an order's address (or any address); Refused or
     Failed with a one-line reason."""
     api, chain = load_state(state_dir)
@@ -296,8 +355,9 @@ def dust(state_dir: Path, target: str, *, amount: str | None = None, zero: bool 
         owner = (victim or chain.payer).lower()
         attacker = next(a for a in payer.call("eth_accounts", []) if a.lower() not in (owner, chain.payer.lower()))
         txid = payer.transfer_from(attacker, owner, address, units)
-        print(f"txid {txid}  (transferFrom({owner}, {address}, 0) sent by {attacker}: {owner} signed nothing)",
-              flush=True)
+        print(
+            f"txid {txid}  (transferFrom({owner}, {address}, 0) sent by {attacker}: {owner} signed nothing)", flush=True
+        )
     else:
         if payer.balance() < units:
             raise Refused(f"the payer {chain.payer} holds less than {amount_text} test USDT")
@@ -305,9 +365,10 @@ def dust(state_dir: Path, target: str, *, amount: str | None = None, zero: bool 
         print(f"txid {txid}  ({amount_text} USDT from {chain.payer})", flush=True)
     block = payer.wait_mined(txid)
     receipt = payer.receipt(txid) or {}
-    logs = ", ".join(f"Transfer(from {t.sender}, to {t.recipient}, value {t.units} = "
-                     f"{format_units(t.units, chain.decimals)} USDT)"
-                     for t in token_transfers(receipt, chain.token_contract))
+    logs = ", ".join(
+        f"Transfer(from {t.sender}, to {t.recipient}, value {t.units} = {format_units(t.units, chain.decimals)} USDT)"
+        for t in token_transfers(receipt, chain.token_contract)
+    )
     print(f"mined in block {block}: {logs}", flush=True)
     if order is None or not wait:
         return
@@ -327,8 +388,10 @@ def dust(state_dir: Path, target: str, *, amount: str | None = None, zero: bool 
     later = payer.head() - block
     deposit = _counted(order, txid)
     if deposit is not None:
-        print(f"the order counts it: {deposit['amount']} USDT, {'final' if deposit['final'] else 'not final yet'}",
-              flush=True)
+        print(
+            f"the order counts it: {deposit['amount']} USDT, {'final' if deposit['final'] else 'not final yet'}",
+            flush=True,
+        )
     else:
         print(f"the order does not count it ({_blocks(later)} later)", flush=True)
     if listed is None:

@@ -35,6 +35,7 @@ class ScannerLoop(BackgroundLoop):
                 self.function.invoke(self.event)
             except Exception:
                 self.failures += 1
-                log.exception("%s failed on %s; retrying in %.0f s", self.function.logical_id, self.event,
-                              self.retry_pause_s)
+                log.exception(
+                    "%s failed on %s; retrying in %.0f s", self.function.logical_id, self.event, self.retry_pause_s
+                )
                 self._stop.wait(self.retry_pause_s)

@@ -42,13 +42,23 @@ def create_order(stack: Stack, amount: str, **fields: Any) -> dict[str, Any]:
     from usdt_gateway import signing
 
     path = "/v1/payment/order"
-    payload = {"network": "local", "currency": "USDT", "amount": amount, "orderId": f"shop-{secrets.token_hex(4)}",
-               **fields}
+    payload = {
+        "network": "local",
+        "currency": "USDT",
+        "amount": amount,
+        "orderId": f"shop-{secrets.token_hex(4)}",
+        **fields,
+    }
     body = json.dumps(payload).encode()
     timestamp = str(int(time.time() * 1000))
-    headers = {"Content-Type": "application/json", "API-Key": stack.merchant["apiKey"], "Request-Time": timestamp,
-               "Signature-V2": signing.sign(stack.merchant["secretKey"],
-                                            signing.v2_message(timestamp, "POST", path, [], body))}
+    headers = {
+        "Content-Type": "application/json",
+        "API-Key": stack.merchant["apiKey"],
+        "Request-Time": timestamp,
+        "Signature-V2": signing.sign(
+            stack.merchant["secretKey"], signing.v2_message(timestamp, "POST", path, [], body)
+        ),
+    }
     request = urllib.request.Request(stack.base_url + path, data=body, headers=headers, method="POST")  # noqa: S310
     with _NO_PROXY.open(request, timeout=10) as response:
         return dict(json.loads(response.read()))
@@ -159,8 +169,10 @@ def _run(out: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack.screenshots",
-                                     description="Screenshot the payment page in each state from a local stack.")
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.screenshots",
+        description="Screenshot the payment page in each state from a local stack.",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"directory (default: {DEFAULT_OUT})")
     args = parser.parse_args(argv)
     return _run(args.out.resolve())

@@ -59,8 +59,14 @@ MERCHANT_FILE = "merchant.json"
 # The functions' environment as shell exports (moto's endpoint, the table, the key, the networks):
 # `. .local/aws.env` and the admin CLI works on the running stack (`admin status`, `create-key`).
 AWS_ENV_FILE = "aws.env"
-_AWS_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION",
-                  "AWS_ACCOUNT_ID_ENDPOINT_MODE")
+_AWS_VARIABLES = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE",
+)
 SCANNER_FUNCTION = "ScannerFunction"
 WEBHOOK_FUNCTION = "WebhookFunction"
 OUTBOX_FUNCTION = "OutboxFunction"
@@ -229,8 +235,10 @@ def _write_aws_env(path: Path, names: list[str]) -> None:
     lines = [f"export {name}={shlex.quote(os.environ[name])}" for name in names if name in os.environ]
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write("# The local stack's AWS endpoint (moto) and the functions' environment, for the admin CLI:\n"
-                 "#   . .local/aws.env && .venv/bin/python -m usdt_gateway.admin status\n")
+        fh.write(
+            "# The local stack's AWS endpoint (moto) and the functions' environment, for the admin CLI:\n"
+            "#   . .local/aws.env && .venv/bin/python -m usdt_gateway.admin status\n"
+        )
         fh.write("\n".join(lines) + "\n")
 
 
@@ -274,8 +282,12 @@ def start_stack(*, port: int = 0, state_dir: Path, webhook_url: str | None = Non
         base_url = f"http://{HOST}:{server.port}"
 
         routes = api_routes(template)
-        function_ids = [*dict.fromkeys(route.function for route in routes), SCANNER_FUNCTION, WEBHOOK_FUNCTION,
-                        OUTBOX_FUNCTION]
+        function_ids = [
+            *dict.fromkeys(route.function for route in routes),
+            SCANNER_FUNCTION,
+            WEBHOOK_FUNCTION,
+            OUTBOX_FUNCTION,
+        ]
         refs = {
             "EnabledNetworks": ENABLED_NETWORKS,
             "NetworksConfig": chain.networks_config(),
@@ -303,8 +315,9 @@ def start_stack(*, port: int = 0, state_dir: Path, webhook_url: str | None = Non
         # The parameter the template names, as an operator creates it before deploying: the
         # scanner reads its endpoints from it at cold start, exactly as deployed.
         rpc_parameter = os.environ["RPC_ENDPOINTS_PARAMETER"]
-        boto3.client("ssm").put_parameter(Name=rpc_parameter, Type="SecureString", Value=chain.rpc_endpoints(),
-                                          Overwrite=True)
+        boto3.client("ssm").put_parameter(
+            Name=rpc_parameter, Type="SecureString", Value=chain.rpc_endpoints(), Overwrite=True
+        )
         add_layers_to_path(template, function_ids)
         reset_gateway_caches()
         functions = load_functions(template, function_ids, stack_name=STACK_NAME, region=region)
@@ -318,8 +331,9 @@ def start_stack(*, port: int = 0, state_dir: Path, webhook_url: str | None = Non
         thread = threading.Thread(target=server.serve_forever, args=(0.1,), name="devstack-http", daemon=True)
         thread.start()
         scanner = ScannerLoop(functions[SCANNER_FUNCTION], CHAIN_NETWORK)
-        webhooks = EventSourceMapping(queues[WEBHOOK_QUEUE].url, functions[WEBHOOK_FUNCTION].invoke,
-                                      name="devstack-webhooks")
+        webhooks = EventSourceMapping(
+            queues[WEBHOOK_QUEUE].url, functions[WEBHOOK_FUNCTION].invoke, name="devstack-webhooks"
+        )
         outbox = Schedule(functions[OUTBOX_FUNCTION], every_s=OUTBOX_EVERY_S, region=region)
         for loop in (scanner, webhooks, outbox):
             loop.start()

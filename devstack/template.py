@@ -104,8 +104,15 @@ def create_table(dynamodb_client: DynamoDBClient, table_name: str, template: Tem
         )
 
 
-_QUEUE_ATTRIBUTES = ("DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds",
-                     "VisibilityTimeout", "FifoQueue", "ContentBasedDeduplication")
+_QUEUE_ATTRIBUTES = (
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+)
 
 
 @dataclass(frozen=True)
@@ -133,8 +140,10 @@ def create_queues(sqs_client: SQSClient, template: Template, prefix: str) -> dic
             value = _literal(props[a], f"{logical_id}.{a}")
             attributes[a] = str(value).lower() if isinstance(value, bool) else str(value)
         if (dlq := target(props)) is not None:
-            redrive = {"deadLetterTargetArn": created[dlq].arn,
-                       "maxReceiveCount": str(props["RedrivePolicy"]["maxReceiveCount"])}
+            redrive = {
+                "deadLetterTargetArn": created[dlq].arn,
+                "maxReceiveCount": str(props["RedrivePolicy"]["maxReceiveCount"]),
+            }
             attributes["RedrivePolicy"] = json.dumps(redrive)
         name = f"{prefix}-{logical_id}" + (".fifo" if attributes.get("FifoQueue") == "true" else "")
         url = sqs_client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]  # type: ignore[arg-type]

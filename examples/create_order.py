@@ -61,8 +61,12 @@ def main(argv: list[str]) -> int:
     merchant = load_merchant(args.state_dir)
     base_url, api_key, secret_key = merchant["baseUrl"], merchant["apiKey"], merchant["secretKey"]
 
-    payload = {"network": args.network, "currency": "USDT", "amount": args.amount,
-               "orderId": f"demo-{secrets.token_hex(4)}"}
+    payload = {
+        "network": args.network,
+        "currency": "USDT",
+        "amount": args.amount,
+        "orderId": f"demo-{secrets.token_hex(4)}",
+    }
     created = requests.post(
         f"{base_url}/v1/payment/order", headers=signed_headers(api_key, secret_key, payload), json=payload, timeout=10
     )

@@ -82,8 +82,13 @@ def main(argv: list[str]) -> int:
             return 1
         print(f"receiver    {notify_url} (webhook.test {events.get(timeout=10).id} verified)", flush=True)
 
-        order = client.create_order(order_id=f"shop-{secrets.token_hex(4)}", amount=args.amount,
-                                    network=args.network, notify_url=notify_url, metadata={"cart": "example"})
+        order = client.create_order(
+            order_id=f"shop-{secrets.token_hex(4)}",
+            amount=args.amount,
+            network=args.network,
+            notify_url=notify_url,
+            metadata={"cart": "example"},
+        )
         print(f"orderId     {order.order_id}")
         print(f"pay         {order.amount} {order.currency} on {order.network} to {order.address}")
         print(f"paymentUrl  {order.payment_url}")
@@ -101,8 +106,11 @@ def main(argv: list[str]) -> int:
             changed = event.order
             if changed is None or changed.order_id != order.order_id:
                 continue
-            print(f"webhook     {event.type}  status {changed.status}  paid {changed.paid_amount}  "
-                  f"sequence {event.sequence}  verified", flush=True)
+            print(
+                f"webhook     {event.type}  status {changed.status}  paid {changed.paid_amount}  "
+                f"sequence {event.sequence}  verified",
+                flush=True,
+            )
             if changed.paid or changed.status in UNPAID_END:  # the order's state as this event says
                 break
         final = client.get_order(order.order_id)

@@ -85,8 +85,10 @@ OnEvent = Callable[[str, dict[str, Any], str | None], None]
 
 def print_event(webhook_id: str, event: dict[str, Any], dropped: str | None) -> None:
     data = event.get("data") if isinstance(event.get("data"), dict) else {}
-    line = (f"{event.get('type')} order={data.get('orderId')} status={data.get('status')} "
-            f"paid={data.get('paid')} sequence={event.get('sequence')} id={webhook_id}")
+    line = (
+        f"{event.get('type')} order={data.get('orderId')} status={data.get('status')} "
+        f"paid={data.get('paid')} sequence={event.get('sequence')} id={webhook_id}"
+    )
     if dropped:
         print(f"dropped {dropped}: {line}", flush=True)
     else:

@@ -47,8 +47,12 @@ ACTION_OF = {
     ("sqs", "DeleteMessageBatch"): "sqs:DeleteMessage",
     ("sqs", "ChangeMessageVisibilityBatch"): "sqs:ChangeMessageVisibility",
 }
-TRANSACTION_PARTS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
-                     "ConditionCheck": "ConditionCheckItem"}
+TRANSACTION_PARTS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
 
 Node = tuple[str, str]  # (module, top-level name or MODULE_NODE)
 
@@ -176,13 +180,18 @@ def _body(module: _Module, name: str) -> list[ast.AST]:
 def _registered(module: _Module) -> list[str]:
     """Functions a decorator call registers: `@app.get(...)` (a method of some object) or a
     decorator factory of the gateway's own (`@route(RouteSpec(...))`)."""
+
     def registers(decorator: ast.expr) -> bool:
         if not isinstance(decorator, ast.Call):
             return False
         ref = _reference(module, decorator.func)
         return ref is not None or isinstance(decorator.func, ast.Attribute)
-    return [stmt.name for stmt in module.tree.body if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef)
-            and any(registers(d) for d in stmt.decorator_list)]
+
+    return [
+        stmt.name
+        for stmt in module.tree.body
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef) and any(registers(d) for d in stmt.decorator_list)
+    ]
 
 
 def _client_service(module: _Module, expr: ast.expr, local_clients: dict[str, str]) -> str | None:
@@ -215,8 +224,11 @@ def _settings_field(module: _Module, expr: ast.expr, local_settings: dict[str, s
     """`settings().<field>` (or a local name assigned from it) -> the field's environment variable."""
     if isinstance(expr, ast.Name):
         return local_settings.get(expr.id)
-    if (isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Call)
-            and _reference(module, expr.value.func) == ("usdt_gateway.config", "settings")):
+    if (
+        isinstance(expr, ast.Attribute)
+        and isinstance(expr.value, ast.Call)
+        and _reference(module, expr.value.func) == ("usdt_gateway.config", "settings")
+    ):
         return _env_of_setting(expr.attr)
     return None
 
@@ -267,17 +279,25 @@ def _is_index_name(node: ast.AST) -> bool:
 def _index_use(scope: ast.AST) -> str:
     """How a function's queries use an index: "always", "maybe" (IndexName set inside an if) or
     "never"."""
-    conditional = {id(n) for branch in ast.walk(scope) if isinstance(branch, ast.If)
-                   for stmt in branch.body + branch.orelse for n in ast.walk(stmt) if _is_index_name(n)}
+    conditional = {
+        id(n)
+        for branch in ast.walk(scope)
+        if isinstance(branch, ast.If)
+        for stmt in branch.body + branch.orelse
+        for n in ast.walk(stmt)
+        if _is_index_name(n)
+    }
     found = [n for n in ast.walk(scope) if _is_index_name(n)]
     if any(isinstance(n, ast.keyword) and n.arg == "IndexName" for n in ast.walk(scope)) or (
-            found and any(id(n) not in conditional for n in found)):
+        found and any(id(n) not in conditional for n in found)
+    ):
         return "always"
     return "maybe" if found else "never"
 
 
-def _aws_calls(module: _Module, service: str, node: ast.Call, uses_index: str,
-               local_settings: dict[str, str]) -> set[Call]:
+def _aws_calls(
+    module: _Module, service: str, node: ast.Call, uses_index: str, local_settings: dict[str, str]
+) -> set[Call]:
     assert isinstance(node.func, ast.Attribute)
     operation = _operations(service).get(node.func.attr)
     if operation is None:
@@ -328,8 +348,11 @@ def _edges(module: _Module, body: list[ast.AST]) -> list[Node]:
     for root in body:
         for node in ast.walk(root):
             if isinstance(node, ast.Import | ast.ImportFrom):
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [
-                    f"{node.module}:{a.name}" for a in node.names]
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [f"{node.module}:{a.name}" for a in node.names]
+                )
                 # Importing a name runs its module, not the name: a def is reached once it is used.
                 found += [r for r in (_resolve_alias(n) for n in names) if r and r[1] == MODULE_NODE]
                 if isinstance(node, ast.ImportFrom):
@@ -341,4 +364,3 @@ def _edges(module: _Module, body: list[ast.AST]) -> list[Node]:
                 if ref:
                     found.append(ref)
     return found
-

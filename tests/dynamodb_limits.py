@@ -62,8 +62,13 @@ BATCH_GET_ITEMS = 100
 BATCH_WRITE_REQUESTS = 25
 BATCH_WRITE_BYTES = 16 * MB
 
-EXPRESSIONS = ("KeyConditionExpression", "FilterExpression", "ConditionExpression", "UpdateExpression",
-               "ProjectionExpression")
+EXPRESSIONS = (
+    "KeyConditionExpression",
+    "FilterExpression",
+    "ConditionExpression",
+    "UpdateExpression",
+    "ProjectionExpression",
+)
 Value = dict[str, Any]  # one attribute value, e.g. {"S": "x"}
 
 
@@ -112,6 +117,7 @@ def schema() -> Schema:
 
 # --- sizes ----------------------------------------------------------------------------------
 
+
 def _utf8(text: str) -> int:
     return len(text.encode("utf-8"))
 
@@ -126,7 +132,7 @@ def value_size(value: Any) -> int:
     """The stored size of one attribute value."""
     if not isinstance(value, dict) or len(value) != 1:
         return 0
-    (kind, v), = value.items()
+    ((kind, v),) = value.items()
     if kind == "S":
         return _utf8(v)
     if kind == "N":
@@ -150,6 +156,7 @@ def item_size(item: dict[str, Any]) -> int:
 
 # --- the checks -----------------------------------------------------------------------------
 
+
 class _Check:
     """The checks of one request; `fail` raises the first violation found."""
 
@@ -167,7 +174,7 @@ class _Check:
             self.fail(f"{where}: nested deeper than {NESTING} levels")
         if not isinstance(value, dict) or len(value) != 1:
             return  # botocore's own validation reports malformed values
-        (kind, v), = value.items()
+        ((kind, v),) = value.items()
         if kind in ("SS", "NS", "BS") and not v:
             self.fail(f"{where}: an empty set cannot be stored")
         if kind == "N":
@@ -266,14 +273,17 @@ class _Check:
             if _utf8(placeholder) > PLACEHOLDER_BYTES:
                 self.fail(f"{where}: placeholder {placeholder[:20]}... is over {PLACEHOLDER_BYTES} bytes")
         substitutions = sum(_utf8(k) + _utf8(v) for k, v in names.items()) + sum(
-            _utf8(k) + value_size(v) for k, v in values.items())
+            _utf8(k) + value_size(v) for k, v in values.items()
+        )
         if substitutions > SUBSTITUTIONS_BYTES:
             self.fail(f"{where}: the substitution variables are {substitutions} bytes, over the limit of 2 MB")
         joined = " ".join(texts.values())
         used_names = set(re.findall(r"#[A-Za-z0-9_]+", joined))
         used_values = set(re.findall(r":[A-Za-z0-9_]+", joined))
-        for kind, given, used in (("ExpressionAttributeNames", set(names), used_names),
-                                  ("ExpressionAttributeValues", set(values), used_values)):
+        for kind, given, used in (
+            ("ExpressionAttributeNames", set(names), used_names),
+            ("ExpressionAttributeValues", set(values), used_values),
+        ):
             if given - used:
                 self.fail(f"{where}: {kind} unused in expressions: {sorted(given - used)}")
             if used - given:
@@ -287,8 +297,9 @@ class _Check:
         values = request.get("ExpressionAttributeValues") or {}
         s = schema()
         roles = {i.partition: False for i in s.indexes.values()} | {i.sort: True for i in s.indexes.values() if i.sort}
-        for target, placeholder in re.findall(r"(#?[A-Za-z0-9_]+)\s*=\s*(:[A-Za-z0-9_]+)",
-                                              request.get("UpdateExpression", "")):
+        for target, placeholder in re.findall(
+            r"(#?[A-Za-z0-9_]+)\s*=\s*(:[A-Za-z0-9_]+)", request.get("UpdateExpression", "")
+        ):
             attribute = names.get(target, target)
             if attribute in (s.table.partition, s.table.sort):
                 self.fail(f"{where}: cannot update attribute {attribute}: it is part of the key")
@@ -297,6 +308,7 @@ class _Check:
 
 
 # --- Query's key condition and its starting key --------------------------------------------
+
 
 def _key_conditions(request: dict[str, Any]) -> dict[str, Callable[[bytes], bool]]:
     """Attribute -> whether a value (UTF-8) satisfies the key condition on it."""
@@ -319,8 +331,12 @@ def _key_conditions(request: dict[str, Any]) -> dict[str, Callable[[bytes], bool
         p = val(prefix)
         tests[attr(a)] = lambda x, p=p: x.startswith(p)
     compare: dict[str, Callable[[bytes, bytes], bool]] = {
-        "=": lambda x, y: x == y, "<": lambda x, y: x < y, "<=": lambda x, y: x <= y,
-        ">": lambda x, y: x > y, ">=": lambda x, y: x >= y}
+        "=": lambda x, y: x == y,
+        "<": lambda x, y: x < y,
+        "<=": lambda x, y: x <= y,
+        ">": lambda x, y: x > y,
+        ">=": lambda x, y: x >= y,
+    }
     for a, op, v in re.findall(r"(#?\w+)\s*(<=|>=|=|<|>)\s*(:\w+)", text):
         bound, fn = val(v), compare[op]
         tests[attr(a)] = lambda x, bound=bound, fn=fn: fn(x, bound)
@@ -333,8 +349,11 @@ def _key_condition_values(check: _Check, request: dict[str, Any], keys: KeySchem
     names = request.get("ExpressionAttributeNames") or {}
     values = request.get("ExpressionAttributeValues") or {}
     pairs = re.findall(r"(#?\w+)\s*(?:<=|>=|=|<|>)\s*(:\w+)", text)
-    pairs += [(a, v) for a, lo, hi in re.findall(r"(#?\w+)\s+BETWEEN\s+(:\w+)\s+AND\s+(:\w+)", text,
-                                                 flags=re.IGNORECASE) for v in (lo, hi)]
+    pairs += [
+        (a, v)
+        for a, lo, hi in re.findall(r"(#?\w+)\s+BETWEEN\s+(:\w+)\s+AND\s+(:\w+)", text, flags=re.IGNORECASE)
+        for v in (lo, hi)
+    ]
     pairs += re.findall(r"begins_with\s*\(\s*(#?\w+)\s*,\s*(:\w+)\s*\)", text)
     for token, placeholder in pairs:
         attribute = names.get(token, token)
@@ -352,11 +371,13 @@ def _start_key(check: _Check, request: dict[str, Any], keys: KeySchema, index: K
             raw = start[attribute]
             value = str(raw.get("S", raw.get("N", ""))).encode() if isinstance(raw, dict) else b""
             if not test(value):
-                check.fail("The provided starting key is outside query boundaries based on provided conditions "
-                           f"({attribute})")
+                check.fail(
+                    f"The provided starting key is outside query boundaries based on provided conditions ({attribute})"
+                )
 
 
 # --- per operation --------------------------------------------------------------------------
+
 
 def _single(check: _Check, params: dict[str, Any]) -> None:
     """GetItem, PutItem, UpdateItem, DeleteItem."""
@@ -385,8 +406,11 @@ def _scan(check: _Check, params: dict[str, Any]) -> None:
     index_name = params.get("IndexName")
     check.expressions(params, "Scan")
     if params.get("ExclusiveStartKey") is not None:
-        check.key(params["ExclusiveStartKey"], "ExclusiveStartKey",
-                  extra=schema().indexes.get(index_name) if index_name else None)
+        check.key(
+            params["ExclusiveStartKey"],
+            "ExclusiveStartKey",
+            extra=schema().indexes.get(index_name) if index_name else None,
+        )
 
 
 def _transact_write(check: _Check, params: dict[str, Any]) -> None:
@@ -474,9 +498,16 @@ def _batch_get(check: _Check, params: dict[str, Any]) -> None:
 
 
 CHECKS: dict[str, Callable[[_Check, dict[str, Any]], None]] = {
-    "GetItem": _single, "PutItem": _single, "UpdateItem": _single, "DeleteItem": _single,
-    "Query": _query, "Scan": _scan, "TransactWriteItems": _transact_write, "TransactGetItems": _transact_get,
-    "BatchWriteItem": _batch_write, "BatchGetItem": _batch_get,
+    "GetItem": _single,
+    "PutItem": _single,
+    "UpdateItem": _single,
+    "DeleteItem": _single,
+    "Query": _query,
+    "Scan": _scan,
+    "TransactWriteItems": _transact_write,
+    "TransactGetItems": _transact_get,
+    "BatchWriteItem": _batch_write,
+    "BatchGetItem": _batch_get,
 }
 
 

@@ -25,5 +25,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         tracer.put_annotation(key="network", value=str(event["network"]))
     else:
         scan_jobs.report_cursor_lag(list(SCANNERS))  # the schedule's run: a stalled network shows here
-    return scan_jobs.handle(SCANNERS, event, remaining_ms=context.get_remaining_time_in_millis(),
-                            function_arn=context.invoked_function_arn)
+    return scan_jobs.handle(
+        SCANNERS, event, remaining_ms=context.get_remaining_time_in_millis(), function_arn=context.invoked_function_arn
+    )

@@ -73,8 +73,17 @@ def v1_signature_of_body(secret: str, timestamp: str, raw: bytes) -> str:
     return hmac.new(secret.encode(), f"{timestamp}{message}".encode(), hashlib.sha256).hexdigest()
 
 
-def v2_signature(secret: str, timestamp: str, method: str, path: str, query: list[tuple[str, str]], body: bytes,
-                 *, recv_window: str | None = None, request_nonce: str | None = None) -> str:
+def v2_signature(
+    secret: str,
+    timestamp: str,
+    method: str,
+    path: str,
+    query: list[tuple[str, str]],
+    body: bytes,
+    *,
+    recv_window: str | None = None,
+    request_nonce: str | None = None,
+) -> str:
     """The six lines, then a line for each of Recv-Window and Request-Nonce the request sends."""
     pairs = sorted((quote(k, safe="-_.~"), quote(v, safe="-_.~")) for k, v in query)
     canonical = "&".join(f"{k}={v}" for k, v in pairs)
@@ -177,8 +186,16 @@ class ApiClient:
             h |= {
                 "API-Key": self.api_key,
                 "Request-Time": ts,
-                "Signature-V2": v2_signature(self.secret, ts, method, path, query or [], body or b"",
-                                             recv_window=window, request_nonce=request_nonce),
+                "Signature-V2": v2_signature(
+                    self.secret,
+                    ts,
+                    method,
+                    path,
+                    query or [],
+                    body or b"",
+                    recv_window=window,
+                    request_nonce=request_nonce,
+                ),
             }
             if request_nonce is not None:
                 h["Request-Nonce"] = request_nonce

@@ -45,7 +45,8 @@ class EvmChain:
     def pay(self, to: str, amount: str, *, sender: str | None = None) -> str:
         """Send `amount` USDT from the payer; returns the txid (mined at once: automine)."""
         tx = self.token.functions.transfer(Web3.to_checksum_address(to), usdt(amount)).transact(
-            {"from": sender or self.payer})
+            {"from": sender or self.payer}
+        )
         receipt = self.w3.eth.wait_for_transaction_receipt(tx, timeout=30, poll_latency=0.05)
         assert receipt["status"] == 1
         return "0x" + bytes(tx).hex()
@@ -62,11 +63,25 @@ class EvmChain:
         return int(self.w3.eth.block_number)
 
 
-def enable_network(mp: pytest.MonkeyPatch, name: str, token: str, *, confirmations: int,
-                   extra: dict[str, Any] | None = None, rpc: list[str] | None = None) -> None:
-    spec = {"family": "evm", "chainId": 31337, "displayName": "Anvil", "tokenContract": token, "decimals": 6,
-            "finality": {"mode": "confirmations", "confirmations": confirmations}, "blockTimeMs": 1000,
-            **(extra or {})}
+def enable_network(
+    mp: pytest.MonkeyPatch,
+    name: str,
+    token: str,
+    *,
+    confirmations: int,
+    extra: dict[str, Any] | None = None,
+    rpc: list[str] | None = None,
+) -> None:
+    spec = {
+        "family": "evm",
+        "chainId": 31337,
+        "displayName": "Anvil",
+        "tokenContract": token,
+        "decimals": 6,
+        "finality": {"mode": "confirmations", "confirmations": confirmations},
+        "blockTimeMs": 1000,
+        **(extra or {}),
+    }
     mp.setenv("ENABLED_NETWORKS", f"{BASE_NETWORKS},{name}")
     mp.setenv("NETWORKS_CONFIG", json.dumps({name: spec}))
     if rpc:
@@ -144,11 +159,19 @@ class TronChain:
     token: str  # the network's USDT contract (base58)
     payer: str
 
-    def transfer(self, to: str, amount: str, *, token: str | None = None, failed: bool | str = False,
-                 via_contract: str | None = None) -> Trc20Transfer:
+    def transfer(
+        self,
+        to: str,
+        amount: str,
+        *,
+        token: str | None = None,
+        failed: bool | str = False,
+        via_contract: str | None = None,
+    ) -> Trc20Transfer:
         """A USDT transfer from the payer (another TRC-20 with `token`), to put in a block."""
-        return Trc20Transfer(token or self.token, self.payer, to, usdt(amount), failed=failed,
-                             via_contract=via_contract)
+        return Trc20Transfer(
+            token or self.token, self.payer, to, usdt(amount), failed=failed, via_contract=via_contract
+        )
 
     def pay(self, to: str, amount: str, *, timestamp: int | None = None, **kwargs: Any) -> str:
         """A new block holding one transfer (see `transfer`); returns its txid (bare hex)."""
@@ -192,7 +215,7 @@ class TronChain:
 def lagging_copy(chain: FakeChain, behind: int) -> FakeChain:
     """What a node `behind` blocks out of sync holds: the same blocks and ids, minus the newest."""
     copy = FakeChain(solid_lag=chain.solid_lag)
-    copy.blocks = chain.blocks[:len(chain.blocks) - behind]
+    copy.blocks = chain.blocks[: len(chain.blocks) - behind]
     copy.txs = {txid: entry for txid, entry in chain.txs.items() if entry[1] < len(copy.blocks)}
     return copy
 
@@ -205,11 +228,24 @@ def _free_chain_id() -> int:
     return chain_id
 
 
-def enable_tron_network(mp: pytest.MonkeyPatch, name: str, token: str, *,
-                        finality: dict[str, Any] | None = None, rpc: list[str] | None = None) -> None:
+def enable_tron_network(
+    mp: pytest.MonkeyPatch,
+    name: str,
+    token: str,
+    *,
+    finality: dict[str, Any] | None = None,
+    rpc: list[str] | None = None,
+) -> None:
     """Enable `name` as a Tron-family network (solidified finality unless told otherwise)."""
-    spec = {"family": "tron", "chainId": _free_chain_id(), "displayName": "Fake Tron", "tokenContract": token,
-            "decimals": 6, "finality": finality or {"mode": "solidified"}, "blockTimeMs": 3000}
+    spec = {
+        "family": "tron",
+        "chainId": _free_chain_id(),
+        "displayName": "Fake Tron",
+        "tokenContract": token,
+        "decimals": 6,
+        "finality": finality or {"mode": "solidified"},
+        "blockTimeMs": 3000,
+    }
     mp.setenv("ENABLED_NETWORKS", f"{BASE_NETWORKS},{name}")
     mp.setenv("NETWORKS_CONFIG", json.dumps({name: spec}))
     if rpc:

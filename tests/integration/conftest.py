@@ -165,8 +165,13 @@ def webhook_queues(settings_env: pytest.MonkeyPatch, dns: FakeDns) -> Iterator[W
     name = f"webhooks-{time.time_ns()}"
     dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
     queue = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
-    for var, value in {"WEBHOOK_QUEUE_URL": queue, "WEBHOOK_DLQ_URL": dlq, "WEBHOOK_RETRY_SCHEDULE": "0.5,0.5,0.5",
-                       "WEBHOOK_TIMEOUT_SECONDS": "2", "LOCAL_MODE": "1"}.items():
+    for var, value in {
+        "WEBHOOK_QUEUE_URL": queue,
+        "WEBHOOK_DLQ_URL": dlq,
+        "WEBHOOK_RETRY_SCHEDULE": "0.5,0.5,0.5",
+        "WEBHOOK_TIMEOUT_SECONDS": "2",
+        "LOCAL_MODE": "1",
+    }.items():
         settings_env.setenv(var, value)
     config.reset()
     yield WebhookQueues(queue, dlq)

@@ -31,15 +31,25 @@ def next_source_ip() -> str:
     return f"10.{n // 65_536 % 256}.{n // 256 % 256}.{n % 256}"
 
 
-def invoke(handler: Any, method: str, raw_path: str, query: str, headers: list[tuple[str, str]],
-           body: bytes) -> Answer | None:
+def invoke(
+    handler: Any, method: str, raw_path: str, query: str, headers: list[tuple[str, str]], body: bytes
+) -> Answer | None:
     """The function's answer, or None when API Gateway would not call it (no such route or method)."""
     found = find_resource(RESOURCES, raw_path)
     if found is None or found[0].function_for(method) is None:
         return None
     resource, params = found
-    event = build_event(method=method, raw_path=raw_path, query=query, header_pairs=headers, body=body,
-                        source_ip=next_source_ip(), server_host="127.0.0.1", resource=resource, path_params=params)
+    event = build_event(
+        method=method,
+        raw_path=raw_path,
+        query=query,
+        header_pairs=headers,
+        body=body,
+        source_ip=next_source_ip(),
+        server_host="127.0.0.1",
+        resource=resource,
+        path_params=params,
+    )
     raw = handler(event, Context())
     out = {k.lower(): [str(v)] for k, v in (raw.get("headers") or {}).items()}
     for k, values in (raw.get("multiValueHeaders") or {}).items():

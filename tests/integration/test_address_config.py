@@ -97,8 +97,9 @@ def test_a_tag_step_finer_than_an_enabled_network_is_refused(handler: object) ->
     assert table_item_count() == before
 
 
-def test_a_fine_tag_step_is_stored_in_plain_notation_and_tags_orders(handler: object,
-                                                                   settings_env: pytest.MonkeyPatch) -> None:
+def test_a_fine_tag_step_is_stored_in_plain_notation_and_tags_orders(
+    handler: object, settings_env: pytest.MonkeyPatch
+) -> None:
     from usdt_gateway import config, merchants
 
     # Given only BNB Smart Chain (18 decimals) enabled, and a fixed address with a 0.0000001 step
@@ -117,7 +118,8 @@ def test_a_fine_tag_step_is_stored_in_plain_notation_and_tags_orders(handler: ob
 
 
 def test_a_stored_step_too_fine_for_a_newly_enabled_network_answers_a_clear_conflict(
-        handler: object, settings_env: pytest.MonkeyPatch) -> None:
+    handler: object, settings_env: pytest.MonkeyPatch
+) -> None:
     from usdt_gateway import config, merchants
 
     # Given a 0.0000001 step set while only BSC was enabled, then Ethereum enabled too

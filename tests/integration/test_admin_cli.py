@@ -154,13 +154,14 @@ def test_rotate_webhook_secret_prints_the_new_secret_once(capsys: pytest.Capture
     assert code == 0 and out["merchantId"] == shop["merchantId"]
     assert out["webhookSecret"].startswith("whsec_") and out["webhookSecret"] != shop["webhookSecret"]
     item = stored(f"MERCHANT#{shop['merchantId']}", "PROFILE")
-    assert item is not None and out["webhookSecret"][len("whsec_"):] not in json.dumps(item)
+    assert item is not None and out["webhookSecret"][len("whsec_") :] not in json.dumps(item)
     assert item["previousWebhookSecretCipher"] == before["webhookSecretCipher"]
     assert int(item["previousWebhookSecretUntil"]["N"]) == out["previousValidUntil"]
     # And an unknown merchant or a negative overlap exits 2
     unknown, _, err = admin(capsys, "rotate-webhook-secret", "--merchant", "m_doesnotexist")
-    negative, _, neg_err = admin(capsys, "rotate-webhook-secret", "--merchant", shop["merchantId"],
-                                 "--overlap-seconds", "-1")
+    negative, _, neg_err = admin(
+        capsys, "rotate-webhook-secret", "--merchant", shop["merchantId"], "--overlap-seconds", "-1"
+    )
     assert unknown == 2 and json.loads(err)["error"] == "MERCHANT_NOT_FOUND"
     assert negative == 2 and json.loads(neg_err)["error"] == "INVALID_OVERLAP"
 

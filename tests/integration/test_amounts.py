@@ -33,13 +33,20 @@ def _settled_status(order_item: dict[str, Any], paid_units: int) -> str:
     """The status the order's own lifecycle gives it once `paid_units` are final."""
     from usdt_gateway.lifecycle import settle
 
-    deposit = {"txid": "0xpaid", "logIndex": 0, "units": paid_units, "final": True, "blockNumber": 1,
-               "blockTime": int(order_item["expiresAt"]) - 1}
+    deposit = {
+        "txid": "0xpaid",
+        "logIndex": 0,
+        "units": paid_units,
+        "final": True,
+        "blockNumber": 1,
+        "blockTime": int(order_item["expiresAt"]) - 1,
+    }
     return settle({**order_item, "deposits": {"0xpaid:0": deposit}}).status.value
 
 
-def test_the_tolerance_is_bounded_by_a_share_of_the_order(api: ApiClient, merchant: Merchant,
-                                                          settings_env: pytest.MonkeyPatch) -> None:
+def test_the_tolerance_is_bounded_by_a_share_of_the_order(
+    api: ApiClient, merchant: Merchant, settings_env: pytest.MonkeyPatch
+) -> None:
     from usdt_gateway import config, store
 
     # Given an absolute tolerance of 0.009 USDT and the default relative bound (1 %)
@@ -58,8 +65,9 @@ def test_the_tolerance_is_bounded_by_a_share_of_the_order(api: ApiClient, mercha
     assert _settled_status(large_item, 49_991_000) == "confirmed"
 
 
-def test_no_relative_tolerance_means_none_at_all(api: ApiClient, merchant: Merchant,
-                                                 settings_env: pytest.MonkeyPatch) -> None:
+def test_no_relative_tolerance_means_none_at_all(
+    api: ApiClient, merchant: Merchant, settings_env: pytest.MonkeyPatch
+) -> None:
     from usdt_gateway import config, store
 
     # Given an absolute tolerance but a relative bound of 0 %

@@ -38,8 +38,15 @@ EXAMPLES = 20  # per operation and phase: the whole run stays within tens of sec
 schema = schemathesis.openapi.from_path(DOCUMENT)
 schema.config.generation.update(max_examples=EXAMPLES, deterministic=True, database="none")
 
-DECLARED_HEADERS = {"api-key", "request-time", "signature-v1", "signature-v2", "recv-window", "request-nonce",
-                    "content-type"}
+DECLARED_HEADERS = {
+    "api-key",
+    "request-time",
+    "signature-v1",
+    "signature-v2",
+    "recv-window",
+    "request-nonce",
+    "content-type",
+}
 
 
 class Clock:
@@ -66,8 +73,9 @@ def shop(gateway_env: dict[str, str]) -> Iterator[tuple[Merchant, Clock]]:
         yield new_merchant(rate_limit=10**9), clock
 
 
-def _sign(headers: dict[str, str], merchant: Merchant, clock: Clock, method: str, path: str, query: str,
-          body: bytes) -> dict[str, str]:
+def _sign(
+    headers: dict[str, str], merchant: Merchant, clock: Clock, method: str, path: str, query: str, body: bytes
+) -> dict[str, str]:
     """The credentials the case carries, made real: the merchant's key, the time, and a signature of
     the version the case chose over exactly what is sent. A credential the case leaves out (to see
     it refused) stays out."""
@@ -81,18 +89,28 @@ def _sign(headers: dict[str, str], merchant: Merchant, clock: Clock, method: str
         signed[present["request-time"]] = ts
     if "signature-v2" in present:
         signed[present["signature-v2"]] = v2_signature(
-            merchant.secret, ts, method, path, parse_qsl(query, keep_blank_values=True), body,
-            recv_window=headers.get(present.get("recv-window", "")), request_nonce=headers.get(
-                present.get("request-nonce", "")))
+            merchant.secret,
+            ts,
+            method,
+            path,
+            parse_qsl(query, keep_blank_values=True),
+            body,
+            recv_window=headers.get(present.get("recv-window", "")),
+            request_nonce=headers.get(present.get("request-nonce", "")),
+        )
     if "signature-v1" in present:
         with contextlib.suppress(ValueError):  # not JSON: nothing a V1 client could sign
-            signed[present["signature-v1"]] = v1_signature_of_body(merchant.secret, ts, body) if body.strip() \
+            signed[present["signature-v1"]] = (
+                v1_signature_of_body(merchant.secret, ts, body)
+                if body.strip()
                 else v1_signature(merchant.secret, ts, "")
+            )
     return signed
 
 
-def positive_data_is_accepted_unless_a_listed_rule_refuses_it(ctx: CheckContext, response: schemathesis.Response,
-                                                              case: schemathesis.Case) -> bool | None:
+def positive_data_is_accepted_unless_a_listed_rule_refuses_it(
+    ctx: CheckContext, response: schemathesis.Response, case: schemathesis.Case
+) -> bool | None:
     """positive_data_acceptance, except for a 400 whose code the operation lists as a rule its
     schemas cannot express (which networks are enabled, what a URL resolves to...)."""
     if case.meta is not None and case.meta.generation.mode.is_positive and response.status_code == 400:
@@ -102,8 +120,9 @@ def positive_data_is_accepted_unless_a_listed_rule_refuses_it(ctx: CheckContext,
     return positive_data_acceptance(ctx, response, case)
 
 
-def negative_data_is_refused(ctx: CheckContext, response: schemathesis.Response,
-                             case: schemathesis.Case) -> bool | None:
+def negative_data_is_refused(
+    ctx: CheckContext, response: schemathesis.Response, case: schemathesis.Case
+) -> bool | None:
     """negative_data_rejection, with 413 and 415 counted as the refusals they are, and except for a
     header the document does not declare: servers ignore those (API Gateway adds its own), while
     unknown fields and query parameters are refused."""
@@ -113,8 +132,9 @@ def negative_data_is_refused(ctx: CheckContext, response: schemathesis.Response,
 
 
 @schema.parametrize()
-def test_every_answer_is_documented_and_none_is_a_server_error(case: schemathesis.Case, handler: object,
-                                                                shop: tuple[Merchant, Clock]) -> None:
+def test_every_answer_is_documented_and_none_is_a_server_error(
+    case: schemathesis.Case, handler: object, shop: tuple[Merchant, Clock]
+) -> None:
     merchant, clock = shop
     if case.method.lower() not in OPERATIONS[case.path]:
         return  # a method the document does not declare: API Gateway answers it, the function never runs
@@ -127,8 +147,9 @@ def test_every_answer_is_documented_and_none_is_a_server_error(case: schemathesi
     answer = invoke(handler, case.method, url.path, url.query, list(headers.items()), body)
     assert answer is not None, f"{case.method} {url.path} matches no route of the template"
     sent.headers.update(headers)
-    response = schemathesis.Response(status_code=answer.status, headers=answer.headers, content=answer.body,
-                                     request=sent, elapsed=0.0, verify=False)
+    response = schemathesis.Response(
+        status_code=answer.status, headers=answer.headers, content=answer.body, request=sent, elapsed=0.0, verify=False
+    )
     # Then it is no 5xx, and it is what the document says of the operation
     case.validate_response(
         response,

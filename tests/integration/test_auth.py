@@ -208,8 +208,9 @@ def test_a_v2_only_key_refuses_v1_and_keeps_refusing_after_rotation(handler: obj
     assert listed[new["apiKey"]] is True and listed[merchant.api_key] is False
 
 
-def test_key_created_after_a_failed_lookup_works(handler: object, merchant: Merchant,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_key_created_after_a_failed_lookup_works(
+    handler: object, merchant: Merchant, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from usdt_gateway import merchants
 
     # Given a container that was asked for a key before the key existed
@@ -250,8 +251,9 @@ def test_a_deeply_nested_body_is_a_400_not_an_error(api: ApiClient, sign: str) -
         ts = now_ms()
         headers = {"API-Key": api.api_key, "Request-Time": ts, "Signature-V1": v1_signature(api.secret, ts, "")}
     # When it is sent as an order
-    reply = api.request("POST", "/v1/payment/order", sign="none" if sign == "v1" else "v2", raw_body=raw,
-                        headers=headers)
+    reply = api.request(
+        "POST", "/v1/payment/order", sign="none" if sign == "v1" else "v2", raw_body=raw, headers=headers
+    )
     # Then it is refused as JSON the API does not read, and nothing is written
     assert (reply.status, reply.body["code"]) == (400, "INVALID_JSON"), reply.body
     assert "nest deeper than 32" in reply.body["message"]
@@ -290,8 +292,9 @@ def test_a_v1_signature_covers_numbers_as_the_body_writes_them(api: ApiClient) -
     assert (forged.status, forged.body["code"]) == (401, "INVALID_SIGNATURE"), forged.body
     assert table_item_count() == before
     # And the body it was made for is served, its amount read from the text 50.0
-    honest = api.request("POST", "/v1/payment/order", sign="none", raw_body=json.dumps(payload).encode(),
-                         headers=headers)
+    honest = api.request(
+        "POST", "/v1/payment/order", sign="none", raw_body=json.dumps(payload).encode(), headers=headers
+    )
     assert honest.status == 201 and honest.body["amount"] == "50.00", honest.body
 
 
@@ -310,9 +313,11 @@ def test_v1_is_taken_only_to_create_and_to_get_an_order(api: ApiClient) -> None:
     assert api.invoke(api.event("GET", f"/v1/payment/order/{order_id}", body=None, headers=captured)).status == 200
     cancel = api.invoke(api.event("POST", f"/v1/payment/order/{order_id}/cancel", body=None, headers=captured))
     # And a correctly V1-signed list, attach and webhook change are sent
-    others = [api.request("GET", "/v1/payment/orders", sign="v1"),
-              api.request("POST", "/v1/deposits/tron:0xabc:0/attach", {"orderId": order_id}, sign="v1"),
-              api.request("PUT", "/v1/webhooks/endpoint", {"url": None}, sign="v1")]
+    others = [
+        api.request("GET", "/v1/payment/orders", sign="v1"),
+        api.request("POST", "/v1/deposits/tron:0xabc:0/attach", {"orderId": order_id}, sign="v1"),
+        api.request("PUT", "/v1/webhooks/endpoint", {"url": None}, sign="v1"),
+    ]
     # Then each is refused: those routes need V2, which binds method and path
     for reply in (cancel, *others):
         assert (reply.status, reply.body["code"]) == (401, "SIGNATURE_V2_REQUIRED"), reply.body
@@ -367,8 +372,11 @@ def test_v2_signs_the_receive_window(api: ApiClient, clock: Clock) -> None:
     ts = str(clock.ms)
     order_id = api.create().body["orderId"]
     path = f"/v1/payment/order/{order_id}"
-    captured = {"API-Key": api.api_key, "Request-Time": ts,
-                "Signature-V2": v2_signature(api.secret, ts, "GET", path, [], b"")}
+    captured = {
+        "API-Key": api.api_key,
+        "Request-Time": ts,
+        "Signature-V2": v2_signature(api.secret, ts, "GET", path, [], b""),
+    }
     # When it is replayed 8 s later with Recv-Window: 60000 added
     clock.ms += 8_000
     stretched = api.invoke(api.event("GET", path, body=None, headers=captured | {"Recv-Window": "60000"}))
@@ -380,24 +388,23 @@ def test_v2_signs_the_receive_window(api: ApiClient, clock: Clock) -> None:
     assert signed.status == 200, signed.body
 
 
-def test_v1_gets_at_most_the_default_window(handler: object, api: ApiClient, merchant: Merchant,
-                                            clock: Clock) -> None:
+def test_v1_gets_at_most_the_default_window(handler: object, api: ApiClient, merchant: Merchant, clock: Clock) -> None:
     from usdt_gateway import merchants
 
     # Given an order, and a V1 GET of it signed at t that asks for a 60 s window, sent 8 s later
     order_id = api.create().body["orderId"]
     ts = str(clock.ms)
     clock.ms += 8_000
-    old = api.request("GET", f"/v1/payment/order/{order_id}", sign="v1", timestamp=ts,
-                      headers={"Recv-Window": "60000"})
+    old = api.request("GET", f"/v1/payment/order/{order_id}", sign="v1", timestamp=ts, headers={"Recv-Window": "60000"})
     # Then it is refused: V1 does not sign Recv-Window, so a V1 request gets the default 5 s
     assert (old.status, old.body["code"]) == (401, "TIMESTAMP_EXPIRED"), old.body
     assert "5000 ms" in old.body["message"] and "Signature-V1" in old.body["message"]
     # And a key configured with a 10 s V1 window serves it
     key = merchants.create_api_key(merchant.merchant_id, v1_recv_window_ms=10_000)
     configured = ApiClient(handler, key["apiKey"], key["secretKey"], now=clock)
-    answer = configured.request("GET", f"/v1/payment/order/{order_id}", sign="v1", timestamp=ts,
-                                headers={"Recv-Window": "60000"})
+    answer = configured.request(
+        "GET", f"/v1/payment/order/{order_id}", sign="v1", timestamp=ts, headers={"Recv-Window": "60000"}
+    )
     assert answer.status == 200, answer.body
 
 
@@ -405,8 +412,12 @@ def _captured(api: ApiClient, method: str, path: str, body: bytes | None = None)
     """An event of a V2-signed request, as an eavesdropper (or a log) would keep it."""
     ts = api.timestamp()
     nonce = uuid.uuid4().hex
-    headers = {"API-Key": api.api_key, "Request-Time": ts, "Request-Nonce": nonce,
-               "Signature-V2": v2_signature(api.secret, ts, method, path, [], body or b"", request_nonce=nonce)}
+    headers = {
+        "API-Key": api.api_key,
+        "Request-Time": ts,
+        "Request-Nonce": nonce,
+        "Signature-V2": v2_signature(api.secret, ts, method, path, [], body or b"", request_nonce=nonce),
+    }
     if body is not None:
         headers["Content-Type"] = "application/json"
     return api.event(method, path, body=body, headers=headers)
@@ -419,13 +430,17 @@ def test_a_replayed_write_is_refused_and_writes_nothing(api: ApiClient) -> None:
     with receiver() as shop:
         # Given a cancel, a webhook URL change, a resend and a test webhook, each signed and served once
         order_id = api.create().body["orderId"]
-        writes = [_captured(api, "POST", f"/v1/payment/order/{order_id}/cancel"),
-                  _captured(api, "PUT", ENDPOINT, json.dumps({"url": shop.url()}).encode())]
+        writes = [
+            _captured(api, "POST", f"/v1/payment/order/{order_id}/cancel"),
+            _captured(api, "PUT", ENDPOINT, json.dumps({"url": shop.url()}).encode()),
+        ]
         for event in writes:
             assert api.invoke(event).status == 200
         (event_id,) = event_ids(_merchant(api), order_id)
-        writes += [_captured(api, "POST", f"{DELIVERIES}/{event_id}/resend"),
-                   _captured(api, "POST", "/v1/webhooks/test")]
+        writes += [
+            _captured(api, "POST", f"{DELIVERIES}/{event_id}/resend"),
+            _captured(api, "POST", "/v1/webhooks/test"),
+        ]
         assert [api.invoke(event).status for event in writes[2:]] == [202, 200]
         before, hits = table_item_count(), len(shop.hits)
         # When each is sent again, as captured
@@ -458,16 +473,23 @@ def test_every_write_that_is_not_idempotent_refuses_replays() -> None:
     # Given the API's routes
     one_time = {(r.method, r.path) for r in ROUTES if r.one_time}
     # Then cancel, attach, resend, the webhook endpoint change and the test webhook remember signatures
-    assert one_time == {("POST", "/v1/payment/order/{orderId}/cancel"), ("POST", "/v1/deposits/{depositId}/attach"),
-                        ("POST", "/v1/webhooks/deliveries/{deliveryId}/resend"), ("POST", "/v1/webhooks/test"),
-                        ("PUT", "/v1/webhooks/endpoint")}
+    assert one_time == {
+        ("POST", "/v1/payment/order/{orderId}/cancel"),
+        ("POST", "/v1/deposits/{depositId}/attach"),
+        ("POST", "/v1/webhooks/deliveries/{deliveryId}/resend"),
+        ("POST", "/v1/webhooks/test"),
+        ("PUT", "/v1/webhooks/endpoint"),
+    }
     # And V1 is taken by default only where the seed guide uses it
-    assert {(r.method, r.path) for r in ROUTES if r.accepts_v1} == {("POST", "/v1/payment/order"),
-                                                                    ("GET", "/v1/payment/order/{orderId}")}
+    assert {(r.method, r.path) for r in ROUTES if r.accepts_v1} == {
+        ("POST", "/v1/payment/order"),
+        ("GET", "/v1/payment/order/{orderId}"),
+    }
 
 
-def test_refused_replays_do_not_count_towards_the_block(handler: object, merchant: Merchant, clock: Clock,
-                                                        settings_env: pytest.MonkeyPatch) -> None:
+def test_refused_replays_do_not_count_towards_the_block(
+    handler: object, merchant: Merchant, clock: Clock, settings_env: pytest.MonkeyPatch
+) -> None:
     from usdt_gateway import config, merchants
 
     # Given a key limited to 3 requests a minute, blocked after 2 more while limited

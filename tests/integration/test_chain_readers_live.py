@@ -37,13 +37,21 @@ def test_evm_reader_finds_direct_and_contract_made_transfers(anvil: Anvil) -> No
     a, b, c, stranger = (str(Account.create().address) for _ in range(4))
     w3.eth.wait_for_transaction_receipt(token.functions.transfer(a, usdt("25.5")).transact({"from": owner}))
     w3.eth.wait_for_transaction_receipt(token.functions.approve(payer.address, usdt("10")).transact({"from": owner}))
-    w3.eth.wait_for_transaction_receipt(payer.functions.pay(token.address, [b, c], [usdt("3"), usdt("4")])
-                                        .transact({"from": owner}))
+    w3.eth.wait_for_transaction_receipt(
+        payer.functions.pay(token.address, [b, c], [usdt("3"), usdt("4")]).transact({"from": owner})
+    )
     w3.eth.wait_for_transaction_receipt(token.functions.transfer(stranger, usdt("1")).transact({"from": owner}))
     # When the reader scans the range for the watched addresses, two blocks per call
     rpc = JsonRpc(anvil.url)
-    found = evm.transfers(rpc, network="local", token=token.address, recipients=[a, b, c],
-                          from_block=start + 1, to_block=evm.head(rpc), max_range=2)
+    found = evm.transfers(
+        rpc,
+        network="local",
+        token=token.address,
+        recipients=[a, b, c],
+        from_block=start + 1,
+        to_block=evm.head(rpc),
+        max_range=2,
+    )
     # Then it finds exactly the three payments, with amounts in base units and block hashes
     assert [(t.recipient, t.units) for t in found] == [(a, 25_500_000), (b, 3_000_000), (c, 4_000_000)]
     assert all(t.sender == owner and t.block_hash == evm.block_hash(rpc, t.block_number) for t in found)
@@ -52,8 +60,9 @@ def test_evm_reader_finds_direct_and_contract_made_transfers(anvil: Anvil) -> No
 
 def test_evm_failover_reaches_the_working_endpoint(anvil: Anvil) -> None:
     # Given a dead endpoint listed before the working one
-    eps = Endpoints([("dead", JsonRpc("http://127.0.0.1:9/", timeout=0.5)), ("anvil", JsonRpc(anvil.url))],
-                    backoff_s=0.01)
+    eps = Endpoints(
+        [("dead", JsonRpc("http://127.0.0.1:9/", timeout=0.5)), ("anvil", JsonRpc(anvil.url))], backoff_s=0.01
+    )
     # When the head is read through the failover
     number = eps.call(evm.head)
     # Then the working endpoint answers and the dead one is counted and resting
@@ -76,18 +85,26 @@ def random_tron() -> str:
 def test_tron_reader_through_tronpy_provider(tron_node: TronNode) -> None:
     # Given a block with a payment to the shop, a failed one, one through a contract, and another token's
     payer, shop = random_tron(), random_tron()
-    number = tron_node.add_block([
-        Trc20Transfer(TRON_USDT, payer, shop, 12_500_000),
-        Trc20Transfer(TRON_USDT, payer, shop, 99_000_000, failed=True),
-        Trc20Transfer(TRON_USDT, payer, shop, 2_000_000, via_contract=random_tron()),
-        Trc20Transfer(random_tron(), payer, shop, 50_000_000),
-    ])
+    number = tron_node.add_block(
+        [
+            Trc20Transfer(TRON_USDT, payer, shop, 12_500_000),
+            Trc20Transfer(TRON_USDT, payer, shop, 99_000_000, failed=True),
+            Trc20Transfer(TRON_USDT, payer, shop, 2_000_000, via_contract=random_tron()),
+            Trc20Transfer(random_tron(), payer, shop, 50_000_000),
+        ]
+    )
     tron_node.mine(20)
     provider = HTTPProvider(tron_node.url)
     # When the reader reads that block for the shop's address
     head, solid = tron.heads(provider)
-    found = tron.transfers(provider, network="tron", token=TRON_USDT, recipients={shop}, number=number,
-                           block_hash=tron.block_id(provider, number) or "")
+    found = tron.transfers(
+        provider,
+        network="tron",
+        token=TRON_USDT,
+        recipients={shop},
+        number=number,
+        block_hash=tron.block_id(provider, number) or "",
+    )
     # Then only the successful USDT payments count, including the one made through a contract
     assert solid >= number and head > solid
     assert sorted(t.units for t in found) == [2_000_000, 12_500_000]

@@ -14,8 +14,9 @@ def _create(merchant_id: str, order_id: str, amount: str = "25.00", network: str
     from usdt_gateway.orders import create_order
     from usdt_gateway.schemas import CreateOrderRequest
 
-    req = CreateOrderRequest.model_validate({"network": network, "currency": "USDT", "amount": amount,
-                                             "orderId": order_id})
+    req = CreateOrderRequest.model_validate(
+        {"network": network, "currency": "USDT", "amount": amount, "orderId": order_id}
+    )
     view, created = create_order(merchant_id, req)
     return view.model_dump(by_alias=True), created
 

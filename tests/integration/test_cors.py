@@ -11,8 +11,11 @@ from tests.integration.apiclient import ApiClient
 from usdt_gateway.api.app import ROUTES
 
 ORIGIN = "https://shop.example.com"
-PREFLIGHT = {"Origin": ORIGIN, "Access-Control-Request-Method": "GET",
-             "Access-Control-Request-Headers": "x-requested-with,x-shop-session"}
+PREFLIGHT = {
+    "Origin": ORIGIN,
+    "Access-Control-Request-Method": "GET",
+    "Access-Control-Request-Headers": "x-requested-with,x-shop-session",
+}
 PUBLIC_PATHS = ["/v1/networks", "/v1/public/orders/pub_0123456789abcdefghijkl"]
 
 

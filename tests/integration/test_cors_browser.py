@@ -71,8 +71,9 @@ def new_order(stack: Stack) -> dict[str, Any]:
     return dict(response.json())
 
 
-def test_a_page_on_another_origin_reads_the_public_routes(stack: Stack, page: Page,
-                                                          reached: list[tuple[str, str]]) -> None:
+def test_a_page_on_another_origin_reads_the_public_routes(
+    stack: Stack, page: Page, reached: list[tuple[str, str]]
+) -> None:
     # Given an order, and a shop's page on another origin
     order = new_order(stack)
     status_path = f"/v1/public/orders/{order['publicId']}"
@@ -89,12 +90,15 @@ def test_a_page_on_another_origin_reads_the_public_routes(stack: Stack, page: Pa
         assert reached.index(("OPTIONS", path)) < reached.index(("GET", path)), reached
 
 
-def test_a_page_on_another_origin_cannot_call_the_merchant_api(stack: Stack, page: Page,
-                                                               reached: list[tuple[str, str]]) -> None:
+def test_a_page_on_another_origin_cannot_call_the_merchant_api(
+    stack: Stack, page: Page, reached: list[tuple[str, str]]
+) -> None:
     # Given a shop's page on another origin, and the merchant API's routes (an order's too)
     order = new_order(stack)
-    private = [f"{stack.base_url}{path}" for path in
-               ("/v1/payment/orders", f"/v1/payment/order/{order['orderId']}", "/v1/webhooks/endpoint")]
+    private = [
+        f"{stack.base_url}{path}"
+        for path in ("/v1/payment/orders", f"/v1/payment/order/{order['orderId']}", "/v1/webhooks/endpoint")
+    ]
     # When the page fetches them with a header of its own (a preflight first), and without (none)
     before = len(reached)
     preflighted = [page.evaluate(FETCH, [url, OWN_HEADER]) for url in private]

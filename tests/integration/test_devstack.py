@@ -159,8 +159,14 @@ def test_ready_line_names_the_port_and_the_banner_the_merchant_file(devstack_pro
     assert chain["rpcUrl"] in out and chain["tokenContract"] in out and chain["payer"] in out
     assert "-m devstack pay <orderId>" in out and f"DEVSTACK_STATE_DIR={devstack_process.state_dir}" in out
     assert "tron, eth, bsc orders can be created but are not scanned" in out
-    assert set(devstack_process.merchant) == {"merchantId", "apiKey", "secretKey", "webhookSecret", "webhookUrl",
-                                              "baseUrl"}
+    assert set(devstack_process.merchant) == {
+        "merchantId",
+        "apiKey",
+        "secretKey",
+        "webhookSecret",
+        "webhookUrl",
+        "baseUrl",
+    }
     assert devstack_process.merchant["baseUrl"] == devstack_process.base_url
     # And the webhook receiver the demo merchant's URL points at, its log, the compressed retries
     assert devstack_process.merchant["webhookUrl"].startswith("http://127.0.0.1:")
@@ -214,8 +220,11 @@ def test_banner_test_webhook_example_reaches_the_receiver(devstack_process: Runn
     while line not in devstack_process.stdout() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert line in devstack_process.stdout()
-    (logged,) = [json.loads(entry) for entry in (devstack_process.state_dir / "webhooks.jsonl").read_text().splitlines()
-                 if json.loads(entry)["webhookId"] == answer["deliveryId"]]
+    (logged,) = [
+        json.loads(entry)
+        for entry in (devstack_process.state_dir / "webhooks.jsonl").read_text().splitlines()
+        if json.loads(entry)["webhookId"] == answer["deliveryId"]
+    ]
     assert (logged["type"], logged["signature"]) == ("webhook.test", "ok")
 
 
@@ -320,8 +329,11 @@ def test_undeclared_method_is_a_json_405_with_allow(devstack_process: RunningSta
 
 def test_preflight_reaches_the_function_on_public_routes_only(devstack_process: RunningStack) -> None:
     # Given a browser's preflight of a GET with a header of its own, from another origin
-    preflight = {"Origin": "http://localhost:8080", "Access-Control-Request-Method": "GET",
-                 "Access-Control-Request-Headers": "x-requested-with"}
+    preflight = {
+        "Origin": "http://localhost:8080",
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "x-requested-with",
+    }
     # When it is sent to a public route and to a signed one
     public = requests.options(f"{devstack_process.base_url}/v1/networks", headers=preflight, timeout=10)
     private = requests.options(f"{devstack_process.base_url}/v1/payment/orders", headers=preflight, timeout=10)
@@ -373,8 +385,9 @@ def test_banner_admin_cli_line_reports_the_scanned_network_healthy(devstack_proc
     # When it is run in bash from the repository, once the scanner has written its cursor
     deadline = time.monotonic() + 30
     while True:
-        result = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-                                check=False)
+        result = subprocess.run(
+            ["bash", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False
+        )
         if result.returncode == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -614,6 +627,10 @@ def test_function_environment_comes_from_the_template(stack: Stack) -> None:
     queues = stack.queue_urls
     assert (s.webhook_queue_url, s.webhook_dlq_url) == (queues["WebhookQueue"], queues["WebhookDLQ"])
     assert s.webhook_retry_schedule == "1,2,5,10,30,60" and s.webhook_timeout_seconds == 15
-    assert list(stack.functions) == ["ApiFunction", "PaymentPageFunction", "ScannerFunction", "WebhookFunction",
-                                     "OutboxFunction"]
-
+    assert list(stack.functions) == [
+        "ApiFunction",
+        "PaymentPageFunction",
+        "ScannerFunction",
+        "WebhookFunction",
+        "OutboxFunction",
+    ]

@@ -29,8 +29,15 @@ STATUS_LINE = re.compile(r"^\s*(\d+\.\d) s  (\w+)")
 def run_pay(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     """`python -m devstack pay ...` against the running stack, as a developer runs it."""
     env = {**os.environ, "DEVSTACK_STATE_DIR": str(stack.state_dir)}
-    return subprocess.run([sys.executable, "-m", "devstack", "pay", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "devstack", "pay", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def statuses(stdout: str) -> list[tuple[float, str]]:
@@ -103,8 +110,14 @@ def test_chain_file_has_the_facts_pay_needs_and_no_key(stack: Stack) -> None:
     # Given the chain file the stack wrote
     saved = json.loads((stack.state_dir / "chain.json").read_text(encoding="utf-8"))
     # Then it names the chain, token and payer, and holds no private key
-    assert saved == {"network": "local", "rpcUrl": stack.chain.info.rpc_url, "chainId": 31337,
-                     "tokenContract": stack.chain.info.token_contract, "decimals": 6, "payer": stack.chain.info.payer}
+    assert saved == {
+        "network": "local",
+        "rpcUrl": stack.chain.info.rpc_url,
+        "chainId": 31337,
+        "tokenContract": stack.chain.info.token_contract,
+        "decimals": 6,
+        "payer": stack.chain.info.payer,
+    }
     assert stack.chain_file == stack.state_dir / "chain.json"
 
 
@@ -165,11 +178,15 @@ def test_no_wait_returns_once_the_transfer_is_mined(stack: Stack) -> None:
     assert "mined in block" in result.stdout and statuses(result.stdout) == []
 
 
-@pytest.mark.parametrize(("make_args", "message"), [
-    (lambda order: [order["orderId"]], "is on tron, not on the local chain"),
-    (lambda order: ["no-such-order"], "no order 'no-such-order'"),
-    (lambda order: [order["orderId"], "--amount", "1.0000001"], "has more than 6 decimal places"),
-], ids=["tron-order", "unknown-order", "amount-too-precise"])
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda order: [order["orderId"]], "is on tron, not on the local chain"),
+        (lambda order: ["no-such-order"], "no order 'no-such-order'"),
+        (lambda order: [order["orderId"], "--amount", "1.0000001"], "has more than 6 decimal places"),
+    ],
+    ids=["tron-order", "unknown-order", "amount-too-precise"],
+)
 def test_pay_refuses_what_it_cannot_pay(stack: Stack, make_args: Any, message: str) -> None:
     # Given an order on tron (no chain for it locally)
     order = new_order(stack, network="tron")

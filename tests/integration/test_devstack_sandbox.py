@@ -28,8 +28,15 @@ MIN_HEAD = 12
 def devstack(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     """`python -m devstack ...` against the running stack, as a developer runs it."""
     env = {**os.environ, "DEVSTACK_STATE_DIR": str(stack.state_dir)}
-    return subprocess.run([sys.executable, "-m", "devstack", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "devstack", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -54,9 +61,11 @@ def transfers(stack: Stack, txid: str) -> list[tuple[str, str, int]]:
     """(from, to, value) of the test USDT's Transfer logs of a mined transaction."""
     mined = receipt(stack, txid)
     assert mined is not None, f"{txid} is not in the chain"
-    return [("0x" + log["topics"][1][-40:], "0x" + log["topics"][2][-40:], int(log["data"], 16))
-            for log in mined["logs"]
-            if log["address"].lower() == stack.chain.info.token_contract.lower() and log["topics"][0] == TRANSFER_TOPIC]
+    return [
+        ("0x" + log["topics"][1][-40:], "0x" + log["topics"][2][-40:], int(log["data"], 16))
+        for log in mined["logs"]
+        if log["address"].lower() == stack.chain.info.token_contract.lower() and log["topics"][0] == TRANSFER_TOPIC
+    ]
 
 
 def block_of(stack: Stack, txid: str) -> int:
@@ -95,8 +104,13 @@ def short_order(stack: Stack) -> dict[str, Any]:
     """An order that expires a minute from now by the chain's clock (ahead of the wall clock once
     a test has moved it)."""
     ahead = max(0, head_time(stack) - int(time.time()))
-    payload = {"network": "local", "currency": "USDT", "amount": "2.00", "orderId": f"late-{secrets.token_hex(6)}",
-               "expiresIn": 60 + ahead}
+    payload = {
+        "network": "local",
+        "currency": "USDT",
+        "amount": "2.00",
+        "orderId": f"late-{secrets.token_hex(6)}",
+        "expiresIn": 60 + ahead,
+    }
     response = create_order(stack.base_url, stack.merchant["apiKey"], stack.merchant["secretKey"], payload)
     assert response.status_code == 201, response.text
     return dict(response.json())
@@ -127,12 +141,18 @@ def test_reorg_removes_the_transfer_and_replaces_the_blocks(stack: Stack) -> Non
     # holds nothing, and the command said so
     assert receipt(stack, txid) is None
     assert block_hash(stack, block) != old_hash
-    balance = rpc(stack, "eth_call", {"to": stack.chain.info.token_contract,
-                                      "data": "0x70a08231" + lower(order["address"])[2:].rjust(64, "0")}, "latest")
+    balance = rpc(
+        stack,
+        "eth_call",
+        {"to": stack.chain.info.token_contract, "data": "0x70a08231" + lower(order["address"])[2:].rjust(64, "0")},
+        "latest",
+    )
     assert int(balance, 16) == 0
     assert re.search(r"^reorg of depth 5: blocks \d+ to \d+ replaced", out, flags=re.MULTILINE), out
-    assert f"removed {txid} (4.00 USDT from {lower(stack.chain.info.payer)} to {lower(order['address'])}), " \
-           f"was in block {block}" in out
+    assert (
+        f"removed {txid} (4.00 USDT from {lower(stack.chain.info.payer)} to {lower(order['address'])}), "
+        f"was in block {block}" in out
+    )
 
 
 def test_remine_puts_the_same_signed_transaction_in_another_block(stack: Stack) -> None:
@@ -161,8 +181,9 @@ def test_remine_with_a_new_txid_sends_the_same_transfer_again(stack: Stack) -> N
 
     # Then the original transaction is gone, and a new one from the same sender makes the same
     # transfer to the same address in the new head block
-    (new_txid, new_block) = re.findall(r"^re-mined (0x[0-9a-f]{64}) in block (\d+): a new transaction", out,
-                                       flags=re.MULTILINE)[0]
+    (new_txid, new_block) = re.findall(
+        r"^re-mined (0x[0-9a-f]{64}) in block (\d+): a new transaction", out, flags=re.MULTILINE
+    )[0]
     assert new_txid != txid and receipt(stack, txid) is None
     assert block_of(stack, new_txid) == int(new_block)
     sender = rpc(stack, "eth_getTransactionByHash", new_txid)["from"]
@@ -336,14 +357,18 @@ def test_late_without_warp_waits_for_the_chain_to_pass_the_expiry(stack: Stack) 
 # --- what the command line refuses ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["pay", "o-1", "--same-block"], "--same-block needs --parts 2 or more"),
-    (["pay", "o-1", "--warp"], "--late-by and --warp go with --late"),
-    (["pay", "o-1", "--parts", "0"], "must be a whole number of at least 1"),
-    (["reorg", "o-1", "--offset", "1"], "--offset and --new-txid go with --remine"),
-    (["dust", "o-1", "--zero", "--amount", "1"], "not allowed with argument"),
-    (["dust", "o-1", "--victim", "0x" + "11" * 20], "--victim goes with --spoof"),
-], ids=["same-block-alone", "warp-alone", "zero-parts", "offset-alone", "zero-and-amount", "victim-alone"])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["pay", "o-1", "--same-block"], "--same-block needs --parts 2 or more"),
+        (["pay", "o-1", "--warp"], "--late-by and --warp go with --late"),
+        (["pay", "o-1", "--parts", "0"], "must be a whole number of at least 1"),
+        (["reorg", "o-1", "--offset", "1"], "--offset and --new-txid go with --remine"),
+        (["dust", "o-1", "--zero", "--amount", "1"], "not allowed with argument"),
+        (["dust", "o-1", "--victim", "0x" + "11" * 20], "--victim goes with --spoof"),
+    ],
+    ids=["same-block-alone", "warp-alone", "zero-parts", "offset-alone", "zero-and-amount", "victim-alone"],
+)
 def test_option_mistakes_are_refused_before_anything_is_sent(stack: Stack, args: list[str], message: str) -> None:
     result = devstack(stack, *args)
     assert result.returncode == 2 and message in result.stderr, result.stderr

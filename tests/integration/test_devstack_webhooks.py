@@ -33,8 +33,12 @@ def call(stack: Stack, method: str, path: str, body: Any = None, query: dict[str
     raw = b"" if body is None else json.dumps(body).encode()
     timestamp = str(int(time.time() * 1000))
     message = signing.v2_message(timestamp, method, path, list((query or {}).items()), raw)
-    headers = {"API-Key": stack.merchant["apiKey"], "Request-Time": timestamp, "Content-Type": "application/json",
-               "Signature-V2": signing.sign(stack.merchant["secretKey"], message)}
+    headers = {
+        "API-Key": stack.merchant["apiKey"],
+        "Request-Time": timestamp,
+        "Content-Type": "application/json",
+        "Signature-V2": signing.sign(stack.merchant["secretKey"], message),
+    }
     response = requests.request(method, stack.base_url + path, data=raw, params=query, headers=headers, timeout=10)
     assert response.status_code < 300, response.text
     return response.json()
@@ -59,15 +63,22 @@ def queue_names() -> list[str]:
     return [name for name in queues if name.startswith(f"{STACK_NAME}-")]
 
 
-@pytest.mark.parametrize(("response", "kept"), [
-    (None, set()), ({}, set()), ({"batchItemFailures": None}, set()), ({"batchItemFailures": []}, set()),
-    ({"batchItemFailures": [{"itemIdentifier": "m2"}]}, {"m2"}),
-    ({"batchItemFailures": [{"itemIdentifier": ""}]}, None),
-    ({"batchItemFailures": [{"itemIdentifier": None}]}, None),
-    ({"batchItemFailures": [{"itemId": "m2"}]}, None),
-    ({"batchItemFailures": [{"itemIdentifier": "not-in-the-batch"}]}, None),
-    ("not an object", None),
-], ids=["none", "empty", "null-list", "empty-list", "one", "empty-id", "null-id", "bad-key", "unknown-id", "string"])
+@pytest.mark.parametrize(
+    ("response", "kept"),
+    [
+        (None, set()),
+        ({}, set()),
+        ({"batchItemFailures": None}, set()),
+        ({"batchItemFailures": []}, set()),
+        ({"batchItemFailures": [{"itemIdentifier": "m2"}]}, {"m2"}),
+        ({"batchItemFailures": [{"itemIdentifier": ""}]}, None),
+        ({"batchItemFailures": [{"itemIdentifier": None}]}, None),
+        ({"batchItemFailures": [{"itemId": "m2"}]}, None),
+        ({"batchItemFailures": [{"itemIdentifier": "not-in-the-batch"}]}, None),
+        ("not an object", None),
+    ],
+    ids=["none", "empty", "null-list", "empty-list", "one", "empty-id", "null-id", "bad-key", "unknown-id", "string"],
+)
 def test_partial_batch_responses_are_read_as_lambda_reads_them(response: Any, kept: set[str] | None) -> None:
     # Given a batch of two messages and the function's response
     # When the event source mapping reads it
@@ -155,7 +166,9 @@ def test_a_paid_order_reaches_the_receiver_confirming_then_confirmed(stack: Stac
     # headers as received, the event id as webhook-id
     entries = logged(stack, order["orderId"])
     assert [(e["type"], e["sequence"], e["status"], e["signature"]) for e in entries] == [
-        ("order.confirming", 1, "confirming", "ok"), ("order.confirmed", 2, "confirmed", "ok")]
+        ("order.confirming", 1, "confirming", "ok"),
+        ("order.confirmed", 2, "confirmed", "ok"),
+    ]
     for entry in entries:
         event = Webhook(stack.merchant["webhookSecret"]).verify(entry["body"], entry["headers"])
         assert event["id"] == entry["webhookId"] == entry["headers"]["webhook-id"]

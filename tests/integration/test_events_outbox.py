@@ -44,8 +44,9 @@ def queued(url: str) -> list[str]:
     """Event ids waiting in the queue, in the order they were sent (messages stay queued)."""
     sqs = boto3.client("sqs")
     found: list[dict[str, Any]] = []
-    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
-                                       AttributeNames=["SentTimestamp"]).get("Messages", []):
+    while batch := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["SentTimestamp"]
+    ).get("Messages", []):
         fresh = [m for m in batch if m["MessageId"] not in {f["MessageId"] for f in found}]
         if not fresh:
             break
@@ -55,8 +56,9 @@ def queued(url: str) -> list[str]:
 
 
 def events_of(merchant: Merchant, order_id: str | None = None) -> list[dict[str, Any]]:
-    items, _ = store.query_index(store.events_index_pk(merchant.merchant_id), sk_from="0", sk_to="~", limit=100,
-                                 newest_first=False)
+    items, _ = store.query_index(
+        store.events_index_pk(merchant.merchant_id), sk_from="0", sk_to="~", limit=100, newest_first=False
+    )
     return [i for i in items if order_id is None or i.get("orderId") == order_id]
 
 
@@ -64,8 +66,9 @@ def pending_markers(event_ids: list[str]) -> list[str]:
     return [e for e in event_ids if store.get(*store.outbox_key(e)) is not None]
 
 
-def test_a_payment_makes_confirming_then_confirmed_in_sequence(api: ApiClient, merchant: Merchant, chain: EvmChain,
-                                                               queue: str) -> None:
+def test_a_payment_makes_confirming_then_confirmed_in_sequence(
+    api: ApiClient, merchant: Merchant, chain: EvmChain, queue: str
+) -> None:
     # Given an order, paid and then final
     order = create(api, chain)
     scanner = evm_scanner(chain.network, [chain.anvil.url])
@@ -99,8 +102,9 @@ def test_a_reorg_makes_order_reverted(api: ApiClient, merchant: Merchant, chain:
     assert json.loads(events[1]["body"])["data"]["status"] == "pending"
 
 
-def test_cancel_and_overpayment_and_unmatched_deposit_make_their_events(api: ApiClient, merchant: Merchant,
-                                                                        chain: EvmChain, queue: str) -> None:
+def test_cancel_and_overpayment_and_unmatched_deposit_make_their_events(
+    api: ApiClient, merchant: Merchant, chain: EvmChain, queue: str
+) -> None:
     cancelled, over = create(api, chain), create(api, chain, "10.00")
     assert api.request("POST", f"/v1/payment/order/{cancelled['orderId']}/cancel").status == 200
     chain.pay(over["address"], "12.00")
@@ -115,8 +119,9 @@ def test_cancel_and_overpayment_and_unmatched_deposit_make_their_events(api: Api
     assert set(queued(queue)) == {e["eventId"] for e in events_of(merchant)}
 
 
-def test_a_writer_dying_right_after_its_commit_loses_no_event(api: ApiClient, merchant: Merchant, chain: EvmChain,
-                                                              queue: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_writer_dying_right_after_its_commit_loses_no_event(
+    api: ApiClient, merchant: Merchant, chain: EvmChain, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given a scanner process that dies between committing a state change and publishing its event
     order = create(api, chain)
     chain.pay(order["address"], "25.00")
@@ -139,8 +144,9 @@ def test_a_writer_dying_right_after_its_commit_loses_no_event(api: ApiClient, me
     assert outbox.sweep(now_ms=int(time.time() * 1000), older_than_ms=0) == []  # once
 
 
-def test_an_sqs_outage_keeps_events_for_the_sweeper(api: ApiClient, merchant: Merchant, queue: str,
-                                                    settings_env: pytest.MonkeyPatch) -> None:
+def test_an_sqs_outage_keeps_events_for_the_sweeper(
+    api: ApiClient, merchant: Merchant, queue: str, settings_env: pytest.MonkeyPatch
+) -> None:
     # Given a queue that cannot be reached when an order is cancelled
     order = api.create(network="eth", amount="5.00").body
     settings_env.setenv("WEBHOOK_QUEUE_URL", queue + "-gone")

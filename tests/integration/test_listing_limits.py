@@ -40,8 +40,9 @@ def query_calls() -> Iterator[list[str]]:
     events.unregister("before-call.dynamodb.Query", count)
 
 
-def _pages(api: ApiClient, path: str, key: str, query: list[tuple[str, str]],
-           query_calls: list[str]) -> tuple[list[dict[str, Any]], list[int], list[int]]:
+def _pages(
+    api: ApiClient, path: str, key: str, query: list[tuple[str, str]], query_calls: list[str]
+) -> tuple[list[dict[str, Any]], list[int], list[int]]:
     """Every item of a listing, following nextCursor to its end; with the size of each page and
     the Query calls each request made."""
     items: list[dict[str, Any]] = []
@@ -64,15 +65,19 @@ def _pages(api: ApiClient, path: str, key: str, query: list[tuple[str, str]],
 # --- ids in the path ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "path", "code", "name"), [
-    ("GET", f"/v1/payment/order/{LONG}", "INVALID_ORDER_ID", "orderId"),
-    ("POST", f"/v1/payment/order/{LONG}/cancel", "INVALID_ORDER_ID", "orderId"),
-    ("GET", "/v1/payment/order/caf\u00e9", "INVALID_ORDER_ID", "orderId"),
-    ("POST", f"{DELIVERIES}/evt_{LONG}/resend", "INVALID_DELIVERY_ID", "deliveryId"),
-    ("POST", f"/v1/deposits/tron:{LONG}:0/attach", "INVALID_DEPOSIT_ID", "depositId"),
-])
-def test_an_id_that_cannot_exist_is_refused_before_any_read(api: ApiClient, method: str, path: str, code: str,
-                                                            name: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "code", "name"),
+    [
+        ("GET", f"/v1/payment/order/{LONG}", "INVALID_ORDER_ID", "orderId"),
+        ("POST", f"/v1/payment/order/{LONG}/cancel", "INVALID_ORDER_ID", "orderId"),
+        ("GET", "/v1/payment/order/caf\u00e9", "INVALID_ORDER_ID", "orderId"),
+        ("POST", f"{DELIVERIES}/evt_{LONG}/resend", "INVALID_DELIVERY_ID", "deliveryId"),
+        ("POST", f"/v1/deposits/tron:{LONG}:0/attach", "INVALID_DEPOSIT_ID", "depositId"),
+    ],
+)
+def test_an_id_that_cannot_exist_is_refused_before_any_read(
+    api: ApiClient, method: str, path: str, code: str, name: str
+) -> None:
     # Given an id in the path no order, delivery or deposit can have (too long, or characters
     # no id is made of)
     count = table_item_count()
@@ -119,14 +124,18 @@ def test_a_public_id_that_cannot_exist_is_not_found_without_a_read(handler: obje
 
 def _unsigned_cursor(merchant: Merchant, order_pk: str, gsi1sk: str) -> str:
     """A cursor as a client could make one if cursors were the plain key of the last item."""
-    key = {"pk": {"S": order_pk}, "sk": {"S": "ORDER"}, "gsi1pk": {"S": store.orders_index_pk(merchant.merchant_id)},
-           "gsi1sk": {"S": gsi1sk}}
+    key = {
+        "pk": {"S": order_pk},
+        "sk": {"S": "ORDER"},
+        "gsi1pk": {"S": store.orders_index_pk(merchant.merchant_id)},
+        "gsi1sk": {"S": gsi1sk},
+    }
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
 
 
 def _flip(cursor: str, at: int) -> str:
     swapped = "A" if cursor[at] != "A" else "B"
-    return cursor[:at] + swapped + cursor[at + 1:]
+    return cursor[:at] + swapped + cursor[at + 1 :]
 
 
 def _list(api: ApiClient, *query: tuple[str, str]) -> Reply:
@@ -142,11 +151,18 @@ def test_cursors_the_gateway_did_not_make_are_refused(api: ApiClient, merchant: 
     # over DynamoDB's limits, and the real one with a character changed here and there
     newest = created[-1]
     forged = [
-        _unsigned_cursor(merchant, store.order_key(merchant.merchant_id, newest["orderId"])[0],
-                         f"{newest['createdAt']:013d}#{newest['orderId']}"),
+        _unsigned_cursor(
+            merchant,
+            store.order_key(merchant.merchant_id, newest["orderId"])[0],
+            f"{newest['createdAt']:013d}#{newest['orderId']}",
+        ),
         _unsigned_cursor(merchant, "ORDER#" + LONG, f"{newest['createdAt']:013d}#{LONG}"),
-        _flip(cursor, 0), _flip(cursor, len(cursor) // 2), _flip(cursor, len(cursor) - 1),
-        cursor + "A", cursor[:-1], "x" * 5000,
+        _flip(cursor, 0),
+        _flip(cursor, len(cursor) // 2),
+        _flip(cursor, len(cursor) - 1),
+        cursor + "A",
+        cursor[:-1],
+        "x" * 5000,
     ]
     # When each is used to list
     replies = [_list(api, ("limit", "1"), ("cursor", c)) for c in forged]
@@ -198,8 +214,9 @@ def short_reads(monkeypatch: pytest.MonkeyPatch) -> int:
     return 3
 
 
-def test_a_rare_status_is_found_in_short_pages_of_bounded_work(api: ApiClient, short_reads: int,
-                                                               query_calls: list[str]) -> None:
+def test_a_rare_status_is_found_in_short_pages_of_bounded_work(
+    api: ApiClient, short_reads: int, query_calls: list[str]
+) -> None:
     # Given 20 orders, of which only the oldest is cancelled
     created = [api.create(network="tron").body for _ in range(20)]
     assert api.request("POST", f"/v1/payment/order/{created[0]['orderId']}/cancel").status == 200
@@ -216,9 +233,9 @@ def test_a_rare_status_is_found_in_short_pages_of_bounded_work(api: ApiClient, s
     assert len(page["orders"]) == 5 and len(query_calls) - before == 1
 
 
-def test_a_page_makes_at_most_three_dynamodb_calls_in_a_new_container(api: ApiClient, merchant: Merchant,
-                                                                     short_reads: int,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_page_makes_at_most_three_dynamodb_calls_in_a_new_container(
+    api: ApiClient, merchant: Merchant, short_reads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given 12 orders, none cancelled, and the deployment's listing key, made by an earlier listing
     for _ in range(12):
         api.create(network="tron")
@@ -236,8 +253,14 @@ def test_a_page_makes_at_most_three_dynamodb_calls_in_a_new_container(api: ApiCl
             # When each page is read by a container that has not read the listing key yet
             monkeypatch.setattr(store, "_LISTING_SECRETS", {})
             before = len(calls)
-            page = orders.list_orders(merchant.merchant_id, status=OrderStatus.CANCELLED, created_from=None,
-                                      created_to=None, limit=1, cursor=cursor)
+            page = orders.list_orders(
+                merchant.merchant_id,
+                status=OrderStatus.CANCELLED,
+                created_from=None,
+                created_to=None,
+                limit=1,
+                cursor=cursor,
+            )
             per_page.append(calls[before:])
             cursor = page.next_cursor
             assert cursor and page.orders == []
@@ -249,14 +272,12 @@ def test_a_page_makes_at_most_three_dynamodb_calls_in_a_new_container(api: ApiCl
 
 
 @pytest.mark.usefixtures("webhook_queues")
-def test_a_filtered_delivery_log_does_bounded_work(api: ApiClient, short_reads: int,
-                                                   query_calls: list[str]) -> None:
+def test_a_filtered_delivery_log_does_bounded_work(api: ApiClient, short_reads: int, query_calls: list[str]) -> None:
     # Given 16 cancelled orders, each with its one order.cancelled event
     cancelled = [cancelled_order(api) for _ in range(16)]
     oldest_order, oldest_event = cancelled[0]
     # When the log is filtered on the oldest order, one entry per page, to its end
-    found, _, calls = _pages(api, DELIVERIES, "deliveries", [("orderId", oldest_order), ("limit", "1")],
-                             query_calls)
+    found, _, calls = _pages(api, DELIVERIES, "deliveries", [("orderId", oldest_order), ("limit", "1")], query_calls)
     # Then each request made at most 3 Query calls, and the one event is found
     assert max(calls) <= 3
     assert [d["deliveryId"] for d in found] == [oldest_event]
@@ -266,17 +287,35 @@ def _unmatched_deposit(merchant_id: str, n: int, *, unmatched: bool) -> None:
     """A final deposit as the scanner records it, listed under the merchant (deposits._final_item)."""
     txid = f"{n:064x}"
     pk, sk = store.deposit_key("tron", txid, 0)
-    store.put({"pk": pk, "sk": sk, "depositId": f"tron:{txid}:0", "network": "tron", "txid": txid, "logIndex": 0,
-               "blockNumber": 1000 + n, "blockHash": "0x" + "ab" * 32, "blockTime": 1_700_000_000_000 + n * 3000,
-               "sender": "T" + "1" * 33, "recipient": "T" + "2" * 33, "units": 5_000_000, "decimals": 6,
-               "depositStatus": "unmatched" if unmatched else "credited", "recordedAt": 1,
-               "merchantId": merchant_id, "orderPk": None if unmatched else f"ORDER#{merchant_id}#o-{n}",
-               "unmatched": unmatched, "gsi1pk": store.deposits_index_pk(merchant_id),
-               "gsi1sk": f"{1_700_000_000_000 + n * 3000:013d}#{txid}#0"})
+    store.put(
+        {
+            "pk": pk,
+            "sk": sk,
+            "depositId": f"tron:{txid}:0",
+            "network": "tron",
+            "txid": txid,
+            "logIndex": 0,
+            "blockNumber": 1000 + n,
+            "blockHash": "0x" + "ab" * 32,
+            "blockTime": 1_700_000_000_000 + n * 3000,
+            "sender": "T" + "1" * 33,
+            "recipient": "T" + "2" * 33,
+            "units": 5_000_000,
+            "decimals": 6,
+            "depositStatus": "unmatched" if unmatched else "credited",
+            "recordedAt": 1,
+            "merchantId": merchant_id,
+            "orderPk": None if unmatched else f"ORDER#{merchant_id}#o-{n}",
+            "unmatched": unmatched,
+            "gsi1pk": store.deposits_index_pk(merchant_id),
+            "gsi1sk": f"{1_700_000_000_000 + n * 3000:013d}#{txid}#0",
+        }
+    )
 
 
-def test_unmatched_deposits_are_listed_with_bounded_work(api: ApiClient, merchant: Merchant, short_reads: int,
-                                                         query_calls: list[str]) -> None:
+def test_unmatched_deposits_are_listed_with_bounded_work(
+    api: ApiClient, merchant: Merchant, short_reads: int, query_calls: list[str]
+) -> None:
     # Given 20 final deposits, of which only the oldest is unmatched
     for n in range(20):
         _unmatched_deposit(merchant.merchant_id, n, unmatched=n == 0)

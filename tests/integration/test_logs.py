@@ -102,8 +102,7 @@ class Context:
 def load_scanner() -> Any:
     """functions/scanner/app.py as Lambda loads it: its cold start builds the scanners from
     RPC_ENDPOINTS."""
-    spec = importlib.util.spec_from_file_location(f"scanner_app_{uuid.uuid4().hex}",
-                                                  ROOT / "functions/scanner/app.py")
+    spec = importlib.util.spec_from_file_location(f"scanner_app_{uuid.uuid4().hex}", ROOT / "functions/scanner/app.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -123,18 +122,32 @@ def cipher_texts(pk: str, sk: str) -> list[str]:
 
 
 def test_no_secret_reaches_a_log_line_and_every_order_line_names_its_order(
-        logs: Logs, chain: EvmChain, handler: object, lambda_sqs: EventSourceMapping,
-        settings_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    logs: Logs,
+    chain: EvmChain,
+    handler: object,
+    lambda_sqs: EventSourceMapping,
+    settings_env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     with receiver() as shop:
         # Given a merchant, its API key and xpub made with the admin CLI, its webhooks going to a
         # URL with a token in its query (the first attempt answered 503)
         shop.answer(Reply(503))
-        created = admin(capsys, "create-merchant", "--name", "log shop", "--webhook-url",
-                        shop.url(f"/hook?token={URL_TOKEN}"))
+        created = admin(
+            capsys, "create-merchant", "--name", "log shop", "--webhook-url", shop.url(f"/hook?token={URL_TOKEN}")
+        )
         merchant_id, first_secret = created["merchantId"], created["webhookSecret"]
         key = admin(capsys, "create-key", "--merchant", merchant_id)
-        admin(capsys, "set-xpub", "--merchant", merchant_id, "--family", "evm", "--xpub",
-              account_xpub(Bip44Coins.ETHEREUM))
+        admin(
+            capsys,
+            "set-xpub",
+            "--merchant",
+            merchant_id,
+            "--family",
+            "evm",
+            "--xpub",
+            account_xpub(Bip44Coins.ETHEREUM),
+        )
         api = ApiClient(handler, key["apiKey"], key["secretKey"])
         sent: list[dict[str, str]] = []
         real_invoke = api.invoke
@@ -148,9 +161,17 @@ def test_no_secret_reaches_a_log_line_and_every_order_line_names_its_order(
         proxy = FlakyProxy(chain.anvil.url)
         proxy_host = proxy.url.removeprefix("http://")
         try:
-            settings_env.setenv("RPC_ENDPOINTS", json.dumps({chain.network: [
-                "http://rpcuser:RPCPASSWORD@127.0.0.1:9/v2/DEADPATHKEY",
-                f"{proxy.url}/v3/LIVEPATHKEY?apikey=LIVEQUERYKEY"]}))
+            settings_env.setenv(
+                "RPC_ENDPOINTS",
+                json.dumps(
+                    {
+                        chain.network: [
+                            "http://rpcuser:RPCPASSWORD@127.0.0.1:9/v2/DEADPATHKEY",
+                            f"{proxy.url}/v3/LIVEPATHKEY?apikey=LIVEQUERYKEY",
+                        ]
+                    }
+                ),
+            )
             settings_env.setenv("SCAN_SECONDS", "0")
             config.reset()
             scan = load_scanner()
@@ -179,9 +200,11 @@ def test_no_secret_reaches_a_log_line_and_every_order_line_names_its_order(
         lambda_sqs.run_until(settled(*event_ids(merchant_id, after["orderId"])))
         assert api.request("POST", "/v1/webhooks/test", {}).status == 200
         # And requests with a bad signature, an unknown key and stray credential headers are refused
-        for client, extra in ((ApiClient(handler, key["apiKey"], "sk_wrong"), {}),
-                              (ApiClient(handler, key["apiKey"], "sk_wrong"), EXTRA_HEADERS),
-                              (ApiClient(handler, "ak_unknownkey000000000", key["secretKey"]), {})):
+        for client, extra in (
+            (ApiClient(handler, key["apiKey"], "sk_wrong"), {}),
+            (ApiClient(handler, key["apiKey"], "sk_wrong"), EXTRA_HEADERS),
+            (ApiClient(handler, "ak_unknownkey000000000", key["secretKey"]), {}),
+        ):
             client.invoke = invoke  # type: ignore[method-assign]
             assert client.request("GET", f"/v1/payment/order/{paid['orderId']}", headers=extra).status == 401
             assert client.request("GET", "/v1/payment/orders", sign="v2", headers=extra).status == 401
@@ -193,12 +216,16 @@ def test_no_secret_reaches_a_log_line_and_every_order_line_names_its_order(
     signatures = [v for h in sent for k, v in h.items() if k.lower().startswith("signature")]
     webhook_signatures = [s.split(",", 1)[1] for h in hits for s in h.headers["webhook-signature"].split()]
     secrets = {
-        "API key": [key["apiKey"]], "secret key": [key["secretKey"]],
+        "API key": [key["apiKey"]],
+        "secret key": [key["secretKey"]],
         "webhook secret": [s for w in (first_secret, rotated["webhookSecret"]) for s in (w, w.removeprefix("whsec_"))],
         "ciphertext": cipher_texts(*store.api_key_key(key["apiKey"])) + cipher_texts(*store.merchant_key(merchant_id)),
-        "request signature": signatures, "webhook signature": webhook_signatures,
+        "request signature": signatures,
+        "webhook signature": webhook_signatures,
         "credential header": [*EXTRA_HEADERS.values(), "BEARERSECRETVALUE"],
-        "RPC credential": list(RPC_SECRETS), "URL token": [URL_TOKEN], "private key": ["xprv", "PRIVATE KEY"],
+        "RPC credential": list(RPC_SECRETS),
+        "URL token": [URL_TOKEN],
+        "private key": ["xprv", "PRIVATE KEY"],
     }
     assert len(signatures) >= 10 and len(webhook_signatures) >= 5 and len(secrets["ciphertext"]) == 3
     lines = logs.everything()
@@ -217,18 +244,27 @@ def test_no_secret_reaches_a_log_line_and_every_order_line_names_its_order(
         wrong = [r for r in about if (r.get("order_id"), r.get("merchant_id")) != (order_id, merchant_id)]
         assert about and wrong == [], order_id
         assert not [line for line in logs.other if any(n in line for n in names)]
+
     # ...among them the lines an operator follows an order by
     def messages(order_id: str) -> list[str]:
         return [r["message"] for r in records if r.get("order_id") == order_id]
 
-    assert {"order created", "deposit seen (not final yet)", "deposit credited", "order status changed",
-            "webhook delivered"} <= set(messages(paid["orderId"]))
+    assert {
+        "order created",
+        "deposit seen (not final yet)",
+        "deposit credited",
+        "order status changed",
+        "webhook delivered",
+    } <= set(messages(paid["orderId"]))
     assert {"order created", "order status changed", "webhook delivered"} <= set(messages(cancelled["orderId"]))
     retried = [r for r in records if r["message"] == "webhook attempt failed; retrying"]
     assert len(retried) == 1 and retried[0]["order_id"] in (paid["orderId"], cancelled["orderId"])
     assert retried[0]["url"] == shop.url("/hook") and retried[0]["status_code"] == 503
-    changes = [(r["from_status"], r["to_status"]) for r in records
-               if r["message"] == "order status changed" and r["order_id"] == paid["orderId"]]
+    changes = [
+        (r["from_status"], r["to_status"])
+        for r in records
+        if r["message"] == "order status changed" and r["order_id"] == paid["orderId"]
+    ]
     assert changes == [("pending", "confirming"), ("confirming", "confirmed")]
     # And the refused requests and the failed scan are logged without any order's keys
     refused = [r for r in records if r["message"] == "request refused"]
@@ -240,8 +276,9 @@ def test_no_secret_reaches_a_log_line_and_every_order_line_names_its_order(
     assert failed[0]["reason"] == f"every endpoint failed; last: {proxy_host}: HTTP 429"
 
 
-def test_the_outbox_sweepers_lines_name_each_events_order(logs: Logs, api: ApiClient, merchant: Merchant,
-                                                           settings_env: pytest.MonkeyPatch) -> None:
+def test_the_outbox_sweepers_lines_name_each_events_order(
+    logs: Logs, api: ApiClient, merchant: Merchant, settings_env: pytest.MonkeyPatch
+) -> None:
     # Given an order cancelled while no queue was configured: its event waits in the outbox
     order = api.create().body
     assert api.request("POST", f"/v1/payment/order/{order['orderId']}/cancel").status == 200

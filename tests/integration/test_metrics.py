@@ -47,9 +47,15 @@ def blobs(out: str) -> list[Blob]:
         (directive,) = doc["_aws"]["CloudWatchMetrics"]
         names = [m["Name"] for m in directive["Metrics"]]
         dims = directive["Dimensions"]
-        found.append(Blob(dims, {d: doc[d] for ds in dims for d in ds},
-                          {n: doc[n] if isinstance(doc[n], list) else [doc[n]] for n in names},
-                          {m["Name"]: m["Unit"] for m in directive["Metrics"]}, directive["Namespace"]))
+        found.append(
+            Blob(
+                dims,
+                {d: doc[d] for ds in dims for d in ds},
+                {n: doc[n] if isinstance(doc[n], list) else [doc[n]] for n in names},
+                {m["Name"]: m["Unit"] for m in directive["Metrics"]},
+                directive["Namespace"],
+            )
+        )
     return found
 
 
@@ -76,14 +82,15 @@ def chain(settings_env: pytest.MonkeyPatch) -> Iterator[EvmChain]:
 
 
 def test_scanner_emits_per_network_across_networks_and_per_endpoint(
-        emf: None, api: ApiClient, chain: EvmChain, settings_env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    emf: None, api: ApiClient, chain: EvmChain, settings_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     proxy = FlakyProxy(chain.anvil.url)
     try:
         # Given the scanner function with two endpoints, the preferred one down, both URLs with a key
         settings_env.setenv("LOCAL_MODE", "1")
-        settings_env.setenv("RPC_ENDPOINTS", json.dumps({chain.network: [
-            "http://127.0.0.1:9/v2/DEADKEY", f"{proxy.url}/v2/LIVEKEY"]}))
+        settings_env.setenv(
+            "RPC_ENDPOINTS", json.dumps({chain.network: ["http://127.0.0.1:9/v2/DEADKEY", f"{proxy.url}/v2/LIVEKEY"]})
+        )
         settings_env.setenv("SCAN_SECONDS", "0")
         config.reset()
         scan = load_scanner()
@@ -106,9 +113,16 @@ def test_scanner_emits_per_network_across_networks_and_per_endpoint(
         assert b.namespace == metrics.namespace
     assert (total(main, "DepositsDetected"), total(main, "DepositsCredited")) == (1, 1)
     assert main[1].metrics["ScannerLagBlocks"][-1] == 1  # 2 confirmations: head - final cursor
-    assert main[1].units.items() >= {"ScannerLagBlocks": "Count", "ScannerLagSeconds": "Seconds",
-                                     "DetectionLatency": "Milliseconds", "RpcCalls": "Count",
-                                     "RpcErrors": "Count"}.items()
+    assert (
+        main[1].units.items()
+        >= {
+            "ScannerLagBlocks": "Count",
+            "ScannerLagSeconds": "Seconds",
+            "DetectionLatency": "Milliseconds",
+            "RpcCalls": "Count",
+            "RpcErrors": "Count",
+        }.items()
+    )
     assert 0 < total(main, "RpcErrors") < total(main, "RpcCalls")
     # And per endpoint, named by host and port, never by URL (the keys stay out of dimensions)
     per_endpoint = [b for b in found if "endpoint" in b.values]
@@ -137,14 +151,17 @@ def rpc_figures(found: list[Blob]) -> tuple[dict[str, float], dict[str, dict[str
 
 
 def test_a_scan_with_every_endpoint_down_counts_its_failed_calls(
-        emf: None, chain: EvmChain, settings_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    emf: None, chain: EvmChain, settings_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     refusing = FlakyProxy(chain.anvil.url)
     refusing.mode = "fail"  # answers 429 to every call, as a provider does to a wrong or exhausted key
     try:
         # Given the scanner function whose two endpoints are down: nothing listens on one, the other refuses
         settings_env.setenv("LOCAL_MODE", "1")
-        settings_env.setenv("RPC_ENDPOINTS", json.dumps({chain.network: [
-            "http://127.0.0.1:9/v2/DEADKEY", f"{refusing.url}/v2/WRONGKEY"]}))
+        settings_env.setenv(
+            "RPC_ENDPOINTS",
+            json.dumps({chain.network: ["http://127.0.0.1:9/v2/DEADKEY", f"{refusing.url}/v2/WRONGKEY"]}),
+        )
         settings_env.setenv("SCAN_SECONDS", "0")
         config.reset()
         scan = load_scanner()
@@ -178,8 +195,8 @@ def test_a_scan_with_every_endpoint_down_counts_its_failed_calls(
 
 
 def test_the_schedule_reports_each_cursors_lag_and_each_network_never_scanned(
-        emf: None, api: ApiClient, chain: EvmChain, settings_env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    emf: None, api: ApiClient, chain: EvmChain, settings_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Given, locally, two networks with an endpoint: one scanned once (its cursor at a block of the
     # chain's time), one whose provider refuses every call since the deploy (its scan never completed
     # a cycle: no cursor); and the base networks, enabled without an endpoint (not scanned locally)
@@ -192,8 +209,9 @@ def test_the_schedule_reports_each_cursors_lag_and_each_network_never_scanned(
     settings_env.setenv("NETWORKS_CONFIG", json.dumps({chain.network: spec, broken: {**spec, "chainId": 31338}}))
     settings_env.setenv("ENABLED_NETWORKS", f"{BASE_NETWORKS},{chain.network},{broken}")
     settings_env.setenv("LOCAL_MODE", "1")
-    settings_env.setenv("RPC_ENDPOINTS", json.dumps({chain.network: [chain.anvil.url],
-                                                     broken: [f"{refusing.url}/v2/WRONGKEY"]}))
+    settings_env.setenv(
+        "RPC_ENDPOINTS", json.dumps({chain.network: [chain.anvil.url], broken: [f"{refusing.url}/v2/WRONGKEY"]})
+    )
     config.reset()
     try:
         scanners = scan_jobs.build()
@@ -228,12 +246,13 @@ def webhook_metrics(emf: None, webhook_queues: WebhookQueues) -> None:
 
 
 def test_webhook_sender_counts_attempts_failures_deliveries_and_dead_events(
-        webhook_metrics: None, api: ApiClient, lambda_sqs: EventSourceMapping,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    webhook_metrics: None, api: ApiClient, lambda_sqs: EventSourceMapping, capsys: pytest.CaptureFixture[str]
+) -> None:
     with receiver() as shop:
         # Given one event whose first attempt fails and one whose every attempt fails
-        shop.policy = lambda hit: Reply(503 if hit.path == "/dead" or [h.path for h in shop.hits].count("/hook") == 1
-                                        else 200)
+        shop.policy = lambda hit: Reply(
+            503 if hit.path == "/dead" or [h.path for h in shop.hits].count("/hook") == 1 else 200
+        )
         set_url(api, shop.url("/hook"))
         _, ok_event = cancelled_order(api)
         _, dead_event = cancelled_order(api, notifyUrl=shop.url("/dead"))
@@ -242,13 +261,16 @@ def test_webhook_sender_counts_attempts_failures_deliveries_and_dead_events(
         lambda_sqs.run_until(settled(ok_event, dead_event))
         found = blobs(capsys.readouterr().out)
     # Then: 2 + 4 attempts, 1 + 4 failures, 1 delivery, 1 dead event
-    assert (total(found, "WebhookAttempts"), total(found, "WebhookFailures"), total(found, "WebhookDeliveries"),
-            total(found, "WebhookDead")) == (6, 5, 1, 1)
+    assert (
+        total(found, "WebhookAttempts"),
+        total(found, "WebhookFailures"),
+        total(found, "WebhookDeliveries"),
+        total(found, "WebhookDead"),
+    ) == (6, 5, 1, 1)
     assert all(b.values == {"service": "webhook"} for b in found)
 
 
-def test_api_counts_created_orders_per_network(emf: None, api: ApiClient,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_api_counts_created_orders_per_network(emf: None, api: ApiClient, capsys: pytest.CaptureFixture[str]) -> None:
     metrics.service = "api"
     capsys.readouterr()
     # When an order is created, then created again with the same parameters (idempotent)
@@ -258,5 +280,7 @@ def test_api_counts_created_orders_per_network(emf: None, api: ApiClient,
     # Then one OrdersCreated, per network and across networks
     (blob,) = [b for b in blobs(capsys.readouterr().out) if "OrdersCreated" in b.metrics]
     assert blob.metrics["OrdersCreated"] == [1.0]
-    assert blob.dimensions == [["network", "service"], ["service"]] and blob.values == {"network": "tron",
-                                                                                          "service": "api"}
+    assert blob.dimensions == [["network", "service"], ["service"]] and blob.values == {
+        "network": "tron",
+        "service": "api",
+    }

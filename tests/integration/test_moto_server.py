@@ -19,8 +19,13 @@ def table(moto_server: str) -> str:
 
 
 def _put(table: str, pk: str, **extra: dict) -> dict:
-    return {"Put": {"TableName": table, "Item": {"pk": {"S": pk}, "sk": {"S": "X"}, **extra},
-                    "ConditionExpression": "attribute_not_exists(pk)"}}
+    return {
+        "Put": {
+            "TableName": table,
+            "Item": {"pk": {"S": pk}, "sk": {"S": "X"}, **extra},
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+    }
 
 
 def test_failed_transaction_leaves_no_trace(moto_server: str, table: str) -> None:
@@ -28,9 +33,15 @@ def test_failed_transaction_leaves_no_trace(moto_server: str, table: str) -> Non
     # Given an existing item with a counter at 1
     db.put_item(TableName=table, Item={"pk": {"S": "held"}, "sk": {"S": "X"}, "n": {"N": "1"}})
     db.put_item(TableName=table, Item={"pk": {"S": "taken"}, "sk": {"S": "X"}})
-    bump = {"Update": {"TableName": table, "Key": {"pk": {"S": "held"}, "sk": {"S": "X"}},
-                       "UpdateExpression": "SET n = :two", "ConditionExpression": "n = :one",
-                       "ExpressionAttributeValues": {":one": {"N": "1"}, ":two": {"N": "2"}}}}
+    bump = {
+        "Update": {
+            "TableName": table,
+            "Key": {"pk": {"S": "held"}, "sk": {"S": "X"}},
+            "UpdateExpression": "SET n = :two",
+            "ConditionExpression": "n = :one",
+            "ExpressionAttributeValues": {":one": {"N": "1"}, ":two": {"N": "2"}},
+        }
+    }
     # When a transaction puts a new item, bumps the counter, and then fails on a taken key
     with pytest.raises(ClientError) as failure:
         db.transact_write_items(TransactItems=[_put(table, "new"), bump, _put(table, "taken")])

@@ -241,16 +241,20 @@ def test_amount_as_json_number_keeps_its_exact_text(api: ApiClient) -> None:
     assert (exponent.status, exponent.body["code"]) == (400, "INVALID_AMOUNT")
 
 
-@pytest.mark.parametrize(("text", "fragment"), [
-    ("1.0e1", "plain notation"),  # 10, written with an exponent
-    ("1E2", "plain notation"),
-    ("-5", "plain notation"),
-    ("0.0000001", "more than 6 decimal places"),  # the form is fine: too precise for the token
-    ("1.0000000000000000001", "more than 6 decimal places"),
-])
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("1.0e1", "plain notation"),  # 10, written with an exponent
+        ("1E2", "plain notation"),
+        ("-5", "plain notation"),
+        ("0.0000001", "more than 6 decimal places"),  # the form is fine: too precise for the token
+        ("1.0000000000000000001", "more than 6 decimal places"),
+    ],
+)
 @pytest.mark.parametrize("as_number", [True, False], ids=["number", "string"])
-def test_an_amount_follows_one_rule_as_a_json_number_and_as_a_string(api: ApiClient, text: str, fragment: str,
-                                                                     as_number: bool) -> None:
+def test_an_amount_follows_one_rule_as_a_json_number_and_as_a_string(
+    api: ApiClient, text: str, fragment: str, as_number: bool
+) -> None:
     # Given an amount sent as a JSON number, or as a string with the same text
     amount = text if as_number else json.dumps(text)
     raw = f'{{"network": "tron", "currency": "USDT", "amount": {amount}, "orderId": "{new_order_id()}"}}'.encode()
@@ -327,11 +331,18 @@ def test_invalid_create_is_refused_and_writes_nothing(
     assert table_item_count() == before
 
 
-@pytest.mark.parametrize("return_url", [
-    "https://shop.example.com/thanks?order=1&lang=en#done", "https://SHOP.example.com:8443/thanks",
-    "https://b\u00fccher.example/danke", "https://xn--bcher-kva.example/danke", "https://93.184.215.14/back",
-    "https://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]:443/back", "https://shop_1.example.com./back",
-])
+@pytest.mark.parametrize(
+    "return_url",
+    [
+        "https://shop.example.com/thanks?order=1&lang=en#done",
+        "https://SHOP.example.com:8443/thanks",
+        "https://b\u00fccher.example/danke",
+        "https://xn--bcher-kva.example/danke",
+        "https://93.184.215.14/back",
+        "https://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]:443/back",
+        "https://shop_1.example.com./back",
+    ],
+)
 def test_a_return_url_with_a_proper_host_is_accepted(api: ApiClient, return_url: str) -> None:
     # Given a returnUrl whose host is a host name (internationalised too) or an IP literal
     # When an order is created with it

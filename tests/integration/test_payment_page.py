@@ -60,20 +60,31 @@ def directives(csp: str) -> dict[str, list[str]]:
     return {name: values for name, *values in (d.split() for d in csp.split(";") if d.strip())}
 
 
-
 def see_on_chain(merchant: Merchant, order_id: str, *, txid: str, log_index: int) -> None:
     """A 5.00 USDT (bsc, 18 decimals) deposit seen in block 998, not final: the order confirming,
     written as the scanner writes it."""
     from tests.integration.conftest import TABLE
 
     units = {"N": str(5 * 10**18)}
-    deposit = {"M": {"txid": {"S": txid}, "logIndex": {"N": str(log_index)}, "units": units,
-                     "sender": {"S": "0x" + "11" * 20}, "blockNumber": {"N": "998"}, "blockTime": {"N": "1"},
-                     "final": {"BOOL": False}}}
+    deposit = {
+        "M": {
+            "txid": {"S": txid},
+            "logIndex": {"N": str(log_index)},
+            "units": units,
+            "sender": {"S": "0x" + "11" * 20},
+            "blockNumber": {"N": "998"},
+            "blockTime": {"N": "1"},
+            "final": {"BOOL": False},
+        }
+    }
     boto3.client("dynamodb").update_item(
-        TableName=TABLE, Key={"pk": {"S": f"ORDER#{merchant.merchant_id}#{order_id}"}, "sk": {"S": "ORDER"}},
-        UpdateExpression="SET deposits = :d, seenUnits = :s, #st = :c", ExpressionAttributeNames={"#st": "status"},
-        ExpressionAttributeValues={":d": {"M": {"k": deposit}}, ":s": units, ":c": {"S": "confirming"}})
+        TableName=TABLE,
+        Key={"pk": {"S": f"ORDER#{merchant.merchant_id}#{order_id}"}, "sk": {"S": "ORDER"}},
+        UpdateExpression="SET deposits = :d, seenUnits = :s, #st = :c",
+        ExpressionAttributeNames={"#st": "status"},
+        ExpressionAttributeValues={":d": {"M": {"k": deposit}}, ":s": units, ":c": {"S": "confirming"}},
+    )
+
 
 def test_page_shows_the_order_to_pay(api: ApiClient, get: Callable[..., Page]) -> None:
     # Given an order on Tron
@@ -101,7 +112,8 @@ def test_page_shows_the_order_to_pay(api: ApiClient, get: Callable[..., Page]) -
 
 
 def test_page_headers_forbid_inline_code_framing_sniffing_referrers_and_caching(
-        api: ApiClient, get: Callable[..., Page]) -> None:
+    api: ApiClient, get: Callable[..., Page]
+) -> None:
     # Given a payment page
     order = api.create(network="bsc").body
     _, headers, html = get(f"/pay/{order['publicId']}")
@@ -158,17 +170,26 @@ def test_assets_are_served_by_content_hash_with_a_long_cache(api: ApiClient, get
         assert "usdt_gateway" not in body
 
 
-@pytest.mark.parametrize(("headers", "query", "lang", "heading"), [
-    ({}, None, "en", "Pay with USDT"),
-    ({"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"}, None, "zh-CN", "使用 USDT 付款"),
-    ({"accept-language": "fr-CH, fr;q=0.9, zh;q=0.5, en;q=0.4"}, None, "zh-CN", "使用 USDT 付款"),
-    ({"Accept-Language": "zh-CN"}, [("lang", "en")], "en", "Pay with USDT"),
-    ({"Accept-Language": "en-US"}, [("lang", "zh")], "zh-CN", "使用 USDT 付款"),
-    ({"Accept-Language": "en-US"}, [("lang", "<script>")], "en", "Pay with USDT"),
-], ids=["default", "zh-header", "zh-by-q", "switch-to-en", "switch-to-zh", "unknown-switch"])
-def test_language_from_accept_language_or_the_switch(api: ApiClient, get: Callable[..., Page], headers: dict[str, str],
-                                                     query: list[tuple[str, str]] | None, lang: str,
-                                                     heading: str) -> None:
+@pytest.mark.parametrize(
+    ("headers", "query", "lang", "heading"),
+    [
+        ({}, None, "en", "Pay with USDT"),
+        ({"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"}, None, "zh-CN", "使用 USDT 付款"),
+        ({"accept-language": "fr-CH, fr;q=0.9, zh;q=0.5, en;q=0.4"}, None, "zh-CN", "使用 USDT 付款"),
+        ({"Accept-Language": "zh-CN"}, [("lang", "en")], "en", "Pay with USDT"),
+        ({"Accept-Language": "en-US"}, [("lang", "zh")], "zh-CN", "使用 USDT 付款"),
+        ({"Accept-Language": "en-US"}, [("lang", "<script>")], "en", "Pay with USDT"),
+    ],
+    ids=["default", "zh-header", "zh-by-q", "switch-to-en", "switch-to-zh", "unknown-switch"],
+)
+def test_language_from_accept_language_or_the_switch(
+    api: ApiClient,
+    get: Callable[..., Page],
+    headers: dict[str, str],
+    query: list[tuple[str, str]] | None,
+    lang: str,
+    heading: str,
+) -> None:
     # Given a payment page
     order = api.create(network="eth").body
     # When it is requested with this Accept-Language and ?lang=
@@ -191,13 +212,16 @@ def test_everything_from_data_is_html_escaped(api: ApiClient, get: Callable[...,
     status, _, html = get(f"/pay/{order['publicId']}")
     # Then the URL is in the link, escaped, and never as markup
     assert status == 200
-    assert ('href="https://shop.example.com/thanks?a=&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;'
-            '&amp;b=&lt;img src=x onerror=alert(2)&gt;"') in html
+    assert (
+        'href="https://shop.example.com/thanks?a=&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;'
+        '&amp;b=&lt;img src=x onerror=alert(2)&gt;"'
+    ) in html
     assert "<script>alert" not in html and "<img src=x" not in html
 
 
-def test_network_names_from_configuration_are_escaped(api: ApiClient, get: Callable[..., Page],
-                                                      settings_env: pytest.MonkeyPatch) -> None:
+def test_network_names_from_configuration_are_escaped(
+    api: ApiClient, get: Callable[..., Page], settings_env: pytest.MonkeyPatch
+) -> None:
     from usdt_gateway import config
 
     # Given an operator's network name with markup in it (NETWORKS_CONFIG)
@@ -211,10 +235,10 @@ def test_network_names_from_configuration_are_escaped(api: ApiClient, get: Calla
     assert "<b>PoS" not in html
 
 
-@pytest.mark.parametrize(("headers", "title"), [({}, "Payment not found"),
-                                                ({"Accept-Language": "zh-CN"}, "未找到付款")])
-def test_unknown_payment_is_a_localized_html_404(get: Callable[..., Page], headers: dict[str, str],
-                                                 title: str) -> None:
+@pytest.mark.parametrize(
+    ("headers", "title"), [({}, "Payment not found"), ({"Accept-Language": "zh-CN"}, "未找到付款")]
+)
+def test_unknown_payment_is_a_localized_html_404(get: Callable[..., Page], headers: dict[str, str], title: str) -> None:
     for public_id in ("no-such-payment", "x" * 65, "%3Cscript%3E"):
         # When a payment that does not exist is requested
         status, response_headers, html = get(f"/pay/{public_id}", headers)
@@ -246,12 +270,17 @@ def _allowed_keys(action: str) -> list[str]:
     from devstack.template import load_template
 
     statements = load_template()["Resources"]["PaymentPageFunction"]["Properties"]["Policies"][0]["Statement"]
-    return [pattern for s in statements if s["Action"] == action
-            for pattern in s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]]
+    return [
+        pattern
+        for s in statements
+        if s["Action"] == action
+        for pattern in s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    ]
 
 
 def test_page_costs_its_rate_meter_and_two_reads_within_its_iam_condition(
-        api: ApiClient, get: Callable[..., Page], merchant: Merchant) -> None:
+    api: ApiClient, get: Callable[..., Page], merchant: Merchant
+) -> None:
     from usdt_gateway import aws
 
     # Given an order seen on chain (its page also reads the scan cursor), and every DynamoDB call
@@ -287,7 +316,8 @@ def test_page_costs_its_rate_meter_and_two_reads_within_its_iam_condition(
 
 
 def test_page_loads_have_their_own_per_ip_limit_answered_with_a_localized_429_never_a_block(
-        api: ApiClient, handler: object, page_handler: Callable[..., Any], settings_env: pytest.MonkeyPatch) -> None:
+    api: ApiClient, handler: object, page_handler: Callable[..., Any], settings_env: pytest.MonkeyPatch
+) -> None:
     from usdt_gateway import config
 
     # Given page loads limited to 3 a minute per source IP, /v1/networks to 1, and a caller that
@@ -303,16 +333,16 @@ def test_page_loads_have_their_own_per_ip_limit_answered_with_a_localized_429_ne
 
     def page(source_ip: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
         client = dataclasses.replace(api, source_ip=source_ip)
-        raw = page_handler(client.event("GET", f"/pay/{order['publicId']}", body=None, headers=headers or {}),
-                           Context())
+        raw = page_handler(
+            client.event("GET", f"/pay/{order['publicId']}", body=None, headers=headers or {}), Context()
+        )
         flat = {k.lower(): v for k, v in (raw.get("headers") or {}).items()}
         for k, values in (raw.get("multiValueHeaders") or {}).items():
             flat.setdefault(k.lower(), ", ".join(values))
         return raw["statusCode"], flat, raw["body"]
 
     # When one address uses up /v1/networks (its 2nd request is a 429)
-    networks = [ApiClient(handler, source_ip=ip).request("GET", "/v1/networks", sign="none").status
-                for _ in range(2)]
+    networks = [ApiClient(handler, source_ip=ip).request("GET", "/v1/networks", sign="none").status for _ in range(2)]
     # And then loads the page eight times in the minute
     replies = [page(ip, {"Accept-Language": "zh-CN"}) for _ in range(8)]
 
@@ -330,12 +360,16 @@ def test_page_loads_have_their_own_per_ip_limit_answered_with_a_localized_429_ne
     assert page(f"198.19.251.{secrets.randbelow(250) + 1}")[0] == 200
 
 
-@pytest.mark.parametrize(("path", "query", "location"), [
-    ("/pay/{id}/", None, "../{id}"),
-    ("/pay/{id}/", [("lang", "zh")], "../{id}?lang=zh"),
-])
-def test_a_trailing_slash_redirects_to_the_page(api: ApiClient, get: Callable[..., Page], path: str,
-                                                query: list[tuple[str, str]] | None, location: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "query", "location"),
+    [
+        ("/pay/{id}/", None, "../{id}"),
+        ("/pay/{id}/", [("lang", "zh")], "../{id}?lang=zh"),
+    ],
+)
+def test_a_trailing_slash_redirects_to_the_page(
+    api: ApiClient, get: Callable[..., Page], path: str, query: list[tuple[str, str]] | None, location: str
+) -> None:
     # Given an order
     public_id = api.create(network="eth").body["publicId"]
     # When its page is requested with a trailing slash (API Gateway routes it to the same resource)
@@ -352,11 +386,16 @@ def test_a_trailing_slash_redirects_to_the_page(api: ApiClient, get: Callable[..
     assert get(f"/pay/{public_id}")[0] == 200
 
 
-def test_public_order_adds_what_the_page_needs_and_nothing_secret(handler: object, api: ApiClient,
-                                                                  merchant: Merchant) -> None:
+def test_public_order_adds_what_the_page_needs_and_nothing_secret(
+    handler: object, api: ApiClient, merchant: Merchant
+) -> None:
     # Given an order with private details
-    order = api.create(network="tron", amount="12.30", metadata={"customer": "alice@example.com"},
-                       notifyUrl="https://shop.example.com/secret-hook").body
+    order = api.create(
+        network="tron",
+        amount="12.30",
+        metadata={"customer": "alice@example.com"},
+        notifyUrl="https://shop.example.com/secret-hook",
+    ).body
     public = ApiClient(handler, source_ip=f"198.51.100.{secrets.randbelow(250) + 1}")
     # When the page's script reads the public endpoint
     before = int(time.time() * 1000)
@@ -365,8 +404,13 @@ def test_public_order_adds_what_the_page_needs_and_nothing_secret(handler: objec
     # Then it has the amounts as strings, what is still missing, the finality and the server's clock
     assert reply.status == 200
     body = reply.body
-    assert (body["amount"], body["paidAmount"], body["pendingAmount"], body["missingAmount"],
-            body["excessAmount"]) == ("12.30", "0.00", "0.00", "12.30", "0.00")
+    assert (body["amount"], body["paidAmount"], body["pendingAmount"], body["missingAmount"], body["excessAmount"]) == (
+        "12.30",
+        "0.00",
+        "0.00",
+        "12.30",
+        "0.00",
+    )
     assert (body["status"], body["exception"], body["deposits"], body["confirmedAt"]) == ("pending", None, [], None)
     assert (body["finality"], body["confirmations"]) == ("solidified", None)
     assert before <= body["serverTime"] <= after
@@ -377,8 +421,9 @@ def test_public_order_adds_what_the_page_needs_and_nothing_secret(handler: objec
         assert private not in text
 
 
-def test_confirmations_come_from_the_scan_cursor(api: ApiClient, get: Callable[..., Page], handler: object,
-                                                 merchant: Merchant) -> None:
+def test_confirmations_come_from_the_scan_cursor(
+    api: ApiClient, get: Callable[..., Page], handler: object, merchant: Merchant
+) -> None:
     # Given an order with a deposit seen 2 blocks below the scanner's head, written as the scanner does
     from tests.integration.conftest import TABLE
 
@@ -394,15 +439,17 @@ def test_confirmations_come_from_the_scan_cursor(api: ApiClient, get: Callable[.
     finally:
         dynamodb.delete_item(TableName=TABLE, Key={"pk": {"S": "CURSOR#bsc"}, "sk": {"S": "CURSOR"}})
     # Then the deposit has 3 confirmations (998, 999, 1000), nothing is missing, and the page says so
-    assert body["deposits"] == [{"txid": "0x" + "ab" * 32, "amount": "5.00", "blockTime": 1, "confirmations": 3,
-                                 "final": False}]
+    assert body["deposits"] == [
+        {"txid": "0x" + "ab" * 32, "amount": "5.00", "blockTime": 1, "confirmations": 3, "final": False}
+    ]
     assert (body["status"], body["pendingAmount"], body["missingAmount"]) == ("confirming", "5.00", "0.00")
     assert 'data-state="confirming"' in html
     assert '<span data-field="confirmations">3</span> confirmations; waiting for the block to be final' in html
 
 
-def test_internal_error_is_an_html_page_that_leaks_nothing(api: ApiClient, get: Callable[..., Page],
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_internal_error_is_an_html_page_that_leaks_nothing(
+    api: ApiClient, get: Callable[..., Page], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from usdt_gateway import orders
 
     # Given a failure inside the domain whose message holds internals

@@ -107,8 +107,13 @@ def visit(browser: Browser) -> Iterator[Visitor]:
 
 
 def new_order(stack: Stack, amount: str = "25.00", **fields: Any) -> dict[str, Any]:
-    payload = {"network": "local", "currency": "USDT", "amount": amount, "orderId": f"page-{secrets.token_hex(6)}",
-               **fields}
+    payload = {
+        "network": "local",
+        "currency": "USDT",
+        "amount": amount,
+        "orderId": f"page-{secrets.token_hex(6)}",
+        **fields,
+    }
     response = create_order(stack.base_url, stack.merchant["apiKey"], stack.merchant["secretKey"], payload)
     assert response.status_code == 201, response.text
     return dict(response.json())
@@ -147,8 +152,9 @@ def test_page_shows_what_to_pay_and_a_qr_code_that_scans_to_the_payment_uri(stac
     minutes, seconds = shown.split(":")
     assert 29 * 60 <= int(minutes) * 60 + int(seconds) <= 30 * 60
     # that ticks by itself
-    seen.page.wait_for_function("t => document.querySelector('[data-field=countdown]').textContent !== t",
-                                arg=shown, timeout=3000)
+    seen.page.wait_for_function(
+        "t => document.querySelector('[data-field=countdown]').textContent !== t", arg=shown, timeout=3000
+    )
     # And the QR code on screen, as pixels, scans to the order's payment URI
     assert decode_png(seen.page.locator("#qr").screenshot()) == [order["paymentUri"]]
     assert order["paymentUri"].startswith(f"ethereum:{order['tokenContract']}@31337/transfer?address=")
@@ -266,8 +272,11 @@ def test_throttled_status_updates_say_they_are_delayed_and_wait_as_told(stack: S
 
     def throttled(route: Any) -> None:
         polls.append(seen.page.evaluate("performance.now()"))
-        route.fulfill(status=429, headers={"Retry-After": "3", "Content-Type": "application/json"},
-                      body='{"code": "RATE_LIMITED", "message": "rate limit exceeded"}')
+        route.fulfill(
+            status=429,
+            headers={"Retry-After": "3", "Content-Type": "application/json"},
+            body='{"code": "RATE_LIMITED", "message": "rate limit exceeded"}',
+        )
 
     seen.page.route("**/v1/public/orders/**", throttled)
     # Then the page says its status updates are delayed
@@ -300,15 +309,22 @@ def test_a_late_overpaid_payment_shows_the_excess_when_the_page_turns_paid(stack
 
     def paid_late(route: Any) -> None:
         body = json.loads(route.fetch().text())
-        body.update(status="confirmed", exception="paid_late", paidAmount="21.50", missingAmount="0.00",
-                    excessAmount="1.50", confirmedAt=body["serverTime"])
+        body.update(
+            status="confirmed",
+            exception="paid_late",
+            paidAmount="21.50",
+            missingAmount="0.00",
+            excessAmount="1.50",
+            confirmedAt=body["serverTime"],
+        )
         route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
 
     seen.page.route("**/v1/public/orders/**", paid_late)
     # Then the page turns to paid late and says how much more was sent
     seen.wait_for_state("paid_late")
     assert seen.visible_text("[data-excess]") == (
-        "You sent 1.50 USDT more than asked. Contact the merchant about the difference.")
+        "You sent 1.50 USDT more than asked. Contact the merchant about the difference."
+    )
     seen.assert_clean()
 
 
@@ -331,8 +347,9 @@ def test_status_flips_to_paid_in_place_after_a_sandbox_payment(stack: Stack, vis
     seen.wait_for_state("confirmed")
     assert seen.page.evaluate("window.__marker") == "set before the payment"
     states = seen.page.evaluate("window.__states")
-    assert states[0] == "pending" and states[-1] == "confirmed" and set(states) <= {"pending", "confirming",
-                                                                                    "confirmed"}
+    assert (
+        states[0] == "pending" and states[-1] == "confirmed" and set(states) <= {"pending", "confirming", "confirmed"}
+    )
     # And the receipt: amount paid, the transaction, the time; the pay details are gone
     assert seen.visible_text(".receipt dd [data-field=paid]") == "25.00"
     assert seen.visible_text(".deposit [data-d=txid]") == txid

@@ -75,13 +75,18 @@ def test_public_endpoints_limited_per_ip(handler: object, settings_env: pytest.M
 
 
 def test_order_status_counts_per_page_so_payers_sharing_an_ip_are_served(
-        handler: object, api: ApiClient, settings_env: pytest.MonkeyPatch) -> None:
+    handler: object, api: ApiClient, settings_env: pytest.MonkeyPatch
+) -> None:
     from usdt_gateway import config
 
     # Given low limits: 3 status reads a minute per (IP, order), 10 per IP over all orders, 3 per
     # IP on the other public endpoints, and a block after 2 requests over a limit
-    for name, value in {"PUBLIC_ORDER_RATE_LIMIT_PER_MINUTE": "3", "PUBLIC_ORDER_IP_RATE_LIMIT_PER_MINUTE": "10",
-                        "PUBLIC_RATE_LIMIT_PER_MINUTE": "3", "RATE_LIMIT_BLOCK_AFTER": "2"}.items():
+    for name, value in {
+        "PUBLIC_ORDER_RATE_LIMIT_PER_MINUTE": "3",
+        "PUBLIC_ORDER_IP_RATE_LIMIT_PER_MINUTE": "10",
+        "PUBLIC_RATE_LIMIT_PER_MINUTE": "3",
+        "RATE_LIMIT_BLOCK_AFTER": "2",
+    }.items():
         settings_env.setenv(name, value)
     config.reset()
     orders = [api.create(network="tron").body["publicId"] for _ in range(5)]

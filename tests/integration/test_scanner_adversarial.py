@@ -78,8 +78,7 @@ def test_a_zero_value_transfer_from_a_victim_is_recorded_nowhere(api: ApiClient,
     assert (cancelled.status, cancelled.body["status"]) == (200, "cancelled")
 
 
-def test_dust_changes_no_order_sends_no_webhook_and_is_listed_with_its_reason(api: ApiClient,
-                                                                              chain: EvmChain) -> None:
+def test_dust_changes_no_order_sends_no_webhook_and_is_listed_with_its_reason(api: ApiClient, chain: EvmChain) -> None:
     # Given an order that receives 0.000001 USDT first (below the 0.01 minimum), seen then final
     order = create(api, chain, "25.00")
     scanner = evm_scanner(chain.network, [chain.anvil.url])
@@ -94,7 +93,8 @@ def test_dust_changes_no_order_sends_no_webhook_and_is_listed_with_its_reason(ap
     assert order_events(api, order) == [] and merchant_events(api, "deposit.unmatched") == []
     listed = deposits_listed(api, unmatched=False)
     assert [(d["txid"], d["amount"], d["status"], d["reason"], d["unmatched"]) for d in listed] == [
-        (dust, "0.000001", "ignored", "below_minimum", False)]
+        (dust, "0.000001", "ignored", "below_minimum", False)
+    ]
     assert deposits_listed(api, unmatched=True) == []
     attach = api.request("POST", f"/v1/deposits/{listed[0]['depositId']}/attach", {"orderId": order["orderId"]})
     assert (attach.status, attach.body["code"]) == (409, "DEPOSIT_NOT_UNMATCHED")
@@ -129,9 +129,14 @@ def test_the_minimum_deposit_is_per_network(api: ApiClient, chain: EvmChain, set
     # Then only what reaches it counts
     seen = status(api, order)
     assert (seen["status"], seen["paidAmount"], [d["txid"] for d in seen["deposits"]]) == (
-        "underpaid", "1.00", [counted])
+        "underpaid",
+        "1.00",
+        [counted],
+    )
     assert {d["txid"]: d["status"] for d in deposits_listed(api, unmatched=False)} == {
-        small: "ignored", counted: "credited"}
+        small: "ignored",
+        counted: "credited",
+    }
 
 
 # --- 4. the same transfer re-mined at another log index --------------------------------------------
@@ -148,8 +153,9 @@ def test_a_transfer_reincluded_at_another_log_index_is_one_deposit(api: ApiClien
     before = log_index(chain, txid)
     # When a reorg replaces its block with one where another transfer comes first, then the very
     # same signed transaction: the same txid, at another log index
-    other = transfer_request(chain, "0x" + "77" * 20, "1.00", sender=chain.owner, maxPriorityFeePerGas=10**10,
-                             maxFeePerGas=10**11)
+    other = transfer_request(
+        chain, "0x" + "77" * 20, "1.00", sender=chain.owner, maxPriorityFeePerGas=10**10, maxFeePerGas=10**11
+    )
     raw = chain.anvil.rpc("eth_getRawTransactionByHash", [txid])
     chain.anvil.rpc("anvil_reorg", [1, [[other, 0], [raw, 0]]])
     after = log_index(chain, txid)
@@ -173,7 +179,8 @@ def test_a_transfer_reincluded_at_another_log_index_is_one_deposit(api: ApiClien
 
 @pytest.mark.parametrize("depth", [7, 9])
 def test_a_deep_reorg_is_read_again_credits_the_new_payment_and_reverses_the_vanished_one(
-        api: ApiClient, chain: EvmChain, depth: int) -> None:
+    api: ApiClient, chain: EvmChain, depth: int
+) -> None:
     # Given an order paid and confirmed under the 2-confirmation policy, and another order unpaid
     gone, new = create(api, chain, "25.00"), create(api, chain, "30.00")
     scanner = evm_scanner(chain.network, [chain.anvil.url])
@@ -192,14 +199,22 @@ def test_a_deep_reorg_is_read_again_credits_the_new_payment_and_reverses_the_van
     # And the vanished payment is reversed: the API no longer reports it as paid
     back = status(api, gone)
     assert (back["status"], back["paid"], back["paidAmount"], back["txid"], back["confirmedAt"]) == (
-        "pending", False, "0.00", None, None)
+        "pending",
+        False,
+        "0.00",
+        None,
+        None,
+    )
     assert [(d["txid"], d["reversed"]) for d in back["deposits"]] == [(paid, True)]
     # And the merchant got an event of its own naming the deposit and the amount
     reversal = order_events(api, gone)[-1]
     assert reversal["type"] == "order.payment_reversed"
     assert (reversal["data"]["status"], reversal["data"]["paid"]) == ("pending", False)
-    assert (reversal["data"]["reversedDeposit"]["txid"], reversal["data"]["reversedDeposit"]["amount"],
-            reversal["data"]["reversedDeposit"]["status"]) == (paid, "25.00", "reversed")
+    assert (
+        reversal["data"]["reversedDeposit"]["txid"],
+        reversal["data"]["reversedDeposit"]["amount"],
+        reversal["data"]["reversedDeposit"]["status"],
+    ) == (paid, "25.00", "reversed")
     listed = {d["txid"]: (d["status"], d["reason"]) for d in deposits_listed(api, unmatched=False)}
     assert listed[paid] == ("reversed", "reorg")
     assert scanner.report.reversed == 1 and scanner.report.credited == 2
@@ -235,8 +250,7 @@ def test_a_payment_a_deep_reorg_mines_again_elsewhere_stays_credited(api: ApiCli
     assert scanner.report.reversed == 0
 
 
-def test_an_unmatched_deposit_a_deep_reorg_removes_is_reversed_and_announced(api: ApiClient,
-                                                                            chain: EvmChain) -> None:
+def test_an_unmatched_deposit_a_deep_reorg_removes_is_reversed_and_announced(api: ApiClient, chain: EvmChain) -> None:
     # Given a second payment to a confirmed order: unmatched, and announced
     order = create(api, chain, "25.00")
     scanner = evm_scanner(chain.network, [chain.anvil.url])
@@ -260,8 +274,9 @@ def test_an_unmatched_deposit_a_deep_reorg_removes_is_reversed_and_announced(api
     assert status(api, order)["status"] == "confirmed"
 
 
-def test_a_reorg_deeper_than_max_depth_halts_the_network_until_resumed(api: ApiClient, chain: EvmChain,
-                                                                     settings_env: pytest.MonkeyPatch) -> None:
+def test_a_reorg_deeper_than_max_depth_halts_the_network_until_resumed(
+    api: ApiClient, chain: EvmChain, settings_env: pytest.MonkeyPatch
+) -> None:
     # Given a network that repairs reorgs of at most 3 blocks, and a confirmed order on it
     enable_network(settings_env, chain.network, chain.token.address, confirmations=2, extra={"maxReorgDepth": 3})
     order = create(api, chain, "25.00")
@@ -299,7 +314,8 @@ def test_a_reorg_deeper_than_max_depth_halts_the_network_until_resumed(api: ApiC
 
 
 def test_a_chain_whose_timestamps_lag_ten_minutes_still_matches_prompt_payments(
-        api: ApiClient, settings_env: pytest.MonkeyPatch) -> None:
+    api: ApiClient, settings_env: pytest.MonkeyPatch
+) -> None:
     # Given a chain whose block timestamps run 10 minutes behind the gateway's clock
     with start_anvil() as anvil:
         anvil.rpc("evm_setTime", [int(time.time()) - 600])

@@ -46,8 +46,10 @@ def pay_in_one_block(chain: EvmChain, payments: list[tuple[str, str]]) -> list[s
     in the block's order."""
     chain.anvil.rpc("evm_setAutomine", [False])
     try:
-        sent = [chain.token.functions.transfer(Web3.to_checksum_address(to), usdt(amount)).transact(
-            {"from": chain.payer}) for to, amount in payments]
+        sent = [
+            chain.token.functions.transfer(Web3.to_checksum_address(to), usdt(amount)).transact({"from": chain.payer})
+            for to, amount in payments
+        ]
         chain.anvil.rpc("evm_mine")
     finally:
         chain.anvil.rpc("evm_setAutomine", [True])
@@ -88,6 +90,7 @@ def burst(api: ApiClient, chain: EvmChain, workers: int, monkeypatch: pytest.Mon
         def recording(t: Any, *args: Any, **kwargs: Any) -> Any:
             calls.append((real.__name__, threading.current_thread().name, t.recipient, t.txid))
             return real(t, *args, **kwargs)
+
         return recording
 
     for name, real in reals.items():
@@ -117,12 +120,23 @@ def outcome(api: ApiClient, b: Burst) -> dict[str, Any]:
     position = {txid: n for n, txid in enumerate(b.txids)}
     views = [status(api, o) for o in b.orders]
     return {
-        "orders": [(v["status"], v["exception"], v["paidAmount"],
-                    [(position[d["txid"]], d["amount"], d["final"]) for d in v["deposits"]]) for v in views],
+        "orders": [
+            (
+                v["status"],
+                v["exception"],
+                v["paidAmount"],
+                [(position[d["txid"]], d["amount"], d["final"]) for d in v["deposits"]],
+            )
+            for v in views
+        ],
         "events": [event_types(api, o) for o in b.orders],
         "records": [record(b, txid) for txid in b.txids],
-        "report": (b.scanner.report.seen, b.scanner.report.credited, b.scanner.report.unmatched,
-                   b.scanner.report.ignored),
+        "report": (
+            b.scanner.report.seen,
+            b.scanner.report.credited,
+            b.scanner.report.unmatched,
+            b.scanner.report.ignored,
+        ),
     }
 
 
@@ -136,7 +150,8 @@ def in_chain_order_per_address(b: Burst) -> bool:
 
 
 def test_a_block_of_payments_is_credited_at_once_as_one_at_a_time_would(
-        api: ApiClient, anvil: Any, settings_env: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch) -> None:
+    api: ApiClient, anvil: Any, settings_env: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given the same burst on two chains, scanned one deposit at a time and then by 8 workers
     alone = burst(api, new_chain(anvil, settings_env), 1, monkeypatch)
     expected = outcome(api, alone)
@@ -174,7 +189,8 @@ class _Lines(logging.Handler):
 
 
 def test_a_credit_logged_by_a_worker_carries_its_order_and_the_scan_keys(
-        api: ApiClient, anvil: Any, settings_env: pytest.MonkeyPatch) -> None:
+    api: ApiClient, anvil: Any, settings_env: pytest.MonkeyPatch
+) -> None:
     # Given ten payments in one block, final
     chain = new_chain(anvil, settings_env)
     orders = [create(api, chain, "5.00") for _ in range(10)]
@@ -196,7 +212,8 @@ def test_a_credit_logged_by_a_worker_carries_its_order_and_the_scan_keys(
 
 
 def test_a_failing_worker_keeps_the_cursor_and_a_rerun_credits_the_rest_once(
-        api: ApiClient, anvil: Any, settings_env: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch) -> None:
+    api: ApiClient, anvil: Any, settings_env: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given 20 payments in one final block, and a DynamoDB that refuses the credit of one of them
     chain = new_chain(anvil, settings_env)
     scanner = evm_scanner(chain.network, [chain.anvil.url], workers=8)
@@ -211,8 +228,10 @@ def test_a_failing_worker_keeps_the_cursor_and_a_rerun_credits_the_rest_once(
 
     def refuse_one(t: Any, *args: Any, **kwargs: Any) -> Any:
         if t.recipient == victim:
-            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
-                              "TransactWriteItems")
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                "TransactWriteItems",
+            )
         return real(t, *args, **kwargs)
 
     monkeypatch.setattr(deposits, "credit_final", refuse_one)
@@ -223,8 +242,10 @@ def test_a_failing_worker_keeps_the_cursor_and_a_rerun_credits_the_rest_once(
         scanner.cycle(state)
     # Then the cursor stayed where it was, and the refused payment is not counted
     after = cursor.read(chain.network)
-    assert after is not None and (after["finalBlock"], after["finalHash"]) == (before["finalBlock"],
-                                                                               before["finalHash"])
+    assert after is not None and (after["finalBlock"], after["finalHash"]) == (
+        before["finalBlock"],
+        before["finalHash"],
+    )
     assert status(api, orders[12])["paidAmount"] == "0.00"
     done_before = sum(status(api, o)["status"] == "confirmed" for o in orders)
     assert scanner.report.credited == 0  # a failed pass counts nothing
@@ -239,13 +260,15 @@ def test_a_failing_worker_keeps_the_cursor_and_a_rerun_credits_the_rest_once(
 
 
 def test_a_seen_pass_past_its_time_leaves_the_rest_to_crediting(
-        api: ApiClient, anvil: Any, settings_env: pytest.MonkeyPatch) -> None:
+    api: ApiClient, anvil: Any, settings_env: pytest.MonkeyPatch
+) -> None:
     # Given 10 payments in one block not final yet, and a scanner whose clock moves 100 ms each
     # time it is read, with 250 ms for a seen pass
     chain = new_chain(anvil, settings_env)
     ticks, start = itertools.count(), time.time()
-    scanner = evm_scanner(chain.network, [chain.anvil.url], workers=1, seen_budget_ms=250,
-                          clock=lambda: start + next(ticks) / 10)
+    scanner = evm_scanner(
+        chain.network, [chain.anvil.url], workers=1, seen_budget_ms=250, clock=lambda: start + next(ticks) / 10
+    )
     drive(scanner)
     orders = [create(api, chain, f"{n}.00") for n in range(1, 11)]
     pay_in_one_block(chain, [(o["address"], o["amount"]) for o in orders])

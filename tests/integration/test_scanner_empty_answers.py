@@ -1,4 +1,4 @@
-""""No payments here" is taken only from what a block itself proves. An endpoint that answers
+""" "No payments here" is taken only from what a block itself proves. An endpoint that answers
 nothing for blocks it has (a lagging or pruned log index, a node missing receipts or transaction
 infos, a wrong answer) must never move the scanner's cursor past a payment: the answer is an
 error, the cycle is retried or fails over, and the payment is credited once an endpoint answers
@@ -98,8 +98,9 @@ def proxy(evm_chain: EvmChain) -> Iterator[HidingProxy]:
     running.close()
 
 
-def test_logs_hidden_for_the_newest_blocks_lose_no_payment(api: ApiClient, evm_chain: EvmChain,
-                                                           proxy: HidingProxy) -> None:
+def test_logs_hidden_for_the_newest_blocks_lose_no_payment(
+    api: ApiClient, evm_chain: EvmChain, proxy: HidingProxy
+) -> None:
     # Given five orders, and an only endpoint whose eth_getLogs answers [] for anything that
     # reaches its newest 3 blocks, by range or by block hash
     orders = [create(api, evm_chain, f"{n}.00") for n in range(11, 16)]
@@ -118,7 +119,8 @@ def test_logs_hidden_for_the_newest_blocks_lose_no_payment(api: ApiClient, evm_c
 
 @pytest.mark.parametrize("then", ["honest", "failover"])
 def test_a_node_without_the_newest_blocks_logs_is_an_error_never_an_empty_block(
-        api: ApiClient, evm_chain: EvmChain, proxy: HidingProxy, then: str) -> None:
+    api: ApiClient, evm_chain: EvmChain, proxy: HidingProxy, then: str
+) -> None:
     # Given an endpoint that has the newest blocks' headers but answers [] for their logs and
     # their receipts, and a payment in one of them, final
     order = create(api, evm_chain)
@@ -146,8 +148,7 @@ def test_a_node_without_the_newest_blocks_logs_is_an_error_never_an_empty_block(
     assert (done["status"], done["paidAmount"]) == ("confirmed", "25.00")
 
 
-def test_a_block_whose_bloom_matches_by_chance_does_not_stall_the_scanner(api: ApiClient,
-                                                                         evm_chain: EvmChain) -> None:
+def test_a_block_whose_bloom_matches_by_chance_does_not_stall_the_scanner(api: ApiClient, evm_chain: EvmChain) -> None:
     # Given one block holding a transfer of the token to someone else and a transfer of another
     # token to an order's address: its bloom has the token, the Transfer topic and the order's
     # address, yet it pays nothing
@@ -163,8 +164,9 @@ def test_a_block_whose_bloom_matches_by_chance_does_not_stall_the_scanner(api: A
     evm_chain.anvil.rpc("evm_setAutomine", [True])
     decoy = evm_chain.head()
     header = evm.headers(JsonRpc(evm_chain.anvil.url), decoy, decoy)[0]
-    bloom = evm.RecipientBloom(evm_chain.token.address, {t: evm.topic_mask(t)
-                                                        for t in evm.recipient_topics([order["address"]])})
+    bloom = evm.RecipientBloom(
+        evm_chain.token.address, {t: evm.topic_mask(t) for t in evm.recipient_topics([order["address"]])}
+    )
     assert len(header.txids) == 2 and bloom.matches(header.bloom)
     # When it becomes final and the scanner runs
     evm_chain.mine(1)
@@ -186,8 +188,12 @@ def test_the_gateway_computes_the_nodes_logs_bloom(evm_chain: EvmChain) -> None:
     rpc = JsonRpc(evm_chain.anvil.url)
     header = evm.headers(rpc, evm_chain.head(), evm_chain.head())[0]
     # When its bloom is rebuilt from the log's address and topics
-    items = [bytes.fromhex(evm_chain.token.address[2:]), bytes.fromhex(TRANSFER_TOPIC),
-             bytes(12) + bytes.fromhex(evm_chain.payer[2:]), bytes(12) + bytes.fromhex(to[2:])]
+    items = [
+        bytes.fromhex(evm_chain.token.address[2:]),
+        bytes.fromhex(TRANSFER_TOPIC),
+        bytes(12) + bytes.fromhex(evm_chain.payer[2:]),
+        bytes(12) + bytes.fromhex(to[2:]),
+    ]
     rebuilt = 0
     for item in items:
         rebuilt |= evm.bloom_mask(item)
@@ -218,8 +224,9 @@ WRONG_INFOS: dict[str, Callable[[Any], Any]] = {
 
 @pytest.mark.parametrize("wrong", WRONG_INFOS)
 @pytest.mark.parametrize("then", ["honest", "failover"])
-def test_wrong_transaction_infos_are_an_error_never_an_empty_block(api: ApiClient, tron_chain: TronChain, wrong: str,
-                                                                    then: str) -> None:
+def test_wrong_transaction_infos_are_an_error_never_an_empty_block(
+    api: ApiClient, tron_chain: TronChain, wrong: str, then: str
+) -> None:
     with TronNode(tron_chain.node.chain) as flaky:  # the preferred node, on the same chain
         # Given a solidified block that pays an order (its first transaction) beside another transfer
         order = create(api, tron_chain)
@@ -227,8 +234,9 @@ def test_wrong_transaction_infos_are_an_error_never_an_empty_block(api: ApiClien
         drive(scanner)
         before = final_block(tron_chain.network)
         paid_in = tron_chain.node.head + 1
-        tron_chain.include([tron_chain.transfer(order["address"], "25.00"),
-                            tron_chain.transfer(tron_address(), "3.00")])
+        tron_chain.include(
+            [tron_chain.transfer(order["address"], "25.00"), tron_chain.transfer(tron_address(), "3.00")]
+        )
         tron_chain.solidify()
         # When the node answers that block's transaction infos wrongly
         flaky.tamper_next(1, TX_INFOS, WRONG_INFOS[wrong])

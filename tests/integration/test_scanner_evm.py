@@ -73,10 +73,8 @@ def test_scanner_emits_lag_detection_latency_and_rpc_error_metrics(api: ApiClien
         assert status(api, order)["status"] == "confirmed"
         # Then the operator's figures are in the metric set: lag in blocks and seconds, the time
         # from the payment's block to its crediting, and the endpoint's errors
-        emitted = {m["Name"] for d in metrics.serialize_metric_set()["_aws"]["CloudWatchMetrics"]
-                   for m in d["Metrics"]}
-        assert {"ScannerLagBlocks", "ScannerLagSeconds", "DetectionLatency", "DepositsCredited",
-                "RpcErrors"} <= emitted
+        emitted = {m["Name"] for d in metrics.serialize_metric_set()["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+        assert {"ScannerLagBlocks", "ScannerLagSeconds", "DetectionLatency", "DepositsCredited", "RpcErrors"} <= emitted
         assert metrics.metric_set["ScannerLagBlocks"]["Value"][-1] == 1.0  # 2 confirmations: head - final
     finally:
         metrics.clear_metrics()
@@ -109,11 +107,16 @@ def test_overpayment_confirms_and_records_the_excess(api: ApiClient, chain: EvmC
     drive(evm_scanner(chain.network, [chain.anvil.url]))
     done = status(api, order)
     assert (done["status"], done["exception"], done["paidAmount"], done["excessAmount"]) == (
-        "confirmed", "overpaid", "12.50", "0.50")
+        "confirmed",
+        "overpaid",
+        "12.50",
+        "0.50",
+    )
 
 
-def test_underpayment_within_the_tolerance_confirms(api: ApiClient, chain: EvmChain,
-                                                    settings_env: pytest.MonkeyPatch) -> None:
+def test_underpayment_within_the_tolerance_confirms(
+    api: ApiClient, chain: EvmChain, settings_env: pytest.MonkeyPatch
+) -> None:
     settings_env.setenv("UNDERPAYMENT_TOLERANCE", "0.005")  # below the networks' 0.01 minimum order
     from usdt_gateway import config
 
@@ -247,9 +250,11 @@ def test_transfer_made_through_another_contract_counts(api: ApiClient, chain: Ev
     a, b = create(api, chain, "3.00"), create(api, chain, "4.00")
     batch = deploy_batch_payer(chain.w3, chain.owner)
     chain.w3.eth.wait_for_transaction_receipt(
-        chain.token.functions.approve(batch.address, usdt("7")).transact({"from": chain.payer}))
+        chain.token.functions.approve(batch.address, usdt("7")).transact({"from": chain.payer})
+    )
     tx = batch.functions.pay(chain.token.address, [a["address"], b["address"]], [usdt("3"), usdt("4")]).transact(
-        {"from": chain.payer})
+        {"from": chain.payer}
+    )
     chain.w3.eth.wait_for_transaction_receipt(tx)
     chain.mine(1)
     drive(evm_scanner(chain.network, [chain.anvil.url]))
@@ -270,7 +275,11 @@ def test_reorg_of_a_seen_deposit_returns_the_order_to_pending(api: ApiClient, ch
     drive(scanner)
     back = status(api, order)
     assert (back["status"], back["paidAmount"], back["pendingAmount"], back["deposits"]) == (
-        "pending", "0.00", "0.00", [])
+        "pending",
+        "0.00",
+        "0.00",
+        [],
+    )
     assert scanner.report.dropped == 1 and scanner.report.credited == 0
     assert deposits_listed(api, unmatched=False) == []
 
@@ -286,8 +295,9 @@ def test_reorg_at_the_finality_edge_never_credits(api: ApiClient, chain: EvmChai
     assert (status(api, order)["status"], scanner.report.credited) == ("pending", 0)
 
 
-def test_reorg_while_a_final_range_is_read_is_retried(api: ApiClient, chain: EvmChain,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reorg_while_a_final_range_is_read_is_retried(
+    api: ApiClient, chain: EvmChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given a payment that becomes final, and a reorg that lands between the scanner's
     # eth_getLogs and its block-hash check
     order = create(api, chain)
@@ -318,8 +328,9 @@ def test_reorg_while_a_final_range_is_read_is_retried(api: ApiClient, chain: Evm
     assert (status(api, order)["status"], status(api, order)["paidAmount"]) == ("pending", "0.00")
 
 
-def test_killed_scanner_resumes_without_loss_or_double_credit(api: ApiClient, chain: EvmChain,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_killed_scanner_resumes_without_loss_or_double_credit(
+    api: ApiClient, chain: EvmChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
     orders = [create(api, chain, f"{n}.00") for n in (11, 12, 13)]
     for o in orders:
         chain.pay(o["address"], o["amount"])
@@ -331,8 +342,9 @@ def test_killed_scanner_resumes_without_loss_or_double_credit(api: ApiClient, ch
     assert cursor.acquire(chain.network, "successor", now=first._now(), lease_ms=1_000) is None  # still leased
 
     # Its successor runs once the dead one's lease has lapsed (its clock is past the lease)
-    second = evm_scanner(chain.network, [chain.anvil.url], clock=lambda: time.time() + first.lease_ms / 1000 + 1,
-                         sleep=time.sleep)
+    second = evm_scanner(
+        chain.network, [chain.anvil.url], clock=lambda: time.time() + first.lease_ms / 1000 + 1, sleep=time.sleep
+    )
     report = second.run(until=second.clock() + 1.0)
     assert not report.lease_busy and report.credited == 2
     for o in orders:
@@ -340,8 +352,9 @@ def test_killed_scanner_resumes_without_loss_or_double_credit(api: ApiClient, ch
         assert (done["status"], done["paidAmount"], len(done["deposits"])) == ("confirmed", o["amount"], 1)
 
 
-def test_a_scanner_whose_lease_lapsed_during_a_long_read_credits_nothing(api: ApiClient, chain: EvmChain,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_scanner_whose_lease_lapsed_during_a_long_read_credits_nothing(
+    api: ApiClient, chain: EvmChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given a scanner with a short lease whose read of a final range outlasts it, and a second
     # scanner that takes the lapsed lease meanwhile
     order = create(api, chain)
@@ -392,8 +405,9 @@ def test_two_scanners_at_once_never_scan_a_range_twice(api: ApiClient, chain: Ev
     for s in scanners:
         read = s.reader.transfers
 
-        def recording(recipients: Collection[str], start: int, end: int,
-                      read: Callable[..., list[Transfer]] = read) -> list[Transfer]:
+        def recording(
+            recipients: Collection[str], start: int, end: int, read: Callable[..., list[Transfer]] = read
+        ) -> list[Transfer]:
             ranges.append((start, end))
             return read(recipients, start, end)
 
@@ -417,8 +431,9 @@ def test_two_scanners_at_once_never_scan_a_range_twice(api: ApiClient, chain: Ev
     assert reads and max(reads.values()) <= 2
 
 
-def test_expiry_racing_a_payment_leaves_the_order_confirmed(api: ApiClient, chain: EvmChain,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_expiry_racing_a_payment_leaves_the_order_confirmed(
+    api: ApiClient, chain: EvmChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given a payment made in time whose crediting starts while the expiry closes the order
     order = create(api, chain, expiresIn=60)
     chain.pay(order["address"], "25.00")

@@ -110,7 +110,11 @@ def test_overpayment_confirms_and_records_the_excess(api: ApiClient, chain: Tron
     drive(tron_scanner(chain.network, [chain.node.url]))
     done = status(api, order)
     assert (done["status"], done["exception"], done["paidAmount"], done["excessAmount"]) == (
-        "confirmed", "overpaid", "12.50", "0.50")
+        "confirmed",
+        "overpaid",
+        "12.50",
+        "0.50",
+    )
 
 
 def test_nothing_paid_expires_once_solidified_blocks_pass_the_expiry(api: ApiClient, chain: TronChain) -> None:
@@ -205,7 +209,8 @@ def test_second_payment_is_unmatched_and_can_be_attached(api: ApiClient, chain: 
     assert scanner.report.unmatched == 1
     unmatched = deposits_listed(api, unmatched=True)
     assert [(d["txid"], d["amount"], d["network"], d["recipient"]) for d in unmatched] == [
-        (again, "25.00", chain.network, first["address"])]
+        (again, "25.00", chain.network, first["address"])
+    ]
 
     eth_order = api.create(network="eth", amount="25.00").body
     wrong = api.request("POST", f"/v1/deposits/{unmatched[0]['depositId']}/attach", {"orderId": eth_order["orderId"]})
@@ -263,8 +268,9 @@ def test_what_is_not_a_usdt_payment_is_never_credited(api: ApiClient, chain: Tro
 
 def test_failed_transfer_beside_a_good_one_credits_only_the_good_one(api: ApiClient, chain: TronChain) -> None:
     order = create(api, chain, "10.00")
-    _, good = chain.include([chain.transfer(order["address"], "10.00", failed=True),
-                             chain.transfer(order["address"], "10.00")])
+    _, good = chain.include(
+        [chain.transfer(order["address"], "10.00", failed=True), chain.transfer(order["address"], "10.00")]
+    )
     chain.solidify()
     drive(tron_scanner(chain.network, [chain.node.url]))
     done = status(api, order)
@@ -283,14 +289,19 @@ def test_reorg_of_a_seen_deposit_returns_the_order_to_pending(api: ApiClient, ch
     drive(scanner)
     back = status(api, order)
     assert (back["status"], back["paidAmount"], back["pendingAmount"], back["deposits"]) == (
-        "pending", "0.00", "0.00", [])
+        "pending",
+        "0.00",
+        "0.00",
+        [],
+    )
     assert scanner.report.dropped == 1 and scanner.report.credited == 0
     assert deposits_listed(api, unmatched=False) == []
 
 
 @pytest.mark.parametrize("solid_passes_the_old_block_first", [False, True])
-def test_payment_reincluded_in_a_later_block_is_credited_once(api: ApiClient, chain: TronChain,
-                                                              solid_passes_the_old_block_first: bool) -> None:
+def test_payment_reincluded_in_a_later_block_is_credited_once(
+    api: ApiClient, chain: TronChain, solid_passes_the_old_block_first: bool
+) -> None:
     order = create(api, chain)
     scanner = tron_scanner(chain.network, [chain.node.url])
     txid = chain.pay(order["address"], "25.00")
@@ -315,8 +326,9 @@ def test_payment_reincluded_in_a_later_block_is_credited_once(api: ApiClient, ch
     assert [d["blockNumber"] for d in deposits_listed(api, unmatched=False)] == [moved_to]
 
 
-def test_killed_scanner_resumes_without_loss_or_double_credit(api: ApiClient, chain: TronChain,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_killed_scanner_resumes_without_loss_or_double_credit(
+    api: ApiClient, chain: TronChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
     orders = [create(api, chain, f"{n}.00") for n in (11, 12, 13)]
     for o in orders:
         chain.pay(o["address"], o["amount"])
@@ -403,8 +415,9 @@ def test_empty_blocks_between_payments_are_fine(api: ApiClient, chain: TronChain
     assert status(api, b)["status"] == "confirmed" and scanner.report.credited == 2
 
 
-def test_a_confirmations_policy_ignores_the_solid_head(api: ApiClient, node: TronNode,
-                                                       settings_env: pytest.MonkeyPatch) -> None:
+def test_a_confirmations_policy_ignores_the_solid_head(
+    api: ApiClient, node: TronNode, settings_env: pytest.MonkeyPatch
+) -> None:
     chain = new_tron_chain(node, settings_env, finality={"mode": "confirmations", "confirmations": 3})
     order = create(api, chain)
     scanner = tron_scanner(chain.network, [node.url])

@@ -20,8 +20,9 @@ def node() -> Iterator[TronNode]:
         yield running
 
 
-def test_zero_value_and_dust_transfers_change_no_order_and_announce_nothing(api: ApiClient, node: TronNode,
-                                                                            settings_env: pytest.MonkeyPatch) -> None:
+def test_zero_value_and_dust_transfers_change_no_order_and_announce_nothing(
+    api: ApiClient, node: TronNode, settings_env: pytest.MonkeyPatch
+) -> None:
     # Given an order that receives a zero-value transfer and 0.000001 USDT, both solidified
     chain = new_tron_chain(node, settings_env)
     order = create(api, chain, "25.00")
@@ -46,8 +47,9 @@ def test_zero_value_and_dust_transfers_change_no_order_and_announce_nothing(api:
     assert (done["status"], done["exception"], done["txid"], done["paidAmount"]) == ("confirmed", None, paid, "25.00")
 
 
-def test_a_reorg_deeper_than_the_confirmations_policy_is_read_again(api: ApiClient, node: TronNode,
-                                                                    settings_env: pytest.MonkeyPatch) -> None:
+def test_a_reorg_deeper_than_the_confirmations_policy_is_read_again(
+    api: ApiClient, node: TronNode, settings_env: pytest.MonkeyPatch
+) -> None:
     # Given a Tron network final after 2 confirmations, an order paid and confirmed, another unpaid
     chain: TronChain = new_tron_chain(node, settings_env, finality={"mode": "confirmations", "confirmations": 2})
     gone, new = create(api, chain, "25.00"), create(api, chain, "30.00")

@@ -52,7 +52,8 @@ def endpoints(mp: pytest.MonkeyPatch, network: str, specs: list[Any], *, local: 
 
 
 def test_evm_status_shows_heads_cursor_lag_and_the_endpoint_that_is_down(
-        api: ApiClient, chain: EvmChain, settings_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    api: ApiClient, chain: EvmChain, settings_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     proxy = FlakyProxy(chain.anvil.url)
     try:
         # Given two endpoints with provider keys in their URLs, the first one down
@@ -100,7 +101,9 @@ def test_evm_status_shows_heads_cursor_lag_and_the_endpoint_that_is_down(
         code, failing = report(capsys, "--network", chain.network)
         # Then the network is unhealthy: no endpoint answers
         assert code == 1 and failing["networks"][0]["problems"] == [
-            f"endpoint {live} is down: {live}: HTTP 429", "no RPC endpoint answers"]
+            f"endpoint {live} is down: {live}: HTTP 429",
+            "no RPC endpoint answers",
+        ]
     finally:
         proxy.close()
 
@@ -122,7 +125,8 @@ def test_a_stalled_scanner_is_unhealthy(api: ApiClient, chain: EvmChain, setting
 
 
 def test_outside_local_mode_a_network_without_endpoint_is_unhealthy(
-        api: ApiClient, chain: EvmChain, settings_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    api: ApiClient, chain: EvmChain, settings_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     endpoints(settings_env, chain.network, [chain.anvil.url], local=False)
     code, out = report(capsys, "--network", "tron")
     assert code == 1 and out["networks"][0]["problems"] == ["no RPC endpoint configured"]
@@ -140,12 +144,14 @@ def node() -> Iterator[TronNode]:
 
 
 def test_tron_status_reads_the_full_node_and_names_endpoints_without_their_keys(
-        node: TronNode, settings_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    node: TronNode, settings_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Given a Tron network on the fake full node (an API key in its spec), a named endpoint that is
     # down, and a scan
     chain: TronChain = new_tron_chain(node, settings_env)
-    endpoints(settings_env, chain.network, [{"url": node.url, "apiKey": "TRONAPIKEYVALUE"},
-                                            {"url": DOWN, "name": "backup"}])
+    endpoints(
+        settings_env, chain.network, [{"url": node.url, "apiKey": "TRONAPIKEYVALUE"}, {"url": DOWN, "name": "backup"}]
+    )
     chain.mine(5)
     chain.solidify(node.head - 2)
     state = drive(tron_scanner(chain.network, [node.url]))
@@ -154,8 +160,12 @@ def test_tron_status_reads_the_full_node_and_names_endpoints_without_their_keys(
     # Then the node's head and solidified block, the cursor at that block, the lag
     (net,) = out["networks"]
     ok, down = net["endpoints"]
-    assert (ok["endpoint"], ok["ok"], ok["head"], ok["final"]) == (node.url.removeprefix("http://"), True,
-                                                                    node.head, node.head - 2)
+    assert (ok["endpoint"], ok["ok"], ok["head"], ok["final"]) == (
+        node.url.removeprefix("http://"),
+        True,
+        node.head,
+        node.head - 2,
+    )
     assert (net["cursor_block"], net["lag_blocks"]) == (state.final_block, node.head - state.final_block)
     # And the endpoint that is down, by its configured name; never the key
     assert (down["endpoint"], down["ok"]) == ("backup", False) and down["error"].startswith("backup: ")

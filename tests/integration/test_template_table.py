@@ -114,8 +114,10 @@ def test_queues_are_created_from_the_template_with_their_dead_letter_queue(moto_
     # Then both exist with the declared attributes, and the redrive points at the DLQ's ARN
     attrs = sqs.get_queue_attributes(QueueUrl=queues["Deliveries"].url, AttributeNames=["All"])["Attributes"]
     assert attrs["VisibilityTimeout"] == "90"
-    assert json.loads(attrs["RedrivePolicy"]) == {"deadLetterTargetArn": queues["DeliveriesDLQ"].arn,
-                                                  "maxReceiveCount": 3}
+    assert json.loads(attrs["RedrivePolicy"]) == {
+        "deadLetterTargetArn": queues["DeliveriesDLQ"].arn,
+        "maxReceiveCount": 3,
+    }
     dlq = sqs.get_queue_attributes(QueueUrl=queues["DeliveriesDLQ"].url, AttributeNames=["All"])["Attributes"]
     assert dlq["MessageRetentionPeriod"] == "1209600"
 

@@ -64,15 +64,18 @@ def test_the_delivery_log_lists_newest_first_with_filters_and_pages(api: ApiClie
     assert deliveries(stranger) == []
 
 
-@pytest.mark.parametrize(("query", "code"), [
-    (("outcome", "lost"), "INVALID_PARAMETER"),
-    (("type", "order.paid"), "INVALID_PARAMETER"),
-    (("orderId", "has spaces"), "INVALID_PARAMETER"),
-    (("limit", "0"), "INVALID_PARAMETER"),
-    (("limit", "101"), "INVALID_PARAMETER"),
-    (("cursor", "not-a-cursor"), "INVALID_CURSOR"),
-    (("status", "dead"), "UNKNOWN_PARAMETER"),
-])
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        (("outcome", "lost"), "INVALID_PARAMETER"),
+        (("type", "order.paid"), "INVALID_PARAMETER"),
+        (("orderId", "has spaces"), "INVALID_PARAMETER"),
+        (("limit", "0"), "INVALID_PARAMETER"),
+        (("limit", "101"), "INVALID_PARAMETER"),
+        (("cursor", "not-a-cursor"), "INVALID_CURSOR"),
+        (("status", "dead"), "UNKNOWN_PARAMETER"),
+    ],
+)
 def test_invalid_log_filters_are_refused(api: ApiClient, query: tuple[str, str], code: str) -> None:
     reply = api.request("GET", DELIVERIES, query=[query])
     assert (reply.status, reply.body["code"]) == (400, code)
@@ -81,8 +84,7 @@ def test_invalid_log_filters_are_refused(api: ApiClient, query: tuple[str, str],
 # --- resend ---------------------------------------------------------------------------------
 
 
-def test_resend_queues_the_same_event_again(api: ApiClient, stranger: ApiClient,
-                                            webhook_queues: WebhookQueues) -> None:
+def test_resend_queues_the_same_event_again(api: ApiClient, stranger: ApiClient, webhook_queues: WebhookQueues) -> None:
     # Given an event handed to the queue, and taken off it
     set_url(api, "https://shop.example.com/hook")
     _, event_id = cancelled_order(api)
@@ -128,8 +130,14 @@ def test_the_test_endpoint_sends_a_signed_test_event_now(api: ApiClient, merchan
         sent = Webhook(merchant.webhook_secret).verify(hit.body, hit.headers)
         assert (sent["type"], sent["sequence"], sent["id"]) == ("webhook.test", 0, reply.body["deliveryId"])
         assert set(sent) == {"id", "type", "createdAt", "sequence", "data"} and sent["data"]["message"]
-        assert reply.body | {"latencyMs": 0} == {"deliveryId": hit.webhook_id, "url": shop.url(), "ok": True,
-                                                "statusCode": 200, "latencyMs": 0, "error": None}
+        assert reply.body | {"latencyMs": 0} == {
+            "deliveryId": hit.webhook_id,
+            "url": shop.url(),
+            "ok": True,
+            "statusCode": 200,
+            "latencyMs": 0,
+            "error": None,
+        }
         # And it is in the delivery log like any event
         (logged,) = deliveries(api, ("type", "webhook.test"))
         assert (logged["deliveryId"], logged["status"], logged["orderId"]) == (hit.webhook_id, "delivered", None)
@@ -150,7 +158,11 @@ def test_the_test_endpoint_reports_a_failing_url(api: ApiClient) -> None:
     # Then each answer says what happened, and the log has both, dead (a test is attempted once)
     assert (failing["ok"], failing["statusCode"], failing["error"]) == (False, 500, "HTTP 500")
     assert (refused["ok"], refused["statusCode"], refused["error"], refused["url"]) == (
-        False, None, "connection refused", closed)
+        False,
+        None,
+        "connection refused",
+        closed,
+    )
     assert [d["status"] for d in deliveries(api, ("type", "webhook.test"))] == ["dead", "dead"]
 
 
@@ -165,16 +177,25 @@ def test_the_test_endpoint_needs_a_url(api: ApiClient) -> None:
 @pytest.mark.usefixtures("dns")
 def test_the_endpoint_is_set_disabled_re_enabled_and_removed(api: ApiClient) -> None:
     # Given a new merchant: nothing configured
-    assert api.request("GET", ENDPOINT).body == {"url": None, "enabled": False, "disabledUrls": [],
-                                                 "secretRotation": None}
+    assert api.request("GET", ENDPOINT).body == {
+        "url": None,
+        "enabled": False,
+        "disabledUrls": [],
+        "secretRotation": None,
+    }
     # When it sets a URL, then disables it
     url = "https://shop.example.com/hook"
-    assert set_url(api, url) | {"disabledUrls": []} == {"url": url, "enabled": True, "disabledUrls": [],
-                                                        "secretRotation": None}
+    assert set_url(api, url) | {"disabledUrls": []} == {
+        "url": url,
+        "enabled": True,
+        "disabledUrls": [],
+        "secretRotation": None,
+    }
     off = api.request("PUT", ENDPOINT, {"enabled": False}).body
     assert off["enabled"] is False
     assert [(d["url"], d["reason"]) for d in off["disabledUrls"]] == [
-        (url, "disabled through PUT /v1/webhooks/endpoint")]
+        (url, "disabled through PUT /v1/webhooks/endpoint")
+    ]
     # And re-enables it, and re-enables another URL it never disabled (harmless)
     on = api.request("PUT", ENDPOINT, {"enabled": True, "enableUrls": ["https://other.example.com/x"]}).body
     assert (on["enabled"], on["disabledUrls"]) == (True, [])
@@ -182,12 +203,15 @@ def test_the_endpoint_is_set_disabled_re_enabled_and_removed(api: ApiClient) -> 
     assert api.request("PUT", ENDPOINT, {"url": None}).body["url"] is None
 
 
-@pytest.mark.parametrize(("payload", "code"), [
-    ({}, "VALIDATION_ERROR"),
-    ({"enabled": True}, "WEBHOOK_URL_REQUIRED"),
-    ({"enabled": "yes"}, "VALIDATION_ERROR"),
-    ({"url": "https://shop.example.com/hook", "colour": "red"}, "VALIDATION_ERROR"),
-])
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ({}, "VALIDATION_ERROR"),
+        ({"enabled": True}, "WEBHOOK_URL_REQUIRED"),
+        ({"enabled": "yes"}, "VALIDATION_ERROR"),
+        ({"url": "https://shop.example.com/hook", "colour": "red"}, "VALIDATION_ERROR"),
+    ],
+)
 @pytest.mark.usefixtures("dns")
 def test_invalid_endpoint_settings_are_refused(api: ApiClient, payload: dict[str, Any], code: str) -> None:
     before = table_item_count()
@@ -212,8 +236,12 @@ UNSAFE = [
     pytest.param("https://[fd00::1]/hook", "URL_NOT_PUBLIC", "unique local", id="v6-ula"),
     pytest.param("https://[fe80::1]/hook", "URL_NOT_PUBLIC", "link-local", id="v6-link-local"),
     pytest.param("https://[::ffff:10.0.0.1]/hook", "URL_NOT_PUBLIC", "IPv4-mapped", id="v4-mapped"),
-    pytest.param("https://internal.shop.example.com/hook", "URL_NOT_PUBLIC", "resolves to 10.20.30.40",
-                 id="name-resolving-private"),
+    pytest.param(
+        "https://internal.shop.example.com/hook",
+        "URL_NOT_PUBLIC",
+        "resolves to 10.20.30.40",
+        id="name-resolving-private",
+    ),
     pytest.param("https://nowhere.shop.example.com/hook", "URL_UNRESOLVABLE", "does not resolve", id="unresolvable"),
     pytest.param("http://shop.example.com/hook", "URL_SCHEME", "https", id="plain-http"),
     pytest.param("https://user:pw@shop.example.com/hook", "URL_CREDENTIALS", "credentials", id="credentials"),
@@ -256,8 +284,7 @@ def test_a_name_with_one_private_address_among_public_ones_is_refused(api: ApiCl
     assert (test.status, test.body["code"]) == (400, "URL_NOT_PUBLIC")
 
 
-def test_local_mode_allows_loopback_http_only(api: ApiClient, dns: FakeDns,
-                                              settings_env: pytest.MonkeyPatch) -> None:
+def test_local_mode_allows_loopback_http_only(api: ApiClient, dns: FakeDns, settings_env: pytest.MonkeyPatch) -> None:
     settings_env.setenv("LOCAL_MODE", "1")
     config.reset()
     assert api.request("PUT", ENDPOINT, {"url": "http://127.0.0.1:8080/hook"}).status == 200
@@ -265,10 +292,13 @@ def test_local_mode_allows_loopback_http_only(api: ApiClient, dns: FakeDns,
     assert (private.status, private.body["code"]) == (400, "URL_NOT_PUBLIC")
 
 
-@pytest.mark.parametrize("url", ["http://[2002:7f00:1::]:8080/hook", "http://[64:ff9b::7f00:1]:8080/hook",
-                                 "http://[::ffff:127.0.0.1]:8080/hook"])
-def test_local_mode_refuses_addresses_that_only_embed_loopback(api: ApiClient, dns: FakeDns,
-                                                               settings_env: pytest.MonkeyPatch, url: str) -> None:
+@pytest.mark.parametrize(
+    "url",
+    ["http://[2002:7f00:1::]:8080/hook", "http://[64:ff9b::7f00:1]:8080/hook", "http://[::ffff:127.0.0.1]:8080/hook"],
+)
+def test_local_mode_refuses_addresses_that_only_embed_loopback(
+    api: ApiClient, dns: FakeDns, settings_env: pytest.MonkeyPatch, url: str
+) -> None:
     # Given local mode, where http to loopback receivers is allowed
     settings_env.setenv("LOCAL_MODE", "1")
     config.reset()
@@ -289,8 +319,12 @@ def test_local_mode_refuses_addresses_that_only_embed_loopback(api: ApiClient, d
 
 # --- the port policy ----------------------------------------------------------------------
 
-OTHER_PORTS = ["https://shop.example.com:8443/hook", "https://shop.example.com:22/hook",
-               f"https://{PUBLIC_IP}:6379/hook", "https://internal.shop.example.com:5432/hook"]
+OTHER_PORTS = [
+    "https://shop.example.com:8443/hook",
+    "https://shop.example.com:22/hook",
+    f"https://{PUBLIC_IP}:6379/hook",
+    "https://internal.shop.example.com:5432/hook",
+]
 
 
 @pytest.mark.parametrize("url", OTHER_PORTS)
@@ -330,7 +364,8 @@ def test_the_allowed_ports_are_the_operators_setting(api: ApiClient, settings_en
 
 @pytest.mark.usefixtures("dns")
 def test_the_test_endpoint_refuses_a_default_url_the_policy_no_longer_allows(
-        api: ApiClient, settings_env: pytest.MonkeyPatch) -> None:
+    api: ApiClient, settings_env: pytest.MonkeyPatch
+) -> None:
     # Given a default URL on 8443, set while the operator allowed it, and the policy back to 443
     settings_env.setenv("WEBHOOK_ALLOWED_PORTS", "443,8443")
     config.reset()
@@ -349,8 +384,9 @@ def test_the_test_endpoint_refuses_a_default_url_the_policy_no_longer_allows(
 
 
 @pytest.mark.usefixtures("webhook_queues")
-def test_the_test_endpoint_has_a_small_limit_of_its_own(api: ApiClient, stranger: ApiClient,
-                                                        settings_env: pytest.MonkeyPatch) -> None:
+def test_the_test_endpoint_has_a_small_limit_of_its_own(
+    api: ApiClient, stranger: ApiClient, settings_env: pytest.MonkeyPatch
+) -> None:
     # Given 3 test events a minute per merchant, a key blocked after 1 request over its own limit,
     # and the meter's clock inside one minute (30 s to the next)
     settings_env.setenv("WEBHOOK_TEST_RATE_LIMIT_PER_MINUTE", "3")

@@ -43,9 +43,9 @@ def attempts(event_id: str) -> list[dict[str, Any]]:
     return list(event(event_id).get("attempts") or [])
 
 
-def test_an_event_is_delivered_once_signed_with_its_stored_body(api: ApiClient, merchant: Merchant,
-                                                                lambda_sqs: EventSourceMapping,
-                                                                webhook_queues: WebhookQueues) -> None:
+def test_an_event_is_delivered_once_signed_with_its_stored_body(
+    api: ApiClient, merchant: Merchant, lambda_sqs: EventSourceMapping, webhook_queues: WebhookQueues
+) -> None:
     with receiver() as shop:
         # Given a merchant's webhook URL and an order it cancels
         set_url(api, shop.url())
@@ -63,7 +63,8 @@ def test_an_event_is_delivered_once_signed_with_its_stored_body(api: ApiClient, 
         (entry,) = api.request("GET", DELIVERIES).body["deliveries"]
         assert (entry["deliveryId"], entry["status"], entry["nextAttemptAt"]) == (event_id, "delivered", None)
         assert [(a["n"], a["statusCode"], a["error"], a["url"]) for a in entry["attempts"]] == [
-            (1, 200, None, shop.url())]
+            (1, 200, None, shop.url())
+        ]
         assert queue_bodies(webhook_queues.queue) == queue_bodies(webhook_queues.dlq) == []
         # And a duplicate from the outbox is not sent again
         outbox.publish([event_id])
@@ -71,8 +72,9 @@ def test_an_event_is_delivered_once_signed_with_its_stored_body(api: ApiClient, 
         assert len(shop.hits) == 1 and len(attempts(event_id)) == 1
 
 
-def test_server_errors_are_retried_with_the_same_webhook_id(api: ApiClient, merchant: Merchant,
-                                                            lambda_sqs: EventSourceMapping) -> None:
+def test_server_errors_are_retried_with_the_same_webhook_id(
+    api: ApiClient, merchant: Merchant, lambda_sqs: EventSourceMapping
+) -> None:
     with receiver() as shop:
         # Given a receiver failing twice
         shop.answer(Reply(500), Reply(502))
@@ -84,7 +86,10 @@ def test_server_errors_are_retried_with_the_same_webhook_id(api: ApiClient, merc
         # one webhook-id and one body, signed anew each time
         assert status(event_id) == "delivered"
         assert [(a["n"], a["statusCode"], a["error"]) for a in attempts(event_id)] == [
-            (1, 500, "HTTP 500"), (2, 502, "HTTP 502"), (3, 200, None)]
+            (1, 500, "HTTP 500"),
+            (2, 502, "HTTP 502"),
+            (3, 200, None),
+        ]
         assert {h.webhook_id for h in shop.hits} == {event_id} and len({h.body for h in shop.hits}) == 1
         gaps = [b.at - a.at for a, b in zip(shop.hits, shop.hits[1:], strict=False)]
         assert all(0.9 <= g < 3 for g in gaps), gaps
@@ -92,8 +97,9 @@ def test_server_errors_are_retried_with_the_same_webhook_id(api: ApiClient, merc
             Webhook(merchant.webhook_secret).verify(hit.body, hit.headers)
 
 
-def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(api: ApiClient, lambda_sqs: EventSourceMapping,
-                                                                settings_env: pytest.MonkeyPatch) -> None:
+def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(
+    api: ApiClient, lambda_sqs: EventSourceMapping, settings_env: pytest.MonkeyPatch
+) -> None:
     settings_env.setenv("WEBHOOK_TIMEOUT_SECONDS", "1")
     config.reset()
     with receiver() as shop:
@@ -110,8 +116,9 @@ def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(api: ApiClient, 
         assert second["statusCode"] == 200 and status(event_id) == "delivered"
 
 
-def test_retry_after_keeps_the_message_hidden_at_least_that_long(api: ApiClient,
-                                                                 lambda_sqs: EventSourceMapping) -> None:
+def test_retry_after_keeps_the_message_hidden_at_least_that_long(
+    api: ApiClient, lambda_sqs: EventSourceMapping
+) -> None:
     with receiver() as shop:
         # Given a receiver asking to be left alone for 3 s
         shop.answer(Reply(429, {"Retry-After": "3"}))
@@ -139,7 +146,8 @@ def test_410_disables_the_url_until_it_is_re_enabled(api: ApiClient, lambda_sqs:
         endpoint = api.request("GET", ENDPOINT).body
         assert endpoint["enabled"] is False
         assert [(d["url"], d["reason"]) for d in endpoint["disabledUrls"]] == [
-            (shop.url(), "the receiver answered 410 Gone")]
+            (shop.url(), "the receiver answered 410 Gone")
+        ]
         # And a later event to it is marked disabled without being sent, nor can it be resent
         _, later = cancelled_order(api)
         lambda_sqs.run_until(settled(later))
@@ -164,8 +172,9 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_a_receiver_down_for_a_while_gets_the_event_when_it_is_back(api: ApiClient,
-                                                                    lambda_sqs: EventSourceMapping) -> None:
+def test_a_receiver_down_for_a_while_gets_the_event_when_it_is_back(
+    api: ApiClient, lambda_sqs: EventSourceMapping
+) -> None:
     # Given a URL nothing listens on yet
     port = _closed_port()
     set_url(api, f"http://127.0.0.1:{port}/hook")
@@ -176,13 +185,14 @@ def test_a_receiver_down_for_a_while_gets_the_event_when_it_is_back(api: ApiClie
         lambda_sqs.run_until(settled(event_id))
         # Then the third attempt delivers it
         assert [(a["code"], a["error"]) for a in attempts(event_id)[:2]] == [
-            ("CONNECTION_REFUSED", "connection refused")] * 2
+            ("CONNECTION_REFUSED", "connection refused")
+        ] * 2
         assert attempts(event_id)[2]["statusCode"] == 200 and len(shop.hits) == 1
 
 
-def test_after_the_last_attempt_the_event_is_dead_and_in_the_dlq(api: ApiClient, lambda_sqs: EventSourceMapping,
-                                                                 webhook_queues: WebhookQueues,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_after_the_last_attempt_the_event_is_dead_and_in_the_dlq(
+    api: ApiClient, lambda_sqs: EventSourceMapping, webhook_queues: WebhookQueues, caplog: pytest.LogCaptureFixture
+) -> None:
     with receiver() as shop:
         # Given a receiver that always fails
         shop.default = Reply(503)
@@ -229,8 +239,7 @@ def test_a_receiver_applying_sequence_ends_in_the_latest_state(api: ApiClient, l
         # Then each body carries its sequence, the older one was accepted last, and a receiver
         # that keeps the highest sequence per order (docs/webhooks.md) ends with the order confirmed
         accepted = [json.loads(h.body) for h in shop.hits if h not in refused]
-        assert sorted((b["sequence"], b["type"]) for b in accepted) == [(1, "order.confirming"),
-                                                                        (2, "order.confirmed")]
+        assert sorted((b["sequence"], b["type"]) for b in accepted) == [(1, "order.confirming"), (2, "order.confirmed")]
         assert accepted[-1]["sequence"] == 1
         latest: dict[str, dict[str, Any]] = {}
         for b in accepted:
@@ -239,8 +248,9 @@ def test_a_receiver_applying_sequence_ends_in_the_latest_state(api: ApiClient, l
         assert latest[order_id]["type"] == "order.confirmed"
 
 
-def accepting_in_order(sequences: list[int], shop: DocumentedReceiver,
-                       taken: list[tuple[Hit, str]]) -> Callable[[Hit], Reply]:
+def accepting_in_order(
+    sequences: list[int], shop: DocumentedReceiver, taken: list[tuple[Hit, str]]
+) -> Callable[[Hit], Reply]:
     """A receiver policy that answers 500 to every delivery but the next of `sequences`, which it
     hands to `shop` (noting what `shop` made of it) and answers 204: the retries bring the events
     to `shop` in exactly that order, however the sender's threads happen to interleave."""
@@ -256,13 +266,21 @@ def accepting_in_order(sequences: list[int], shop: DocumentedReceiver,
     return policy
 
 
-@pytest.mark.parametrize(("late", "types"), [
-    (False, ["order.confirmed", "order.overpaid"]),
-    (True, ["order.expired", "order.confirmed", "order.paid_late", "order.overpaid"]),
-])
+@pytest.mark.parametrize(
+    ("late", "types"),
+    [
+        (False, ["order.confirmed", "order.overpaid"]),
+        (True, ["order.expired", "order.confirmed", "order.paid_late", "order.overpaid"]),
+    ],
+)
 def test_a_receiver_following_the_documentation_ships_a_paid_order_whatever_the_delivery_order(
-        api: ApiClient, merchant: Merchant, lambda_sqs: EventSourceMapping, settings_env: pytest.MonkeyPatch,
-        late: bool, types: list[str]) -> None:
+    api: ApiClient,
+    merchant: Merchant,
+    lambda_sqs: EventSourceMapping,
+    settings_env: pytest.MonkeyPatch,
+    late: bool,
+    types: list[str],
+) -> None:
     # Enough attempts for each event to wait for the ones planned before it
     settings_env.setenv("WEBHOOK_RETRY_SCHEDULE", ",".join(["0.5"] * 11))
     config.reset()
@@ -282,16 +300,17 @@ def test_a_receiver_following_the_documentation_ships_a_paid_order_whatever_the_
         # Then the receiver accepted the first and dropped every later one as stale, and has
         # shipped the order
         assert [(json.loads(h.body)["sequence"], verdict) for h, verdict in taken] == [
-            (n, "accepted" if n == len(types) else "stale") for n in newest_first]
+            (n, "accepted" if n == len(types) else "stale") for n in newest_first
+        ]
         assert shop.shipped == [order_id] and shop.highest == {order_id: len(types)}
         # And every event of the paying change carries the whole order, paid, with both of a late
         # overpayment's exceptions
-        paying = bodies[-(3 if late else 2):]
+        paying = bodies[-(3 if late else 2) :]
         assert all(b["data"] == paying[0]["data"] for b in paying)
         assert paying[0]["data"]["paid"] is True and paying[0]["data"]["status"] == "confirmed"
         assert paying[0]["data"]["excessAmount"] == "3.00"
         assert paying[0]["data"]["exceptions"] == (["paid_late", "overpaid"] if late else ["overpaid"])
-        assert all(b["data"]["paid"] is False for b in bodies[:-len(paying)])
+        assert all(b["data"]["paid"] is False for b in bodies[: -len(paying)])
         # And the same deliveries in any other order, each twice, ship it too
         for order in itertools.permutations(h for h, _ in taken):
             other = DocumentedReceiver(merchant.webhook_secret)
@@ -304,7 +323,8 @@ def test_a_receiver_following_the_documentation_ships_a_paid_order_whatever_the_
 
 
 def test_a_rotated_secret_signs_next_to_the_previous_one_during_the_overlap(
-        api: ApiClient, merchant: Merchant, lambda_sqs: EventSourceMapping) -> None:
+    api: ApiClient, merchant: Merchant, lambda_sqs: EventSourceMapping
+) -> None:
     with receiver() as shop:
         set_url(api, shop.url())
         # Given a rotation with an hour of overlap
@@ -332,9 +352,13 @@ def test_a_rotated_secret_signs_next_to_the_previous_one_during_the_overlap(
         assert api.request("GET", ENDPOINT).body["secretRotation"] is None
 
 
-def test_a_slow_merchant_holds_only_its_own_slots(handler: object, api: ApiClient, lambda_sqs: EventSourceMapping,
-                                                  settings_env: pytest.MonkeyPatch,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_slow_merchant_holds_only_its_own_slots(
+    handler: object,
+    api: ApiClient,
+    lambda_sqs: EventSourceMapping,
+    settings_env: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Given at most 2 deliveries in flight per merchant, merchant A with a slow receiver and six
     # events, merchant B with a fast one and one event
     settings_env.setenv("WEBHOOK_MERCHANT_CONCURRENCY", "2")
@@ -349,8 +373,7 @@ def test_a_slow_merchant_holds_only_its_own_slots(handler: object, api: ApiClien
         a_events = [cancelled_order(api)[1] for _ in range(6)]
         _, b_event = cancelled_order(api_b)
         # When two Lambda instances work the queue at once
-        pollers = [threading.Thread(target=lambda_sqs.run_until, args=(settled(*a_events, b_event),))
-                   for _ in range(2)]
+        pollers = [threading.Thread(target=lambda_sqs.run_until, args=(settled(*a_events, b_event),)) for _ in range(2)]
         for p in pollers:
             p.start()
         for p in pollers:
@@ -365,7 +388,8 @@ def test_a_slow_merchant_holds_only_its_own_slots(handler: object, api: ApiClien
 
 
 def test_a_batch_of_one_merchants_events_takes_turns_instead_of_waiting_seconds(
-        api: ApiClient, lambda_sqs: EventSourceMapping, settings_env: pytest.MonkeyPatch) -> None:
+    api: ApiClient, lambda_sqs: EventSourceMapping, settings_env: pytest.MonkeyPatch
+) -> None:
     # Given at most 2 deliveries in flight per merchant, and six of its events in one batch
     settings_env.setenv("WEBHOOK_MERCHANT_CONCURRENCY", "2")
     config.reset()
@@ -382,8 +406,9 @@ def test_a_batch_of_one_merchants_events_takes_turns_instead_of_waiting_seconds(
         assert all(status(e) == "delivered" for e in events)
 
 
-def test_a_name_that_resolves_privately_at_delivery_is_not_called(api: ApiClient, dns: FakeDns,
-                                                                  lambda_sqs: EventSourceMapping) -> None:
+def test_a_name_that_resolves_privately_at_delivery_is_not_called(
+    api: ApiClient, dns: FakeDns, lambda_sqs: EventSourceMapping
+) -> None:
     # Given a URL whose name was public when it was configured
     dns.names["hooks.shop.example.com"] = [PUBLIC_IP]
     set_url(api, "https://hooks.shop.example.com/webhooks")
@@ -412,8 +437,9 @@ def test_without_a_url_the_attempt_fails_until_one_is_set(api: ApiClient, lambda
         assert [a["statusCode"] for a in attempts(event_id)] == [None, 200] and len(shop.hits) == 1
 
 
-def test_a_message_without_a_known_event_goes_to_the_dlq(lambda_sqs: EventSourceMapping,
-                                                          webhook_queues: WebhookQueues) -> None:
+def test_a_message_without_a_known_event_goes_to_the_dlq(
+    lambda_sqs: EventSourceMapping, webhook_queues: WebhookQueues
+) -> None:
     # Given messages that name no event
     sqs = boto3.client("sqs")
     bodies = {"not json", '{"eventId": "evt_never_written"}'}
@@ -425,6 +451,9 @@ def test_a_message_without_a_known_event_goes_to_the_dlq(lambda_sqs: EventSource
 
 
 def _dlq_bodies(url: str) -> set[str]:
-    messages = boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                                                   VisibilityTimeout=0).get("Messages", [])
+    messages = (
+        boto3.client("sqs")
+        .receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        .get("Messages", [])
+    )
     return {m["Body"] for m in messages}

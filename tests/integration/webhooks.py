@@ -39,8 +39,14 @@ def _merchant(api: ApiClient) -> str:
 
 
 def event_ids(merchant_id: str, order_id: str) -> list[str]:
-    items, _ = store.query_index(store.events_index_pk(merchant_id), sk_from="0", sk_to="~", limit=100,
-                                 filters={"orderId": order_id}, newest_first=False)
+    items, _ = store.query_index(
+        store.events_index_pk(merchant_id),
+        sk_from="0",
+        sk_to="~",
+        limit=100,
+        filters={"orderId": order_id},
+        newest_first=False,
+    )
     return [i["eventId"] for i in items]
 
 
@@ -66,9 +72,16 @@ def overpay(api: ApiClient, *, late: bool, excess_units: int = 3_000_000) -> tup
 
     def credit(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         txid = "0x" + "cd" * 32
-        deposit = {"txid": txid, "logIndex": 0, "units": int(order["amountUnits"]) + excess_units,
-                   "blockNumber": 1000, "blockHash": "0x" + "ef" * 32, "sender": "T" + "1" * 33, "final": True,
-                   "blockTime": int(order["expiresAt"]) + (60_000 if late else -60_000)}
+        deposit = {
+            "txid": txid,
+            "logIndex": 0,
+            "units": int(order["amountUnits"]) + excess_units,
+            "blockNumber": 1000,
+            "blockHash": "0x" + "ef" * 32,
+            "sender": "T" + "1" * 33,
+            "final": True,
+            "blockTime": int(order["expiresAt"]) + (60_000 if late else -60_000),
+        }
         return {**order, "deposits": {f"{txid}:0": deposit}}, []
 
     transitions.apply(pk, credit)

@@ -39,14 +39,21 @@ assert callable(getattr(app, {name!r}))
 """
 # Configuration each function validates at init; the endpoint answers nothing (init makes no call).
 INIT_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
-    "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "TABLE_NAME": "package-init",
-    "KMS_KEY_ID": "package-init", "ENABLED_NETWORKS": "tron,eth,bsc", "SCAN_SECONDS": "62",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    "TABLE_NAME": "package-init",
+    "KMS_KEY_ID": "package-init",
+    "ENABLED_NETWORKS": "tron,eth,bsc",
+    "SCAN_SECONDS": "62",
     "WEBHOOK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/queue",
     "WEBHOOK_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/dlq",
     "RPC_ENDPOINTS": '{"tron": ["https://api.trongrid.io"], "eth": ["https://ethereum-rpc.publicnode.com"],'
-                     ' "bsc": ["https://bsc-rpc.publicnode.com"]}',
-    "POWERTOOLS_METRICS_NAMESPACE": "UsdtGatewayTest", "LOG_LEVEL": "INFO",
+    ' "bsc": ["https://bsc-rpc.publicnode.com"]}',
+    "POWERTOOLS_METRICS_NAMESPACE": "UsdtGatewayTest",
+    "LOG_LEVEL": "INFO",
 }
 
 pytestmark = pytest.mark.skipif(not SAM.exists(), reason="SAM CLI venv missing: run `make test` (it installs it)")
@@ -150,7 +157,8 @@ def test_chain_layer_holds_the_chain_libraries(build: Path) -> None:
 
 
 def test_every_function_fits_lambda_limits_and_only_the_scanner_gets_chain_libraries(
-        build: Path, tmp_path: Path) -> None:
+    build: Path, tmp_path: Path
+) -> None:
     # Given every function of the template (a new one is covered without a change here)
     functions = _functions()
     assert {"ApiFunction", "ScannerFunction", "OutboxFunction", "WebhookFunction"} <= set(functions)
@@ -167,8 +175,10 @@ def test_every_function_fits_lambda_limits_and_only_the_scanner_gets_chain_libra
         module = props["Handler"].rpartition(".")[0]
         assert (build / name / (module.replace(".", "/") + ".py")).is_file(), f"{name}: handler not packaged"
         unzipped = sum(_size(part) for part in parts)
-        report.append(f"| {name} | {', '.join(_layers(props))} | {_size(build / name) / 1024:.1f} KB | "
-                      f"{unzipped / MB:.1f} MB | {max(zipped[p.name] for p in parts) / MB:.1f} MB |")
+        report.append(
+            f"| {name} | {', '.join(_layers(props))} | {_size(build / name) / 1024:.1f} KB | "
+            f"{unzipped / MB:.1f} MB | {max(zipped[p.name] for p in parts) / MB:.1f} MB |"
+        )
 
         # Then it fits 250 MB unzipped with its layers, and each zip 50 MB
         assert unzipped < LAMBDA_UNZIPPED_LIMIT, f"{name}: {unzipped / MB:.1f} MB unzipped with its layers"
@@ -198,7 +208,8 @@ def test_payment_page_package_has_no_chain_libraries_and_ships_its_static_files(
     assert any((paypage / "__pycache__").glob("render.cpython-312.pyc"))
     for name in ("page.css", "page.js"):
         assert (paypage / "static" / name).read_bytes() == (
-            REPO_ROOT / "layers/gateway/usdt_gateway/paypage/static" / name).read_bytes()
+            REPO_ROOT / "layers/gateway/usdt_gateway/paypage/static" / name
+        ).read_bytes()
 
 
 def test_every_function_initialises_with_nothing_but_its_layers_and_the_runtime(build: Path, tmp_path: Path) -> None:
@@ -209,14 +220,19 @@ def test_every_function_initialises_with_nothing_but_its_layers_and_the_runtime(
     for name, props in _functions().items():
         module, _, handler = props["Handler"].rpartition(".")
         paths = [str(build / name), *(str(build / layer / "python") for layer in _layers(props)), str(runtime)]
-        code = INIT_CHILD.format(paths=paths, handler=str(build / name / f"{module.replace('.', '/')}.py"),
-                                 name=handler)
+        code = INIT_CHILD.format(
+            paths=paths, handler=str(build / name / f"{module.replace('.', '/')}.py"), name=handler
+        )
         service = (props.get("Environment") or {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME", name)
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME")} | INIT_ENV | {
-            "POWERTOOLS_SERVICE_NAME": str(service)}
+        env = (
+            {k: v for k, v in os.environ.items() if k in ("PATH", "HOME")}
+            | INIT_ENV
+            | {"POWERTOOLS_SERVICE_NAME": str(service)}
+        )
         # When its handler module is loaded, as Lambda's init phase does (-S: no site-packages)
-        result = subprocess.run([sys.executable, "-S", "-B", "-c", code], env=env, capture_output=True, text=True,
-                                timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-S", "-B", "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
         if result.returncode != 0:
             failures[name] = result.stderr.strip().splitlines()[-1]
     # Then every one of them starts: no dependency is missing from its layers

@@ -55,22 +55,36 @@ def chains(moto_server: str) -> Iterator[dict[str, str]]:
         yield {"anvil": anvil.url, "tron": tron.url, "token": str(token.address)}
 
 
-def test_scanner_package_scans_with_nothing_but_its_layers(build: Path, runtime: Path,  # noqa: F811
-                                                           chains: dict[str, str], moto_server: str) -> None:
+def test_scanner_package_scans_with_nothing_but_its_layers(
+    build: Path,  # noqa: F811
+    runtime: Path,
+    chains: dict[str, str],
+    moto_server: str,
+) -> None:
     # Given the built scanner and its two layers, and a process that sees only them and the runtime
-    paths = [str(build / "ScannerFunction"), str(build / "GatewayLayer/python"), str(build / "ChainLayer/python"),
-             str(runtime)]
+    paths = [
+        str(build / "ScannerFunction"),
+        str(build / "GatewayLayer/python"),
+        str(build / "ChainLayer/python"),
+        str(runtime),
+    ]
     env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k in ("PATH", "HOME")} | {
-        "AWS_ENDPOINT_URL": moto_server, "TABLE_NAME": TABLE, "KMS_KEY_ID": "unused-by-the-scanner",
-        "ENABLED_NETWORKS": "local,nile", "NETWORKS_CONFIG": json.dumps({"local": {"tokenContract": chains["token"]}}),
+        "AWS_ENDPOINT_URL": moto_server,
+        "TABLE_NAME": TABLE,
+        "KMS_KEY_ID": "unused-by-the-scanner",
+        "ENABLED_NETWORKS": "local,nile",
+        "NETWORKS_CONFIG": json.dumps({"local": {"tokenContract": chains["token"]}}),
         "RPC_ENDPOINTS": json.dumps({"local": [chains["anvil"]], "nile": [chains["tron"]]}),
-        "SCAN_SECONDS": "0", "POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_SERVICE_NAME": "scanner",
+        "SCAN_SECONDS": "0",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_SERVICE_NAME": "scanner",
         "POWERTOOLS_METRICS_NAMESPACE": "UsdtGatewayTest",
     }
     code = CHILD.format(paths=paths, handler=str(build / "ScannerFunction/app.py"))
     # When its handler scans each network once (-S: no site-packages; -B: as shipped, no new .pyc)
-    result = subprocess.run([sys.executable, "-S", "-B", "-c", code], env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-S", "-B", "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     # Then both scans ran a cycle without errors and started their cursors

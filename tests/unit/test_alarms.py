@@ -52,8 +52,9 @@ def emitted_metric_names() -> set[str]:
                 exprs = node.args[:1]
             else:
                 continue
-            names |= {c.value for e in exprs for c in ast.walk(e)
-                      if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+            names |= {
+                c.value for e in exprs for c in ast.walk(e) if isinstance(c, ast.Constant) and isinstance(c.value, str)
+            }
     return names
 
 
@@ -71,8 +72,13 @@ def service_names(template: dict[str, Any]) -> dict[str, str]:
 def alarm_metrics(props: dict[str, Any]) -> list[dict[str, Any]]:
     """The metrics an alarm watches: its single metric, or each MetricStat of its math."""
     if "MetricName" in props:
-        return [{"Namespace": props["Namespace"], "MetricName": props["MetricName"],
-                 "Dimensions": props.get("Dimensions", [])}]
+        return [
+            {
+                "Namespace": props["Namespace"],
+                "MetricName": props["MetricName"],
+                "Dimensions": props.get("Dimensions", []),
+            }
+        ]
     return [m["MetricStat"]["Metric"] for m in props["Metrics"] if "MetricStat" in m]
 
 
@@ -123,10 +129,12 @@ def test_each_alarm_pages_the_operator_topic(template: dict[str, Any]) -> None:
 
 def test_thresholds_an_operator_tunes_are_parameters(template: dict[str, Any]) -> None:
     resources, parameters = template["Resources"], template["Parameters"]
-    for alarm, parameter in {"ScannerLagAlarm": "ScannerLagAlarmSeconds",
-                             "RpcFailureRateAlarm": "RpcFailureAlarmPercent",
-                             "ApiServerErrorsAlarm": "ApiServerErrorsAlarmCount",
-                             "FunctionErrorsAlarm": "FunctionErrorsAlarmCount"}.items():
+    for alarm, parameter in {
+        "ScannerLagAlarm": "ScannerLagAlarmSeconds",
+        "RpcFailureRateAlarm": "RpcFailureAlarmPercent",
+        "ApiServerErrorsAlarm": "ApiServerErrorsAlarmCount",
+        "FunctionErrorsAlarm": "FunctionErrorsAlarmCount",
+    }.items():
         assert resources[alarm]["Properties"]["Threshold"] == {"Ref": parameter}
         assert parameters[parameter]["Type"] == "Number" and parameters[parameter]["Default"] > 0
 
@@ -145,7 +153,10 @@ def test_a_network_never_scanned_pages_once_its_first_scan_is_clearly_overdue(te
     assert (props["Namespace"], props["MetricName"]) == (NAMESPACE, "ScannerNotStarted")
     assert props["Dimensions"] == [{"Name": "service", "Value": "scanner"}]  # across networks
     assert (props["Statistic"], props["ComparisonOperator"], props["Threshold"]) == (
-        "Maximum", "GreaterThanThreshold", 0)
+        "Maximum",
+        "GreaterThanThreshold",
+        0,
+    )
     # Every period of the last 15 minutes counted a network without a cursor: a fresh deploy's
     # first scan writes it within a minute or two (two periods at most), so only a scan that
     # keeps failing from the start pages
@@ -158,8 +169,11 @@ def dlq_writes() -> list[str]:
     calls = []
     for path in GATEWAY.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and any(
-                    k.arg == "QueueUrl" and "webhook_dlq_url" in ast.unparse(k.value) for k in node.keywords):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and any(k.arg == "QueueUrl" and "webhook_dlq_url" in ast.unparse(k.value) for k in node.keywords)
+            ):
                 calls.append(node.func.attr)
     return calls
 
@@ -174,9 +188,15 @@ def test_new_dead_events_page_whatever_the_queue_already_holds(template: dict[st
     dlq = [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["WebhookDLQ", "QueueName"]}}]
     sent, depth = by_id["sent"]["MetricStat"], by_id["depth"]["MetricStat"]
     assert (sent["Metric"]["Namespace"], sent["Metric"]["MetricName"], sent["Stat"]) == (
-        "AWS/SQS", "NumberOfMessagesSent", "Sum")
+        "AWS/SQS",
+        "NumberOfMessagesSent",
+        "Sum",
+    )
     assert (depth["Metric"]["Namespace"], depth["Metric"]["MetricName"], depth["Stat"]) == (
-        "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum")
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        "Maximum",
+    )
     assert sent["Metric"]["Dimensions"] == depth["Metric"]["Dimensions"] == dlq
     assert sent["Period"] == depth["Period"] == 300
     assert (props["ComparisonOperator"], props["Threshold"]) == ("GreaterThanThreshold", 0)
@@ -191,6 +211,7 @@ def evaluate(expression: str, data: dict[str, Series]) -> Series:
     (oldest first; None: no data point): FILL(x, v) fills the gaps, DIFF(x) is each point minus
     the one before it (none for the first point of the range), MAX([...]) the largest value of
     the series at each point."""
+
     def value(node: ast.expr) -> Any:
         if isinstance(node, ast.Name):
             return data[node.id]
@@ -208,27 +229,32 @@ def evaluate(expression: str, data: dict[str, Series]) -> Series:
         if node.func.id == "MAX":
             return [max((v for v in col if v is not None), default=None) for col in zip(*args[0], strict=True)]
         raise AssertionError(f"not modelled: {node.func.id}")
+
     result: Series = value(ast.parse(expression, mode="eval").body)
     return result
 
 
-@pytest.mark.parametrize(("sent", "depth", "alarm"), [
-    # the redrive policy moves a message here: only the depth rises (NumberOfMessagesSent: none)
-    ([None, None], [0, 1], True),
-    # the same into an idle queue, whose depth SQS did not report before
-    ([None, None], [None, 1], True),
-    # the sender's SendMessage
-    ([None, 1], [None, 1], True),
-    # dead events in back-to-back periods: it stays in ALARM
-    ([1, 1], [1, 2], True),
-    # messages waiting, nothing new for two periods: OK (the next new one pages again)
-    ([None, None], [3, 3], False),
-    # the operator drains the queue
-    ([None, None], [3, 0], False),
-    ([None, None], [None, None], False),
-])
-def test_the_dlq_alarm_sees_each_way_a_message_arrives(template: dict[str, Any], sent: Series, depth: Series,
-                                                       alarm: bool) -> None:
+@pytest.mark.parametrize(
+    ("sent", "depth", "alarm"),
+    [
+        # the redrive policy moves a message here: only the depth rises (NumberOfMessagesSent: none)
+        ([None, None], [0, 1], True),
+        # the same into an idle queue, whose depth SQS did not report before
+        ([None, None], [None, 1], True),
+        # the sender's SendMessage
+        ([None, 1], [None, 1], True),
+        # dead events in back-to-back periods: it stays in ALARM
+        ([1, 1], [1, 2], True),
+        # messages waiting, nothing new for two periods: OK (the next new one pages again)
+        ([None, None], [3, 3], False),
+        # the operator drains the queue
+        ([None, None], [3, 0], False),
+        ([None, None], [None, None], False),
+    ],
+)
+def test_the_dlq_alarm_sees_each_way_a_message_arrives(
+    template: dict[str, Any], sent: Series, depth: Series, alarm: bool
+) -> None:
     # Given the alarm's expression, evaluated over its evaluation range (EvaluationPeriods
     # points, the newest last), missing data not breaching
     props = template["Resources"]["WebhookDLQAlarm"]["Properties"]
@@ -249,17 +275,31 @@ def test_the_dlq_alarm_sees_each_way_a_message_arrives(template: dict[str, Any],
 def test_every_gateway_metric_watched_is_emitted_by_the_code_under_that_service(template: dict[str, Any]) -> None:
     # Given the metric names the code emits and each function's service name
     emitted = emitted_metric_names()
-    assert {"OrdersCreated", "DepositsDetected", "DepositsCredited", "DetectionLatency", "ScannerLagBlocks",
-            "ScannerLagSeconds", "ScannerNotStarted", "RpcCalls", "RpcErrors", "WebhookAttempts",
-            "WebhookFailures", "WebhookDead"} <= emitted
+    assert {
+        "OrdersCreated",
+        "DepositsDetected",
+        "DepositsCredited",
+        "DetectionLatency",
+        "ScannerLagBlocks",
+        "ScannerLagSeconds",
+        "ScannerNotStarted",
+        "RpcCalls",
+        "RpcErrors",
+        "WebhookAttempts",
+        "WebhookFailures",
+        "WebhookDead",
+    } <= emitted
     services = service_names(template)
     env = function_environment(template, "ScannerFunction")
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == NAMESPACE
     assert f'"POWERTOOLS_METRICS_NAMESPACE", "{NAMESPACE}"' in (GATEWAY / "observability.py").read_text()
     # When every metric of an alarm or dashboard widget in our namespace is listed
-    watched = [(m["Namespace"], m["MetricName"], {d["Name"]: d["Value"] for d in m["Dimensions"]})
-               for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"
-               for m in alarm_metrics(r["Properties"])]
+    watched = [
+        (m["Namespace"], m["MetricName"], {d["Name"]: d["Value"] for d in m["Dimensions"]})
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        for m in alarm_metrics(r["Properties"])
+    ]
     watched += dashboard_metrics(dashboard_body(template))
     ours = [w for w in watched if w[0] == NAMESPACE]
     assert len(ours) > 15

@@ -43,8 +43,15 @@ def test_calls_grow_with_address_chunks_and_block_ranges_not_orders() -> None:
     rpc = RecordingRpc()
     recipients = [random_evm() for _ in range(2500)]
     # When one scan runs
-    evm.transfers(rpc, network="eth", token=TOKEN, recipients=recipients, from_block=100, to_block=124,  # type: ignore[arg-type]
-                  max_range=10)
+    evm.transfers(
+        rpc,
+        network="eth",
+        token=TOKEN,
+        recipients=recipients,
+        from_block=100,
+        to_block=124,  # type: ignore[arg-type]
+        max_range=10,
+    )
     # Then it made ceil(2500/1000) x ceil(25/10) = 9 calls, each within the limits
     assert len(rpc.calls) == 9
     assert all(len(c["topics"][2]) <= 1000 for c in rpc.calls)
@@ -57,8 +64,18 @@ def test_calls_grow_with_address_chunks_and_block_ranges_not_orders() -> None:
 
 def test_no_addresses_no_calls() -> None:
     rpc = RecordingRpc()
-    assert evm.transfers(rpc, network="eth", token=TOKEN, recipients=[], from_block=1, to_block=5,  # type: ignore[arg-type]
-                         max_range=10) == []
+    assert (
+        evm.transfers(
+            rpc,
+            network="eth",
+            token=TOKEN,
+            recipients=[],
+            from_block=1,
+            to_block=5,  # type: ignore[arg-type]
+            max_range=10,
+        )
+        == []
+    )
     assert rpc.calls == []
 
 
@@ -73,9 +90,11 @@ class FakeTronProvider:
 
 def tron_log(token: str, sender: str, recipient: str, units: int) -> dict[str, Any]:
     # As the node serves it: address without the 41 prefix, hex without 0x.
-    return {"address": tron_body20(token).hex(),
-            "topics": [TRANSFER_TOPIC, "0" * 24 + tron_body20(sender).hex(), "0" * 24 + tron_body20(recipient).hex()],
-            "data": f"{units:064x}"}
+    return {
+        "address": tron_body20(token).hex(),
+        "topics": [TRANSFER_TOPIC, "0" * 24 + tron_body20(sender).hex(), "0" * 24 + tron_body20(recipient).hex()],
+        "data": f"{units:064x}",
+    }
 
 
 def random_tron() -> str:
@@ -85,12 +104,25 @@ def random_tron() -> str:
 def test_tron_reads_only_successful_logs_of_the_token() -> None:
     # Given a block with a good transfer, a failed one, one of another token, and a TRX transfer
     payer, shop, other = random_tron(), random_tron(), random_tron()
-    ok = {"id": "aa" * 32, "blockNumber": 7, "receipt": {"result": "SUCCESS", "energy_usage_total": 64285},
-          "log": [tron_log(TRON_TOKEN, payer, shop, 12_500_000)]}
-    failed = {"id": "bb" * 32, "blockNumber": 7, "result": "FAILED", "resMessage": "5245564552540000",
-              "receipt": {"result": "REVERT"}}
-    scam = {"id": "cc" * 32, "blockNumber": 7, "receipt": {"result": "SUCCESS"},
-            "log": [tron_log(random_tron(), payer, shop, 99_000_000)]}
+    ok = {
+        "id": "aa" * 32,
+        "blockNumber": 7,
+        "receipt": {"result": "SUCCESS", "energy_usage_total": 64285},
+        "log": [tron_log(TRON_TOKEN, payer, shop, 12_500_000)],
+    }
+    failed = {
+        "id": "bb" * 32,
+        "blockNumber": 7,
+        "result": "FAILED",
+        "resMessage": "5245564552540000",
+        "receipt": {"result": "REVERT"},
+    }
+    scam = {
+        "id": "cc" * 32,
+        "blockNumber": 7,
+        "receipt": {"result": "SUCCESS"},
+        "log": [tron_log(random_tron(), payer, shop, 99_000_000)],
+    }
     trx = {"id": "dd" * 32, "blockNumber": 7, "receipt": {"net_fee": 267000}}
     provider = FakeTronProvider([ok, failed, scam, trx])
     # When the block is read for the shop's address (and for another address)
@@ -98,26 +130,39 @@ def test_tron_reads_only_successful_logs_of_the_token() -> None:
     none = tron.transfers(provider, network="tron", token=TRON_TOKEN, recipients={other}, number=7, block_hash="b7")
     # Then exactly the successful transfer of the token is found, decoded to base58 and base units
     assert [(t.txid, t.sender, t.recipient, t.units, t.log_index) for t in found] == [
-        ("aa" * 32, payer, shop, 12_500_000, 0)]
+        ("aa" * 32, payer, shop, 12_500_000, 0)
+    ]
     assert none == []
 
 
 def test_tron_empty_block_and_answers_that_are_not_the_blocks() -> None:
     # [] for a block without transactions is an empty block
     empty = {"blockID": "b9", "block_header": {"raw_data": {"number": 9}}}
-    assert tron.transfers(FakeTronProvider([]), network="tron", token=TRON_TOKEN, recipients=None, number=9,
-                          block=empty) == []
+    assert (
+        tron.transfers(FakeTronProvider([]), network="tron", token=TRON_TOKEN, recipients=None, number=9, block=empty)
+        == []
+    )
     # {} (java-tron's answer for num <= 0), or a list that is not the block's transactions, is
     # the node's failure: never an empty block
     one_tx = empty | {"transactions": [{"txID": "aa" * 32}]}
     info = {"id": "aa" * 32, "blockNumber": 9, "receipt": {"result": "SUCCESS"}}
-    for answer, block in (({}, empty), ([], one_tx), ([info | {"blockNumber": 8}], one_tx),
-                          ([info | {"id": "bb" * 32}], one_tx), ([info, info], one_tx)):
+    for answer, block in (
+        ({}, empty),
+        ([], one_tx),
+        ([info | {"blockNumber": 8}], one_tx),
+        ([info | {"id": "bb" * 32}], one_tx),
+        ([info, info], one_tx),
+    ):
         with pytest.raises(RpcUnavailable):
-            tron.transfers(FakeTronProvider(answer), network="tron", token=TRON_TOKEN, recipients=None, number=9,
-                           block=block)
-    assert tron.transfers(FakeTronProvider([info]), network="tron", token=TRON_TOKEN, recipients=None, number=9,
-                          block=one_tx) == []
+            tron.transfers(
+                FakeTronProvider(answer), network="tron", token=TRON_TOKEN, recipients=None, number=9, block=block
+            )
+    assert (
+        tron.transfers(
+            FakeTronProvider([info]), network="tron", token=TRON_TOKEN, recipients=None, number=9, block=one_tx
+        )
+        == []
+    )
 
 
 class LimitedRpc:
@@ -136,9 +181,19 @@ class LimitedRpc:
         if self.refuse_all or end - start + 1 > self.limit:
             raise RpcError(-32005, "query returned more than 10000 results")
         to_topic = "0x" + "0" * 24 + self.recipient[2:].lower()
-        return [{"address": TOKEN.lower(), "topics": ["0x" + TRANSFER_TOPIC, "0x" + "0" * 64, to_topic],
-                 "data": "0x" + f"{n:064x}", "blockNumber": hex(n), "transactionHash": "0x" + f"{n:064x}",
-                 "logIndex": "0x0", "blockHash": "0x" + "ab" * 32, "removed": False} for n in range(start, end + 1)]
+        return [
+            {
+                "address": TOKEN.lower(),
+                "topics": ["0x" + TRANSFER_TOPIC, "0x" + "0" * 64, to_topic],
+                "data": "0x" + f"{n:064x}",
+                "blockNumber": hex(n),
+                "transactionHash": "0x" + f"{n:064x}",
+                "logIndex": "0x0",
+                "blockHash": "0x" + "ab" * 32,
+                "removed": False,
+            }
+            for n in range(start, end + 1)
+        ]
 
 
 def test_a_range_the_provider_refuses_is_split_until_it_passes() -> None:
@@ -146,8 +201,15 @@ def test_a_range_the_provider_refuses_is_split_until_it_passes() -> None:
     shop = random_evm()
     rpc = LimitedRpc(3, shop)
     # When 10 blocks are scanned
-    found = evm.transfers(rpc, network="eth", token=TOKEN, recipients=[shop], from_block=1, to_block=10,  # type: ignore[arg-type]
-                          max_range=10)
+    found = evm.transfers(
+        rpc,
+        network="eth",
+        token=TOKEN,
+        recipients=[shop],
+        from_block=1,
+        to_block=10,  # type: ignore[arg-type]
+        max_range=10,
+    )
     # Then every block's transfer is found once, in order, through halved ranges
     assert [t.block_number for t in found] == list(range(1, 11))
     assert [t.units for t in found] == list(range(1, 11))
@@ -161,8 +223,15 @@ def test_a_single_block_still_refused_is_the_endpoints_failure() -> None:
     rpc = LimitedRpc(0, random_evm(), refuse_all=True)
     # Then the scan gives up after halving down to one block (about log2(range) calls), not 2x range
     with pytest.raises(RpcError):
-        evm.transfers(rpc, network="eth", token=TOKEN, recipients=[rpc.recipient], from_block=1,  # type: ignore[arg-type]
-                      to_block=1024, max_range=1024)
+        evm.transfers(
+            rpc,
+            network="eth",
+            token=TOKEN,
+            recipients=[rpc.recipient],
+            from_block=1,  # type: ignore[arg-type]
+            to_block=1024,
+            max_range=1024,
+        )
     assert len(rpc.ranges) == 11
 
 
@@ -172,10 +241,16 @@ def _hash(number: int) -> str:
 
 def transfer_log(number: int, index: int, recipient: str, *, token: str = TOKEN) -> dict[str, Any]:
     """A Transfer log as a node serves it, in its own transaction."""
-    return {"address": token.lower(), "topics": ["0x" + TRANSFER_TOPIC, "0x" + "0" * 64,
-                                                 "0x" + "0" * 24 + recipient[2:].lower()],
-            "data": "0x" + f"{index + 1:064x}", "blockNumber": hex(number), "blockHash": _hash(number),
-            "transactionHash": "0x" + f"{number:032x}{index:032x}", "logIndex": hex(index), "removed": False}
+    return {
+        "address": token.lower(),
+        "topics": ["0x" + TRANSFER_TOPIC, "0x" + "0" * 64, "0x" + "0" * 24 + recipient[2:].lower()],
+        "data": "0x" + f"{index + 1:064x}",
+        "blockNumber": hex(number),
+        "blockHash": _hash(number),
+        "transactionHash": "0x" + f"{number:032x}{index:032x}",
+        "logIndex": hex(index),
+        "removed": False,
+    }
 
 
 def bloom_of(logs: list[dict[str, Any]]) -> int:
@@ -191,8 +266,14 @@ class Chain:
     given per block), receipts, logs by block hash (EIP-234), single calls and batches. It has
     blocks up to `head`; `fail` answers 429 that many times; `calls` and `batches` count requests."""
 
-    def __init__(self, label: str, head: int, logs: dict[int, list[dict[str, Any]]] | None = None,
-                 blooms: dict[int, int] | None = None, fail: int = 0) -> None:
+    def __init__(
+        self,
+        label: str,
+        head: int,
+        logs: dict[int, list[dict[str, Any]]] | None = None,
+        blooms: dict[int, int] | None = None,
+        fail: int = 0,
+    ) -> None:
         self.label, self.head, self.logs, self.fail = label, head, logs or {}, fail
         self.blooms = blooms or {}
         self.calls: list[str] = []
@@ -219,17 +300,28 @@ class Chain:
             if n > self.head:
                 return None  # a node answers nothing for blocks it does not have yet
             logs = self.logs.get(n, [])
-            return {"number": hex(n), "hash": _hash(n), "parentHash": _hash(n - 1), "timestamp": hex(1_700_000_000 + n),
-                    "logsBloom": "0x" + f"{self.blooms.get(n, bloom_of(logs)):0512x}",
-                    "transactions": list(dict.fromkeys(log["transactionHash"] for log in logs))}
+            return {
+                "number": hex(n),
+                "hash": _hash(n),
+                "parentHash": _hash(n - 1),
+                "timestamp": hex(1_700_000_000 + n),
+                "logsBloom": "0x" + f"{self.blooms.get(n, bloom_of(logs)):0512x}",
+                "transactions": list(dict.fromkeys(log["transactionHash"] for log in logs)),
+            }
         n = int(params[0]["blockHash"] if method == "eth_getLogs" else params[0], 16)
         logs = self.logs.get(n, [])
         if method == "eth_getBlockReceipts":
             if n in self.receipts_missing:
                 return []
-            return [{"transactionHash": tx, "blockHash": _hash(n), "status": "0x1",
-                     "logs": [log for log in logs if log["transactionHash"] == tx]}
-                    for tx in dict.fromkeys(log["transactionHash"] for log in logs)]
+            return [
+                {
+                    "transactionHash": tx,
+                    "blockHash": _hash(n),
+                    "status": "0x1",
+                    "logs": [log for log in logs if log["transactionHash"] == tx],
+                }
+                for tx in dict.fromkeys(log["transactionHash"] for log in logs)
+            ]
         if method == "eth_getTransactionReceipt":
             mine = [log for logs in self.logs.values() for log in logs if log["transactionHash"] == params[0]]
             return {"transactionHash": params[0], "blockHash": mine[0]["blockHash"], "status": "0x1", "logs": mine}
@@ -269,7 +361,9 @@ def test_blocks_whose_bloom_rules_payments_out_are_not_read() -> None:
     assert [(t.block_number, t.recipient) for t in found] == [(115, shop)]
     assert node.batches == 1 and node.calls.count("eth_getBlockByNumber") == 21
     assert [c for c in node.calls if c != "eth_getBlockByNumber"] in (
-        ["eth_getBlockReceipts"], ["eth_getBlockReceipts", "eth_getTransactionReceipt"])
+        ["eth_getBlockReceipts"],
+        ["eth_getBlockReceipts", "eth_getTransactionReceipt"],
+    )
 
 
 def test_a_steady_cycle_reads_a_new_block_in_at_most_two_requests() -> None:
@@ -295,8 +389,12 @@ def test_a_saturated_bloom_is_read_by_block_hash_and_a_false_match_does_not_stal
 def test_a_bloom_matching_more_than_1000_recipients_asks_for_every_transfer_of_the_block() -> None:
     # Given 1,500 watched addresses, one of them paid, in a block whose bloom matches them all
     watched = [random_evm() for _ in range(1500)]
-    node = Chain("node", 101, {101: [transfer_log(101, 0, watched[700]), transfer_log(101, 1, random_evm())]},
-                 blooms={101: (1 << 2048) - 1})
+    node = Chain(
+        "node",
+        101,
+        {101: [transfer_log(101, 0, watched[700]), transfer_log(101, 1, random_evm())]},
+        blooms={101: (1 << 2048) - 1},
+    )
     asked: list[Any] = []
     real = node.call
 
@@ -320,8 +418,9 @@ def test_a_block_answer_that_is_not_the_blocks_is_an_error() -> None:
     with pytest.raises(AllEndpointsFailed, match="receipts of block 101"):
         evm_reader(pruned).transfers([shop], 101, 101)
     # Logs of another block for a block-hash filter (an endpoint that ignores blockHash)
-    wrong = Chain("wrong", 101, {101: [transfer_log(101, 0, shop) | {"blockHash": _hash(7)}]},
-                  blooms={101: (1 << 2048) - 1})
+    wrong = Chain(
+        "wrong", 101, {101: [transfer_log(101, 0, shop) | {"blockHash": _hash(7)}]}, blooms={101: (1 << 2048) - 1}
+    )
     with pytest.raises(AllEndpointsFailed, match="answered other blocks"):
         evm_reader(wrong).transfers([shop], 101, 101)
 
@@ -343,7 +442,7 @@ def test_an_endpoint_without_block_receipts_is_read_by_block_hash() -> None:
 
 def test_the_bloom_test_is_the_three_11_bit_indices_of_keccak() -> None:
     # keccak256(b"") = c5d2460186f7..., so its indices are 0x5d2 & 2047, 0x4601 & 2047, 0x86f7 & 2047
-    assert evm.bloom_mask(b"") == 1 << (0xc5d2 & 2047) | 1 << (0x4601 & 2047) | 1 << (0x86f7 & 2047)
+    assert evm.bloom_mask(b"") == 1 << (0xC5D2 & 2047) | 1 << (0x4601 & 2047) | 1 << (0x86F7 & 2047)
     shop, other = "0x" + "11" * 20, "0x" + "22" * 20
     masks = {t: evm.topic_mask(t) for t in evm.recipient_topics([shop, other])}
     bloom = evm.RecipientBloom(TOKEN, masks)

@@ -24,10 +24,21 @@ from usdt_gateway.webhooks.delivery_http import Outcome, post
 from usdt_gateway.webhooks.signing import new_secret, webhook_headers
 from usdt_gateway.webhooks.urlguard import check_url
 
-BODY = json.dumps({"id": "evt_1", "type": "order.confirmed", "sequence": 1,
-                   "data": {"orderId": "order-\u00e9", "status": "confirmed"}}, ensure_ascii=False).encode()
-HEADERS = {"webhook-id": "evt_1", "webhook-timestamp": "1764600000", "webhook-signature": "v1,AAAA",
-           "content-type": "application/json"}
+BODY = json.dumps(
+    {
+        "id": "evt_1",
+        "type": "order.confirmed",
+        "sequence": 1,
+        "data": {"orderId": "order-\u00e9", "status": "confirmed"},
+    },
+    ensure_ascii=False,
+).encode()
+HEADERS = {
+    "webhook-id": "evt_1",
+    "webhook-timestamp": "1764600000",
+    "webhook-signature": "v1,AAAA",
+    "content-type": "application/json",
+}
 
 
 @dataclass
@@ -274,8 +285,11 @@ def test_loopback_is_refused_outside_local_mode_and_nothing_is_sent(listener: so
         ("https://localhost/h", "refused: resolves to 127.0.0.1, a loopback address", "URL_NOT_PUBLIC"),
         (f"https://[::1]:{port}/h", "refused: ::1 is a loopback address", "URL_NOT_PUBLIC"),
         (f"http://127.0.0.1:{port}/h", "refused: the URL must use https", "URL_SCHEME"),
-        (f"https://hooks.shop.example:{port}/h", f"refused: port {port} is not allowed; webhook URLs may use port 443",
-         "URL_PORT_NOT_ALLOWED"),
+        (
+            f"https://hooks.shop.example:{port}/h",
+            f"refused: port {port} is not allowed; webhook URLs may use port 443",
+            "URL_PORT_NOT_ALLOWED",
+        ),
     ]:
         resolve = loopback if "localhost" in url else None
         outcome = send(url, allow_loopback=False, **({"resolve": resolve} if resolve else {}))
@@ -331,6 +345,7 @@ def test_transport_headers_and_a_non_positive_timeout_are_programming_errors(ser
 
 # HTTPS, with a CA and certificates made for the test.
 
+
 def _certificates(directory: Path) -> dict[str, Path]:
     pytest.importorskip("cryptography")
     from cryptography import x509
@@ -344,30 +359,59 @@ def _certificates(directory: Path) -> dict[str, Path]:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name("test CA")).issuer_name(name("test CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("test CA"))
+        .issuer_name(name("test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     leaf_key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (x509.CertificateBuilder().subject_name(name("merchant.test")).issuer_name(ca.subject)
-            .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("merchant.test"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(name("merchant.test"))
+        .issuer_name(ca.subject)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("merchant.test"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     paths = {"ca": directory / "ca.pem", "cert": directory / "leaf.pem", "key": directory / "leaf.key"}
     paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths["cert"].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                    serialization.NoEncryption()))
+    paths["key"].write_bytes(
+        leaf_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return paths
 
 

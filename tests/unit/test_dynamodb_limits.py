@@ -22,8 +22,13 @@ TABLE = "limits"
 @pytest.fixture(scope="module")
 def client() -> Any:
     return botocore.session.get_session().create_client(
-        "dynamodb", region_name="us-east-1", endpoint_url="http://127.0.0.1:9", aws_access_key_id="x",
-        aws_secret_access_key="x", config=Config(retries={"max_attempts": 1}, connect_timeout=1))
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url="http://127.0.0.1:9",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1),
+    )
 
 
 def s(text: str) -> dict[str, str]:
@@ -39,70 +44,105 @@ def order_index_start(gsi1pk: str = "MERCHANT#m#ORDERS", gsi1sk: str = "17000000
 
 
 def index_query(**extra: Any) -> dict[str, Any]:
-    return {"TableName": TABLE, "IndexName": "gsi1", "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :a AND :b",
-            "ExpressionAttributeNames": {"#pk": "gsi1pk", "#sk": "gsi1sk"},
-            "ExpressionAttributeValues": {":pk": s("MERCHANT#m#ORDERS"), ":a": s("0"), ":b": s("9~")}, **extra}
+    return {
+        "TableName": TABLE,
+        "IndexName": "gsi1",
+        "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :a AND :b",
+        "ExpressionAttributeNames": {"#pk": "gsi1pk", "#sk": "gsi1sk"},
+        "ExpressionAttributeValues": {":pk": s("MERCHANT#m#ORDERS"), ":a": s("0"), ":b": s("9~")},
+        **extra,
+    }
 
 
 REFUSED: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "a partition key over 2048 bytes": (
-        "partition key pk is 2100 bytes", lambda c: c.get_item(TableName=TABLE, Key=key(pk="x" * 2100))),
+        "partition key pk is 2100 bytes",
+        lambda c: c.get_item(TableName=TABLE, Key=key(pk="x" * 2100)),
+    ),
     "a sort key over 1024 bytes (UTF-8)": (
-        "sort key sk is 1030 bytes", lambda c: c.delete_item(TableName=TABLE, Key=key(sk="\u00e9" * 515))),
+        "sort key sk is 1030 bytes",
+        lambda c: c.delete_item(TableName=TABLE, Key=key(sk="\u00e9" * 515)),
+    ),
     "an empty index key": (
         "gsi1sk cannot be empty",
-        lambda c: c.put_item(TableName=TABLE, Item={**key(), "gsi1pk": s("i"), "gsi1sk": s("")})),
+        lambda c: c.put_item(TableName=TABLE, Item={**key(), "gsi1pk": s("i"), "gsi1sk": s("")}),
+    ),
     "an index key of the wrong type": (
         "gsi1sk must be of type S",
-        lambda c: c.put_item(TableName=TABLE, Item={**key(), "gsi1pk": s("i"), "gsi1sk": {"N": "1"}})),
+        lambda c: c.put_item(TableName=TABLE, Item={**key(), "gsi1pk": s("i"), "gsi1sk": {"N": "1"}}),
+    ),
     "an item over 400 KB": (
         "over the limit of 409600",
-        lambda c: c.put_item(TableName=TABLE, Item={**key(), "blob": s("z" * 410_000)})),
-    "a number of 39 digits": (
-        "38 digits", lambda c: c.put_item(TableName=TABLE, Item={**key(), "n": {"N": "1" * 39}})),
+        lambda c: c.put_item(TableName=TABLE, Item={**key(), "blob": s("z" * 410_000)}),
+    ),
+    "a number of 39 digits": ("38 digits", lambda c: c.put_item(TableName=TABLE, Item={**key(), "n": {"N": "1" * 39}})),
     "an expression over 4 KB": (
         "ConditionExpression is",
-        lambda c: c.put_item(TableName=TABLE, Item=key(), ConditionExpression=" OR ".join(
-            ["attribute_not_exists(pk)"] * 200))),
+        lambda c: c.put_item(
+            TableName=TABLE, Item=key(), ConditionExpression=" OR ".join(["attribute_not_exists(pk)"] * 200)
+        ),
+    ),
     "an unused expression value": (
         "ExpressionAttributeValues unused",
-        lambda c: c.put_item(TableName=TABLE, Item=key(), ConditionExpression="attribute_not_exists(pk)",
-                             ExpressionAttributeValues={":x": s("1")})),
+        lambda c: c.put_item(
+            TableName=TABLE,
+            Item=key(),
+            ConditionExpression="attribute_not_exists(pk)",
+            ExpressionAttributeValues={":x": s("1")},
+        ),
+    ),
     "a query value over the partition key limit": (
         "partition key gsi1pk is 2100 bytes",
-        lambda c: c.query(**index_query(ExpressionAttributeValues={
-            ":pk": s("x" * 2100), ":a": s("0"), ":b": s("9~")}))),
+        lambda c: c.query(**index_query(ExpressionAttributeValues={":pk": s("x" * 2100), ":a": s("0"), ":b": s("9~")})),
+    ),
     "a starting key of another partition": (
         "outside query boundaries",
-        lambda c: c.query(**index_query(ExclusiveStartKey=order_index_start(gsi1pk="MERCHANT#other#ORDERS")))),
+        lambda c: c.query(**index_query(ExclusiveStartKey=order_index_start(gsi1pk="MERCHANT#other#ORDERS"))),
+    ),
     "a starting key outside the sort key range": (
         "outside query boundaries",
-        lambda c: c.query(**index_query(ExclusiveStartKey=order_index_start(gsi1sk="~")))),
+        lambda c: c.query(**index_query(ExclusiveStartKey=order_index_start(gsi1sk="~"))),
+    ),
     "a starting key without the index's keys": (
-        "must hold exactly", lambda c: c.query(**index_query(ExclusiveStartKey=key()))),
+        "must hold exactly",
+        lambda c: c.query(**index_query(ExclusiveStartKey=key())),
+    ),
     "a starting key with a 2,100-byte table key": (
         "partition key pk is 2100 bytes",
-        lambda c: c.query(**index_query(ExclusiveStartKey={**order_index_start(), "pk": s("y" * 2100)}))),
+        lambda c: c.query(**index_query(ExclusiveStartKey={**order_index_start(), "pk": s("y" * 2100)})),
+    ),
     "101 transaction items": (
         "at most 100 items",
-        lambda c: c.transact_write_items(TransactItems=[{"Put": {"TableName": TABLE, "Item": key(pk=f"p{i}")}}
-                                                        for i in range(101)])),
+        lambda c: c.transact_write_items(
+            TransactItems=[{"Put": {"TableName": TABLE, "Item": key(pk=f"p{i}")}} for i in range(101)]
+        ),
+    ),
     "two actions on one item in a transaction": (
         "multiple operations on one item",
-        lambda c: c.transact_write_items(TransactItems=[
-            {"Put": {"TableName": TABLE, "Item": key()}},
-            {"Delete": {"TableName": TABLE, "Key": key()}}])),
+        lambda c: c.transact_write_items(
+            TransactItems=[{"Put": {"TableName": TABLE, "Item": key()}}, {"Delete": {"TableName": TABLE, "Key": key()}}]
+        ),
+    ),
     "26 writes in a batch": (
         "at most 25 requests",
-        lambda c: c.batch_write_item(RequestItems={TABLE: [{"PutRequest": {"Item": key(pk=f"p{i}")}}
-                                                           for i in range(26)]})),
+        lambda c: c.batch_write_item(
+            RequestItems={TABLE: [{"PutRequest": {"Item": key(pk=f"p{i}")}} for i in range(26)]}
+        ),
+    ),
     "one key twice in a batch": (
         "contains duplicates",
-        lambda c: c.batch_get_item(RequestItems={TABLE: {"Keys": [key(), key()]}})),
+        lambda c: c.batch_get_item(RequestItems={TABLE: {"Keys": [key(), key()]}}),
+    ),
     "an update of a table key": (
         "part of the key",
-        lambda c: c.update_item(TableName=TABLE, Key=key(), UpdateExpression="SET #k = :v",
-                                ExpressionAttributeNames={"#k": "sk"}, ExpressionAttributeValues={":v": s("t")})),
+        lambda c: c.update_item(
+            TableName=TABLE,
+            Key=key(),
+            UpdateExpression="SET #k = :v",
+            ExpressionAttributeNames={"#k": "sk"},
+            ExpressionAttributeValues={":v": s("t")},
+        ),
+    ),
 }
 
 
@@ -129,8 +169,7 @@ def test_requests_within_the_limits_go_through(client: Any) -> None:
     for call in calls:
         # When each is made
         # Then the checker lets it through: it fails only to connect (nothing listens there)
-        with dynamodb_limits.expected_violations() as found, pytest.raises(
-                botocore.exceptions.EndpointConnectionError):
+        with dynamodb_limits.expected_violations() as found, pytest.raises(botocore.exceptions.EndpointConnectionError):
             call()
         assert found == []
 
@@ -139,8 +178,9 @@ def test_the_checker_is_on_every_dynamodb_client_of_the_run() -> None:
     # Given a client made the way the gateway makes its own (usdt_gateway.aws)
     from usdt_gateway import aws
 
-    gateway_client = aws._session().create_client("dynamodb", region_name="us-east-1",
-                                                   endpoint_url="http://127.0.0.1:9")
+    gateway_client = aws._session().create_client(
+        "dynamodb", region_name="us-east-1", endpoint_url="http://127.0.0.1:9"
+    )
     # When it asks for an item under a 2,100-byte key
     # Then it is refused before any connection is tried
     with dynamodb_limits.expected_violations() as found, pytest.raises(LimitExceeded):

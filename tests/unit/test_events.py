@@ -15,27 +15,38 @@ def order(status: str, paid: int = 0, exception: str | None = None, excess: int 
     return {"status": status, "paidUnits": paid, "exception": exception, "excessUnits": excess}
 
 
-@pytest.mark.parametrize(("old", "new", "reverted", "expected"), [
-    (order("pending"), order("confirming"), False, ["order.confirming"]),
-    (order("confirming"), order("confirmed", 100), False, ["order.confirmed"]),
-    (order("pending"), order("confirmed", 120, "overpaid", 20), False, ["order.confirmed", "order.overpaid"]),
-    (order("expired"), order("confirmed", 100, "paid_late"), False, ["order.confirmed", "order.paid_late"]),
-    (order("confirmed", 100), order("confirmed", 150, "overpaid", 50), False, ["order.overpaid"]),  # attached later
-    (order("confirmed", 120, "overpaid", 20), order("confirmed", 150, "overpaid", 50), False,
-     ["order.overpaid"]),  # more excess attached later
-    (order("confirmed", 120, "overpaid", 20), order("confirmed", 150, "paid_late", 50), False,
-     ["order.paid_late", "order.overpaid"]),  # a late payment attached to an overpaid order
-    (order("confirming"), order("underpaid", 60), False, ["order.underpaid"]),
-    (order("underpaid", 60), order("underpaid", 80), False, ["order.underpaid"]),  # more came, still short
-    (order("underpaid", 60), order("failed", 60), False, ["order.failed"]),
-    (order("pending"), order("expired"), False, ["order.expired"]),
-    (order("pending"), order("cancelled"), False, ["order.cancelled"]),
-    (order("confirming"), order("pending"), True, ["order.reverted"]),
-    (order("confirming"), order("expired"), True, ["order.reverted", "order.expired"]),
-    (order("confirming"), order("confirming"), False, []),  # a second payment seen: same state
-    (order("confirmed", 100), order("confirmed", 100), False, []),  # closing a paid order
-    (order("confirmed", 120, "overpaid", 20), order("confirmed", 120, "overpaid", 20), False, []),  # nothing new
-])
+@pytest.mark.parametrize(
+    ("old", "new", "reverted", "expected"),
+    [
+        (order("pending"), order("confirming"), False, ["order.confirming"]),
+        (order("confirming"), order("confirmed", 100), False, ["order.confirmed"]),
+        (order("pending"), order("confirmed", 120, "overpaid", 20), False, ["order.confirmed", "order.overpaid"]),
+        (order("expired"), order("confirmed", 100, "paid_late"), False, ["order.confirmed", "order.paid_late"]),
+        (order("confirmed", 100), order("confirmed", 150, "overpaid", 50), False, ["order.overpaid"]),  # attached later
+        (
+            order("confirmed", 120, "overpaid", 20),
+            order("confirmed", 150, "overpaid", 50),
+            False,
+            ["order.overpaid"],
+        ),  # more excess attached later
+        (
+            order("confirmed", 120, "overpaid", 20),
+            order("confirmed", 150, "paid_late", 50),
+            False,
+            ["order.paid_late", "order.overpaid"],
+        ),  # a late payment attached to an overpaid order
+        (order("confirming"), order("underpaid", 60), False, ["order.underpaid"]),
+        (order("underpaid", 60), order("underpaid", 80), False, ["order.underpaid"]),  # more came, still short
+        (order("underpaid", 60), order("failed", 60), False, ["order.failed"]),
+        (order("pending"), order("expired"), False, ["order.expired"]),
+        (order("pending"), order("cancelled"), False, ["order.cancelled"]),
+        (order("confirming"), order("pending"), True, ["order.reverted"]),
+        (order("confirming"), order("expired"), True, ["order.reverted", "order.expired"]),
+        (order("confirming"), order("confirming"), False, []),  # a second payment seen: same state
+        (order("confirmed", 100), order("confirmed", 100), False, []),  # closing a paid order
+        (order("confirmed", 120, "overpaid", 20), order("confirmed", 120, "overpaid", 20), False, []),  # nothing new
+    ],
+)
 def test_events_of_a_change(old: dict, new: dict, reverted: bool, expected: list[str]) -> None:
     assert order_event_types(old, new, reverted=reverted) == expected
     assert set(expected) <= set(EVENT_TYPES)
@@ -59,15 +70,31 @@ def test_only_a_final_paid_order_is_announced_confirmed() -> None:
 
 def item(status: str, *, paid: int = 0, exception: str | None = None, excess: int = 0) -> dict[str, Any]:
     """An order item as stored, amount 100.00 USDT (6 decimals)."""
-    return {"orderId": "o-1", "publicId": "p_1", "network": "tron", "chainId": 728126428, "decimals": 6,
-            "tokenContract": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t", "amountUnits": 100_000_000,
-            "requestedUnits": 100_000_000, "address": "TXYZ", "paymentUrl": "https://pay.example/pay/p_1",
-            "paymentUri": "TXYZ", "qrCodeData": "data:image/png;base64,", "status": status,
-            "exception": exception, "paidUnits": paid, "excessUnits": excess, "expiresAt": 2, "createdAt": 1}
+    return {
+        "orderId": "o-1",
+        "publicId": "p_1",
+        "network": "tron",
+        "chainId": 728126428,
+        "decimals": 6,
+        "tokenContract": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
+        "amountUnits": 100_000_000,
+        "requestedUnits": 100_000_000,
+        "address": "TXYZ",
+        "paymentUrl": "https://pay.example/pay/p_1",
+        "paymentUri": "TXYZ",
+        "qrCodeData": "data:image/png;base64,",
+        "status": status,
+        "exception": exception,
+        "paidUnits": paid,
+        "excessUnits": excess,
+        "expiresAt": 2,
+        "createdAt": 1,
+    }
 
 
-@pytest.mark.parametrize("status", ["pending", "confirming", "underpaid", "confirmed", "expired", "cancelled",
-                                    "failed"])
+@pytest.mark.parametrize(
+    "status", ["pending", "confirming", "underpaid", "confirmed", "expired", "cancelled", "failed"]
+)
 def test_the_order_says_whether_it_is_paid(status: str) -> None:
     # Given an order in any status, when it is viewed (GET and every order event's data)
     view = to_view(item(status, paid=100_000_000 if status == "confirmed" else 0)).model_dump(by_alias=True)
@@ -75,14 +102,16 @@ def test_the_order_says_whether_it_is_paid(status: str) -> None:
     assert view["paid"] is (status == "confirmed")
 
 
-@pytest.mark.parametrize(("exception", "excess", "exceptions"), [
-    (None, 0, []),
-    ("overpaid", 30_000_000, ["overpaid"]),
-    ("paid_late", 0, ["paid_late"]),
-    ("paid_late", 30_000_000, ["paid_late", "overpaid"]),
-])
-def test_a_late_overpayment_shows_both_exceptions(exception: str | None, excess: int,
-                                                  exceptions: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("exception", "excess", "exceptions"),
+    [
+        (None, 0, []),
+        ("overpaid", 30_000_000, ["overpaid"]),
+        ("paid_late", 0, ["paid_late"]),
+        ("paid_late", 30_000_000, ["paid_late", "overpaid"]),
+    ],
+)
+def test_a_late_overpayment_shows_both_exceptions(exception: str | None, excess: int, exceptions: list[str]) -> None:
     # Given a confirmed order, late or not, overpaid or not
     stored = item("confirmed", paid=100_000_000 + excess, exception=exception, excess=excess)
     # When it is viewed

@@ -22,14 +22,35 @@ EVENT_SOURCE_MAPPING_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:
 # The reviewed result, written out: what each function may do (the derivation below checks it
 # against the code; this table makes a change of privileges visible in review).
 EXPECTED_ACTIONS = {
-    "ApiFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-                    "dynamodb:Query", "kms:Decrypt", "sqs:SendMessage"},
-    "ScannerFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-                        "dynamodb:Query", "ssm:GetParameter", "lambda:InvokeFunction", "sqs:SendMessage"},
+    "ApiFunction": {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:Query",
+        "kms:Decrypt",
+        "sqs:SendMessage",
+    },
+    "ScannerFunction": {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:Query",
+        "ssm:GetParameter",
+        "lambda:InvokeFunction",
+        "sqs:SendMessage",
+    },
     "PaymentPageFunction": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
     "OutboxFunction": {"dynamodb:Query", "dynamodb:DeleteItem", "sqs:SendMessage"},
-    "WebhookFunction": {"dynamodb:GetItem", "dynamodb:UpdateItem", "kms:Decrypt", "sqs:SendMessage",
-                        "sqs:ChangeMessageVisibility", *EVENT_SOURCE_MAPPING_ACTIONS},
+    "WebhookFunction": {
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "kms:Decrypt",
+        "sqs:SendMessage",
+        "sqs:ChangeMessageVisibility",
+        *EVENT_SOURCE_MAPPING_ACTIONS,
+    },
 }
 
 Template = dict[str, Any]
@@ -53,7 +74,8 @@ def _statements(props: dict[str, Any]) -> list[dict[str, Any]]:
     statements = []
     for policy in props.get("Policies", []):
         assert isinstance(policy, dict) and set(policy) == {"Statement"}, (
-            f"only inline statements are reviewed here, not {policy!r} (SAM policy templates grant more)")
+            f"only inline statements are reviewed here, not {policy!r} (SAM policy templates grant more)"
+        )
         statements += policy["Statement"]
     return statements
 
@@ -161,8 +183,9 @@ def test_deleting_items_is_limited_to_outbox_markers_and_ledger_entries(template
             # entries of final deposits that move or leave after a deep reorg, or, for the API
             # alone, REPLAY#, the marker of a one-time request's signature that was refused after all
             assert _as_list(statement["Action"]) == ["dynamodb:DeleteItem"], function
-            allowed = {"ScannerFunction": [["OUTBOX#*"], ["LEDGER#*"]],
-                       "ApiFunction": [["OUTBOX#*", "REPLAY#*"]]}.get(function, [["OUTBOX#*"]])
+            allowed = {"ScannerFunction": [["OUTBOX#*"], ["LEDGER#*"]], "ApiFunction": [["OUTBOX#*", "REPLAY#*"]]}.get(
+                function, [["OUTBOX#*"]]
+            )
             assert _leading_keys(statement) in allowed, function
 
 
@@ -185,14 +208,19 @@ PAGE_KEYS = {
     "dynamodb:GetItem": [store.public_key("pub")[0], store.order_key("m_1", "o-1")[0], store.cursor_key("bsc")[0]],
     "dynamodb:UpdateItem": [ratelimit.page_ip_key("203.0.113.7")[0], ratelimit.page_ip_key("2001:db8::1")[0]],
 }
-SECRET_KEYS = [store.api_key_key("ak_live_x")[0], store.merchant_key("m_1")[0], store.outbox_key("e")[0],
-               store.deposit_key("bsc", "0xab", 1)[0], store.events_index_pk("m_1")]
+SECRET_KEYS = [
+    store.api_key_key("ak_live_x")[0],
+    store.merchant_key("m_1")[0],
+    store.outbox_key("e")[0],
+    store.deposit_key("bsc", "0xab", 1)[0],
+    store.events_index_pk("m_1"),
+]
 
 
 def _leading_keys(statement: dict[str, Any]) -> list[str]:
     condition = statement.get("Condition") or {}
     assert list(condition) == ["ForAllValues:StringLike"], statement.get("Sid")
-    (key, patterns), = condition["ForAllValues:StringLike"].items()
+    ((key, patterns),) = condition["ForAllValues:StringLike"].items()
     assert key == "dynamodb:LeadingKeys", statement.get("Sid")
     return list(patterns)
 
@@ -236,12 +264,16 @@ def test_the_derivation_sees_calls_through_modules_routes_and_locals(tmp_path: P
     # Given handlers that reach AWS in each way the gateway does
     sweep = "from usdt_gateway import outbox\n\ndef lambda_handler(e, c):\n    return outbox.sweep(now_ms=0)\n"
     routes = "import usdt_gateway.api.routes  # noqa: F401\n"
-    local = ("from usdt_gateway import aws\n\ndef purge():\n    sqs = aws.client('sqs')\n"
-             "    sqs.purge_queue(QueueUrl='x')\n")
+    local = (
+        "from usdt_gateway import aws\n\ndef purge():\n    sqs = aws.client('sqs')\n    sqs.purge_queue(QueueUrl='x')\n"
+    )
     # Then it finds the module function's calls (a query of the index, the SQS hand-off to the
     # queue the setting names, the marker deletion)
-    assert _calls_of(tmp_path, sweep) == {Call("dynamodb:Query", "Table/index"), Call("dynamodb:DeleteItem", "Table"),
-                                           Call("sqs:SendMessage", "WEBHOOK_QUEUE_URL")}
+    assert _calls_of(tmp_path, sweep) == {
+        Call("dynamodb:Query", "Table/index"),
+        Call("dynamodb:DeleteItem", "Table"),
+        Call("sqs:SendMessage", "WEBHOOK_QUEUE_URL"),
+    }
     # And the routes a decorator registers, down to the order create's transaction parts
     api = _calls_of(tmp_path, routes)
     assert {Call("dynamodb:PutItem", "Table"), Call("kms:Decrypt", ""), Call("dynamodb:UpdateItem", "Table")} <= api
@@ -253,10 +285,13 @@ def test_the_derivation_sees_calls_through_modules_routes_and_locals(tmp_path: P
 
 def test_a_query_whose_index_is_optional_may_target_the_table_or_the_index(tmp_path: Path) -> None:
     # Given a query that names an index only under a condition, and one that always names it
-    optional = ("from usdt_gateway import aws\n\ndef q(index):\n    kwargs = {'TableName': 't'}\n"
-                "    if index:\n        kwargs['IndexName'] = index\n    aws.client('dynamodb').query(**kwargs)\n")
-    always = ("from usdt_gateway import aws\n\ndef q():\n"
-              "    aws.client('dynamodb').query(TableName='t', IndexName='i')\n")
+    optional = (
+        "from usdt_gateway import aws\n\ndef q(index):\n    kwargs = {'TableName': 't'}\n"
+        "    if index:\n        kwargs['IndexName'] = index\n    aws.client('dynamodb').query(**kwargs)\n"
+    )
+    always = (
+        "from usdt_gateway import aws\n\ndef q():\n    aws.client('dynamodb').query(TableName='t', IndexName='i')\n"
+    )
     # When their calls are derived
     # Then the first needs Query on the table and on the index (either may run), the second on
     # the index only

@@ -17,14 +17,25 @@ EXPIRES = 1_000_000
 
 
 def order(status: str = "pending", *deposits: dict[str, Any], closed: bool = False, tolerance: int = 0) -> dict:
-    return {"status": status, "amountUnits": 100, "toleranceUnits": tolerance, "expiresAt": EXPIRES,
-            "closedAt": EXPIRES + 1 if closed else None,
-            "deposits": {f"{i}": d for i, d in enumerate(deposits)}}
+    return {
+        "status": status,
+        "amountUnits": 100,
+        "toleranceUnits": tolerance,
+        "expiresAt": EXPIRES,
+        "closedAt": EXPIRES + 1 if closed else None,
+        "deposits": {f"{i}": d for i, d in enumerate(deposits)},
+    }
 
 
 def dep(units: int, *, final: bool, at: int = EXPIRES - 10, block: int = 1) -> dict[str, Any]:
-    return {"txid": f"t{block}-{units}", "logIndex": 0, "units": units, "final": final, "blockTime": at,
-            "blockNumber": block}
+    return {
+        "txid": f"t{block}-{units}",
+        "logIndex": 0,
+        "units": units,
+        "final": final,
+        "blockTime": at,
+        "blockNumber": block,
+    }
 
 
 def test_allowed_edges_are_the_documented_diagram() -> None:
@@ -33,22 +44,25 @@ def test_allowed_edges_are_the_documented_diagram() -> None:
     assert documented == set(ALLOWED)
 
 
-@pytest.mark.parametrize(("case", "expected", "exception"), [
-    (order(), "pending", None),
-    (order("pending", dep(100, final=False)), "confirming", None),
-    (order("confirming", dep(100, final=True)), "confirmed", None),
-    (order("confirming", dep(60, final=True)), "underpaid", None),
-    (order("underpaid", dep(60, final=True), dep(40, final=False, block=2)), "confirming", None),
-    (order("confirming", dep(60, final=True), dep(50, final=True, block=2)), "confirmed", "overpaid"),
-    (order("confirming", dep(99, final=True), tolerance=1), "confirmed", None),
-    (order("confirming", dep(98, final=True), tolerance=1), "underpaid", None),
-    (order("pending", closed=True), "expired", None),
-    (order("underpaid", dep(60, final=True), closed=True), "failed", None),
-    (order("expired", dep(100, final=True, at=EXPIRES + 5), closed=True), "confirmed", "paid_late"),
-    (order("expired", dep(120, final=True, at=EXPIRES + 5), closed=True), "confirmed", "paid_late"),
-    (order("confirming", dep(100, final=True, at=EXPIRES), closed=True), "confirmed", None),
-    (order("cancelled"), "cancelled", None),
-])
+@pytest.mark.parametrize(
+    ("case", "expected", "exception"),
+    [
+        (order(), "pending", None),
+        (order("pending", dep(100, final=False)), "confirming", None),
+        (order("confirming", dep(100, final=True)), "confirmed", None),
+        (order("confirming", dep(60, final=True)), "underpaid", None),
+        (order("underpaid", dep(60, final=True), dep(40, final=False, block=2)), "confirming", None),
+        (order("confirming", dep(60, final=True), dep(50, final=True, block=2)), "confirmed", "overpaid"),
+        (order("confirming", dep(99, final=True), tolerance=1), "confirmed", None),
+        (order("confirming", dep(98, final=True), tolerance=1), "underpaid", None),
+        (order("pending", closed=True), "expired", None),
+        (order("underpaid", dep(60, final=True), closed=True), "failed", None),
+        (order("expired", dep(100, final=True, at=EXPIRES + 5), closed=True), "confirmed", "paid_late"),
+        (order("expired", dep(120, final=True, at=EXPIRES + 5), closed=True), "confirmed", "paid_late"),
+        (order("confirming", dep(100, final=True, at=EXPIRES), closed=True), "confirmed", None),
+        (order("cancelled"), "cancelled", None),
+    ],
+)
 def test_settle_derives_the_status(case: dict, expected: str, exception: str | None) -> None:
     settled = settle(case)
     assert settled.status == expected
@@ -62,7 +76,11 @@ def test_settle_sums_final_and_pending_apart() -> None:
 
 def test_moves_outside_the_diagram_are_refused() -> None:
     check_transition(OrderStatus.CONFIRMED, OrderStatus.CONFIRMED)  # staying is always allowed
-    for old, new in [("cancelled", "pending"), ("cancelled", "confirming"), ("pending", "failed"),
-                     ("expired", "pending")]:
+    for old, new in [
+        ("cancelled", "pending"),
+        ("cancelled", "confirming"),
+        ("pending", "failed"),
+        ("expired", "pending"),
+    ]:
         with pytest.raises(IllegalTransition):
             check_transition(OrderStatus(old), OrderStatus(new))

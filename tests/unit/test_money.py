@@ -56,10 +56,13 @@ def test_the_largest_amount_keeps_all_36_digits_at_18_decimals() -> None:
     assert format_units(units, 18) == LARGEST
 
 
-@pytest.mark.parametrize(("text", "decimals"), [
-    ("1.1234567", 6),  # one digit too many
-    ("123456789012345678.1234567890123456789", 18),  # 37 digits: normalising would round them
-])
+@pytest.mark.parametrize(
+    ("text", "decimals"),
+    [
+        ("1.1234567", 6),  # one digit too many
+        ("123456789012345678.1234567890123456789", 18),  # 37 digits: normalising would round them
+    ],
+)
 def test_finer_than_the_token_is_refused(text: str, decimals: int) -> None:
     # Given an amount with more fraction digits than the token (Decimal built directly: the regex
     # of parse_amount caps at 18)
@@ -77,27 +80,34 @@ def test_decimal_places_counts_exactly_beyond_28_digits() -> None:
     assert decimal_places(Decimal("1E+3")) == 0
 
 
-@pytest.mark.parametrize(("value", "text"), [
-    (Decimal("1E-7"), "0.0000001"),
-    (Decimal("1E+6"), "1000000"),
-    (Decimal("0.01"), "0.01"),
-    (Decimal("25.10"), "25.10"),
-])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (Decimal("1E-7"), "0.0000001"),
+        (Decimal("1E+6"), "1000000"),
+        (Decimal("0.01"), "0.01"),
+        (Decimal("25.10"), "25.10"),
+    ],
+)
 def test_plain_never_uses_an_exponent(value: Decimal, text: str) -> None:
     # Given Decimals whose str() would use an exponent, or not
     # Then plain() writes each in positional notation
     assert plain(value) == text
 
 
-@pytest.mark.parametrize(("amount", "absolute", "percent", "expected"), [
-    (500_000, "1", "1", 5_000),  # 0.50 with a 1 USDT tolerance: 1 % of the order, 0.005
-    (50_000_000, "0.009", "1", 9_000),  # 50.00: the absolute 0.009 is the smaller
-    (50_000_000, "0.009", "0", 0),  # no relative tolerance: none at all
-    (333, "1", "1", 3),  # rounded down, never more tolerant than configured
-    (10**26, "0.5", "0.25", 5 * 10**17),  # 18 decimals: exact beyond 28 digits
-])
-def test_tolerance_is_the_smaller_of_absolute_and_relative(amount: int, absolute: str, percent: str,
-                                                           expected: int) -> None:
+@pytest.mark.parametrize(
+    ("amount", "absolute", "percent", "expected"),
+    [
+        (500_000, "1", "1", 5_000),  # 0.50 with a 1 USDT tolerance: 1 % of the order, 0.005
+        (50_000_000, "0.009", "1", 9_000),  # 50.00: the absolute 0.009 is the smaller
+        (50_000_000, "0.009", "0", 0),  # no relative tolerance: none at all
+        (333, "1", "1", 3),  # rounded down, never more tolerant than configured
+        (10**26, "0.5", "0.25", 5 * 10**17),  # 18 decimals: exact beyond 28 digits
+    ],
+)
+def test_tolerance_is_the_smaller_of_absolute_and_relative(
+    amount: int, absolute: str, percent: str, expected: int
+) -> None:
     # Given an order amount in base units, an absolute tolerance in USDT and a relative one in %
     decimals = 18 if amount > 10**20 else 6
     # When the order's tolerance is computed, Then it is the smaller bound, in base units

@@ -37,8 +37,12 @@ def test_keys_last_for_their_block_and_an_inner_block_can_remove_one(lines: list
         logger.info("outer again")
     logger.info("after")
     keys = [{k: line.get(k) for k in ("order_id", "merchant_id", "event_id") if k in line} for line in lines]
-    assert keys == [{"order_id": "o-1", "merchant_id": "m_1"}, {"merchant_id": "m_1", "event_id": "evt_1"},
-                    {"order_id": "o-1", "merchant_id": "m_1"}, {}]
+    assert keys == [
+        {"order_id": "o-1", "merchant_id": "m_1"},
+        {"merchant_id": "m_1", "event_id": "evt_1"},
+        {"order_id": "o-1", "merchant_id": "m_1"},
+        {},
+    ]
 
 
 def test_keys_of_one_thread_never_reach_another(lines: list[dict[str, object]]) -> None:
@@ -61,17 +65,31 @@ def test_keys_of_one_thread_never_reach_another(lines: list[dict[str, object]]) 
         t.join(10)
     # Then every line carries its own thread's order, interleaved as they were
     assert [(line["step"], line["who"], line["order_id"]) for line in lines] == [
-        (0, "A", "A"), (1, "B", "B"), (2, "A", "A"), (3, "B", "B")]
+        (0, "A", "A"),
+        (1, "B", "B"),
+        (2, "A", "A"),
+        (3, "B", "B"),
+    ]
 
 
-@pytest.mark.parametrize(("url", "bare", "with_path"), [
-    ("https://eth-mainnet.g.alchemy.com/v2/SECRETKEY", "https://eth-mainnet.g.alchemy.com",
-     "https://eth-mainnet.g.alchemy.com/v2/SECRETKEY"),
-    ("https://user:PASSWORD@rpc.example:8545/?apikey=KEY#frag", "https://rpc.example:8545", "https://rpc.example:8545/"),
-    ("http://[::1]:8545/x?token=T", "http://[::1]:8545", "http://[::1]:8545/x"),
-    ("http://shop.example/hook?token=MERCHANTTOKEN", "http://shop.example", "http://shop.example/hook"),
-    ("http://host:notaport/", "<invalid url>", "<invalid url>"),
-])
+@pytest.mark.parametrize(
+    ("url", "bare", "with_path"),
+    [
+        (
+            "https://eth-mainnet.g.alchemy.com/v2/SECRETKEY",
+            "https://eth-mainnet.g.alchemy.com",
+            "https://eth-mainnet.g.alchemy.com/v2/SECRETKEY",
+        ),
+        (
+            "https://user:PASSWORD@rpc.example:8545/?apikey=KEY#frag",
+            "https://rpc.example:8545",
+            "https://rpc.example:8545/",
+        ),
+        ("http://[::1]:8545/x?token=T", "http://[::1]:8545", "http://[::1]:8545/x"),
+        ("http://shop.example/hook?token=MERCHANTTOKEN", "http://shop.example", "http://shop.example/hook"),
+        ("http://host:notaport/", "<invalid url>", "<invalid url>"),
+    ],
+)
 def test_urls_lose_their_credentials(url: str, bare: str, with_path: str) -> None:
     assert redact_url(url) == bare
     assert redact_url(url, keep_path=True) == with_path
@@ -83,9 +101,18 @@ def test_order_keys_come_from_the_order_key() -> None:
 
 
 def test_rpc_endpoints_are_named_by_name_or_host_never_by_url() -> None:
-    specs = load_endpoints({}, raw=json.dumps({"eth": [
-        "https://user:PASSWORD@eth.example/v2/KEY", "http://127.0.0.1:8545/KEY",
-        {"url": "https://eth.example/v2/OTHERKEY", "name": "alchemy"}]}))
+    specs = load_endpoints(
+        {},
+        raw=json.dumps(
+            {
+                "eth": [
+                    "https://user:PASSWORD@eth.example/v2/KEY",
+                    "http://127.0.0.1:8545/KEY",
+                    {"url": "https://eth.example/v2/OTHERKEY", "name": "alchemy"},
+                ]
+            }
+        ),
+    )
     assert [s.name for s in specs["eth"]] == ["eth.example", "127.0.0.1:8545", "alchemy"]
     with pytest.raises(Exception, match="name"):
         load_endpoints({}, raw=json.dumps({"eth": [{"url": "https://eth.example", "name": "has spaces/and slash"}]}))

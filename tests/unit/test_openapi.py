@@ -24,16 +24,39 @@ def test_openapi_is_valid_and_complete() -> None:
     validate(doc)
     operations = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert operations == {
-        ("POST", "/v1/payment/order"), ("GET", "/v1/payment/order/{orderId}"), ("GET", "/v1/payment/orders"),
-        ("POST", "/v1/payment/order/{orderId}/cancel"), ("GET", "/v1/networks"),
-        ("GET", "/v1/public/orders/{publicId}"), ("GET", "/v1/deposits"), ("POST", "/v1/deposits/{depositId}/attach"),
-        ("GET", "/v1/webhooks/deliveries"), ("POST", "/v1/webhooks/deliveries/{deliveryId}/resend"),
-        ("POST", "/v1/webhooks/test"), ("GET", "/v1/webhooks/endpoint"), ("PUT", "/v1/webhooks/endpoint"),
+        ("POST", "/v1/payment/order"),
+        ("GET", "/v1/payment/order/{orderId}"),
+        ("GET", "/v1/payment/orders"),
+        ("POST", "/v1/payment/order/{orderId}/cancel"),
+        ("GET", "/v1/networks"),
+        ("GET", "/v1/public/orders/{publicId}"),
+        ("GET", "/v1/deposits"),
+        ("POST", "/v1/deposits/{depositId}/attach"),
+        ("GET", "/v1/webhooks/deliveries"),
+        ("POST", "/v1/webhooks/deliveries/{deliveryId}/resend"),
+        ("POST", "/v1/webhooks/test"),
+        ("GET", "/v1/webhooks/endpoint"),
+        ("PUT", "/v1/webhooks/endpoint"),
     }
     create = doc["paths"]["/v1/payment/order"]["post"]
     assert {"201", "200", "400", "401", "403", "409", "413", "415", "418", "429"} <= set(create["responses"])
     order = doc["components"]["schemas"]["OrderView"]["properties"]
-    for field in ("orderId", "network", "currency", "amount", "address", "paymentUrl", "qrCodeData", "paymentUri",
-                  "expiresAt", "status", "createdAt", "paidAmount", "txid", "confirmedAt", "deposits"):
+    for field in (
+        "orderId",
+        "network",
+        "currency",
+        "amount",
+        "address",
+        "paymentUrl",
+        "qrCodeData",
+        "paymentUri",
+        "expiresAt",
+        "status",
+        "createdAt",
+        "paidAmount",
+        "txid",
+        "confirmedAt",
+        "deposits",
+    ):
         assert field in order
     assert json.dumps(doc)  # serializable as committed

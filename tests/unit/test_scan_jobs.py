@@ -22,9 +22,14 @@ LOCAL_ENDPOINTS = json.dumps({"local": ["http://127.0.0.1:8545"]})
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """The scanner's configuration from variables only (no SSM parameter, no AWS)."""
-    for name, value in {"TABLE_NAME": "usdt-gateway-test", "KMS_KEY_ID": "key", "AWS_REGION": "us-east-1",
-                        "AWS_DEFAULT_REGION": "us-east-1", "ENABLED_NETWORKS": "local,tron,eth,bsc",
-                        "SCAN_SECONDS": "2"}.items():
+    for name, value in {
+        "TABLE_NAME": "usdt-gateway-test",
+        "KMS_KEY_ID": "key",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "ENABLED_NETWORKS": "local,tron,eth,bsc",
+        "SCAN_SECONDS": "2",
+    }.items():
         monkeypatch.setenv(name, value)
     for name in ("RPC_ENDPOINTS_PARAMETER", "RPC_ENDPOINTS", "LOCAL_MODE", "NETWORKS_CONFIG", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -108,8 +113,11 @@ def test_schedule_event_fans_out_one_async_invoke_per_network(env: pytest.Monkey
     scanners = scan_jobs.build()
     with Stubber(aws.client("lambda")) as stub:
         for name in scanners:
-            stub.add_response("invoke", {"StatusCode": 202}, {
-                "FunctionName": SCANNER_ARN, "InvocationType": "Event", "Payload": json.dumps({"network": name})})
+            stub.add_response(
+                "invoke",
+                {"StatusCode": 202},
+                {"FunctionName": SCANNER_ARN, "InvocationType": "Event", "Payload": json.dumps({"network": name})},
+            )
 
         # When the schedule's event (no network) arrives
         result = scan_jobs.handle(scanners, {}, remaining_ms=900_000, function_arn=SCANNER_ARN)
@@ -135,11 +143,17 @@ def test_one_network_failing_to_start_does_not_keep_the_others_from_scanning(env
     env.setenv("RPC_ENDPOINTS", json.dumps({n: [f"https://{n}.example"] for n in ("tron", "eth", "bsc")}))
     scanners = scan_jobs.build()
     with Stubber(aws.client("lambda")) as stub:
-        stub.add_response("invoke", {"StatusCode": 202}, {
-            "FunctionName": SCANNER_ARN, "InvocationType": "Event", "Payload": json.dumps({"network": "tron"})})
+        stub.add_response(
+            "invoke",
+            {"StatusCode": 202},
+            {"FunctionName": SCANNER_ARN, "InvocationType": "Event", "Payload": json.dumps({"network": "tron"})},
+        )
         stub.add_client_error("invoke", "TooManyRequestsException", http_status_code=429)
-        stub.add_response("invoke", {"StatusCode": 202}, {
-            "FunctionName": SCANNER_ARN, "InvocationType": "Event", "Payload": json.dumps({"network": "bsc"})})
+        stub.add_response(
+            "invoke",
+            {"StatusCode": 202},
+            {"FunctionName": SCANNER_ARN, "InvocationType": "Event", "Payload": json.dumps({"network": "bsc"})},
+        )
         # When the schedule's event arrives
         with pytest.raises(scan_jobs.DispatchFailed, match="could not start the scan of eth; started tron, bsc"):
             scan_jobs.handle(scanners, {}, remaining_ms=900_000, function_arn=SCANNER_ARN)

@@ -159,8 +159,12 @@ def test_webhook_function_consumes_the_queue_with_partial_batch_responses(templa
 def test_webhook_function_may_touch_only_its_queues_table_and_key(template: dict[str, Any]) -> None:
     # Given the webhook function's policy statements
     (policy,) = template["Resources"]["WebhookFunction"]["Properties"]["Policies"]
-    grants = {(s["Sid"], json.dumps(s["Resource"], sort_keys=True)): set(
-        [s["Action"]] if isinstance(s["Action"], str) else s["Action"]) for s in policy["Statement"]}
+    grants = {
+        (s["Sid"], json.dumps(s["Resource"], sort_keys=True)): set(
+            [s["Action"]] if isinstance(s["Action"], str) else s["Action"]
+        )
+        for s in policy["Statement"]
+    }
 
     # Then each action is granted on exactly the resource it needs
     def arn(resource: str) -> str:
@@ -170,8 +174,12 @@ def test_webhook_function_may_touch_only_its_queues_table_and_key(template: dict
         ("TableItems", arn("Table")): {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         ("DecryptSecrets", arn("SecretsKey")): {"kms:Decrypt"},
         ("ConsumeAndReschedule", arn("WebhookQueue")): {
-            "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
-            "sqs:SendMessage"},
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",
+            "sqs:GetQueueAttributes",
+            "sqs:SendMessage",
+        },
         ("DeadLetters", arn("WebhookDLQ")): {"sqs:SendMessage"},
     }
 

@@ -64,17 +64,21 @@ def test_every_public_method_has_limits_of_its_own(template: Template) -> None:
     # Then the default for every method is the merchant API's
     default = by_method.pop(("*", "/*"))
     assert (default["ThrottlingRateLimit"], default["ThrottlingBurstLimit"]) == (
-        {"Ref": "ApiThrottlingRateLimit"}, {"Ref": "ApiThrottlingBurstLimit"})
+        {"Ref": "ApiThrottlingRateLimit"},
+        {"Ref": "ApiThrottlingBurstLimit"},
+    )
     # And each public route, and only those, has a setting: the status poll its own parameters,
     # the page, its assets and /v1/networks theirs
     public = public_routes(template)
     assert public == {("GET", "/pay/{publicId}"), ("GET", "/pay/assets/{asset}"), STATUS, ("GET", "/v1/networks")}
     assert set(by_method) == {(method, resource_path(path)) for method, path in public}
-    for (method, path) in public:
+    for method, path in public:
         setting = by_method[(method, resource_path(path))]
         prefix = "PublicStatus" if (method, path) == STATUS else "PublicApi"
         assert (setting["ThrottlingRateLimit"], setting["ThrottlingBurstLimit"]) == (
-            {"Ref": f"{prefix}ThrottlingRateLimit"}, {"Ref": f"{prefix}ThrottlingBurstLimit"}), path
+            {"Ref": f"{prefix}ThrottlingRateLimit"},
+            {"Ref": f"{prefix}ThrottlingBurstLimit"},
+        ), path
     # And every setting names a resource the API has (a wrong path would throttle nothing)
     declared = {(r.method, resource_path(r.path)) for r in api_routes(template)}
     assert set(by_method) <= declared

@@ -15,19 +15,28 @@ PUBLIC_V6 = "2606:2800:21f:cb07:6820:80da:af6b:8b2c"
 
 def resolver(*addresses: str, calls: list[tuple[str, int]] | None = None) -> Resolver:
     """A resolver that answers addresses for any host (no DNS), recording what it was asked."""
+
     def resolve(host: str, port: int) -> list[str]:
         if calls is not None:
             calls.append((host, port))
         return list(addresses)
+
     return resolve
 
 
-def refused(url: str, code: str, *, allow_loopback: bool = False, resolve: Resolver | None = None,
-            allowed_ports: Collection[int] = (443,)) -> str:
+def refused(
+    url: str,
+    code: str,
+    *,
+    allow_loopback: bool = False,
+    resolve: Resolver | None = None,
+    allowed_ports: Collection[int] = (443,),
+) -> str:
     """The message of the UnsafeUrl that check_url raises for url, after checking its code."""
     with pytest.raises(UnsafeUrl) as caught:
-        check_url(url, allow_loopback=allow_loopback, resolve=resolve or resolver(PUBLIC_V4),
-                  allowed_ports=allowed_ports)
+        check_url(
+            url, allow_loopback=allow_loopback, resolve=resolve or resolver(PUBLIC_V4), allowed_ports=allowed_ports
+        )
     assert caught.value.code == code, caught.value.message
     assert str(caught.value) == caught.value.message
     return caught.value.message
@@ -106,8 +115,19 @@ def test_a_literal_non_public_ip_is_refused(address: str, words: str) -> None:
     assert calls == []  # a literal address is not looked up
 
 
-@pytest.mark.parametrize("address", [PUBLIC_V4, "8.8.8.8", "1.1.1.1", PUBLIC_V6, "2001:4860:4860::8888",
-                                     "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        PUBLIC_V4,
+        "8.8.8.8",
+        "1.1.1.1",
+        PUBLIC_V6,
+        "2001:4860:4860::8888",
+        "::ffff:8.8.8.8",
+        "64:ff9b::808:808",
+        "2002:808:808::1",
+    ],
+)
 def test_public_addresses_pass(address: str) -> None:
     target = check_url("https://hooks.shop.example/usdt", resolve=resolver(address))
     assert target.addresses == (address,)
@@ -115,10 +135,18 @@ def test_public_addresses_pass(address: str) -> None:
 
 def test_a_good_public_url_gives_its_target() -> None:
     calls: list[tuple[str, int]] = []
-    target = check_url("https://Hooks.Shop.Example:8443/usdt/in?shop=1&x=y#frag", allowed_ports={443, 8443},
-                       resolve=resolver(PUBLIC_V4, PUBLIC_V6, PUBLIC_V4, calls=calls))
-    assert target == Target(scheme="https", host="hooks.shop.example", port=8443,
-                            path_and_query="/usdt/in?shop=1&x=y", addresses=(PUBLIC_V4, PUBLIC_V6))
+    target = check_url(
+        "https://Hooks.Shop.Example:8443/usdt/in?shop=1&x=y#frag",
+        allowed_ports={443, 8443},
+        resolve=resolver(PUBLIC_V4, PUBLIC_V6, PUBLIC_V4, calls=calls),
+    )
+    assert target == Target(
+        scheme="https",
+        host="hooks.shop.example",
+        port=8443,
+        path_and_query="/usdt/in?shop=1&x=y",
+        addresses=(PUBLIC_V4, PUBLIC_V6),
+    )
     assert target.host_header == "hooks.shop.example:8443"
     assert calls == [("hooks.shop.example", 8443)]
     default = check_url("https://hooks.shop.example", resolve=resolver(PUBLIC_V4))
@@ -134,8 +162,9 @@ def test_a_literal_public_ip_passes_without_a_lookup() -> None:
 
 
 def test_every_resolved_address_must_be_public() -> None:
-    message = refused("https://hooks.shop.example/", "URL_NOT_PUBLIC",
-                      resolve=resolver(PUBLIC_V4, PUBLIC_V6, "10.0.0.5"))
+    message = refused(
+        "https://hooks.shop.example/", "URL_NOT_PUBLIC", resolve=resolver(PUBLIC_V4, PUBLIC_V6, "10.0.0.5")
+    )
     assert message == "resolves to 10.0.0.5, a private address"
     message = refused("https://hooks.shop.example/", "URL_NOT_PUBLIC", resolve=resolver("fd00::1", PUBLIC_V4))
     assert message == "resolves to fd00::1, a private (unique local) address"
@@ -176,13 +205,13 @@ EMBEDDED = [
 @pytest.mark.parametrize(("address", "reason"), EMBEDDED)
 @pytest.mark.parametrize("local_mode", [False, True], ids=["deployed", "local"])
 def test_an_address_embedding_loopback_or_private_ipv4_is_judged_by_what_it_embeds(
-        address: str, reason: str, local_mode: bool) -> None:
+    address: str, reason: str, local_mode: bool
+) -> None:
     # Given the guard deployed, or in local mode (which allows genuine loopback: 127.0.0.0/8 and ::1)
     scheme = "http" if local_mode else "https"
     # When a URL names such an address, or its host resolves to one
     literal = refused(f"{scheme}://[{address}]/h", "URL_NOT_PUBLIC", allow_loopback=local_mode)
-    resolved = refused(f"{scheme}://h.example/", "URL_NOT_PUBLIC", allow_loopback=local_mode,
-                       resolve=resolver(address))
+    resolved = refused(f"{scheme}://h.example/", "URL_NOT_PUBLIC", allow_loopback=local_mode, resolve=resolver(address))
     # Then it is refused, as what it embeds: never taken for loopback
     assert literal == f"{IPv6Address(address).compressed} is {reason}"  # a literal is named in its compressed form
     assert resolved == f"resolves to {address}, {reason}"
@@ -191,21 +220,41 @@ def test_an_address_embedding_loopback_or_private_ipv4_is_judged_by_what_it_embe
 def test_local_mode_allows_genuine_loopback_only() -> None:
     # Given local mode
     # When URLs name 127.0.0.0/8 or ::1, or a name resolves to them
-    for url, answers in [("http://127.0.0.1:8787/h", ()), ("http://127.255.1.2/h", ()), ("http://[::1]:8787/h", ()),
-                         ("http://receiver.local/h", ("127.0.0.1", "::1"))]:
+    for url, answers in [
+        ("http://127.0.0.1:8787/h", ()),
+        ("http://127.255.1.2/h", ()),
+        ("http://[::1]:8787/h", ()),
+        ("http://receiver.local/h", ("127.0.0.1", "::1")),
+    ]:
         target = check_url(url, allow_loopback=True, resolve=resolver(*answers))
         # Then they pass, to exactly those addresses
         assert set(target.addresses) <= {"127.0.0.1", "127.255.1.2", "::1"}, url
 
 
-@pytest.mark.parametrize("url", ["http://hooks.shop.example/", "ftp://hooks.shop.example/", "file:///etc/passwd",
-                                 "gopher://hooks.shop.example/", "javascript:alert(1)", "hooks.shop.example/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://hooks.shop.example/",
+        "ftp://hooks.shop.example/",
+        "file:///etc/passwd",
+        "gopher://hooks.shop.example/",
+        "javascript:alert(1)",
+        "hooks.shop.example/x",
+    ],
+)
 def test_only_https_is_allowed(url: str) -> None:
     assert refused(url, "URL_SCHEME") == "the URL must use https"
 
 
-@pytest.mark.parametrize("url", ["https://user:pass@hooks.shop.example/", "https://user@hooks.shop.example/",
-                                 "https://:@hooks.shop.example/", "https://hooks.shop.example@10.0.0.1/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:pass@hooks.shop.example/",
+        "https://user@hooks.shop.example/",
+        "https://:@hooks.shop.example/",
+        "https://hooks.shop.example@10.0.0.1/",
+    ],
+)
 def test_credentials_are_refused(url: str) -> None:
     assert refused(url, "URL_CREDENTIALS") == "the URL must not contain credentials"
 
@@ -215,21 +264,38 @@ def test_a_url_without_a_host_is_refused(url: str) -> None:
     refused(url, "URL_NO_HOST")
 
 
-@pytest.mark.parametrize("url", ["https://hooks.shop.example:0/", "https://hooks.shop.example:65536/",
-                                 "https://hooks.shop.example:99999/", "https://hooks.shop.example:-1/",
-                                 "https://hooks.shop.example:https/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.shop.example:0/",
+        "https://hooks.shop.example:65536/",
+        "https://hooks.shop.example:99999/",
+        "https://hooks.shop.example:-1/",
+        "https://hooks.shop.example:https/",
+    ],
+)
 def test_a_port_outside_1_to_65535_is_refused(url: str) -> None:
     refused(url, "URL_PORT")
     every_port = range(1, 65536)
-    assert check_url("https://hooks.shop.example:65535/", allowed_ports=every_port, resolve=resolver(PUBLIC_V4)).port \
+    assert (
+        check_url("https://hooks.shop.example:65535/", allowed_ports=every_port, resolve=resolver(PUBLIC_V4)).port
         == 65535
+    )
     assert check_url("https://hooks.shop.example:1/", allowed_ports=every_port, resolve=resolver(PUBLIC_V4)).port == 1
 
 
-@pytest.mark.parametrize("url", ["https://hooks.shop.example:8443/h", "https://hooks.shop.example:22/h",
-                                 "https://hooks.shop.example:80/h", "https://hooks.shop.example:6379/h",
-                                 "https://93.184.215.14:25/h", f"https://[{PUBLIC_V6}]:3306/h",
-                                 "https://internal.shop.example:8080/h"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.shop.example:8443/h",
+        "https://hooks.shop.example:22/h",
+        "https://hooks.shop.example:80/h",
+        "https://hooks.shop.example:6379/h",
+        "https://93.184.215.14:25/h",
+        f"https://[{PUBLIC_V6}]:3306/h",
+        "https://internal.shop.example:8080/h",
+    ],
+)
 def test_only_the_usual_web_port_is_allowed_by_default(url: str) -> None:
     # Given a public host (or one that would resolve privately) on another port than 443
     calls: list[tuple[str, int]] = []
@@ -259,8 +325,9 @@ def test_local_mode_allows_port_80_for_http_and_any_port_on_loopback_only() -> N
     message = refused("http://hooks.shop.example:8080/h", "URL_PORT_NOT_ALLOWED", allow_loopback=True, resolve=public)
     assert check_url("http://127.0.0.1:8080/h", allow_loopback=True).port == 8080
     assert check_url("http://dev.local:9000/h", allow_loopback=True, resolve=resolver("127.0.0.1", "::1")).port == 9000
-    mixed = refused("http://dev.local:9000/h", "URL_PORT_NOT_ALLOWED", allow_loopback=True,
-                    resolve=resolver("127.0.0.1", PUBLIC_V4))
+    mixed = refused(
+        "http://dev.local:9000/h", "URL_PORT_NOT_ALLOWED", allow_loopback=True, resolve=resolver("127.0.0.1", PUBLIC_V4)
+    )
     # Then the public host gets 80 (and 443), and only a host that is all loopback any port
     assert message == mixed.replace("9000", "8080") == "port 8080 is not allowed; webhook URLs may use ports 80, 443"
 
@@ -268,31 +335,59 @@ def test_local_mode_allows_port_80_for_http_and_any_port_on_loopback_only() -> N
 def test_a_host_that_does_not_resolve_is_refused() -> None:
     def fails(host: str, port: int) -> list[str]:
         raise OSError(-2, "Name or service not known")
+
     assert refused("https://nowhere.invalid/", "URL_UNRESOLVABLE", resolve=fails) == "nowhere.invalid does not resolve"
     refused("https://nowhere.invalid/", "URL_UNRESOLVABLE", resolve=resolver())
     refused("https://nowhere.invalid/", "URL_UNRESOLVABLE", resolve=default_resolve)
 
 
-@pytest.mark.parametrize("url", ["https://hooks.shop.example/a b", "https://hooks.shop.example/\r\nHost: x",
-                                 "https://hooks.shop.example/\x00", "https://hooks.shop.example/caf\u00e9",
-                                 "https://hooks..example/", "https://hooks.shop.example%2F@x/",
-                                 "https://[not-an-ip]/", "https://[93.184.215.14]/",
-                                 "https://" + "a" * 64 + ".example/",
-                                 "https://hooks.shop.example/" + "a" * 2100])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.shop.example/a b",
+        "https://hooks.shop.example/\r\nHost: x",
+        "https://hooks.shop.example/\x00",
+        "https://hooks.shop.example/caf\u00e9",
+        "https://hooks..example/",
+        "https://hooks.shop.example%2F@x/",
+        "https://[not-an-ip]/",
+        "https://[93.184.215.14]/",
+        "https://" + "a" * 64 + ".example/",
+        "https://hooks.shop.example/" + "a" * 2100,
+    ],
+)
 def test_malformed_urls_are_refused(url: str) -> None:
     with pytest.raises(UnsafeUrl) as caught:
         check_url(url, resolve=resolver(PUBLIC_V4))
     assert caught.value.code in {"URL_INVALID", "URL_CREDENTIALS"}
 
 
-@pytest.mark.parametrize("url", [
-    'https://"onerror=alert(1)//', "https://shop'.example/h", "https://sh<op>.example/h", "https://sho,p.example/h",
-    "https://ex%61mple.com/h", "https://-shop.example/h", "https://shop-.example/h", "https://shop..example/h",
-    "https://[v1.shop.example]/h", "https://[2606:4700::1%25eth0]/h", "https://[2606:4700::1%eth0]/h",
-    "https://[::1]x/h", "https://2130706433/h", "https://0x5db8d70e/h", "https://93.184.0xd7.14/h",
-    "https://93.184.215/h", "https://93.184.215.14.1/h", "https://093.184.215.14/h", "https://shop.example.123/h",
-    "https://shop.example.0x1f/h", "https://" + "a." * 127 + "example/h",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        'https://"onerror=alert(1)//',
+        "https://shop'.example/h",
+        "https://sh<op>.example/h",
+        "https://sho,p.example/h",
+        "https://ex%61mple.com/h",
+        "https://-shop.example/h",
+        "https://shop-.example/h",
+        "https://shop..example/h",
+        "https://[v1.shop.example]/h",
+        "https://[2606:4700::1%25eth0]/h",
+        "https://[2606:4700::1%eth0]/h",
+        "https://[::1]x/h",
+        "https://2130706433/h",
+        "https://0x5db8d70e/h",
+        "https://93.184.0xd7.14/h",
+        "https://93.184.215/h",
+        "https://93.184.215.14.1/h",
+        "https://093.184.215.14/h",
+        "https://shop.example.123/h",
+        "https://shop.example.0x1f/h",
+        "https://" + "a." * 127 + "example/h",
+    ],
+)
 def test_a_host_outside_the_host_grammar_is_refused(url: str) -> None:
     # Given a resolver that would answer a public address for any name
     calls: list[tuple[str, int]] = []
@@ -303,12 +398,17 @@ def test_a_host_outside_the_host_grammar_is_refused(url: str) -> None:
     assert calls == []
 
 
-@pytest.mark.parametrize(("url", "host"), [
-    ("https://Hooks.Shop.Example./h", "hooks.shop.example."),
-    ("https://hooks_1.shop.example/h", "hooks_1.shop.example"),
-    ("https://93.184.215.14/h", "93.184.215.14"), ("https://[2606:4700::1]/h", "2606:4700::1"),
-    ("https://[::FFFF:93.184.215.14]/h", "::ffff:5db8:d70e"), ("https://shop.example.com2/h", "shop.example.com2"),
-])
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("https://Hooks.Shop.Example./h", "hooks.shop.example."),
+        ("https://hooks_1.shop.example/h", "hooks_1.shop.example"),
+        ("https://93.184.215.14/h", "93.184.215.14"),
+        ("https://[2606:4700::1]/h", "2606:4700::1"),
+        ("https://[::FFFF:93.184.215.14]/h", "::ffff:5db8:d70e"),
+        ("https://shop.example.com2/h", "shop.example.com2"),
+    ],
+)
 def test_host_names_and_ip_literals_pass(url: str, host: str) -> None:
     # Given a host name or an IP literal, When it is checked, Then its host is read in lower-case ASCII
     assert check_url(url, resolve=resolver(PUBLIC_V4)).host == host

@@ -12,11 +12,29 @@ from usdt_gateway.watchlist import CLOCK_SKEW_MS, WatchList
 MIN = 60_000
 
 
-def item(n: int, address: str, *, units: int = 25_000_000, mode: str = "xpub", created: int = 10 * MIN,
-         expires: int = 40 * MIN, watch_until: int = 100 * MIN, closed: bool = False) -> dict[str, Any]:
-    return {"orderPk": f"ORDER#m1#o{n}", "merchantId": "m1", "address": address, "units": units, "mode": mode,
-            "createdAt": created, "expiresAt": expires, "watchUntil": watch_until, "closed": closed,
-            "sk": f"{created:013d}#ORDER#m1#o{n}"}
+def item(
+    n: int,
+    address: str,
+    *,
+    units: int = 25_000_000,
+    mode: str = "xpub",
+    created: int = 10 * MIN,
+    expires: int = 40 * MIN,
+    watch_until: int = 100 * MIN,
+    closed: bool = False,
+) -> dict[str, Any]:
+    return {
+        "orderPk": f"ORDER#m1#o{n}",
+        "merchantId": "m1",
+        "address": address,
+        "units": units,
+        "mode": mode,
+        "createdAt": created,
+        "expiresAt": expires,
+        "watchUntil": watch_until,
+        "closed": closed,
+        "sk": f"{created:013d}#ORDER#m1#o{n}",
+    }
 
 
 class Partition:
@@ -55,8 +73,11 @@ def test_refresh_reads_only_what_is_new_and_forgets_ended_windows(monkeypatch: p
 
 def test_match_by_address_amount_and_time(monkeypatch: pytest.MonkeyPatch) -> None:
     part = Partition(monkeypatch)
-    part.items = [item(1, "X"), item(2, "F", mode="fixed", units=25_000_000),
-                  item(3, "F", mode="fixed", units=25_010_000, created=11 * MIN)]
+    part.items = [
+        item(1, "X"),
+        item(2, "F", mode="fixed", units=25_000_000),
+        item(3, "F", mode="fixed", units=25_010_000, created=11 * MIN),
+    ]
     watch = WatchList("bsc")
     watch.refresh(first_from=0, keep_from=0)
     # A derived address takes any amount in its window (partial and over payments included)

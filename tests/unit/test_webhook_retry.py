@@ -36,8 +36,9 @@ def test_after_the_last_scheduled_retry_there_is_none() -> None:
 
 def test_retry_after_counts_when_it_asks_for_longer_up_to_the_sqs_limit() -> None:
     def wait(seconds: float) -> float | None:
-        return sender._retry_delay(1, Outcome(status=429, latency_ms=5, error="HTTP 429", code="HTTP_STATUS",
-                                              retry_after_s=seconds))
+        return sender._retry_delay(
+            1, Outcome(status=429, latency_ms=5, error="HTTP 429", code="HTTP_STATUS", retry_after_s=seconds)
+        )
 
     assert wait(120) == 120
     assert wait(7.2) == 8  # whole seconds, never shorter than asked

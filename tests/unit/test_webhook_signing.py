@@ -13,8 +13,14 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from usdt_gateway import merchants
 from usdt_gateway.webhooks.signing import new_secret, secret_key, signature, webhook_headers
 
-BODY = json.dumps({"id": "evt_1", "type": "order.confirmed", "sequence": 2,
-                   "data": {"orderId": "order-1", "status": "confirmed", "note": "caf\u00e9"}}).encode()
+BODY = json.dumps(
+    {
+        "id": "evt_1",
+        "type": "order.confirmed",
+        "sequence": 2,
+        "data": {"orderId": "order-1", "status": "confirmed", "note": "caf\u00e9"},
+    }
+).encode()
 
 # The published test vector of the Standard Webhooks reference libraries
 # (standard-webhooks/standard-webhooks, libraries/python/tests/test_webhooks.py: test_sign_function).
@@ -32,9 +38,12 @@ def test_reproduces_the_published_test_vector() -> None:
 def test_headers_verify_with_the_reference_library() -> None:
     secret, now = new_secret(), int(time.time())
     headers = webhook_headers([secret], "evt_1", now, BODY)
-    assert headers == {"webhook-id": "evt_1", "webhook-timestamp": str(now),
-                       "webhook-signature": signature(secret, "evt_1", now, BODY),
-                       "content-type": "application/json"}
+    assert headers == {
+        "webhook-id": "evt_1",
+        "webhook-timestamp": str(now),
+        "webhook-signature": signature(secret, "evt_1", now, BODY),
+        "content-type": "application/json",
+    }
     assert Webhook(secret).verify(BODY, headers) == json.loads(BODY)
 
 
@@ -103,13 +112,16 @@ def test_secrets_issued_by_create_merchant_sign_and_verify(monkeypatch: pytest.M
     assert Webhook(secret).verify(BODY, webhook_headers([secret], "evt_7", now, BODY))["id"] == "evt_1"
 
 
-@pytest.mark.parametrize(("secret", "problem"), [
-    ("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "must start with 'whsec_'"),
-    ("sk_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "must start with 'whsec_'"),
-    ("whsec_MfKQ9r8GKYqrTwjU*D8ILPZIo2LaLaSw", "not valid base64"),
-    ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwX", "not valid base64"),
-    ("whsec_", "no key"),
-])
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        ("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "must start with 'whsec_'"),
+        ("sk_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "must start with 'whsec_'"),
+        ("whsec_MfKQ9r8GKYqrTwjU*D8ILPZIo2LaLaSw", "not valid base64"),
+        ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwX", "not valid base64"),
+        ("whsec_", "no key"),
+    ],
+)
 def test_a_malformed_secret_is_refused_without_quoting_it(secret: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem) as caught:
         signature(secret, "evt_8", 1, BODY)

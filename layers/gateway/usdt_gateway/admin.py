@@ -46,14 +46,24 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--scopes", default=",".join(SCOPES))
     c.add_argument("--label", default="")
     c.add_argument("--rate-limit", type=int)
-    c.add_argument("--v2-only", action="store_true",
-                   help="refuse Signature-V1 requests for this key (recommended for new integrations)")
-    c.add_argument("--v1-everywhere", action="store_true",
-                   help="UNSAFE: accept Signature-V1 on every route, not only to create and get an order; a captured "
-                        "V1 request can then be replayed on another route within its window (docs/signing.md)")
-    c.add_argument("--v1-recv-window", type=int, metavar="MS",
-                   help="UNSAFE: the longest receive window of a Signature-V1 request (default 5000, at most 60000); "
-                        "V1 does not sign Recv-Window, so a captured V1 request stays usable that long")
+    c.add_argument(
+        "--v2-only",
+        action="store_true",
+        help="refuse Signature-V1 requests for this key (recommended for new integrations)",
+    )
+    c.add_argument(
+        "--v1-everywhere",
+        action="store_true",
+        help="UNSAFE: accept Signature-V1 on every route, not only to create and get an order; a captured "
+        "V1 request can then be replayed on another route within its window (docs/signing.md)",
+    )
+    c.add_argument(
+        "--v1-recv-window",
+        type=int,
+        metavar="MS",
+        help="UNSAFE: the longest receive window of a Signature-V1 request (default 5000, at most 60000); "
+        "V1 does not sign Recv-Window, so a captured V1 request stays usable that long",
+    )
     for name in ("rotate-key", "revoke-key"):
         c = sub.add_parser(name)
         c.add_argument("--key", required=True)
@@ -73,18 +83,33 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--address", required=True)
     c.add_argument("--tag-step", default="0.01")
     c.add_argument("--max-tags", type=int, default=100)
-    c = sub.add_parser("resume-scan", help="restart a halted network's scan after --from-block; every deposit "
-                       "recorded final above it is checked against the chain again")
+    c = sub.add_parser(
+        "resume-scan",
+        help="restart a halted network's scan after --from-block; every deposit "
+        "recorded final above it is checked against the chain again",
+    )
     c.add_argument("--network", required=True)
-    c.add_argument("--from-block", type=int, required=True,
-                   help="the newest block known to be on the chain the network follows now")
+    c.add_argument(
+        "--from-block",
+        type=int,
+        required=True,
+        help="the newest block known to be on the chain the network follows now",
+    )
     c = sub.add_parser("status", help="chain heads, scan cursors, lag and RPC endpoint health per network")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.add_argument("--network", action="append", help="only this network (repeatable)")
-    c.add_argument("--max-lag-seconds", type=int, default=status.DEFAULT_MAX_LAG_S,
-                   help="unhealthy when the cursor's final block is older (default %(default)s)")
-    c.add_argument("--max-idle-seconds", type=int, default=status.DEFAULT_MAX_IDLE_S,
-                   help="unhealthy when the scanner has not written its cursor for longer (default %(default)s)")
+    c.add_argument(
+        "--max-lag-seconds",
+        type=int,
+        default=status.DEFAULT_MAX_LAG_S,
+        help="unhealthy when the cursor's final block is older (default %(default)s)",
+    )
+    c.add_argument(
+        "--max-idle-seconds",
+        type=int,
+        default=status.DEFAULT_MAX_IDLE_S,
+        help="unhealthy when the scanner has not written its cursor for longer (default %(default)s)",
+    )
     c.add_argument("--timeout", type=float, default=5.0, help="seconds per RPC request (default %(default)s)")
     return p
 
@@ -96,9 +121,15 @@ def run(argv: Sequence[str]) -> Any:
             return merchants.create_merchant(a.name, webhook_url=a.webhook_url)
         case "create-key":
             scopes = tuple(s.strip() for s in a.scopes.split(",") if s.strip())
-            return merchants.create_api_key(a.merchant, scopes, rate_limit=a.rate_limit, label=a.label,
-                                            v2_only=a.v2_only, v1_everywhere=a.v1_everywhere,
-                                            v1_recv_window_ms=a.v1_recv_window)
+            return merchants.create_api_key(
+                a.merchant,
+                scopes,
+                rate_limit=a.rate_limit,
+                label=a.label,
+                v2_only=a.v2_only,
+                v1_everywhere=a.v1_everywhere,
+                v1_recv_window_ms=a.v1_recv_window,
+            )
         case "rotate-key":
             return merchants.rotate_api_key(a.key, overlap_seconds=a.overlap_seconds)
         case "revoke-key":
@@ -111,8 +142,7 @@ def run(argv: Sequence[str]) -> Any:
         case "set-xpub":
             return merchants.configure_xpub(a.merchant, a.family, a.xpub)
         case "set-address":
-            return merchants.configure_fixed(a.merchant, a.family, a.address, tag_step=a.tag_step,
-                                             max_tags=a.max_tags)
+            return merchants.configure_fixed(a.merchant, a.family, a.address, tag_step=a.tag_step, max_tags=a.max_tags)
         case "resume-scan":
             return _resume_scan(a.network, a.from_block)
     raise AssertionError(a.command)
@@ -131,8 +161,9 @@ def _resume_scan(network: str, from_block: int) -> dict[str, Any]:
 
 
 def _status(a: argparse.Namespace) -> int:
-    statuses = status.gather(only=a.network, timeout_s=a.timeout, max_lag_seconds=a.max_lag_seconds,
-                             max_idle_seconds=a.max_idle_seconds)
+    statuses = status.gather(
+        only=a.network, timeout_s=a.timeout, max_lag_seconds=a.max_lag_seconds, max_idle_seconds=a.max_idle_seconds
+    )
     healthy = all(s.healthy for s in statuses)
     if a.json:
         print(json.dumps({"healthy": healthy, "networks": [s.to_json() for s in statuses]}, indent=2))

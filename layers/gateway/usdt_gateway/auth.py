@@ -70,8 +70,12 @@ def _key_secret(api_key: str) -> _KeySecret | None:
     if len(_SECRETS) >= _MAX_CACHED:
         _SECRETS.pop(next(iter(_SECRETS)))
     _SECRETS[api_key] = found = _KeySecret(
-        merchant_id, secret, v2_only=bool(item.get("v2Only")), v1_everywhere=bool(item.get("v1Everywhere")),
-        v1_recv_window_ms=int(item.get("v1RecvWindow") or DEFAULT_RECV_WINDOW_MS))
+        merchant_id,
+        secret,
+        v2_only=bool(item.get("v2Only")),
+        v1_everywhere=bool(item.get("v1Everywhere")),
+        v1_recv_window_ms=int(item.get("v1RecvWindow") or DEFAULT_RECV_WINDOW_MS),
+    )
     return found
 
 
@@ -83,31 +87,37 @@ def _timestamp(request: Request, at: int) -> tuple[str, int]:
     """Request-Time, and the receive window the request declares (checked against it here)."""
     ts = request.header("Request-Time") or ""
     if not (_digits(ts) and len(ts) <= 16):
-        raise Unauthorized("Request-Time must be the current time in milliseconds since the epoch",
-                           code="INVALID_TIMESTAMP")
+        raise Unauthorized(
+            "Request-Time must be the current time in milliseconds since the epoch", code="INVALID_TIMESTAMP"
+        )
     raw_window = request.header("Recv-Window")
     window = DEFAULT_RECV_WINDOW_MS
     if raw_window is not None:
         if not (_digits(raw_window) and len(raw_window) <= 6) or not 1 <= int(raw_window) <= MAX_RECV_WINDOW_MS:
-            raise InvalidRequest(f"Recv-Window must be milliseconds between 1 and {MAX_RECV_WINDOW_MS}",
-                                 code="INVALID_RECV_WINDOW")
+            raise InvalidRequest(
+                f"Recv-Window must be milliseconds between 1 and {MAX_RECV_WINDOW_MS}", code="INVALID_RECV_WINDOW"
+            )
         window = int(raw_window)
     if int(ts) > at + MAX_FUTURE_MS:
         raise Unauthorized("Request-Time is in the future; check the client's clock", code="TIMESTAMP_IN_FUTURE")
     if at - int(ts) > window:
-        raise Unauthorized(f"Request-Time is older than the receive window ({window} ms); sign each request "
-                           "just before sending it and check the client's clock", code="TIMESTAMP_EXPIRED")
+        raise Unauthorized(
+            f"Request-Time is older than the receive window ({window} ms); sign each request "
+            "just before sending it and check the client's clock",
+            code="TIMESTAMP_EXPIRED",
+        )
     return ts, window
 
 
 def _v1_allowed(key: _KeySecret, route_accepts_v1: bool) -> None:
     if key.v2_only:
-        raise Unauthorized("this API key accepts Signature-V2 only: see docs/signing.md",
-                           code="SIGNATURE_V2_REQUIRED")
+        raise Unauthorized("this API key accepts Signature-V2 only: see docs/signing.md", code="SIGNATURE_V2_REQUIRED")
     if not (route_accepts_v1 or key.v1_everywhere):
-        raise Unauthorized("this endpoint needs Signature-V2: Signature-V1 binds neither the method nor the path, "
-                           "so it is accepted only to create and to get an order; see docs/signing.md",
-                           code="SIGNATURE_V2_REQUIRED")
+        raise Unauthorized(
+            "this endpoint needs Signature-V2: Signature-V1 binds neither the method nor the path, "
+            "so it is accepted only to create and to get an order; see docs/signing.md",
+            code="SIGNATURE_V2_REQUIRED",
+        )
 
 
 def _v1_window(key: _KeySecret, ts: str, window: int, at: int) -> int:
@@ -115,25 +125,36 @@ def _v1_window(key: _KeySecret, ts: str, window: int, at: int) -> int:
     gets at most the key's V1 window (the default one unless the key was created otherwise)."""
     window = min(window, key.v1_recv_window_ms)
     if at - int(ts) > window:
-        raise Unauthorized(f"Request-Time is older than {window} ms, the longest receive window of a Signature-V1 "
-                           "request of this key (V1 does not sign Recv-Window); sign with Signature-V2 for a longer "
-                           "one, see docs/signing.md", code="TIMESTAMP_EXPIRED")
+        raise Unauthorized(
+            f"Request-Time is older than {window} ms, the longest receive window of a Signature-V1 "
+            "request of this key (V1 does not sign Recv-Window); sign with Signature-V2 for a longer "
+            "one, see docs/signing.md",
+            code="TIMESTAMP_EXPIRED",
+        )
     return window
 
 
 def _v2_nonce(request: Request) -> str | None:
     nonce = request.header("Request-Nonce")
     if nonce is not None and not _NONCE.fullmatch(nonce):
-        raise InvalidRequest("Request-Nonce must be 1-64 characters of A-Z a-z 0-9 . _ ~ -",
-                             code="INVALID_REQUEST_NONCE")
+        raise InvalidRequest(
+            "Request-Nonce must be 1-64 characters of A-Z a-z 0-9 . _ ~ -", code="INVALID_REQUEST_NONCE"
+        )
     return nonce
 
 
 def _verified_signature(request: Request, secret: str, ts: str) -> str:
     """The request's signature, normalized, once it matches; Unauthorized otherwise."""
     if (v2 := request.header("Signature-V2")) is not None:
-        message = signing.v2_message(ts, request.method, request.path, request.query, request.body,
-                                     recv_window=request.header("Recv-Window"), request_nonce=_v2_nonce(request))
+        message = signing.v2_message(
+            ts,
+            request.method,
+            request.path,
+            request.query,
+            request.body,
+            recv_window=request.header("Recv-Window"),
+            request_nonce=_v2_nonce(request),
+        )
         signature = v2
     else:
         signature = request.header("Signature-V1") or ""
@@ -141,16 +162,21 @@ def _verified_signature(request: Request, secret: str, ts: str) -> str:
             # Read exactly as the handler reads it: numbers by their text, depth bounded.
             body = jsonbody.loads(request.body) if request.body.strip() else ""
         except jsonbody.JsonBodyError as exc:
-            raise InvalidRequest(f"body is not valid JSON, so its Signature-V1 cannot be checked: {exc}",
-                                 code="INVALID_JSON") from None
+            raise InvalidRequest(
+                f"body is not valid JSON, so its Signature-V1 cannot be checked: {exc}", code="INVALID_JSON"
+            ) from None
         message = signing.v1_message(ts, body)
     normalized = signing.normalized(signature)
     if normalized is None or not signing.matches(secret, message, normalized):
         signed_extras = [h for h in ("Recv-Window", "Request-Nonce") if request.header(h) is not None]
-        hint = f" (with Signature-V2, {' and '.join(signed_extras)} must be signed too)" if signed_extras and \
-            request.header("Signature-V2") is not None else ""
-        raise Unauthorized(f"signature does not match: see docs/signing.md for what to sign{hint}",
-                           code="INVALID_SIGNATURE")
+        hint = (
+            f" (with Signature-V2, {' and '.join(signed_extras)} must be signed too)"
+            if signed_extras and request.header("Signature-V2") is not None
+            else ""
+        )
+        raise Unauthorized(
+            f"signature does not match: see docs/signing.md for what to sign{hint}", code="INVALID_SIGNATURE"
+        )
     return normalized
 
 
@@ -160,8 +186,11 @@ def _remember(api_key: str, signature: str, ts: str, window: int) -> tuple[str, 
     pk, sk = replay_key(api_key, signature)
     # none -> seen. A conditional put: of two copies of one request, only one gets through.
     if not store.put_new({"pk": pk, "sk": sk, "ttl": (int(ts) + window) // 1000 + 1 + REPLAY_MARGIN_S}):
-        raise Unauthorized("this signed request was already received (a replay): sign every request anew, with "
-                           "its own Request-Time (and Request-Nonce), even when resending it", code="REQUEST_REPLAYED")
+        raise Unauthorized(
+            "this signed request was already received (a replay): sign every request anew, with "
+            "its own Request-Time (and Request-Nonce), even when resending it",
+            code="REQUEST_REPLAYED",
+        )
     return pk, sk
 
 
@@ -171,8 +200,9 @@ def authenticate(request: Request, scope: str, *, accepts_v1: bool = False, one_
     seen again."""
     api_key = request.header("API-Key")
     if not api_key or not (request.header("Signature-V2") or request.header("Signature-V1")):
-        raise Unauthorized("send the headers API-Key, Request-Time and Signature-V2 (or Signature-V1)",
-                           code="MISSING_CREDENTIALS")
+        raise Unauthorized(
+            "send the headers API-Key, Request-Time and Signature-V2 (or Signature-V1)", code="MISSING_CREDENTIALS"
+        )
     at = now_ms()
     ts, window = _timestamp(request, at)
     if len(api_key) > 128 or not api_key.isascii() or (key := _key_secret(api_key)) is None:
@@ -193,8 +223,14 @@ def authenticate(request: Request, scope: str, *, accepts_v1: bool = False, one_
         scopes = frozenset(meter.item.get("scopes") or ())
         if scope not in scopes:
             raise Forbidden(f"this API key lacks the scope '{scope}'", code="MISSING_SCOPE")
-        enforce(meter, limit=int(meter.item.get("rateLimit") or settings().rate_limit_per_minute),
-                pk=pk, sk=sk, at_ms=at, who="this API key")
+        enforce(
+            meter,
+            limit=int(meter.item.get("rateLimit") or settings().rate_limit_per_minute),
+            pk=pk,
+            sk=sk,
+            at_ms=at,
+            who="this API key",
+        )
     except GatewayError:
         if marker is not None:
             store.delete(*marker)

@@ -14,8 +14,9 @@ from botocore.config import Config
 # Short timeouts and the SDK's standard retries: an API call fails fast instead of hanging. One
 # client serves every thread (a webhook batch's 10 records; the scanner's thread and its deposit
 # workers): a pool above the default 10 keeps each thread's connection instead of dropping some.
-_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3},
-                 max_pool_connections=20)
+_CONFIG = Config(
+    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=20
+)
 # A botocore session is not thread-safe: threads asking for their first client at once take turns.
 _CREATING = threading.Lock()
 

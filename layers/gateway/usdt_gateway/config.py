@@ -154,11 +154,15 @@ def _check_tolerance(tolerance: Decimal, enabled: dict[str, Network]) -> None:
     paid; and it must be a whole number of base units on every network."""
     for network in enabled.values():
         if tolerance >= network.min_amount:
-            raise ConfigError(f"UNDERPAYMENT_TOLERANCE {plain(tolerance)} USDT must be below the minimum order of "
-                              f"every enabled network; {network.name} takes orders from {plain(network.min_amount)}")
+            raise ConfigError(
+                f"UNDERPAYMENT_TOLERANCE {plain(tolerance)} USDT must be below the minimum order of "
+                f"every enabled network; {network.name} takes orders from {plain(network.min_amount)}"
+            )
         if decimal_places(tolerance) > network.decimals:
-            raise ConfigError(f"UNDERPAYMENT_TOLERANCE {plain(tolerance)} is finer than the smallest unit of "
-                              f"{network.name} ({network.decimals} decimals)")
+            raise ConfigError(
+                f"UNDERPAYMENT_TOLERANCE {plain(tolerance)} is finer than the smallest unit of "
+                f"{network.name} ({network.decimals} decimals)"
+            )
 
 
 def reset() -> None:

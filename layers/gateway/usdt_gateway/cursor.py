@@ -73,13 +73,18 @@ class Cursor:
         sb = item.get("seenBlock")
         rt = item.get("rescanTo")
         checkpoints = tuple((int(b), str(h)) for b, h in item.get("checkpoints") or [])
-        return cls(None if fb is None else int(fb), item.get("finalHash"), int(item.get("finalTime") or 0),
-                   None if sb is None else int(sb), checkpoints, None if rt is None else int(rt),
-                   item.get("halted"))
+        return cls(
+            None if fb is None else int(fb),
+            item.get("finalHash"),
+            int(item.get("finalTime") or 0),
+            None if sb is None else int(sb),
+            checkpoints,
+            None if rt is None else int(rt),
+            item.get("halted"),
+        )
 
 
-def _checkpoints(kept: tuple[tuple[int, str], ...], block: int, block_hash: str | None,
-                 depth: int) -> list[list[Any]]:
+def _checkpoints(kept: tuple[tuple[int, str], ...], block: int, block_hash: str | None, depth: int) -> list[list[Any]]:
     """The checkpoints after the final cursor moves to `block`: the new one, and among those a
     reorg of at most `depth` blocks could still need, the last RECENT_CHECKPOINTS and, before
     them, the newest of each depth / CHECKPOINTS blocks."""
@@ -100,7 +105,9 @@ def acquire(network: str, owner: str, *, now: int, lease_ms: int) -> Cursor | No
     """Take or renew the lease; None while another scanner holds it."""
     pk, sk = store.cursor_key(network)
     item = store.update(
-        pk, sk, set_values={"leaseOwner": owner, "leaseUntil": now + lease_ms},
+        pk,
+        sk,
+        set_values={"leaseOwner": owner, "leaseUntil": now + lease_ms},
         # free (or lapsed) -> held by `owner`; renewal by the holder.
         condition="attribute_not_exists(pk) OR leaseUntil < :now OR leaseOwner = :me",
         values={":now": now, ":me": owner},
@@ -108,15 +115,24 @@ def acquire(network: str, owner: str, *, now: int, lease_ms: int) -> Cursor | No
     return None if item is None else Cursor.from_item(item)
 
 
-def start(network: str, owner: str, *, block: int, block_hash: str | None, block_time: int, now: int,
-          lease_ms: int) -> Cursor:
+def start(
+    network: str, owner: str, *, block: int, block_hash: str | None, block_time: int, now: int, lease_ms: int
+) -> Cursor:
     """First scan of a network: the final cursor starts at `block` (no cursor -> started)."""
     pk, sk = store.cursor_key(network)
     item = store.update(
-        pk, sk, set_values={"finalBlock": block, "finalHash": block_hash, "finalTime": block_time,
-                            "checkpoints": _checkpoints((), block, block_hash, 0),
-                            "leaseUntil": now + lease_ms, "updatedAt": now},
-        condition="leaseOwner = :me AND attribute_not_exists(finalBlock)", values={":me": owner},
+        pk,
+        sk,
+        set_values={
+            "finalBlock": block,
+            "finalHash": block_hash,
+            "finalTime": block_time,
+            "checkpoints": _checkpoints((), block, block_hash, 0),
+            "leaseUntil": now + lease_ms,
+            "updatedAt": now,
+        },
+        condition="leaseOwner = :me AND attribute_not_exists(finalBlock)",
+        values={":me": owner},
     )
     if item is None:
         raise LeaseLost(network)
@@ -127,42 +143,85 @@ def _move(network: str, owner: str, state: Cursor, values: dict[str, Any]) -> Cu
     pk, sk = store.cursor_key(network)
     # final `state.final_block` -> the new one: only by the lease holder, and only from the value
     # it read (a concurrent rewind or resume makes this fail: LeaseLost, the scanner stops).
-    item = store.update(pk, sk, set_values=values, condition="leaseOwner = :me AND finalBlock = :expected",
-                        values={":me": owner, ":expected": state.final_block})
+    item = store.update(
+        pk,
+        sk,
+        set_values=values,
+        condition="leaseOwner = :me AND finalBlock = :expected",
+        values={":me": owner, ":expected": state.final_block},
+    )
     if item is None:
         raise LeaseLost(network)
     return Cursor.from_item(item)
 
 
-def advance_final(network: str, owner: str, *, state: Cursor, block: int, block_hash: str | None, block_time: int,
-                  depth: int, now: int, lease_ms: int) -> Cursor:
+def advance_final(
+    network: str,
+    owner: str,
+    *,
+    state: Cursor,
+    block: int,
+    block_hash: str | None,
+    block_time: int,
+    depth: int,
+    now: int,
+    lease_ms: int,
+) -> Cursor:
     """final cursor `state.final_block` -> `block`, after the range's deposits are committed. A
     re-read range ends once passed."""
     rescan_to = state.rescan_to if state.rescan_to is not None and state.rescan_to > block else None
-    return _move(network, owner, state, {
-        "finalBlock": block, "finalHash": block_hash, "finalTime": block_time,
-        "checkpoints": _checkpoints(state.checkpoints, block, block_hash, depth), "rescanTo": rescan_to,
-        "leaseUntil": now + lease_ms, "updatedAt": now})
+    return _move(
+        network,
+        owner,
+        state,
+        {
+            "finalBlock": block,
+            "finalHash": block_hash,
+            "finalTime": block_time,
+            "checkpoints": _checkpoints(state.checkpoints, block, block_hash, depth),
+            "rescanTo": rescan_to,
+            "leaseUntil": now + lease_ms,
+            "updatedAt": now,
+        },
+    )
 
 
-def rewind(network: str, owner: str, *, state: Cursor, block: int, block_hash: str, block_time: int, now: int,
-           lease_ms: int) -> Cursor:
+def rewind(
+    network: str, owner: str, *, state: Cursor, block: int, block_hash: str, block_time: int, now: int, lease_ms: int
+) -> Cursor:
     """final cursor `state.final_block` -> `block`, the common ancestor of a reorg deeper than the
     finality policy: what lies above it is read again, up to `rescanTo`."""
     assert state.final_block is not None
-    return _move(network, owner, state, {
-        "finalBlock": block, "finalHash": block_hash, "finalTime": block_time,
-        "checkpoints": [[b, h] for b, h in state.checkpoints if b <= block],
-        "rescanTo": max(state.final_block, state.rescan_to or 0), "leaseUntil": now + lease_ms, "updatedAt": now})
+    return _move(
+        network,
+        owner,
+        state,
+        {
+            "finalBlock": block,
+            "finalHash": block_hash,
+            "finalTime": block_time,
+            "checkpoints": [[b, h] for b, h in state.checkpoints if b <= block],
+            "rescanTo": max(state.final_block, state.rescan_to or 0),
+            "leaseUntil": now + lease_ms,
+            "updatedAt": now,
+        },
+    )
 
 
 def halt(network: str, owner: str, *, state: Cursor, reason: str, now: int) -> None:
     """running -> halted: the cursor stays where it is until an operator resumes it."""
     pk, sk = store.cursor_key(network)
     halted = {"reason": reason, "finalBlock": state.final_block, "at": now}
-    if store.update(pk, sk, set_values={"halted": halted, "updatedAt": now},
-                    condition="leaseOwner = :me AND finalBlock = :expected",
-                    values={":me": owner, ":expected": state.final_block}) is None:
+    if (
+        store.update(
+            pk,
+            sk,
+            set_values={"halted": halted, "updatedAt": now},
+            condition="leaseOwner = :me AND finalBlock = :expected",
+            values={":me": owner, ":expected": state.final_block},
+        )
+        is None
+    ):
         raise LeaseLost(network)
 
 
@@ -177,11 +236,21 @@ def resume(network: str, *, from_block: int, now: int) -> Cursor:
         raise LookupError(f"network {network} has no scan cursor yet")
     rescan_to = max(int(old["finalBlock"]), int(old.get("rescanTo") or 0))
     item = store.update(
-        pk, sk, set_values={"finalBlock": from_block, "finalHash": None, "finalTime": int(old.get("finalTime") or 0),
-                            "checkpoints": [], "rescanTo": rescan_to if rescan_to > from_block else None,
-                            "halted": None, "leaseUntil": 0, "updatedAt": now},
+        pk,
+        sk,
+        set_values={
+            "finalBlock": from_block,
+            "finalHash": None,
+            "finalTime": int(old.get("finalTime") or 0),
+            "checkpoints": [],
+            "rescanTo": rescan_to if rescan_to > from_block else None,
+            "halted": None,
+            "leaseUntil": 0,
+            "updatedAt": now,
+        },
         # halted (or running) -> running from `from_block`, only over the cursor the operator saw.
-        condition="finalBlock = :old", values={":old": int(old["finalBlock"])},
+        condition="finalBlock = :old",
+        values={":old": int(old["finalBlock"])},
     )
     if item is None:
         raise LeaseLost(network)
@@ -202,8 +271,12 @@ def note_progress(network: str, owner: str, *, seen_block: int | None, head: int
 def renew(network: str, owner: str, *, now: int, lease_ms: int) -> None:
     pk, sk = store.cursor_key(network)
     # held by `owner` -> held (extended); LeaseLost if it lapsed to another scanner.
-    if store.update(pk, sk, set_values={"leaseUntil": now + lease_ms}, condition="leaseOwner = :me",
-                    values={":me": owner}) is None:
+    if (
+        store.update(
+            pk, sk, set_values={"leaseUntil": now + lease_ms}, condition="leaseOwner = :me", values={":me": owner}
+        )
+        is None
+    ):
         raise LeaseLost(network)
 
 

@@ -34,14 +34,17 @@ class Candidate:
 def address_config(merchant_id: str, network: Network) -> dict[str, Any]:
     cfg = store.get(*store.address_config_key(merchant_id, network.family))
     if cfg is None:
-        raise Conflict(f"no receiving address is configured for {network.family} networks; "
-                       "the operator sets one with `python -m usdt_gateway.admin set-xpub` or `set-address`",
-                       code="ADDRESS_NOT_CONFIGURED")
+        raise Conflict(
+            f"no receiving address is configured for {network.family} networks; "
+            "the operator sets one with `python -m usdt_gateway.admin set-xpub` or `set-address`",
+            code="ADDRESS_NOT_CONFIGURED",
+        )
     return cfg
 
 
-def candidates(cfg: dict[str, Any], network: Network, units: int, *, order_pk: str, watch_until: int,
-               now: int) -> Iterator[Candidate]:
+def candidates(
+    cfg: dict[str, Any], network: Network, units: int, *, order_pk: str, watch_until: int, now: int
+) -> Iterator[Candidate]:
     """Address/amount choices in order of preference; each carries the writes that claim it."""
     if cfg["mode"] == "xpub":
         yield _xpub_candidate(cfg, network, units, order_pk, watch_until)
@@ -53,7 +56,8 @@ def candidates(cfg: dict[str, Any], network: Network, units: int, *, order_pk: s
         claim = store.put_part(
             {"pk": pk, "sk": sk, "orderPk": order_pk, "heldUntil": watch_until, "ttl": watch_until // 1000 + 86_400},
             # free -> held, or lapsed (watch window over) -> held by this order.
-            condition="attribute_not_exists(pk) OR heldUntil < :now", values={":now": now},
+            condition="attribute_not_exists(pk) OR heldUntil < :now",
+            values={":now": now},
         )
         yield Candidate(cfg["address"], tagged, [claim])
 
@@ -67,9 +71,12 @@ def _tag_step_units(cfg: dict[str, Any], network: Network) -> int:
     except (ArithmeticError, ValueError):
         units = 0
     if units <= 0:
-        raise Conflict(f"the fixed address's amount-tag step {cfg['tagStep']} is finer than the smallest unit of "
-                       f"{network.name} ({network.decimals} decimals); the operator sets a coarser one with "
-                       "`python -m usdt_gateway.admin set-address --tag-step`", code="INVALID_ADDRESS_CONFIG")
+        raise Conflict(
+            f"the fixed address's amount-tag step {cfg['tagStep']} is finer than the smallest unit of "
+            f"{network.name} ({network.decimals} decimals); the operator sets a coarser one with "
+            "`python -m usdt_gateway.admin set-address --tag-step`",
+            code="INVALID_ADDRESS_CONFIG",
+        )
     return units
 
 
@@ -80,7 +87,9 @@ def _xpub_candidate(cfg: dict[str, Any], network: Network, units: int, order_pk:
     claim = store.put_part({"pk": pk, "sk": sk, "orderPk": order_pk, "index": index, "watchUntil": watch_until})
     cfg_pk, cfg_sk = cfg["pk"], cfg["sk"]
     bump = store.update_part(
-        cfg_pk, cfg_sk, expression="SET nextIndex = :next",
+        cfg_pk,
+        cfg_sk,
+        expression="SET nextIndex = :next",
         # index n handed out -> n + 1, only if nobody took n meanwhile and the xpub is unchanged.
         condition="nextIndex = :n AND xpub = :xpub",
         values={":n": index, ":next": index + 1, ":xpub": cfg["xpub"]},
@@ -89,5 +98,8 @@ def _xpub_candidate(cfg: dict[str, Any], network: Network, units: int, order_pk:
 
 
 def exhausted(network: Network) -> Conflict:
-    return Conflict(f"every tagged amount near this one is held by a live order on {network.name}; "
-                    "retry later, or use xpub mode for unlimited concurrent orders", code="AMOUNT_TAGS_EXHAUSTED")
+    return Conflict(
+        f"every tagged amount near this one is held by a live order on {network.name}; "
+        "retry later, or use xpub mode for unlimited concurrent orders",
+        code="AMOUNT_TAGS_EXHAUSTED",
+    )

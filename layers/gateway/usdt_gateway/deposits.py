@@ -56,13 +56,27 @@ def _map_key(t: Transfer) -> str:
 
 def _map_entry(t: Transfer, *, final: bool) -> dict[str, Any]:
     """How a deposit appears inside its order item (the order view lists these)."""
-    return {"txid": t.txid, "logIndex": t.log_index, "units": t.units, "blockNumber": t.block_number,
-            "blockHash": t.block_hash, "blockTime": t.block_time, "sender": t.sender, "final": final}
+    return {
+        "txid": t.txid,
+        "logIndex": t.log_index,
+        "units": t.units,
+        "blockNumber": t.block_number,
+        "blockHash": t.block_hash,
+        "blockTime": t.block_time,
+        "sender": t.sender,
+        "final": final,
+    }
 
 
 def _log_fields(t: Transfer) -> dict[str, Any]:
-    return {"network": t.network, "deposit_id": deposit_id(t.network, t.txid, t.log_index), "txid": t.txid,
-            "block": t.block_number, "units": t.units, "recipient": t.recipient}
+    return {
+        "network": t.network,
+        "deposit_id": deposit_id(t.network, t.txid, t.log_index),
+        "txid": t.txid,
+        "block": t.block_number,
+        "units": t.units,
+        "recipient": t.recipient,
+    }
 
 
 def _block_fields(t: Transfer) -> dict[str, Any]:
@@ -71,28 +85,53 @@ def _block_fields(t: Transfer) -> dict[str, Any]:
 
 def _item(t: Transfer, status: str, **extra: Any) -> dict[str, Any]:
     pk, sk = store.deposit_key(t.network, t.txid, t.log_index)
-    return {"pk": pk, "sk": sk, "depositId": deposit_id(t.network, t.txid, t.log_index), "network": t.network,
-            "txid": t.txid, "logIndex": t.log_index, **_block_fields(t), "sender": t.sender,
-            "recipient": t.recipient, "units": t.units, "decimals": networks()[t.network].decimals,
-            "depositStatus": status, "recordedAt": now_ms(), **extra}
+    return {
+        "pk": pk,
+        "sk": sk,
+        "depositId": deposit_id(t.network, t.txid, t.log_index),
+        "network": t.network,
+        "txid": t.txid,
+        "logIndex": t.log_index,
+        **_block_fields(t),
+        "sender": t.sender,
+        "recipient": t.recipient,
+        "units": t.units,
+        "decimals": networks()[t.network].decimals,
+        "depositStatus": status,
+        "recordedAt": now_ms(),
+        **extra,
+    }
 
 
-def _final_item(t: Transfer, status: str, merchant_id: str | None, order_pk: str | None,
-                reason: str | None = None) -> dict[str, Any]:
+def _final_item(
+    t: Transfer, status: str, merchant_id: str | None, order_pk: str | None, reason: str | None = None
+) -> dict[str, Any]:
     # Final deposits are listed per merchant by block time (gsi1); `unmatched` is the filter.
-    index = {"gsi1pk": store.deposits_index_pk(merchant_id),
-             "gsi1sk": f"{t.block_time:013d}#{t.txid}#{t.log_index}"} if merchant_id else {}
-    return _item(t, status, merchantId=merchant_id, orderPk=order_pk, unmatched=status == UNMATCHED,
-                 reason=reason, **index)
+    index = (
+        {"gsi1pk": store.deposits_index_pk(merchant_id), "gsi1sk": f"{t.block_time:013d}#{t.txid}#{t.log_index}"}
+        if merchant_id
+        else {}
+    )
+    return _item(
+        t, status, merchantId=merchant_id, orderPk=order_pk, unmatched=status == UNMATCHED, reason=reason, **index
+    )
 
 
 def _ledger_put(t: Transfer) -> dict[str, Any]:
     pk, sk = store.ledger_key(t.network, t.block_number, t.txid, t.log_index)
     dep_pk, _ = store.deposit_key(t.network, t.txid, t.log_index)
     # none -> recorded; a re-recorded block position (after a reversal) is the same entry again.
-    return store.put_part({"pk": pk, "sk": sk, "depositPk": dep_pk, "blockNumber": t.block_number,
-                           "ttl": now_ms() // 1000 + LEDGER_TTL_S},
-                          condition="attribute_not_exists(pk) OR depositPk = :d", values={":d": dep_pk})
+    return store.put_part(
+        {
+            "pk": pk,
+            "sk": sk,
+            "depositPk": dep_pk,
+            "blockNumber": t.block_number,
+            "ttl": now_ms() // 1000 + LEDGER_TTL_S,
+        },
+        condition="attribute_not_exists(pk) OR depositPk = :d",
+        values={":d": dep_pk},
+    )
 
 
 def _ledger_delete(item: dict[str, Any], block_number: int | None = None) -> dict[str, Any]:
@@ -103,8 +142,14 @@ def _ledger_delete(item: dict[str, Any], block_number: int | None = None) -> dic
 def record_seen(t: Transfer, entry: WatchEntry) -> Applied:
     """A payment in a block that is not final yet: recorded as seen, its order -> confirming. Seen
     again in another block (a reorg re-included it), the record follows it: still one deposit."""
-    item = _item(t, SEEN, orderPk=entry.order_pk, merchantId=entry.merchant_id,
-                 gsi1pk=store.seen_index_pk(t.network), gsi1sk=f"{t.block_number:012d}")
+    item = _item(
+        t,
+        SEEN,
+        orderPk=entry.order_pk,
+        merchantId=entry.merchant_id,
+        gsi1pk=store.seen_index_pk(t.network),
+        gsi1sk=f"{t.block_number:012d}",
+    )
 
     def change(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         deposits = dict(order.get("deposits") or {})
@@ -114,15 +159,22 @@ def record_seen(t: Transfer, entry: WatchEntry) -> Applied:
                 return None
             deposits[_map_key(t)] = _map_entry(t, final=False)
             # seen -> seen, in the block that holds it now
-            moved = store.set_part(item["pk"], item["sk"], set_values={**_block_fields(t), "gsi1sk": item["gsi1sk"]},
-                                   condition="#ds = :seen", values={":seen": SEEN}, names=NAMES)
+            moved = store.set_part(
+                item["pk"],
+                item["sk"],
+                set_values={**_block_fields(t), "gsi1sk": item["gsi1sk"]},
+                condition="#ds = :seen",
+                values={":seen": SEEN},
+                names=NAMES,
+            )
             return {**order, "deposits": deposits}, [moved]
         if OrderStatus(order["status"]) not in ACCEPTING:
             return None  # a closed order's payment is decided when final (unmatched)
         deposits[_map_key(t)] = _map_entry(t, final=False)
         # none (or dropped) -> seen
-        claim = store.put_part(item, condition="attribute_not_exists(pk) OR #ds = :dropped",
-                               values={":dropped": DROPPED}, names=NAMES)
+        claim = store.put_part(
+            item, condition="attribute_not_exists(pk) OR #ds = :dropped", values={":dropped": DROPPED}, names=NAMES
+        )
         return {**order, "deposits": deposits}, [claim]
 
     with log_keys(**order_keys(entry.order_pk)):
@@ -177,16 +229,20 @@ def _credit_matched(t: Transfer, entry: WatchEntry) -> Applied | None:
         known = deposits.get(_map_key(t))
         if known is None and OrderStatus(order["status"]) in ACCEPTING:
             # none (or dropped, or reversed while unmatched) -> credited
-            condition, values = ("attribute_not_exists(pk) OR #ds = :dropped OR #ds = :reversed",
-                                 {":dropped": DROPPED, ":reversed": REVERSED})
+            condition, values = (
+                "attribute_not_exists(pk) OR #ds = :dropped OR #ds = :reversed",
+                {":dropped": DROPPED, ":reversed": REVERSED},
+            )
         elif known is not None and not known["final"] and not known.get("reversed"):
             # seen -> credited, for the order that saw it
             condition, values = "#ds = :seen AND orderPk = :order", {":seen": SEEN, ":order": entry.order_pk}
         else:
             return None
         deposits[_map_key(t)] = _map_entry(t, final=True)
-        return {**order, "deposits": deposits}, [store.put_part(item, condition=condition, values=values,
-                                                                 names=NAMES), _ledger_put(t)]
+        return {**order, "deposits": deposits}, [
+            store.put_part(item, condition=condition, values=values, names=NAMES),
+            _ledger_put(t),
+        ]
 
     applied = transitions.apply(entry.order_pk, change)
     if applied.order is None or applied.conflict:
@@ -195,8 +251,9 @@ def _credit_matched(t: Transfer, entry: WatchEntry) -> Applied | None:
     return applied
 
 
-def _credit_final(t: Transfer, order_pk: str | None, owner: str | None, condition: str,
-                  values: dict[str, Any]) -> tuple[str, Applied | None]:
+def _credit_final(
+    t: Transfer, order_pk: str | None, owner: str | None, condition: str, values: dict[str, Any]
+) -> tuple[str, Applied | None]:
     if order_pk:
         item = _final_item(t, CREDITED, owner, order_pk)
 
@@ -205,8 +262,10 @@ def _credit_final(t: Transfer, order_pk: str | None, owner: str | None, conditio
             if _map_key(t) not in deposits and OrderStatus(order["status"]) not in ACCEPTING:
                 return None
             deposits[_map_key(t)] = _map_entry(t, final=True)
-            return {**order, "deposits": deposits}, [store.put_part(item, condition=condition, values=values,
-                                                                     names=NAMES), _ledger_put(t)]
+            return {**order, "deposits": deposits}, [
+                store.put_part(item, condition=condition, values=values, names=NAMES),
+                _ledger_put(t),
+            ]
 
         applied = transitions.apply(order_pk, change)
         if applied.conflict:
@@ -221,8 +280,9 @@ def _credit_final(t: Transfer, order_pk: str | None, owner: str | None, conditio
         event_id, event_parts = events.for_deposit(owner, record_view(item).model_dump(mode="json", by_alias=True))
         event_ids = [event_id]
     try:
-        store.transact([store.put_part(item, condition=condition, values=values, names=NAMES), _ledger_put(t),
-                        *event_parts])
+        store.transact(
+            [store.put_part(item, condition=condition, values=values, names=NAMES), _ledger_put(t), *event_parts]
+        )
     except store.TransactionConflict:
         return "already", None
     with log_keys(order_id=None, merchant_id=owner):
@@ -237,9 +297,17 @@ def record_ignored(t: Transfer, owner: str | None) -> bool:
     item = _final_item(t, IGNORED, owner, None, reason=BELOW_MINIMUM)
     try:
         # none (or dropped, or reversed) -> ignored
-        store.transact([store.put_part(item, condition="attribute_not_exists(pk) OR #ds = :dropped OR #ds = :rev",
-                                       values={":dropped": DROPPED, ":rev": REVERSED}, names=NAMES),
-                        _ledger_put(t)])
+        store.transact(
+            [
+                store.put_part(
+                    item,
+                    condition="attribute_not_exists(pk) OR #ds = :dropped OR #ds = :rev",
+                    values={":dropped": DROPPED, ":rev": REVERSED},
+                    names=NAMES,
+                ),
+                _ledger_put(t),
+            ]
+        )
     except store.TransactionConflict:
         return False
     with log_keys(order_id=None, merchant_id=owner):
@@ -250,9 +318,15 @@ def record_ignored(t: Transfer, owner: str | None) -> bool:
 def _move_final(existing: dict[str, Any], t: Transfer) -> None:
     """A final deposit found again in another final block (a deep reorg re-included it): the
     record, its ledger entry and its order's view follow it; the money never left."""
-    moved = store.set_part(existing["pk"], existing["sk"], set_values=_block_fields(t),
-                           # credited/unmatched/ignored -> the same status, in its new block
-                           condition="#ds = :st", values={":st": existing["depositStatus"]}, names=NAMES)
+    moved = store.set_part(
+        existing["pk"],
+        existing["sk"],
+        set_values=_block_fields(t),
+        # credited/unmatched/ignored -> the same status, in its new block
+        condition="#ds = :st",
+        values={":st": existing["depositStatus"]},
+        names=NAMES,
+    )
     ledger = [_ledger_delete(existing), _ledger_put(t)]
     if existing["depositStatus"] != CREDITED:
         store.transact([moved, *ledger])
@@ -296,22 +370,35 @@ def _drop(network: str, item: dict[str, Any]) -> Applied:
     def change(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         deposits = {k: v for k, v in (order.get("deposits") or {}).items() if k != key}
         # seen -> dropped
-        drop = store.set_part(item["pk"], item["sk"], set_values={"depositStatus": DROPPED, "droppedAt": now_ms()},
-                              condition="#ds = :seen", values={":seen": SEEN}, remove=("gsi1pk", "gsi1sk"),
-                              names=NAMES)
+        drop = store.set_part(
+            item["pk"],
+            item["sk"],
+            set_values={"depositStatus": DROPPED, "droppedAt": now_ms()},
+            condition="#ds = :seen",
+            values={":seen": SEEN},
+            remove=("gsi1pk", "gsi1sk"),
+            names=NAMES,
+        )
         return {**order, "deposits": deposits}, [drop]
 
     applied = transitions.apply(item["orderPk"], change, reverted=True)
     if applied.order is not None:
         with log_keys(**order_keys(item["orderPk"])):
-            logger.warning("deposit dropped: a reorg removed it", extra={
-                "network": network, "deposit_id": item["depositId"], "txid": item["txid"],
-                "block": int(item["blockNumber"])})
+            logger.warning(
+                "deposit dropped: a reorg removed it",
+                extra={
+                    "network": network,
+                    "deposit_id": item["depositId"],
+                    "txid": item["txid"],
+                    "block": int(item["blockNumber"]),
+                },
+            )
     return applied
 
 
-def reverse_vanished(network: str, from_block: int, to_block: int, found: Collection[tuple[str, int]],
-                     locate: Locate) -> tuple[list[str], int | None]:
+def reverse_vanished(
+    network: str, from_block: int, to_block: int, found: Collection[tuple[str, int]], locate: Locate
+) -> tuple[list[str], int | None]:
     """After a reorg deeper than the finality policy, for the re-read range [from, to]: every
     deposit recorded final there that the chain no longer has is reversed. One re-included in a
     later block is followed there (its ledger entry moves), and checked again when that block is
@@ -330,8 +417,9 @@ def reverse_vanished(network: str, from_block: int, to_block: int, found: Collec
             if where <= to_block:
                 raise ChainMoved(f"{dep['txid']} is in block {where}, which the final range read did not show")
             # Followed to a later block: its ledger entry moves there, to be checked when it is read.
-            store.transact([_ledger_delete(dep, int(entry["blockNumber"])),
-                            _ledger_put(_transfer(dep, block_number=where))])
+            store.transact(
+                [_ledger_delete(dep, int(entry["blockNumber"])), _ledger_put(_transfer(dep, block_number=where))]
+            )
             followed = max(followed or 0, where)
             continue
         if _reverse(dep, int(entry["blockNumber"])):
@@ -340,10 +428,17 @@ def reverse_vanished(network: str, from_block: int, to_block: int, found: Collec
 
 
 def _transfer(dep: dict[str, Any], *, block_number: int | None = None) -> Transfer:
-    return Transfer(network=dep["network"], txid=dep["txid"], log_index=int(dep["logIndex"]),
-                    block_number=int(dep["blockNumber"]) if block_number is None else block_number,
-                    block_hash=dep["blockHash"], sender=dep["sender"], recipient=dep["recipient"],
-                    units=int(dep["units"]), block_time=int(dep["blockTime"]))
+    return Transfer(
+        network=dep["network"],
+        txid=dep["txid"],
+        log_index=int(dep["logIndex"]),
+        block_number=int(dep["blockNumber"]) if block_number is None else block_number,
+        block_hash=dep["blockHash"],
+        sender=dep["sender"],
+        recipient=dep["recipient"],
+        units=int(dep["units"]),
+        block_time=int(dep["blockTime"]),
+    )
 
 
 def _reverse(dep: dict[str, Any], ledger_block: int) -> bool:
@@ -351,10 +446,20 @@ def _reverse(dep: dict[str, Any], ledger_block: int) -> bool:
     it (order.payment_reversed), or, unmatched, the merchant told (deposit.reversed)."""
     status = dep["depositStatus"]
     # credited/unmatched/ignored -> reversed
-    mark = store.set_part(dep["pk"], dep["sk"], set_values={"depositStatus": REVERSED, "reason": REORG,
-                                                            "unmatched": False, "reversedAt": now_ms(),
-                                                            "reversedFrom": status},
-                          condition="#ds = :st", values={":st": status}, names=NAMES)
+    mark = store.set_part(
+        dep["pk"],
+        dep["sk"],
+        set_values={
+            "depositStatus": REVERSED,
+            "reason": REORG,
+            "unmatched": False,
+            "reversedAt": now_ms(),
+            "reversedFrom": status,
+        },
+        condition="#ds = :st",
+        values={":st": status},
+        names=NAMES,
+    )
     parts = [mark, _ledger_delete(dep, ledger_block)]
     view = record_view({**dep, "depositStatus": REVERSED, "reason": REORG, "unmatched": False})
     with log_keys(**{"merchant_id": dep.get("merchantId"), **order_keys(dep.get("orderPk"))}):
@@ -367,25 +472,32 @@ def _reverse(dep: dict[str, Any], ledger_block: int) -> bool:
                     deposits[key] = {**deposits[key], "reversed": True}
                 return {**order, "deposits": deposits}, parts
 
-            applied = transitions.apply(dep["orderPk"], change,
-                                        reversal=view.model_dump(mode="json", by_alias=True))
+            applied = transitions.apply(dep["orderPk"], change, reversal=view.model_dump(mode="json", by_alias=True))
             if applied.conflict:
                 return False
         else:
             event_ids: list[str] = []
             if status == UNMATCHED and dep.get("merchantId"):
-                event_id, event_parts = events.for_deposit(dep["merchantId"], view.model_dump(mode="json",
-                                                                                             by_alias=True),
-                                                           event_type=events.DEPOSIT_REVERSED)
+                event_id, event_parts = events.for_deposit(
+                    dep["merchantId"], view.model_dump(mode="json", by_alias=True), event_type=events.DEPOSIT_REVERSED
+                )
                 parts, event_ids = [*parts, *event_parts], [event_id]
             try:
                 store.transact(parts)
             except store.TransactionConflict:
                 return False
             outbox.publish(event_ids)
-        logger.error("final deposit reversed: a reorg deeper than the finality policy removed it", extra={
-            "network": dep["network"], "deposit_id": dep["depositId"], "txid": dep["txid"],
-            "block": ledger_block, "units": int(dep["units"]), "was": status})
+        logger.error(
+            "final deposit reversed: a reorg deeper than the finality policy removed it",
+            extra={
+                "network": dep["network"],
+                "deposit_id": dep["depositId"],
+                "txid": dep["txid"],
+                "block": ledger_block,
+                "units": int(dep["units"]),
+                "was": status,
+            },
+        )
     return True
 
 
@@ -405,8 +517,11 @@ def attach(merchant_id: str, deposit_id_: str, order_id: str) -> dict[str, Any]:
     if dep is None or dep.get("merchantId") != merchant_id:
         raise NotFound(f"no deposit '{deposit_id_}'", code="DEPOSIT_NOT_FOUND")
     if dep["depositStatus"] != UNMATCHED:
-        why = {CREDITED: "is already credited to an order", IGNORED: "is below the network's minimum deposit",
-               REVERSED: "was reversed: no block holds it any more"}.get(dep["depositStatus"], "is not final yet")
+        why = {
+            CREDITED: "is already credited to an order",
+            IGNORED: "is below the network's minimum deposit",
+            REVERSED: "was reversed: no block holds it any more",
+        }.get(dep["depositStatus"], "is not final yet")
         raise Conflict(f"deposit '{deposit_id_}' {why}", code="DEPOSIT_NOT_UNMATCHED")
     order_pk, _ = store.order_key(merchant_id, order_id)
     transfer = _transfer(dep)
@@ -416,13 +531,19 @@ def attach(merchant_id: str, deposit_id_: str, order_id: str) -> dict[str, Any]:
             raise Conflict(f"the deposit is on {network}, the order on {order['network']}", code="NETWORK_MISMATCH")
         if order["status"] == OrderStatus.CANCELLED:
             raise Conflict(f"order '{order_id}' is cancelled", code="ORDER_CANCELLED")
-        deposits = {**(order.get("deposits") or {}), _map_key(transfer): {**_map_entry(transfer, final=True),
-                                                                          "attached": True}}
+        deposits = {
+            **(order.get("deposits") or {}),
+            _map_key(transfer): {**_map_entry(transfer, final=True), "attached": True},
+        }
         # unmatched -> credited (attached by the merchant)
-        claim = store.set_part(dep_pk, dep_sk, set_values={"depositStatus": CREDITED, "orderPk": order_pk,
-                                                           "unmatched": False, "attachedAt": now_ms()},
-                               condition="#ds = :unmatched AND merchantId = :m",
-                               values={":unmatched": UNMATCHED, ":m": merchant_id}, names=NAMES)
+        claim = store.set_part(
+            dep_pk,
+            dep_sk,
+            set_values={"depositStatus": CREDITED, "orderPk": order_pk, "unmatched": False, "attachedAt": now_ms()},
+            condition="#ds = :unmatched AND merchantId = :m",
+            values={":unmatched": UNMATCHED, ":m": merchant_id},
+            names=NAMES,
+        )
         return {**order, "deposits": deposits}, [claim]
 
     try:
@@ -438,8 +559,9 @@ def attach(merchant_id: str, deposit_id_: str, order_id: str) -> dict[str, Any]:
 
 def list_deposits(merchant_id: str, *, unmatched_only: bool, limit: int, cursor: str | None) -> DepositListView:
     filters = {"unmatched": True} if unmatched_only else None
-    items, next_cursor = store.query_index(store.deposits_index_pk(merchant_id), sk_from="0", sk_to="~",
-                                           limit=limit, cursor=cursor, filters=filters)
+    items, next_cursor = store.query_index(
+        store.deposits_index_pk(merchant_id), sk_from="0", sk_to="~", limit=limit, cursor=cursor, filters=filters
+    )
     return DepositListView(deposits=[record_view(i) for i in items], next_cursor=next_cursor)
 
 
@@ -447,9 +569,17 @@ def record_view(i: dict[str, Any]) -> DepositRecordView:
     """A final deposit as GET /v1/deposits lists it (and deposit.unmatched / deposit.reversed
     events carry it)."""
     return DepositRecordView(
-        deposit_id=i["depositId"], network=i["network"], txid=i["txid"], log_index=int(i["logIndex"]),
-        block_number=int(i["blockNumber"]), block_time=int(i["blockTime"]), sender=i["sender"],
-        recipient=i["recipient"], amount=format_units(int(i["units"]), int(i["decimals"])),
-        unmatched=bool(i["unmatched"]), status=i["depositStatus"], reason=i.get("reason"),
+        deposit_id=i["depositId"],
+        network=i["network"],
+        txid=i["txid"],
+        log_index=int(i["logIndex"]),
+        block_number=int(i["blockNumber"]),
+        block_time=int(i["blockTime"]),
+        sender=i["sender"],
+        recipient=i["recipient"],
+        amount=format_units(int(i["units"]), int(i["decimals"])),
+        unmatched=bool(i["unmatched"]),
+        status=i["depositStatus"],
+        reason=i.get("reason"),
         order_id=i["orderPk"].split("#", 2)[2] if i.get("orderPk") else None,
     )

@@ -88,47 +88,84 @@ def _units(order: Item, name: str) -> int:
 
 def body(event_id: str, event_type: str, created_at: int, sequence: int, data: dict[str, Any]) -> str:
     """The JSON body the merchant receives, byte for byte the same on every attempt."""
-    return json.dumps({"id": event_id, "type": event_type, "createdAt": created_at, "sequence": sequence,
-                       "data": data}, separators=(",", ":"))
+    return json.dumps(
+        {"id": event_id, "type": event_type, "createdAt": created_at, "sequence": sequence, "data": data},
+        separators=(",", ":"),
+    )
 
 
 def index_sk(created_at: int, sequence: int, event_id: str) -> str:
     return f"{created_at:013d}#{sequence:08d}#{event_id}"  # one change's events stay in their order
 
 
-def outbox_marker(event_id: str, at: int, sequence: int, *, merchant_id: str | None = None,
-                  order_id: str | None = None) -> Item:
+def outbox_marker(
+    event_id: str, at: int, sequence: int, *, merchant_id: str | None = None, order_id: str | None = None
+) -> Item:
     """The OUTBOX marker that stays until SQS has taken the event (the sweeper's work list); the
     merchant and order are there for the sweeper's log lines."""
     pk, sk = store.outbox_key(event_id)
-    return {"pk": pk, "sk": sk, "eventId": event_id, "gsi1pk": store.OUTBOX_INDEX_PK,
-            "gsi1sk": index_sk(at, sequence, event_id), "merchantId": merchant_id, "orderId": order_id}
+    return {
+        "pk": pk,
+        "sk": sk,
+        "eventId": event_id,
+        "gsi1pk": store.OUTBOX_INDEX_PK,
+        "gsi1sk": index_sk(at, sequence, event_id),
+        "merchantId": merchant_id,
+        "orderId": order_id,
+    }
 
 
-def _item(event_id: str, event_type: str, *, merchant_id: str, created_at: int, sequence: int,
-          data: dict[str, Any], order: Item | None) -> Item:
+def _item(
+    event_id: str,
+    event_type: str,
+    *,
+    merchant_id: str,
+    created_at: int,
+    sequence: int,
+    data: dict[str, Any],
+    order: Item | None,
+) -> Item:
     pk, sk = store.event_key(event_id)
     return {
-        "pk": pk, "sk": sk, "eventId": event_id, "type": event_type, "merchantId": merchant_id,
-        "orderId": order["orderId"] if order else None, "orderPk": order["pk"] if order else None,
-        "notifyUrl": order.get("notifyUrl") if order else None, "sequence": sequence, "createdAt": created_at,
-        "body": body(event_id, event_type, created_at, sequence, data), "deliveryStatus": "pending",
-        "attemptCount": 0, "gsi1pk": store.events_index_pk(merchant_id),
+        "pk": pk,
+        "sk": sk,
+        "eventId": event_id,
+        "type": event_type,
+        "merchantId": merchant_id,
+        "orderId": order["orderId"] if order else None,
+        "orderPk": order["pk"] if order else None,
+        "notifyUrl": order.get("notifyUrl") if order else None,
+        "sequence": sequence,
+        "createdAt": created_at,
+        "body": body(event_id, event_type, created_at, sequence, data),
+        "deliveryStatus": "pending",
+        "attemptCount": 0,
+        "gsi1pk": store.events_index_pk(merchant_id),
         "gsi1sk": index_sk(created_at, sequence, event_id),
     }
 
 
-def _parts(event_id: str, event_type: str, *, merchant_id: str, created_at: int, sequence: int,
-           data: dict[str, Any], order: Item | None) -> list[dict[str, Any]]:
-    event = _item(event_id, event_type, merchant_id=merchant_id, created_at=created_at, sequence=sequence,
-                  data=data, order=order)
+def _parts(
+    event_id: str,
+    event_type: str,
+    *,
+    merchant_id: str,
+    created_at: int,
+    sequence: int,
+    data: dict[str, Any],
+    order: Item | None,
+) -> list[dict[str, Any]]:
+    event = _item(
+        event_id, event_type, merchant_id=merchant_id, created_at=created_at, sequence=sequence, data=data, order=order
+    )
     # none -> pending: event ids are random, so a clash is impossible short of a repeat.
     marker = outbox_marker(event_id, created_at, sequence, merchant_id=merchant_id, order_id=event["orderId"])
     return [store.put_part(event), store.put_part(marker)]
 
 
-def for_order(order: Item, types: list[str], *, first_sequence: int,
-              reversed_deposit: dict[str, Any] | None = None) -> tuple[list[str], list[dict[str, Any]]]:
+def for_order(
+    order: Item, types: list[str], *, first_sequence: int, reversed_deposit: dict[str, Any] | None = None
+) -> tuple[list[str], list[dict[str, Any]]]:
     """Event ids and transaction parts for `types`, reporting `order` as it is after the change
     (the data is the order as GET /v1/payment/order/{orderId} returns it; an
     order.payment_reversed event adds the deposit taken away as `reversedDeposit`)."""
@@ -143,23 +180,45 @@ def for_order(order: Item, types: list[str], *, first_sequence: int,
         event_id = new_event_id()
         ids.append(event_id)
         extra = {"reversedDeposit": reversed_deposit} if event_type == PAYMENT_REVERSED else {}
-        parts += _parts(event_id, event_type, merchant_id=order["merchantId"], created_at=now,
-                        sequence=first_sequence + offset, data={**data, **extra}, order=order)
+        parts += _parts(
+            event_id,
+            event_type,
+            merchant_id=order["merchantId"],
+            created_at=now,
+            sequence=first_sequence + offset,
+            data={**data, **extra},
+            order=order,
+        )
     return ids, parts
 
 
-def for_deposit(merchant_id: str, data: dict[str, Any], *,
-                event_type: str = UNMATCHED) -> tuple[str, list[dict[str, Any]]]:
+def for_deposit(
+    merchant_id: str, data: dict[str, Any], *, event_type: str = UNMATCHED
+) -> tuple[str, list[dict[str, Any]]]:
     """A deposit.unmatched event (sequence 1: a deposit has no earlier events), or the
     deposit.reversed that follows it (sequence 2)."""
     event_id = new_event_id()
     sequence = 2 if event_type == DEPOSIT_REVERSED else 1
-    return event_id, _parts(event_id, event_type, merchant_id=merchant_id, created_at=int(time.time() * 1000),
-                            sequence=sequence, data=data, order=None)
+    return event_id, _parts(
+        event_id,
+        event_type,
+        merchant_id=merchant_id,
+        created_at=int(time.time() * 1000),
+        sequence=sequence,
+        data=data,
+        order=None,
+    )
 
 
 def webhook_test(merchant_id: str, message: str) -> Item:
     """A webhook.test event item (sequence 0: it belongs to no order), sent at once, not queued."""
     event_id = new_event_id()
-    return _item(event_id, TEST, merchant_id=merchant_id, created_at=int(time.time() * 1000), sequence=0,
-                 data={"message": message}, order=None)
+    return _item(
+        event_id,
+        TEST,
+        merchant_id=merchant_id,
+        created_at=int(time.time() * 1000),
+        sequence=0,
+        data={"message": message},
+        order=None,
+    )

@@ -17,8 +17,10 @@ _AMOUNT = re.compile(AMOUNT_PATTERN)
 def parse_amount(text: str) -> Decimal:
     """Parse a customer-facing amount string; raise ValueError with a human reason."""
     if not isinstance(text, str) or not _AMOUNT.fullmatch(text):  # fullmatch: "50\n" is not an amount
-        raise ValueError("must be a decimal in plain notation such as \"50.00\" (digits and at most one point: "
-                         "no sign, exponent, separators or leading zeros)")
+        raise ValueError(
+            'must be a decimal in plain notation such as "50.00" (digits and at most one point: '
+            "no sign, exponent, separators or leading zeros)"
+        )
     if len(text) > MAX_AMOUNT_CHARS:
         raise ValueError(f"must be at most {MAX_AMOUNT_CHARS} characters")
     value = Decimal(text)

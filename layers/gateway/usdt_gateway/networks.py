@@ -181,7 +181,8 @@ def _check_fits_dynamodb(network: Network) -> None:
         raise NetworkConfigError(
             f"network '{network.name}': maxAmount {network.max_amount:f} has {integer_digits} integer "
             f"digits and the token {network.decimals} decimals, {integer_digits + network.decimals} digits in base "
-            f"units; DynamoDB stores at most {DYNAMODB_DIGITS}: lower maxAmount")
+            f"units; DynamoDB stores at most {DYNAMODB_DIGITS}: lower maxAmount"
+        )
 
 
 def load_networks(enabled: str, overrides_json: str = "") -> dict[str, Network]:

@@ -40,15 +40,17 @@ def _now_ms() -> int:
 def resolve_network(name: str | None, chain_id: int | None) -> Network:
     enabled = networks()
     if name is None and chain_id is None:
-        raise InvalidRequest("give `network` (e.g. \"tron\") or `chainId`", code="NETWORK_REQUIRED")
+        raise InvalidRequest('give `network` (e.g. "tron") or `chainId`', code="NETWORK_REQUIRED")
     if name is not None:
         network = enabled.get(name)
         if network is None:
-            raise InvalidRequest(f"network '{name}' is not enabled; enabled: {', '.join(enabled)}",
-                                 code="UNSUPPORTED_NETWORK")
+            raise InvalidRequest(
+                f"network '{name}' is not enabled; enabled: {', '.join(enabled)}", code="UNSUPPORTED_NETWORK"
+            )
         if chain_id is not None and chain_id != network.chain_id:
-            raise InvalidRequest(f"chainId {chain_id} does not match network '{name}' ({network.chain_id})",
-                                 code="NETWORK_MISMATCH")
+            raise InvalidRequest(
+                f"chainId {chain_id} does not match network '{name}' ({network.chain_id})", code="NETWORK_MISMATCH"
+            )
         return network
     match = next((n for n in enabled.values() if n.chain_id == chain_id), None)
     if match is None:
@@ -63,8 +65,11 @@ def _amount_units(text: str, network: Network) -> int:
     except ValueError as exc:
         raise InvalidRequest(f"amount {exc}", code="INVALID_AMOUNT") from exc
     if not network.min_amount <= value <= network.max_amount:
-        raise InvalidRequest(f"amount must be between {plain(network.min_amount)} and {plain(network.max_amount)} USDT "
-                             f"on {network.name}", code="AMOUNT_OUT_OF_RANGE")
+        raise InvalidRequest(
+            f"amount must be between {plain(network.min_amount)} and {plain(network.max_amount)} USDT "
+            f"on {network.name}",
+            code="AMOUNT_OUT_OF_RANGE",
+        )
     return units
 
 
@@ -100,15 +105,22 @@ def _expires_in(value: int | None) -> int:
     if value is None:
         return s.default_expires_in
     if not s.min_expires_in <= value <= s.max_expires_in:
-        raise InvalidRequest(f"expiresIn must be between {s.min_expires_in} and {s.max_expires_in} seconds",
-                             code="INVALID_EXPIRES_IN")
+        raise InvalidRequest(
+            f"expiresIn must be between {s.min_expires_in} and {s.max_expires_in} seconds", code="INVALID_EXPIRES_IN"
+        )
     return value
 
 
 def _fingerprint(req: CreateOrderRequest, network: Network, units: int) -> str:
     """What makes two creates with the same orderId 'identical'."""
-    canonical = {"network": network.name, "units": units, "notifyUrl": req.notify_url, "returnUrl": req.return_url,
-                 "expiresIn": req.expires_in, "metadata": req.metadata}
+    canonical = {
+        "network": network.name,
+        "units": units,
+        "notifyUrl": req.notify_url,
+        "returnUrl": req.return_url,
+        "expiresIn": req.expires_in,
+        "metadata": req.metadata,
+    }
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
@@ -131,8 +143,12 @@ def create_order(merchant_id: str, req: CreateOrderRequest) -> tuple[OrderView, 
         for cand in deposit_addresses.candidates(cfg, network, units, order_pk=pk, watch_until=watch_until, now=now):
             order = _order_item(merchant_id, req, network, cand, units, fingerprint, now, expires_at, watch_until)
             pub_pk, pub_sk = store.public_key(order["publicId"])
-            parts = [store.put_part(order), store.put_part({"pk": pub_pk, "sk": pub_sk, "orderPk": pk}), *cand.parts,
-                     watchlist.watch_part(network=network.name, order=order, mode=cfg["mode"])]
+            parts = [
+                store.put_part(order),
+                store.put_part({"pk": pub_pk, "sk": pub_sk, "orderPk": pk}),
+                *cand.parts,
+                watchlist.watch_part(network=network.name, order=order, mode=cfg["mode"]),
+            ]
             try:
                 store.transact(parts)
             except store.TransactionConflict as conflict:
@@ -145,39 +161,74 @@ def create_order(merchant_id: str, req: CreateOrderRequest) -> tuple[OrderView, 
         else:
             if cfg["mode"] == "fixed":
                 raise deposit_addresses.exhausted(network)
-    raise Conflict("the order could not be created under heavy contention; retry the same request",
-                   code="CREATE_CONTENTION")
+    raise Conflict(
+        "the order could not be created under heavy contention; retry the same request", code="CREATE_CONTENTION"
+    )
 
 
 def _replay(existing: dict[str, Any], fingerprint: str) -> OrderView:
     if existing.get("fingerprint") != fingerprint:
-        raise Conflict(f"orderId '{existing.get('orderId')}' already exists with different parameters; "
-                       "use a new orderId or repeat the original request exactly", code="ORDER_ID_CONFLICT")
+        raise Conflict(
+            f"orderId '{existing.get('orderId')}' already exists with different parameters; "
+            "use a new orderId or repeat the original request exactly",
+            code="ORDER_ID_CONFLICT",
+        )
     return to_view(existing)
 
 
-def _order_item(merchant_id: str, req: CreateOrderRequest, network: Network, cand: deposit_addresses.Candidate,
-                requested_units: int, fingerprint: str, now: int, expires_at: int, watch_until: int) -> dict[str, Any]:
+def _order_item(
+    merchant_id: str,
+    req: CreateOrderRequest,
+    network: Network,
+    cand: deposit_addresses.Candidate,
+    requested_units: int,
+    fingerprint: str,
+    now: int,
+    expires_at: int,
+    watch_until: int,
+) -> dict[str, Any]:
     pk, sk = store.order_key(merchant_id, req.order_id)
     public_id = secrets.token_urlsafe(16)
-    uri = payment_uri(family=network.family, token_contract=network.token_contract, chain_id=network.chain_id,
-                      recipient=cand.address, amount_base_units=cand.units)
+    uri = payment_uri(
+        family=network.family,
+        token_contract=network.token_contract,
+        chain_id=network.chain_id,
+        recipient=cand.address,
+        amount_base_units=cand.units,
+    )
     return {
-        "pk": pk, "sk": sk, "merchantId": merchant_id, "orderId": req.order_id,
-        "publicId": public_id, "paymentUrl": _payment_url(public_id), "network": network.name,
+        "pk": pk,
+        "sk": sk,
+        "merchantId": merchant_id,
+        "orderId": req.order_id,
+        "publicId": public_id,
+        "paymentUrl": _payment_url(public_id),
+        "network": network.name,
         "chainId": network.chain_id,
-        "tokenContract": network.token_contract, "decimals": network.decimals,
-        "amountUnits": cand.units, "requestedUnits": requested_units, "paidUnits": 0,
-        "toleranceUnits": tolerance_units(cand.units, network.decimals, settings().underpayment_tolerance,
-                                          settings().underpayment_tolerance_percent),
-        "address": cand.address, "addressIndex": cand.index,
+        "tokenContract": network.token_contract,
+        "decimals": network.decimals,
+        "amountUnits": cand.units,
+        "requestedUnits": requested_units,
+        "paidUnits": 0,
+        "toleranceUnits": tolerance_units(
+            cand.units, network.decimals, settings().underpayment_tolerance, settings().underpayment_tolerance_percent
+        ),
+        "address": cand.address,
+        "addressIndex": cand.index,
         "paymentUri": uri,
         # Rendered once here (about 10 ms) rather than on every read of the order.
         "qrCodeData": qr_png_data_uri(uri),
-        "status": OrderStatus.PENDING.value, "expiresAt": expires_at, "watchUntil": watch_until,
-        "createdAt": now, "notifyUrl": req.notify_url, "returnUrl": req.return_url, "metadata": req.metadata,
-        "fingerprint": fingerprint, "version": 0,
-        "gsi1pk": store.orders_index_pk(merchant_id), "gsi1sk": f"{now:013d}#{req.order_id}",
+        "status": OrderStatus.PENDING.value,
+        "expiresAt": expires_at,
+        "watchUntil": watch_until,
+        "createdAt": now,
+        "notifyUrl": req.notify_url,
+        "returnUrl": req.return_url,
+        "metadata": req.metadata,
+        "fingerprint": fingerprint,
+        "version": 0,
+        "gsi1pk": store.orders_index_pk(merchant_id),
+        "gsi1sk": f"{now:013d}#{req.order_id}",
     }
 
 
@@ -191,12 +242,19 @@ def _deposit_views(item: dict[str, Any], head: int | None) -> list[DepositView]:
     views = []
     for d in sorted((item.get("deposits") or {}).values(), key=lambda d: (d["blockNumber"], d["logIndex"])):
         number = int(d["blockNumber"])
-        views.append(DepositView(
-            txid=d["txid"], log_index=int(d["logIndex"]), amount=format_units(int(d["units"]), decimals),
-            sender=d["sender"], block_number=number, block_time=int(d["blockTime"]),
-            confirmations=max(0, head - number + 1) if head is not None else 0, final=bool(d["final"]),
-            reversed=bool(d.get("reversed")),
-        ))
+        views.append(
+            DepositView(
+                txid=d["txid"],
+                log_index=int(d["logIndex"]),
+                amount=format_units(int(d["units"]), decimals),
+                sender=d["sender"],
+                block_number=number,
+                block_time=int(d["blockTime"]),
+                confirmations=max(0, head - number + 1) if head is not None else 0,
+                final=bool(d["final"]),
+                reversed=bool(d.get("reversed")),
+            )
+        )
     return views
 
 
@@ -215,19 +273,33 @@ def to_view(item: dict[str, Any], head: int | None = None) -> OrderView:
     decimals = int(item["decimals"])
     deposits = _deposit_views(item, head)
     return OrderView(
-        order_id=item["orderId"], public_id=item["publicId"], network=item["network"], chain_id=int(item["chainId"]),
-        token_contract=item["tokenContract"], amount=format_units(int(item["amountUnits"]), decimals),
-        requested_amount=format_units(int(item["requestedUnits"]), decimals), address=item["address"],
+        order_id=item["orderId"],
+        public_id=item["publicId"],
+        network=item["network"],
+        chain_id=int(item["chainId"]),
+        token_contract=item["tokenContract"],
+        amount=format_units(int(item["amountUnits"]), decimals),
+        requested_amount=format_units(int(item["requestedUnits"]), decimals),
+        address=item["address"],
         # Stored at creation: webhooks built by the scanner have no request to take a base URL from.
-        payment_url=item.get("paymentUrl") or _payment_url(item["publicId"]), payment_uri=item["paymentUri"],
-        qr_code_data=item["qrCodeData"], status=OrderStatus(item["status"]),
-        paid=item["status"] == OrderStatus.CONFIRMED, exception=item.get("exception"),
-        exceptions=_exceptions(item), paid_amount=format_units(int(item.get("paidUnits") or 0), decimals),
+        payment_url=item.get("paymentUrl") or _payment_url(item["publicId"]),
+        payment_uri=item["paymentUri"],
+        qr_code_data=item["qrCodeData"],
+        status=OrderStatus(item["status"]),
+        paid=item["status"] == OrderStatus.CONFIRMED,
+        exception=item.get("exception"),
+        exceptions=_exceptions(item),
+        paid_amount=format_units(int(item.get("paidUnits") or 0), decimals),
         pending_amount=format_units(int(item.get("seenUnits") or 0), decimals),
         excess_amount=format_units(int(item.get("excessUnits") or 0), decimals),
-        txid=item.get("txid"), confirmed_at=_int_or_none(item.get("confirmedAt")), expires_at=int(item["expiresAt"]),
-        created_at=int(item["createdAt"]), notify_url=item.get("notifyUrl"), return_url=item.get("returnUrl"),
-        metadata=item.get("metadata"), deposits=deposits,
+        txid=item.get("txid"),
+        confirmed_at=_int_or_none(item.get("confirmedAt")),
+        expires_at=int(item["expiresAt"]),
+        created_at=int(item["createdAt"]),
+        notify_url=item.get("notifyUrl"),
+        return_url=item.get("returnUrl"),
+        metadata=item.get("metadata"),
+        deposits=deposits,
     )
 
 
@@ -250,13 +322,21 @@ def get_order(merchant_id: str, order_id: str) -> OrderView:
     return to_view(item, scan_head(item))
 
 
-def list_orders(merchant_id: str, *, status: OrderStatus | None, created_from: int | None, created_to: int | None,
-                limit: int, cursor: str | None) -> OrderListView:
+def list_orders(
+    merchant_id: str,
+    *,
+    status: OrderStatus | None,
+    created_from: int | None,
+    created_to: int | None,
+    limit: int,
+    cursor: str | None,
+) -> OrderListView:
     sk_from = f"{created_from or 0:013d}"
     sk_to = f"{created_to if created_to is not None else 9_999_999_999_999:013d}~"
     filters = {"status": status.value} if status else None
-    items, next_cursor = store.query_index(store.orders_index_pk(merchant_id), sk_from=sk_from, sk_to=sk_to,
-                                           limit=limit, cursor=cursor, filters=filters)
+    items, next_cursor = store.query_index(
+        store.orders_index_pk(merchant_id), sk_from=sk_from, sk_to=sk_to, limit=limit, cursor=cursor, filters=filters
+    )
     heads: dict[str, int | None] = {}
     views = []
     for i in items:
@@ -273,8 +353,11 @@ def cancel_order(merchant_id: str, order_id: str) -> OrderView:
         if order["status"] == OrderStatus.CANCELLED.value:
             return None  # cancelling twice is harmless
         if order["status"] != OrderStatus.PENDING.value or order.get("deposits") or order.get("paidUnits"):
-            raise Conflict(f"order '{order_id}' is {order['status']} and can no longer be cancelled; only an "
-                           "order that has received nothing can be", code="ORDER_NOT_CANCELLABLE")
+            raise Conflict(
+                f"order '{order_id}' is {order['status']} and can no longer be cancelled; only an "
+                "order that has received nothing can be",
+                code="ORDER_NOT_CANCELLABLE",
+            )
         # pending -> cancelled (closed now: nothing is expected any more); the state machine's
         # write makes it conditional on the version read and adds its order.cancelled event.
         return {**order, "status": OrderStatus.CANCELLED.value, "closedAt": _now_ms()}, []
@@ -297,8 +380,13 @@ def _finality(network: Network | None) -> tuple[str, int | None]:
 
 
 def _public_deposits(item: dict[str, Any], head: int | None) -> list[PublicDepositView]:
-    return [PublicDepositView(txid=d.txid, amount=d.amount, block_time=d.block_time, confirmations=d.confirmations,
-                              final=d.final) for d in _deposit_views(item, head) if not d.reversed]
+    return [
+        PublicDepositView(
+            txid=d.txid, amount=d.amount, block_time=d.block_time, confirmations=d.confirmations, final=d.final
+        )
+        for d in _deposit_views(item, head)
+        if not d.reversed
+    ]
 
 
 def _public_item(public_id: str) -> dict[str, Any]:
@@ -330,14 +418,26 @@ def _public_view(public_id: str, item: dict[str, Any]) -> PublicOrderView:
     amount, paid, seen = int(item["amountUnits"]), int(item.get("paidUnits") or 0), int(item.get("seenUnits") or 0)
     finality, required = _finality(network)
     return PublicOrderView(
-        public_id=public_id, network=item["network"], network_name=network.display_name if network else item["network"],
-        chain_id=int(item["chainId"]), token_contract=item["tokenContract"], decimals=decimals,
-        amount=format_units(amount, decimals), paid_amount=format_units(paid, decimals),
+        public_id=public_id,
+        network=item["network"],
+        network_name=network.display_name if network else item["network"],
+        chain_id=int(item["chainId"]),
+        token_contract=item["tokenContract"],
+        decimals=decimals,
+        amount=format_units(amount, decimals),
+        paid_amount=format_units(paid, decimals),
         pending_amount=format_units(seen, decimals),
         missing_amount=format_units(max(0, amount - paid - seen), decimals),
-        excess_amount=format_units(int(item.get("excessUnits") or 0), decimals), address=item["address"],
-        payment_uri=item["paymentUri"], status=OrderStatus(item["status"]), exception=item.get("exception"),
-        finality=finality, confirmations=required, deposits=_public_deposits(item, scan_head(item)),
-        confirmed_at=_int_or_none(item.get("confirmedAt")), expires_at=int(item["expiresAt"]), server_time=_now_ms(),
+        excess_amount=format_units(int(item.get("excessUnits") or 0), decimals),
+        address=item["address"],
+        payment_uri=item["paymentUri"],
+        status=OrderStatus(item["status"]),
+        exception=item.get("exception"),
+        finality=finality,
+        confirmations=required,
+        deposits=_public_deposits(item, scan_head(item)),
+        confirmed_at=_int_or_none(item.get("confirmedAt")),
+        expires_at=int(item["expiresAt"]),
+        server_time=_now_ms(),
         return_url=item.get("returnUrl"),
     )

@@ -66,13 +66,16 @@ def publish(event_ids: list[str]) -> list[str]:
         return []
     sent: list[str] = []
     for start in range(0, len(event_ids), SQS_BATCH):
-        batch = event_ids[start:start + SQS_BATCH]
+        batch = event_ids[start : start + SQS_BATCH]
         try:
             reply = aws.client("sqs").send_message_batch(
-                QueueUrl=queue, Entries=[{"Id": str(i), **message(e)} for i, e in enumerate(batch)])
+                QueueUrl=queue, Entries=[{"Id": str(i), **message(e)} for i, e in enumerate(batch)]
+            )
         except (BotoCoreError, ClientError) as exc:
-            logger.warning("events not handed to the webhook queue; the outbox sweeper will",
-                           extra={"events": batch, "reason": type(exc).__name__})
+            logger.warning(
+                "events not handed to the webhook queue; the outbox sweeper will",
+                extra={"events": batch, "reason": type(exc).__name__},
+            )
             continue
         for ok in reply.get("Successful", []):
             event_id = batch[int(ok["Id"])]

@@ -24,6 +24,7 @@ def order_id(value: str) -> str:
 
 def delivery_id(value: str) -> str:
     if not _DELIVERY_ID.match(value):
-        raise InvalidRequest("deliveryId must be an event id: up to 64 characters of A-Z a-z 0-9 _ -",
-                             code="INVALID_DELIVERY_ID")
+        raise InvalidRequest(
+            "deliveryId must be an event id: up to 64 characters of A-Z a-z 0-9 _ -", code="INVALID_DELIVERY_ID"
+        )
     return value

@@ -55,24 +55,29 @@ def webhook_test_key(merchant_id: str) -> tuple[str, str]:
     return f"MERCHANT#{merchant_id}", "RATE#WEBHOOKTEST"
 
 
-def enforce(meter: store.Meter, *, limit: int, pk: str, sk: str, at_ms: int, who: str,
-            escalate: bool = True) -> None:
+def enforce(meter: store.Meter, *, limit: int, pk: str, sk: str, at_ms: int, who: str, escalate: bool = True) -> None:
     """Raise when the counted request is over the limit; block callers that keep hammering
     (unless `escalate` is off: then over the limit is always a 429)."""
     s = settings()
     if escalate and meter.blocked_until > at_ms:
-        raise Blocked(f"{who} is blocked after repeated requests over the rate limit; retry later",
-                      headers={"Retry-After": str(math.ceil((meter.blocked_until - at_ms) / 1000))})
+        raise Blocked(
+            f"{who} is blocked after repeated requests over the rate limit; retry later",
+            headers={"Retry-After": str(math.ceil((meter.blocked_until - at_ms) / 1000))},
+        )
     if meter.count <= limit:
         return
     if escalate and meter.count > limit + s.rate_limit_block_after:
         until = at_ms + s.rate_limit_block_seconds * 1000
         store.block(pk, sk, until)
-        raise Blocked(f"{who} kept sending while rate limited and is blocked for {s.rate_limit_block_seconds} s",
-                      headers={"Retry-After": str(s.rate_limit_block_seconds)})
+        raise Blocked(
+            f"{who} kept sending while rate limited and is blocked for {s.rate_limit_block_seconds} s",
+            headers={"Retry-After": str(s.rate_limit_block_seconds)},
+        )
     retry = math.ceil(((window_of(at_ms) + 1) * WINDOW_MS - at_ms) / 1000)
-    raise RateLimited(f"rate limit of {limit} requests per minute exceeded; retry after {retry} s",
-                      headers={"Retry-After": str(max(retry, 1))})
+    raise RateLimited(
+        f"rate limit of {limit} requests per minute exceeded; retry after {retry} s",
+        headers={"Retry-After": str(max(retry, 1))},
+    )
 
 
 def _count(key: tuple[str, str], *, limit: int, at: int, who: str, escalate: bool) -> None:
@@ -85,16 +90,20 @@ def _count(key: tuple[str, str], *, limit: int, at: int, who: str, escalate: boo
 
 def check_ip(ip: str) -> None:
     """Per-source-IP limit of /v1/networks, with the 418 escalation."""
-    _count(ip_key(ip), limit=settings().public_rate_limit_per_minute, at=now_ms(), who="this address",
-           escalate=True)
+    _count(ip_key(ip), limit=settings().public_rate_limit_per_minute, at=now_ms(), who="this address", escalate=True)
 
 
 def check_page(ip: str) -> None:
     """Per-source-IP limit of payment page loads, on a meter of their own. Payers often share one
     address (carrier NAT, shop Wi-Fi), so over the limit is a 429, never a 418 block: a busy
     address only waits for the next window, and /v1/networks traffic does not use it up."""
-    _count(page_ip_key(ip), limit=settings().public_page_rate_limit_per_minute, at=now_ms(),
-           who="this address", escalate=False)
+    _count(
+        page_ip_key(ip),
+        limit=settings().public_page_rate_limit_per_minute,
+        at=now_ms(),
+        who="this address",
+        escalate=False,
+    )
 
 
 def check_order_status(ip: str, public_id: str) -> None:
@@ -105,10 +114,20 @@ def check_order_status(ip: str, public_id: str) -> None:
     404) counts against the per-IP cap only."""
     s, at = settings(), now_ms()
     if _PUBLIC_ID.match(public_id):
-        _count(order_status_key(ip, public_id), limit=s.public_order_rate_limit_per_minute, at=at,
-               who="this payment page", escalate=False)
-    _count(order_status_ip_key(ip), limit=s.public_order_ip_rate_limit_per_minute, at=at, who="this address",
-           escalate=False)
+        _count(
+            order_status_key(ip, public_id),
+            limit=s.public_order_rate_limit_per_minute,
+            at=at,
+            who="this payment page",
+            escalate=False,
+        )
+    _count(
+        order_status_ip_key(ip),
+        limit=s.public_order_ip_rate_limit_per_minute,
+        at=at,
+        who="this address",
+        escalate=False,
+    )
 
 
 def check_webhook_test(merchant_id: str) -> None:

@@ -57,13 +57,15 @@ def _scanned(enabled: dict[str, Network]) -> tuple[dict[str, Network], dict[str,
     specs = load_endpoints({})  # validated like any configuration, without requiring a network
     skipped = [name for name in enabled if not specs.get(name)]
     if skipped:
-        logger.warning("local mode: enabled networks without an RPC endpoint are not scanned",
-                       extra={"networks": skipped})
+        logger.warning(
+            "local mode: enabled networks without an RPC endpoint are not scanned", extra={"networks": skipped}
+        )
     return {name: network for name, network in enabled.items() if name not in skipped}, specs
 
 
-def handle(scanners: dict[str, Scanner], event: dict[str, Any], *, remaining_ms: int,
-           function_arn: str) -> dict[str, Any]:
+def handle(
+    scanners: dict[str, Scanner], event: dict[str, Any], *, remaining_ms: int, function_arn: str
+) -> dict[str, Any]:
     name = event.get("network")
     if name is None:
         return dispatch(list(scanners), function_arn)
@@ -86,8 +88,10 @@ def dispatch(names: list[str], function_arn: str) -> dict[str, Any]:
         try:
             client.invoke(FunctionName=function_arn, InvocationType="Event", Payload=json.dumps({"network": name}))
         except ClientError as exc:
-            logger.error("could not start the scan of a network", extra={"network": name,
-                                                                         "reason": exc.response["Error"]["Code"]})
+            logger.error(
+                "could not start the scan of a network",
+                extra={"network": name, "reason": exc.response["Error"]["Code"]},
+            )
             metrics.add_metric(name="ScanDispatchFailures", unit=MetricUnit.Count, value=1)
             failed.append(name)
         else:

@@ -173,8 +173,14 @@ class Scanner:
         with cursor.scanning_at(self.network.name, heads.head), outbox.deferred():
             seen_block = self._seen_pass(state, heads)
         self._close_expired(state)
-        cursor.note_progress(self.network.name, self.owner, seen_block=seen_block, head=heads.head,
-                             now=self._now(), lease_ms=self.lease_ms)
+        cursor.note_progress(
+            self.network.name,
+            self.owner,
+            seen_block=seen_block,
+            head=heads.head,
+            now=self._now(),
+            lease_ms=self.lease_ms,
+        )
         self._metrics(heads.head, state)
         assert state.final_block is not None
         return dataclasses.replace(state, seen_block=seen_block), state.final_block >= heads.final
@@ -195,15 +201,23 @@ class Scanner:
     def _start(self, final: int, now: int) -> cursor.Cursor:
         """First scan: start at the newest final block, or earlier if orders already wait (their
         payments may be in blocks before it)."""
-        self.watch.refresh(first_from=now - (settings().max_expires_in + settings().late_payment_grace_seconds) * 1000,
-                           keep_from=now)
+        self.watch.refresh(
+            first_from=now - (settings().max_expires_in + settings().late_payment_grace_seconds) * 1000, keep_from=now
+        )
         oldest = min((e.created_at for e in self.watch.entries()), default=now)
         back = (now - oldest + CLOCK_SKEW_MS) // self.network.block_time_ms if oldest < now else 0
         block = max(0, final - back)
         ref = self.reader.block(block)
         logger.info("scan cursor started", extra={"block": block})
-        return cursor.start(self.network.name, self.owner, block=block, block_hash=ref.hash if ref else None,
-                            block_time=ref.time if ref else now, now=now, lease_ms=self.lease_ms)
+        return cursor.start(
+            self.network.name,
+            self.owner,
+            block=block,
+            block_hash=ref.hash if ref else None,
+            block_time=ref.time if ref else now,
+            now=now,
+            lease_ms=self.lease_ms,
+        )
 
     def _with_blocks(self, found: list[Transfer], extra: set[int]) -> tuple[list[Transfer], dict[int, BlockRef]]:
         """Attach each transfer's block hash and time, read once per block; a log whose block
@@ -248,16 +262,18 @@ class Scanner:
             self.report.dropped += len(dropped)
             metrics.add_metric(name="DepositsDropped", unit=MetricUnit.Count, value=len(dropped))
         if state.rescan_to is not None and start <= state.rescan_to:
-            reversed_ids, followed = deposits.reverse_vanished(self.network.name, start, target, keys,
-                                                               self.reader.located)
+            reversed_ids, followed = deposits.reverse_vanished(
+                self.network.name, start, target, keys, self.reader.located
+            )
             if reversed_ids:
                 self.report.reversed += len(reversed_ids)
                 metrics.add_metric(name="DepositsReversed", unit=MetricUnit.Count, value=len(reversed_ids))
             if followed is not None:
                 state = dataclasses.replace(state, rescan_to=max(state.rescan_to, followed))
         minimum = self.network.min_deposit_units
-        matched = [(t, *self.watch.match(t.recipient, t.units, t.block_time, chain_lag_ms=self.chain_lag_ms))
-                   for t in found]
+        matched = [
+            (t, *self.watch.match(t.recipient, t.units, t.block_time, chain_lag_ms=self.chain_lag_ms)) for t in found
+        ]
 
         def settle(item: tuple[Transfer, WatchEntry | None, str | None]) -> tuple[str, int]:
             """What became of one transfer, and (credited) how long after its block."""
@@ -280,9 +296,17 @@ class Scanner:
                 self.report.unmatched += 1
                 metrics.add_metric(name="DepositsUnmatched", unit=MetricUnit.Count, value=1)
         end = refs[target]
-        return cursor.advance_final(self.network.name, self.owner, state=state, block=target, block_hash=end.hash,
-                                    block_time=end.time, depth=self.network.max_reorg_depth, now=self._now(),
-                                    lease_ms=self.lease_ms)
+        return cursor.advance_final(
+            self.network.name,
+            self.owner,
+            state=state,
+            block=target,
+            block_hash=end.hash,
+            block_time=end.time,
+            depth=self.network.max_reorg_depth,
+            now=self._now(),
+            lease_ms=self.lease_ms,
+        )
 
     def _rewind(self, state: cursor.Cursor) -> cursor.Cursor:
         """The chain replaced a block counted final (a reorg deeper than the finality policy):
@@ -290,8 +314,10 @@ class Scanner:
         the cursor there, so the replaced range is read again; past the depth, halt and page."""
         assert state.final_block is not None
         metrics.add_metric(name="FinalityViolations", unit=MetricUnit.Count, value=1)
-        logger.error("a block counted final was replaced; walking back to the common ancestor",
-                     extra={"block": state.final_block, "hash": state.final_hash})
+        logger.error(
+            "a block counted final was replaced; walking back to the common ancestor",
+            extra={"block": state.final_block, "hash": state.final_hash},
+        )
         floor = state.final_block - self.network.max_reorg_depth
         for number, block_hash in reversed(state.checkpoints):
             if number >= state.final_block:
@@ -302,12 +328,24 @@ class Scanner:
             if ref is None:
                 raise ChainMoved(f"block {number} is gone")
             if ref.hash == block_hash:
-                logger.error("scan cursor rewound to the common ancestor; re-reading the replaced blocks",
-                             extra={"from_block": state.final_block, "to_block": number})
-                return cursor.rewind(self.network.name, self.owner, state=state, block=number, block_hash=ref.hash,
-                                     block_time=ref.time, now=self._now(), lease_ms=self.lease_ms)
-        reason = (f"block {state.final_block}, counted final, was replaced, and no block it recorded within "
-                  f"maxReorgDepth ({self.network.max_reorg_depth}) below it is still on the chain")
+                logger.error(
+                    "scan cursor rewound to the common ancestor; re-reading the replaced blocks",
+                    extra={"from_block": state.final_block, "to_block": number},
+                )
+                return cursor.rewind(
+                    self.network.name,
+                    self.owner,
+                    state=state,
+                    block=number,
+                    block_hash=ref.hash,
+                    block_time=ref.time,
+                    now=self._now(),
+                    lease_ms=self.lease_ms,
+                )
+        reason = (
+            f"block {state.final_block}, counted final, was replaced, and no block it recorded within "
+            f"maxReorgDepth ({self.network.max_reorg_depth}) below it is still on the chain"
+        )
         logger.critical("scan cursor halted: reorg deeper than maxReorgDepth", extra={"reason": reason})
         cursor.halt(self.network.name, self.owner, state=state, reason=reason, now=self._now())
         raise ScanHalted(self.network.name)
@@ -322,9 +360,12 @@ class Scanner:
             return state.seen_block
         minimum = self.network.min_deposit_units
         found, _ = self._with_blocks([t for t in self._transfers(start, target) if t.units >= minimum], set())
-        matched = [(t, entry) for t in found
-                   if (entry := self.watch.match(t.recipient, t.units, t.block_time,
-                                                 chain_lag_ms=self.chain_lag_ms)[0]) is not None]
+        matched = [
+            (t, entry)
+            for t in found
+            if (entry := self.watch.match(t.recipient, t.units, t.block_time, chain_lag_ms=self.chain_lag_ms)[0])
+            is not None
+        ]
         # Early detection must not hold up crediting: past half a block time the pass stops, and
         # what it left is seen next cycle, or credited straight away once final.
         deadline = self._now() + (self.seen_budget_ms or max(SEEN_PASS_MIN_MS, self.network.block_time_ms // 2))
@@ -359,8 +400,9 @@ class Scanner:
         assert state.final_block is not None
         self.report.final_block = state.final_block
         metrics.add_metric(name="ScannerLagBlocks", unit=MetricUnit.Count, value=head - state.final_block)
-        metrics.add_metric(name="ScannerLagSeconds", unit=MetricUnit.Seconds,
-                           value=max(0, (self._now() - state.final_time) // 1000))
+        metrics.add_metric(
+            name="ScannerLagSeconds", unit=MetricUnit.Seconds, value=max(0, (self._now() - state.final_time) // 1000)
+        )
 
     def _rpc_metrics(self) -> None:
         """The RPC calls and errors since the last count (after every cycle, completed or failed),
@@ -381,8 +423,7 @@ class Scanner:
             one.flush_metrics()
 
 
-def _by_address[T, R](items: Sequence[T], address: Callable[[T], str], work: Callable[[T], R],
-                      workers: int) -> list[R]:
+def _by_address[T, R](items: Sequence[T], address: Callable[[T], str], work: Callable[[T], R], workers: int) -> list[R]:
     """`work` on each item; returns the results in the items' order. The items of one recipient
     `address` run one after another in chain order, different addresses at once on up to
     `workers` threads. An address is one order's (xpub) or shared by a merchant's orders (a fixed

@@ -10,8 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, String
 from usdt_gateway.money import AMOUNT_PATTERN, MAX_AMOUNT_CHARS
 
 ORDER_ID_PATTERN = r"^[A-Za-z0-9_\-.:]{1,64}$"
-NEXT_CURSOR = ("Pass it as `cursor` for the next page; null: this is the last page. A page may hold fewer items "
-               "than `limit` (a filter reads a bounded stretch per request) and still have one.")
+NEXT_CURSOR = (
+    "Pass it as `cursor` for the next page; null: this is the last page. A page may hold fewer items "
+    "than `limit` (a filter reads a bounded stretch per request) and still have one."
+)
 OrderIdStr = Annotated[str, StringConstraints(pattern=ORDER_ID_PATTERN)]
 MetaKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-.]{1,40}$")]
 # DynamoDB numbers hold at most 38 significant digits. Strict: a JSON number with a fraction or an
@@ -48,14 +50,24 @@ class Strict(BaseModel):
 
 # The handler passes an amount sent as a JSON number on as its text (api/app.py), under the
 # same rule as a string; the document says both forms.
-AMOUNT_DESCRIPTION = ("A decimal in plain notation, as a string (`\"50.00\"`) or a JSON number (`50.00`, read from "
-                      "its text, never as a float): digits and at most one point; no sign, exponent (`1E2`, "
-                      "`1.0e1`), separators or leading zeros; greater than zero, at most the token's decimals "
-                      "(6; 18 on BSC) and within the network's bounds.")
-AmountInput = Annotated[str, WithJsonSchema({"anyOf": [
-    {"type": "string", "pattern": AMOUNT_PATTERN, "maxLength": MAX_AMOUNT_CHARS},
-    {"type": "number", "exclusiveMinimum": 0},
-], "description": AMOUNT_DESCRIPTION})]
+AMOUNT_DESCRIPTION = (
+    'A decimal in plain notation, as a string (`"50.00"`) or a JSON number (`50.00`, read from '
+    "its text, never as a float): digits and at most one point; no sign, exponent (`1E2`, "
+    "`1.0e1`), separators or leading zeros; greater than zero, at most the token's decimals "
+    "(6; 18 on BSC) and within the network's bounds."
+)
+AmountInput = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": AMOUNT_PATTERN, "maxLength": MAX_AMOUNT_CHARS},
+                {"type": "number", "exclusiveMinimum": 0},
+            ],
+            "description": AMOUNT_DESCRIPTION,
+        }
+    ),
+]
 
 
 class CreateOrderRequest(Strict):
@@ -65,13 +77,19 @@ class CreateOrderRequest(Strict):
     amount: AmountInput
     order_id: OrderIdStr = Field(alias="orderId", description="Your own order id, unique per merchant.")
     notify_url: str | None = Field(
-        None, alias="notifyUrl", max_length=2048,
+        None,
+        alias="notifyUrl",
+        max_length=2048,
         description="Where this order's webhooks go instead of your default URL: https, a host name or IP "
-                    "literal resolving only to public addresses, port 443 (docs/webhooks.md).")
+        "literal resolving only to public addresses, port 443 (docs/webhooks.md).",
+    )
     return_url: str | None = Field(
-        None, alias="returnUrl", max_length=2048,
+        None,
+        alias="returnUrl",
+        max_length=2048,
         description="Where the payment page leads the payer back to: an absolute https URL whose host is a "
-                    "host name or an IP literal (RFC 3986).")
+        "host name or an IP literal (RFC 3986).",
+    )
     expires_in: StrictInt | None = Field(None, alias="expiresIn", description="Seconds until expiry (bounded).")
     metadata: dict[MetaKey, MetaValue] | None = Field(None, max_length=20, description="Small flat object.")
 
@@ -80,29 +98,39 @@ class DepositView(BaseModel):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     txid: str
-    log_index: int = Field(alias="logIndex", description="The Transfer log's position among its transaction's logs "
-                                                         "(0 for the first): with the txid, what identifies a "
-                                                         "deposit in whichever block a reorg puts it.")
+    log_index: int = Field(
+        alias="logIndex",
+        description="The Transfer log's position among its transaction's logs "
+        "(0 for the first): with the txid, what identifies a "
+        "deposit in whichever block a reorg puts it.",
+    )
     amount: str
     sender: str
     block_number: int = Field(alias="blockNumber")
     block_time: int = Field(alias="blockTime", description="Block timestamp, ms since the epoch.")
     confirmations: int = Field(description="Blocks on top of and including the deposit's block, at the last scan.")
     final: bool = Field(description="Final under the network's policy, and counted in `paidAmount`.")
-    reversed: bool = Field(False, description="Was final, then a reorg deeper than the network's finality removed "
-                                              "it: no longer counted in `paidAmount`.")
+    reversed: bool = Field(
+        False,
+        description="Was final, then a reorg deeper than the network's finality removed "
+        "it: no longer counted in `paidAmount`.",
+    )
 
 
 class DepositRecordView(BaseModel):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
-    deposit_id: str = Field(alias="depositId", description="`<network>:<txid>:<logIndex>`, `logIndex` counted "
-                                                           "within the transaction")
+    deposit_id: str = Field(
+        alias="depositId", description="`<network>:<txid>:<logIndex>`, `logIndex` counted within the transaction"
+    )
     network: str
     txid: str
-    log_index: int = Field(alias="logIndex", description="The Transfer log's position among its transaction's logs "
-                                                         "(0 for the first): with the txid, what identifies a "
-                                                         "deposit in whichever block a reorg puts it.")
+    log_index: int = Field(
+        alias="logIndex",
+        description="The Transfer log's position among its transaction's logs "
+        "(0 for the first): with the txid, what identifies a "
+        "deposit in whichever block a reorg puts it.",
+    )
     block_number: int = Field(alias="blockNumber")
     block_time: int = Field(alias="blockTime")
     sender: str
@@ -111,9 +139,11 @@ class DepositRecordView(BaseModel):
     unmatched: bool = Field(description="No order took it; attach it with POST /v1/deposits/{depositId}/attach.")
     status: Literal["credited", "unmatched", "ignored", "reversed"] = Field(
         description="`credited` to `orderId`; `unmatched`: no order took it; `ignored`: below the network's "
-                    "minimum deposit, counted nowhere; `reversed`: a reorg removed it after it was final.")
+        "minimum deposit, counted nowhere; `reversed`: a reorg removed it after it was final."
+    )
     reason: Literal["below_minimum", "reorg"] | None = Field(
-        None, description="Why it is `ignored` (`below_minimum`) or `reversed` (`reorg`).")
+        None, description="Why it is `ignored` (`below_minimum`) or `reversed` (`reorg`)."
+    )
     order_id: str | None = Field(None, alias="orderId")
 
 
@@ -147,8 +177,9 @@ class OrderView(BaseModel):
     paid: bool = Field(description="Paid in full and final: true exactly when `status` is `confirmed`. Ship on this.")
     exception: OrderException | None = Field(None, description="The first of `exceptions` (`paid_late` wins).")
     exceptions: list[OrderException] = Field(
-        default=[], description="Every exception of a confirmed order: `paid_late`, then `overpaid`; a late "
-                                "overpayment has both.")
+        default=[],
+        description="Every exception of a confirmed order: `paid_late`, then `overpaid`; a late overpayment has both.",
+    )
     paid_amount: str = Field(alias="paidAmount", description="Sum of final deposits.")
     pending_amount: str = Field(alias="pendingAmount", description="Sum of deposits seen but not final yet.")
     excess_amount: str = Field(alias="excessAmount", description="Paid beyond the amount (overpaid).")
@@ -194,21 +225,25 @@ class PublicOrderView(BaseModel):
     amount: str = Field(description="The exact amount to send.")
     paid_amount: str = Field(alias="paidAmount", description="Sum of final deposits.")
     pending_amount: str = Field(alias="pendingAmount", description="Sum of deposits seen but not final yet.")
-    missing_amount: str = Field(alias="missingAmount",
-                                description="Still to send: the amount minus every deposit seen or final, at least 0.")
+    missing_amount: str = Field(
+        alias="missingAmount", description="Still to send: the amount minus every deposit seen or final, at least 0."
+    )
     excess_amount: str = Field(alias="excessAmount", description="Paid beyond the amount (overpaid).")
     address: str
     payment_uri: str = Field(alias="paymentUri")
     status: OrderStatus
     exception: OrderException | None = None
     finality: str = Field(description="`finalized`, `solidified` or `N confirmations`: when a deposit is final.")
-    confirmations: int | None = Field(description="Confirmations a deposit needs to be final; null when the "
-                                                  "chain's finalized (or solidified) block decides.")
+    confirmations: int | None = Field(
+        description="Confirmations a deposit needs to be final; null when the "
+        "chain's finalized (or solidified) block decides."
+    )
     deposits: list[PublicDepositView] = []
     confirmed_at: int | None = Field(None, alias="confirmedAt", description="When it was paid, ms since the epoch.")
     expires_at: int = Field(alias="expiresAt", description="Milliseconds since the epoch.")
-    server_time: int = Field(alias="serverTime",
-                             description="The gateway's clock at this answer (ms): count down to `expiresAt` from it.")
+    server_time: int = Field(
+        alias="serverTime", description="The gateway's clock at this answer (ms): count down to `expiresAt` from it."
+    )
     return_url: str | None = Field(None, alias="returnUrl")
 
 
@@ -272,8 +307,11 @@ class DeliveryListView(View):
 
 
 class WebhookTestRequest(Strict):
-    url: str | None = Field(None, max_length=2048, description="Where to send it (checked as your webhook URL "
-                                                                "is); default: your webhook URL.")
+    url: str | None = Field(
+        None,
+        max_length=2048,
+        description="Where to send it (checked as your webhook URL is); default: your webhook URL.",
+    )
 
 
 class WebhookTestResult(View):
@@ -292,26 +330,31 @@ class DisabledUrlView(View):
 
 
 class SecretRotationView(View):
-    previous_valid_until: int = Field(alias="previousValidUntil",
-                                      description="Until then (ms) the previous secret signs too.")
+    previous_valid_until: int = Field(
+        alias="previousValidUntil", description="Until then (ms) the previous secret signs too."
+    )
 
 
 class WebhookEndpointView(View):
     url: str | None = Field(description="Your default webhook URL (an order's notifyUrl takes precedence).")
     enabled: bool = Field(description="A default URL is set and not disabled.")
-    disabled_urls: list[DisabledUrlView] = Field(alias="disabledUrls",
-                                                 description="URLs nothing is sent to until re-enabled.")
+    disabled_urls: list[DisabledUrlView] = Field(
+        alias="disabledUrls", description="URLs nothing is sent to until re-enabled."
+    )
     secret_rotation: SecretRotationView | None = Field(alias="secretRotation")
 
 
 class WebhookEndpointUpdate(Strict):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})  # {} changes nothing: a 400
-    url: str | None = Field(None, max_length=2048,
-                            description="The new default URL (https, public addresses only, port 443); null "
-                                        "removes it.")
+    url: str | None = Field(
+        None,
+        max_length=2048,
+        description="The new default URL (https, public addresses only, port 443); null removes it.",
+    )
     enabled: StrictBool | None = Field(None, description="`true` re-enables the default URL, `false` disables it.")
     enable_urls: list[Annotated[str, StringConstraints(max_length=2048)]] | None = Field(
-        None, alias="enableUrls", max_length=20, description="Other disabled URLs to re-enable (e.g. a notifyUrl).")
+        None, alias="enableUrls", max_length=20, description="Other disabled URLs to re-enable (e.g. a notifyUrl)."
+    )
 
 
 class ErrorBody(BaseModel):

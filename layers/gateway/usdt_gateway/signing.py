@@ -47,13 +47,23 @@ def v1_message(timestamp: str, body: Any) -> str:
 
 def canonical_query(params: Iterable[tuple[str, str]]) -> str:
     # surrogatepass: a malformed value still yields a (non-matching) string, never an exception.
-    pairs = sorted((quote(k, safe="-_.~", errors="surrogatepass"), quote(v, safe="-_.~", errors="surrogatepass"))
-                   for k, v in params)
+    pairs = sorted(
+        (quote(k, safe="-_.~", errors="surrogatepass"), quote(v, safe="-_.~", errors="surrogatepass"))
+        for k, v in params
+    )
     return "&".join(f"{k}={v}" for k, v in pairs)
 
 
-def v2_message(timestamp: str, method: str, path: str, query: Iterable[tuple[str, str]], body: bytes, *,
-               recv_window: str | None = None, request_nonce: str | None = None) -> str:
+def v2_message(
+    timestamp: str,
+    method: str,
+    path: str,
+    query: Iterable[tuple[str, str]],
+    body: bytes,
+    *,
+    recv_window: str | None = None,
+    request_nonce: str | None = None,
+) -> str:
     digest = hashlib.sha256(body).hexdigest()
     message = f"v2\n{timestamp}\n{method.upper()}\n{path}\n{canonical_query(query)}\n{digest}"
     if recv_window is not None:

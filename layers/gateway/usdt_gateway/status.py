@@ -68,9 +68,15 @@ def _probe(network: Network, spec: EndpointSpec, timeout_s: float) -> EndpointHe
     return EndpointHealth(spec.name, True, round((time.monotonic() - started) * 1000), heads.head, heads.final)
 
 
-def network_status(network: Network, specs: list[EndpointSpec] | None, *, now_ms: int, timeout_s: float = 5.0,
-                   max_lag_seconds: int = DEFAULT_MAX_LAG_S, max_idle_seconds: int = DEFAULT_MAX_IDLE_S,
-                   ) -> NetworkStatus:
+def network_status(
+    network: Network,
+    specs: list[EndpointSpec] | None,
+    *,
+    now_ms: int,
+    timeout_s: float = 5.0,
+    max_lag_seconds: int = DEFAULT_MAX_LAG_S,
+    max_idle_seconds: int = DEFAULT_MAX_IDLE_S,
+) -> NetworkStatus:
     if not specs:
         st = NetworkStatus(network.name, scanned=False)
         if not settings().local_mode:  # local mode leaves such networks unscanned on purpose
@@ -98,13 +104,20 @@ def network_status(network: Network, specs: list[EndpointSpec] | None, *, now_ms
         st.problems.append(f"scanner lag {st.lag_seconds} s is above {max_lag_seconds} s")
     idle = None if st.cursor_updated_at is None else (now_ms - st.cursor_updated_at) // 1000
     if idle is None or idle > max_idle_seconds:
-        st.problems.append(f"scanner idle: cursor last written {idle if idle is not None else '?'} s ago "
-                           f"(more than {max_idle_seconds} s)")
+        st.problems.append(
+            f"scanner idle: cursor last written {idle if idle is not None else '?'} s ago "
+            f"(more than {max_idle_seconds} s)"
+        )
     return st
 
 
-def gather(*, only: list[str] | None = None, timeout_s: float = 5.0, max_lag_seconds: int = DEFAULT_MAX_LAG_S,
-           max_idle_seconds: int = DEFAULT_MAX_IDLE_S) -> list[NetworkStatus]:
+def gather(
+    *,
+    only: list[str] | None = None,
+    timeout_s: float = 5.0,
+    max_lag_seconds: int = DEFAULT_MAX_LAG_S,
+    max_idle_seconds: int = DEFAULT_MAX_IDLE_S,
+) -> list[NetworkStatus]:
     """Every enabled network (or those in `only`), with the RPC endpoints the scanner uses."""
     enabled = networks()
     unknown = sorted(set(only or ()) - set(enabled))
@@ -112,9 +125,18 @@ def gather(*, only: list[str] | None = None, timeout_s: float = 5.0, max_lag_sec
         raise ValueError(f"not enabled: {', '.join(unknown)}; enabled: {', '.join(enabled)}")
     specs = load_endpoints({})
     now = int(time.time() * 1000)
-    return [network_status(n, specs.get(name), now_ms=now, timeout_s=timeout_s, max_lag_seconds=max_lag_seconds,
-                           max_idle_seconds=max_idle_seconds)
-            for name, n in enabled.items() if not only or name in only]
+    return [
+        network_status(
+            n,
+            specs.get(name),
+            now_ms=now,
+            timeout_s=timeout_s,
+            max_lag_seconds=max_lag_seconds,
+            max_idle_seconds=max_idle_seconds,
+        )
+        for name, n in enabled.items()
+        if not only or name in only
+    ]
 
 
 def render(statuses: list[NetworkStatus], *, now_ms: int) -> str:

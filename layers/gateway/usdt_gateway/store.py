@@ -47,7 +47,7 @@ def _serialize(value: Any) -> dict[str, Any]:
 
 
 def _deserialize(raw: dict[str, Any]) -> Any:
-    (kind, value), = raw.items()
+    ((kind, value),) = raw.items()
     if kind == "N":
         number = Decimal(value)
         return int(number) if number == number.to_integral_value() else number
@@ -87,6 +87,7 @@ def _failed_condition(exc: ClientError) -> bool:
 
 
 # --- keys of each item type ---------------------------------------------------------------
+
 
 def merchant_key(merchant_id: str) -> tuple[str, str]:
     return f"MERCHANT#{merchant_id}", "PROFILE"
@@ -175,6 +176,7 @@ def keys_index_pk(merchant_id: str) -> str:
 
 # --- plain reads and writes --------------------------------------------------------------
 
+
 def get(pk: str, sk: str, *, consistent: bool = True) -> Item | None:
     resp = client().get_item(TableName=_table(), Key=_key(pk, sk), ConsistentRead=consistent)
     return _load(resp.get("Item"))
@@ -201,15 +203,25 @@ def put(item: Item) -> None:
     client().put_item(TableName=_table(), Item=_dump(item))
 
 
-def update(pk: str, sk: str, *, set_values: Item, condition: str | None = None,
-           names: dict[str, str] | None = None, values: Item | None = None) -> Item | None:
+def update(
+    pk: str,
+    sk: str,
+    *,
+    set_values: Item,
+    condition: str | None = None,
+    names: dict[str, str] | None = None,
+    values: Item | None = None,
+) -> Item | None:
     """SET the given attributes under an optional condition; None when the condition fails."""
     sets = ", ".join(f"#s{i} = :s{i}" for i in range(len(set_values)))
     all_names = {f"#s{i}": k for i, k in enumerate(set_values)} | (names or {})
     all_values = {f":s{i}": v for i, v in enumerate(set_values.values())} | (values or {})
     kwargs: dict[str, Any] = {
-        "TableName": _table(), "Key": _key(pk, sk), "UpdateExpression": f"SET {sets}",
-        "ExpressionAttributeNames": all_names, "ExpressionAttributeValues": _values(all_values),
+        "TableName": _table(),
+        "Key": _key(pk, sk),
+        "UpdateExpression": f"SET {sets}",
+        "ExpressionAttributeNames": all_names,
+        "ExpressionAttributeValues": _values(all_values),
         "ReturnValues": "ALL_NEW",
     }
     if condition:
@@ -228,18 +240,27 @@ def set_map_entry(pk: str, sk: str, attribute: str, key: str, value: Any) -> Non
     names = {"#a": attribute, "#k": key}
     for _ in range(2):  # a concurrent first entry can make both fail once
         try:
-            client().update_item(TableName=_table(), Key=_key(pk, sk), UpdateExpression="SET #a.#k = :v",
-                                 ConditionExpression="attribute_exists(#a)", ExpressionAttributeNames=names,
-                                 ExpressionAttributeValues=_values({":v": value}))
+            client().update_item(
+                TableName=_table(),
+                Key=_key(pk, sk),
+                UpdateExpression="SET #a.#k = :v",
+                ConditionExpression="attribute_exists(#a)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_values({":v": value}),
+            )
             return
         except ClientError as exc:
             if not _failed_condition(exc):
                 raise
         try:
-            client().update_item(TableName=_table(), Key=_key(pk, sk), UpdateExpression="SET #a = :m",
-                                 ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#a)",
-                                 ExpressionAttributeNames={"#a": attribute},
-                                 ExpressionAttributeValues=_values({":m": {key: value}}))
+            client().update_item(
+                TableName=_table(),
+                Key=_key(pk, sk),
+                UpdateExpression="SET #a = :m",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#a)",
+                ExpressionAttributeNames={"#a": attribute},
+                ExpressionAttributeValues=_values({":m": {key: value}}),
+            )
             return
         except ClientError as exc:
             if not _failed_condition(exc):
@@ -250,15 +271,20 @@ def set_map_entry(pk: str, sk: str, attribute: str, key: str, value: Any) -> Non
 def remove_map_entry(pk: str, sk: str, attribute: str, key: str) -> None:
     """Remove `attribute[key]`; removing a missing entry is not an error."""
     try:
-        client().update_item(TableName=_table(), Key=_key(pk, sk), UpdateExpression="REMOVE #a.#k",
-                             ConditionExpression="attribute_exists(#a)",
-                             ExpressionAttributeNames={"#a": attribute, "#k": key})
+        client().update_item(
+            TableName=_table(),
+            Key=_key(pk, sk),
+            UpdateExpression="REMOVE #a.#k",
+            ConditionExpression="attribute_exists(#a)",
+            ExpressionAttributeNames={"#a": attribute, "#k": key},
+        )
     except ClientError as exc:
         if not _failed_condition(exc):
             raise
 
 
 # --- rate-limit meters ------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Meter:
@@ -288,9 +314,13 @@ def meter(pk: str, sk: str, window: int, *, require_active: bool, ttl: int | Non
         for expression, condition in attempts:
             try:
                 resp = client().update_item(
-                    TableName=_table(), Key=_key(pk, sk), UpdateExpression=expression,
-                    ConditionExpression=condition, ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=_values(base_values), ReturnValues="ALL_NEW",
+                    TableName=_table(),
+                    Key=_key(pk, sk),
+                    UpdateExpression=expression,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=_values(base_values),
+                    ReturnValues="ALL_NEW",
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
             except ClientError as exc:
@@ -308,12 +338,15 @@ def meter(pk: str, sk: str, window: int, *, require_active: bool, ttl: int | Non
 def block(pk: str, sk: str, until_ms: int) -> None:
     """Shut out a key or IP until `until_ms` (limited -> blocked)."""
     client().update_item(
-        TableName=_table(), Key=_key(pk, sk), UpdateExpression="SET blockedUntil = :u",
+        TableName=_table(),
+        Key=_key(pk, sk),
+        UpdateExpression="SET blockedUntil = :u",
         ExpressionAttributeValues={":u": {"N": str(until_ms)}},
     )
 
 
 # --- transactions -----------------------------------------------------------------------
+
 
 class TransactionConflict(Exception):
     """A conditional part of a transaction failed; `reasons[i]` is that part's reason code."""
@@ -324,11 +357,20 @@ class TransactionConflict(Exception):
         self.items = items
 
 
-def put_part(item: Item, *, condition: str = "attribute_not_exists(pk)", values: Item | None = None,
-             names: dict[str, str] | None = None) -> dict[str, Any]:
+def put_part(
+    item: Item,
+    *,
+    condition: str = "attribute_not_exists(pk)",
+    values: Item | None = None,
+    names: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """A conditional Put inside a transaction (by default: the key must be free)."""
-    put: dict[str, Any] = {"TableName": _table(), "Item": _dump(item), "ConditionExpression": condition,
-                           "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+    put: dict[str, Any] = {
+        "TableName": _table(),
+        "Item": _dump(item),
+        "ConditionExpression": condition,
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
     if values:
         put["ExpressionAttributeValues"] = _values(values)
     if names:
@@ -336,22 +378,37 @@ def put_part(item: Item, *, condition: str = "attribute_not_exists(pk)", values:
     return {"Put": put}
 
 
-def update_part(pk: str, sk: str, *, expression: str, condition: str, values: Item,
-                names: dict[str, str] | None = None) -> dict[str, Any]:
+def update_part(
+    pk: str, sk: str, *, expression: str, condition: str, values: Item, names: dict[str, str] | None = None
+) -> dict[str, Any]:
     """A conditional Update inside a transaction."""
-    upd: dict[str, Any] = {"TableName": _table(), "Key": _key(pk, sk), "UpdateExpression": expression,
-                           "ConditionExpression": condition, "ExpressionAttributeValues": _values(values),
-                           "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+    upd: dict[str, Any] = {
+        "TableName": _table(),
+        "Key": _key(pk, sk),
+        "UpdateExpression": expression,
+        "ConditionExpression": condition,
+        "ExpressionAttributeValues": _values(values),
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
     if names:
         upd["ExpressionAttributeNames"] = names
     return {"Update": upd}
 
 
-def set_part(pk: str, sk: str, *, set_values: Item, condition: str, values: Item | None = None,
-             remove: tuple[str, ...] = (), names: dict[str, str] | None = None) -> dict[str, Any]:
+def set_part(
+    pk: str,
+    sk: str,
+    *,
+    set_values: Item,
+    condition: str,
+    values: Item | None = None,
+    remove: tuple[str, ...] = (),
+    names: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """A conditional Update inside a transaction that SETs attributes (and REMOVEs some)."""
-    names = ({f"#s{i}": k for i, k in enumerate(set_values)} | {f"#r{i}": k for i, k in enumerate(remove)}
-             | (names or {}))
+    names = (
+        {f"#s{i}": k for i, k in enumerate(set_values)} | {f"#r{i}": k for i, k in enumerate(remove)} | (names or {})
+    )
     expression = "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(set_values)))
     if remove:
         expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
@@ -380,6 +437,7 @@ def transact(parts: list[dict[str, Any]]) -> None:
 
 # --- queries ----------------------------------------------------------------------------
 
+
 def _items(resp: Any) -> list[Item]:
     return [i for i in (_load(raw) for raw in resp.get("Items", [])) if i]
 
@@ -388,8 +446,12 @@ def _items(resp: Any) -> list[Item]:
 # the table or the index, as the IAM derivation (tests/aws_calls.py) reads them.
 def _query_table(condition: str, values: Item) -> list[Item]:
     """Every base-table item a key condition selects, all pages, strongly consistent."""
-    kwargs: dict[str, Any] = {"TableName": _table(), "KeyConditionExpression": condition,
-                              "ExpressionAttributeValues": _values(values), "ConsistentRead": True}
+    kwargs: dict[str, Any] = {
+        "TableName": _table(),
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeValues": _values(values),
+        "ConsistentRead": True,
+    }
     items: list[Item] = []
     while True:
         resp = client().query(**kwargs)
@@ -411,9 +473,12 @@ def query_between(pk: str, *, sk_from: str, sk_to: str) -> list[Item]:
 
 def query_index_all(index_pk: str, *, sk_to: str) -> list[Item]:
     """Every gsi1 item of `index_pk` up to `sk_to` (eventually consistent), oldest first, all pages."""
-    kwargs: dict[str, Any] = {"TableName": _table(), "IndexName": "gsi1",
-                              "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk <= :to",
-                              "ExpressionAttributeValues": _values({":pk": index_pk, ":to": sk_to})}
+    kwargs: dict[str, Any] = {
+        "TableName": _table(),
+        "IndexName": "gsi1",
+        "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk <= :to",
+        "ExpressionAttributeValues": _values({":pk": index_pk, ":to": sk_to}),
+    }
     items: list[Item] = []
     while True:
         resp = client().query(**kwargs)
@@ -492,8 +557,11 @@ def _sign_cursor(listing: str, key: dict[str, Any]) -> str:
 
 
 def _refused_cursor() -> InvalidRequest:
-    return InvalidRequest("cursor is not valid here: pass the nextCursor of the previous page unchanged, with the "
-                          "same other query parameters", code="INVALID_CURSOR")
+    return InvalidRequest(
+        "cursor is not valid here: pass the nextCursor of the previous page unchanged, with the "
+        "same other query parameters",
+        code="INVALID_CURSOR",
+    )
 
 
 def _open_cursor(cursor: str, listing: str, index_pk: str, sk_from: str, sk_to: str) -> dict[str, Any]:
@@ -520,14 +588,24 @@ def _index_key(item: Item) -> dict[str, Any]:
     return {name: {"S": item[name]} for name in ("pk", "sk", "gsi1pk", "gsi1sk")}
 
 
-def query_index(index_pk: str, *, sk_from: str, sk_to: str, limit: int, cursor: str | None = None,
-                filters: dict[str, Any] | None = None, newest_first: bool = True) -> tuple[list[Item], str | None]:
+def query_index(
+    index_pk: str,
+    *,
+    sk_from: str,
+    sk_to: str,
+    limit: int,
+    cursor: str | None = None,
+    filters: dict[str, Any] | None = None,
+    newest_first: bool = True,
+) -> tuple[list[Item], str | None]:
     """One page of gsi1 between two sort keys, optionally filtered by attribute equality: at most
     `limit` items, fewer when a filter matches little (see above); the cursor is None at the end."""
     names = {"#pk": "gsi1pk", "#sk": "gsi1sk"}
     values: Item = {":pk": index_pk, ":from": sk_from, ":to": sk_to}
     kwargs: dict[str, Any] = {
-        "TableName": _table(), "IndexName": "gsi1", "ScanIndexForward": not newest_first,
+        "TableName": _table(),
+        "IndexName": "gsi1",
+        "ScanIndexForward": not newest_first,
         "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :from AND :to",
     }
     if filters:
@@ -539,8 +617,9 @@ def query_index(index_pk: str, *, sk_from: str, sk_to: str, limit: int, cursor: 
         kwargs["FilterExpression"] = " AND ".join(parts)
     kwargs["ExpressionAttributeNames"] = names
     kwargs["ExpressionAttributeValues"] = _values(values)
-    listing = json.dumps([index_pk, sk_from, sk_to, sorted((filters or {}).items()), newest_first],
-                         separators=(",", ":"), default=str)
+    listing = json.dumps(
+        [index_pk, sk_from, sk_to, sorted((filters or {}).items()), newest_first], separators=(",", ":"), default=str
+    )
     # A container's first listing reads the listing key (to check the cursor or sign the next).
     queries = PAGE_CALLS if _table() in _LISTING_SECRETS else PAGE_CALLS - 1
     if cursor is not None:

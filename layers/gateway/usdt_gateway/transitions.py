@@ -43,8 +43,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def apply(order_pk: str, change: Change, *, reverted: bool = False,
-          reversal: dict[str, Any] | None = None) -> Applied:
+def apply(order_pk: str, change: Change, *, reverted: bool = False, reversal: dict[str, Any] | None = None) -> Applied:
     """`reverted`: the change removes a seen payment a reorg took away (order.reverted).
     `reversal`: the change takes away a final payment a deeper reorg removed, this deposit
     (order.payment_reversed, naming it). Every line logged meanwhile carries the order's
@@ -52,10 +51,16 @@ def apply(order_pk: str, change: Change, *, reverted: bool = False,
     with log_keys(**order_keys(order_pk)):
         applied = _apply(order_pk, change, reverted=reverted, reversal=reversal)
         if applied.changed and applied.order is not None:
-            logger.info("order status changed", extra={
-                "from_status": applied.old_status.value if applied.old_status else None,
-                "to_status": applied.order["status"], "exception": applied.order.get("exception"),
-                "paid_units": applied.order.get("paidUnits"), "events": list(applied.events)})
+            logger.info(
+                "order status changed",
+                extra={
+                    "from_status": applied.old_status.value if applied.old_status else None,
+                    "to_status": applied.order["status"],
+                    "exception": applied.order.get("exception"),
+                    "paid_units": applied.order.get("paidUnits"),
+                    "events": list(applied.events),
+                },
+            )
         return applied
 
 
@@ -77,29 +82,38 @@ def _apply(order_pk: str, change: Change, *, reverted: bool, reversal: dict[str,
         elif confirmed_at is None:
             confirmed_at = now_ms()
         fields = {
-            "deposits": new.get("deposits") or {}, "closedAt": new.get("closedAt"),
-            "status": settled.status.value, "exception": settled.exception.value if settled.exception else None,
-            "paidUnits": settled.paid_units, "seenUnits": settled.seen_units, "excessUnits": settled.excess_units,
-            "txid": settled.first_txid, "confirmedAt": confirmed_at, "version": int(order.get("version") or 0) + 1,
+            "deposits": new.get("deposits") or {},
+            "closedAt": new.get("closedAt"),
+            "status": settled.status.value,
+            "exception": settled.exception.value if settled.exception else None,
+            "paidUnits": settled.paid_units,
+            "seenUnits": settled.seen_units,
+            "excessUnits": settled.excess_units,
+            "txid": settled.first_txid,
+            "confirmedAt": confirmed_at,
+            "version": int(order.get("version") or 0) + 1,
             "updatedAt": now_ms(),
         }
         # The change's webhook events, in the same transaction: no change without its events.
-        types = events.order_event_types(order, {**order, **fields}, reverted=reverted,
-                                         reversal=reversal is not None)
+        types = events.order_event_types(order, {**order, **fields}, reverted=reverted, reversal=reversal is not None)
         sequence = int(order.get("eventSeq") or 0)
         fields["eventSeq"] = sequence + len(types)
-        event_ids, event_parts = events.for_order({**order, **fields}, types, first_sequence=sequence + 1,
-                                                  reversed_deposit=reversal)
+        event_ids, event_parts = events.for_order(
+            {**order, **fields}, types, first_sequence=sequence + 1, reversed_deposit=reversal
+        )
         write = store.set_part(
-            order_pk, "ORDER", set_values=fields,
+            order_pk,
+            "ORDER",
+            set_values=fields,
             # <status read> -> <status derived>, only from the version read.
-            condition="#cst = :from AND #cv = :v", names={"#cst": "status", "#cv": "version"},
+            condition="#cst = :from AND #cv = :v",
+            names={"#cst": "status", "#cv": "version"},
             values={":from": old_status.value, ":v": int(order.get("version") or 0)},
         )
         try:
             store.transact([*parts, *event_parts, write])
         except store.TransactionConflict as conflict:
-            mine = conflict.reasons[:len(parts)]
+            mine = conflict.reasons[: len(parts)]
             if "ConditionalCheckFailed" in mine:
                 return Applied(None, old_status, mine)
             continue  # the order moved under us: recompute from a fresh read

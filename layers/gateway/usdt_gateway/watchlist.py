@@ -28,11 +28,21 @@ CLOCK_SKEW_MS = 60_000
 def watch_part(*, network: str, order: dict[str, Any], mode: str) -> dict[str, Any]:
     """The create transaction's write that puts the order on the scanner's watch list."""
     pk, sk = store.watch_key(network, int(order["createdAt"]), order["pk"])
-    return store.put_part({
-        "pk": pk, "sk": sk, "orderPk": order["pk"], "merchantId": order["merchantId"], "address": order["address"],
-        "units": order["amountUnits"], "mode": mode, "createdAt": order["createdAt"],
-        "expiresAt": order["expiresAt"], "watchUntil": order["watchUntil"], "ttl": order["watchUntil"] // 1000 + 86_400,
-    })
+    return store.put_part(
+        {
+            "pk": pk,
+            "sk": sk,
+            "orderPk": order["pk"],
+            "merchantId": order["merchantId"],
+            "address": order["address"],
+            "units": order["amountUnits"],
+            "mode": mode,
+            "createdAt": order["createdAt"],
+            "expiresAt": order["expiresAt"],
+            "watchUntil": order["watchUntil"],
+            "ttl": order["watchUntil"] // 1000 + 86_400,
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -50,9 +60,18 @@ class WatchEntry:
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> WatchEntry:
-        return cls(item["orderPk"], item["merchantId"], item["address"], int(item["units"]), item["mode"],
-                   int(item["createdAt"]), int(item["expiresAt"]), int(item["watchUntil"]),
-                   bool(item.get("closed")), item["sk"])
+        return cls(
+            item["orderPk"],
+            item["merchantId"],
+            item["address"],
+            int(item["units"]),
+            item["mode"],
+            int(item["createdAt"]),
+            int(item["expiresAt"]),
+            int(item["watchUntil"]),
+            bool(item.get("closed")),
+            item["sk"],
+        )
 
     def covers(self, block_time: int) -> bool:
         return self.created_at - CLOCK_SKEW_MS <= block_time <= self.watch_until
@@ -125,8 +144,9 @@ class WatchList:
         same = self._by_address.get(entry.address, [])
         self._by_address[entry.address] = [closed if e.order_pk == entry.order_pk else e for e in same]
 
-    def match(self, address: str, units: int, block_time: int, *,
-              chain_lag_ms: int = 0) -> tuple[WatchEntry | None, str | None]:
+    def match(
+        self, address: str, units: int, block_time: int, *, chain_lag_ms: int = 0
+    ) -> tuple[WatchEntry | None, str | None]:
         """(the order this transfer pays, or None; the merchant the address belongs to).
         `chain_lag_ms`: how far the chain's timestamps run behind the gateway's clock, on which
         the orders' windows are; a block's time plus it is when it was made, on that clock."""

@@ -42,12 +42,30 @@ from usdt_gateway import jsonbody
 from usdt_gateway import signing as server_signing
 
 API_KEY, SECRET = "ak_test", "sk_test_secret"
-ORDER = {"orderId": "o-1", "publicId": "pub", "network": "local", "chainId": 31337, "currency": "USDT",
-         "tokenContract": "0xtoken", "amount": "50.00", "requestedAmount": "50.00", "address": "0xabc",
-         "paymentUrl": "http://x/pay/pub", "paymentUri": "ethereum:0xtoken@31337/transfer", "qrCodeData": "data:",
-         "status": "pending", "paidAmount": "0", "pendingAmount": "0", "excessAmount": "0", "txid": None,
-         "confirmedAt": None, "expiresAt": 1764600000000, "createdAt": 1764599000000, "deposits": [],
-         "someFieldAddedLater": {"x": 1}}
+ORDER = {
+    "orderId": "o-1",
+    "publicId": "pub",
+    "network": "local",
+    "chainId": 31337,
+    "currency": "USDT",
+    "tokenContract": "0xtoken",
+    "amount": "50.00",
+    "requestedAmount": "50.00",
+    "address": "0xabc",
+    "paymentUrl": "http://x/pay/pub",
+    "paymentUri": "ethereum:0xtoken@31337/transfer",
+    "qrCodeData": "data:",
+    "status": "pending",
+    "paidAmount": "0",
+    "pendingAmount": "0",
+    "excessAmount": "0",
+    "txid": None,
+    "confirmedAt": None,
+    "expiresAt": 1764600000000,
+    "createdAt": 1764599000000,
+    "deposits": [],
+    "someFieldAddedLater": {"x": 1},
+}
 
 
 @dataclass
@@ -100,9 +118,16 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         parts = urlsplit(self.path)
-        reply = self.server.next_reply(Seen(time.monotonic(), self.command, parts.path,
-                                            parse_qsl(parts.query, keep_blank_values=True),
-                                            {k.lower(): v for k, v in self.headers.items()}, body))
+        reply = self.server.next_reply(
+            Seen(
+                time.monotonic(),
+                self.command,
+                parts.path,
+                parse_qsl(parts.query, keep_blank_values=True),
+                {k.lower(): v for k, v in self.headers.items()},
+                body,
+            )
+        )
         if reply.delay_s:
             time.sleep(reply.delay_s)
         if reply.hang_up:
@@ -149,9 +174,15 @@ def client_for(server: Scripted, **kwargs: Any) -> Client:
 
 def assert_v2_valid(seen: Seen) -> None:
     """The gateway's own check of the request as it arrived."""
-    message = server_signing.v2_message(seen.headers["request-time"], seen.method, seen.path, seen.query, seen.body,
-                                        recv_window=seen.headers.get("recv-window"),
-                                        request_nonce=seen.headers.get("request-nonce"))
+    message = server_signing.v2_message(
+        seen.headers["request-time"],
+        seen.method,
+        seen.path,
+        seen.query,
+        seen.body,
+        recv_window=seen.headers.get("recv-window"),
+        request_nonce=seen.headers.get("request-nonce"),
+    )
     assert server_signing.matches(SECRET, message, seen.headers["signature-v2"]), seen
 
 
@@ -164,8 +195,9 @@ def gaps(seen: list[Seen]) -> list[float]:
 
 def test_429_with_retry_after_seconds_is_waited_then_retried_and_resigned(serve: Any) -> None:
     # Given a gateway that answers 429 Retry-After: 1 once, then the order
-    server = serve(Reply(429, {"code": "RATE_LIMITED", "message": "slow down"}, {"Retry-After": "1"}),
-                   Reply(200, ORDER))
+    server = serve(
+        Reply(429, {"code": "RATE_LIMITED", "message": "slow down"}, {"Retry-After": "1"}), Reply(200, ORDER)
+    )
     # When an order is created
     order = client_for(server).create_order(order_id="o-1", amount="50.00", network="local")
     # Then it took two attempts, the second at least the asked second later
@@ -191,8 +223,11 @@ def test_retry_after_as_an_http_date_is_honoured(serve: Any) -> None:
 
 
 def test_503_then_200_is_retried_with_backoff(serve: Any) -> None:
-    server = serve(Reply(503, {"code": "UNAVAILABLE", "message": "x"}), Reply(503, b"<html>bad gateway</html>"),
-                   Reply(200, {"orders": [ORDER], "nextCursor": None}))
+    server = serve(
+        Reply(503, {"code": "UNAVAILABLE", "message": "x"}),
+        Reply(503, b"<html>bad gateway</html>"),
+        Reply(200, {"orders": [ORDER], "nextCursor": None}),
+    )
     page = client_for(server).list_orders(status="pending", limit=5)
     assert [o.order_id for o in page] == ["o-1"] and len(server.seen) == 3
     # backoff: half to all of 0.05 s, then of 0.1 s
@@ -237,8 +272,15 @@ def test_5xx_on_a_request_that_is_not_idempotent_is_not_retried(serve: Any) -> N
 
 def test_429_on_a_request_that_is_not_idempotent_is_retried(serve: Any) -> None:
     # A refused request writes nothing, so even a resend is repeated after a 429
-    delivery = {"deliveryId": "evt_1", "type": "order.confirmed", "orderId": "o-1", "createdAt": 1764599000000,
-                "status": "pending", "attempts": [], "nextAttemptAt": None}
+    delivery = {
+        "deliveryId": "evt_1",
+        "type": "order.confirmed",
+        "orderId": "o-1",
+        "createdAt": 1764599000000,
+        "status": "pending",
+        "attempts": [],
+        "nextAttemptAt": None,
+    }
     server = serve(Reply(429, {"code": "RATE_LIMITED", "message": "x"}, {"Retry-After": "0"}), Reply(202, delivery))
     assert client_for(server).resend_webhook_delivery("evt_1").delivery_id == "evt_1"
     assert len(server.seen) == 2
@@ -295,10 +337,20 @@ def test_redirects_are_not_followed(serve: Any) -> None:
     assert redirected.value.status == 302 and target.seen == []
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("3", 3.0), (" 0 ", 0.0), ("1.5", 1.5), ("-1", None), ("soon", None), ("", None), (None, None),
-    ("Wed, 21 Oct 2015 07:28:05 GMT", 5.0), ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("3", 3.0),
+        (" 0 ", 0.0),
+        ("1.5", 1.5),
+        ("-1", None),
+        ("soon", None),
+        ("", None),
+        (None, None),
+        ("Wed, 21 Oct 2015 07:28:05 GMT", 5.0),
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),
+    ],
+)
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     now = datetime(2015, 10, 21, 7, 28, 0, tzinfo=UTC).timestamp()
     assert parse_retry_after(value, now) == expected
@@ -320,8 +372,15 @@ def test_requests_carry_the_headers_and_exact_bytes_signed(serve: Any) -> None:
     assert seen.headers["user-agent"] == "shop/1.0" and "signature-v1" not in seen.headers
     assert sorted(seen.query) == [("cursor", "a b/c+d=é"), ("from", "1767225600000"), ("status", "pending")]
     nonce = seen.headers["request-nonce"]
-    message = server_signing.v2_message(seen.headers["request-time"], "GET", "/v1/payment/orders", seen.query, b"",
-                                        recv_window="10000", request_nonce=nonce)
+    message = server_signing.v2_message(
+        seen.headers["request-time"],
+        "GET",
+        "/v1/payment/orders",
+        seen.query,
+        b"",
+        recv_window="10000",
+        request_nonce=nonce,
+    )
     assert server_signing.matches(SECRET, message, seen.headers["signature-v2"])
     # And the receive window and the nonce are part of what is signed: without them it does not match
     unsigned = server_signing.v2_message(seen.headers["request-time"], "GET", "/v1/payment/orders", seen.query, b"")
@@ -343,8 +402,9 @@ def test_each_attempt_gets_its_own_nonce_and_signature(serve: Any) -> None:
 
 
 def test_v1_client_signs_the_parsed_body_as_the_gateway_does(serve: Any) -> None:
-    server = serve(Reply(201, ORDER), Reply(200, ORDER), Reply(200, {"orders": [], "nextCursor": None}),
-                   Reply(200, ORDER))
+    server = serve(
+        Reply(201, ORDER), Reply(200, ORDER), Reply(200, {"orders": [], "nextCursor": None}), Reply(200, ORDER)
+    )
     client = client_for(server, signature_version="v1")
     client.create_order(order_id="o-1", amount=Decimal("50.00"), network="local", metadata={"note": "café", "n": 2})
     client.get_order("o-1")
@@ -367,18 +427,33 @@ def test_v1_client_signs_the_parsed_body_as_the_gateway_does(serve: Any) -> None
 def test_signatures_match_the_documented_construction() -> None:
     # docs/signing.md, computed by hand here
     body = b'{"amount":"50.00","orderId":"x"}'
-    message = "\n".join(["v2", "1764600000000", "POST", "/v1/payment/order", "a=1&b=%20%2F~",
-                         hashlib.sha256(body).hexdigest()])
+    message = "\n".join(
+        ["v2", "1764600000000", "POST", "/v1/payment/order", "a=1&b=%20%2F~", hashlib.sha256(body).hexdigest()]
+    )
     expected = hmac.new(SECRET.encode(), message.encode(), hashlib.sha256).hexdigest()
     assert sign_v2(SECRET, "1764600000000", "post", "/v1/payment/order", [("b", " /~"), ("a", "1")], body) == expected
-    extended = hmac.new(SECRET.encode(), (message + "\nrecv-window:10000\nrequest-nonce:n-1").encode(),
-                        hashlib.sha256).hexdigest()
-    assert sign_v2(SECRET, "1764600000000", "POST", "/v1/payment/order", [("b", " /~"), ("a", "1")], body,
-                   recv_window="10000", request_nonce="n-1") == extended
+    extended = hmac.new(
+        SECRET.encode(), (message + "\nrecv-window:10000\nrequest-nonce:n-1").encode(), hashlib.sha256
+    ).hexdigest()
+    assert (
+        sign_v2(
+            SECRET,
+            "1764600000000",
+            "POST",
+            "/v1/payment/order",
+            [("b", " /~"), ("a", "1")],
+            body,
+            recv_window="10000",
+            request_nonce="n-1",
+        )
+        == extended
+    )
     v1 = hmac.new(SECRET.encode(), b'1764600000000{"amount": "50.00", "orderId": "x"}', hashlib.sha256).hexdigest()
     assert sign_v1(SECRET, "1764600000000", body) == v1
-    assert sign_v1(SECRET, "1764600000000", b"") == hmac.new(SECRET.encode(), b'1764600000000""',
-                                                             hashlib.sha256).hexdigest()
+    assert (
+        sign_v1(SECRET, "1764600000000", b"")
+        == hmac.new(SECRET.encode(), b'1764600000000""', hashlib.sha256).hexdigest()
+    )
 
 
 def test_responses_become_typed_models_tolerating_unknown_fields(serve: Any) -> None:
@@ -392,8 +467,14 @@ def test_responses_become_typed_models_tolerating_unknown_fields(serve: Any) -> 
 
 def test_an_order_says_whether_it_is_paid_and_every_exception() -> None:
     # Given a late overpaid order as the gateway sends it, and one from a gateway without `paid`
-    late = {**ORDER, "status": "confirmed", "paid": True, "exception": "paid_late",
-            "exceptions": ["paid_late", "overpaid", "a_future_exception"], "excessAmount": "1.50"}
+    late = {
+        **ORDER,
+        "status": "confirmed",
+        "paid": True,
+        "exception": "paid_late",
+        "exceptions": ["paid_late", "overpaid", "a_future_exception"],
+        "excessAmount": "1.50",
+    }
     older = {k: v for k, v in late.items() if k not in ("paid", "exceptions")}
     # When they are parsed
     order, old = Order.from_dict(late), Order.from_dict(older)
@@ -406,11 +487,31 @@ def test_an_order_says_whether_it_is_paid_and_every_exception() -> None:
 
 def test_reversed_and_ignored_deposits_are_told_apart() -> None:
     # Given a deposit a deep reorg reversed (in an order) and dust (in the deposits listing)
-    gone = {"txid": "0x1", "logIndex": 0, "amount": "25.00", "sender": "0xs", "blockNumber": 9, "blockTime": 1,
-            "confirmations": 0, "final": True, "reversed": True}
-    dust = {"depositId": "local:0x2:0", "network": "local", "txid": "0x2", "logIndex": 0, "blockNumber": 8,
-            "blockTime": 1, "sender": "0xs", "recipient": "0xr", "amount": "0.000001", "unmatched": False,
-            "status": "ignored", "reason": "below_minimum"}
+    gone = {
+        "txid": "0x1",
+        "logIndex": 0,
+        "amount": "25.00",
+        "sender": "0xs",
+        "blockNumber": 9,
+        "blockTime": 1,
+        "confirmations": 0,
+        "final": True,
+        "reversed": True,
+    }
+    dust = {
+        "depositId": "local:0x2:0",
+        "network": "local",
+        "txid": "0x2",
+        "logIndex": 0,
+        "blockNumber": 8,
+        "blockTime": 1,
+        "sender": "0xs",
+        "recipient": "0xr",
+        "amount": "0.000001",
+        "unmatched": False,
+        "status": "ignored",
+        "reason": "below_minimum",
+    }
     older = {k: v for k, v in dust.items() if k not in ("status", "reason")}
     # When they are parsed
     order = Order.from_dict({**ORDER, "deposits": [gone]})

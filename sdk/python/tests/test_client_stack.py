@@ -62,7 +62,8 @@ def v2(stack: Stack) -> Client:
 def deliveries_for(stack: Stack, order_id: str, count: int) -> list[Delivery]:
     assert stack.receiver is not None
     found = stack.receiver.wait_for(
-        lambda ds: len([d for d in ds if d.data.get("orderId") == order_id]) >= count, WEBHOOKS_WITHIN_S)
+        lambda ds: len([d for d in ds if d.data.get("orderId") == order_id]) >= count, WEBHOOKS_WITHIN_S
+    )
     return [d for d in found if d.data.get("orderId") == order_id]
 
 
@@ -72,9 +73,17 @@ def deliveries_for(stack: Stack, order_id: str, count: int) -> list[Delivery]:
 def test_create_get_list_cancel(client: Client) -> None:
     # Given three new orders, made between two instants
     before = datetime.now(UTC) - timedelta(milliseconds=5)
-    made = [client.create_order(order_id=new_id(), amount=amount, network="local", expires_in=timedelta(minutes=20),
-                                return_url="https://shop.example.com/thanks", metadata={"cart": "42", "items": 3})
-            for amount in (Decimal("10.50"), "11", 12)]
+    made = [
+        client.create_order(
+            order_id=new_id(),
+            amount=amount,
+            network="local",
+            expires_in=timedelta(minutes=20),
+            return_url="https://shop.example.com/thanks",
+            metadata={"cart": "42", "items": 3},
+        )
+        for amount in (Decimal("10.50"), "11", 12)
+    ]
     after = datetime.now(UTC) + timedelta(milliseconds=5)
 
     # Then each is a typed pending order with what the payer needs, amounts exact
@@ -92,8 +101,7 @@ def test_create_get_list_cancel(client: Client) -> None:
     # When one is read back, listed page by page and through the iterator
     fetched = client.get_order(first.order_id)
     page = client.list_orders(status=OrderStatus.PENDING, created_from=before, created_to=after, limit=2)
-    rest = client.list_orders(status="pending", created_from=before, created_to=after, limit=2,
-                              cursor=page.next_cursor)
+    rest = client.list_orders(status="pending", created_from=before, created_to=after, limit=2, cursor=page.next_cursor)
     every = list(client.iter_orders(created_from=before, created_to=after, page_size=1))
 
     # Then the pages split the three, newest first, and the iterator walks all of them
@@ -122,22 +130,30 @@ def test_identical_create_returns_the_same_order_and_different_parameters_confli
     repeated = client.create_order(order_id=order_id, amount=Decimal("20"), network="local")
     # Then it is the same order: same address and payment page
     assert (repeated.public_id, repeated.address, repeated.payment_url) == (
-        created.public_id, created.address, created.payment_url)
+        created.public_id,
+        created.address,
+        created.payment_url,
+    )
     # And the same orderId with another amount is a conflict with the API's code
     with pytest.raises(ConflictError) as conflict:
         client.create_order(order_id=order_id, amount="21.00", network="local")
     assert (conflict.value.status, conflict.value.code) == (409, "ORDER_ID_CONFLICT")
 
 
-@pytest.mark.parametrize(("kwargs", "code"), [
-    ({"amount": "1.0000001", "network": "local"}, "INVALID_AMOUNT"),
-    ({"amount": "5.00", "network": "dogecoin"}, "UNSUPPORTED_NETWORK"),
-    ({"amount": "5.00"}, "NETWORK_REQUIRED"),
-    ({"amount": "5.00", "network": "local", "expires_in": 5}, "INVALID_EXPIRES_IN"),
-    ({"amount": "5.00", "network": "local", "metadata": {"bad key!": "x"}}, "VALIDATION_ERROR"),
-], ids=["too-precise", "unknown-network", "no-network", "expiry-too-short", "bad-metadata-key"])
-def test_invalid_create_raises_validation_error_with_the_api_code(v2: Client, kwargs: dict[str, Any],
-                                                                  code: str) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "code"),
+    [
+        ({"amount": "1.0000001", "network": "local"}, "INVALID_AMOUNT"),
+        ({"amount": "5.00", "network": "dogecoin"}, "UNSUPPORTED_NETWORK"),
+        ({"amount": "5.00"}, "NETWORK_REQUIRED"),
+        ({"amount": "5.00", "network": "local", "expires_in": 5}, "INVALID_EXPIRES_IN"),
+        ({"amount": "5.00", "network": "local", "metadata": {"bad key!": "x"}}, "VALIDATION_ERROR"),
+    ],
+    ids=["too-precise", "unknown-network", "no-network", "expiry-too-short", "bad-metadata-key"],
+)
+def test_invalid_create_raises_validation_error_with_the_api_code(
+    v2: Client, kwargs: dict[str, Any], code: str
+) -> None:
     # Given a create the API refuses
     order_id = new_id()
     # When it is sent
@@ -175,8 +191,10 @@ def test_wrong_secret_or_key_raises_auth_error_with_the_code(stack: Stack, versi
     unknown_key = Client(m["baseUrl"], "ak_unknown", m["secretKey"], signature_version=version)
     # When they read and write
     # Then each is refused with 401 and the code that says why
-    for call in (lambda c: c.get_order("whatever"),
-                 lambda c: c.create_order(order_id=new_id(), amount="5.00", network="local")):
+    for call in (
+        lambda c: c.get_order("whatever"),
+        lambda c: c.create_order(order_id=new_id(), amount="5.00", network="local"),
+    ):
         with pytest.raises(AuthError) as wrong:
             call(bad_secret)
         assert (wrong.value.status, wrong.value.code) == (401, "INVALID_SIGNATURE")
@@ -331,9 +349,16 @@ def test_unmatched_deposit_listed_and_attached(stack: Stack, v2: Client, paid_or
     assert deposit.recipient.lower() == paid_order.address.lower() and deposit.network == "local"
     assert deposit.deposit_id == f"local:{txid}:{deposit.log_index}"
     assert stack.receiver is not None
-    events = [WebhookEvent.from_dict(d.event) for d in stack.receiver.wait_for(
-        lambda ds: any(d.event and d.event["type"] == "deposit.unmatched" and d.data.get("txid") == txid for d in ds),
-        WEBHOOKS_WITHIN_S) if d.event and d.event["type"] == "deposit.unmatched"]
+    events = [
+        WebhookEvent.from_dict(d.event)
+        for d in stack.receiver.wait_for(
+            lambda ds: any(
+                d.event and d.event["type"] == "deposit.unmatched" and d.data.get("txid") == txid for d in ds
+            ),
+            WEBHOOKS_WITHIN_S,
+        )
+        if d.event and d.event["type"] == "deposit.unmatched"
+    ]
     (event,) = [e for e in events if e.deposit is not None and e.deposit.txid == txid]
     assert event.deposit == deposit and event.order is None
 
@@ -357,8 +382,11 @@ def test_test_webhook_and_endpoint(stack: Stack, client: Client) -> None:
     # Then the stack's receiver took it (verified) and the log shows it
     assert result.ok and result.status_code == 204 and result.url == stack.webhook_url and result.error is None
     assert stack.receiver is not None
-    (got,) = [d for d in stack.receiver.wait_for(lambda ds: any(d.webhook_id == result.delivery_id for d in ds), 5)
-              if d.webhook_id == result.delivery_id]
+    (got,) = [
+        d
+        for d in stack.receiver.wait_for(lambda ds: any(d.webhook_id == result.delivery_id for d in ds), 5)
+        if d.webhook_id == result.delivery_id
+    ]
     assert got.event is not None and got.event["type"] == "webhook.test"
     logged = client.list_webhook_deliveries(type="webhook.test", limit=1)
     assert logged.items[0].delivery_id == result.delivery_id
@@ -382,8 +410,14 @@ def test_refused_webhook_url_raises_validation_error(v2: Client) -> None:
 def test_integration_example_creates_an_order_and_sees_it_paid(stack: Stack) -> None:
     # Given examples/integration.py running against the stack
     env = {**os.environ, "DEVSTACK_STATE_DIR": str(stack.state_dir), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "examples/integration.py", "--amount", "7.25", "--timeout", "60"],
-                               cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "examples/integration.py", "--amount", "7.25", "--timeout", "60"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         lines: list[str] = []

@@ -19,8 +19,12 @@ from usdt_gateway_client import WebhookVerificationError, verify_webhook
 from usdt_gateway.webhooks.signing import new_secret, webhook_headers
 
 SDK = Path(__file__).resolve().parent.parent
-EVENT = {"id": "evt_1", "type": "order.confirmed", "sequence": 2,
-         "data": {"orderId": "order-1", "status": "confirmed", "paidAmount": "50.00"}}
+EVENT = {
+    "id": "evt_1",
+    "type": "order.confirmed",
+    "sequence": 2,
+    "data": {"orderId": "order-1", "status": "confirmed", "paidAmount": "50.00"},
+}
 BODY = json.dumps(EVENT).encode()
 
 
@@ -31,10 +35,12 @@ def reference_headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> 
 
 
 def test_the_published_test_vector_verifies() -> None:
-    headers = {"webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek", "webhook-timestamp": "1614265330",
-               "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="}
-    event = verify_webhook(headers, b'{"test": 2432232314}', "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-                           now=1614265330)
+    headers = {
+        "webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        "webhook-timestamp": "1614265330",
+        "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+    }
+    event = verify_webhook(headers, b'{"test": 2432232314}', "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", now=1614265330)
     assert event == {"test": 2432232314}
 
 
@@ -119,8 +125,11 @@ def test_the_timestamp_must_be_within_tolerance_either_way() -> None:
 def test_tampering_is_detected() -> None:
     secret, ts = new_secret(), 1_764_600_000
     headers = reference_headers(secret, "evt_1", ts, BODY)
-    for body, changed in [(BODY + b" ", headers), (BODY, {**headers, "webhook-id": "evt_9"}),
-                          (BODY, {**headers, "webhook-timestamp": str(ts + 1)})]:
+    for body, changed in [
+        (BODY + b" ", headers),
+        (BODY, {**headers, "webhook-id": "evt_9"}),
+        (BODY, {**headers, "webhook-timestamp": str(ts + 1)}),
+    ]:
         with pytest.raises(WebhookVerificationError, match="no valid signature"):
             verify_webhook(changed, body, secret, now=ts)
 
@@ -128,8 +137,12 @@ def test_tampering_is_detected() -> None:
 def test_header_names_are_case_insensitive_and_the_body_may_be_text() -> None:
     secret, ts = new_secret(), 1_764_600_000
     headers = reference_headers(secret, "evt_1", ts, BODY)
-    mixed = {"Webhook-Id": headers["webhook-id"], "WEBHOOK-TIMESTAMP": headers["webhook-timestamp"],
-             "wEbHoOk-SiGnAtUrE": headers["webhook-signature"], "Content-Type": "application/json"}
+    mixed = {
+        "Webhook-Id": headers["webhook-id"],
+        "WEBHOOK-TIMESTAMP": headers["webhook-timestamp"],
+        "wEbHoOk-SiGnAtUrE": headers["webhook-signature"],
+        "Content-Type": "application/json",
+    }
     assert verify_webhook(mixed, BODY, secret, now=ts) == EVENT
     assert verify_webhook(mixed, BODY.decode(), secret, now=ts) == EVENT
 
@@ -186,6 +199,11 @@ def test_the_package_is_standard_library_only() -> None:
     assert project["requires-python"] == ">=3.10"
     # -S -I: no site-packages at all, only the standard library and the SDK itself.
     script = f"import sys; sys.path.insert(0, {str(SDK)!r}); import usdt_gateway_client; print('ok')"
-    done = subprocess.run([sys.executable, "-S", "-I", "-c", script],  # noqa: S603 (this interpreter, fixed arguments)
-                          capture_output=True, text=True, check=False)
+    # this interpreter, fixed arguments
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "-S", "-I", "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr

@@ -66,8 +66,10 @@ MAX_ERROR_BODY = 64 * 1024
 def _amount(value: Any) -> str:
     """An amount as the decimal string the API takes; floats are refused, they are not exact."""
     if isinstance(value, float):
-        raise TypeError("amount must be a Decimal or a decimal string such as '50.00', not a float "
-                        "(floats cannot hold most decimal amounts exactly)")
+        raise TypeError(
+            "amount must be a Decimal or a decimal string such as '50.00', not a float "
+            "(floats cannot hold most decimal amounts exactly)"
+        )
     if isinstance(value, bool) or not isinstance(value, (Decimal, str, int)):
         raise TypeError(f"amount must be a Decimal or a decimal string, not {type(value).__name__}")
     if isinstance(value, Decimal):
@@ -96,9 +98,19 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 class Client:
     """A merchant's client: one per API key; safe to share between threads."""
 
-    def __init__(self, base_url: str, api_key: str, secret_key: str, *, timeout: float = 15.0,
-                 max_retries: int = 3, signature_version: SignatureVersion = "v2", user_agent: str | None = None,
-                 recv_window_ms: int | None = None, retry_policy: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        secret_key: str,
+        *,
+        timeout: float = 15.0,
+        max_retries: int = 3,
+        signature_version: SignatureVersion = "v2",
+        user_agent: str | None = None,
+        recv_window_ms: int | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
         """base_url: where the API is served, e.g. https://<id>.execute-api.<region>.amazonaws.com/live
         or a custom domain; paths from /v1 on are appended (and signed without the stage prefix).
         timeout: seconds per attempt. max_retries: further attempts after the first (see the module
@@ -118,8 +130,7 @@ class Client:
         self._secret_key = secret_key
         self.timeout = timeout
         self.signature_version: SignatureVersion = signature_version
-        self.user_agent = user_agent or (f"usdt-gateway-client/{__version__} "
-                                         f"Python/{platform.python_version()}")
+        self.user_agent = user_agent or (f"usdt-gateway-client/{__version__} Python/{platform.python_version()}")
         self.recv_window_ms = recv_window_ms
         self.retry_policy = retry_policy or RetryPolicy(max_retries=max_retries)
         self._opener = urllib.request.build_opener(_NoRedirect)
@@ -129,10 +140,19 @@ class Client:
 
     # --- orders -------------------------------------------------------------------------------
 
-    def create_order(self, *, order_id: str, amount: Amount, network: str | None = None,
-                     chain_id: int | None = None, currency: str = "USDT", notify_url: str | None = None,
-                     return_url: str | None = None, expires_in: int | timedelta | None = None,
-                     metadata: Mapping[str, str | int | bool | None] | None = None) -> Order:
+    def create_order(
+        self,
+        *,
+        order_id: str,
+        amount: Amount,
+        network: str | None = None,
+        chain_id: int | None = None,
+        currency: str = "USDT",
+        notify_url: str | None = None,
+        return_url: str | None = None,
+        expires_in: int | timedelta | None = None,
+        metadata: Mapping[str, str | int | bool | None] | None = None,
+    ) -> Order:
         """Create a payment order, or get the same order back for an identical repeat (so a
         retried create never makes two). The same order_id with other parameters raises
         ConflictError (ORDER_ID_CONFLICT). Give network (see list_networks) or chain_id."""
@@ -149,29 +169,52 @@ class Client:
             body["expiresIn"] = int(expires_in.total_seconds()) if isinstance(expires_in, timedelta) else expires_in
         if metadata is not None:
             body["metadata"] = dict(metadata)
-        return self._call("POST", "/v1/payment/order", body=body, idempotent=True, parse=Order.from_dict,
-                          v1=True)
+        return self._call("POST", "/v1/payment/order", body=body, idempotent=True, parse=Order.from_dict, v1=True)
 
     def get_order(self, order_id: str) -> Order:
         return self._call("GET", f"/v1/payment/order/{_segment(order_id)}", parse=Order.from_dict, v1=True)
 
-    def list_orders(self, *, status: OrderStatus | str | None = None, created_from: datetime | int | None = None,
-                    created_to: datetime | int | None = None, limit: int | None = None,
-                    cursor: str | None = None) -> Page[Order]:
+    def list_orders(
+        self,
+        *,
+        status: OrderStatus | str | None = None,
+        created_from: datetime | int | None = None,
+        created_to: datetime | int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Order]:
         """One page of orders, newest first; created_from/created_to are inclusive (datetime, or ms
         since the epoch); limit 1-100 (the API's default: 20)."""
-        query = self._query(status=None if status is None else _text(status),
-                            **{"from": None if created_from is None else str(to_ms(created_from)),
-                               "to": None if created_to is None else str(to_ms(created_to))},
-                            limit=limit, cursor=cursor)
-        return self._call("GET", "/v1/payment/orders", query=query, parse=lambda data: Page(
-            tuple(Order.from_dict(o) for o in data["orders"]), data.get("nextCursor")))
+        query = self._query(
+            status=None if status is None else _text(status),
+            **{
+                "from": None if created_from is None else str(to_ms(created_from)),
+                "to": None if created_to is None else str(to_ms(created_to)),
+            },
+            limit=limit,
+            cursor=cursor,
+        )
+        return self._call(
+            "GET",
+            "/v1/payment/orders",
+            query=query,
+            parse=lambda data: Page(tuple(Order.from_dict(o) for o in data["orders"]), data.get("nextCursor")),
+        )
 
-    def iter_orders(self, *, status: OrderStatus | str | None = None, created_from: datetime | int | None = None,
-                    created_to: datetime | int | None = None, page_size: int | None = None) -> Iterator[Order]:
+    def iter_orders(
+        self,
+        *,
+        status: OrderStatus | str | None = None,
+        created_from: datetime | int | None = None,
+        created_to: datetime | int | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Order]:
         """Every matching order, newest first, fetching page after page as the iteration goes."""
-        return self._pages(lambda cursor: self.list_orders(status=status, created_from=created_from,
-                                                           created_to=created_to, limit=page_size, cursor=cursor))
+        return self._pages(
+            lambda cursor: self.list_orders(
+                status=status, created_from=created_from, created_to=created_to, limit=page_size, cursor=cursor
+            )
+        )
 
     def cancel_order(self, order_id: str) -> Order:
         """Cancel an order that has received nothing (ConflictError ORDER_NOT_CANCELLABLE otherwise);
@@ -181,13 +224,21 @@ class Client:
 
     # --- deposits -----------------------------------------------------------------------------
 
-    def list_deposits(self, *, unmatched: bool | None = None, limit: int | None = None,
-                      cursor: str | None = None) -> Page[DepositRecord]:
+    def list_deposits(
+        self, *, unmatched: bool | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> Page[DepositRecord]:
         """Final deposits to your addresses, newest first; unmatched=True: only those no order took."""
-        query = self._query(unmatched=None if unmatched is None else ("true" if unmatched else "false"),
-                            limit=limit, cursor=cursor)
-        return self._call("GET", "/v1/deposits", query=query, parse=lambda data: Page(
-            tuple(DepositRecord.from_dict(d) for d in data["deposits"]), data.get("nextCursor")))
+        query = self._query(
+            unmatched=None if unmatched is None else ("true" if unmatched else "false"), limit=limit, cursor=cursor
+        )
+        return self._call(
+            "GET",
+            "/v1/deposits",
+            query=query,
+            parse=lambda data: Page(
+                tuple(DepositRecord.from_dict(d) for d in data["deposits"]), data.get("nextCursor")
+            ),
+        )
 
     def iter_deposits(self, *, unmatched: bool | None = None, page_size: int | None = None) -> Iterator[DepositRecord]:
         return self._pages(lambda cursor: self.list_deposits(unmatched=unmatched, limit=page_size, cursor=cursor))
@@ -201,25 +252,47 @@ class Client:
 
     def list_networks(self) -> list[Network]:
         """The enabled networks: chain id, token contract, decimals, finality, amount bounds."""
-        return self._call("GET", "/v1/networks", signed=False,
-                          parse=lambda data: [Network.from_dict(n) for n in data["networks"]])
+        return self._call(
+            "GET", "/v1/networks", signed=False, parse=lambda data: [Network.from_dict(n) for n in data["networks"]]
+        )
 
     # --- webhooks -----------------------------------------------------------------------------
 
-    def list_webhook_deliveries(self, *, order_id: str | None = None, type: str | None = None,
-                                outcome: DeliveryStatus | str | None = None, limit: int | None = None,
-                                cursor: str | None = None) -> Page[WebhookDelivery]:
+    def list_webhook_deliveries(
+        self,
+        *,
+        order_id: str | None = None,
+        type: str | None = None,
+        outcome: DeliveryStatus | str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[WebhookDelivery]:
         """The delivery log, one entry per event with every attempt, newest first."""
-        query = self._query(orderId=order_id, type=type, outcome=None if outcome is None else _text(outcome),
-                            limit=limit, cursor=cursor)
-        return self._call("GET", "/v1/webhooks/deliveries", query=query, parse=lambda data: Page(
-            tuple(WebhookDelivery.from_dict(d) for d in data["deliveries"]), data.get("nextCursor")))
+        query = self._query(
+            orderId=order_id, type=type, outcome=None if outcome is None else _text(outcome), limit=limit, cursor=cursor
+        )
+        return self._call(
+            "GET",
+            "/v1/webhooks/deliveries",
+            query=query,
+            parse=lambda data: Page(
+                tuple(WebhookDelivery.from_dict(d) for d in data["deliveries"]), data.get("nextCursor")
+            ),
+        )
 
-    def iter_webhook_deliveries(self, *, order_id: str | None = None, type: str | None = None,
-                                outcome: DeliveryStatus | str | None = None,
-                                page_size: int | None = None) -> Iterator[WebhookDelivery]:
-        return self._pages(lambda cursor: self.list_webhook_deliveries(
-            order_id=order_id, type=type, outcome=outcome, limit=page_size, cursor=cursor))
+    def iter_webhook_deliveries(
+        self,
+        *,
+        order_id: str | None = None,
+        type: str | None = None,
+        outcome: DeliveryStatus | str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[WebhookDelivery]:
+        return self._pages(
+            lambda cursor: self.list_webhook_deliveries(
+                order_id=order_id, type=type, outcome=outcome, limit=page_size, cursor=cursor
+            )
+        )
 
     def resend_webhook_delivery(self, delivery_id: str) -> WebhookDelivery:
         """Send an event again now: the same webhook-id and body, attempts numbered on."""
@@ -234,8 +307,9 @@ class Client:
     def get_webhook_endpoint(self) -> WebhookEndpoint:
         return self._call("GET", "/v1/webhooks/endpoint", parse=WebhookEndpoint.from_dict)
 
-    def update_webhook_endpoint(self, *, url: str | None = _UNSET, enabled: bool | None = None,
-                                enable_urls: Iterable[str] | None = None) -> WebhookEndpoint:
+    def update_webhook_endpoint(
+        self, *, url: str | None = _UNSET, enabled: bool | None = None, enable_urls: Iterable[str] | None = None
+    ) -> WebhookEndpoint:
         """Set the default webhook URL (url=None removes it), enable or disable it, re-enable other
         disabled URLs (e.g. an order's notify_url that answered 410). Only what is given changes."""
         body: dict[str, Any] = {}
@@ -263,8 +337,9 @@ class Client:
                 return
             cursor = page.next_cursor
 
-    def _headers(self, method: str, path: str, query: list[tuple[str, str]], body: bytes | None,
-                 signed: bool, v1: bool) -> dict[str, str]:
+    def _headers(
+        self, method: str, path: str, query: list[tuple[str, str]], body: bytes | None, signed: bool, v1: bool
+    ) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": self.user_agent}
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -283,12 +358,12 @@ class Client:
             return headers
         nonce = secrets.token_hex(16)
         headers["Request-Nonce"] = nonce
-        headers["Signature-V2"] = sign_v2(self._secret_key, timestamp, method, path, query, raw, recv_window=window,
-                                          request_nonce=nonce)
+        headers["Signature-V2"] = sign_v2(
+            self._secret_key, timestamp, method, path, query, raw, recv_window=window, request_nonce=nonce
+        )
         return headers
 
-    def _send(self, method: str, url: str, headers: dict[str, str],
-              body: bytes | None) -> tuple[int, Message, bytes]:
+    def _send(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> tuple[int, Message, bytes]:
         # S310: the scheme is http(s), checked in __init__.
         request = urllib.request.Request(url, data=body, headers=headers, method=method)  # noqa: S310
         try:
@@ -298,9 +373,18 @@ class Client:
             with error:
                 return error.code, error.headers, error.read(MAX_ERROR_BODY)
 
-    def _call(self, method: str, path: str, *, parse: Callable[[Any], T], query: list[tuple[str, str]] | None = None,
-              body: Mapping[str, Any] | None = None, signed: bool = True, idempotent: bool | None = None,
-              v1: bool = False) -> T:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        parse: Callable[[Any], T],
+        query: list[tuple[str, str]] | None = None,
+        body: Mapping[str, Any] | None = None,
+        signed: bool = True,
+        idempotent: bool | None = None,
+        v1: bool = False,
+    ) -> T:
         """Send (and, as the policy allows, resend) one API request; its JSON answer, parsed.
         `v1`: the gateway takes Signature-V1 here (create and get order), so a client made with
         signature_version="v1" signs it so; every other request is signed with V2."""
@@ -327,9 +411,12 @@ class Client:
                 try:
                     return parse(json.loads(data, parse_float=Decimal) if data.strip() else {})
                 except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
-                    raise GatewayError(status, "INVALID_RESPONSE", f"{method} {path}: unexpected answer ({exc!r}): "
-                                       f"{data[:200].decode('utf-8', 'replace')}",
-                                       request_id=_request_id(response_headers)) from exc
+                    raise GatewayError(
+                        status,
+                        "INVALID_RESPONSE",
+                        f"{method} {path}: unexpected answer ({exc!r}): {data[:200].decode('utf-8', 'replace')}",
+                        request_id=_request_id(response_headers),
+                    ) from exc
             error = _error(status, response_headers, data)
             wait = None
             if self._retryable(error, retry_transport):

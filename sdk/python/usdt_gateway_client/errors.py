@@ -27,10 +27,18 @@ __all__ = [
 class GatewayError(Exception):
     """The gateway answered with an error status."""
 
-    def __init__(self, status: int, code: str | None, message: str, *, request_id: str | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(f"{status} {code or 'ERROR'}: {message}" + (f" (request id {request_id})"
-                                                                       if request_id else ""))
+    def __init__(
+        self,
+        status: int,
+        code: str | None,
+        message: str,
+        *,
+        request_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            f"{status} {code or 'ERROR'}: {message}" + (f" (request id {request_id})" if request_id else "")
+        )
         self.status = status
         self.code = code  # the API's stable error code, e.g. "ORDER_ID_CONFLICT"; None if the body had none
         self.message = message
@@ -58,8 +66,16 @@ class RateLimitedError(GatewayError):
     """429 (over the rate limit) or 418 (temporarily blocked after hammering); `retry_after` is
     the wait the gateway asked for, in seconds, if it said."""
 
-    def __init__(self, status: int, code: str | None, message: str, *, request_id: str | None = None,
-                 headers: Mapping[str, str] | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str | None,
+        message: str,
+        *,
+        request_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(status, code, message, request_id=request_id, headers=headers)
         self.retry_after = retry_after
 

@@ -155,10 +155,18 @@ class Deposit:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Deposit:
-        return cls(txid=data["txid"], log_index=int(data["logIndex"]), amount=_dec(data["amount"]),
-                   sender=data["sender"], block_number=int(data["blockNumber"]),
-                   block_time=from_ms(data["blockTime"]), confirmations=int(data["confirmations"]),
-                   final=bool(data["final"]), reversed=bool(data.get("reversed", False)), raw=_raw(data))
+        return cls(
+            txid=data["txid"],
+            log_index=int(data["logIndex"]),
+            amount=_dec(data["amount"]),
+            sender=data["sender"],
+            block_number=int(data["blockNumber"]),
+            block_time=from_ms(data["blockTime"]),
+            confirmations=int(data["confirmations"]),
+            final=bool(data["final"]),
+            reversed=bool(data.get("reversed", False)),
+            raw=_raw(data),
+        )
 
 
 @dataclass(frozen=True)
@@ -202,21 +210,35 @@ class Order:
         exception = data.get("exception")
         status = _enum(OrderStatus, data["status"])
         return cls(
-            order_id=data["orderId"], public_id=data["publicId"], network=data["network"],
-            chain_id=int(data["chainId"]), currency=data.get("currency", "USDT"),
-            token_contract=data["tokenContract"], amount=_dec(data["amount"]),
-            requested_amount=_dec(data.get("requestedAmount", data["amount"])), address=data["address"],
-            payment_url=data["paymentUrl"], payment_uri=data["paymentUri"], qr_code_data=data.get("qrCodeData", ""),
+            order_id=data["orderId"],
+            public_id=data["publicId"],
+            network=data["network"],
+            chain_id=int(data["chainId"]),
+            currency=data.get("currency", "USDT"),
+            token_contract=data["tokenContract"],
+            amount=_dec(data["amount"]),
+            requested_amount=_dec(data.get("requestedAmount", data["amount"])),
+            address=data["address"],
+            payment_url=data["paymentUrl"],
+            payment_uri=data["paymentUri"],
+            qr_code_data=data.get("qrCodeData", ""),
             # Gateways older than `paid` said it with the status alone.
-            status=status, paid=bool(data.get("paid", status == OrderStatus.CONFIRMED)),
+            status=status,
+            paid=bool(data.get("paid", status == OrderStatus.CONFIRMED)),
             exception=None if exception is None else _enum(OrderException, exception),
             exceptions=tuple(_enum(OrderException, e) for e in data.get("exceptions") or ()),
-            paid_amount=_dec(data.get("paidAmount", 0)), pending_amount=_dec(data.get("pendingAmount", 0)),
-            excess_amount=_dec(data.get("excessAmount", 0)), txid=data.get("txid"),
-            confirmed_at=_opt_ms(data.get("confirmedAt")), expires_at=_opt_ms(data.get("expiresAt")),
-            created_at=_opt_ms(data.get("createdAt")), notify_url=data.get("notifyUrl"),
-            return_url=data.get("returnUrl"), metadata=data.get("metadata"),
-            deposits=tuple(Deposit.from_dict(d) for d in data.get("deposits") or ()), raw=_raw(data),
+            paid_amount=_dec(data.get("paidAmount", 0)),
+            pending_amount=_dec(data.get("pendingAmount", 0)),
+            excess_amount=_dec(data.get("excessAmount", 0)),
+            txid=data.get("txid"),
+            confirmed_at=_opt_ms(data.get("confirmedAt")),
+            expires_at=_opt_ms(data.get("expiresAt")),
+            created_at=_opt_ms(data.get("createdAt")),
+            notify_url=data.get("notifyUrl"),
+            return_url=data.get("returnUrl"),
+            metadata=data.get("metadata"),
+            deposits=tuple(Deposit.from_dict(d) for d in data.get("deposits") or ()),
+            raw=_raw(data),
         )
 
 
@@ -242,12 +264,22 @@ class DepositRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DepositRecord:
-        return cls(deposit_id=data["depositId"], network=data["network"], txid=data["txid"],
-                   log_index=int(data["logIndex"]), block_number=int(data["blockNumber"]),
-                   block_time=from_ms(data["blockTime"]), sender=data["sender"], recipient=data["recipient"],
-                   amount=_dec(data["amount"]), unmatched=bool(data["unmatched"]), order_id=data.get("orderId"),
-                   status=data.get("status") or ("unmatched" if data["unmatched"] else "credited"),
-                   reason=data.get("reason"), raw=_raw(data))
+        return cls(
+            deposit_id=data["depositId"],
+            network=data["network"],
+            txid=data["txid"],
+            log_index=int(data["logIndex"]),
+            block_number=int(data["blockNumber"]),
+            block_time=from_ms(data["blockTime"]),
+            sender=data["sender"],
+            recipient=data["recipient"],
+            amount=_dec(data["amount"]),
+            unmatched=bool(data["unmatched"]),
+            order_id=data.get("orderId"),
+            status=data.get("status") or ("unmatched" if data["unmatched"] else "credited"),
+            reason=data.get("reason"),
+            raw=_raw(data),
+        )
 
 
 @dataclass(frozen=True)
@@ -269,12 +301,21 @@ class Network:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Network:
         confirmations = data.get("confirmations")
-        return cls(network=data["network"], name=data["name"], family=data["family"], chain_id=int(data["chainId"]),
-                   currency=data.get("currency", "USDT"), token_contract=data["tokenContract"],
-                   decimals=int(data["decimals"]), finality=data["finality"],
-                   confirmations=None if confirmations is None else int(confirmations),
-                   min_amount=_dec(data["minAmount"]), max_amount=_dec(data["maxAmount"]),
-                   testnet=bool(data["testnet"]), raw=_raw(data))
+        return cls(
+            network=data["network"],
+            name=data["name"],
+            family=data["family"],
+            chain_id=int(data["chainId"]),
+            currency=data.get("currency", "USDT"),
+            token_contract=data["tokenContract"],
+            decimals=int(data["decimals"]),
+            finality=data["finality"],
+            confirmations=None if confirmations is None else int(confirmations),
+            min_amount=_dec(data["minAmount"]),
+            max_amount=_dec(data["maxAmount"]),
+            testnet=bool(data["testnet"]),
+            raw=_raw(data),
+        )
 
 
 @dataclass(frozen=True)
@@ -290,9 +331,15 @@ class DeliveryAttempt:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DeliveryAttempt:
         status_code = data.get("statusCode")
-        return cls(n=int(data["n"]), at=from_ms(data["at"]), url=data.get("url"),
-                   status_code=None if status_code is None else int(status_code),
-                   latency_ms=int(data.get("latencyMs") or 0), error=data.get("error"), raw=_raw(data))
+        return cls(
+            n=int(data["n"]),
+            at=from_ms(data["at"]),
+            url=data.get("url"),
+            status_code=None if status_code is None else int(status_code),
+            latency_ms=int(data.get("latencyMs") or 0),
+            error=data.get("error"),
+            raw=_raw(data),
+        )
 
 
 @dataclass(frozen=True)
@@ -310,10 +357,16 @@ class WebhookDelivery:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WebhookDelivery:
-        return cls(delivery_id=data["deliveryId"], type=data["type"], order_id=data.get("orderId"),
-                   created_at=from_ms(data["createdAt"]), status=_enum(DeliveryStatus, data["status"]),
-                   attempts=tuple(DeliveryAttempt.from_dict(a) for a in data.get("attempts") or ()),
-                   next_attempt_at=_opt_ms(data.get("nextAttemptAt")), raw=_raw(data))
+        return cls(
+            delivery_id=data["deliveryId"],
+            type=data["type"],
+            order_id=data.get("orderId"),
+            created_at=from_ms(data["createdAt"]),
+            status=_enum(DeliveryStatus, data["status"]),
+            attempts=tuple(DeliveryAttempt.from_dict(a) for a in data.get("attempts") or ()),
+            next_attempt_at=_opt_ms(data.get("nextAttemptAt")),
+            raw=_raw(data),
+        )
 
 
 @dataclass(frozen=True)
@@ -329,9 +382,15 @@ class WebhookTestResult:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WebhookTestResult:
         status_code = data.get("statusCode")
-        return cls(delivery_id=data["deliveryId"], url=data["url"], ok=bool(data["ok"]),
-                   status_code=None if status_code is None else int(status_code),
-                   latency_ms=int(data.get("latencyMs") or 0), error=data.get("error"), raw=_raw(data))
+        return cls(
+            delivery_id=data["deliveryId"],
+            url=data["url"],
+            ok=bool(data["ok"]),
+            status_code=None if status_code is None else int(status_code),
+            latency_ms=int(data.get("latencyMs") or 0),
+            error=data.get("error"),
+            raw=_raw(data),
+        )
 
 
 @dataclass(frozen=True)
@@ -343,8 +402,9 @@ class DisabledUrl:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DisabledUrl:
-        return cls(url=data["url"], disabled_at=from_ms(data["disabledAt"]), reason=data.get("reason", ""),
-                   raw=_raw(data))
+        return cls(
+            url=data["url"], disabled_at=from_ms(data["disabledAt"]), reason=data.get("reason", ""), raw=_raw(data)
+        )
 
 
 @dataclass(frozen=True)
@@ -358,9 +418,13 @@ class WebhookEndpoint:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WebhookEndpoint:
         rotation = data.get("secretRotation") or {}
-        return cls(url=data.get("url"), enabled=bool(data["enabled"]),
-                   disabled_urls=tuple(DisabledUrl.from_dict(d) for d in data.get("disabledUrls") or ()),
-                   previous_secret_valid_until=_opt_ms(rotation.get("previousValidUntil")), raw=_raw(data))
+        return cls(
+            url=data.get("url"),
+            enabled=bool(data["enabled"]),
+            disabled_urls=tuple(DisabledUrl.from_dict(d) for d in data.get("disabledUrls") or ()),
+            previous_secret_valid_until=_opt_ms(rotation.get("previousValidUntil")),
+            raw=_raw(data),
+        )
 
 
 @dataclass(frozen=True)
@@ -388,6 +452,11 @@ class WebhookEvent:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WebhookEvent:
         sequence = data.get("sequence")
-        return cls(id=data["id"], type=data["type"], created_at=from_ms(data["createdAt"]),
-                   sequence=None if sequence is None else int(sequence), data=dict(data.get("data") or {}),
-                   raw=_raw(data))
+        return cls(
+            id=data["id"],
+            type=data["type"],
+            created_at=from_ms(data["createdAt"]),
+            sequence=None if sequence is None else int(sequence),
+            data=dict(data.get("data") or {}),
+            raw=_raw(data),
+        )

@@ -33,8 +33,16 @@ def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
     return "&".join(f"{_encode(k)}={_encode(v)}" for k, v in sorted(pairs))
 
 
-def v2_message(timestamp: str, method: str, path: str, query: Iterable[tuple[str, str]], body: bytes, *,
-               recv_window: str | None = None, request_nonce: str | None = None) -> str:
+def v2_message(
+    timestamp: str,
+    method: str,
+    path: str,
+    query: Iterable[tuple[str, str]],
+    body: bytes,
+    *,
+    recv_window: str | None = None,
+    request_nonce: str | None = None,
+) -> str:
     """The string to sign; `recv_window` and `request_nonce` are the Recv-Window and Request-Nonce
     header values when the request sends them (each then adds its line)."""
     digest = hashlib.sha256(body).hexdigest()
@@ -57,10 +65,20 @@ def _hmac(secret: str, message: str) -> str:
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
-def sign_v2(secret: str, timestamp: str, method: str, path: str, query: Iterable[tuple[str, str]],
-            body: bytes, *, recv_window: str | None = None, request_nonce: str | None = None) -> str:
-    return _hmac(secret, v2_message(timestamp, method, path, query, body, recv_window=recv_window,
-                                    request_nonce=request_nonce))
+def sign_v2(
+    secret: str,
+    timestamp: str,
+    method: str,
+    path: str,
+    query: Iterable[tuple[str, str]],
+    body: bytes,
+    *,
+    recv_window: str | None = None,
+    request_nonce: str | None = None,
+) -> str:
+    return _hmac(
+        secret, v2_message(timestamp, method, path, query, body, recv_window=recv_window, request_nonce=request_nonce)
+    )
 
 
 def sign_v1(secret: str, timestamp: str, body: bytes) -> str:

@@ -33,7 +33,7 @@ class WebhookVerificationError(Exception):
 def _key(secret: str) -> bytes:
     if not secret.startswith(_PREFIX):
         raise ValueError(f"a webhook secret starts with '{_PREFIX}'")
-    encoded = secret[len(_PREFIX):]
+    encoded = secret[len(_PREFIX) :]
     try:
         key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except (binascii.Error, ValueError):
@@ -57,8 +57,14 @@ def _signatures(header: str) -> list[bytes]:
     return found
 
 
-def verify_webhook(headers: Mapping[str, str], body: bytes | str, secret: str | Sequence[str], *,
-                   tolerance_s: int = 300, now: float | None = None) -> dict[str, Any]:
+def verify_webhook(
+    headers: Mapping[str, str],
+    body: bytes | str,
+    secret: str | Sequence[str],
+    *,
+    tolerance_s: int = 300,
+    now: float | None = None,
+) -> dict[str, Any]:
     """The webhook's JSON event if a v1 signature verifies under one of the secrets and the
     timestamp is within tolerance_s of now (either way); otherwise WebhookVerificationError.
     A malformed secret is a configuration error: ValueError."""

@@ -67,14 +67,19 @@ def current_request() -> Request:
     raw = ev.body or ""
     body = base64.b64decode(raw) if ev.is_base64_encoded else raw.encode()
     multi = ev.multi_value_query_string_parameters or {}
-    query = [(k, v) for k, values in multi.items() for v in values] or list(
-        (ev.query_string_parameters or {}).items())
+    query = [(k, v) for k, values in multi.items() for v in values] or list((ev.query_string_parameters or {}).items())
     headers = {k.lower(): v for k, v in (ev.headers or {}).items()}
     ctx = ev.request_context
     if ctx.domain_name:
         request_base_url.set(f"https://{ctx.domain_name}/{ctx.stage}")
-    return Request(method=ev.http_method.upper(), path=ev.path, headers=headers, query=query, body=body,
-                   source_ip=ev.request_context.identity.source_ip or "")
+    return Request(
+        method=ev.http_method.upper(),
+        path=ev.path,
+        headers=headers,
+        query=query,
+        body=body,
+        source_ip=ev.request_context.identity.source_ip or "",
+    )
 
 
 def check_size(request: Request) -> None:
@@ -104,8 +109,10 @@ def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
 def check_query(request: Request, allowed: dict[str, str]) -> None:
     unknown = sorted({k for k, _ in request.query} - set(allowed))
     if unknown:
-        raise InvalidRequest(f"unknown query parameter(s): {', '.join(unknown)}; allowed: "
-                             f"{', '.join(allowed) or 'none'}", code="UNKNOWN_PARAMETER")
+        raise InvalidRequest(
+            f"unknown query parameter(s): {', '.join(unknown)}; allowed: {', '.join(allowed) or 'none'}",
+            code="UNKNOWN_PARAMETER",
+        )
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response[str]:
@@ -131,8 +138,7 @@ def route(spec: RouteSpec) -> Callable[[Callable[[Call], Result]], Callable[[Cal
             elif spec.scope is None:
                 ratelimit.check_ip(request.source_ip)
             else:
-                principal = auth.authenticate(request, spec.scope, accepts_v1=spec.accepts_v1,
-                                              one_time=spec.one_time)
+                principal = auth.authenticate(request, spec.scope, accepts_v1=spec.accepts_v1, one_time=spec.one_time)
                 # This thread's keys (routes add order_id), on every line until the next invocation
                 # (inject_lambda_context(clear_state=True) clears them), the error handlers' included;
                 # in the local stack, functions sharing the process do not see them.
@@ -173,8 +179,16 @@ def _refused(status: int, code: str) -> None:
     names the merchant to an attacker too), never a signature or the body."""
     ev = app.current_event
     key = next((v for k, v in (ev.headers or {}).items() if k.lower() == "api-key"), None)
-    logger.info("request refused", extra={"status": status, "code": code, "method": ev.http_method,
-                                          "resource": ev.resource, "api_key_prefix": key[:7] if key else None})
+    logger.info(
+        "request refused",
+        extra={
+            "status": status,
+            "code": code,
+            "method": ev.http_method,
+            "resource": ev.resource,
+            "api_key_prefix": key[:7] if key else None,
+        },
+    )
 
 
 @app.exception_handler(ValidationError)
@@ -197,8 +211,9 @@ def _domain(exc: GatewayError) -> Response[str]:
 def _unexpected(exc: Exception) -> Response[str]:
     logger.exception("unhandled error")
     request_id = app.current_event.request_context.request_id
-    return json_response(500, {"code": "INTERNAL_ERROR",
-                               "message": f"internal error; quote request id {request_id} to the operator"})
+    return json_response(
+        500, {"code": "INTERNAL_ERROR", "message": f"internal error; quote request id {request_id} to the operator"}
+    )
 
 
 @app.not_found

@@ -26,12 +26,17 @@ def allow_preflight(app: APIGatewayRestResolver, resolver_path: str, method: str
 
     def preflight(**_params: str) -> Response[str]:
         # "*" for headers is allowed only because no credentials are: no cookie or HTTP auth rides along.
-        return Response(status_code=204, content_type=None, body="", headers={
-            "Access-Control-Allow-Origin": "*",
-            "Access-Control-Allow-Methods": ", ".join(sorted(methods | {"OPTIONS"})),
-            "Access-Control-Allow-Headers": "*",
-            "Access-Control-Max-Age": str(MAX_AGE_S),
-        })
+        return Response(
+            status_code=204,
+            content_type=None,
+            body="",
+            headers={
+                "Access-Control-Allow-Origin": "*",
+                "Access-Control-Allow-Methods": ", ".join(sorted(methods | {"OPTIONS"})),
+                "Access-Control-Allow-Headers": "*",
+                "Access-Control-Max-Age": str(MAX_AGE_S),
+            },
+        )
 
     # cors=False: this answer's headers are exactly the above.
     app.route(resolver_path, method="OPTIONS", cors=False)(preflight)
@@ -40,5 +45,8 @@ def allow_preflight(app: APIGatewayRestResolver, resolver_path: str, method: str
 def refused() -> Forbidden:
     """What a preflight anywhere else gets: no Access-Control-* header, so the browser stops."""
     public = ", ".join(path.replace("<", "{").replace(">", "}") for path in _METHODS)
-    return Forbidden(f"a page on another origin may call only the public endpoints ({public}); call the merchant "
-                     "API from your server", code="CORS_NOT_ALLOWED")
+    return Forbidden(
+        f"a page on another origin may call only the public endpoints ({public}); call the merchant "
+        "API from your server",
+        code="CORS_NOT_ALLOWED",
+    )

@@ -1,7 +1,7 @@
 """The OpenAPI document, generated from the routes' declarations and the pydantic schemas.
 
-    python -m usdt_gateway.api.openapi --write   # docs/openapi.json and docs/api.md
-    python -m usdt_gateway.api.openapi --check   # exit 1 when the committed files are stale
+python -m usdt_gateway.api.openapi --write   # docs/openapi.json and docs/api.md
+python -m usdt_gateway.api.openapi --check   # exit 1 when the committed files are stale
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ REF = "#/components/schemas/{model}"
 ERROR_TEXT = {
     400: "Invalid input: the message names the field and what is wrong.",
     401: "Missing or wrong credentials, a bad signature, a timestamp outside the window, Signature-V1 where it is "
-         "not taken (`SIGNATURE_V2_REQUIRED`), or a signature already used (`REQUEST_REPLAYED`).",
+    "not taken (`SIGNATURE_V2_REQUIRED`), or a signature already used (`REQUEST_REPLAYED`).",
     403: "Key revoked or expired, or missing the scope.",
     404: "Not found.",
     409: "Conflicts with the current state (orderId reused with other parameters, not cancellable, "
-         "a disabled webhook URL...).",
+    "a disabled webhook URL...).",
     413: "Body too large.",
     415: "Body is not application/json.",
     418: "Temporarily blocked after repeated requests over the rate limit; see Retry-After.",
@@ -40,26 +40,47 @@ ERROR_TEXT = {
 # (where taken) V1.
 SECURITY_SCHEMES = {
     "apiKey": {"type": "apiKey", "in": "header", "name": "API-Key", "description": "Your API key."},
-    "requestTime": {"type": "apiKey", "in": "header", "name": "Request-Time",
-                    "description": "Milliseconds since the epoch, at signing."},
-    "signatureV2": {"type": "apiKey", "in": "header", "name": "Signature-V2",
-                    "description": "HMAC-SHA256 of the method, path, query and raw body, and of Recv-Window and "
-                                   "Request-Nonce when sent; see docs/signing.md."},
-    "signatureV1": {"type": "apiKey", "in": "header", "name": "Signature-V1",
-                    "description": "HMAC-SHA256 of Request-Time and the sorted JSON body; binds neither method nor "
-                                   "path, so it is taken only to create and to get an order (unless the key was "
-                                   "created with --v1-everywhere, which is unsafe); see docs/signing.md."},
+    "requestTime": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Request-Time",
+        "description": "Milliseconds since the epoch, at signing.",
+    },
+    "signatureV2": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Signature-V2",
+        "description": "HMAC-SHA256 of the method, path, query and raw body, and of Recv-Window and "
+        "Request-Nonce when sent; see docs/signing.md.",
+    },
+    "signatureV1": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Signature-V1",
+        "description": "HMAC-SHA256 of Request-Time and the sorted JSON body; binds neither method nor "
+        "path, so it is taken only to create and to get an order (unless the key was "
+        "created with --v1-everywhere, which is unsafe); see docs/signing.md.",
+    },
 }
 V2: dict[str, list[str]] = {"apiKey": [], "requestTime": [], "signatureV2": []}
 V1: dict[str, list[str]] = {"apiKey": [], "requestTime": [], "signatureV1": []}
 SIGNED_HEADERS = [
-    {"name": "Recv-Window", "in": "header", "required": False, "schema": {
-        "type": "integer", "minimum": 1, "maximum": MAX_RECV_WINDOW_MS},
-     "description": f"Milliseconds the request stays valid, default {DEFAULT_RECV_WINDOW_MS}. Signed by "
-                    f"Signature-V2; a Signature-V1 request gets at most {DEFAULT_RECV_WINDOW_MS}."},
-    {"name": "Request-Nonce", "in": "header", "required": False, "schema": {"type": "string", "pattern": NONCE_PATTERN},
-     "description": "A value of your choice, new for each request (e.g. 32 random hex digits), signed by "
-                    "Signature-V2: two requests alike in the same millisecond then differ."},
+    {
+        "name": "Recv-Window",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECV_WINDOW_MS},
+        "description": f"Milliseconds the request stays valid, default {DEFAULT_RECV_WINDOW_MS}. Signed by "
+        f"Signature-V2; a Signature-V1 request gets at most {DEFAULT_RECV_WINDOW_MS}.",
+    },
+    {
+        "name": "Request-Nonce",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "pattern": NONCE_PATTERN},
+        "description": "A value of your choice, new for each request (e.g. 32 random hex digits), signed by "
+        "Signature-V2: two requests alike in the same millisecond then differ.",
+    },
 ]
 
 
@@ -85,11 +106,16 @@ def _description(r: RouteSpec) -> str:
     if r.scope is None:
         return "Public: no key, limited per source IP, CORS on."
     text = f"Signed request; needs scope `{r.scope}`."
-    text += (" Signature-V2, or Signature-V1." if r.accepts_v1
-             else " Signature-V2 (Signature-V1 only from a key created with --v1-everywhere).")
+    text += (
+        " Signature-V2, or Signature-V1."
+        if r.accepts_v1
+        else " Signature-V2 (Signature-V1 only from a key created with --v1-everywhere)."
+    )
     if r.one_time:
-        text += (" Not idempotent: a signature already used here is refused (401 `REQUEST_REPLAYED`); sign every "
-                 "request, retries included, anew.")
+        text += (
+            " Not idempotent: a signature already used here is refused (401 `REQUEST_REPLAYED`); sign every "
+            "request, retries included, anew."
+        )
     return text
 
 
@@ -97,31 +123,46 @@ def _operation(r: RouteSpec) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {"name": n, "in": "path", "required": True, "schema": _schema(n)} for n in re.findall(r"{(\w+)}", r.path)
     ]
-    params += [{"name": n, "in": "query", "required": False, "description": d, "schema": _schema(n)}
-               for n, d in r.query.items()]
+    params += [
+        {"name": n, "in": "query", "required": False, "description": d, "schema": _schema(n)}
+        for n, d in r.query.items()
+    ]
     if r.scope:
         params += SIGNED_HEADERS
-    responses: dict[str, Any] = {str(r.status): {"description": "Accepted" if r.status == 202 else "OK", "content": {
-        "application/json": {"schema": _ref(r.response)}}}}
+    responses: dict[str, Any] = {
+        str(r.status): {
+            "description": "Accepted" if r.status == 202 else "OK",
+            "content": {"application/json": {"schema": _ref(r.response)}},
+        }
+    }
     if r.operation_id == "createOrder":
-        responses["200"] = {"description": "Identical repeat of an earlier create: the same order.",
-                            "content": {"application/json": {"schema": _ref(r.response)}}}
+        responses["200"] = {
+            "description": "Identical repeat of an earlier create: the same order.",
+            "content": {"application/json": {"schema": _ref(r.response)}},
+        }
     for code in sorted({*r.errors, 500}):
-        responses[str(code)] = {"description": ERROR_TEXT.get(code, "Internal error (no details are leaked)."),
-                                "content": {"application/json": {"schema": _ref(ErrorBody)}}}
+        responses[str(code)] = {
+            "description": ERROR_TEXT.get(code, "Internal error (no details are leaked)."),
+            "content": {"application/json": {"schema": _ref(ErrorBody)}},
+        }
     if rules := RULES.get(r.operation_id):
-        responses["400"]["description"] += (" A request the schemas allow gets it only for a rule they cannot say: "
-                                            + ", ".join(f"`{c}`" for c in rules) + ".")
+        responses["400"]["description"] += (
+            " A request the schemas allow gets it only for a rule they cannot say: "
+            + ", ".join(f"`{c}`" for c in rules)
+            + "."
+        )
         responses["400"]["x-rule-codes"] = list(rules)
     op: dict[str, Any] = {
-        "operationId": r.operation_id, "summary": r.summary,
+        "operationId": r.operation_id,
+        "summary": r.summary,
         "tags": ["public" if r.scope is None else "webhooks" if r.path.startswith("/v1/webhooks") else "orders"],
-        "description": _description(r), "security": [V2, V1] if r.accepts_v1 else [V2] if r.scope else [],
-        "parameters": params, "responses": responses,
+        "description": _description(r),
+        "security": [V2, V1] if r.accepts_v1 else [V2] if r.scope else [],
+        "parameters": params,
+        "responses": responses,
     }
     if r.body:
-        op["requestBody"] = {"required": not r.body_optional,
-                             "content": {"application/json": {"schema": _ref(r.body)}}}
+        op["requestBody"] = {"required": not r.body_optional, "content": {"application/json": {"schema": _ref(r.body)}}}
     return op
 
 
@@ -157,12 +198,19 @@ def build() -> dict[str, Any]:
         paths.setdefault(r.path, {})[r.method.lower()] = _operation(r)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "usdt-gateway API", "version": "1",
-                 "description": "Non-custodial USDT payment orders on Tron, Ethereum, BNB Smart Chain and other "
-                                "EVM chains. Order states: docs/order-states.md.\n\n" + GUIDE},
-        "servers": [{"url": "https://{apiId}.execute-api.{region}.amazonaws.com/live",
-                     "variables": {"apiId": {"default": "abc123"}, "region": {"default": "us-east-1"}}},
-                    {"url": "http://127.0.0.1:3000", "description": "make dev"}],
+        "info": {
+            "title": "usdt-gateway API",
+            "version": "1",
+            "description": "Non-custodial USDT payment orders on Tron, Ethereum, BNB Smart Chain and other "
+            "EVM chains. Order states: docs/order-states.md.\n\n" + GUIDE,
+        },
+        "servers": [
+            {
+                "url": "https://{apiId}.execute-api.{region}.amazonaws.com/live",
+                "variables": {"apiId": {"default": "abc123"}, "region": {"default": "us-east-1"}},
+            },
+            {"url": "http://127.0.0.1:3000", "description": "make dev"},
+        ],
         "paths": paths,
         "components": {"schemas": _schemas(), "securitySchemes": SECURITY_SCHEMES},
     }
@@ -183,9 +231,16 @@ def _type(prop: dict[str, Any]) -> str:
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
-    out = ["# API reference", "", "Generated from the code by `make openapi` (machine-readable: "
-           "[openapi.json](openapi.json)). Every error is `{\"code\", \"message\"}` with the status below.", "",
-           "## Signing, replays, amounts", "", GUIDE]
+    out = [
+        "# API reference",
+        "",
+        "Generated from the code by `make openapi` (machine-readable: "
+        '[openapi.json](openapi.json)). Every error is `{"code", "message"}` with the status below.',
+        "",
+        "## Signing, replays, amounts",
+        "",
+        GUIDE,
+    ]
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             out += [f"## {method.upper()} {path}", "", f"{op['summary']}. {op['description']}", ""]
@@ -210,8 +265,10 @@ def render_markdown(doc: dict[str, Any]) -> str:
         if props:
             required = set(schema.get("required", []))
             out += ["| field | type | required | description |", "| --- | --- | --- | --- |"]
-            out += [f"| `{n}` | {_type(p)} | {'yes' if n in required else ''} | {p.get('description', '')} |"
-                    for n, p in props.items()]
+            out += [
+                f"| `{n}` | {_type(p)} | {'yes' if n in required else ''} | {p.get('description', '')} |"
+                for n, p in props.items()
+            ]
         elif "enum" in schema:
             out.append("Values: " + ", ".join(f"`{v}`" for v in schema["enum"]))
         out.append("")

@@ -35,21 +35,45 @@ from usdt_gateway.webhooks import deliveries, endpoints
 PRIVATE_ERRORS = (400, 401, 403, 418, 429)
 
 
-@route(RouteSpec("POST", "/v1/payment/order", "createOrder", "Create a payment order", WRITE, OrderView,
-                 body=CreateOrderRequest, status=201, errors=(*PRIVATE_ERRORS, 409, 413, 415), accepts_v1=True))
+@route(
+    RouteSpec(
+        "POST",
+        "/v1/payment/order",
+        "createOrder",
+        "Create a payment order",
+        WRITE,
+        OrderView,
+        body=CreateOrderRequest,
+        status=201,
+        errors=(*PRIVATE_ERRORS, 409, 413, 415),
+        accepts_v1=True,
+    )
+)
 def create_order(call: Call) -> Result:
     assert call.principal is not None and isinstance(call.body, CreateOrderRequest)
     logger.thread_safe_append_keys(order_id=call.body.order_id)
     view, created = orders.create_order(call.principal.merchant_id, call.body)
     if created:
         count_per_network("OrdersCreated", view.network)
-    logger.info("order created" if created else "order create repeated (idempotent)",
-                extra={"network": view.network, "amount": view.amount, "status": view.status.value})
+    logger.info(
+        "order created" if created else "order create repeated (idempotent)",
+        extra={"network": view.network, "amount": view.amount, "status": view.status.value},
+    )
     return view, 201 if created else 200
 
 
-@route(RouteSpec("GET", "/v1/payment/order/{orderId}", "getOrder", "Get an order", READ, OrderView,
-                 errors=(*PRIVATE_ERRORS, 404), accepts_v1=True))
+@route(
+    RouteSpec(
+        "GET",
+        "/v1/payment/order/{orderId}",
+        "getOrder",
+        "Get an order",
+        READ,
+        OrderView,
+        errors=(*PRIVATE_ERRORS, 404),
+        accepts_v1=True,
+    )
+)
 def get_order(call: Call) -> Result:
     assert call.principal is not None
     # Checked before it reaches a log line or a key: a path id can be kilobytes of anything.
@@ -62,10 +86,13 @@ def get_order(call: Call) -> Result:
 MAX_TIME_MS = 10**13 - 1
 # Every listing: a filter reads a bounded stretch per request (store.query_index), so a page can
 # be short, even empty, and still go on.
-PAGE_LIMIT = ("Most items per page, 1-100 (default 20). A filtered page may hold fewer, even none, and still "
-              "have a nextCursor.")
-PAGE_CURSOR = ("The nextCursor of the previous page, with the other parameters unchanged. A page whose "
-               "nextCursor is null is the last.")
+PAGE_LIMIT = (
+    "Most items per page, 1-100 (default 20). A filtered page may hold fewer, even none, and still have a nextCursor."
+)
+PAGE_CURSOR = (
+    "The nextCursor of the previous page, with the other parameters unchanged. A page whose "
+    "nextCursor is null is the last."
+)
 LIST_QUERY = {
     "status": "Only orders in this status.",
     "from": "Created at or after this time (ms since the epoch).",
@@ -81,30 +108,53 @@ def _int_param(call: Call, name: str, default: int | None, low: int, high: int) 
         return default
     # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
     if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise InvalidRequest(f"query parameter '{name}' must be an integer between {low} and {high}",
-                             code="INVALID_PARAMETER")
+        raise InvalidRequest(
+            f"query parameter '{name}' must be an integer between {low} and {high}", code="INVALID_PARAMETER"
+        )
     return int(raw)
 
 
-@route(RouteSpec("GET", "/v1/payment/orders", "listOrders", "List orders, newest first", READ, OrderListView,
-                 query=LIST_QUERY, errors=PRIVATE_ERRORS))
+@route(
+    RouteSpec(
+        "GET",
+        "/v1/payment/orders",
+        "listOrders",
+        "List orders, newest first",
+        READ,
+        OrderListView,
+        query=LIST_QUERY,
+        errors=PRIVATE_ERRORS,
+    )
+)
 def list_orders(call: Call) -> Result:
     assert call.principal is not None
     raw_status = call.request.param("status")
     if raw_status is not None and raw_status not in OrderStatus._value2member_map_:
-        raise InvalidRequest(f"status must be one of {', '.join(s.value for s in OrderStatus)}",
-                             code="INVALID_PARAMETER")
+        raise InvalidRequest(
+            f"status must be one of {', '.join(s.value for s in OrderStatus)}", code="INVALID_PARAMETER"
+        )
     return orders.list_orders(
-        call.principal.merchant_id, status=OrderStatus(raw_status) if raw_status else None,
+        call.principal.merchant_id,
+        status=OrderStatus(raw_status) if raw_status else None,
         created_from=_int_param(call, "from", None, 0, MAX_TIME_MS),
         created_to=_int_param(call, "to", None, 0, MAX_TIME_MS),
-        limit=_int_param(call, "limit", 20, 1, 100) or 20, cursor=call.request.param("cursor"),
+        limit=_int_param(call, "limit", 20, 1, 100) or 20,
+        cursor=call.request.param("cursor"),
     )
 
 
-@route(RouteSpec("POST", "/v1/payment/order/{orderId}/cancel", "cancelOrder",
-                 "Cancel an order that has received nothing", WRITE, OrderView, errors=(*PRIVATE_ERRORS, 404, 409),
-                 one_time=True))
+@route(
+    RouteSpec(
+        "POST",
+        "/v1/payment/order/{orderId}/cancel",
+        "cancelOrder",
+        "Cancel an order that has received nothing",
+        WRITE,
+        OrderView,
+        errors=(*PRIVATE_ERRORS, 404, 409),
+        one_time=True,
+    )
+)
 def cancel_order(call: Call) -> Result:
     assert call.principal is not None
     order_id = path_ids.order_id(call.params["orderId"])
@@ -119,21 +169,42 @@ DEPOSITS_QUERY = {
 }
 
 
-@route(RouteSpec("GET", "/v1/deposits", "listDeposits", "Final deposits to your addresses, newest first", READ,
-                 DepositListView, query=DEPOSITS_QUERY, errors=PRIVATE_ERRORS))
+@route(
+    RouteSpec(
+        "GET",
+        "/v1/deposits",
+        "listDeposits",
+        "Final deposits to your addresses, newest first",
+        READ,
+        DepositListView,
+        query=DEPOSITS_QUERY,
+        errors=PRIVATE_ERRORS,
+    )
+)
 def list_deposits(call: Call) -> Result:
     assert call.principal is not None
     unmatched = call.request.param("unmatched")
     if unmatched not in (None, "true", "false"):
         raise InvalidRequest("unmatched must be true or false", code="INVALID_PARAMETER")
     limit = _int_param(call, "limit", 20, 1, 100) or 20
-    return deposits.list_deposits(call.principal.merchant_id, unmatched_only=unmatched == "true", limit=limit,
-                                  cursor=call.request.param("cursor"))
+    return deposits.list_deposits(
+        call.principal.merchant_id, unmatched_only=unmatched == "true", limit=limit, cursor=call.request.param("cursor")
+    )
 
 
-@route(RouteSpec("POST", "/v1/deposits/{depositId}/attach", "attachDeposit",
-                 "Credit an unmatched deposit to one of your orders", WRITE, OrderView, body=AttachDepositRequest,
-                 errors=(*PRIVATE_ERRORS, 404, 409, 413, 415), one_time=True))
+@route(
+    RouteSpec(
+        "POST",
+        "/v1/deposits/{depositId}/attach",
+        "attachDeposit",
+        "Credit an unmatched deposit to one of your orders",
+        WRITE,
+        OrderView,
+        body=AttachDepositRequest,
+        errors=(*PRIVATE_ERRORS, 404, 409, 413, 415),
+        one_time=True,
+    )
+)
 def attach_deposit(call: Call) -> Result:
     assert call.principal is not None and isinstance(call.body, AttachDepositRequest)
     logger.thread_safe_append_keys(order_id=call.body.order_id, deposit_id=call.params["depositId"])
@@ -141,24 +212,45 @@ def attach_deposit(call: Call) -> Result:
     return orders.to_view(order)
 
 
-@route(RouteSpec("GET", "/v1/networks", "listNetworks", "Enabled networks (public)", None, NetworkListView,
-                 errors=(418, 429)))
+@route(
+    RouteSpec(
+        "GET", "/v1/networks", "listNetworks", "Enabled networks (public)", None, NetworkListView, errors=(418, 429)
+    )
+)
 def list_networks(call: Call) -> Result:
     views = []
     for n in networks().values():
         counted = n.finality.mode == "confirmations"
         finality = f"{n.finality.confirmations} confirmations" if counted else n.finality.mode
-        views.append(NetworkView(
-            network=n.name, name=n.display_name, family=n.family, chain_id=n.chain_id, token_contract=n.token_contract,
-            decimals=n.decimals, finality=finality,
-            confirmations=n.finality.confirmations if n.finality.mode == "confirmations" else None,
-            min_amount=plain(n.min_amount), max_amount=plain(n.max_amount), testnet=n.testnet,
-        ))
+        views.append(
+            NetworkView(
+                network=n.name,
+                name=n.display_name,
+                family=n.family,
+                chain_id=n.chain_id,
+                token_contract=n.token_contract,
+                decimals=n.decimals,
+                finality=finality,
+                confirmations=n.finality.confirmations if n.finality.mode == "confirmations" else None,
+                min_amount=plain(n.min_amount),
+                max_amount=plain(n.max_amount),
+                testnet=n.testnet,
+            )
+        )
     return NetworkListView(networks=views)
 
 
-@route(RouteSpec("GET", "/v1/public/orders/{publicId}", "getPublicOrder", "What a payer's page needs (public)",
-                 None, PublicOrderView, errors=(404, 429)))  # counted per page, never blocked (ratelimit.py)
+@route(
+    RouteSpec(
+        "GET",
+        "/v1/public/orders/{publicId}",
+        "getPublicOrder",
+        "What a payer's page needs (public)",
+        None,
+        PublicOrderView,
+        errors=(404, 429),
+    )
+)  # counted per page, never blocked (ratelimit.py)
 def get_public_order(call: Call) -> Result:
     return orders.get_public_order(call.params["publicId"])
 
@@ -181,9 +273,18 @@ def _choice(call: Call, name: str, allowed: tuple[str, ...]) -> str | None:
     return raw
 
 
-@route(RouteSpec("GET", "/v1/webhooks/deliveries", "listWebhookDeliveries",
-                 "Webhook deliveries, one per event, newest first, with every attempt", READ, DeliveryListView,
-                 query=DELIVERIES_QUERY, errors=PRIVATE_ERRORS))
+@route(
+    RouteSpec(
+        "GET",
+        "/v1/webhooks/deliveries",
+        "listWebhookDeliveries",
+        "Webhook deliveries, one per event, newest first, with every attempt",
+        READ,
+        DeliveryListView,
+        query=DELIVERIES_QUERY,
+        errors=PRIVATE_ERRORS,
+    )
+)
 def list_webhook_deliveries(call: Call) -> Result:
     assert call.principal is not None
     order_id = call.request.param("orderId")
@@ -191,24 +292,48 @@ def list_webhook_deliveries(call: Call) -> Result:
         raise InvalidRequest("orderId must be 1-64 characters of A-Z a-z 0-9 _ - . :", code="INVALID_PARAMETER")
     outcome = _choice(call, "outcome", tuple(s.value for s in DeliveryStatus))
     return deliveries.list_deliveries(
-        call.principal.merchant_id, order_id=order_id, event_type=_choice(call, "type", WEBHOOK_EVENT_TYPES),
-        outcome=DeliveryStatus(outcome) if outcome else None, limit=_int_param(call, "limit", 20, 1, 100) or 20,
+        call.principal.merchant_id,
+        order_id=order_id,
+        event_type=_choice(call, "type", WEBHOOK_EVENT_TYPES),
+        outcome=DeliveryStatus(outcome) if outcome else None,
+        limit=_int_param(call, "limit", 20, 1, 100) or 20,
         cursor=call.request.param("cursor"),
     )
 
 
-@route(RouteSpec("POST", "/v1/webhooks/deliveries/{deliveryId}/resend", "resendWebhook",
-                 "Send an event again now (same id and body)", WRITE, DeliveryView, status=202,
-                 errors=(*PRIVATE_ERRORS, 404, 409), one_time=True))
+@route(
+    RouteSpec(
+        "POST",
+        "/v1/webhooks/deliveries/{deliveryId}/resend",
+        "resendWebhook",
+        "Send an event again now (same id and body)",
+        WRITE,
+        DeliveryView,
+        status=202,
+        errors=(*PRIVATE_ERRORS, 404, 409),
+        one_time=True,
+    )
+)
 def resend_webhook(call: Call) -> Result:
     assert call.principal is not None
     logger.thread_safe_append_keys(delivery_id=call.params["deliveryId"])
     return deliveries.resend(call.principal.merchant_id, call.params["deliveryId"])
 
 
-@route(RouteSpec("POST", "/v1/webhooks/test", "testWebhook",
-                 "Send a signed webhook.test event now and answer with the outcome", WRITE, WebhookTestResult,
-                 body=WebhookTestRequest, body_optional=True, errors=(*PRIVATE_ERRORS, 413, 415), one_time=True))
+@route(
+    RouteSpec(
+        "POST",
+        "/v1/webhooks/test",
+        "testWebhook",
+        "Send a signed webhook.test event now and answer with the outcome",
+        WRITE,
+        WebhookTestResult,
+        body=WebhookTestRequest,
+        body_optional=True,
+        errors=(*PRIVATE_ERRORS, 413, 415),
+        one_time=True,
+    )
+)
 def send_test_webhook(call: Call) -> Result:
     assert call.principal is not None and isinstance(call.body, WebhookTestRequest)
     # Imported here: the HTTP client (ssl, http.client) stays off every other request's cold start.
@@ -217,17 +342,35 @@ def send_test_webhook(call: Call) -> Result:
     return ping.send_test(call.principal.merchant_id, call.body.url)
 
 
-@route(RouteSpec("GET", "/v1/webhooks/endpoint", "getWebhookEndpoint",
-                 "Your webhook URL, the disabled URLs and the secret rotation", READ, WebhookEndpointView,
-                 errors=PRIVATE_ERRORS))
+@route(
+    RouteSpec(
+        "GET",
+        "/v1/webhooks/endpoint",
+        "getWebhookEndpoint",
+        "Your webhook URL, the disabled URLs and the secret rotation",
+        READ,
+        WebhookEndpointView,
+        errors=PRIVATE_ERRORS,
+    )
+)
 def get_webhook_endpoint(call: Call) -> Result:
     assert call.principal is not None
     return endpoints.view(merchants.get_merchant(call.principal.merchant_id))
 
 
-@route(RouteSpec("PUT", "/v1/webhooks/endpoint", "putWebhookEndpoint",
-                 "Set your default webhook URL, re-enable a disabled URL", WRITE, WebhookEndpointView,
-                 body=WebhookEndpointUpdate, errors=(*PRIVATE_ERRORS, 413, 415), one_time=True))
+@route(
+    RouteSpec(
+        "PUT",
+        "/v1/webhooks/endpoint",
+        "putWebhookEndpoint",
+        "Set your default webhook URL, re-enable a disabled URL",
+        WRITE,
+        WebhookEndpointView,
+        body=WebhookEndpointUpdate,
+        errors=(*PRIVATE_ERRORS, 413, 415),
+        one_time=True,
+    )
+)
 def put_webhook_endpoint(call: Call) -> Result:
     assert call.principal is not None and isinstance(call.body, WebhookEndpointUpdate)
     return endpoints.configure(call.principal.merchant_id, call.body)
@@ -247,15 +390,30 @@ PARAMETER_SCHEMAS: dict[str, dict[str, object]] = {
     "outcome": {"type": "string", "enum": [s.value for s in DeliveryStatus]},
 }
 # What a webhook URL can be refused for (webhooks/urlguard.py).
-URL_RULES = ("URL_INVALID", "URL_NO_HOST", "URL_SCHEME", "URL_CREDENTIALS", "URL_PORT", "URL_PORT_NOT_ALLOWED",
-             "URL_UNRESOLVABLE", "URL_NOT_PUBLIC")
+URL_RULES = (
+    "URL_INVALID",
+    "URL_NO_HOST",
+    "URL_SCHEME",
+    "URL_CREDENTIALS",
+    "URL_PORT",
+    "URL_PORT_NOT_ALLOWED",
+    "URL_UNRESOLVABLE",
+    "URL_NOT_PUBLIC",
+)
 # The 400s a request the document's schemas allow can still get, per operation: rules no schema
 # can say (what this deployment enables, what a URL resolves to, what a cursor or id refers to).
 # Any other 400 means the request broke the schema; tests/integration/test_api_schema.py holds
 # the API to that.
 RULES: dict[str, tuple[str, ...]] = {
-    "createOrder": ("NETWORK_REQUIRED", "UNSUPPORTED_NETWORK", "NETWORK_MISMATCH", "INVALID_AMOUNT",
-                    "AMOUNT_OUT_OF_RANGE", "INVALID_URL", "INVALID_EXPIRES_IN"),
+    "createOrder": (
+        "NETWORK_REQUIRED",
+        "UNSUPPORTED_NETWORK",
+        "NETWORK_MISMATCH",
+        "INVALID_AMOUNT",
+        "AMOUNT_OUT_OF_RANGE",
+        "INVALID_URL",
+        "INVALID_EXPIRES_IN",
+    ),
     "listOrders": ("INVALID_CURSOR",),
     "listDeposits": ("INVALID_CURSOR",),
     "attachDeposit": ("INVALID_DEPOSIT_ID",),

@@ -69,8 +69,9 @@ class Endpoints[C]:
                 last = exc
         raise AllEndpointsFailed(f"every endpoint failed; last: {last}") from last
 
-    def check_heads(self, head: Callable[[C], int], block_hash: Callable[[C, int], str | None], *,
-                    max_lag: int) -> dict[str, int]:
+    def check_heads(
+        self, head: Callable[[C], int], block_hash: Callable[[C, int], str | None], *, max_lag: int
+    ) -> dict[str, int]:
         """Set aside endpoints that lag the best head by more than `max_lag` blocks, or disagree
         with the majority on the hash of a block they all have. Returns the heads seen."""
         heads: dict[str, int] = {}

@@ -38,7 +38,7 @@ def _topic(address: str) -> str:
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 def head(rpc: JsonRpc) -> int:
@@ -70,7 +70,7 @@ def bloom_mask(item: bytes) -> int:
     digest = keccak256(item)
     mask = 0
     for i in (0, 2, 4):
-        mask |= 1 << (int.from_bytes(digest[i:i + 2], "big") % BLOOM_BITS)
+        mask |= 1 << (int.from_bytes(digest[i : i + 2], "big") % BLOOM_BITS)
     return mask
 
 
@@ -135,16 +135,22 @@ def headers(rpc: Rpc, first: int, last: int) -> list[Header]:
     which must never pass for empty blocks."""
     numbers = range(first, last + 1)
     found: list[Header] = []
-    for n, block in zip(numbers, call_many(rpc, [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]),
-                        strict=True):
+    for n, block in zip(
+        numbers, call_many(rpc, [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]), strict=True
+    ):
         if not block:
             raise RpcUnavailable(f"{rpc.label}: has no block {n} yet")
         try:
             if len(block["logsBloom"]) != 2 + BLOOM_BITS // 4:
                 raise ValueError("logsBloom")
-            header = Header(int(block["number"], 16), str(block["hash"]), str(block["parentHash"]),
-                            int(block["logsBloom"], 16), int(block["timestamp"], 16) * 1000,
-                            tuple(block.get("transactions") or ()))
+            header = Header(
+                int(block["number"], 16),
+                str(block["hash"]),
+                str(block["parentHash"]),
+                int(block["logsBloom"], 16),
+                int(block["timestamp"], 16) * 1000,
+                tuple(block.get("transactions") or ()),
+            )
         except (KeyError, TypeError, ValueError):
             raise RpcUnavailable(f"{rpc.label}: block {n} came without a valid header") from None
         if header.number != n:
@@ -156,8 +162,15 @@ def headers(rpc: Rpc, first: int, last: int) -> list[Header]:
     return found
 
 
-def block_transfers(rpc: Rpc, *, network: str, token: str, headers: list[Header], bloom: RecipientBloom,
-                    first_logs: dict[tuple[str, str], int] | None = None) -> list[Transfer]:
+def block_transfers(
+    rpc: Rpc,
+    *,
+    network: str,
+    token: str,
+    headers: list[Header],
+    bloom: RecipientBloom,
+    first_logs: dict[tuple[str, str], int] | None = None,
+) -> list[Transfer]:
     """Every Transfer of `token` to a watched recipient in these blocks, in chain order. A block
     whose bloom rules a payment out is not read. One whose bloom may hold one is read by its
     hash: whole (eth_getBlockReceipts) when its bloom is sparse, there a match is most likely a
@@ -171,8 +184,9 @@ def block_transfers(rpc: Rpc, *, network: str, token: str, headers: list[Header]
     asked: list[tuple[Header, list[str]]] = [(h, topics) for h in headers if (topics := bloom.matches(h.bloom))]
     receipts = [h.bloom.bit_count() <= SPARSE_BLOOM_BITS for h, _ in asked]
     try:
-        answers = call_many(rpc, [_read_call(h, topics, token, whole) for (h, topics), whole in zip(asked, receipts,
-                                                                                                   strict=True)])
+        answers = call_many(
+            rpc, [_read_call(h, topics, token, whole) for (h, topics), whole in zip(asked, receipts, strict=True)]
+        )
     except RpcError as exc:
         if exc.code != METHOD_NOT_FOUND or not any(receipts):
             raise
@@ -182,8 +196,13 @@ def block_transfers(rpc: Rpc, *, network: str, token: str, headers: list[Header]
     for (header, _), whole, answer in zip(asked, receipts, answers, strict=True):
         logs = _receipt_logs(rpc, header, answer, token) if whole else _hash_logs(rpc, header, answer)
         if whole and first_logs is not None:
-            first_logs.update({(r["transactionHash"], header.hash): min(int(log["logIndex"], 16) for log in r["logs"])
-                               for r in answer if r.get("logs")})
+            first_logs.update(
+                {
+                    (r["transactionHash"], header.hash): min(int(log["logIndex"], 16) for log in r["logs"])
+                    for r in answer
+                    if r.get("logs")
+                }
+            )
         for log in logs:
             if log.get("removed") or len(log.get("topics") or ()) != 3 or log["topics"][2].lower() not in bloom.topics:
                 continue
@@ -205,13 +224,18 @@ def _receipt_logs(rpc: Rpc, header: Header, receipts: Any, token: str) -> list[d
     """The token's Transfer logs of a block's receipts, which must be one per transaction of the
     block (a pruned or partial answer is no answer)."""
     if not isinstance(receipts, list) or tuple(r.get("transactionHash") for r in receipts) != header.txids:
-        raise RpcUnavailable(f"{rpc.label}: the receipts of block {header.number} are not its "
-                             f"{len(header.txids)} transactions'")
+        raise RpcUnavailable(
+            f"{rpc.label}: the receipts of block {header.number} are not its {len(header.txids)} transactions'"
+        )
     if any(r.get("blockHash") != header.hash for r in receipts):
         raise RpcUnavailable(f"{rpc.label}: receipts asked for block {header.hash} came from another block")
-    return [log for r in receipts for log in r.get("logs") or ()
-            if str(log.get("address", "")).lower() == token.lower() and (log.get("topics") or [""])[0][2:].lower()
-            == TRANSFER_TOPIC]
+    return [
+        log
+        for r in receipts
+        for log in r.get("logs") or ()
+        if str(log.get("address", "")).lower() == token.lower()
+        and (log.get("topics") or [""])[0][2:].lower() == TRANSFER_TOPIC
+    ]
 
 
 def _hash_logs(rpc: Rpc, header: Header, logs: Any) -> list[dict[str, Any]]:
@@ -221,8 +245,17 @@ def _hash_logs(rpc: Rpc, header: Header, logs: Any) -> list[dict[str, Any]]:
     return logs
 
 
-def transfers(rpc: JsonRpc, *, network: str, token: str, recipients: Iterable[str], from_block: int, to_block: int,
-              max_range: int, topics: list[str] | None = None) -> list[Transfer]:
+def transfers(
+    rpc: JsonRpc,
+    *,
+    network: str,
+    token: str,
+    recipients: Iterable[str],
+    from_block: int,
+    to_block: int,
+    max_range: int,
+    topics: list[str] | None = None,
+) -> list[Transfer]:
     """Every Transfer of `token` to any of `recipients` in [from_block, to_block], in chain order.
     `topics`: recipient_topics(recipients) when the caller keeps them across calls."""
     topics = recipient_topics(recipients) if topics is None else topics
@@ -243,8 +276,17 @@ def _logs(rpc: JsonRpc, network: str, token: str, topics: list[str], start: int,
     each provider words it differently) is split in halves until it passes. A single block that
     is still refused is this endpoint's failure: the error goes up and the next endpoint is tried."""
     try:
-        logs = rpc.call("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": token,
-                                         "topics": ["0x" + TRANSFER_TOPIC, None, topics]}])
+        logs = rpc.call(
+            "eth_getLogs",
+            [
+                {
+                    "fromBlock": hex(start),
+                    "toBlock": hex(end),
+                    "address": token,
+                    "topics": ["0x" + TRANSFER_TOPIC, None, topics],
+                }
+            ],
+        )
     except RpcError:
         if start == end:
             raise
@@ -259,8 +301,11 @@ def _decode(network: str, token: str, log: dict[str, str]) -> Transfer:
         # Outside the filter asked for: the endpoint is broken, and none of its answer is trusted.
         raise RpcUnavailable(f"eth_getLogs answered a log that is not a Transfer of {token}: {log}")
     return Transfer(
-        network=network, txid=log["transactionHash"], log_index=int(log["logIndex"], 16),
-        block_number=int(log["blockNumber"], 16), block_hash=log["blockHash"],
+        network=network,
+        txid=log["transactionHash"],
+        log_index=int(log["logIndex"], 16),
+        block_number=int(log["blockNumber"], 16),
+        block_hash=log["blockHash"],
         sender=to_checksum_address(bytes.fromhex(topics[1][-40:])),
         recipient=to_checksum_address(bytes.fromhex(topics[2][-40:])),
         units=int(log["data"], 16),

@@ -58,8 +58,13 @@ class JsonRpc:
 
     def _post(self, body: str, *, batch: bool = False) -> Any:
         try:
-            resp = _pool.request("POST", self.url, body=body.encode(), headers={"Content-Type": "application/json"},
-                                 timeout=urllib3.Timeout(connect=3.0, read=self.timeout))
+            resp = _pool.request(
+                "POST",
+                self.url,
+                body=body.encode(),
+                headers={"Content-Type": "application/json"},
+                timeout=urllib3.Timeout(connect=3.0, read=self.timeout),
+            )
         except urllib3.exceptions.HTTPError as exc:
             raise RpcUnavailable(f"{self.label}: {type(exc).__name__}") from None
         if batch and resp.status in (400, 413):
@@ -85,8 +90,15 @@ class JsonRpc:
         answered, in the order asked. RpcError when the endpoint refuses the batch as a whole
         (too large, not supported: it answers one error, or fewer answers than calls)."""
         ids = [next(_ids) for _ in calls]
-        reply = self._post(json.dumps([{"jsonrpc": "2.0", "id": i, "method": method, "params": params}
-                                       for i, (method, params) in zip(ids, calls, strict=True)]), batch=True)
+        reply = self._post(
+            json.dumps(
+                [
+                    {"jsonrpc": "2.0", "id": i, "method": method, "params": params}
+                    for i, (method, params) in zip(ids, calls, strict=True)
+                ]
+            ),
+            batch=True,
+        )
         if isinstance(reply, dict):
             raise _error(reply.get("error"))
         if not isinstance(reply, list):
@@ -106,7 +118,7 @@ def call_many(rpc: Rpc, calls: Sequence[Call], *, size: int = BATCH_SIZE) -> lis
     raises RpcError if it fails again."""
     results: list[Any] = []
     for start in range(0, len(calls), size):
-        results.extend(_batch(rpc, calls[start:start + size]))
+        results.extend(_batch(rpc, calls[start : start + size]))
     return results
 
 
@@ -119,5 +131,6 @@ def _batch(rpc: Rpc, calls: Sequence[Call]) -> list[Any]:
         middle = len(calls) // 2
         return _batch(rpc, calls[:middle]) + _batch(rpc, calls[middle:])
     # An item can fail alone (geth: "response too large" for the items past its size limit).
-    return [rpc.call(*call) if isinstance(answer, RpcError) else answer for call, answer in zip(calls, answers,
-                                                                                                strict=True)]
+    return [
+        rpc.call(*call) if isinstance(answer, RpcError) else answer for call, answer in zip(calls, answers, strict=True)
+    ]

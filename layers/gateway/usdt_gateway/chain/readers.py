@@ -92,10 +92,16 @@ class EvmReader:
 
         def read(rpc: JsonRpc) -> list[Transfer]:
             # One endpoint reads the whole range: its headers, then the blocks they do not rule out.
-            found = evm.block_transfers(rpc, network=self.network.name, token=self.network.token_contract,
-                                        headers=evm.headers(rpc, from_block, to_block), bloom=bloom,
-                                        first_logs=self._first_log)
+            found = evm.block_transfers(
+                rpc,
+                network=self.network.name,
+                token=self.network.token_contract,
+                headers=evm.headers(rpc, from_block, to_block),
+                bloom=bloom,
+                first_logs=self._first_log,
+            )
             return self._in_transaction(rpc, found)
+
         return self.endpoints.call(read)
 
     def _in_transaction(self, rpc: JsonRpc, found: list[Transfer]) -> list[Transfer]:
@@ -107,8 +113,7 @@ class EvmReader:
             block_of = {t.txid: t.block_hash for t in missing}
             for txid, index in evm.first_log_indexes(rpc, missing).items():
                 self._first_log[(txid, block_of[txid])] = index
-        return [dataclasses.replace(t, log_index=t.log_index - self._first_log[(t.txid, t.block_hash)])
-                for t in found]
+        return [dataclasses.replace(t, log_index=t.log_index - self._first_log[(t.txid, t.block_hash)]) for t in found]
 
     def located(self, txid: str) -> int | None:
         return self.endpoints.call(lambda rpc: evm.located(rpc, txid))
@@ -120,8 +125,9 @@ class EvmReader:
 class TronNode:
     """tronpy's HTTPProvider with its `requests` failures turned into RpcUnavailable."""
 
-    def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 10.0,
-                 label: str | None = None) -> None:
+    def __init__(
+        self, url: str, *, api_key: str | None = None, timeout: float = 10.0, label: str | None = None
+    ) -> None:
         from tronpy.providers import HTTPProvider  # the scanner's layer only
 
         self.url = url
@@ -183,9 +189,18 @@ class TronReader:
             blocks = tron.blocks(node, max(0, from_block - 1), to_block)
             found: list[Transfer] = []
             for number in range(from_block, to_block + 1) if watched else ():
-                found.extend(tron.transfers(node, network=self.network.name, token=self.network.token_contract,
-                                            recipients=watched, number=number, block=blocks[number]))
+                found.extend(
+                    tron.transfers(
+                        node,
+                        network=self.network.name,
+                        token=self.network.token_contract,
+                        recipients=watched,
+                        number=number,
+                        block=blocks[number],
+                    )
+                )
             return found, {n: _tron_ref(n, b) for n, b in blocks.items()}
+
         found, self._refs = self.endpoints.call(read)
         return found
 
@@ -203,7 +218,7 @@ def _tron_ref(number: int, block: dict[str, Any]) -> BlockRef:
 def reader_for(network: Network, specs: list[Any], *, timeout: float = 10.0) -> ChainReader:
     """specs: rpc_config.EndpointSpec list, in order of preference; `timeout`: per request, seconds."""
     if network.family == "evm":
-        return EvmReader(network, Endpoints([(s.name, JsonRpc(s.url, timeout=timeout, label=s.name))
-                                             for s in specs]))
-    return TronReader(network, Endpoints([(s.name, TronNode(s.url, api_key=s.api_key, timeout=timeout, label=s.name))
-                                          for s in specs]))
+        return EvmReader(network, Endpoints([(s.name, JsonRpc(s.url, timeout=timeout, label=s.name)) for s in specs]))
+    return TronReader(
+        network, Endpoints([(s.name, TronNode(s.url, api_key=s.api_key, timeout=timeout, label=s.name)) for s in specs])
+    )

@@ -62,8 +62,10 @@ def _raw() -> str:
         try:
             reply = aws.client("ssm").get_parameter(Name=parameter, WithDecryption=True)
         except ClientError as exc:
-            raise ConfigError(f"RPC_ENDPOINTS_PARAMETER {parameter} cannot be read "
-                              f"({exc.response['Error']['Code']}); create it as in docs/deploy.md") from exc
+            raise ConfigError(
+                f"RPC_ENDPOINTS_PARAMETER {parameter} cannot be read "
+                f"({exc.response['Error']['Code']}); create it as in docs/deploy.md"
+            ) from exc
         return str(reply["Parameter"]["Value"])
     return os.environ.get("RPC_ENDPOINTS", "")
 
@@ -74,8 +76,10 @@ def load_endpoints(enabled: dict[str, Network], raw: str | None = None) -> dict[
     try:
         result = _SPECS.validate_json(text) if text.strip() else {}
     except ValidationError as exc:
-        raise ConfigError(f"{where} is invalid: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}; expected "
-                          "a JSON object of network -> list of URLs or {\"url\", \"apiKey\"}") from exc
+        raise ConfigError(
+            f"{where} is invalid: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}; expected "
+            'a JSON object of network -> list of URLs or {"url", "apiKey"}'
+        ) from exc
     missing = [name for name in enabled if not result.get(name)]
     if missing:
         raise ConfigError(f"{where} names no endpoint for enabled network(s) {', '.join(missing)}")

@@ -90,14 +90,24 @@ def _check_infos(provider: Provider, number: int, block: dict[str, Any], infos: 
     """The info list must be the block's: one info per transaction, same txids, this block number."""
     txids = sorted(str(tx.get("txID")) for tx in block.get("transactions") or ())
     if len(infos) != len(txids):
-        raise RpcUnavailable(f"{_label(provider)}: block {number} holds {len(txids)} transactions, "
-                             f"its transaction info list {len(infos)}")
+        raise RpcUnavailable(
+            f"{_label(provider)}: block {number} holds {len(txids)} transactions, "
+            f"its transaction info list {len(infos)}"
+        )
     if any(info.get("blockNumber") != number for info in infos) or sorted(str(i.get("id")) for i in infos) != txids:
         raise RpcUnavailable(f"{_label(provider)}: the transaction infos answered for block {number} are not its own")
 
 
-def transfers(provider: Provider, *, network: str, token: str, recipients: Collection[str] | None, number: int,
-              block_hash: str = "", block: dict[str, Any] | None = None) -> list[Transfer]:
+def transfers(
+    provider: Provider,
+    *,
+    network: str,
+    token: str,
+    recipients: Collection[str] | None,
+    number: int,
+    block_hash: str = "",
+    block: dict[str, Any] | None = None,
+) -> list[Transfer]:
     """Transfers of `token` in block `number` to any of `recipients` (all when None). With `block`
     (the block as the node serves it), the infos are checked against it, and transfers carry its id."""
     infos = provider.make_request("wallet/gettransactioninfobyblocknum", {"num": number})
@@ -119,9 +129,17 @@ def transfers(provider: Provider, *, network: str, token: str, recipients: Colle
             recipient = tron_address_from_body(bytes.fromhex(topics[2][-40:]))
             if recipients is not None and recipient not in recipients:
                 continue
-            found.append(Transfer(
-                network=network, txid=info["id"], log_index=index, block_number=number, block_hash=block_hash,
-                sender=tron_address_from_body(bytes.fromhex(topics[1][-40:])), recipient=recipient,
-                units=int(log.get("data") or "0", 16), block_time=int(info.get("blockTimeStamp") or 0),
-            ))
+            found.append(
+                Transfer(
+                    network=network,
+                    txid=info["id"],
+                    log_index=index,
+                    block_number=number,
+                    block_hash=block_hash,
+                    sender=tron_address_from_body(bytes.fromhex(topics[1][-40:])),
+                    recipient=recipient,
+                    units=int(log.get("data") or "0", 16),
+                    block_time=int(info.get("blockTimeStamp") or 0),
+                )
+            )
     return found

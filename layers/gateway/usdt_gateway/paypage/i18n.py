@@ -35,7 +35,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "contract": "Token contract",
         "qr_alt": "QR code of this payment",
         "qr_note_evm": "For wallets that read payment links (EIP-681). Check the amount and network before you "
-                       "confirm.",
+        "confirm.",
         "qr_note_tron": "The QR code holds the address only: enter the amount yourself.",
         "copy": "Copy",
         "copied": "Copied",
@@ -49,19 +49,19 @@ STRINGS: dict[str, dict[str, str]] = {
         "confirming_text": "No need to send anything else: the payment completes once it is final.",
         "underpaid_title": "Partly paid",
         "underpaid_text": "Received {paid} of {amount} USDT. Send the missing {missing} USDT to the same address "
-                          "before the time runs out to complete the payment.",
+        "before the time runs out to complete the payment.",
         "confirmed_title": "Payment received",
         "confirmed_text": "Thank you: {paid} USDT received.",
         "overpaid_text": "You sent {excess} USDT more than asked. Contact the merchant about the difference.",
         "paid_late_text": "Your payment arrived after the deadline and was accepted.",
         "expired_title": "This payment request has expired",
         "expired_text": "Do not send anything to this address now. If you have already paid, this page updates "
-                        "once the payment is found.",
+        "once the payment is found.",
         "cancelled_title": "Payment cancelled",
         "cancelled_text": "The merchant cancelled this payment. Do not send anything to this address.",
         "failed_title": "Payment incomplete",
         "failed_text": "Only {paid} of {amount} USDT arrived before the deadline. Contact the merchant about the "
-                       "amount received.",
+        "amount received.",
         "receipt": "Receipt",
         "paid_amount": "Amount paid",
         "paid_at": "Paid at",

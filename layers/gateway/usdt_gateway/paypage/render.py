@@ -91,8 +91,10 @@ def _time(ms: int | None, *, field: str = "", style: str = "datetime") -> str:
 
 def _copy_button(lang: str, target: str) -> str:
     s = STRINGS[lang]
-    return (f'<button type="button" class="copy" data-copy="{target}" data-copied="{escape(s["copied"])}" '
-            f'hidden>{escape(s["copy"])}</button>')
+    return (
+        f'<button type="button" class="copy" data-copy="{target}" data-copied="{escape(s["copied"])}" '
+        f"hidden>{escape(s['copy'])}</button>"
+    )
 
 
 def _deposit_row(lang: str, deposit: PublicDepositView | None) -> str:
@@ -103,10 +105,12 @@ def _deposit_row(lang: str, deposit: PublicDepositView | None) -> str:
     final_hidden = "" if deposit and deposit.final else " hidden"
     seen_hidden = " hidden" if deposit and deposit.final else ""
     seen = _text(lang, "deposit_confirmations", confirmations=f'<span data-d="confirmations">{confirmations}</span>')
-    return (f'<li class="deposit"><code class="txid" data-d="txid">{txid}</code>'
-            f'<span class="deposit-amount"><span data-d="amount">{amount}</span> USDT</span>'
-            f'<span class="badge final" data-d="final"{final_hidden}>{escape(STRINGS[lang]["deposit_final"])}</span>'
-            f'<span class="badge seen" data-d="seen"{seen_hidden}>{seen}</span></li>')
+    return (
+        f'<li class="deposit"><code class="txid" data-d="txid">{txid}</code>'
+        f'<span class="deposit-amount"><span data-d="amount">{amount}</span> USDT</span>'
+        f'<span class="badge final" data-d="final"{final_hidden}>{escape(STRINGS[lang]["deposit_final"])}</span>'
+        f'<span class="badge seen" data-d="seen"{seen_hidden}>{seen}</span></li>'
+    )
 
 
 def _language_switch(lang: str) -> str:
@@ -148,10 +152,16 @@ def _head(lang: str, title: str) -> str:
 
 def _status(lang: str, view: PublicOrderView, state: str) -> str:
     def t(key: str) -> str:
-        return _text(lang, key, amount=_field("amount", view.amount), paid=_field("paid", view.paid_amount),
-                     missing=_field("missing", view.missing_amount), excess=_field("excess", view.excess_amount),
-                     confirmations=_field("confirmations", str(waiting_confirmations(view))),
-                     required=_field("required", "" if view.confirmations is None else str(view.confirmations)))
+        return _text(
+            lang,
+            key,
+            amount=_field("amount", view.amount),
+            paid=_field("paid", view.paid_amount),
+            missing=_field("missing", view.missing_amount),
+            excess=_field("excess", view.excess_amount),
+            confirmations=_field("confirmations", str(waiting_confirmations(view))),
+            required=_field("required", "" if view.confirmations is None else str(view.confirmations)),
+        )
 
     counted = "confirming_counted" if view.confirmations is not None else "confirming_finality"
     panels = [
@@ -168,8 +178,10 @@ def _status(lang: str, view: PublicOrderView, state: str) -> str:
     out = []
     for name, title, texts in panels:
         body = "".join(f"<p>{t(key)}</p>" for key in texts)
-        out.append(f'<div class="panel {name}" data-panel="{name}" {_show((name,), state)}>'
-                   f'<h2 class="headline">{t(title)}</h2>{body}</div>')
+        out.append(
+            f'<div class="panel {name}" data-panel="{name}" {_show((name,), state)}>'
+            f'<h2 class="headline">{t(title)}</h2>{body}</div>'
+        )
     return "\n".join(out)
 
 
@@ -191,9 +203,11 @@ def render_page(view: PublicOrderView, qr_data_uri: str, lang: str) -> str:
 <p class="redirect" data-redirect hidden>{_text(lang, "redirecting", seconds=_field("redirect", "5"))}
 <button type="button" class="link" data-stay>{escape(s["stay"])}</button></p>
 </div>"""
-    return _head(lang, STRINGS[lang]["title"].format(amount=view.amount)) + f"""<body>
+    return (
+        _head(lang, STRINGS[lang]["title"].format(amount=view.amount))
+        + f"""<body>
 <main class="card" id="payment" data-state="{state}" data-status="{view.status.value}"
- data-exception="{view.exception.value if view.exception else ''}" data-status-url="{escape(status_url)}"
+ data-exception="{view.exception.value if view.exception else ""}" data-status-url="{escape(status_url)}"
  data-expires-at="{view.expires_at}" data-server-time="{view.server_time}">
 <header class="top"><h1>{escape(s["heading"])}</h1>{_language_switch(lang)}</header>
 <section class="status" aria-live="polite">
@@ -256,12 +270,15 @@ def render_page(view: PublicOrderView, qr_data_uri: str, lang: str) -> str:
 </body>
 </html>
 """
+    )
 
 
 def render_message(lang: str, title_key: str, text_key: str) -> str:
     """A page with one message (unknown payment, internal error), with the language switch."""
     s = STRINGS[lang]
-    return _head(lang, s[title_key]) + f"""<body>
+    return (
+        _head(lang, s[title_key])
+        + f"""<body>
 <main class="card message" id="message">
 <header class="top"><h1>{escape(s["heading"])}</h1>{_language_switch(lang)}</header>
 <section class="status"><div class="panel"><h2 class="headline">{escape(s[title_key])}</h2>
@@ -270,3 +287,4 @@ def render_message(lang: str, title_key: str, text_key: str) -> str:
 </body>
 </html>
 """
+    )

@@ -27,8 +27,10 @@ app = APIGatewayRestResolver()
 HTML = "text/html; charset=utf-8"
 # Scripts, styles and requests only from this origin (no inline code: the script is a file), the
 # QR code as a data: image, no plugins, no framing, no forms, no <base> rewrites.
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src data:; connect-src 'self'; "
-       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'"
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -66,8 +68,12 @@ def _without_trailing_slash(public_id: str) -> Response[str] | None:
     pairs = [(k, v) for k, values in query.items() for v in values]
     if pairs:
         location += "?" + urlencode(pairs)
-    return Response(status_code=308, content_type="text/plain; charset=utf-8", body="",
-                    headers={**SECURITY_HEADERS, "Cache-Control": "no-store", "Location": location})
+    return Response(
+        status_code=308,
+        content_type="text/plain; charset=utf-8",
+        body="",
+        headers={**SECURITY_HEADERS, "Cache-Control": "no-store", "Location": location},
+    )
 
 
 @app.get("/pay/<publicId>")
@@ -84,8 +90,12 @@ def payment_page(publicId: str) -> Response[str]:  # the template's path paramet
 def asset(asset: str) -> Response[str]:
     found = assets.BY_NAME.get(asset)
     if found is None:  # an unknown name, or a file of another release
-        return Response(status_code=404, content_type="text/plain; charset=utf-8", body="not found",
-                        headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
+        return Response(
+            status_code=404,
+            content_type="text/plain; charset=utf-8",
+            body="not found",
+            headers={**SECURITY_HEADERS, "Cache-Control": "no-store"},
+        )
     return Response(status_code=200, content_type=found.content_type, body=found.body, headers=dict(ASSET_HEADERS))
 
 

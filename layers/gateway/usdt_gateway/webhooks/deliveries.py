@@ -16,21 +16,45 @@ Item = dict[str, Any]
 
 def to_view(item: Item) -> DeliveryView:
     return DeliveryView(
-        delivery_id=item["eventId"], type=item["type"], order_id=item.get("orderId"),
-        created_at=int(item["createdAt"]), status=DeliveryStatus(item["deliveryStatus"]),
-        attempts=[DeliveryAttemptView(n=int(a["n"]), at=int(a["at"]), url=a.get("url"), status_code=a.get("statusCode"),
-                                      latency_ms=int(a.get("latencyMs") or 0), error=a.get("error"))
-                  for a in item.get("attempts") or []],
+        delivery_id=item["eventId"],
+        type=item["type"],
+        order_id=item.get("orderId"),
+        created_at=int(item["createdAt"]),
+        status=DeliveryStatus(item["deliveryStatus"]),
+        attempts=[
+            DeliveryAttemptView(
+                n=int(a["n"]),
+                at=int(a["at"]),
+                url=a.get("url"),
+                status_code=a.get("statusCode"),
+                latency_ms=int(a.get("latencyMs") or 0),
+                error=a.get("error"),
+            )
+            for a in item.get("attempts") or []
+        ],
         next_attempt_at=item.get("nextAttemptAt"),
     )
 
 
-def list_deliveries(merchant_id: str, *, order_id: str | None, event_type: str | None,
-                    outcome: DeliveryStatus | None, limit: int, cursor: str | None) -> DeliveryListView:
+def list_deliveries(
+    merchant_id: str,
+    *,
+    order_id: str | None,
+    event_type: str | None,
+    outcome: DeliveryStatus | None,
+    limit: int,
+    cursor: str | None,
+) -> DeliveryListView:
     """Newest first; the filters are equality filters on the merchant's events index."""
     filters = {"orderId": order_id, "type": event_type, "deliveryStatus": outcome.value if outcome else None}
-    items, next_cursor = store.query_index(store.events_index_pk(merchant_id), sk_from="0", sk_to="~", limit=limit,
-                                           cursor=cursor, filters={k: v for k, v in filters.items() if v} or None)
+    items, next_cursor = store.query_index(
+        store.events_index_pk(merchant_id),
+        sk_from="0",
+        sk_to="~",
+        limit=limit,
+        cursor=cursor,
+        filters={k: v for k, v in filters.items() if v} or None,
+    )
     return DeliveryListView(deliveries=[to_view(i) for i in items], next_cursor=next_cursor)
 
 
@@ -48,17 +72,21 @@ def resend(merchant_id: str, delivery_id: str) -> DeliveryView:
     profile = merchants.get_merchant(merchant_id)
     url = endpoints.target_url(profile, event)
     if url is None:
-        raise InvalidRequest("no webhook URL is configured: set one with PUT /v1/webhooks/endpoint",
-                             code="WEBHOOK_URL_REQUIRED")
+        raise InvalidRequest(
+            "no webhook URL is configured: set one with PUT /v1/webhooks/endpoint", code="WEBHOOK_URL_REQUIRED"
+        )
     if endpoints.is_disabled(profile, url):
-        raise Conflict(f"{url} is disabled: re-enable it with PUT /v1/webhooks/endpoint, then resend",
-                       code="WEBHOOK_URL_DISABLED")
+        raise Conflict(
+            f"{url} is disabled: re-enable it with PUT /v1/webhooks/endpoint, then resend", code="WEBHOOK_URL_DISABLED"
+        )
     now = int(time.time() * 1000)
-    marker = events.outbox_marker(delivery_id, now, int(event["sequence"]), merchant_id=event.get("merchantId"),
-                                  order_id=event.get("orderId"))
+    marker = events.outbox_marker(
+        delivery_id, now, int(event["sequence"]), merchant_id=event.get("merchantId"), order_id=event.get("orderId")
+    )
     # none (or this event's marker, not handed over yet) -> this event's marker
-    put_marker = store.put_part(marker, condition="attribute_not_exists(pk) OR eventId = :e",
-                                values={":e": delivery_id})
+    put_marker = store.put_part(
+        marker, condition="attribute_not_exists(pk) OR eventId = :e", values={":e": delivery_id}
+    )
     try:
         store.transact([delivery_state.reopen_part(delivery_id, merchant_id, now), put_marker])
     except store.TransactionConflict as exc:

@@ -177,8 +177,9 @@ def _describe(exc: BaseException, deadline: _Deadline, timeout_s: float) -> tupl
     return "CONNECTION_ERROR", f"connection failed: {reason}"
 
 
-def _exchange(sock: socket.socket, target: Target, body: bytes, headers: Mapping[str, str],
-              max_response_bytes: int) -> tuple[int, str | None, bytes]:
+def _exchange(
+    sock: socket.socket, target: Target, body: bytes, headers: Mapping[str, str], max_response_bytes: int
+) -> tuple[int, str | None, bytes]:
     """Send the request on an open socket; (status, Retry-After, first bytes of the body)."""
     conn = http.client.HTTPConnection(target.host, target.port)
     conn.sock = sock  # already connected, to the checked address: http.client never dials
@@ -204,9 +205,18 @@ def _exchange(sock: socket.socket, target: Target, body: bytes, headers: Mapping
         conn.close()
 
 
-def post(url: str, body: bytes, headers: Mapping[str, str], *, timeout_s: float, allow_loopback: bool,
-         resolve: Resolver = default_resolve, allowed_ports: Collection[int] = WEB_PORTS,
-         max_response_bytes: int = 4096, ca_certs: str | None = None) -> Outcome:
+def post(
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    timeout_s: float,
+    allow_loopback: bool,
+    resolve: Resolver = default_resolve,
+    allowed_ports: Collection[int] = WEB_PORTS,
+    max_response_bytes: int = 4096,
+    ca_certs: str | None = None,
+) -> Outcome:
     """POST body to url with headers; never raises for a refused URL or a network failure.
     ca_certs: a CA bundle to trust instead of the system's (tests, private CAs)."""
     if timeout_s <= 0:
@@ -245,5 +255,6 @@ def post(url: str, body: bytes, headers: Mapping[str, str], *, timeout_s: float,
     elif not 200 <= status < 300:
         error, code = f"HTTP {status}", "HTTP_STATUS"
     wait = _retry_after(retry_after, time.time()) if status in (429, 503) else None
-    return Outcome(status=status, latency_ms=elapsed_ms(), error=error, code=code, retry_after_s=wait,
-                   body_excerpt=excerpt)
+    return Outcome(
+        status=status, latency_ms=elapsed_ms(), error=error, code=code, retry_after_s=wait, body_excerpt=excerpt
+    )

@@ -83,9 +83,12 @@ def view(profile: Item, now_ms: int | None = None) -> WebhookEndpointView:
     until = int(profile.get("previousWebhookSecretUntil") or 0)
     rotating = bool(profile.get("previousWebhookSecretCipher")) and until > now_ms
     return WebhookEndpointView(
-        url=url, enabled=url is not None and url not in disabled,
-        disabled_urls=[DisabledUrlView(url=u, disabled_at=int(d["disabledAt"]), reason=d["reason"])
-                       for u, d in sorted(disabled.items(), key=lambda kv: kv[1]["disabledAt"])],
+        url=url,
+        enabled=url is not None and url not in disabled,
+        disabled_urls=[
+            DisabledUrlView(url=u, disabled_at=int(d["disabledAt"]), reason=d["reason"])
+            for u, d in sorted(disabled.items(), key=lambda kv: kv[1]["disabledAt"])
+        ],
         secret_rotation=SecretRotationView(previous_valid_until=until) if rotating else None,
     )
 
@@ -108,8 +111,12 @@ def configure(merchant_id: str, update: WebhookEndpointUpdate) -> WebhookEndpoin
     if "url" in given:
         pk, sk = store.merchant_key(merchant_id)
         # The merchant's own setting, replaced as a whole: the last write wins.
-        store.update(pk, sk, set_values={"webhookUrl": update.url, "webhookUrlUpdatedAt": _now_ms()},
-                     condition="attribute_exists(pk)")
+        store.update(
+            pk,
+            sk,
+            set_values={"webhookUrl": update.url, "webhookUrlUpdatedAt": _now_ms()},
+            condition="attribute_exists(pk)",
+        )
     if update.enabled is True and url:
         enable(merchant_id, url)
     elif update.enabled is False and url:

@@ -24,8 +24,9 @@ def send_test(merchant_id: str, url: str | None) -> WebhookTestResult:
     profile = merchants.get_merchant(merchant_id)
     target = url or profile.get("webhookUrl")
     if not target:
-        raise InvalidRequest("no webhook URL: set one with PUT /v1/webhooks/endpoint, or give `url`",
-                             code="WEBHOOK_URL_REQUIRED")
+        raise InvalidRequest(
+            "no webhook URL: set one with PUT /v1/webhooks/endpoint, or give `url`", code="WEBHOOK_URL_REQUIRED"
+        )
     # The default URL too: one set under a wider policy (ports) is refused, not reported on.
     try:
         endpoints.check(target)
@@ -37,7 +38,14 @@ def send_test(merchant_id: str, url: str | None) -> WebhookTestResult:
     attempt = delivery_state.attempt_entry(1, started, target, outcome)
     status = DeliveryStatus.DELIVERED if outcome.ok else DeliveryStatus.DEAD
     # none -> delivered|dead: a new random event id.
-    store.put_new({**event, "attempts": [attempt], "attemptCount": 1, "deliveryStatus": status.value,
-                   "lastAttemptAt": started})
-    return WebhookTestResult(delivery_id=event["eventId"], url=target, ok=outcome.ok, status_code=outcome.status,
-                             latency_ms=outcome.latency_ms, error=outcome.error)
+    store.put_new(
+        {**event, "attempts": [attempt], "attemptCount": 1, "deliveryStatus": status.value, "lastAttemptAt": started}
+    )
+    return WebhookTestResult(
+        delivery_id=event["eventId"],
+        url=target,
+        ok=outcome.ok,
+        status_code=outcome.status,
+        latency_ms=outcome.latency_ms,
+        error=outcome.error,
+    )

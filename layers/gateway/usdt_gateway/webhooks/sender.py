@@ -73,8 +73,15 @@ def send(profile: Item, event: Item, url: str, *, timeout_s: float) -> Outcome:
     body = str(event["body"]).encode()
     headers = webhook_headers(endpoints.signing_secrets(profile, _now_ms()), event["eventId"], int(time.time()), body)
     s = settings()
-    return delivery_http.post(url, body, headers, timeout_s=timeout_s, allow_loopback=s.local_mode,
-                              resolve=endpoints.resolver, allowed_ports=s.webhook_ports)
+    return delivery_http.post(
+        url,
+        body,
+        headers,
+        timeout_s=timeout_s,
+        allow_loopback=s.local_mode,
+        resolve=endpoints.resolver,
+        allowed_ports=s.webhook_ports,
+    )
 
 
 def handle(message_id: str, receipt_handle: str, body: str) -> str:
@@ -93,8 +100,9 @@ def _handle(message_id: str, receipt_handle: str, body: str) -> str:
         event = None
     if event is None:
         # Nothing to deliver: kept in the dead-letter queue for the operator, never just dropped.
-        logger.error("webhook queue message without a known event; moved to the dead-letter queue",
-                     extra={"body": body[:200]})
+        logger.error(
+            "webhook queue message without a known event; moved to the dead-letter queue", extra={"body": body[:200]}
+        )
         aws.client("sqs").send_message(QueueUrl=settings().webhook_dlq_url, MessageBody=body)
         return "rejected"
     owner = event.get(delivery_state.OWNER)
@@ -103,8 +111,12 @@ def _handle(message_id: str, receipt_handle: str, body: str) -> str:
     if event["deliveryStatus"] == S.DEAD:
         _to_dead_letter_queue(event)  # this message's earlier hand-off was cut short
         return "dead"
-    with log_keys(event_id=event_id, event_type=event.get("type"), merchant_id=event.get("merchantId"),
-                  order_id=event.get("orderId")):
+    with log_keys(
+        event_id=event_id,
+        event_type=event.get("type"),
+        merchant_id=event.get("merchantId"),
+        order_id=event.get("orderId"),
+    ):
         if owner is None:
             claimed = delivery_state.claim(event_id, message_id)
             if claimed is None:
@@ -154,9 +166,11 @@ def _in_process_turn(merchant_id: str) -> threading.BoundedSemaphore:
 def _defer(event: Item, message_id: str) -> None:
     """Every slot of the merchant is held: the event comes back a little later, as a new message
     (this one is deleted, so its receive count keeps meaning deliveries, not waits)."""
-    reply = aws.client("sqs").send_message(QueueUrl=settings().webhook_queue_url,
-                                           DelaySeconds=random.randint(*DEFER_SECONDS),
-                                           **outbox.message(event["eventId"], event["merchantId"]))
+    reply = aws.client("sqs").send_message(
+        QueueUrl=settings().webhook_queue_url,
+        DelaySeconds=random.randint(*DEFER_SECONDS),
+        **outbox.message(event["eventId"], event["merchantId"]),
+    )
     delivery_state.hand_over(event["eventId"], message_id, reply["MessageId"])
 
 
@@ -172,8 +186,7 @@ def _retry_delay(retry: int, outcome: Outcome) -> float | None:
     return min(float(math.ceil(delay)), MAX_HIDDEN_S)
 
 
-def _settle(event: Item, message_id: str, receipt_handle: str, url: str | None, started: int,
-            outcome: Outcome) -> str:
+def _settle(event: Item, message_id: str, receipt_handle: str, url: str | None, started: int, outcome: Outcome) -> str:
     n = int(event.get("attemptCount") or 0) + 1
     attempt = delivery_state.attempt_entry(n, started, url, outcome)
     delay: float | None = None
@@ -189,8 +202,14 @@ def _settle(event: Item, message_id: str, receipt_handle: str, url: str | None, 
     _count("WebhookAttempts")
     _count("WebhookDeliveries" if outcome.ok else "WebhookFailures")
     # The URL without its query (a merchant may put a token there); the delivery log has it whole.
-    log = {"attempt": n, "url": redact_url(url, keep_path=True), "status_code": outcome.status,
-           "latency_ms": outcome.latency_ms, "error": outcome.error, "outcome": status.value}
+    log = {
+        "attempt": n,
+        "url": redact_url(url, keep_path=True),
+        "status_code": outcome.status,
+        "latency_ms": outcome.latency_ms,
+        "error": outcome.error,
+        "outcome": status.value,
+    }
     if not delivery_state.record(event, message_id, attempt, status, next_at):
         # A resend put another message in charge while this one was sending: it decides what next.
         delivery_state.record_attempt_only(event["eventId"], attempt)
@@ -204,8 +223,9 @@ def _settle(event: Item, message_id: str, receipt_handle: str, url: str | None, 
     if status == S.FAILING:
         assert delay is not None
         logger.info("webhook attempt failed; retrying", extra={**log, "retry_in_seconds": delay})
-        aws.client("sqs").change_message_visibility(QueueUrl=settings().webhook_queue_url,
-                                                    ReceiptHandle=receipt_handle, VisibilityTimeout=int(delay))
+        aws.client("sqs").change_message_visibility(
+            QueueUrl=settings().webhook_queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=int(delay)
+        )
         raise KeepMessage(f"attempt {n} failed; next in {int(delay)} s")
     if status == S.DISABLED:
         logger.warning("webhook URL disabled: the receiver answered 410 Gone", extra=log)
@@ -215,5 +235,6 @@ def _settle(event: Item, message_id: str, receipt_handle: str, url: str | None, 
 
 
 def _to_dead_letter_queue(event: Item) -> None:
-    aws.client("sqs").send_message(QueueUrl=settings().webhook_dlq_url,
-                                   **outbox.message(event["eventId"], event["merchantId"]))
+    aws.client("sqs").send_message(
+        QueueUrl=settings().webhook_dlq_url, **outbox.message(event["eventId"], event["merchantId"])
+    )

@@ -26,7 +26,7 @@ def secret_key(secret: str) -> bytes:
     """The HMAC key of a "whsec_" secret. Padding may be left off, as the reference libraries allow."""
     if not secret.startswith(SECRET_PREFIX):
         raise ValueError(f"webhook secret must start with '{SECRET_PREFIX}'")
-    encoded = secret[len(SECRET_PREFIX):]
+    encoded = secret[len(SECRET_PREFIX) :]
     try:
         key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except (binascii.Error, ValueError):

@@ -32,9 +32,14 @@ def acquire(merchant_id: str, *, now_ms: int) -> Slot | None:
     for index in random.sample(range(limit), limit):
         pk, sk = store.webhook_slot_key(merchant_id, index)
         # free (never used, released, or its holder's lease ran out) -> held by this delivery
-        taken = store.update(pk, sk, set_values={"holder": holder, "leaseUntil": until},
-                             condition="attribute_not_exists(pk) OR #until < :now",
-                             names={"#until": "leaseUntil"}, values={":now": now_ms})
+        taken = store.update(
+            pk,
+            sk,
+            set_values={"holder": holder, "leaseUntil": until},
+            condition="attribute_not_exists(pk) OR #until < :now",
+            names={"#until": "leaseUntil"},
+            values={":now": now_ms},
+        )
         if taken is not None:
             return Slot(merchant_id, index, holder)
     return None
@@ -43,5 +48,11 @@ def acquire(merchant_id: str, *, now_ms: int) -> Slot | None:
 def release(slot: Slot) -> None:
     pk, sk = store.webhook_slot_key(slot.merchant_id, slot.index)
     # held by this delivery -> free (a lease that ran out and was taken over stays the new holder's)
-    store.update(pk, sk, set_values={"leaseUntil": 0}, condition="#holder = :me",
-                 names={"#holder": "holder"}, values={":me": slot.holder})
+    store.update(
+        pk,
+        sk,
+        set_values={"leaseUntil": 0},
+        condition="#holder = :me",
+        names={"#holder": "holder"},
+        values={":me": slot.holder},
+    )

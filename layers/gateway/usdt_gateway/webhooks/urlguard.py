@@ -39,42 +39,48 @@ _HOSTNAME = re.compile(rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?$")
 _NUMERIC_LABEL = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)$")
 BAD_HOST = "the URL's host is not a valid host name or IP address"
 
-_V4_CLASSES: tuple[tuple[IPv4Network, str], ...] = tuple((IPv4Network(net), label) for net, label in (
-    ("0.0.0.0/32", "an unspecified address"),
-    ("0.0.0.0/8", "a 'this network' address"),
-    ("127.0.0.0/8", LOOPBACK),
-    ("169.254.169.254/32", "a link-local address (the cloud metadata service)"),
-    ("169.254.0.0/16", "a link-local address"),
-    ("10.0.0.0/8", "a private address"),
-    ("172.16.0.0/12", "a private address"),
-    ("192.168.0.0/16", "a private address"),
-    ("100.64.0.0/10", "a shared (CGNAT) address"),
-    ("224.0.0.0/4", "a multicast address"),
-    ("255.255.255.255/32", "the broadcast address"),
-    ("240.0.0.0/4", "a reserved address"),
-    ("192.0.0.0/24", "a reserved (IETF protocol assignment) address"),
-    ("198.18.0.0/15", "a benchmarking address"),
-    ("192.0.2.0/24", "a documentation address"),
-    ("198.51.100.0/24", "a documentation address"),
-    ("203.0.113.0/24", "a documentation address"),
-))
+_V4_CLASSES: tuple[tuple[IPv4Network, str], ...] = tuple(
+    (IPv4Network(net), label)
+    for net, label in (
+        ("0.0.0.0/32", "an unspecified address"),
+        ("0.0.0.0/8", "a 'this network' address"),
+        ("127.0.0.0/8", LOOPBACK),
+        ("169.254.169.254/32", "a link-local address (the cloud metadata service)"),
+        ("169.254.0.0/16", "a link-local address"),
+        ("10.0.0.0/8", "a private address"),
+        ("172.16.0.0/12", "a private address"),
+        ("192.168.0.0/16", "a private address"),
+        ("100.64.0.0/10", "a shared (CGNAT) address"),
+        ("224.0.0.0/4", "a multicast address"),
+        ("255.255.255.255/32", "the broadcast address"),
+        ("240.0.0.0/4", "a reserved address"),
+        ("192.0.0.0/24", "a reserved (IETF protocol assignment) address"),
+        ("198.18.0.0/15", "a benchmarking address"),
+        ("192.0.2.0/24", "a documentation address"),
+        ("198.51.100.0/24", "a documentation address"),
+        ("203.0.113.0/24", "a documentation address"),
+    )
+)
 
-_V6_CLASSES: tuple[tuple[IPv6Network, str], ...] = tuple((IPv6Network(net), label) for net, label in (
-    ("::/128", "an unspecified address"),
-    ("::1/128", LOOPBACK),
-    ("ff00::/8", "a multicast address"),
-    ("fe80::/10", "a link-local address"),
-    ("fec0::/10", "a site-local address"),
-    ("fd00:ec2::254/128", "a private (unique local) address (the cloud metadata service)"),
-    ("fc00::/7", "a private (unique local) address"),
-    ("2001:db8::/32", "a documentation address"),
-    ("3fff::/20", "a documentation address"),
-    ("2001:2::/48", "a benchmarking address"),
-    ("2001::/32", "a Teredo tunnel address"),
-    ("64:ff9b:1::/48", "a local-use NAT64 address"),
-    ("100::/64", "a discard-only address"),
-    ("::/96", "a deprecated IPv4-compatible address"),
-))
+_V6_CLASSES: tuple[tuple[IPv6Network, str], ...] = tuple(
+    (IPv6Network(net), label)
+    for net, label in (
+        ("::/128", "an unspecified address"),
+        ("::1/128", LOOPBACK),
+        ("ff00::/8", "a multicast address"),
+        ("fe80::/10", "a link-local address"),
+        ("fec0::/10", "a site-local address"),
+        ("fd00:ec2::254/128", "a private (unique local) address (the cloud metadata service)"),
+        ("fc00::/7", "a private (unique local) address"),
+        ("2001:db8::/32", "a documentation address"),
+        ("3fff::/20", "a documentation address"),
+        ("2001:2::/48", "a benchmarking address"),
+        ("2001::/32", "a Teredo tunnel address"),
+        ("64:ff9b:1::/48", "a local-use NAT64 address"),
+        ("100::/64", "a discard-only address"),
+        ("::/96", "a deprecated IPv4-compatible address"),
+    )
+)
 _GLOBAL_UNICAST = IPv6Network("2000::/3")
 _NAT64 = IPv6Network("64:ff9b::/96")
 
@@ -193,8 +199,13 @@ def _port_refused(port: int, permitted: Collection[int]) -> UnsafeUrl:
     return UnsafeUrl("URL_PORT_NOT_ALLOWED", f"port {port} is not allowed; webhook URLs may use {ports} {listed}")
 
 
-def check_url(url: str, *, allow_loopback: bool = False, resolve: Resolver = default_resolve,
-              allowed_ports: Collection[int] = WEB_PORTS) -> Target:
+def check_url(
+    url: str,
+    *,
+    allow_loopback: bool = False,
+    resolve: Resolver = default_resolve,
+    allowed_ports: Collection[int] = WEB_PORTS,
+) -> Target:
     """The Target of url, or UnsafeUrl. Resolves the host now: call it again at each send. A host
     that is loopback only (local mode) may use any port; others only allowed_ports."""
     if len(url) > MAX_URL_LENGTH:
