@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from usdt_gateway import aws, outbox
+from usdt_gateway import aws, clock, outbox
 from usdt_gateway.config import settings
 from usdt_gateway.observability import logger, metrics
 from usdt_gateway.tracing import tracer
@@ -21,4 +20,4 @@ aws.client("dynamodb"), aws.client("sqs")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return {"published": len(outbox.sweep(now_ms=int(time.time() * 1000)))}
+    return {"published": len(outbox.sweep(now_ms=clock.now_ms()))}

@@ -38,12 +38,11 @@ CLOCK = Clock()
 @pytest.fixture(scope="module")
 def shop(gateway_env: dict[str, str]) -> Iterator[Merchant]:
     """A merchant whose key is never rate limited, no URL that resolves, and the stopped clock."""
-    from usdt_gateway import auth
     from usdt_gateway.webhooks import endpoints
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(endpoints, "resolver", FakeDns())
-        mp.setattr(auth, "now_ms", CLOCK)
+        mp.setattr("usdt_gateway.clock.now_ms", CLOCK)
         yield new_merchant(rate_limit=10**9)
 
 

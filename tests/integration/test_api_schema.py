@@ -63,13 +63,12 @@ class Clock:
 def shop(gateway_env: dict[str, str]) -> Iterator[tuple[Merchant, Clock]]:
     """A merchant whose key is never rate limited, no URL that resolves (webhook URLs are refused
     before anything is sent), and the stopped clock."""
-    from usdt_gateway import auth
     from usdt_gateway.webhooks import endpoints
 
     clock = Clock()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(endpoints, "resolver", FakeDns())
-        mp.setattr(auth, "now_ms", clock)
+        mp.setattr("usdt_gateway.clock.now_ms", clock)
         yield new_merchant(rate_limit=10**9), clock
 
 

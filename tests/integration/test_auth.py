@@ -359,10 +359,9 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch, api: ApiClient) -> Clock:
     """Stopped in the middle of a rate-limit window; `api` signs with it."""
-    from usdt_gateway import auth
 
     stopped = Clock((int(time.time() * 1000) // 60_000) * 60_000 + 30_000)
-    monkeypatch.setattr(auth, "now_ms", stopped)
+    monkeypatch.setattr("usdt_gateway.clock.now_ms", stopped)
     api.now = stopped
     return stopped
 

@@ -15,7 +15,7 @@ from tests.integration.apiclient import ApiClient
 from tests.integration.conftest import PUBLIC_IP, FakeDns, Merchant, WebhookQueues, new_merchant, table_item_count
 from tests.integration.webhook_receiver import Reply, receiver
 from tests.integration.webhooks import DELIVERIES, ENDPOINT, cancelled_order, event, order_events, queue_bodies, set_url
-from usdt_gateway import config, ratelimit
+from usdt_gateway import config
 
 TEST_PATH = "/v1/webhooks/test"
 
@@ -393,7 +393,13 @@ def test_the_test_endpoint_has_a_small_limit_of_its_own(
     settings_env.setenv("RATE_LIMIT_BLOCK_AFTER", "1")
     config.reset()
     minute_ms = int(time.time()) // 60 * 60_000
-    settings_env.setattr(ratelimit, "now_ms", lambda: minute_ms + 30_000)
+
+    def stopped() -> int:
+        return minute_ms + 30_000
+
+    settings_env.setattr("usdt_gateway.clock.now_ms", stopped)
+    for client in (api, stranger):  # requests are signed at the gateway's time
+        settings_env.setattr(client, "now", stopped)
     with receiver() as shop:
         set_url(api, shop.url())
         # When the merchant asks for 6 test events

@@ -11,7 +11,7 @@ import boto3
 from standardwebhooks.webhooks import Webhook
 
 from tests.integration.apiclient import ApiClient
-from usdt_gateway import events, outbox, store, transitions
+from usdt_gateway import clock, events, outbox, store, transitions
 
 ENDPOINT = "/v1/webhooks/endpoint"
 DELIVERIES = "/v1/webhooks/deliveries"
@@ -68,7 +68,7 @@ def overpay(api: ApiClient, *, late: bool, excess_units: int = 3_000_000) -> tup
     order_id = api.create().body["orderId"]
     pk, _ = store.order_key(_merchant(api), order_id)
     if late:
-        transitions.apply(pk, lambda order: ({**order, "closedAt": transitions.now_ms()}, []))
+        transitions.apply(pk, lambda order: ({**order, "closedAt": clock.now_ms()}, []))
 
     def credit(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         txid = "0x" + "cd" * 32

@@ -25,11 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
-from usdt_gateway import cursor, merchants, status
+from usdt_gateway import clock, cursor, merchants, status
 from usdt_gateway.auth import SCOPES
 from usdt_gateway.config import ConfigError, networks
 from usdt_gateway.errors import GatewayError
@@ -152,7 +151,7 @@ def _resume_scan(network: str, from_block: int) -> dict[str, Any]:
     if network not in networks():
         raise ConfigError(f"network {network!r} is not enabled")
     try:
-        resumed = cursor.resume(network, from_block=from_block, now=int(time.time() * 1000))
+        resumed = cursor.resume(network, from_block=from_block, now=clock.now_ms())
     except LookupError as exc:
         raise ConfigError(str(exc)) from exc
     except cursor.LeaseLost as exc:
@@ -168,7 +167,7 @@ def _status(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps({"healthy": healthy, "networks": [s.to_json() for s in statuses]}, indent=2))
     else:
-        print(status.render(statuses, now_ms=int(time.time() * 1000)))
+        print(status.render(statuses, now_ms=clock.now_ms()))
     return 0 if healthy else 1
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from usdt_gateway import jsonbody, signing, store
+from usdt_gateway import clock, jsonbody, signing, store
 from usdt_gateway.config import settings
 from usdt_gateway.errors import Forbidden, GatewayError, InvalidRequest, Unauthorized
 from usdt_gateway.http import Request
-from usdt_gateway.ratelimit import enforce, now_ms, window_of
+from usdt_gateway.ratelimit import enforce, window_of
 from usdt_gateway.secretbox import decrypt
 
 READ, WRITE = "orders:read", "orders:write"
@@ -203,7 +203,7 @@ def authenticate(request: Request, scope: str, *, accepts_v1: bool = False, one_
         raise Unauthorized(
             "send the headers API-Key, Request-Time and Signature-V2 (or Signature-V1)", code="MISSING_CREDENTIALS"
         )
-    at = now_ms()
+    at = clock.now_ms()
     ts, window = _timestamp(request, at)
     if len(api_key) > 128 or not api_key.isascii() or (key := _key_secret(api_key)) is None:
         raise Unauthorized("unknown API key", code="INVALID_API_KEY")

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
-from usdt_gateway import events, outbox, store, transitions
+from usdt_gateway import clock, events, outbox, store, transitions
 from usdt_gateway.chain.transfers import ChainMoved, Transfer
 from usdt_gateway.config import networks
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
@@ -32,7 +32,7 @@ from usdt_gateway.lifecycle import ACCEPTING
 from usdt_gateway.money import format_units
 from usdt_gateway.observability import log_keys, logger, order_keys
 from usdt_gateway.schemas import DepositListView, DepositRecordView, OrderStatus
-from usdt_gateway.transitions import Applied, now_ms
+from usdt_gateway.transitions import Applied
 from usdt_gateway.watchlist import WatchEntry
 
 SEEN, CREDITED, UNMATCHED, IGNORED = "seen", "credited", "unmatched", "ignored"
@@ -98,7 +98,7 @@ def _item(t: Transfer, status: str, **extra: Any) -> dict[str, Any]:
         "units": t.units,
         "decimals": networks()[t.network].decimals,
         "depositStatus": status,
-        "recordedAt": now_ms(),
+        "recordedAt": clock.now_ms(),
         **extra,
     }
 
@@ -127,7 +127,7 @@ def _ledger_put(t: Transfer) -> dict[str, Any]:
             "sk": sk,
             "depositPk": dep_pk,
             "blockNumber": t.block_number,
-            "ttl": now_ms() // 1000 + LEDGER_TTL_S,
+            "ttl": clock.now_ms() // 1000 + LEDGER_TTL_S,
         },
         condition="attribute_not_exists(pk) OR depositPk = :d",
         values={":d": dep_pk},
@@ -373,7 +373,7 @@ def _drop(network: str, item: dict[str, Any]) -> Applied:
         drop = store.set_part(
             item["pk"],
             item["sk"],
-            set_values={"depositStatus": DROPPED, "droppedAt": now_ms()},
+            set_values={"depositStatus": DROPPED, "droppedAt": clock.now_ms()},
             condition="#ds = :seen",
             values={":seen": SEEN},
             remove=("gsi1pk", "gsi1sk"),
@@ -453,7 +453,7 @@ def _reverse(dep: dict[str, Any], ledger_block: int) -> bool:
             "depositStatus": REVERSED,
             "reason": REORG,
             "unmatched": False,
-            "reversedAt": now_ms(),
+            "reversedAt": clock.now_ms(),
             "reversedFrom": status,
         },
         condition="#ds = :st",
@@ -539,7 +539,12 @@ def attach(merchant_id: str, deposit_id_: str, order_id: str) -> dict[str, Any]:
         claim = store.set_part(
             dep_pk,
             dep_sk,
-            set_values={"depositStatus": CREDITED, "orderPk": order_pk, "unmatched": False, "attachedAt": now_ms()},
+            set_values={
+                "depositStatus": CREDITED,
+                "orderPk": order_pk,
+                "unmatched": False,
+                "attachedAt": clock.now_ms(),
+            },
             condition="#ds = :unmatched AND merchantId = :m",
             values={":unmatched": UNMATCHED, ":m": merchant_id},
             names=NAMES,

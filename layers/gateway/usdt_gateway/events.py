@@ -30,10 +30,9 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from typing import Any
 
-from usdt_gateway import store
+from usdt_gateway import clock, store
 from usdt_gateway.schemas import OrderException, OrderStatus
 
 S = OrderStatus
@@ -174,7 +173,7 @@ def for_order(
     from usdt_gateway.orders import scan_head, to_view  # orders imports the event writers' callers
 
     data = to_view(order, scan_head(order)).model_dump(mode="json", by_alias=True)
-    now = int(time.time() * 1000)
+    now = clock.now_ms()
     ids, parts = [], []
     for offset, event_type in enumerate(types):
         event_id = new_event_id()
@@ -203,7 +202,7 @@ def for_deposit(
         event_id,
         event_type,
         merchant_id=merchant_id,
-        created_at=int(time.time() * 1000),
+        created_at=clock.now_ms(),
         sequence=sequence,
         data=data,
         order=None,
@@ -217,7 +216,7 @@ def webhook_test(merchant_id: str, message: str) -> Item:
         event_id,
         TEST,
         merchant_id=merchant_id,
-        created_at=int(time.time() * 1000),
+        created_at=clock.now_ms(),
         sequence=0,
         data={"message": message},
         order=None,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from usdt_gateway import store, transitions
-from usdt_gateway.transitions import Applied, now_ms
+from usdt_gateway import clock, store, transitions
+from usdt_gateway.transitions import Applied
 from usdt_gateway.watchlist import WatchEntry
 
 
@@ -21,7 +21,7 @@ def close(entry: WatchEntry, network: str) -> Applied:
     mark = store.set_part(watch_pk, entry.sk, set_values={"closed": True}, condition="attribute_exists(pk)")
 
     def change(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        closed_at = order.get("closedAt") or now_ms()
+        closed_at = order.get("closedAt") or clock.now_ms()
         return {**order, "closedAt": closed_at}, [mark]
 
     return transitions.apply(entry.order_pk, change)

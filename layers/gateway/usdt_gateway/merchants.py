@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import base64
 import secrets
-import time
 from decimal import Decimal
 from typing import Any, Literal
 
-from usdt_gateway import hdwallet, store
+from usdt_gateway import clock, hdwallet, store
 from usdt_gateway.address_codec import normalize_evm_address, normalize_tron_address
 from usdt_gateway.auth import DEFAULT_RECV_WINDOW_MS, MAX_RECV_WINDOW_MS, SCOPES
 from usdt_gateway.config import networks
@@ -19,10 +18,6 @@ from usdt_gateway.money import decimal_places, parse_amount, plain
 from usdt_gateway.secretbox import encrypt
 
 Family = Literal["evm", "tron"]
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def webhook_secret_context(merchant_id: str) -> dict[str, str]:
@@ -46,7 +41,7 @@ def create_merchant(name: str, *, webhook_url: str | None = None) -> dict[str, s
             "name": name,
             "webhookUrl": webhook_url,
             "webhookSecretCipher": encrypt(webhook_secret, webhook_secret_context(merchant_id)),
-            "createdAt": _now_ms(),
+            "createdAt": clock.now_ms(),
         }
     )
     return {"merchantId": merchant_id, "webhookSecret": webhook_secret}
@@ -59,7 +54,7 @@ def rotate_webhook_secret(merchant_id: str, *, overlap_seconds: int = 86_400) ->
         raise InvalidRequest("overlap must be between 0 and 2592000 seconds (30 days)", code="INVALID_OVERLAP")
     profile = get_merchant(merchant_id)
     secret = _new_webhook_secret()
-    until = _now_ms() + overlap_seconds * 1000
+    until = clock.now_ms() + overlap_seconds * 1000
     pk, sk = store.merchant_key(merchant_id)
     # secret A -> secret B (A kept as the previous one), only from the secret read: of two
     # concurrent rotations one wins, and the other's secret is never stored.
@@ -70,7 +65,7 @@ def rotate_webhook_secret(merchant_id: str, *, overlap_seconds: int = 86_400) ->
             "webhookSecretCipher": encrypt(secret, webhook_secret_context(merchant_id)),
             "previousWebhookSecretCipher": profile["webhookSecretCipher"],
             "previousWebhookSecretUntil": until,
-            "webhookSecretRotatedAt": _now_ms(),
+            "webhookSecretRotatedAt": clock.now_ms(),
         },
         condition="webhookSecretCipher = :read",
         values={":read": profile["webhookSecretCipher"]},
@@ -116,7 +111,7 @@ def create_api_key(
     api_key = "ak_" + secrets.token_urlsafe(18)
     secret_key = "sk_" + secrets.token_urlsafe(32)
     pk, sk = store.api_key_key(api_key)
-    created = _now_ms()
+    created = clock.now_ms()
     store.put_new(
         {
             "pk": pk,
@@ -158,7 +153,7 @@ def revoke_api_key(api_key: str) -> None:
     done = store.update(
         pk,
         sk,
-        set_values={"status": "revoked", "revokedAt": _now_ms()},
+        set_values={"status": "revoked", "revokedAt": clock.now_ms()},
         condition="#st = :active",
         names={"#st": "status"},
         values={":active": "active"},
@@ -187,7 +182,7 @@ def rotate_api_key(api_key: str, *, overlap_seconds: int = 86_400) -> dict[str, 
     store.update(
         pk,
         sk,
-        set_values={"expiresAt": _now_ms() + overlap_seconds * 1000, "rotatedTo": new["apiKey"]},
+        set_values={"expiresAt": clock.now_ms() + overlap_seconds * 1000, "rotatedTo": new["apiKey"]},
         condition="#st = :active",
         names={"#st": "status"},
         values={":active": "active"},
@@ -243,7 +238,7 @@ def _replace_address_config(merchant_id: str, family: Family, config: dict[str, 
     pk, sk = store.address_config_key(merchant_id, family)
     for _ in range(5):
         current = store.get(pk, sk)
-        item = {"pk": pk, "sk": sk, **config, "updatedAt": _now_ms()}
+        item = {"pk": pk, "sk": sk, **config, "updatedAt": clock.now_ms()}
         parts: list[dict[str, Any]] = []
         if current is not None and current.get("mode") == "xpub":
             parts += _remember_index(family, current["xpub"], int(current["nextIndex"]))

@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from usdt_gateway import cursor, deposit_addresses, path_ids, store, transitions, watchlist
+from usdt_gateway import clock, cursor, deposit_addresses, path_ids, store, transitions, watchlist
 from usdt_gateway.config import networks, settings
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
 from usdt_gateway.http import request_base_url
@@ -31,10 +30,6 @@ from usdt_gateway.webhooks import endpoints
 from usdt_gateway.webhooks.urlguard import UnsafeUrl, url_host
 
 MAX_CREATE_ATTEMPTS = 25
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def resolve_network(name: str | None, chain_id: int | None) -> Network:
@@ -136,7 +131,7 @@ def create_order(merchant_id: str, req: CreateOrderRequest) -> tuple[OrderView, 
     # No read before writing: the transaction's condition on the order key detects a repeat and
     # hands back the existing order, so the common case (a new order) costs one round trip less.
     for _ in range(MAX_CREATE_ATTEMPTS):
-        now = _now_ms()
+        now = clock.now_ms()
         expires_at = now + expires_in * 1000
         watch_until = expires_at + settings().late_payment_grace_seconds * 1000
         cfg = deposit_addresses.address_config(merchant_id, network)
@@ -360,7 +355,7 @@ def cancel_order(merchant_id: str, order_id: str) -> OrderView:
             )
         # pending -> cancelled (closed now: nothing is expected any more); the state machine's
         # write makes it conditional on the version read and adds its order.cancelled event.
-        return {**order, "status": OrderStatus.CANCELLED.value, "closedAt": _now_ms()}, []
+        return {**order, "status": OrderStatus.CANCELLED.value, "closedAt": clock.now_ms()}, []
 
     try:
         applied = transitions.apply(pk, cancel)
@@ -438,6 +433,6 @@ def _public_view(public_id: str, item: dict[str, Any]) -> PublicOrderView:
         deposits=_public_deposits(item, scan_head(item)),
         confirmed_at=_int_or_none(item.get("confirmedAt")),
         expires_at=int(item["expiresAt"]),
-        server_time=_now_ms(),
+        server_time=clock.now_ms(),
         return_url=item.get("returnUrl"),
     )

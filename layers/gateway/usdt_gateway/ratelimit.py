@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-import time
 
-from usdt_gateway import store
+from usdt_gateway import clock, store
 from usdt_gateway.config import settings
 from usdt_gateway.errors import Blocked, RateLimited
 
@@ -20,10 +19,6 @@ WINDOW_MS = 60_000
 # condition allows its writes there and nowhere else).
 PREFIX = "RATE#"
 _PUBLIC_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def window_of(ms: int) -> int:
@@ -90,7 +85,9 @@ def _count(key: tuple[str, str], *, limit: int, at: int, who: str, escalate: boo
 
 def check_ip(ip: str) -> None:
     """Per-source-IP limit of /v1/networks, with the 418 escalation."""
-    _count(ip_key(ip), limit=settings().public_rate_limit_per_minute, at=now_ms(), who="this address", escalate=True)
+    _count(
+        ip_key(ip), limit=settings().public_rate_limit_per_minute, at=clock.now_ms(), who="this address", escalate=True
+    )
 
 
 def check_page(ip: str) -> None:
@@ -100,7 +97,7 @@ def check_page(ip: str) -> None:
     _count(
         page_ip_key(ip),
         limit=settings().public_page_rate_limit_per_minute,
-        at=now_ms(),
+        at=clock.now_ms(),
         who="this address",
         escalate=False,
     )
@@ -112,7 +109,7 @@ def check_order_status(ip: str, public_id: str) -> None:
     other's allowance, and a larger cap per IP over all orders, so spreading requests over many
     ids gains nothing. Over either: 429, never a 418 block. An id that cannot exist (it will be a
     404) counts against the per-IP cap only."""
-    s, at = settings(), now_ms()
+    s, at = settings(), clock.now_ms()
     if _PUBLIC_ID.match(public_id):
         _count(
             order_status_key(ip, public_id),
@@ -136,7 +133,7 @@ def check_webhook_test(merchant_id: str) -> None:
     limit. Over it: 429, never the 418 block (the key's own meter is counted apart, by auth)."""
     limit = settings().webhook_test_rate_limit_per_minute
     try:
-        _count(webhook_test_key(merchant_id), limit=limit, at=now_ms(), who="the test endpoint", escalate=False)
+        _count(webhook_test_key(merchant_id), limit=limit, at=clock.now_ms(), who="the test endpoint", escalate=False)
     except RateLimited as exc:
         retry = exc.headers["Retry-After"]
         raise RateLimited(f"at most {limit} test events a minute; retry after {retry} s", headers=exc.headers) from None

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
-from usdt_gateway import aws, cursor
+from usdt_gateway import aws, clock, cursor
 from usdt_gateway.chain.readers import reader_for
 from usdt_gateway.chain.rpc_config import EndpointSpec, load_endpoints
 from usdt_gateway.config import ConfigError, networks, settings
@@ -74,7 +73,7 @@ def handle(
         raise ValueError(f"network {name!r} is not scanned here; scanned: {', '.join(scanners) or 'none'}")
     budget = min(scan_seconds(), remaining_ms / 1000 - SAFETY_MARGIN_S)
     scanner.report = type(scanner.report)()
-    report = scanner.run(until=time.time() + max(0.0, budget))
+    report = scanner.run(until=clock.now_s() + max(0.0, budget))
     return {"network": name, **asdict(report)}
 
 
@@ -114,7 +113,7 @@ def report_cursor_lag(names: list[str], *, now_ms: int | None = None) -> dict[st
     ScannerNotStarted 1 per network and across networks, every minute until its first scan does.
     `names` are the networks this function scans (every enabled one; in local mode those with
     an endpoint). Returns the lag per network, None for a network not scanned yet."""
-    now = int(time.time() * 1000) if now_ms is None else now_ms
+    now = clock.now_ms() if now_ms is None else now_ms
     lags: dict[str, int | None] = {}
     for name in names:
         try:

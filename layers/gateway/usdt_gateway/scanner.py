@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+from usdt_gateway import clock as wall_clock
 from usdt_gateway import cursor, deposits, expiry, outbox
 from usdt_gateway.chain.endpoints import AllEndpointsFailed
 from usdt_gateway.chain.jsonrpc import RpcError
@@ -82,7 +83,7 @@ class Scanner:
     reader: ChainReader
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
     lease_ms: int = 30_000
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = field(default=lambda: wall_clock.now_s())  # late-bound: a fake clock applies
     sleep: Callable[[float], None] = time.sleep
     workers: int = DEPOSIT_WORKERS
     # How long a seen pass may write before it leaves the rest to the next cycle; 0: half the

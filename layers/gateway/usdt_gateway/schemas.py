@@ -20,6 +20,8 @@ MetaKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-.]{1,40}$")]
 # exponent (2.0, 1e999999999) is no metadata int, and converting the latter would take minutes.
 MetaInt = Annotated[StrictInt, Field(ge=-(10**38 - 1), le=10**38 - 1)]
 MetaValue = Annotated[str, StringConstraints(max_length=256)] | MetaInt | StrictBool | None  # 1.0 is no True
+# additionalProperties false: the document says what validation does, a key outside the pattern is refused.
+Metadata = Annotated[dict[MetaKey, MetaValue], Field(max_length=20, json_schema_extra={"additionalProperties": False})]
 
 
 class OrderStatus(StrEnum):
@@ -91,7 +93,7 @@ class CreateOrderRequest(Strict):
         "host name or an IP literal (RFC 3986).",
     )
     expires_in: StrictInt | None = Field(None, alias="expiresIn", description="Seconds until expiry (bounded).")
-    metadata: dict[MetaKey, MetaValue] | None = Field(None, max_length=20, description="Small flat object.")
+    metadata: Metadata | None = Field(None, description="Small flat object.")
 
 
 class DepositView(BaseModel):

@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from usdt_gateway import cursor
+from usdt_gateway import clock, cursor
 from usdt_gateway.chain.readers import reader_for
 from usdt_gateway.chain.rpc_config import EndpointSpec, load_endpoints
 from usdt_gateway.config import networks, settings
@@ -124,7 +124,7 @@ def gather(
     if unknown:
         raise ValueError(f"not enabled: {', '.join(unknown)}; enabled: {', '.join(enabled)}")
     specs = load_endpoints({})
-    now = int(time.time() * 1000)
+    now = clock.now_ms()
     return [
         network_status(
             n,

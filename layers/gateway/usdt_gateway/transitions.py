@@ -10,12 +10,11 @@ A concurrent writer makes the condition fail; the change is then recomputed on a
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from usdt_gateway import events, lifecycle, outbox, store
+from usdt_gateway import clock, events, lifecycle, outbox, store
 from usdt_gateway.observability import log_keys, logger, order_keys
 from usdt_gateway.schemas import OrderStatus
 
@@ -37,10 +36,6 @@ class Applied:
     @property
     def changed(self) -> bool:
         return self.order is not None and self.old_status != self.order["status"]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def apply(order_pk: str, change: Change, *, reverted: bool = False, reversal: dict[str, Any] | None = None) -> Applied:
@@ -80,7 +75,7 @@ def _apply(order_pk: str, change: Change, *, reverted: bool, reversal: dict[str,
         if settled.status != OrderStatus.CONFIRMED:
             confirmed_at = None  # a reversal can take a confirmed order's payment away
         elif confirmed_at is None:
-            confirmed_at = now_ms()
+            confirmed_at = clock.now_ms()
         fields = {
             "deposits": new.get("deposits") or {},
             "closedAt": new.get("closedAt"),
@@ -92,7 +87,7 @@ def _apply(order_pk: str, change: Change, *, reverted: bool, reversal: dict[str,
             "txid": settled.first_txid,
             "confirmedAt": confirmed_at,
             "version": int(order.get("version") or 0) + 1,
-            "updatedAt": now_ms(),
+            "updatedAt": clock.now_ms(),
         }
         # The change's webhook events, in the same transaction: no change without its events.
         types = events.order_event_types(order, {**order, **fields}, reverted=reverted, reversal=reversal is not None)

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from usdt_gateway import events, merchants, outbox, path_ids, store
+from usdt_gateway import clock, events, merchants, outbox, path_ids, store
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
 from usdt_gateway.schemas import DeliveryAttemptView, DeliveryListView, DeliveryStatus, DeliveryView
 from usdt_gateway.webhooks import delivery_state, endpoints
@@ -79,7 +78,7 @@ def resend(merchant_id: str, delivery_id: str) -> DeliveryView:
         raise Conflict(
             f"{url} is disabled: re-enable it with PUT /v1/webhooks/endpoint, then resend", code="WEBHOOK_URL_DISABLED"
         )
-    now = int(time.time() * 1000)
+    now = clock.now_ms()
     marker = events.outbox_marker(
         delivery_id, now, int(event["sequence"]), merchant_id=event.get("merchantId"), order_id=event.get("orderId")
     )

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from ipaddress import IPv6Address, ip_address
 
+from usdt_gateway import clock
 from usdt_gateway.webhooks.urlguard import WEB_PORTS, Resolver, Target, UnsafeUrl, check_url, default_resolve
 
 USER_AGENT = "usdt-gateway-webhooks"
@@ -254,7 +255,7 @@ def post(
         error, code = f"redirect not followed ({status})", "REDIRECT"
     elif not 200 <= status < 300:
         error, code = f"HTTP {status}", "HTTP_STATUS"
-    wait = _retry_after(retry_after, time.time()) if status in (429, 503) else None
+    wait = _retry_after(retry_after, clock.now_s()) if status in (429, 503) else None
     return Outcome(
         status=status, latency_ms=elapsed_ms(), error=error, code=code, retry_after_s=wait, body_excerpt=excerpt
     )

@@ -9,10 +9,9 @@ configured: nothing could be delivered to it, and refusing is the safe side.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from usdt_gateway import merchants, store
+from usdt_gateway import clock, merchants, store
 from usdt_gateway.config import settings
 from usdt_gateway.errors import InvalidRequest
 from usdt_gateway.schemas import DisabledUrlView, SecretRotationView, WebhookEndpointUpdate, WebhookEndpointView
@@ -26,10 +25,6 @@ BY_MERCHANT = "disabled through PUT /v1/webhooks/endpoint"
 
 # The DNS lookup behind every check of a merchant URL (the tests point it at their own names).
 resolver: Resolver = default_resolve
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def check(url: str) -> Target:
@@ -68,7 +63,7 @@ def is_disabled(profile: Item, url: str) -> bool:
 
 def disable(merchant_id: str, url: str, reason: str) -> None:
     pk, sk = store.merchant_key(merchant_id)
-    store.set_map_entry(pk, sk, DISABLED, url, {"disabledAt": _now_ms(), "reason": reason})
+    store.set_map_entry(pk, sk, DISABLED, url, {"disabledAt": clock.now_ms(), "reason": reason})
 
 
 def enable(merchant_id: str, url: str) -> None:
@@ -77,7 +72,7 @@ def enable(merchant_id: str, url: str) -> None:
 
 
 def view(profile: Item, now_ms: int | None = None) -> WebhookEndpointView:
-    now_ms = _now_ms() if now_ms is None else now_ms
+    now_ms = clock.now_ms() if now_ms is None else now_ms
     url = profile.get("webhookUrl") or None
     disabled = profile.get(DISABLED) or {}
     until = int(profile.get("previousWebhookSecretUntil") or 0)
@@ -114,7 +109,7 @@ def configure(merchant_id: str, update: WebhookEndpointUpdate) -> WebhookEndpoin
         store.update(
             pk,
             sk,
-            set_values={"webhookUrl": update.url, "webhookUrlUpdatedAt": _now_ms()},
+            set_values={"webhookUrl": update.url, "webhookUrlUpdatedAt": clock.now_ms()},
             condition="attribute_exists(pk)",
         )
     if update.enabled is True and url:

@@ -5,9 +5,7 @@ send a few a minute (WEBHOOK_TEST_RATE_LIMIT_PER_MINUTE)."""
 
 from __future__ import annotations
 
-import time
-
-from usdt_gateway import events, merchants, ratelimit, store
+from usdt_gateway import clock, events, merchants, ratelimit, store
 from usdt_gateway.config import settings
 from usdt_gateway.errors import InvalidRequest
 from usdt_gateway.schemas import DeliveryStatus, WebhookTestResult
@@ -33,7 +31,7 @@ def send_test(merchant_id: str, url: str | None) -> WebhookTestResult:
     except UnsafeUrl as exc:
         raise InvalidRequest(f"{'url' if url else 'your webhook URL'}: {exc.message}", code=exc.code) from None
     event = {**events.webhook_test(merchant_id, MESSAGE), "notifyUrl": url}  # a resend goes where this went
-    started = int(time.time() * 1000)
+    started = clock.now_ms()
     outcome = sender.send(profile, event, target, timeout_s=min(TIMEOUT_S, settings().webhook_timeout_seconds))
     attempt = delivery_state.attempt_entry(1, started, target, outcome)
     status = DeliveryStatus.DELIVERED if outcome.ok else DeliveryStatus.DEAD

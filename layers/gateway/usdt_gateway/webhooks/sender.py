@@ -23,12 +23,11 @@ import json
 import math
 import random
 import threading
-import time
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from usdt_gateway import aws, merchants, outbox, store
+from usdt_gateway import aws, clock, merchants, outbox, store
 from usdt_gateway.config import ConfigError, retry_delays, settings
 from usdt_gateway.observability import log_keys, logger, metrics, redact_url
 from usdt_gateway.schemas import DeliveryStatus
@@ -59,10 +58,6 @@ def require_queues() -> None:
         raise ConfigError("invalid configuration: WEBHOOK_QUEUE_URL and WEBHOOK_DLQ_URL must be set")
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _count(name: str) -> None:
     with _metrics_lock:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
@@ -71,7 +66,8 @@ def _count(name: str) -> None:
 def send(profile: Item, event: Item, url: str, *, timeout_s: float) -> Outcome:
     """One signed POST of the event's stored body, unchanged, to url."""
     body = str(event["body"]).encode()
-    headers = webhook_headers(endpoints.signing_secrets(profile, _now_ms()), event["eventId"], int(time.time()), body)
+    now = clock.now_ms()
+    headers = webhook_headers(endpoints.signing_secrets(profile, now), event["eventId"], now // 1000, body)
     s = settings()
     return delivery_http.post(
         url,
@@ -133,11 +129,11 @@ def _deliver(event: Item, message_id: str, receipt_handle: str) -> str:
         logger.info("webhook not sent: its URL is disabled", extra={"url": redact_url(url, keep_path=True)})
         return "disabled"
     if url is None:
-        return _settle(event, message_id, receipt_handle, url, _now_ms(), NO_URL)
+        return _settle(event, message_id, receipt_handle, url, clock.now_ms(), NO_URL)
     # Records of one merchant in this batch take turns here (no DynamoDB writes while waiting);
     # the slot items then bound the merchant across every running sender.
     with _in_process_turn(event["merchantId"]):
-        started = _now_ms()
+        started = clock.now_ms()
         slot = slots.acquire(event["merchantId"], now_ms=started)
         if slot is None:
             _defer(event, message_id)  # other senders hold them all
@@ -198,7 +194,7 @@ def _settle(event: Item, message_id: str, receipt_handle: str, url: str | None, 
     else:
         delay = _retry_delay(n - int(event.get("retryBase") or 0), outcome)
         status = S.DEAD if delay is None else S.FAILING
-    next_at = _now_ms() + int(delay * 1000) if delay is not None else None
+    next_at = clock.now_ms() + int(delay * 1000) if delay is not None else None
     _count("WebhookAttempts")
     _count("WebhookDeliveries" if outcome.ok else "WebhookFailures")
     # The URL without its query (a merchant may put a token there); the delivery log has it whole.
