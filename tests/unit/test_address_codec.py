@@ -8,7 +8,6 @@ from usdt_gateway.address_codec import (
     b58check_encode,
     b58decode,
     b58encode,
-    evm_body20,
     keccak256,
     normalize_evm_address,
     normalize_tron_address,
@@ -93,11 +92,6 @@ def test_malformed_evm_address_is_rejected(bad: str) -> None:
         normalize_evm_address(bad)
 
 
-def test_evm_body20() -> None:
-    # Given / When / Then the body is the 20 raw bytes
-    assert evm_body20(EIP55_VECTORS[4].lower()) == bytes.fromhex(EIP55_VECTORS[4][2:])
-
-
 def test_tron_usdt_contract_both_ways() -> None:
     # Given the USDT contract in base58 and in hex
     # When each is normalized
@@ -160,7 +154,7 @@ def test_matches_tronpy_for_random_keys(run: int) -> None:
     assert normalize_tron_address(tronpy_key.to_hex_address()) == expected
     assert tron_body20(expected).hex() == tron_keys.to_hex_address(expected)[2:]
     # And the EVM address of the same key has the same 20-byte body
-    assert evm_body20(pubkey_to_evm_address(secret.public_key.format(compressed=True))) == tron_body20(expected)
+    assert bytes.fromhex(pubkey_to_evm_address(secret.public_key.format(compressed=True))[2:]) == tron_body20(expected)
 
 
 @pytest.mark.parametrize("bad", [b"", b"\x02" * 32, b"\x05" + b"\x01" * 32, b"\x04" + b"\x00" * 64])

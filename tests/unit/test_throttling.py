@@ -119,11 +119,11 @@ def test_api_gateways_own_429_has_the_gateways_error_shape(template: Template) -
 
 def error_body() -> dict[str, Any]:
     """The body of an error answered by the functions (usdt_gateway.api.app's handler of the
-    gateway's errors; one the handler logs without a request, a 503)."""
+    gateway's errors; a 5xx, which the handler logs without a request)."""
     from usdt_gateway.api.app import _domain
-    from usdt_gateway.errors import Unavailable
+    from usdt_gateway.errors import GatewayError
 
-    response = _domain(Unavailable("try later"))
+    response = _domain(GatewayError("try later"))
     assert isinstance(response.body, str)
     body: dict[str, Any] = json.loads(response.body)
     return body

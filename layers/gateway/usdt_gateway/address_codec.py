@@ -105,10 +105,6 @@ def normalize_evm_address(s: str) -> str:
     return checksummed
 
 
-def evm_body20(address: str) -> bytes:
-    return bytes.fromhex(normalize_evm_address(address)[2:])
-
-
 # -- Tron ---------------------------------------------------------------------------------------
 
 

@@ -32,10 +32,6 @@ class NotFound(GatewayError):
     status, code = 404, "NOT_FOUND"
 
 
-class MethodNotAllowed(GatewayError):
-    status, code = 405, "METHOD_NOT_ALLOWED"
-
-
 class Conflict(GatewayError):
     status, code = 409, "CONFLICT"
 
@@ -56,7 +52,3 @@ class Blocked(GatewayError):
 
 class RateLimited(GatewayError):
     status, code = 429, "RATE_LIMITED"
-
-
-class Unavailable(GatewayError):
-    status, code = 503, "UNAVAILABLE"

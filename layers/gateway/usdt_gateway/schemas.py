@@ -36,9 +36,6 @@ class OrderStatus(StrEnum):
     FAILED = "failed"  # closed unpaid after a partial payment that was never topped up
 
 
-OPEN_STATUSES = frozenset({OrderStatus.PENDING, OrderStatus.CONFIRMING, OrderStatus.UNDERPAID})
-
-
 class OrderException(StrEnum):
     OVERPAID = "overpaid"
     PAID_LATE = "paid_late"

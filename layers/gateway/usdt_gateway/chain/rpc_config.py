@@ -11,7 +11,6 @@ dimension) and `admin status` by its host (and port), or by its `name` when one 
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -84,7 +83,3 @@ def load_endpoints(enabled: dict[str, Network], raw: str | None = None) -> dict[
     if missing:
         raise ConfigError(f"{where} names no endpoint for enabled network(s) {', '.join(missing)}")
     return result
-
-
-def describe(specs: list[EndpointSpec]) -> str:
-    return json.dumps([s.name for s in specs])

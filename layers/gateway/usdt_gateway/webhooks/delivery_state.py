@@ -23,7 +23,6 @@ Item = dict[str, Any]
 S = DeliveryStatus
 OWNER = "queueMessageId"
 MAX_KEPT_ATTEMPTS = 50
-OPEN = (S.PENDING, S.FAILING)
 _NAMES = {"#owner": OWNER, "#st": "deliveryStatus"}
 
 
