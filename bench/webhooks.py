@@ -183,11 +183,11 @@ class Api:
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[dict[str, Any], float]:
         """The JSON answer and when it was complete (time.time())."""
-        from usdt_gateway import signing
+        from usdt_gateway import request_signing
 
         raw = b"" if body is None else json.dumps(body).encode()
         timestamp = str(int(time.time() * 1000))
-        signature = signing.sign(self.secret_key, signing.v2_message(timestamp, method, path, [], raw))
+        signature = request_signing.sign(self.secret_key, request_signing.v2_message(timestamp, method, path, [], raw))
         headers = {
             "API-Key": self.api_key,
             "Request-Time": timestamp,

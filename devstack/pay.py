@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.chain import LATE_BY_S, NETWORK, ChainInfo, read_chain_info
-from usdt_gateway import signing
+from usdt_gateway import request_signing
 from usdt_gateway.chain.jsonrpc import JsonRpc, RpcError, RpcUnavailable
 from usdt_gateway.lifecycle import ACCEPTING
 from usdt_gateway.money import format_units, parse_amount, to_base_units
@@ -78,12 +78,12 @@ class MerchantApi:
         url = self.base_url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
         while True:
             timestamp, nonce = str(int(time.time() * 1000)), secrets.token_hex(16)
-            message = signing.v2_message(timestamp, "GET", path, query, b"", request_nonce=nonce)
+            message = request_signing.v2_message(timestamp, "GET", path, query, b"", request_nonce=nonce)
             headers = {
                 "API-Key": self.api_key,
                 "Request-Time": timestamp,
                 "Request-Nonce": nonce,
-                "Signature-V2": signing.sign(self.secret_key, message),
+                "Signature-V2": request_signing.sign(self.secret_key, message),
             }
             request = urllib.request.Request(url, headers=headers)  # noqa: S310 (merchant.json's URL)
             try:

@@ -39,7 +39,7 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 def create_order(stack: Stack, amount: str, **fields: Any) -> dict[str, Any]:
     """A `local` order of the demo merchant, created with a Signature-V2 request."""
-    from usdt_gateway import signing
+    from usdt_gateway import request_signing
 
     path = "/v1/payment/order"
     payload = {
@@ -55,8 +55,8 @@ def create_order(stack: Stack, amount: str, **fields: Any) -> dict[str, Any]:
         "Content-Type": "application/json",
         "API-Key": stack.merchant["apiKey"],
         "Request-Time": timestamp,
-        "Signature-V2": signing.sign(
-            stack.merchant["secretKey"], signing.v2_message(timestamp, "POST", path, [], body)
+        "Signature-V2": request_signing.sign(
+            stack.merchant["secretKey"], request_signing.v2_message(timestamp, "POST", path, [], body)
         ),
     }
     request = urllib.request.Request(stack.base_url + path, data=body, headers=headers, method="POST")  # noqa: S310

@@ -23,7 +23,7 @@ from devstack.receiver import Delivery
 from devstack.stack import STACK_NAME, Stack, WebhookUrlRefused, start_stack
 from tests.integration.test_devstack_chain import new_order, run_pay
 from tests.integration.webhook_receiver import Reply, receiver
-from usdt_gateway import events, signing, store
+from usdt_gateway import events, request_signing, store
 
 DELIVERED_WITHIN_S = 15
 
@@ -32,12 +32,12 @@ def call(stack: Stack, method: str, path: str, body: Any = None, query: dict[str
     """A request of the demo merchant, signed with Signature-V2; the decoded JSON answer."""
     raw = b"" if body is None else json.dumps(body).encode()
     timestamp = str(int(time.time() * 1000))
-    message = signing.v2_message(timestamp, method, path, list((query or {}).items()), raw)
+    message = request_signing.v2_message(timestamp, method, path, list((query or {}).items()), raw)
     headers = {
         "API-Key": stack.merchant["apiKey"],
         "Request-Time": timestamp,
         "Content-Type": "application/json",
-        "Signature-V2": signing.sign(stack.merchant["secretKey"], message),
+        "Signature-V2": request_signing.sign(stack.merchant["secretKey"], message),
     }
     response = requests.request(method, stack.base_url + path, data=raw, params=query, headers=headers, timeout=10)
     assert response.status_code < 300, response.text

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from usdt_gateway import clock, jsonbody, signing, store
+from usdt_gateway import clock, jsonbody, request_signing, store
 from usdt_gateway.config import settings
 from usdt_gateway.errors import Forbidden, GatewayError, InvalidRequest, Unauthorized
 from usdt_gateway.http import Request
@@ -146,7 +146,7 @@ def _v2_nonce(request: Request) -> str | None:
 def _verified_signature(request: Request, secret: str, ts: str) -> str:
     """The request's signature, normalized, once it matches; Unauthorized otherwise."""
     if (v2 := request.header("Signature-V2")) is not None:
-        message = signing.v2_message(
+        message = request_signing.v2_message(
             ts,
             request.method,
             request.path,
@@ -165,9 +165,9 @@ def _verified_signature(request: Request, secret: str, ts: str) -> str:
             raise InvalidRequest(
                 f"body is not valid JSON, so its Signature-V1 cannot be checked: {exc}", code="INVALID_JSON"
             ) from None
-        message = signing.v1_message(ts, body)
-    normalized = signing.normalized(signature)
-    if normalized is None or not signing.matches(secret, message, normalized):
+        message = request_signing.v1_message(ts, body)
+    normalized = request_signing.normalized(signature)
+    if normalized is None or not request_signing.matches(secret, message, normalized):
         signed_extras = [h for h in ("Recv-Window", "Request-Nonce") if request.header(h) is not None]
         hint = (
             f" (with Signature-V2, {' and '.join(signed_extras)} must be signed too)"

@@ -39,7 +39,7 @@ from usdt_gateway_client import (
 from usdt_gateway_client.retry import parse_retry_after
 
 from usdt_gateway import jsonbody
-from usdt_gateway import signing as server_signing
+from usdt_gateway import request_signing as server_signing
 
 API_KEY, SECRET = "ak_test", "sk_test_secret"
 ORDER = {
