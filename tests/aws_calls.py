@@ -15,7 +15,8 @@ What comes out is (service, operation, target):
   reached dict literal with a `"Put"`, `"Update"`, `"Delete"` or `"ConditionCheck"` key counts as
   that part's action.
 - SQS calls target the queue named by their `QueueUrl=settings().<field>` (directly or through a
-  local name): the field's environment variable, as config.py maps it.
+  local name): the field's environment variable, as config.py names it (the one module this
+  imports).
 
 Limits, on purpose: it over-approximates (a reached function may never run for a given event)
 and sees only these call shapes; a client obtained some other way (boto3 directly, a client
@@ -34,6 +35,7 @@ import botocore.session
 from botocore import xform_name
 
 from devstack.template import REPO_ROOT
+from usdt_gateway import config
 
 PACKAGE_ROOT = REPO_ROOT / "layers" / "gateway"
 PACKAGE = "usdt_gateway"
@@ -233,14 +235,10 @@ def _settings_field(module: _Module, expr: ast.expr, local_settings: dict[str, s
     return None
 
 
-@cache
 def _env_of_setting(name: str) -> str:
-    config = _modules()["usdt_gateway.config"]
-    for stmt in config.tree.body:
-        if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_ENV" for t in stmt.targets):
-            mapping = ast.literal_eval(stmt.value)
-            return str(mapping[name])
-    raise LookupError("config._ENV not found")
+    if name not in config.Settings.model_fields:
+        raise LookupError(f"config.Settings has no field {name}")
+    return config.env_var(name)
 
 
 def _calls_in(module: _Module, body: list[ast.AST]) -> set[Call]:

@@ -1,4 +1,5 @@
-"""Configuration checked at cold start: the underpayment tolerance against the enabled networks."""
+"""Configuration checked at cold start: the variables it reads, and the underpayment tolerance
+against the enabled networks."""
 
 from __future__ import annotations
 
@@ -21,6 +22,71 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     yield monkeypatch
     monkeypatch.undo()
     config.reset()
+
+
+# The variables operators, template.yaml and the local stack set: renaming a setting renames its
+# variable (config.env_var), which would silently drop a deployed value.
+VARIABLES = {
+    "TABLE_NAME",
+    "KMS_KEY_ID",
+    "ENABLED_NETWORKS",
+    "NETWORKS_CONFIG",
+    "PUBLIC_BASE_URL",
+    "LOCAL_MODE",
+    "RATE_LIMIT_PER_MINUTE",
+    "RATE_LIMIT_BLOCK_AFTER",
+    "RATE_LIMIT_BLOCK_SECONDS",
+    "PUBLIC_RATE_LIMIT_PER_MINUTE",
+    "PUBLIC_PAGE_RATE_LIMIT_PER_MINUTE",
+    "PUBLIC_ORDER_RATE_LIMIT_PER_MINUTE",
+    "PUBLIC_ORDER_IP_RATE_LIMIT_PER_MINUTE",
+    "DEFAULT_EXPIRES_IN",
+    "MIN_EXPIRES_IN",
+    "MAX_EXPIRES_IN",
+    "LATE_PAYMENT_GRACE_SECONDS",
+    "MAX_BODY_BYTES",
+    "UNDERPAYMENT_TOLERANCE",
+    "UNDERPAYMENT_TOLERANCE_PERCENT",
+    "WEBHOOK_QUEUE_URL",
+    "WEBHOOK_DLQ_URL",
+    "WEBHOOK_RETRY_SCHEDULE",
+    "WEBHOOK_TIMEOUT_SECONDS",
+    "WEBHOOK_MERCHANT_CONCURRENCY",
+    "WEBHOOK_ALLOWED_PORTS",
+    "WEBHOOK_TEST_RATE_LIMIT_PER_MINUTE",
+}
+
+
+def test_the_settings_are_read_from_the_documented_variables() -> None:
+    assert {config.env_var(field) for field in config.Settings.model_fields} == VARIABLES
+
+
+def test_each_setting_is_read_from_its_variable(env: pytest.MonkeyPatch) -> None:
+    # Given a value for a setting of each type, under the field's name in capitals
+    env.setenv("PUBLIC_BASE_URL", "https://pay.example")
+    env.setenv("LOCAL_MODE", "true")
+    env.setenv("PUBLIC_ORDER_IP_RATE_LIMIT_PER_MINUTE", "7")
+    env.setenv("WEBHOOK_TIMEOUT_SECONDS", "2.5")
+    # When the settings are loaded
+    settings = config.settings()
+    # Then each field holds its variable's value
+    assert settings.public_base_url == "https://pay.example"
+    assert settings.local_mode is True
+    assert settings.public_order_ip_rate_limit_per_minute == 7
+    assert settings.webhook_timeout_seconds == 2.5
+
+
+def test_an_empty_variable_keeps_the_default_and_a_missing_one_is_named(env: pytest.MonkeyPatch) -> None:
+    # Given an empty limit (as a template parameter left blank sets it)
+    env.setenv("RATE_LIMIT_PER_MINUTE", "")
+    # When the settings are loaded, Then the default holds
+    assert config.settings().rate_limit_per_minute == 100
+    # Given no table name
+    env.delenv("TABLE_NAME")
+    config.reset()
+    # When the settings are loaded, Then the error names the variable, not the field
+    with pytest.raises(config.ConfigError, match=r"^invalid configuration: TABLE_NAME: Field required$"):
+        config.settings()
 
 
 @pytest.mark.parametrize("tolerance", ["1", "0.01"])

@@ -77,35 +77,11 @@ class Settings(BaseModel):
         return ports(self.webhook_allowed_ports)
 
 
-_ENV = {
-    "table_name": "TABLE_NAME",
-    "kms_key_id": "KMS_KEY_ID",
-    "enabled_networks": "ENABLED_NETWORKS",
-    "networks_config": "NETWORKS_CONFIG",
-    "public_base_url": "PUBLIC_BASE_URL",
-    "local_mode": "LOCAL_MODE",
-    "rate_limit_per_minute": "RATE_LIMIT_PER_MINUTE",
-    "rate_limit_block_after": "RATE_LIMIT_BLOCK_AFTER",
-    "rate_limit_block_seconds": "RATE_LIMIT_BLOCK_SECONDS",
-    "public_rate_limit_per_minute": "PUBLIC_RATE_LIMIT_PER_MINUTE",
-    "public_page_rate_limit_per_minute": "PUBLIC_PAGE_RATE_LIMIT_PER_MINUTE",
-    "public_order_rate_limit_per_minute": "PUBLIC_ORDER_RATE_LIMIT_PER_MINUTE",
-    "public_order_ip_rate_limit_per_minute": "PUBLIC_ORDER_IP_RATE_LIMIT_PER_MINUTE",
-    "default_expires_in": "DEFAULT_EXPIRES_IN",
-    "min_expires_in": "MIN_EXPIRES_IN",
-    "max_expires_in": "MAX_EXPIRES_IN",
-    "late_payment_grace_seconds": "LATE_PAYMENT_GRACE_SECONDS",
-    "max_body_bytes": "MAX_BODY_BYTES",
-    "underpayment_tolerance": "UNDERPAYMENT_TOLERANCE",
-    "underpayment_tolerance_percent": "UNDERPAYMENT_TOLERANCE_PERCENT",
-    "webhook_queue_url": "WEBHOOK_QUEUE_URL",
-    "webhook_dlq_url": "WEBHOOK_DLQ_URL",
-    "webhook_retry_schedule": "WEBHOOK_RETRY_SCHEDULE",
-    "webhook_timeout_seconds": "WEBHOOK_TIMEOUT_SECONDS",
-    "webhook_merchant_concurrency": "WEBHOOK_MERCHANT_CONCURRENCY",
-    "webhook_allowed_ports": "WEBHOOK_ALLOWED_PORTS",
-    "webhook_test_rate_limit_per_minute": "WEBHOOK_TEST_RATE_LIMIT_PER_MINUTE",
-}
+def env_var(field: str) -> str:
+    """The environment variable of a setting: its field name in capitals (`table_name` is read
+    from TABLE_NAME). template.yaml, the local stack and operators set these names, so renaming a
+    field renames its variable (tests/unit/test_config.py lists them)."""
+    return field.upper()
 
 
 def retry_delays(schedule: str) -> tuple[float, ...]:
@@ -130,11 +106,12 @@ def ports(value: str) -> frozenset[int]:
 
 @cache
 def settings() -> Settings:
-    raw = {field: os.environ[var] for field, var in _ENV.items() if os.environ.get(var, "") != ""}
+    given = {field: os.environ.get(env_var(field), "") for field in Settings.model_fields}
+    raw = {field: value for field, value in given.items() if value != ""}  # empty: the default
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{_ENV[str(e['loc'][0])]}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{env_var(str(e['loc'][0]))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from exc
 
 
