@@ -106,7 +106,7 @@ def runtime_packages(out: Path) -> Path:
 @pytest.fixture(scope="module")
 def build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     out = tmp_path_factory.mktemp("sam") / "build"
-    result = _sam("build", "--build-dir", str(out), cwd=REPO_ROOT)
+    result = _sam("build", "--language-extensions", "--build-dir", str(out), cwd=REPO_ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     yield out
     shutil.rmtree(out, ignore_errors=True)
