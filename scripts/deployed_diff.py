@@ -41,9 +41,9 @@ class _NoLookup:
         return {}
 
 
-def deployed(text: str) -> Resources:
-    """The CloudFormation resources of a SAM template, language extensions expanded."""
-    template = yaml_parse(text)
+def expanded(text: str) -> dict[str, Any]:
+    """A SAM template with its language extensions expanded, as CloudFormation hands it to SAM."""
+    template: dict[str, Any] = yaml_parse(text)
     transforms = template.get("Transform")
     if isinstance(transforms, list) and "AWS::LanguageExtensions" in transforms:
         # The SAM CLI's own Fn::ForEach expansion, without its local resolution of parameters
@@ -53,9 +53,19 @@ def deployed(text: str) -> Resources:
         TemplateParsingProcessor().process_template(context)
         ForEachProcessor().process_template(context)
         template = context.fragment
-        mappings = template.pop("Mappings", {})
-        template = {k: resolve_literals(v, mappings) if k != "Parameters" else v for k, v in template.items()}
-        template["Transform"] = [t for t in transforms if t != "AWS::LanguageExtensions"]
+        mappings = template.get("Mappings", {})
+        template = {
+            k: v if k in ("Mappings", "Parameters") else resolve_literals(v, mappings) for k, v in template.items()
+        }
+    return template
+
+
+def deployed(text: str) -> Resources:
+    """The CloudFormation resources of a SAM template."""
+    template = expanded(text)
+    template.pop("Mappings", None)
+    if isinstance(template.get("Transform"), list):
+        template["Transform"] = [t for t in template["Transform"] if t != "AWS::LanguageExtensions"]
     for resource in template["Resources"].values():  # what `sam package` does: code in S3
         props = resource.get("Properties", {})
         for key in ("CodeUri", "ContentUri"):
