@@ -108,6 +108,7 @@ def call_with_samples(function: Callable[..., Any]) -> Any:
         maker = getattr(store, param.name.removesuffix("_pk") + "_key", None)
         if param.name.endswith("_pk") and maker is not None:
             return call_with_samples(maker)[0]
+        assert str(param.annotation) in SAMPLES, f"{function.__name__}({param.name}: {param.annotation}): add a sample"
         return SAMPLES[str(param.annotation)]
 
     return function(*(sample(p) for p in inspect.signature(function).parameters.values()))
