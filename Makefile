@@ -80,8 +80,10 @@ lock:
 	.venv-sam/bin/pip install -q --no-deps -r requirements-sam.lock
 	.venv-sam/bin/pip check
 
+# --language-extensions: the template's Fn::ForEach loops (AWS::LanguageExtensions), which
+# `sam build` cannot read without it; CloudFormation still gets them as written.
 build: .venv-sam/bin/sam
-	PATH="$$(dirname "$$(scripts/find-python.sh)"):$$PATH" SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam build
+	PATH="$$(dirname "$$(scripts/find-python.sh)"):$$PATH" SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam build --language-extensions
 
 validate: .venv-sam/bin/sam
 	SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam validate --lint --region us-east-1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,13 +56,120 @@ def _intrinsic(loader: _CfnLoader, tag_suffix: str, node: yaml.Node) -> dict[str
 _CfnLoader.add_multi_constructor("!", _intrinsic)
 
 
-def load_template(path: Path = TEMPLATE_PATH) -> Template:
-    """Parse a CloudFormation/SAM template; short-form intrinsics come back in long form."""
+def load_template(path: Path = TEMPLATE_PATH, *, expand: bool = True) -> Template:
+    """Parse a CloudFormation/SAM template; short-form intrinsics come back in long form, and
+    (unless `expand` is false) its Fn::ForEach loops are expanded as the AWS::LanguageExtensions
+    transform does before SAM's, so Resources holds every resource by its logical id."""
     with path.open(encoding="utf-8") as fh:
         data = yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass, only adds tag constructors
     if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
         raise ValueError(f"{path}: not a CloudFormation template (no Resources)")
-    return data
+    return expand_language_extensions(data) if expand else data
+
+
+# --- AWS::LanguageExtensions ----------------------------------------------------------------
+
+_FOR_EACH = "Fn::ForEach::"
+
+
+def expand_language_extensions(template: Template) -> Template:
+    """The template with every Fn::ForEach expanded, then each Fn::FindInMap, Fn::Select and
+    Fn::Sub variable whose arguments are literal resolved: the part of AWS::LanguageExtensions
+    this template uses (a loop over a literal list; its identifier in output keys as ${Id} or
+    &{Id}, in Fn::Sub strings, and as {"Ref": Id}). Fn::Length and Fn::ToJsonString are refused."""
+    keys = _all_keys(template)
+    if unsupported := {"Fn::Length", "Fn::ToJsonString"} & set(keys):
+        raise ValueError(f"not expanded here: {sorted(unsupported)}")
+    if not any(key.startswith(_FOR_EACH) for key in keys):
+        return template
+    transforms = template.get("Transform", [])
+    if "AWS::LanguageExtensions" not in (transforms if isinstance(transforms, list) else [transforms]):
+        raise ValueError("Fn::ForEach needs the AWS::LanguageExtensions transform")
+    expanded: Template = _expand(template, {})
+    mappings = expanded.get("Mappings", {})
+    return {k: v if k in ("Mappings", "Parameters") else resolve_literals(v, mappings) for k, v in expanded.items()}
+
+
+def _all_keys(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [k for k, v in value.items() for k in (k, *_all_keys(v))]
+    if isinstance(value, list):
+        return [k for v in value for k in _all_keys(v)]
+    return []
+
+
+def _substitute(text: str, names: dict[str, str]) -> str:
+    for name, value in names.items():
+        text = text.replace(f"${{{name}}}", value).replace(f"&{{{name}}}", re.sub(r"[^0-9A-Za-z]", "", value))
+    return text
+
+
+def _expand(value: Any, names: dict[str, str]) -> Any:
+    """A copy of `value` with its loops unrolled and the identifiers in `names` replaced."""
+    if isinstance(value, list):
+        return [_expand(v, names) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Ref"} and value["Ref"] in names:
+        return names[value["Ref"]]
+    if set(value) == {"Fn::Sub"}:
+        sub = value["Fn::Sub"]
+        if isinstance(sub, str):
+            return {"Fn::Sub": _substitute(sub, names)}
+        return {"Fn::Sub": [_substitute(sub[0], names), *_expand(sub[1:], names)]}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key.startswith(_FOR_EACH):
+            pairs = _unroll(key, item, names)
+        else:
+            pairs = [(_substitute(key, names), _expand(item, names))]
+        for k, v in pairs:
+            if k in out:
+                raise ValueError(f"{k} is defined twice ({key})")
+            out[k] = v
+    return out
+
+
+def _unroll(key: str, loop: Any, names: dict[str, str]) -> list[tuple[str, Any]]:
+    """The (key, value) pairs one Fn::ForEach makes, each expanded."""
+    identifier, collection, fragment = loop
+    if not (isinstance(collection, list) and all(isinstance(c, str) for c in collection)):
+        raise ValueError(f"{key}: only a literal list of strings is supported as the collection")
+    return [pair for element in collection for pair in _expand(fragment, names | {identifier: element}).items()]
+
+
+def _is_literal(value: Any) -> bool:
+    if isinstance(value, dict):
+        return not any(k in _UNPREFIXED or k.startswith("Fn::") for k in value) and all(
+            _is_literal(v) for v in value.values()
+        )
+    if isinstance(value, list):
+        return all(_is_literal(v) for v in value)
+    return True
+
+
+def resolve_literals(value: Any, mappings: dict[str, Any]) -> Any:
+    """`value` with each Fn::FindInMap, Fn::Select and Fn::Sub variable whose arguments are
+    literal replaced by what it gives (the same value, written without the function)."""
+    if isinstance(value, list):
+        return [resolve_literals(v, mappings) for v in value]
+    if not isinstance(value, dict):
+        return value
+    value = {k: resolve_literals(v, mappings) for k, v in value.items()}
+    if set(value) == {"Fn::FindInMap"} and _is_literal(args := value["Fn::FindInMap"]):
+        name, top, second = args
+        return copy.deepcopy(mappings[name][top][second])
+    if set(value) == {"Fn::Select"} and _is_literal(value["Fn::Select"][0]):
+        index, items = value["Fn::Select"]
+        if isinstance(items, list):
+            return items[int(index)]
+    if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], list):
+        text, variables = value["Fn::Sub"]
+        literal = {k: v for k, v in variables.items() if isinstance(v, str)}
+        rest = {k: v for k, v in variables.items() if k not in literal}
+        text = _substitute(text, literal)
+        return {"Fn::Sub": [text, rest] if rest else text}
+    return value
 
 
 # --- DynamoDB -----------------------------------------------------------------------------

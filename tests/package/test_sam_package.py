@@ -5,6 +5,7 @@ but its layers and the Lambda runtime, and fits Lambda's package size limits wit
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -106,7 +107,7 @@ def runtime_packages(out: Path) -> Path:
 @pytest.fixture(scope="module")
 def build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     out = tmp_path_factory.mktemp("sam") / "build"
-    result = _sam("build", "--build-dir", str(out), cwd=REPO_ROOT)
+    result = _sam("build", "--language-extensions", "--build-dir", str(out), cwd=REPO_ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     yield out
     shutil.rmtree(out, ignore_errors=True)
@@ -118,6 +119,24 @@ def test_sam_validate_lint() -> None:
     # Then it is valid and lint-clean
     assert result.returncode == 0, result.stdout + result.stderr
     assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def test_the_tests_read_the_templates_loops_as_the_sam_cli_expands_them() -> None:
+    # Given template.yaml expanded by the SAM CLI's own Fn::ForEach processing (in its venv, as
+    # scripts/deployed_diff.py does)
+    code = (
+        "import json, sys; sys.path.insert(0, 'scripts'); from deployed_diff import expanded; "
+        "print(json.dumps(expanded(open('template.yaml', encoding='utf-8').read())['Resources']))"
+    )
+    python = SAM.parent / "python"
+    result = subprocess.run([str(python), "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    by_sam = json.loads(result.stdout)
+
+    # Then devstack.template, which the tests and the local stack read it with, sees the same
+    # resources, the loops' ones included
+    assert by_sam == load_template()["Resources"]
+    assert {"ApiFunctionLogGroup", "WebhookFunctionLogGroup", "FunctionThrottlesAlarm"} <= set(by_sam)
 
 
 def test_api_package_has_no_chain_libraries_and_ships_bytecode(build: Path) -> None:

@@ -70,11 +70,16 @@ def _handler_file(props: dict[str, Any]) -> Path:
     return REPO_ROOT / props["CodeUri"] / (module.replace(".", "/") + ".py")
 
 
-def _statements(props: dict[str, Any]) -> list[dict[str, Any]]:
+def _statements(template: Template, props: dict[str, Any]) -> list[dict[str, Any]]:
+    """The function's inline statements and those of the template's managed policies it attaches."""
     statements = []
     for policy in props.get("Policies", []):
-        assert isinstance(policy, dict) and set(policy) == {"Statement"}, (
-            f"only inline statements are reviewed here, not {policy!r} (SAM policy templates grant more)"
+        if isinstance(policy, dict) and set(policy) == {"Ref"}:
+            managed = template["Resources"][policy["Ref"]]
+            assert managed["Type"] == "AWS::IAM::ManagedPolicy", policy
+            policy = managed["Properties"]["PolicyDocument"]
+        assert isinstance(policy, dict) and "Statement" in policy, (
+            f"only statements of this template are reviewed here, not {policy!r} (SAM policy templates grant more)"
         )
         statements += policy["Statement"]
     return statements
@@ -108,7 +113,7 @@ def _resource_label(resource: Any, function: str, props: dict[str, Any]) -> str:
 def granted(template: Template, function: str) -> set[tuple[str, str]]:
     props = _functions(template)[function]["Properties"]
     grants = set()
-    for statement in _statements(props):
+    for statement in _statements(template, props):
         assert statement["Effect"] == "Allow"
         for action in _as_list(statement["Action"]):
             assert "*" not in action, f"{function}: wildcard action {action}"
@@ -175,7 +180,7 @@ def test_the_reviewed_privileges_are_those_of_the_template(template: Template) -
 def test_deleting_items_is_limited_to_outbox_markers_and_ledger_entries(template: Template) -> None:
     # Given every statement that grants dynamodb:DeleteItem
     for function, resource in _functions(template).items():
-        for statement in _statements(resource["Properties"]):
+        for statement in _statements(template, resource["Properties"]):
             if "dynamodb:DeleteItem" not in _as_list(statement["Action"]):
                 continue
             # Then it is alone in its statement and only for items whose key starts OUTBOX#, the
@@ -183,15 +188,16 @@ def test_deleting_items_is_limited_to_outbox_markers_and_ledger_entries(template
             # entries of final deposits that move or leave after a deep reorg, or, for the API
             # alone, REPLAY#, the marker of a one-time request's signature that was refused after all
             assert _as_list(statement["Action"]) == ["dynamodb:DeleteItem"], function
-            allowed = {"ScannerFunction": [["OUTBOX#*"], ["LEDGER#*"]], "ApiFunction": [["OUTBOX#*", "REPLAY#*"]]}.get(
-                function, [["OUTBOX#*"]]
-            )
+            allowed = {
+                "ScannerFunction": [["OUTBOX#*"], ["LEDGER#*"]],
+                "ApiFunction": [["OUTBOX#*"], ["REPLAY#*"]],
+            }.get(function, [["OUTBOX#*"]])
             assert _leading_keys(statement) in allowed, function
 
 
 def test_the_api_may_delete_the_replay_markers_it_writes(template: Template) -> None:
     # Given the API function's DeleteItem patterns and the key of a replay marker, as auth.py makes it
-    statements = _statements(_functions(template)["ApiFunction"]["Properties"])
+    statements = _statements(template, _functions(template)["ApiFunction"]["Properties"])
     patterns = [p for s in statements if "dynamodb:DeleteItem" in _as_list(s["Action"]) for p in _leading_keys(s)]
     marker = auth.replay_key("ak_live_x", "ab" * 32)[0]
     # Then the marker matches them, and no key of an API key, a merchant or an order does
@@ -227,7 +233,7 @@ def _leading_keys(statement: dict[str, Any]) -> list[str]:
 
 def test_the_page_function_reaches_only_the_items_a_page_is_made_of(template: Template) -> None:
     # Given the page function's statements
-    statements = _statements(_functions(template)["PaymentPageFunction"]["Properties"])
+    statements = _statements(template, _functions(template)["PaymentPageFunction"]["Properties"])
     allowed: dict[str, list[str]] = {}
     for statement in statements:
         # Then each is conditioned on the partition keys it may touch (ForAllValues: every key
@@ -302,6 +308,6 @@ def test_a_query_whose_index_is_optional_may_target_the_table_or_the_index(tmp_p
 def test_policies_grant_no_wildcards(template: Template) -> None:
     # Given the template as JSON text
     for function, resource in _functions(template).items():
-        text = json.dumps(resource["Properties"].get("Policies", []))
+        text = json.dumps(_statements(template, resource["Properties"]))
         # Then no statement names every resource or every action of a service
         assert '"*"' not in text and ':*"' not in text, function

@@ -274,3 +274,90 @@ def test_short_tags_load_in_long_form(tmp_path: Path) -> None:
     assert props["C"] == {"Fn::Sub": "${Table.Arn}/index/*"}
     assert props["D"] == {"Fn::If": ["Cond", {"Ref": "X"}, {"Fn::Join": ["", ["a", "b"]]}]}
     assert props["E"] == {"Fn::GetAtt": ["Table", "StreamArn"]}
+
+
+def test_for_each_loops_expand_as_the_language_extensions_transform_does(tmp_path: Path) -> None:
+    # Given a template with a loop over two names, its identifier in a key (as ${Id} and &{Id}),
+    # a Ref, a Sub string and a Sub variable from a mapping, and a Select indexed from the mapping
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        "Transform: [AWS::LanguageExtensions, AWS::Serverless-2016-10-31]\n"
+        "Mappings:\n"
+        "  Short: {Api: {Name: api, Pick: '1'}, PaymentPage: {Name: paypage, Pick: '0'}}\n"
+        "Resources:\n"
+        "  Kept: {Type: AWS::SNS::Topic}\n"
+        "  Fn::ForEach::Groups:\n"
+        "    - Fn\n"
+        "    - [Api, PaymentPage]\n"
+        "    - ${Fn}Group:\n"
+        "        Type: AWS::Logs::LogGroup\n"
+        "        Properties:\n"
+        "          A: !Ref Fn\n"
+        "          B: !Sub ${AWS::StackName}-${Fn}\n"
+        "          C: !Sub ['/x/${Short}', {Short: !FindInMap [Short, !Ref Fn, Name]}]\n"
+        "          D: !Select [!FindInMap [Short, !Ref Fn, Pick], [!Ref Count, 0]]\n"
+        "          E: !Ref Kept\n"
+        "      '&{Fn}Alias': {Type: AWS::SNS::Topic}\n"
+    )
+
+    # When it is loaded
+    resources = load_template(path)["Resources"]
+
+    # Then each name made its resources, and what the loop wrote with literals is the literal
+    assert set(resources) == {"Kept", "ApiGroup", "PaymentPageGroup", "ApiAlias", "PaymentPageAlias"}
+    assert resources["ApiGroup"]["Properties"] == {
+        "A": "Api",
+        "B": {"Fn::Sub": "${AWS::StackName}-Api"},
+        "C": {"Fn::Sub": "/x/api"},
+        "D": 0,
+        "E": {"Ref": "Kept"},
+    }
+    assert resources["PaymentPageGroup"]["Properties"]["D"] == {"Ref": "Count"}
+    # And the source form is still there for who asks for it
+    assert "Fn::ForEach::Groups" in load_template(path, expand=False)["Resources"]
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        # a key the loop makes twice
+        ("  Fn::ForEach::L: [N, [a, a], {'R${N}': {Type: T}}]\n", "defined twice"),
+        # a key the loop makes that the section already has
+        ("  Ra: {Type: T}\n  Fn::ForEach::L: [N, [a], {'R${N}': {Type: T}}]\n", "defined twice"),
+        # a collection that is not a literal list (a parameter's)
+        ("  Fn::ForEach::L: [N, !Ref Names, {'R${N}': {Type: T}}]\n", "literal list"),
+    ],
+)
+def test_a_loop_that_cannot_be_expanded_faithfully_is_refused(tmp_path: Path, text: str, error: str) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text("Transform: [AWS::LanguageExtensions]\nResources:\n" + text)
+    with pytest.raises(ValueError, match=error):
+        load_template(path)
+
+
+def test_a_loop_without_the_transform_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text("Transform: AWS::Serverless-2016-10-31\nResources:\n  Fn::ForEach::L: [N, [a], {'R${N}': {}}]\n")
+    with pytest.raises(ValueError, match="AWS::LanguageExtensions"):
+        load_template(path)
+
+
+def test_each_function_logs_to_its_own_group_named_by_its_service(template: dict[str, Any]) -> None:
+    # Given every serverless function of the expanded template
+    resources = template["Resources"]
+    functions = [n for n, r in resources.items() if r["Type"] == "AWS::Serverless::Function"]
+    assert len(functions) >= 5
+
+    for name in functions:
+        # When its log group is looked up
+        group_id = resources[name]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        group = resources[group_id]
+
+        # Then it is a group of this template, named /aws/lambda/<stack>-<service name>, kept
+        # LogRetentionDays
+        service = function_environment(template, name)["POWERTOOLS_SERVICE_NAME"]
+        assert group["Type"] == "AWS::Logs::LogGroup", name
+        assert group["Properties"] == {
+            "LogGroupName": {"Fn::Sub": f"/aws/lambda/${{AWS::StackName}}-{service}"},
+            "RetentionInDays": {"Ref": "LogRetentionDays"},
+        }, name
