@@ -16,7 +16,7 @@ from typing import Any
 
 from usdt_gateway import store
 from usdt_gateway.schemas import DeliveryStatus
-from usdt_gateway.webhooks.records import OWNER, Attempt, Delivery
+from usdt_gateway.webhooks.records import OWNER, Attempt, Delivery, DeliveryState
 
 MAX_KEPT_ATTEMPTS = 50
 OPEN = (DeliveryStatus.PENDING, DeliveryStatus.FAILING)
@@ -94,7 +94,7 @@ def record_attempt_only(event_id: str, attempt: Attempt) -> Attempt:
         item = store.get(pk, sk)
         if item is None:
             break  # nothing to record it on
-        current = Delivery.from_item(item).state
+        current = DeliveryState.from_item(item)
         count = current.attempt_count
         entry = replace(attempt, n=count + 1)
         # attemptCount c -> c + 1, from the count read (a concurrent record moves it)
