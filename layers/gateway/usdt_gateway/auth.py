@@ -14,6 +14,7 @@ from usdt_gateway import clock, jsonbody, request_signing, store
 from usdt_gateway.config import settings
 from usdt_gateway.errors import Forbidden, GatewayError, InvalidRequest, Unauthorized
 from usdt_gateway.http import Request
+from usdt_gateway.merchant_records import ApiKey
 from usdt_gateway.ratelimit import enforce, window_of
 from usdt_gateway.secretbox import decrypt
 
@@ -65,16 +66,16 @@ def _key_secret(api_key: str) -> _KeySecret | None:
     item = store.get(*store.api_key_key(api_key))
     if item is None:
         return None
-    merchant_id = item["merchantId"]
-    secret = decrypt(item["secretCipher"], {"apiKey": api_key, "merchantId": merchant_id})
+    key = ApiKey.from_item(item)
+    secret = decrypt(key.secret_cipher, {"apiKey": api_key, "merchantId": key.merchant_id})
     if len(_SECRETS) >= _MAX_CACHED:
         _SECRETS.pop(next(iter(_SECRETS)))
     _SECRETS[api_key] = found = _KeySecret(
-        merchant_id,
+        key.merchant_id,
         secret,
-        v2_only=bool(item.get("v2Only")),
-        v1_everywhere=bool(item.get("v1Everywhere")),
-        v1_recv_window_ms=int(item.get("v1RecvWindow") or DEFAULT_RECV_WINDOW_MS),
+        v2_only=key.v2_only,
+        v1_everywhere=key.v1_everywhere,
+        v1_recv_window_ms=key.v1_recv_window_ms or DEFAULT_RECV_WINDOW_MS,
     )
     return found
 
@@ -217,15 +218,15 @@ def authenticate(request: Request, scope: str, *, accepts_v1: bool = False, one_
         meter = store.meter(pk, sk, window_of(at), require_active=True)
         if meter is None:
             raise Forbidden("this API key has been revoked; use an active key", code="KEY_REVOKED")
-        expires = int(meter.item.get("expiresAt") or 0)
-        if expires and expires <= at:
+        current = ApiKey.from_item(meter.item)
+        if current.expires_at and current.expires_at <= at:
             raise Forbidden("this API key expired after rotation; use its replacement", code="KEY_EXPIRED")
-        scopes = frozenset(meter.item.get("scopes") or ())
+        scopes = frozenset(current.scopes)
         if scope not in scopes:
             raise Forbidden(f"this API key lacks the scope '{scope}'", code="MISSING_SCOPE")
         enforce(
             meter,
-            limit=int(meter.item.get("rateLimit") or settings().rate_limit_per_minute),
+            limit=current.rate_limit or settings().rate_limit_per_minute,
             pk=pk,
             sk=sk,
             at_ms=at,

@@ -19,6 +19,7 @@ from typing import Any
 
 from usdt_gateway import hdwallet, store
 from usdt_gateway.errors import Conflict
+from usdt_gateway.merchant_records import AddressConfig, FixedConfig, XpubConfig, address_config_from_item
 from usdt_gateway.money import to_base_units
 from usdt_gateway.networks import Network
 
@@ -31,48 +32,48 @@ class Candidate:
     index: int | None = None
 
 
-def address_config(merchant_id: str, network: Network) -> dict[str, Any]:
-    cfg = store.get(*store.address_config_key(merchant_id, network.family))
-    if cfg is None:
+def address_config(merchant_id: str, network: Network) -> AddressConfig:
+    item = store.get(*store.address_config_key(merchant_id, network.family))
+    if item is None:
         raise Conflict(
             f"no receiving address is configured for {network.family} networks; "
             "the operator sets one with `python -m usdt_gateway.admin set-xpub` or `set-address`",
             code="ADDRESS_NOT_CONFIGURED",
         )
-    return cfg
+    return address_config_from_item(item)
 
 
 def candidates(
-    cfg: dict[str, Any], network: Network, units: int, *, order_pk: str, watch_until: int, now: int
+    cfg: AddressConfig, network: Network, units: int, *, order_pk: str, watch_until: int, now: int
 ) -> Iterator[Candidate]:
     """Address/amount choices in order of preference; each carries the writes that claim it."""
-    if cfg["mode"] == "xpub":
+    if isinstance(cfg, XpubConfig):
         yield _xpub_candidate(cfg, network, units, order_pk, watch_until)
         return
     step = _tag_step_units(cfg, network)
-    for k in range(int(cfg["maxTags"])):
+    for k in range(cfg.max_tags):
         tagged = units + k * step
-        pk, sk = store.reservation_key(network.name, cfg["address"], tagged)
+        pk, sk = store.reservation_key(network.name, cfg.address, tagged)
         claim = store.put_part(
             {"pk": pk, "sk": sk, "orderPk": order_pk, "heldUntil": watch_until, "ttl": watch_until // 1000 + 86_400},
             # free -> held, or lapsed (watch window over) -> held by this order.
             condition="attribute_not_exists(pk) OR heldUntil < :now",
             values={":now": now},
         )
-        yield Candidate(cfg["address"], tagged, [claim])
+        yield Candidate(cfg.address, tagged, [claim])
 
 
-def _tag_step_units(cfg: dict[str, Any], network: Network) -> int:
+def _tag_step_units(cfg: FixedConfig, network: Network) -> int:
     """The tag step in the network's base units. A step set while only finer tokens were enabled
     (or stored as "1E-7" before steps were written in plain notation) is the operator's to fix."""
     try:
-        step = Decimal(str(cfg["tagStep"]))
+        step = Decimal(cfg.tag_step)
         units = to_base_units(step, network.decimals)
     except (ArithmeticError, ValueError):
         units = 0
     if units <= 0:
         raise Conflict(
-            f"the fixed address's amount-tag step {cfg['tagStep']} is finer than the smallest unit of "
+            f"the fixed address's amount-tag step {cfg.tag_step} is finer than the smallest unit of "
             f"{network.name} ({network.decimals} decimals); the operator sets a coarser one with "
             "`python -m usdt_gateway.admin set-address --tag-step`",
             code="INVALID_ADDRESS_CONFIG",
@@ -80,19 +81,19 @@ def _tag_step_units(cfg: dict[str, Any], network: Network) -> int:
     return units
 
 
-def _xpub_candidate(cfg: dict[str, Any], network: Network, units: int, order_pk: str, watch_until: int) -> Candidate:
-    index = int(cfg["nextIndex"])
-    address = hdwallet.derive_address(cfg["xpub"], network.family, index)
+def _xpub_candidate(cfg: XpubConfig, network: Network, units: int, order_pk: str, watch_until: int) -> Candidate:
+    index = cfg.next_index
+    address = hdwallet.derive_address(cfg.xpub, network.family, index)
     pk, sk = store.address_key(network.name, address)
     claim = store.put_part({"pk": pk, "sk": sk, "orderPk": order_pk, "index": index, "watchUntil": watch_until})
-    cfg_pk, cfg_sk = cfg["pk"], cfg["sk"]
+    cfg_pk, cfg_sk = store.address_config_key(cfg.merchant_id, cfg.family)
     bump = store.update_part(
         cfg_pk,
         cfg_sk,
         expression="SET nextIndex = :next",
         # index n handed out -> n + 1, only if nobody took n meanwhile and the xpub is unchanged.
         condition="nextIndex = :n AND xpub = :xpub",
-        values={":n": index, ":next": index + 1, ":xpub": cfg["xpub"]},
+        values={":n": index, ":next": index + 1, ":xpub": cfg.xpub},
     )
     return Candidate(address, units, [claim, bump], index)
 

@@ -6,18 +6,28 @@ from __future__ import annotations
 
 import base64
 import secrets
+from dataclasses import replace
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from usdt_gateway import clock, hdwallet, store
 from usdt_gateway.address_codec import normalize_evm_address, normalize_tron_address
 from usdt_gateway.auth import DEFAULT_RECV_WINDOW_MS, MAX_RECV_WINDOW_MS, SCOPES
 from usdt_gateway.config import networks
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
+from usdt_gateway.merchant_records import (
+    AddressConfig,
+    ApiKey,
+    FixedConfig,
+    KeyStatus,
+    MerchantProfile,
+    XpubConfig,
+    XpubIndex,
+    address_config_from_item,
+)
 from usdt_gateway.money import decimal_places, parse_amount, plain
+from usdt_gateway.networks import Family
 from usdt_gateway.secretbox import encrypt
-
-Family = Literal["evm", "tron"]
 
 
 def webhook_secret_context(merchant_id: str) -> dict[str, str]:
@@ -31,19 +41,15 @@ def _new_webhook_secret() -> str:
 def create_merchant(name: str, *, webhook_url: str | None = None) -> dict[str, str]:
     merchant_id = "m_" + secrets.token_hex(8)
     webhook_secret = _new_webhook_secret()
-    pk, sk = store.merchant_key(merchant_id)
-    # none -> created: merchant ids are random, a clash means a retry of this very call.
-    store.put_new(
-        {
-            "pk": pk,
-            "sk": sk,
-            "merchantId": merchant_id,
-            "name": name,
-            "webhookUrl": webhook_url,
-            "webhookSecretCipher": encrypt(webhook_secret, webhook_secret_context(merchant_id)),
-            "createdAt": clock.now_ms(),
-        }
+    profile = MerchantProfile(
+        merchant_id=merchant_id,
+        name=name,
+        webhook_url=webhook_url,
+        webhook_secret_cipher=encrypt(webhook_secret, webhook_secret_context(merchant_id)),
+        created_at=clock.now_ms(),
     )
+    # none -> created: merchant ids are random, a clash means a retry of this very call.
+    store.put_new(profile.to_item())
     return {"merchantId": merchant_id, "webhookSecret": webhook_secret}
 
 
@@ -63,23 +69,23 @@ def rotate_webhook_secret(merchant_id: str, *, overlap_seconds: int = 86_400) ->
         sk,
         set_values={
             "webhookSecretCipher": encrypt(secret, webhook_secret_context(merchant_id)),
-            "previousWebhookSecretCipher": profile["webhookSecretCipher"],
+            "previousWebhookSecretCipher": profile.webhook_secret_cipher,
             "previousWebhookSecretUntil": until,
             "webhookSecretRotatedAt": clock.now_ms(),
         },
         condition="webhookSecretCipher = :read",
-        values={":read": profile["webhookSecretCipher"]},
+        values={":read": profile.webhook_secret_cipher},
     )
     if done is None:
         raise Conflict("the webhook secret was rotated concurrently; run the rotation again", code="ROTATION_CONFLICT")
     return {"merchantId": merchant_id, "webhookSecret": secret, "previousValidUntil": until}
 
 
-def get_merchant(merchant_id: str) -> dict[str, Any]:
+def get_merchant(merchant_id: str) -> MerchantProfile:
     item = store.get(*store.merchant_key(merchant_id))
     if item is None:
         raise NotFound(f"no merchant '{merchant_id}'", code="MERCHANT_NOT_FOUND")
-    return item
+    return MerchantProfile.from_item(item)
 
 
 def create_api_key(
@@ -110,40 +116,38 @@ def create_api_key(
         )
     api_key = "ak_" + secrets.token_urlsafe(18)
     secret_key = "sk_" + secrets.token_urlsafe(32)
-    pk, sk = store.api_key_key(api_key)
-    created = clock.now_ms()
-    store.put_new(
-        {
-            "pk": pk,
-            "sk": sk,
-            "apiKey": api_key,
-            "merchantId": merchant_id,
-            "scopes": sorted(scopes),
-            "status": "active",
-            "label": label,
-            "rateLimit": rate_limit,
-            "createdAt": created,
-            "v2Only": v2_only,
-            "v1Everywhere": v1_everywhere,
-            "v1RecvWindow": v1_recv_window_ms,
-            "secretCipher": encrypt(secret_key, {"apiKey": api_key, "merchantId": merchant_id}),
-            "gsi1pk": store.keys_index_pk(merchant_id),
-            "gsi1sk": f"{created:013d}#{api_key}",
-        }
+    key = ApiKey(
+        api_key=api_key,
+        merchant_id=merchant_id,
+        scopes=tuple(sorted(scopes)),
+        status=KeyStatus.ACTIVE,
+        secret_cipher=encrypt(secret_key, {"apiKey": api_key, "merchantId": merchant_id}),
+        created_at=clock.now_ms(),
+        label=label,
+        rate_limit=rate_limit,
+        v2_only=v2_only,
+        v1_everywhere=v1_everywhere,
+        v1_recv_window_ms=v1_recv_window_ms,
     )
+    store.put_new(key.to_item())
     return {"merchantId": merchant_id, "apiKey": api_key, "secretKey": secret_key}
 
 
 def list_api_keys(merchant_id: str) -> list[dict[str, Any]]:
     items = store.query_index_all(store.keys_index_pk(merchant_id), sk_to="~")  # every key, oldest first
     return [
-        {k: i.get(k) for k in ("apiKey", "status", "scopes", "label", "createdAt", "expiresAt")}
-        | {
-            "v2Only": bool(i.get("v2Only")),
-            "v1Everywhere": bool(i.get("v1Everywhere")),
-            "v1RecvWindow": i.get("v1RecvWindow"),
+        {
+            "apiKey": key.api_key,
+            "status": key.status.value,
+            "scopes": list(key.scopes),
+            "label": key.label,
+            "createdAt": key.created_at,
+            "expiresAt": key.expires_at,
+            "v2Only": key.v2_only,
+            "v1Everywhere": key.v1_everywhere,
+            "v1RecvWindow": key.v1_recv_window_ms,
         }
-        for i in items
+        for key in map(ApiKey.from_item, items)
     ]
 
 
@@ -153,10 +157,10 @@ def revoke_api_key(api_key: str) -> None:
     done = store.update(
         pk,
         sk,
-        set_values={"status": "revoked", "revokedAt": clock.now_ms()},
+        set_values={"status": KeyStatus.REVOKED.value, "revokedAt": clock.now_ms()},
         condition="#st = :active",
         names={"#st": "status"},
-        values={":active": "active"},
+        values={":active": KeyStatus.ACTIVE.value},
     )
     if done is None:
         raise Conflict(f"API key {api_key} is unknown or already revoked", code="KEY_NOT_ACTIVE")
@@ -166,17 +170,18 @@ def rotate_api_key(api_key: str, *, overlap_seconds: int = 86_400) -> dict[str, 
     """New key with the same merchant and scopes; the old one keeps working for the overlap, so
     clients switch without downtime."""
     pk, sk = store.api_key_key(api_key)
-    old = store.get(pk, sk)
-    if old is None or old.get("status") != "active":
+    item = store.get(pk, sk)
+    old = None if item is None else ApiKey.from_item(item)
+    if old is None or old.status != KeyStatus.ACTIVE:
         raise Conflict(f"API key {api_key} is unknown or not active", code="KEY_NOT_ACTIVE")
     new = create_api_key(
-        old["merchantId"],
-        tuple(old["scopes"]),
-        rate_limit=old.get("rateLimit"),
-        label=str(old.get("label") or ""),
-        v2_only=bool(old.get("v2Only")),
-        v1_everywhere=bool(old.get("v1Everywhere")),
-        v1_recv_window_ms=None if old.get("v1RecvWindow") is None else int(old["v1RecvWindow"]),
+        old.merchant_id,
+        old.scopes,
+        rate_limit=old.rate_limit,
+        label=old.label,
+        v2_only=old.v2_only,
+        v1_everywhere=old.v1_everywhere,
+        v1_recv_window_ms=old.v1_recv_window_ms,
     )
     # active -> active with an expiry (the rotation's overlap).
     store.update(
@@ -185,7 +190,7 @@ def rotate_api_key(api_key: str, *, overlap_seconds: int = 86_400) -> dict[str, 
         set_values={"expiresAt": clock.now_ms() + overlap_seconds * 1000, "rotatedTo": new["apiKey"]},
         condition="#st = :active",
         names={"#st": "status"},
-        values={":active": "active"},
+        values={":active": KeyStatus.ACTIVE.value},
     )
     return new
 
@@ -197,7 +202,8 @@ def configure_xpub(merchant_id: str, family: Family, xpub: str) -> dict[str, Any
         hdwallet.parse_xpub(xpub)
     except ValueError as exc:
         raise InvalidRequest(f"xpub: {exc}", code="INVALID_XPUB") from exc
-    return _replace_address_config(merchant_id, family, {"mode": "xpub", "family": family, "xpub": xpub})
+    # The index and time are set when it is written.
+    return _replace_address_config(XpubConfig(merchant_id, family, xpub, next_index=0, updated_at=0))
 
 
 def configure_fixed(
@@ -224,57 +230,56 @@ def configure_fixed(
                 code="INVALID_ADDRESS_CONFIG",
             )
     # Stored in plain notation: str() would write "1E-7", which parse_amount refuses.
-    return _replace_address_config(
-        merchant_id,
-        family,
-        {"mode": "fixed", "family": family, "address": address, "tagStep": plain(step), "maxTags": max_tags},
-    )
+    return _replace_address_config(FixedConfig(merchant_id, family, address, plain(step), max_tags, updated_at=0))
 
 
-def _replace_address_config(merchant_id: str, family: Family, config: dict[str, Any]) -> dict[str, Any]:
+def _replace_address_config(config: AddressConfig) -> dict[str, Any]:
     """Write a new address config. An xpub's derivation index never goes back: the index of the
     xpub being replaced is remembered under the key's fingerprint (XPUB#), and an xpub set
     (again) resumes at the highest index it ever reached, so no address is handed out twice."""
-    pk, sk = store.address_config_key(merchant_id, family)
+    pk, sk = store.address_config_key(config.merchant_id, config.family)
     for _ in range(5):
-        current = store.get(pk, sk)
-        item = {"pk": pk, "sk": sk, **config, "updatedAt": clock.now_ms()}
+        item = store.get(pk, sk)
+        current = None if item is None else address_config_from_item(item)
+        new: AddressConfig = replace(config, updated_at=clock.now_ms())
         parts: list[dict[str, Any]] = []
-        if current is not None and current.get("mode") == "xpub":
-            parts += _remember_index(family, current["xpub"], int(current["nextIndex"]))
-        if config["mode"] == "xpub":
-            item["nextIndex"] = _resume_index(family, config["xpub"], current)
-        parts.insert(0, _config_part(item, current))
+        if isinstance(current, XpubConfig):
+            parts += _remember_index(current.family, current.xpub, current.next_index)
+        if isinstance(new, XpubConfig):
+            new = replace(new, next_index=_resume_index(new.family, new.xpub, current))
+        parts.insert(0, _config_part(new, current))
         try:
             store.transact(parts)
         except store.TransactionConflict:
             continue  # an order took an index, or another change landed: read again
-        return item
+        return new.to_item()
     raise Conflict(
         "the address configuration kept changing while it was written; run the command again", code="CONFIG_CONFLICT"
     )
 
 
-def _config_part(item: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
+def _config_part(new: AddressConfig, current: AddressConfig | None) -> dict[str, Any]:
     if current is None:
-        return store.put_part(item)  # none -> configured
+        return store.put_part(new.to_item())  # none -> configured
     # config as read -> replaced; fails if an order took the next index meanwhile (it is then remembered
     # on the next attempt) or another change landed first.
-    condition, values = "updatedAt = :read", {":read": current["updatedAt"]}
-    if "nextIndex" in current:
+    condition, values = "updatedAt = :read", {":read": current.updated_at}
+    if isinstance(current, XpubConfig):
         condition += " AND nextIndex = :n"
-        values[":n"] = current["nextIndex"]
-    return store.put_part(item, condition=condition, values=values)
+        values[":n"] = current.next_index
+    return store.put_part(new.to_item(), condition=condition, values=values)
 
 
 def _remember_index(family: Family, xpub: str, next_index: int) -> list[dict[str, Any]]:
     """The parts that raise the xpub's remembered index to `next_index` (none if it is there already)."""
-    pk, sk = store.xpub_index_key(family, hdwallet.key_fingerprint(xpub))
-    known = store.get(pk, sk)
-    if known is None:
+    fingerprint = hdwallet.key_fingerprint(xpub)
+    pk, sk = store.xpub_index_key(family, fingerprint)
+    item = store.get(pk, sk)
+    if item is None:
         # none -> remembered
-        return [store.put_part({"pk": pk, "sk": sk, "family": family, "nextIndex": next_index})]
-    if int(known["nextIndex"]) >= next_index:
+        return [store.put_part(XpubIndex(family, fingerprint, next_index).to_item())]
+    known = XpubIndex.from_item(item)
+    if known.next_index >= next_index:
         return []
     # remembered n -> a higher n, only from the value read: the index only ever grows.
     return [
@@ -283,16 +288,16 @@ def _remember_index(family: Family, xpub: str, next_index: int) -> list[dict[str
             sk,
             expression="SET nextIndex = :next",
             condition="nextIndex = :read",
-            values={":next": next_index, ":read": known["nextIndex"]},
+            values={":next": next_index, ":read": known.next_index},
         )
     ]
 
 
-def _resume_index(family: Family, xpub: str, current: dict[str, Any] | None) -> int:
+def _resume_index(family: Family, xpub: str, current: AddressConfig | None) -> int:
     """The highest next index the xpub ever had: in the config being replaced, or remembered."""
     fingerprint = hdwallet.key_fingerprint(xpub)
     live = 0
-    if current is not None and current.get("mode") == "xpub":
-        live = int(current["nextIndex"]) if hdwallet.key_fingerprint(current["xpub"]) == fingerprint else 0
+    if isinstance(current, XpubConfig) and hdwallet.key_fingerprint(current.xpub) == fingerprint:
+        live = current.next_index
     known = store.get(*store.xpub_index_key(family, fingerprint))
-    return max(live, int(known["nextIndex"]) if known else 0)
+    return max(live, XpubIndex.from_item(known).next_index if known else 0)

@@ -142,19 +142,19 @@ def create_order(merchant_id: str, req: CreateOrderRequest) -> tuple[OrderView, 
                 store.put_part(order),
                 store.put_part({"pk": pub_pk, "sk": pub_sk, "orderPk": pk}),
                 *cand.parts,
-                watchlist.watch_part(network=network.name, order=order, mode=cfg["mode"]),
+                watchlist.watch_part(network=network.name, order=order, mode=cfg.mode),
             ]
             try:
                 store.transact(parts)
             except store.TransactionConflict as conflict:
                 if conflict.reasons[0] == "ConditionalCheckFailed":  # a concurrent identical create won
                     return _replay(conflict.items[0] or store.get(pk, sk) or {}, fingerprint), False
-                if cfg["mode"] == "xpub" or "TransactionConflict" in conflict.reasons:
+                if cfg.mode == "xpub" or "TransactionConflict" in conflict.reasons:
                     break  # the index moved on, or a write raced ours: read the config again
                 continue  # this tagged amount is held: try the next tag
             return to_view(order), True
         else:
-            if cfg["mode"] == "fixed":
+            if cfg.mode == "fixed":
                 raise deposit_addresses.exhausted(network)
     raise Conflict(
         "the order could not be created under heavy contention; retry the same request", code="CREATE_CONTENTION"

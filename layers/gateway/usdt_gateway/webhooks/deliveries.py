@@ -3,35 +3,32 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from usdt_gateway import clock, events, merchants, outbox, path_ids, store
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
 from usdt_gateway.schemas import DeliveryAttemptView, DeliveryListView, DeliveryStatus, DeliveryView
 from usdt_gateway.webhooks import delivery_state, endpoints
+from usdt_gateway.webhooks.records import Delivery
 
-Item = dict[str, Any]
 
-
-def to_view(item: Item) -> DeliveryView:
+def to_view(delivery: Delivery) -> DeliveryView:
     return DeliveryView(
-        delivery_id=item["eventId"],
-        type=item["type"],
-        order_id=item.get("orderId"),
-        created_at=int(item["createdAt"]),
-        status=DeliveryStatus(item["deliveryStatus"]),
+        delivery_id=delivery.event_id,
+        type=delivery.type,
+        order_id=delivery.order_id,
+        created_at=delivery.created_at,
+        status=delivery.state.status,
         attempts=[
             DeliveryAttemptView(
-                n=int(a["n"]),
-                at=int(a["at"]),
-                url=a.get("url"),
-                status_code=a.get("statusCode"),
-                latency_ms=int(a.get("latencyMs") or 0),
-                error=a.get("error"),
+                n=a.n,
+                at=a.at,
+                url=a.url,
+                status_code=a.status_code,
+                latency_ms=a.latency_ms,
+                error=a.error,
             )
-            for a in item.get("attempts") or []
+            for a in delivery.state.attempts
         ],
-        next_attempt_at=item.get("nextAttemptAt"),
+        next_attempt_at=delivery.state.next_attempt_at,
     )
 
 
@@ -54,12 +51,13 @@ def list_deliveries(
         cursor=cursor,
         filters={k: v for k, v in filters.items() if v} or None,
     )
-    return DeliveryListView(deliveries=[to_view(i) for i in items], next_cursor=next_cursor)
+    return DeliveryListView(deliveries=[to_view(Delivery.from_item(i)) for i in items], next_cursor=next_cursor)
 
 
-def _own_event(merchant_id: str, delivery_id: str) -> Item:
-    event = store.get(*store.event_key(path_ids.delivery_id(delivery_id)))
-    if event is None or event.get("merchantId") != merchant_id:
+def _own_event(merchant_id: str, delivery_id: str) -> Delivery:
+    item = store.get(*store.event_key(path_ids.delivery_id(delivery_id)))
+    event = None if item is None else Delivery.from_item(item)
+    if event is None or event.merchant_id != merchant_id:
         raise NotFound(f"no delivery '{delivery_id}'", code="DELIVERY_NOT_FOUND")
     return event
 
@@ -80,7 +78,7 @@ def resend(merchant_id: str, delivery_id: str) -> DeliveryView:
         )
     now = clock.now_ms()
     marker = events.outbox_marker(
-        delivery_id, now, int(event["sequence"]), merchant_id=event.get("merchantId"), order_id=event.get("orderId")
+        delivery_id, now, event.sequence, merchant_id=event.merchant_id, order_id=event.order_id
     )
     # none (or this event's marker, not handed over yet) -> this event's marker
     put_marker = store.put_part(
@@ -91,4 +89,5 @@ def resend(merchant_id: str, delivery_id: str) -> DeliveryView:
     except store.TransactionConflict as exc:
         raise Conflict("the delivery changed while it was being resent; retry", code="RESEND_CONFLICT") from exc
     outbox.publish([delivery_id])
-    return to_view(store.get(*store.event_key(delivery_id)) or event)
+    resent = store.get(*store.event_key(delivery_id))
+    return to_view(event if resent is None else Delivery.from_item(resent))

@@ -11,45 +11,34 @@ queueMessageId  the SQS message in charge of the event; any other message for it
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Any
 
 from usdt_gateway import store
 from usdt_gateway.schemas import DeliveryStatus
+from usdt_gateway.webhooks.records import OWNER, Attempt, Delivery, DeliveryState
 
-if TYPE_CHECKING:  # the API reads delivery state; only the sender needs the HTTP client (ssl, http.client)
-    from usdt_gateway.webhooks.delivery_http import Outcome
-
-Item = dict[str, Any]
-S = DeliveryStatus
-OWNER = "queueMessageId"
 MAX_KEPT_ATTEMPTS = 50
 _NAMES = {"#owner": OWNER, "#st": "deliveryStatus"}
 
 
-def attempt_entry(n: int, at_ms: int, url: str | None, outcome: Outcome) -> Item:
-    return {
-        "n": n,
-        "at": at_ms,
-        "url": url,
-        "statusCode": outcome.status,
-        "latencyMs": outcome.latency_ms,
-        "error": outcome.error,
-        "code": outcome.code,
-    }
+def _kept(attempts: tuple[Attempt, ...], attempt: Attempt) -> list[dict[str, Any]]:
+    return [a.to_item() for a in (*attempts, attempt)[-MAX_KEPT_ATTEMPTS:]]
 
 
-def claim(event_id: str, message_id: str) -> Item | None:
+def claim(event_id: str, message_id: str) -> Delivery | None:
     """Put this message in charge of the event; None when another is, or nothing is left to send."""
     pk, sk = store.event_key(event_id)
     # pending|failing with no message in charge -> this message in charge
-    return store.update(
+    claimed = store.update(
         pk,
         sk,
         set_values={OWNER: message_id},
         condition="attribute_not_exists(#owner) AND #st IN (:pending, :failing)",
         names=_NAMES,
-        values={":pending": S.PENDING.value, ":failing": S.FAILING.value},
+        values={":pending": DeliveryStatus.PENDING.value, ":failing": DeliveryStatus.FAILING.value},
     )
+    return None if claimed is None else Delivery.from_item(claimed)
 
 
 def hand_over(event_id: str, message_id: str, to_message_id: str) -> bool:
@@ -69,19 +58,21 @@ def hand_over(event_id: str, message_id: str, to_message_id: str) -> bool:
     )
 
 
-def record(event: Item, message_id: str, attempt: Item, status: S, next_attempt_at: int | None) -> bool:
+def record(
+    event: Delivery, message_id: str, attempt: Attempt, status: DeliveryStatus, next_attempt_at: int | None
+) -> bool:
     """Record attempt n (= attemptCount + 1) and the status it leads to. False when this message is
     no longer in charge (a resend took over while it was sending): see record_attempt_only."""
-    pk, sk = store.event_key(event["eventId"])
-    fields: Item = {
-        "attempts": [*(event.get("attempts") or []), attempt][-MAX_KEPT_ATTEMPTS:],
-        "attemptCount": attempt["n"],
+    pk, sk = store.event_key(event.event_id)
+    fields: dict[str, Any] = {
+        "attempts": _kept(event.state.attempts, attempt),
+        "attemptCount": attempt.n,
         "deliveryStatus": status.value,
         "nextAttemptAt": next_attempt_at,
-        "lastAttemptAt": attempt["at"],
+        "lastAttemptAt": attempt.at,
     }
-    if status == S.DELIVERED:
-        fields["deliveredAt"] = attempt["at"] + int(attempt["latencyMs"])
+    if status == DeliveryStatus.DELIVERED:
+        fields["deliveredAt"] = attempt.at + attempt.latency_ms
     # attempt n in flight, this message in charge -> attempt n recorded, delivered|failing|dead|disabled
     done = store.update(
         pk,
@@ -89,28 +80,31 @@ def record(event: Item, message_id: str, attempt: Item, status: S, next_attempt_
         set_values=fields,
         condition="#owner = :me AND #count = :prev",
         names={"#owner": OWNER, "#count": "attemptCount"},
-        values={":me": message_id, ":prev": attempt["n"] - 1},
+        values={":me": message_id, ":prev": attempt.n - 1},
     )
     return done is not None
 
 
-def record_attempt_only(event_id: str, attempt: Item) -> Item:
+def record_attempt_only(event_id: str, attempt: Attempt) -> Attempt:
     """Record an attempt made by a message no longer in charge, leaving the status to the one that
     is: every attempt shows in the log. Numbered after whatever was recorded meanwhile."""
     pk, sk = store.event_key(event_id)
     for _ in range(5):
-        current = store.get(pk, sk) or {}
-        count = int(current.get("attemptCount") or 0)
-        entry = {**attempt, "n": count + 1}
+        item = store.get(pk, sk)
+        if item is None:
+            break  # nothing to record it on
+        current = DeliveryState.from_item(item)
+        count = current.attempt_count
+        entry = replace(attempt, n=count + 1)
         # attemptCount c -> c + 1, from the count read (a concurrent record moves it)
         if (
             store.update(
                 pk,
                 sk,
                 set_values={
-                    "attempts": [*(current.get("attempts") or []), entry][-MAX_KEPT_ATTEMPTS:],
+                    "attempts": _kept(current.attempts, entry),
                     "attemptCount": count + 1,
-                    "lastAttemptAt": entry["at"],
+                    "lastAttemptAt": entry.at,
                 },
                 condition="#count = :prev",
                 names={"#count": "attemptCount"},
@@ -128,10 +122,14 @@ def mark_disabled(event_id: str, message_id: str) -> None:
     store.update(
         pk,
         sk,
-        set_values={"deliveryStatus": S.DISABLED.value, "nextAttemptAt": None},
+        set_values={"deliveryStatus": DeliveryStatus.DISABLED.value, "nextAttemptAt": None},
         condition="#owner = :me AND #st IN (:pending, :failing)",
         names=_NAMES,
-        values={":me": message_id, ":pending": S.PENDING.value, ":failing": S.FAILING.value},
+        values={
+            ":me": message_id,
+            ":pending": DeliveryStatus.PENDING.value,
+            ":failing": DeliveryStatus.FAILING.value,
+        },
     )
 
 
@@ -152,5 +150,5 @@ def reopen_part(event_id: str, merchant_id: str, now_ms: int) -> dict[str, Any]:
             "#base": "retryBase",
             "#merchant": "merchantId",
         },
-        values={":pending": S.PENDING.value, ":now": now_ms, ":merchant": merchant_id},
+        values={":pending": DeliveryStatus.PENDING.value, ":now": now_ms, ":merchant": merchant_id},
     )

@@ -9,16 +9,15 @@ configured: nothing could be delivered to it, and refusing is the safe side.
 
 from __future__ import annotations
 
-from typing import Any
-
 from usdt_gateway import clock, merchants, store
 from usdt_gateway.config import settings
 from usdt_gateway.errors import InvalidRequest
+from usdt_gateway.merchant_records import DisabledUrl, MerchantProfile
 from usdt_gateway.schemas import DisabledUrlView, SecretRotationView, WebhookEndpointUpdate, WebhookEndpointView
 from usdt_gateway.secretbox import decrypt
+from usdt_gateway.webhooks.records import Delivery
 from usdt_gateway.webhooks.urlguard import Resolver, Target, UnsafeUrl, check_url, default_resolve
 
-Item = dict[str, Any]
 DISABLED = "webhookDisabledUrls"  # url -> {disabledAt, reason}
 GONE = "the receiver answered 410 Gone"
 BY_MERCHANT = "disabled through PUT /v1/webhooks/endpoint"
@@ -43,27 +42,27 @@ def check_notify_url(url: str | None, field: str) -> None:
         raise InvalidRequest(f"{field}: {exc.message}", code="INVALID_URL") from None
 
 
-def signing_secrets(profile: Item, now_ms: int) -> list[str]:
+def signing_secrets(profile: MerchantProfile, now_ms: int) -> list[str]:
     """The current secret first, then the previous one while its rotation overlap lasts."""
-    context = merchants.webhook_secret_context(profile["merchantId"])
-    secrets = [decrypt(profile["webhookSecretCipher"], context)]
-    if profile.get("previousWebhookSecretCipher") and int(profile.get("previousWebhookSecretUntil") or 0) > now_ms:
-        secrets.append(decrypt(profile["previousWebhookSecretCipher"], context))
+    context = merchants.webhook_secret_context(profile.merchant_id)
+    secrets = [decrypt(profile.webhook_secret_cipher, context)]
+    if profile.previous_webhook_secret_cipher and profile.previous_secret_signs(now_ms):
+        secrets.append(decrypt(profile.previous_webhook_secret_cipher, context))
     return secrets
 
 
-def target_url(profile: Item, event: Item) -> str | None:
+def target_url(profile: MerchantProfile, event: Delivery) -> str | None:
     """Where an event goes: its order's notifyUrl, else the merchant's default URL."""
-    return event.get("notifyUrl") or profile.get("webhookUrl") or None
+    return event.notify_url or profile.webhook_url
 
 
-def is_disabled(profile: Item, url: str) -> bool:
-    return url in (profile.get(DISABLED) or {})
+def is_disabled(profile: MerchantProfile, url: str) -> bool:
+    return url in profile.disabled_urls
 
 
 def disable(merchant_id: str, url: str, reason: str) -> None:
     pk, sk = store.merchant_key(merchant_id)
-    store.set_map_entry(pk, sk, DISABLED, url, {"disabledAt": clock.now_ms(), "reason": reason})
+    store.set_map_entry(pk, sk, DISABLED, url, DisabledUrl(clock.now_ms(), reason).to_item())
 
 
 def enable(merchant_id: str, url: str) -> None:
@@ -71,18 +70,18 @@ def enable(merchant_id: str, url: str) -> None:
     store.remove_map_entry(pk, sk, DISABLED, url)
 
 
-def view(profile: Item, now_ms: int | None = None) -> WebhookEndpointView:
+def view(profile: MerchantProfile, now_ms: int | None = None) -> WebhookEndpointView:
     now_ms = clock.now_ms() if now_ms is None else now_ms
-    url = profile.get("webhookUrl") or None
-    disabled = profile.get(DISABLED) or {}
-    until = int(profile.get("previousWebhookSecretUntil") or 0)
-    rotating = bool(profile.get("previousWebhookSecretCipher")) and until > now_ms
+    url = profile.webhook_url
+    disabled = profile.disabled_urls
+    until = profile.previous_webhook_secret_until or 0
+    rotating = profile.previous_secret_signs(now_ms)
     return WebhookEndpointView(
         url=url,
         enabled=url is not None and url not in disabled,
         disabled_urls=[
-            DisabledUrlView(url=u, disabled_at=int(d["disabledAt"]), reason=d["reason"])
-            for u, d in sorted(disabled.items(), key=lambda kv: kv[1]["disabledAt"])
+            DisabledUrlView(url=u, disabled_at=d.disabled_at, reason=d.reason)
+            for u, d in sorted(disabled.items(), key=lambda kv: kv[1].disabled_at)
         ],
         secret_rotation=SecretRotationView(previous_valid_until=until) if rotating else None,
     )
@@ -95,7 +94,7 @@ def configure(merchant_id: str, update: WebhookEndpointUpdate) -> WebhookEndpoin
     if not given:
         raise InvalidRequest("give `url`, `enabled` or `enableUrls`", code="VALIDATION_ERROR")
     profile = merchants.get_merchant(merchant_id)
-    url = update.url if "url" in given else profile.get("webhookUrl")
+    url = update.url if "url" in given else profile.webhook_url
     if "url" in given and update.url is not None:
         try:
             check(update.url)

@@ -9,7 +9,8 @@ from usdt_gateway import clock, events, merchants, ratelimit, store
 from usdt_gateway.config import settings
 from usdt_gateway.errors import InvalidRequest
 from usdt_gateway.schemas import DeliveryStatus, WebhookTestResult
-from usdt_gateway.webhooks import delivery_state, endpoints, sender
+from usdt_gateway.webhooks import endpoints, sender
+from usdt_gateway.webhooks.records import Attempt, Delivery, DeliveryState
 from usdt_gateway.webhooks.urlguard import UnsafeUrl
 
 # The API function has 10 s in all: the receiver gets at most this much of it.
@@ -20,7 +21,7 @@ MESSAGE = "A test event from your USDT gateway: your endpoint receives and verif
 def send_test(merchant_id: str, url: str | None) -> WebhookTestResult:
     ratelimit.check_webhook_test(merchant_id)  # first: a refused URL counts too
     profile = merchants.get_merchant(merchant_id)
-    target = url or profile.get("webhookUrl")
+    target = url or profile.webhook_url
     if not target:
         raise InvalidRequest(
             "no webhook URL: set one with PUT /v1/webhooks/endpoint, or give `url`", code="WEBHOOK_URL_REQUIRED"
@@ -30,17 +31,20 @@ def send_test(merchant_id: str, url: str | None) -> WebhookTestResult:
         endpoints.check(target)
     except UnsafeUrl as exc:
         raise InvalidRequest(f"{'url' if url else 'your webhook URL'}: {exc.message}", code=exc.code) from None
-    event = {**events.webhook_test(merchant_id, MESSAGE), "notifyUrl": url}  # a resend goes where this went
+    item = {**events.webhook_test(merchant_id, MESSAGE), "notifyUrl": url}  # a resend goes where this went
+    event = Delivery.from_item(item)
     started = clock.now_ms()
     outcome = sender.send(profile, event, target, timeout_s=min(TIMEOUT_S, settings().webhook_timeout_seconds))
-    attempt = delivery_state.attempt_entry(1, started, target, outcome)
-    status = DeliveryStatus.DELIVERED if outcome.ok else DeliveryStatus.DEAD
-    # none -> delivered|dead: a new random event id.
-    store.put_new(
-        {**event, "attempts": [attempt], "attemptCount": 1, "deliveryStatus": status.value, "lastAttemptAt": started}
+    state = DeliveryState(
+        DeliveryStatus.DELIVERED if outcome.ok else DeliveryStatus.DEAD,
+        attempt_count=1,
+        attempts=(Attempt.of(1, started, target, outcome),),
+        last_attempt_at=started,
     )
+    # none -> delivered|dead: a new random event id.
+    store.put_new({**item, **state.to_item()})
     return WebhookTestResult(
-        delivery_id=event["eventId"],
+        delivery_id=event.event_id,
         url=target,
         ok=outcome.ok,
         status_code=outcome.status,

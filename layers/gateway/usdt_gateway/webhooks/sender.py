@@ -23,20 +23,20 @@ import json
 import math
 import random
 import threading
-from typing import Any
+from enum import StrEnum
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from usdt_gateway import aws, clock, merchants, outbox, store
 from usdt_gateway.config import ConfigError, retry_delays, settings
+from usdt_gateway.merchant_records import MerchantProfile
 from usdt_gateway.observability import log_keys, logger, metrics, redact_url
 from usdt_gateway.schemas import DeliveryStatus
 from usdt_gateway.webhooks import delivery_http, delivery_state, endpoints, slots
 from usdt_gateway.webhooks.delivery_http import Outcome
+from usdt_gateway.webhooks.records import Attempt, Delivery
 from usdt_gateway.webhooks.signing import webhook_headers
 
-Item = dict[str, Any]
-S = DeliveryStatus
 JITTER = 0.1
 # SQS hides a message at most 12 h from its receive, which was up to the function's timeout ago.
 MAX_HIDDEN_S = 43_200 - 120
@@ -44,6 +44,18 @@ MAX_HIDDEN_S = 43_200 - 120
 DEFER_SECONDS = (5, 30)
 NO_URL = Outcome(status=None, latency_ms=0, error="no webhook URL configured", code="NO_URL")
 _metrics_lock = threading.Lock()  # records of one batch run in threads; Metrics is not thread-safe
+
+
+class Handled(StrEnum):
+    """What became of a queue message (the message is deleted in every case: see KeepMessage)."""
+
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    DISABLED = "disabled"  # its URL is disabled: not sent, or disabled now by a 410
+    DEAD = "dead"  # every attempt failed: in the dead-letter queue
+    DEFERRED = "deferred"  # every merchant slot was held: sent again as a new, delayed message
+    DUPLICATE = "duplicate"  # another message is in charge of the event, or nothing is left to send
+    SUPERSEDED = "superseded"  # a resend took over while this attempt was made; the attempt is recorded
+    REJECTED = "rejected"  # no known event: in the dead-letter queue for the operator
 
 
 class KeepMessage(Exception):
@@ -63,11 +75,11 @@ def _count(name: str) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
 
 
-def send(profile: Item, event: Item, url: str, *, timeout_s: float) -> Outcome:
+def send(profile: MerchantProfile, event: Delivery, url: str, *, timeout_s: float) -> Outcome:
     """One signed POST of the event's stored body, unchanged, to url."""
-    body = str(event["body"]).encode()
+    body = event.body.encode()
     now = clock.now_ms()
-    headers = webhook_headers(endpoints.signing_secrets(profile, now), event["eventId"], now // 1000, body)
+    headers = webhook_headers(endpoints.signing_secrets(profile, now), event.event_id, now // 1000, body)
     s = settings()
     return delivery_http.post(
         url,
@@ -80,7 +92,7 @@ def send(profile: Item, event: Item, url: str, *, timeout_s: float) -> Outcome:
     )
 
 
-def handle(message_id: str, receipt_handle: str, body: str) -> str:
+def handle(message_id: str, receipt_handle: str, body: str) -> Handled:
     """Handle one queue message; returns what became of it, or raises KeepMessage. Every line
     logged meanwhile carries message_id and, once the event is read, its event_id, event_type,
     merchant_id and order_id (in this thread only: a batch's records run side by side)."""
@@ -88,56 +100,57 @@ def handle(message_id: str, receipt_handle: str, body: str) -> str:
         return _handle(message_id, receipt_handle, body)
 
 
-def _handle(message_id: str, receipt_handle: str, body: str) -> str:
+def _handle(message_id: str, receipt_handle: str, body: str) -> Handled:
     try:
         event_id = str(json.loads(body)["eventId"])
-        event = store.get(*store.event_key(event_id))
+        item = store.get(*store.event_key(event_id))
     except (ValueError, KeyError, TypeError):
-        event = None
-    if event is None:
+        item = None
+    if item is None:
         # Nothing to deliver: kept in the dead-letter queue for the operator, never just dropped.
         logger.error(
             "webhook queue message without a known event; moved to the dead-letter queue", extra={"body": body[:200]}
         )
         aws.client("sqs").send_message(QueueUrl=settings().webhook_dlq_url, MessageBody=body)
-        return "rejected"
-    owner = event.get(delivery_state.OWNER)
-    if owner not in (None, message_id) or event["deliveryStatus"] in (S.DELIVERED, S.DISABLED):
-        return "duplicate"
-    if event["deliveryStatus"] == S.DEAD:
+        return Handled.REJECTED
+    event = Delivery.from_item(item)
+    owner = event.state.owner
+    if owner not in (None, message_id) or event.state.status in (DeliveryStatus.DELIVERED, DeliveryStatus.DISABLED):
+        return Handled.DUPLICATE
+    if event.state.status == DeliveryStatus.DEAD:
         _to_dead_letter_queue(event)  # this message's earlier hand-off was cut short
-        return "dead"
+        return Handled.DEAD
     with log_keys(
         event_id=event_id,
-        event_type=event.get("type"),
-        merchant_id=event.get("merchantId"),
-        order_id=event.get("orderId"),
+        event_type=event.type,
+        merchant_id=event.merchant_id,
+        order_id=event.order_id,
     ):
         if owner is None:
             claimed = delivery_state.claim(event_id, message_id)
             if claimed is None:
-                return "duplicate"
+                return Handled.DUPLICATE
             event = claimed
         return _deliver(event, message_id, receipt_handle)
 
 
-def _deliver(event: Item, message_id: str, receipt_handle: str) -> str:
-    profile = merchants.get_merchant(event["merchantId"])
+def _deliver(event: Delivery, message_id: str, receipt_handle: str) -> Handled:
+    profile = merchants.get_merchant(event.merchant_id)
     url = endpoints.target_url(profile, event)
     if url is not None and endpoints.is_disabled(profile, url):
-        delivery_state.mark_disabled(event["eventId"], message_id)
+        delivery_state.mark_disabled(event.event_id, message_id)
         logger.info("webhook not sent: its URL is disabled", extra={"url": redact_url(url, keep_path=True)})
-        return "disabled"
+        return Handled.DISABLED
     if url is None:
         return _settle(event, message_id, receipt_handle, url, clock.now_ms(), NO_URL)
     # Records of one merchant in this batch take turns here (no DynamoDB writes while waiting);
     # the slot items then bound the merchant across every running sender.
-    with _in_process_turn(event["merchantId"]):
+    with _in_process_turn(event.merchant_id):
         started = clock.now_ms()
-        slot = slots.acquire(event["merchantId"], now_ms=started)
+        slot = slots.acquire(event.merchant_id, now_ms=started)
         if slot is None:
             _defer(event, message_id)  # other senders hold them all
-            return "deferred"
+            return Handled.DEFERRED
         try:
             outcome = send(profile, event, url, timeout_s=settings().webhook_timeout_seconds)
         finally:
@@ -159,15 +172,15 @@ def _in_process_turn(merchant_id: str) -> threading.BoundedSemaphore:
         return _turns[merchant_id]
 
 
-def _defer(event: Item, message_id: str) -> None:
+def _defer(event: Delivery, message_id: str) -> None:
     """Every slot of the merchant is held: the event comes back a little later, as a new message
     (this one is deleted, so its receive count keeps meaning deliveries, not waits)."""
     reply = aws.client("sqs").send_message(
         QueueUrl=settings().webhook_queue_url,
         DelaySeconds=random.randint(*DEFER_SECONDS),
-        **outbox.message(event["eventId"], event["merchantId"]),
+        **outbox.message(event.event_id, event.merchant_id),
     )
-    delivery_state.hand_over(event["eventId"], message_id, reply["MessageId"])
+    delivery_state.hand_over(event.event_id, message_id, reply["MessageId"])
 
 
 def _retry_delay(retry: int, outcome: Outcome) -> float | None:
@@ -182,18 +195,20 @@ def _retry_delay(retry: int, outcome: Outcome) -> float | None:
     return min(float(math.ceil(delay)), MAX_HIDDEN_S)
 
 
-def _settle(event: Item, message_id: str, receipt_handle: str, url: str | None, started: int, outcome: Outcome) -> str:
-    n = int(event.get("attemptCount") or 0) + 1
-    attempt = delivery_state.attempt_entry(n, started, url, outcome)
+def _settle(
+    event: Delivery, message_id: str, receipt_handle: str, url: str | None, started: int, outcome: Outcome
+) -> Handled:
+    n = event.state.attempt_count + 1
+    attempt = Attempt.of(n, started, url, outcome)
     delay: float | None = None
     if outcome.ok:
-        status = S.DELIVERED
+        status = DeliveryStatus.DELIVERED
     elif outcome.status == 410 and url is not None:
-        endpoints.disable(event["merchantId"], url, endpoints.GONE)
-        status = S.DISABLED
+        endpoints.disable(event.merchant_id, url, endpoints.GONE)
+        status = DeliveryStatus.DISABLED
     else:
-        delay = _retry_delay(n - int(event.get("retryBase") or 0), outcome)
-        status = S.DEAD if delay is None else S.FAILING
+        delay = _retry_delay(n - event.state.retry_base, outcome)
+        status = DeliveryStatus.DEAD if delay is None else DeliveryStatus.FAILING
     next_at = clock.now_ms() + int(delay * 1000) if delay is not None else None
     _count("WebhookAttempts")
     _count("WebhookDeliveries" if outcome.ok else "WebhookFailures")
@@ -208,29 +223,29 @@ def _settle(event: Item, message_id: str, receipt_handle: str, url: str | None, 
     }
     if not delivery_state.record(event, message_id, attempt, status, next_at):
         # A resend put another message in charge while this one was sending: it decides what next.
-        delivery_state.record_attempt_only(event["eventId"], attempt)
+        delivery_state.record_attempt_only(event.event_id, attempt)
         logger.info("webhook attempt recorded; a resend has taken over the event", extra=log)
-        return "superseded"
-    if status == S.DEAD:
+        return Handled.SUPERSEDED
+    if status == DeliveryStatus.DEAD:
         _count("WebhookDead")
         logger.error("webhook event dead: every attempt failed; in the dead-letter queue", extra=log)
         _to_dead_letter_queue(event)
-        return "dead"
-    if status == S.FAILING:
+        return Handled.DEAD
+    if status == DeliveryStatus.FAILING:
         assert delay is not None
         logger.info("webhook attempt failed; retrying", extra={**log, "retry_in_seconds": delay})
         aws.client("sqs").change_message_visibility(
             QueueUrl=settings().webhook_queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=int(delay)
         )
         raise KeepMessage(f"attempt {n} failed; next in {int(delay)} s")
-    if status == S.DISABLED:
+    if status == DeliveryStatus.DISABLED:
         logger.warning("webhook URL disabled: the receiver answered 410 Gone", extra=log)
-    else:
-        logger.info("webhook delivered", extra=log)
-    return status.value
+        return Handled.DISABLED
+    logger.info("webhook delivered", extra=log)
+    return Handled.DELIVERED
 
 
-def _to_dead_letter_queue(event: Item) -> None:
+def _to_dead_letter_queue(event: Delivery) -> None:
     aws.client("sqs").send_message(
-        QueueUrl=settings().webhook_dlq_url, **outbox.message(event["eventId"], event["merchantId"])
+        QueueUrl=settings().webhook_dlq_url, **outbox.message(event.event_id, event.merchant_id)
     )
