@@ -24,6 +24,7 @@ from typing import Any
 from eth_account import Account
 from web3 import Web3
 from web3.contract import Contract
+from web3.types import Nonce, TxParams, Wei
 
 from devstack.evm import deploy_token, mint, start_anvil
 from devstack.settlement_contracts import deploy_deposit_implementation, deploy_factory
@@ -52,11 +53,16 @@ def _naive_gas(w3: Web3, token: Contract, owner: str, relayer: str, treasury: st
     for _ in range(n):
         holder = Account.create()
         mint(token, holder.address, UNIT, owner=owner)
-        transfer = token.functions.transfer(treasury, UNIT).build_transaction(
-            {"from": holder.address, "nonce": 0, "gas": 100_000, "maxFeePerGas": price, "maxPriorityFeePerGas": 10**9}
-        )
+        params: TxParams = {
+            "from": holder.address,
+            "nonce": Nonce(0),
+            "gas": 100_000,
+            "maxFeePerGas": Wei(price),
+            "maxPriorityFeePerGas": Wei(10**9),
+        }
+        transfer = token.functions.transfer(treasury, UNIT).build_transaction(params)
         funding = _receipt(
-            w3, w3.eth.send_transaction({"from": relayer, "to": holder.address, "value": 100_000 * price})
+            w3, w3.eth.send_transaction({"from": relayer, "to": holder.address, "value": Wei(100_000 * price)})
         )
         signed = holder.sign_transaction(transfer)
         sent = _receipt(w3, w3.eth.send_raw_transaction(signed.raw_transaction))
@@ -67,8 +73,9 @@ def _naive_gas(w3: Web3, token: Contract, owner: str, relayer: str, treasury: st
 def run() -> dict[str, Any]:
     with start_anvil() as anvil:
         w3 = anvil.web3()
-        owner, relayer = w3.eth.accounts[0], w3.eth.accounts[1]
-        treasury = Account.create().address
+        accounts = [str(a) for a in w3.eth.accounts]
+        owner, relayer = accounts[0], accounts[1]
+        treasury = str(Account.create().address)
         token = deploy_token(w3, owner)
         implementation = deploy_deposit_implementation(w3, owner)
         factory = deploy_factory(
