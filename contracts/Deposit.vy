@@ -1,4 +1,5 @@
 # pragma version 0.4.3
+# pragma evm-version cancun
 """
 @title Deposit
 @notice The code behind every deposit address of every DepositFactory on a chain. A deposit

@@ -1,4 +1,5 @@
 # pragma version 0.4.3
+# pragma evm-version cancun
 """
 @title Deposit factory
 @notice One merchant's deposit addresses on one chain. Each is the CREATE2 address of a minimal
@@ -97,8 +98,7 @@ def _deployed(salt: bytes32) -> address:
 
 
 @internal
-def _move(token: address, deposit: address, salt: bytes32, to: address, amount: uint256):
-    before: uint256 = staticcall Token(token).balanceOf(deposit)
+def _move(token: address, deposit: address, salt: bytes32, to: address, amount: uint256, before: uint256):
     extcall Deposit(deposit).transfer_token(token, to, amount, salt)
     # Counted by the balance change: a token may return nothing, or false on success.
     assert staticcall Token(token).balanceOf(deposit) + amount == before, "balance did not move"
@@ -134,7 +134,7 @@ def sweep(token: address, salts: DynArray[bytes32, MAX_BATCH]) -> uint256:
         if amount == 0:
             continue
         self._deployed(salt)
-        self._move(token, deposit, salt, TREASURY, amount)
+        self._move(token, deposit, salt, TREASURY, amount, amount)
         log Swept(token=token, deposit=deposit, amount=amount)
         total += amount
     return total
@@ -219,5 +219,5 @@ def refund(
     assert ecrecover(digest, v, r, s) == OWNER, "not signed by the owner"
     self.nonce_used[nonce] = True
     deposit: address = self._deployed(salt)
-    self._move(token, deposit, salt, to, amount)
+    self._move(token, deposit, salt, to, amount, staticcall Token(token).balanceOf(deposit))
     log Refunded(token=token, deposit=deposit, to=to, amount=amount, nonce=nonce)
