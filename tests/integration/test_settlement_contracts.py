@@ -293,6 +293,16 @@ def test_the_relayer_cannot_move_money_anywhere_but_the_treasury(merchant: Merch
         merchant.send(merchant.clone(fresh).functions.transfer_token(usdt.address, relayer, 1, fresh)),
         # its own factory, naming the merchant's salts: it reaches only its own addresses
         own.sweep(usdt, [deployed, fresh]),
+        # sweeps that name a contract of the system, or an account without code, as the token
+        *(
+            merchant.send(merchant.factory.functions.sweep(bogus, [deployed, fresh]))
+            for bogus in (
+                merchant.factory.address,
+                merchant.address(deployed),
+                merchant.implementation.address,
+                relayer,
+            )
+        ),
         # calldata the contracts do not know, and plain ether
         *(
             merchant.send_raw(to, data)
@@ -303,6 +313,8 @@ def test_the_relayer_cannot_move_money_anywhere_but_the_treasury(merchant: Merch
 
     # Then nothing it tried moved a unit: only a plain sweep does, and that pays the treasury
     assert [r["status"] for r in attempts[:8]] == [0] * 8  # refunds and direct calls revert
+    assert [r["status"] for r in attempts[10:14]] == [0] * 4  # sweeps of things that are no token
+    assert [r["status"] for r in attempts[14:]] == [0] * 9  # no fallback takes calldata or ether
     assert before == {a: _balance(usdt, a) for a in before}
     assert _balance(usdt, relayer) == 0
     assert _balance(usdt, own.treasury) == 0
