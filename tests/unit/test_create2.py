@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from usdt_gateway.address_codec import tron_address_from_body, tron_body20
 from usdt_gateway.create2 import (
     TRON_PREFIX,
     clone_init_code,
@@ -53,6 +54,36 @@ def test_eip1014_examples(deployer: str, salt: str, init_code: str, expected: st
     # Given an example of EIP-1014, When its address is computed offline, Then it is the EIP's
     address = create2_address(deployer, bytes.fromhex(salt), keccak256(bytes.fromhex(init_code)))
     assert "0x" + address.hex() == expected.lower()
+
+
+# Tron (TIP-26, prefix 0x41): (factory, salt text, expected) with one init code hash, from the
+# address-generation test of a public Tron wallet factory; the salt is keccak256 of the text.
+TRON_INIT_CODE_HASH = "e0dba80b6b1cd71e9dc972924f072016008963014cd10c34d5ebd96d9b93ddcc"
+TRON_VECTORS = [
+    ("TAtb9skGf5JU62NKYPY1G8THDWV9T7mx53", "1", "TLsYCgQ82LHeJLbPtondUN4wGm9ZpjDHuo"),
+    ("TAtb9skGf5JU62NKYPY1G8THDWV9T7mx53", "2", "THNTVbyvX1BHHphXw5N9kUhg5hMYC1fk3r"),
+    (
+        "TCX2uhV4HjcWRB7hrTQL57fFRdxgiyypEc",
+        "68168199-96a9-4515-99b8-7ef44f13d209",
+        "TWnvbujUHt2qXZkk5e1m2MYAepQuArfXAU",
+    ),
+    (
+        "TCX2uhV4HjcWRB7hrTQL57fFRdxgiyypEc",
+        "c98b6212-80aa-470c-9741-e427e0cdda80",
+        "TQ4wSo6aREXV8sfoMtpPnUhUBtcG9EkU6n",
+    ),
+]
+
+
+@pytest.mark.parametrize(("factory", "salt_text", "expected"), TRON_VECTORS)
+def test_tron_create2_addresses(factory: str, salt_text: str, expected: str) -> None:
+    # Given a Tron factory (base58), a salt and an init code hash
+    # When the address is computed with Tron's 0x41 prefix from the factory's 20-byte body
+    body = create2_address(
+        tron_body20(factory), keccak256(salt_text.encode()), bytes.fromhex(TRON_INIT_CODE_HASH), prefix=TRON_PREFIX
+    )
+    # Then, 0x41-prefixed and base58check-encoded, it is the expected Tron address
+    assert tron_address_from_body(body) == expected
 
 
 def test_tron_prefix_gives_another_address_from_the_same_inputs() -> None:
