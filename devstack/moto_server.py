@@ -24,6 +24,8 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
+from devstack import moto_kms
+
 
 class _OneAtATime:
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
@@ -89,6 +91,7 @@ def _transact_with_item_rollback(self: DynamoDBBackend, transact_items: list[dic
 class AtomicMotoServer(ThreadedMotoServer):
     def _server_entry(self) -> None:
         DynamoDBBackend.transact_write_items = _transact_with_item_rollback  # type: ignore[method-assign]
+        moto_kms.install()  # KMS Sign with MessageType=DIGEST as AWS does it
         app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
