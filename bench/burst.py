@@ -123,7 +123,7 @@ class Timings:
 
         def timed_credit(t: Any, *args: Any, **kwargs: Any) -> Any:
             outcome = credit_final(t, *args, **kwargs)
-            if outcome[0] == deposits.CREDITED:
+            if outcome[0] == deposits.Outcome.CREDITED:
                 with self.lock:
                     self.credited.setdefault(t.txid, time.time())
             return outcome

@@ -349,11 +349,14 @@ def _merchant_orders(count: int, url: str) -> list[dict[str, Any]]:
 
 def _commit_events(order: dict[str, Any], count: int) -> list[str]:
     from usdt_gateway import events, store
+    from usdt_gateway.records import Order
 
     types = list(itertools.islice(itertools.cycle(events.ORDER_EVENT_TYPES), count))
     ids: list[str] = []
     for start in range(0, count, TRANSACT_EVENTS):
-        batch_ids, parts = events.for_order(order, types[start : start + TRANSACT_EVENTS], first_sequence=start + 1)
+        batch_ids, parts = events.for_order(
+            Order.from_item(order), types[start : start + TRANSACT_EVENTS], first_sequence=start + 1, head=None
+        )
         store.transact(parts)
         ids += batch_ids
     return ids

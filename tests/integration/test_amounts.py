@@ -31,17 +31,23 @@ def test_network_bounds_are_shown_without_an_exponent(api: ApiClient, settings_e
 
 def _settled_status(order_item: dict[str, Any], paid_units: int) -> str:
     """The status the order's own lifecycle gives it once `paid_units` are final."""
-    from usdt_gateway.lifecycle import settle
+    from dataclasses import replace
 
-    deposit = {
-        "txid": "0xpaid",
-        "logIndex": 0,
-        "units": paid_units,
-        "final": True,
-        "blockNumber": 1,
-        "blockTime": int(order_item["expiresAt"]) - 1,
-    }
-    return settle({**order_item, "deposits": {"0xpaid:0": deposit}}).status.value
+    from usdt_gateway.lifecycle import settle
+    from usdt_gateway.records import Order, OrderDeposit
+
+    order = Order.from_item(order_item)
+    deposit = OrderDeposit(
+        txid="0xpaid",
+        log_index=0,
+        units=paid_units,
+        block_number=1,
+        block_hash=None,
+        block_time=order.expires_at - 1,
+        sender="T",
+        final=True,
+    )
+    return settle(replace(order, deposits={deposit.key: deposit})).status.value
 
 
 def test_the_tolerance_is_bounded_by_a_share_of_the_order(

@@ -24,6 +24,7 @@ from devstack.stack import STACK_NAME, Stack, WebhookUrlRefused, start_stack
 from tests.integration.test_devstack_chain import new_order, run_pay
 from tests.integration.webhook_receiver import Reply, receiver
 from usdt_gateway import events, request_signing, store
+from usdt_gateway.records import Order
 
 DELIVERED_WITHIN_S = 15
 
@@ -212,7 +213,7 @@ def test_the_outbox_schedule_publishes_an_event_its_writer_left(stack: Stack) ->
     order = new_order(stack)
     item = store.get(*store.order_key(stack.merchant["merchantId"], order["orderId"]))
     assert item is not None
-    (event_id,), parts = events.for_order(item, ["order.expired"], first_sequence=1)
+    (event_id,), parts = events.for_order(Order.from_item(item), ["order.expired"], first_sequence=1, head=None)
     store.transact(parts)
     store.put(events.outbox_marker(event_id, int(time.time() * 1000) - 60_000, 1))
 

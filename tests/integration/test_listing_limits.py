@@ -284,7 +284,7 @@ def test_a_filtered_delivery_log_does_bounded_work(api: ApiClient, short_reads: 
 
 
 def _unmatched_deposit(merchant_id: str, n: int, *, unmatched: bool) -> None:
-    """A final deposit as the scanner records it, listed under the merchant (deposits._final_item)."""
+    """A final deposit as the scanner records it, listed under the merchant (deposits._final_deposit)."""
     txid = f"{n:064x}"
     pk, sk = store.deposit_key("tron", txid, 0)
     store.put(

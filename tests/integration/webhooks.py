@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -12,6 +13,7 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.integration.apiclient import ApiClient
 from usdt_gateway import clock, events, outbox, store, transitions
+from usdt_gateway.records import Order, OrderDeposit
 
 ENDPOINT = "/v1/webhooks/endpoint"
 DELIVERIES = "/v1/webhooks/deliveries"
@@ -55,7 +57,7 @@ def order_events(api: ApiClient, types: list[str]) -> tuple[str, list[str]]:
     order_id = api.create().body["orderId"]
     item = store.get(*store.order_key(_merchant(api), order_id))
     assert item is not None
-    ids, parts = events.for_order(item, types, first_sequence=1)
+    ids, parts = events.for_order(Order.from_item(item), types, first_sequence=1, head=None)
     store.transact(parts)
     outbox.publish(ids)
     return order_id, ids
@@ -68,21 +70,20 @@ def overpay(api: ApiClient, *, late: bool, excess_units: int = 3_000_000) -> tup
     order_id = api.create().body["orderId"]
     pk, _ = store.order_key(_merchant(api), order_id)
     if late:
-        transitions.apply(pk, lambda order: ({**order, "closedAt": clock.now_ms()}, []))
+        transitions.apply(pk, lambda order: (replace(order, closed_at=clock.now_ms()), []))
 
-    def credit(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        txid = "0x" + "cd" * 32
-        deposit = {
-            "txid": txid,
-            "logIndex": 0,
-            "units": int(order["amountUnits"]) + excess_units,
-            "blockNumber": 1000,
-            "blockHash": "0x" + "ef" * 32,
-            "sender": "T" + "1" * 33,
-            "final": True,
-            "blockTime": int(order["expiresAt"]) + (60_000 if late else -60_000),
-        }
-        return {**order, "deposits": {f"{txid}:0": deposit}}, []
+    def credit(order: Order) -> tuple[Order, list[dict[str, Any]]]:
+        deposit = OrderDeposit(
+            txid="0x" + "cd" * 32,
+            log_index=0,
+            units=order.amount_units + excess_units,
+            block_number=1000,
+            block_hash="0x" + "ef" * 32,
+            block_time=order.expires_at + (60_000 if late else -60_000),
+            sender="T" + "1" * 33,
+            final=True,
+        )
+        return replace(order, deposits={deposit.key: deposit}), []
 
     transitions.apply(pk, credit)
     return order_id, event_ids(_merchant(api), order_id)

@@ -1,5 +1,5 @@
 """Which webhook events an order change makes (events.order_event_types), and the order every
-one of them carries (orders.to_view)."""
+one of them carries (order_views.to_view)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,37 @@ from typing import Any
 import pytest
 
 from usdt_gateway.events import EVENT_TYPES, order_event_types
-from usdt_gateway.orders import to_view
+from usdt_gateway.order_views import to_view
+from usdt_gateway.records import Order
 
 
-def order(status: str, paid: int = 0, exception: str | None = None, excess: int = 0) -> dict:
-    return {"status": status, "paidUnits": paid, "exception": exception, "excessUnits": excess}
+def item(status: str, *, paid: int = 0, exception: str | None = None, excess: int = 0) -> dict[str, Any]:
+    """An order item as stored, amount 100.00 USDT (6 decimals)."""
+    return {
+        "merchantId": "m-1",
+        "orderId": "o-1",
+        "publicId": "p_1",
+        "network": "tron",
+        "chainId": 728126428,
+        "decimals": 6,
+        "tokenContract": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
+        "amountUnits": 100_000_000,
+        "requestedUnits": 100_000_000,
+        "address": "TXYZ",
+        "paymentUrl": "https://pay.example/pay/p_1",
+        "paymentUri": "TXYZ",
+        "qrCodeData": "data:image/png;base64,",
+        "status": status,
+        "exception": exception,
+        "paidUnits": paid,
+        "excessUnits": excess,
+        "expiresAt": 2,
+        "createdAt": 1,
+    }
+
+
+def order(status: str, paid: int = 0, exception: str | None = None, excess: int = 0) -> Order:
+    return Order.from_item(item(status, paid=paid, exception=exception, excess=excess))
 
 
 @pytest.mark.parametrize(
@@ -47,7 +73,7 @@ def order(status: str, paid: int = 0, exception: str | None = None, excess: int 
         (order("confirmed", 120, "overpaid", 20), order("confirmed", 120, "overpaid", 20), False, []),  # nothing new
     ],
 )
-def test_events_of_a_change(old: dict, new: dict, reverted: bool, expected: list[str]) -> None:
+def test_events_of_a_change(old: Order, new: Order, reverted: bool, expected: list[str]) -> None:
     assert order_event_types(old, new, reverted=reverted) == expected
     assert set(expected) <= set(EVENT_TYPES)
 
@@ -68,36 +94,12 @@ def test_only_a_final_paid_order_is_announced_confirmed() -> None:
             assert "order.confirmed" not in order_event_types(order(old), order(new))
 
 
-def item(status: str, *, paid: int = 0, exception: str | None = None, excess: int = 0) -> dict[str, Any]:
-    """An order item as stored, amount 100.00 USDT (6 decimals)."""
-    return {
-        "orderId": "o-1",
-        "publicId": "p_1",
-        "network": "tron",
-        "chainId": 728126428,
-        "decimals": 6,
-        "tokenContract": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
-        "amountUnits": 100_000_000,
-        "requestedUnits": 100_000_000,
-        "address": "TXYZ",
-        "paymentUrl": "https://pay.example/pay/p_1",
-        "paymentUri": "TXYZ",
-        "qrCodeData": "data:image/png;base64,",
-        "status": status,
-        "exception": exception,
-        "paidUnits": paid,
-        "excessUnits": excess,
-        "expiresAt": 2,
-        "createdAt": 1,
-    }
-
-
 @pytest.mark.parametrize(
     "status", ["pending", "confirming", "underpaid", "confirmed", "expired", "cancelled", "failed"]
 )
 def test_the_order_says_whether_it_is_paid(status: str) -> None:
     # Given an order in any status, when it is viewed (GET and every order event's data)
-    view = to_view(item(status, paid=100_000_000 if status == "confirmed" else 0)).model_dump(by_alias=True)
+    view = to_view(order(status, paid=100_000_000 if status == "confirmed" else 0)).model_dump(by_alias=True)
     # Then `paid` is true exactly when it is confirmed
     assert view["paid"] is (status == "confirmed")
 
@@ -115,7 +117,7 @@ def test_a_late_overpayment_shows_both_exceptions(exception: str | None, excess:
     # Given a confirmed order, late or not, overpaid or not
     stored = item("confirmed", paid=100_000_000 + excess, exception=exception, excess=excess)
     # When it is viewed
-    view = to_view(stored).model_dump(mode="json", by_alias=True)
+    view = to_view(Order.from_item(stored)).model_dump(mode="json", by_alias=True)
     # Then `exceptions` lists every one that applies, `exception` stays the first (paid_late wins)
     assert view["exceptions"] == exceptions
     assert view["exception"] == exception and view["excessAmount"] == f"{excess // 10**6}.00"

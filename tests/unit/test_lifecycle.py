@@ -5,37 +5,50 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from usdt_gateway.lifecycle import ALLOWED, IllegalTransition, check_transition, settle
+from usdt_gateway.records import Order, OrderDeposit
 from usdt_gateway.schemas import OrderStatus
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "order-states.md"
 EXPIRES = 1_000_000
 
 
-def order(status: str = "pending", *deposits: dict[str, Any], closed: bool = False, tolerance: int = 0) -> dict:
-    return {
-        "status": status,
-        "amountUnits": 100,
-        "toleranceUnits": tolerance,
-        "expiresAt": EXPIRES,
-        "closedAt": EXPIRES + 1 if closed else None,
-        "deposits": {f"{i}": d for i, d in enumerate(deposits)},
-    }
+def order(status: str = "pending", *deposits: OrderDeposit, closed: bool = False, tolerance: int = 0) -> Order:
+    return Order(
+        merchant_id="m",
+        order_id="o",
+        public_id="p",
+        network="tron",
+        chain_id=728126428,
+        token_contract="T",
+        decimals=6,
+        amount_units=100,
+        requested_units=100,
+        tolerance_units=tolerance,
+        address="A",
+        payment_uri="A",
+        status=OrderStatus(status),
+        expires_at=EXPIRES,
+        created_at=1,
+        closed_at=EXPIRES + 1 if closed else None,
+        deposits={f"{i}": d for i, d in enumerate(deposits)},
+    )
 
 
-def dep(units: int, *, final: bool, at: int = EXPIRES - 10, block: int = 1) -> dict[str, Any]:
-    return {
-        "txid": f"t{block}-{units}",
-        "logIndex": 0,
-        "units": units,
-        "final": final,
-        "blockTime": at,
-        "blockNumber": block,
-    }
+def dep(units: int, *, final: bool, at: int = EXPIRES - 10, block: int = 1) -> OrderDeposit:
+    return OrderDeposit(
+        txid=f"t{block}-{units}",
+        log_index=0,
+        units=units,
+        block_number=block,
+        block_hash=None,
+        block_time=at,
+        sender="S",
+        final=final,
+    )
 
 
 def test_allowed_edges_are_the_documented_diagram() -> None:
@@ -63,7 +76,7 @@ def test_allowed_edges_are_the_documented_diagram() -> None:
         (order("cancelled"), "cancelled", None),
     ],
 )
-def test_settle_derives_the_status(case: dict, expected: str, exception: str | None) -> None:
+def test_settle_derives_the_status(case: Order, expected: str, exception: str | None) -> None:
     settled = settle(case)
     assert settled.status == expected
     assert (settled.exception.value if settled.exception else None) == exception

@@ -46,6 +46,16 @@ def known_head(network: str) -> int | None:
     return known[1] if known is not None and known[0] == network else None
 
 
+def view_head(network: str) -> int | None:
+    """The newest block the scanner saw on `network`, for the confirmations an order view shows:
+    the scanner's own head inside `scanning_at`, else the cursor's (one eventually consistent read)."""
+    known = known_head(network)
+    if known is not None:
+        return known
+    scan = read(network)
+    return int(scan["head"]) if scan and scan.get("head") is not None else None
+
+
 class LeaseLost(Exception):
     """Another scanner holds the cursor now (ours lapsed): stop scanning at once."""
 

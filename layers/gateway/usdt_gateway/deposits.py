@@ -22,6 +22,8 @@ with what was recorded in it. The deposit write and its order's write are one tr
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from dataclasses import replace
+from enum import StrEnum
 from typing import Any
 
 from usdt_gateway import clock, events, outbox, store, transitions
@@ -31,13 +33,13 @@ from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
 from usdt_gateway.lifecycle import ACCEPTING
 from usdt_gateway.money import format_units
 from usdt_gateway.observability import log_keys, logger, order_keys
+from usdt_gateway.records import FINAL_STATUSES, Deposit, DepositStatus, LedgerEntry, Order, OrderDeposit, deposit_id
 from usdt_gateway.schemas import DepositListView, DepositRecordView, OrderStatus
 from usdt_gateway.transitions import Applied
 from usdt_gateway.watchlist import WatchEntry
 
-SEEN, CREDITED, UNMATCHED, IGNORED = "seen", "credited", "unmatched", "ignored"
-DROPPED, REVERSED = "dropped", "reversed"
-FINAL = (CREDITED, UNMATCHED, IGNORED)
+SEEN, CREDITED, UNMATCHED = DepositStatus.SEEN, DepositStatus.CREDITED, DepositStatus.UNMATCHED
+IGNORED, DROPPED, REVERSED = DepositStatus.IGNORED, DepositStatus.DROPPED, DepositStatus.REVERSED
 BELOW_MINIMUM, REORG = "below_minimum", "reorg"
 NAMES = {"#ds": "depositStatus"}
 LEDGER_TTL_S = 30 * 86_400  # far beyond any network's maxReorgDepth; an operator's resume reads it too
@@ -46,26 +48,35 @@ LEDGER_TTL_S = 30 * 86_400  # far beyond any network's maxReorgDepth; an operato
 Locate = Callable[[str], int | None]
 
 
-def deposit_id(network: str, txid: str, log_index: int) -> str:
-    return f"{network}:{txid}:{log_index}"
+class Outcome(StrEnum):
+    """What became of a final transfer (credit_final, and the scanner's count of them)."""
+
+    CREDITED = "credited"  # counted in its order
+    UNMATCHED = "unmatched"  # recorded; no open order takes it
+    IGNORED = "ignored"  # below the network's minimum deposit: recorded only
+    ALREADY = "already"  # recorded before (a re-scan, an overlapping range, a retry)
 
 
 def _map_key(t: Transfer) -> str:
     return f"{t.txid}:{t.log_index}"
 
 
-def _map_entry(t: Transfer, *, final: bool) -> dict[str, Any]:
+def _order_deposit(t: Transfer, *, final: bool) -> OrderDeposit:
     """How a deposit appears inside its order item (the order view lists these)."""
-    return {
-        "txid": t.txid,
-        "logIndex": t.log_index,
-        "units": t.units,
-        "blockNumber": t.block_number,
-        "blockHash": t.block_hash,
-        "blockTime": t.block_time,
-        "sender": t.sender,
-        "final": final,
-    }
+    return OrderDeposit(
+        txid=t.txid,
+        log_index=t.log_index,
+        units=t.units,
+        block_number=t.block_number,
+        block_hash=t.block_hash,
+        block_time=t.block_time,
+        sender=t.sender,
+        final=final,
+    )
+
+
+def _with_deposit(order: Order, key: str, deposit: OrderDeposit) -> Order:
+    return replace(order, deposits={**order.deposits, key: deposit})
 
 
 def _log_fields(t: Transfer) -> dict[str, Any]:
@@ -83,99 +94,88 @@ def _block_fields(t: Transfer) -> dict[str, Any]:
     return {"blockNumber": t.block_number, "blockHash": t.block_hash, "blockTime": t.block_time}
 
 
-def _item(t: Transfer, status: str, **extra: Any) -> dict[str, Any]:
-    pk, sk = store.deposit_key(t.network, t.txid, t.log_index)
-    return {
-        "pk": pk,
-        "sk": sk,
-        "depositId": deposit_id(t.network, t.txid, t.log_index),
-        "network": t.network,
-        "txid": t.txid,
-        "logIndex": t.log_index,
-        **_block_fields(t),
-        "sender": t.sender,
-        "recipient": t.recipient,
-        "units": t.units,
-        "decimals": networks()[t.network].decimals,
-        "depositStatus": status,
-        "recordedAt": clock.now_ms(),
+def _deposit(t: Transfer, status: DepositStatus, **extra: Any) -> Deposit:
+    return Deposit(
+        network=t.network,
+        txid=t.txid,
+        log_index=t.log_index,
+        block_number=t.block_number,
+        block_hash=t.block_hash,
+        block_time=t.block_time,
+        sender=t.sender,
+        recipient=t.recipient,
+        units=t.units,
+        decimals=networks()[t.network].decimals,
+        status=status,
+        recorded_at=clock.now_ms(),
         **extra,
-    }
+    )
 
 
-def _final_item(
-    t: Transfer, status: str, merchant_id: str | None, order_pk: str | None, reason: str | None = None
-) -> dict[str, Any]:
+def _final_deposit(
+    t: Transfer, status: DepositStatus, merchant_id: str | None, order_pk: str | None, reason: str | None = None
+) -> Deposit:
     # Final deposits are listed per merchant by block time (gsi1); `unmatched` is the filter.
     index = (
-        {"gsi1pk": store.deposits_index_pk(merchant_id), "gsi1sk": f"{t.block_time:013d}#{t.txid}#{t.log_index}"}
+        {"index_pk": store.deposits_index_pk(merchant_id), "index_sk": f"{t.block_time:013d}#{t.txid}#{t.log_index}"}
         if merchant_id
         else {}
     )
-    return _item(
-        t, status, merchantId=merchant_id, orderPk=order_pk, unmatched=status == UNMATCHED, reason=reason, **index
+    return _deposit(
+        t, status, merchant_id=merchant_id, order_pk=order_pk, unmatched=status == UNMATCHED, reason=reason, **index
     )
 
 
 def _ledger_put(t: Transfer) -> dict[str, Any]:
-    pk, sk = store.ledger_key(t.network, t.block_number, t.txid, t.log_index)
     dep_pk, _ = store.deposit_key(t.network, t.txid, t.log_index)
+    entry = LedgerEntry(t.network, t.block_number, t.txid, t.log_index, dep_pk, clock.now_ms() // 1000 + LEDGER_TTL_S)
     # none -> recorded; a re-recorded block position (after a reversal) is the same entry again.
     return store.put_part(
-        {
-            "pk": pk,
-            "sk": sk,
-            "depositPk": dep_pk,
-            "blockNumber": t.block_number,
-            "ttl": clock.now_ms() // 1000 + LEDGER_TTL_S,
-        },
-        condition="attribute_not_exists(pk) OR depositPk = :d",
-        values={":d": dep_pk},
+        entry.to_item(), condition="attribute_not_exists(pk) OR depositPk = :d", values={":d": dep_pk}
     )
 
 
-def _ledger_delete(item: dict[str, Any], block_number: int | None = None) -> dict[str, Any]:
-    number = int(item["blockNumber"] if block_number is None else block_number)
-    return store.delete_part(*store.ledger_key(item["network"], number, item["txid"], int(item["logIndex"])))
+def _ledger_delete(dep: Deposit, block_number: int | None = None) -> dict[str, Any]:
+    number = dep.block_number if block_number is None else block_number
+    return store.delete_part(*store.ledger_key(dep.network, number, dep.txid, dep.log_index))
 
 
 def record_seen(t: Transfer, entry: WatchEntry) -> Applied:
     """A payment in a block that is not final yet: recorded as seen, its order -> confirming. Seen
     again in another block (a reorg re-included it), the record follows it: still one deposit."""
-    item = _item(
+    dep = _deposit(
         t,
         SEEN,
-        orderPk=entry.order_pk,
-        merchantId=entry.merchant_id,
-        gsi1pk=store.seen_index_pk(t.network),
-        gsi1sk=f"{t.block_number:012d}",
+        order_pk=entry.order_pk,
+        merchant_id=entry.merchant_id,
+        index_pk=store.seen_index_pk(t.network),
+        index_sk=f"{t.block_number:012d}",
     )
 
-    def change(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-        deposits = dict(order.get("deposits") or {})
-        known = deposits.get(_map_key(t))
+    def change(order: Order) -> tuple[Order, list[dict[str, Any]]] | None:
+        known = order.deposits.get(_map_key(t))
         if known is not None:
-            if known["final"] or known.get("reversed") or known["blockHash"] == t.block_hash:
+            if known.final or known.reversed or known.block_hash == t.block_hash:
                 return None
-            deposits[_map_key(t)] = _map_entry(t, final=False)
             # seen -> seen, in the block that holds it now
             moved = store.set_part(
-                item["pk"],
-                item["sk"],
-                set_values={**_block_fields(t), "gsi1sk": item["gsi1sk"]},
+                *dep.key,
+                set_values={**_block_fields(t), "gsi1sk": dep.index_sk},
                 condition="#ds = :seen",
                 values={":seen": SEEN},
                 names=NAMES,
             )
-            return {**order, "deposits": deposits}, [moved]
-        if OrderStatus(order["status"]) not in ACCEPTING:
+            return _with_deposit(order, _map_key(t), _order_deposit(t, final=False)), [moved]
+        if order.status not in ACCEPTING:
             return None  # a closed order's payment is decided when final (unmatched)
-        deposits[_map_key(t)] = _map_entry(t, final=False)
         # none (or dropped) -> seen
         claim = store.put_part(
-            item, condition="attribute_not_exists(pk) OR #ds = :dropped", values={":dropped": DROPPED}, names=NAMES
+            dep.to_item(),
+            condition="attribute_not_exists(pk) OR #ds = :dropped",
+            values={":dropped": DROPPED},
+            names=NAMES,
         )
-        return {**order, "deposits": deposits}, [claim]
+        return _with_deposit(order, _map_key(t), _order_deposit(t, final=False)), [claim]
 
     with log_keys(**order_keys(entry.order_pk)):
         applied = transitions.apply(entry.order_pk, change)
@@ -184,7 +184,7 @@ def record_seen(t: Transfer, entry: WatchEntry) -> Applied:
     return applied
 
 
-def credit_final(t: Transfer, entry: WatchEntry | None, owner: str | None) -> tuple[str, Applied | None]:
+def credit_final(t: Transfer, entry: WatchEntry | None, owner: str | None) -> tuple[Outcome, Applied | None]:
     """A transfer in a final block: credit it to its order, or record it unmatched.
     Returns what became of it: credited, unmatched, or already (recorded before). Its lines carry
     the order's order_id and merchant_id (merchant_id alone for an unmatched one)."""
@@ -192,20 +192,22 @@ def credit_final(t: Transfer, entry: WatchEntry | None, owner: str | None) -> tu
         with log_keys(**{"merchant_id": entry.merchant_id, **order_keys(entry.order_pk)}):
             credited = _credit_matched(t, entry)
         if credited is not None:
-            return CREDITED, credited
-    existing = store.get(*store.deposit_key(t.network, t.txid, t.log_index))
-    if existing and existing["depositStatus"] in FINAL:
-        if existing["blockHash"] != t.block_hash:
+            return Outcome.CREDITED, credited
+    item = store.get(*store.deposit_key(t.network, t.txid, t.log_index))
+    existing = Deposit.from_item(item) if item else None
+    values: dict[str, Any]
+    if existing and existing.status in FINAL_STATUSES:
+        if existing.block_hash != t.block_hash:
             _move_final(existing, t)
-        return "already", None
-    if existing and existing["depositStatus"] == SEEN:
-        order_pk: str | None = existing["orderPk"]
-        owner = existing.get("merchantId") or owner
+        return Outcome.ALREADY, None
+    if existing and existing.status == SEEN:
+        order_pk = existing.order_pk
+        owner = existing.merchant_id or owner
         # seen -> credited (or unmatched)
         condition, values = "#ds = :seen", {":seen": SEEN}
-    elif existing and existing["depositStatus"] == REVERSED and existing.get("orderPk"):
+    elif existing and existing.status == REVERSED and existing.order_pk:
         # A reversed payment the chain holds again: it counts again, towards the same order.
-        order_pk, owner = existing["orderPk"], existing.get("merchantId") or owner
+        order_pk, owner = existing.order_pk, existing.merchant_id or owner
         # reversed -> credited (or unmatched)
         condition, values = "#ds = :reversed", {":reversed": REVERSED}
     else:
@@ -222,25 +224,24 @@ def _credit_matched(t: Transfer, entry: WatchEntry) -> Applied | None:
     whether this one is new to it or was seen, and the deposit's conditional write checks it.
     None when it is anything else (recorded final before, reversed, the order closed, or seen
     for another order): credit_final's full path decides then."""
-    item = _final_item(t, CREDITED, entry.merchant_id, entry.order_pk)
+    dep = _final_deposit(t, CREDITED, entry.merchant_id, entry.order_pk)
 
-    def change(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-        deposits = dict(order.get("deposits") or {})
-        known = deposits.get(_map_key(t))
-        if known is None and OrderStatus(order["status"]) in ACCEPTING:
+    def change(order: Order) -> tuple[Order, list[dict[str, Any]]] | None:
+        known = order.deposits.get(_map_key(t))
+        values: dict[str, Any]
+        if known is None and order.status in ACCEPTING:
             # none (or dropped, or reversed while unmatched) -> credited
             condition, values = (
                 "attribute_not_exists(pk) OR #ds = :dropped OR #ds = :reversed",
                 {":dropped": DROPPED, ":reversed": REVERSED},
             )
-        elif known is not None and not known["final"] and not known.get("reversed"):
+        elif known is not None and not known.final and not known.reversed:
             # seen -> credited, for the order that saw it
             condition, values = "#ds = :seen AND orderPk = :order", {":seen": SEEN, ":order": entry.order_pk}
         else:
             return None
-        deposits[_map_key(t)] = _map_entry(t, final=True)
-        return {**order, "deposits": deposits}, [
-            store.put_part(item, condition=condition, values=values, names=NAMES),
+        return _with_deposit(order, _map_key(t), _order_deposit(t, final=True)), [
+            store.put_part(dep.to_item(), condition=condition, values=values, names=NAMES),
             _ledger_put(t),
         ]
 
@@ -253,54 +254,56 @@ def _credit_matched(t: Transfer, entry: WatchEntry) -> Applied | None:
 
 def _credit_final(
     t: Transfer, order_pk: str | None, owner: str | None, condition: str, values: dict[str, Any]
-) -> tuple[str, Applied | None]:
+) -> tuple[Outcome, Applied | None]:
     if order_pk:
-        item = _final_item(t, CREDITED, owner, order_pk)
+        credited = _final_deposit(t, CREDITED, owner, order_pk)
 
-        def change(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-            deposits = dict(order.get("deposits") or {})
-            if _map_key(t) not in deposits and OrderStatus(order["status"]) not in ACCEPTING:
+        def change(order: Order) -> tuple[Order, list[dict[str, Any]]] | None:
+            if _map_key(t) not in order.deposits and order.status not in ACCEPTING:
                 return None
-            deposits[_map_key(t)] = _map_entry(t, final=True)
-            return {**order, "deposits": deposits}, [
-                store.put_part(item, condition=condition, values=values, names=NAMES),
+            return _with_deposit(order, _map_key(t), _order_deposit(t, final=True)), [
+                store.put_part(credited.to_item(), condition=condition, values=values, names=NAMES),
                 _ledger_put(t),
             ]
 
         applied = transitions.apply(order_pk, change)
         if applied.conflict:
-            return "already", None
+            return Outcome.ALREADY, None
         if applied.order is not None:
             logger.info("deposit credited", extra=_log_fields(t))
-            return CREDITED, applied
-    item = _final_item(t, UNMATCHED, owner, None)
+            return Outcome.CREDITED, applied
+    dep = _final_deposit(t, UNMATCHED, owner, None)
     event_ids: list[str] = []
     event_parts: list[dict[str, Any]] = []
     if owner:  # the merchant the address belongs to hears of it
-        event_id, event_parts = events.for_deposit(owner, record_view(item).model_dump(mode="json", by_alias=True))
+        event_id, event_parts = events.for_deposit(owner, record_view(dep).model_dump(mode="json", by_alias=True))
         event_ids = [event_id]
     try:
         store.transact(
-            [store.put_part(item, condition=condition, values=values, names=NAMES), _ledger_put(t), *event_parts]
+            [
+                store.put_part(dep.to_item(), condition=condition, values=values, names=NAMES),
+                _ledger_put(t),
+                *event_parts,
+            ]
         )
     except store.TransactionConflict:
-        return "already", None
+        return Outcome.ALREADY, None
     with log_keys(order_id=None, merchant_id=owner):
         logger.info("deposit unmatched: no open order takes it", extra=_log_fields(t))
         outbox.publish(event_ids)
-    return UNMATCHED, None
+    return Outcome.UNMATCHED, None
 
 
-def record_ignored(t: Transfer, owner: str | None) -> bool:
+def record_ignored(t: Transfer, owner: str | None) -> Outcome:
     """A final transfer below the network's minimum deposit (dust, or address poisoning): kept
-    for the deposits listing with its reason, and nothing else. False if recorded before."""
-    item = _final_item(t, IGNORED, owner, None, reason=BELOW_MINIMUM)
+    for the deposits listing with its reason, and nothing else. `already` if recorded before."""
+    dep = _final_deposit(t, IGNORED, owner, None, reason=BELOW_MINIMUM)
     try:
         # none (or dropped, or reversed) -> ignored
         store.transact(
             [
                 store.put_part(
-                    item,
+                    dep.to_item(),
                     condition="attribute_not_exists(pk) OR #ds = :dropped OR #ds = :rev",
                     values={":dropped": DROPPED, ":rev": REVERSED},
                     names=NAMES,
@@ -309,35 +312,36 @@ def record_ignored(t: Transfer, owner: str | None) -> bool:
             ]
         )
     except store.TransactionConflict:
-        return False
+        return Outcome.ALREADY
     with log_keys(order_id=None, merchant_id=owner):
         logger.info("deposit ignored: below the network's minimum", extra=_log_fields(t))
-    return True
+    return Outcome.IGNORED
 
 
-def _move_final(existing: dict[str, Any], t: Transfer) -> None:
+def _move_final(existing: Deposit, t: Transfer) -> None:
     """A final deposit found again in another final block (a deep reorg re-included it): the
     record, its ledger entry and its order's view follow it; the money never left."""
     moved = store.set_part(
-        existing["pk"],
-        existing["sk"],
+        *existing.key,
         set_values=_block_fields(t),
         # credited/unmatched/ignored -> the same status, in its new block
         condition="#ds = :st",
-        values={":st": existing["depositStatus"]},
+        values={":st": existing.status},
         names=NAMES,
     )
     ledger = [_ledger_delete(existing), _ledger_put(t)]
-    if existing["depositStatus"] != CREDITED:
+    if existing.status != CREDITED:
         store.transact([moved, *ledger])
         return
+    assert existing.order_pk is not None  # a credited deposit names its order
 
-    def change(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        deposits = dict(order.get("deposits") or {})
-        deposits[_map_key(t)] = {**deposits.get(_map_key(t), {}), **_map_entry(t, final=True)}
-        return {**order, "deposits": deposits}, [moved, *ledger]
+    def change(order: Order) -> tuple[Order, list[dict[str, Any]]]:
+        listed, found = order.deposits.get(_map_key(t)), _order_deposit(t, final=True)
+        if listed is not None:  # its flags (reversed, attached) stay
+            found = replace(found, reversed=listed.reversed, attached=listed.attached)
+        return _with_deposit(order, _map_key(t), found), [moved, *ledger]
 
-    transitions.apply(existing["orderPk"], change)
+    transitions.apply(existing.order_pk, change)
     logger.info("final deposit re-included in another block", extra=_log_fields(t))
 
 
@@ -347,51 +351,47 @@ def drop_reorged(network: str, final_block: int, found: Collection[tuple[str, in
     way (the seen pass follows it there); one no block has any more is dropped, and its order
     goes back to the status it had without it. `found`: the (txid, n) the final range holds."""
     dropped = []
-    for hit in store.query_index_all(store.seen_index_pk(network), sk_to=f"{final_block:012d}"):
-        if (hit["txid"], int(hit["logIndex"])) in found:
+    for hit in map(Deposit.from_item, store.query_index_all(store.seen_index_pk(network), sk_to=f"{final_block:012d}")):
+        if (hit.txid, hit.log_index) in found:
             continue  # credited by this pass
-        item = store.get(hit["pk"], hit["sk"])
-        if not item or item["depositStatus"] != SEEN or int(item["blockNumber"]) > final_block:
+        item = store.get(*hit.key)
+        dep = Deposit.from_item(item) if item else None
+        if dep is None or dep.status != SEEN or dep.block_number > final_block:
             continue  # credited meanwhile, or followed to a later block (the index lags the table)
-        where = locate(item["txid"])
+        where = locate(dep.txid)
         if where is not None:
             if where <= final_block:
-                raise ChainMoved(f"{item['txid']} is in block {where}, which the final range read did not show")
+                raise ChainMoved(f"{dep.txid} is in block {where}, which the final range read did not show")
             continue  # re-included above the final blocks: not gone
-        applied = _drop(network, item)
+        applied = _drop(network, dep)
         if applied.order is not None:
             dropped.append(applied)
     return dropped
 
 
-def _drop(network: str, item: dict[str, Any]) -> Applied:
-    key = f"{item['txid']}:{item['logIndex']}"
+def _drop(network: str, dep: Deposit) -> Applied:
+    assert dep.order_pk is not None  # a seen deposit names its order
+    order_pk = dep.order_pk
 
-    def change(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        deposits = {k: v for k, v in (order.get("deposits") or {}).items() if k != key}
+    def change(order: Order) -> tuple[Order, list[dict[str, Any]]]:
+        deposits = {k: v for k, v in order.deposits.items() if k != dep.order_key}
         # seen -> dropped
         drop = store.set_part(
-            item["pk"],
-            item["sk"],
+            *dep.key,
             set_values={"depositStatus": DROPPED, "droppedAt": clock.now_ms()},
             condition="#ds = :seen",
             values={":seen": SEEN},
             remove=("gsi1pk", "gsi1sk"),
             names=NAMES,
         )
-        return {**order, "deposits": deposits}, [drop]
+        return replace(order, deposits=deposits), [drop]
 
-    applied = transitions.apply(item["orderPk"], change, reverted=True)
+    applied = transitions.apply(order_pk, change, reverted=True)
     if applied.order is not None:
-        with log_keys(**order_keys(item["orderPk"])):
+        with log_keys(**order_keys(order_pk)):
             logger.warning(
                 "deposit dropped: a reorg removed it",
-                extra={
-                    "network": network,
-                    "deposit_id": item["depositId"],
-                    "txid": item["txid"],
-                    "block": int(item["blockNumber"]),
-                },
+                extra={"network": network, "deposit_id": dep.deposit_id, "txid": dep.txid, "block": dep.block_number},
             )
     return applied
 
@@ -406,49 +406,49 @@ def reverse_vanished(
     pk, _ = store.ledger_key(network, 0, "", 0)
     reversed_ids: list[str] = []
     followed: int | None = None
-    for entry in store.query_between(pk, sk_from=f"{from_block:012d}", sk_to=f"{to_block:012d}~"):
-        dep = store.get(entry["depositPk"], "DEP")
-        if dep is None or dep["depositStatus"] not in FINAL:
+    for entry in map(
+        LedgerEntry.from_item, store.query_between(pk, sk_from=f"{from_block:012d}", sk_to=f"{to_block:012d}~")
+    ):
+        item = store.get(entry.deposit_pk, "DEP")
+        dep = Deposit.from_item(item) if item else None
+        if dep is None or dep.status not in FINAL_STATUSES:
             continue
-        if (dep["txid"], int(dep["logIndex"])) in found:
+        if (dep.txid, dep.log_index) in found:
             continue
-        where = locate(dep["txid"])
+        where = locate(dep.txid)
         if where is not None:
             if where <= to_block:
-                raise ChainMoved(f"{dep['txid']} is in block {where}, which the final range read did not show")
+                raise ChainMoved(f"{dep.txid} is in block {where}, which the final range read did not show")
             # Followed to a later block: its ledger entry moves there, to be checked when it is read.
-            store.transact(
-                [_ledger_delete(dep, int(entry["blockNumber"])), _ledger_put(_transfer(dep, block_number=where))]
-            )
+            store.transact([_ledger_delete(dep, entry.block_number), _ledger_put(_transfer(dep, block_number=where))])
             followed = max(followed or 0, where)
             continue
-        if _reverse(dep, int(entry["blockNumber"])):
-            reversed_ids.append(dep["depositId"])
+        if _reverse(dep, entry.block_number):
+            reversed_ids.append(dep.deposit_id)
     return reversed_ids, followed
 
 
-def _transfer(dep: dict[str, Any], *, block_number: int | None = None) -> Transfer:
+def _transfer(dep: Deposit, *, block_number: int | None = None) -> Transfer:
     return Transfer(
-        network=dep["network"],
-        txid=dep["txid"],
-        log_index=int(dep["logIndex"]),
-        block_number=int(dep["blockNumber"]) if block_number is None else block_number,
-        block_hash=dep["blockHash"],
-        sender=dep["sender"],
-        recipient=dep["recipient"],
-        units=int(dep["units"]),
-        block_time=int(dep["blockTime"]),
+        network=dep.network,
+        txid=dep.txid,
+        log_index=dep.log_index,
+        block_number=dep.block_number if block_number is None else block_number,
+        block_hash=dep.block_hash,
+        sender=dep.sender,
+        recipient=dep.recipient,
+        units=dep.units,
+        block_time=dep.block_time,
     )
 
 
-def _reverse(dep: dict[str, Any], ledger_block: int) -> bool:
+def _reverse(dep: Deposit, ledger_block: int) -> bool:
     """A final deposit no block holds any more: marked reversed, its order recomputed without
     it (order.payment_reversed), or, unmatched, the merchant told (deposit.reversed)."""
-    status = dep["depositStatus"]
+    status = dep.status
     # credited/unmatched/ignored -> reversed
     mark = store.set_part(
-        dep["pk"],
-        dep["sk"],
+        *dep.key,
         set_values={
             "depositStatus": REVERSED,
             "reason": REORG,
@@ -461,25 +461,24 @@ def _reverse(dep: dict[str, Any], ledger_block: int) -> bool:
         names=NAMES,
     )
     parts = [mark, _ledger_delete(dep, ledger_block)]
-    view = record_view({**dep, "depositStatus": REVERSED, "reason": REORG, "unmatched": False})
-    with log_keys(**{"merchant_id": dep.get("merchantId"), **order_keys(dep.get("orderPk"))}):
-        if status == CREDITED and dep.get("orderPk"):
-            key = f"{dep['txid']}:{dep['logIndex']}"
+    view = record_view(replace(dep, status=REVERSED, reason=REORG, unmatched=False))
+    with log_keys(**{"merchant_id": dep.merchant_id, **order_keys(dep.order_pk)}):
+        if status == CREDITED and dep.order_pk:
 
-            def change(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-                deposits = dict(order.get("deposits") or {})
-                if key in deposits:
-                    deposits[key] = {**deposits[key], "reversed": True}
-                return {**order, "deposits": deposits}, parts
+            def change(order: Order) -> tuple[Order, list[dict[str, Any]]]:
+                listed = order.deposits.get(dep.order_key)
+                if listed is None:
+                    return order, parts
+                return _with_deposit(order, dep.order_key, replace(listed, reversed=True)), parts
 
-            applied = transitions.apply(dep["orderPk"], change, reversal=view.model_dump(mode="json", by_alias=True))
+            applied = transitions.apply(dep.order_pk, change, reversal=view.model_dump(mode="json", by_alias=True))
             if applied.conflict:
                 return False
         else:
             event_ids: list[str] = []
-            if status == UNMATCHED and dep.get("merchantId"):
+            if status == UNMATCHED and dep.merchant_id:
                 event_id, event_parts = events.for_deposit(
-                    dep["merchantId"], view.model_dump(mode="json", by_alias=True), event_type=events.DEPOSIT_REVERSED
+                    dep.merchant_id, view.model_dump(mode="json", by_alias=True), event_type=events.DEPOSIT_REVERSED
                 )
                 parts, event_ids = [*parts, *event_parts], [event_id]
             try:
@@ -490,12 +489,12 @@ def _reverse(dep: dict[str, Any], ledger_block: int) -> bool:
         logger.error(
             "final deposit reversed: a reorg deeper than the finality policy removed it",
             extra={
-                "network": dep["network"],
-                "deposit_id": dep["depositId"],
-                "txid": dep["txid"],
+                "network": dep.network,
+                "deposit_id": dep.deposit_id,
+                "txid": dep.txid,
                 "block": ledger_block,
-                "units": int(dep["units"]),
-                "was": status,
+                "units": dep.units,
+                "was": status.value,
             },
         )
     return True
@@ -509,32 +508,30 @@ def parse_deposit_id(value: str) -> tuple[str, str, int]:
     return network, txid, int(index)
 
 
-def attach(merchant_id: str, deposit_id_: str, order_id: str) -> dict[str, Any]:
+def attach(merchant_id: str, deposit_id_: str, order_id: str) -> Order:
     """The merchant assigns one of its unmatched deposits to one of its orders."""
     network, txid, index = parse_deposit_id(deposit_id_)
     dep_pk, dep_sk = store.deposit_key(network, txid, index)
-    dep = store.get(dep_pk, dep_sk)
-    if dep is None or dep.get("merchantId") != merchant_id:
+    item = store.get(dep_pk, dep_sk)
+    dep = Deposit.from_item(item) if item else None
+    if dep is None or dep.merchant_id != merchant_id:
         raise NotFound(f"no deposit '{deposit_id_}'", code="DEPOSIT_NOT_FOUND")
-    if dep["depositStatus"] != UNMATCHED:
+    if dep.status != UNMATCHED:
         why = {
             CREDITED: "is already credited to an order",
             IGNORED: "is below the network's minimum deposit",
             REVERSED: "was reversed: no block holds it any more",
-        }.get(dep["depositStatus"], "is not final yet")
+        }.get(dep.status, "is not final yet")
         raise Conflict(f"deposit '{deposit_id_}' {why}", code="DEPOSIT_NOT_UNMATCHED")
     order_pk, _ = store.order_key(merchant_id, order_id)
     transfer = _transfer(dep)
 
-    def change(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        if order["network"] != network:
-            raise Conflict(f"the deposit is on {network}, the order on {order['network']}", code="NETWORK_MISMATCH")
-        if order["status"] == OrderStatus.CANCELLED:
+    def change(order: Order) -> tuple[Order, list[dict[str, Any]]]:
+        if order.network != network:
+            raise Conflict(f"the deposit is on {network}, the order on {order.network}", code="NETWORK_MISMATCH")
+        if order.status == OrderStatus.CANCELLED:
             raise Conflict(f"order '{order_id}' is cancelled", code="ORDER_CANCELLED")
-        deposits = {
-            **(order.get("deposits") or {}),
-            _map_key(transfer): {**_map_entry(transfer, final=True), "attached": True},
-        }
+        attached = replace(_order_deposit(transfer, final=True), attached=True)
         # unmatched -> credited (attached by the merchant)
         claim = store.set_part(
             dep_pk,
@@ -549,7 +546,7 @@ def attach(merchant_id: str, deposit_id_: str, order_id: str) -> dict[str, Any]:
             values={":unmatched": UNMATCHED, ":m": merchant_id},
             names=NAMES,
         )
-        return {**order, "deposits": deposits}, [claim]
+        return _with_deposit(order, _map_key(transfer), attached), [claim]
 
     try:
         applied = transitions.apply(order_pk, change)
@@ -567,24 +564,24 @@ def list_deposits(merchant_id: str, *, unmatched_only: bool, limit: int, cursor:
     items, next_cursor = store.query_index(
         store.deposits_index_pk(merchant_id), sk_from="0", sk_to="~", limit=limit, cursor=cursor, filters=filters
     )
-    return DepositListView(deposits=[record_view(i) for i in items], next_cursor=next_cursor)
+    return DepositListView(deposits=[record_view(Deposit.from_item(i)) for i in items], next_cursor=next_cursor)
 
 
-def record_view(i: dict[str, Any]) -> DepositRecordView:
+def record_view(dep: Deposit) -> DepositRecordView:
     """A final deposit as GET /v1/deposits lists it (and deposit.unmatched / deposit.reversed
     events carry it)."""
     return DepositRecordView(
-        deposit_id=i["depositId"],
-        network=i["network"],
-        txid=i["txid"],
-        log_index=int(i["logIndex"]),
-        block_number=int(i["blockNumber"]),
-        block_time=int(i["blockTime"]),
-        sender=i["sender"],
-        recipient=i["recipient"],
-        amount=format_units(int(i["units"]), int(i["decimals"])),
-        unmatched=bool(i["unmatched"]),
-        status=i["depositStatus"],
-        reason=i.get("reason"),
-        order_id=i["orderPk"].split("#", 2)[2] if i.get("orderPk") else None,
+        deposit_id=dep.deposit_id,
+        network=dep.network,
+        txid=dep.txid,
+        log_index=dep.log_index,
+        block_number=dep.block_number,
+        block_time=dep.block_time,
+        sender=dep.sender,
+        recipient=dep.recipient,
+        amount=format_units(dep.units, dep.decimals),
+        unmatched=bool(dep.unmatched),
+        status=dep.status.value,
+        reason=dep.reason,
+        order_id=dep.order_pk.split("#", 2)[2] if dep.order_pk else None,
     )

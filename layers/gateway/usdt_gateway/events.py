@@ -32,17 +32,17 @@ import json
 import secrets
 from typing import Any
 
-from usdt_gateway import clock, store
+from usdt_gateway import clock, order_views, store
+from usdt_gateway.records import Event, Order, OutboxMarker
 from usdt_gateway.schemas import OrderException, OrderStatus
 
-S = OrderStatus
 STATUS_EVENTS = {
-    S.CONFIRMING: "order.confirming",
-    S.CONFIRMED: "order.confirmed",
-    S.UNDERPAID: "order.underpaid",
-    S.EXPIRED: "order.expired",
-    S.FAILED: "order.failed",
-    S.CANCELLED: "order.cancelled",
+    OrderStatus.CONFIRMING: "order.confirming",
+    OrderStatus.CONFIRMED: "order.confirmed",
+    OrderStatus.UNDERPAID: "order.underpaid",
+    OrderStatus.EXPIRED: "order.expired",
+    OrderStatus.FAILED: "order.failed",
+    OrderStatus.CANCELLED: "order.cancelled",
 }
 REVERTED = "order.reverted"
 PAYMENT_REVERSED = "order.payment_reversed"
@@ -54,35 +54,28 @@ OVERPAID = "order.overpaid"
 ORDER_EVENT_TYPES = (*STATUS_EVENTS.values(), PAID_LATE, OVERPAID, REVERTED, PAYMENT_REVERSED)
 EVENT_TYPES = (*ORDER_EVENT_TYPES, UNMATCHED, DEPOSIT_REVERSED)
 
-Item = dict[str, Any]
-
 
 def new_event_id() -> str:
     return "evt_" + secrets.token_urlsafe(16)
 
 
-def order_event_types(old: Item, new: Item, *, reverted: bool = False, reversal: bool = False) -> list[str]:
+def order_event_types(old: Order, new: Order, *, reverted: bool = False, reversal: bool = False) -> list[str]:
     """The events an order's change from `old` to `new` makes, in the order they happen.
     `reversal`: a final payment was taken away (always announced, whatever the status does)."""
     types = [REVERTED] if reverted else []
     if reversal:
         types.append(PAYMENT_REVERSED)
-    old_status, new_status = S(old["status"]), S(new["status"])
-    if new_status != old_status:
-        if new_status in STATUS_EVENTS:
-            types.append(STATUS_EVENTS[new_status])
-    elif new_status in (S.UNDERPAID, S.FAILED) and _units(new, "paidUnits") > _units(old, "paidUnits"):
-        types.append(STATUS_EVENTS[new_status])  # more arrived, still short
-    if new.get("exception") == OrderException.PAID_LATE and old.get("exception") != OrderException.PAID_LATE:
+    if new.status != old.status:
+        if new.status in STATUS_EVENTS:
+            types.append(STATUS_EVENTS[new.status])
+    elif new.status in (OrderStatus.UNDERPAID, OrderStatus.FAILED) and new.paid_units > old.paid_units:
+        types.append(STATUS_EVENTS[new.status])  # more arrived, still short
+    if new.exception == OrderException.PAID_LATE and old.exception != OrderException.PAID_LATE:
         types.append(PAID_LATE)
     # From the excess, not `exception`: a late overpayment is both, and paid_late takes `exception`.
-    if _units(new, "excessUnits") > _units(old, "excessUnits"):
+    if new.excess_units > old.excess_units:
         types.append(OVERPAID)
     return types
-
-
-def _units(order: Item, name: str) -> int:
-    return int(order.get(name) or 0)
 
 
 def body(event_id: str, event_type: str, created_at: int, sequence: int, data: dict[str, Any]) -> str:
@@ -93,28 +86,14 @@ def body(event_id: str, event_type: str, created_at: int, sequence: int, data: d
     )
 
 
-def index_sk(created_at: int, sequence: int, event_id: str) -> str:
-    return f"{created_at:013d}#{sequence:08d}#{event_id}"  # one change's events stay in their order
-
-
 def outbox_marker(
     event_id: str, at: int, sequence: int, *, merchant_id: str | None = None, order_id: str | None = None
-) -> Item:
-    """The OUTBOX marker that stays until SQS has taken the event (the sweeper's work list); the
-    merchant and order are there for the sweeper's log lines."""
-    pk, sk = store.outbox_key(event_id)
-    return {
-        "pk": pk,
-        "sk": sk,
-        "eventId": event_id,
-        "gsi1pk": store.OUTBOX_INDEX_PK,
-        "gsi1sk": index_sk(at, sequence, event_id),
-        "merchantId": merchant_id,
-        "orderId": order_id,
-    }
+) -> dict[str, Any]:
+    """The OUTBOX marker item that stays until SQS has taken the event (the sweeper's work list)."""
+    return OutboxMarker(event_id, at, sequence, merchant_id, order_id).to_item()
 
 
-def _item(
+def _event(
     event_id: str,
     event_type: str,
     *,
@@ -122,72 +101,57 @@ def _item(
     created_at: int,
     sequence: int,
     data: dict[str, Any],
-    order: Item | None,
-) -> Item:
-    pk, sk = store.event_key(event_id)
-    return {
-        "pk": pk,
-        "sk": sk,
-        "eventId": event_id,
-        "type": event_type,
-        "merchantId": merchant_id,
-        "orderId": order["orderId"] if order else None,
-        "orderPk": order["pk"] if order else None,
-        "notifyUrl": order.get("notifyUrl") if order else None,
-        "sequence": sequence,
-        "createdAt": created_at,
-        "body": body(event_id, event_type, created_at, sequence, data),
-        "deliveryStatus": "pending",
-        "attemptCount": 0,
-        "gsi1pk": store.events_index_pk(merchant_id),
-        "gsi1sk": index_sk(created_at, sequence, event_id),
-    }
-
-
-def _parts(
-    event_id: str,
-    event_type: str,
-    *,
-    merchant_id: str,
-    created_at: int,
-    sequence: int,
-    data: dict[str, Any],
-    order: Item | None,
-) -> list[dict[str, Any]]:
-    event = _item(
-        event_id, event_type, merchant_id=merchant_id, created_at=created_at, sequence=sequence, data=data, order=order
+    order: Order | None,
+) -> Event:
+    return Event(
+        event_id=event_id,
+        type=event_type,
+        merchant_id=merchant_id,
+        sequence=sequence,
+        created_at=created_at,
+        body=body(event_id, event_type, created_at, sequence, data),
+        order_id=order.order_id if order else None,
+        order_pk=order.pk if order else None,
+        notify_url=order.notify_url if order else None,
     )
+
+
+def _parts(event: Event) -> list[dict[str, Any]]:
     # none -> pending: event ids are random, so a clash is impossible short of a repeat.
-    marker = outbox_marker(event_id, created_at, sequence, merchant_id=merchant_id, order_id=event["orderId"])
-    return [store.put_part(event), store.put_part(marker)]
+    marker = OutboxMarker(event.event_id, event.created_at, event.sequence, event.merchant_id, event.order_id)
+    return [store.put_part(event.to_item()), store.put_part(marker.to_item())]
 
 
 def for_order(
-    order: Item, types: list[str], *, first_sequence: int, reversed_deposit: dict[str, Any] | None = None
+    order: Order,
+    types: list[str],
+    *,
+    first_sequence: int,
+    head: int | None,
+    reversed_deposit: dict[str, Any] | None = None,
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Event ids and transaction parts for `types`, reporting `order` as it is after the change
-    (the data is the order as GET /v1/payment/order/{orderId} returns it; an
-    order.payment_reversed event adds the deposit taken away as `reversedDeposit`)."""
+    (the data is the order as GET /v1/payment/order/{orderId} returns it, its confirmations from
+    `head`; an order.payment_reversed event adds the deposit taken away as `reversedDeposit`)."""
     if not types:
         return [], []
-    from usdt_gateway.orders import scan_head, to_view  # orders imports the event writers' callers
-
-    data = to_view(order, scan_head(order)).model_dump(mode="json", by_alias=True)
+    data = order_views.to_view(order, head).model_dump(mode="json", by_alias=True)
     now = clock.now_ms()
     ids, parts = [], []
     for offset, event_type in enumerate(types):
         event_id = new_event_id()
         ids.append(event_id)
         extra = {"reversedDeposit": reversed_deposit} if event_type == PAYMENT_REVERSED else {}
-        parts += _parts(
+        event = _event(
             event_id,
             event_type,
-            merchant_id=order["merchantId"],
+            merchant_id=order.merchant_id,
             created_at=now,
             sequence=first_sequence + offset,
             data={**data, **extra},
             order=order,
         )
+        parts += _parts(event)
     return ids, parts
 
 
@@ -198,7 +162,7 @@ def for_deposit(
     deposit.reversed that follows it (sequence 2)."""
     event_id = new_event_id()
     sequence = 2 if event_type == DEPOSIT_REVERSED else 1
-    return event_id, _parts(
+    event = _event(
         event_id,
         event_type,
         merchant_id=merchant_id,
@@ -207,12 +171,13 @@ def for_deposit(
         data=data,
         order=None,
     )
+    return event_id, _parts(event)
 
 
-def webhook_test(merchant_id: str, message: str) -> Item:
+def webhook_test(merchant_id: str, message: str) -> dict[str, Any]:
     """A webhook.test event item (sequence 0: it belongs to no order), sent at once, not queued."""
     event_id = new_event_id()
-    return _item(
+    return _event(
         event_id,
         TEST,
         merchant_id=merchant_id,
@@ -220,4 +185,4 @@ def webhook_test(merchant_id: str, message: str) -> Item:
         sequence=0,
         data={"message": message},
         order=None,
-    )
+    ).to_item()

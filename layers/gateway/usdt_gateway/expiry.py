@@ -8,9 +8,11 @@ however late it was found. Closing sets `closedAt`; lifecycle.settle then turns 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from usdt_gateway import clock, store, transitions
+from usdt_gateway.records import Order
 from usdt_gateway.transitions import Applied
 from usdt_gateway.watchlist import WatchEntry
 
@@ -20,8 +22,7 @@ def close(entry: WatchEntry, network: str) -> Applied:
     # watched -> closed: the scanner stops considering the entry for expiry.
     mark = store.set_part(watch_pk, entry.sk, set_values={"closed": True}, condition="attribute_exists(pk)")
 
-    def change(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        closed_at = order.get("closedAt") or clock.now_ms()
-        return {**order, "closedAt": closed_at}, [mark]
+    def change(order: Order) -> tuple[Order, list[dict[str, Any]]]:
+        return replace(order, closed_at=order.closed_at or clock.now_ms()), [mark]
 
     return transitions.apply(entry.order_pk, change)

@@ -10,46 +10,47 @@ attach) serialize, and `check_transition` refuses any move the diagram does not 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from usdt_gateway.records import Order
 from usdt_gateway.schemas import OrderException, OrderStatus
-
-S = OrderStatus
 
 # Every edge of docs/order-states.md. A status may also stay as it is.
 ALLOWED: frozenset[tuple[OrderStatus, OrderStatus]] = frozenset(
     {
-        (S.PENDING, S.CONFIRMING),  # payment seen
-        (S.PENDING, S.CONFIRMED),  # payment found already final (backfill, attach)
-        (S.PENDING, S.UNDERPAID),  # partial payment found already final
-        (S.PENDING, S.EXPIRED),  # expiry passed with nothing received
-        (S.PENDING, S.CANCELLED),  # merchant cancels
-        (S.CONFIRMING, S.CONFIRMED),  # final, in full
-        (S.CONFIRMING, S.UNDERPAID),  # final, partial
-        (S.CONFIRMING, S.PENDING),  # the seen payment was removed by a reorg
-        (S.CONFIRMING, S.EXPIRED),  # reorg removed the payment of a closed order
-        (S.CONFIRMING, S.FAILED),  # closed, final sum below the amount
-        (S.UNDERPAID, S.CONFIRMING),  # top-up seen
-        (S.UNDERPAID, S.CONFIRMED),  # top-up found already final
-        (S.UNDERPAID, S.FAILED),  # expiry passed without the rest
-        (S.EXPIRED, S.CONFIRMING),  # late payment seen inside the grace window
-        (S.EXPIRED, S.CONFIRMED),  # late payment found final inside the grace window
-        (S.EXPIRED, S.FAILED),  # late partial payment found final
-        (S.FAILED, S.CONFIRMING),  # late top-up seen inside the grace window
-        (S.FAILED, S.CONFIRMED),  # late top-up found final
+        (OrderStatus.PENDING, OrderStatus.CONFIRMING),  # payment seen
+        (OrderStatus.PENDING, OrderStatus.CONFIRMED),  # payment found already final (backfill, attach)
+        (OrderStatus.PENDING, OrderStatus.UNDERPAID),  # partial payment found already final
+        (OrderStatus.PENDING, OrderStatus.EXPIRED),  # expiry passed with nothing received
+        (OrderStatus.PENDING, OrderStatus.CANCELLED),  # merchant cancels
+        (OrderStatus.CONFIRMING, OrderStatus.CONFIRMED),  # final, in full
+        (OrderStatus.CONFIRMING, OrderStatus.UNDERPAID),  # final, partial
+        (OrderStatus.CONFIRMING, OrderStatus.PENDING),  # the seen payment was removed by a reorg
+        (OrderStatus.CONFIRMING, OrderStatus.EXPIRED),  # reorg removed the payment of a closed order
+        (OrderStatus.CONFIRMING, OrderStatus.FAILED),  # closed, final sum below the amount
+        (OrderStatus.UNDERPAID, OrderStatus.CONFIRMING),  # top-up seen
+        (OrderStatus.UNDERPAID, OrderStatus.CONFIRMED),  # top-up found already final
+        (OrderStatus.UNDERPAID, OrderStatus.FAILED),  # expiry passed without the rest
+        (OrderStatus.EXPIRED, OrderStatus.CONFIRMING),  # late payment seen inside the grace window
+        (OrderStatus.EXPIRED, OrderStatus.CONFIRMED),  # late payment found final inside the grace window
+        (OrderStatus.EXPIRED, OrderStatus.FAILED),  # late partial payment found final
+        (OrderStatus.FAILED, OrderStatus.CONFIRMING),  # late top-up seen inside the grace window
+        (OrderStatus.FAILED, OrderStatus.CONFIRMED),  # late top-up found final
         # A reorg deeper than the network's finality took a final payment away (order.payment_reversed):
-        (S.CONFIRMED, S.PENDING),  # nothing left
-        (S.CONFIRMED, S.CONFIRMING),  # what is left is not final (or the payment came back, not final yet)
-        (S.CONFIRMED, S.UNDERPAID),  # part left, order still open
-        (S.CONFIRMED, S.EXPIRED),  # nothing left, order closed
-        (S.CONFIRMED, S.FAILED),  # part left, order closed
-        (S.UNDERPAID, S.PENDING),  # the partial payment taken away
-        (S.FAILED, S.EXPIRED),  # the partial payment of a closed order taken away
+        (OrderStatus.CONFIRMED, OrderStatus.PENDING),  # nothing left
+        # what is left is not final (or the payment came back, not final yet)
+        (OrderStatus.CONFIRMED, OrderStatus.CONFIRMING),
+        (OrderStatus.CONFIRMED, OrderStatus.UNDERPAID),  # part left, order still open
+        (OrderStatus.CONFIRMED, OrderStatus.EXPIRED),  # nothing left, order closed
+        (OrderStatus.CONFIRMED, OrderStatus.FAILED),  # part left, order closed
+        (OrderStatus.UNDERPAID, OrderStatus.PENDING),  # the partial payment taken away
+        (OrderStatus.FAILED, OrderStatus.EXPIRED),  # the partial payment of a closed order taken away
     }
 )
 
 # Statuses in which an order still takes deposits (closed ones only inside the grace window).
-ACCEPTING = frozenset({S.PENDING, S.CONFIRMING, S.UNDERPAID, S.EXPIRED, S.FAILED})
+ACCEPTING = frozenset(
+    {OrderStatus.PENDING, OrderStatus.CONFIRMING, OrderStatus.UNDERPAID, OrderStatus.EXPIRED, OrderStatus.FAILED}
+)
 
 
 class IllegalTransition(RuntimeError):
@@ -71,31 +72,30 @@ class Settled:
     first_txid: str | None
 
 
-def settle(order: dict[str, Any]) -> Settled:
+def settle(order: Order) -> Settled:
     """The status an order must have given its deposits (`deposits` map of the order item)."""
     # A reversed deposit (a deep reorg took it away) stays listed but counts for nothing.
     deposits = sorted(
-        (d for d in (order.get("deposits") or {}).values() if not d.get("reversed")),
-        key=lambda d: (d["blockNumber"], d["logIndex"]),
+        (d for d in order.deposits.values() if not d.reversed), key=lambda d: (d.block_number, d.log_index)
     )
-    final = [d for d in deposits if d["final"]]
-    paid = sum(int(d["units"]) for d in final)
-    seen = sum(int(d["units"]) for d in deposits if not d["final"])
-    amount = int(order["amountUnits"])
-    tolerance = int(order.get("toleranceUnits") or 0)
-    closed = order.get("closedAt") is not None
-    late = any(int(d["blockTime"]) > int(order["expiresAt"]) for d in final)
+    final = [d for d in deposits if d.final]
+    paid = sum(d.units for d in final)
+    seen = sum(d.units for d in deposits if not d.final)
+    amount = order.amount_units
+    tolerance = order.tolerance_units
+    closed = order.closed_at is not None
+    late = any(d.block_time > order.expires_at for d in final)
     excess = max(0, paid - amount)
     exception: OrderException | None = None
-    if order["status"] == S.CANCELLED:
-        status = S.CANCELLED
+    if order.status == OrderStatus.CANCELLED:
+        status = OrderStatus.CANCELLED
     elif paid > 0 and paid >= amount - tolerance:
-        status = S.CONFIRMED
+        status = OrderStatus.CONFIRMED
         exception = OrderException.PAID_LATE if late else OrderException.OVERPAID if excess else None
     elif seen:
-        status = S.CONFIRMING
+        status = OrderStatus.CONFIRMING
     elif paid:
-        status = S.FAILED if closed else S.UNDERPAID
+        status = OrderStatus.FAILED if closed else OrderStatus.UNDERPAID
     else:
-        status = S.EXPIRED if closed else S.PENDING
-    return Settled(status, exception, paid, seen, excess, final[0]["txid"] if final else None)
+        status = OrderStatus.EXPIRED if closed else OrderStatus.PENDING
+    return Settled(status, exception, paid, seen, excess, final[0].txid if final else None)

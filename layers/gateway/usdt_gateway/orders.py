@@ -5,27 +5,22 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from usdt_gateway import clock, cursor, deposit_addresses, path_ids, store, transitions, watchlist
+from usdt_gateway import clock, cursor, deposit_addresses, order_views, path_ids, store, transitions, watchlist
 from usdt_gateway.config import networks, settings
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
-from usdt_gateway.http import request_base_url
-from usdt_gateway.money import format_units, parse_amount, plain, to_base_units, tolerance_units
+from usdt_gateway.money import parse_amount, plain, to_base_units, tolerance_units
 from usdt_gateway.networks import Network
+
+# The views are pure functions of the record (order_views.py); `to_view` stays importable here.
+from usdt_gateway.order_views import to_view as to_view
 from usdt_gateway.payment_uri import payment_uri
 from usdt_gateway.qr import qr_png_data_uri
-from usdt_gateway.schemas import (
-    CreateOrderRequest,
-    DepositView,
-    OrderException,
-    OrderListView,
-    OrderStatus,
-    OrderView,
-    PublicDepositView,
-    PublicOrderView,
-)
+from usdt_gateway.records import Order
+from usdt_gateway.schemas import CreateOrderRequest, OrderListView, OrderStatus, OrderView, PublicOrderView
 from usdt_gateway.webhooks import endpoints
 from usdt_gateway.webhooks.urlguard import UnsafeUrl, url_host
 
@@ -136,19 +131,22 @@ def create_order(merchant_id: str, req: CreateOrderRequest) -> tuple[OrderView, 
         watch_until = expires_at + settings().late_payment_grace_seconds * 1000
         cfg = deposit_addresses.address_config(merchant_id, network)
         for cand in deposit_addresses.candidates(cfg, network, units, order_pk=pk, watch_until=watch_until, now=now):
-            order = _order_item(merchant_id, req, network, cand, units, fingerprint, now, expires_at, watch_until)
-            pub_pk, pub_sk = store.public_key(order["publicId"])
+            order = _new_order(merchant_id, req, network, cand, units, fingerprint, now, expires_at, watch_until)
+            item = order.to_item()
+            pub_pk, pub_sk = store.public_key(order.public_id)
             parts = [
-                store.put_part(order),
+                store.put_part(item),
                 store.put_part({"pk": pub_pk, "sk": pub_sk, "orderPk": pk}),
                 *cand.parts,
-                watchlist.watch_part(network=network.name, order=order, mode=cfg.mode),
+                watchlist.watch_part(network=network.name, order=item, mode=cfg.mode),
             ]
             try:
                 store.transact(parts)
             except store.TransactionConflict as conflict:
                 if conflict.reasons[0] == "ConditionalCheckFailed":  # a concurrent identical create won
-                    return _replay(conflict.items[0] or store.get(pk, sk) or {}, fingerprint), False
+                    existing = conflict.items[0] or store.get(pk, sk)
+                    assert existing is not None  # the condition failed on it: it exists
+                    return _replay(Order.from_item(existing), fingerprint), False
                 if cfg.mode == "xpub" or "TransactionConflict" in conflict.reasons:
                     break  # the index moved on, or a write raced ours: read the config again
                 continue  # this tagged amount is held: try the next tag
@@ -161,17 +159,17 @@ def create_order(merchant_id: str, req: CreateOrderRequest) -> tuple[OrderView, 
     )
 
 
-def _replay(existing: dict[str, Any], fingerprint: str) -> OrderView:
-    if existing.get("fingerprint") != fingerprint:
+def _replay(existing: Order, fingerprint: str) -> OrderView:
+    if existing.fingerprint != fingerprint:
         raise Conflict(
-            f"orderId '{existing.get('orderId')}' already exists with different parameters; "
+            f"orderId '{existing.order_id}' already exists with different parameters; "
             "use a new orderId or repeat the original request exactly",
             code="ORDER_ID_CONFLICT",
         )
     return to_view(existing)
 
 
-def _order_item(
+def _new_order(
     merchant_id: str,
     req: CreateOrderRequest,
     network: Network,
@@ -181,8 +179,7 @@ def _order_item(
     now: int,
     expires_at: int,
     watch_until: int,
-) -> dict[str, Any]:
-    pk, sk = store.order_key(merchant_id, req.order_id)
+) -> Order:
     public_id = secrets.token_urlsafe(16)
     uri = payment_uri(
         family=network.family,
@@ -191,130 +188,47 @@ def _order_item(
         recipient=cand.address,
         amount_base_units=cand.units,
     )
-    return {
-        "pk": pk,
-        "sk": sk,
-        "merchantId": merchant_id,
-        "orderId": req.order_id,
-        "publicId": public_id,
-        "paymentUrl": _payment_url(public_id),
-        "network": network.name,
-        "chainId": network.chain_id,
-        "tokenContract": network.token_contract,
-        "decimals": network.decimals,
-        "amountUnits": cand.units,
-        "requestedUnits": requested_units,
-        "paidUnits": 0,
-        "toleranceUnits": tolerance_units(
+    return Order(
+        merchant_id=merchant_id,
+        order_id=req.order_id,
+        public_id=public_id,
+        payment_url=order_views.payment_url(public_id),
+        network=network.name,
+        chain_id=network.chain_id,
+        token_contract=network.token_contract,
+        decimals=network.decimals,
+        amount_units=cand.units,
+        requested_units=requested_units,
+        tolerance_units=tolerance_units(
             cand.units, network.decimals, settings().underpayment_tolerance, settings().underpayment_tolerance_percent
         ),
-        "address": cand.address,
-        "addressIndex": cand.index,
-        "paymentUri": uri,
+        address=cand.address,
+        address_index=cand.index,
+        payment_uri=uri,
         # Rendered once here (about 10 ms) rather than on every read of the order.
-        "qrCodeData": qr_png_data_uri(uri),
-        "status": OrderStatus.PENDING.value,
-        "expiresAt": expires_at,
-        "watchUntil": watch_until,
-        "createdAt": now,
-        "notifyUrl": req.notify_url,
-        "returnUrl": req.return_url,
-        "metadata": req.metadata,
-        "fingerprint": fingerprint,
-        "version": 0,
-        "gsi1pk": store.orders_index_pk(merchant_id),
-        "gsi1sk": f"{now:013d}#{req.order_id}",
-    }
-
-
-def _payment_url(public_id: str) -> str:
-    base = settings().public_base_url or request_base_url.get()
-    return f"{base.rstrip('/')}/pay/{public_id}"
-
-
-def _deposit_views(item: dict[str, Any], head: int | None) -> list[DepositView]:
-    decimals = int(item["decimals"])
-    views = []
-    for d in sorted((item.get("deposits") or {}).values(), key=lambda d: (d["blockNumber"], d["logIndex"])):
-        number = int(d["blockNumber"])
-        views.append(
-            DepositView(
-                txid=d["txid"],
-                log_index=int(d["logIndex"]),
-                amount=format_units(int(d["units"]), decimals),
-                sender=d["sender"],
-                block_number=number,
-                block_time=int(d["blockTime"]),
-                confirmations=max(0, head - number + 1) if head is not None else 0,
-                final=bool(d["final"]),
-                reversed=bool(d.get("reversed")),
-            )
-        )
-    return views
-
-
-def scan_head(item: dict[str, Any]) -> int | None:
-    """The newest block the scanner saw on the order's network (for confirmations)."""
-    if not item.get("deposits"):
-        return None
-    known = cursor.known_head(item["network"])
-    if known is not None:
-        return known
-    scan = store.get(*store.cursor_key(item["network"]), consistent=False)
-    return int(scan["head"]) if scan and scan.get("head") is not None else None
-
-
-def to_view(item: dict[str, Any], head: int | None = None) -> OrderView:
-    decimals = int(item["decimals"])
-    deposits = _deposit_views(item, head)
-    return OrderView(
-        order_id=item["orderId"],
-        public_id=item["publicId"],
-        network=item["network"],
-        chain_id=int(item["chainId"]),
-        token_contract=item["tokenContract"],
-        amount=format_units(int(item["amountUnits"]), decimals),
-        requested_amount=format_units(int(item["requestedUnits"]), decimals),
-        address=item["address"],
-        # Stored at creation: webhooks built by the scanner have no request to take a base URL from.
-        payment_url=item.get("paymentUrl") or _payment_url(item["publicId"]),
-        payment_uri=item["paymentUri"],
-        qr_code_data=item["qrCodeData"],
-        status=OrderStatus(item["status"]),
-        paid=item["status"] == OrderStatus.CONFIRMED,
-        exception=item.get("exception"),
-        exceptions=_exceptions(item),
-        paid_amount=format_units(int(item.get("paidUnits") or 0), decimals),
-        pending_amount=format_units(int(item.get("seenUnits") or 0), decimals),
-        excess_amount=format_units(int(item.get("excessUnits") or 0), decimals),
-        txid=item.get("txid"),
-        confirmed_at=_int_or_none(item.get("confirmedAt")),
-        expires_at=int(item["expiresAt"]),
-        created_at=int(item["createdAt"]),
-        notify_url=item.get("notifyUrl"),
-        return_url=item.get("returnUrl"),
-        metadata=item.get("metadata"),
-        deposits=deposits,
+        qr_code_data=qr_png_data_uri(uri),
+        status=OrderStatus.PENDING,
+        expires_at=expires_at,
+        watch_until=watch_until,
+        created_at=now,
+        notify_url=req.notify_url,
+        return_url=req.return_url,
+        metadata=req.metadata,
+        fingerprint=fingerprint,
     )
 
 
-def _exceptions(item: dict[str, Any]) -> list[OrderException]:
-    """The item keeps one `exception` (paid_late wins); an excess is overpaid whatever it says."""
-    found = [OrderException.PAID_LATE] if item.get("exception") == OrderException.PAID_LATE else []
-    if int(item.get("excessUnits") or 0) > 0:
-        found.append(OrderException.OVERPAID)
-    return found
-
-
-def _int_or_none(value: Any) -> int | None:
-    return None if value is None else int(value)
+def _head(order: Order) -> int | None:
+    """The network's head for the order's confirmations: read only when it has deposits."""
+    return cursor.view_head(order.network) if order_views.needs_head(order) else None
 
 
 def get_order(merchant_id: str, order_id: str) -> OrderView:
     item = store.get(*store.order_key(merchant_id, path_ids.order_id(order_id)))
     if item is None:
         raise NotFound(f"no order with orderId '{order_id}'", code="ORDER_NOT_FOUND")
-    return to_view(item, scan_head(item))
+    order = Order.from_item(item)
+    return to_view(order, _head(order))
 
 
 def list_orders(
@@ -334,105 +248,64 @@ def list_orders(
     )
     heads: dict[str, int | None] = {}
     views = []
-    for i in items:
-        if i.get("deposits") and i["network"] not in heads:
-            heads[i["network"]] = scan_head(i)
-        views.append(to_view(i, heads.get(i["network"])))
+    for order in map(Order.from_item, items):
+        if order_views.needs_head(order) and order.network not in heads:
+            heads[order.network] = _head(order)
+        views.append(to_view(order, heads.get(order.network)))
     return OrderListView(orders=views, next_cursor=next_cursor)
 
 
 def cancel_order(merchant_id: str, order_id: str) -> OrderView:
     pk, _ = store.order_key(merchant_id, path_ids.order_id(order_id))
 
-    def cancel(order: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-        if order["status"] == OrderStatus.CANCELLED.value:
+    def cancel(order: Order) -> tuple[Order, list[dict[str, Any]]] | None:
+        if order.status == OrderStatus.CANCELLED:
             return None  # cancelling twice is harmless
-        if order["status"] != OrderStatus.PENDING.value or order.get("deposits") or order.get("paidUnits"):
+        if order.status != OrderStatus.PENDING or order.deposits or order.paid_units:
             raise Conflict(
-                f"order '{order_id}' is {order['status']} and can no longer be cancelled; only an "
+                f"order '{order_id}' is {order.status} and can no longer be cancelled; only an "
                 "order that has received nothing can be",
                 code="ORDER_NOT_CANCELLABLE",
             )
         # pending -> cancelled (closed now: nothing is expected any more); the state machine's
         # write makes it conditional on the version read and adds its order.cancelled event.
-        return {**order, "status": OrderStatus.CANCELLED.value, "closedAt": clock.now_ms()}, []
+        return replace(order, status=OrderStatus.CANCELLED, closed_at=clock.now_ms()), []
 
     try:
         applied = transitions.apply(pk, cancel)
     except LookupError as exc:
         raise NotFound(f"no order with orderId '{order_id}'", code="ORDER_NOT_FOUND") from exc
-    return to_view(applied.order if applied.order is not None else store.get(pk, "ORDER") or {})
+    if applied.order is not None:
+        return to_view(applied.order)
+    item = store.get(pk, "ORDER")
+    assert item is not None  # cancelled before: it exists
+    return to_view(Order.from_item(item))
 
 
-def _finality(network: Network | None) -> tuple[str, int | None]:
-    """How a deposit becomes final on the network, as GET /v1/networks says it; the confirmations
-    it needs when they are counted."""
-    if network is None:  # disabled since the order was created: its chain's own finality
-        return "finalized", None
-    if network.finality.mode == "confirmations":
-        return f"{network.finality.confirmations} confirmations", network.finality.confirmations
-    return network.finality.mode, None
-
-
-def _public_deposits(item: dict[str, Any], head: int | None) -> list[PublicDepositView]:
-    return [
-        PublicDepositView(
-            txid=d.txid, amount=d.amount, block_time=d.block_time, confirmations=d.confirmations, final=d.final
-        )
-        for d in _deposit_views(item, head)
-        if not d.reversed
-    ]
-
-
-def _public_item(public_id: str) -> dict[str, Any]:
+def _public_order(public_id: str) -> Order:
     """The order behind a public id: GetItem on the public pointer, then on the order."""
     pointer = store.get(*store.public_key(public_id), consistent=False) if len(public_id) <= 64 else None
     item = store.get(pointer["orderPk"], "ORDER", consistent=False) if pointer else None
     if item is None:
         raise NotFound("no such payment; check the link", code="ORDER_NOT_FOUND")
-    return item
+    return Order.from_item(item)
 
 
 def get_public_order(public_id: str) -> PublicOrderView:
     """What the payer's page shows (GET /v1/public/orders/{publicId})."""
-    return _public_view(public_id, _public_item(public_id))
+    return _public_view(public_id, _public_order(public_id))
 
 
 def get_payment_page(public_id: str) -> tuple[PublicOrderView, str]:
     """The hosted payment page's data: the public view and the order's QR code (PNG data URI),
     stored at creation, so the page is rendered from the same reads as the public view."""
-    item = _public_item(public_id)
-    return _public_view(public_id, item), item.get("qrCodeData") or qr_png_data_uri(item["paymentUri"])
+    order = _public_order(public_id)
+    return _public_view(public_id, order), order.qr_code_data or qr_png_data_uri(order.payment_uri)
 
 
-def _public_view(public_id: str, item: dict[str, Any]) -> PublicOrderView:
-    """The public view of an order item; reads the network's scan cursor (GetItem) only while the
-    order has deposits, for their confirmations."""
-    network = networks().get(item["network"])
-    decimals = int(item["decimals"])
-    amount, paid, seen = int(item["amountUnits"]), int(item.get("paidUnits") or 0), int(item.get("seenUnits") or 0)
-    finality, required = _finality(network)
-    return PublicOrderView(
-        public_id=public_id,
-        network=item["network"],
-        network_name=network.display_name if network else item["network"],
-        chain_id=int(item["chainId"]),
-        token_contract=item["tokenContract"],
-        decimals=decimals,
-        amount=format_units(amount, decimals),
-        paid_amount=format_units(paid, decimals),
-        pending_amount=format_units(seen, decimals),
-        missing_amount=format_units(max(0, amount - paid - seen), decimals),
-        excess_amount=format_units(int(item.get("excessUnits") or 0), decimals),
-        address=item["address"],
-        payment_uri=item["paymentUri"],
-        status=OrderStatus(item["status"]),
-        exception=item.get("exception"),
-        finality=finality,
-        confirmations=required,
-        deposits=_public_deposits(item, scan_head(item)),
-        confirmed_at=_int_or_none(item.get("confirmedAt")),
-        expires_at=int(item["expiresAt"]),
-        server_time=clock.now_ms(),
-        return_url=item.get("returnUrl"),
+def _public_view(public_id: str, order: Order) -> PublicOrderView:
+    """Reads the network's scan cursor (GetItem) only while the order has deposits, for their
+    confirmations."""
+    return order_views.public_view(
+        public_id, order, _head(order), network=networks().get(order.network), server_time=clock.now_ms()
     )

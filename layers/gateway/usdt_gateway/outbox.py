@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from usdt_gateway import aws, store
 from usdt_gateway.config import settings
 from usdt_gateway.observability import log_keys, logger
+from usdt_gateway.records import OutboxMarker
 
 SQS_BATCH = 10
 # A marker younger than this may belong to a writer that is about to publish it itself.
@@ -87,7 +88,8 @@ def publish(event_ids: list[str]) -> list[str]:
 def sweep(*, now_ms: int, older_than_ms: int = SWEEP_AFTER_MS) -> list[str]:
     """Publish the events whose markers are older than `older_than_ms`: their writer did not."""
     hits = store.query_index_all(store.OUTBOX_INDEX_PK, sk_to=f"{now_ms - older_than_ms:013d}~")
-    for hit in hits:
-        with log_keys(event_id=hit["eventId"], merchant_id=hit.get("merchantId"), order_id=hit.get("orderId")):
+    markers = [OutboxMarker.from_item(hit) for hit in hits]
+    for marker in markers:
+        with log_keys(event_id=marker.event_id, merchant_id=marker.merchant_id, order_id=marker.order_id):
             logger.info("publishing an event its writer did not hand to the queue")
-    return publish([h["eventId"] for h in hits])
+    return publish([m.event_id for m in markers])

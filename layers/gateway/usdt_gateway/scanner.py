@@ -276,24 +276,24 @@ class Scanner:
             (t, *self.watch.match(t.recipient, t.units, t.block_time, chain_lag_ms=self.chain_lag_ms)) for t in found
         ]
 
-        def settle(item: tuple[Transfer, WatchEntry | None, str | None]) -> tuple[str, int]:
+        def settle(item: tuple[Transfer, WatchEntry | None, str | None]) -> tuple[deposits.Outcome, int]:
             """What became of one transfer, and (credited) how long after its block."""
             t, entry, owner = item
             if t.units < minimum:
-                return (deposits.IGNORED if deposits.record_ignored(t, owner) else "already"), 0
+                return deposits.record_ignored(t, owner), 0
             outcome, _ = deposits.credit_final(t, entry, owner)
             return outcome, max(0, self._now() - t.block_time)
 
         # Counted here, after the workers: the report and the metric set stay in this thread.
         for outcome, latency_ms in _by_address(matched, lambda m: m[0].recipient, settle, self.workers):
-            if outcome == deposits.IGNORED:
+            if outcome == deposits.Outcome.IGNORED:
                 self.report.ignored += 1
                 metrics.add_metric(name="DepositsIgnored", unit=MetricUnit.Count, value=1)
-            elif outcome == deposits.CREDITED:
+            elif outcome == deposits.Outcome.CREDITED:
                 self.report.credited += 1
                 metrics.add_metric(name="DepositsCredited", unit=MetricUnit.Count, value=1)
                 metrics.add_metric(name="DetectionLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
-            elif outcome == deposits.UNMATCHED:
+            elif outcome == deposits.Outcome.UNMATCHED:
                 self.report.unmatched += 1
                 metrics.add_metric(name="DepositsUnmatched", unit=MetricUnit.Count, value=1)
         end = refs[target]

@@ -22,7 +22,8 @@ from usdt_gateway.errors import InvalidRequest
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-Item = dict[str, Any]
+# Items cross this module as plain attribute maps (dict[str, Any]); the domain reads them through
+# typed records (records.py, cursor.Cursor, watchlist.WatchEntry).
 
 
 def client() -> DynamoDBClient:
@@ -66,11 +67,11 @@ def _table() -> str:
     return settings().table_name
 
 
-def _dump(item: Item) -> dict[str, Any]:
+def _dump(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _serialize(v) for k, v in item.items() if v is not None}
 
 
-def _load(raw: dict[str, Any] | None) -> Item | None:
+def _load(raw: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: _deserialize(v) for k, v in raw.items()} if raw else None
 
 
@@ -78,7 +79,7 @@ def _key(pk: str, sk: str) -> dict[str, Any]:
     return {"pk": {"S": pk}, "sk": {"S": sk}}
 
 
-def _values(values: Item) -> dict[str, Any]:
+def _values(values: dict[str, Any]) -> dict[str, Any]:
     return {k: _serialize(v) for k, v in values.items()}
 
 
@@ -177,12 +178,12 @@ def keys_index_pk(merchant_id: str) -> str:
 # --- plain reads and writes --------------------------------------------------------------
 
 
-def get(pk: str, sk: str, *, consistent: bool = True) -> Item | None:
+def get(pk: str, sk: str, *, consistent: bool = True) -> dict[str, Any] | None:
     resp = client().get_item(TableName=_table(), Key=_key(pk, sk), ConsistentRead=consistent)
     return _load(resp.get("Item"))
 
 
-def put_new(item: Item) -> bool:
+def put_new(item: dict[str, Any]) -> bool:
     """Create an item that must not exist yet (none -> created). False if it already exists."""
     try:
         client().put_item(TableName=_table(), Item=_dump(item), ConditionExpression="attribute_not_exists(pk)")
@@ -198,7 +199,7 @@ def delete(pk: str, sk: str) -> None:
     client().delete_item(TableName=_table(), Key=_key(pk, sk))
 
 
-def put(item: Item) -> None:
+def put(item: dict[str, Any]) -> None:
     """Unconditional write, for configuration that an operator replaces as a whole."""
     client().put_item(TableName=_table(), Item=_dump(item))
 
@@ -207,11 +208,11 @@ def update(
     pk: str,
     sk: str,
     *,
-    set_values: Item,
+    set_values: dict[str, Any],
     condition: str | None = None,
     names: dict[str, str] | None = None,
-    values: Item | None = None,
-) -> Item | None:
+    values: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
     """SET the given attributes under an optional condition; None when the condition fails."""
     sets = ", ".join(f"#s{i} = :s{i}" for i in range(len(set_values)))
     all_names = {f"#s{i}": k for i, k in enumerate(set_values)} | (names or {})
@@ -290,7 +291,7 @@ def remove_map_entry(pk: str, sk: str, attribute: str, key: str) -> None:
 class Meter:
     count: int
     blocked_until: int
-    item: Item
+    item: dict[str, Any]
 
 
 def meter(pk: str, sk: str, window: int, *, require_active: bool, ttl: int | None = None) -> Meter | None:
@@ -299,7 +300,7 @@ def meter(pk: str, sk: str, window: int, *, require_active: bool, ttl: int | Non
     active = " AND #st = :active" if require_active else ""
     exists = "attribute_exists(pk)" if require_active else "attribute_not_exists(pk) OR attribute_exists(pk)"
     names = {"#w": "rlWindow", "#c": "rlCount"} | ({"#st": "status"} if require_active else {})
-    base_values: Item = {":w": window, ":one": 1} | ({":active": "active"} if require_active else {})
+    base_values: dict[str, Any] = {":w": window, ":one": 1} | ({":active": "active"} if require_active else {})
     ttl_set = ", #ttl = :ttl" if ttl is not None else ""
     if ttl is not None:
         names["#ttl"] = "ttl"
@@ -351,17 +352,17 @@ def block(pk: str, sk: str, until_ms: int) -> None:
 class TransactionConflict(Exception):
     """A conditional part of a transaction failed; `reasons[i]` is that part's reason code."""
 
-    def __init__(self, reasons: list[str], items: list[Item | None]) -> None:
+    def __init__(self, reasons: list[str], items: list[dict[str, Any] | None]) -> None:
         super().__init__(",".join(reasons))
         self.reasons = reasons
         self.items = items
 
 
 def put_part(
-    item: Item,
+    item: dict[str, Any],
     *,
     condition: str = "attribute_not_exists(pk)",
-    values: Item | None = None,
+    values: dict[str, Any] | None = None,
     names: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A conditional Put inside a transaction (by default: the key must be free)."""
@@ -379,7 +380,7 @@ def put_part(
 
 
 def update_part(
-    pk: str, sk: str, *, expression: str, condition: str, values: Item, names: dict[str, str] | None = None
+    pk: str, sk: str, *, expression: str, condition: str, values: dict[str, Any], names: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """A conditional Update inside a transaction."""
     upd: dict[str, Any] = {
@@ -399,9 +400,9 @@ def set_part(
     pk: str,
     sk: str,
     *,
-    set_values: Item,
+    set_values: dict[str, Any],
     condition: str,
-    values: Item | None = None,
+    values: dict[str, Any] | None = None,
     remove: tuple[str, ...] = (),
     names: dict[str, str] | None = None,
 ) -> dict[str, Any]:
@@ -438,13 +439,13 @@ def transact(parts: list[dict[str, Any]]) -> None:
 # --- queries ----------------------------------------------------------------------------
 
 
-def _items(resp: Any) -> list[Item]:
+def _items(resp: Any) -> list[dict[str, Any]]:
     return [i for i in (_load(raw) for raw in resp.get("Items", [])) if i]
 
 
 # Two loops, not one with an optional IndexName: each function's queries then target one thing,
 # the table or the index, as the IAM derivation (tests/aws_calls.py) reads them.
-def _query_table(condition: str, values: Item) -> list[Item]:
+def _query_table(condition: str, values: dict[str, Any]) -> list[dict[str, Any]]:
     """Every base-table item a key condition selects, all pages, strongly consistent."""
     kwargs: dict[str, Any] = {
         "TableName": _table(),
@@ -452,7 +453,7 @@ def _query_table(condition: str, values: Item) -> list[Item]:
         "ExpressionAttributeValues": _values(values),
         "ConsistentRead": True,
     }
-    items: list[Item] = []
+    items: list[dict[str, Any]] = []
     while True:
         resp = client().query(**kwargs)
         items.extend(_items(resp))
@@ -461,17 +462,17 @@ def _query_table(condition: str, values: Item) -> list[Item]:
         kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
 
-def query_partition(pk: str, *, sk_from: str) -> list[Item]:
+def query_partition(pk: str, *, sk_from: str) -> list[dict[str, Any]]:
     """Every item of a base-table partition from `sk_from` on, strongly consistent."""
     return _query_table("pk = :pk AND sk >= :from", {":pk": pk, ":from": sk_from})
 
 
-def query_between(pk: str, *, sk_from: str, sk_to: str) -> list[Item]:
+def query_between(pk: str, *, sk_from: str, sk_to: str) -> list[dict[str, Any]]:
     """Every item of a base-table partition with `sk_from` <= sk <= `sk_to`, strongly consistent."""
     return _query_table("pk = :pk AND sk BETWEEN :from AND :to", {":pk": pk, ":from": sk_from, ":to": sk_to})
 
 
-def query_index_all(index_pk: str, *, sk_to: str) -> list[Item]:
+def query_index_all(index_pk: str, *, sk_to: str) -> list[dict[str, Any]]:
     """Every gsi1 item of `index_pk` up to `sk_to` (eventually consistent), oldest first, all pages."""
     kwargs: dict[str, Any] = {
         "TableName": _table(),
@@ -479,7 +480,7 @@ def query_index_all(index_pk: str, *, sk_to: str) -> list[Item]:
         "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk <= :to",
         "ExpressionAttributeValues": _values({":pk": index_pk, ":to": sk_to}),
     }
-    items: list[Item] = []
+    items: list[dict[str, Any]] = []
     while True:
         resp = client().query(**kwargs)
         items.extend(_items(resp))
@@ -584,7 +585,7 @@ def _open_cursor(cursor: str, listing: str, index_pk: str, sk_from: str, sk_to: 
     return {"pk": {"S": pk}, "sk": {"S": sk}, "gsi1pk": {"S": index_pk}, "gsi1sk": {"S": gsi1sk}}
 
 
-def _index_key(item: Item) -> dict[str, Any]:
+def _index_key(item: dict[str, Any]) -> dict[str, Any]:
     return {name: {"S": item[name]} for name in ("pk", "sk", "gsi1pk", "gsi1sk")}
 
 
@@ -597,11 +598,11 @@ def query_index(
     cursor: str | None = None,
     filters: dict[str, Any] | None = None,
     newest_first: bool = True,
-) -> tuple[list[Item], str | None]:
+) -> tuple[list[dict[str, Any]], str | None]:
     """One page of gsi1 between two sort keys, optionally filtered by attribute equality: at most
     `limit` items, fewer when a filter matches little (see above); the cursor is None at the end."""
     names = {"#pk": "gsi1pk", "#sk": "gsi1sk"}
-    values: Item = {":pk": index_pk, ":from": sk_from, ":to": sk_to}
+    values: dict[str, Any] = {":pk": index_pk, ":from": sk_from, ":to": sk_to}
     kwargs: dict[str, Any] = {
         "TableName": _table(),
         "IndexName": "gsi1",
@@ -624,7 +625,7 @@ def query_index(
     queries = PAGE_CALLS if _table() in _LISTING_SECRETS else PAGE_CALLS - 1
     if cursor is not None:
         kwargs["ExclusiveStartKey"] = _open_cursor(cursor, listing, index_pk, sk_from, sk_to)
-    items: list[Item] = []
+    items: list[dict[str, Any]] = []
     last: dict[str, Any] | None = None
     for call in range(queries):
         wanted = limit - len(items)

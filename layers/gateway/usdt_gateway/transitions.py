@@ -11,16 +11,16 @@ A concurrent writer makes the condition fail; the change is then recomputed on a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from usdt_gateway import clock, events, lifecycle, outbox, store
+from usdt_gateway import clock, cursor, events, lifecycle, order_views, outbox, store
 from usdt_gateway.observability import log_keys, logger, order_keys
+from usdt_gateway.records import Order
 from usdt_gateway.schemas import OrderStatus
 
 MAX_ATTEMPTS = 8
 
-Order = dict[str, Any]
 # Given the order as read, return the order as it must be (or None for "nothing to do") and the
 # other writes that belong to the same change.
 Change = Callable[[Order], tuple[Order, list[dict[str, Any]]] | None]
@@ -35,7 +35,7 @@ class Applied:
 
     @property
     def changed(self) -> bool:
-        return self.order is not None and self.old_status != self.order["status"]
+        return self.order is not None and self.old_status != self.order.status
 
 
 def apply(order_pk: str, change: Change, *, reverted: bool = False, reversal: dict[str, Any] | None = None) -> Applied:
@@ -50,9 +50,9 @@ def apply(order_pk: str, change: Change, *, reverted: bool = False, reversal: di
                 "order status changed",
                 extra={
                     "from_status": applied.old_status.value if applied.old_status else None,
-                    "to_status": applied.order["status"],
-                    "exception": applied.order.get("exception"),
-                    "paid_units": applied.order.get("paidUnits"),
+                    "to_status": applied.order.status.value,
+                    "exception": applied.order.exception.value if applied.order.exception else None,
+                    "paid_units": applied.order.paid_units,
                     "events": list(applied.events),
                 },
             )
@@ -60,58 +60,66 @@ def apply(order_pk: str, change: Change, *, reverted: bool = False, reversal: di
 
 
 def _apply(order_pk: str, change: Change, *, reverted: bool, reversal: dict[str, Any] | None) -> Applied:
+    # The network's head, for the confirmations in the events' order views: read once per write,
+    # not once per retry, and only when an event shows deposits.
+    head: int | None = None
+    head_read = False
     for _ in range(MAX_ATTEMPTS):
-        order = store.get(order_pk, "ORDER")
-        if order is None:
+        item = store.get(order_pk, "ORDER")
+        if item is None:
             raise LookupError(f"order {order_pk} is missing")
+        order = Order.from_item(item)
         result = change(order)
         if result is None:
             return Applied(None)
         new, parts = result
         settled = lifecycle.settle(new)
-        old_status = OrderStatus(order["status"])
-        lifecycle.check_transition(old_status, settled.status)
-        confirmed_at = order.get("confirmedAt")
+        lifecycle.check_transition(order.status, settled.status)
+        confirmed_at = order.confirmed_at
         if settled.status != OrderStatus.CONFIRMED:
             confirmed_at = None  # a reversal can take a confirmed order's payment away
         elif confirmed_at is None:
             confirmed_at = clock.now_ms()
-        fields = {
-            "deposits": new.get("deposits") or {},
-            "closedAt": new.get("closedAt"),
-            "status": settled.status.value,
-            "exception": settled.exception.value if settled.exception else None,
-            "paidUnits": settled.paid_units,
-            "seenUnits": settled.seen_units,
-            "excessUnits": settled.excess_units,
-            "txid": settled.first_txid,
-            "confirmedAt": confirmed_at,
-            "version": int(order.get("version") or 0) + 1,
-            "updatedAt": clock.now_ms(),
-        }
+        updated = replace(
+            new,
+            status=settled.status,
+            exception=settled.exception,
+            paid_units=settled.paid_units,
+            seen_units=settled.seen_units,
+            excess_units=settled.excess_units,
+            txid=settled.first_txid,
+            confirmed_at=confirmed_at,
+            version=order.version + 1,
+            updated_at=clock.now_ms(),
+        )
         # The change's webhook events, in the same transaction: no change without its events.
-        types = events.order_event_types(order, {**order, **fields}, reverted=reverted, reversal=reversal is not None)
-        sequence = int(order.get("eventSeq") or 0)
-        fields["eventSeq"] = sequence + len(types)
+        types = events.order_event_types(order, updated, reverted=reverted, reversal=reversal is not None)
+        updated = replace(updated, event_seq=order.event_seq + len(types))
+        if types and not head_read and order_views.needs_head(updated):
+            head, head_read = cursor.view_head(updated.network), True
         event_ids, event_parts = events.for_order(
-            {**order, **fields}, types, first_sequence=sequence + 1, reversed_deposit=reversal
+            updated,
+            types,
+            first_sequence=order.event_seq + 1,
+            head=head,
+            reversed_deposit=reversal,
         )
         write = store.set_part(
             order_pk,
             "ORDER",
-            set_values=fields,
+            set_values=updated.change_fields(),
             # <status read> -> <status derived>, only from the version read.
             condition="#cst = :from AND #cv = :v",
             names={"#cst": "status", "#cv": "version"},
-            values={":from": old_status.value, ":v": int(order.get("version") or 0)},
+            values={":from": order.status.value, ":v": order.version},
         )
         try:
             store.transact([*parts, *event_parts, write])
         except store.TransactionConflict as conflict:
             mine = conflict.reasons[: len(parts)]
             if "ConditionalCheckFailed" in mine:
-                return Applied(None, old_status, mine)
+                return Applied(None, order.status, mine)
             continue  # the order moved under us: recompute from a fresh read
         outbox.publish(event_ids)
-        return Applied({**order, **fields}, old_status, events=tuple(event_ids))
+        return Applied(updated, order.status, events=tuple(event_ids))
     raise RuntimeError(f"order {order_pk} kept changing under concurrent writers")
