@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from devstack.template import REPO_ROOT, TEMPLATE_PATH
-from usdt_gateway import events, store
+from usdt_gateway import records, store
 
 GATEWAY = REPO_ROOT / "layers/gateway/usdt_gateway"
 TABLE_COMMENT_START = "# One table. Item types"
@@ -171,7 +171,7 @@ def test_every_gsi1_partition_is_documented_and_made_by_the_code(text: str) -> N
 def test_the_event_index_sort_key_is_the_documented_one(text: str) -> None:
     # Given the gsi1 sort keys documented for the events' and the outbox markers' partitions
     documented = {d.pk: d.sk for d in documented_index_keys(text)}
-    sk = events.index_sk(1_700_000_000_000, 3, "evt_1")
+    sk = records.event_index_sk(1_700_000_000_000, 3, "evt_1")
     for pk in (store.events_index_pk("m"), store.OUTBOX_INDEX_PK):
         (line,) = [p for p in documented if pattern(p).fullmatch(pk)]
         # Then the code's sort key has that shape (zero-padded: the index sorts by it as text)

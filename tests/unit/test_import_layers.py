@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
             {
                 "address_codec",
                 "clock",
+                "create2",
                 "config",
                 "errors",
                 "hdwallet",
@@ -33,15 +34,15 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "path_ids",
                 "payment_uri",
                 "qr",
+                "request_signing",
                 "schemas",
-                "signing",
                 "tracing",
             }
         ),
     ),
     (
         "store/aws",  # every DynamoDB and AWS call, and the chains' RPC
-        frozenset({"aws", "store", "secretbox", "chain.*"}),
+        frozenset({"aws", "kms_signer", "store", "secretbox", "chain.*"}),
     ),
     (
         "domain",
@@ -54,6 +55,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "events",
                 "expiry",
                 "lifecycle",
+                "merchant_records",
                 "merchants",
                 "order_views",
                 "orders",
