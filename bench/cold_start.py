@@ -2,10 +2,12 @@
 runs its init (what Lambda's init phase does), then serves one signed GET of an order (the first
 request pays for the lazily created clients). Beside it, the same handler wrapped in Powertools'
 Tracer (tracing enabled, as deployed with `Tracing: Active`; segments go to an X-Ray daemon
-address nobody listens on), and a naive handler: Powertools Logger + Tracer + a validating
-resolver + a boto3 client created at import.
+address nobody listens on), a naive handler: Powertools Logger + Tracer + a validating
+resolver + a boto3 client created at import, and the floor: a bare handler that only creates a
+botocore DynamoDB client (what any handler of this table pays). The API's init is also given as a
+ratio to the floor's, sample by sample, since both vary alike with the machine's load.
 
-    .venv/bin/python -m bench.cold_start [--samples 10]
+    .venv/bin/python -m bench.cold_start [--samples 10] [--only api,floor]
 
 Both run with `-B` after their .pyc files exist (as in a Lambda package built with compiled
 bytecode); see docs/benchmarks.md for the figures.
@@ -83,6 +85,14 @@ def lambda_handler(event, context):
     return app.resolve(event, context)
 """
 
+# The least a handler of the table pays: the interpreter, botocore and one DynamoDB client.
+FLOOR = r"""
+import botocore.session
+client = botocore.session.get_session().create_client("dynamodb")
+def lambda_handler(event, context):
+    return {"statusCode": 200}
+"""
+
 
 # The API handler under Powertools' Tracer: created first, so its patching of botocore precedes the
 # handler's clients, as a `tracer = Tracer()` in the shared observability module would.
@@ -149,6 +159,9 @@ def _setup(endpoint: str) -> tuple[dict[str, str], str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument(
+        "--only", default="", help="comma-separated words; run only the configurations whose name holds one of them"
+    )
     args = parser.parse_args()
     server = AtomicMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -157,6 +170,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="usdt-gateway-bench-"))
     (work / "naive").mkdir()
     (work / "naive/app.py").write_text(NAIVE)
+    (work / "floor").mkdir()
+    (work / "floor/app.py").write_text(FLOOR)
     (work / "traced").mkdir()
     (work / "traced/app.py").write_text(TRACED.format(handler=str(ROOT / "functions/api/app.py")))
 
@@ -198,6 +213,13 @@ def main() -> None:
         child(ROOT / "layers/gateway", work / "naive/app.py", invoke=False),
         env | {"POWERTOOLS_TRACE_DISABLED": "0"},
     )
+    configs["floor: bare handler + botocore DynamoDB client"] = (
+        child(ROOT / "layers/gateway", work / "floor/app.py", invoke=False),
+        env,
+    )
+    if args.only:
+        words = args.only.split(",")
+        configs = {name: c for name, c in configs.items() if any(w in name for w in words)}
     for code, e in configs.values():  # warm-up: .pyc of the source tree and the venv, OS file cache
         subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, check=True)
     results: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
@@ -211,8 +233,18 @@ def main() -> None:
         init = statistics.median(r["init_ms"] for r in rows)
         first = statistics.median(r["first_ms"] for r in rows)
         whole = statistics.median(r["process_ms"] for r in rows)
-        extra = f"first signed GET {first:5.0f} ms" if "naive" not in name else "(no request)".ljust(26)
-        print(f"{name:36s} import+init {init:6.0f} ms | {extra} | whole process {whole:5.0f} ms")
+        served = "naive" not in name and "floor" not in name
+        extra = f"first signed GET {first:5.0f} ms" if served else "(no request)".ljust(26)
+        print(f"{name:48s} import+init {init:6.0f} ms | {extra} | whole process {whole:5.0f} ms")
+    floor = results.get("floor: bare handler + botocore DynamoDB client")
+    if floor:
+        # Per sample: the neighbours in one round share the machine's load of that moment.
+        for name, rows in results.items():
+            if name.startswith("floor"):
+                continue
+            ratios = [r["init_ms"] / f["init_ms"] for r, f in zip(rows, floor, strict=True)]
+            low, high = min(ratios), max(ratios)
+            print(f"{name:48s} init / floor init: median {statistics.median(ratios):.2f} ({low:.2f}-{high:.2f})")
 
 
 if __name__ == "__main__":

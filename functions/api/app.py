@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -15,6 +16,9 @@ from usdt_gateway.observability import logger, metrics
 
 networks()  # validate configuration at cold start: a misconfigured function fails at init
 aws.client("dynamodb"), aws.client("kms")  # SDK clients at init, not on the first request
+# What init created lives as long as the container: kept out of the collector's scans, so the
+# first requests don't pay for full collections over it (docs/benchmarks.md).
+gc.freeze()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

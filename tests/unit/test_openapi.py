@@ -7,6 +7,7 @@ import json
 from openapi_spec_validator import validate
 
 from usdt_gateway.api import openapi
+from usdt_gateway.api.app import ROUTES
 
 
 def test_committed_openapi_is_current() -> None:
@@ -20,24 +21,10 @@ def test_committed_openapi_is_current() -> None:
 def test_openapi_is_valid_and_complete() -> None:
     # Given the generated document
     doc = openapi.build()
-    # Then it is a valid OpenAPI 3.1 document with every route of the contract
+    # Then it is a valid OpenAPI 3.1 document with one operation per registered route
     validate(doc)
-    operations = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-    assert operations == {
-        ("POST", "/v1/payment/order"),
-        ("GET", "/v1/payment/order/{orderId}"),
-        ("GET", "/v1/payment/orders"),
-        ("POST", "/v1/payment/order/{orderId}/cancel"),
-        ("GET", "/v1/networks"),
-        ("GET", "/v1/public/orders/{publicId}"),
-        ("GET", "/v1/deposits"),
-        ("POST", "/v1/deposits/{depositId}/attach"),
-        ("GET", "/v1/webhooks/deliveries"),
-        ("POST", "/v1/webhooks/deliveries/{deliveryId}/resend"),
-        ("POST", "/v1/webhooks/test"),
-        ("GET", "/v1/webhooks/endpoint"),
-        ("PUT", "/v1/webhooks/endpoint"),
-    }
+    operations = [(m.upper(), p) for p, ops in doc["paths"].items() for m in ops]
+    assert sorted(operations) == sorted((spec.method, spec.path) for spec in ROUTES)
     create = doc["paths"]["/v1/payment/order"]["post"]
     assert {"201", "200", "400", "401", "403", "409", "413", "415", "418", "429"} <= set(create["responses"])
     order = doc["components"]["schemas"]["OrderView"]["properties"]

@@ -9,9 +9,30 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
+from types import ModuleType
 
 from coincurve import PublicKey
-from Crypto.Hash import keccak
+
+
+def _load_keccak() -> ModuleType:
+    """pycryptodome's keccak, bound to its C code through ctypes. With cffi importable (coincurve
+    brings it) pycryptodome binds through cffi, which parses the C declarations with pycparser:
+    about 30 ms more of every cold start (the API validates the EVM contracts at init). The ctypes
+    binding is pycryptodome's own fallback (as under `python -OO`) and runs the same C code."""
+    saved = sys.modules.get("cffi")
+    sys.modules["cffi"] = None  # type: ignore[assignment]  # None: `import cffi` raises ImportError
+    try:
+        from Crypto.Hash import keccak
+    finally:
+        if saved is None:
+            del sys.modules["cffi"]
+        else:
+            sys.modules["cffi"] = saved
+    return keccak
+
+
+keccak = _load_keccak()
 
 B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {char: value for value, char in enumerate(B58_ALPHABET)}

@@ -1,15 +1,14 @@
 """QR code as a PNG data URI. The `qrcode` package builds the module matrix (with the best mask,
 for reliable scanning); the 1-bit PNG is written here with zlib, which is several times faster
-than a pure-Python PNG writer and keeps Pillow (22 MB) out of the Lambda package."""
+than a pure-Python PNG writer and keeps Pillow (22 MB) out of the Lambda package. `qrcode` is
+imported on the first code drawn: only creating an order draws one, so no other request's cold
+start pays for it."""
 
 from __future__ import annotations
 
 import base64
 import struct
 import zlib
-
-import qrcode
-from qrcode.constants import ERROR_CORRECT_M
 
 BOX_SIZE = 6  # pixels per module: an EIP-681 URI (version ~8, 57 modules with border) is ~340 px
 BORDER = 4  # the quiet zone the QR spec requires
@@ -38,6 +37,9 @@ def _png(matrix: list[list[bool]], box: int) -> bytes:
 
 
 def qr_png_data_uri(text: str) -> str:
+    import qrcode
+    from qrcode.constants import ERROR_CORRECT_M
+
     qr = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=BORDER)
     qr.add_data(text)
     qr.make(fit=True)

@@ -41,7 +41,13 @@ class OrderException(StrEnum):
     PAID_LATE = "paid_late"
 
 
-class Strict(BaseModel):
+class Model(BaseModel):
+    # Validators and serializers are built on a model's first use, not at import: a cold start
+    # builds those of the route it serves, not the other routes' (docs/benchmarks.md).
+    model_config = ConfigDict(defer_build=True)
+
+
+class Strict(Model):
     # Fields by their documented (alias) names only: `order_id` is an unknown field, as the
     # OpenAPI document says, not a second spelling of `orderId`.
     model_config = ConfigDict(extra="forbid")
@@ -93,7 +99,7 @@ class CreateOrderRequest(Strict):
     metadata: Metadata | None = Field(None, description="Small flat object.")
 
 
-class DepositView(BaseModel):
+class DepositView(Model):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     txid: str
@@ -116,7 +122,7 @@ class DepositView(BaseModel):
     )
 
 
-class DepositRecordView(BaseModel):
+class DepositRecordView(Model):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     deposit_id: str = Field(
@@ -146,7 +152,7 @@ class DepositRecordView(BaseModel):
     order_id: str | None = Field(None, alias="orderId")
 
 
-class DepositListView(BaseModel):
+class DepositListView(Model):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     deposits: list[DepositRecordView]
@@ -157,7 +163,7 @@ class AttachDepositRequest(Strict):
     order_id: OrderIdStr = Field(alias="orderId", description="The order to credit the deposit to.")
 
 
-class OrderView(BaseModel):
+class OrderView(Model):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     order_id: str = Field(alias="orderId")
@@ -192,14 +198,14 @@ class OrderView(BaseModel):
     deposits: list[DepositView] = []
 
 
-class OrderListView(BaseModel):
+class OrderListView(Model):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     orders: list[OrderView]
     next_cursor: str | None = Field(None, alias="nextCursor", description=NEXT_CURSOR)
 
 
-class PublicDepositView(BaseModel):
+class PublicDepositView(Model):
     """A payment to the order's address as the payer's page shows it (what the chain shows anyway)."""
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
@@ -211,7 +217,7 @@ class PublicDepositView(BaseModel):
     final: bool = Field(description="Final under the network's policy, and counted in `paidAmount`.")
 
 
-class PublicOrderView(BaseModel):
+class PublicOrderView(Model):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     public_id: str = Field(alias="publicId")
@@ -246,7 +252,7 @@ class PublicOrderView(BaseModel):
     return_url: str | None = Field(None, alias="returnUrl")
 
 
-class NetworkView(BaseModel):
+class NetworkView(Model):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     network: str
@@ -263,7 +269,7 @@ class NetworkView(BaseModel):
     testnet: bool
 
 
-class NetworkListView(BaseModel):
+class NetworkListView(Model):
     networks: list[NetworkView]
 
 
@@ -277,7 +283,7 @@ class DeliveryStatus(StrEnum):
     DISABLED = "disabled"  # its URL is disabled (after a 410): not sent; resend once re-enabled
 
 
-class View(BaseModel):
+class View(Model):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
 
@@ -356,6 +362,6 @@ class WebhookEndpointUpdate(Strict):
     )
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Model):
     code: str = Field(description="Stable machine-readable code.")
     message: str = Field(description="What is wrong and how to fix it.")

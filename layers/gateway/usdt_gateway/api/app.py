@@ -8,11 +8,12 @@ import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, cast
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from pydantic import BaseModel, ValidationError
+from typing_extensions import TypeVar
 
 from usdt_gateway import auth, jsonbody, ratelimit
 from usdt_gateway.api import cors
@@ -25,16 +26,20 @@ from usdt_gateway.observability import logger
 app = APIGatewayRestResolver()
 JSON = "application/json"
 
+# The body model of a route, carried from its RouteSpec to the Call its function receives; None
+# (the default) for a route without a body, so a function can't read a body its route never parses.
+BodyT = TypeVar("BodyT", bound=BaseModel | None, default=None)
+
 
 @dataclass(frozen=True)
-class RouteSpec:
+class RouteSpec(Generic[BodyT]):
     method: str
     path: str
     operation_id: str
     summary: str
     scope: str | None  # None: public (no key, limited per source IP, CORS on)
     response: type[BaseModel]
-    body: type[BaseModel] | None = None
+    body: type[BodyT] | None = None
     body_optional: bool = False  # an empty body stands for the body model's defaults
     status: int = 200
     query: dict[str, str] = field(default_factory=dict)  # name -> description
@@ -46,20 +51,21 @@ class RouteSpec:
     one_time: bool = False
 
 
-ROUTES: list[RouteSpec] = []
+ROUTES: list[RouteSpec[Any]] = []
 
 
 @dataclass(frozen=True)
-class Call:
-    """What a route function receives."""
+class Call(Generic[BodyT]):
+    """What a route function receives: the body validated as its route's model."""
 
     request: Request
     principal: auth.Principal | None
-    body: Any
+    body: BodyT
     params: dict[str, str]
 
 
 Result = BaseModel | tuple[BaseModel, int]
+Handler = Callable[[Call[BodyT]], Result]
 
 
 def current_request() -> Request:
@@ -120,12 +126,20 @@ def json_response(status: int, payload: Any, headers: dict[str, str] | None = No
     return Response(status_code=status, content_type=JSON, body=body, headers=headers or {})
 
 
-def route(spec: RouteSpec) -> Callable[[Callable[[Call], Result]], Callable[[Call], Result]]:
+def read_body(request: Request, spec: RouteSpec[BodyT]) -> BodyT:
+    if spec.body is None:
+        return cast(BodyT, None)  # a route without a body model is a RouteSpec[None]
+    model = cast(type[BaseModel], spec.body)  # BodyT is that model here, not None
+    empty = spec.body_optional and not request.body.strip()
+    return cast(BodyT, model.model_validate({}) if empty else parse_body(request, model))
+
+
+def route(spec: RouteSpec[BodyT]) -> Callable[[Handler[BodyT]], Handler[BodyT]]:
     """Register a route: authenticate (or limit by IP), validate, call, serialize."""
     ROUTES.append(spec)
     resolver_path = spec.path.replace("{", "<").replace("}", ">")
 
-    def decorator(fn: Callable[[Call], Result]) -> Callable[[Call], Result]:
+    def decorator(fn: Handler[BodyT]) -> Handler[BodyT]:
         def endpoint(**raw_params: str) -> Response[str]:
             request = current_request()
             check_size(request)
@@ -145,11 +159,7 @@ def route(spec: RouteSpec) -> Callable[[Callable[[Call], Result]], Callable[[Cal
                 logger.thread_safe_append_keys(merchant_id=principal.merchant_id)
             try:
                 check_query(request, spec.query)
-                body = None
-                if spec.body:
-                    empty = spec.body_optional and not request.body.strip()
-                    body = spec.body.model_validate({}) if empty else parse_body(request, spec.body)
-                result = fn(Call(request, principal, body, params))
+                result = fn(Call(request, principal, read_body(request, spec), params))
             except (GatewayError, ValidationError) as exc:
                 if isinstance(exc, ValidationError) or exc.status < 500:
                     auth.release(principal)  # refused: its signature leaves no trace either

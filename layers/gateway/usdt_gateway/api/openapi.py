@@ -102,7 +102,7 @@ def _schema(name: str) -> dict[str, Any]:
     return dict(PARAMETER_SCHEMAS.get(name, {"type": "string"}))
 
 
-def _description(r: RouteSpec) -> str:
+def _description(r: RouteSpec[Any]) -> str:
     if r.scope is None:
         return "Public: no key, limited per source IP, CORS on."
     text = f"Signed request; needs scope `{r.scope}`."
@@ -119,7 +119,7 @@ def _description(r: RouteSpec) -> str:
     return text
 
 
-def _operation(r: RouteSpec) -> dict[str, Any]:
+def _operation(r: RouteSpec[Any]) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {"name": n, "in": "path", "required": True, "schema": _schema(n)} for n in re.findall(r"{(\w+)}", r.path)
     ]

@@ -49,8 +49,8 @@ PRIVATE_ERRORS = (400, 401, 403, 418, 429)
         accepts_v1=True,
     )
 )
-def create_order(call: Call) -> Result:
-    assert call.principal is not None and isinstance(call.body, CreateOrderRequest)
+def create_order(call: Call[CreateOrderRequest]) -> Result:
+    assert call.principal is not None
     logger.thread_safe_append_keys(order_id=call.body.order_id)
     view, created = orders.create_order(call.principal.merchant_id, call.body)
     if created:
@@ -205,8 +205,8 @@ def list_deposits(call: Call) -> Result:
         one_time=True,
     )
 )
-def attach_deposit(call: Call) -> Result:
-    assert call.principal is not None and isinstance(call.body, AttachDepositRequest)
+def attach_deposit(call: Call[AttachDepositRequest]) -> Result:
+    assert call.principal is not None
     logger.thread_safe_append_keys(order_id=call.body.order_id, deposit_id=call.params["depositId"])
     order = deposits.attach(call.principal.merchant_id, call.params["depositId"], call.body.order_id)
     return orders.to_view(order)
@@ -334,8 +334,8 @@ def resend_webhook(call: Call) -> Result:
         one_time=True,
     )
 )
-def send_test_webhook(call: Call) -> Result:
-    assert call.principal is not None and isinstance(call.body, WebhookTestRequest)
+def send_test_webhook(call: Call[WebhookTestRequest]) -> Result:
+    assert call.principal is not None
     # Imported here: the HTTP client (ssl, http.client) stays off every other request's cold start.
     from usdt_gateway.webhooks import ping
 
@@ -371,8 +371,8 @@ def get_webhook_endpoint(call: Call) -> Result:
         one_time=True,
     )
 )
-def put_webhook_endpoint(call: Call) -> Result:
-    assert call.principal is not None and isinstance(call.body, WebhookEndpointUpdate)
+def put_webhook_endpoint(call: Call[WebhookEndpointUpdate]) -> Result:
+    assert call.principal is not None
     return endpoints.configure(call.principal.merchant_id, call.body)
 
 
