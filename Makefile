@@ -28,16 +28,34 @@ node_modules/.installed: package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-# Debian's Chromium: the payment page tests drive it headless (Playwright, executable_path).
-CHROMIUM := /usr/bin/chromium
+# The browser tests and screenshots drive Chromium headless (Playwright, executable_path).
+# By default Debian's, with a CJK font for the payment page's Chinese (without one, empty boxes),
+# both installed with apt (as root, or through sudo). Elsewhere, `CHROMIUM=/path/to/chrome make
+# test` uses that browser as it is, with the system's fonts (devstack/browser.py reads it too).
+CHROMIUM ?= /usr/bin/chromium
+export CHROMIUM
+CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+ifeq ($(CHROMIUM),/usr/bin/chromium)
+BROWSER := $(CHROMIUM) $(CJK_FONT)
+else
+BROWSER := $(CHROMIUM)
 $(CHROMIUM):
-	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q --no-install-recommends chromium \
-	  || { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q && $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q --no-install-recommends chromium; }
+	@echo "CHROMIUM=$(CHROMIUM) does not exist: point it at a Chromium or Chrome executable" >&2; exit 1
+endif
+SUDO = $$( [ "$$(id -u)" = 0 ] || echo sudo )
+APT_INSTALL = $(SUDO) apt-get install -y -q --no-install-recommends $(1) \
+  || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $(1); }
+
+/usr/bin/chromium:
+	$(call APT_INSTALL,chromium)
+
+$(CJK_FONT):
+	$(call APT_INSTALL,fonts-noto-cjk)
 
 dev: $(STAMP) node_modules/.installed
 	$(PY) -m devstack
 
-test: $(STAMP) .venv-sam/bin/sam node_modules/.installed $(CHROMIUM)
+test: $(STAMP) .venv-sam/bin/sam node_modules/.installed $(BROWSER)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
