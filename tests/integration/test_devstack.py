@@ -11,6 +11,7 @@ import hmac
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -373,6 +374,12 @@ def test_example_script_creates_an_order(devstack_process: RunningStack) -> None
     m = devstack_process.merchant
     fetched = get_order(devstack_process.base_url, m["apiKey"], m["secretKey"], order_id)
     assert fetched.status_code == 200 and fetched.json()["status"] == "pending"
+    # And the pay command it prints runs the venv's Python (a bare `python` lacks the packages)
+    pay_line = next(line for line in result.stdout.splitlines() if line.startswith("pay it"))
+    state, python, *command = shlex.split(pay_line.removeprefix("pay it"))
+    assert state == f"DEVSTACK_STATE_DIR={devstack_process.state_dir}"
+    assert python == ".venv/bin/python" and (REPO_ROOT / python).is_file()
+    assert command == ["-m", "devstack", "pay", order_id]
 
 
 def test_banner_admin_cli_line_reports_the_scanned_network_healthy(devstack_process: RunningStack) -> None:
