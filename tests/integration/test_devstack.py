@@ -116,8 +116,14 @@ def devstack_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
     port = free_port()
     env = {**os.environ, "PORT": str(port), "DEVSTACK_STATE_DIR": str(state_dir)}
     with output.open("wb") as out:
+        # A process group of its own, as `make dev` in a terminal: a Ctrl-C goes to the whole group.
         process = subprocess.Popen(
-            [sys.executable, "-m", "devstack"], cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "devstack"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            process_group=0,
         )
     try:
         base_url = wait_for_ready(process, output, READY_TIMEOUT_S)
@@ -411,12 +417,15 @@ def test_sigint_stops_the_stack_cleanly(devstack_process: RunningStack) -> None:
     # Given the running stack (the last test of this module to use it)
     process = devstack_process.process
     assert process.poll() is None
-    # When it receives SIGINT (Ctrl-C)
-    process.send_signal(signal.SIGINT)
+    # When a Ctrl-C in its terminal sends SIGINT to its process group
+    os.killpg(process.pid, signal.SIGINT)
     # Then it exits 0 within the time limit and its port is closed
     assert process.wait(timeout=STOP_TIMEOUT_S) == 0, devstack_process.stdout()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{devstack_process.base_url}/v1/networks", timeout=2)
+    # And it stopped quietly: the scanner before the chain (no failed cycle), no traceback
+    shutdown = devstack_process.stdout().partition("\nstopping\n")[2]
+    assert "scan cycle failed" not in shutdown and "Traceback" not in shutdown, shutdown
 
 
 # --- start_stack in-process ---------------------------------------------------------------
