@@ -15,7 +15,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -44,6 +45,37 @@ LOCAL_FUNCTION_ENV = {
 PER_FUNCTION_LABELS = frozenset({"POWERTOOLS_SERVICE_NAME"})
 
 Handler = Callable[[dict[str, Any], Any], Any]
+
+# The service of the function running in this context (its POWERTOOLS_SERVICE_NAME). That one
+# Logger would label every line with the first function's service; _ServiceLabel relabels each
+# line with the service of the function that logs it, as each deployed function's own Logger does.
+_service: ContextVar[str | None] = ContextVar("devstack_function_service", default=None)
+
+
+class _ServiceLabel(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        service = _service.get()
+        if service is not None:
+            record.service = service  # a record attribute: Powertools puts it over its own key
+        return True
+
+
+@contextlib.contextmanager
+def _as_service(service: str | None) -> Iterator[None]:
+    token = _service.set(service)
+    try:
+        yield
+    finally:
+        _service.reset(token)
+
+
+def _label_services() -> None:
+    """Put _ServiceLabel on the handler of usdt_gateway's Logger (once)."""
+    from usdt_gateway.observability import logger
+
+    handler = logger.registered_handler
+    if not any(isinstance(f, _ServiceLabel) for f in handler.filters):
+        handler.addFilter(_ServiceLabel())
 
 
 @dataclass
@@ -75,12 +107,13 @@ class LocalFunction:
     handler: Handler
     memory_mb: int
     timeout_s: int
+    service: str | None = None  # its POWERTOOLS_SERVICE_NAME: the service its log lines name
     # The handlers keep per-invocation state in module globals (the resolver's current event),
     # so, like one Lambda container, the function serves one invocation at a time.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        with self.lock:
+        with self.lock, _as_service(self.service):
             started = time.time()
             context = LambdaContext(
                 function_name=self.name,
@@ -206,8 +239,11 @@ def load_functions(
     template: Template, function_ids: list[str], *, stack_name: str, region: str
 ) -> dict[str, LocalFunction]:
     """Import the handler of each of these functions, by logical id, in this order."""
+    _label_services()
     functions = {}
     for logical_id in function_ids:
+        service = function_environment(template, logical_id).get("POWERTOOLS_SERVICE_NAME")
+        service = service if isinstance(service, str) else None
         # The deployed name: the template's FunctionName (the scanner invokes itself by it), else
         # one made from the stack's name as CloudFormation does.
         declared = function_property(template, logical_id, "FunctionName")
@@ -220,8 +256,15 @@ def load_functions(
             logical_id=logical_id,
             name=name,
             arn=f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}",
-            handler=_load_handler(template, logical_id),
+            handler=_load_and_label(template, logical_id, service),
             memory_mb=int(function_property(template, logical_id, "MemorySize", 128)),
             timeout_s=int(function_property(template, logical_id, "Timeout", 3)),
+            service=service,
         )
     return functions
+
+
+def _load_and_label(template: Template, logical_id: str, service: str | None) -> Handler:
+    """_load_handler, with what the module logs while it initialises (its cold start) labelled."""
+    with _as_service(service):
+        return _load_handler(template, logical_id)

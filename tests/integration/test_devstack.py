@@ -388,6 +388,29 @@ def test_example_script_creates_an_order(devstack_process: RunningStack) -> None
     assert command == ["-m", "devstack", "pay", order_id]
 
 
+def test_log_lines_name_the_function_that_logged_them(devstack_process: RunningStack) -> None:
+    # Given an order created through the API, and the scanner's first run on the local chain
+    m = devstack_process.merchant
+    order_id = f"svc-{secrets.token_hex(4)}"
+    payload = {"network": "local", "currency": "USDT", "amount": "5.00", "orderId": order_id}
+    assert create_order(devstack_process.base_url, m["apiKey"], m["secretKey"], payload).status_code == 201
+
+    def logged(message: str) -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in devstack_process.stdout().splitlines() if line.startswith("{")]
+        return [line for line in lines if line.get("message") == message]
+
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not logged("scan cursor started") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # When the stack's log lines are read
+    created = [line for line in logged("order created") if line.get("order_id") == order_id]
+    scanner = logged("scan cursor started")
+    # Then each names the service of the function that logged it, as the template sets it per
+    # function (POWERTOOLS_SERVICE_NAME), not the first function's for all
+    assert [line["service"] for line in created] == ["api"]
+    assert scanner and {line["service"] for line in scanner} == {"scanner"}
+
+
 def test_banner_admin_cli_line_reports_the_scanned_network_healthy(devstack_process: RunningStack) -> None:
     # Given the admin CLI line exactly as the banner prints it (the stack's aws.env, then status)
     line = next(line for line in devstack_process.stdout().splitlines() if line.lstrip().startswith("admin CLI"))
