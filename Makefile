@@ -16,7 +16,7 @@ export AWS_SECRET_ACCESS_KEY ?= testing
 export AWS_DEFAULT_REGION ?= us-east-1
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
-.PHONY: dev test lint typecheck openapi lock bench build validate clean
+.PHONY: venv dev test lint typecheck openapi lock bench build validate clean
 
 $(INSTALLED): requirements.lock
 	@rm -rf $(VENV)
