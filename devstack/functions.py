@@ -46,36 +46,36 @@ PER_FUNCTION_LABELS = frozenset({"POWERTOOLS_SERVICE_NAME"})
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
-# The service of the function running in this context (its POWERTOOLS_SERVICE_NAME). That one
-# Logger would label every line with the first function's service; _ServiceLabel relabels each
-# line with the service of the function that logs it, as each deployed function's own Logger does.
-_service: ContextVar[str | None] = ContextVar("devstack_function_service", default=None)
+# What names the function running in this context on its log lines: its service (its
+# POWERTOOLS_SERVICE_NAME) and, during an invocation, its Lambda context keys. The functions share
+# one Logger, whose keys are those of the first function's service and of the last invocation of
+# any function; _FunctionLabels puts each line's own over them, as each deployed function's Logger has.
+_labels: ContextVar[dict[str, object]] = ContextVar("devstack_function_labels", default={})  # noqa: B039 (never mutated)
 
 
-class _ServiceLabel(logging.Filter):
+class _FunctionLabels(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        service = _service.get()
-        if service is not None:
-            record.service = service  # a record attribute: Powertools puts it over its own key
+        for name, value in _labels.get().items():
+            setattr(record, name, value)  # record attributes: Powertools puts them over its own keys
         return True
 
 
 @contextlib.contextmanager
-def _as_service(service: str | None) -> Iterator[None]:
-    token = _service.set(service)
+def _labelled(**labels: object) -> Iterator[None]:
+    token = _labels.set({name: value for name, value in labels.items() if value is not None})
     try:
         yield
     finally:
-        _service.reset(token)
+        _labels.reset(token)
 
 
-def _label_services() -> None:
-    """Put _ServiceLabel on the handler of usdt_gateway's Logger (once)."""
+def _label_lines() -> None:
+    """Put _FunctionLabels on the handler of usdt_gateway's Logger (once)."""
     from usdt_gateway.observability import logger
 
     handler = logger.registered_handler
-    if not any(isinstance(f, _ServiceLabel) for f in handler.filters):
-        handler.addFilter(_ServiceLabel())
+    if not any(isinstance(f, _FunctionLabels) for f in handler.filters):
+        handler.addFilter(_FunctionLabels())
 
 
 @dataclass
@@ -113,7 +113,7 @@ class LocalFunction:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        with self.lock, _as_service(self.service):
+        with self.lock:
             started = time.time()
             context = LambdaContext(
                 function_name=self.name,
@@ -124,7 +124,14 @@ class LocalFunction:
                 log_group_name=f"/aws/lambda/{self.name}",
             )
             try:
-                return self.handler(event, context)
+                with _labelled(
+                    service=self.service,
+                    function_name=self.name,
+                    function_arn=self.arn,
+                    function_memory_size=self.memory_mb,
+                    function_request_id=context.aws_request_id,
+                ):
+                    return self.handler(event, context)
             finally:
                 _drop_metrics()
                 elapsed = time.time() - started
@@ -239,7 +246,7 @@ def load_functions(
     template: Template, function_ids: list[str], *, stack_name: str, region: str
 ) -> dict[str, LocalFunction]:
     """Import the handler of each of these functions, by logical id, in this order."""
-    _label_services()
+    _label_lines()
     functions = {}
     for logical_id in function_ids:
         service = function_environment(template, logical_id).get("POWERTOOLS_SERVICE_NAME")
@@ -266,5 +273,5 @@ def load_functions(
 
 def _load_and_label(template: Template, logical_id: str, service: str | None) -> Handler:
     """_load_handler, with what the module logs while it initialises (its cold start) labelled."""
-    with _as_service(service):
+    with _labelled(service=service):
         return _load_handler(template, logical_id)

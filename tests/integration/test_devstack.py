@@ -406,9 +406,10 @@ def test_log_lines_name_the_function_that_logged_them(devstack_process: RunningS
     created = [line for line in logged("order created") if line.get("order_id") == order_id]
     scanner = logged("scan cursor started")
     # Then each names the service of the function that logged it, as the template sets it per
-    # function (POWERTOOLS_SERVICE_NAME), not the first function's for all
-    assert [line["service"] for line in created] == ["api"]
-    assert scanner and {line["service"] for line in scanner} == {"scanner"}
+    # function (POWERTOOLS_SERVICE_NAME), not the first function's for all, and that function
+    assert [(line["service"], line["function_name"]) for line in created] == [("api", "usdt-gateway-local-ApiFunction")]
+    assert scanner
+    assert {(line["service"], line["function_name"]) for line in scanner} == {("scanner", "usdt-gateway-local-scanner")}
 
 
 def test_banner_admin_cli_line_reports_the_scanned_network_healthy(devstack_process: RunningStack) -> None:
