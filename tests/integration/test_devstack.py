@@ -130,9 +130,14 @@ def devstack_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
         merchant = json.loads((state_dir / "merchant.json").read_text(encoding="utf-8"))
         yield RunningStack(process, port, base_url, state_dir, output, merchant)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        if process.poll() is None:  # a test failed before the stack was stopped
+            # SIGTERM first: the stack stops its chain, which runs in a session of its own
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def tron_deposit_addresses(state_dir: Path, count: int = 50) -> set[str]:
