@@ -3,22 +3,32 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
+# sha1sum on Linux, shasum (SHA-1 too) on macOS.
+SHA1 := $(shell command -v sha1sum >/dev/null && echo sha1sum || echo shasum)
+INSTALLED := $(VENV)/.installed-$(shell $(SHA1) < requirements.lock | cut -c1-12)
+# On the venv's path, straight from the checkout: the gateway layer, the repo root and the client
+# SDK, so `python -m usdt_gateway.admin` and `import usdt_gateway_client` just work, with no copy
+# to go stale or vanish when the venv is rebuilt.
+VENV_PATHS := $(CURDIR)/layers/gateway $(CURDIR) $(CURDIR)/sdk/python
+STAMP := $(VENV)/.paths-$(shell echo '$(VENV_PATHS)' | $(SHA1) | cut -c1-12)
 export AWS_ACCESS_KEY_ID ?= testing
 export AWS_SECRET_ACCESS_KEY ?= testing
 export AWS_DEFAULT_REGION ?= us-east-1
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 
-.PHONY: dev test lint typecheck openapi lock bench build validate clean
+.PHONY: venv dev test lint typecheck openapi lock bench build validate clean
 
-$(STAMP): requirements.lock
+$(INSTALLED): requirements.lock
 	@rm -rf $(VENV)
 	"$$(scripts/find-python.sh)" -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --no-deps -r requirements.lock
 	$(PY) -m pip check
-	@# The gateway layer and the repo root on the venv's path: `python -m usdt_gateway.admin` just works.
-	@printf '%s\n' "$(CURDIR)/layers/gateway" "$(CURDIR)" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/usdt-gateway.pth"
+	@touch $@
+
+$(STAMP): $(INSTALLED)
+	@printf '%s\n' $(VENV_PATHS) > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/usdt-gateway.pth"
+	@rm -f $(VENV)/.paths-*
 	@touch $@
 
 venv: $(STAMP)
@@ -28,16 +38,34 @@ node_modules/.installed: package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-# Debian's Chromium: the payment page tests drive it headless (Playwright, executable_path).
-CHROMIUM := /usr/bin/chromium
+# The browser tests and screenshots drive Chromium headless (Playwright, executable_path).
+# By default Debian's, with a CJK font for the payment page's Chinese (without one, empty boxes),
+# both installed with apt (as root, or through sudo). Elsewhere, `CHROMIUM=/path/to/chrome make
+# test` uses that browser as it is, with the system's fonts (devstack/browser.py reads it too).
+CHROMIUM ?= /usr/bin/chromium
+export CHROMIUM
+CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+ifeq ($(CHROMIUM),/usr/bin/chromium)
+BROWSER := $(CHROMIUM) $(CJK_FONT)
+else
+BROWSER := $(CHROMIUM)
 $(CHROMIUM):
-	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q --no-install-recommends chromium \
-	  || { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q && $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q --no-install-recommends chromium; }
+	@echo "CHROMIUM=$(CHROMIUM) does not exist: point it at a Chromium or Chrome executable" >&2; exit 1
+endif
+SUDO = $$( [ "$$(id -u)" = 0 ] || echo sudo )
+APT_INSTALL = $(SUDO) apt-get install -y -q --no-install-recommends $(1) \
+  || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $(1); }
+
+/usr/bin/chromium:
+	$(call APT_INSTALL,chromium)
+
+$(CJK_FONT):
+	$(call APT_INSTALL,fonts-noto-cjk)
 
 dev: $(STAMP) node_modules/.installed
 	$(PY) -m devstack
 
-test: $(STAMP) .venv-sam/bin/sam node_modules/.installed $(CHROMIUM)
+test: $(STAMP) .venv-sam/bin/sam node_modules/.installed $(BROWSER)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
@@ -89,4 +117,5 @@ validate: .venv-sam/bin/sam
 	SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam validate --lint --region us-east-1
 
 clean:
-	rm -rf $(VENV) .venv-sam .aws-sam .local .pytest_cache .mypy_cache .ruff_cache node_modules
+	rm -rf $(VENV) .venv-sam .aws-sam .local .pytest_cache .mypy_cache .ruff_cache node_modules \
+	  sdk/python/build sdk/python/*.egg-info

@@ -47,8 +47,9 @@ def banner(stack: Stack) -> str:
     url, key, secret = stack.base_url, stack.merchant["apiKey"], stack.merchant["secretKey"]
     chain = stack.chain.info
     example = REPO_ROOT / "examples" / "create_order.py"
-    example_cmd = f"python {_display(example)}"
-    pay_cmd = f"{_display(Path(sys.executable))} -m devstack pay <orderId>"
+    python = _display(Path(sys.executable))  # the venv's: a bare python may lack requests and web3
+    example_cmd = f"{python} {_display(example)}"
+    pay_cmd = f"{python} -m devstack pay <orderId>"
     if stack.state_dir != (REPO_ROOT / ".local").resolve():
         example_cmd += f" {shlex.quote(_display(stack.state_dir))}"
         pay_cmd = f"DEVSTACK_STATE_DIR={shlex.quote(_display(stack.state_dir))} {pay_cmd}"
@@ -109,8 +110,8 @@ taken only to create and to get an order: it binds neither method nor path (docs
 Webhooks to your own receiver: DEVSTACK_WEBHOOK_URL=http://127.0.0.1:8787/ make dev (with e.g.
 `python examples/webhook_receiver.py` listening there), or PUT /v1/webhooks/endpoint {{"url": ...}}.
 
-Create an order on `local` and read it back (needs requests, e.g. the venv's python), then pay it
-from the payer and watch its status change (open its paymentUrl to watch the payment page too):
+Create an order on `local` and read it back, then pay it from the payer and watch its status change
+(open its paymentUrl to watch the payment page too):
   {example_cmd}
   {pay_cmd}
 

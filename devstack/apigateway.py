@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import sys
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
@@ -40,6 +41,11 @@ class ApiGateway(ThreadingHTTPServer):
     def route(self, routes: list[Route], functions: dict[str, LocalFunction]) -> None:
         """Send each of the template's routes to its function, as API Gateway does for Api events."""
         self.resources, self.functions = build_resources(routes), functions
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that reset the connection before its request was read: nothing to report.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _BadRequest(Exception):
@@ -128,6 +134,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             request_id = event["requestContext"]["requestId"]
             result = self._invoke(gateway.functions[logical_id], event, request_id)
             self._send(result, request_id)
+        except ConnectionError as exc:
+            # The client left before the response was written (a readiness probe that gave up):
+            # nobody to answer, and nothing wrong with the stack.
+            self.close_connection = True
+            log.debug("client gone during %s %s: %s", self.command, self.path, exc)
         except Exception:
             log.exception("devstack failed to serve %s %s", self.command, self.path)
             with contextlib.suppress(Exception):

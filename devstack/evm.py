@@ -137,7 +137,11 @@ def _launch(port: int, block_time: float | None) -> Anvil:
     if block_time is not None:
         args += ["--block-time", f"{block_time:g}"]
     log = tempfile.TemporaryFile()  # noqa: SIM115 (owned by the Anvil; anvil's output, shown if it fails to start)
-    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    # A session of its own: a Ctrl-C in the terminal reaches only the stack, which stops the
+    # scanner before the chain; anvil stopping first would fail the scanner's last cycles.
+    process = subprocess.Popen(  # noqa: S603
+        args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     return Anvil(url=f"http://{HOST}:{port}", port=port, process=process, _log=log)
 
 

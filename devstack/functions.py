@@ -15,7 +15,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -44,6 +45,37 @@ LOCAL_FUNCTION_ENV = {
 PER_FUNCTION_LABELS = frozenset({"POWERTOOLS_SERVICE_NAME"})
 
 Handler = Callable[[dict[str, Any], Any], Any]
+
+# What names the function running in this context on its log lines: its service (its
+# POWERTOOLS_SERVICE_NAME) and, during an invocation, its Lambda context keys. The functions share
+# one Logger, whose keys are those of the first function's service and of the last invocation of
+# any function; _FunctionLabels puts each line's own over them, as each deployed function's Logger has.
+_labels: ContextVar[dict[str, object]] = ContextVar("devstack_function_labels", default={})  # noqa: B039 (never mutated)
+
+
+class _FunctionLabels(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in _labels.get().items():
+            setattr(record, name, value)  # record attributes: Powertools puts them over its own keys
+        return True
+
+
+@contextlib.contextmanager
+def _labelled(**labels: object) -> Iterator[None]:
+    token = _labels.set({name: value for name, value in labels.items() if value is not None})
+    try:
+        yield
+    finally:
+        _labels.reset(token)
+
+
+def _label_lines() -> None:
+    """Put _FunctionLabels on the handler of usdt_gateway's Logger (once)."""
+    from usdt_gateway.observability import logger
+
+    handler = logger.registered_handler
+    if not any(isinstance(f, _FunctionLabels) for f in handler.filters):
+        handler.addFilter(_FunctionLabels())
 
 
 @dataclass
@@ -75,6 +107,7 @@ class LocalFunction:
     handler: Handler
     memory_mb: int
     timeout_s: int
+    service: str | None = None  # its POWERTOOLS_SERVICE_NAME: the service its log lines name
     # The handlers keep per-invocation state in module globals (the resolver's current event),
     # so, like one Lambda container, the function serves one invocation at a time.
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -91,7 +124,14 @@ class LocalFunction:
                 log_group_name=f"/aws/lambda/{self.name}",
             )
             try:
-                return self.handler(event, context)
+                with _labelled(
+                    service=self.service,
+                    function_name=self.name,
+                    function_arn=self.arn,
+                    function_memory_size=self.memory_mb,
+                    function_request_id=context.aws_request_id,
+                ):
+                    return self.handler(event, context)
             finally:
                 _drop_metrics()
                 elapsed = time.time() - started
@@ -206,8 +246,11 @@ def load_functions(
     template: Template, function_ids: list[str], *, stack_name: str, region: str
 ) -> dict[str, LocalFunction]:
     """Import the handler of each of these functions, by logical id, in this order."""
+    _label_lines()
     functions = {}
     for logical_id in function_ids:
+        service = function_environment(template, logical_id).get("POWERTOOLS_SERVICE_NAME")
+        service = service if isinstance(service, str) else None
         # The deployed name: the template's FunctionName (the scanner invokes itself by it), else
         # one made from the stack's name as CloudFormation does.
         declared = function_property(template, logical_id, "FunctionName")
@@ -220,8 +263,15 @@ def load_functions(
             logical_id=logical_id,
             name=name,
             arn=f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}",
-            handler=_load_handler(template, logical_id),
+            handler=_load_and_label(template, logical_id, service),
             memory_mb=int(function_property(template, logical_id, "MemorySize", 128)),
             timeout_s=int(function_property(template, logical_id, "Timeout", 3)),
+            service=service,
         )
     return functions
+
+
+def _load_and_label(template: Template, logical_id: str, service: str | None) -> Handler:
+    """_load_handler, with what the module logs while it initialises (its cold start) labelled."""
+    with _labelled(service=service):
+        return _load_handler(template, logical_id)

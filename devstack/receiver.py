@@ -20,13 +20,12 @@ from typing import Any
 
 from devstack.template import REPO_ROOT
 
-# The SDK is not installed in the venv: import it from the repository, as examples/ do (mypy
-# checks sdk/python as a tree of its own, so it does not see it under this name).
+# `make` puts sdk/python on the venv's path; a venv made before it did, or by hand, finds it here.
 _SDK = str(REPO_ROOT / "sdk" / "python")
 if _SDK not in sys.path:
     sys.path.append(_SDK)
 
-from usdt_gateway_client import WebhookVerificationError, verify_webhook  # type: ignore[import-not-found]  # noqa: E402
+from usdt_gateway_client import WebhookVerificationError, verify_webhook  # noqa: E402
 
 HOST = "127.0.0.1"
 LOG_FILE = "webhooks.jsonl"

@@ -7,8 +7,8 @@ sent from the local chain's payer, the scanner moving the order on. To hold a pa
 confirmation, mining pauses (anvil's evm_setIntervalMining 0, then one evm_mine); to expire an
 order, the chain's clock jumps past its expiry (evm_increaseTime), which is what the gateway
 decides expiry by. Nothing is requested outside 127.0.0.1 (the merchant's return URL is never
-followed). Chinese text needs a CJK font on the machine (Debian: fonts-wqy-microhei or
-fonts-noto-cjk).
+followed). Chinese text needs a CJK font on the machine, or it shows as empty boxes (Debian:
+fonts-noto-cjk, which `make test` installs with Chromium). `CHROMIUM` picks another browser.
 """
 
 from __future__ import annotations

@@ -120,15 +120,19 @@ class Stack:
         if self._stopped:
             return
         self._stopped = True
-        # The loops first, asked all at once: their invocations use the chain, the table and the queues.
-        for loop in (self.webhooks, self.outbox, self.scanner):
-            loop.request_stop()
-        self.webhooks.stop()  # between two polls, or one batch of deliveries: quick
-        self.outbox.stop()
-        if self.receiver is not None:
-            self.receiver.stop()  # while the scanner's run (up to SCAN_SECONDS) ends
-        self.scanner.stop()
-        self.chain.stop()
+        try:
+            # The loops first, asked all at once: their invocations use the chain, the table and the queues.
+            for loop in (self.webhooks, self.outbox, self.scanner):
+                loop.request_stop()
+            self.webhooks.stop()  # between two polls, or one batch of deliveries: quick
+            self.outbox.stop()
+            if self.receiver is not None:
+                self.receiver.stop()  # while the scanner's run (up to SCAN_SECONDS) ends
+            self.scanner.stop()
+        finally:
+            # Then the chain, even when a second Ctrl-C cuts the above short: anvil runs in a
+            # session of its own, so the terminal's Ctrl-C does not end it.
+            self.chain.stop()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)

@@ -4,7 +4,8 @@
 
 Reads the demo merchant's keys from STATE_DIR/merchant.json (default: $DEVSTACK_STATE_DIR, else
 .local/ of this repository). The order is on `local`, the stack's own chain, unless --network
-names another enabled network; `python -m devstack pay <orderId>` then pays a `local` order.
+names another enabled network; `.venv/bin/python -m devstack pay <orderId>` then pays a `local`
+order (the command is printed, with the venv's path as seen from here).
 Signs with Signature-V1, as the simple reference client does:
 hex(HMAC-SHA256(secret key, Request-Time + json.dumps(body, sort_keys=True))); a request without
 a body signs Request-Time + '""'. V1 binds neither the method nor the path, so the gateway takes
@@ -41,6 +42,14 @@ def signed_headers(api_key: str, secret_key: str, payload: Any) -> dict[str, str
         "Request-Time": timestamp,
         "Signature-V1": generate_signature(secret_key, payload, timestamp),
     }
+
+
+def venv_python() -> str:
+    """The repository's venv Python, as typed from the current directory: `-m devstack` needs its
+    packages, so a bare `python` fails outside the venv."""
+    python = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "python"
+    here = Path.cwd().resolve()
+    return str(python.relative_to(here)) if python.is_relative_to(here) else str(python)
 
 
 def load_merchant(state_dir: Path) -> dict[str, str]:
@@ -91,7 +100,7 @@ def main(argv: list[str]) -> int:
     if order["network"] == "local":
         state_dir = args.state_dir if args.state_dir.is_dir() else args.state_dir.parent
         prefix = "" if state_dir == Path(default) else f"DEVSTACK_STATE_DIR={state_dir} "
-        print(f"pay it      {prefix}python -m devstack pay {order['orderId']}")
+        print(f"pay it      {prefix}{venv_python()} -m devstack pay {order['orderId']}")
     return 0
 
 

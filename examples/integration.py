@@ -8,7 +8,8 @@ STATE_DIR/merchant.json (default: $DEVSTACK_STATE_DIR, else .local/ of this repo
 listens for webhooks on a free port of 127.0.0.1 and gives the order that URL as its notifyUrl
 (the local stack allows http:// to loopback; deployed, a notifyUrl is a public https:// URL).
 A `webhook.test` is sent to it first, to check the receiver before anything depends on it.
-Pay the order from another terminal with `python -m devstack pay <orderId>`; the script prints
+Pay the order from another terminal with the `.venv/bin/python -m devstack pay <orderId>` it
+prints (the venv's path as seen from here); the script prints
 each verified event and exits 0 once an accepted event's order is paid (`paid: true`; every
 order event carries the whole order, so that need not be `order.confirmed`), 1 if the order ends
 unpaid or the timeout passes first.
@@ -38,6 +39,14 @@ from usdt_gateway_client import Client, GatewayError, OrderStatus, WebhookEvent 
 from webhook_receiver import Inbox, make_handler  # noqa: E402
 
 UNPAID_END = {OrderStatus.EXPIRED, OrderStatus.CANCELLED, OrderStatus.FAILED}
+
+
+def venv_python() -> str:
+    """The repository's venv Python, as typed from the current directory: `-m devstack` needs its
+    packages, so a bare `python` fails outside the venv."""
+    python = REPO / ".venv" / "bin" / "python"
+    here = Path.cwd().resolve()
+    return str(python.relative_to(here)) if python.is_relative_to(here) else str(python)
 
 
 def load_merchant(state_dir: Path) -> dict[str, str]:
@@ -95,7 +104,8 @@ def main(argv: list[str]) -> int:
         if order.expires_at is not None:
             print(f"expires     {order.expires_at:%Y-%m-%d %H:%M:%S} UTC", flush=True)
         if order.network == "local":
-            print(f"pay it      python -m devstack pay {order.order_id}", flush=True)
+            prefix = "" if args.state_dir == Path(default) else f"DEVSTACK_STATE_DIR={args.state_dir} "
+            print(f"pay it      {prefix}{venv_python()} -m devstack pay {order.order_id}", flush=True)
 
         deadline = time.monotonic() + args.timeout
         while (left := deadline - time.monotonic()) > 0:

@@ -239,3 +239,36 @@ def test_set_address_checks_the_tron_checksum(capsys: pytest.CaptureFixture[str]
     assert after_bad is None
     assert good == 0 and out["mode"] == "fixed" and out["address"] == VALID_TRON
     assert stored(f"MERCHANT#{merchant_id}", "ADDRCFG#tron")["address"]["S"] == VALID_TRON
+
+
+def test_every_command_and_option_has_help_and_the_top_help_tells_the_scope_syntax(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given the CLI's parser
+    import argparse
+
+    from usdt_gateway.admin import _parser
+    from usdt_gateway.auth import SCOPES
+
+    parser = _parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    summaries = {choice.dest: choice.help for choice in commands._choices_actions}
+    # Then every command has a summary and a description, and every one of its options a help text
+    assert set(summaries) == set(commands.choices) and all(summaries.values())
+    missing = [
+        f"{name} {action.option_strings or action.dest}"
+        for name, command in commands.choices.items()
+        for action in command._actions
+        if not action.help
+    ]
+    assert missing == []
+    assert all(command.description for command in commands.choices.values())
+    # And --help shows how to write scopes, at the top and for create-key
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    top = " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit):
+        parser.parse_args(["create-key", "--help"])
+    create_key = " ".join(capsys.readouterr().out.split())
+    for text in (top, create_key):
+        assert "comma-separated" in text and all(scope in text for scope in SCOPES)

@@ -504,3 +504,46 @@ def test_refused_replays_do_not_count_towards_the_block(
     # Then every replay is refused as such, and the key is neither limited nor blocked
     assert {(r.status, r.body["code"]) for r in replays} == {(401, "REQUEST_REPLAYED")}
     assert client.request("GET", f"/v1/payment/order/{order_id}").status == 200
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "code", "unit"),
+    [
+        (lambda ms: ms // 1000, "TIMESTAMP_EXPIRED", "seconds"),  # time.time(), 10 digits
+        (lambda ms: ms * 1000, "TIMESTAMP_IN_FUTURE", "microseconds"),  # 16 digits
+    ],
+)
+def test_a_request_time_in_another_unit_is_told_to_send_milliseconds(
+    api: ApiClient, clock: Clock, timestamp: Any, code: str, unit: str
+) -> None:
+    # Given a request signed with the current time in seconds (or microseconds), not milliseconds
+    ts = str(timestamp(clock.ms))
+    # When it is sent
+    reply = api.request("GET", "/v1/payment/orders", timestamp=ts)
+    # Then it is refused with the usual code, and the message says what to send instead
+    assert (reply.status, reply.body["code"]) == (401, code), reply.body
+    assert f"looks like {unit}" in reply.body["message"] and "milliseconds" in reply.body["message"]
+
+
+def test_a_request_time_off_by_seconds_gets_no_unit_hint(api: ApiClient, clock: Clock) -> None:
+    # Given requests in milliseconds, 6 s old and 2 s ahead
+    stale = api.request("GET", "/v1/payment/orders", timestamp=str(clock.ms - 6_000))
+    ahead = api.request("GET", "/v1/payment/orders", timestamp=str(clock.ms + 2_000))
+    # Then they are told about the clock, not the unit
+    assert (stale.body["code"], ahead.body["code"]) == ("TIMESTAMP_EXPIRED", "TIMESTAMP_IN_FUTURE")
+    for reply in (stale, ahead):
+        assert "clock" in reply.body["message"] and "looks like" not in reply.body["message"]
+
+
+@pytest.mark.parametrize("raw", [b'{"network": "tron", "amount": "5.00"', b"{'network': 'tron'}", b"network=tron"])
+def test_malformed_json_signed_with_v1_is_told_the_json_is_wrong(api: ApiClient, raw: bytes) -> None:
+    # Given a body that is not JSON (cut short, Python's repr, a form), with a Signature-V1 over an order
+    ts = now_ms()
+    headers = {"API-Key": api.api_key, "Request-Time": ts, "Signature-V1": v1_signature(api.secret, ts, ORDER)}
+    before = table_item_count()
+    # When it is sent as an order
+    reply = api.request("POST", "/v1/payment/order", sign="none", raw_body=raw, headers=headers)
+    # Then the answer is about the JSON, not the signature, and nothing is written
+    assert (reply.status, reply.body["code"]) == (400, "INVALID_JSON"), reply.body
+    assert "not valid JSON" in reply.body["message"] and "does not match" not in reply.body["message"]
+    assert table_item_count() == before

@@ -11,6 +11,7 @@ import hmac
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -115,17 +116,28 @@ def devstack_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
     port = free_port()
     env = {**os.environ, "PORT": str(port), "DEVSTACK_STATE_DIR": str(state_dir)}
     with output.open("wb") as out:
+        # A process group of its own, as `make dev` in a terminal: a Ctrl-C goes to the whole group.
         process = subprocess.Popen(
-            [sys.executable, "-m", "devstack"], cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "devstack"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            process_group=0,
         )
     try:
         base_url = wait_for_ready(process, output, READY_TIMEOUT_S)
         merchant = json.loads((state_dir / "merchant.json").read_text(encoding="utf-8"))
         yield RunningStack(process, port, base_url, state_dir, output, merchant)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        if process.poll() is None:  # a test failed before the stack was stopped
+            # SIGTERM first: the stack stops its chain, which runs in a session of its own
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def tron_deposit_addresses(state_dir: Path, count: int = 50) -> set[str]:
@@ -373,6 +385,36 @@ def test_example_script_creates_an_order(devstack_process: RunningStack) -> None
     m = devstack_process.merchant
     fetched = get_order(devstack_process.base_url, m["apiKey"], m["secretKey"], order_id)
     assert fetched.status_code == 200 and fetched.json()["status"] == "pending"
+    # And the pay command it prints runs the venv's Python (a bare `python` lacks the packages)
+    pay_line = next(line for line in result.stdout.splitlines() if line.startswith("pay it"))
+    state, python, *command = shlex.split(pay_line.removeprefix("pay it"))
+    assert state == f"DEVSTACK_STATE_DIR={devstack_process.state_dir}"
+    assert python == ".venv/bin/python" and (REPO_ROOT / python).is_file()
+    assert command == ["-m", "devstack", "pay", order_id]
+
+
+def test_log_lines_name_the_function_that_logged_them(devstack_process: RunningStack) -> None:
+    # Given an order created through the API, and the scanner's first run on the local chain
+    m = devstack_process.merchant
+    order_id = f"svc-{secrets.token_hex(4)}"
+    payload = {"network": "local", "currency": "USDT", "amount": "5.00", "orderId": order_id}
+    assert create_order(devstack_process.base_url, m["apiKey"], m["secretKey"], payload).status_code == 201
+
+    def logged(message: str) -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in devstack_process.stdout().splitlines() if line.startswith("{")]
+        return [line for line in lines if line.get("message") == message]
+
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not logged("scan cursor started") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # When the stack's log lines are read
+    created = [line for line in logged("order created") if line.get("order_id") == order_id]
+    scanner = logged("scan cursor started")
+    # Then each names the service of the function that logged it, as the template sets it per
+    # function (POWERTOOLS_SERVICE_NAME), not the first function's for all, and that function
+    assert [(line["service"], line["function_name"]) for line in created] == [("api", "usdt-gateway-local-ApiFunction")]
+    assert scanner
+    assert {(line["service"], line["function_name"]) for line in scanner} == {("scanner", "usdt-gateway-local-scanner")}
 
 
 def test_banner_admin_cli_line_reports_the_scanned_network_healthy(devstack_process: RunningStack) -> None:
@@ -404,12 +446,15 @@ def test_sigint_stops_the_stack_cleanly(devstack_process: RunningStack) -> None:
     # Given the running stack (the last test of this module to use it)
     process = devstack_process.process
     assert process.poll() is None
-    # When it receives SIGINT (Ctrl-C)
-    process.send_signal(signal.SIGINT)
+    # When a Ctrl-C in its terminal sends SIGINT to its process group
+    os.killpg(process.pid, signal.SIGINT)
     # Then it exits 0 within the time limit and its port is closed
     assert process.wait(timeout=STOP_TIMEOUT_S) == 0, devstack_process.stdout()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{devstack_process.base_url}/v1/networks", timeout=2)
+    # And it stopped quietly: the scanner before the chain (no failed cycle), no traceback
+    shutdown = devstack_process.stdout().partition("\nstopping\n")[2]
+    assert "scan cycle failed" not in shutdown and "Traceback" not in shutdown, shutdown
 
 
 # --- start_stack in-process ---------------------------------------------------------------

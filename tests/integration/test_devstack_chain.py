@@ -106,6 +106,14 @@ def test_networks_list_local_with_the_deployed_token(stack: Stack) -> None:
     assert local["tokenContract"] == stack.chain.info.token_contract
 
 
+def test_the_chain_runs_in_a_session_of_its_own(stack: Stack) -> None:
+    # Given the stack's anvil
+    anvil = stack.chain.anvil.process
+    # Then a Ctrl-C in the stack's terminal does not reach it: the stack stops it after the scanner
+    assert anvil.poll() is None
+    assert os.getsid(anvil.pid) == anvil.pid != os.getsid(0)
+
+
 def test_chain_file_has_the_facts_pay_needs_and_no_key(stack: Stack) -> None:
     # Given the chain file the stack wrote
     saved = json.loads((stack.state_dir / "chain.json").read_text(encoding="utf-8"))

@@ -219,6 +219,36 @@ def test_chinese_from_accept_language_and_the_switch_back_and_forth(stack: Stack
     seen.assert_clean()
 
 
+# Draws each character with the page's font on a canvas, and tells whether it looks different from
+# a code point no font has (U+10FFFD, private use): with no font for it, a character is that box too.
+DRAWN_AS_GLYPHS = """(chars) => {
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = 64;
+  const context = canvas.getContext("2d");
+  context.font = `40px ${getComputedStyle(document.body).fontFamily}`;
+  const draw = (c) => {
+    context.clearRect(0, 0, 64, 64);
+    context.fillText(c, 8, 48);
+    return context.getImageData(0, 0, 64, 64).data.join();
+  };
+  const missing = draw("\\u{10FFFD}");
+  return Object.fromEntries(chars.map((c) => [c, draw(c) !== missing]));
+}"""
+
+
+def test_chinese_text_is_drawn_with_a_cjk_font_not_as_empty_boxes(stack: Stack, visit: Visitor) -> None:
+    # Given the page in Chinese
+    seen = visit(new_order(stack, "66.00")["paymentUrl"], locale="zh-CN")
+    headline = seen.visible_text("h1") + seen.visible_text('[data-panel="pending"] .headline')
+    chinese = sorted({c for c in headline if "\u4e00" <= c <= "\u9fff"})
+    assert len(chinese) >= 6
+    # When each of its Chinese characters is drawn with the page's font (and a Latin letter, which
+    # shows the comparison tells a glyph from the box)
+    drawn = seen.page.evaluate(DRAWN_AS_GLYPHS, [*chinese, "A"])
+    # Then every one is a glyph of its own, not the box of a character no font has
+    assert drawn == dict.fromkeys([*chinese, "A"], True)
+
+
 def test_phone_viewport_fits_without_sideways_scrolling_with_large_touch_targets(stack: Stack, visit: Visitor) -> None:
     # Given a phone-sized browser
     seen = visit(new_order(stack, "50.00")["paymentUrl"], **PHONE)

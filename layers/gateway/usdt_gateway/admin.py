@@ -29,22 +29,60 @@ from collections.abc import Sequence
 from typing import Any
 
 from usdt_gateway import clock, cursor, merchants, status
-from usdt_gateway.auth import SCOPES
+from usdt_gateway.auth import READ, SCOPES, WRITE
 from usdt_gateway.config import ConfigError, networks
 from usdt_gateway.errors import GatewayError
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m usdt_gateway.admin", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("create-merchant")
-    c.add_argument("--name", required=True)
-    c.add_argument("--webhook-url")
-    c = sub.add_parser("create-key")
-    c.add_argument("--merchant", required=True)
-    c.add_argument("--scopes", default=",".join(SCOPES))
-    c.add_argument("--label", default="")
-    c.add_argument("--rate-limit", type=int)
+    p = argparse.ArgumentParser(
+        prog="python -m usdt_gateway.admin",
+        description=__doc__.split("\n\n")[0],
+        epilog=f"Scopes (create-key --scopes): a comma-separated list of {', '.join(SCOPES)}; {READ} "
+        f"reads orders, deposits and webhook deliveries, {WRITE} creates and changes them. "
+        "Each command's options: python -m usdt_gateway.admin COMMAND --help.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+
+    def merchant(c: argparse.ArgumentParser) -> None:
+        c.add_argument("--merchant", required=True, metavar="m_...", help="the merchant's id (from create-merchant)")
+
+    def family(c: argparse.ArgumentParser) -> None:
+        c.add_argument(
+            "--family", choices=("evm", "tron"), required=True, help="the network family: evm (every EVM chain) or tron"
+        )
+
+    def overlap(c: argparse.ArgumentParser, what: str) -> None:
+        c.add_argument(
+            "--overlap-seconds",
+            type=int,
+            default=86_400,
+            metavar="SECONDS",
+            help=f"how long the old {what} stays valid next to the new one (default %(default)s; 0: not at all)",
+        )
+
+    c = command("create-merchant", "create a merchant; prints its id and webhook secret once")
+    c.add_argument("--name", required=True, help="the merchant's name")
+    c.add_argument("--webhook-url", metavar="URL", help="the default webhook URL (https)")
+    c = command("create-key", "create an API key; prints its secret once")
+    merchant(c)
+    c.add_argument(
+        "--scopes",
+        default=",".join(SCOPES),
+        metavar="SCOPE[,SCOPE]",
+        help=f"comma-separated, from {', '.join(SCOPES)}; e.g. --scopes {READ} for a read-only key "
+        "(default %(default)s)",
+    )
+    c.add_argument("--label", default="", help="a note that tells the key apart in list-keys")
+    c.add_argument(
+        "--rate-limit",
+        type=int,
+        metavar="PER_MINUTE",
+        help="requests per minute for this key (default: the stack's RateLimitPerMinute)",
+    )
     c.add_argument(
         "--v2-only",
         action="store_true",
@@ -63,38 +101,54 @@ def _parser() -> argparse.ArgumentParser:
         help="UNSAFE: the longest receive window of a Signature-V1 request (default 5000, at most 60000); "
         "V1 does not sign Recv-Window, so a captured V1 request stays usable that long",
     )
-    for name in ("rotate-key", "revoke-key"):
-        c = sub.add_parser(name)
-        c.add_argument("--key", required=True)
-        if name == "rotate-key":
-            c.add_argument("--overlap-seconds", type=int, default=86_400)
-    sub.add_parser("list-keys").add_argument("--merchant", required=True)
-    c = sub.add_parser("rotate-webhook-secret")
-    c.add_argument("--merchant", required=True)
-    c.add_argument("--overlap-seconds", type=int, default=86_400)
-    c = sub.add_parser("set-xpub")
-    c.add_argument("--merchant", required=True)
-    c.add_argument("--family", choices=("evm", "tron"), required=True)
-    c.add_argument("--xpub", required=True)
-    c = sub.add_parser("set-address")
-    c.add_argument("--merchant", required=True)
-    c.add_argument("--family", choices=("evm", "tron"), required=True)
-    c.add_argument("--address", required=True)
-    c.add_argument("--tag-step", default="0.01")
-    c.add_argument("--max-tags", type=int, default=100)
-    c = sub.add_parser(
+    c = command("rotate-key", "replace an API key by a new one; prints the new secret once")
+    c.add_argument("--key", required=True, metavar="ak_...", help="the API key to replace")
+    overlap(c, "key")
+    c = command("revoke-key", "revoke an API key now")
+    c.add_argument("--key", required=True, metavar="ak_...", help="the API key to revoke")
+    c = command("list-keys", "a merchant's API keys, without secrets")
+    merchant(c)
+    c = command("rotate-webhook-secret", "replace a merchant's webhook secret; prints the new one once")
+    merchant(c)
+    overlap(c, "secret")
+    c = command("set-xpub", "derive each order's deposit address from an account-level xpub")
+    merchant(c)
+    family(c)
+    c.add_argument(
+        "--xpub",
+        required=True,
+        help="the account's extended public key (EVM m/44'/60'/0', Tron m/44'/195'/0'); never a private key",
+    )
+    c = command("set-address", "receive every order on one fixed address, amounts told apart by a tag")
+    merchant(c)
+    family(c)
+    c.add_argument("--address", required=True, help="the receiving address (0x... on EVM, T... on Tron)")
+    c.add_argument(
+        "--tag-step",
+        default="0.01",
+        metavar="AMOUNT",
+        help="what tells the amounts of live orders apart: 50.01, 50.02... (default %(default)s, at most 1)",
+    )
+    c.add_argument(
+        "--max-tags",
+        type=int,
+        default=100,
+        metavar="N",
+        help="live orders of one amount at most, 1 to 10000 (default %(default)s)",
+    )
+    c = command(
         "resume-scan",
-        help="restart a halted network's scan after --from-block; every deposit "
+        "restart a halted network's scan after --from-block; every deposit "
         "recorded final above it is checked against the chain again",
     )
-    c.add_argument("--network", required=True)
+    c.add_argument("--network", required=True, help="the halted network (as in status)")
     c.add_argument(
         "--from-block",
         type=int,
         required=True,
         help="the newest block known to be on the chain the network follows now",
     )
-    c = sub.add_parser("status", help="chain heads, scan cursors, lag and RPC endpoint health per network")
+    c = command("status", "chain heads, scan cursors, lag and RPC endpoint health per network")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.add_argument("--network", action="append", help="only this network (repeatable)")
     c.add_argument(

@@ -100,14 +100,22 @@ def _timestamp(request: Request, at: int) -> tuple[str, int]:
             )
         window = int(raw_window)
     if int(ts) > at + MAX_FUTURE_MS:
-        raise Unauthorized("Request-Time is in the future; check the client's clock", code="TIMESTAMP_IN_FUTURE")
+        hint = _unit_hint(ts, at) or "check the client's clock"
+        raise Unauthorized(f"Request-Time is in the future; {hint}", code="TIMESTAMP_IN_FUTURE")
     if at - int(ts) > window:
+        hint = _unit_hint(ts, at) or "sign each request just before sending it and check the client's clock"
         raise Unauthorized(
-            f"Request-Time is older than the receive window ({window} ms); sign each request "
-            "just before sending it and check the client's clock",
-            code="TIMESTAMP_EXPIRED",
+            f"Request-Time is older than the receive window ({window} ms); {hint}", code="TIMESTAMP_EXPIRED"
         )
     return ts, window
+
+
+def _unit_hint(ts: str, at: int) -> str:
+    """What to fix when Request-Time is about now, but in another unit (seconds: a common slip)."""
+    for unit, as_ms in (("seconds", int(ts) * 1000), ("microseconds", int(ts) // 1000)):
+        if abs(as_ms - at) <= 86_400_000:
+            return f"it looks like {unit} since the epoch: send milliseconds (13 digits, e.g. int(time.time() * 1000))"
+    return ""
 
 
 def _v1_allowed(key: _KeySecret, route_accepts_v1: bool) -> None:

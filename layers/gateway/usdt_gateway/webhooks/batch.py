@@ -18,6 +18,7 @@ records run side by side), so a Powertools upgrade that breaks it fails there.""
 
 from __future__ import annotations
 
+import contextvars
 from concurrent.futures import ThreadPoolExecutor
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor
@@ -27,5 +28,10 @@ class ThreadedBatchProcessor(BatchProcessor):
     def process(self) -> list[tuple]:
         if not self.records:
             return []
+        # Each record in a copy of the invocation's context (its thread-local log keys), as the
+        # scanner's deposit threads.
+        contexts = [contextvars.copy_context() for _ in self.records]
         with ThreadPoolExecutor(max_workers=len(self.records), thread_name_prefix="record") as pool:
-            return list(pool.map(self._process_record, self.records))
+            return list(
+                pool.map(lambda context, record: context.run(self._process_record, record), contexts, self.records)
+            )
