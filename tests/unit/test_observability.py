@@ -16,7 +16,9 @@ from usdt_gateway.observability import log_keys, logger, order_keys, redact_url
 
 @pytest.fixture
 def lines() -> Iterator[list[dict[str, object]]]:
-    """The Powertools logger's lines, as its formatter writes them."""
+    """The Powertools logger's lines, as its formatter writes them, starting from no keys: an API
+    invocation earlier in the process leaves its keys until the next one clears them, as in Lambda."""
+    logger.thread_safe_clear_keys()
     out: list[dict[str, object]] = []
 
     class Collect(logging.Handler):
