@@ -26,7 +26,11 @@ from usdt_gateway.networks import Finality, Network
 from usdt_gateway.settlement import relayer
 from usdt_gateway.settlement.records import SettlementStatus
 from usdt_gateway.settlement.relayer import (
+    BROADCAST,
+    RECORDED,
+    SIGNED,
     STEPS,
+    STORED,
     FeePolicy,
     Outcome,
     Progress,
@@ -60,17 +64,26 @@ class FakeClock:
 
 
 class RecordingRpc:
-    """JsonRpc that remembers every raw transaction broadcast through it."""
+    """JsonRpc that remembers every raw transaction broadcast through it, and can answer another
+    hash for a block (a node that follows another fork at that height)."""
 
     def __init__(self, url: str) -> None:
         self._rpc = JsonRpc(url, timeout=30)
         self.label = self._rpc.label
         self.sent: list[str] = []
+        self.other_fork: dict[int, str] = {}
 
     def call(self, method: str, params: list[Any]) -> Any:
         if method == "eth_sendRawTransaction":
             self.sent.append(params[0])
-        return self._rpc.call(method, params)
+        answer = self._rpc.call(method, params)
+        if method == "eth_getBlockByNumber" and answer and int(answer["number"], 16) in self.other_fork:
+            answer = {**answer, "hash": self.other_fork[int(answer["number"], 16)]}
+        return answer
+
+    def sent_hashes(self) -> set[str]:
+        """The hashes of every transaction broadcast."""
+        return {"0x" + bytes(Web3.keccak(hexstr=raw)).hex() for raw in self.sent}
 
     def batch(self, calls: Sequence[Call]) -> list[Any]:
         return self._rpc.batch(calls)
@@ -144,10 +157,10 @@ class Setup:
     def chain_nonce(self) -> int:
         return int(self.w3.eth.get_transaction_count(self.signer.address))
 
-    def stored_raws(self) -> set[str]:
+    def stored_hashes(self) -> tuple[str, ...]:
         state = read_state(self.network.name)
         assert state is not None
-        return {a.raw for a in state.sweep.attempts} if state.sweep else set()
+        return state.sweep.hashes if state.sweep else ()
 
 
 def _fund_deposits(
@@ -334,9 +347,32 @@ def test_a_run_killed_between_any_two_steps_is_resumed_without_a_second_transact
     assert_swept_once(s, progress)
     settlement = read_settlement(request.settlement_id)
     assert settlement is not None and len(settlement.hashes) == 1
-    assert len(set(s.rpc.sent)) == 1
-    (raw,) = set(s.rpc.sent)
-    assert Web3.keccak(hexstr=raw).hex().removeprefix("0x") == settlement.hashes[0].removeprefix("0x")
+    assert s.rpc.sent_hashes() == set(settlement.hashes)
+
+
+@pytest.mark.parametrize("step", [SIGNED, STORED, BROADCAST, RECORDED])
+def test_a_replacement_killed_between_any_two_steps_is_resumed_and_every_transaction_sent_is_recorded(
+    setup: Setup, step: str
+) -> None:
+    s = setup
+    first = s.relayer().run(s.request())
+    assert first.outcome is Outcome.PENDING
+
+    # Given a run killed at `step` while it replaces the sweep, stuck past the replacement time
+    s.clock.advance(REPLACE_AFTER_MS)
+    with pytest.raises(Killed):
+        s.relayer(hook=kill_at(step)).run()
+
+    # When its lease lapses and later runs carry on
+    s.clock.advance(LEASE_MS + 1)
+    done = run_to_completion(s)
+
+    # Then one replacement was stored and sent (signed again if the first was never stored), it
+    # is the one mined, and no transaction reached the node that the record does not name
+    assert_swept_once(s, done)
+    assert done.settlement is not None and len(done.settlement.hashes) == 2
+    assert done.settlement.tx_hash == done.settlement.hashes[1]
+    assert s.rpc.sent_hashes() == set(done.settlement.hashes)
 
 
 def test_two_runs_never_share_a_nonce(setup: Setup) -> None:
@@ -400,14 +436,14 @@ def test_a_sweep_not_mined_in_time_is_replaced_with_higher_fees_at_the_same_nonc
     # When it is not mined before the replacement time
     s.clock.advance(REPLACE_AFTER_MS - 1)
     assert s.relayer().run().outcome is Outcome.PENDING
-    assert len(s.stored_raws()) == 1
+    assert len(s.stored_hashes()) == 1
     s.clock.advance(1)
     progress = s.relayer().run()
 
     # Then a second transaction replaces it at nonce 0 with both fees at least 12.5 % higher
     assert progress.outcome is Outcome.PENDING and progress.sweep is not None
     first_attempt, replacement = progress.sweep.attempts
-    assert first_attempt == stuck
+    assert first_attempt == replace(stuck, raw=None)  # superseded: its hash is what is kept
     assert replacement.nonce == 0 and replacement.gas == stuck.gas
     assert replacement.max_fee_per_gas * 1000 >= stuck.max_fee_per_gas * 1125
     assert replacement.max_priority_fee_per_gas * 1000 >= stuck.max_priority_fee_per_gas * 1125
@@ -452,7 +488,7 @@ def test_whichever_transaction_sent_for_the_nonce_is_mined_counts(setup: Setup) 
     s.clock.advance(REPLACE_AFTER_MS)
     with pytest.raises(Killed):
         s.relayer(hook=kill_at("stored")).run()
-    assert len(s.stored_raws()) == 2
+    assert len(s.stored_hashes()) == 2
 
     # When the original is mined
     s.mine()
@@ -535,6 +571,27 @@ def test_a_reorg_before_finality_sends_the_sweep_again(setup: Setup) -> None:
     assert done.settlement.mined is not None and done.settlement.mined.block_hash != old_block.block_hash
     assert done.settlement.hashes == (attempt.tx_hash,)
     assert set(s.rpc.sent) == {attempt.raw}
+
+
+def test_a_block_no_longer_canonical_at_its_height_is_not_final(setup: Setup) -> None:
+    s = setup
+    s.relayer().run(s.request())
+    s.mine(CONFIRMATIONS)
+    state = read_state(s.network.name)
+    assert state is not None and state.sweep is not None
+    height = int(s.w3.eth.get_transaction_receipt(state.sweep.hashes[0])["blockNumber"])
+
+    # Given a node that still has the receipt but another block at its height
+    s.rpc.other_fork[height] = "0x" + "ee" * 32
+
+    # When the sweep has its confirmations: Then it is not done while that block is not canonical
+    progress = s.relayer().run()
+    assert progress.outcome is Outcome.MINED
+    assert read_settlement(state.sweep.settlement_id) is None
+
+    # and once the node agrees with the receipt again, it is
+    s.rpc.other_fork.clear()
+    assert_swept_once(s, s.relayer().run())
 
 
 def test_a_sweep_that_reverts_is_recorded_failed_with_its_receipt_and_not_sent_again(setup: Setup) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import replace
 
 import pytest
 from eth_abi import encode
 from web3 import Web3
 
 from devstack.settlement_contracts import artifact
+from tests import dynamodb_limits
 from usdt_gateway import store
 from usdt_gateway.settlement.calldata import MAX_BATCH, SWEEP_SELECTOR, sweep_calldata
 from usdt_gateway.settlement.records import (
@@ -70,6 +72,24 @@ def _sweep() -> Sweep:
     )
 
 
+def test_a_sweep_of_the_largest_batch_replaced_many_times_fits_its_item() -> None:
+    # Given a sweep of 256 deposits whose fees were bumped from 1 gwei to 1,000 gwei (59 replacements)
+    salts = tuple("0x" + secrets.token_hex(32) for _ in range(MAX_BATCH))
+    raw = "0x" + secrets.token_hex(len(sweep_calldata(TOKEN, [bytes(32)] * MAX_BATCH)) + 200)
+    sweep = Sweep("stl_1", "m1", "0x" + "11" * 20, "0x" + "22" * 20, salts, 1_700_000_000_000)
+    fee = 10**9
+    while fee < 10**12:
+        sweep = sweep.with_attempt(
+            Attempt("0x" + secrets.token_hex(32), raw, 4, 9_000_000, fee, fee, 1_700_000_000_000, 1_700_000_000_001)
+        )
+        fee = FeePolicy(max_fee_per_gas=10**12).bumped(fee)
+    assert len(sweep.attempts) > 50
+    # Then the RELAYER item holding it stays well inside DynamoDB's 400 KB
+    pk, sk = store.relayer_key("eth")
+    item = {"pk": pk, "sk": sk, "network": "eth", "leaseOwner": "run_1", "inflight": sweep.to_item()}
+    assert dynamodb_limits.item_size(store._dump(item)) < 100 * 1024
+
+
 def test_records_read_back_what_they_write() -> None:
     sweep = _sweep()
     assert Sweep.from_item(json.loads(json.dumps(sweep.to_item()))) == sweep
@@ -119,9 +139,11 @@ def test_a_receipt_is_read_as_where_and_what_it_cost() -> None:
     assert mined.gas_paid == 180_000 * 2 * 10**9
 
 
-def test_an_attempt_marked_broadcast_keeps_the_others() -> None:
+def test_a_new_attempt_keeps_the_hashes_before_it_and_only_its_own_raw_bytes() -> None:
     sweep = _sweep()
     second = Attempt("0x" + "ef" * 32, "0x02f9", 4, 210_000, 4 * 10**9, 2 * 10**9, 1_700_000_100_000)
     both = sweep.with_attempt(second).broadcast(second.tx_hash, 7)
-    assert both.attempts[0] == sweep.attempts[0] and both.attempts[1].broadcast_at == 7
+    assert both.hashes == (sweep.attempts[0].tx_hash, second.tx_hash)
+    assert both.attempts[0] == replace(sweep.attempts[0], raw=None)
+    assert both.attempts[1] == replace(second, broadcast_at=7)
     assert both.broadcast(second.tx_hash, None).attempts[1].broadcast_at is None

@@ -23,10 +23,13 @@ def _int_or_none(value: Any) -> int | None:
 @dataclass(frozen=True)
 class Attempt:
     """One signed transaction of a sweep. Stored before it is broadcast, so every transaction the
-    relayer ever sent is here: replacements at the same nonce add attempts, never overwrite one."""
+    relayer ever sent is here: replacements at the same nonce add attempts, never overwrite one.
+    Only the newest keeps its raw bytes (the one broadcast again); the others keep their hash,
+    which is all their receipts need, so a sweep of 256 deposits replaced many times still fits
+    its item."""
 
     tx_hash: str
-    raw: str
+    raw: str | None
     nonce: int
     gas: int
     max_fee_per_gas: int
@@ -38,7 +41,7 @@ class Attempt:
     def from_item(cls, item: Mapping[str, Any]) -> Attempt:
         return cls(
             tx_hash=item["txHash"],
-            raw=item["raw"],
+            raw=item.get("raw"),
             nonce=int(item["nonce"]),
             gas=int(item["gas"]),
             max_fee_per_gas=int(item["maxFeePerGas"]),
@@ -129,7 +132,8 @@ class Sweep:
         return tuple(a.tx_hash for a in self.attempts)
 
     def with_attempt(self, attempt: Attempt) -> Sweep:
-        return replace(self, attempts=(*self.attempts, attempt))
+        """`attempt` added as the newest; the one it supersedes was broadcast and keeps its hash."""
+        return replace(self, attempts=(*(replace(a, raw=None) for a in self.attempts), attempt))
 
     def salt_bytes(self) -> list[bytes]:
         return [bytes.fromhex(s[2:]) for s in self.salts]

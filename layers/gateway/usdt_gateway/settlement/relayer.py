@@ -366,6 +366,7 @@ class SweepRelayer:
 
     def _broadcast(self, state: RelayerState, sweep: Sweep, attempt: Attempt, *, detail: str = "") -> Progress:
         """Send a stored transaction (again): idempotent, a node that has it or its nonce says so."""
+        assert attempt.raw is not None, "only the newest attempt is broadcast, and it keeps its raw bytes"
         try:
             self.rpc.call("eth_sendRawTransaction", [attempt.raw])
         except RpcError as exc:
