@@ -27,6 +27,8 @@ from usdt_gateway.settlement import relayer
 from usdt_gateway.settlement.records import SettlementStatus
 from usdt_gateway.settlement.relayer import (
     BROADCAST,
+    FINAL,
+    MINED,
     RECORDED,
     SIGNED,
     STEPS,
@@ -318,7 +320,7 @@ def test_a_run_finds_the_relayer_busy_while_another_holds_its_lease(setup: Setup
 # --- crashes --------------------------------------------------------------------------------
 
 
-def _kill_run_at(s: Setup, step: str, request: SweepRequest) -> None:
+def _kill_run_at(s: Setup, step: str, request: SweepRequest | None) -> None:
     """Runs (mining between them) until one is killed at `step`."""
     for _ in range(4):
         try:
@@ -573,6 +575,29 @@ def test_a_reorg_before_finality_sends_the_sweep_again(setup: Setup) -> None:
     assert set(s.rpc.sent) == {attempt.raw}
 
 
+@pytest.mark.parametrize("step", [BROADCAST, RECORDED, MINED, FINAL])
+def test_a_run_killed_while_it_sends_a_reorganised_sweep_again_is_resumed(setup: Setup, step: str) -> None:
+    s = setup
+    first = s.relayer().run(s.request())
+    assert first.sweep is not None
+    before = s.anvil.rpc("evm_snapshot")
+    s.mine()
+    assert s.relayer().run().outcome is Outcome.MINED
+
+    # Given a reorg that drops the sweep's block, and a run killed at `step` as it sends it again
+    assert s.anvil.rpc("evm_revert", [before]) is True
+    s.mine(2)
+    _kill_run_at(s, step, None)
+
+    # When later runs carry on, Then it completes once, with the one transaction it ever signed
+    s.clock.advance(LEASE_MS + 1)
+    done = run_to_completion(s)
+    assert_swept_once(s, done)
+    assert done.settlement is not None and done.settlement.reorgs == 1
+    assert done.settlement.hashes == first.sweep.hashes
+    assert s.rpc.sent_hashes() == set(first.sweep.hashes)
+
+
 def test_a_block_no_longer_canonical_at_its_height_is_not_final(setup: Setup) -> None:
     s = setup
     s.relayer().run(s.request())
@@ -634,6 +659,18 @@ def test_a_sweep_that_would_revert_is_recorded_failed_without_a_transaction(setu
     assert s.rpc.sent == [] and s.chain_nonce() == 0
     state = read_state(s.network.name)
     assert state is not None and state.sweep is None and state.next_nonce is None
+
+
+def test_a_settlement_id_already_recorded_is_refused(setup: Setup) -> None:
+    s = setup
+    request = s.request(token=Account.create().address)  # fails at once: recorded without a transaction
+    assert s.relayer().run(request).outcome is Outcome.FAILED
+    # When the same id is offered again, Then it is refused before anything is stored
+    with pytest.raises(ValueError, match="already recorded"):
+        s.relayer().run(request)
+    state = read_state(s.network.name)
+    assert state is not None and state.sweep is None
+    assert s.relayer().run().outcome is Outcome.IDLE
 
 
 def test_a_request_is_refused_while_a_sweep_is_in_flight(setup: Setup) -> None:

@@ -222,6 +222,9 @@ class SweepRelayer:
         if state.sweep is not None:
             raise ValueError(f"sweep {state.sweep.settlement_id} is in flight on {self.network.name}")
         sweep_calldata(request.token, request.salts)  # refuses a malformed request before it is stored
+        if read_settlement(request.settlement_id) is not None:
+            # Its record could never be written: the relayer would hold the sweep for ever.
+            raise ValueError(f"settlement {request.settlement_id} is already recorded")
         sweep = Sweep(
             settlement_id=request.settlement_id,
             merchant_id=request.merchant_id,
@@ -463,6 +466,8 @@ class SweepRelayer:
                 ]
             )
         except store.TransactionConflict as exc:
+            if exc.reasons[0] == "ConditionalCheckFailed":  # submit refuses an id already recorded
+                raise RuntimeError(f"settlement {sweep.settlement_id} was recorded by someone else") from exc
             raise LeaseLost(self.network.name) from exc
         log = logger.info if status is SettlementStatus.COMPLETED else logger.error
         log(
