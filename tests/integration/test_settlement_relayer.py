@@ -19,7 +19,7 @@ from web3.contract import Contract
 
 from devstack.evm import CHAIN_ID, Anvil, deploy_token, mint, start_anvil
 from devstack.settlement_contracts import deploy_deposit_implementation, deploy_factory
-from usdt_gateway.chain.jsonrpc import Call, JsonRpc
+from usdt_gateway.chain.jsonrpc import Call, JsonRpc, RpcError
 from usdt_gateway.create2 import deposit_address, order_salt
 from usdt_gateway.kms_signer import Eip1559Transaction, KmsSigner
 from usdt_gateway.networks import Finality, Network
@@ -659,6 +659,30 @@ def test_a_sweep_that_would_revert_is_recorded_failed_without_a_transaction(setu
     assert s.rpc.sent == [] and s.chain_nonce() == 0
     state = read_state(s.network.name)
     assert state is not None and state.sweep is None and state.next_nonce is None
+
+
+def test_a_node_error_at_the_gas_estimate_is_not_taken_for_a_revert(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = setup
+    real = s.rpc.call
+
+    def limited(method: str, params: list[Any]) -> Any:
+        if method == "eth_estimateGas":
+            raise RpcError(-32005, "limit exceeded")
+        return real(method, params)
+
+    # Given a node that refuses the estimate for its own reasons
+    monkeypatch.setattr(s.rpc, "call", limited)
+    request = s.request()
+    with pytest.raises(RpcError, match="limit exceeded"):
+        s.relayer().run(request)
+
+    # Then the sweep stays in flight, unsent and not failed, and the next run sends it
+    assert read_settlement(request.settlement_id) is None
+    assert s.stored_hashes() == () and s.rpc.sent == []
+    monkeypatch.setattr(s.rpc, "call", real)
+    assert_swept_once(s, run_to_completion(s))
 
 
 def test_a_settlement_id_already_recorded_is_refused(setup: Setup) -> None:

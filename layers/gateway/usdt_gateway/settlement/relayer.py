@@ -314,6 +314,8 @@ class SweepRelayer:
         try:
             gas = self._gas(sweep, data)
         except RpcError as exc:
+            if exc.code != 3 and "revert" not in exc.message.lower():
+                raise  # the node's trouble (a rate limit, say), not the sweep's: the next run asks again
             # It would revert as it stands: record why, send nothing.
             return self._close(state, sweep, SettlementStatus.FAILED, reason=f"eth_estimateGas: {exc.message}")
         nonce = max(state.next_nonce or 0, self._nonce("pending"))
