@@ -479,6 +479,33 @@ def test_a_replacement_never_goes_above_the_maximum(setup: Setup) -> None:
     assert set(s.rpc.sent) == {first.sweep.attempts[0].raw}
 
 
+def test_on_a_chain_without_eip_1559_the_sweep_is_a_legacy_transaction_replaced_the_same_way(setup: Setup) -> None:
+    s = setup
+    fees = FeePolicy(max_fee_per_gas=100 * GWEI, legacy=True)
+    price = int(s.anvil.rpc("eth_gasPrice"), 16)
+
+    # When a run sends the sweep with a legacy policy: one gas price, the node's
+    first = s.relayer(fees=fees).run(s.request())
+    assert first.sweep is not None
+    (stuck,) = first.sweep.attempts
+    assert stuck.max_fee_per_gas == stuck.max_priority_fee_per_gas == price
+    assert s.anvil.rpc("eth_getTransactionByHash", [stuck.tx_hash])["type"] == "0x0"
+
+    # and it is stuck past the replacement time: Then it is replaced at 12.5 % more, legacy too
+    s.clock.advance(REPLACE_AFTER_MS)
+    progress = s.relayer(fees=fees).run()
+    assert progress.sweep is not None
+    replacement = progress.sweep.attempts[-1]
+    assert replacement.nonce == 0 and replacement.max_fee_per_gas * 1000 >= price * 1125
+    assert s.pool() == {0: replacement.tx_hash}
+    for _ in range(CONFIRMATIONS):
+        s.mine()
+        progress = s.relayer(fees=fees).run()
+    assert_swept_once(s, progress)
+    receipt = s.w3.eth.get_transaction_receipt(replacement.tx_hash)
+    assert receipt["type"] == 0 and receipt["status"] == 1
+
+
 def test_whichever_transaction_sent_for_the_nonce_is_mined_counts(setup: Setup) -> None:
     s = setup
     request = s.request()

@@ -18,10 +18,11 @@ signed but not stored was never sent (it is signed again); one stored is rebroad
 a mined one is looked up again. Nothing is ever broadcast that is not stored first, so the
 stored attempts are every transaction sent for the sweep, and whichever of them is mined counts.
 
-Fees are EIP-1559, from eth_feeHistory (eth_gasPrice where a node has none), never above the
-configured maximum: while the market needs more, the relayer waits and says so. A transaction
-not mined `replace_after_ms` after its broadcast is replaced at the same nonce, its fees bumped
-by 12.5 % (geth needs 10 %) and capped by the maximum.
+Fees are EIP-1559, from eth_feeHistory (eth_gasPrice where a node has none; a legacy gas price
+where the chain has no EIP-1559), never above the configured maximum: while the market needs
+more, the relayer waits and says so. A transaction not mined `replace_after_ms` after its
+broadcast is replaced at the same nonce, its fees bumped by 12.5 % (geth needs 10 %) and capped
+by the maximum.
 
 A sweep is done once its block is final under the network's policy and is still the canonical
 block at its height. A reorg that takes it away before that sends it again: the stored
@@ -40,7 +41,7 @@ from typing import Any
 
 from usdt_gateway import clock, store
 from usdt_gateway.chain.jsonrpc import Rpc, RpcError
-from usdt_gateway.kms_signer import Eip1559Transaction, KmsSigner
+from usdt_gateway.kms_signer import Eip1559Transaction, KmsSigner, LegacyTransaction, Transaction
 from usdt_gateway.networks import Network
 from usdt_gateway.observability import logger
 from usdt_gateway.settlement.calldata import sweep_calldata
@@ -87,6 +88,9 @@ class FeePolicy:
     bump_permille: int = 125  # a replacement's raise of both fees; geth refuses less than 100
     gas_margin_permille: int = 250  # over eth_estimateGas: a deposit paid meanwhile costs a deployment
     fee_history_blocks: int = 10
+    # Legacy (type 0) transactions, for a chain without EIP-1559: one gas price, from
+    # eth_gasPrice, stored as both fees of the attempt and bumped the same way.
+    legacy: bool = False
 
     def bumped(self, fee: int) -> int:
         return fee + -(-fee * self.bump_permille // 1000)  # rounded up
@@ -275,7 +279,9 @@ class SweepRelayer:
         return int(self.rpc.call("eth_getTransactionCount", [self.signer.address, tag]), 16)
 
     def _market(self) -> tuple[int, int]:
-        """(base fee of the next block, tip) as the chain asks now."""
+        """(base fee of the next block, tip) as the chain asks now; (gas price, 0) for legacy."""
+        if self.fees.legacy:
+            return int(self.rpc.call("eth_gasPrice", []), 16), 0
         tip = self.fees.min_priority_fee_per_gas
         try:
             history = self.rpc.call("eth_feeHistory", [hex(self.fees.fee_history_blocks), "latest", [50]])
@@ -293,6 +299,8 @@ class SweepRelayer:
         cap = self.fees.max_fee_per_gas
         if base + tip > cap:
             return f"the next block needs {base + tip} wei/gas (base {base} + tip {tip}), above the maximum {cap}"
+        if self.fees.legacy:
+            return base, base  # the gas price the node suggests, paid whole
         # Twice the base fee rides out six full blocks of rises before it is outbid.
         return min(2 * base + tip, cap), tip
 
@@ -325,7 +333,8 @@ class SweepRelayer:
         """The same sweep at the same nonce with fees bumped, as long as the cap allows the bump."""
         base, tip = self._market()
         cap = self.fees.max_fee_per_gas
-        max_fee = min(max(self.fees.bumped(stuck.max_fee_per_gas), 2 * base + tip), cap)
+        market = base if self.fees.legacy else 2 * base + tip
+        max_fee = min(max(self.fees.bumped(stuck.max_fee_per_gas), market), cap)
         tip = min(max(self.fees.bumped(stuck.max_priority_fee_per_gas), tip), max_fee)
         if max_fee < self.fees.bumped(stuck.max_fee_per_gas) or tip < self.fees.bumped(stuck.max_priority_fee_per_gas):
             logger.warning(
@@ -343,15 +352,22 @@ class SweepRelayer:
     def _sign_and_send(
         self, state: RelayerState, sweep: Sweep, *, nonce: int, gas: int, max_fee: int, tip: int, data: bytes
     ) -> Progress:
-        tx = Eip1559Transaction(
-            chain_id=self.network.chain_id,
-            nonce=nonce,
-            max_priority_fee_per_gas=tip,
-            max_fee_per_gas=max_fee,
-            gas=gas,
-            to=sweep.factory,
-            data=data,
-        )
+        tx: Transaction
+        if self.fees.legacy:
+            tip = max_fee  # one price: all of it above the base fee is the tip
+            tx = LegacyTransaction(
+                chain_id=self.network.chain_id, nonce=nonce, gas_price=max_fee, gas=gas, to=sweep.factory, data=data
+            )
+        else:
+            tx = Eip1559Transaction(
+                chain_id=self.network.chain_id,
+                nonce=nonce,
+                max_priority_fee_per_gas=tip,
+                max_fee_per_gas=max_fee,
+                gas=gas,
+                to=sweep.factory,
+                data=data,
+            )
         signed = self.signer.sign_transaction(tx)
         self.hook(SIGNED)
         attempt = Attempt(
