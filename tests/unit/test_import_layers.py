@@ -63,6 +63,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "ratelimit",
                 "records",
                 "scanner",
+                "settlement.*",
                 "status",
                 "transitions",
                 "watchlist",

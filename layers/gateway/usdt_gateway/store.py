@@ -159,6 +159,16 @@ def cursor_key(network: str) -> tuple[str, str]:
     return f"CURSOR#{network}", "CURSOR"
 
 
+def relayer_key(network: str) -> tuple[str, str]:
+    """The settlement relayer of a network: its lease, next nonce and the sweep in flight."""
+    return f"RELAYER#{network}", "RELAYER"
+
+
+def settlement_key(settlement_id: str) -> tuple[str, str]:
+    """A sweep carried to its end (completed or failed)."""
+    return f"SETTLEMENT#{settlement_id}", "SETTLEMENT"
+
+
 def deposits_index_pk(merchant_id: str) -> str:
     return f"MERCHANT#{merchant_id}#DEPOSITS"
 

@@ -1,0 +1,273 @@
+"""The relayer's items as typed records: RELAYER#<network> (lease, next nonce, the sweep in flight)
+and SETTLEMENT#<settlementId> (a sweep carried to its end). Keys from store.relayer_key and
+store.settlement_key; each record reads its item with `from_item` and writes it with `to_item`.
+
+Hashes, raw transactions, addresses and salts are 0x-prefixed lowercase hex strings; fees and gas
+are integers in wei and gas units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from usdt_gateway import store
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One signed transaction of a sweep. Stored before it is broadcast, so every transaction the
+    relayer ever sent is here: replacements at the same nonce add attempts, never overwrite one.
+    Only the newest keeps its raw bytes (the one broadcast again); the others keep their hash,
+    which is all their receipts need, so a sweep of 256 deposits replaced many times still fits
+    its item."""
+
+    tx_hash: str
+    raw: str | None
+    nonce: int
+    gas: int
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int
+    signed_at: int
+    broadcast_at: int | None = None  # None: signed and stored, not known to have reached a node
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> Attempt:
+        return cls(
+            tx_hash=item["txHash"],
+            raw=item.get("raw"),
+            nonce=int(item["nonce"]),
+            gas=int(item["gas"]),
+            max_fee_per_gas=int(item["maxFeePerGas"]),
+            max_priority_fee_per_gas=int(item["maxPriorityFeePerGas"]),
+            signed_at=int(item["signedAt"]),
+            broadcast_at=_int_or_none(item.get("broadcastAt")),
+        )
+
+    def to_item(self) -> dict[str, Any]:
+        return {
+            "txHash": self.tx_hash,
+            "raw": self.raw,
+            "nonce": self.nonce,
+            "gas": self.gas,
+            "maxFeePerGas": self.max_fee_per_gas,
+            "maxPriorityFeePerGas": self.max_priority_fee_per_gas,
+            "signedAt": self.signed_at,
+            "broadcastAt": self.broadcast_at,
+        }
+
+
+@dataclass(frozen=True)
+class Mined:
+    """The receipt of the attempt a block holds: where, whether it ran, and what it cost."""
+
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    status: int  # 1 ran, 0 reverted
+    gas_used: int
+    effective_gas_price: int
+
+    @property
+    def gas_paid(self) -> int:
+        """Wei the relayer paid for it."""
+        return self.gas_used * self.effective_gas_price
+
+    @classmethod
+    def from_receipt(cls, receipt: Mapping[str, Any]) -> Mined:
+        """From an eth_getTransactionReceipt answer (hex quantities)."""
+        return cls(
+            tx_hash=str(receipt["transactionHash"]).lower(),
+            block_number=int(receipt["blockNumber"], 16),
+            block_hash=str(receipt["blockHash"]).lower(),
+            status=int(receipt["status"], 16),
+            gas_used=int(receipt["gasUsed"], 16),
+            effective_gas_price=int(receipt["effectiveGasPrice"], 16),
+        )
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> Mined:
+        return cls(
+            tx_hash=item["txHash"],
+            block_number=int(item["blockNumber"]),
+            block_hash=item["blockHash"],
+            status=int(item["status"]),
+            gas_used=int(item["gasUsed"]),
+            effective_gas_price=int(item["effectiveGasPrice"]),
+        )
+
+    def to_item(self) -> dict[str, Any]:
+        return {
+            "txHash": self.tx_hash,
+            "blockNumber": self.block_number,
+            "blockHash": self.block_hash,
+            "status": self.status,
+            "gasUsed": self.gas_used,
+            "effectiveGasPrice": self.effective_gas_price,
+        }
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The sweep in flight on a network: `factory.sweep(token, salts)` from the relayer's key."""
+
+    settlement_id: str
+    merchant_id: str
+    factory: str
+    token: str
+    salts: tuple[str, ...]
+    created_at: int
+    attempts: tuple[Attempt, ...] = ()
+    mined: Mined | None = None  # the receipt last seen; cleared when a reorg takes it away
+    reorgs: int = 0
+
+    @property
+    def hashes(self) -> tuple[str, ...]:
+        return tuple(a.tx_hash for a in self.attempts)
+
+    def with_attempt(self, attempt: Attempt) -> Sweep:
+        """`attempt` added as the newest; the one it supersedes was broadcast and keeps its hash."""
+        return replace(self, attempts=(*(replace(a, raw=None) for a in self.attempts), attempt))
+
+    def salt_bytes(self) -> list[bytes]:
+        return [bytes.fromhex(s[2:]) for s in self.salts]
+
+    def broadcast(self, tx_hash: str, at: int | None) -> Sweep:
+        """The attempt `tx_hash` marked broadcast at `at` (None: to be broadcast again)."""
+        attempts = tuple(replace(a, broadcast_at=at) if a.tx_hash == tx_hash else a for a in self.attempts)
+        return replace(self, attempts=attempts)
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> Sweep:
+        mined = item.get("mined")
+        return cls(
+            settlement_id=item["settlementId"],
+            merchant_id=item["merchantId"],
+            factory=item["factory"],
+            token=item["token"],
+            salts=tuple(item["salts"]),
+            created_at=int(item["createdAt"]),
+            attempts=tuple(Attempt.from_item(a) for a in item.get("attempts") or []),
+            mined=Mined.from_item(mined) if mined else None,
+            reorgs=int(item.get("reorgs") or 0),
+        )
+
+    def to_item(self) -> dict[str, Any]:
+        return {
+            "settlementId": self.settlement_id,
+            "merchantId": self.merchant_id,
+            "factory": self.factory,
+            "token": self.token,
+            "salts": list(self.salts),
+            "createdAt": self.created_at,
+            "attempts": [a.to_item() for a in self.attempts],
+            "mined": self.mined.to_item() if self.mined else None,
+            "reorgs": self.reorgs,
+        }
+
+
+@dataclass(frozen=True)
+class RelayerState:
+    """A RELAYER item. `revision` grows with every write: each write is conditional on the
+    revision read (and on holding the lease), so a run acts only on the state it saw."""
+
+    network: str
+    lease_owner: str | None
+    lease_until: int
+    revision: int
+    next_nonce: int | None  # None before the first sweep: the chain's count is taken then
+    sweep: Sweep | None
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> RelayerState:
+        inflight = item.get("inflight")
+        return cls(
+            network=item["network"],
+            lease_owner=item.get("leaseOwner"),
+            lease_until=int(item.get("leaseUntil") or 0),
+            revision=int(item.get("revision") or 0),
+            next_nonce=_int_or_none(item.get("nextNonce")),
+            sweep=Sweep.from_item(inflight) if inflight else None,
+        )
+
+
+class SettlementStatus(StrEnum):
+    COMPLETED = "completed"  # the sweep ran in a final, canonical block
+    FAILED = "failed"  # it reverted (final), or could not be sent at all (`reason`)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A SETTLEMENT item: written once, when the relayer lets go of the sweep."""
+
+    settlement_id: str
+    network: str
+    merchant_id: str
+    factory: str
+    token: str
+    salts: tuple[str, ...]
+    status: SettlementStatus
+    created_at: int
+    closed_at: int
+    hashes: tuple[str, ...]  # every transaction sent for it, in order
+    mined: Mined | None = None
+    nonce: int | None = None
+    reorgs: int = 0
+    reason: str | None = None
+
+    @property
+    def tx_hash(self) -> str | None:
+        return self.mined.tx_hash if self.mined else None
+
+    @property
+    def gas_paid(self) -> int:
+        return self.mined.gas_paid if self.mined else 0
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> Settlement:
+        mined = item.get("mined")
+        return cls(
+            settlement_id=item["settlementId"],
+            network=item["network"],
+            merchant_id=item["merchantId"],
+            factory=item["factory"],
+            token=item["token"],
+            salts=tuple(item["salts"]),
+            status=SettlementStatus(item["settlementStatus"]),
+            created_at=int(item["createdAt"]),
+            closed_at=int(item["closedAt"]),
+            hashes=tuple(item.get("hashes") or []),
+            mined=Mined.from_item(mined) if mined else None,
+            nonce=_int_or_none(item.get("nonce")),
+            reorgs=int(item.get("reorgs") or 0),
+            reason=item.get("reason"),
+        )
+
+    def to_item(self) -> dict[str, Any]:
+        pk, sk = store.settlement_key(self.settlement_id)
+        return {
+            "pk": pk,
+            "sk": sk,
+            "settlementId": self.settlement_id,
+            "network": self.network,
+            "merchantId": self.merchant_id,
+            "factory": self.factory,
+            "token": self.token,
+            "salts": list(self.salts),
+            "settlementStatus": self.status.value,
+            "createdAt": self.created_at,
+            "closedAt": self.closed_at,
+            "hashes": list(self.hashes),
+            "mined": self.mined.to_item() if self.mined else None,
+            "txHash": self.tx_hash,
+            "gasPaid": self.gas_paid,
+            "nonce": self.nonce,
+            "reorgs": self.reorgs,
+            "reason": self.reason,
+        }

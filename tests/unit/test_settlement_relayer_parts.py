@@ -1,0 +1,149 @@
+"""The relayer's pure parts: the sweep calldata encoded by hand equals eth-abi's and the committed
+ABI's, fee bumps clear the replacement minimum, and its records read back what they write."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import replace
+
+import pytest
+from eth_abi import encode
+from web3 import Web3
+
+from devstack.settlement_contracts import artifact
+from tests import dynamodb_limits
+from usdt_gateway import store
+from usdt_gateway.settlement.calldata import MAX_BATCH, SWEEP_SELECTOR, sweep_calldata
+from usdt_gateway.settlement.records import (
+    Attempt,
+    Mined,
+    RelayerState,
+    Settlement,
+    SettlementStatus,
+    Sweep,
+)
+from usdt_gateway.settlement.relayer import FeePolicy
+
+TOKEN = "0xdAC17F958D2ee523a2206206994597C13D831ec7"
+
+
+@pytest.mark.parametrize("count", [1, 2, 17, MAX_BATCH])
+def test_sweep_calldata_is_the_abi_encoding_of_the_factorys_sweep(count: int) -> None:
+    salts = [secrets.token_bytes(32) for _ in range(count)]
+    # Given the factory's committed ABI, as web3 encodes a call of it
+    factory = Web3().eth.contract(
+        address=Web3.to_checksum_address("0x" + "11" * 20), abi=artifact("DepositFactory")["abi"]
+    )
+    expected = bytes.fromhex(factory.encode_abi("sweep", [TOKEN, salts]).removeprefix("0x"))
+    # Then the hand encoding is byte for byte the same, and eth-abi agrees on the arguments
+    assert sweep_calldata(TOKEN, salts) == expected
+    assert sweep_calldata(TOKEN.lower(), salts)[4:] == encode(["address", "bytes32[]"], [TOKEN, salts])
+    assert Web3.keccak(text="sweep(address,bytes32[])")[:4] == SWEEP_SELECTOR
+
+
+@pytest.mark.parametrize(
+    ("token", "salts", "message"),
+    [
+        (TOKEN, [], "1 to 256"),
+        (TOKEN, [b"\x00" * 32] * (MAX_BATCH + 1), "1 to 256"),
+        (TOKEN, [b"\x00" * 31], "32 bytes"),
+        ("0x1234", [b"\x00" * 32], "20-byte"),
+    ],
+)
+def test_sweep_calldata_refuses_what_the_factory_would_not_take(token: str, salts: list[bytes], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        sweep_calldata(token, salts)
+
+
+@pytest.mark.parametrize("fee", [1, 7, 8, 10**9, 123_456_789_012, 3 * 10**11 + 1])
+def test_a_bumped_fee_is_at_least_12_5_percent_higher_and_clears_geths_10(fee: int) -> None:
+    bumped = FeePolicy(max_fee_per_gas=10**12).bumped(fee)
+    assert bumped * 1000 >= fee * 1125
+    assert bumped * 100 >= fee * 110  # geth's txpool.pricebump
+    assert bumped - fee <= fee // 8 + 1  # rounded up by less than one wei
+
+
+def _sweep() -> Sweep:
+    attempt = Attempt("0x" + "ab" * 32, "0x02f8", 4, 210_000, 3 * 10**9, 10**9, 1_700_000_000_000, 1_700_000_000_500)
+    mined = Mined("0x" + "ab" * 32, 120, "0x" + "cd" * 32, 1, 180_000, 2 * 10**9)
+    return Sweep(
+        "stl_1", "m1", "0x" + "11" * 20, "0x" + "22" * 20, ("0x" + "33" * 32,), 1_700_000_000_000, (attempt,), mined, 1
+    )
+
+
+def test_a_sweep_of_the_largest_batch_replaced_many_times_fits_its_item() -> None:
+    # Given a sweep of 256 deposits whose fees were bumped from 1 gwei to 1,000 gwei (59 replacements)
+    salts = tuple("0x" + secrets.token_hex(32) for _ in range(MAX_BATCH))
+    raw = "0x" + secrets.token_hex(len(sweep_calldata(TOKEN, [bytes(32)] * MAX_BATCH)) + 200)
+    sweep = Sweep("stl_1", "m1", "0x" + "11" * 20, "0x" + "22" * 20, salts, 1_700_000_000_000)
+    fee = 10**9
+    while fee < 10**12:
+        sweep = sweep.with_attempt(
+            Attempt("0x" + secrets.token_hex(32), raw, 4, 9_000_000, fee, fee, 1_700_000_000_000, 1_700_000_000_001)
+        )
+        fee = FeePolicy(max_fee_per_gas=10**12).bumped(fee)
+    assert len(sweep.attempts) > 50
+    # Then the RELAYER item holding it stays well inside DynamoDB's 400 KB
+    pk, sk = store.relayer_key("eth")
+    item = {"pk": pk, "sk": sk, "network": "eth", "leaseOwner": "run_1", "inflight": sweep.to_item()}
+    assert dynamodb_limits.item_size(store._dump(item)) < 100 * 1024
+
+
+def test_records_read_back_what_they_write() -> None:
+    sweep = _sweep()
+    assert Sweep.from_item(json.loads(json.dumps(sweep.to_item()))) == sweep
+    state = RelayerState.from_item(
+        {
+            "network": "eth",
+            "leaseOwner": "run_1",
+            "leaseUntil": 5,
+            "revision": 3,
+            "nextNonce": 5,
+            "inflight": sweep.to_item(),
+        }
+    )
+    assert state.sweep == sweep and state.next_nonce == 5 and state.revision == 3
+    settlement = Settlement(
+        "stl_1",
+        "eth",
+        "m1",
+        sweep.factory,
+        sweep.token,
+        sweep.salts,
+        SettlementStatus.COMPLETED,
+        1,
+        2,
+        sweep.hashes,
+        sweep.mined,
+        4,
+        1,
+    )
+    item = settlement.to_item()
+    assert (item["pk"], item["sk"]) == store.settlement_key("stl_1")
+    assert item["gasPaid"] == 180_000 * 2 * 10**9 and item["txHash"] == "0x" + "ab" * 32
+    assert Settlement.from_item(item) == settlement
+
+
+def test_a_receipt_is_read_as_where_and_what_it_cost() -> None:
+    receipt = {
+        "transactionHash": "0x" + "AB" * 32,
+        "blockNumber": "0x78",
+        "blockHash": "0x" + "CD" * 32,
+        "status": "0x0",
+        "gasUsed": "0x2bf20",
+        "effectiveGasPrice": "0x77359400",
+    }
+    mined = Mined.from_receipt(receipt)
+    assert mined == Mined("0x" + "ab" * 32, 120, "0x" + "cd" * 32, 0, 180_000, 2 * 10**9)
+    assert mined.gas_paid == 180_000 * 2 * 10**9
+
+
+def test_a_new_attempt_keeps_the_hashes_before_it_and_only_its_own_raw_bytes() -> None:
+    sweep = _sweep()
+    second = Attempt("0x" + "ef" * 32, "0x02f9", 4, 210_000, 4 * 10**9, 2 * 10**9, 1_700_000_100_000)
+    both = sweep.with_attempt(second).broadcast(second.tx_hash, 7)
+    assert both.hashes == (sweep.attempts[0].tx_hash, second.tx_hash)
+    assert both.attempts[0] == replace(sweep.attempts[0], raw=None)
+    assert both.attempts[1] == replace(second, broadcast_at=7)
+    assert both.broadcast(second.tx_hash, None).attempts[1].broadcast_at is None
