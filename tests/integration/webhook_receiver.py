@@ -21,7 +21,6 @@ HOLD_GUARD_S = 60.0
 class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
-    sleep_s: float = 0.0
     hold: tuple[threading.Event, ...] = ()  # answer only once each of these is set
 
 
@@ -96,7 +95,6 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             for event in reply.hold:
                 event.wait(HOLD_GUARD_S)
-            time.sleep(reply.sleep_s)
             self.send_response(reply.status)
             for name, value in reply.headers.items():
                 self.send_header(name, value)
