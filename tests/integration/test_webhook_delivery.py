@@ -424,8 +424,8 @@ def test_a_batch_of_one_merchants_events_takes_turns_instead_of_waiting_seconds(
     deferred: list[str] = []
     defer = sender._defer
 
-    def recorded_defer(event: dict[str, Any], message_id: str) -> None:
-        deferred.append(event["eventId"])
+    def recorded_defer(event: Any, message_id: str) -> None:
+        deferred.append(message_id)
         defer(event, message_id)
 
     monkeypatch.setattr(sender, "_defer", recorded_defer)
