@@ -141,8 +141,9 @@ class EventSourceMapping(BackgroundLoop):
                 )
         return len(messages)
 
-    def run_until(self, done: Callable[[], bool], timeout_s: float = 20) -> None:
-        """Poll until done() holds; an invocation that raised is raised here."""
+    def run_until(self, done: Callable[[], bool], timeout_s: float = 120) -> None:
+        """Poll until done() holds; an invocation that raised is raised here. `timeout_s` guards
+        against a hang only: deliveries settle in seconds, more on a loaded machine."""
         errors, deadline = self.errors, time.time() + timeout_s
         while not done():
             if self.errors > errors and self.last_error is not None:

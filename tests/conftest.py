@@ -10,6 +10,7 @@ import pytest
 
 from devstack.moto_server import AtomicMotoServer
 from tests import dynamodb_limits
+from tests.fake_clock import FakeClock, mid_minute
 
 # Every DynamoDB client of the run refuses what DynamoDB would refuse and moto lets through.
 dynamodb_limits.install()
@@ -34,6 +35,15 @@ def dynamodb_within_limits() -> Iterator[None]:
     broken = dynamodb_limits.VIOLATIONS[start:]
     del dynamodb_limits.VIOLATIONS[start:]
     assert not broken, "DynamoDB would refuse these calls (moto accepted them):\n" + "\n".join(broken)
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The gateway's one wall clock, stopped 30 s into the current minute for this test; set
+    `.ms` or call `.advance(ms)` to move it. ApiClient signs requests at this time too."""
+    stopped = mid_minute()
+    monkeypatch.setattr("usdt_gateway.clock.now_ms", stopped)
+    return stopped
 
 
 @pytest.fixture(scope="session")

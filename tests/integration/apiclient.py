@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import importlib.util
 import json
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from devstack.template import api_routes, load_template
+from usdt_gateway import clock
 
 ROOT = Path(__file__).resolve().parents[2]
 # The routes as the template declares them: the client resolves resources exactly as API Gateway would.
@@ -108,10 +108,12 @@ class ApiClient:
     api_key: str = ""
     secret: str = ""
     source_ip: str = "203.0.113.7"
-    now: Callable[[], int] | None = None  # the clock requests are signed with (ms); default: time.time()
+    # The clock requests are signed with (ms); by default the gateway's own, so a test that sets
+    # that clock (the fake_clock fixture) sends requests signed at the time it set.
+    now: Callable[[], int] | None = None
 
     def timestamp(self) -> str:
-        return str(self.now() if self.now is not None else int(time.time() * 1000))
+        return str(self.now() if self.now is not None else clock.now_ms())
 
     def event(
         self,
@@ -145,7 +147,7 @@ class ApiClient:
                 "stage": "live",
                 "requestId": str(uuid.uuid4()),
                 "identity": {"sourceIp": self.source_ip},
-                "requestTimeEpoch": int(time.time() * 1000),
+                "requestTimeEpoch": clock.now_ms(),
             },
         }
 

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.fake_clock import FakeClock
 from tests.integration.apiclient import v1_signature, v1_signature_of_body, v2_signature
 from tests.integration.conftest import FakeDns, Merchant, new_merchant
 from tests.integration.lambda_http import invoke
@@ -25,14 +26,7 @@ from tests.integration.lambda_http import invoke
 EXAMPLES = 400
 
 
-class Clock:
-    ms = 1_800_000_000_000
-
-    def __call__(self) -> int:
-        return self.ms
-
-
-CLOCK = Clock()
+CLOCK = FakeClock(1_800_000_000_000)
 
 
 @pytest.fixture(scope="module")

@@ -4,23 +4,29 @@ rejected request writes nothing."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from tests.fake_clock import FakeClock
 from tests.integration.apiclient import ApiClient, v1_signature, v2_signature
 from tests.integration.conftest import Merchant, table_item_count
 from tests.integration.webhook_receiver import receiver
 from tests.integration.webhooks import DELIVERIES, ENDPOINT, _merchant, event_ids
+from usdt_gateway import clock
 
 ORDER = {"network": "tron", "currency": "USDT", "amount": "5.00", "orderId": "auth-1"}
 
 
+# Every request here is checked against a clock that stands still (tests/fake_clock.py): how
+# long the machine takes between signing and checking never moves a request out of its window.
+pytestmark = pytest.mark.usefixtures("fake_clock")
+
+
 def now_ms() -> str:
-    return str(int(time.time() * 1000))
+    """The gateway's clock, which signs and checks every request of these tests."""
+    return str(clock.now_ms())
 
 
 def test_v1_signed_create_and_get(api: ApiClient) -> None:
@@ -113,7 +119,7 @@ def test_v1_tampered_body_refused(api: ApiClient) -> None:
 )
 def test_timestamp_outside_window(api: ApiClient, offset_ms: int, recv_window: str | None, code: str) -> None:
     # Given a correctly signed request with a stale or future timestamp
-    ts = str(int(time.time() * 1000) + offset_ms)
+    ts = str(clock.now_ms() + offset_ms)
     headers = {"Recv-Window": recv_window} if recv_window else {}
     # When it is sent
     reply = api.request("GET", "/v1/payment/orders", timestamp=ts, headers=headers)
@@ -123,7 +129,7 @@ def test_timestamp_outside_window(api: ApiClient, offset_ms: int, recv_window: s
 
 def test_recv_window_extends_and_is_bounded(api: ApiClient) -> None:
     # Given a request 8 s old
-    ts = str(int(time.time() * 1000) - 8_000)
+    ts = str(clock.now_ms() - 8_000)
     # When it declares a 10 s window it passes; a window above 60 s is refused
     ok = api.request("GET", "/v1/payment/orders", timestamp=ts, headers={"Recv-Window": "10000"})
     too_big = api.request("GET", "/v1/payment/orders", headers={"Recv-Window": "60001"})
@@ -346,29 +352,9 @@ def test_a_key_created_v1_everywhere_takes_v1_on_every_route(handler: object, me
 # --- replays are useless --------------------------------------------------------------------
 
 
-@dataclass
-class Clock:
-    """The gateway's clock, set by the test (ms since the epoch)."""
-
-    ms: int
-
-    def __call__(self) -> int:
-        return self.ms
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch, api: ApiClient) -> Clock:
-    """Stopped in the middle of a rate-limit window; `api` signs with it."""
-
-    stopped = Clock((int(time.time() * 1000) // 60_000) * 60_000 + 30_000)
-    monkeypatch.setattr("usdt_gateway.clock.now_ms", stopped)
-    api.now = stopped
-    return stopped
-
-
-def test_v2_signs_the_receive_window(api: ApiClient, clock: Clock) -> None:
+def test_v2_signs_the_receive_window(api: ApiClient, fake_clock: FakeClock) -> None:
     # Given a V2 request signed at t without a receive window (5 s by default)
-    ts = str(clock.ms)
+    ts = str(fake_clock.ms)
     order_id = api.create().body["orderId"]
     path = f"/v1/payment/order/{order_id}"
     captured = {
@@ -377,7 +363,7 @@ def test_v2_signs_the_receive_window(api: ApiClient, clock: Clock) -> None:
         "Signature-V2": v2_signature(api.secret, ts, "GET", path, [], b""),
     }
     # When it is replayed 8 s later with Recv-Window: 60000 added
-    clock.ms += 8_000
+    fake_clock.advance(8_000)
     stretched = api.invoke(api.event("GET", path, body=None, headers=captured | {"Recv-Window": "60000"}))
     # Then the window is not its to change: the signature does not cover that window
     assert (stretched.status, stretched.body["code"]) == (401, "INVALID_SIGNATURE"), stretched.body
@@ -387,20 +373,22 @@ def test_v2_signs_the_receive_window(api: ApiClient, clock: Clock) -> None:
     assert signed.status == 200, signed.body
 
 
-def test_v1_gets_at_most_the_default_window(handler: object, api: ApiClient, merchant: Merchant, clock: Clock) -> None:
+def test_v1_gets_at_most_the_default_window(
+    handler: object, api: ApiClient, merchant: Merchant, fake_clock: FakeClock
+) -> None:
     from usdt_gateway import merchants
 
     # Given an order, and a V1 GET of it signed at t that asks for a 60 s window, sent 8 s later
     order_id = api.create().body["orderId"]
-    ts = str(clock.ms)
-    clock.ms += 8_000
+    ts = str(fake_clock.ms)
+    fake_clock.advance(8_000)
     old = api.request("GET", f"/v1/payment/order/{order_id}", sign="v1", timestamp=ts, headers={"Recv-Window": "60000"})
     # Then it is refused: V1 does not sign Recv-Window, so a V1 request gets the default 5 s
     assert (old.status, old.body["code"]) == (401, "TIMESTAMP_EXPIRED"), old.body
     assert "5000 ms" in old.body["message"] and "Signature-V1" in old.body["message"]
     # And a key configured with a 10 s V1 window serves it
     key = merchants.create_api_key(merchant.merchant_id, v1_recv_window_ms=10_000)
-    configured = ApiClient(handler, key["apiKey"], key["secretKey"], now=clock)
+    configured = ApiClient(handler, key["apiKey"], key["secretKey"])
     answer = configured.request(
         "GET", f"/v1/payment/order/{order_id}", sign="v1", timestamp=ts, headers={"Recv-Window": "60000"}
     )
@@ -487,7 +475,7 @@ def test_every_write_that_is_not_idempotent_refuses_replays() -> None:
 
 
 def test_refused_replays_do_not_count_towards_the_block(
-    handler: object, merchant: Merchant, clock: Clock, settings_env: pytest.MonkeyPatch
+    handler: object, merchant: Merchant, settings_env: pytest.MonkeyPatch
 ) -> None:
     from usdt_gateway import config, merchants
 
@@ -495,7 +483,7 @@ def test_refused_replays_do_not_count_towards_the_block(
     settings_env.setenv("RATE_LIMIT_BLOCK_AFTER", "2")
     config.reset()
     key = merchants.create_api_key(merchant.merchant_id, rate_limit=3)
-    client = ApiClient(handler, key["apiKey"], key["secretKey"], now=clock)
+    client = ApiClient(handler, key["apiKey"], key["secretKey"])
     order_id = client.create().body["orderId"]
     cancel = _captured(client, "POST", f"/v1/payment/order/{order_id}/cancel")
     assert client.invoke(cancel).status == 200
@@ -514,10 +502,10 @@ def test_refused_replays_do_not_count_towards_the_block(
     ],
 )
 def test_a_request_time_in_another_unit_is_told_to_send_milliseconds(
-    api: ApiClient, clock: Clock, timestamp: Any, code: str, unit: str
+    api: ApiClient, fake_clock: FakeClock, timestamp: Any, code: str, unit: str
 ) -> None:
     # Given a request signed with the current time in seconds (or microseconds), not milliseconds
-    ts = str(timestamp(clock.ms))
+    ts = str(timestamp(fake_clock.ms))
     # When it is sent
     reply = api.request("GET", "/v1/payment/orders", timestamp=ts)
     # Then it is refused with the usual code, and the message says what to send instead
@@ -525,10 +513,10 @@ def test_a_request_time_in_another_unit_is_told_to_send_milliseconds(
     assert f"looks like {unit}" in reply.body["message"] and "milliseconds" in reply.body["message"]
 
 
-def test_a_request_time_off_by_seconds_gets_no_unit_hint(api: ApiClient, clock: Clock) -> None:
+def test_a_request_time_off_by_seconds_gets_no_unit_hint(api: ApiClient, fake_clock: FakeClock) -> None:
     # Given requests in milliseconds, 6 s old and 2 s ahead
-    stale = api.request("GET", "/v1/payment/orders", timestamp=str(clock.ms - 6_000))
-    ahead = api.request("GET", "/v1/payment/orders", timestamp=str(clock.ms + 2_000))
+    stale = api.request("GET", "/v1/payment/orders", timestamp=str(fake_clock.ms - 6_000))
+    ahead = api.request("GET", "/v1/payment/orders", timestamp=str(fake_clock.ms + 2_000))
     # Then they are told about the clock, not the unit
     assert (stale.body["code"], ahead.body["code"]) == ("TIMESTAMP_EXPIRED", "TIMESTAMP_IN_FUTURE")
     for reply in (stale, ahead):

@@ -33,6 +33,7 @@ from usdt_gateway.address_codec import b58check_decode
 from usdt_gateway.hdwallet import derive_address
 
 READY_TIMEOUT_S = 60
+HANG_GUARD_S = 60  # waits for what takes a second or two, longer on a loaded machine
 STOP_TIMEOUT_S = 10
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # BIP44 account xpubs of the "abandon x11 about" mnemonic (bip_utils' test vectors).
@@ -227,7 +228,7 @@ def test_banner_test_webhook_example_reaches_the_receiver(devstack_process: Runn
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert (answer["ok"], answer["statusCode"], answer["url"]) == (True, 204, devstack_process.merchant["webhookUrl"])
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + HANG_GUARD_S
     line = f"webhook webhook.test  order -  status -  sequence 0  signature ok  ({answer['deliveryId']})"
     while line not in devstack_process.stdout() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -258,7 +259,9 @@ def test_reference_client_creates_and_reads_an_order(devstack_process: RunningSt
     payload = {"network": "tron", "currency": "USDT", "amount": "50.00", "orderId": f"demo-{secrets.token_hex(6)}"}
 
     # When the reference client creates the order, then reads it back
+    before_ms = time.time() * 1000
     created = create_order(stack.base_url, m["apiKey"], m["secretKey"], payload)
+    after_ms = time.time() * 1000
     fetched = get_order(stack.base_url, m["apiKey"], m["secretKey"], payload["orderId"])
 
     # Then the order is created with a Tron deposit address of the development wallet
@@ -273,8 +276,7 @@ def test_reference_client_creates_and_reads_an_order(devstack_process: RunningSt
     assert base64.b64decode(order["qrCodeData"].split(",", 1)[1]).startswith(PNG_SIGNATURE)
     assert order["address"] in order["paymentUri"]
     assert order["status"] == "pending"
-    now_ms = time.time() * 1000
-    assert abs(order["createdAt"] - now_ms) < 60_000 and order["expiresAt"] > order["createdAt"]
+    assert before_ms - 1 <= order["createdAt"] <= after_ms and order["expiresAt"] > order["createdAt"]
     # And reading it back gives the same pending order, nothing paid yet
     assert fetched.status_code == 200, fetched.text
     again = fetched.json()
@@ -425,7 +427,7 @@ def test_banner_admin_cli_line_reports_the_scanned_network_healthy(devstack_proc
     env_file = devstack_process.state_dir / "aws.env"
     assert oct(env_file.stat().st_mode & 0o777) == "0o600"
     # When it is run in bash from the repository, once the scanner has written its cursor
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + HANG_GUARD_S
     while True:
         result = subprocess.run(
             ["bash", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False
@@ -537,6 +539,7 @@ def test_event_is_an_api_gateway_rest_proxy_event(stack: Stack, captured_events:
     headers = [*signed(stack).items(), ("X-Twice", "one"), ("X-Twice", "two")]
 
     # When it is sent
+    sent_ms = time.time() * 1000
     with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as sock:
         lines = [
             f"GET {url.removeprefix(stack.base_url)} HTTP/1.1",
@@ -564,7 +567,7 @@ def test_event_is_an_api_gateway_rest_proxy_event(stack: Stack, captured_events:
     assert ctx["resourcePath"] == "/v1/payment/order/{orderId}" and ctx["httpMethod"] == "GET"
     assert ctx["path"] == "/live/v1/payment/order/ord-1" and ctx["stage"] == "live"
     assert ctx["identity"]["sourceIp"] == "127.0.0.1"
-    assert abs(ctx["requestTimeEpoch"] - time.time() * 1000) < 10_000
+    assert sent_ms - 1 <= ctx["requestTimeEpoch"] <= time.time() * 1000
     assert len(ctx["requestId"]) == 36
 
 

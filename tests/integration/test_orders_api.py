@@ -19,6 +19,7 @@ from bip_utils import Bip44, Bip44Changes, Bip44Coins
 from coincurve import PrivateKey
 from Crypto.Hash import keccak
 
+from tests.fake_clock import FakeClock
 from tests.integration.apiclient import ApiClient, v1_signature_of_body
 from tests.integration.conftest import TABLE, Merchant, new_merchant, table_item_count
 
@@ -444,19 +445,19 @@ def _list(api: ApiClient, *query: tuple[str, str]) -> Any:
     return api.request("GET", "/v1/payment/orders", query=list(query))
 
 
-def _create_five(api: ApiClient) -> list[dict[str, Any]]:
+def _create_five(api: ApiClient, clock: FakeClock) -> list[dict[str, Any]]:
     created = []
     for _ in range(5):
         reply = api.create(network="tron")
         assert reply.status == 201
         created.append(reply.body)
-        time.sleep(0.003)  # distinct createdAt milliseconds
+        clock.advance(3)  # distinct createdAt milliseconds
     return created
 
 
-def test_list_pages_through_every_order_newest_first(api: ApiClient) -> None:
+def test_list_pages_through_every_order_newest_first(api: ApiClient, fake_clock: FakeClock) -> None:
     # Given five orders
-    created = _create_five(api)
+    created = _create_five(api, fake_clock)
     # When they are listed two at a time, following nextCursor
     pages: list[list[str]] = []
     seen: list[dict[str, Any]] = []
@@ -477,9 +478,9 @@ def test_list_pages_through_every_order_newest_first(api: ApiClient) -> None:
     assert [o["createdAt"] for o in seen] == sorted((o["createdAt"] for o in seen), reverse=True)
 
 
-def test_list_filters_by_status_and_time(api: ApiClient) -> None:
+def test_list_filters_by_status_and_time(api: ApiClient, fake_clock: FakeClock) -> None:
     # Given five orders, one of them cancelled
-    created = _create_five(api)
+    created = _create_five(api, fake_clock)
     cancelled_id = created[1]["orderId"]
     assert api.request("POST", f"{ORDER_PATH}/{cancelled_id}/cancel").status == 200
     window_from, window_to = created[1]["createdAt"], created[3]["createdAt"]

@@ -11,7 +11,6 @@ import importlib.util
 import json
 import re
 import secrets
-import time
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -20,6 +19,7 @@ from urllib.parse import urljoin
 import boto3
 import pytest
 
+from tests.fake_clock import FakeClock
 from tests.integration.apiclient import ROOT, ApiClient, Context
 from tests.integration.conftest import Merchant
 
@@ -316,18 +316,21 @@ def test_page_costs_its_rate_meter_and_two_reads_within_its_iam_condition(
 
 
 def test_page_loads_have_their_own_per_ip_limit_answered_with_a_localized_429_never_a_block(
-    api: ApiClient, handler: object, page_handler: Callable[..., Any], settings_env: pytest.MonkeyPatch
+    api: ApiClient,
+    handler: object,
+    page_handler: Callable[..., Any],
+    settings_env: pytest.MonkeyPatch,
+    fake_clock: FakeClock,
 ) -> None:
     from usdt_gateway import config
 
     # Given page loads limited to 3 a minute per source IP, /v1/networks to 1, and a caller that
-    # sends 1 more while limited blocked (418) - for the endpoints that escalate
+    # sends 1 more while limited blocked (418) - for the endpoints that escalate; the clock stands
+    # still inside one fixed one-minute window
     settings_env.setenv("PUBLIC_PAGE_RATE_LIMIT_PER_MINUTE", "3")
     settings_env.setenv("PUBLIC_RATE_LIMIT_PER_MINUTE", "1")
     settings_env.setenv("RATE_LIMIT_BLOCK_AFTER", "1")
     config.reset()
-    if time.time() % 60 > 50:  # a fixed one-minute window: start well inside one
-        time.sleep(61 - time.time() % 60)
     order = api.create(network="tron").body
     ip = f"198.19.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}"
 
@@ -387,7 +390,7 @@ def test_a_trailing_slash_redirects_to_the_page(
 
 
 def test_public_order_adds_what_the_page_needs_and_nothing_secret(
-    handler: object, api: ApiClient, merchant: Merchant
+    handler: object, api: ApiClient, merchant: Merchant, fake_clock: FakeClock
 ) -> None:
     # Given an order with private details
     order = api.create(
@@ -398,9 +401,8 @@ def test_public_order_adds_what_the_page_needs_and_nothing_secret(
     ).body
     public = ApiClient(handler, source_ip=f"198.51.100.{secrets.randbelow(250) + 1}")
     # When the page's script reads the public endpoint
-    before = int(time.time() * 1000)
+    fake_clock.advance(1_234)
     reply = public.request("GET", f"/v1/public/orders/{order['publicId']}", sign="none")
-    after = int(time.time() * 1000)
     # Then it has the amounts as strings, what is still missing, the finality and the server's clock
     assert reply.status == 200
     body = reply.body
@@ -413,7 +415,7 @@ def test_public_order_adds_what_the_page_needs_and_nothing_secret(
     )
     assert (body["status"], body["exception"], body["deposits"], body["confirmedAt"]) == ("pending", None, [], None)
     assert (body["finality"], body["confirmations"]) == ("solidified", None)
-    assert before <= body["serverTime"] <= after
+    assert body["serverTime"] == fake_clock.ms
     assert body["expiresAt"] == order["expiresAt"]
     # And nothing of the merchant's
     text = json.dumps(reply.body)

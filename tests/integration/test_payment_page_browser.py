@@ -23,7 +23,9 @@ from tests.integration.browsers import static_site
 from tests.integration.test_devstack import create_order
 from tests.integration.test_devstack_chain import printed_txid, run_pay
 
-STATE_TIMEOUT_MS = 30_000  # the page polls every 4 s; the scanner needs a block or two
+# Guards against a hung test, never waited out when the page works: the page polls every 4 s,
+# the scanner needs a block or two, and a loaded machine stretches both.
+STATE_TIMEOUT_MS = 60_000
 # Collects CSP violations (the init script runs before the page's own, and CSP does not apply to it).
 WATCH_CSP = """window.__csp = [];
 document.addEventListener("securitypolicyviolation",
@@ -153,7 +155,7 @@ def test_page_shows_what_to_pay_and_a_qr_code_that_scans_to_the_payment_uri(stac
     assert 29 * 60 <= int(minutes) * 60 + int(seconds) <= 30 * 60
     # that ticks by itself
     seen.page.wait_for_function(
-        "t => document.querySelector('[data-field=countdown]').textContent !== t", arg=shown, timeout=3000
+        "t => document.querySelector('[data-field=countdown]').textContent !== t", arg=shown, timeout=STATE_TIMEOUT_MS
     )
     # And the QR code on screen, as pixels, scans to the order's payment URI
     assert decode_png(seen.page.locator("#qr").screenshot()) == [order["paymentUri"]]
@@ -288,7 +290,9 @@ def test_a_trailing_slash_leads_to_the_working_page(stack: Stack, visit: Visitor
     # show and the page polls its status
     seen.page.wait_for_selector('button[data-copy="address-value"]', state="visible")
     assert seen.page.evaluate("[...document.styleSheets].map((sheet) => sheet.cssRules.length)")[0] > 10
-    with seen.page.expect_response(lambda r: "/v1/public/orders/" in r.url and r.status == 200, timeout=10_000):
+    with seen.page.expect_response(
+        lambda r: "/v1/public/orders/" in r.url and r.status == 200, timeout=STATE_TIMEOUT_MS
+    ):
         pass
     # (the redirect is not an error of the page; Chromium logs nothing for it)
     seen.assert_clean()
@@ -310,7 +314,7 @@ def test_throttled_status_updates_say_they_are_delayed_and_wait_as_told(stack: S
 
     seen.page.route("**/v1/public/orders/**", throttled)
     # Then the page says its status updates are delayed
-    seen.page.wait_for_selector("[data-delayed]", state="visible", timeout=10_000)
+    seen.page.wait_for_selector("[data-delayed]", state="visible", timeout=STATE_TIMEOUT_MS)
     assert seen.visible_text("[data-delayed]") == "Status updates are delayed; this page keeps checking."
     assert seen.page.locator("[data-offline]").is_hidden()
     # And asks again no sooner than Retry-After says (not every 4 s)
@@ -320,7 +324,7 @@ def test_throttled_status_updates_say_they_are_delayed_and_wait_as_told(stack: S
     # When the gateway answers again
     seen.page.unroute("**/v1/public/orders/**")
     # Then the notice goes away with the next answer, and the page still shows the order
-    seen.page.wait_for_selector("[data-delayed]", state="hidden", timeout=10_000)
+    seen.page.wait_for_selector("[data-delayed]", state="hidden", timeout=STATE_TIMEOUT_MS)
     seen.wait_for_state("pending")
     # (Chromium logs each 429 answer of fetch as a console error; nothing else may appear)
     seen.console = [m for m in seen.console if "429" not in m]
@@ -390,7 +394,7 @@ def test_status_flips_to_paid_in_place_after_a_sandbox_payment(stack: Stack, vis
     assert seen.page.locator("a[data-return]").get_attribute("href") == return_url
     assert "Returning to the merchant in" in seen.visible_text("[data-redirect]")
     seen.assert_clean()
-    seen.page.wait_for_url(return_url, timeout=10_000)
+    seen.page.wait_for_url(return_url, timeout=STATE_TIMEOUT_MS)
     assert seen.visible_text("h1") == "Thank you for your order"
     assert seen.console == []
 

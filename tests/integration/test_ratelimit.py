@@ -3,20 +3,16 @@ for a caller that keeps hammering while limited, per key for private and per IP 
 
 from __future__ import annotations
 
-import time
+import secrets
 
 import pytest
 
 from tests.integration.apiclient import ApiClient
 from tests.integration.conftest import new_merchant
 
-
-@pytest.fixture(autouse=True)
-def same_window() -> None:
-    """The limit is per wall-clock minute: start well inside one so a test never straddles two."""
-    into = time.time() % 60
-    if into > 50:
-        time.sleep(61 - into)
+# The limit is per wall-clock minute: the gateway's clock stands still 30 s into one
+# (tests/fake_clock.py), so a test never straddles two windows.
+pytestmark = pytest.mark.usefixtures("fake_clock")
 
 
 def test_key_limit_then_block(handler: object, settings_env: pytest.MonkeyPatch) -> None:
@@ -65,7 +61,7 @@ def test_public_endpoints_limited_per_ip(handler: object, settings_env: pytest.M
     # Given a public limit of 3 per minute per source IP
     settings_env.setenv("PUBLIC_RATE_LIMIT_PER_MINUTE", "3")
     config.reset()
-    one = ApiClient(handler, source_ip=f"198.51.100.{int(time.time()) % 200 + 1}")
+    one = ApiClient(handler, source_ip=f"198.51.100.{secrets.randbelow(200) + 1}")
     other = ApiClient(handler, source_ip="192.0.2.99")
     # When one address sends 4 requests
     statuses = [one.request("GET", "/v1/networks", sign="none").status for _ in range(4)]
@@ -90,7 +86,7 @@ def test_order_status_counts_per_page_so_payers_sharing_an_ip_are_served(
         settings_env.setenv(name, value)
     config.reset()
     orders = [api.create(network="tron").body["publicId"] for _ in range(5)]
-    nat = ApiClient(handler, source_ip=f"198.51.100.{int(time.time()) % 50 + 201}")
+    nat = ApiClient(handler, source_ip=f"198.51.100.{secrets.randbelow(50) + 201}")
 
     def status(public_id: str, client: ApiClient = nat) -> int:
         return client.request("GET", f"/v1/public/orders/{public_id}", sign="none").status

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from devstack.evm import deploy_batch_payer, start_anvil, usdt
+from tests.fake_clock import FakeClock
 from tests.integration.apiclient import ApiClient
 from tests.integration.chains import (
     EvmChain,
@@ -353,10 +354,12 @@ def test_killed_scanner_resumes_without_loss_or_double_credit(
 
 
 def test_a_scanner_whose_lease_lapsed_during_a_long_read_credits_nothing(
-    api: ApiClient, chain: EvmChain, monkeypatch: pytest.MonkeyPatch
+    api: ApiClient, chain: EvmChain, monkeypatch: pytest.MonkeyPatch, fake_clock: FakeClock
 ) -> None:
     # Given a scanner with a short lease whose read of a final range outlasts it, and a second
-    # scanner that takes the lapsed lease meanwhile
+    # scanner that takes the lapsed lease meanwhile (both on the gateway's clock, which the test
+    # sets: at the real time, as the chain's blocks carry it)
+    fake_clock.ms = time.time_ns() // 1_000_000
     order = create(api, chain)
     slow = evm_scanner(chain.network, [chain.anvil.url], lease_ms=300)
     drive(slow)
@@ -367,7 +370,7 @@ def test_a_scanner_whose_lease_lapsed_during_a_long_read_credits_nothing(
 
     def slow_read(recipients: Collection[str], start: int, end: int) -> list[Transfer]:
         found = read(recipients, start, end)
-        time.sleep(0.4)
+        fake_clock.advance(400)
         assert cursor.acquire(chain.network, other.owner, now=other._now(), lease_ms=30_000) is not None
         return found
 

@@ -4,7 +4,6 @@ endpoint, the endpoint settings, and the SSRF guard on every URL a merchant conf
 from __future__ import annotations
 
 import socket
-import time
 from typing import Any
 
 import boto3
@@ -383,23 +382,15 @@ def test_the_test_endpoint_refuses_a_default_url_the_policy_no_longer_allows(
 # --- the test endpoint's own limit -----------------------------------------------------------
 
 
-@pytest.mark.usefixtures("webhook_queues")
+@pytest.mark.usefixtures("webhook_queues", "fake_clock")
 def test_the_test_endpoint_has_a_small_limit_of_its_own(
     api: ApiClient, stranger: ApiClient, settings_env: pytest.MonkeyPatch
 ) -> None:
     # Given 3 test events a minute per merchant, a key blocked after 1 request over its own limit,
-    # and the meter's clock inside one minute (30 s to the next)
+    # and the gateway's clock stopped inside one minute (fake_clock stops it 30 s before the next)
     settings_env.setenv("WEBHOOK_TEST_RATE_LIMIT_PER_MINUTE", "3")
     settings_env.setenv("RATE_LIMIT_BLOCK_AFTER", "1")
     config.reset()
-    minute_ms = int(time.time()) // 60 * 60_000
-
-    def stopped() -> int:
-        return minute_ms + 30_000
-
-    settings_env.setattr("usdt_gateway.clock.now_ms", stopped)
-    for client in (api, stranger):  # requests are signed at the gateway's time
-        settings_env.setattr(client, "now", stopped)
     with receiver() as shop:
         set_url(api, shop.url())
         # When the merchant asks for 6 test events

@@ -34,7 +34,7 @@ from tests.integration.webhooks import (
     status,
 )
 from usdt_gateway import config, merchants, outbox
-from usdt_gateway.webhooks import sender
+from usdt_gateway.webhooks import delivery_http, sender
 
 pytestmark = pytest.mark.usefixtures("webhook_queues")
 
@@ -51,13 +51,15 @@ def test_an_event_is_delivered_once_signed_with_its_stored_body(
         set_url(api, shop.url())
         _, event_id = cancelled_order(api)
         # When the queue is processed
+        processed_from = int(time.time())
         lambda_sqs.run_until(settled(event_id))
         # Then the receiver got the event once: the stored body byte for byte, Standard Webhooks
-        # headers that verify with the merchant's secret, webhook-id the event id
+        # headers that verify with the merchant's secret, webhook-id the event id, signed at the
+        # time of sending (seconds)
         (hit,) = shop.hits
         assert hit.body == event(event_id)["body"].encode()
         assert Webhook(merchant.webhook_secret).verify(hit.body, hit.headers)["type"] == "order.cancelled"
-        assert hit.webhook_id == event_id and abs(int(hit.headers["webhook-timestamp"]) - time.time()) < 5
+        assert hit.webhook_id == event_id and processed_from <= int(hit.headers["webhook-timestamp"]) <= hit.at
         assert hit.headers["content-type"] == "application/json"
         # And the attempt is in the log, the message gone from the queue, nothing in the DLQ
         (entry,) = api.request("GET", DELIVERIES).body["deliveries"]
@@ -73,8 +75,16 @@ def test_an_event_is_delivered_once_signed_with_its_stored_body(
 
 
 def test_server_errors_are_retried_with_the_same_webhook_id(
-    api: ApiClient, merchant: Merchant, lambda_sqs: EventSourceMapping
+    api: ApiClient, merchant: Merchant, lambda_sqs: EventSourceMapping, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    delays: list[float | None] = []
+
+    def recorded_delay(retry: int, outcome: delivery_http.Outcome) -> float | None:
+        delays.append(retry_delay(retry, outcome))
+        return delays[-1]
+
+    retry_delay = sender._retry_delay
+    monkeypatch.setattr(sender, "_retry_delay", recorded_delay)
     with receiver() as shop:
         # Given a receiver failing twice
         shop.answer(Reply(500), Reply(502))
@@ -82,8 +92,8 @@ def test_server_errors_are_retried_with_the_same_webhook_id(
         _, event_id = cancelled_order(api)
         # When the queue is processed until the event settles
         lambda_sqs.run_until(settled(event_id))
-        # Then it was delivered on the third attempt, each a second or so after the previous, with
-        # one webhook-id and one body, signed anew each time
+        # Then it was delivered on the third attempt, with one webhook-id and one body, signed anew
+        # each time
         assert status(event_id) == "delivered"
         assert [(a["n"], a["statusCode"], a["error"]) for a in attempts(event_id)] == [
             (1, 500, "HTTP 500"),
@@ -91,8 +101,11 @@ def test_server_errors_are_retried_with_the_same_webhook_id(
             (3, 200, None),
         ]
         assert {h.webhook_id for h in shop.hits} == {event_id} and len({h.body for h in shop.hits}) == 1
+        # And each retry was planned by the schedule (0.5 s, whole seconds for SQS: 1 s) and came
+        # no sooner than planned (a loaded machine only makes it later)
+        assert delays == [1.0, 1.0]
         gaps = [b.at - a.at for a, b in zip(shop.hits, shop.hits[1:], strict=False)]
-        assert all(0.9 <= g < 3 for g in gaps), gaps
+        assert all(d is not None and g >= 0.9 * d for g, d in zip(gaps, delays, strict=True)), gaps
         for hit in shop.hits:
             Webhook(merchant.webhook_secret).verify(hit.body, hit.headers)
 
@@ -103,16 +116,18 @@ def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(
     settings_env.setenv("WEBHOOK_TIMEOUT_SECONDS", "1")
     config.reset()
     with receiver() as shop:
-        # Given a receiver that takes 2 s to answer the first time
-        shop.answer(Reply(200, sleep_s=2))
+        # Given a receiver that holds its first answer until the test ends
+        done = threading.Event()
+        shop.answer(Reply(200, hold=(done,)))
         set_url(api, shop.url())
         _, event_id = cancelled_order(api)
         # When the queue is processed
         lambda_sqs.run_until(settled(event_id))
-        # Then the first attempt timed out after 1 s and the retry was delivered
+        done.set()
+        # Then the first attempt gave up (after 1 s at the least) and the retry was delivered
         first, second = attempts(event_id)
         assert (first["code"], first["error"], first["statusCode"]) == ("TIMEOUT", "timeout after 1 s", None)
-        assert 1000 <= first["latencyMs"] < 1800
+        assert first["latencyMs"] >= 1000
         assert second["statusCode"] == 200 and status(event_id) == "delivered"
 
 
@@ -359,15 +374,28 @@ def test_a_slow_merchant_holds_only_its_own_slots(
     settings_env: pytest.MonkeyPatch,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Given at most 2 deliveries in flight per merchant, merchant A with a slow receiver and six
-    # events, merchant B with a fast one and one event
+    # Given at most 2 deliveries in flight per merchant and a timeout of 30 s, merchant A with a
+    # slow receiver and six events, merchant B with a fast one and one event. A's receiver answers
+    # none of A's deliveries before it holds two at once and B's receiver has B's event.
     settings_env.setenv("WEBHOOK_MERCHANT_CONCURRENCY", "2")
+    settings_env.setenv("WEBHOOK_TIMEOUT_SECONDS", "30")
     config.reset()
     monkeypatch.setattr(sender, "DEFER_SECONDS", (1, 1))
     other = new_merchant()
     api_b = ApiClient(handler, other.api_key, other.secret)
+    a_full, b_arrived = threading.Event(), threading.Event()
+
+    def slow_answer(hit: Hit) -> Reply:
+        if slow.in_flight >= 2:
+            a_full.set()
+        return Reply(200, hold=(a_full, b_arrived))
+
+    def fast_answer(hit: Hit) -> Reply:
+        b_arrived.set()
+        return Reply(200)
+
     with receiver() as slow, receiver() as fast:
-        slow.default = Reply(200, sleep_s=1.0)
+        slow.policy, fast.policy = slow_answer, fast_answer
         set_url(api, slow.url())
         set_url(api_b, fast.url())
         a_events = [cancelled_order(api)[1] for _ in range(6)]
@@ -378,31 +406,45 @@ def test_a_slow_merchant_holds_only_its_own_slots(
             p.start()
         for p in pollers:
             p.join()
-        # Then B's event did not wait for A's slots: it reached its receiver before A's receiver
-        # could answer any of A's first deliveries (each takes it 1 s), while A never had more
-        # than 2 in flight
-        assert slow.max_in_flight == 2 and len(slow.hits) == 6
-        assert fast.hits[0].at < min(hit.at for hit in slow.hits) + 1.0
-        # And waiting for a slot counted no attempt
+        # Then A never had more than 2 in flight, and B's event did not wait for A's slots: had it
+        # waited, A's held deliveries would have timed out (30 s) and been retried. And waiting for
+        # a slot counted no attempt.
+        assert slow.max_in_flight == 2 and len(slow.hits) == 6 and len(fast.hits) == 1
         assert all([a["n"] for a in attempts(e)] == [1] and status(e) == "delivered" for e in a_events)
 
 
 def test_a_batch_of_one_merchants_events_takes_turns_instead_of_waiting_seconds(
-    api: ApiClient, lambda_sqs: EventSourceMapping, settings_env: pytest.MonkeyPatch
+    api: ApiClient, lambda_sqs: EventSourceMapping, settings_env: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given at most 2 deliveries in flight per merchant, and six of its events in one batch
+    # Given at most 2 deliveries in flight per merchant, and six of its events in one batch, to a
+    # receiver that answers none before it holds two at once
     settings_env.setenv("WEBHOOK_MERCHANT_CONCURRENCY", "2")
+    settings_env.setenv("WEBHOOK_TIMEOUT_SECONDS", "30")
     config.reset()
+    deferred: list[str] = []
+    defer = sender._defer
+
+    def recorded_defer(event: Any, message_id: str) -> None:
+        deferred.append(message_id)
+        defer(event, message_id)
+
+    monkeypatch.setattr(sender, "_defer", recorded_defer)
+    two_at_once = threading.Event()
+
+    def answer(hit: Hit) -> Reply:
+        if quick.in_flight >= 2:
+            two_at_once.set()
+        return Reply(200, hold=(two_at_once,))
+
     with receiver() as quick:
-        quick.default = Reply(200, sleep_s=0.2)
+        quick.policy = answer
         set_url(api, quick.url())
         events = [cancelled_order(api)[1] for _ in range(6)]
         # When one sender takes the batch
-        started = time.time()
         lambda_sqs.run_until(settled(*events))
         # Then they went two at a time, one wave after another, none put back for 5-30 s
         assert quick.max_in_flight == 2 and len(quick.hits) == 6
-        assert time.time() - started < sender.DEFER_SECONDS[0]
+        assert deferred == []
         assert all(status(e) == "delivered" for e in events)
 
 

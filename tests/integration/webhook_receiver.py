@@ -12,12 +12,16 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+# How long a held reply waits for its events at most: a guard against a hung test, never reached
+# when the events come.
+HOLD_GUARD_S = 60.0
+
 
 @dataclass(frozen=True)
 class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
-    sleep_s: float = 0.0
+    hold: tuple[threading.Event, ...] = ()  # answer only once each of these is set
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,8 @@ class Receiver:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def wait_for(self, count: int, timeout_s: float = 10) -> list[Hit]:
+    def wait_for(self, count: int, timeout_s: float = 60) -> list[Hit]:
+        """The hits once there are `count`; after `timeout_s` (a hang guard) whatever came."""
         deadline = time.time() + timeout_s
         while len(self.hits) < count and time.time() < deadline:
             time.sleep(0.02)
@@ -88,7 +93,8 @@ class _Handler(BaseHTTPRequestHandler):
             receiver.max_in_flight = max(receiver.max_in_flight, receiver.in_flight)
         reply = receiver.next_reply(hit)
         try:
-            time.sleep(reply.sleep_s)
+            for event in reply.hold:
+                event.wait(HOLD_GUARD_S)
             self.send_response(reply.status)
             for name, value in reply.headers.items():
                 self.send_header(name, value)

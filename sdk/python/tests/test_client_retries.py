@@ -42,6 +42,8 @@ from usdt_gateway import jsonbody
 from usdt_gateway import request_signing as server_signing
 
 API_KEY, SECRET = "ak_test", "sk_test_secret"
+# Far beyond any client timeout here, so only the client's own timeout ends the wait.
+HOLD_S = 60.0
 ORDER = {
     "orderId": "o-1",
     "publicId": "pub",
@@ -79,12 +81,13 @@ class Reply:
 
 @dataclass
 class Seen:
-    at: float
+    at: float  # time.monotonic(), for gaps
     method: str
     path: str
     query: list[tuple[str, str]]
     headers: dict[str, str]
     body: bytes
+    wall: float = field(default_factory=time.time)  # when it arrived, since the epoch
 
 
 class Scripted(ThreadingHTTPServer):
@@ -164,8 +167,24 @@ def serve() -> Iterator[Any]:
         server.server_close()
 
 
-def fast(**kwargs: Any) -> RetryPolicy:
-    return RetryPolicy(**{"max_retries": 3, "base_delay": 0.05, "max_delay": 0.2, "max_retry_after": 5.0, **kwargs})
+@dataclass(frozen=True)
+class RecordedPolicy(RetryPolicy):
+    """The policy, remembering each wait it decided (None: no retry) and the Retry-After it got."""
+
+    decided: list[tuple[float | None, float | None]] = field(default_factory=list)
+
+    def delay(self, retry: int, retry_after: float | None) -> float | None:
+        wait = super().delay(retry, retry_after)
+        self.decided.append((wait, retry_after))
+        return wait
+
+    @property
+    def waits(self) -> list[float | None]:
+        return [wait for wait, _ in self.decided]
+
+
+def fast(**kwargs: Any) -> RecordedPolicy:
+    return RecordedPolicy(**{"max_retries": 3, "base_delay": 0.05, "max_delay": 0.2, "max_retry_after": 5.0, **kwargs})
 
 
 def client_for(server: Scripted, **kwargs: Any) -> Client:
@@ -199,10 +218,12 @@ def test_429_with_retry_after_seconds_is_waited_then_retried_and_resigned(serve:
         Reply(429, {"code": "RATE_LIMITED", "message": "slow down"}, {"Retry-After": "1"}), Reply(200, ORDER)
     )
     # When an order is created
-    order = client_for(server).create_order(order_id="o-1", amount="50.00", network="local")
-    # Then it took two attempts, the second at least the asked second later
+    policy = fast()
+    order = client_for(server, retry_policy=policy).create_order(order_id="o-1", amount="50.00", network="local")
+    # Then it took two attempts: the client waited the asked second (not its own shorter backoff,
+    # nor longer), and the second came no sooner
     assert order.order_id == "o-1" and len(server.seen) == 2
-    assert 1.0 <= gaps(server.seen)[0] < 2.0
+    assert policy.waits == [1.0] and gaps(server.seen)[0] >= 1.0
     # And each attempt was signed afresh over the same body bytes, both valid
     first, second = server.seen
     assert first.body == second.body and json.loads(first.body)["amount"] == "50.00"
@@ -214,12 +235,17 @@ def test_429_with_retry_after_seconds_is_waited_then_retried_and_resigned(serve:
 
 def test_retry_after_as_an_http_date_is_honoured(serve: Any) -> None:
     # Given a 503 whose Retry-After is an HTTP-date two seconds ahead (one-second resolution)
-    when = format_datetime(datetime.fromtimestamp(int(time.time()) + 2, tz=UTC), usegmt=True)
+    date = int(time.time()) + 2
+    when = format_datetime(datetime.fromtimestamp(date, tz=UTC), usegmt=True)
     server = serve(Reply(503, {"code": "UNAVAILABLE", "message": "later"}, {"Retry-After": when}), Reply(200, ORDER))
     # When an order is read
-    client_for(server).get_order("o-1")
-    # Then the retry came after that date
-    assert len(server.seen) == 2 and gaps(server.seen)[0] >= 1.0
+    policy = fast()
+    client_for(server, retry_policy=policy).get_order("o-1")
+    # Then the client waited until that date, read as seconds from its own clock, and the retry
+    # came after it
+    [(wait, retry_after)] = policy.decided
+    assert retry_after is not None and retry_after <= 2 and wait is not None and wait >= retry_after
+    assert len(server.seen) == 2 and server.seen[1].wall >= date
 
 
 def test_503_then_200_is_retried_with_backoff(serve: Any) -> None:
@@ -228,11 +254,14 @@ def test_503_then_200_is_retried_with_backoff(serve: Any) -> None:
         Reply(503, b"<html>bad gateway</html>"),
         Reply(200, {"orders": [ORDER], "nextCursor": None}),
     )
-    page = client_for(server).list_orders(status="pending", limit=5)
+    policy = fast()
+    page = client_for(server, retry_policy=policy).list_orders(status="pending", limit=5)
     assert [o.order_id for o in page] == ["o-1"] and len(server.seen) == 3
-    # backoff: half to all of 0.05 s, then of 0.1 s
-    first_gap, second_gap = gaps(server.seen)
-    assert 0.025 <= first_gap < 0.5 and 0.05 <= second_gap < 0.6
+    # backoff: half to all of 0.05 s, then of 0.1 s; each retry no sooner than its wait
+    first, second = policy.waits
+    assert first is not None and second is not None
+    assert 0.025 <= first <= 0.05 and 0.05 <= second <= 0.1
+    assert [g >= w for g, w in zip(gaps(server.seen), (first, second), strict=True)] == [True, True]
     assert server.seen[0].query == [("limit", "5"), ("status", "pending")]
 
 
@@ -246,10 +275,12 @@ def test_retries_are_capped_and_the_last_error_raised(serve: Any) -> None:
 
 def test_retry_after_beyond_the_cap_raises_at_once(serve: Any) -> None:
     server = serve(Reply(429, {"code": "RATE_LIMITED", "message": "x"}, {"Retry-After": "30"}), Reply(200, ORDER))
-    started = time.monotonic()
+    policy = fast()
     with pytest.raises(RateLimitedError) as limited:
-        client_for(server).get_order("o-1")
-    assert limited.value.retry_after == 30 and len(server.seen) == 1 and time.monotonic() - started < 1
+        client_for(server, retry_policy=policy).get_order("o-1")
+    # Then the client decided against waiting (no sleep at all) and raised the wait it was asked
+    assert policy.decided == [(None, 30.0)]
+    assert limited.value.retry_after == 30 and len(server.seen) == 1
 
 
 def test_blocked_418_is_not_retried(serve: Any) -> None:
@@ -314,7 +345,7 @@ def test_a_lost_answer_is_retried_for_idempotent_requests_only(serve: Any) -> No
 
 
 def test_timeouts_are_transport_errors_after_the_retries(serve: Any) -> None:
-    server = serve(Reply(200, ORDER, delay_s=0.5))
+    server = serve(Reply(200, ORDER, delay_s=HOLD_S))  # an answer only after the test
     with pytest.raises(TransportError, match="no answer"):
         client_for(server, timeout=0.1, retry_policy=fast(max_retries=1)).get_order("o-1")
     assert len(server.seen) == 2
