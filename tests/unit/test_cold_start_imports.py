@@ -62,7 +62,8 @@ def test_api_init_defers_what_most_requests_never_need() -> None:
     # Then it has the resolver and the routes it serves
     assert {"usdt_gateway.api.routes", "aws_lambda_powertools.event_handler"} <= modules
     # And no QR encoder (only creating an order draws a code), no HTTP client for webhooks (only
-    # the test webhook sends one), no OpenAPI generator, no chain library, no secp256k1 (only
+    # the test webhook sends one), no deposit or webhook-delivery module (only their own routes
+    # use them), no OpenAPI generator, no chain library, no secp256k1 (only
     # deriving an xpub address needs it), and no keccak: the built-in contracts are taken in
     # their checksummed form, not re-derived (networks._BUILTIN_CONTRACTS)
     deferred = (
@@ -75,6 +76,9 @@ def test_api_init_defers_what_most_requests_never_need() -> None:
         "pycparser",
         "coincurve",
         "Crypto.Hash.keccak",
+        # the deposit and delivery routes import their modules on first use
+        "usdt_gateway.deposits",
+        "usdt_gateway.webhooks.deliveries",
     )
     for name in deferred:
         assert name not in modules, f"{name} is imported at the API function's init"
