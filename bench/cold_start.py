@@ -4,10 +4,12 @@ request pays for the lazily created clients). Beside it, the same handler wrappe
 Tracer (tracing enabled, as deployed with `Tracing: Active`; segments go to an X-Ray daemon
 address nobody listens on), a naive handler: Powertools Logger + Tracer + a validating
 resolver + a boto3 client created at import, and the floor: a bare handler that only creates a
-botocore DynamoDB client (what any handler of this table pays). The API's init is also given as a
-ratio to the floor's, sample by sample, since both vary alike with the machine's load.
+botocore DynamoDB client at init and, as its first request, reads the order's item with one GetItem
+(what any handler of this table pays). The API's init, and its init plus first request, are also
+given as ratios to the floor's, sample by sample, since both vary alike with the machine's load.
+`--compare REF` adds the API as committed at REF (`git archive`), interleaved with the rest.
 
-    .venv/bin/python -m bench.cold_start [--samples 10] [--only api,floor]
+    .venv/bin/python -m bench.cold_start [--samples 10] [--only api,floor] [--compare main]
 
 Both run with `-B` after their .pyc files exist (as in a Lambda package built with compiled
 bytecode); see docs/benchmarks.md for the figures.
@@ -37,12 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # context the first invocation gets. Shared with bench.paypage_cold_start.
 INIT = r"""
 import time, json, sys, hashlib, hmac
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 sys.path[:0] = [{layer!r}]
 import importlib.util
 spec = importlib.util.spec_from_file_location("app", {handler!r})
 mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-t1 = time.perf_counter()
+t1, c1 = time.perf_counter(), time.process_time()
 class Ctx:
     function_name = {function!r}; memory_limit_in_mb = 512; aws_request_id = "bench"
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:" + {function!r}
@@ -60,8 +62,9 @@ event = {{"resource": "/v1/payment/order/{{orderId}}", "path": "/v1/payment/orde
          "requestContext": {{"requestId": "r", "stage": "live", "identity": {{"sourceIp": "127.0.0.1"}},
                             "resourcePath": "/v1/payment/order/{{orderId}}", "httpMethod": "GET"}}}}
 status = mod.lambda_handler(event, Ctx())["statusCode"] if {invoke!r} else 200
-t2 = time.perf_counter()
-print(json.dumps({{"init_ms": (t1 - t0) * 1000, "first_ms": (t2 - t1) * 1000, "status": status}}))
+t2, c2 = time.perf_counter(), time.process_time()
+print(json.dumps({{"init_ms": (t1 - t0) * 1000, "first_ms": (t2 - t1) * 1000, "status": status,
+                  "init_cpu_ms": (c1 - c0) * 1000, "first_cpu_ms": (c2 - c1) * 1000}}))
 """
 )
 
@@ -85,12 +88,16 @@ def lambda_handler(event, context):
     return app.resolve(event, context)
 """
 
-# The least a handler of the table pays: the interpreter, botocore and one DynamoDB client.
+# The least a handler of the table pays: the interpreter, botocore and one DynamoDB client; its
+# first request reads the order's item (one GetItem), the least a GET of an order does.
 FLOOR = r"""
+import os
 import botocore.session
 client = botocore.session.get_session().create_client("dynamodb")
 def lambda_handler(event, context):
-    return {"statusCode": 200}
+    key = {"pk": {"S": "ORDER#" + MERCHANT_ID + "#" + event["pathParameters"]["orderId"]}, "sk": {"S": "ORDER"}}
+    item = client.get_item(TableName=os.environ["TABLE_NAME"], Key=key).get("Item")
+    return {"statusCode": 200 if item else 404}
 """
 
 
@@ -121,7 +128,7 @@ def _sample(code: str, env: dict[str, str]) -> dict[str, float]:
     return result
 
 
-def _setup(endpoint: str) -> tuple[dict[str, str], str, str]:
+def _setup(endpoint: str) -> tuple[dict[str, str], str, str, str]:
     for name, value in {
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
@@ -153,7 +160,7 @@ def _setup(endpoint: str) -> tuple[dict[str, str], str, str]:
             {"network": "tron", "currency": "USDT", "amount": "1.00", "orderId": "bench-1"}
         ),
     )
-    return env, key["apiKey"], key["secretKey"]
+    return env, key["apiKey"], key["secretKey"], m["merchantId"]
 
 
 def main() -> None:
@@ -162,16 +169,17 @@ def main() -> None:
     parser.add_argument(
         "--only", default="", help="comma-separated words; run only the configurations whose name holds one of them"
     )
+    parser.add_argument("--compare", default="", help="a git ref: also run the API as committed there")
     args = parser.parse_args()
     server = AtomicMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    env, api_key, secret = _setup(f"http://{host}:{port}")
+    env, api_key, secret, merchant_id = _setup(f"http://{host}:{port}")
     work = Path(tempfile.mkdtemp(prefix="usdt-gateway-bench-"))
     (work / "naive").mkdir()
     (work / "naive/app.py").write_text(NAIVE)
     (work / "floor").mkdir()
-    (work / "floor/app.py").write_text(FLOOR)
+    (work / "floor/app.py").write_text(f"MERCHANT_ID = {merchant_id!r}\n" + FLOOR)
     (work / "traced").mkdir()
     (work / "traced/app.py").write_text(TRACED.format(handler=str(ROOT / "functions/api/app.py")))
 
@@ -187,6 +195,22 @@ def main() -> None:
 
     configs = {
         "source tree (.pyc present)": (child(ROOT / "layers/gateway", ROOT / "functions/api/app.py"), env),
+    }
+    if args.compare:
+        before = work / "before"
+        before.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", args.compare, "layers/gateway", "functions/api"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
+        configs[f"source tree at {args.compare} (.pyc present)"] = (
+            child(before / "layers/gateway", before / "functions/api/app.py"),
+            env,
+        )
+    configs |= {
         "source tree + Tracer (.pyc present)": (
             child(ROOT / "layers/gateway", work / "traced/app.py"),
             env | TRACED_ENV,
@@ -214,7 +238,7 @@ def main() -> None:
         env | {"POWERTOOLS_TRACE_DISABLED": "0"},
     )
     configs["floor: bare handler + botocore DynamoDB client"] = (
-        child(ROOT / "layers/gateway", work / "floor/app.py", invoke=False),
+        child(ROOT / "layers/gateway", work / "floor/app.py"),
         env,
     )
     if args.only:
@@ -228,23 +252,42 @@ def main() -> None:
             results[name].append(_sample(code, e))
     server.stop()
 
+    for name, rows in results.items():  # a figure of a failed request would mean nothing
+        if any(r["status"] != 200 for r in rows):
+            raise SystemExit(f"{name}: the first request failed: {sorted({r['status'] for r in rows})}")
     print(f"samples: {args.samples}, python {sys.version.split()[0]} -B; boto3/botocore from the venv (.pyc present)")
     for name, rows in results.items():
         init = statistics.median(r["init_ms"] for r in rows)
         first = statistics.median(r["first_ms"] for r in rows)
         whole = statistics.median(r["process_ms"] for r in rows)
-        served = "naive" not in name and "floor" not in name
-        extra = f"first signed GET {first:5.0f} ms" if served else "(no request)".ljust(26)
-        print(f"{name:48s} import+init {init:6.0f} ms | {extra} | whole process {whole:5.0f} ms")
+        if "naive" in name:
+            extra = "(no request)".ljust(26)
+        elif name.startswith("floor"):
+            extra = f"first GetItem     {first:5.0f} ms"
+        else:
+            extra = f"first signed GET {first:5.0f} ms"
+        cpu = statistics.median(r["init_cpu_ms"] for r in rows)
+        print(f"{name:48s} import+init {init:6.0f} ms (CPU {cpu:4.0f}) | {extra} | whole process {whole:5.0f} ms")
     floor = results.get("floor: bare handler + botocore DynamoDB client")
     if floor:
-        # Per sample: the neighbours in one round share the machine's load of that moment.
+        # Per sample: the neighbours in one round share the machine's load of that moment. CPU time
+        # too (the process's own, from the same clock readings): less swayed by other processes.
+        def ratios(rows: list[dict[str, float]], keys: tuple[str, ...]) -> str:
+            values = [sum(r[k] for k in keys) / sum(f[k] for k in keys) for r, f in zip(rows, floor, strict=True)]
+            return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
         for name, rows in results.items():
             if name.startswith("floor"):
                 continue
-            ratios = [r["init_ms"] / f["init_ms"] for r, f in zip(rows, floor, strict=True)]
-            low, high = min(ratios), max(ratios)
-            print(f"{name:48s} init / floor init: median {statistics.median(ratios):.2f} ({low:.2f}-{high:.2f})")
+            wall, cpu_ratio = ratios(rows, ("init_ms",)), ratios(rows, ("init_cpu_ms",))
+            print(f"{name:48s} init / floor init: median {wall}, CPU time {cpu_ratio}")
+            if "naive" in name:
+                continue
+            # The first request too: what init defers, the first request pays.
+            print(
+                f"{name:48s} (init + first request) / floor's: median {ratios(rows, ('init_ms', 'first_ms'))}, "
+                f"CPU time {ratios(rows, ('init_cpu_ms', 'first_cpu_ms'))}"
+            )
 
 
 if __name__ == "__main__":

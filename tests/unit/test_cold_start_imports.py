@@ -62,12 +62,28 @@ def test_api_init_defers_what_most_requests_never_need() -> None:
     # Then it has the resolver and the routes it serves
     assert {"usdt_gateway.api.routes", "aws_lambda_powertools.event_handler"} <= modules
     # And no QR encoder (only creating an order draws a code), no HTTP client for webhooks (only
-    # the test webhook sends one), no OpenAPI generator, no chain library, and keccak bound
-    # without cffi's C parser (address_codec._load_keccak)
-    deferred = ("qrcode", "png", "PIL", "usdt_gateway.webhooks.ping", "usdt_gateway.api.openapi", "web3", "pycparser")
+    # the test webhook sends one), no deposit or webhook-delivery module (only their own routes
+    # use them), no OpenAPI generator, no chain library, no secp256k1 (only
+    # deriving an xpub address needs it), and no keccak: the built-in contracts are taken in
+    # their checksummed form, not re-derived (networks._BUILTIN_CONTRACTS)
+    deferred = (
+        "qrcode",
+        "png",
+        "PIL",
+        "usdt_gateway.webhooks.ping",
+        "usdt_gateway.api.openapi",
+        "web3",
+        "pycparser",
+        "coincurve",
+        "Crypto.Hash.keccak",
+        # the deposit and delivery routes import their modules on first use
+        "usdt_gateway.deposits",
+        "usdt_gateway.webhooks.deliveries",
+    )
     for name in deferred:
         assert name not in modules, f"{name} is imported at the API function's init"
-    assert "Crypto.Hash.keccak" in modules  # the EVM contracts are checksummed at init
+    # (the xpub and address code itself is loaded: the routes use it)
+    assert {"usdt_gateway.hdwallet", "usdt_gateway.address_codec"} <= modules
     # And no request or response model has built its validator yet: each is built on its first use
     assert len(state["models"]) > 20
     assert state["built"] == []

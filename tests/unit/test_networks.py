@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from usdt_gateway.networks import NetworkConfigError, load_networks
+from usdt_gateway.address_codec import normalize_evm_address, normalize_tron_address
+from usdt_gateway.networks import BUILTIN, NetworkConfigError, load_networks
 
 
 def test_amounts_in_base_units_must_fit_dynamodb_numbers() -> None:
@@ -36,3 +37,28 @@ def test_amounts_in_networks_config_are_read_exactly() -> None:
     # Then each bound keeps every digit it was written with, never through a float
     assert (eth.min_amount.as_tuple().digits, eth.min_amount.as_tuple().exponent) == ((1,), -6)
     assert format(eth.max_amount, "f") == "12345678901234567.000001"
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_each_built_in_contract_is_written_in_its_normalized_form(name: str) -> None:
+    # Given a built-in network (whose contract is taken as written at every cold start, without
+    # recomputing its EIP-55 checksum)
+    entry = BUILTIN[name]
+    contract = str(entry["tokenContract"])
+    # When its contract is normalized as an operator's would be, Then it is unchanged
+    normalize = normalize_tron_address if entry["family"] == "tron" else normalize_evm_address
+    assert normalize(contract) == contract
+
+
+def test_an_overridden_contract_is_still_validated_and_checksummed() -> None:
+    # Given an operator's contract for a built-in network: one all lowercase, one with a wrong checksum
+    lower = "0x55d398326f99059ff775485246999027b3197955"
+    # When the networks are loaded, Then the first comes back in EIP-55 form
+    bsc = load_networks("bsc", json.dumps({"bsc": {"tokenContract": lower}}))["bsc"]
+    assert bsc.token_contract == "0x55d398326f99059fF775485246999027B3197955"
+    # And the second is refused
+    with pytest.raises(NetworkConfigError, match="checksum"):
+        load_networks("bsc", json.dumps({"bsc": {"tokenContract": "0x55D398326f99059fF775485246999027B3197955"}}))
+    # And another family's built-in contract is not taken as written
+    with pytest.raises(NetworkConfigError):
+        load_networks("eth", json.dumps({"eth": {"tokenContract": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"}}))

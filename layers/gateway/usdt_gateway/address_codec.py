@@ -1,25 +1,27 @@
 """EVM and Tron address encoding: base58check, keccak256, EIP-55, public key -> address.
 
 Deliberately free of web3/tronpy/eth_utils so the API Lambda stays light: coincurve validates
-and decompresses secp256k1 points, pycryptodome provides keccak256, the rest is stdlib.
+and decompresses secp256k1 points, pycryptodome provides keccak256, the rest is stdlib. Both are
+loaded on first use: most API requests handle no EVM address and derive no key.
 Every validation failure raises ValueError with a message fit to show a merchant.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import sys
 from types import ModuleType
 
-from coincurve import PublicKey
 
-
+@functools.cache
 def _load_keccak() -> ModuleType:
     """pycryptodome's keccak, bound to its C code through ctypes. With cffi importable (coincurve
     brings it) pycryptodome binds through cffi, which parses the C declarations with pycparser:
-    about 30 ms more of every cold start (the API validates the EVM contracts at init). The ctypes
-    binding is pycryptodome's own fallback (as under `python -OO`) and runs the same C code."""
+    about 30 ms more on the first hash of a cold container. The ctypes
+    binding is pycryptodome's own fallback (as under `python -OO`) and runs the same C code.
+    Cached: loaded on the first hash, not at import."""
     saved = sys.modules.get("cffi")
     sys.modules["cffi"] = None  # type: ignore[assignment]  # None: `import cffi` raises ImportError
     try:
@@ -32,8 +34,6 @@ def _load_keccak() -> ModuleType:
     return keccak
 
 
-keccak = _load_keccak()
-
 B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {char: value for value, char in enumerate(B58_ALPHABET)}
 TRON_VERSION = 0x41  # Tron's address version byte; base58 renders it as a leading "T"
@@ -44,7 +44,7 @@ _TRON_HEX = re.compile(r"41[0-9a-fA-F]{40}")
 
 
 def keccak256(data: bytes) -> bytes:
-    return keccak.new(digest_bits=256, data=data).digest()
+    return _load_keccak().new(digest_bits=256, data=data).digest()
 
 
 # -- base58check ------------------------------------------------------------------------------
@@ -166,6 +166,8 @@ def tron_body20(address: str) -> bytes:
 def _pubkey_body20(pubkey: bytes) -> bytes:
     if not isinstance(pubkey, bytes) or len(pubkey) not in (33, 65):
         raise ValueError("a secp256k1 public key is 33 (compressed) or 65 (uncompressed) bytes")
+    from coincurve import PublicKey  # on first use: only key derivation needs it
+
     # coincurve also checks the point is on the curve, so a corrupt key cannot become an address.
     uncompressed = PublicKey(pubkey).format(compressed=False)
     return keccak256(uncompressed[1:])[12:]

@@ -12,11 +12,21 @@ import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Literal
-
-from coincurve import PublicKey
+from typing import TYPE_CHECKING, Literal
 
 from usdt_gateway.address_codec import b58check_decode, pubkey_to_evm_address, pubkey_to_tron_address
+
+if TYPE_CHECKING:
+    from coincurve import PublicKey
+
+
+def _public_key(data: bytes) -> PublicKey:
+    """coincurve, imported on the first xpub parsed or address derived: most API requests (and
+    the API function's init) never touch a key."""
+    from coincurve import PublicKey
+
+    return PublicKey(data)
+
 
 XPUB_VERSION = bytes.fromhex("0488B21E")
 ACCOUNT_DEPTH = 3  # m / purpose' / coin' / account'
@@ -68,7 +78,7 @@ def parse_xpub(xpub: str) -> AccountKey:
             "EVM chains or m/44'/195'/0' for Tron, not a master, change-level or address-level key"
         )
     try:
-        PublicKey(key)
+        _public_key(key)
     except ValueError:
         raise ValueError("not a valid extended public key: the public key is not a secp256k1 point") from None
     return AccountKey(
@@ -87,7 +97,7 @@ def _ckd_pub(node: _Node, index: int) -> _Node:
     # BIP32 says to skip such an index; the odds are below 2**-127, so refusing is enough.
     if int.from_bytes(tweak, "big") >= _CURVE_ORDER:
         raise ValueError(f"index {index} yields an invalid key; use another index")
-    child = PublicKey(node.public_key).add(tweak)  # ValueError on the point at infinity (same odds)
+    child = _public_key(node.public_key).add(tweak)  # ValueError on the point at infinity (same odds)
     return _Node(public_key=child.format(compressed=True), chain_code=chain_code)
 
 

@@ -64,6 +64,10 @@ class Network(BaseModel):
     @field_validator("token_contract")
     @classmethod
     def _contract(cls, value: str, info: ValidationInfo) -> str:
+        # A built-in contract is written in its normalized form (tests/unit/test_networks.py keeps
+        # it so): no EIP-55 keccak at every cold start. Operators' overrides are validated.
+        if (info.data.get("family"), value) in _BUILTIN_CONTRACTS:
+            return value
         if info.data.get("family") == "tron":
             return normalize_tron_address(value)
         return normalize_evm_address(value)
@@ -163,6 +167,10 @@ BUILTIN: dict[str, dict[str, object]] = {
         "testnet": True,
     },
 }
+
+
+# (family, contract) of every built-in entry, each already in normalized form.
+_BUILTIN_CONTRACTS = frozenset((entry["family"], entry["tokenContract"]) for entry in BUILTIN.values())
 
 
 class NetworkConfigError(ValueError):

@@ -1,11 +1,12 @@
 """The HTTP API's routes. Each is wiring: the decorator authenticates and validates, the body
-makes one domain call."""
+makes one domain call. The deposit and webhook-delivery modules are imported by their routes on
+first use: most requests (orders, the payer's page) never need them, so init doesn't load them."""
 
 from __future__ import annotations
 
 import re
 
-from usdt_gateway import deposits, events, merchants, orders, path_ids
+from usdt_gateway import events, merchants, orders, path_ids
 from usdt_gateway.api.app import Call, Result, RouteSpec, route
 from usdt_gateway.auth import READ, WRITE
 from usdt_gateway.config import networks
@@ -30,7 +31,7 @@ from usdt_gateway.schemas import (
     WebhookTestRequest,
     WebhookTestResult,
 )
-from usdt_gateway.webhooks import deliveries, endpoints
+from usdt_gateway.webhooks import endpoints
 
 PRIVATE_ERRORS = (400, 401, 403, 418, 429)
 
@@ -187,6 +188,8 @@ def list_deposits(call: Call) -> Result:
     if unmatched not in (None, "true", "false"):
         raise InvalidRequest("unmatched must be true or false", code="INVALID_PARAMETER")
     limit = _int_param(call, "limit", 20, 1, 100) or 20
+    from usdt_gateway import deposits
+
     return deposits.list_deposits(
         call.principal.merchant_id, unmatched_only=unmatched == "true", limit=limit, cursor=call.request.param("cursor")
     )
@@ -208,6 +211,8 @@ def list_deposits(call: Call) -> Result:
 def attach_deposit(call: Call[AttachDepositRequest]) -> Result:
     assert call.principal is not None
     logger.thread_safe_append_keys(order_id=call.body.order_id, deposit_id=call.params["depositId"])
+    from usdt_gateway import deposits
+
     order = deposits.attach(call.principal.merchant_id, call.params["depositId"], call.body.order_id)
     return orders.to_view(order)
 
@@ -291,6 +296,8 @@ def list_webhook_deliveries(call: Call) -> Result:
     if order_id is not None and not ORDER_ID.match(order_id):
         raise InvalidRequest("orderId must be 1-64 characters of A-Z a-z 0-9 _ - . :", code="INVALID_PARAMETER")
     outcome = _choice(call, "outcome", tuple(s.value for s in DeliveryStatus))
+    from usdt_gateway.webhooks import deliveries
+
     return deliveries.list_deliveries(
         call.principal.merchant_id,
         order_id=order_id,
@@ -317,6 +324,8 @@ def list_webhook_deliveries(call: Call) -> Result:
 def resend_webhook(call: Call) -> Result:
     assert call.principal is not None
     logger.thread_safe_append_keys(delivery_id=call.params["deliveryId"])
+    from usdt_gateway.webhooks import deliveries
+
     return deliveries.resend(call.principal.merchant_id, call.params["deliveryId"])
 
 
