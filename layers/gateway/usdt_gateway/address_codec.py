@@ -44,7 +44,8 @@ _TRON_HEX = re.compile(r"41[0-9a-fA-F]{40}")
 
 
 def keccak256(data: bytes) -> bytes:
-    return keccak.new(digest_bits=256, data=data).digest()
+    digest: bytes = keccak.new(digest_bits=256, data=data).digest()
+    return digest
 
 
 # -- base58check ------------------------------------------------------------------------------
