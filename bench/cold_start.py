@@ -123,7 +123,7 @@ TRACED_ENV = {
 def _sample(code: str, env: dict[str, str]) -> dict[str, float]:
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-B", "-c", code], env=env, capture_output=True, text=True, check=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     result["process_ms"] = (time.perf_counter() - start) * 1000
     return result
 

@@ -789,7 +789,7 @@ def main() -> None:
             counter = _LogCounter(meter, base.handlers[0].formatter if base.handlers else None)
             base.addHandler(counter)
             for handler in base.handlers:  # counted, not printed
-                if isinstance(handler, logging.StreamHandler) and handler is not counter:
+                if isinstance(handler, logging.StreamHandler):  # the counter is a plain Handler
                     handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
             flow = Flow(stack, meter, Api(stack.base_url, key["apiKey"], key["secretKey"]))
 

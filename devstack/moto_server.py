@@ -73,7 +73,7 @@ def _transact_with_item_rollback(self: DynamoDBBackend, transact_items: list[dic
         except Exception:  # noqa: S112  (a malformed key: moto itself reports it below)
             continue
         snapshot.append((table_name, key, copy.deepcopy(current.to_json()["Attributes"]) if current else None))
-    ddb_models.copy = _CopyExceptTables  # type: ignore[assignment]
+    ddb_models.copy = _CopyExceptTables  # type: ignore[assignment,attr-defined]  # moto's own import of copy
     try:
         _moto_transact(self, transact_items)
     except Exception:
@@ -85,7 +85,7 @@ def _transact_with_item_rollback(self: DynamoDBBackend, transact_items: list[dic
                 self.put_item(table_name, attrs)
         raise
     finally:
-        ddb_models.copy = copy
+        ddb_models.copy = copy  # type: ignore[attr-defined]  # moto's own import of copy
 
 
 class AtomicMotoServer(ThreadedMotoServer):

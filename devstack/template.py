@@ -30,7 +30,7 @@ Template = dict[str, Any]
 _UNPREFIXED = {"Ref", "Condition"}
 
 
-class _CfnLoader(yaml.SafeLoader):
+class _CfnLoader(yaml.SafeLoader):  # type: ignore[misc]  # SafeLoader is Any without stubs
     """SafeLoader that turns CloudFormation short tags (!Ref, !Sub, ...) into their long forms."""
 
 

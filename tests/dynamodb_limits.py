@@ -326,10 +326,18 @@ def _key_conditions(request: dict[str, Any]) -> dict[str, Callable[[bytes], bool
     tests: dict[str, Callable[[bytes], bool]] = {}
     for a, low, high in re.findall(r"(#?\w+)\s+BETWEEN\s+(:\w+)\s+AND\s+(:\w+)", text, flags=re.IGNORECASE):
         lo, hi = val(low), val(high)
-        tests[attr(a)] = lambda x, lo=lo, hi=hi: lo <= x <= hi
+
+        def between(x: bytes, lo: bytes = lo, hi: bytes = hi) -> bool:
+            return lo <= x <= hi
+
+        tests[attr(a)] = between
     for a, prefix in re.findall(r"begins_with\s*\(\s*(#?\w+)\s*,\s*(:\w+)\s*\)", text):
         p = val(prefix)
-        tests[attr(a)] = lambda x, p=p: x.startswith(p)
+
+        def begins_with(x: bytes, p: bytes = p) -> bool:
+            return x.startswith(p)
+
+        tests[attr(a)] = begins_with
     compare: dict[str, Callable[[bytes, bytes], bool]] = {
         "=": lambda x, y: x == y,
         "<": lambda x, y: x < y,
@@ -339,7 +347,11 @@ def _key_conditions(request: dict[str, Any]) -> dict[str, Callable[[bytes], bool
     }
     for a, op, v in re.findall(r"(#?\w+)\s*(<=|>=|=|<|>)\s*(:\w+)", text):
         bound, fn = val(v), compare[op]
-        tests[attr(a)] = lambda x, bound=bound, fn=fn: fn(x, bound)
+
+        def compared(x: bytes, bound: bytes = bound, fn: Callable[[bytes, bytes], bool] = fn) -> bool:
+            return fn(x, bound)
+
+        tests[attr(a)] = compared
     return tests
 
 

@@ -91,7 +91,7 @@ def enable_network(
 
 def new_chain(anvil: Anvil, mp: pytest.MonkeyPatch, *, confirmations: int = 2) -> EvmChain:
     w3 = anvil.web3()
-    owner, payer = w3.eth.accounts[0], w3.eth.accounts[1]
+    owner, payer = w3.eth.accounts[0], w3.eth.accounts[1]  # type: ignore[misc]  # web3 types accounts as a 1-tuple
     token = deploy_token(w3, owner)
     mint(token, payer, usdt("1000000"), owner=owner)
     name = f"anvil-{secrets.token_hex(3)}"
@@ -273,25 +273,27 @@ def tron_scanner(network: str, urls: list[str], *, timeout: float = 2.0, **kwarg
 # --- the API calls the lifecycle tests make ------------------------------------------------------
 
 
-def create(api: ApiClient, chain: EvmChain | TronChain, amount: str = "25.00", **extra: object) -> dict:
+def create(api: ApiClient, chain: EvmChain | TronChain, amount: str = "25.00", **extra: object) -> dict[str, Any]:
     """Create an order on the test chain's network through the API; it must be created."""
     resp = api.create(network=chain.network, amount=amount, **extra)
     assert resp.status == 201, resp.body
-    return resp.body
+    order: dict[str, Any] = resp.body
+    return order
 
 
-def status(api: ApiClient, order: dict) -> dict:
+def status(api: ApiClient, order: dict[str, Any]) -> dict[str, Any]:
     """The order as GET /v1/payment/order/{orderId} returns it."""
     resp = api.request("GET", f"/v1/payment/order/{order['orderId']}")
     assert resp.status == 200
-    return resp.body
+    current: dict[str, Any] = resp.body
+    return current
 
 
-def order_events(api: ApiClient, order: dict) -> list[dict]:
+def order_events(api: ApiClient, order: dict[str, Any]) -> list[dict[str, Any]]:
     """The order's webhook events, as their bodies, in its event sequence."""
     reply = api.request("GET", "/v1/webhooks/deliveries", query=[("orderId", order["orderId"])])
     assert reply.status == 200, reply.body
-    bodies = []
+    bodies: list[dict[str, Any]] = []
     for d in reply.body["deliveries"]:
         item = store.get(*store.event_key(d["deliveryId"]))
         assert item is not None
@@ -299,7 +301,8 @@ def order_events(api: ApiClient, order: dict) -> list[dict]:
     return sorted(bodies, key=lambda b: b["sequence"])
 
 
-def deposits_listed(api: ApiClient, *, unmatched: bool) -> list[dict]:
+def deposits_listed(api: ApiClient, *, unmatched: bool) -> list[dict[str, Any]]:
     resp = api.request("GET", "/v1/deposits", query=[("unmatched", "true" if unmatched else "false")])
     assert resp.status == 200, resp.body
-    return resp.body["deposits"]
+    listed: list[dict[str, Any]] = resp.body["deposits"]
+    return listed

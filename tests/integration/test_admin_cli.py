@@ -33,13 +33,15 @@ def stored(pk: str, sk: str) -> dict[str, Any] | None:
 def new_shop(capsys: pytest.CaptureFixture[str]) -> str:
     code, out, _ = admin(capsys, "create-merchant", "--name", "CLI shop")
     assert code == 0
-    return out["merchantId"]
+    merchant_id: str = out["merchantId"]
+    return merchant_id
 
 
 def new_key(capsys: pytest.CaptureFixture[str], merchant_id: str) -> dict[str, str]:
     code, out, _ = admin(capsys, "create-key", "--merchant", merchant_id)
     assert code == 0
-    return out
+    key: dict[str, str] = out
+    return key
 
 
 def list_orders(handler: object, key: dict[str, str]) -> Any:
@@ -238,7 +240,8 @@ def test_set_address_checks_the_tron_checksum(capsys: pytest.CaptureFixture[str]
     assert "checksum" in json.loads(err)["message"]
     assert after_bad is None
     assert good == 0 and out["mode"] == "fixed" and out["address"] == VALID_TRON
-    assert stored(f"MERCHANT#{merchant_id}", "ADDRCFG#tron")["address"]["S"] == VALID_TRON
+    config = stored(f"MERCHANT#{merchant_id}", "ADDRCFG#tron")
+    assert config is not None and config["address"]["S"] == VALID_TRON
 
 
 def test_every_command_and_option_has_help_and_the_top_help_tells_the_scope_syntax(

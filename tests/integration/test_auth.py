@@ -223,7 +223,7 @@ def test_key_created_after_a_failed_lookup_works(
     chosen = "ak_" + uuid.uuid4().hex
     assert ApiClient(handler, chosen, "sk_unknown").request("GET", "/v1/payment/orders").status == 401
     tokens = iter([chosen.removeprefix("ak_"), "the-secret-part"])
-    monkeypatch.setattr(merchants.secrets, "token_urlsafe", lambda _n: next(tokens))
+    monkeypatch.setattr("usdt_gateway.merchants.secrets.token_urlsafe", lambda _n: next(tokens))
     # When that key is created
     key = merchants.create_api_key(merchant.merchant_id)
     monkeypatch.undo()
@@ -272,7 +272,12 @@ def test_an_oversized_body_is_refused_before_it_is_read(api: ApiClient, monkeypa
     # Given a 9.8 MB JSON body with a Signature-V1 header, and a JSON parser that counts its calls
     parsed: list[int] = []
     real_loads = json_module.loads
-    monkeypatch.setattr(json_module, "loads", lambda raw, **kw: parsed.append(len(raw)) or real_loads(raw, **kw))
+
+    def counting_loads(raw: str | bytes, **kw: Any) -> Any:
+        parsed.append(len(raw))
+        return real_loads(raw, **kw)
+
+    monkeypatch.setattr(json_module, "loads", counting_loads)
     raw = json.dumps({"network": "tron", "metadata": {"note": "x" * 9_800_000}}).encode()
     ts = now_ms()
     headers = {"API-Key": api.api_key, "Request-Time": ts, "Signature-V1": v1_signature(api.secret, ts, "")}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import boto3
 from bip_utils import Bip44, Bip44Changes, Bip44Coins
@@ -10,7 +12,9 @@ from bip_utils import Bip44, Bip44Changes, Bip44Coins
 from tests.integration.conftest import TABLE, Merchant, new_merchant
 
 
-def _create(merchant_id: str, order_id: str, amount: str = "25.00", network: str = "bsc") -> tuple[dict, bool]:
+def _create(
+    merchant_id: str, order_id: str, amount: str = "25.00", network: str = "bsc"
+) -> tuple[dict[str, Any], bool]:
     from usdt_gateway.orders import create_order
     from usdt_gateway.schemas import CreateOrderRequest
 
@@ -21,7 +25,7 @@ def _create(merchant_id: str, order_id: str, amount: str = "25.00", network: str
     return view.model_dump(by_alias=True), created
 
 
-def _race(fn, args: list[tuple]) -> list:
+def _race[T](fn: Callable[..., T], args: list[tuple[Any, ...]]) -> list[T]:
     with ThreadPoolExecutor(max_workers=len(args)) as pool:
         return list(pool.map(lambda a: fn(*a), args))
 

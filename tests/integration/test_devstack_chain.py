@@ -45,7 +45,8 @@ def statuses(stdout: str) -> list[tuple[float, str]]:
 
 
 def printed_txid(stdout: str) -> str:
-    (txid,) = re.findall(r"^txid (0x[0-9a-f]{64})", stdout, flags=re.MULTILINE)
+    found: list[str] = re.findall(r"^txid (0x[0-9a-f]{64})", stdout, flags=re.MULTILINE)
+    (txid,) = found
     return txid
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -17,6 +17,9 @@ from tests.integration.apiclient import ApiClient
 from tests.integration.chains import EvmChain, create, drive, evm_scanner, new_chain, status
 from tests.integration.conftest import Merchant
 from usdt_gateway import config, outbox, store
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 
 @pytest.fixture
@@ -43,7 +46,7 @@ def chain(settings_env: pytest.MonkeyPatch, queue: str) -> Iterator[EvmChain]:
 def queued(url: str) -> list[str]:
     """Event ids waiting in the queue, in the order they were sent (messages stay queued)."""
     sqs = boto3.client("sqs")
-    found: list[dict[str, Any]] = []
+    found: list[MessageTypeDef] = []
     while batch := sqs.receive_message(
         QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["SentTimestamp"]
     ).get("Messages", []):

@@ -107,7 +107,7 @@ def test_transactions_signed_in_kms_are_mined_and_move_the_keys_funds(anvil: Anv
     anvil.rpc("anvil_setBalance", [signer.address, hex(10**18)])
     alice, bob = Account.create().address, Account.create().address
     fee = int(w3.eth.get_block("latest")["baseFeePerGas"]) * 2 + 10**9
-    nonce = w3.eth.get_transaction_count(signer.address)
+    nonce = w3.eth.get_transaction_count(Web3.to_checksum_address(signer.address))
 
     # When an EIP-1559 and a legacy transaction, signed through KMS, are sent raw
     eip1559 = signer.sign_transaction(
@@ -134,7 +134,7 @@ def test_transactions_signed_in_kms_are_mined_and_move_the_keys_funds(anvil: Anv
     assert w3.eth.get_balance(alice) == 10**17
     assert w3.eth.get_balance(bob) == 2 * 10**17
     gas_paid = sum(int(r["gasUsed"]) * int(r["effectiveGasPrice"]) for r in receipts)
-    assert w3.eth.get_balance(signer.address) == 10**18 - 3 * 10**17 - gas_paid
+    assert w3.eth.get_balance(Web3.to_checksum_address(signer.address)) == 10**18 - 3 * 10**17 - gas_paid
 
 
 def test_a_kms_owner_key_signs_a_refund(anvil: Anvil, kms: Any, signer: KmsSigner) -> None:
@@ -142,7 +142,7 @@ def test_a_kms_owner_key_signs_a_refund(anvil: Anvil, kms: Any, signer: KmsSigne
     w3 = anvil.web3()
     snapshot = anvil.rpc("evm_snapshot")
     try:
-        deployer, relayer = w3.eth.accounts[0], w3.eth.accounts[1]
+        deployer, relayer = w3.eth.accounts[0], w3.eth.accounts[1]  # type: ignore[misc]  # web3 types accounts as a 1-tuple
         implementation = deploy_deposit_implementation(w3, deployer)
         factory = deploy_factory(
             w3, deployer, treasury=Account.create().address, owner=signer.address, implementation=implementation.address

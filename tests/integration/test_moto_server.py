@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from devstack.template import create_table
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +22,7 @@ def table(moto_server: str) -> str:
     return name
 
 
-def _put(table: str, pk: str, **extra: dict) -> dict:
+def _put(table: str, pk: str, **extra: AttributeValueTypeDef) -> TransactWriteItemTypeDef:
     return {
         "Put": {
             "TableName": table,
@@ -33,7 +37,7 @@ def test_failed_transaction_leaves_no_trace(moto_server: str, table: str) -> Non
     # Given an existing item with a counter at 1
     db.put_item(TableName=table, Item={"pk": {"S": "held"}, "sk": {"S": "X"}, "n": {"N": "1"}})
     db.put_item(TableName=table, Item={"pk": {"S": "taken"}, "sk": {"S": "X"}})
-    bump = {
+    bump: TransactWriteItemTypeDef = {
         "Update": {
             "TableName": table,
             "Key": {"pk": {"S": "held"}, "sk": {"S": "X"}},

@@ -49,7 +49,8 @@ def new_order_id() -> str:
 def expected_address(xpub: str, coin: Bip44Coins, index: int) -> str:
     """Deposit address `index` of an account xpub, derived independently with bip_utils."""
     chain = Bip44.FromExtendedKey(xpub, coin).Change(Bip44Changes.CHAIN_EXT)
-    return chain.AddressIndex(index).PublicKey().ToAddress()
+    address: str = chain.AddressIndex(index).PublicKey().ToAddress()
+    return address
 
 
 def random_evm_address() -> str:

@@ -34,7 +34,8 @@ def page_handler(gateway_env: dict[str, str]) -> Callable[..., Any]:
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.lambda_handler
+    handler: Callable[..., Any] = module.lambda_handler
+    return handler
 
 
 @pytest.fixture

@@ -39,7 +39,8 @@ def chain(settings_env: pytest.MonkeyPatch) -> Iterator[EvmChain]:
 def merchant_events(api: ApiClient, event_type: str) -> list[dict[str, Any]]:
     reply = api.request("GET", "/v1/webhooks/deliveries", query=[("type", event_type)])
     assert reply.status == 200, reply.body
-    return reply.body["deliveries"]
+    deliveries: list[dict[str, Any]] = reply.body["deliveries"]
+    return deliveries
 
 
 def transfer_request(chain: EvmChain, to: str, amount: str, sender: str | None = None, **fees: int) -> dict[str, Any]:
@@ -63,7 +64,7 @@ def receipt_gone(chain: EvmChain, txid: str) -> bool:
 def test_a_zero_value_transfer_from_a_victim_is_recorded_nowhere(api: ApiClient, chain: EvmChain) -> None:
     # Given an order, and an attacker who sends transferFrom(victim, order, 0): no allowance needed
     order = create(api, chain)
-    attacker = chain.w3.eth.accounts[7]
+    attacker = chain.w3.eth.accounts[7]  # type: ignore[misc]  # web3 types accounts as a 1-tuple
     tx = chain.token.functions.transferFrom(chain.payer, order["address"], 0).transact({"from": attacker})
     assert chain.w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
     scanner = evm_scanner(chain.network, [chain.anvil.url])

@@ -158,7 +158,8 @@ def test_a_block_whose_bloom_matches_by_chance_does_not_stall_the_scanner(api: A
     other = deploy_token(evm_chain.w3, evm_chain.owner)
     mint(other, evm_chain.payer, usdt("100"), owner=evm_chain.owner)
     evm_chain.anvil.rpc("evm_setAutomine", [False])
-    evm_chain.token.functions.transfer(evm_chain.w3.eth.accounts[7], usdt("25")).transact({"from": evm_chain.payer})
+    bystander = evm_chain.w3.eth.accounts[7]  # type: ignore[misc]  # web3 types accounts as a 1-tuple
+    evm_chain.token.functions.transfer(bystander, usdt("25")).transact({"from": evm_chain.payer})
     other.functions.transfer(order["address"], usdt("25")).transact({"from": evm_chain.payer})
     evm_chain.mine(1)
     evm_chain.anvil.rpc("evm_setAutomine", [True])
@@ -183,7 +184,7 @@ def test_a_block_whose_bloom_matches_by_chance_does_not_stall_the_scanner(api: A
 
 def test_the_gateway_computes_the_nodes_logs_bloom(evm_chain: EvmChain) -> None:
     # Given a block with one Transfer log
-    to = evm_chain.w3.eth.accounts[3]
+    to = evm_chain.w3.eth.accounts[3]  # type: ignore[misc]  # web3 types accounts as a 1-tuple
     evm_chain.pay(to, "1.00")
     rpc = JsonRpc(evm_chain.anvil.url)
     header = evm.headers(rpc, evm_chain.head(), evm_chain.head())[0]

@@ -218,7 +218,7 @@ def test_attach_refuses_unknown_deposits_and_orders(api: ApiClient, chain: EvmCh
 
 def test_fixed_address_orders_are_told_apart_by_their_tagged_amounts(handler: object, chain: EvmChain) -> None:
     # Given a merchant receiving on one fixed address, and two live orders of 25.00 on it
-    shop = chain.w3.eth.accounts[5]
+    shop = chain.w3.eth.accounts[5]  # type: ignore[misc]  # web3 types accounts as a 1-tuple
     fixed = new_merchant(fixed_evm=shop)
     client = ApiClient(handler, fixed.api_key, fixed.secret)
     first, second = create(client, chain, "25.00"), create(client, chain, "25.00")
@@ -409,10 +409,10 @@ def test_two_scanners_at_once_never_scan_a_range_twice(api: ApiClient, chain: Ev
         read = s.reader.transfers
 
         def recording(
-            recipients: Collection[str], start: int, end: int, read: Callable[..., list[Transfer]] = read
+            recipients: Collection[str], from_block: int, to_block: int, read: Callable[..., list[Transfer]] = read
         ) -> list[Transfer]:
-            ranges.append((start, end))
-            return read(recipients, start, end)
+            ranges.append((from_block, to_block))
+            return read(recipients, from_block, to_block)
 
         s.reader.transfers = recording  # type: ignore[method-assign]
     until = time.time() + 3.0
@@ -446,7 +446,7 @@ def test_expiry_racing_a_payment_leaves_the_order_confirmed(
     real_get = store.get
     raced: list[str] = []
 
-    def get_then_expire(pk: str, sk: str, **kw: object) -> dict | None:
+    def get_then_expire(pk: str, sk: str, **kw: object) -> dict[str, Any] | None:
         item = real_get(pk, sk, **kw)  # type: ignore[arg-type]
         if sk == "ORDER" and not raced and item and item["status"] == "pending":
             raced.append(pk)

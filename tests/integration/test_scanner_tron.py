@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
+from typing import Any
 
 import pytest
 
@@ -47,7 +48,7 @@ def chain(node: TronNode, settings_env: pytest.MonkeyPatch) -> TronChain:
     return new_tron_chain(node, settings_env)
 
 
-def summary(order: dict) -> list[tuple[str, bool, int]]:
+def summary(order: dict[str, Any]) -> list[tuple[str, bool, int]]:
     return [(d["txid"], d["final"], d["confirmations"]) for d in order["deposits"]]
 
 

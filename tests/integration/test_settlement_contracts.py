@@ -9,17 +9,18 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
+from eth_typing import ABIElement, ABIFunction, ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractEvent
 from web3.logs import DISCARD
-from web3.types import TxReceipt
+from web3.types import TxParams, TxReceipt, Wei
 
 from devstack.evm import CHAIN_ID, Anvil, deploy_token, mint, start_anvil
 from devstack.settlement_contracts import deploy_deposit_implementation, deploy_factory, deploy_test_token
@@ -57,7 +58,7 @@ class Merchant:
     def salt(self) -> bytes:
         return order_salt("merchant-1", f"ord_{secrets.token_hex(6)}")
 
-    def address(self, salt: bytes) -> str:
+    def address(self, salt: bytes) -> ChecksumAddress:
         return Web3.to_checksum_address(deposit_address(self.factory.address, self.implementation.address, salt))
 
     def clone(self, salt: bytes) -> Contract:
@@ -71,7 +72,7 @@ class Merchant:
 
     def send_raw(self, to: str, data: bytes, *, value: int = 1) -> TxReceipt:
         """Mine a transaction from the relayer with this calldata and some ether."""
-        tx = {"from": self.relayer, "to": to, "data": data, "value": value, "gas": GAS}
+        tx: TxParams = {"from": self.relayer, "to": to, "data": data, "value": Wei(value), "gas": GAS}
         return self.w3.eth.wait_for_transaction_receipt(self.w3.eth.send_transaction(tx), timeout=30)
 
     def sweep(self, token: Contract, salts: list[bytes]) -> TxReceipt:
@@ -130,7 +131,7 @@ def _fresh() -> str:
 
 
 def _new_merchant(w3: Web3, implementation: Contract | None = None) -> Merchant:
-    deployer, relayer = w3.eth.accounts[0], w3.eth.accounts[1]
+    deployer, relayer = w3.eth.accounts[0], w3.eth.accounts[1]  # type: ignore[misc]  # web3 types accounts as a 1-tuple
     implementation = implementation or deploy_deposit_implementation(w3, deployer)
     owner, treasury = Account.create(), _fresh()
     factory = deploy_factory(
@@ -269,7 +270,7 @@ def test_the_relayer_cannot_move_money_anywhere_but_the_treasury(merchant: Merch
     _pay(merchant, usdt, merchant.address(fresh), 60_000_000)
     before = {a: _balance(usdt, a) for a in (merchant.address(deployed), merchant.address(fresh))}
     # The state-changing functions the relayer can reach; a new one fails here until it is covered.
-    writes = {f["name"] for f in merchant.factory.abi + merchant.implementation.abi if _writes(f)}
+    writes = {f["name"] for f in [*merchant.factory.abi, *merchant.implementation.abi] if _writes(f)}
     assert writes == {"sweep", "refund", "transfer_token"}
 
     # When the relayer tries every path with hostile arguments
@@ -323,7 +324,7 @@ def test_the_relayer_cannot_move_money_anywhere_but_the_treasury(merchant: Merch
     assert _balance(usdt, relayer) == 0
 
 
-def _writes(entry: dict[str, Any]) -> bool:
+def _writes(entry: ABIElement) -> TypeGuard[ABIFunction]:
     return entry.get("type") == "function" and entry.get("stateMutability") not in ("view", "pure")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 import pytest
 from eth_account import Account
+from eth_typing import HexStr
 from web3 import Web3
 from web3.contract import Contract
 
@@ -132,7 +133,7 @@ class Setup:
             self.signer,
             fees=fees or self.fees,
             lease_ms=LEASE_MS,
-            **({"hook": hook} if hook else {}),
+            hook=hook or (lambda step: None),
         )
 
     def request(self, salts: list[bytes] | None = None, token: str | None = None) -> SweepRequest:
@@ -153,11 +154,13 @@ class Setup:
     def pool(self) -> dict[int, str]:
         """The relayer's transactions waiting in the node's pool: nonce -> hash."""
         pending = self.anvil.rpc("txpool_content")["pending"]
-        mine = next((txs for sender, txs in pending.items() if sender.lower() == self.signer.address.lower()), {})
+        mine: dict[str, Any] = next(
+            (txs for sender, txs in pending.items() if sender.lower() == self.signer.address.lower()), {}
+        )
         return {int(nonce): tx["hash"] for nonce, tx in mine.items()}
 
     def chain_nonce(self) -> int:
-        return int(self.w3.eth.get_transaction_count(self.signer.address))
+        return int(self.w3.eth.get_transaction_count(Web3.to_checksum_address(self.signer.address)))
 
     def stored_hashes(self) -> tuple[str, ...]:
         state = read_state(self.network.name)
@@ -169,7 +172,7 @@ def _fund_deposits(
     w3: Web3, factory: Contract, implementation: str, token: Contract, owner: str
 ) -> tuple[list[bytes], list[str]]:
     salts = [order_salt("merchant-1", f"ord_{secrets.token_hex(6)}") for _ in AMOUNTS]
-    deposits = [Web3.to_checksum_address(deposit_address(factory.address, implementation, s)) for s in salts]
+    deposits: list[str] = [Web3.to_checksum_address(deposit_address(factory.address, implementation, s)) for s in salts]
     for address, amount in zip(deposits, AMOUNTS, strict=True):
         mint(token, address, amount, owner=owner)
     return salts, deposits
@@ -249,7 +252,7 @@ def assert_swept_once(s: Setup, progress: Progress) -> None:
 
 def test_a_sweep_is_sent_mined_and_completed_once_final_with_its_gas_recorded(setup: Setup) -> None:
     s = setup
-    ether_before = s.w3.eth.get_balance(s.signer.address)
+    ether_before = s.w3.eth.get_balance(Web3.to_checksum_address(s.signer.address))
     request = s.request()
 
     # When a run takes the sweep: it is signed, stored and sent (nothing mined yet)
@@ -279,10 +282,10 @@ def test_a_sweep_is_sent_mined_and_completed_once_final_with_its_gas_recorded(se
     assert settlement.status is SettlementStatus.COMPLETED
     assert settlement.tx_hash == attempt.tx_hash and settlement.hashes == (attempt.tx_hash,)
     assert settlement.nonce == 0 and settlement.salts == tuple("0x" + x.hex() for x in s.salts)
-    receipt = s.w3.eth.get_transaction_receipt(attempt.tx_hash)
+    receipt = s.w3.eth.get_transaction_receipt(HexStr(attempt.tx_hash))
     assert settlement.mined is not None and settlement.mined.block_hash == "0x" + bytes(receipt["blockHash"]).hex()
     assert settlement.gas_paid == receipt["gasUsed"] * receipt["effectiveGasPrice"] > 0
-    assert s.w3.eth.get_balance(s.signer.address) == ether_before - settlement.gas_paid
+    assert s.w3.eth.get_balance(Web3.to_checksum_address(s.signer.address)) == ether_before - settlement.gas_paid
     # and the relayer is free: nothing left to do, nothing sent again
     assert s.relayer().run().outcome is Outcome.IDLE
     assert s.rpc.sent == [attempt.raw]
@@ -502,7 +505,7 @@ def test_on_a_chain_without_eip_1559_the_sweep_is_a_legacy_transaction_replaced_
         s.mine()
         progress = s.relayer(fees=fees).run()
     assert_swept_once(s, progress)
-    receipt = s.w3.eth.get_transaction_receipt(replacement.tx_hash)
+    receipt = s.w3.eth.get_transaction_receipt(HexStr(replacement.tx_hash))
     assert receipt["type"] == 0 and receipt["status"] == 1
 
 
@@ -631,7 +634,7 @@ def test_a_block_no_longer_canonical_at_its_height_is_not_final(setup: Setup) ->
     s.mine(CONFIRMATIONS)
     state = read_state(s.network.name)
     assert state is not None and state.sweep is not None
-    height = int(s.w3.eth.get_transaction_receipt(state.sweep.hashes[0])["blockNumber"])
+    height = int(s.w3.eth.get_transaction_receipt(HexStr(state.sweep.hashes[0]))["blockNumber"])
 
     # Given a node that still has the receipt but another block at its height
     s.rpc.other_fork[height] = "0x" + "ee" * 32

@@ -74,6 +74,7 @@ def test_evm_status_shows_heads_cursor_lag_and_the_endpoint_that_is_down(
         (net,) = after["networks"]
         # Then it shows the live head and final block, the cursor, the lag, each endpoint by host
         head = chain.head()
+        assert state.final_block is not None
         assert (net["head"], net["final"], net["cursor_block"]) == (head, head - 1, state.final_block)
         assert net["lag_blocks"] == head - state.final_block and 0 <= net["lag_seconds"] < 60
         assert net["cursor_updated_at"] <= time.time() * 1000
@@ -166,6 +167,7 @@ def test_tron_status_reads_the_full_node_and_names_endpoints_without_their_keys(
         node.head,
         node.head - 2,
     )
+    assert state.final_block is not None
     assert (net["cursor_block"], net["lag_blocks"]) == (state.final_block, node.head - state.final_block)
     # And the endpoint that is down, by its configured name; never the key
     assert (down["endpoint"], down["ok"]) == ("backup", False) and down["error"].startswith("backup: ")

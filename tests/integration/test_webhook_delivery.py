@@ -223,7 +223,8 @@ def test_after_the_last_attempt_the_event_is_dead_and_in_the_dlq(
         assert queue_bodies(webhook_queues.dlq) == [{"eventId": event_id}]
         assert queue_bodies(webhook_queues.queue) == []
         (error,) = [r for r in caplog.records if r.levelname == "ERROR"]
-        assert (error.attempt, error.status_code, error.outcome) == (4, 503, "dead")
+        fields = vars(error)  # the log call's extra keys
+        assert (fields["attempt"], fields["status_code"], fields["outcome"]) == (4, 503, "dead")
         dead = api.request("GET", DELIVERIES, query=[("outcome", "dead")]).body["deliveries"]
         assert [d["deliveryId"] for d in dead] == [event_id]
         # When the receiver is fixed and the event resent

@@ -22,7 +22,8 @@ DELIVERIES = "/v1/webhooks/deliveries"
 def set_url(api: ApiClient, url: str) -> dict[str, Any]:
     reply = api.request("PUT", ENDPOINT, {"url": url})
     assert reply.status == 200, reply.body
-    return reply.body
+    endpoint: dict[str, Any] = reply.body
+    return endpoint
 
 
 def cancelled_order(api: ApiClient, **fields: Any) -> tuple[str, str]:

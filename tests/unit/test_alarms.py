@@ -91,7 +91,10 @@ def dashboard_body(template: dict[str, Any]) -> dict[str, Any]:
         name, _, attr = ref.partition(".")
         assert name.startswith("AWS::") or name in resources or name in parameters, ref
         assert not attr or name in resources, ref
-    return json.loads(re.sub(r"\$\{([^}]+)\}", lambda m: "1" if m.group(1) in parameters else "x", sub))
+    document: dict[str, Any] = json.loads(
+        re.sub(r"\$\{([^}]+)\}", lambda m: "1" if m.group(1) in parameters else "x", sub)
+    )
+    return document
 
 
 def dashboard_metrics(body: dict[str, Any]) -> list[tuple[str, str, dict[str, str]]]:

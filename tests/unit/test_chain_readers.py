@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -44,12 +45,12 @@ def test_calls_grow_with_address_chunks_and_block_ranges_not_orders() -> None:
     recipients = [random_evm() for _ in range(2500)]
     # When one scan runs
     evm.transfers(
-        rpc,
+        rpc,  # type: ignore[arg-type]  # a fake with JsonRpc's call()
         network="eth",
         token=TOKEN,
         recipients=recipients,
         from_block=100,
-        to_block=124,  # type: ignore[arg-type]
+        to_block=124,
         max_range=10,
     )
     # Then it made ceil(2500/1000) x ceil(25/10) = 9 calls, each within the limits
@@ -66,12 +67,12 @@ def test_no_addresses_no_calls() -> None:
     rpc = RecordingRpc()
     assert (
         evm.transfers(
-            rpc,
+            rpc,  # type: ignore[arg-type]  # a fake with JsonRpc's call()
             network="eth",
             token=TOKEN,
             recipients=[],
             from_block=1,
-            to_block=5,  # type: ignore[arg-type]
+            to_block=5,
             max_range=10,
         )
         == []
@@ -202,12 +203,12 @@ def test_a_range_the_provider_refuses_is_split_until_it_passes() -> None:
     rpc = LimitedRpc(3, shop)
     # When 10 blocks are scanned
     found = evm.transfers(
-        rpc,
+        rpc,  # type: ignore[arg-type]  # a fake with JsonRpc's call()
         network="eth",
         token=TOKEN,
         recipients=[shop],
         from_block=1,
-        to_block=10,  # type: ignore[arg-type]
+        to_block=10,
         max_range=10,
     )
     # Then every block's transfer is found once, in order, through halved ranges
@@ -224,11 +225,11 @@ def test_a_single_block_still_refused_is_the_endpoints_failure() -> None:
     # Then the scan gives up after halving down to one block (about log2(range) calls), not 2x range
     with pytest.raises(RpcError):
         evm.transfers(
-            rpc,
+            rpc,  # type: ignore[arg-type]  # a fake with JsonRpc's call()
             network="eth",
             token=TOKEN,
             recipients=[rpc.recipient],
-            from_block=1,  # type: ignore[arg-type]
+            from_block=1,
             to_block=1024,
             max_range=1024,
         )
@@ -482,7 +483,7 @@ class Batches:
         self.sizes.append(1)
         return params[0]
 
-    def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+    def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
         if len(calls) > self.limit:
             raise RpcError(-32600, "batch too large")
         self.sizes.append(len(calls))
@@ -498,7 +499,7 @@ class Batches:
 
 def test_a_batch_the_endpoint_refuses_is_halved_and_failed_items_are_asked_again() -> None:
     rpc = Batches(limit=30, failing={5})
-    assert call_many(rpc, [("echo", [n]) for n in range(100)], size=100) == list(range(100))  # type: ignore[arg-type]
+    assert call_many(rpc, [("echo", [n]) for n in range(100)], size=100) == list(range(100))
     assert max(rpc.sizes) <= 30 and 1 in rpc.sizes
 
 

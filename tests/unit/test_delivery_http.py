@@ -142,7 +142,7 @@ def start_server(tls: ssl.SSLContext | None = None) -> Server:
     state = Server(httpd)
     httpd.state = state  # type: ignore[attr-defined]
     if tls is not None:
-        tls.sni_callback = lambda sslobj, name, context: state.server_names.append(name)  # type: ignore[assignment]
+        tls.sni_callback = lambda sslobj, name, context: state.server_names.append(name)
         httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return state

@@ -6,7 +6,7 @@ one it refuses never tries."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import botocore.exceptions
 import botocore.session
@@ -15,6 +15,9 @@ from botocore.config import Config
 
 from tests import dynamodb_limits
 from tests.dynamodb_limits import LimitExceeded
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 TABLE = "limits"
 
@@ -161,7 +164,7 @@ def test_the_checker_refuses_what_dynamodb_refuses(client: Any, case: str) -> No
 
 def test_requests_within_the_limits_go_through(client: Any) -> None:
     # Given requests at the limits: keys of 2048 and 1024 bytes, a starting key inside the range
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: client.get_item(TableName=TABLE, Key=key(pk="x" * 2048, sk="y" * 1024)),
         lambda: client.query(**index_query(ExclusiveStartKey=order_index_start())),
         lambda: client.put_item(TableName=TABLE, Item={**key(), "n": {"N": "9" * 38}}),
@@ -178,8 +181,9 @@ def test_the_checker_is_on_every_dynamodb_client_of_the_run() -> None:
     # Given a client made the way the gateway makes its own (usdt_gateway.aws)
     from usdt_gateway import aws
 
-    gateway_client = aws._session().create_client(
-        "dynamodb", region_name="us-east-1", endpoint_url="http://127.0.0.1:9"
+    gateway_client = cast(
+        "DynamoDBClient",
+        aws._session().create_client("dynamodb", region_name="us-east-1", endpoint_url="http://127.0.0.1:9"),
     )
     # When it asks for an item under a 2,100-byte key
     # Then it is refused before any connection is tried

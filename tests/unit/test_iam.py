@@ -66,8 +66,9 @@ def _functions(template: Template) -> dict[str, dict[str, Any]]:
 
 
 def _handler_file(props: dict[str, Any]) -> Path:
-    module = props["Handler"].rpartition(".")[0]
-    return REPO_ROOT / props["CodeUri"] / (module.replace(".", "/") + ".py")
+    module: str = props["Handler"].rpartition(".")[0]
+    code_uri: str = props["CodeUri"]
+    return REPO_ROOT / code_uri / (module.replace(".", "/") + ".py")
 
 
 def _statements(template: Template, props: dict[str, Any]) -> list[dict[str, Any]]:

@@ -29,7 +29,8 @@ def amounts(draw: st.DrawFn, decimals: int) -> str:
 def expected_units(text: str, decimals: int) -> int:
     """Base units from the digits themselves, with no Decimal arithmetic at all."""
     whole, _, fraction = text.partition(".")
-    return int(whole) * 10**decimals + int(fraction.ljust(decimals, "0") or "0")
+    scale: int = 10**decimals
+    return int(whole) * scale + int(fraction.ljust(decimals, "0") or "0")
 
 
 @pytest.mark.parametrize("decimals", [6, 18])

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from botocore.stub import Stubber
 
-from usdt_gateway import aws, config, scan_jobs
+from usdt_gateway import aws, config, observability, scan_jobs
 from usdt_gateway.chain.readers import EvmReader, TronReader
 from usdt_gateway.config import ConfigError
 from usdt_gateway.scanner import DEPOSIT_WORKERS
@@ -50,7 +50,7 @@ def warnings_logged() -> Iterator[list[logging.LogRecord]]:
             records.append(record)
 
     handler = Collect(level=logging.WARNING)
-    target = logging.getLogger(scan_jobs.logger.name)
+    target = logging.getLogger(observability.logger.name)  # the logger scan_jobs writes to
     target.addHandler(handler)
     yield records
     target.removeHandler(handler)

@@ -8,7 +8,7 @@ import secrets
 from dataclasses import replace
 
 import pytest
-from eth_abi import encode
+from eth_abi.abi import encode
 from web3 import Web3
 
 from devstack.settlement_contracts import artifact

@@ -104,7 +104,12 @@ def test_unpadded_base64_is_the_same_key() -> None:
 
 def test_secrets_issued_by_create_merchant_sign_and_verify(monkeypatch: pytest.MonkeyPatch) -> None:
     stored: list[dict[str, Any]] = []
-    monkeypatch.setattr(merchants.store, "put_new", lambda item: stored.append(item) or True)
+
+    def put_new(item: dict[str, Any]) -> bool:
+        stored.append(item)
+        return True
+
+    monkeypatch.setattr("usdt_gateway.merchants.store.put_new", put_new)
     monkeypatch.setattr(merchants, "encrypt", lambda plaintext, context: "cipher")
     secret = merchants.create_merchant("shop")["webhookSecret"]
     assert stored and len(secret_key(secret)) == 24

@@ -44,7 +44,8 @@ _TRON_HEX = re.compile(r"41[0-9a-fA-F]{40}")
 
 
 def keccak256(data: bytes) -> bytes:
-    return _load_keccak().new(digest_bits=256, data=data).digest()
+    digest: bytes = _load_keccak().new(digest_bits=256, data=data).digest()
+    return digest
 
 
 # -- base58check ------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def to_base_units(value: Decimal, decimals: int) -> int:
     sign, coefficient, exponent = _finite(value)
     shift = exponent + decimals
     # A negative shift only cuts zeros: decimal_places checked there are no more significant digits.
-    units = coefficient * 10**shift if shift >= 0 else coefficient // 10**-shift
+    units: int = coefficient * 10**shift if shift >= 0 else coefficient // 10**-shift
     return -units if sign else units
 
 

@@ -10,7 +10,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -103,8 +103,9 @@ def test_create_get_list_cancel(client: Client) -> None:
 
     # Then each is a typed pending order with what the payer needs, amounts exact
     first = made[0]
-    assert isinstance(first, Order) and first.status is OrderStatus.PENDING and first.status == "pending"
-    assert (first.amount, first.requested_amount, first.paid_amount) == (Decimal("10.50"), Decimal("10.50"), 0)
+    assert isinstance(first, Order) and first.status is OrderStatus.PENDING
+    assert first.status == "pending"  # type: ignore[comparison-overlap]  # a str enum equals its value
+    assert (first.amount, first.requested_amount, first.paid_amount) == (Decimal("10.50"), Decimal("10.50"), Decimal(0))
     assert [o.amount for o in made] == [Decimal("10.50"), Decimal("11.00"), Decimal("12.00")]
     assert first.network == "local" and first.chain_id == 31337 and first.address.startswith("0x")
     assert first.payment_url.endswith(first.public_id) and first.qr_code_data.startswith("data:image/png;base64,")
@@ -206,10 +207,11 @@ def test_wrong_secret_or_key_raises_auth_error_with_the_code(stack: Stack, versi
     unknown_key = Client(m["baseUrl"], "ak_unknown", m["secretKey"], signature_version=version)
     # When they read and write
     # Then each is refused with 401 and the code that says why
-    for call in (
+    calls: tuple[Callable[[Client], object], ...] = (
         lambda c: c.get_order("whatever"),
         lambda c: c.create_order(order_id=new_id(), amount="5.00", network="local"),
-    ):
+    )
+    for call in calls:
         with pytest.raises(AuthError) as wrong:
             call(bad_secret)
         assert (wrong.value.status, wrong.value.code) == (401, "INVALID_SIGNATURE")

@@ -38,7 +38,7 @@ class RetryPolicy:
     max_retry_after: float = 60.0
 
     def backoff(self, retry: int) -> float:
-        cap = min(self.max_delay, self.base_delay * (2**retry))
+        cap: float = min(self.max_delay, self.base_delay * (2**retry))
         return cap / 2 + random.uniform(0, cap / 2)
 
     def delay(self, retry: int, retry_after: float | None) -> float | None:

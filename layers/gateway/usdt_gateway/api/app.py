@@ -17,6 +17,7 @@ from typing_extensions import TypeVar
 
 from usdt_gateway import auth, jsonbody, ratelimit
 from usdt_gateway.api import cors
+from usdt_gateway.api.resolver import exception_handler
 from usdt_gateway.config import settings
 from usdt_gateway.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from usdt_gateway.http import Request, request_base_url
@@ -201,14 +202,14 @@ def _refused(status: int, code: str) -> None:
     )
 
 
-@app.exception_handler(ValidationError)
+@exception_handler(app, ValidationError)
 def _invalid(exc: ValidationError) -> Response[str]:
     message = "; ".join(_describe(dict(e)) for e in exc.errors())
     _refused(400, "VALIDATION_ERROR")
     return json_response(400, {"code": "VALIDATION_ERROR", "message": message})
 
 
-@app.exception_handler(GatewayError)
+@exception_handler(app, GatewayError)
 def _domain(exc: GatewayError) -> Response[str]:
     if exc.status >= 500:
         logger.error("request failed", extra={"code": exc.code})
@@ -217,7 +218,7 @@ def _domain(exc: GatewayError) -> Response[str]:
     return json_response(exc.status, {"code": exc.code, "message": exc.message}, exc.headers)
 
 
-@app.exception_handler(Exception)
+@exception_handler(app, Exception)
 def _unexpected(exc: Exception) -> Response[str]:
     logger.exception("unhandled error")
     request_id = app.current_event.request_context.request_id

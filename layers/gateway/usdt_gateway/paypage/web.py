@@ -17,6 +17,7 @@ from urllib.parse import quote, urlencode
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
 from usdt_gateway import orders, ratelimit
+from usdt_gateway.api.resolver import exception_handler
 from usdt_gateway.errors import Blocked, NotFound, RateLimited
 from usdt_gateway.observability import logger
 from usdt_gateway.paypage import assets, i18n
@@ -99,12 +100,12 @@ def asset(asset: str) -> Response[str]:
     return Response(status_code=200, content_type=found.content_type, body=found.body, headers=dict(ASSET_HEADERS))
 
 
-@app.exception_handler(NotFound)
+@exception_handler(app, NotFound)
 def _unknown_payment(exc: NotFound) -> Response[str]:
     return _html(404, render_message(_language(), "not_found_title", "not_found_text"))
 
 
-@app.exception_handler([RateLimited, Blocked])
+@exception_handler(app, [RateLimited, Blocked])
 def _too_many(exc: RateLimited | Blocked) -> Response[str]:
     response = _html(exc.status, render_message(_language(), "too_many_title", "too_many_text"))
     response.headers.update(exc.headers)  # Retry-After
@@ -116,7 +117,7 @@ def _no_route(exc: Exception) -> Response[str]:
     return _html(404, render_message(_language(), "not_found_title", "not_found_text"))
 
 
-@app.exception_handler(Exception)
+@exception_handler(app, Exception)
 def _unexpected(exc: Exception) -> Response[str]:
     logger.exception("payment page failed")
     return _html(500, render_message(_language(), "error_title", "error_text"))

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import contextvars
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor
 
 
 class ThreadedBatchProcessor(BatchProcessor):
-    def process(self) -> list[tuple]:
+    def process(self) -> list[tuple[Any, ...]]:
         if not self.records:
             return []
         # Each record in a copy of the invocation's context (its thread-local log keys), as the
