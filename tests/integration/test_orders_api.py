@@ -314,6 +314,8 @@ def _metadata(n: int) -> dict[str, str]:
         ({"metadata": {"cart": {"sku": "a"}}}, "VALIDATION_ERROR", "metadata"),
         ({"metadata": _metadata(21)}, "VALIDATION_ERROR", "metadata"),
         ({"metadata": {"n": 10**40}}, "VALIDATION_ERROR", "metadata"),
+        ({"metadata": {"n": 2.5}}, "VALIDATION_ERROR", "metadata"),
+        ({"metadata": {"n": 1e38}}, "VALIDATION_ERROR", "metadata"),
     ],
 )
 def test_invalid_create_is_refused_and_writes_nothing(
@@ -410,6 +412,15 @@ def test_same_order_id_with_other_parameters_conflicts(api: ApiClient) -> None:
     assert (other.status, other.body["code"]) == (409, "ORDER_ID_CONFLICT")
     assert table_item_count() == count
     assert api.request("GET", f"{ORDER_PATH}/{order_id}").body["amount"] == "20.00"
+
+
+def test_an_integer_written_with_a_fraction_is_metadata_int(api: ApiClient) -> None:
+    # Given metadata integers written as JSON Schema allows them (-6004801.0 is an integer there)
+    created = api.create(metadata={"qty": 3.0, "ref": -6004801.0, "big": 99999999999999999999999999999999999999})
+    # Then the order keeps them as the integers they are
+    assert created.status == 201, created.body
+    assert created.body["metadata"] == {"qty": 3, "ref": -6004801, "big": 10**38 - 1}
+    assert all(type(v) is int for v in created.body["metadata"].values())
 
 
 # --- get ----------------------------------------------------------------------------------

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from usdt_gateway.money import AMOUNT_PATTERN, MAX_AMOUNT_CHARS
 
@@ -16,9 +26,21 @@ NEXT_CURSOR = (
 )
 OrderIdStr = Annotated[str, StringConstraints(pattern=ORDER_ID_PATTERN)]
 MetaKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-.]{1,40}$")]
-# DynamoDB numbers hold at most 38 significant digits. Strict: a JSON number with a fraction or an
-# exponent (2.0, 1e999999999) is no metadata int, and converting the latter would take minutes.
-MetaInt = Annotated[StrictInt, Field(ge=-(10**38 - 1), le=10**38 - 1)]
+# DynamoDB numbers hold at most 38 significant digits.
+META_INT_MAX = 10**38 - 1
+
+
+def _integral(value: object) -> object:
+    """A JSON number written with a fraction or an exponent (2.0, 1e2) is an integer to JSON Schema,
+    as the document says: it is taken as that int when it has no fractional part and fits. The bound
+    is checked on the Decimal first: converting 1e999999999 to an int would take minutes."""
+    bounded = isinstance(value, Decimal) and value.is_finite() and -META_INT_MAX <= value <= META_INT_MAX
+    if bounded and isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    return value
+
+
+MetaInt = Annotated[StrictInt, Field(ge=-META_INT_MAX, le=META_INT_MAX), BeforeValidator(_integral)]
 MetaValue = Annotated[str, StringConstraints(max_length=256)] | MetaInt | StrictBool | None  # 1.0 is no True
 # additionalProperties false: the document says what validation does, a key outside the pattern is refused.
 Metadata = Annotated[dict[MetaKey, MetaValue], Field(max_length=20, json_schema_extra={"additionalProperties": False})]
