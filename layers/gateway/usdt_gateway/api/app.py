@@ -60,9 +60,16 @@ class Call(Generic[BodyT]):
     """What a route function receives: the body validated as its route's model."""
 
     request: Request
-    principal: auth.Principal | None
+    principal: auth.Principal | None  # None on a public route only
     body: BodyT
     params: dict[str, str]
+
+    @property
+    def merchant_id(self) -> str:
+        """The authenticated merchant of a private route (`route` authenticated it before the call)."""
+        if self.principal is None:
+            raise RuntimeError("a public route has no merchant")
+        return self.principal.merchant_id
 
 
 Result = BaseModel | tuple[BaseModel, int]

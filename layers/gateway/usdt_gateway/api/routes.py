@@ -51,9 +51,8 @@ PRIVATE_ERRORS = (400, 401, 403, 418, 429)
     )
 )
 def create_order(call: Call[CreateOrderRequest]) -> Result:
-    assert call.principal is not None
     logger.thread_safe_append_keys(order_id=call.body.order_id)
-    view, created = orders.create_order(call.principal.merchant_id, call.body)
+    view, created = orders.create_order(call.merchant_id, call.body)
     if created:
         count_per_network("OrdersCreated", view.network)
     logger.info(
@@ -76,11 +75,10 @@ def create_order(call: Call[CreateOrderRequest]) -> Result:
     )
 )
 def get_order(call: Call) -> Result:
-    assert call.principal is not None
     # Checked before it reaches a log line or a key: a path id can be kilobytes of anything.
     order_id = path_ids.order_id(call.params["orderId"])
     logger.thread_safe_append_keys(order_id=order_id)
-    return orders.get_order(call.principal.merchant_id, order_id)
+    return orders.get_order(call.merchant_id, order_id)
 
 
 # The index sorts on 13-digit creation times; a 14-digit bound would compare as text out of order.
@@ -128,14 +126,13 @@ def _int_param(call: Call, name: str, default: int | None, low: int, high: int) 
     )
 )
 def list_orders(call: Call) -> Result:
-    assert call.principal is not None
     raw_status = call.request.param("status")
     if raw_status is not None and raw_status not in OrderStatus._value2member_map_:
         raise InvalidRequest(
             f"status must be one of {', '.join(s.value for s in OrderStatus)}", code="INVALID_PARAMETER"
         )
     return orders.list_orders(
-        call.principal.merchant_id,
+        call.merchant_id,
         status=OrderStatus(raw_status) if raw_status else None,
         created_from=_int_param(call, "from", None, 0, MAX_TIME_MS),
         created_to=_int_param(call, "to", None, 0, MAX_TIME_MS),
@@ -157,10 +154,9 @@ def list_orders(call: Call) -> Result:
     )
 )
 def cancel_order(call: Call) -> Result:
-    assert call.principal is not None
     order_id = path_ids.order_id(call.params["orderId"])
     logger.thread_safe_append_keys(order_id=order_id)
-    return orders.cancel_order(call.principal.merchant_id, order_id)
+    return orders.cancel_order(call.merchant_id, order_id)
 
 
 DEPOSITS_QUERY = {
@@ -183,7 +179,6 @@ DEPOSITS_QUERY = {
     )
 )
 def list_deposits(call: Call) -> Result:
-    assert call.principal is not None
     unmatched = call.request.param("unmatched")
     if unmatched not in (None, "true", "false"):
         raise InvalidRequest("unmatched must be true or false", code="INVALID_PARAMETER")
@@ -191,7 +186,7 @@ def list_deposits(call: Call) -> Result:
     from usdt_gateway import deposits
 
     return deposits.list_deposits(
-        call.principal.merchant_id, unmatched_only=unmatched == "true", limit=limit, cursor=call.request.param("cursor")
+        call.merchant_id, unmatched_only=unmatched == "true", limit=limit, cursor=call.request.param("cursor")
     )
 
 
@@ -209,11 +204,10 @@ def list_deposits(call: Call) -> Result:
     )
 )
 def attach_deposit(call: Call[AttachDepositRequest]) -> Result:
-    assert call.principal is not None
     logger.thread_safe_append_keys(order_id=call.body.order_id, deposit_id=call.params["depositId"])
     from usdt_gateway import deposits
 
-    order = deposits.attach(call.principal.merchant_id, call.params["depositId"], call.body.order_id)
+    order = deposits.attach(call.merchant_id, call.params["depositId"], call.body.order_id)
     return orders.to_view(order)
 
 
@@ -291,7 +285,6 @@ def _choice(call: Call, name: str, allowed: tuple[str, ...]) -> str | None:
     )
 )
 def list_webhook_deliveries(call: Call) -> Result:
-    assert call.principal is not None
     order_id = call.request.param("orderId")
     if order_id is not None and not ORDER_ID.match(order_id):
         raise InvalidRequest("orderId must be 1-64 characters of A-Z a-z 0-9 _ - . :", code="INVALID_PARAMETER")
@@ -299,7 +292,7 @@ def list_webhook_deliveries(call: Call) -> Result:
     from usdt_gateway.webhooks import deliveries
 
     return deliveries.list_deliveries(
-        call.principal.merchant_id,
+        call.merchant_id,
         order_id=order_id,
         event_type=_choice(call, "type", WEBHOOK_EVENT_TYPES),
         outcome=DeliveryStatus(outcome) if outcome else None,
@@ -322,11 +315,10 @@ def list_webhook_deliveries(call: Call) -> Result:
     )
 )
 def resend_webhook(call: Call) -> Result:
-    assert call.principal is not None
     logger.thread_safe_append_keys(delivery_id=call.params["deliveryId"])
     from usdt_gateway.webhooks import deliveries
 
-    return deliveries.resend(call.principal.merchant_id, call.params["deliveryId"])
+    return deliveries.resend(call.merchant_id, call.params["deliveryId"])
 
 
 @route(
@@ -344,11 +336,10 @@ def resend_webhook(call: Call) -> Result:
     )
 )
 def send_test_webhook(call: Call[WebhookTestRequest]) -> Result:
-    assert call.principal is not None
     # Imported here: the HTTP client (ssl, http.client) stays off every other request's cold start.
     from usdt_gateway.webhooks import ping
 
-    return ping.send_test(call.principal.merchant_id, call.body.url)
+    return ping.send_test(call.merchant_id, call.body.url)
 
 
 @route(
@@ -363,8 +354,7 @@ def send_test_webhook(call: Call[WebhookTestRequest]) -> Result:
     )
 )
 def get_webhook_endpoint(call: Call) -> Result:
-    assert call.principal is not None
-    return endpoints.view(merchants.get_merchant(call.principal.merchant_id))
+    return endpoints.view(merchants.get_merchant(call.merchant_id))
 
 
 @route(
@@ -381,8 +371,7 @@ def get_webhook_endpoint(call: Call) -> Result:
     )
 )
 def put_webhook_endpoint(call: Call[WebhookEndpointUpdate]) -> Result:
-    assert call.principal is not None
-    return endpoints.configure(call.principal.merchant_id, call.body)
+    return endpoints.configure(call.merchant_id, call.body)
 
 
 # --- what the OpenAPI document says of parameters and refusals (api/openapi.py) -------------
