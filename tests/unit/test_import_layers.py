@@ -49,6 +49,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         frozenset(
             {
                 "auth",
+                "contract_mode",
                 "cursor",
                 "deposit_addresses",
                 "deposits",

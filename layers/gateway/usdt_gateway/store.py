@@ -98,6 +98,11 @@ def address_config_key(merchant_id: str, family: str) -> tuple[str, str]:
     return f"MERCHANT#{merchant_id}", f"ADDRCFG#{family}"
 
 
+def contract_config_key(merchant_id: str, network: str) -> tuple[str, str]:
+    """A merchant's network in contract mode: its DepositFactory (admin set-contract)."""
+    return f"MERCHANT#{merchant_id}", f"CONTRACTCFG#{network}"
+
+
 def xpub_index_key(family: str, fingerprint: str) -> tuple[str, str]:
     """The next derivation index an xpub may hand out, kept across address configs."""
     return f"XPUB#{family}#{fingerprint}", "INDEX"
@@ -167,6 +172,20 @@ def relayer_key(network: str) -> tuple[str, str]:
 def settlement_key(settlement_id: str) -> tuple[str, str]:
     """A sweep carried to its end (completed or failed)."""
     return f"SETTLEMENT#{settlement_id}", "SETTLEMENT"
+
+
+def settlement_batch_key(settlement_id: str) -> tuple[str, str]:
+    """What a sweep covers (deposits, orders, units), written when its deposits are claimed."""
+    return f"SETTLEMENT#{settlement_id}", "BATCH"
+
+
+def sweep_candidate_key(network: str, merchant_id: str, address: str, txid: str, log_index: int) -> tuple[str, str]:
+    """A credited deposit whose money is still on its contract-mode deposit address."""
+    return f"SWEEP#{network}", f"{merchant_id}#{address}#{txid}#{log_index}"
+
+
+def settlements_index_pk(merchant_id: str) -> str:
+    return f"MERCHANT#{merchant_id}#SETTLEMENTS"
 
 
 def deposits_index_pk(merchant_id: str) -> str:
