@@ -22,6 +22,7 @@ from tests.integration.conftest import Merchant
 from usdt_gateway import admin, contract_mode, create2, store
 from usdt_gateway.chain.jsonrpc import JsonRpc
 from usdt_gateway.errors import InvalidRequest
+from usdt_gateway.settlement import candidates
 
 
 @dataclass
@@ -86,6 +87,16 @@ def test_a_contract_mode_order_gets_the_factorys_create2_address_and_is_credited
     drive(scanner)
     done = status(api, order)
     assert done["status"] == "confirmed" and done["txid"] == txid
+    # And its money is recorded as unsettled on its deposit address, in the credit's transaction
+    assert done["funds"] == "on_deposit_address"
+    (unsettled,) = candidates.unsettled(contracts.chain.network)
+    assert (unsettled.address, unsettled.txid, unsettled.units, unsettled.salt) == (
+        order["address"],
+        txid,
+        25_000_000,
+        "0x" + salt.hex(),
+    )
+    assert unsettled.order_pk == store.order_key(merchant.merchant_id, order["orderId"])[0]
     # And a second order gets another address
     assert create(api, contracts.chain)["address"] != order["address"]
 
@@ -100,6 +111,8 @@ def test_the_other_networks_of_the_merchant_keep_their_mode(
     assert order.status == 201
     item = store.get(*store.order_key(merchant.merchant_id, order.body["orderId"]))
     assert item is not None and "depositSalt" not in item and item["addressIndex"] == 0
+    # And its view tells nothing about where money is (the merchant's own wallet)
+    assert order.body["funds"] is None
 
 
 @pytest.mark.parametrize("wrong", ["treasury", "owner", "implementation", "factory"])

@@ -36,6 +36,15 @@ class OrderStatus(StrEnum):
     FAILED = "failed"  # closed unpaid after a partial payment that was never topped up
 
 
+class FundsLocation(StrEnum):
+    """Where a contract-mode order's money is (docs/architecture.md, contract mode)."""
+
+    ON_DEPOSIT_ADDRESS = "on_deposit_address"  # credited, on the order's deposit contract address
+    SWEEPING = "sweeping"  # a sweep to the merchant's treasury carries it now
+    SWEPT = "swept"  # in the merchant's treasury
+    REFUNDED = "refunded"  # sent back to the payer with the owner's signature
+
+
 class OrderException(StrEnum):
     OVERPAID = "overpaid"
     PAID_LATE = "paid_late"
@@ -196,6 +205,13 @@ class OrderView(Model):
     return_url: str | None = Field(None, alias="returnUrl")
     metadata: dict[str, str | int | bool | None] | None = None
     deposits: list[DepositView] = []
+    funds: FundsLocation | None = Field(
+        None,
+        description="Contract mode only, once a final deposit is credited: where the order's money is. "
+        "`on_deposit_address` until a sweep takes it, `sweeping` while one carries it to the "
+        "merchant's treasury, `swept` once that sweep is final, `refunded` once sent back. "
+        "Null in xpub and fixed-address modes (the money is in the merchant's own wallet).",
+    )
 
 
 class OrderListView(Model):
