@@ -136,7 +136,18 @@ def _contract_candidate(
     address = to_checksum_address(create2.deposit_address(cfg.factory, cfg.implementation, salt))
     pk, sk = store.address_key(network.name, address)
     # none -> this order's: one order per salt, so only a repeat of this very create can collide.
-    claim = store.put_part({"pk": pk, "sk": sk, "orderPk": order_pk, "watchUntil": watch_until})
+    # Salt and factory too: money this address receives that no order takes is still swept.
+    claim = store.put_part(
+        {
+            "pk": pk,
+            "sk": sk,
+            "orderPk": order_pk,
+            "watchUntil": watch_until,
+            "salt": "0x" + salt.hex(),
+            "factory": cfg.factory,
+            "token": network.token_contract,
+        }
+    )
     return Candidate(address, units, [claim], salt="0x" + salt.hex(), factory=cfg.factory)
 
 

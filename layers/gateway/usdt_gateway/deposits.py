@@ -283,15 +283,21 @@ def _credit_final(
     dep = _final_deposit(t, UNMATCHED, owner, None)
     event_ids: list[str] = []
     event_parts: list[dict[str, Any]] = []
+    unsettled: list[dict[str, Any]] = []
     if owner:  # the merchant the address belongs to hears of it
         event_id, event_parts = events.for_deposit(owner, record_view(dep).model_dump(mode="json", by_alias=True))
         event_ids = [event_id]
+        # Paid to a contract-mode deposit address, it is swept to the treasury all the same.
+        unsettled = candidates.unmatched_part(
+            t.network, owner, address=t.recipient, txid=t.txid, log_index=t.log_index, units=t.units, now=clock.now_ms()
+        )
     try:
         store.transact(
             [
                 store.put_part(dep.to_item(), condition=condition, values=values, names=NAMES),
                 _ledger_put(t),
                 *event_parts,
+                *unsettled,
             ]
         )
     except store.TransactionConflict:

@@ -381,3 +381,24 @@ class WebhookEndpointUpdate(Strict):
 class ErrorBody(Model):
     code: str = Field(description="Stable machine-readable code.")
     message: str = Field(description="What is wrong and how to fix it.")
+
+
+class SettlementView(Model):
+    """A sweep of a merchant's deposit addresses to its treasury (contract mode), as the
+    settlement.completed and settlement.failed events carry it."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    settlement_id: str = Field(alias="settlementId")
+    network: str
+    status: Literal["completed", "failed"]
+    factory: str
+    token_contract: str = Field(alias="tokenContract")
+    amount: str = Field(description="The covered deposits' sum, in USDT (unmatched ones included).")
+    orders: list[str] = Field(description="The orderIds whose deposits the sweep covers.")
+    deposits: list[str] = Field(description="The depositIds it covers.")
+    tx_hash: str | None = Field(None, alias="txHash", description="The mined sweep transaction; null if none was.")
+    gas_paid: str = Field(alias="gasPaid", description="Wei the relayer paid for it, as a decimal string.")
+    reason: str | None = Field(None, description="Why it failed.")
+    created_at: int = Field(alias="createdAt")
+    closed_at: int = Field(alias="closedAt")

@@ -265,6 +265,46 @@ def update(
     return _load(resp.get("Attributes"))
 
 
+def update_expression(
+    pk: str, sk: str, *, expression: str, condition: str, values: dict[str, Any], names: dict[str, str] | None = None
+) -> bool:
+    """An UpdateItem with its own expression (ADD, REMOVE) under a condition; False when the
+    condition fails."""
+    kwargs: dict[str, Any] = {
+        "TableName": _table(),
+        "Key": _key(pk, sk),
+        "UpdateExpression": expression,
+        "ConditionExpression": condition,
+        "ExpressionAttributeValues": _values(values),
+    }
+    if names:
+        kwargs["ExpressionAttributeNames"] = names
+    try:
+        client().update_item(**kwargs)
+    except ClientError as exc:
+        if _failed_condition(exc):
+            return False
+        raise
+    return True
+
+
+def delete_if(pk: str, sk: str, *, condition: str, values: dict[str, Any]) -> bool:
+    """Remove an item under a condition (its work done by whoever holds it); False when the
+    condition fails, or the item is gone."""
+    try:
+        client().delete_item(
+            TableName=_table(),
+            Key=_key(pk, sk),
+            ConditionExpression=condition,
+            ExpressionAttributeValues=_values(values),
+        )
+    except ClientError as exc:
+        if _failed_condition(exc):
+            return False
+        raise
+    return True
+
+
 def set_map_entry(pk: str, sk: str, attribute: str, key: str, value: Any) -> None:
     """Set `attribute[key]` on an existing item, creating the map if the item has none yet."""
     names = {"#a": attribute, "#k": key}

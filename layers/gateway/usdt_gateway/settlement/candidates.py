@@ -24,7 +24,7 @@ class Candidate:
     txid: str
     log_index: int
     units: int
-    order_pk: str
+    order_pk: str | None  # None: money no order takes (unmatched), swept all the same
     factory: str
     salt: str  # 0x hex, the CREATE2 salt of `address` under `factory`
     token: str
@@ -49,7 +49,7 @@ class Candidate:
             txid=item["txid"],
             log_index=int(item["logIndex"]),
             units=int(item["units"]),
-            order_pk=item["orderPk"],
+            order_pk=item.get("orderPk"),
             factory=item["factory"],
             salt=item["salt"],
             token=item["token"],
@@ -106,6 +106,31 @@ def credit_part(order: Order, *, txid: str, log_index: int, units: int, now: int
             candidate.to_item(), condition="attribute_not_exists(pk) OR orderPk = :o", values={":o": order.pk}
         )
     ]
+
+
+def unmatched_part(
+    network: str, owner: str, *, address: str, txid: str, log_index: int, units: int, now: int
+) -> list[dict[str, Any]]:
+    """The write that records money no order takes as unsettled, when it was paid to a
+    contract-mode deposit address (its ADDR# item holds the salt); none for any other address."""
+    claim = store.get(*store.address_key(network, address))
+    if claim is None or "salt" not in claim:
+        return []
+    candidate = Candidate(
+        network=network,
+        merchant_id=owner,
+        address=address,
+        txid=txid,
+        log_index=log_index,
+        units=units,
+        order_pk=None,
+        factory=claim["factory"],
+        salt=claim["salt"],
+        token=claim["token"],
+        credited_at=now,
+    )
+    # none -> unsettled (an unmatched deposit is recorded once: its DEP write's condition).
+    return [store.put_part(candidate.to_item(), condition="attribute_not_exists(pk) OR attribute_exists(pk)")]
 
 
 def unsettled(network: str) -> list[Candidate]:
