@@ -17,6 +17,8 @@ import pytest
 from standardwebhooks import Webhook
 
 from devstack.evm import start_anvil
+from devstack.functions import add_layers_to_path, load_functions
+from devstack.template import REPO_ROOT, load_template
 from tests.fake_clock import FakeClock
 from tests.integration.apiclient import ApiClient
 from tests.integration.chains import create, drive, evm_scanner, new_chain, status
@@ -34,6 +36,7 @@ from usdt_gateway.settlement.relayer import SweepRelayer
 from usdt_gateway.settlement_jobs import Job, SettlementConfig, run_network
 
 LEASE_MS = 120_000
+SETTLEMENT = "SettlementFunction"
 
 
 class Killed(BaseException):
@@ -174,6 +177,31 @@ def test_a_paid_order_is_swept_to_the_treasury_recorded_and_announced(
         assert body["type"] == "settlement.completed"
         assert body["data"]["settlementId"] == settlement_id and body["data"]["amount"] == "25.00"
         assert body["data"]["orders"] == [order["orderId"]] and body["data"]["txHash"] == record["txHash"]
+
+
+def test_the_deployed_handler_settles_the_network_on_its_schedule(
+    world: World, settings_env: pytest.MonkeyPatch
+) -> None:
+    # Given the SettlementFunction as the template declares it, configured for the test chain
+    settings_env.setenv("RELAYER_KEY_ID", world.config.relayer_key_id)
+    settings_env.setenv("RPC_ENDPOINTS", json.dumps({world.network: [world.contracts.chain.anvil.url]}))
+    settings_env.setenv("SETTLEMENT_MIN_AMOUNT", "10")
+    template = load_template()
+    add_layers_to_path(template, [SETTLEMENT])
+    function = load_functions(template, [SETTLEMENT], stack_name="test", region="us-east-1")[SETTLEMENT]
+    schedule = json.loads((REPO_ROOT / "events" / "settlement-schedule.json").read_text())
+    order = world.paid_order("12.50")
+    # When the schedule invokes it, a block mined between invocations
+    results = []
+    for _ in range(6):
+        results.append(function.invoke(schedule))
+        if world.funds(order) == "swept":
+            break
+        world.contracts.chain.mine(1)
+    # Then it settled the network: the treasury holds the payment, the order says swept
+    assert [r["network"] for r in results[0]["networks"]] == [world.network]
+    assert world.balance(world.contracts.treasury) == 12_500_000
+    assert world.funds(order) == "swept"
 
 
 def test_nothing_is_swept_below_the_minimum_until_the_maximum_age(world: World) -> None:

@@ -11,7 +11,8 @@ Configuration (environment, validated at cold start):
     SETTLEMENT_SWEEPS_PER_DAY, SETTLEMENT_GAS_PER_SWEEP
                                    a day's sweeps, for RelayerBalanceCoverage: the percent of them
                                    the relayer's native balance pays at the current gas price
-Metrics (per network and across networks): RelayerBalanceCoverage (the balance alarm: below 100),
+Metrics (per network and across networks): RelayerBalanceCoverage (the balance alarm: below 100;
+reported while the network has money to sweep),
 SettlementInFlightSeconds (a sweep not final this long: the stuck alarm), SettlementsCompleted,
 SettlementsFailed (the failed alarm).
 """
@@ -141,7 +142,8 @@ def run_network(job: Job, config: SettlementConfig, relayer: SweepRelayer | None
         _gauge("SettlementsFailed" if failed else "SettlementsCompleted", job.network.name, MetricUnit.Count, 1)
     age = 0 if report.in_flight_since is None else max(0, (clock.now_ms() - report.in_flight_since) // 1000)
     _gauge("SettlementInFlightSeconds", job.network.name, MetricUnit.Seconds, age)
-    report_balance(job, config)
+    if report.unsettled or report.in_flight_since is not None:
+        report_balance(job, config)  # a network with nothing to sweep needs no gas (and no alarm)
     return {"network": job.network.name, **report.__dict__}
 
 

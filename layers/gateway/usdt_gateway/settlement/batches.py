@@ -152,6 +152,7 @@ class RunReport:
     claimed: str | None = None  # the settlement id claimed this run
     marked: list[str] = field(default_factory=list)  # settlements whose outcome was marked this run
     in_flight_since: int | None = None  # when the sweep still in flight was created
+    unsettled: int = 0  # candidates the run found (claimed or not)
 
 
 # -- selection and claim ----------------------------------------------------------------------------
@@ -382,7 +383,7 @@ def run(network: Network, relayer: SweepRelayer, policy: BatchPolicy) -> RunRepo
     relayer.release()
     marked += _mark_closed(progress)
     in_flight = progress.sweep.created_at if progress.sweep is not None else None
-    return RunReport(progress.outcome.value, progress.detail, claimed, marked, in_flight)
+    return RunReport(progress.outcome.value, progress.detail, claimed, marked, in_flight, len(unsettled))
 
 
 def _mark_closed(progress: Progress) -> list[str]:
