@@ -28,7 +28,7 @@ from tests.integration.test_contract_mode import ContractChain, new_contract_cha
 from tests.integration.webhook_receiver import receiver
 from tests.integration.webhooks import set_url, settled
 from usdt_gateway import store
-from usdt_gateway.chain.jsonrpc import JsonRpc
+from usdt_gateway.chain.jsonrpc import JsonRpc, RpcError
 from usdt_gateway.kms_signer import KmsSigner
 from usdt_gateway.scanner import Scanner
 from usdt_gateway.settlement import batches, candidates, relayer
@@ -295,3 +295,59 @@ def test_a_payment_arriving_while_a_sweep_is_in_flight_is_swept_by_the_next(worl
     assert types == ["settlement.completed", "settlement.completed"]
     bodies = [json.loads(e["body"])["data"]["amount"] for e in settlement_events(world.merchant.merchant_id)]
     assert sorted(bodies) == ["25.00", "34.00"]
+
+
+class RevertingEstimates:
+    """The test chain, but a node that says every sweep would revert (eth_estimateGas)."""
+
+    def __init__(self, rpc: Any) -> None:
+        self._rpc = rpc
+        self.label = rpc.label
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        if method == "eth_estimateGas":
+            raise RpcError(3, "execution reverted")
+        return self._rpc.call(method, params)
+
+
+def test_a_failed_sweep_is_recorded_announced_and_its_deposits_swept_later(world: World) -> None:
+    # Given a paid order, and a node that says its sweep would revert
+    order = world.paid_order("25.00")
+    working = world.job.rpc
+    world.job.rpc = RevertingEstimates(working)
+    # When the settlement runs
+    report = world.run()
+    # Then the settlement is recorded failed with the node's reason, and announced
+    (settlement_id,) = report["marked"]
+    record = store.get(*store.settlement_key(settlement_id))
+    assert record is not None and record["settlementStatus"] == "failed"
+    assert "execution reverted" in record["reason"] and record["orderIds"] == [order["orderId"]]
+    (event,) = settlement_events(world.merchant.merchant_id)
+    body = json.loads(event["body"])
+    assert body["type"] == "settlement.failed" and body["data"]["txHash"] is None
+    # And nothing was sent; the deposit is released for the next sweep, its money on its address
+    assert world.sweep_transactions() == 0
+    (waiting,) = candidates.unsettled(world.network)
+    assert waiting.sweep_id is None and waiting.failures == 1
+    assert world.funds(order) == "on_deposit_address"
+    # And once the node accepts it, the next runs sweep it
+    world.job.rpc = working
+    world.settle()
+    assert world.balance(world.contracts.treasury) == 25_000_000 and world.funds(order) == "swept"
+    types = sorted(e["type"] for e in settlement_events(world.merchant.merchant_id))  # one (stopped) clock
+    assert types == ["settlement.completed", "settlement.failed"]
+
+
+def test_a_deposit_whose_sweeps_keep_failing_waits_for_the_operator(world: World) -> None:
+    # Given a deposit whose sweep failed as often as the policy allows
+    order = world.paid_order("25.00")
+    working = world.job.rpc
+    world.job.rpc = RevertingEstimates(working)
+    for _ in range(world.config.policy(world.job.network).max_failures):
+        assert world.run()["marked"]
+    # When the settlement runs again with a working node
+    world.job.rpc = working
+    report = world.run()
+    # Then it is not picked any more: nothing is claimed, its money stays on its address
+    assert report["claimed"] is None and world.sweep_transactions() == 0
+    assert world.funds(order) == "on_deposit_address"
