@@ -54,6 +54,7 @@ from usdt_gateway.settlement.relayer import (
 
 # One claim transaction holds the BATCH item and one update per candidate (DynamoDB: 100 items).
 MAX_DEPOSITS = 99
+assert MAX_DEPOSITS < MAX_BATCH  # a sweep's addresses always fit one factory call
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ class RunReport:
 def select(unclaimed: Sequence[Candidate], policy: BatchPolicy, *, now: int) -> list[Candidate]:
     """The next sweep's deposits: the merchant (factory and token) whose oldest unsettled credit is
     the oldest, if its money reaches the minimum or that credit waited the maximum age; its
-    oldest deposits first, at most `max_deposits` and MAX_BATCH addresses."""
+    oldest deposits first, at most `max_deposits` (fewer than the factory's MAX_BATCH addresses)."""
     groups: dict[tuple[str, str, str], list[Candidate]] = {}
     for c in sorted(unclaimed, key=lambda c: (c.credited_at, c.key)):
         if c.sweep_id is None and c.failures < policy.max_failures:
@@ -169,14 +170,7 @@ def select(unclaimed: Sequence[Candidate], policy: BatchPolicy, *, now: int) -> 
     for group in groups.values():  # oldest first: dicts keep the insertion order
         if sum(c.units for c in group) < policy.min_units and now - group[0].credited_at < policy.max_age_ms:
             continue
-        chosen: list[Candidate] = []
-        addresses: set[str] = set()
-        for c in group:
-            if len(chosen) == policy.max_deposits or (c.address not in addresses and len(addresses) == MAX_BATCH):
-                break
-            chosen.append(c)
-            addresses.add(c.address)
-        return chosen
+        return group[: policy.max_deposits]
     return []
 
 

@@ -129,8 +129,9 @@ def unmatched_part(
         token=claim["token"],
         credited_at=now,
     )
-    # none -> unsettled (an unmatched deposit is recorded once: its DEP write's condition).
-    return [store.put_part(candidate.to_item(), condition="attribute_not_exists(pk) OR attribute_exists(pk)")]
+    # none -> unsettled. An unmatched deposit is recorded once (its DEP write's condition), or again
+    # after a deep reorg reversed it and the chain holds it again: the same (unmatched) candidate.
+    return [store.put_part(candidate.to_item(), condition="attribute_not_exists(pk) OR attribute_not_exists(orderPk)")]
 
 
 def unsettled(network: str) -> list[Candidate]:
