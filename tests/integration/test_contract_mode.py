@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -36,7 +37,7 @@ class ContractChain:
     def rpc(self) -> JsonRpc:
         return JsonRpc(self.chain.anvil.url, timeout=10)
 
-    def switch(self, merchant_id: str) -> dict:
+    def switch(self, merchant_id: str) -> dict[str, Any]:
         return contract_mode.configure_contract(
             merchant_id,
             self.chain.network,

@@ -7,7 +7,7 @@ the next one; nothing swept below the minimum before the maximum age."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 from standardwebhooks import Webhook
+from web3 import Web3
 
 from devstack.evm import start_anvil
 from devstack.functions import add_layers_to_path, load_functions
@@ -28,7 +29,7 @@ from tests.integration.test_contract_mode import ContractChain, new_contract_cha
 from tests.integration.webhook_receiver import receiver
 from tests.integration.webhooks import set_url, settled
 from usdt_gateway import store
-from usdt_gateway.chain.jsonrpc import JsonRpc, RpcError
+from usdt_gateway.chain.jsonrpc import Call, JsonRpc, Rpc, RpcError
 from usdt_gateway.kms_signer import KmsSigner
 from usdt_gateway.scanner import Scanner
 from usdt_gateway.settlement import batches, candidates, relayer
@@ -76,7 +77,7 @@ class World:
             self.job.signer,
             fees=self.config.fees(),
             lease_ms=LEASE_MS,
-            **({"hook": hook} if hook else {}),
+            hook=hook or (lambda step: None),
         )
         return run_network(self.job, self.config, sweeper)
 
@@ -94,10 +95,11 @@ class World:
         return int(self.contracts.chain.token.functions.balanceOf(holder).call())
 
     def funds(self, order: dict[str, Any]) -> str | None:
-        return status(self.api, order)["funds"]
+        funds = status(self.api, order)["funds"]
+        return None if funds is None else str(funds)
 
     def sweep_transactions(self) -> int:
-        return int(self.contracts.chain.w3.eth.get_transaction_count(self.job.signer.address))
+        return int(self.contracts.chain.w3.eth.get_transaction_count(Web3.to_checksum_address(self.job.signer.address)))
 
 
 @pytest.fixture
@@ -300,7 +302,7 @@ def test_a_payment_arriving_while_a_sweep_is_in_flight_is_swept_by_the_next(worl
 class RevertingEstimates:
     """The test chain, but a node that says every sweep would revert (eth_estimateGas)."""
 
-    def __init__(self, rpc: Any) -> None:
+    def __init__(self, rpc: Rpc) -> None:
         self._rpc = rpc
         self.label = rpc.label
 
@@ -308,6 +310,9 @@ class RevertingEstimates:
         if method == "eth_estimateGas":
             raise RpcError(3, "execution reverted")
         return self._rpc.call(method, params)
+
+    def batch(self, calls: Sequence[Call]) -> list[Any]:
+        return self._rpc.batch(calls)
 
 
 def test_a_failed_sweep_is_recorded_announced_and_its_deposits_swept_later(world: World) -> None:

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from usdt_gateway import create2, hdwallet, store
-from usdt_gateway.address_codec import to_checksum_address
+from usdt_gateway import hdwallet, store
 from usdt_gateway.errors import Conflict
 from usdt_gateway.merchant_records import (
     AddressConfig,
@@ -132,6 +131,10 @@ def _xpub_candidate(cfg: XpubConfig, network: Network, units: int, order_pk: str
 def _contract_candidate(
     cfg: ContractConfig, network: Network, units: int, order_pk: str, order_id: str, watch_until: int
 ) -> Candidate:
+    # Here, not at the top: keccak is loaded by contract-mode creates only (the API's init stays light).
+    from usdt_gateway import create2
+    from usdt_gateway.address_codec import to_checksum_address
+
     salt = create2.order_salt(cfg.merchant_id, order_id)
     address = to_checksum_address(create2.deposit_address(cfg.factory, cfg.implementation, salt))
     pk, sk = store.address_key(network.name, address)
