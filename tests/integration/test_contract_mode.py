@@ -141,31 +141,35 @@ def test_set_contract_refuses_what_the_chain_does_not_hold(
     assert store.get(*store.contract_config_key(merchant.merchant_id, contracts.chain.network)) is None
 
 
-def test_admin_deploys_a_factory_that_set_contract_accepts(
+def test_admin_deploys_an_implementation_and_a_factory_that_set_contract_accepts(
     merchant: Merchant, contracts: ContractChain, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     network, url = contracts.chain.network, contracts.chain.anvil.url
+    key = Account.create()
+    contracts.chain.anvil.rpc("anvil_setBalance", [key.address, hex(10**18)])
+    key_file = tmp_path / "deployer.key"
+    key_file.write_text(key.key.hex())
+    sending = ["--rpc-url", url, "--key-file", str(key_file)]
+    # Given the chain's Deposit implementation deployed from a funded key
+    assert admin.main(["deploy-implementation", "--network", network, *sending]) == 0
+    implementation = json.loads(capsys.readouterr().out)["contract"]
     common = ["--network", network, "--treasury", contracts.treasury, "--owner", contracts.owner]
-    common += ["--implementation", contracts.implementation.address, "--rpc-url", url]
-    # Given no key: the transaction is printed for the owner to send
+    common += ["--implementation", implementation]
+    # When no key is given: the factory's transaction is printed for the owner to send
     assert admin.main(["deploy-factory", *common]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["sent"] is False and printed["transaction"]["to"] is None
     assert printed["transaction"]["chainId"] == 31337
     # When a funded key file is given
-    key = Account.create()
-    contracts.chain.anvil.rpc("anvil_setBalance", [key.address, hex(10**18)])
-    key_file = tmp_path / "deployer.key"
-    key_file.write_text(key.key.hex())
-    assert admin.main(["deploy-factory", *common, "--key-file", str(key_file)]) == 0
+    assert admin.main(["deploy-factory", *common, *sending]) == 0
     output = capsys.readouterr()
     sent = json.loads(output.out)
     # Then it is sent from that key, the key itself appears nowhere in the output
     assert sent["status"] == "deployed" and sent["sender"] == key.address
     assert key.key.hex().removeprefix("0x") not in output.out + output.err
     # And set-contract accepts the deployed factory
-    factory = Web3.to_checksum_address(sent["factory"])
-    switch = ["set-contract", "--merchant", merchant.merchant_id, "--factory", factory]
+    factory = Web3.to_checksum_address(sent["contract"])
+    switch = ["set-contract", "--merchant", merchant.merchant_id, "--factory", factory, "--rpc-url", url]
     switch += common
     assert admin.main(switch) == 0
     configured = json.loads(capsys.readouterr().out)

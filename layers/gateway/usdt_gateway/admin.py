@@ -9,6 +9,7 @@
     python -m usdt_gateway.admin rotate-webhook-secret --merchant m_... [--overlap-seconds 86400]
     python -m usdt_gateway.admin set-xpub --merchant m_... --family evm|tron --xpub xpub...
     python -m usdt_gateway.admin set-address --merchant m_... --family evm|tron --address ... [--tag-step 0.01]
+    python -m usdt_gateway.admin deploy-implementation --network eth [--key-file PATH]   (once per chain)
     python -m usdt_gateway.admin deploy-factory --network eth --treasury 0x... --owner 0x... --implementation 0x...
         [--key-file PATH]   (without a key: prints the transaction for the owner to send)
     python -m usdt_gateway.admin set-contract --merchant m_... --network eth --factory 0x... --implementation 0x...
@@ -155,9 +156,25 @@ def _parser() -> argparse.ArgumentParser:
             help="the network's JSON-RPC endpoint (default: its first endpoint in RPC_ENDPOINTS)",
         )
 
+    def key_file(c: argparse.ArgumentParser) -> None:
+        c.add_argument(
+            "--key-file",
+            type=Path,
+            metavar="PATH",
+            help="a file holding the hex private key of a funded account that sends the deployment",
+        )
+
     treasury_help = "where every sweep pays (fixed for the factory's life: a new treasury needs a new factory)"
     owner_help = "the merchant's key that alone can authorise refunds (it can be cold, or a KMS key)"
     implementation_help = "the chain's Deposit contract, which every deposit address clones"
+    c = command(
+        "deploy-implementation",
+        "deploy the chain's Deposit contract (once per chain, before its first factory): prints the "
+        f"unsigned transaction, or sends it from a funded key read from --key-file or ${DEPLOYER_KEY_ENV}",
+    )
+    c.add_argument("--network", required=True, help="the EVM network to deploy on (as in ENABLED_NETWORKS)")
+    rpc_url(c)
+    key_file(c)
     c = command(
         "deploy-factory",
         "deploy a merchant's DepositFactory: prints the unsigned transaction for the owner to send, "
@@ -168,12 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     evm_address(c, "owner", owner_help)
     evm_address(c, "implementation", implementation_help)
     rpc_url(c)
-    c.add_argument(
-        "--key-file",
-        type=Path,
-        metavar="PATH",
-        help="a file holding the hex private key of a funded account that sends the deployment",
-    )
+    key_file(c)
     c = command(
         "set-contract",
         "switch a merchant's network to contract mode, after checking its factory and the Deposit "
@@ -248,8 +260,8 @@ def run(argv: Sequence[str]) -> Any:
             return merchants.configure_fixed(a.merchant, a.family, a.address, tag_step=a.tag_step, max_tags=a.max_tags)
         case "resume-scan":
             return _resume_scan(a.network, a.from_block)
-        case "deploy-factory":
-            return _deploy_factory(a)
+        case "deploy-implementation" | "deploy-factory":
+            return _deploy(a)
         case "set-contract":
             return contract_mode.configure_contract(
                 a.merchant,
@@ -288,13 +300,16 @@ def _deployer_key(path: Path | None) -> bytes | None:
     return key
 
 
-def _deploy_factory(a: argparse.Namespace) -> dict[str, Any]:
+def _deploy(a: argparse.Namespace) -> dict[str, Any]:
     network = networks().get(a.network)
     if network is None:
         raise ConfigError(f"network {a.network!r} is not enabled")
-    deployment = contract_mode.factory_deployment(
-        chain_id=network.chain_id, treasury=a.treasury, owner=a.owner, implementation=a.implementation
-    )
+    if a.command == "deploy-implementation":
+        deployment = contract_mode.implementation_deployment(chain_id=network.chain_id)
+    else:
+        deployment = contract_mode.factory_deployment(
+            chain_id=network.chain_id, treasury=a.treasury, owner=a.owner, implementation=a.implementation
+        )
     key = _deployer_key(a.key_file)
     if key is None:
         return {"network": a.network, "transaction": deployment, "sent": False}

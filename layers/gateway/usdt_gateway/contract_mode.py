@@ -36,8 +36,11 @@ DEPOSIT_TEMPLATE_HASH = bytes.fromhex("b7b717670b4196e7e1139af548947e5425247d9e5
 FACTORY_TEMPLATE_HASH = bytes.fromhex("f0278f7795f65b4c68b00d59599da4c51047b02d50d1a49eadd469b880a44f7c")
 _DEPOSIT_IMMUTABLES = 32  # CLONE_INIT_CODE_HASH
 _FACTORY_IMMUTABLES = 4 * 32  # TREASURY, OWNER, DEPOSIT_IMPLEMENTATION, DEPOSIT_INIT_CODE_HASH
-# The released artifact `deploy-factory` deploys, where a checkout of the repository has it.
-FACTORY_ARTIFACT = Path(__file__).resolve().parents[3] / "contracts" / "build" / "DepositFactory.json"
+# The released artifacts `deploy-implementation` and `deploy-factory` deploy, where a checkout of
+# the repository has them.
+ARTIFACTS = Path(__file__).resolve().parents[3] / "contracts" / "build"
+FACTORY_ARTIFACT = ARTIFACTS / "DepositFactory.json"
+DEPOSIT_ARTIFACT = ARTIFACTS / "Deposit.json"
 # A salt no order can have (orders' salts are keccak of a tagged string), to compare addresses with.
 _PROBE_SALT = b"\x00" * 31 + b"\x01"
 
@@ -154,15 +157,25 @@ def configure_contract(
     return cfg.to_item()
 
 
+def _bytecode(artifact: Path) -> str:
+    try:
+        return str(json.loads(artifact.read_text())["bytecode"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise InvalidRequest(f"no contract artifact at {artifact}: {exc}", code="NO_ARTIFACT") from exc
+
+
+def implementation_deployment(*, chain_id: int, artifact: Path = DEPOSIT_ARTIFACT) -> dict[str, Any]:
+    """The unsigned transaction that deploys a chain's Deposit implementation (once per chain: every
+    merchant's factory on it clones the same one). It has no owner and no privileges."""
+    return {"chainId": chain_id, "to": None, "value": 0, "data": _bytecode(artifact)}
+
+
 def factory_deployment(
     *, chain_id: int, treasury: str, owner: str, implementation: str, artifact: Path = FACTORY_ARTIFACT
 ) -> dict[str, Any]:
     """The unsigned transaction that deploys a factory: init code ‖ abi-encoded (treasury, owner,
     implementation). Whoever sends it pays the gas; the factory has no deployer privileges."""
-    try:
-        bytecode = str(json.loads(artifact.read_text())["bytecode"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise InvalidRequest(f"no factory artifact at {artifact}: {exc}", code="NO_ARTIFACT") from exc
+    bytecode = _bytecode(artifact)
     args = b"".join(
         bytes.fromhex(_address(a, what)[2:]).rjust(32, b"\x00")
         for a, what in ((treasury, "treasury"), (owner, "owner"), (implementation, "implementation"))
@@ -200,8 +213,8 @@ def send_deployment(
     deadline = time.monotonic() + wait_s
     while (receipt := rpc.call("eth_getTransactionReceipt", [tx_hash])) is None:
         if time.monotonic() > deadline:
-            return {"txHash": tx_hash, "sender": sender, "factory": None, "status": "pending"}
+            return {"txHash": tx_hash, "sender": sender, "contract": None, "status": "pending"}
         time.sleep(1.0)
     ok = int(receipt["status"], 16) == 1
-    factory = to_checksum_address(receipt["contractAddress"]) if ok and receipt.get("contractAddress") else None
-    return {"txHash": tx_hash, "sender": sender, "factory": factory, "status": "deployed" if ok else "reverted"}
+    created = to_checksum_address(receipt["contractAddress"]) if ok and receipt.get("contractAddress") else None
+    return {"txHash": tx_hash, "sender": sender, "contract": created, "status": "deployed" if ok else "reverted"}
