@@ -200,6 +200,9 @@ def _client_service(module: _Module, expr: ast.expr, local_clients: dict[str, st
     """The service of a client expression: aws.client("x"), a gateway function returning one, a local."""
     if isinstance(expr, ast.Name) and expr.id in local_clients:
         return local_clients[expr.id]
+    if isinstance(expr, ast.BoolOp):  # `injected or aws.client("x")`: a client a test may pass, else this one
+        services = {_client_service(module, v, local_clients) for v in expr.values} - {None}
+        return services.pop() if len(services) == 1 else None
     if not isinstance(expr, ast.Call):
         return None
     ref = _reference(module, expr.func)

@@ -43,6 +43,17 @@ EXPECTED_ACTIONS = {
     },
     "PaymentPageFunction": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
     "OutboxFunction": {"dynamodb:Query", "dynamodb:DeleteItem", "sqs:SendMessage"},
+    "SettlementFunction": {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:Query",
+        "ssm:GetParameter",
+        "kms:GetPublicKey",
+        "kms:Sign",
+        "sqs:SendMessage",
+    },
     "WebhookFunction": {
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
@@ -140,6 +151,8 @@ def needed(template: Template, function: str) -> set[tuple[str, str]]:
             targets = [f"Table/index/{i}" for i in indexes] if call.target == "Table/index" else ["Table"]
         elif service == "sqs":
             targets = [_logical(env.get(call.target), f"{function}'s {call.target}")]
+        elif call.action in ("kms:Sign", "kms:GetPublicKey"):  # the settlement relayer's signing key
+            targets = [_logical(env.get("RELAYER_KEY_ID"), f"{function}'s RELAYER_KEY_ID")]
         elif service == "kms":
             targets = [_logical(env.get("KMS_KEY_ID"), f"{function}'s KMS_KEY_ID")]
         elif service == "ssm":
@@ -187,11 +200,13 @@ def test_deleting_items_is_limited_to_outbox_markers_and_ledger_entries(template
             # Then it is alone in its statement and only for items whose key starts OUTBOX#, the
             # markers outbox.publish clears, or, for the scanner alone, LEDGER#, the by-block index
             # entries of final deposits that move or leave after a deep reorg, or, for the API
-            # alone, REPLAY#, the marker of a one-time request's signature that was refused after all
+            # alone, REPLAY#, the marker of a one-time request's signature that was refused after all,
+            # or, for the settlement alone, SWEEP#, the candidate of a deposit whose money was swept
             assert _as_list(statement["Action"]) == ["dynamodb:DeleteItem"], function
             allowed = {
                 "ScannerFunction": [["OUTBOX#*"], ["LEDGER#*"]],
                 "ApiFunction": [["OUTBOX#*"], ["REPLAY#*"]],
+                "SettlementFunction": [["SWEEP#*"], ["OUTBOX#*"]],
             }.get(function, [["OUTBOX#*"]])
             assert _leading_keys(statement) in allowed, function
 

@@ -49,6 +49,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         frozenset(
             {
                 "auth",
+                "contract_mode",
                 "cursor",
                 "deposit_addresses",
                 "deposits",
@@ -73,7 +74,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ),
     (
         "api",  # entry points: the HTTP API, the payment page, the CLIs, the scan jobs
-        frozenset({"admin", "api.*", "paypage.*", "scan_jobs"}),
+        frozenset({"admin", "api.*", "paypage.*", "scan_jobs", "settlement_jobs"}),
     ),
 )
 

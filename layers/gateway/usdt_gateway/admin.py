@@ -9,6 +9,11 @@
     python -m usdt_gateway.admin rotate-webhook-secret --merchant m_... [--overlap-seconds 86400]
     python -m usdt_gateway.admin set-xpub --merchant m_... --family evm|tron --xpub xpub...
     python -m usdt_gateway.admin set-address --merchant m_... --family evm|tron --address ... [--tag-step 0.01]
+    python -m usdt_gateway.admin deploy-implementation --network eth [--key-file PATH]   (once per chain)
+    python -m usdt_gateway.admin deploy-factory --network eth --treasury 0x... --owner 0x... --implementation 0x...
+        [--key-file PATH]   (without a key: prints the transaction for the owner to send)
+    python -m usdt_gateway.admin set-contract --merchant m_... --network eth --factory 0x... --implementation 0x...
+        --treasury 0x... --owner 0x...
     python -m usdt_gateway.admin status [--json] [--network eth] [--max-lag-seconds 1800] [--max-idle-seconds 300]
 
 Prints JSON. Secrets are printed once, at creation or rotation; the gateway stores them only encrypted.
@@ -24,12 +29,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from usdt_gateway import clock, cursor, merchants, status
+from usdt_gateway import clock, contract_mode, cursor, merchants, status
 from usdt_gateway.auth import READ, SCOPES, WRITE
+from usdt_gateway.chain.jsonrpc import JsonRpc
+from usdt_gateway.chain.rpc_config import load_endpoints
 from usdt_gateway.config import ConfigError, networks
 from usdt_gateway.errors import GatewayError
 
@@ -136,6 +145,59 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="live orders of one amount at most, 1 to 10000 (default %(default)s)",
     )
+
+    def evm_address(c: argparse.ArgumentParser, name: str, what: str) -> None:
+        c.add_argument(f"--{name}", required=True, metavar="0x...", help=what)
+
+    def rpc_url(c: argparse.ArgumentParser) -> None:
+        c.add_argument(
+            "--rpc-url",
+            metavar="URL",
+            help="the network's JSON-RPC endpoint (default: its first endpoint in RPC_ENDPOINTS)",
+        )
+
+    def key_file(c: argparse.ArgumentParser) -> None:
+        c.add_argument(
+            "--key-file",
+            type=Path,
+            metavar="PATH",
+            help="a file holding the hex private key of a funded account that sends the deployment",
+        )
+
+    treasury_help = "where every sweep pays (fixed for the factory's life: a new treasury needs a new factory)"
+    owner_help = "the merchant's key that alone can authorise refunds (it can be cold, or a KMS key)"
+    implementation_help = "the chain's Deposit contract, which every deposit address clones"
+    c = command(
+        "deploy-implementation",
+        "deploy the chain's Deposit contract (once per chain, before its first factory): prints the "
+        f"unsigned transaction, or sends it from a funded key read from --key-file or ${DEPLOYER_KEY_ENV}",
+    )
+    c.add_argument("--network", required=True, help="the EVM network to deploy on (as in ENABLED_NETWORKS)")
+    rpc_url(c)
+    key_file(c)
+    c = command(
+        "deploy-factory",
+        "deploy a merchant's DepositFactory: prints the unsigned transaction for the owner to send, "
+        f"or sends it from a funded key read from --key-file or ${DEPLOYER_KEY_ENV} (never printed)",
+    )
+    c.add_argument("--network", required=True, help="the EVM network to deploy on (as in ENABLED_NETWORKS)")
+    evm_address(c, "treasury", treasury_help)
+    evm_address(c, "owner", owner_help)
+    evm_address(c, "implementation", implementation_help)
+    rpc_url(c)
+    key_file(c)
+    c = command(
+        "set-contract",
+        "switch a merchant's network to contract mode, after checking its factory and the Deposit "
+        "implementation on chain; new orders get CREATE2 deposit addresses swept to the treasury",
+    )
+    merchant(c)
+    c.add_argument("--network", required=True, help="the EVM network (one factory per network)")
+    evm_address(c, "factory", "the merchant's DepositFactory on that network (from deploy-factory)")
+    evm_address(c, "implementation", implementation_help)
+    evm_address(c, "treasury", treasury_help + "; must be the factory's")
+    evm_address(c, "owner", owner_help + "; must be the factory's")
+    rpc_url(c)
     c = command(
         "resume-scan",
         "restart a halted network's scan after --from-block; every deposit "
@@ -198,7 +260,61 @@ def run(argv: Sequence[str]) -> Any:
             return merchants.configure_fixed(a.merchant, a.family, a.address, tag_step=a.tag_step, max_tags=a.max_tags)
         case "resume-scan":
             return _resume_scan(a.network, a.from_block)
+        case "deploy-implementation" | "deploy-factory":
+            return _deploy(a)
+        case "set-contract":
+            return contract_mode.configure_contract(
+                a.merchant,
+                a.network,
+                factory=a.factory,
+                implementation=a.implementation,
+                treasury=a.treasury,
+                owner=a.owner,
+                rpc=_rpc(a.network, a.rpc_url),
+            )
     raise AssertionError(a.command)
+
+
+DEPLOYER_KEY_ENV = "DEPLOYER_PRIVATE_KEY"
+
+
+def _rpc(network: str, url: str | None) -> JsonRpc:
+    if url is None:
+        specs = load_endpoints({}).get(network)
+        if not specs:
+            raise ConfigError(f"give --rpc-url: RPC_ENDPOINTS names no endpoint for {network!r}")
+        url = specs[0].url
+    return JsonRpc(url, timeout=30)
+
+
+def _deployer_key(path: Path | None) -> bytes | None:
+    text = path.read_text() if path is not None else os.environ.get(DEPLOYER_KEY_ENV)
+    if not text:
+        return None
+    try:
+        key = bytes.fromhex(text.strip().removeprefix("0x"))
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise ConfigError("the deployer key is not 32 bytes of hex")  # the key itself is never shown
+    return key
+
+
+def _deploy(a: argparse.Namespace) -> dict[str, Any]:
+    network = networks().get(a.network)
+    if network is None:
+        raise ConfigError(f"network {a.network!r} is not enabled")
+    if a.command == "deploy-implementation":
+        deployment = contract_mode.implementation_deployment(chain_id=network.chain_id)
+    else:
+        deployment = contract_mode.factory_deployment(
+            chain_id=network.chain_id, treasury=a.treasury, owner=a.owner, implementation=a.implementation
+        )
+    key = _deployer_key(a.key_file)
+    if key is None:
+        return {"network": a.network, "transaction": deployment, "sent": False}
+    sent = contract_mode.send_deployment(_rpc(a.network, a.rpc_url), deployment, key)
+    return {"network": a.network, "sent": True, **sent}
 
 
 def _resume_scan(network: str, from_block: int) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from usdt_gateway.money import format_units
 from usdt_gateway.observability import log_keys, logger, order_keys
 from usdt_gateway.records import FINAL_STATUSES, Deposit, DepositStatus, LedgerEntry, Order, OrderDeposit, deposit_id
 from usdt_gateway.schemas import DepositListView, DepositRecordView, OrderStatus
+from usdt_gateway.settlement import candidates
 from usdt_gateway.transitions import Applied
 from usdt_gateway.watchlist import WatchEntry
 
@@ -219,6 +220,11 @@ def credit_final(t: Transfer, entry: WatchEntry | None, owner: str | None) -> tu
         return _credit_final(t, order_pk, owner, condition, values)
 
 
+def _unsettled(order: Order, t: Transfer) -> list[dict[str, Any]]:
+    """Contract mode: the credited money is on the order's deposit address until a sweep takes it."""
+    return candidates.credit_part(order, txid=t.txid, log_index=t.log_index, units=t.units, now=clock.now_ms())
+
+
 def _credit_matched(t: Transfer, entry: WatchEntry) -> Applied | None:
     """The common case in one read: the order the watch list matched tells from its own deposits
     whether this one is new to it or was seen, and the deposit's conditional write checks it.
@@ -243,6 +249,7 @@ def _credit_matched(t: Transfer, entry: WatchEntry) -> Applied | None:
         return _with_deposit(order, _map_key(t), _order_deposit(t, final=True)), [
             store.put_part(dep.to_item(), condition=condition, values=values, names=NAMES),
             _ledger_put(t),
+            *_unsettled(order, t),
         ]
 
     applied = transitions.apply(entry.order_pk, change)
@@ -264,6 +271,7 @@ def _credit_final(
             return _with_deposit(order, _map_key(t), _order_deposit(t, final=True)), [
                 store.put_part(credited.to_item(), condition=condition, values=values, names=NAMES),
                 _ledger_put(t),
+                *_unsettled(order, t),
             ]
 
         applied = transitions.apply(order_pk, change)
@@ -275,15 +283,21 @@ def _credit_final(
     dep = _final_deposit(t, UNMATCHED, owner, None)
     event_ids: list[str] = []
     event_parts: list[dict[str, Any]] = []
+    unsettled: list[dict[str, Any]] = []
     if owner:  # the merchant the address belongs to hears of it
         event_id, event_parts = events.for_deposit(owner, record_view(dep).model_dump(mode="json", by_alias=True))
         event_ids = [event_id]
+        # Paid to a contract-mode deposit address, it is swept to the treasury all the same.
+        unsettled = candidates.unmatched_part(
+            t.network, owner, address=t.recipient, txid=t.txid, log_index=t.log_index, units=t.units, now=clock.now_ms()
+        )
     try:
         store.transact(
             [
                 store.put_part(dep.to_item(), condition=condition, values=values, names=NAMES),
                 _ledger_put(t),
                 *event_parts,
+                *unsettled,
             ]
         )
     except store.TransactionConflict:

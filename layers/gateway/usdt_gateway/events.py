@@ -20,6 +20,9 @@ Which events an order change makes (docs/webhooks.md):
                       finality: `reversedDeposit` names it; the order is recomputed without it
     deposit.unmatched a final payment to one of the merchant's addresses that no order takes
     deposit.reversed  an unmatched deposit was removed by a reorg deeper than the finality
+    settlement.completed  contract mode: a sweep of deposit addresses to the treasury is final
+    settlement.failed     contract mode: a sweep reverted or could not be sent; its deposits wait
+                      for the next one
 Each order event carries the order's `sequence`, one more than its previous event's, so a
 receiver can drop stale or out-of-order deliveries, and the whole order after the change (`paid`
 included): the events of one change carry the same order, so whichever of them a receiver accepts
@@ -48,11 +51,13 @@ REVERTED = "order.reverted"
 PAYMENT_REVERSED = "order.payment_reversed"
 UNMATCHED = "deposit.unmatched"
 DEPOSIT_REVERSED = "deposit.reversed"
+SETTLEMENT_COMPLETED = "settlement.completed"
+SETTLEMENT_FAILED = "settlement.failed"
 TEST = "webhook.test"  # POST /v1/webhooks/test
 PAID_LATE = "order.paid_late"
 OVERPAID = "order.overpaid"
 ORDER_EVENT_TYPES = (*STATUS_EVENTS.values(), PAID_LATE, OVERPAID, REVERTED, PAYMENT_REVERSED)
-EVENT_TYPES = (*ORDER_EVENT_TYPES, UNMATCHED, DEPOSIT_REVERSED)
+EVENT_TYPES = (*ORDER_EVENT_TYPES, UNMATCHED, DEPOSIT_REVERSED, SETTLEMENT_COMPLETED, SETTLEMENT_FAILED)
 
 
 def new_event_id() -> str:
@@ -168,6 +173,21 @@ def for_deposit(
         merchant_id=merchant_id,
         created_at=clock.now_ms(),
         sequence=sequence,
+        data=data,
+        order=None,
+    )
+    return event_id, _parts(event)
+
+
+def for_settlement(merchant_id: str, data: dict[str, Any], *, completed: bool) -> tuple[str, list[dict[str, Any]]]:
+    """A settlement.completed or settlement.failed event (sequence 1: a settlement ends once)."""
+    event_id = new_event_id()
+    event = _event(
+        event_id,
+        SETTLEMENT_COMPLETED if completed else SETTLEMENT_FAILED,
+        merchant_id=merchant_id,
+        created_at=clock.now_ms(),
+        sequence=1,
         data=data,
         order=None,
     )

@@ -207,14 +207,11 @@ class KmsSigner:
         self.key_id = key_id
         self._client = client
 
-    @property
-    def _kms(self) -> Any:
-        return self._client or aws.client("kms")
-
     @cached_property
     def public_key(self) -> bytes:
         """The key's 65-byte uncompressed public point (one GetPublicKey call, then cached)."""
-        resp = self._kms.get_public_key(KeyId=self.key_id)
+        kms = self._client or aws.client("kms")  # a local name: the IAM derivation (tests/aws_calls.py) reads it
+        resp = kms.get_public_key(KeyId=self.key_id)
         if resp.get("KeySpec", KEY_SPEC) != KEY_SPEC:
             raise SignerError(f"KMS key {self.key_id} is {resp.get('KeySpec')}, not {KEY_SPEC}")
         return public_key_from_spki(resp["PublicKey"])
@@ -229,9 +226,8 @@ class KmsSigner:
         this key."""
         if len(digest) != 32:
             raise ValueError("a digest is 32 bytes")
-        resp = self._kms.sign(
-            KeyId=self.key_id, Message=digest, MessageType="DIGEST", SigningAlgorithm=SIGNING_ALGORITHM
-        )
+        kms = self._client or aws.client("kms")
+        resp = kms.sign(KeyId=self.key_id, Message=digest, MessageType="DIGEST", SigningAlgorithm=SIGNING_ALGORITHM)
         r, s = signature_from_der(resp["Signature"])
         if not (0 < r < SECP256K1_N and 0 < s < SECP256K1_N):
             raise SignerError("KMS returned an out-of-range signature")

@@ -214,6 +214,49 @@ class FixedConfig:
 AddressConfig = XpubConfig | FixedConfig
 
 
+@dataclass(frozen=True)
+class ContractConfig:
+    """A merchant's network in contract mode: each order gets the CREATE2 address of a deposit
+    clone under the merchant's DepositFactory (create2.py), swept to the factory's treasury.
+    Set per network (a factory lives on one chain), after the factory was checked on chain."""
+
+    merchant_id: str
+    network: str
+    factory: str  # EIP-55, as every EVM address the gateway stores
+    implementation: str
+    treasury: str
+    owner: str
+    updated_at: int
+    mode: Literal["contract"] = "contract"
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> ContractConfig:
+        merchant_id = str(item["pk"]).removeprefix("MERCHANT#")
+        return cls(
+            merchant_id,
+            item["network"],
+            item["factory"],
+            item["implementation"],
+            item["treasury"],
+            item["owner"],
+            int(item["updatedAt"]),
+        )
+
+    def to_item(self) -> dict[str, Any]:
+        pk, sk = store.contract_config_key(self.merchant_id, self.network)
+        return {
+            "pk": pk,
+            "sk": sk,
+            "mode": self.mode,
+            "network": self.network,
+            "factory": self.factory,
+            "implementation": self.implementation,
+            "treasury": self.treasury,
+            "owner": self.owner,
+            "updatedAt": self.updated_at,
+        }
+
+
 def address_config_from_item(item: Mapping[str, Any]) -> AddressConfig:
     merchant_id = _config_merchant(item)
     if item["mode"] == "xpub":

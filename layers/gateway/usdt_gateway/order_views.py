@@ -13,6 +13,7 @@ from usdt_gateway.networks import Network
 from usdt_gateway.records import Order
 from usdt_gateway.schemas import (
     DepositView,
+    FundsLocation,
     OrderException,
     OrderStatus,
     OrderView,
@@ -56,6 +57,17 @@ def exceptions(order: Order) -> list[OrderException]:
     return found
 
 
+def funds(order: Order) -> FundsLocation | None:
+    """Where a contract-mode order's credited money is; None in the other modes, or before any."""
+    if order.deposit_salt is None or order.paid_units <= 0:
+        return None
+    if order.sweeping_id is not None:
+        return FundsLocation.SWEEPING
+    if order.swept_units >= order.paid_units:
+        return FundsLocation.SWEPT
+    return FundsLocation.ON_DEPOSIT_ADDRESS
+
+
 def to_view(order: Order, head: int | None = None) -> OrderView:
     decimals = order.decimals
     return OrderView(
@@ -86,6 +98,7 @@ def to_view(order: Order, head: int | None = None) -> OrderView:
         return_url=order.return_url,
         metadata=order.metadata,
         deposits=deposit_views(order, head),
+        funds=funds(order),
     )
 
 

@@ -130,7 +130,9 @@ def create_order(merchant_id: str, req: CreateOrderRequest) -> tuple[OrderView, 
         expires_at = now + expires_in * 1000
         watch_until = expires_at + settings().late_payment_grace_seconds * 1000
         cfg = deposit_addresses.address_config(merchant_id, network)
-        for cand in deposit_addresses.candidates(cfg, network, units, order_pk=pk, watch_until=watch_until, now=now):
+        for cand in deposit_addresses.candidates(
+            cfg, network, units, order_pk=pk, order_id=req.order_id, watch_until=watch_until, now=now
+        ):
             order = _new_order(merchant_id, req, network, cand, units, fingerprint, now, expires_at, watch_until)
             item = order.to_item()
             pub_pk, pub_sk = store.public_key(order.public_id)
@@ -147,7 +149,7 @@ def create_order(merchant_id: str, req: CreateOrderRequest) -> tuple[OrderView, 
                     existing = conflict.items[0] or store.get(pk, sk)
                     assert existing is not None  # the condition failed on it: it exists
                     return _replay(Order.from_item(existing), fingerprint), False
-                if cfg.mode == "xpub" or "TransactionConflict" in conflict.reasons:
+                if cfg.mode != "fixed" or "TransactionConflict" in conflict.reasons:
                     break  # the index moved on, or a write raced ours: read the config again
                 continue  # this tagged amount is held: try the next tag
             return to_view(order), True
@@ -204,6 +206,8 @@ def _new_order(
         ),
         address=cand.address,
         address_index=cand.index,
+        deposit_salt=cand.salt,
+        deposit_factory=cand.factory,
         payment_uri=uri,
         # Rendered once here (about 10 ms) rather than on every read of the order.
         qr_code_data=qr_png_data_uri(uri),

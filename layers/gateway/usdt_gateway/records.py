@@ -115,6 +115,13 @@ class Order:
     confirmed_at: int | None = None
     updated_at: int | None = None
     event_seq: int = 0
+    # Contract mode: the deposit address's CREATE2 salt and factory, set at creation.
+    deposit_salt: str | None = None
+    deposit_factory: str | None = None
+    # Where its money is, kept by the settlement (settlement/batches.py), never by a state change:
+    # the sweep covering its deposits now, and the units swept so far.
+    sweeping_id: str | None = None
+    swept_units: int = 0
 
     @property
     def pk(self) -> str:
@@ -158,6 +165,10 @@ class Order:
             confirmed_at=_int_or_none(item.get("confirmedAt")),
             updated_at=_int_or_none(item.get("updatedAt")),
             event_seq=int(item.get("eventSeq") or 0),
+            deposit_salt=item.get("depositSalt"),
+            deposit_factory=item.get("depositFactory"),
+            sweeping_id=item.get("sweepingId"),
+            swept_units=int(item.get("sweptUnits") or 0),
         )
 
     def change_fields(self) -> dict[str, Any]:
@@ -210,6 +221,8 @@ class Order:
             "gsi1pk": store.orders_index_pk(self.merchant_id),
             "gsi1sk": f"{self.created_at:013d}#{self.order_id}",
         }
+        if self.deposit_salt is not None:  # contract mode only
+            item |= {"depositSalt": self.deposit_salt, "depositFactory": self.deposit_factory}
         return item | self.change_fields() if self.version else item
 
 

@@ -58,6 +58,15 @@ class OrderStatus(StrEnum):
     FAILED = "failed"  # closed unpaid after a partial payment that was never topped up
 
 
+class FundsLocation(StrEnum):
+    """Where a contract-mode order's money is (docs/architecture.md, contract mode)."""
+
+    ON_DEPOSIT_ADDRESS = "on_deposit_address"  # credited, on the order's deposit contract address
+    SWEEPING = "sweeping"  # a sweep to the merchant's treasury carries it now
+    SWEPT = "swept"  # in the merchant's treasury
+    REFUNDED = "refunded"  # sent back to the payer with the owner's signature
+
+
 class OrderException(StrEnum):
     OVERPAID = "overpaid"
     PAID_LATE = "paid_late"
@@ -218,6 +227,13 @@ class OrderView(Model):
     return_url: str | None = Field(None, alias="returnUrl")
     metadata: dict[str, str | int | bool | None] | None = None
     deposits: list[DepositView] = []
+    funds: FundsLocation | None = Field(
+        None,
+        description="Contract mode only, once a final deposit is credited: where the order's money is. "
+        "`on_deposit_address` until a sweep takes it, `sweeping` while one carries it to the "
+        "merchant's treasury, `swept` once that sweep is final, `refunded` once sent back. "
+        "Null in xpub and fixed-address modes (the money is in the merchant's own wallet).",
+    )
 
 
 class OrderListView(Model):
@@ -387,3 +403,24 @@ class WebhookEndpointUpdate(Strict):
 class ErrorBody(Model):
     code: str = Field(description="Stable machine-readable code.")
     message: str = Field(description="What is wrong and how to fix it.")
+
+
+class SettlementView(Model):
+    """A sweep of a merchant's deposit addresses to its treasury (contract mode), as the
+    settlement.completed and settlement.failed events carry it."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    settlement_id: str = Field(alias="settlementId")
+    network: str
+    status: Literal["completed", "failed"]
+    factory: str
+    token_contract: str = Field(alias="tokenContract")
+    amount: str = Field(description="The covered deposits' sum, in USDT (unmatched ones included).")
+    orders: list[str] = Field(description="The orderIds whose deposits the sweep covers.")
+    deposits: list[str] = Field(description="The depositIds it covers.")
+    tx_hash: str | None = Field(None, alias="txHash", description="The mined sweep transaction; null if none was.")
+    gas_paid: str = Field(alias="gasPaid", description="Wei the relayer paid for it, as a decimal string.")
+    reason: str | None = Field(None, description="Why it failed.")
+    created_at: int = Field(alias="createdAt")
+    closed_at: int = Field(alias="closedAt")

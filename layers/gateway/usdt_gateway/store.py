@@ -98,6 +98,11 @@ def address_config_key(merchant_id: str, family: str) -> tuple[str, str]:
     return f"MERCHANT#{merchant_id}", f"ADDRCFG#{family}"
 
 
+def contract_config_key(merchant_id: str, network: str) -> tuple[str, str]:
+    """A merchant's network in contract mode: its DepositFactory (admin set-contract)."""
+    return f"MERCHANT#{merchant_id}", f"CONTRACTCFG#{network}"
+
+
 def xpub_index_key(family: str, fingerprint: str) -> tuple[str, str]:
     """The next derivation index an xpub may hand out, kept across address configs."""
     return f"XPUB#{family}#{fingerprint}", "INDEX"
@@ -167,6 +172,20 @@ def relayer_key(network: str) -> tuple[str, str]:
 def settlement_key(settlement_id: str) -> tuple[str, str]:
     """A sweep carried to its end (completed or failed)."""
     return f"SETTLEMENT#{settlement_id}", "SETTLEMENT"
+
+
+def settlement_batch_key(settlement_id: str) -> tuple[str, str]:
+    """What a sweep covers (deposits, orders, units), written when its deposits are claimed."""
+    return f"SETTLEMENT#{settlement_id}", "BATCH"
+
+
+def sweep_candidate_key(network: str, merchant_id: str, address: str, txid: str, log_index: int) -> tuple[str, str]:
+    """A credited deposit whose money is still on its contract-mode deposit address."""
+    return f"SWEEP#{network}", f"{merchant_id}#{address}#{txid}#{log_index}"
+
+
+def settlements_index_pk(merchant_id: str) -> str:
+    return f"MERCHANT#{merchant_id}#SETTLEMENTS"
 
 
 def deposits_index_pk(merchant_id: str) -> str:
@@ -244,6 +263,46 @@ def update(
             return None
         raise
     return _load(resp.get("Attributes"))
+
+
+def update_expression(
+    pk: str, sk: str, *, expression: str, condition: str, values: dict[str, Any], names: dict[str, str] | None = None
+) -> bool:
+    """An UpdateItem with its own expression (ADD, REMOVE) under a condition; False when the
+    condition fails."""
+    kwargs: dict[str, Any] = {
+        "TableName": _table(),
+        "Key": _key(pk, sk),
+        "UpdateExpression": expression,
+        "ConditionExpression": condition,
+        "ExpressionAttributeValues": _values(values),
+    }
+    if names:
+        kwargs["ExpressionAttributeNames"] = names
+    try:
+        client().update_item(**kwargs)
+    except ClientError as exc:
+        if _failed_condition(exc):
+            return False
+        raise
+    return True
+
+
+def delete_if(pk: str, sk: str, *, condition: str, values: dict[str, Any]) -> bool:
+    """Remove an item under a condition (its work done by whoever holds it); False when the
+    condition fails, or the item is gone."""
+    try:
+        client().delete_item(
+            TableName=_table(),
+            Key=_key(pk, sk),
+            ConditionExpression=condition,
+            ExpressionAttributeValues=_values(values),
+        )
+    except ClientError as exc:
+        if _failed_condition(exc):
+            return False
+        raise
+    return True
 
 
 def set_map_entry(pk: str, sk: str, attribute: str, key: str, value: Any) -> None:

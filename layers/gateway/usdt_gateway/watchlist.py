@@ -51,7 +51,7 @@ class WatchEntry:
     merchant_id: str
     address: str
     units: int
-    mode: str  # "xpub": the address is the order's alone; "fixed": the amount tells orders apart
+    mode: str  # "xpub", "contract": the address is the order's alone; "fixed": the amount tells orders apart
     created_at: int
     expires_at: int
     watch_until: int
@@ -155,8 +155,8 @@ class WatchList:
             return None, None
         in_window = [e for e in candidates if e.covers(block_time + chain_lag_ms)]
         for e in in_window:
-            # One order per derived address; on a shared fixed address the exact amount decides.
-            if e.mode == "xpub" or e.units == units:
+            # One order per derived or CREATE2 address; on a shared fixed address the exact amount decides.
+            if e.mode != "fixed" or e.units == units:
                 return e, e.merchant_id
         owner = max(candidates, key=lambda e: e.created_at)
         return None, owner.merchant_id

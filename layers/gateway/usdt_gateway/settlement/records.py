@@ -270,4 +270,7 @@ class Settlement:
             "nonce": self.nonce,
             "reorgs": self.reorgs,
             "reason": self.reason,
+            # The merchant's settlements, oldest first (a later GET /v1/settlements).
+            "gsi1pk": store.settlements_index_pk(self.merchant_id),
+            "gsi1sk": f"{self.created_at:013d}#{self.settlement_id}",
         }

@@ -1,0 +1,390 @@
+"""The settlement of one EVM network, run on a schedule: batch the unsettled deposits of contract
+mode (settlement/candidates.py), hand the batch to the SweepRelayer, and once the relayer closed
+the sweep, mark what it covered and tell the merchant.
+
+A run holds the relayer's lease throughout (one run per network at a time) and does, in order:
+
+    resume   sweeps whose candidates are claimed but not done: one the relayer closed is marked
+             (below); one never handed over (a crash between the claim and the submit) is
+             submitted now, under the id it was claimed with
+    select   nothing in flight: the oldest merchant's unclaimed candidates, once their money
+             reaches `min_units` or the oldest waited `max_age_ms`; at most `max_deposits`
+    claim    one transaction: the BATCH item (what the sweep covers) and each candidate's sweepId
+             (condition: not claimed), then each covered order's sweepingId (its funds: sweeping)
+    submit, advance: the relayer's own crash-safe steps (settlement/relayer.py), fees capped
+             by the relayer's FeePolicy (the maximum gas price)
+    mark     once the relayer closed the sweep: one transaction moves the BATCH open -> completed
+             or failed, adds what it covered to the SETTLEMENT record and writes the
+             settlement.completed / settlement.failed event (the outbox publishes it); then each
+             order's sweptUnits grows by its covered units (condition: its sweepingId is this
+             sweep) and each candidate is deleted (completed) or released for the next sweep
+             (failed, `failures` + 1), each conditional on its sweepId being this sweep
+Every step is conditional on the state the previous one left, so a run killed anywhere is
+resumed by the next without a second claim, a second event, or money marked swept twice. A
+deposit credited while a sweep is in flight is a candidate that sweep did not claim: the next
+run takes it (if its money was already on the address when the sweep ran, the next sweep finds
+the address empty, moves nothing, and the deposit is marked swept then).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from usdt_gateway import clock, events, outbox, store
+from usdt_gateway.money import format_units
+from usdt_gateway.networks import Network
+from usdt_gateway.observability import logger
+from usdt_gateway.schemas import SettlementView
+from usdt_gateway.settlement import candidates
+from usdt_gateway.settlement.calldata import MAX_BATCH
+from usdt_gateway.settlement.candidates import Candidate
+from usdt_gateway.settlement.records import RelayerState, Settlement, SettlementStatus
+from usdt_gateway.settlement.relayer import (
+    LeaseLost,
+    Outcome,
+    Progress,
+    SweepRelayer,
+    SweepRequest,
+    new_settlement_id,
+    read_settlement,
+)
+
+# One claim transaction holds the BATCH item and one update per candidate (DynamoDB: 100 items).
+MAX_DEPOSITS = 99
+assert MAX_DEPOSITS < MAX_BATCH  # a sweep's addresses always fit one factory call
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    min_units: int  # a merchant's unsettled money is swept once it reaches this ...
+    max_age_ms: int  # ... or once its oldest credit waited this long
+    max_deposits: int = 50  # per sweep, at most MAX_DEPOSITS
+    max_failures: int = 3  # a deposit whose sweeps failed this often waits for the operator
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_deposits <= MAX_DEPOSITS:
+            raise ValueError(f"a sweep covers 1 to {MAX_DEPOSITS} deposits")
+
+
+class BatchStatus(StrEnum):
+    OPEN = "open"  # claimed, the sweep not closed (or its outcome not marked yet)
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A SETTLEMENT#<id>/BATCH item: what a sweep covers, written with the claims."""
+
+    settlement_id: str
+    network: str
+    merchant_id: str
+    factory: str
+    token: str
+    decimals: int
+    deposits: tuple[str, ...]  # the candidates' sort keys
+    deposit_ids: tuple[str, ...]
+    orders: Mapping[str, int]  # order pk -> units covered
+    salts: tuple[str, ...]  # one per deposit address
+    units: int
+    created_at: int
+    status: BatchStatus = BatchStatus.OPEN
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> Batch:
+        return cls(
+            settlement_id=item["settlementId"],
+            network=item["network"],
+            merchant_id=item["merchantId"],
+            factory=item["factory"],
+            token=item["token"],
+            decimals=int(item["decimals"]),
+            deposits=tuple(item["candidates"]),
+            deposit_ids=tuple(item["depositIds"]),
+            orders={k: int(v) for k, v in item["orders"].items()},
+            salts=tuple(item["salts"]),
+            units=int(item["units"]),
+            created_at=int(item["createdAt"]),
+            status=BatchStatus(item["batchStatus"]),
+        )
+
+    def to_item(self) -> dict[str, Any]:
+        pk, sk = store.settlement_batch_key(self.settlement_id)
+        return {
+            "pk": pk,
+            "sk": sk,
+            "settlementId": self.settlement_id,
+            "network": self.network,
+            "merchantId": self.merchant_id,
+            "factory": self.factory,
+            "token": self.token,
+            "decimals": self.decimals,
+            "candidates": list(self.deposits),
+            "depositIds": list(self.deposit_ids),
+            "orders": dict(self.orders),
+            "salts": list(self.salts),
+            "units": self.units,
+            "createdAt": self.created_at,
+            "batchStatus": self.status.value,
+        }
+
+    def request(self) -> SweepRequest:
+        return SweepRequest(
+            settlement_id=self.settlement_id,
+            merchant_id=self.merchant_id,
+            factory=self.factory,
+            token=self.token,
+            salts=tuple(bytes.fromhex(s.removeprefix("0x")) for s in self.salts),
+        )
+
+
+def read_batch(settlement_id: str) -> Batch | None:
+    item = store.get(*store.settlement_batch_key(settlement_id))
+    return None if item is None else Batch.from_item(item)
+
+
+@dataclass
+class RunReport:
+    outcome: str
+    detail: str = ""
+    claimed: str | None = None  # the settlement id claimed this run
+    marked: list[str] = field(default_factory=list)  # settlements whose outcome was marked this run
+    in_flight_since: int | None = None  # when the sweep still in flight was created
+    unsettled: int = 0  # candidates the run found (claimed or not)
+
+
+# -- selection and claim ----------------------------------------------------------------------------
+
+
+def select(unclaimed: Sequence[Candidate], policy: BatchPolicy, *, now: int) -> list[Candidate]:
+    """The next sweep's deposits: the merchant (factory and token) whose oldest unsettled credit is
+    the oldest, if its money reaches the minimum or that credit waited the maximum age; its
+    oldest deposits first, at most `max_deposits` (fewer than the factory's MAX_BATCH addresses)."""
+    groups: dict[tuple[str, str, str], list[Candidate]] = {}
+    for c in sorted(unclaimed, key=lambda c: (c.credited_at, c.key)):
+        if c.sweep_id is None and c.failures < policy.max_failures:
+            groups.setdefault((c.merchant_id, c.factory, c.token), []).append(c)
+    for group in groups.values():  # oldest first: dicts keep the insertion order
+        if sum(c.units for c in group) < policy.min_units and now - group[0].credited_at < policy.max_age_ms:
+            continue
+        return group[: policy.max_deposits]
+    return []
+
+
+def _batch(network: Network, chosen: Sequence[Candidate], now: int) -> Batch:
+    orders: dict[str, int] = {}
+    salts: dict[str, str] = {}
+    for c in chosen:
+        if c.order_pk is not None:  # unmatched money is swept, counted in no order
+            orders[c.order_pk] = orders.get(c.order_pk, 0) + c.units
+        salts.setdefault(c.address, c.salt)
+    first = chosen[0]
+    return Batch(
+        settlement_id=new_settlement_id(),
+        network=network.name,
+        merchant_id=first.merchant_id,
+        factory=first.factory,
+        token=first.token,
+        decimals=network.decimals,
+        deposits=tuple(c.key[1] for c in chosen),
+        deposit_ids=tuple(c.deposit_id for c in chosen),
+        orders=orders,
+        salts=tuple(salts.values()),
+        units=sum(c.units for c in chosen),
+        created_at=now,
+    )
+
+
+def claim(network: Network, chosen: Sequence[Candidate]) -> Batch | None:
+    """Claim `chosen` for a new sweep; None when one of them was claimed or removed meanwhile."""
+    batch = _batch(network, chosen, clock.now_ms())
+    parts = [store.put_part(batch.to_item())]  # none -> open
+    for c in chosen:
+        # unclaimed -> claimed by this sweep
+        parts.append(
+            store.update_part(
+                *c.key,
+                expression="SET sweepId = :id",
+                condition="attribute_exists(pk) AND attribute_not_exists(sweepId)",
+                values={":id": batch.settlement_id},
+            )
+        )
+    try:
+        store.transact(parts)
+    except store.TransactionConflict:
+        return None
+    logger.info(
+        "deposits claimed for a sweep",
+        extra={"settlementId": batch.settlement_id, "deposits": len(chosen), "units": batch.units},
+    )
+    return batch
+
+
+def _mark_sweeping(batch: Batch) -> None:
+    for order_pk in batch.orders:
+        # any -> swept by this sweep (the order's funds read `sweeping` until it is marked)
+        store.update(
+            order_pk,
+            "ORDER",
+            set_values={"sweepingId": batch.settlement_id},
+            condition="attribute_exists(pk)",
+        )
+
+
+# -- marking --------------------------------------------------------------------------------------
+
+
+def view(batch: Batch, settlement: Settlement) -> SettlementView:
+    return SettlementView(
+        settlement_id=batch.settlement_id,
+        network=batch.network,
+        status="completed" if settlement.status is SettlementStatus.COMPLETED else "failed",
+        factory=batch.factory,
+        token_contract=batch.token,
+        amount=format_units(batch.units, batch.decimals),
+        orders=sorted(pk.split("#", 2)[2] for pk in batch.orders),
+        deposits=list(batch.deposit_ids),
+        tx_hash=settlement.tx_hash,
+        gas_paid=str(settlement.gas_paid),
+        reason=settlement.reason,
+        created_at=batch.created_at,
+        closed_at=settlement.closed_at,
+    )
+
+
+def mark(batch: Batch, settlement: Settlement) -> None:
+    """Mark what a closed sweep covered, and announce it (idempotent: see the module's steps)."""
+    completed = settlement.status is SettlementStatus.COMPLETED
+    status = BatchStatus.COMPLETED if completed else BatchStatus.FAILED
+    event_ids: list[str] = []
+    if batch.status is BatchStatus.OPEN:
+        data = view(batch, settlement).model_dump(mode="json", by_alias=True)
+        event_id, event_parts = events.for_settlement(batch.merchant_id, data, completed=completed)
+        pk, sk = store.settlement_batch_key(batch.settlement_id)
+        spk, ssk = store.settlement_key(batch.settlement_id)
+        try:
+            store.transact(
+                [
+                    # open -> completed | failed: once, with its event
+                    store.set_part(
+                        pk,
+                        sk,
+                        set_values={"batchStatus": status.value, "closedAt": settlement.closed_at},
+                        condition="batchStatus = :open",
+                        values={":open": BatchStatus.OPEN.value},
+                    ),
+                    # the relayer's record -> with what it covered (read by a settlement's listing)
+                    store.set_part(
+                        spk,
+                        ssk,
+                        set_values={
+                            "orderIds": data["orders"],
+                            "depositIds": data["deposits"],
+                            "units": batch.units,
+                            "decimals": batch.decimals,
+                        },
+                        condition="attribute_exists(pk)",
+                    ),
+                    *event_parts,
+                ]
+            )
+            event_ids = [event_id]
+        except store.TransactionConflict:
+            pass  # marked by an earlier run that stopped before the orders and candidates
+    for order_pk, units in batch.orders.items():
+        # sweeping (this sweep) -> swept units counted (completed), or back to on its address (failed)
+        expression = "ADD sweptUnits :u REMOVE sweepingId" if completed else "REMOVE sweepingId"
+        values: dict[str, Any] = {":id": batch.settlement_id} | ({":u": units} if completed else {})
+        store.update_expression(order_pk, "ORDER", expression=expression, condition="sweepingId = :id", values=values)
+    candidate_pk, _ = store.sweep_candidate_key(batch.network, "", "", "", 0)
+    for sk in batch.deposits:
+        claimed = {":id": batch.settlement_id}
+        if completed:
+            # claimed by this sweep -> gone: its money is in the treasury
+            store.delete_if(candidate_pk, sk, condition="sweepId = :id", values=claimed)
+        else:
+            # claimed by this sweep -> unclaimed, for the next one
+            store.update_expression(
+                candidate_pk,
+                sk,
+                expression="REMOVE sweepId ADD failures :one",
+                condition="sweepId = :id",
+                values=claimed | {":one": 1},
+            )
+    outbox.publish(event_ids)
+    log = logger.info if completed else logger.error
+    log(
+        f"settlement {status.value}",
+        extra={
+            "settlementId": batch.settlement_id,
+            "merchant_id": batch.merchant_id,
+            "txHash": settlement.tx_hash,
+            "gasPaid": settlement.gas_paid,
+            "deposits": len(batch.deposits),
+            "units": batch.units,
+        },
+    )
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+def _resume(state: RelayerState, claimed_ids: set[str]) -> tuple[list[str], Batch | None]:
+    """Claimed sweeps the relayer is not carrying: those it closed are marked (their ids
+    returned); one it never got is returned to be submitted."""
+    in_flight = state.sweep.settlement_id if state.sweep else None
+    marked: list[str] = []
+    unsent: Batch | None = None
+    for settlement_id in sorted(claimed_ids - {in_flight} if in_flight else claimed_ids):
+        batch = read_batch(settlement_id)
+        if batch is None:
+            continue  # not a sweep of the batching
+        settlement = read_settlement(settlement_id)
+        if settlement is not None:
+            mark(batch, settlement)
+            marked.append(settlement_id)
+        elif unsent is None and in_flight is None:
+            unsent = batch
+    return marked, unsent
+
+
+def run(network: Network, relayer: SweepRelayer, policy: BatchPolicy) -> RunReport:
+    """One scheduled run for `network` (see the module's docstring)."""
+    state = relayer.acquire()
+    if state is None:
+        return RunReport(Outcome.BUSY.value, "another run holds the relayer")
+    try:
+        unsettled = candidates.unsettled(network.name)
+        marked, batch = _resume(state, {c.sweep_id for c in unsettled if c.sweep_id})
+        claimed: str | None = None
+        if batch is None and state.sweep is None:
+            chosen = select(unsettled, policy, now=clock.now_ms())
+            if chosen and (batch := claim(network, chosen)) is not None:
+                claimed = batch.settlement_id
+        if batch is not None:
+            _mark_sweeping(batch)
+            state = relayer.submit(state, batch.request())
+        progress = relayer.advance(state)
+    except LeaseLost:
+        logger.warning("relayer lease lost to another run; stopping", extra={"network": network.name})
+        return RunReport(Outcome.BUSY.value, "lease lost to another run")
+    except Exception:
+        relayer.release()
+        raise
+    relayer.release()
+    marked += _mark_closed(progress)
+    in_flight = progress.sweep.created_at if progress.sweep is not None else None
+    return RunReport(progress.outcome.value, progress.detail, claimed, marked, in_flight, len(unsettled))
+
+
+def _mark_closed(progress: Progress) -> list[str]:
+    if progress.settlement is None:
+        return []
+    batch = read_batch(progress.settlement.settlement_id)
+    if batch is None:
+        return []  # a sweep not made by the batching (the relayer's own tests, an operator's)
+    mark(batch, progress.settlement)
+    return [batch.settlement_id]

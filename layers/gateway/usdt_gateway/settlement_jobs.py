@@ -1,0 +1,166 @@
+"""What a settlement invocation does: on the schedule, one settlement run (settlement/batches.py)
+per EVM network that has an RPC endpoint, one after another (a run is a few RPC calls: it never
+waits for a block), and the figures the alarms watch.
+
+Configuration (environment, validated at cold start):
+    RELAYER_KEY_ID                 the KMS key (ECC_SECG_P256K1, SIGN_VERIFY) that pays the gas
+    SETTLEMENT_MIN_AMOUNT          a merchant's unsettled USDT is swept once it reaches this ...
+    SETTLEMENT_MAX_AGE_SECONDS     ... or once its oldest credit waited this long
+    SETTLEMENT_MAX_GAS_PRICE_GWEI  the most the relayer pays per gas; above it, sweeps wait
+    SETTLEMENT_MAX_DEPOSITS        deposits per sweep (at most 99)
+    SETTLEMENT_SWEEPS_PER_DAY, SETTLEMENT_GAS_PER_SWEEP
+                                   a day's sweeps, for RelayerBalanceCoverage: the percent of them
+                                   the relayer's native balance pays at the current gas price
+Metrics (per network and across networks): RelayerBalanceCoverage (the balance alarm: below 100;
+reported while the network has money to sweep),
+SettlementInFlightSeconds (a sweep not final this long: the stuck alarm), SettlementsCompleted,
+SettlementsFailed (the failed alarm).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+from usdt_gateway import clock
+from usdt_gateway.chain.jsonrpc import JsonRpc, Rpc, RpcError, RpcUnavailable
+from usdt_gateway.chain.rpc_config import load_endpoints
+from usdt_gateway.config import ConfigError, networks
+from usdt_gateway.kms_signer import KmsSigner
+from usdt_gateway.money import to_base_units
+from usdt_gateway.networks import Network
+from usdt_gateway.observability import logger, metrics
+from usdt_gateway.settlement import batches
+from usdt_gateway.settlement.records import SettlementStatus
+from usdt_gateway.settlement.relayer import FeePolicy, SweepRelayer, read_settlement
+
+GWEI = 10**9
+
+
+@dataclass(frozen=True)
+class SettlementConfig:
+    relayer_key_id: str
+    min_amount: Decimal
+    max_age_seconds: int
+    max_gas_price_gwei: Decimal
+    max_deposits: int
+    sweeps_per_day: int
+    gas_per_sweep: int
+
+    def policy(self, network: Network) -> batches.BatchPolicy:
+        return batches.BatchPolicy(
+            min_units=to_base_units(self.min_amount, network.decimals),
+            max_age_ms=self.max_age_seconds * 1000,
+            max_deposits=self.max_deposits,
+        )
+
+    def fees(self) -> FeePolicy:
+        return FeePolicy(max_fee_per_gas=int(self.max_gas_price_gwei * GWEI))
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def load_config() -> SettlementConfig:
+    try:
+        config = SettlementConfig(
+            relayer_key_id=os.environ["RELAYER_KEY_ID"],
+            min_amount=Decimal(_env("SETTLEMENT_MIN_AMOUNT", "100")),
+            max_age_seconds=int(_env("SETTLEMENT_MAX_AGE_SECONDS", "86400")),
+            max_gas_price_gwei=Decimal(_env("SETTLEMENT_MAX_GAS_PRICE_GWEI", "100")),
+            max_deposits=int(_env("SETTLEMENT_MAX_DEPOSITS", "50")),
+            sweeps_per_day=int(_env("SETTLEMENT_SWEEPS_PER_DAY", "24")),
+            gas_per_sweep=int(_env("SETTLEMENT_GAS_PER_SWEEP", "600000")),
+        )
+    except KeyError as exc:
+        raise ConfigError("RELAYER_KEY_ID is not set: the settlement needs the relayer's KMS key") from exc
+    except (ValueError, InvalidOperation) as exc:
+        raise ConfigError(f"a SETTLEMENT_* setting is not a number: {exc}") from exc
+    if config.min_amount < 0 or config.max_age_seconds <= 0 or config.max_gas_price_gwei <= 0:
+        raise ConfigError("SETTLEMENT_MIN_AMOUNT must be >= 0, the maximum age and gas price above 0")
+    if not 0 < config.max_deposits <= batches.MAX_DEPOSITS:
+        raise ConfigError(f"SETTLEMENT_MAX_DEPOSITS must be between 1 and {batches.MAX_DEPOSITS}")
+    return config
+
+
+@dataclass
+class Job:
+    """One network's settlement: its RPC endpoint and the relayer's signer, kept across invocations."""
+
+    network: Network
+    rpc: Rpc
+    signer: KmsSigner
+
+
+def build(config: SettlementConfig) -> dict[str, Job]:
+    """A job per enabled EVM network with an RPC endpoint."""
+    specs = load_endpoints({})
+    signer = KmsSigner(config.relayer_key_id)
+    return {
+        name: Job(network, JsonRpc(specs[name][0].url, timeout=10, label=specs[name][0].name), signer)
+        for name, network in networks().items()
+        if network.family == "evm" and specs.get(name)
+    }
+
+
+def _gauge(name: str, network: str, unit: MetricUnit, value: float) -> None:
+    """One figure per network and across networks (the alarms watch the service's series)."""
+    one = EphemeralMetrics(namespace=metrics.namespace, service=metrics.service)
+    one.add_dimension(name="network", value=network)
+    if metrics.service:
+        one.add_dimensions(service=str(metrics.service))
+    one.add_metric(name=name, unit=unit, value=value)
+    one.flush_metrics()
+
+
+def report_balance(job: Job, config: SettlementConfig) -> int | None:
+    """RelayerBalanceCoverage: the percent of a day's sweeps the relayer's balance pays now."""
+    try:
+        balance = int(job.rpc.call("eth_getBalance", [job.signer.address, "latest"]), 16)
+        gas_price = int(job.rpc.call("eth_gasPrice", []), 16)
+    except (RpcError, RpcUnavailable) as exc:
+        logger.warning("could not read the relayer's balance", extra={"network": job.network.name, "reason": str(exc)})
+        return None
+    day = config.sweeps_per_day * config.gas_per_sweep * max(gas_price, 1)
+    coverage = balance * 100 // day
+    _gauge("RelayerBalanceCoverage", job.network.name, MetricUnit.Percent, min(coverage, 10_000))
+    return coverage
+
+
+def run_network(job: Job, config: SettlementConfig, relayer: SweepRelayer | None = None) -> dict[str, Any]:
+    """One settlement run of a network, its outcome counted."""
+    relayer = relayer or SweepRelayer(job.network, job.rpc, job.signer, fees=config.fees())
+    report = batches.run(job.network, relayer, config.policy(job.network))
+    for settlement_id in report.marked:
+        settlement = read_settlement(settlement_id)
+        failed = settlement is not None and settlement.status is SettlementStatus.FAILED
+        _gauge("SettlementsFailed" if failed else "SettlementsCompleted", job.network.name, MetricUnit.Count, 1)
+    age = 0 if report.in_flight_since is None else max(0, (clock.now_ms() - report.in_flight_since) // 1000)
+    _gauge("SettlementInFlightSeconds", job.network.name, MetricUnit.Seconds, age)
+    if report.unsettled or report.in_flight_since is not None:
+        report_balance(job, config)  # a network with nothing to sweep needs no gas (and no alarm)
+    return {"network": job.network.name, **report.__dict__}
+
+
+def handle(jobs: dict[str, Job], config: SettlementConfig, event: dict[str, Any]) -> dict[str, Any]:
+    """Every network's run (or the one the event names); a network that fails does not keep the
+    others from settling: it is logged and raised once every network has had its turn."""
+    names = [str(event["network"])] if "network" in event else list(jobs)
+    results, failed = [], []
+    for name in names:
+        job = jobs.get(name)
+        if job is None:
+            raise ValueError(f"network {name!r} is not settled here; settled: {', '.join(jobs) or 'none'}")
+        try:
+            results.append(run_network(job, config))
+        except Exception:
+            logger.exception("settlement run failed", extra={"network": name})
+            failed.append(name)
+    if failed:
+        raise RuntimeError(f"settlement failed on {', '.join(failed)}")
+    return {"networks": results}

@@ -1,0 +1,358 @@
+"""The settlement on anvil through the moto server: a contract-mode order paid and credited, then
+swept to the merchant's treasury by the settlement function's runs (the relayer's key in the
+local KMS), the orders and settlement recorded and settlement.completed delivered; a run killed
+between any two steps resumed by the next; a payment arriving while a sweep is in flight swept by
+the next one; nothing swept below the minimum before the maximum age."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+from standardwebhooks import Webhook
+from web3 import Web3
+
+from devstack.evm import start_anvil
+from devstack.functions import add_layers_to_path, load_functions
+from devstack.template import REPO_ROOT, load_template
+from tests.fake_clock import FakeClock
+from tests.integration.apiclient import ApiClient
+from tests.integration.chains import create, drive, evm_scanner, new_chain, status
+from tests.integration.conftest import Merchant, WebhookQueues
+from tests.integration.sqs_lambda import EventSourceMapping
+from tests.integration.test_contract_mode import ContractChain, new_contract_chain
+from tests.integration.webhook_receiver import receiver
+from tests.integration.webhooks import set_url, settled
+from usdt_gateway import store
+from usdt_gateway.chain.jsonrpc import Call, JsonRpc, Rpc, RpcError
+from usdt_gateway.kms_signer import KmsSigner
+from usdt_gateway.scanner import Scanner
+from usdt_gateway.settlement import batches, candidates, relayer
+from usdt_gateway.settlement.relayer import SweepRelayer
+from usdt_gateway.settlement_jobs import Job, SettlementConfig, run_network
+
+LEASE_MS = 120_000
+SETTLEMENT = "SettlementFunction"
+
+
+class Killed(BaseException):
+    """A run stopped dead where a crash would stop it (nothing catches it)."""
+
+
+@dataclass
+class World:
+    contracts: ContractChain
+    merchant: Merchant
+    api: ApiClient
+    scanner: Scanner
+    job: Job
+    config: SettlementConfig
+    clock: FakeClock
+
+    @property
+    def network(self) -> str:
+        return self.contracts.chain.network
+
+    def paid_order(self, amount: str = "25.00") -> dict[str, Any]:
+        """An order paid in full and credited final."""
+        order = create(self.api, self.contracts.chain)
+        self.pay(order, amount)
+        return order
+
+    def pay(self, order: dict[str, Any], amount: str) -> None:
+        self.contracts.chain.pay(order["address"], amount)
+        self.contracts.chain.mine(1)
+        drive(self.scanner)
+
+    def run(self, hook: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """One invocation's run of the network, with a relayer of its own (a new lease owner)."""
+        sweeper = SweepRelayer(
+            self.job.network,
+            self.job.rpc,
+            self.job.signer,
+            fees=self.config.fees(),
+            lease_ms=LEASE_MS,
+            hook=hook or (lambda step: None),
+        )
+        return run_network(self.job, self.config, sweeper)
+
+    def settle(self, *, runs: int = 8) -> list[dict[str, Any]]:
+        """Run and mine until a run marks a settlement; the reports of the runs."""
+        reports = []
+        for _ in range(runs):
+            reports.append(self.run())
+            if reports[-1]["marked"]:
+                return reports
+            self.contracts.chain.mine(1)
+        raise AssertionError(f"no settlement marked: {reports}")
+
+    def balance(self, holder: str) -> int:
+        return int(self.contracts.chain.token.functions.balanceOf(holder).call())
+
+    def funds(self, order: dict[str, Any]) -> str | None:
+        funds = status(self.api, order)["funds"]
+        return None if funds is None else str(funds)
+
+    def sweep_transactions(self) -> int:
+        return int(self.contracts.chain.w3.eth.get_transaction_count(Web3.to_checksum_address(self.job.signer.address)))
+
+
+@pytest.fixture
+def world(
+    settings_env: pytest.MonkeyPatch, api: ApiClient, merchant: Merchant, moto_server: str, fake_clock: FakeClock
+) -> Iterator[World]:
+    with start_anvil() as anvil:
+        contracts = new_contract_chain(new_chain(anvil, settings_env))
+        contracts.switch(merchant.merchant_id)
+        kms = boto3.client("kms", endpoint_url=moto_server, region_name="us-east-1")
+        key_id = kms.create_key(KeySpec="ECC_SECG_P256K1", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+        signer = KmsSigner(key_id, client=kms)
+        anvil.rpc("anvil_setBalance", [signer.address, hex(10**19)])
+        from usdt_gateway.config import networks
+
+        job = Job(networks()[contracts.chain.network], JsonRpc(anvil.url, timeout=10), signer)
+        config = SettlementConfig(
+            relayer_key_id=key_id,
+            min_amount=Decimal("10"),
+            max_age_seconds=600,
+            max_gas_price_gwei=Decimal("100"),
+            max_deposits=50,
+            sweeps_per_day=24,
+            gas_per_sweep=600_000,
+        )
+        scanner = evm_scanner(contracts.chain.network, [anvil.url])
+        drive(scanner)
+        yield World(contracts, merchant, api, scanner, job, config, fake_clock)
+
+
+def settlement_events(merchant_id: str) -> list[dict[str, Any]]:
+    items, _ = store.query_index(
+        store.events_index_pk(merchant_id), sk_from="0", sk_to="~", limit=100, newest_first=False
+    )
+    return [i for i in items if str(i["type"]).startswith("settlement.")]
+
+
+def test_a_paid_order_is_swept_to_the_treasury_recorded_and_announced(
+    world: World, webhook_queues: WebhookQueues, lambda_sqs: EventSourceMapping
+) -> None:
+    with receiver() as shop:
+        set_url(world.api, shop.url())
+        # Given a contract-mode order paid and credited: its money on its deposit address
+        order = world.paid_order("25.00")
+        assert status(world.api, order)["status"] == "confirmed"
+        assert world.funds(order) == "on_deposit_address"
+        # When the settlement runs once: its deposit is claimed and the sweep sent
+        first = world.run()
+        assert first["claimed"] is not None and first["outcome"] == "pending"
+        assert world.funds(order) == "sweeping"
+        # And it runs on until the sweep is final
+        world.contracts.chain.mine(1)
+        reports = world.settle()
+        # Then the treasury holds the money, the deposit address nothing, the order says swept
+        assert world.balance(world.contracts.treasury) == 25_000_000
+        assert world.balance(order["address"]) == 0
+        assert world.funds(order) == "swept"
+        assert candidates.unsettled(world.network) == []
+        assert world.sweep_transactions() == 1
+        # And the settlement is recorded with what it covered, its transaction and gas, listed
+        # under the merchant
+        (settlement_id,) = reports[-1]["marked"]
+        assert settlement_id == first["claimed"]
+        record = store.get(*store.settlement_key(settlement_id))
+        assert record is not None and record["settlementStatus"] == "completed"
+        assert record["orderIds"] == [order["orderId"]] and len(record["depositIds"]) == 1
+        assert record["txHash"] and int(record["gasPaid"]) > 0
+        listed, _ = store.query_index(
+            store.settlements_index_pk(world.merchant.merchant_id), sk_from="0", sk_to="~", limit=10
+        )
+        assert [i["settlementId"] for i in listed] == [settlement_id]
+        # And settlement.completed went out through the outbox and was delivered, signed
+        (event,) = settlement_events(world.merchant.merchant_id)
+        lambda_sqs.run_until(settled(event["eventId"]))
+        (hit,) = [h for h in shop.hits if h.webhook_id == event["eventId"]]
+        body = Webhook(world.merchant.webhook_secret).verify(hit.body, hit.headers)
+        assert body["type"] == "settlement.completed"
+        assert body["data"]["settlementId"] == settlement_id and body["data"]["amount"] == "25.00"
+        assert body["data"]["orders"] == [order["orderId"]] and body["data"]["txHash"] == record["txHash"]
+
+
+def test_the_deployed_handler_settles_the_network_on_its_schedule(
+    world: World, settings_env: pytest.MonkeyPatch
+) -> None:
+    # Given the SettlementFunction as the template declares it, configured for the test chain
+    settings_env.setenv("RELAYER_KEY_ID", world.config.relayer_key_id)
+    settings_env.setenv("RPC_ENDPOINTS", json.dumps({world.network: [world.contracts.chain.anvil.url]}))
+    settings_env.setenv("SETTLEMENT_MIN_AMOUNT", "10")
+    template = load_template()
+    add_layers_to_path(template, [SETTLEMENT])
+    function = load_functions(template, [SETTLEMENT], stack_name="test", region="us-east-1")[SETTLEMENT]
+    schedule = json.loads((REPO_ROOT / "events" / "settlement-schedule.json").read_text())
+    order = world.paid_order("12.50")
+    # When the schedule invokes it, a block mined between invocations
+    results = []
+    for _ in range(6):
+        results.append(function.invoke(schedule))
+        if world.funds(order) == "swept":
+            break
+        world.contracts.chain.mine(1)
+    # Then it settled the network: the treasury holds the payment, the order says swept
+    assert [r["network"] for r in results[0]["networks"]] == [world.network]
+    assert world.balance(world.contracts.treasury) == 12_500_000
+    assert world.funds(order) == "swept"
+
+
+def test_nothing_is_swept_below_the_minimum_until_the_maximum_age(world: World) -> None:
+    # Given a credited payment below the minimum (10 USDT)
+    order = world.paid_order("5.00")
+    # When the settlement runs
+    report = world.run()
+    # Then nothing is claimed or sent
+    assert report["claimed"] is None and report["outcome"] == "idle"
+    assert world.sweep_transactions() == 0 and world.funds(order) == "on_deposit_address"
+    # And once its credit waited the maximum age, it is swept
+    world.clock.advance(601_000)
+    world.settle()
+    assert world.balance(world.contracts.treasury) == 5_000_000 and world.funds(order) == "swept"
+
+
+CLAIMED = "claimed"  # the claim committed, the orders not marked sweeping, nothing submitted
+CLOSED = "closed"  # the outcome's transaction committed, orders and candidates not marked
+
+
+@pytest.mark.parametrize("step", [CLAIMED, *relayer.STEPS, CLOSED])
+def test_a_run_killed_at_any_step_is_resumed_without_loss_or_a_second_event(
+    world: World, step: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a paid order and a run killed at `step`
+    order = world.paid_order("25.00")
+    with monkeypatch.context() as patch:
+        if step == CLAIMED:
+
+            def killed_claim(batch: batches.Batch) -> None:
+                raise Killed(step)
+
+            patch.setattr(batches, "_mark_sweeping", killed_claim)
+        elif step == CLOSED:
+
+            def killed_mark(*args: Any, **kwargs: Any) -> bool:
+                raise Killed(step)
+
+            patch.setattr(store, "update_expression", killed_mark)
+        hook = relayer_kill(step) if step in relayer.STEPS else None
+        with pytest.raises(Killed):
+            for _ in range(6):  # the relayer's later steps need blocks mined between runs
+                world.run(hook)
+                world.contracts.chain.mine(1)
+    # When the next runs come, after the killed run's lease lapsed
+    world.clock.advance(LEASE_MS + 1)
+    world.contracts.chain.mine(1)
+    world.settle()
+    # Then the money is in the treasury once, from one transaction, the order swept, one event
+    assert world.balance(world.contracts.treasury) == 25_000_000
+    assert world.sweep_transactions() == 1
+    assert world.funds(order) == "swept" and candidates.unsettled(world.network) == []
+    assert [e["type"] for e in settlement_events(world.merchant.merchant_id)] == ["settlement.completed"]
+
+
+def relayer_kill(step: str) -> Callable[[str], None]:
+    def hook(reached: str) -> None:
+        if reached == step:
+            raise Killed(step)
+
+    return hook
+
+
+def test_a_payment_arriving_while_a_sweep_is_in_flight_is_swept_by_the_next(world: World) -> None:
+    # Given a sweep in flight for a paid order
+    first = world.paid_order("25.00")
+    assert world.run()["claimed"] is not None
+    # When, before it is final, the same address is paid again (money no order takes: the first
+    # is confirmed) and a second order is paid
+    world.pay(first, "4.00")
+    second = world.paid_order("30.00")
+    assert sorted((c.units, c.order_pk is None) for c in candidates.unsettled(world.network)) == [
+        (4_000_000, True),
+        (25_000_000, False),
+        (30_000_000, False),
+    ]
+    # And the sweep in flight completes
+    world.contracts.chain.mine(1)
+    world.settle()
+    # Then only what it claimed is marked swept: the new money waits for the next sweep
+    waiting = candidates.unsettled(world.network)
+    assert sorted(c.units for c in waiting) == [4_000_000, 30_000_000] and all(c.sweep_id is None for c in waiting)
+    assert world.funds(first) == "swept" and world.funds(second) == "on_deposit_address"
+    # And the next sweep takes it: everything paid is in the treasury, nothing lost
+    world.settle()
+    assert world.balance(world.contracts.treasury) == 59_000_000
+    assert world.balance(first["address"]) == world.balance(second["address"]) == 0
+    assert world.funds(first) == "swept" and world.funds(second) == "swept"
+    assert candidates.unsettled(world.network) == []
+    types = [e["type"] for e in settlement_events(world.merchant.merchant_id)]
+    assert types == ["settlement.completed", "settlement.completed"]
+    bodies = [json.loads(e["body"])["data"]["amount"] for e in settlement_events(world.merchant.merchant_id)]
+    assert sorted(bodies) == ["25.00", "34.00"]
+
+
+class RevertingEstimates:
+    """The test chain, but a node that says every sweep would revert (eth_estimateGas)."""
+
+    def __init__(self, rpc: Rpc) -> None:
+        self._rpc = rpc
+        self.label = rpc.label
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        if method == "eth_estimateGas":
+            raise RpcError(3, "execution reverted")
+        return self._rpc.call(method, params)
+
+    def batch(self, calls: Sequence[Call]) -> list[Any]:
+        return self._rpc.batch(calls)
+
+
+def test_a_failed_sweep_is_recorded_announced_and_its_deposits_swept_later(world: World) -> None:
+    # Given a paid order, and a node that says its sweep would revert
+    order = world.paid_order("25.00")
+    working = world.job.rpc
+    world.job.rpc = RevertingEstimates(working)
+    # When the settlement runs
+    report = world.run()
+    # Then the settlement is recorded failed with the node's reason, and announced
+    (settlement_id,) = report["marked"]
+    record = store.get(*store.settlement_key(settlement_id))
+    assert record is not None and record["settlementStatus"] == "failed"
+    assert "execution reverted" in record["reason"] and record["orderIds"] == [order["orderId"]]
+    (event,) = settlement_events(world.merchant.merchant_id)
+    body = json.loads(event["body"])
+    assert body["type"] == "settlement.failed" and body["data"]["txHash"] is None
+    # And nothing was sent; the deposit is released for the next sweep, its money on its address
+    assert world.sweep_transactions() == 0
+    (waiting,) = candidates.unsettled(world.network)
+    assert waiting.sweep_id is None and waiting.failures == 1
+    assert world.funds(order) == "on_deposit_address"
+    # And once the node accepts it, the next runs sweep it
+    world.job.rpc = working
+    world.settle()
+    assert world.balance(world.contracts.treasury) == 25_000_000 and world.funds(order) == "swept"
+    types = sorted(e["type"] for e in settlement_events(world.merchant.merchant_id))  # one (stopped) clock
+    assert types == ["settlement.completed", "settlement.failed"]
+
+
+def test_a_deposit_whose_sweeps_keep_failing_waits_for_the_operator(world: World) -> None:
+    # Given a deposit whose sweep failed as often as the policy allows
+    order = world.paid_order("25.00")
+    working = world.job.rpc
+    world.job.rpc = RevertingEstimates(working)
+    for _ in range(world.config.policy(world.job.network).max_failures):
+        assert world.run()["marked"]
+    # When the settlement runs again with a working node
+    world.job.rpc = working
+    report = world.run()
+    # Then it is not picked any more: nothing is claimed, its money stays on its address
+    assert report["claimed"] is None and world.sweep_transactions() == 0
+    assert world.funds(order) == "on_deposit_address"
