@@ -47,6 +47,7 @@ INIT_ENV = {
     "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
     "TABLE_NAME": "package-init",
     "KMS_KEY_ID": "package-init",
+    "RELAYER_KEY_ID": "package-init",
     "ENABLED_NETWORKS": "tron,eth,bsc",
     "SCAN_SECONDS": "62",
     "WEBHOOK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/queue",
