@@ -407,7 +407,7 @@ class ErrorBody(Model):
 
 class SettlementView(Model):
     """A sweep of a merchant's deposit addresses to its treasury (contract mode), as the
-    settlement.completed and settlement.failed events carry it."""
+    settlement.completed and settlement.failed events carry it and GET /v1/settlements lists it."""
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
@@ -424,3 +424,10 @@ class SettlementView(Model):
     reason: str | None = Field(None, description="Why it failed.")
     created_at: int = Field(alias="createdAt")
     closed_at: int = Field(alias="closedAt")
+
+
+class SettlementListView(Model):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    settlements: list[SettlementView]
+    next_cursor: str | None = Field(None, alias="nextCursor", description=NEXT_CURSOR)

@@ -1,5 +1,5 @@
 """The HTTP API's routes. Each is wiring: the decorator authenticates and validates, the body
-makes one domain call. The deposit and webhook-delivery modules are imported by their routes on
+makes one domain call. The deposit, settlement and webhook-delivery modules are imported by their routes on
 first use: most requests (orders, the payer's page) never need them, so init doesn't load them."""
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from usdt_gateway.schemas import (
     OrderStatus,
     OrderView,
     PublicOrderView,
+    SettlementListView,
+    SettlementView,
     WebhookEndpointUpdate,
     WebhookEndpointView,
     WebhookTestRequest,
@@ -211,6 +213,47 @@ def attach_deposit(call: Call[AttachDepositRequest]) -> Result:
     return orders.to_view(order)
 
 
+SETTLEMENTS_QUERY = {"limit": PAGE_LIMIT, "cursor": PAGE_CURSOR}
+
+
+@route(
+    RouteSpec(
+        "GET",
+        "/v1/settlements",
+        "listSettlements",
+        "Sweeps of your deposit addresses to your treasury (contract mode), newest first",
+        READ,
+        SettlementListView,
+        query=SETTLEMENTS_QUERY,
+        errors=PRIVATE_ERRORS,
+    )
+)
+def list_settlements(call: Call) -> Result:
+    limit = _int_param(call, "limit", 20, 1, 100) or 20
+    from usdt_gateway.settlement import views
+
+    return views.list_settlements(call.merchant_id, limit=limit, cursor=call.request.param("cursor"))
+
+
+@route(
+    RouteSpec(
+        "GET",
+        "/v1/settlements/{settlementId}",
+        "getSettlement",
+        "Get a settlement",
+        READ,
+        SettlementView,
+        errors=(*PRIVATE_ERRORS, 404),
+    )
+)
+def get_settlement(call: Call) -> Result:
+    settlement_id = path_ids.settlement_id(call.params["settlementId"])
+    logger.thread_safe_append_keys(settlement_id=settlement_id)
+    from usdt_gateway.settlement import views
+
+    return views.get_settlement(call.merchant_id, settlement_id)
+
+
 @route(
     RouteSpec(
         "GET", "/v1/networks", "listNetworks", "Enabled networks (public)", None, NetworkListView, errors=(418, 429)
@@ -384,6 +427,7 @@ PARAMETER_SCHEMAS: dict[str, dict[str, object]] = {
     "limit": {"type": "integer", "minimum": 1, "maximum": 100},
     "unmatched": {"type": "string", "enum": ["true", "false"]},
     "orderId": {"type": "string", "pattern": ORDER_ID.pattern},
+    "settlementId": {"type": "string", "pattern": path_ids.SETTLEMENT_ID_PATTERN},
     "type": {"type": "string", "enum": list(WEBHOOK_EVENT_TYPES)},
     "outcome": {"type": "string", "enum": [s.value for s in DeliveryStatus]},
 }
@@ -414,6 +458,7 @@ RULES: dict[str, tuple[str, ...]] = {
     ),
     "listOrders": ("INVALID_CURSOR",),
     "listDeposits": ("INVALID_CURSOR",),
+    "listSettlements": ("INVALID_CURSOR",),
     "attachDeposit": ("INVALID_DEPOSIT_ID",),
     "listWebhookDeliveries": ("INVALID_CURSOR",),
     "resendWebhook": ("INVALID_DELIVERY_ID", "WEBHOOK_URL_REQUIRED", *URL_RULES),
