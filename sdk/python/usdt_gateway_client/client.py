@@ -12,10 +12,12 @@ Retries (RetryPolicy: exponential backoff with jitter, Retry-After honoured and 
 - 429 on any request: a refused request writes nothing, so repeating it is always safe;
 - 5xx, connection errors and timeouts only on idempotent requests: reads, PUT of the webhook
   endpoint, creating an order (idempotent on orderId: an identical repeat returns the same
-  order, 200) and cancelling one (cancelling a cancelled order changes nothing);
+  order, 200), cancelling one (cancelling a cancelled order changes nothing) and submitting a
+  refund's signature (the same signature again returns the refund as it is);
 - 409 CREATE_CONTENTION, which asks for the same request again.
-Resending a webhook, sending a test webhook and attaching a deposit are not repeated after a 5xx
-or a lost answer: their outcome is then unknown (TransportError / ServerError).
+Resending a webhook, sending a test webhook, attaching a deposit and creating a refund are not
+repeated after a 5xx or a lost answer: their outcome is then unknown (TransportError /
+ServerError).
 Redirects are never followed: a signature is bound to its path.
 """
 
@@ -46,6 +48,8 @@ from .models import (
     Order,
     OrderStatus,
     Page,
+    Refund,
+    Settlement,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookTestResult,
@@ -248,6 +252,61 @@ class Client:
         path = f"/v1/deposits/{_segment(deposit_id)}/attach"
         return self._call("POST", path, body={"orderId": order_id}, parse=Order.from_dict)
 
+    # --- settlements (contract mode) ------------------------------------------------------------
+
+    def list_settlements(self, *, limit: int | None = None, cursor: str | None = None) -> Page[Settlement]:
+        """Sweeps of your deposit addresses to your treasury, newest first; limit 1-100 (the API's
+        default: 20)."""
+        return self._call(
+            "GET",
+            "/v1/settlements",
+            query=self._query(limit=limit, cursor=cursor),
+            parse=lambda data: Page(
+                tuple(Settlement.from_dict(s) for s in data["settlements"]), data.get("nextCursor")
+            ),
+        )
+
+    def iter_settlements(self, *, page_size: int | None = None) -> Iterator[Settlement]:
+        return self._pages(lambda cursor: self.list_settlements(limit=page_size, cursor=cursor))
+
+    def get_settlement(self, settlement_id: str) -> Settlement:
+        return self._call("GET", f"/v1/settlements/{_segment(settlement_id)}", parse=Settlement.from_dict)
+
+    # --- refunds (contract mode) ----------------------------------------------------------------
+
+    def create_refund(self, order_id: str, to: str, amount: Amount | None = None) -> Refund:
+        """Prepare a refund of money the order did not take (an excess, an unpaid order's money,
+        late or unmatched payments to its deposit address) to `to`; amount None: all that is
+        refundable. It waits for your owner key's signature: check and sign it with
+        usdt_gateway_client.refunds.sign_refund, then submit_refund_signature. Not repeated after
+        a 5xx or a lost answer: list_refunds shows whether it was made, and the gateway refuses a
+        second one while one is in progress (ConflictError REFUND_IN_PROGRESS)."""
+        body: dict[str, Any] = {"to": to}
+        if amount is not None:
+            body["amount"] = _amount(amount)
+        return self._call("POST", f"/v1/payment/order/{_segment(order_id)}/refunds", body=body, parse=Refund.from_dict)
+
+    def submit_refund_signature(self, order_id: str, refund_id: str, signature: str | bytes) -> Refund:
+        """Hand the owner's signature (0x r||s||v, or its 65 bytes) to the gateway, which checks it
+        and submits the refund. The same signature again returns the refund as it is, so this is
+        repeated after a 5xx or a lost answer."""
+        if isinstance(signature, bytes):
+            signature = "0x" + signature.hex()
+        path = f"/v1/payment/order/{_segment(order_id)}/refunds/{_segment(refund_id)}/signature"
+        return self._call("POST", path, body={"signature": signature}, idempotent=True, parse=Refund.from_dict)
+
+    def get_refund(self, order_id: str, refund_id: str) -> Refund:
+        path = f"/v1/payment/order/{_segment(order_id)}/refunds/{_segment(refund_id)}"
+        return self._call("GET", path, parse=Refund.from_dict)
+
+    def list_refunds(self, order_id: str) -> list[Refund]:
+        """The order's refunds, newest first."""
+        return self._call(
+            "GET",
+            f"/v1/payment/order/{_segment(order_id)}/refunds",
+            parse=lambda data: [Refund.from_dict(r) for r in data["items"]],
+        )
+
     # --- networks (public) --------------------------------------------------------------------
 
     def list_networks(self) -> list[Network]:
@@ -447,6 +506,8 @@ def _error(status: int, headers: Message, data: bytes) -> GatewayError:
         parsed = json.loads(data, parse_float=Decimal)
     except ValueError:
         parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        parsed = parsed["error"]  # {"error": {"code", "message"}} reads as the flat form
     if isinstance(parsed, dict):
         code = parsed.get("code") if isinstance(parsed.get("code"), str) else None
         message = str(parsed.get("message") or "")

@@ -9,6 +9,7 @@ else, in `raw`: the decoded JSON object as received.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,11 +23,16 @@ __all__ = [
     "Deposit",
     "DepositRecord",
     "DisabledUrl",
+    "FundsLocation",
     "Network",
     "Order",
     "OrderException",
     "OrderStatus",
     "Page",
+    "Refund",
+    "RefundStatus",
+    "Settlement",
+    "SettlementStatus",
     "WebhookDelivery",
     "WebhookEndpoint",
     "WebhookEvent",
@@ -60,6 +66,39 @@ class OrderStatus(str, Enum):  # noqa: UP042
 class OrderException(str, Enum):  # noqa: UP042
     OVERPAID = "overpaid"
     PAID_LATE = "paid_late"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class FundsLocation(str, Enum):  # noqa: UP042
+    """Where a contract-mode order's money is (docs/settlement.md); None in the other modes."""
+
+    ON_DEPOSIT_ADDRESS = "on_deposit_address"  # on the order's deposit address
+    SWEEPING = "sweeping"  # a sweep to your treasury carries it now
+    SWEPT = "swept"  # in your treasury
+    REFUNDED = "refunded"  # sent back with the owner's signature
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class SettlementStatus(str, Enum):  # noqa: UP042
+    COMPLETED = "completed"  # the sweep transaction is final: the money is in your treasury
+    FAILED = "failed"  # it reverted or could not be sent; its deposits wait for the next sweep
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RefundStatus(str, Enum):  # noqa: UP042
+    """Where a refund stands: it waits for the owner's signature, then the gateway submits it."""
+
+    AWAITING_SIGNATURE = "awaiting_signature"
+    SUBMITTED = "submitted"  # signed and sent on chain, not final yet
+    COMPLETED = "completed"  # the refund transaction is final
+    FAILED = "failed"  # see `reason`
+    EXPIRED = "expired"  # its deadline passed unsigned: the signature would be void now
 
     def __str__(self) -> str:
         return self.value
@@ -198,6 +237,7 @@ class Order:
     return_url: str | None = None
     metadata: Mapping[str, Any] | None = field(default=None, hash=False)
     deposits: tuple[Deposit, ...] = ()
+    funds: FundsLocation | str | None = None  # contract mode, once a final deposit is credited
     raw: Mapping[str, Any] = _raw_field()
 
     @property
@@ -238,6 +278,7 @@ class Order:
             return_url=data.get("returnUrl"),
             metadata=data.get("metadata"),
             deposits=tuple(Deposit.from_dict(d) for d in data.get("deposits") or ()),
+            funds=None if data.get("funds") is None else _enum(FundsLocation, data["funds"]),
             raw=_raw(data),
         )
 
@@ -427,6 +468,111 @@ class WebhookEndpoint:
         )
 
 
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A sweep of your deposit addresses to your treasury (contract mode): GET /v1/settlements,
+    and the data of the settlement.completed and settlement.failed events."""
+
+    settlement_id: str
+    network: str
+    status: SettlementStatus | str
+    factory: str  # your DepositFactory on that network
+    token_contract: str
+    amount: Decimal  # the covered deposits' sum, unmatched ones included
+    orders: tuple[str, ...]  # the orderIds whose deposits it covers
+    deposits: tuple[str, ...]  # the depositIds it covers
+    tx_hash: str | None  # the mined sweep transaction; None if none was
+    gas_paid: int  # wei the gateway's relayer paid for it
+    reason: str | None  # why it failed
+    created_at: datetime
+    closed_at: datetime
+    raw: Mapping[str, Any] = _raw_field()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Settlement:
+        return cls(
+            settlement_id=data["settlementId"],
+            network=data["network"],
+            status=_enum(SettlementStatus, data["status"]),
+            factory=data["factory"],
+            token_contract=data["tokenContract"],
+            amount=_dec(data["amount"]),
+            orders=tuple(data.get("orders") or ()),
+            deposits=tuple(data.get("deposits") or ()),
+            tx_hash=data.get("txHash"),
+            gas_paid=int(data.get("gasPaid") or 0),
+            reason=data.get("reason"),
+            created_at=from_ms(data["createdAt"]),
+            closed_at=from_ms(data["closedAt"]),
+            raw=_raw(data),
+        )
+
+
+@dataclass(frozen=True)
+class Refund:
+    """Money an order did not take, sent from its deposit address to an address you name
+    (contract mode). It moves only with your factory owner's EIP-712 signature of `typed_data`:
+    see usdt_gateway_client.refunds, which checks it before signing. The refund.* events carry it
+    without `typed_data`."""
+
+    refund_id: str
+    order_id: str
+    network: str
+    status: RefundStatus | str
+    to: str  # the recipient, lowercase hex
+    amount: Decimal
+    deposit_address: str  # where the money is taken from
+    factory: str  # your DepositFactory: the typed data's verifyingContract
+    token_contract: str
+    owner: str  # the address whose signature is required: the factory's OWNER
+    deadline: int  # unix seconds, as signed: the signature is void once a block is later
+    # As the gateway sent them: sign_refund recomputes the digest from typed_data and refuses a
+    # mismatch, so neither is trusted as it stands.
+    digest: str
+    typed_data: Mapping[str, Any] | None = field(default=None, repr=False, compare=False, hash=False)
+    tx_hash: str | None = None  # the refund transaction, once submitted
+    gas_paid: int | None = None  # wei the gateway's relayer paid for it
+    reason: str | None = None  # why it failed
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    raw: Mapping[str, Any] = _raw_field()
+
+    @property
+    def deadline_at(self) -> datetime:
+        """The deadline as a UTC datetime (ValueError past the year 9999)."""
+        return from_ms(self.deadline * 1000)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Refund:
+        typed_data = data.get("typedData")
+        return cls(
+            refund_id=data["refundId"],
+            order_id=data["orderId"],
+            network=data["network"],
+            status=_enum(RefundStatus, data["status"]),
+            to=data["to"],
+            amount=_dec(data["amount"]),
+            deposit_address=data["depositAddress"],
+            factory=data["factory"],
+            token_contract=data["tokenContract"],
+            owner=data["owner"],
+            deadline=int(data["deadline"]),
+            digest=data.get("digest") or "",
+            # A copy: changing `raw` leaves what gets signed as it arrived.
+            typed_data=None if typed_data is None else copy.deepcopy(dict(typed_data)),
+            tx_hash=data.get("txHash"),
+            gas_paid=_opt_int(data.get("gasPaid")),
+            reason=data.get("reason"),
+            created_at=_opt_ms(data.get("createdAt")),
+            updated_at=_opt_ms(data.get("updatedAt")),
+            raw=_raw(data),
+        )
+
+
 @dataclass(frozen=True)
 class WebhookEvent:
     """A verified webhook's event: WebhookEvent.from_dict(verify_webhook(headers, body, secret))."""
@@ -448,6 +594,16 @@ class WebhookEvent:
     def deposit(self) -> DepositRecord | None:
         """The deposit, for deposit.* events."""
         return DepositRecord.from_dict(self.data) if self.type.startswith("deposit.") else None
+
+    @property
+    def settlement(self) -> Settlement | None:
+        """The sweep, for settlement.completed and settlement.failed."""
+        return Settlement.from_dict(self.data) if self.type.startswith("settlement.") else None
+
+    @property
+    def refund(self) -> Refund | None:
+        """The refund (without typed_data), for refund.completed and refund.failed."""
+        return Refund.from_dict(self.data) if self.type.startswith("refund.") else None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WebhookEvent:
