@@ -75,22 +75,22 @@ def eth_account_digest(typed: dict[str, Any]) -> bytes:
 
 
 def refund_json(typed: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-    """A Refund object awaiting its signature, with the typed data's digest; `fields` override."""
+    """A Refund object awaiting its signature, with the typed data's digest (computed only when
+    `fields` give none); `fields` override."""
     typed = typed_data() if typed is None else typed
-    message = typed["message"]
+    message = typed["message"] if isinstance(typed.get("message"), dict) else typed_data()["message"]
     refund = {
         "refundId": "rfd_" + "0c" * 12,
         "orderId": "o-1",
         "network": "eth",
         "status": "awaiting_signature",
-        "to": message["to"],
+        "to": message.get("to", PAYER),
         "amount": "12.5",
         "depositAddress": "0x" + "de" * 20,
-        "factory": typed["domain"]["verifyingContract"],
-        "tokenContract": message["token"],
+        "factory": typed["domain"].get("verifyingContract", FACTORY),
+        "tokenContract": message.get("token", ETH_USDT),
         "owner": OWNER,
-        "deadline": message["deadline"],
-        "digest": "0x" + eth_account_digest(typed).hex(),
+        "deadline": message.get("deadline", FAR_FUTURE),
         "typedData": typed,
         "txHash": None,
         "gasPaid": None,
@@ -99,4 +99,6 @@ def refund_json(typed: dict[str, Any] | None = None, **fields: Any) -> dict[str,
         "updatedAt": 1764599000000,
     }
     refund.update(fields)
+    if "digest" not in refund:
+        refund["digest"] = "0x" + eth_account_digest(typed).hex()
     return refund
