@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +198,10 @@ REFUSALS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]] 
     ),
     "amount is not the expected one": (typed_data(), {}, {"expected_amount": "1.25"}, "expected_amount"),
     "amount is zero": (typed_data(amount="0"), {"amount": "0"}, {}, "zero"),
+    "amount finer than the token": (typed_data(), {"amount": "12.5000001"}, {}, "not a whole number of base units"),
+    "amount is not a number": (typed_data(), {"amount": "NaN"}, {}, "not a number"),
+    "amount is infinite": (typed_data(), {"amount": "Infinity"}, {}, "not a number"),
+    "expected amount finer than the token": (typed_data(), {}, {"expected_amount": "12.5000001"}, "whole number"),
     "decimals contradict the token's": (typed_data(amount="12500000000000000000"), {}, {"decimals": 18}, "contradicts"),
     "factory differs from the refund's": (
         typed_data(factory=OTHER),
@@ -292,6 +296,26 @@ def test_a_custom_token_is_checked_at_the_decimals_given(owner: LocalAccount) ->
         check_refund(refund, decimals=7)
     with pytest.raises(ValueError, match="decimals"):
         check_refund(refund, decimals=-1)
+
+
+def test_amounts_are_exact_whatever_the_decimal_context(owner: LocalAccount) -> None:
+    # Given a BSC refund (18 decimals) whose amount has more digits than the context keeps
+    units = 12_345_678_901_234_567_890_123_456_789_012
+    bsc_usdt = "0x55d398326f99059ff775485246999027b3197955"
+    refund = refund_for(
+        owner,
+        typed_data(chain_id=56, token=bsc_usdt, amount=str(units)),
+        network="bsc",
+        amount="12345678901234.567890123456789012",
+    )
+    # When it is checked under a caller's context of 5 digits, Then the amount is compared exactly
+    with localcontext() as context:
+        context.prec = 5
+        assert check_refund(refund, expected_amount="12345678901234.567890123456789012") == refund_digest(
+            typed_data(chain_id=56, token=bsc_usdt, amount=str(units))
+        )
+        with pytest.raises(RefundVerificationError, match="expected_amount"):
+            check_refund(refund, expected_amount="12345678901234.567890123456789013")
 
 
 def test_the_deadline_is_checked_against_the_time_given(owner: LocalAccount) -> None:

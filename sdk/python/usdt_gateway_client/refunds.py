@@ -28,7 +28,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import Any
 
 from .client import Amount, _amount
@@ -145,6 +145,8 @@ _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _BYTES32 = re.compile(r"0x[0-9a-fA-F]{64}")
 _UINT = re.compile(r"0|[1-9][0-9]*")
 _ZERO_ADDRESS = "0x" + "00" * 20
+# Enough digits for any uint256 at up to 36 decimals; anything inexact raises.
+_EXACT = Context(prec=120, traps=[Inexact, InvalidOperation, Overflow])
 
 # USDT of the gateway's built-in EVM networks: facts the gateway cannot change, so its answers
 # are checked against them. (chain id, token) -> (network, decimals).
@@ -303,9 +305,20 @@ def _same_address(what: str, signed: str, other: str, source: str) -> None:
 
 
 def _units(amount: Decimal, decimals: int, source: str) -> int:
-    scaled = amount.scaleb(decimals)
-    if scaled != scaled.to_integral_value():
-        raise RefundVerificationError(f"{source} amount {amount} has more than the token's {decimals} decimals")
+    """`amount` in base units, exactly, whatever the caller's decimal context."""
+    if not amount.is_finite():
+        raise RefundVerificationError(f"{source} amount {amount} is not a number")
+    try:
+        scaled = amount.scaleb(decimals, context=_EXACT)
+        exact = scaled == scaled.to_integral_value(context=_EXACT)
+    except ArithmeticError:  # Inexact: more digits than any uint256 amount has
+        exact = False
+    if not exact:
+        raise RefundVerificationError(
+            f"{source} amount {amount} is not a whole number of base units at {decimals} decimals"
+        )
+    if scaled < 0 or scaled.adjusted() >= 78:
+        raise RefundVerificationError(f"{source} amount {amount} is out of the uint256 range")
     return int(scaled)
 
 
