@@ -1,6 +1,6 @@
 """Makes sdk/python importable for its tests without installing the package, and offers the
 local stack (`make dev` in-process, tests/integration/conftest.py) to the tests that talk to a
-real gateway."""
+real gateway, and the moto server (KMS) to those that sign with a KMS key."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ SDK = Path(__file__).resolve().parent.parent
 if str(SDK) not in sys.path:
     sys.path.insert(0, str(SDK))
 
+from tests.conftest import moto_server  # noqa: E402
 from tests.integration.conftest import stack  # noqa: E402
 
-__all__ = ["stack"]
+__all__ = ["moto_server", "stack"]
