@@ -240,6 +240,18 @@ def test_unknown_order_raises_not_found(v2: Client) -> None:
     assert (missing.value.status, missing.value.code) == (404, "ORDER_NOT_FOUND")
 
 
+def test_settlements_are_read_from_the_gateway(v2: Client) -> None:
+    # The settlement routes as the gateway serves them: a page (empty or not), an unknown id
+    page = v2.list_settlements(limit=1)
+    assert len(page) <= 1 and all(s.settlement_id.startswith("stl_") for s in page)
+    with pytest.raises(NotFoundError) as missing:
+        v2.get_settlement("stl_" + "0" * 24)
+    assert (missing.value.status, missing.value.code) == (404, "SETTLEMENT_NOT_FOUND")
+    with pytest.raises(ValidationError) as malformed:
+        v2.get_settlement("not-a-settlement")
+    assert (malformed.value.status, malformed.value.code) == (400, "INVALID_SETTLEMENT_ID")
+
+
 def test_rate_limit_raises_with_retry_after_when_it_is_beyond_the_cap(stack: Stack) -> None:
     # Given a key limited to 2 requests a minute, and a client that waits at most 0.5 s for a retry
     from usdt_gateway import merchants
