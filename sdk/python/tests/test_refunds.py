@@ -76,6 +76,21 @@ def test_keccak256_known_vectors() -> None:
     assert keccak256(b"abc").hex() == "4e03657aea45a94fc7d47ba826c8d667c0d1e6e33a64a036ec44f58fa12d6c45"
 
 
+def test_eip55_checksums_are_web3s() -> None:
+    from usdt_gateway_client.refunds import _checksummed
+
+    for _ in range(20):
+        checksummed = Web3.to_checksum_address("0x" + secrets.token_hex(20))
+        letters = [i for i, c in enumerate(checksummed) if i > 1 and c.isalpha()]
+        if not letters:
+            continue
+        i = letters[0]
+        flipped = checksummed[:i] + checksummed[i].swapcase() + checksummed[i + 1 :]
+        mixed = flipped[2:] not in (flipped[2:].lower(), flipped[2:].upper())  # else it claims no checksum
+        assert _checksummed(checksummed) and _checksummed(checksummed.lower())
+        assert _checksummed(flipped) is not mixed
+
+
 @pytest.mark.parametrize(
     "typed",
     [
@@ -189,6 +204,13 @@ REFUSALS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]] 
         {"expected_to": PAYER},
         "but expected_to is 0xbe",
     ),
+    "expected recipient mistyped in its checksummed form": (
+        typed_data(to="0x52908400098527886E0F7030069857D2E4169EE7"),
+        {},
+        {"expected_to": "0x52908400098527886E0F7030069857D2E4169Ee7"},
+        "fails its EIP-55 checksum",
+    ),
+    "expected factory is not an address": (typed_data(), {}, {"expected_factory": "factory"}, "not an address"),
     "recipient is the zero address": (typed_data(to="0x" + "00" * 20), {}, {}, "zero address"),
     "amount differs from the refund's": (
         typed_data(amount="125000000"),

@@ -297,9 +297,24 @@ def refund_digest(typed_data: Mapping[str, Any]) -> bytes:
 # --- The checks -----------------------------------------------------------------------------------
 
 
-def _same_address(what: str, signed: str, other: str, source: str) -> None:
+def _checksummed(address: str) -> bool:
+    """EIP-55: an address in mixed case carries a checksum, which must hold; one in a single
+    case carries none."""
+    digits = address[2:]
+    if digits == digits.lower() or digits == digits.upper():
+        return True
+    hashed = keccak256(digits.lower().encode()).hex()
+    expected = "".join(c.upper() if int(h, 16) >= 8 else c for c, h in zip(digits.lower(), hashed[:40], strict=True))
+    return digits == expected
+
+
+def _same_address(what: str, signed: str, other: str, source: str, *, yours: bool = False) -> None:
+    """`other` (the refund's, or `yours`: from the caller's records) names the signed address."""
     if not isinstance(other, str) or not _ADDRESS.fullmatch(other):
-        raise RefundVerificationError(f"{source} {what} is not an address: {other!r}")
+        raise RefundVerificationError(f"{source} is not an address: {other!r}")
+    if yours and not _checksummed(other):
+        # A typo in your own records would pass if the gateway was handed the same address.
+        raise RefundVerificationError(f"{source} {other} fails its EIP-55 checksum: a mistyped address?")
     if other.lower() != signed:
         raise RefundVerificationError(f"the signed {what} is {signed}, but {source} is {other.lower()}")
 
@@ -307,18 +322,16 @@ def _same_address(what: str, signed: str, other: str, source: str) -> None:
 def _units(amount: Decimal, decimals: int, source: str) -> int:
     """`amount` in base units, exactly, whatever the caller's decimal context."""
     if not amount.is_finite():
-        raise RefundVerificationError(f"{source} amount {amount} is not a number")
+        raise RefundVerificationError(f"{source} {amount} is not a number")
     try:
         scaled = amount.scaleb(decimals, context=_EXACT)
         exact = scaled == scaled.to_integral_value(context=_EXACT)
     except ArithmeticError:  # Inexact: more digits than any uint256 amount has
         exact = False
     if not exact:
-        raise RefundVerificationError(
-            f"{source} amount {amount} is not a whole number of base units at {decimals} decimals"
-        )
+        raise RefundVerificationError(f"{source} {amount} is not a whole number of base units at {decimals} decimals")
     if scaled < 0 or scaled.adjusted() >= 78:
-        raise RefundVerificationError(f"{source} amount {amount} is out of the uint256 range")
+        raise RefundVerificationError(f"{source} {amount} is out of the uint256 range")
     return int(scaled)
 
 
@@ -394,7 +407,7 @@ def check_refund(
             f"the signed chainId is {message.chain_id}, but network {refund.network!r} is chain {known_chain}"
         )
     places = _decimals(message, refund.network, decimals)
-    units = _units(refund.amount, places, "the refund's")
+    units = _units(refund.amount, places, "the refund's amount")
     if message.amount != units:
         raise RefundVerificationError(
             f"the signed amount is {message.amount} base units, but the refund's {refund.amount} "
@@ -403,9 +416,9 @@ def check_refund(
     if message.amount == 0:
         raise RefundVerificationError("the signed amount is zero")
     if expected_to is not None:
-        _same_address("recipient", message.to, expected_to, "expected_to")
+        _same_address("recipient", message.to, expected_to, "expected_to", yours=True)
     if expected_factory is not None:
-        _same_address("verifyingContract", message.factory, expected_factory, "expected_factory")
+        _same_address("verifyingContract", message.factory, expected_factory, "expected_factory", yours=True)
     if expected_chain_id is not None and message.chain_id != expected_chain_id:
         raise RefundVerificationError(
             f"the signed chainId is {message.chain_id}, not expected_chain_id {expected_chain_id}"
