@@ -8,6 +8,8 @@
     print(order.payment_url)
     ...
     event = verify_webhook(request.headers, request.body, "whsec_...")
+
+Contract-mode refunds are checked and signed with usdt_gateway_client.refunds (sign_refund).
 """
 
 from ._version import __version__

@@ -35,9 +35,11 @@ from .client import Amount, _amount
 from .models import Refund
 
 __all__ = [
+    "RefundMessage",
     "RefundVerificationError",
     "check_refund",
     "keccak256",
+    "parse_refund_typed_data",
     "recover_address",
     "refund_digest",
     "sign_refund",
