@@ -24,15 +24,16 @@ from tests.fake_clock import FakeClock
 from tests.integration.apiclient import ApiClient
 from tests.integration.chains import create, drive, evm_scanner, new_chain, status
 from tests.integration.conftest import Merchant, WebhookQueues
+from tests.integration.rpc_proxy import RpcProxy
 from tests.integration.sqs_lambda import EventSourceMapping
 from tests.integration.test_contract_mode import ContractChain, new_contract_chain
 from tests.integration.webhook_receiver import receiver
 from tests.integration.webhooks import set_url, settled
 from usdt_gateway import store
-from usdt_gateway.chain.jsonrpc import Call, JsonRpc, Rpc, RpcError
+from usdt_gateway.chain.jsonrpc import Call, JsonRpc, Rpc, RpcError, RpcUnavailable
 from usdt_gateway.kms_signer import KmsSigner
 from usdt_gateway.scanner import Scanner
-from usdt_gateway.settlement import batches, candidates, relayer
+from usdt_gateway.settlement import batches, candidates, endpoint, relayer
 from usdt_gateway.settlement.relayer import SweepRelayer
 from usdt_gateway.settlement_jobs import Job, SettlementConfig, run_network
 
@@ -71,14 +72,17 @@ class World:
 
     def run(self, hook: Callable[[str], None] | None = None) -> dict[str, Any]:
         """One invocation's run of the network, with a relayer of its own (a new lease owner)."""
-        sweeper = SweepRelayer(
-            self.job.network,
-            self.job.rpc,
-            self.job.signer,
-            fees=self.config.fees(),
-            lease_ms=LEASE_MS,
-            hook=hook or (lambda step: None),
-        )
+
+        def sweeper(rpc: Rpc) -> SweepRelayer:
+            return SweepRelayer(
+                self.job.network,
+                rpc,
+                self.job.signer,
+                fees=self.config.fees(),
+                lease_ms=LEASE_MS,
+                hook=hook or (lambda step: None),
+            )
+
         return run_network(self.job, self.config, sweeper)
 
     def settle(self, *, runs: int = 8) -> list[dict[str, Any]]:
@@ -115,7 +119,7 @@ def world(
         anvil.rpc("anvil_setBalance", [signer.address, hex(10**19)])
         from usdt_gateway.config import networks
 
-        job = Job(networks()[contracts.chain.network], JsonRpc(anvil.url, timeout=10), signer)
+        job = Job(networks()[contracts.chain.network], [JsonRpc(anvil.url, timeout=10)], signer)
         config = SettlementConfig(
             relayer_key_id=key_id,
             min_amount=Decimal("10"),
@@ -204,6 +208,108 @@ def test_the_deployed_handler_settles_the_network_on_its_schedule(
     assert [r["network"] for r in results[0]["networks"]] == [world.network]
     assert world.balance(world.contracts.treasury) == 12_500_000
     assert world.funds(order) == "swept"
+
+
+DOWN = "http://127.0.0.1:9"  # nothing listens on the discard port
+
+
+class Endpoint(RpcProxy):
+    """An endpoint in front of anvil that records the methods it serves. `chain_id` replaces its
+    answer to eth_chainId (an endpoint configured for another chain); once it has served
+    `serves` requests, it answers every later one with HTTP 503 (a node that dies mid-run)."""
+
+    def __init__(self, upstream: str, *, chain_id: int | None = None, serves: int | None = None) -> None:
+        self.methods: list[str] = []
+        self.chain_id = chain_id
+        self.serves = serves
+        super().__init__(upstream)
+
+    def refuse(self) -> tuple[int, bytes] | None:
+        return (503, b"unavailable") if self.serves is not None and self.served > self.serves else None
+
+    def result(self, method: str, params: list[Any]) -> Any:
+        self.methods.append(method)
+        if method == "eth_chainId" and self.chain_id is not None:
+            return hex(self.chain_id)
+        return super().result(method, params)
+
+
+def test_the_handler_settles_through_the_first_endpoint_that_answers_with_the_chain_id(
+    world: World, settings_env: pytest.MonkeyPatch
+) -> None:
+    anvil = world.contracts.chain.anvil
+    other_chain, good = Endpoint(anvil.url, chain_id=1), Endpoint(anvil.url)
+    try:
+        # Given the network's endpoints in this order: one down, one that answers for another
+        # chain (everything else it would serve from the test chain), and a working one
+        settings_env.setenv("RELAYER_KEY_ID", world.config.relayer_key_id)
+        settings_env.setenv(
+            "RPC_ENDPOINTS",
+            json.dumps({world.network: [DOWN, {"url": other_chain.url, "name": "mainnet"}, good.url]}),
+        )
+        settings_env.setenv("SETTLEMENT_MIN_AMOUNT", "10")
+        template = load_template()
+        add_layers_to_path(template, [SETTLEMENT])
+        function = load_functions(template, [SETTLEMENT], stack_name="test", region="us-east-1")[SETTLEMENT]
+        schedule = json.loads((REPO_ROOT / "events" / "settlement-schedule.json").read_text())
+        order = world.paid_order("12.50")
+        # When the schedule invokes it until the payment is swept
+        results = []
+        for _ in range(6):
+            results.append(function.invoke(schedule))
+            if world.funds(order) == "swept":
+                break
+            world.contracts.chain.mine(1)
+        # Then every run used the working endpoint, and the money is in the treasury
+        assert world.funds(order) == "swept" and world.balance(world.contracts.treasury) == 12_500_000
+        assert {r["networks"][0]["endpoint"] for r in results} == {good.url.removeprefix("http://")}
+        # And the endpoint of another chain was asked its chain id, at each run, and nothing else
+        assert other_chain.methods == ["eth_chainId"] * len(results)
+        assert "eth_sendRawTransaction" in good.methods
+    finally:
+        other_chain.close()
+        good.close()
+
+
+def test_a_run_keeps_its_endpoint_to_the_end_and_the_next_run_chooses_again(world: World) -> None:
+    anvil = world.contracts.chain.anvil
+    first, second = Endpoint(anvil.url, serves=1), Endpoint(anvil.url)
+    try:
+        # Given two endpoints, the first of which answers the chain id and then dies
+        world.job.endpoints = [JsonRpc(first.url, timeout=10), JsonRpc(second.url, timeout=10)]
+        order = world.paid_order("25.00")
+        # When a run chooses it
+        with pytest.raises(RpcUnavailable):
+            world.run()
+        # Then the run fails with it: the second endpoint was not asked anything
+        assert first.methods == ["eth_chainId"] and second.served == 0
+        assert world.sweep_transactions() == 0 and world.funds(order) == "sweeping"
+        # And the next runs choose the second, and carry the claimed sweep to its end, once
+        world.clock.advance(LEASE_MS + 1)
+        reports = world.settle()
+        assert {r["endpoint"] for r in reports} == {second.url}
+        assert world.balance(world.contracts.treasury) == 25_000_000 and world.funds(order) == "swept"
+        assert world.sweep_transactions() == 1
+        assert first.methods == ["eth_chainId"]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_run_without_an_endpoint_of_the_chain_fails_before_it_touches_anything(world: World) -> None:
+    other_chain = Endpoint(world.contracts.chain.anvil.url, chain_id=56)
+    try:
+        # Given endpoints that are down or serve another chain only
+        world.job.endpoints = [JsonRpc(DOWN, timeout=2), JsonRpc(other_chain.url, timeout=10)]
+        order = world.paid_order("25.00")
+        # When the settlement runs, Then it fails naming each endpoint's problem
+        with pytest.raises(endpoint.NoEndpoint, match=r"127\.0\.0\.1:9: NewConnectionError.*chain id 56, not 31337"):
+            world.run()
+        # And nothing was claimed or sent
+        assert [c.sweep_id for c in candidates.unsettled(world.network)] == [None]
+        assert world.funds(order) == "on_deposit_address" and other_chain.methods == ["eth_chainId"]
+    finally:
+        other_chain.close()
 
 
 def test_nothing_is_swept_below_the_minimum_until_the_maximum_age(world: World) -> None:
@@ -318,8 +424,8 @@ class RevertingEstimates:
 def test_a_failed_sweep_is_recorded_announced_and_its_deposits_swept_later(world: World) -> None:
     # Given a paid order, and a node that says its sweep would revert
     order = world.paid_order("25.00")
-    working = world.job.rpc
-    world.job.rpc = RevertingEstimates(working)
+    working = world.job.endpoints
+    world.job.endpoints = [RevertingEstimates(working[0])]
     # When the settlement runs
     report = world.run()
     # Then the settlement is recorded failed with the node's reason, and announced
@@ -336,7 +442,7 @@ def test_a_failed_sweep_is_recorded_announced_and_its_deposits_swept_later(world
     assert waiting.sweep_id is None and waiting.failures == 1
     assert world.funds(order) == "on_deposit_address"
     # And once the node accepts it, the next runs sweep it
-    world.job.rpc = working
+    world.job.endpoints = working
     world.settle()
     assert world.balance(world.contracts.treasury) == 25_000_000 and world.funds(order) == "swept"
     types = sorted(e["type"] for e in settlement_events(world.merchant.merchant_id))  # one (stopped) clock
@@ -346,12 +452,12 @@ def test_a_failed_sweep_is_recorded_announced_and_its_deposits_swept_later(world
 def test_a_deposit_whose_sweeps_keep_failing_waits_for_the_operator(world: World) -> None:
     # Given a deposit whose sweep failed as often as the policy allows
     order = world.paid_order("25.00")
-    working = world.job.rpc
-    world.job.rpc = RevertingEstimates(working)
+    working = world.job.endpoints
+    world.job.endpoints = [RevertingEstimates(working[0])]
     for _ in range(world.config.policy(world.job.network).max_failures):
         assert world.run()["marked"]
     # When the settlement runs again with a working node
-    world.job.rpc = working
+    world.job.endpoints = working
     report = world.run()
     # Then it is not picked any more: nothing is claimed, its money stays on its address
     assert report["claimed"] is None and world.sweep_transactions() == 0
