@@ -62,7 +62,7 @@ class BatchPolicy:
     min_units: int  # a merchant's unsettled money is swept once it reaches this ...
     max_age_ms: int  # ... or once its oldest credit waited this long
     max_deposits: int = 50  # per sweep, at most MAX_DEPOSITS
-    max_failures: int = 3  # a deposit whose sweeps failed this often waits for the operator
+    max_failures: int = candidates.MAX_FAILURES  # a deposit whose sweeps failed this often waits for the operator
 
     def __post_init__(self) -> None:
         if not 0 < self.max_deposits <= MAX_DEPOSITS:

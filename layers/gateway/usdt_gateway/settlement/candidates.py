@@ -15,6 +15,10 @@ from typing import Any
 from usdt_gateway import store
 from usdt_gateway.records import Order, deposit_id
 
+# A deposit whose sweeps failed this often is no longer picked: it waits for the operator
+# (admin release-deposits).
+MAX_FAILURES = 3
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -138,3 +142,27 @@ def unsettled(network: str) -> list[Candidate]:
     """Every candidate of the network, claimed or not (strongly consistent)."""
     pk, _ = store.sweep_candidate_key(network, "", "", "", 0)
     return [Candidate.from_item(i) for i in store.query_partition(pk, sk_from=" ")]  # every sort key
+
+
+def held(network: str, merchant_id: str | None = None) -> list[Candidate]:
+    """Candidates no sweep picks any more (failed MAX_FAILURES times), oldest first."""
+    return sorted(
+        (
+            c
+            for c in unsettled(network)
+            if c.sweep_id is None and c.failures >= MAX_FAILURES and merchant_id in (None, c.merchant_id)
+        ),
+        key=lambda c: (c.credited_at, c.key),
+    )
+
+
+def release(candidate: Candidate) -> bool:
+    """A held candidate's failures reset to 0: the next runs pick it again. False when it changed
+    since it was read (claimed, swept, released by someone else)."""
+    # held, as read -> unclaimed with no failures
+    return store.update_expression(
+        *candidate.key,
+        expression="SET failures = :zero",
+        condition="failures = :read AND attribute_not_exists(sweepId)",
+        values={":zero": 0, ":read": candidate.failures},
+    )
