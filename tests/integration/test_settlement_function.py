@@ -22,7 +22,7 @@ from devstack.functions import add_layers_to_path, load_functions
 from devstack.template import REPO_ROOT, load_template
 from tests.fake_clock import FakeClock
 from tests.integration.apiclient import ApiClient
-from tests.integration.chains import create, drive, evm_scanner, new_chain, status
+from tests.integration.chains import create, drive, evm_scanner, new_chain, order_events, status
 from tests.integration.conftest import Merchant, WebhookQueues
 from tests.integration.rpc_proxy import RpcProxy
 from tests.integration.sqs_lambda import EventSourceMapping
@@ -462,3 +462,119 @@ def test_a_deposit_whose_sweeps_keep_failing_waits_for_the_operator(world: World
     # Then it is not picked any more: nothing is claimed, its money stays on its address
     assert report["claimed"] is None and world.sweep_transactions() == 0
     assert world.funds(order) == "on_deposit_address"
+
+
+# --- a deep reorg reverses a credited deposit --------------------------------------------------
+
+
+def reorg_away(world: World, depth: int) -> None:
+    """A reorg of `depth` blocks, deeper than the network's finality, that drops their
+    transactions; the scanner then reads the replaced range again and reverses what vanished."""
+    chain = world.contracts.chain
+    chain.anvil.rpc("anvil_reorg", [depth, []])
+    chain.mine(3)
+    drive(world.scanner)
+
+
+def test_a_deep_reorg_that_reverses_unswept_deposits_takes_their_candidates_with_them(world: World) -> None:
+    # Given a contract-mode order paid twice (the second payment unmatched: the order is confirmed),
+    # both credited final and waiting for a sweep, below the minimum so that none was claimed
+    world.contracts.chain.mine(10)  # room below the payments: the reorg leaves the contracts alone
+    order = world.paid_order("25.00")
+    world.pay(order, "4.00")
+    world.contracts.chain.mine(3)
+    drive(world.scanner)
+    assert sorted((c.units, c.sweep_id) for c in candidates.unsettled(world.network)) == [
+        (4_000_000, None),
+        (25_000_000, None),
+    ]
+    # When a reorg deeper than the finality policy takes both payments away
+    reorg_away(world, 7)
+    # Then both are reversed, and their candidates went in the same transactions: nothing waits
+    assert world.scanner.report.reversed == 2
+    assert status(world.api, order)["paid"] is False and world.funds(order) is None
+    assert candidates.unsettled(world.network) == []
+    # And the settlement finds nothing to sweep: no claim, no transaction
+    report = world.run()
+    assert (report["claimed"], report["outcome"], report["unsettled"]) == (None, "idle", 0)
+    assert world.sweep_transactions() == 0
+
+
+@pytest.mark.parametrize("outcome", ["completed", "failed"])
+def test_a_deposit_reversed_while_a_sweep_has_claimed_it_is_left_to_the_sweeps_outcome(
+    world: World, monkeypatch: pytest.MonkeyPatch, outcome: str
+) -> None:
+    # Given a paid order whose deposit a sweep has claimed (the run stopped after its claim, before
+    # anything was sent)
+    world.contracts.chain.mine(10)
+    order = world.paid_order("25.00")
+    world.contracts.chain.mine(3)
+    drive(world.scanner)
+
+    def killed_claim(batch: batches.Batch) -> None:
+        raise Killed(CLAIMED)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(batches, "_mark_sweeping", killed_claim)
+        with pytest.raises(Killed):
+            world.run()
+    (claimed,) = candidates.unsettled(world.network)
+    assert claimed.sweep_id is not None
+    # When a deep reorg takes the payment away
+    reorg_away(world, 7)
+    # Then the deposit is reversed, and its candidate stays with the sweep that claimed it, marked
+    assert world.scanner.report.reversed == 1 and status(world.api, order)["paid"] is False
+    item = store.get(*claimed.key)
+    assert item is not None and item["sweepId"] == claimed.sweep_id and item["reversedAt"] > 0
+    # And when that sweep ends (with a node that accepts it, or one that says it would revert)
+    world.clock.advance(LEASE_MS + 1)
+    if outcome == "failed":
+        world.job.endpoints = [RevertingEstimates(world.job.endpoints[0])]
+    reports = world.settle()
+    # Then the candidate leaves with it in either case: a failed sweep does not release money that
+    # never stayed to the next one
+    assert reports[-1]["marked"] == [claimed.sweep_id]
+    record = store.get(*store.settlement_key(claimed.sweep_id))
+    assert record is not None and record["settlementStatus"] == outcome
+    assert candidates.unsettled(world.network) == []
+    # And the chain holds what happened: a sweep that ran moved nothing, the address being empty
+    assert world.balance(world.contracts.treasury) == 0 and world.balance(order["address"]) == 0
+    assert world.sweep_transactions() == (1 if outcome == "completed" else 0)
+    assert world.run()["outcome"] == "idle"
+
+
+def test_a_claim_made_while_the_reversal_is_written_leaves_the_candidate_to_the_sweep(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a paid order's unclaimed candidate, which a sweep claims just after the reversal of
+    # its deposit has read it (and before the reversal's transaction)
+    world.contracts.chain.mine(10)
+    order = world.paid_order("25.00")
+    world.contracts.chain.mine(3)
+    drive(world.scanner)
+    (unclaimed,) = candidates.unsettled(world.network)
+    read = candidates.reversal_part
+    reads: list[list[dict[str, Any]]] = []
+
+    def claimed_meanwhile(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        reads.append(read(*args, **kwargs))
+        if len(reads) == 1:
+            assert store.update_expression(
+                *unclaimed.key,
+                expression="SET sweepId = :id",
+                condition="attribute_not_exists(sweepId)",
+                values={":id": "stl_meanwhile"},
+            )
+        return reads[-1]
+
+    monkeypatch.setattr(candidates, "reversal_part", claimed_meanwhile)
+    # When a deep reorg takes the payment away
+    reorg_away(world, 7)
+    # Then the reversal's first transaction failed on the candidate, and the second, made from a
+    # fresh read, reversed the deposit and marked the candidate for the sweep that claimed it
+    assert len(reads) == 2 and world.scanner.report.reversed == 1
+    item = store.get(*unclaimed.key)
+    assert item is not None and item["sweepId"] == "stl_meanwhile" and item["reversedAt"] > 0
+    # And the order was reversed once
+    events = [e["type"] for e in order_events(world.api, order)]
+    assert events.count("order.payment_reversed") == 1 and status(world.api, order)["paid"] is False

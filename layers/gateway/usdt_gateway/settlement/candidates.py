@@ -3,7 +3,8 @@ address. One SWEEP#<network> item per deposit, written in the transaction that c
 (deposits.py), so a credit without its candidate, or a candidate for money never credited,
 cannot exist. The settlement (settlement/batches.py) claims candidates for a sweep, and deletes
 them once that sweep is final; a deposit credited while a sweep is in flight is a new item the
-sweep did not claim, and goes with the next one.
+sweep did not claim, and goes with the next one. A deposit that a deep reorg reverses takes its
+candidate with it in the reversal's transaction, unless a sweep claimed it (reversal_part).
 """
 
 from __future__ import annotations
@@ -136,6 +137,33 @@ def unmatched_part(
     # none -> unsettled. An unmatched deposit is recorded once (its DEP write's condition), or again
     # after a deep reorg reversed it and the chain holds it again: the same (unmatched) candidate.
     return [store.put_part(candidate.to_item(), condition="attribute_not_exists(pk) OR attribute_not_exists(orderPk)")]
+
+
+def reversal_part(
+    network: str, merchant_id: str, *, address: str, txid: str, log_index: int, now: int
+) -> list[dict[str, Any]]:
+    """The write that takes a deposit a deep reorg reversed off the unsettled money, for the
+    reversal's own transaction; none when it has no candidate (not contract mode, or swept).
+
+    Unclaimed, the candidate is deleted: no sweep will look for money that never stayed. Claimed
+    by a sweep, it is left to that sweep, marked `reversedAt`: the sweep moves what the address
+    holds on chain, whatever the records say, so its outcome decides. Completed, the candidate
+    leaves with the others (its units are counted in the sweep's records all the same); failed,
+    it is deleted instead of released for the next sweep (batches.mark)."""
+    key = store.sweep_candidate_key(network, merchant_id, address, txid, log_index)
+    item = store.get(*key)
+    if item is None:
+        return []
+    sweep_id = Candidate.from_item(item).sweep_id
+    if sweep_id is None:
+        # unclaimed -> gone. A claim made since fails the reversal's transaction, read again then.
+        return [store.delete_part(*key, condition="attribute_exists(pk) AND attribute_not_exists(sweepId)")]
+    # claimed -> claimed and reversed (the sweep's outcome decides)
+    return [
+        store.update_part(
+            *key, expression="SET reversedAt = :now", condition="sweepId = :id", values={":id": sweep_id, ":now": now}
+        )
+    ]
 
 
 def unsettled(network: str) -> list[Candidate]:
