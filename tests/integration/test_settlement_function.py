@@ -22,17 +22,18 @@ from devstack.functions import add_layers_to_path, load_functions
 from devstack.template import REPO_ROOT, load_template
 from tests.fake_clock import FakeClock
 from tests.integration.apiclient import ApiClient
-from tests.integration.chains import create, drive, evm_scanner, new_chain, status
+from tests.integration.chains import create, drive, evm_scanner, new_chain, order_events, status
 from tests.integration.conftest import Merchant, WebhookQueues
+from tests.integration.rpc_proxy import RpcProxy
 from tests.integration.sqs_lambda import EventSourceMapping
 from tests.integration.test_contract_mode import ContractChain, new_contract_chain
 from tests.integration.webhook_receiver import receiver
 from tests.integration.webhooks import set_url, settled
 from usdt_gateway import store
-from usdt_gateway.chain.jsonrpc import Call, JsonRpc, Rpc, RpcError
+from usdt_gateway.chain.jsonrpc import Call, JsonRpc, Rpc, RpcError, RpcUnavailable
 from usdt_gateway.kms_signer import KmsSigner
 from usdt_gateway.scanner import Scanner
-from usdt_gateway.settlement import batches, candidates, relayer
+from usdt_gateway.settlement import batches, candidates, endpoint, relayer
 from usdt_gateway.settlement.relayer import SweepRelayer
 from usdt_gateway.settlement_jobs import Job, SettlementConfig, run_network
 
@@ -71,14 +72,17 @@ class World:
 
     def run(self, hook: Callable[[str], None] | None = None) -> dict[str, Any]:
         """One invocation's run of the network, with a relayer of its own (a new lease owner)."""
-        sweeper = SweepRelayer(
-            self.job.network,
-            self.job.rpc,
-            self.job.signer,
-            fees=self.config.fees(),
-            lease_ms=LEASE_MS,
-            hook=hook or (lambda step: None),
-        )
+
+        def sweeper(rpc: Rpc) -> SweepRelayer:
+            return SweepRelayer(
+                self.job.network,
+                rpc,
+                self.job.signer,
+                fees=self.config.fees(),
+                lease_ms=LEASE_MS,
+                hook=hook or (lambda step: None),
+            )
+
         return run_network(self.job, self.config, sweeper)
 
     def settle(self, *, runs: int = 8) -> list[dict[str, Any]]:
@@ -115,7 +119,7 @@ def world(
         anvil.rpc("anvil_setBalance", [signer.address, hex(10**19)])
         from usdt_gateway.config import networks
 
-        job = Job(networks()[contracts.chain.network], JsonRpc(anvil.url, timeout=10), signer)
+        job = Job(networks()[contracts.chain.network], [JsonRpc(anvil.url, timeout=10)], signer)
         config = SettlementConfig(
             relayer_key_id=key_id,
             min_amount=Decimal("10"),
@@ -204,6 +208,108 @@ def test_the_deployed_handler_settles_the_network_on_its_schedule(
     assert [r["network"] for r in results[0]["networks"]] == [world.network]
     assert world.balance(world.contracts.treasury) == 12_500_000
     assert world.funds(order) == "swept"
+
+
+DOWN = "http://127.0.0.1:9"  # nothing listens on the discard port
+
+
+class Endpoint(RpcProxy):
+    """An endpoint in front of anvil that records the methods it serves. `chain_id` replaces its
+    answer to eth_chainId (an endpoint configured for another chain); once it has served
+    `serves` requests, it answers every later one with HTTP 503 (a node that dies mid-run)."""
+
+    def __init__(self, upstream: str, *, chain_id: int | None = None, serves: int | None = None) -> None:
+        self.methods: list[str] = []
+        self.chain_id = chain_id
+        self.serves = serves
+        super().__init__(upstream)
+
+    def refuse(self) -> tuple[int, bytes] | None:
+        return (503, b"unavailable") if self.serves is not None and self.served > self.serves else None
+
+    def result(self, method: str, params: list[Any]) -> Any:
+        self.methods.append(method)
+        if method == "eth_chainId" and self.chain_id is not None:
+            return hex(self.chain_id)
+        return super().result(method, params)
+
+
+def test_the_handler_settles_through_the_first_endpoint_that_answers_with_the_chain_id(
+    world: World, settings_env: pytest.MonkeyPatch
+) -> None:
+    anvil = world.contracts.chain.anvil
+    other_chain, good = Endpoint(anvil.url, chain_id=1), Endpoint(anvil.url)
+    try:
+        # Given the network's endpoints in this order: one down, one that answers for another
+        # chain (everything else it would serve from the test chain), and a working one
+        settings_env.setenv("RELAYER_KEY_ID", world.config.relayer_key_id)
+        settings_env.setenv(
+            "RPC_ENDPOINTS",
+            json.dumps({world.network: [DOWN, {"url": other_chain.url, "name": "mainnet"}, good.url]}),
+        )
+        settings_env.setenv("SETTLEMENT_MIN_AMOUNT", "10")
+        template = load_template()
+        add_layers_to_path(template, [SETTLEMENT])
+        function = load_functions(template, [SETTLEMENT], stack_name="test", region="us-east-1")[SETTLEMENT]
+        schedule = json.loads((REPO_ROOT / "events" / "settlement-schedule.json").read_text())
+        order = world.paid_order("12.50")
+        # When the schedule invokes it until the payment is swept
+        results = []
+        for _ in range(6):
+            results.append(function.invoke(schedule))
+            if world.funds(order) == "swept":
+                break
+            world.contracts.chain.mine(1)
+        # Then every run used the working endpoint, and the money is in the treasury
+        assert world.funds(order) == "swept" and world.balance(world.contracts.treasury) == 12_500_000
+        assert {r["networks"][0]["endpoint"] for r in results} == {good.url.removeprefix("http://")}
+        # And the endpoint of another chain was asked its chain id, at each run, and nothing else
+        assert other_chain.methods == ["eth_chainId"] * len(results)
+        assert "eth_sendRawTransaction" in good.methods
+    finally:
+        other_chain.close()
+        good.close()
+
+
+def test_a_run_keeps_its_endpoint_to_the_end_and_the_next_run_chooses_again(world: World) -> None:
+    anvil = world.contracts.chain.anvil
+    first, second = Endpoint(anvil.url, serves=1), Endpoint(anvil.url)
+    try:
+        # Given two endpoints, the first of which answers the chain id and then dies
+        world.job.endpoints = [JsonRpc(first.url, timeout=10), JsonRpc(second.url, timeout=10)]
+        order = world.paid_order("25.00")
+        # When a run chooses it
+        with pytest.raises(RpcUnavailable):
+            world.run()
+        # Then the run fails with it: the second endpoint was not asked anything
+        assert first.methods == ["eth_chainId"] and second.served == 0
+        assert world.sweep_transactions() == 0 and world.funds(order) == "sweeping"
+        # And the next runs choose the second, and carry the claimed sweep to its end, once
+        world.clock.advance(LEASE_MS + 1)
+        reports = world.settle()
+        assert {r["endpoint"] for r in reports} == {second.url}
+        assert world.balance(world.contracts.treasury) == 25_000_000 and world.funds(order) == "swept"
+        assert world.sweep_transactions() == 1
+        assert first.methods == ["eth_chainId"]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_run_without_an_endpoint_of_the_chain_fails_before_it_touches_anything(world: World) -> None:
+    other_chain = Endpoint(world.contracts.chain.anvil.url, chain_id=56)
+    try:
+        # Given endpoints that are down or serve another chain only
+        world.job.endpoints = [JsonRpc(DOWN, timeout=2), JsonRpc(other_chain.url, timeout=10)]
+        order = world.paid_order("25.00")
+        # When the settlement runs, Then it fails naming each endpoint's problem
+        with pytest.raises(endpoint.NoEndpoint, match=r"127\.0\.0\.1:9: NewConnectionError.*chain id 56, not 31337"):
+            world.run()
+        # And nothing was claimed or sent
+        assert [c.sweep_id for c in candidates.unsettled(world.network)] == [None]
+        assert world.funds(order) == "on_deposit_address" and other_chain.methods == ["eth_chainId"]
+    finally:
+        other_chain.close()
 
 
 def test_nothing_is_swept_below_the_minimum_until_the_maximum_age(world: World) -> None:
@@ -318,8 +424,8 @@ class RevertingEstimates:
 def test_a_failed_sweep_is_recorded_announced_and_its_deposits_swept_later(world: World) -> None:
     # Given a paid order, and a node that says its sweep would revert
     order = world.paid_order("25.00")
-    working = world.job.rpc
-    world.job.rpc = RevertingEstimates(working)
+    working = world.job.endpoints
+    world.job.endpoints = [RevertingEstimates(working[0])]
     # When the settlement runs
     report = world.run()
     # Then the settlement is recorded failed with the node's reason, and announced
@@ -336,7 +442,7 @@ def test_a_failed_sweep_is_recorded_announced_and_its_deposits_swept_later(world
     assert waiting.sweep_id is None and waiting.failures == 1
     assert world.funds(order) == "on_deposit_address"
     # And once the node accepts it, the next runs sweep it
-    world.job.rpc = working
+    world.job.endpoints = working
     world.settle()
     assert world.balance(world.contracts.treasury) == 25_000_000 and world.funds(order) == "swept"
     types = sorted(e["type"] for e in settlement_events(world.merchant.merchant_id))  # one (stopped) clock
@@ -346,13 +452,129 @@ def test_a_failed_sweep_is_recorded_announced_and_its_deposits_swept_later(world
 def test_a_deposit_whose_sweeps_keep_failing_waits_for_the_operator(world: World) -> None:
     # Given a deposit whose sweep failed as often as the policy allows
     order = world.paid_order("25.00")
-    working = world.job.rpc
-    world.job.rpc = RevertingEstimates(working)
+    working = world.job.endpoints
+    world.job.endpoints = [RevertingEstimates(working[0])]
     for _ in range(world.config.policy(world.job.network).max_failures):
         assert world.run()["marked"]
     # When the settlement runs again with a working node
-    world.job.rpc = working
+    world.job.endpoints = working
     report = world.run()
     # Then it is not picked any more: nothing is claimed, its money stays on its address
     assert report["claimed"] is None and world.sweep_transactions() == 0
     assert world.funds(order) == "on_deposit_address"
+
+
+# --- a deep reorg reverses a credited deposit --------------------------------------------------
+
+
+def reorg_away(world: World, depth: int) -> None:
+    """A reorg of `depth` blocks, deeper than the network's finality, that drops their
+    transactions; the scanner then reads the replaced range again and reverses what vanished."""
+    chain = world.contracts.chain
+    chain.anvil.rpc("anvil_reorg", [depth, []])
+    chain.mine(3)
+    drive(world.scanner)
+
+
+def test_a_deep_reorg_that_reverses_unswept_deposits_takes_their_candidates_with_them(world: World) -> None:
+    # Given a contract-mode order paid twice (the second payment unmatched: the order is confirmed),
+    # both credited final and waiting for a sweep, below the minimum so that none was claimed
+    world.contracts.chain.mine(10)  # room below the payments: the reorg leaves the contracts alone
+    order = world.paid_order("25.00")
+    world.pay(order, "4.00")
+    world.contracts.chain.mine(3)
+    drive(world.scanner)
+    assert sorted((c.units, c.sweep_id) for c in candidates.unsettled(world.network)) == [
+        (4_000_000, None),
+        (25_000_000, None),
+    ]
+    # When a reorg deeper than the finality policy takes both payments away
+    reorg_away(world, 7)
+    # Then both are reversed, and their candidates went in the same transactions: nothing waits
+    assert world.scanner.report.reversed == 2
+    assert status(world.api, order)["paid"] is False and world.funds(order) is None
+    assert candidates.unsettled(world.network) == []
+    # And the settlement finds nothing to sweep: no claim, no transaction
+    report = world.run()
+    assert (report["claimed"], report["outcome"], report["unsettled"]) == (None, "idle", 0)
+    assert world.sweep_transactions() == 0
+
+
+@pytest.mark.parametrize("outcome", ["completed", "failed"])
+def test_a_deposit_reversed_while_a_sweep_has_claimed_it_is_left_to_the_sweeps_outcome(
+    world: World, monkeypatch: pytest.MonkeyPatch, outcome: str
+) -> None:
+    # Given a paid order whose deposit a sweep has claimed (the run stopped after its claim, before
+    # anything was sent)
+    world.contracts.chain.mine(10)
+    order = world.paid_order("25.00")
+    world.contracts.chain.mine(3)
+    drive(world.scanner)
+
+    def killed_claim(batch: batches.Batch) -> None:
+        raise Killed(CLAIMED)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(batches, "_mark_sweeping", killed_claim)
+        with pytest.raises(Killed):
+            world.run()
+    (claimed,) = candidates.unsettled(world.network)
+    assert claimed.sweep_id is not None
+    # When a deep reorg takes the payment away
+    reorg_away(world, 7)
+    # Then the deposit is reversed, and its candidate stays with the sweep that claimed it, marked
+    assert world.scanner.report.reversed == 1 and status(world.api, order)["paid"] is False
+    item = store.get(*claimed.key)
+    assert item is not None and item["sweepId"] == claimed.sweep_id and item["reversedAt"] > 0
+    # And when that sweep ends (with a node that accepts it, or one that says it would revert)
+    world.clock.advance(LEASE_MS + 1)
+    if outcome == "failed":
+        world.job.endpoints = [RevertingEstimates(world.job.endpoints[0])]
+    reports = world.settle()
+    # Then the candidate leaves with it in either case: a failed sweep does not release money that
+    # never stayed to the next one
+    assert reports[-1]["marked"] == [claimed.sweep_id]
+    record = store.get(*store.settlement_key(claimed.sweep_id))
+    assert record is not None and record["settlementStatus"] == outcome
+    assert candidates.unsettled(world.network) == []
+    # And the chain holds what happened: a sweep that ran moved nothing, the address being empty
+    assert world.balance(world.contracts.treasury) == 0 and world.balance(order["address"]) == 0
+    assert world.sweep_transactions() == (1 if outcome == "completed" else 0)
+    assert world.run()["outcome"] == "idle"
+
+
+def test_a_claim_made_while_the_reversal_is_written_leaves_the_candidate_to_the_sweep(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a paid order's unclaimed candidate, which a sweep claims just after the reversal of
+    # its deposit has read it (and before the reversal's transaction)
+    world.contracts.chain.mine(10)
+    order = world.paid_order("25.00")
+    world.contracts.chain.mine(3)
+    drive(world.scanner)
+    (unclaimed,) = candidates.unsettled(world.network)
+    read = candidates.reversal_part
+    reads: list[list[dict[str, Any]]] = []
+
+    def claimed_meanwhile(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        reads.append(read(*args, **kwargs))
+        if len(reads) == 1:
+            assert store.update_expression(
+                *unclaimed.key,
+                expression="SET sweepId = :id",
+                condition="attribute_not_exists(sweepId)",
+                values={":id": "stl_meanwhile"},
+            )
+        return reads[-1]
+
+    monkeypatch.setattr(candidates, "reversal_part", claimed_meanwhile)
+    # When a deep reorg takes the payment away
+    reorg_away(world, 7)
+    # Then the reversal's first transaction failed on the candidate, and the second, made from a
+    # fresh read, reversed the deposit and marked the candidate for the sweep that claimed it
+    assert len(reads) == 2 and world.scanner.report.reversed == 1
+    item = store.get(*unclaimed.key)
+    assert item is not None and item["sweepId"] == "stl_meanwhile" and item["reversedAt"] > 0
+    # And the order was reversed once
+    events = [e["type"] for e in order_events(world.api, order)]
+    assert events.count("order.payment_reversed") == 1 and status(world.api, order)["paid"] is False

@@ -191,7 +191,7 @@ def test_the_reviewed_privileges_are_those_of_the_template(template: Template) -
         assert have == actions, function
 
 
-def test_deleting_items_is_limited_to_outbox_markers_and_ledger_entries(template: Template) -> None:
+def test_deleting_items_is_limited_to_outbox_markers_ledger_entries_and_candidates(template: Template) -> None:
     # Given every statement that grants dynamodb:DeleteItem
     for function, resource in _functions(template).items():
         for statement in _statements(template, resource["Properties"]):
@@ -201,10 +201,11 @@ def test_deleting_items_is_limited_to_outbox_markers_and_ledger_entries(template
             # markers outbox.publish clears, or, for the scanner alone, LEDGER#, the by-block index
             # entries of final deposits that move or leave after a deep reorg, or, for the API
             # alone, REPLAY#, the marker of a one-time request's signature that was refused after all,
-            # or, for the settlement alone, SWEEP#, the candidate of a deposit whose money was swept
+            # or, for the settlement and the scanner, SWEEP#, the candidate of a deposit whose money
+            # was swept, or that a deep reorg reversed before any sweep claimed it
             assert _as_list(statement["Action"]) == ["dynamodb:DeleteItem"], function
             allowed = {
-                "ScannerFunction": [["OUTBOX#*"], ["LEDGER#*"]],
+                "ScannerFunction": [["OUTBOX#*"], ["LEDGER#*"], ["SWEEP#*"]],
                 "ApiFunction": [["OUTBOX#*"], ["REPLAY#*"]],
                 "SettlementFunction": [["SWEEP#*"], ["OUTBOX#*"]],
             }.get(function, [["OUTBOX#*"]])

@@ -15,6 +15,8 @@
     python -m usdt_gateway.admin set-contract --merchant m_... --network eth --factory 0x... --implementation 0x...
         --treasury 0x... --owner 0x...
     python -m usdt_gateway.admin status [--json] [--network eth] [--max-lag-seconds 1800] [--max-idle-seconds 300]
+    python -m usdt_gateway.admin settlement-status [--network eth] [--relayer-key-id KEY] [--recent 5]
+    python -m usdt_gateway.admin release-deposits --network eth [--merchant m_...]
 
 Prints JSON. Secrets are printed once, at creation or rotation; the gateway stores them only encrypted.
 Uses the caller's AWS credentials (kms:Encrypt and the table's read/write actions).
@@ -23,6 +25,13 @@ Uses the caller's AWS credentials (kms:Encrypt and the table's read/write action
 RPC_ENDPOINTS, as the scanner reads them; it needs ssm:GetParameter with decryption), reads each
 network's scan cursor, and prints a report (JSON with --json); exit code 0 when every network is
 healthy, 1 when something is not (see docs/operations.md), 2 for a configuration error.
+
+`settlement-status` prints, per EVM network, the relayer's address (from the public key of
+RELAYER_KEY_ID or --relayer-key-id: kms:GetPublicKey) and its native balance (through the first
+RPC endpoint that answers with the network's chain id, as a settlement run chooses it), the lease
+and the sweep in flight, the deposits waiting to be swept per merchant, those held after
+failed sweeps and the last settlements. `release-deposits` resets the failure count of the held
+ones, so the next runs sweep them again (see docs/settlement.md).
 """
 
 from __future__ import annotations
@@ -41,6 +50,11 @@ from usdt_gateway.chain.jsonrpc import JsonRpc
 from usdt_gateway.chain.rpc_config import load_endpoints
 from usdt_gateway.config import ConfigError, networks
 from usdt_gateway.errors import GatewayError
+from usdt_gateway.kms_signer import KmsSigner
+from usdt_gateway.networks import Network
+from usdt_gateway.settlement import candidates, endpoint
+from usdt_gateway.settlement import status as settlement_status
+from usdt_gateway.settlement.records import RECENT_SETTLEMENTS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -226,6 +240,31 @@ def _parser() -> argparse.ArgumentParser:
         help="unhealthy when the scanner has not written its cursor for longer (default %(default)s)",
     )
     c.add_argument("--timeout", type=float, default=5.0, help="seconds per RPC request (default %(default)s)")
+    c = command(
+        "settlement-status",
+        "contract-mode settlement per EVM network: the relayer's address and native balance, its lease "
+        "and the sweep in flight, deposits waiting or held after failed sweeps, the last settlements",
+    )
+    c.add_argument("--network", action="append", help="only this network (repeatable; default every EVM network)")
+    c.add_argument(
+        "--relayer-key-id",
+        metavar="KEY",
+        help="the relayer's KMS key (the stack's RelayerKeyId output; default $RELAYER_KEY_ID)",
+    )
+    c.add_argument(
+        "--recent",
+        type=int,
+        default=settlement_status.RECENT,
+        metavar="N",
+        help=f"settlements shown, newest first (default %(default)s, at most {RECENT_SETTLEMENTS})",
+    )
+    c = command(
+        "release-deposits",
+        f"sweep again the deposits held after {candidates.MAX_FAILURES} failed sweeps: their failure "
+        "count is reset to 0 (prints each one released)",
+    )
+    c.add_argument("--network", required=True, help="the EVM network (as in settlement-status)")
+    c.add_argument("--merchant", metavar="m_...", help="only this merchant's deposits (default: every merchant's)")
     return p
 
 
@@ -262,6 +301,10 @@ def run(argv: Sequence[str]) -> Any:
             return _resume_scan(a.network, a.from_block)
         case "deploy-implementation" | "deploy-factory":
             return _deploy(a)
+        case "settlement-status":
+            return _settlement_status(a)
+        case "release-deposits":
+            return settlement_status.release(_evm_network(a.network), a.merchant)
         case "set-contract":
             return contract_mode.configure_contract(
                 a.merchant,
@@ -315,6 +358,36 @@ def _deploy(a: argparse.Namespace) -> dict[str, Any]:
         return {"network": a.network, "transaction": deployment, "sent": False}
     sent = contract_mode.send_deployment(_rpc(a.network, a.rpc_url), deployment, key)
     return {"network": a.network, "sent": True, **sent}
+
+
+def _evm_network(name: str) -> Network:
+    network = networks().get(name)
+    if network is None or network.family != "evm":
+        raise ConfigError(f"network {name!r} is not an enabled EVM network")
+    return network
+
+
+def _settlement_status(a: argparse.Namespace) -> dict[str, Any]:
+    evm = [n for n in networks().values() if n.family == "evm"]
+    chosen = [_evm_network(n) for n in a.network] if a.network else evm
+    if not 0 <= a.recent <= RECENT_SETTLEMENTS:
+        raise ConfigError(f"--recent must be between 0 and {RECENT_SETTLEMENTS}")
+    key_id = a.relayer_key_id or os.environ.get("RELAYER_KEY_ID")
+    signer = KmsSigner(key_id) if key_id else None  # one key pays on every network: its address is the same
+    specs = load_endpoints({})
+    now = clock.now_ms()
+    return {
+        "networks": [
+            settlement_status.gather(
+                network,
+                signer=signer,
+                endpoints=endpoint.clients(specs.get(network.name) or [], timeout=10),
+                now=now,
+                recent=a.recent,
+            )
+            for network in chosen
+        ]
+    }
 
 
 def _resume_scan(network: str, from_block: int) -> dict[str, Any]:

@@ -12,7 +12,8 @@ re-inclusions and retries never count it twice. Its `depositStatus`:
               order and sends no webhook, and is listed with its reason
     dropped   a seen deposit whose transaction a reorg removed; it may be recorded again if it returns
     reversed  a final deposit that a reorg deeper than the finality policy removed; its order is
-              recomputed without it and the merchant told (order.payment_reversed / deposit.reversed)
+              recomputed without it and the merchant told (order.payment_reversed / deposit.reversed);
+              in contract mode its settlement candidate goes too (candidates.reversal_part)
 Zero-value transfers are never recorded. Every final deposit (credited, unmatched, ignored) also
 has a LEDGER#<network> item by block, so a range read again after a deep reorg can be compared
 with what was recorded in it. The deposit write and its order's write are one transaction
@@ -458,7 +459,18 @@ def _transfer(dep: Deposit, *, block_number: int | None = None) -> Transfer:
 
 def _reverse(dep: Deposit, ledger_block: int) -> bool:
     """A final deposit no block holds any more: marked reversed, its order recomputed without
-    it (order.payment_reversed), or, unmatched, the merchant told (deposit.reversed)."""
+    it (order.payment_reversed), or, unmatched, the merchant told (deposit.reversed). In
+    contract mode its settlement candidate goes in the same transaction (candidates.reversal_part);
+    a candidate that a sweep claims or releases meanwhile fails it, and it is made again."""
+    for _ in range(transitions.MAX_ATTEMPTS):
+        done = _reverse_once(dep, ledger_block)
+        if done is not None:
+            return done
+    raise RuntimeError(f"the settlement candidate of {dep.deposit_id} kept changing under the reversal")
+
+
+def _reverse_once(dep: Deposit, ledger_block: int) -> bool | None:
+    """One attempt of _reverse: None when only the candidate's condition failed."""
     status = dep.status
     # credited/unmatched/ignored -> reversed
     mark = store.set_part(
@@ -474,7 +486,25 @@ def _reverse(dep: Deposit, ledger_block: int) -> bool:
         values={":st": status},
         names=NAMES,
     )
-    parts = [mark, _ledger_delete(dep, ledger_block)]
+    unsettled = (
+        candidates.reversal_part(
+            dep.network,
+            dep.merchant_id,
+            address=dep.recipient,
+            txid=dep.txid,
+            log_index=dep.log_index,
+            now=clock.now_ms(),
+        )
+        if dep.merchant_id and status != IGNORED
+        else []
+    )
+    parts = [mark, _ledger_delete(dep, ledger_block), *unsettled]
+
+    def lost(reasons: list[str]) -> bool | None:
+        """False when the deposit's own condition failed (another run reversed it); None when
+        only its candidate's did (claimed, released or swept since it was read)."""
+        return None if unsettled and reasons[0] != "ConditionalCheckFailed" else False
+
     view = record_view(replace(dep, status=REVERSED, reason=REORG, unmatched=False))
     with log_keys(**{"merchant_id": dep.merchant_id, **order_keys(dep.order_pk)}):
         if status == CREDITED and dep.order_pk:
@@ -487,7 +517,7 @@ def _reverse(dep: Deposit, ledger_block: int) -> bool:
 
             applied = transitions.apply(dep.order_pk, change, reversal=view.model_dump(mode="json", by_alias=True))
             if applied.conflict:
-                return False
+                return lost(applied.conflict)
         else:
             event_ids: list[str] = []
             if status == UNMATCHED and dep.merchant_id:
@@ -497,8 +527,8 @@ def _reverse(dep: Deposit, ledger_block: int) -> bool:
                 parts, event_ids = [*parts, *event_parts], [event_id]
             try:
                 store.transact(parts)
-            except store.TransactionConflict:
-                return False
+            except store.TransactionConflict as conflict:
+                return lost(conflict.reasons)
             outbox.publish(event_ids)
         logger.error(
             "final deposit reversed: a reorg deeper than the finality policy removed it",

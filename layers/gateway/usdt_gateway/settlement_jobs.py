@@ -1,6 +1,8 @@
 """What a settlement invocation does: on the schedule, one settlement run (settlement/batches.py)
 per EVM network that has an RPC endpoint, one after another (a run is a few RPC calls: it never
-waits for a block), and the figures the alarms watch.
+waits for a block), and the figures the alarms watch. Each run uses one of the network's
+endpoints, the first in RPC_ENDPOINTS that answers with the network's chain id, and no other
+until it ends (settlement/endpoint.py says why).
 
 Configuration (environment, validated at cold start):
     RELAYER_KEY_ID                 the KMS key (ECC_SECG_P256K1, SIGN_VERIFY) that pays the gas
@@ -20,6 +22,7 @@ SettlementsFailed (the failed alarm).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -27,14 +30,14 @@ from typing import Any
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from usdt_gateway import clock
-from usdt_gateway.chain.jsonrpc import JsonRpc, Rpc, RpcError, RpcUnavailable
+from usdt_gateway.chain.jsonrpc import Rpc, RpcError, RpcUnavailable
 from usdt_gateway.chain.rpc_config import load_endpoints
 from usdt_gateway.config import ConfigError, networks
 from usdt_gateway.kms_signer import KmsSigner
 from usdt_gateway.money import to_base_units
 from usdt_gateway.networks import Network
 from usdt_gateway.observability import logger, metrics
-from usdt_gateway.settlement import batches
+from usdt_gateway.settlement import batches, endpoint
 from usdt_gateway.settlement.records import SettlementStatus
 from usdt_gateway.settlement.relayer import FeePolicy, SweepRelayer, read_settlement
 
@@ -90,10 +93,11 @@ def load_config() -> SettlementConfig:
 
 @dataclass
 class Job:
-    """One network's settlement: its RPC endpoint and the relayer's signer, kept across invocations."""
+    """One network's settlement: its RPC endpoints (in order of preference) and the relayer's
+    signer, kept across invocations."""
 
     network: Network
-    rpc: Rpc
+    endpoints: Sequence[Rpc]
     signer: KmsSigner
 
 
@@ -102,7 +106,7 @@ def build(config: SettlementConfig) -> dict[str, Job]:
     specs = load_endpoints({})
     signer = KmsSigner(config.relayer_key_id)
     return {
-        name: Job(network, JsonRpc(specs[name][0].url, timeout=10, label=specs[name][0].name), signer)
+        name: Job(network, endpoint.clients(specs[name]), signer)
         for name, network in networks().items()
         if network.family == "evm" and specs.get(name)
     }
@@ -118,11 +122,11 @@ def _gauge(name: str, network: str, unit: MetricUnit, value: float) -> None:
     one.flush_metrics()
 
 
-def report_balance(job: Job, config: SettlementConfig) -> int | None:
+def report_balance(job: Job, rpc: Rpc, config: SettlementConfig) -> int | None:
     """RelayerBalanceCoverage: the percent of a day's sweeps the relayer's balance pays now."""
     try:
-        balance = int(job.rpc.call("eth_getBalance", [job.signer.address, "latest"]), 16)
-        gas_price = int(job.rpc.call("eth_gasPrice", []), 16)
+        balance = int(rpc.call("eth_getBalance", [job.signer.address, "latest"]), 16)
+        gas_price = int(rpc.call("eth_gasPrice", []), 16)
     except (RpcError, RpcUnavailable) as exc:
         logger.warning("could not read the relayer's balance", extra={"network": job.network.name, "reason": str(exc)})
         return None
@@ -132,10 +136,14 @@ def report_balance(job: Job, config: SettlementConfig) -> int | None:
     return coverage
 
 
-def run_network(job: Job, config: SettlementConfig, relayer: SweepRelayer | None = None) -> dict[str, Any]:
-    """One settlement run of a network, its outcome counted."""
-    relayer = relayer or SweepRelayer(job.network, job.rpc, job.signer, fees=config.fees())
-    report = batches.run(job.network, relayer, config.policy(job.network))
+def run_network(
+    job: Job, config: SettlementConfig, relayer: Callable[[Rpc], SweepRelayer] | None = None
+) -> dict[str, Any]:
+    """One settlement run of a network, its outcome counted. `relayer` makes the run's relayer
+    on the endpoint chosen for it (tests give one with a hook)."""
+    rpc = endpoint.choose(job.network, job.endpoints)  # this run's only endpoint
+    sweeper = relayer(rpc) if relayer else SweepRelayer(job.network, rpc, job.signer, fees=config.fees())
+    report = batches.run(job.network, sweeper, config.policy(job.network))
     for settlement_id in report.marked:
         settlement = read_settlement(settlement_id)
         failed = settlement is not None and settlement.status is SettlementStatus.FAILED
@@ -143,8 +151,8 @@ def run_network(job: Job, config: SettlementConfig, relayer: SweepRelayer | None
     age = 0 if report.in_flight_since is None else max(0, (clock.now_ms() - report.in_flight_since) // 1000)
     _gauge("SettlementInFlightSeconds", job.network.name, MetricUnit.Seconds, age)
     if report.unsettled or report.in_flight_since is not None:
-        report_balance(job, config)  # a network with nothing to sweep needs no gas (and no alarm)
-    return {"network": job.network.name, **report.__dict__}
+        report_balance(job, rpc, config)  # a network with nothing to sweep needs no gas (and no alarm)
+    return {"network": job.network.name, "endpoint": rpc.label, **report.__dict__}
 
 
 def handle(jobs: dict[str, Job], config: SettlementConfig, event: dict[str, Any]) -> dict[str, Any]:

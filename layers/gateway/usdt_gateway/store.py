@@ -486,9 +486,18 @@ def set_part(
     return update_part(pk, sk, expression=expression, condition=condition, values=all_values, names=names)
 
 
-def delete_part(pk: str, sk: str) -> dict[str, Any]:
-    """An unconditional Delete inside a transaction (an index entry whose deposit moved or left)."""
-    return {"Delete": {"TableName": _table(), "Key": _key(pk, sk)}}
+def delete_part(
+    pk: str, sk: str, *, condition: str | None = None, values: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A Delete inside a transaction: unconditional (an index entry whose deposit moved or left),
+    or under `condition`."""
+    delete: dict[str, Any] = {"TableName": _table(), "Key": _key(pk, sk)}
+    if condition:
+        delete["ConditionExpression"] = condition
+        delete["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        if values:
+            delete["ExpressionAttributeValues"] = _values(values)
+    return {"Delete": delete}
 
 
 def transact(parts: list[dict[str, Any]]) -> None:

@@ -18,7 +18,8 @@ A run holds the relayer's lease throughout (one run per network at a time) and d
              settlement.completed / settlement.failed event (the outbox publishes it); then each
              order's sweptUnits grows by its covered units (condition: its sweepingId is this
              sweep) and each candidate is deleted (completed) or released for the next sweep
-             (failed, `failures` + 1), each conditional on its sweepId being this sweep
+             (failed, `failures` + 1; deleted if a deep reorg reversed its deposit meanwhile),
+             each conditional on its sweepId being this sweep
 Every step is conditional on the state the previous one left, so a run killed anywhere is
 resumed by the next without a second claim, a second event, or money marked swept twice. A
 deposit credited while a sweep is in flight is a candidate that sweep did not claim: the next
@@ -62,7 +63,7 @@ class BatchPolicy:
     min_units: int  # a merchant's unsettled money is swept once it reaches this ...
     max_age_ms: int  # ... or once its oldest credit waited this long
     max_deposits: int = 50  # per sweep, at most MAX_DEPOSITS
-    max_failures: int = 3  # a deposit whose sweeps failed this often waits for the operator
+    max_failures: int = candidates.MAX_FAILURES  # a deposit whose sweeps failed this often waits for the operator
 
     def __post_init__(self) -> None:
         if not 0 < self.max_deposits <= MAX_DEPOSITS:
@@ -306,14 +307,19 @@ def mark(batch: Batch, settlement: Settlement) -> None:
             # claimed by this sweep -> gone: its money is in the treasury
             store.delete_if(candidate_pk, sk, condition="sweepId = :id", values=claimed)
         else:
-            # claimed by this sweep -> unclaimed, for the next one
-            store.update_expression(
+            # claimed by this sweep -> unclaimed, for the next one; or, when a deep reorg reversed
+            # its deposit meanwhile (reversedAt: candidates.reversal_part), -> gone: no money to sweep
+            released = store.update_expression(
                 candidate_pk,
                 sk,
                 expression="REMOVE sweepId ADD failures :one",
-                condition="sweepId = :id",
+                condition="sweepId = :id AND attribute_not_exists(reversedAt)",
                 values=claimed | {":one": 1},
             )
+            if not released:
+                store.delete_if(
+                    candidate_pk, sk, condition="sweepId = :id AND attribute_exists(reversedAt)", values=claimed
+                )
     outbox.publish(event_ids)
     log = logger.info if completed else logger.error
     log(

@@ -3,7 +3,8 @@ address. One SWEEP#<network> item per deposit, written in the transaction that c
 (deposits.py), so a credit without its candidate, or a candidate for money never credited,
 cannot exist. The settlement (settlement/batches.py) claims candidates for a sweep, and deletes
 them once that sweep is final; a deposit credited while a sweep is in flight is a new item the
-sweep did not claim, and goes with the next one.
+sweep did not claim, and goes with the next one. A deposit that a deep reorg reverses takes its
+candidate with it in the reversal's transaction, unless a sweep claimed it (reversal_part).
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from typing import Any
 
 from usdt_gateway import store
 from usdt_gateway.records import Order, deposit_id
+
+# A deposit whose sweeps failed this often is no longer picked: it waits for the operator
+# (admin release-deposits).
+MAX_FAILURES = 3
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,58 @@ def unmatched_part(
     return [store.put_part(candidate.to_item(), condition="attribute_not_exists(pk) OR attribute_not_exists(orderPk)")]
 
 
+def reversal_part(
+    network: str, merchant_id: str, *, address: str, txid: str, log_index: int, now: int
+) -> list[dict[str, Any]]:
+    """The write that takes a deposit a deep reorg reversed off the unsettled money, for the
+    reversal's own transaction; none when it has no candidate (not contract mode, or swept).
+
+    Unclaimed, the candidate is deleted: no sweep will look for money that never stayed. Claimed
+    by a sweep, it is left to that sweep, marked `reversedAt`: the sweep moves what the address
+    holds on chain, whatever the records say, so its outcome decides. Completed, the candidate
+    leaves with the others (its units are counted in the sweep's records all the same); failed,
+    it is deleted instead of released for the next sweep (batches.mark)."""
+    key = store.sweep_candidate_key(network, merchant_id, address, txid, log_index)
+    item = store.get(*key)
+    if item is None:
+        return []
+    sweep_id = Candidate.from_item(item).sweep_id
+    if sweep_id is None:
+        # unclaimed -> gone. A claim made since fails the reversal's transaction, read again then.
+        return [store.delete_part(*key, condition="attribute_exists(pk) AND attribute_not_exists(sweepId)")]
+    # claimed -> claimed and reversed (the sweep's outcome decides)
+    return [
+        store.update_part(
+            *key, expression="SET reversedAt = :now", condition="sweepId = :id", values={":id": sweep_id, ":now": now}
+        )
+    ]
+
+
 def unsettled(network: str) -> list[Candidate]:
     """Every candidate of the network, claimed or not (strongly consistent)."""
     pk, _ = store.sweep_candidate_key(network, "", "", "", 0)
     return [Candidate.from_item(i) for i in store.query_partition(pk, sk_from=" ")]  # every sort key
+
+
+def held(network: str, merchant_id: str | None = None) -> list[Candidate]:
+    """Candidates no sweep picks any more (failed MAX_FAILURES times), oldest first."""
+    return sorted(
+        (
+            c
+            for c in unsettled(network)
+            if c.sweep_id is None and c.failures >= MAX_FAILURES and merchant_id in (None, c.merchant_id)
+        ),
+        key=lambda c: (c.credited_at, c.key),
+    )
+
+
+def release(candidate: Candidate) -> bool:
+    """A held candidate's failures reset to 0: the next runs pick it again. False when it changed
+    since it was read (claimed, swept, released by someone else)."""
+    # held, as read -> unclaimed with no failures
+    return store.update_expression(
+        *candidate.key,
+        expression="SET failures = :zero",
+        condition="failures = :read AND attribute_not_exists(sweepId)",
+        values={":zero": 0, ":read": candidate.failures},
+    )

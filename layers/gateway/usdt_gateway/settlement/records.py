@@ -172,6 +172,9 @@ class Sweep:
         }
 
 
+RECENT_SETTLEMENTS = 10
+
+
 @dataclass(frozen=True)
 class RelayerState:
     """A RELAYER item. `revision` grows with every write: each write is conditional on the
@@ -183,6 +186,7 @@ class RelayerState:
     revision: int
     next_nonce: int | None  # None before the first sweep: the chain's count is taken then
     sweep: Sweep | None
+    recent: tuple[str, ...] = ()  # the ids of the last RECENT_SETTLEMENTS sweeps closed, newest first
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> RelayerState:
@@ -194,7 +198,13 @@ class RelayerState:
             revision=int(item.get("revision") or 0),
             next_nonce=_int_or_none(item.get("nextNonce")),
             sweep=Sweep.from_item(inflight) if inflight else None,
+            recent=tuple(item.get("recentSettlements") or ()),
         )
+
+    def closing(self, settlement_id: str) -> list[str]:
+        """`recent` once `settlement_id` closed (the operator's settlement-status lists them: the
+        SETTLEMENT records are indexed by merchant, not by network)."""
+        return [settlement_id, *self.recent][:RECENT_SETTLEMENTS]
 
 
 class SettlementStatus(StrEnum):

@@ -477,6 +477,7 @@ class SweepRelayer:
                             "inflight": None,
                             "revision": state.revision + 1,
                             "leaseUntil": clock.now_ms() + self.lease_ms,
+                            "recentSettlements": state.closing(sweep.settlement_id),
                         },
                         condition=condition,
                         values=values,

@@ -1,0 +1,182 @@
+"""The operator's view of a network's settlement (admin settlement-status) and the release of
+deposits held after failed sweeps (admin release-deposits), as JSON-ready dicts.
+
+Read from the table (strongly consistent) and, for the relayer's native balance, from the
+network's RPC endpoint chosen as a settlement run chooses it (settlement/endpoint.py). Amounts
+are decimal strings of the token (USDT) or of the native coin (18 decimals, `balance`), with the
+base units beside them where a sum is shown; times are ms since the epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from usdt_gateway import store
+from usdt_gateway.chain.jsonrpc import Rpc, RpcError, RpcUnavailable
+from usdt_gateway.kms_signer import KmsSigner, SignerError
+from usdt_gateway.money import format_units
+from usdt_gateway.networks import Network
+from usdt_gateway.settlement import candidates, endpoint
+from usdt_gateway.settlement.candidates import Candidate
+from usdt_gateway.settlement.records import RelayerState, Settlement, Sweep
+from usdt_gateway.settlement.relayer import read_state
+
+NATIVE_DECIMALS = 18  # every EVM chain's native coin (ETH, BNB, POL)
+RECENT = 5  # settlements shown by default
+
+
+def relayer_view(network: Network, signer: KmsSigner | None, endpoints: Sequence[Rpc] | None) -> dict[str, Any]:
+    """The relayer's address (from its KMS public key) and its native balance, or why not."""
+    view: dict[str, Any] = {"keyId": None, "address": None, "endpoint": None, "balanceWei": None, "balance": None}
+    if signer is None:
+        view["note"] = "no relayer key: set RELAYER_KEY_ID or give --relayer-key-id (the stack's RelayerKeyId output)"
+        return view
+    view["keyId"] = signer.key_id
+    try:
+        view["address"] = signer.address
+    except (ClientError, BotoCoreError, SignerError) as exc:
+        view["note"] = f"the relayer key's public key cannot be read: {exc}"
+        return view
+    if not endpoints:
+        view["note"] = f"no RPC endpoint configured for {network.name} (RPC_ENDPOINTS): balance not read"
+        return view
+    try:
+        rpc = endpoint.choose(network, endpoints)
+        balance = int(rpc.call("eth_getBalance", [view["address"], "latest"]), 16)
+    except (endpoint.NoEndpoint, RpcError, RpcUnavailable) as exc:
+        view["note"] = f"balance not read: {exc}"
+        return view
+    view |= {
+        "endpoint": rpc.label,
+        "balanceWei": str(balance),
+        "balance": format_units(balance, NATIVE_DECIMALS),
+    }
+    return view
+
+
+def _step(sweep: Sweep) -> str:
+    """How far the sweep in flight got (settlement/relayer.py's steps)."""
+    if sweep.mined is not None:
+        return "mined"  # in a block, not final (or not canonical) yet
+    if not sweep.attempts:
+        return "queued"  # claimed and handed to the relayer, nothing signed yet (or waiting for gas)
+    if sweep.attempts[-1].broadcast_at is None:
+        return "signed"  # stored, not known to have reached a node
+    return "broadcast"  # sent, not mined
+
+
+def in_flight_view(state: RelayerState | None, *, now: int) -> dict[str, Any] | None:
+    sweep = state.sweep if state else None
+    if sweep is None:
+        return None
+    latest = sweep.attempts[-1] if sweep.attempts else None
+    return {
+        "settlementId": sweep.settlement_id,
+        "merchantId": sweep.merchant_id,
+        "step": _step(sweep),
+        "nonce": latest.nonce if latest else None,
+        "txHash": sweep.mined.tx_hash if sweep.mined else (latest.tx_hash if latest else None),
+        "block": sweep.mined.block_number if sweep.mined else None,
+        "transactions": len(sweep.attempts),  # the first and each replacement
+        "reorgs": sweep.reorgs,
+        "deposits": len(sweep.salts),
+        "createdAt": sweep.created_at,
+        "ageSeconds": max(0, now - sweep.created_at) // 1000,
+    }
+
+
+def candidate_view(c: Candidate, decimals: int) -> dict[str, Any]:
+    return {
+        "depositId": c.deposit_id,
+        "merchantId": c.merchant_id,
+        "orderId": c.order_pk.split("#", 2)[2] if c.order_pk else None,
+        "address": c.address,
+        "amount": format_units(c.units, decimals),
+        "failures": c.failures,
+        "creditedAt": c.credited_at,
+    }
+
+
+def _sums(groups: dict[str, list[Candidate]], key: str, decimals: int) -> list[dict[str, Any]]:
+    return [
+        {
+            key: name,
+            "deposits": len(members),
+            "units": sum(c.units for c in members),
+            "amount": format_units(sum(c.units for c in members), decimals),
+            "oldestCreditedAt": min(c.credited_at for c in members),
+        }
+        for name, members in sorted(groups.items())
+    ]
+
+
+def settlement_view(settlement_id: str, decimals: int) -> dict[str, Any]:
+    item = store.get(*store.settlement_key(settlement_id))
+    if item is None:
+        return {"settlementId": settlement_id, "status": None}
+    record = Settlement.from_item(item)
+    units = item.get("units")  # what it covered: written once its outcome is marked (batches.mark)
+    return {
+        "settlementId": settlement_id,
+        "merchantId": record.merchant_id,
+        "status": record.status.value,
+        "amount": None if units is None else format_units(int(units), decimals),
+        "deposits": len(item["depositIds"]) if item.get("depositIds") is not None else None,
+        "txHash": record.tx_hash,
+        "nonce": record.nonce,
+        "gasPaid": str(record.gas_paid),
+        "reason": record.reason,
+        "reorgs": record.reorgs,
+        "createdAt": record.created_at,
+        "closedAt": record.closed_at,
+    }
+
+
+def gather(
+    network: Network,
+    *,
+    signer: KmsSigner | None,
+    endpoints: Sequence[Rpc] | None,
+    now: int,
+    recent: int = RECENT,
+) -> dict[str, Any]:
+    """A network's settlement as the operator sees it (the admin's settlement-status)."""
+    state = read_state(network.name)
+    waiting: dict[str, list[Candidate]] = {}
+    claimed: dict[str, list[Candidate]] = {}
+    held: list[Candidate] = []
+    for c in sorted(candidates.unsettled(network.name), key=lambda c: (c.credited_at, c.key)):
+        if c.sweep_id is not None:
+            claimed.setdefault(c.sweep_id, []).append(c)
+        elif c.failures >= candidates.MAX_FAILURES:
+            held.append(c)
+        else:
+            waiting.setdefault(c.merchant_id, []).append(c)
+    lease = None
+    if state is not None and state.lease_owner is not None:
+        lease = {"owner": state.lease_owner, "until": state.lease_until, "held": state.lease_until > now}
+    return {
+        "network": network.name,
+        "relayer": relayer_view(network, signer, endpoints),
+        "lease": lease,
+        "nextNonce": state.next_nonce if state else None,
+        "inFlight": in_flight_view(state, now=now),
+        "waiting": _sums(waiting, "merchantId", network.decimals),
+        "claimed": _sums(claimed, "settlementId", network.decimals),
+        "held": [candidate_view(c, network.decimals) for c in held],
+        "heldAfterFailures": candidates.MAX_FAILURES,
+        "settlements": [settlement_view(i, network.decimals) for i in (state.recent if state else ())[:recent]],
+    }
+
+
+def release(network: Network, merchant_id: str | None) -> dict[str, Any]:
+    """Every held candidate of the network (of one merchant) released for the next sweep; those
+    that changed meanwhile are listed apart, untouched."""
+    released: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    for c in candidates.held(network.name, merchant_id):
+        (released if candidates.release(c) else changed).append(candidate_view(c, network.decimals))
+    return {"network": network.name, "merchantId": merchant_id, "released": released, "changed": changed}
