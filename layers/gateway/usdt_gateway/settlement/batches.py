@@ -7,6 +7,8 @@ A run holds the relayer's lease throughout (one run per network at a time) and d
     resume   sweeps whose candidates are claimed but not done: one the relayer closed is marked
              (below); one never handed over (a crash between the claim and the submit) is
              submitted now, under the id it was claimed with
+    refund   nothing in flight: the oldest signed refund of the network (settlement/refunds.py)
+             is handed to the relayer before any new sweep; the relayer closes it itself
     select   nothing in flight: the oldest merchant's unclaimed candidates, once their money
              reaches `min_units` or the oldest waited `max_age_ms`; at most `max_deposits`;
              never an address a refund holds money on (a sweep moves an address's whole balance)
@@ -40,7 +42,7 @@ from usdt_gateway.money import format_units
 from usdt_gateway.networks import Network
 from usdt_gateway.observability import logger
 from usdt_gateway.schemas import SettlementView
-from usdt_gateway.settlement import candidates
+from usdt_gateway.settlement import candidates, refunds
 from usdt_gateway.settlement.calldata import MAX_BATCH
 from usdt_gateway.settlement.candidates import UNHELD, Candidate
 from usdt_gateway.settlement.records import RelayerState, Settlement, SettlementStatus
@@ -156,6 +158,8 @@ class RunReport:
     marked: list[str] = field(default_factory=list)  # settlements whose outcome was marked this run
     in_flight_since: int | None = None  # when the sweep (or refund) still in flight was handed over
     unsettled: int = 0  # candidates the run found (claimed or not)
+    refund: str | None = None  # the signed refund handed to the relayer this run
+    refunds_closed: list[str] = field(default_factory=list)  # refunds completed or failed this run
 
 
 # -- selection and claim ----------------------------------------------------------------------------
@@ -388,10 +392,16 @@ def run(network: Network, relayer: SweepRelayer, policy: BatchPolicy) -> RunRepo
         unsettled = candidates.unsettled(network.name)
         marked, batch = _resume(state, {c.sweep_id for c in unsettled if c.sweep_id})
         claimed: str | None = None
+        refund = None
         if batch is None and state.sweep is None:
-            chosen = select(unsettled, policy, now=clock.now_ms())
-            if chosen and (batch := claim(network, chosen, unsettled)) is not None:
-                claimed = batch.settlement_id
+            # Signed refunds go before new sweeps: their holds keep their addresses from sweeps.
+            refund = refunds.next_to_send(network.name)
+            if refund is not None:
+                state = relayer.submit_refund(state, refund)
+            else:
+                chosen = select(unsettled, policy, now=clock.now_ms())
+                if chosen and (batch := claim(network, chosen, unsettled)) is not None:
+                    claimed = batch.settlement_id
         if batch is not None:
             _mark_sweeping(batch)
             state = relayer.submit(state, batch.request())
@@ -405,7 +415,17 @@ def run(network: Network, relayer: SweepRelayer, policy: BatchPolicy) -> RunRepo
     relayer.release()
     marked += _mark_closed(progress)
     in_flight = progress.sweep.created_at if progress.sweep is not None else None
-    return RunReport(progress.outcome.value, progress.detail, claimed, marked, in_flight, len(unsettled))
+    closed = [progress.refund.refund_id] if progress.refund is not None else []
+    return RunReport(
+        progress.outcome.value,
+        progress.detail,
+        claimed,
+        marked,
+        in_flight,
+        len(unsettled),
+        refund.refund_id if refund is not None else None,
+        closed,
+    )
 
 
 def _mark_closed(progress: Progress) -> list[str]:
