@@ -207,17 +207,19 @@ def _batch(network: Network, chosen: Sequence[Candidate], now: int) -> Batch:
 
 def _fit(chosen: Sequence[Candidate], known: Sequence[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
     """The chosen candidates the claim takes, and the others of their addresses it checks, within
-    one transaction (the BATCH item and MAX_DEPOSITS more): whole addresses, oldest first."""
+    one transaction (the BATCH item and MAX_DEPOSITS more): whole addresses, oldest first (a
+    sweep moves an address's whole balance, so each of its candidates is taken or checked)."""
     chosen_keys = {c.key for c in chosen}
+    by_address: dict[str, list[Candidate]] = {}
+    for c in chosen:
+        by_address.setdefault(c.address, []).append(c)
     taken: list[Candidate] = []
     checked: list[Candidate] = []
-    seen: set[str] = set()
-    for c in chosen:
-        others = [] if c.address in seen else [o for o in known if o.address == c.address and o.key not in chosen_keys]
-        if len(taken) + len(checked) + 1 + len(others) > MAX_DEPOSITS:
+    for address, group in by_address.items():
+        others = [o for o in known if o.address == address and o.key not in chosen_keys]
+        if len(taken) + len(checked) + len(group) + len(others) > MAX_DEPOSITS:
             break
-        seen.add(c.address)
-        taken.append(c)
+        taken += group
         checked += others
     return taken, checked
 
