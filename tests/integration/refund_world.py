@@ -152,24 +152,31 @@ class World:
         return [i for i in items if str(i["type"]).startswith("refund.")]
 
 
-def new_owned_contract_chain(chain: Any, owner: LocalAccount) -> ContractChain:
+def new_owned_contract_chain(chain: Any, owner: str) -> ContractChain:
     implementation = deploy_deposit_implementation(chain.w3, chain.owner)
     treasury = Account.create().address
     factory = deploy_factory(
-        chain.w3, chain.owner, treasury=treasury, owner=owner.address, implementation=implementation.address
+        chain.w3, chain.owner, treasury=treasury, owner=owner, implementation=implementation.address
     )
-    return ContractChain(chain, implementation, factory, treasury, owner.address)
+    return ContractChain(chain, implementation, factory, treasury, owner)
 
 
 @contextlib.contextmanager
 def open_world(
-    settings_env: pytest.MonkeyPatch, api: ApiClient, merchant: Merchant, moto_server: str, fake_clock: FakeClock
+    settings_env: pytest.MonkeyPatch,
+    api: ApiClient,
+    merchant: Merchant,
+    moto_server: str,
+    fake_clock: FakeClock,
+    *,
+    owner_address: str | None = None,
 ) -> Iterator[World]:
     """The merchant's network switched to a factory of its own on a fresh anvil, a relayer key in
-    the local KMS, a low minimum so that any money qualifies for a sweep."""
+    the local KMS, a low minimum so that any money qualifies for a sweep. The factory's owner is
+    the world's `owner` key, or `owner_address` (a key the test holds elsewhere)."""
     with start_anvil() as anvil:
         owner: LocalAccount = Account.create()
-        contracts = new_owned_contract_chain(new_chain(anvil, settings_env), owner)
+        contracts = new_owned_contract_chain(new_chain(anvil, settings_env), owner_address or owner.address)
         contracts.switch(merchant.merchant_id)
         kms = boto3.client("kms", endpoint_url=moto_server, region_name="us-east-1")
         key_id = kms.create_key(KeySpec="ECC_SECG_P256K1", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import boto3
 import pytest
 from eth_account import Account
 from eth_typing import HexStr
@@ -29,6 +30,7 @@ from tests.integration.sqs_lambda import EventSourceMapping
 from tests.integration.webhook_receiver import receiver
 from tests.integration.webhooks import set_url, settled
 from usdt_gateway import store
+from usdt_gateway.kms_signer import KmsSigner
 from usdt_gateway.settlement import candidates, refunds, relayer
 from usdt_gateway.settlement.relayer import read_state
 
@@ -147,6 +149,27 @@ def test_a_refund_of_all_the_money_an_order_received_reads_refunded(world: World
     assert candidates.unsettled(world.network) == []
     assert world.view(order)["funds"] == "refunded"
     assert world.order_item(order)["refundedAll"] is True
+
+
+def test_an_owner_key_in_kms_signs_the_digest_and_the_refund_completes(
+    settings_env: pytest.MonkeyPatch, api: ApiClient, merchant: Merchant, moto_server: str, fake_clock: FakeClock
+) -> None:
+    # Given a factory whose owner is a secp256k1 key in (the local) KMS
+    kms = boto3.client("kms", endpoint_url=moto_server, region_name="us-east-1")
+    key_id = kms.create_key(KeySpec="ECC_SECG_P256K1", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    owner = KmsSigner(key_id, client=kms)
+    with open_world(settings_env, api, merchant, moto_server, fake_clock, owner_address=owner.address) as world:
+        order = world.paid_order("30.00")
+        refund = world.new_refund(order, PAYER)
+        assert refund["owner"] == owner.address.lower()
+        # When KMS signs the refund's digest (MessageType DIGEST) and that signature is given
+        signature = owner.sign_digest(bytes.fromhex(refund["digest"][2:])).to_bytes()
+        reply = world.submit(order, refund, signature)
+        # Then it is the owner's: the refund is submitted, sent and completed
+        assert reply.status == 202, reply.body
+        world.settle_refund()
+        assert world.refund(order, refund["refundId"])["status"] == "completed"
+        assert world.balance(PAYER) == 5_000_000
 
 
 def test_signed_refunds_go_before_new_sweeps(world: World) -> None:
