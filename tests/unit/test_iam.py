@@ -49,6 +49,7 @@ EXPECTED_ACTIONS = {
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
         "dynamodb:Query",
+        "dynamodb:ConditionCheckItem",
         "ssm:GetParameter",
         "kms:GetPublicKey",
         "kms:Sign",
@@ -201,12 +202,13 @@ def test_deleting_items_is_limited_to_outbox_markers_ledger_entries_and_candidat
             # markers outbox.publish clears, or, for the scanner alone, LEDGER#, the by-block index
             # entries of final deposits that move or leave after a deep reorg, or, for the API
             # alone, REPLAY#, the marker of a one-time request's signature that was refused after all,
+            # and REFUND#, a refund undone before it was shown (a sweep claimed its address meanwhile),
             # or, for the settlement and the scanner, SWEEP#, the candidate of a deposit whose money
             # was swept, or that a deep reorg reversed before any sweep claimed it
             assert _as_list(statement["Action"]) == ["dynamodb:DeleteItem"], function
             allowed = {
                 "ScannerFunction": [["OUTBOX#*"], ["LEDGER#*"], ["SWEEP#*"]],
-                "ApiFunction": [["OUTBOX#*"], ["REPLAY#*"]],
+                "ApiFunction": [["OUTBOX#*"], ["REPLAY#*"], ["REFUND#*"]],
                 "SettlementFunction": [["SWEEP#*"], ["OUTBOX#*"]],
             }.get(function, [["OUTBOX#*"]])
             assert _leading_keys(statement) in allowed, function

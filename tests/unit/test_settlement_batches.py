@@ -5,9 +5,11 @@ one whose sweeps failed too often."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from usdt_gateway.settlement.batches import MAX_DEPOSITS, BatchPolicy, select
+from usdt_gateway.settlement.batches import MAX_DEPOSITS, BatchPolicy, _fit, select
 from usdt_gateway.settlement.calldata import MAX_BATCH
 from usdt_gateway.settlement.candidates import Candidate
 
@@ -79,3 +81,32 @@ def test_a_sweep_takes_at_most_one_claim_transaction_of_deposits() -> None:
 def test_a_policy_beyond_one_claim_transaction_is_refused(deposits: int) -> None:
     with pytest.raises(ValueError):
         BatchPolicy(min_units=0, max_age_ms=MINUTE, max_deposits=deposits)
+
+
+def test_an_address_a_refund_holds_money_on_is_not_taken() -> None:
+    # Given two addresses of one merchant; a refund holds one deposit of the first
+    held = candidate("a", 1, units=60_000_000, age_min=30, refund_id="rfd_1", hold_until=NOW + MINUTE)
+    same_address = candidate("a", 2, units=60_000_000, age_min=20, address=held.address)
+    elsewhere = candidate("a", 3, units=60_000_000, age_min=10)
+    # Then the sweep takes the other address only: it would move the held money too
+    assert select([held, same_address, elsewhere], POLICY, now=NOW) == [elsewhere]
+    # And a refund signed (held without a deadline) holds it the same
+    signed = replace(held, hold_until=None)
+    assert select([signed, same_address, elsewhere], POLICY, now=NOW) == [elsewhere]
+    # And once an unsigned refund's deadline passed, its hold holds nothing
+    lapsed = replace(held, hold_until=NOW - 1)
+    assert select([lapsed, same_address, elsewhere], POLICY, now=NOW) == [lapsed, same_address, elsewhere]
+
+
+def test_a_claim_takes_or_checks_every_deposit_of_its_addresses_within_one_transaction() -> None:
+    # Given as many chosen deposits as a claim takes, one address per deposit but the last,
+    # whose address has two more deposits the sweep did not choose (they failed too often)
+    chosen = [candidate("a", i) for i in range(MAX_DEPOSITS - 1)]
+    last = chosen[-1]
+    others = [candidate("a", 1000 + i, address=last.address, failures=3) for i in range(2)]
+    # Then the claim leaves that address out whole: taking it would need more than one transaction
+    taken, checked = _fit(chosen, [*chosen, *others])
+    assert taken == chosen[:-1] and checked == []
+    # And with room for it, it takes the chosen one and checks the other two (their money moves too)
+    taken, checked = _fit(chosen[-3:], [*chosen, *others])
+    assert taken == chosen[-3:] and checked == others

@@ -18,6 +18,7 @@ from usdt_gateway.settlement.calldata import MAX_BATCH, SWEEP_SELECTOR, sweep_ca
 from usdt_gateway.settlement.records import (
     Attempt,
     Mined,
+    RefundCall,
     RelayerState,
     Settlement,
     SettlementStatus,
@@ -123,6 +124,27 @@ def test_records_read_back_what_they_write() -> None:
     assert (item["pk"], item["sk"]) == store.settlement_key("stl_1")
     assert item["gasPaid"] == 180_000 * 2 * 10**9 and item["txHash"] == "0x" + "ab" * 32
     assert Settlement.from_item(item) == settlement
+
+
+def test_a_refund_in_flight_reads_back_what_it_writes_its_128_bit_nonce_exactly() -> None:
+    # Given a refund in flight (a nonce of 39 digits: more than a DynamoDB number keeps)
+    call = RefundCall(
+        "rfd_1",
+        "ORDER#m1#o-1",
+        "0x" + "44" * 20,
+        "0x" + "55" * 20,
+        5_000_000,
+        2**128 - 1,
+        1_764_720_000,
+        "0x" + "66" * 65,
+        1_700_000_000_000,
+    )
+    refund = replace(_sweep(), refund=call, external="0x" + "77" * 32)
+    # Then its item (the nonce a string) reads back the same
+    item = refund.to_item()
+    assert item["refund"]["nonce"] == str(2**128 - 1)
+    assert Sweep.from_item(json.loads(json.dumps(item))) == refund
+    assert Sweep.from_item(json.loads(json.dumps(_sweep().to_item()))).refund is None
 
 
 def test_a_receipt_is_read_as_where_and_what_it_cost() -> None:

@@ -23,6 +23,8 @@ Which events an order change makes (docs/webhooks.md):
     settlement.completed  contract mode: a sweep of deposit addresses to the treasury is final
     settlement.failed     contract mode: a sweep reverted or could not be sent; its deposits wait
                       for the next one
+    refund.completed  contract mode: a refund the owner signed is final on chain
+    refund.failed     contract mode: a signed refund did not run and no longer can (`reason`)
 Each order event carries the order's `sequence`, one more than its previous event's, so a
 receiver can drop stale or out-of-order deliveries, and the whole order after the change (`paid`
 included): the events of one change carry the same order, so whichever of them a receiver accepts
@@ -53,11 +55,21 @@ UNMATCHED = "deposit.unmatched"
 DEPOSIT_REVERSED = "deposit.reversed"
 SETTLEMENT_COMPLETED = "settlement.completed"
 SETTLEMENT_FAILED = "settlement.failed"
+REFUND_COMPLETED = "refund.completed"
+REFUND_FAILED = "refund.failed"
 TEST = "webhook.test"  # POST /v1/webhooks/test
 PAID_LATE = "order.paid_late"
 OVERPAID = "order.overpaid"
 ORDER_EVENT_TYPES = (*STATUS_EVENTS.values(), PAID_LATE, OVERPAID, REVERTED, PAYMENT_REVERSED)
-EVENT_TYPES = (*ORDER_EVENT_TYPES, UNMATCHED, DEPOSIT_REVERSED, SETTLEMENT_COMPLETED, SETTLEMENT_FAILED)
+EVENT_TYPES = (
+    *ORDER_EVENT_TYPES,
+    UNMATCHED,
+    DEPOSIT_REVERSED,
+    SETTLEMENT_COMPLETED,
+    SETTLEMENT_FAILED,
+    REFUND_COMPLETED,
+    REFUND_FAILED,
+)
 
 
 def new_event_id() -> str:
@@ -190,6 +202,22 @@ def for_settlement(merchant_id: str, data: dict[str, Any], *, completed: bool) -
         sequence=1,
         data=data,
         order=None,
+    )
+    return event_id, _parts(event)
+
+
+def for_refund(order: Order, data: dict[str, Any], *, completed: bool) -> tuple[str, list[dict[str, Any]]]:
+    """A refund.completed or refund.failed event (sequence 1: a refund ends once; it is not one of
+    the order's numbered events). It goes where the order's events go and is listed under it."""
+    event_id = new_event_id()
+    event = _event(
+        event_id,
+        REFUND_COMPLETED if completed else REFUND_FAILED,
+        merchant_id=order.merchant_id,
+        created_at=clock.now_ms(),
+        sequence=1,
+        data=data,
+        order=order,
     )
     return event_id, _parts(event)
 

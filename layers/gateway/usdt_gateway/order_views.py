@@ -58,12 +58,18 @@ def exceptions(order: Order) -> list[OrderException]:
 
 
 def funds(order: Order) -> FundsLocation | None:
-    """Where a contract-mode order's credited money is; None in the other modes, or before any."""
-    if order.deposit_salt is None or order.paid_units <= 0:
+    """Where a contract-mode order's money is; None in the other modes, or before any. Refunded
+    once refunds sent back all that reached its address (and nothing credited since); swept once
+    sweeps and refunds together took what was credited."""
+    if order.deposit_salt is None:
+        return None
+    if order.refunded_all and order.refunded_paid_units >= order.paid_units:
+        return FundsLocation.REFUNDED
+    if order.paid_units <= 0:
         return None
     if order.sweeping_id is not None:
         return FundsLocation.SWEEPING
-    if order.swept_units >= order.paid_units:
+    if order.swept_units > 0 and order.swept_units + order.refunded_paid_units >= order.paid_units:
         return FundsLocation.SWEPT
     return FundsLocation.ON_DEPOSIT_ADDRESS
 

@@ -122,6 +122,14 @@ class Order:
     # the sweep covering its deposits now, and the units swept so far.
     sweeping_id: str | None = None
     swept_units: int = 0
+    # Kept by its refunds (settlement/refunds.py), never by a state change: the refund awaiting
+    # its signature or sent now (one at a time), the units completed refunds sent back, the part
+    # of them that was credited to the order (the rest: money no order took), and whether, when
+    # the last one completed, refunds had sent back all the money its deposit address received.
+    refunding_id: str | None = None
+    refunded_units: int = 0
+    refunded_paid_units: int = 0
+    refunded_all: bool = False
 
     @property
     def pk(self) -> str:
@@ -169,6 +177,10 @@ class Order:
             deposit_factory=item.get("depositFactory"),
             sweeping_id=item.get("sweepingId"),
             swept_units=int(item.get("sweptUnits") or 0),
+            refunding_id=item.get("refundingId"),
+            refunded_units=int(item.get("refundedUnits") or 0),
+            refunded_paid_units=int(item.get("refundedPaidUnits") or 0),
+            refunded_all=bool(item.get("refundedAll")),
         )
 
     def change_fields(self) -> dict[str, Any]:

@@ -59,12 +59,22 @@ class OrderStatus(StrEnum):
 
 
 class FundsLocation(StrEnum):
-    """Where a contract-mode order's money is (docs/architecture.md, contract mode)."""
+    """Where a contract-mode order's money is (docs/settlement.md)."""
 
     ON_DEPOSIT_ADDRESS = "on_deposit_address"  # credited, on the order's deposit contract address
     SWEEPING = "sweeping"  # a sweep to the merchant's treasury carries it now
-    SWEPT = "swept"  # in the merchant's treasury
-    REFUNDED = "refunded"  # sent back to the payer with the owner's signature
+    SWEPT = "swept"  # in the merchant's treasury (what refunds did not send back)
+    REFUNDED = "refunded"  # all of it sent back by refunds the owner signed
+
+
+class RefundStatus(StrEnum):
+    """Where a refund stands (docs/settlement.md, Refunds)."""
+
+    AWAITING_SIGNATURE = "awaiting_signature"  # the owner's signature of `typedData` is awaited
+    SUBMITTED = "submitted"  # signed; the relayer sends it and carries it to finality
+    COMPLETED = "completed"  # final on chain: the money reached `to`
+    FAILED = "failed"  # it did not run and no longer can (`reason`)
+    EXPIRED = "expired"  # no signature came by its deadline
 
 
 class OrderException(StrEnum):
@@ -229,10 +239,12 @@ class OrderView(Model):
     deposits: list[DepositView] = []
     funds: FundsLocation | None = Field(
         None,
-        description="Contract mode only, once a final deposit is credited: where the order's money is. "
-        "`on_deposit_address` until a sweep takes it, `sweeping` while one carries it to the "
-        "merchant's treasury, `swept` once that sweep is final, `refunded` once sent back. "
-        "Null in xpub and fixed-address modes (the money is in the merchant's own wallet).",
+        description="Contract mode only, once a final deposit is credited (or a refund completed): where "
+        "the order's money is. `on_deposit_address` until a sweep or a refund takes it, `sweeping` while "
+        "a sweep carries it to the merchant's treasury, `swept` once the final sweeps and refunds cover "
+        "what was credited, `refunded` once completed refunds cover all the money that reached the "
+        "deposit address (none of it was swept). Null in xpub and fixed-address modes (the money is in "
+        "the merchant's own wallet).",
     )
 
 
@@ -431,3 +443,90 @@ class SettlementListView(Model):
 
     settlements: list[SettlementView]
     next_cursor: str | None = Field(None, alias="nextCursor", description=NEXT_CURSOR)
+
+
+EVM_ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+
+
+class RefundRequest(Strict):
+    to: str = Field(
+        pattern=EVM_ADDRESS_PATTERN,
+        description="Who receives the refund: an EVM address (mixed case must be a valid EIP-55 checksum), "
+        "not the zero address.",
+    )
+    amount: AmountInput | None = Field(
+        None, description="How much to refund (default: all that is refundable). " + AMOUNT_DESCRIPTION
+    )
+
+
+class RefundSignatureRequest(Strict):
+    signature: str = Field(
+        pattern=r"^0x[0-9a-fA-F]{130}$",
+        description="The owner's signature of the refund's `typedData` (or of its `digest`): r ‖ s ‖ v, "
+        "v 27 or 28 (0 or 1 are taken as 27 or 28), low s.",
+    )
+
+
+class TypedDataField(View):
+    name: str
+    type: str
+
+
+class RefundTypes(View):
+    eip712_domain: list[TypedDataField] = Field(alias="EIP712Domain")
+    refund: list[TypedDataField] = Field(alias="Refund")
+
+
+class RefundDomain(View):
+    name: Literal["USDT Gateway Deposits"]
+    version: Literal["1"]
+    chain_id: int = Field(alias="chainId")
+    verifying_contract: str = Field(alias="verifyingContract", description="The factory.")
+
+
+class RefundTypedMessage(View):
+    token: str
+    salt: str = Field(description="The deposit address's CREATE2 salt, 0x and 64 hex digits.")
+    to: str
+    amount: str = Field(description="Base units, as a decimal string.")
+    nonce: str = Field(description="A decimal string: any number the factory has not used.")
+    deadline: int = Field(description="Unix seconds: the signature is void after it.")
+
+
+class RefundTypedData(View):
+    """The EIP-712 typed data the owner signs, exactly as eth_signTypedData_v4 takes it."""
+
+    types: RefundTypes
+    primary_type: Literal["Refund"] = Field(alias="primaryType")
+    domain: RefundDomain
+    message: RefundTypedMessage
+
+
+class RefundView(View):
+    """A refund of an order's money from its deposit address (contract mode). The refund.completed
+    and refund.failed events carry it without `typedData`."""
+
+    refund_id: str = Field(alias="refundId")
+    order_id: str = Field(alias="orderId")
+    network: str
+    status: RefundStatus
+    to: str = Field(description="The recipient, lowercase.")
+    amount: str = Field(description="In USDT, like order amounts.")
+    deposit_address: str = Field(alias="depositAddress", description="Where the money is sent from (lowercase).")
+    factory: str
+    token_contract: str = Field(alias="tokenContract")
+    owner: str = Field(description="The factory's owner: the address whose signature is required.")
+    deadline: int = Field(description="Unix seconds: the signature is void after it.")
+    digest: str = Field(description="The EIP-712 digest of `typedData`, for signers of raw digests (a KMS key).")
+    typed_data: RefundTypedData = Field(alias="typedData")
+    tx_hash: str | None = Field(alias="txHash", description="The transaction that ran it (or reverted).")
+    gas_paid: str | None = Field(
+        alias="gasPaid", description="Wei the relayer paid for that transaction, as a decimal string."
+    )
+    reason: str | None = Field(description="Why it failed.")
+    created_at: int = Field(alias="createdAt")
+    updated_at: int = Field(alias="updatedAt")
+
+
+class RefundListView(View):
+    items: list[RefundView] = Field(description="Newest first.")

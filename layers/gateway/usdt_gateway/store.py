@@ -184,6 +184,16 @@ def sweep_candidate_key(network: str, merchant_id: str, address: str, txid: str,
     return f"SWEEP#{network}", f"{merchant_id}#{address}#{txid}#{log_index}"
 
 
+def refund_key(merchant_id: str, order_id: str, refund_id: str) -> tuple[str, str]:
+    """A refund of an order's money: what the owner signs, then its transaction and outcome."""
+    return f"REFUND#{merchant_id}#{order_id}", refund_id
+
+
+def refunds_index_pk(network: str) -> str:
+    """A network's refunds waiting for the relayer (signed, not closed), oldest first."""
+    return f"REFUNDS#{network}"
+
+
 def settlements_index_pk(merchant_id: str) -> str:
     return f"MERCHANT#{merchant_id}#SETTLEMENTS"
 
@@ -484,6 +494,18 @@ def set_part(
         expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
     all_values = {f":s{i}": v for i, v in enumerate(set_values.values())} | (values or {})
     return update_part(pk, sk, expression=expression, condition=condition, values=all_values, names=names)
+
+
+def check_part(pk: str, sk: str, *, condition: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A ConditionCheck inside a transaction: an item it writes nothing to must be as read."""
+    return {
+        "ConditionCheck": {
+            "TableName": _table(),
+            "Key": _key(pk, sk),
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": _values(values),
+        }
+    }
 
 
 def delete_part(

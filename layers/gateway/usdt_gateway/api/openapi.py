@@ -36,6 +36,11 @@ ERROR_TEXT = {
     418: "Temporarily blocked after repeated requests over the rate limit; see Retry-After.",
     429: "Rate limited; see Retry-After.",
 }
+# Operations that answer a repeat of an earlier request 200, with what it made then.
+REPEATS = {
+    "createOrder": "Identical repeat of an earlier create: the same order.",
+    "submitRefundSignature": "The same signature was given before: the refund as it is now.",
+}
 # How a private request authenticates (docs/signing.md): every header of one requirement, V2 or
 # (where taken) V1.
 SECURITY_SCHEMES = {
@@ -137,9 +142,9 @@ def _operation(r: RouteSpec[Any]) -> dict[str, Any]:
             "content": {"application/json": {"schema": _ref(r.response)}},
         }
     }
-    if r.operation_id == "createOrder":
+    if r.operation_id in REPEATS:
         responses["200"] = {
-            "description": "Identical repeat of an earlier create: the same order.",
+            "description": REPEATS[r.operation_id],
             "content": {"application/json": {"schema": _ref(r.response)}},
         }
     for code in sorted({*r.errors, 500}):

@@ -1,6 +1,7 @@
 """The HTTP API's routes. Each is wiring: the decorator authenticates and validates, the body
-makes one domain call. The deposit, settlement and webhook-delivery modules are imported by their routes on
-first use: most requests (orders, the payer's page) never need them, so init doesn't load them."""
+makes one domain call. The deposit, settlement, refund and webhook-delivery modules are imported by
+their routes on first use: most requests (orders, the payer's page) never need them, so init
+doesn't load them."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ from usdt_gateway.schemas import (
     OrderStatus,
     OrderView,
     PublicOrderView,
+    RefundListView,
+    RefundRequest,
+    RefundSignatureRequest,
+    RefundView,
     SettlementListView,
     SettlementView,
     WebhookEndpointUpdate,
@@ -211,6 +216,89 @@ def attach_deposit(call: Call[AttachDepositRequest]) -> Result:
 
     order = deposits.attach(call.merchant_id, call.params["depositId"], call.body.order_id)
     return orders.to_view(order)
+
+
+@route(
+    RouteSpec(
+        "POST",
+        "/v1/payment/order/{orderId}/refunds",
+        "createRefund",
+        "Refund money the order did not take (contract mode): the typed data the owner signs",
+        WRITE,
+        RefundView,
+        body=RefundRequest,
+        status=201,
+        errors=(*PRIVATE_ERRORS, 404, 409, 413, 415),
+        one_time=True,
+    )
+)
+def create_refund(call: Call[RefundRequest]) -> Result:
+    order_id = path_ids.order_id(call.params["orderId"])
+    logger.thread_safe_append_keys(order_id=order_id)
+    from usdt_gateway.settlement import refunds
+
+    return refunds.create_refund(call.merchant_id, order_id, call.body), 201
+
+
+@route(
+    RouteSpec(
+        "POST",
+        "/v1/payment/order/{orderId}/refunds/{refundId}/signature",
+        "submitRefundSignature",
+        "Give the owner's signature of a refund: the gateway sends it",
+        WRITE,
+        RefundView,
+        body=RefundSignatureRequest,
+        status=202,
+        errors=(*PRIVATE_ERRORS, 404, 409, 413, 415),
+    )
+)
+def submit_refund_signature(call: Call[RefundSignatureRequest]) -> Result:
+    order_id = path_ids.order_id(call.params["orderId"])
+    refund_id = path_ids.refund_id(call.params["refundId"])
+    logger.thread_safe_append_keys(order_id=order_id, refund_id=refund_id)
+    from usdt_gateway.settlement import refunds
+
+    return refunds.submit_signature(call.merchant_id, order_id, refund_id, call.body.signature)
+
+
+@route(
+    RouteSpec(
+        "GET",
+        "/v1/payment/order/{orderId}/refunds",
+        "listRefunds",
+        "An order's refunds, newest first",
+        READ,
+        RefundListView,
+        errors=(*PRIVATE_ERRORS, 404),
+    )
+)
+def list_refunds(call: Call) -> Result:
+    order_id = path_ids.order_id(call.params["orderId"])
+    logger.thread_safe_append_keys(order_id=order_id)
+    from usdt_gateway.settlement import refunds
+
+    return refunds.list_refunds(call.merchant_id, order_id)
+
+
+@route(
+    RouteSpec(
+        "GET",
+        "/v1/payment/order/{orderId}/refunds/{refundId}",
+        "getRefund",
+        "Get a refund",
+        READ,
+        RefundView,
+        errors=(*PRIVATE_ERRORS, 404),
+    )
+)
+def get_refund(call: Call) -> Result:
+    order_id = path_ids.order_id(call.params["orderId"])
+    refund_id = path_ids.refund_id(call.params["refundId"])
+    logger.thread_safe_append_keys(order_id=order_id, refund_id=refund_id)
+    from usdt_gateway.settlement import refunds
+
+    return refunds.get_refund(call.merchant_id, order_id, refund_id)
 
 
 SETTLEMENTS_QUERY = {"limit": PAGE_LIMIT, "cursor": PAGE_CURSOR}
@@ -428,6 +516,7 @@ PARAMETER_SCHEMAS: dict[str, dict[str, object]] = {
     "unmatched": {"type": "string", "enum": ["true", "false"]},
     "orderId": {"type": "string", "pattern": ORDER_ID.pattern},
     "settlementId": {"type": "string", "pattern": path_ids.SETTLEMENT_ID_PATTERN},
+    "refundId": {"type": "string", "pattern": path_ids.REFUND_ID_PATTERN},
     "type": {"type": "string", "enum": list(WEBHOOK_EVENT_TYPES)},
     "outcome": {"type": "string", "enum": [s.value for s in DeliveryStatus]},
 }
@@ -459,6 +548,11 @@ RULES: dict[str, tuple[str, ...]] = {
     "listOrders": ("INVALID_CURSOR",),
     "listDeposits": ("INVALID_CURSOR",),
     "listSettlements": ("INVALID_CURSOR",),
+    # An address the pattern allows but no refund can go to (the zero address, a wrong EIP-55
+    # checksum, the deposit address itself), an amount finer than the token or above the refundable.
+    "createRefund": ("INVALID_ADDRESS", "INVALID_AMOUNT", "AMOUNT_EXCEEDS_REFUNDABLE"),
+    # The owner's signature is checked against the refund's digest, which no schema knows.
+    "submitRefundSignature": ("INVALID_SIGNATURE",),
     "attachDeposit": ("INVALID_DEPOSIT_ID",),
     "listWebhookDeliveries": ("INVALID_CURSOR",),
     "resendWebhook": ("INVALID_DELIVERY_ID", "WEBHOOK_URL_REQUIRED", *URL_RULES),

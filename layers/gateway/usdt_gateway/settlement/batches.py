@@ -7,10 +7,14 @@ A run holds the relayer's lease throughout (one run per network at a time) and d
     resume   sweeps whose candidates are claimed but not done: one the relayer closed is marked
              (below); one never handed over (a crash between the claim and the submit) is
              submitted now, under the id it was claimed with
+    refund   nothing in flight: the oldest signed refund of the network (settlement/refunds.py)
+             is handed to the relayer before any new sweep; the relayer closes it itself
     select   nothing in flight: the oldest merchant's unclaimed candidates, once their money
-             reaches `min_units` or the oldest waited `max_age_ms`; at most `max_deposits`
+             reaches `min_units` or the oldest waited `max_age_ms`; at most `max_deposits`;
+             never an address a refund holds money on (a sweep moves an address's whole balance)
     claim    one transaction: the BATCH item (what the sweep covers) and each candidate's sweepId
-             (condition: not claimed), then each covered order's sweepingId (its funds: sweeping)
+             (condition: not claimed, not held by a refund; each other candidate of those
+             addresses checked unheld too), then each covered order's sweepingId (its funds: sweeping)
     submit, advance: the relayer's own crash-safe steps (settlement/relayer.py), fees capped
              by the relayer's FeePolicy (the maximum gas price)
     mark     once the relayer closed the sweep: one transaction moves the BATCH open -> completed
@@ -39,9 +43,9 @@ from usdt_gateway.money import format_units
 from usdt_gateway.networks import Network
 from usdt_gateway.observability import logger
 from usdt_gateway.schemas import SettlementView
-from usdt_gateway.settlement import candidates
+from usdt_gateway.settlement import candidates, refunds
 from usdt_gateway.settlement.calldata import MAX_BATCH
-from usdt_gateway.settlement.candidates import Candidate
+from usdt_gateway.settlement.candidates import UNHELD, Candidate
 from usdt_gateway.settlement.records import RelayerState, Settlement, SettlementStatus
 from usdt_gateway.settlement.relayer import (
     LeaseLost,
@@ -153,8 +157,10 @@ class RunReport:
     detail: str = ""
     claimed: str | None = None  # the settlement id claimed this run
     marked: list[str] = field(default_factory=list)  # settlements whose outcome was marked this run
-    in_flight_since: int | None = None  # when the sweep still in flight was created
+    in_flight_since: int | None = None  # when the sweep (or refund) still in flight was handed over
     unsettled: int = 0  # candidates the run found (claimed or not)
+    refund: str | None = None  # the signed refund handed to the relayer this run
+    refunds_closed: list[str] = field(default_factory=list)  # refunds completed or failed this run
 
 
 # -- selection and claim ----------------------------------------------------------------------------
@@ -164,9 +170,10 @@ def select(unclaimed: Sequence[Candidate], policy: BatchPolicy, *, now: int) -> 
     """The next sweep's deposits: the merchant (factory and token) whose oldest unsettled credit is
     the oldest, if its money reaches the minimum or that credit waited the maximum age; its
     oldest deposits first, at most `max_deposits` (fewer than the factory's MAX_BATCH addresses)."""
+    held = {c.address for c in unclaimed if c.held(now)}  # a refund waits for their money
     groups: dict[tuple[str, str, str], list[Candidate]] = {}
     for c in sorted(unclaimed, key=lambda c: (c.credited_at, c.key)):
-        if c.sweep_id is None and c.failures < policy.max_failures:
+        if c.sweep_id is None and c.failures < policy.max_failures and c.address not in held:
             groups.setdefault((c.merchant_id, c.factory, c.token), []).append(c)
     for group in groups.values():  # oldest first: dicts keep the insertion order
         if sum(c.units for c in group) < policy.min_units and now - group[0].credited_at < policy.max_age_ms:
@@ -199,20 +206,47 @@ def _batch(network: Network, chosen: Sequence[Candidate], now: int) -> Batch:
     )
 
 
-def claim(network: Network, chosen: Sequence[Candidate]) -> Batch | None:
-    """Claim `chosen` for a new sweep; None when one of them was claimed or removed meanwhile."""
-    batch = _batch(network, chosen, clock.now_ms())
+def _fit(chosen: Sequence[Candidate], known: Sequence[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
+    """The chosen candidates the claim takes, and the others of their addresses it checks, within
+    one transaction (the BATCH item and MAX_DEPOSITS more): whole addresses, oldest first (a
+    sweep moves an address's whole balance, so each of its candidates is taken or checked)."""
+    chosen_keys = {c.key for c in chosen}
+    by_address: dict[str, list[Candidate]] = {}
+    for c in chosen:
+        by_address.setdefault(c.address, []).append(c)
+    taken: list[Candidate] = []
+    checked: list[Candidate] = []
+    for address, group in by_address.items():
+        others = [o for o in known if o.address == address and o.key not in chosen_keys]
+        if len(taken) + len(checked) + len(group) + len(others) > MAX_DEPOSITS:
+            break
+        taken += group
+        checked += others
+    return taken, checked
+
+
+def claim(network: Network, chosen: Sequence[Candidate], known: Sequence[Candidate] = ()) -> Batch | None:
+    """Claim `chosen` for a new sweep; None when one of them was claimed or removed meanwhile, or
+    a refund holds money on one of their addresses (`known`: every candidate the run read)."""
+    now = clock.now_ms()
+    chosen, others = _fit(chosen, known)
+    if not chosen:
+        return None
+    batch = _batch(network, chosen, now)
     parts = [store.put_part(batch.to_item())]  # none -> open
     for c in chosen:
-        # unclaimed -> claimed by this sweep
+        # unclaimed, unheld (or its hold lapsed) -> claimed by this sweep
         parts.append(
             store.update_part(
                 *c.key,
                 expression="SET sweepId = :id",
-                condition="attribute_exists(pk) AND attribute_not_exists(sweepId)",
-                values={":id": batch.settlement_id},
+                condition=f"attribute_exists(pk) AND attribute_not_exists(sweepId) AND {UNHELD}",
+                values={":id": batch.settlement_id, ":now": now},
             )
         )
+    for c in others:
+        # the sweep moves this one's money too: it must not be held by a refund either (gone is fine)
+        parts.append(store.check_part(*c.key, condition=f"attribute_not_exists(pk) OR {UNHELD}", values={":now": now}))
     try:
         store.transact(parts)
     except store.TransactionConflict:
@@ -366,10 +400,16 @@ def run(network: Network, relayer: SweepRelayer, policy: BatchPolicy) -> RunRepo
         unsettled = candidates.unsettled(network.name)
         marked, batch = _resume(state, {c.sweep_id for c in unsettled if c.sweep_id})
         claimed: str | None = None
+        refund = None
         if batch is None and state.sweep is None:
-            chosen = select(unsettled, policy, now=clock.now_ms())
-            if chosen and (batch := claim(network, chosen)) is not None:
-                claimed = batch.settlement_id
+            # Signed refunds go before new sweeps: their holds keep their addresses from sweeps.
+            refund = refunds.next_to_send(network.name)
+            if refund is not None:
+                state = relayer.submit_refund(state, refund)
+            else:
+                chosen = select(unsettled, policy, now=clock.now_ms())
+                if chosen and (batch := claim(network, chosen, unsettled)) is not None:
+                    claimed = batch.settlement_id
         if batch is not None:
             _mark_sweeping(batch)
             state = relayer.submit(state, batch.request())
@@ -383,7 +423,17 @@ def run(network: Network, relayer: SweepRelayer, policy: BatchPolicy) -> RunRepo
     relayer.release()
     marked += _mark_closed(progress)
     in_flight = progress.sweep.created_at if progress.sweep is not None else None
-    return RunReport(progress.outcome.value, progress.detail, claimed, marked, in_flight, len(unsettled))
+    closed = [progress.refund.refund_id] if progress.refund is not None else []
+    return RunReport(
+        progress.outcome.value,
+        progress.detail,
+        claimed,
+        marked,
+        in_flight,
+        len(unsettled),
+        refund.refund_id if refund is not None else None,
+        closed,
+    )
 
 
 def _mark_closed(progress: Progress) -> list[str]:

@@ -5,6 +5,11 @@ cannot exist. The settlement (settlement/batches.py) claims candidates for a swe
 them once that sweep is final; a deposit credited while a sweep is in flight is a new item the
 sweep did not claim, and goes with the next one. A deposit that a deep reorg reverses takes its
 candidate with it in the reversal's transaction, unless a sweep claimed it (reversal_part).
+
+A refund (settlement/refunds.py) holds the candidates of its deposit address (`refundId`): a sweep
+moves an address's whole balance, so no sweep may claim money a refund is waiting to send. The
+hold lasts until the refund's deadline (`holdUntil`) while its signature is awaited, and without
+a time limit once it is signed, until the refund closes.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from usdt_gateway.records import Order, deposit_id
 # A deposit whose sweeps failed this often is no longer picked: it waits for the operator
 # (admin release-deposits).
 MAX_FAILURES = 3
+# The condition a sweep's claim puts on each candidate of the addresses it sweeps (:now, ms): no
+# refund holds it, or its hold lapsed (a refund whose signature did not come by its deadline).
+UNHELD = "(attribute_not_exists(refundId) OR holdUntil < :now)"
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,8 @@ class Candidate:
     credited_at: int
     sweep_id: str | None = None  # the sweep that claimed it
     failures: int = 0  # sweeps that claimed it and failed
+    refund_id: str | None = None  # the refund that holds it
+    hold_until: int | None = None  # ms; None while its refund is signed (held until the refund closes)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -44,6 +54,10 @@ class Candidate:
     @property
     def deposit_id(self) -> str:
         return deposit_id(self.network, self.txid, self.log_index)
+
+    def held(self, now: int) -> bool:
+        """A refund holds it now (a hold whose deadline passed holds nothing)."""
+        return self.refund_id is not None and (self.hold_until is None or self.hold_until >= now)
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Candidate:
@@ -61,6 +75,8 @@ class Candidate:
             credited_at=int(item["creditedAt"]),
             sweep_id=item.get("sweepId"),
             failures=int(item.get("failures") or 0),
+            refund_id=item.get("refundId"),
+            hold_until=None if item.get("holdUntil") is None else int(item["holdUntil"]),
         )
 
     def to_item(self) -> dict[str, Any]:
@@ -81,6 +97,8 @@ class Candidate:
             "creditedAt": self.credited_at,
             "sweepId": self.sweep_id,
             "failures": self.failures,
+            "refundId": self.refund_id,
+            "holdUntil": self.hold_until,
         }
 
 
@@ -194,3 +212,10 @@ def release(candidate: Candidate) -> bool:
         condition="failures = :read AND attribute_not_exists(sweepId)",
         values={":zero": 0, ":read": candidate.failures},
     )
+
+
+def at_address(network: str, merchant_id: str, address: str) -> list[Candidate]:
+    """The candidates of one deposit address (strongly consistent): the money on it, as recorded."""
+    pk, _ = store.sweep_candidate_key(network, "", "", "", 0)
+    prefix = f"{merchant_id}#{address}#"
+    return [Candidate.from_item(i) for i in store.query_between(pk, sk_from=prefix, sk_to=prefix + "~")]

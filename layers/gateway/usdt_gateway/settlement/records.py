@@ -1,6 +1,7 @@
-"""The relayer's items as typed records: RELAYER#<network> (lease, next nonce, the sweep in flight)
-and SETTLEMENT#<settlementId> (a sweep carried to its end). Keys from store.relayer_key and
-store.settlement_key; each record reads its item with `from_item` and writes it with `to_item`.
+"""The relayer's items as typed records: RELAYER#<network> (lease, next nonce, the transaction in
+flight: a sweep, or a signed refund) and SETTLEMENT#<settlementId> (a sweep carried to its end).
+Keys from store.relayer_key and store.settlement_key; each record reads its item with
+`from_item` and writes it with `to_item`.
 
 Hashes, raw transactions, addresses and salts are 0x-prefixed lowercase hex strings; fees and gas
 are integers in wei and gas units.
@@ -114,8 +115,54 @@ class Mined:
 
 
 @dataclass(frozen=True)
+class RefundCall:
+    """A signed refund as the relayer sends it: `factory.refund(token, salt, to, amount, nonce,
+    deadline, signature)`. Its record is REFUND# (settlement/refunds.py)."""
+
+    refund_id: str
+    order_pk: str
+    deposit: str  # the deposit address (lowercase): the Refunded log's indexed `deposit`
+    to: str  # lowercase
+    amount: int
+    nonce: int
+    deadline: int  # unix seconds: no block after it runs the refund
+    signature: str  # 0x r ‖ s ‖ v, as checked when it was accepted
+    created_at: int  # the refund's creation (ms): its signature cannot be on chain before
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> RefundCall:
+        return cls(
+            refund_id=item["refundId"],
+            order_pk=item["orderPk"],
+            deposit=item["deposit"],
+            to=item["to"],
+            amount=int(item["amount"]),
+            nonce=int(item["nonce"]),  # a string: 128 bits are more digits than a DynamoDB number holds
+            deadline=int(item["deadline"]),
+            signature=item["signature"],
+            created_at=int(item["createdAt"]),
+        )
+
+    def to_item(self) -> dict[str, Any]:
+        return {
+            "refundId": self.refund_id,
+            "orderPk": self.order_pk,
+            "deposit": self.deposit,
+            "to": self.to,
+            "amount": self.amount,
+            "nonce": str(self.nonce),
+            "deadline": self.deadline,
+            "signature": self.signature,
+            "createdAt": self.created_at,
+        }
+
+
+@dataclass(frozen=True)
 class Sweep:
-    """The sweep in flight on a network: `factory.sweep(token, salts)` from the relayer's key."""
+    """The transaction in flight on a network, from the relayer's key: `factory.sweep(token,
+    salts)`, or, with `refund` set, `factory.refund(...)` of one deposit address (its salt the one
+    of `salts`, `settlement_id` the refund's id). Both are carried alike; only the calldata and
+    the close differ."""
 
     settlement_id: str
     merchant_id: str
@@ -126,6 +173,10 @@ class Sweep:
     attempts: tuple[Attempt, ...] = ()
     mined: Mined | None = None  # the receipt last seen; cleared when a reorg takes it away
     reorgs: int = 0
+    refund: RefundCall | None = None
+    # A transaction not the relayer's that ran the refund (its signature submitted by another):
+    # its receipt is followed to finality like one of the attempts.
+    external: str | None = None
 
     @property
     def hashes(self) -> tuple[str, ...]:
@@ -156,6 +207,8 @@ class Sweep:
             attempts=tuple(Attempt.from_item(a) for a in item.get("attempts") or []),
             mined=Mined.from_item(mined) if mined else None,
             reorgs=int(item.get("reorgs") or 0),
+            refund=RefundCall.from_item(item["refund"]) if item.get("refund") else None,
+            external=item.get("external"),
         )
 
     def to_item(self) -> dict[str, Any]:
@@ -169,6 +222,8 @@ class Sweep:
             "attempts": [a.to_item() for a in self.attempts],
             "mined": self.mined.to_item() if self.mined else None,
             "reorgs": self.reorgs,
+            "refund": self.refund.to_item() if self.refund else None,
+            "external": self.external,
         }
 
 

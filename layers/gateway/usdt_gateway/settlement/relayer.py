@@ -1,5 +1,8 @@
-"""The settlement relayer of an EVM network: it sends one sweep at a time,
-`factory.sweep(token, salts)` signed by the relayer's KMS key, and carries it to finality.
+"""The settlement relayer of an EVM network: it sends one transaction at a time, signed by the
+relayer's KMS key, and carries it to finality: a sweep, `factory.sweep(token, salts)`, or a
+refund the owner signed, `factory.refund(token, salt, to, amount, nonce, deadline, signature)`.
+Both are carried alike (the text below says "sweep" for either); each has its own calldata and
+its own close.
 
 One transaction in flight per network. The RELAYER#<network> item holds a lease, the next nonce
 and the sweep in flight; a run takes the lease, and every write it makes is conditional on still
@@ -29,6 +32,15 @@ block at its height. A reorg that takes it away before that sends it again: the 
 transaction while its nonce is free, else a new one (a sweep moves balances, so running it twice
 moves nothing twice). A transaction that reverted is recorded failed with its receipt once its
 block is final; it is not retried here (the batching picks the deposits again).
+
+A refund runs at most once whoever sends it: the factory spends its nonce. Its outcome is decided
+from the chain only. Its transaction ran in a final block: completed. It reverted, or would revert
+(eth_estimateGas): completed if the factory's Refunded log of that deposit and nonce is on chain
+(the signature was submitted by another first; that transaction is then carried to finality
+instead, and the relayer's own one still to its nonce), failed if the factory says the nonce is
+unused (a deadline passed, the money is gone), and neither while the nonce is used but its log
+not found. Its close is one transaction (settlement/refunds.py): the refund's record, its holds,
+the order's funds, its event, and the relayer freed.
 """
 
 from __future__ import annotations
@@ -44,15 +56,25 @@ from usdt_gateway.chain.jsonrpc import Rpc, RpcError
 from usdt_gateway.kms_signer import Eip1559Transaction, KmsSigner, LegacyTransaction, Transaction
 from usdt_gateway.networks import Network
 from usdt_gateway.observability import logger
-from usdt_gateway.settlement.calldata import sweep_calldata
+from usdt_gateway.schemas import RefundStatus
+from usdt_gateway.settlement import refunds
+from usdt_gateway.settlement.calldata import (
+    REFUNDED_TOPIC,
+    address_word,
+    nonce_used_calldata,
+    refund_calldata,
+    sweep_calldata,
+)
 from usdt_gateway.settlement.records import (
     Attempt,
     Mined,
+    RefundCall,
     RelayerState,
     Settlement,
     SettlementStatus,
     Sweep,
 )
+from usdt_gateway.settlement.refund_records import Refund
 
 # The step boundaries a run passes, in order; `hook(step)` is called at each (tests stop a run
 # there as a crash would).
@@ -74,6 +96,10 @@ _BENIGN_SEND_ERRORS = (
     "nonce too low",
     "replacement transaction underpriced",
 )
+# How far before a refund's creation its Refunded log is looked for: block timestamps and the
+# gateway's clock disagree a little, and the signature cannot exist before the refund did.
+LOG_SEARCH_SKEW_S = 3600
+CLOSE_ATTEMPTS = 3  # a refund's close read again when its address or order moved meanwhile
 
 
 class LeaseLost(Exception):
@@ -125,6 +151,17 @@ class Progress:
     detail: str = ""
     sweep: Sweep | None = None
     settlement: Settlement | None = None
+    refund: Refund | None = None  # a refund closed by this run
+
+
+def calldata(sweep: Sweep) -> bytes:
+    """The call the transaction in flight makes on its factory."""
+    call = sweep.refund
+    if call is None:
+        return sweep_calldata(sweep.token, sweep.salt_bytes())
+    signature = bytes.fromhex(call.signature.removeprefix("0x"))
+    salt = bytes.fromhex(sweep.salts[0].removeprefix("0x"))
+    return refund_calldata(sweep.token, salt, call.to, call.amount, call.nonce, call.deadline, signature)
 
 
 def _hex(data: bytes) -> str:
@@ -202,14 +239,17 @@ class SweepRelayer:
 
     # -- entry points ---------------------------------------------------------------------------
 
-    def run(self, request: SweepRequest | None = None) -> Progress:
-        """One run: take the lease, queue `request` if nothing is in flight, carry the sweep in
-        flight as far as it goes now, and let the lease go. A crash leaves the lease to lapse."""
+    def run(self, request: SweepRequest | Refund | None = None) -> Progress:
+        """One run: take the lease, queue `request` (a sweep, or a signed refund) if nothing is in
+        flight, carry the transaction in flight as far as it goes now, and let the lease go. A
+        crash leaves the lease to lapse."""
         state = self.acquire()
         if state is None:
             return Progress(Outcome.BUSY, "another run holds the relayer")
         try:
-            if request is not None and state.sweep is None:
+            if isinstance(request, Refund) and state.sweep is None:
+                state = self.submit_refund(state, request)
+            elif isinstance(request, SweepRequest) and state.sweep is None:
                 state = self.submit(state, request)
             progress = self.advance(state)
         except LeaseLost:
@@ -239,6 +279,24 @@ class SweepRelayer:
         )
         return self._write(state, sweep)
 
+    def submit_refund(self, state: RelayerState, refund: Refund) -> RelayerState:
+        """nothing in flight -> the signed `refund` in flight (nothing sent yet)."""
+        if state.sweep is not None:
+            raise ValueError(f"{state.sweep.settlement_id} is in flight on {self.network.name}")
+        if refund.status is not RefundStatus.SUBMITTED:
+            raise ValueError(f"refund {refund.refund_id} is {refund.status.value}, not submitted")
+        sweep = Sweep(
+            settlement_id=refund.refund_id,
+            merchant_id=refund.merchant_id,
+            factory=refund.factory.lower(),
+            token=refund.token.lower(),
+            salts=(refund.salt.lower(),),
+            created_at=clock.now_ms(),
+            refund=refund.call(),
+        )
+        calldata(sweep)  # refuses a malformed refund before it is stored
+        return self._write(state, sweep)
+
     def advance(self, state: RelayerState) -> Progress:
         """Carry the sweep in flight from where the state says it is, as far as it goes now."""
         sweep = state.sweep
@@ -249,7 +307,7 @@ class SweepRelayer:
         chain_nonce = self._nonce("latest")
         receipt = self._receipt(sweep)
         if receipt is not None:
-            return self._mined(state, sweep, receipt)
+            return self._mined(state, sweep, receipt, chain_nonce)
         if sweep.mined is not None:
             # Its block is gone and no other block holds it: send it again.
             logger.warning(
@@ -257,7 +315,8 @@ class SweepRelayer:
                 extra={"settlementId": sweep.settlement_id, "block": sweep.mined.block_number},
             )
             # Broadcast again at once (its replacement timer starts over): marked not broadcast.
-            sweep = replace(sweep, mined=None, reorgs=sweep.reorgs + 1)
+            # Another's transaction that ran a refund is forgotten with its block: the chain decides again.
+            sweep = replace(sweep, mined=None, external=None, reorgs=sweep.reorgs + 1)
             if sweep.attempts:
                 sweep = sweep.broadcast(sweep.attempts[-1].tx_hash, None)
             state = self._write(state, sweep)
@@ -269,9 +328,13 @@ class SweepRelayer:
                     extra={"settlementId": sweep.settlement_id, "nonce": latest.nonce},
                 )
             return self._send_new(state, sweep)
+        return self._push(state, sweep, latest)
+
+    def _push(self, state: RelayerState, sweep: Sweep, latest: Attempt, *, detail: str = "") -> Progress:
+        """The newest attempt not mined: replaced once it waited too long, else broadcast again."""
         if latest.broadcast_at is not None and clock.now_ms() - latest.broadcast_at >= self.fees.replace_after_ms:
             return self._replace(state, sweep, latest)
-        return self._broadcast(state, sweep, latest)
+        return self._broadcast(state, sweep, latest, detail=detail)
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -318,14 +381,17 @@ class SweepRelayer:
             logger.warning("sweep waits for the gas price", extra={"reason": fees, "network": self.network.name})
             return Progress(Outcome.WAITING_FOR_GAS, fees, sweep)
         max_fee, tip = fees
-        data = sweep_calldata(sweep.token, sweep.salt_bytes())
+        data = calldata(sweep)
         try:
             gas = self._gas(sweep, data)
         except RpcError as exc:
             if exc.code != 3 and "revert" not in exc.message.lower():
                 raise  # the node's trouble (a rate limit, say), not the sweep's: the next run asks again
             # It would revert as it stands: record why, send nothing.
-            return self._close(state, sweep, SettlementStatus.FAILED, reason=f"eth_estimateGas: {exc.message}")
+            reason = f"eth_estimateGas: {exc.message}"
+            if sweep.refund is not None:
+                return self._refund_not_run(state, sweep, reason)
+            return self._close(state, sweep, SettlementStatus.FAILED, reason=reason)
         nonce = max(state.next_nonce or 0, self._nonce("pending"))
         return self._sign_and_send(state, sweep, nonce=nonce, gas=gas, max_fee=max_fee, tip=tip, data=data)
 
@@ -342,7 +408,7 @@ class SweepRelayer:
                 extra={"settlementId": sweep.settlement_id, "txHash": stuck.tx_hash, "maxFeePerGas": cap},
             )
             return self._broadcast(state, sweep, stuck, detail="stuck at the maximum gas price")
-        data = sweep_calldata(sweep.token, sweep.salt_bytes())
+        data = calldata(sweep)
         logger.info(
             "replacing a sweep not mined in time",
             extra={"settlementId": sweep.settlement_id, "txHash": stuck.tx_hash, "maxFeePerGas": max_fee},
@@ -405,14 +471,15 @@ class SweepRelayer:
 
     def _receipt(self, sweep: Sweep) -> dict[str, Any] | None:
         """The receipt of whichever stored transaction a block holds (one at most: they share a
-        nonce, but for one sent again at a new nonce after its own was taken)."""
-        for tx_hash in reversed(sweep.hashes):
+        nonce, but for one sent again at a new nonce after its own was taken). Another's
+        transaction that ran the refund comes first: once it is known, it is what counts."""
+        for tx_hash in (*([sweep.external] if sweep.external else []), *reversed(sweep.hashes)):
             receipt = self.rpc.call("eth_getTransactionReceipt", [tx_hash])
             if receipt and receipt.get("blockHash"):
                 return dict(receipt)
         return None
 
-    def _mined(self, state: RelayerState, sweep: Sweep, receipt: dict[str, Any]) -> Progress:
+    def _mined(self, state: RelayerState, sweep: Sweep, receipt: dict[str, Any], chain_nonce: int) -> Progress:
         mined = Mined.from_receipt(receipt)
         if sweep.mined != mined:
             if sweep.mined is not None:
@@ -426,9 +493,89 @@ class SweepRelayer:
         if not self._final(mined):
             return Progress(Outcome.MINED, f"{mined.tx_hash} in block {mined.block_number}, not final yet", sweep)
         self.hook(FINAL)
+        if sweep.refund is not None:
+            return self._refund_final(state, sweep, mined, chain_nonce)
         if mined.status != 1:
             return self._close(state, sweep, SettlementStatus.FAILED, reason="the sweep reverted")
         return self._close(state, sweep, SettlementStatus.COMPLETED)
+
+    def _refund_final(self, state: RelayerState, sweep: Sweep, mined: Mined, chain_nonce: int) -> Progress:
+        if mined.tx_hash != sweep.external:
+            if mined.status == 1:  # the relayer's own transaction ran the refund
+                return self._close(state, sweep, SettlementStatus.COMPLETED)
+            return self._refund_not_run(state, sweep, "the refund reverted")
+        # Another's transaction ran it. The relayer's own, if any, holds its nonce until mined
+        # (it reverts): freeing the refund before would leave a gap in the relayer's nonces.
+        latest = sweep.attempts[-1] if sweep.attempts else None
+        if latest is not None and chain_nonce <= latest.nonce:
+            detail = (
+                f"run by {mined.tx_hash}; the relayer's own transaction at nonce {latest.nonce} is still to be mined"
+            )
+            return self._push(state, sweep, latest, detail=detail)
+        return self._close(state, sweep, SettlementStatus.COMPLETED)
+
+    def _refund_not_run(self, state: RelayerState, sweep: Sweep, reason: str) -> Progress:
+        """The relayer's refund transaction reverted in a final block, or would revert: what the
+        chain says decides (see the module's docstring)."""
+        call = sweep.refund
+        assert call is not None
+        answer = self.rpc.call(
+            "eth_call", [{"to": sweep.factory, "data": _hex(nonce_used_calldata(call.nonce))}, "latest"]
+        )
+        if int(str(answer), 16) == 0:
+            return self._close(state, sweep, SettlementStatus.FAILED, reason=reason)
+        log = self._refunded_log(sweep.factory, sweep.token, call)
+        if log is None:
+            logger.error(
+                "refund's nonce is used on chain but its Refunded log was not found; waiting",
+                extra={"refundId": call.refund_id, "nonce": str(call.nonce)},
+            )
+            return Progress(
+                Outcome.PENDING, "the refund's nonce is used on chain; its Refunded log is not found yet", sweep
+            )
+        data = bytes.fromhex(str(log["data"]).removeprefix("0x"))
+        to = "0x" + str(log["topics"][3])[-40:].lower()
+        if to != call.to or int.from_bytes(data[:32]) != call.amount:
+            return self._close(
+                state, sweep, SettlementStatus.FAILED, reason=f"{reason}; its nonce was used by another refund"
+            )
+        receipt = self.rpc.call("eth_getTransactionReceipt", [log["transactionHash"]])
+        if not receipt or not receipt.get("blockHash"):
+            return Progress(
+                Outcome.PENDING, f"the refund ran in {log['transactionHash']}, whose receipt is not found yet", sweep
+            )
+        logger.warning(
+            "refund was run by another transaction (its signature submitted directly)",
+            extra={"refundId": call.refund_id, "txHash": log["transactionHash"]},
+        )
+        # The transaction that ran it is what counts from now on (the relayer's own receipt aside).
+        sweep = replace(sweep, external=str(receipt["transactionHash"]).lower(), mined=None)
+        state = self._write(state, sweep)
+        return self._mined(state, sweep, dict(receipt), self._nonce("latest"))
+
+    def _refunded_log(self, factory: str, token: str, call: RefundCall) -> dict[str, Any] | None:
+        """The factory's Refunded log of this deposit and nonce, looked for from the head back to
+        the refund's creation, a log range at a time."""
+        topics = [_hex(REFUNDED_TOPIC), _hex(address_word(token)), _hex(address_word(call.deposit))]
+        earliest = call.created_at // 1000 - LOG_SEARCH_SKEW_S
+        to_block = int(self.rpc.call("eth_blockNumber", []), 16)
+        while to_block >= 0:
+            from_block = max(0, to_block - self.network.max_log_range + 1)
+            logs = self.rpc.call(
+                "eth_getLogs",
+                [{"address": factory, "fromBlock": hex(from_block), "toBlock": hex(to_block), "topics": topics}],
+            )
+            for log in logs or []:
+                data = bytes.fromhex(str(log["data"]).removeprefix("0x"))
+                if not log.get("removed") and len(data) >= 64 and int.from_bytes(data[32:64]) == call.nonce:
+                    return dict(log)
+            if from_block == 0:
+                return None
+            block = self.rpc.call("eth_getBlockByNumber", [hex(from_block), False])
+            if not block or int(block["timestamp"], 16) < earliest:
+                return None
+            to_block = from_block - 1
+        return None
 
     def _final(self, mined: Mined) -> bool:
         """Final under the network's policy and still the canonical block at its height."""
@@ -446,6 +593,8 @@ class SweepRelayer:
     def _close(
         self, state: RelayerState, sweep: Sweep, status: SettlementStatus, *, reason: str | None = None
     ) -> Progress:
+        if sweep.refund is not None:
+            return self._close_refund(state, sweep, sweep.refund, status, reason=reason)
         mined = sweep.mined
         settlement = Settlement(
             settlement_id=sweep.settlement_id,
@@ -495,6 +644,35 @@ class SweepRelayer:
         )
         outcome = Outcome.COMPLETED if status is SettlementStatus.COMPLETED else Outcome.FAILED
         return Progress(outcome, reason or "", None, settlement)
+
+    def _close_refund(
+        self, state: RelayerState, sweep: Sweep, call: RefundCall, status: SettlementStatus, *, reason: str | None
+    ) -> Progress:
+        """in flight -> closed, in one transaction with the refund's own close (refunds.close)."""
+        mined = sweep.mined
+        ours = mined is not None and mined.tx_hash in sweep.hashes
+        pk, sk = store.relayer_key(self.network.name)
+        for _ in range(CLOSE_ATTEMPTS):
+            closed, event_ids, parts = refunds.close(
+                call,
+                completed=status is SettlementStatus.COMPLETED,
+                tx_hash=mined.tx_hash if mined else None,
+                gas_paid=mined.gas_paid if mined and ours else None,
+                reason=reason,
+            )
+            condition, values = self._held(state)
+            freed = {"inflight": None, "revision": state.revision + 1, "leaseUntil": clock.now_ms() + self.lease_ms}
+            try:
+                # in flight -> closed, the relayer free for the next transaction
+                store.transact([*parts, store.set_part(pk, sk, set_values=freed, condition=condition, values=values)])
+            except store.TransactionConflict as exc:
+                if exc.reasons[-1] == "ConditionalCheckFailed":
+                    raise LeaseLost(self.network.name) from exc
+                continue  # the refund's address or order moved since read: close it from fresh reads
+            refunds.announce(closed, event_ids)
+            outcome = Outcome.COMPLETED if status is SettlementStatus.COMPLETED else Outcome.FAILED
+            return Progress(outcome, reason or "", None, None, closed)
+        raise RuntimeError(f"refund {call.refund_id} could not be closed: its records keep changing")
 
 
 def read_settlement(settlement_id: str) -> Settlement | None:
