@@ -116,6 +116,45 @@ def test_the_other_networks_of_the_merchant_keep_their_mode(
     assert order.body["funds"] is None
 
 
+def merchant_reads(calls: list[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
+    return [(name, pks) for name, pks in calls if any(pk.startswith("MERCHANT#") for pk in pks)]
+
+
+@pytest.mark.parametrize("mode", ["contract", "xpub"])
+def test_an_evm_create_reads_the_merchants_address_configs_in_one_call(
+    api: ApiClient, merchant: Merchant, contracts: ContractChain, mode: str
+) -> None:
+    from usdt_gateway import aws
+
+    # Given the merchant's network in contract mode, or left on its EVM xpub
+    if mode == "contract":
+        contracts.switch(merchant.merchant_id)
+    calls: list[tuple[str, list[str]]] = []
+
+    def record(model: Any, params: dict[str, Any], **kwargs: Any) -> None:
+        if model.name == "GetItem":
+            calls.append((model.name, [params["Key"]["pk"]["S"]]))
+        elif model.name == "BatchGetItem":
+            (request,) = params["RequestItems"].values()
+            calls.append((model.name, [k["pk"]["S"] + "/" + k["sk"]["S"] for k in request["Keys"]]))
+
+    client = aws.client("dynamodb")
+    client.meta.events.register("before-parameter-build.dynamodb", record)
+    try:
+        # When an order is created on that network
+        order = create(api, contracts.chain)
+    finally:
+        client.meta.events.unregister("before-parameter-build.dynamodb", record)
+    # Then both configs (contract mode's and the family's) came in one BatchGetItem, nothing else
+    pk = f"MERCHANT#{merchant.merchant_id}"
+    assert merchant_reads(calls) == [
+        ("BatchGetItem", [f"{pk}/CONTRACTCFG#{contracts.chain.network}", f"{pk}/ADDRCFG#evm"])
+    ]
+    assert ("depositSalt" in (store.get(*store.order_key(merchant.merchant_id, order["orderId"])) or {})) is (
+        mode == "contract"
+    )
+
+
 @pytest.mark.parametrize("wrong", ["treasury", "owner", "implementation", "factory"])
 def test_set_contract_refuses_what_the_chain_does_not_hold(
     merchant: Merchant, contracts: ContractChain, wrong: str

@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -210,6 +211,24 @@ def keys_index_pk(merchant_id: str) -> str:
 def get(pk: str, sk: str, *, consistent: bool = True) -> dict[str, Any] | None:
     resp = client().get_item(TableName=_table(), Key=_key(pk, sk), ConsistentRead=consistent)
     return _load(resp.get("Item"))
+
+
+def get_many(keys: list[tuple[str, str]], *, consistent: bool = True) -> dict[tuple[str, str], dict[str, Any]]:
+    """Several items (at most 100, distinct keys) in one BatchGetItem round trip, by key; a
+    missing item is absent from the answer. Keys DynamoDB leaves unprocessed are asked again."""
+    request: dict[str, Any] = {_table(): {"Keys": [_key(pk, sk) for pk, sk in keys], "ConsistentRead": consistent}}
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for attempt in range(5):
+        resp = client().batch_get_item(RequestItems=request)
+        for raw in resp.get("Responses", {}).get(_table(), []):
+            item = _load(raw)
+            if item:
+                found[(item["pk"], item["sk"])] = item
+        request = resp.get("UnprocessedKeys") or {}
+        if not request:
+            return found
+        time.sleep(0.05 * 2**attempt)  # throttled: DynamoDB asks for a backoff before the rest
+    raise RuntimeError("BatchGetItem left keys unprocessed after 5 attempts")
 
 
 def put_new(item: dict[str, Any]) -> bool:
