@@ -119,9 +119,11 @@ class Order:
     deposit_salt: str | None = None
     deposit_factory: str | None = None
     # Where its money is, kept by the settlement (settlement/batches.py), never by a state change:
-    # the sweep covering its deposits now, and the units swept so far.
+    # the sweep covering its deposits now, the units its sweeps moved so far, and the units a
+    # sweep found gone from the address (moved by another path: someone else's sweep, a refund).
     sweeping_id: str | None = None
     swept_units: int = 0
+    missing_units: int = 0
 
     @property
     def pk(self) -> str:
@@ -169,6 +171,7 @@ class Order:
             deposit_factory=item.get("depositFactory"),
             sweeping_id=item.get("sweepingId"),
             swept_units=int(item.get("sweptUnits") or 0),
+            missing_units=int(item.get("missingUnits") or 0),
         )
 
     def change_fields(self) -> dict[str, Any]:

@@ -65,6 +65,9 @@ class FundsLocation(StrEnum):
     SWEEPING = "sweeping"  # a sweep to the merchant's treasury carries it now
     SWEPT = "swept"  # in the merchant's treasury
     REFUNDED = "refunded"  # sent back to the payer with the owner's signature
+    # A sweep found (some of) it gone from the deposit address: it left by a path the gateway did
+    # not take (someone else's sweep, which pays the treasury too, or a refund sent directly).
+    MOVED_ELSEWHERE = "moved_elsewhere"
 
 
 class OrderException(StrEnum):
@@ -231,7 +234,9 @@ class OrderView(Model):
         None,
         description="Contract mode only, once a final deposit is credited: where the order's money is. "
         "`on_deposit_address` until a sweep takes it, `sweeping` while one carries it to the "
-        "merchant's treasury, `swept` once that sweep is final, `refunded` once sent back. "
+        "merchant's treasury, `swept` once that sweep is final, `refunded` once sent back, "
+        "`moved_elsewhere` when a sweep found it gone from the address (moved by a path the gateway "
+        "did not take: someone else's sweep, which pays the treasury too, or a refund sent directly). "
         "Null in xpub and fixed-address modes (the money is in the merchant's own wallet).",
     )
 

@@ -44,7 +44,7 @@ from usdt_gateway.chain.jsonrpc import Rpc, RpcError
 from usdt_gateway.kms_signer import Eip1559Transaction, KmsSigner, LegacyTransaction, Transaction
 from usdt_gateway.networks import Network
 from usdt_gateway.observability import logger
-from usdt_gateway.settlement.calldata import sweep_calldata
+from usdt_gateway.settlement.calldata import sweep_calldata, swept_amounts
 from usdt_gateway.settlement.records import (
     Attempt,
     Mined,
@@ -413,7 +413,8 @@ class SweepRelayer:
         return None
 
     def _mined(self, state: RelayerState, sweep: Sweep, receipt: dict[str, Any]) -> Progress:
-        mined = Mined.from_receipt(receipt)
+        # What it moved is read from this receipt's own logs: the evidence the settlement marks by.
+        mined = Mined.from_receipt(receipt, swept=swept_amounts(receipt, factory=sweep.factory, token=sweep.token))
         if sweep.mined != mined:
             if sweep.mined is not None:
                 logger.warning(
