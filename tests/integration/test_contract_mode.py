@@ -22,7 +22,8 @@ from tests.integration.chains import EvmChain, create, drive, evm_scanner, new_c
 from tests.integration.conftest import Merchant
 from usdt_gateway import admin, contract_mode, create2, store
 from usdt_gateway.chain.jsonrpc import JsonRpc
-from usdt_gateway.errors import InvalidRequest
+from usdt_gateway.errors import InvalidRequest, NotFound
+from usdt_gateway.merchant_records import ContractConfig
 from usdt_gateway.settlement import candidates
 
 
@@ -213,3 +214,28 @@ def test_admin_deploys_an_implementation_and_a_factory_that_set_contract_accepts
     assert admin.main(switch) == 0
     configured = json.loads(capsys.readouterr().out)
     assert configured["mode"] == "contract" and configured["factory"] == factory
+
+
+def test_the_operator_sets_the_reuse_of_deposit_contracts_per_network(
+    merchant: Merchant, contracts: ContractChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    network = contracts.chain.network
+    base = ["set-reuse", "--merchant", merchant.merchant_id, "--network", network]
+    # Given a network not in contract mode: there is nothing to reuse
+    with pytest.raises(NotFound):
+        contract_mode.configure_reuse(merchant.merchant_id, network, reuse=True)
+    # When it is switched, reuse is on with a 72-hour quarantine
+    cfg = ContractConfig.from_item(contracts.switch(merchant.merchant_id))
+    assert (cfg.reuse, cfg.reuse_quarantine_s) == (True, 72 * 3600)
+    # When the operator turns it off, then sets a 24-hour quarantine (on again)
+    assert admin.main([*base, "--off"]) == 0
+    assert json.loads(capsys.readouterr().out)["reuse"] is False
+    assert admin.main([*base, "--quarantine-hours", "24"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["reuse"], shown["reuseQuarantineSeconds"]) == (True, 86_400)
+    # Then switching the network to a factory again keeps that setting
+    assert contracts.switch(merchant.merchant_id)["reuseQuarantineSeconds"] == 86_400
+    # And a quarantine beyond 30 days is refused
+    with pytest.raises(InvalidRequest) as refused:
+        contract_mode.configure_reuse(merchant.merchant_id, network, reuse=True, quarantine_s=31 * 86_400)
+    assert refused.value.code == "INVALID_QUARANTINE"

@@ -185,6 +185,16 @@ def sweep_candidate_key(network: str, merchant_id: str, address: str, txid: str,
     return f"SWEEP#{network}", f"{merchant_id}#{address}#{txid}#{log_index}"
 
 
+def pool_index_pk(merchant_id: str, network: str, factory: str) -> str:
+    """A merchant's swept deposit contracts that orders may take again (deposit_pool.py)."""
+    return f"POOL#{merchant_id}#{network}#{factory}"
+
+
+def pool_waiting_index_pk(network: str) -> str:
+    """Deposit addresses on their way into the reuse pool, by when the settlement looks at them next."""
+    return f"POOLWAIT#{network}"
+
+
 def settlements_index_pk(merchant_id: str) -> str:
     return f"MERCHANT#{merchant_id}#SETTLEMENTS"
 
@@ -575,6 +585,20 @@ def query_index_all(index_pk: str, *, sk_to: str) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in resp:
             return items
         kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+def first_in_index(index_pk: str, *, sk_to: str) -> dict[str, Any] | None:
+    """The gsi1 item of `index_pk` with the lowest sort key up to `sk_to` (one eventually
+    consistent Query of one item), or None."""
+    resp = client().query(
+        TableName=_table(),
+        IndexName="gsi1",
+        KeyConditionExpression="gsi1pk = :pk AND gsi1sk <= :to",
+        ExpressionAttributeValues=_values({":pk": index_pk, ":to": sk_to}),
+        Limit=1,
+    )
+    items = _items(resp)
+    return items[0] if items else None
 
 
 # --- listing pages ----------------------------------------------------------------------

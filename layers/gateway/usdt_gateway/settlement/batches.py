@@ -175,6 +175,13 @@ class Batch:
         pairs = zip(self.deposit_ids, self.deposit_units, self.moved, strict=True)
         return [deposit for deposit, units, moved in pairs if moved < units]
 
+    def short_addresses(self) -> set[str]:
+        """Addresses where the sweep found less than was credited (money left another way)."""
+        if self.moved is None or self.deposit_units is None:
+            return set()
+        pairs = zip(self.addresses(), self.deposit_units, self.moved, strict=True)
+        return {address for address, units, moved in pairs if moved < units}
+
     def covered(self) -> tuple[dict[str, int], dict[str, int]]:
         """Per order, the units the sweep moved and the units it found gone (all it claimed
         moved, for a batch without evidence)."""
@@ -397,8 +404,11 @@ def mark(batch: Batch, settlement: Settlement) -> None:
             # what that run found the sweep moved.
             batch = read_batch(batch.settlement_id) or batch
     if completed:
+        short = batch.short_addresses()
         for address, delta in (batch.spare or {}).items():
-            deposit_pool.record_sweep(batch.network, address, batch.settlement_id, delta)
+            # An address the sweep emptied of all that was credited on it may be reused.
+            reusable = address not in short
+            deposit_pool.record_sweep(batch.network, address, batch.settlement_id, delta, reusable=reusable)
     swept, missing_units = batch.covered()
     for order_pk in batch.orders:
         # sweeping (this sweep) -> what it moved counted swept, what it found gone missing

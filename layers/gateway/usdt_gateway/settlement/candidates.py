@@ -3,7 +3,8 @@ address. One SWEEP#<network> item per deposit, written in the transaction that c
 (deposits.py), so a credit without its candidate, or a candidate for money never credited,
 cannot exist. The settlement (settlement/batches.py) claims candidates for a sweep, and deletes
 them once that sweep is final; a deposit credited while a sweep is in flight is a new item the
-sweep did not claim, and goes with the next one.
+sweep did not claim, and goes with the next one. The same transaction takes the address out of
+the reuse pool (deposit_pool.leave_part): it holds money again.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from usdt_gateway import store
+from usdt_gateway import deposit_pool, store
 from usdt_gateway.records import Order, deposit_id
 
 
@@ -104,7 +105,8 @@ def credit_part(order: Order, *, txid: str, log_index: int, units: int, now: int
     return [
         store.put_part(
             candidate.to_item(), condition="attribute_not_exists(pk) OR orderPk = :o", values={":o": order.pk}
-        )
+        ),
+        deposit_pool.leave_part(order.network, order.address),  # money on it again: out of the reuse pool
     ]
 
 
@@ -131,7 +133,10 @@ def unmatched_part(
     )
     # none -> unsettled. An unmatched deposit is recorded once (its DEP write's condition), or again
     # after a deep reorg reversed it and the chain holds it again: the same (unmatched) candidate.
-    return [store.put_part(candidate.to_item(), condition="attribute_not_exists(pk) OR attribute_not_exists(orderPk)")]
+    return [
+        store.put_part(candidate.to_item(), condition="attribute_not_exists(pk) OR attribute_not_exists(orderPk)"),
+        deposit_pool.leave_part(network, address),  # money on it again: out of the reuse pool
+    ]
 
 
 def unsettled(network: str) -> list[Candidate]:
