@@ -15,7 +15,7 @@ import pytest
 from eth_typing import HexStr
 from web3 import Web3
 
-from tests.integration.chains import create, deposits_listed, drive, status
+from tests.integration.chains import create, deposits_listed, drive, evm_scanner, status
 from tests.integration.test_settlement_function import World, world  # noqa: F401  # the fixture
 from usdt_gateway import config, contract_mode, create2, deposit_pool, store
 from usdt_gateway.address_codec import to_checksum_address
@@ -306,3 +306,30 @@ def test_with_reuse_off_every_order_gets_a_fresh_address(pool: World) -> None:
     # And turned on again, the address that was available is handed out again
     contract_mode.configure_reuse(pool.merchant.merchant_id, pool.network, reuse=True)
     assert create(pool.api, pool.contracts.chain)["address"] == first["address"]
+
+
+def test_a_quarantine_longer_than_a_watch_entry_is_watched_throughout(
+    pool: World, settings_env: pytest.MonkeyPatch
+) -> None:
+    # Given orders of at most 10 minutes (a scanner started afresh reads back watch entries of
+    # the last 11 minutes only) and an address in its one-hour quarantine
+    settings_env.setenv("MAX_EXPIRES_IN", "600")
+    config.reset()
+    first = swept_order(pool)
+    quarantined(pool, first)
+    # When the settlement runs through most of the quarantine
+    renewed = 0
+    for _ in range(10):
+        later(pool, 330)
+        renewed += pool.run()["pool"]["renewed"]
+    # Then it renewed the address's watch entry before each one ended, and the address waits on
+    assert renewed >= 9 and pool_state(pool, first["address"]) == "quarantined"
+    # And a scanner started afresh near the quarantine's end still finds money paid to it
+    cold = evm_scanner(pool.network, [pool.contracts.chain.anvil.url])
+    pool.clock.advance(pool.scanner.lease_ms + 1)  # the warm scanner stopped: its lease lapsed
+    txid = pool.contracts.chain.pay(first["address"], "5.00")
+    pool.contracts.chain.mine(pool.contracts.chain.confirmations)
+    drive(cold)
+    (unmatched,) = deposits_listed(pool.api, unmatched=True)
+    assert (unmatched["txid"], unmatched["recipient"]) == (txid, first["address"])
+    assert pool_state(pool, first["address"]) is None
