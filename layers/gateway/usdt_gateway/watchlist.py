@@ -72,7 +72,12 @@ def pool_watch_part(
             "watchUntil": until,
             "closed": True,
             "ttl": until // 1000 + 86_400,
-        }
+        },
+        # none -> watched; a pooled entry of the same millisecond (a quarantine that ends as it
+        # starts) is extended, never an order's.
+        condition="attribute_not_exists(pk) OR #mode = :pooled",
+        values={":pooled": POOLED},
+        names={"#mode": "mode"},
     )
 
 
