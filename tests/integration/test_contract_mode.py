@@ -22,7 +22,8 @@ from tests.integration.chains import EvmChain, create, drive, evm_scanner, new_c
 from tests.integration.conftest import Merchant
 from usdt_gateway import admin, contract_mode, create2, store
 from usdt_gateway.chain.jsonrpc import JsonRpc
-from usdt_gateway.errors import InvalidRequest
+from usdt_gateway.errors import InvalidRequest, NotFound
+from usdt_gateway.merchant_records import ContractConfig
 from usdt_gateway.settlement import candidates
 
 
@@ -116,6 +117,45 @@ def test_the_other_networks_of_the_merchant_keep_their_mode(
     assert order.body["funds"] is None
 
 
+def merchant_reads(calls: list[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
+    return [(name, pks) for name, pks in calls if any(pk.startswith("MERCHANT#") for pk in pks)]
+
+
+@pytest.mark.parametrize("mode", ["contract", "xpub"])
+def test_an_evm_create_reads_the_merchants_address_configs_in_one_call(
+    api: ApiClient, merchant: Merchant, contracts: ContractChain, mode: str
+) -> None:
+    from usdt_gateway import aws
+
+    # Given the merchant's network in contract mode, or left on its EVM xpub
+    if mode == "contract":
+        contracts.switch(merchant.merchant_id)
+    calls: list[tuple[str, list[str]]] = []
+
+    def record(model: Any, params: dict[str, Any], **kwargs: Any) -> None:
+        if model.name == "GetItem":
+            calls.append((model.name, [params["Key"]["pk"]["S"]]))
+        elif model.name == "BatchGetItem":
+            (request,) = params["RequestItems"].values()
+            calls.append((model.name, [k["pk"]["S"] + "/" + k["sk"]["S"] for k in request["Keys"]]))
+
+    client = aws.client("dynamodb")
+    client.meta.events.register("before-parameter-build.dynamodb", record)
+    try:
+        # When an order is created on that network
+        order = create(api, contracts.chain)
+    finally:
+        client.meta.events.unregister("before-parameter-build.dynamodb", record)
+    # Then both configs (contract mode's and the family's) came in one BatchGetItem, nothing else
+    pk = f"MERCHANT#{merchant.merchant_id}"
+    assert merchant_reads(calls) == [
+        ("BatchGetItem", [f"{pk}/CONTRACTCFG#{contracts.chain.network}", f"{pk}/ADDRCFG#evm"])
+    ]
+    assert ("depositSalt" in (store.get(*store.order_key(merchant.merchant_id, order["orderId"])) or {})) is (
+        mode == "contract"
+    )
+
+
 @pytest.mark.parametrize("wrong", ["treasury", "owner", "implementation", "factory"])
 def test_set_contract_refuses_what_the_chain_does_not_hold(
     merchant: Merchant, contracts: ContractChain, wrong: str
@@ -174,3 +214,28 @@ def test_admin_deploys_an_implementation_and_a_factory_that_set_contract_accepts
     assert admin.main(switch) == 0
     configured = json.loads(capsys.readouterr().out)
     assert configured["mode"] == "contract" and configured["factory"] == factory
+
+
+def test_the_operator_sets_the_reuse_of_deposit_contracts_per_network(
+    merchant: Merchant, contracts: ContractChain, capsys: pytest.CaptureFixture[str]
+) -> None:
+    network = contracts.chain.network
+    base = ["set-reuse", "--merchant", merchant.merchant_id, "--network", network]
+    # Given a network not in contract mode: there is nothing to reuse
+    with pytest.raises(NotFound):
+        contract_mode.configure_reuse(merchant.merchant_id, network, reuse=True)
+    # When it is switched, reuse is on with a 72-hour quarantine
+    cfg = ContractConfig.from_item(contracts.switch(merchant.merchant_id))
+    assert (cfg.reuse, cfg.reuse_quarantine_s) == (True, 72 * 3600)
+    # When the operator turns it off, then sets a 24-hour quarantine (on again)
+    assert admin.main([*base, "--off"]) == 0
+    assert json.loads(capsys.readouterr().out)["reuse"] is False
+    assert admin.main([*base, "--quarantine-hours", "24"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["reuse"], shown["reuseQuarantineSeconds"]) == (True, 86_400)
+    # Then switching the network to a factory again keeps that setting
+    assert contracts.switch(merchant.merchant_id)["reuseQuarantineSeconds"] == 86_400
+    # And a quarantine beyond 30 days is refused
+    with pytest.raises(InvalidRequest) as refused:
+        contract_mode.configure_reuse(merchant.merchant_id, network, reuse=True, quarantine_s=31 * 86_400)
+    assert refused.value.code == "INVALID_QUARANTINE"

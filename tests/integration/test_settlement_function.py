@@ -578,3 +578,66 @@ def test_a_claim_made_while_the_reversal_is_written_leaves_the_candidate_to_the_
     # And the order was reversed once
     events = [e["type"] for e in order_events(world.api, order)]
     assert events.count("order.payment_reversed") == 1 and status(world.api, order)["paid"] is False
+
+
+def deposit_ids_by_order(network: str) -> dict[str | None, str]:
+    return {c.order_pk: c.deposit_id for c in candidates.unsettled(network)}
+
+
+def order_pk(world: World, order: dict[str, Any]) -> str:
+    return store.order_key(world.merchant.merchant_id, order["orderId"])[0]
+
+
+def test_money_swept_directly_on_chain_first_is_not_reported_swept_by_the_gateway(world: World) -> None:
+    # Given two paid orders, and the first's deposit address swept directly on chain by someone
+    # else (anyone may: the factory pays only the treasury)
+    first, second = world.paid_order("25.00"), world.paid_order("30.00")
+    ids = deposit_ids_by_order(world.network)
+    item = store.get(*store.order_key(world.merchant.merchant_id, first["orderId"]))
+    assert item is not None
+    chain = world.contracts.chain
+    stranger = chain.w3.eth.accounts[3]  # type: ignore[misc]  # web3 types accounts as a 1-tuple
+    salt = bytes.fromhex(item["depositSalt"].removeprefix("0x"))
+    world.contracts.factory.functions.sweep(chain.token.address, [salt]).transact({"from": stranger})
+    assert world.balance(world.contracts.treasury) == 25_000_000
+    # When the gateway's settlement sweeps both
+    reports = world.settle()
+    # Then the treasury holds both payments, once each
+    assert world.balance(world.contracts.treasury) == 55_000_000
+    # And the settlement reports only what its own sweep moved (its receipt's Swept logs): the
+    # second order's 30.00; the first's deposit is recorded as found gone, not as swept
+    (settlement_id,) = reports[-1]["marked"]
+    record = store.get(*store.settlement_key(settlement_id))
+    assert record is not None and record["settlementStatus"] == "completed"
+    assert record["units"] == 30_000_000 and record["orderIds"] == [second["orderId"]]
+    assert record["depositIds"] == [ids[order_pk(world, second)]]
+    assert record["missingDepositIds"] == [ids[order_pk(world, first)]]
+    (event,) = settlement_events(world.merchant.merchant_id)
+    data = json.loads(event["body"])["data"]
+    assert (data["amount"], data["orders"]) == ("30.00", [second["orderId"]])
+    # And the first order's funds say they left its address by another path; nothing waits
+    assert world.funds(first) == "moved_elsewhere" and world.funds(second) == "swept"
+    assert candidates.unsettled(world.network) == []
+
+
+def test_money_a_sweep_moved_before_its_credit_is_counted_swept_once_credited(world: World) -> None:
+    # Given an order of 25.00 paid 10.00 (credited), then 15.00 more in a block the scanner has not
+    # read yet
+    order = create(world.api, world.contracts.chain, "25.00")
+    world.pay(order, "10.00")
+    world.contracts.chain.pay(order["address"], "15.00")
+    # When the settlement sweeps the credited 10.00: its sweep moves the whole 25.00
+    first = world.settle()
+    assert world.balance(world.contracts.treasury) == 25_000_000
+    # And the scanner then credits the 15.00 (the order is confirmed), and the next sweep finds
+    # the address empty
+    world.contracts.chain.mine(2)
+    drive(world.scanner)
+    assert status(world.api, order)["status"] == "confirmed"
+    second = world.settle()
+    # Then the 15.00 is counted swept (by the sweep that moved it), not missing: the order is swept
+    assert world.funds(order) == "swept"
+    records = [store.get(*store.settlement_key(r["marked"][0])) for r in (first[-1], second[-1])]
+    assert [(r or {}).get("units") for r in records] == [25_000_000, 0]  # each sweep's Swept logs
+    assert [(r or {}).get("missingDepositIds") for r in records] == [[], []]
+    assert world.balance(order["address"]) == 0 and candidates.unsettled(world.network) == []

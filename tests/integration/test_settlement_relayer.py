@@ -285,6 +285,8 @@ def test_a_sweep_is_sent_mined_and_completed_once_final_with_its_gas_recorded(se
     receipt = s.w3.eth.get_transaction_receipt(HexStr(attempt.tx_hash))
     assert settlement.mined is not None and settlement.mined.block_hash == "0x" + bytes(receipt["blockHash"]).hex()
     assert settlement.gas_paid == receipt["gasUsed"] * receipt["effectiveGasPrice"] > 0
+    # and what it moved, read from its receipt's Swept logs: each deposit's whole balance
+    assert settlement.swept == dict(zip(s.deposits, AMOUNTS, strict=True))
     assert s.w3.eth.get_balance(Web3.to_checksum_address(s.signer.address)) == ether_before - settlement.gas_paid
     # and the relayer is free: nothing left to do, nothing sent again
     assert s.relayer().run().outcome is Outcome.IDLE

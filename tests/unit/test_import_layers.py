@@ -52,6 +52,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "contract_mode",
                 "cursor",
                 "deposit_addresses",
+                "deposit_pool",
                 "deposits",
                 "events",
                 "expiry",

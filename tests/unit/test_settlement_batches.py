@@ -1,7 +1,8 @@
 """Which unsettled deposits the next sweep takes (settlement/batches.py `select`): the merchant
 whose oldest credit is oldest, once its money reaches the minimum or that credit waited the
 maximum age; its oldest deposits first, within the sweep's limits; never a claimed deposit, nor
-one whose sweeps failed too often."""
+one whose sweeps failed too often. And what a completed sweep moved for each deposit
+(`account`), from its receipt's Swept logs only."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from dataclasses import replace
 
 import pytest
 
-from usdt_gateway.settlement.batches import MAX_DEPOSITS, BatchPolicy, _fit, select
+from usdt_gateway import deposit_pool
+from usdt_gateway.settlement.batches import MAX_DEPOSITS, Batch, BatchPolicy, _fit, account, select
 from usdt_gateway.settlement.calldata import MAX_BATCH
 from usdt_gateway.settlement.candidates import Candidate
+from usdt_gateway.settlement.records import Mined, Settlement, SettlementStatus
 
 NOW = 1_800_000_000_000
 MINUTE = 60_000
@@ -110,3 +113,82 @@ def test_a_claim_takes_or_checks_every_deposit_of_its_addresses_within_one_trans
     # And with room for it, it takes the chosen one and checks the other two (their money moves too)
     taken, checked = _fit(chosen[-3:], [*chosen, *others])
     assert taken == chosen[-3:] and checked == others
+
+
+# --- what a completed sweep moved, per deposit (batches.account) --------------------------------
+
+
+def swept_batch(*deposits: tuple[str, int, str | None]) -> Batch:
+    """A claimed batch of (address, units, order pk) deposits, oldest first."""
+    return Batch(
+        settlement_id="stl_1",
+        network="eth",
+        merchant_id="a",
+        factory="factory-a",
+        token="usdt",
+        decimals=6,
+        deposits=tuple(f"a#{address}#0x{i:064x}#0" for i, (address, _, _) in enumerate(deposits)),
+        deposit_ids=tuple(f"eth:0x{i:064x}:0" for i in range(len(deposits))),
+        orders={},
+        salts=(),
+        units=sum(units for _, units, _ in deposits),
+        created_at=NOW,
+        deposit_units=tuple(units for _, units, _ in deposits),
+        deposit_orders=tuple(order for _, _, order in deposits),
+    )
+
+
+def completed(swept: dict[str, int] | None) -> Settlement:
+    mined = Mined("0x" + "ab" * 32, 9, "0x" + "cd" * 32, 1, 100_000, 1, swept)
+    return Settlement("stl_1", "eth", "a", "factory-a", "usdt", (), SettlementStatus.COMPLETED, NOW, NOW, (), mined)
+
+
+@pytest.fixture
+def spare(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """The addresses' sweep ledgers (deposit_pool.spare_units), without a table."""
+    ledgers: dict[str, int] = {}
+    monkeypatch.setattr(deposit_pool, "spare_units", lambda network, address: ledgers.get(address, 0))
+    return ledgers
+
+
+def test_a_sweep_that_moved_all_it_claimed_counts_every_deposit_swept(spare: dict[str, int]) -> None:
+    # Given two deposits on A and one on B, and a sweep whose logs show A gave 30 and B 12 (2 more
+    # than credited: money no order took, or paid after the claim)
+    batch = swept_batch(("A", 10, "o1"), ("A", 20, "o2"), ("B", 10, None))
+    marked = account(batch, completed({"A": 30, "B": 12}))
+    # Then each is swept whole, the settlement's amount is the logs' sum, B keeps 2 spare
+    assert marked.moved == (10, 20, 10) and marked.moved_units == 42
+    assert marked.spare == {"A": 0, "B": 2}
+    assert marked.covered() == ({"o1": 10, "o2": 20}, {}) and marked.missing_deposit_ids() == []
+
+
+def test_money_gone_before_the_sweep_is_missing_and_the_oldest_deposits_are_counted_first(
+    spare: dict[str, int],
+) -> None:
+    # Given A's deposits of 10 and 20, but the sweep found only 25 there (5 left another way),
+    # and B found empty (swept directly on chain before)
+    batch = swept_batch(("A", 10, "o1"), ("A", 20, "o2"), ("B", 7, "o3"))
+    marked = account(batch, completed({"A": 25}))
+    # Then only what the logs show is counted swept; the rest is missing, reported nowhere as swept
+    assert marked.moved == (10, 15, 0) and marked.moved_units == 25
+    assert marked.covered() == ({"o1": 10, "o2": 15, "o3": 0}, {"o2": 5, "o3": 7})
+    assert marked.missing_deposit_ids() == [batch.deposit_ids[1], batch.deposit_ids[2]]
+    assert marked.spare == {"A": 0, "B": 0}
+
+
+def test_a_deposit_an_earlier_sweep_already_moved_is_counted_from_the_addresss_spare(spare: dict[str, int]) -> None:
+    # Given an earlier sweep of A that moved 8 more than it had claimed (a payment credited after)
+    spare["A"] = 8
+    # When the next sweep claims that payment's 8 and finds A empty
+    marked = account(swept_batch(("A", 8, "o1")), completed({}))
+    # Then it is swept (the earlier sweep moved it), drawn from the spare; nothing is missing
+    assert marked.moved == (8,) and marked.moved_units == 0 and marked.spare == {"A": -8}
+    assert marked.missing_deposit_ids() == []
+
+
+def test_without_evidence_a_sweep_is_marked_as_covering_all_it_claimed(spare: dict[str, int]) -> None:
+    # A receipt recorded before its logs were read, or a batch claimed before deposits were kept
+    batch = swept_batch(("A", 10, "o1"))
+    assert account(batch, completed(None)) == batch
+    legacy = replace(batch, deposit_units=None, deposit_orders=None, orders={"o1": 10})
+    assert account(legacy, completed({})) == legacy and legacy.covered() == ({"o1": 10}, {})

@@ -1,5 +1,6 @@
 """The relayer's pure parts: the sweep calldata encoded by hand equals eth-abi's and the committed
-ABI's, fee bumps clear the replacement minimum, and its records read back what they write."""
+ABI's, a receipt's Swept logs are read only from the factory and token swept, fee bumps clear the
+replacement minimum, and its records read back what they write."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from web3 import Web3
 from devstack.settlement_contracts import artifact
 from tests import dynamodb_limits
 from usdt_gateway import store
-from usdt_gateway.settlement.calldata import MAX_BATCH, SWEEP_SELECTOR, sweep_calldata
+from usdt_gateway.settlement.calldata import MAX_BATCH, SWEEP_SELECTOR, SWEPT_TOPIC, sweep_calldata, swept_amounts
 from usdt_gateway.settlement.records import (
     Attempt,
     Mined,
@@ -57,6 +58,52 @@ def test_sweep_calldata_refuses_what_the_factory_would_not_take(token: str, salt
         sweep_calldata(token, salts)
 
 
+FACTORY = "0x" + "Fa" * 20
+
+
+def _word(address: str) -> str:
+    return "0x" + address.removeprefix("0x").lower().rjust(64, "0")
+
+
+def _swept_log(
+    deposit: str, amount: int, *, emitter: str = FACTORY, token: str = TOKEN, **extra: object
+) -> dict[str, object]:
+    return {
+        "address": emitter.lower(),
+        "topics": [SWEPT_TOPIC, _word(token), _word(deposit)],
+        "data": "0x" + amount.to_bytes(32).hex(),
+        **extra,
+    }
+
+
+def test_a_receipts_swept_logs_are_read_only_from_the_factory_and_token_swept() -> None:
+    a, b = Web3.to_checksum_address("0x" + "a1" * 20), Web3.to_checksum_address("0x" + "b2" * 20)
+    # Given the committed ABI's Swept event, as the factory emits it
+    (event,) = [e for e in artifact("DepositFactory")["abi"] if e.get("name") == "Swept"]
+    assert [i["type"] for i in event["inputs"]] == ["address", "address", "uint256"]
+    assert "0x" + Web3.keccak(text="Swept(address,address,uint256)").hex().removeprefix("0x") == SWEPT_TOPIC
+    deployed = {"address": FACTORY, "topics": ["0x" + Web3.keccak(text="DepositDeployed(address,bytes32)").hex()]}
+    receipt = {
+        "logs": [
+            deployed,
+            _swept_log(a, 5_000_000),
+            _swept_log(b, 7),
+            # the same event from a contract that is not the factory: anyone can emit one
+            _swept_log(a, 10**12, emitter="0x" + "66" * 20),
+            # another token the factory swept: not the network's USDT
+            _swept_log(b, 10**12, token="0x" + "77" * 20),
+            # a log a node reports as removed (its block was reorganised away)
+            _swept_log(a, 10**12, removed=True),
+            # a log of the factory's with a topic that is not an address
+            {**_swept_log(a, 10**12), "topics": [SWEPT_TOPIC, _word(TOKEN), "0x" + "ff" * 32]},
+        ]
+    }
+    # Then only the factory's own Swept logs of the token count, per deposit address
+    assert swept_amounts(receipt, factory=FACTORY.lower(), token=TOKEN.lower()) == {a: 5_000_000, b: 7}
+    # And a reverted receipt (no logs) moved nothing
+    assert swept_amounts({"logs": []}, factory=FACTORY, token=TOKEN) == {}
+
+
 @pytest.mark.parametrize("fee", [1, 7, 8, 10**9, 123_456_789_012, 3 * 10**11 + 1])
 def test_a_bumped_fee_is_at_least_12_5_percent_higher_and_clears_geths_10(fee: int) -> None:
     bumped = FeePolicy(max_fee_per_gas=10**12).bumped(fee)
@@ -67,7 +114,7 @@ def test_a_bumped_fee_is_at_least_12_5_percent_higher_and_clears_geths_10(fee: i
 
 def _sweep() -> Sweep:
     attempt = Attempt("0x" + "ab" * 32, "0x02f8", 4, 210_000, 3 * 10**9, 10**9, 1_700_000_000_000, 1_700_000_000_500)
-    mined = Mined("0x" + "ab" * 32, 120, "0x" + "cd" * 32, 1, 180_000, 2 * 10**9)
+    mined = Mined("0x" + "ab" * 32, 120, "0x" + "cd" * 32, 1, 180_000, 2 * 10**9, {"0x" + "A1" * 20: 5})
     return Sweep(
         "stl_1", "m1", "0x" + "11" * 20, "0x" + "22" * 20, ("0x" + "33" * 32,), 1_700_000_000_000, (attempt,), mined, 1
     )
@@ -124,6 +171,10 @@ def test_records_read_back_what_they_write() -> None:
     assert (item["pk"], item["sk"]) == store.settlement_key("stl_1")
     assert item["gasPaid"] == 180_000 * 2 * 10**9 and item["txHash"] == "0x" + "ab" * 32
     assert Settlement.from_item(item) == settlement
+    assert settlement.swept == {"0x" + "A1" * 20: 5}
+    # A receipt recorded before its logs were read is no evidence of what the sweep moved
+    legacy = {k: v for k, v in item["mined"].items() if k != "swept"}
+    assert Settlement.from_item({**item, "mined": legacy}).swept is None
 
 
 def test_a_refund_in_flight_reads_back_what_it_writes_its_128_bit_nonce_exactly() -> None:

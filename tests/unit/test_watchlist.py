@@ -118,3 +118,22 @@ def test_a_changed_entry_replaces_the_old_one_everywhere(monkeypatch: pytest.Mon
     watch.refresh(first_from=0, keep_from=150 * MIN)
     assert len(watch) == 1 and watch.addresses() == ("F",)
     assert watch.match("F", 1, 20 * MIN)[0] is None and watch.match("F", 2, 20 * MIN)[0] is not None
+
+
+def test_a_pooled_address_is_watched_for_its_merchant_but_no_order_takes_its_money(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a reuse-pool address's entry (naming the expired order it served), in its window, and
+    # later a new order's entry on the same address
+    part = Partition(monkeypatch)
+    part.items = [item(1, "A", mode=watchlist.POOLED, created=10 * MIN, watch_until=500 * MIN, closed=True)]
+    watch = WatchList("eth")
+    watch.refresh(first_from=0, keep_from=10 * MIN)
+    # Then the address is watched, and a transfer to it is its merchant's, for no order
+    assert watch.addresses() == ("A",)
+    assert watch.match("A", 25_000_000, 20 * MIN) == (None, "m1")
+    # And once an order has taken the address, that order's payments are its own
+    part.items.append(item(2, "A", mode="contract", created=30 * MIN, watch_until=100 * MIN))
+    watch.refresh(first_from=0, keep_from=30 * MIN)
+    entry, owner = watch.match("A", 25_000_000, 40 * MIN)
+    assert entry is not None and (entry.order_pk, owner) == ("ORDER#m1#o2", "m1")

@@ -14,6 +14,7 @@
         [--key-file PATH]   (without a key: prints the transaction for the owner to send)
     python -m usdt_gateway.admin set-contract --merchant m_... --network eth --factory 0x... --implementation 0x...
         --treasury 0x... --owner 0x...
+    python -m usdt_gateway.admin set-reuse --merchant m_... --network eth (--quarantine-hours 72 | --off)
     python -m usdt_gateway.admin status [--json] [--network eth] [--max-lag-seconds 1800] [--max-idle-seconds 300]
     python -m usdt_gateway.admin settlement-status [--network eth] [--relayer-key-id KEY] [--recent 5]
     python -m usdt_gateway.admin release-deposits --network eth [--merchant m_...]
@@ -213,6 +214,21 @@ def _parser() -> argparse.ArgumentParser:
     evm_address(c, "owner", owner_help + "; must be the factory's")
     rpc_url(c)
     c = command(
+        "set-reuse",
+        "turn the reuse of swept deposit contracts on (with a quarantine) or off for a merchant's "
+        "network in contract mode; off, every order gets a fresh deposit address",
+    )
+    merchant(c)
+    c.add_argument("--network", required=True, help="the network in contract mode")
+    choice = c.add_mutually_exclusive_group(required=True)
+    choice.add_argument(
+        "--quarantine-hours",
+        type=int,
+        metavar="H",
+        help="reuse on: a swept address is watched this long before an order may take it (72 until set)",
+    )
+    choice.add_argument("--off", action="store_true", help="reuse off: a fresh address per order")
+    c = command(
         "resume-scan",
         "restart a halted network's scan after --from-block; every deposit "
         "recorded final above it is checked against the chain again",
@@ -314,6 +330,11 @@ def run(argv: Sequence[str]) -> Any:
                 treasury=a.treasury,
                 owner=a.owner,
                 rpc=_rpc(a.network, a.rpc_url),
+            )
+        case "set-reuse":
+            hours = a.quarantine_hours
+            return contract_mode.configure_reuse(
+                a.merchant, a.network, reuse=not a.off, quarantine_s=None if hours is None else hours * 3600
             )
     raise AssertionError(a.command)
 

@@ -30,7 +30,7 @@ from usdt_gateway.chain.jsonrpc import Rpc, RpcError
 from usdt_gateway.config import networks
 from usdt_gateway.errors import InvalidRequest, NotFound
 from usdt_gateway.kms_signer import Eip1559Transaction
-from usdt_gateway.merchant_records import ContractConfig
+from usdt_gateway.merchant_records import MAX_REUSE_QUARANTINE_S, ContractConfig
 
 DEPOSIT_TEMPLATE_HASH = bytes.fromhex("b7b717670b4196e7e1139af548947e5425247d9e5fa6df7ff47b0ec137eedfc0")
 FACTORY_TEMPLATE_HASH = bytes.fromhex("f0278f7795f65b4c68b00d59599da4c51047b02d50d1a49eadd469b880a44f7c")
@@ -153,6 +153,31 @@ def configure_contract(
     except RpcError as exc:
         raise FactoryMismatch(f"the chain could not be read: {exc.message}") from exc
     cfg = replace(cfg, updated_at=clock.now_ms())
+    before = store.get(*store.contract_config_key(merchant_id, network))
+    if before is not None:  # a new factory keeps the network's reuse setting (admin set-reuse)
+        kept = ContractConfig.from_item(before)
+        cfg = replace(cfg, reuse=kept.reuse, reuse_quarantine_s=kept.reuse_quarantine_s)
+    store.put(cfg.to_item())  # the operator's configuration, replaced as a whole
+    return cfg.to_item()
+
+
+def configure_reuse(merchant_id: str, network: str, *, reuse: bool, quarantine_s: int | None = None) -> dict[str, Any]:
+    """Turn the reuse of swept deposit contracts on (with a quarantine, default 72 h) or off for a
+    network in contract mode. Off: every order gets a fresh address, and no address enters the
+    pool; addresses already in it stay out of service until it is on again."""
+    item = store.get(*store.contract_config_key(merchant_id, network))
+    if item is None:
+        raise NotFound(
+            f"{network} of merchant {merchant_id} is not in contract mode; switch it with set-contract first",
+            code="NOT_CONTRACT_MODE",
+        )
+    cfg = ContractConfig.from_item(item)
+    quarantine = cfg.reuse_quarantine_s if quarantine_s is None else quarantine_s
+    if not 0 <= quarantine <= MAX_REUSE_QUARANTINE_S:
+        raise InvalidRequest(
+            f"the quarantine must be between 0 and {MAX_REUSE_QUARANTINE_S // 3600} hours", code="INVALID_QUARANTINE"
+        )
+    cfg = replace(cfg, reuse=reuse, reuse_quarantine_s=quarantine, updated_at=clock.now_ms())
     store.put(cfg.to_item())  # the operator's configuration, replaced as a whole
     return cfg.to_item()
 

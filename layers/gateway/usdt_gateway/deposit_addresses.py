@@ -8,13 +8,14 @@ holds public keys.
   can be told apart. The (network, address, amount) reservation is part of the transaction and
   is held until the order's watch window (expiry + late-payment grace) ends, so no two live
   orders can ever share it.
-- contract mode (EVM, per network): the CREATE2 address of a deposit clone under the merchant's
-  DepositFactory, for a salt derived from the merchant's and the order's ids (create2.py),
-  computed here without any RPC call. A fresh address per order: the address is claimed (ADDR#)
-  like an xpub address, and never handed to another order. Reusing deployed deposit contracts
-  would save their deployment (about 42,000 gas of a fresh clone's ~57,000 per deposit at 10 per
-  sweep, against ~15,000 for a reused one), but a reused address could receive a late payment
-  for its previous order while serving the next; see docs/architecture.md (contract mode).
+- contract mode (EVM, per network): first the merchant's oldest deposit contract in the reuse
+  pool (deposit_pool.py: swept, its previous order's window and grace over, nothing pending on
+  it, quarantined), taken in the create's own transaction only while it is still available and
+  still names the order it served, which saves the sweep its deployment (about 41,600 gas);
+  else, and when that race is lost, the CREATE2 address of a fresh salt derived from the
+  merchant's and the order's ids (create2.py). Computed without any RPC call; the address is
+  claimed (ADDR#) like an xpub address, by one live order at a time. See docs/settlement.md
+  (reuse policy) for what reuse risks and what the quarantine buys.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from usdt_gateway import hdwallet, store
+from usdt_gateway import deposit_pool, hdwallet, store
 from usdt_gateway.errors import Conflict
 from usdt_gateway.merchant_records import (
     AddressConfig,
@@ -48,12 +49,17 @@ class Candidate:
 
 
 def address_config(merchant_id: str, network: Network) -> AddressConfig | ContractConfig:
-    """The network's contract mode if the merchant switched it on, else the family's config."""
+    """The network's contract mode if the merchant switched it on, else the family's config. On
+    an EVM network both are read in one BatchGetItem: one round trip whichever the merchant has."""
+    family_key = store.address_config_key(merchant_id, network.family)
     if network.family == "evm":
-        contract = store.get(*store.contract_config_key(merchant_id, network.name))
-        if contract is not None:
-            return ContractConfig.from_item(contract)
-    item = store.get(*store.address_config_key(merchant_id, network.family))
+        contract_key = store.contract_config_key(merchant_id, network.name)
+        found = store.get_many([contract_key, family_key])
+        if contract_key in found:
+            return ContractConfig.from_item(found[contract_key])
+        item = found.get(family_key)
+    else:
+        item = store.get(*family_key)
     if item is None:
         raise Conflict(
             f"no receiving address is configured for {network.family} networks; "
@@ -75,6 +81,10 @@ def candidates(
 ) -> Iterator[Candidate]:
     """Address/amount choices in order of preference; each carries the writes that claim it."""
     if isinstance(cfg, ContractConfig):
+        pooled = deposit_pool.take(cfg, network.name, now=now)
+        if pooled is not None:
+            take = deposit_pool.take_part(network.name, pooled, order_pk=order_pk, watch_until=watch_until)
+            yield Candidate(pooled.address, units, [take], salt=pooled.salt, factory=pooled.factory)
         yield _contract_candidate(cfg, network, units, order_pk, order_id, watch_until)
         return
     if isinstance(cfg, XpubConfig):

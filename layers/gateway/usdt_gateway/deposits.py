@@ -292,17 +292,23 @@ def _credit_final(
         unsettled = candidates.unmatched_part(
             t.network, owner, address=t.recipient, txid=t.txid, log_index=t.log_index, units=t.units, now=clock.now_ms()
         )
-    try:
-        store.transact(
-            [
-                store.put_part(dep.to_item(), condition=condition, values=values, names=NAMES),
-                _ledger_put(t),
-                *event_parts,
-                *unsettled,
-            ]
-        )
-    except store.TransactionConflict:
-        return Outcome.ALREADY, None
+    parts = [
+        store.put_part(dep.to_item(), condition=condition, values=values, names=NAMES),
+        _ledger_put(t),
+        *event_parts,
+        *unsettled,
+    ]
+    for attempt in range(3):
+        try:
+            store.transact(parts)
+            break
+        except store.TransactionConflict as conflict:
+            if "ConditionalCheckFailed" in conflict.reasons:
+                return Outcome.ALREADY, None  # recorded before
+            if attempt == 2:
+                raise
+            # A concurrent write on one of its items (a create taking the address from the reuse
+            # pool): written again.
     with log_keys(order_id=None, merchant_id=owner):
         logger.info("deposit unmatched: no open order takes it", extra=_log_fields(t))
         outbox.publish(event_ids)

@@ -214,11 +214,21 @@ class FixedConfig:
 AddressConfig = XpubConfig | FixedConfig
 
 
+# How long a swept deposit address waits in the reuse pool, watched, before another order may
+# take it (deposit_pool.py): late payers mostly pay within hours; three days also covers a
+# weekend's queued exchange withdrawals. Its cost is not gas (the pool refills at the order rate)
+# but a longer warm-up and more addresses on the scanner's watch list (docs/settlement.md).
+DEFAULT_REUSE_QUARANTINE_S = 72 * 3600
+MAX_REUSE_QUARANTINE_S = 30 * 86_400
+
+
 @dataclass(frozen=True)
 class ContractConfig:
     """A merchant's network in contract mode: each order gets the CREATE2 address of a deposit
     clone under the merchant's DepositFactory (create2.py), swept to the factory's treasury.
-    Set per network (a factory lives on one chain), after the factory was checked on chain."""
+    Set per network (a factory lives on one chain), after the factory was checked on chain.
+    `reuse`: orders take swept deposit contracts back from the reuse pool after their quarantine
+    (off: a fresh address per order, each clone deployed by its first sweep)."""
 
     merchant_id: str
     network: str
@@ -228,10 +238,13 @@ class ContractConfig:
     owner: str
     updated_at: int
     mode: Literal["contract"] = "contract"
+    reuse: bool = True
+    reuse_quarantine_s: int = DEFAULT_REUSE_QUARANTINE_S
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> ContractConfig:
         merchant_id = str(item["pk"]).removeprefix("MERCHANT#")
+        quarantine = item.get("reuseQuarantineSeconds")
         return cls(
             merchant_id,
             item["network"],
@@ -240,6 +253,8 @@ class ContractConfig:
             item["treasury"],
             item["owner"],
             int(item["updatedAt"]),
+            reuse=bool(item.get("reuse", True)),
+            reuse_quarantine_s=DEFAULT_REUSE_QUARANTINE_S if quarantine is None else int(quarantine),
         )
 
     def to_item(self) -> dict[str, Any]:
@@ -254,6 +269,8 @@ class ContractConfig:
             "treasury": self.treasury,
             "owner": self.owner,
             "updatedAt": self.updated_at,
+            "reuse": self.reuse,
+            "reuseQuarantineSeconds": self.reuse_quarantine_s,
         }
 
 

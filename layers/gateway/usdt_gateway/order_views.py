@@ -71,6 +71,8 @@ def funds(order: Order) -> FundsLocation | None:
         return FundsLocation.SWEEPING
     if order.swept_units > 0 and order.swept_units + order.refunded_paid_units >= order.paid_units:
         return FundsLocation.SWEPT
+    if order.missing_units and order.swept_units + order.missing_units + order.refunded_paid_units >= order.paid_units:
+        return FundsLocation.MOVED_ELSEWHERE  # a sweep found (some of) it gone: not said to be swept
     return FundsLocation.ON_DEPOSIT_ADDRESS
 
 

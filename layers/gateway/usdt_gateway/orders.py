@@ -149,9 +149,9 @@ def create_order(merchant_id: str, req: CreateOrderRequest) -> tuple[OrderView, 
                     existing = conflict.items[0] or store.get(pk, sk)
                     assert existing is not None  # the condition failed on it: it exists
                     return _replay(Order.from_item(existing), fingerprint), False
-                if cfg.mode != "fixed" or "TransactionConflict" in conflict.reasons:
+                if cfg.mode == "xpub" or "TransactionConflict" in conflict.reasons:
                     break  # the index moved on, or a write raced ours: read the config again
-                continue  # this tagged amount is held: try the next tag
+                continue  # this tagged amount is held, or this pooled address taken: the next one
             return to_view(order), True
         else:
             if cfg.mode == "fixed":

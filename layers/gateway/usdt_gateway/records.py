@@ -119,7 +119,8 @@ class Order:
     deposit_salt: str | None = None
     deposit_factory: str | None = None
     # Where its money is, kept by the settlement (settlement/batches.py), never by a state change:
-    # the sweep covering its deposits now, and the units swept so far.
+    # the sweep covering its deposits now, the units its sweeps moved so far, and the units a
+    # sweep found gone from the address (moved by another path: someone else's sweep, a refund).
     sweeping_id: str | None = None
     swept_units: int = 0
     # Kept by its refunds (settlement/refunds.py), never by a state change: the refund awaiting
@@ -130,6 +131,7 @@ class Order:
     refunded_units: int = 0
     refunded_paid_units: int = 0
     refunded_all: bool = False
+    missing_units: int = 0
 
     @property
     def pk(self) -> str:
@@ -181,6 +183,7 @@ class Order:
             refunded_units=int(item.get("refundedUnits") or 0),
             refunded_paid_units=int(item.get("refundedPaidUnits") or 0),
             refunded_all=bool(item.get("refundedAll")),
+            missing_units=int(item.get("missingUnits") or 0),
         )
 
     def change_fields(self) -> dict[str, Any]:

@@ -65,6 +65,9 @@ class FundsLocation(StrEnum):
     SWEEPING = "sweeping"  # a sweep to the merchant's treasury carries it now
     SWEPT = "swept"  # in the merchant's treasury (what refunds did not send back)
     REFUNDED = "refunded"  # all of it sent back by refunds the owner signed
+    # A sweep found (some of) it gone from the deposit address: it left by a path the gateway did
+    # not take (someone else's sweep, which pays the treasury too, or a refund sent directly).
+    MOVED_ELSEWHERE = "moved_elsewhere"
 
 
 class RefundStatus(StrEnum):
@@ -243,7 +246,9 @@ class OrderView(Model):
         "the order's money is. `on_deposit_address` until a sweep or a refund takes it, `sweeping` while "
         "a sweep carries it to the merchant's treasury, `swept` once the final sweeps and refunds cover "
         "what was credited, `refunded` once completed refunds cover all the money that reached the "
-        "deposit address (none of it was swept). Null in xpub and fixed-address modes (the money is in "
+        "deposit address (none of it was swept), `moved_elsewhere` when a sweep found it gone from the "
+        "address (moved by a path the gateway did not take: someone else's sweep, which pays the "
+        "treasury too, or a refund sent directly). Null in xpub and fixed-address modes (the money is in "
         "the merchant's own wallet).",
     )
 

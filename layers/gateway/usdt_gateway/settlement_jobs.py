@@ -1,8 +1,8 @@
 """What a settlement invocation does: on the schedule, one settlement run (settlement/batches.py)
 per EVM network that has an RPC endpoint, one after another (a run is a few RPC calls: it never
-waits for a block), and the figures the alarms watch. Each run uses one of the network's
-endpoints, the first in RPC_ENDPOINTS that answers with the network's chain id, and no other
-until it ends (settlement/endpoint.py says why).
+waits for a block), then the reuse pool's step (settlement/pooling.py), and the figures the
+alarms watch. Each run uses one of the network's endpoints, the first in RPC_ENDPOINTS that
+answers with the network's chain id, and no other until it ends (settlement/endpoint.py says why).
 
 Configuration (environment, validated at cold start):
     RELAYER_KEY_ID                 the KMS key (ECC_SECG_P256K1, SIGN_VERIFY) that pays the gas
@@ -37,7 +37,7 @@ from usdt_gateway.kms_signer import KmsSigner
 from usdt_gateway.money import to_base_units
 from usdt_gateway.networks import Network
 from usdt_gateway.observability import logger, metrics
-from usdt_gateway.settlement import batches, endpoint
+from usdt_gateway.settlement import batches, endpoint, pooling
 from usdt_gateway.settlement.records import SettlementStatus
 from usdt_gateway.settlement.relayer import FeePolicy, SweepRelayer, read_settlement
 
@@ -144,6 +144,7 @@ def run_network(
     rpc = endpoint.choose(job.network, job.endpoints)  # this run's only endpoint
     sweeper = relayer(rpc) if relayer else SweepRelayer(job.network, rpc, job.signer, fees=config.fees())
     report = batches.run(job.network, sweeper, config.policy(job.network))
+    pool = pooling.run(job.network, rpc)  # swept addresses on their way back into service
     for settlement_id in report.marked:
         settlement = read_settlement(settlement_id)
         failed = settlement is not None and settlement.status is SettlementStatus.FAILED
@@ -152,7 +153,7 @@ def run_network(
     _gauge("SettlementInFlightSeconds", job.network.name, MetricUnit.Seconds, age)
     if report.unsettled or report.in_flight_since is not None:
         report_balance(job, rpc, config)  # a network with nothing to sweep needs no gas (and no alarm)
-    return {"network": job.network.name, "endpoint": rpc.label, **report.__dict__}
+    return {"network": job.network.name, "endpoint": rpc.label, **report.__dict__, "pool": pool.__dict__}
 
 
 def handle(jobs: dict[str, Job], config: SettlementConfig, event: dict[str, Any]) -> dict[str, Any]:

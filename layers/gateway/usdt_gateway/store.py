@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -194,6 +195,16 @@ def refunds_index_pk(network: str) -> str:
     return f"REFUNDS#{network}"
 
 
+def pool_index_pk(merchant_id: str, network: str, factory: str) -> str:
+    """A merchant's swept deposit contracts that orders may take again (deposit_pool.py)."""
+    return f"POOL#{merchant_id}#{network}#{factory}"
+
+
+def pool_waiting_index_pk(network: str) -> str:
+    """Deposit addresses on their way into the reuse pool, by when the settlement looks at them next."""
+    return f"POOLWAIT#{network}"
+
+
 def settlements_index_pk(merchant_id: str) -> str:
     return f"MERCHANT#{merchant_id}#SETTLEMENTS"
 
@@ -220,6 +231,24 @@ def keys_index_pk(merchant_id: str) -> str:
 def get(pk: str, sk: str, *, consistent: bool = True) -> dict[str, Any] | None:
     resp = client().get_item(TableName=_table(), Key=_key(pk, sk), ConsistentRead=consistent)
     return _load(resp.get("Item"))
+
+
+def get_many(keys: list[tuple[str, str]], *, consistent: bool = True) -> dict[tuple[str, str], dict[str, Any]]:
+    """Several items (at most 100, distinct keys) in one BatchGetItem round trip, by key; a
+    missing item is absent from the answer. Keys DynamoDB leaves unprocessed are asked again."""
+    request: dict[str, Any] = {_table(): {"Keys": [_key(pk, sk) for pk, sk in keys], "ConsistentRead": consistent}}
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for attempt in range(5):
+        resp = client().batch_get_item(RequestItems=request)
+        for raw in resp.get("Responses", {}).get(_table(), []):
+            item = _load(raw)
+            if item:
+                found[(item["pk"], item["sk"])] = item
+        request = resp.get("UnprocessedKeys") or {}
+        if not request:
+            return found
+        time.sleep(0.05 * 2**attempt)  # throttled: DynamoDB asks for a backoff before the rest
+    raise RuntimeError("BatchGetItem left keys unprocessed after 5 attempts")
 
 
 def put_new(item: dict[str, Any]) -> bool:
@@ -587,6 +616,20 @@ def query_index_all(index_pk: str, *, sk_to: str) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in resp:
             return items
         kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+def first_in_index(index_pk: str, *, sk_to: str) -> dict[str, Any] | None:
+    """The gsi1 item of `index_pk` with the lowest sort key up to `sk_to` (one eventually
+    consistent Query of one item), or None."""
+    resp = client().query(
+        TableName=_table(),
+        IndexName="gsi1",
+        KeyConditionExpression="gsi1pk = :pk AND gsi1sk <= :to",
+        ExpressionAttributeValues=_values({":pk": index_pk, ":to": sk_to}),
+        Limit=1,
+    )
+    items = _items(resp)
+    return items[0] if items else None
 
 
 # --- listing pages ----------------------------------------------------------------------

@@ -6,6 +6,10 @@ in its watch list as soon as the create has committed: a customer cannot pay an 
 the order exists, and the scanner refreshes the list after reading the chain head, so every
 block it scans was produced after the list it scans with was complete. Refreshes only read
 entries created since the last one (with an overlap for clocks and in-flight creates).
+
+A deposit address in contract mode's reuse pool (deposit_pool.py) is watched too, through
+entries of mode `pooled` the settlement writes for it: money paid to it is found and recorded
+(unmatched: no order takes it, its merchant is told), never credited to the order it served.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ REFRESH_OVERLAP_MS = 60_000
 # Block timestamps and Lambda clocks disagree a little: a transfer this much older than its
 # order's creation still matches it.
 CLOCK_SKEW_MS = 60_000
+# The mode of a reuse-pool address's entry: watched for its merchant, no order takes its money.
+POOLED = "pooled"
 
 
 def watch_part(*, network: str, order: dict[str, Any], mode: str) -> dict[str, Any]:
@@ -45,13 +51,44 @@ def watch_part(*, network: str, order: dict[str, Any], mode: str) -> dict[str, A
     )
 
 
+def pool_watch_part(
+    *, network: str, merchant_id: str, address: str, order_pk: str, now: int, until: int
+) -> dict[str, Any]:
+    """An entry that keeps a pooled deposit address watched from `now` to `until`. It names the
+    order the address served last (the scanner reads the owner from it) but takes no payment,
+    and is written closed: there is nothing to expire."""
+    pk, sk = store.watch_key(network, now, order_pk)
+    return store.put_part(
+        {
+            "pk": pk,
+            "sk": sk,
+            "orderPk": order_pk,
+            "merchantId": merchant_id,
+            "address": address,
+            "units": 0,
+            "mode": POOLED,
+            "createdAt": now,
+            "expiresAt": now,
+            "watchUntil": until,
+            "closed": True,
+            "ttl": until // 1000 + 86_400,
+        },
+        # none -> watched; a pooled entry of the same millisecond (a quarantine that ends as it
+        # starts) is extended, never an order's.
+        condition="attribute_not_exists(pk) OR #mode = :pooled",
+        values={":pooled": POOLED},
+        names={"#mode": "mode"},
+    )
+
+
 @dataclass(frozen=True)
 class WatchEntry:
     order_pk: str
     merchant_id: str
     address: str
     units: int
-    mode: str  # "xpub", "contract": the address is the order's alone; "fixed": the amount tells orders apart
+    mode: str  # "xpub", "contract": the address is the order's alone; "fixed": the amount tells orders
+    # apart; "pooled": a reuse-pool address, watched for its merchant, taken by no order
     created_at: int
     expires_at: int
     watch_until: int
@@ -153,7 +190,7 @@ class WatchList:
         candidates = self._by_address.get(address, [])
         if not candidates:
             return None, None
-        in_window = [e for e in candidates if e.covers(block_time + chain_lag_ms)]
+        in_window = [e for e in candidates if e.mode != POOLED and e.covers(block_time + chain_lag_ms)]
         for e in in_window:
             # One order per derived or CREATE2 address; on a shared fixed address the exact amount decides.
             if e.mode != "fixed" or e.units == units:

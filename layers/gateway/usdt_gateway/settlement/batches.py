@@ -18,27 +18,37 @@ A run holds the relayer's lease throughout (one run per network at a time) and d
     submit, advance: the relayer's own crash-safe steps (settlement/relayer.py), fees capped
              by the relayer's FeePolicy (the maximum gas price)
     mark     once the relayer closed the sweep: one transaction moves the BATCH open -> completed
-             or failed, adds what it covered to the SETTLEMENT record and writes the
-             settlement.completed / settlement.failed event (the outbox publishes it); then each
-             order's sweptUnits grows by its covered units (condition: its sweepingId is this
-             sweep) and each candidate is deleted (completed) or released for the next sweep
-             (failed, `failures` + 1; deleted if a deep reorg reversed its deposit meanwhile),
-             each conditional on its sweepId being this sweep
+             or failed (with what the sweep moved for each deposit, below), adds what it moved
+             to the SETTLEMENT record and writes the settlement.completed / settlement.failed
+             event (the outbox publishes it); then each swept address's ledger takes the sweep
+             (deposit_pool.record_sweep), each order's sweptUnits grows by its units the sweep
+             moved and missingUnits by those it found gone (condition: its sweepingId is this
+             sweep), and each candidate is deleted (completed) or released for the next sweep
+             (failed, `failures` + 1; deleted if a deep reorg reversed its deposit meanwhile), each
+             conditional on its sweepId being this sweep
 Every step is conditional on the state the previous one left, so a run killed anywhere is
-resumed by the next without a second claim, a second event, or money marked swept twice. A
-deposit credited while a sweep is in flight is a candidate that sweep did not claim: the next
-run takes it (if its money was already on the address when the sweep ran, the next sweep finds
-the address empty, moves nothing, and the deposit is marked swept then).
+resumed by the next without a second claim, a second event, or money marked swept twice.
+
+What a completed sweep moved is read from its receipt's Swept logs (the relayer keeps them with
+the mined receipt), never assumed: money may have left a deposit address by another path first
+(anyone may sweep it, always to the treasury; the owner may sign a refund and have it sent
+directly). Per address, its claimed deposits, oldest first, are counted swept against what the
+sweep moved from it, then against the address's spare (money earlier sweeps of it moved before
+its deposit was credited: a deposit credited while a sweep is in flight is a candidate that
+sweep did not claim, and if its money was on the address when the sweep ran, the next sweep
+finds it gone); what neither covers is missing: reported nowhere as swept, and its order's
+`funds` says `moved_elsewhere`. The settlement's amount is the sum of the Swept logs (money no
+order took included); its deposits and orders are those the sweep moved money for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from usdt_gateway import clock, events, outbox, store
+from usdt_gateway import clock, deposit_pool, events, outbox, store
 from usdt_gateway.money import format_units
 from usdt_gateway.networks import Network
 from usdt_gateway.observability import logger
@@ -97,6 +107,15 @@ class Batch:
     units: int
     created_at: int
     status: BatchStatus = BatchStatus.OPEN
+    # Per deposit, in `deposits` order: its units and order (None: unmatched). None on a batch
+    # claimed before they were kept: its sweep is marked as covering all it claimed.
+    deposit_units: tuple[int, ...] | None = None
+    deposit_orders: tuple[str | None, ...] | None = None
+    # Written when a completed sweep is marked, from its Swept logs: per deposit the units it
+    # moved, per address the change to the address's spare, and the sum of the logs.
+    moved: tuple[int, ...] | None = None
+    spare: Mapping[str, int] | None = None
+    moved_units: int | None = None
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Batch:
@@ -114,6 +133,11 @@ class Batch:
             units=int(item["units"]),
             created_at=int(item["createdAt"]),
             status=BatchStatus(item["batchStatus"]),
+            deposit_units=_ints(item.get("depositUnits")),
+            deposit_orders=tuple(item["depositOrders"]) if item.get("depositOrders") is not None else None,
+            moved=_ints(item.get("moved")),
+            spare={k: int(v) for k, v in item["spare"].items()} if item.get("spare") is not None else None,
+            moved_units=int(item["movedUnits"]) if item.get("movedUnits") is not None else None,
         )
 
     def to_item(self) -> dict[str, Any]:
@@ -134,7 +158,48 @@ class Batch:
             "units": self.units,
             "createdAt": self.created_at,
             "batchStatus": self.status.value,
+            "depositUnits": _list(self.deposit_units),
+            "depositOrders": _list(self.deposit_orders),
+            **self.accounting(),
         }
+
+    def accounting(self) -> dict[str, Any]:
+        """What the mark of a completed sweep stores: moved per deposit, spare per address."""
+        if self.moved is None:
+            return {}
+        return {"moved": list(self.moved), "spare": dict(self.spare or {}), "movedUnits": self.moved_units}
+
+    def addresses(self) -> tuple[str, ...]:
+        """Each deposit's address, in `deposits` order (read from the candidate's sort key)."""
+        return tuple(sk.split("#")[1] for sk in self.deposits)
+
+    def missing_deposit_ids(self) -> list[str]:
+        """Deposits whose money (or part of it) the sweep found gone from their address."""
+        if self.moved is None or self.deposit_units is None:
+            return []
+        pairs = zip(self.deposit_ids, self.deposit_units, self.moved, strict=True)
+        return [deposit for deposit, units, moved in pairs if moved < units]
+
+    def short_addresses(self) -> set[str]:
+        """Addresses where the sweep found less than was credited (money left another way)."""
+        if self.moved is None or self.deposit_units is None:
+            return set()
+        pairs = zip(self.addresses(), self.deposit_units, self.moved, strict=True)
+        return {address for address, units, moved in pairs if moved < units}
+
+    def covered(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Per order, the units the sweep moved and the units it found gone (all it claimed
+        moved, for a batch without evidence)."""
+        if self.moved is None or self.deposit_units is None or self.deposit_orders is None:
+            return dict(self.orders), {}
+        swept: dict[str, int] = {}
+        missing: dict[str, int] = {}
+        for order_pk, units, moved in zip(self.deposit_orders, self.deposit_units, self.moved, strict=True):
+            if order_pk is not None:
+                swept[order_pk] = swept.get(order_pk, 0) + moved
+                if units > moved:
+                    missing[order_pk] = missing.get(order_pk, 0) + units - moved
+        return swept, missing
 
     def request(self) -> SweepRequest:
         return SweepRequest(
@@ -144,6 +209,14 @@ class Batch:
             token=self.token,
             salts=tuple(bytes.fromhex(s.removeprefix("0x")) for s in self.salts),
         )
+
+
+def _ints(value: Any) -> tuple[int, ...] | None:
+    return None if value is None else tuple(int(v) for v in value)
+
+
+def _list(value: tuple[Any, ...] | None) -> list[Any] | None:
+    return None if value is None else list(value)
 
 
 def read_batch(settlement_id: str) -> Batch | None:
@@ -203,6 +276,8 @@ def _batch(network: Network, chosen: Sequence[Candidate], now: int) -> Batch:
         salts=tuple(salts.values()),
         units=sum(c.units for c in chosen),
         created_at=now,
+        deposit_units=tuple(c.units for c in chosen),
+        deposit_orders=tuple(c.order_pk for c in chosen),
     )
 
 
@@ -272,16 +347,44 @@ def _mark_sweeping(batch: Batch) -> None:
 # -- marking --------------------------------------------------------------------------------------
 
 
+def account(batch: Batch, settlement: Settlement) -> Batch:
+    """The batch with what its completed sweep moved (see the module's docstring); unchanged
+    when there is no evidence to read (a receipt or batch recorded before it was kept)."""
+    swept = settlement.swept
+    if swept is None or batch.deposit_units is None:
+        return batch
+    by_address: dict[str, list[int]] = {}
+    for i, address in enumerate(batch.addresses()):
+        by_address.setdefault(address, []).append(i)
+    moved = [0] * len(batch.deposits)
+    spare: dict[str, int] = {}
+    for address, indexes in by_address.items():
+        claimed = sum(batch.deposit_units[i] for i in indexes)
+        available = swept.get(address, 0)
+        if available < claimed:  # money an earlier sweep of the address moved before its credit
+            available += deposit_pool.spare_units(batch.network, address)
+        for i in indexes:  # oldest first, as claimed
+            moved[i] = min(batch.deposit_units[i], available)
+            available -= moved[i]
+        spare[address] = swept.get(address, 0) - sum(moved[i] for i in indexes)
+    return replace(batch, moved=tuple(moved), spare=spare, moved_units=sum(swept.values()))
+
+
 def view(batch: Batch, settlement: Settlement) -> SettlementView:
+    amount, orders, deposits = batch.units, list(batch.orders), list(batch.deposit_ids)
+    if batch.moved is not None and batch.moved_units is not None:  # what the chain shows it moved
+        amount = batch.moved_units
+        orders = [pk for pk, units in batch.covered()[0].items() if units > 0]
+        deposits = [d for d, units in zip(batch.deposit_ids, batch.moved, strict=True) if units > 0]
     return SettlementView(
         settlement_id=batch.settlement_id,
         network=batch.network,
         status="completed" if settlement.status is SettlementStatus.COMPLETED else "failed",
         factory=batch.factory,
         token_contract=batch.token,
-        amount=format_units(batch.units, batch.decimals),
-        orders=sorted(pk.split("#", 2)[2] for pk in batch.orders),
-        deposits=list(batch.deposit_ids),
+        amount=format_units(amount, batch.decimals),
+        orders=sorted(pk.split("#", 2)[2] for pk in orders),
+        deposits=deposits,
         tx_hash=settlement.tx_hash,
         gas_paid=str(settlement.gas_paid),
         reason=settlement.reason,
@@ -296,30 +399,34 @@ def mark(batch: Batch, settlement: Settlement) -> None:
     status = BatchStatus.COMPLETED if completed else BatchStatus.FAILED
     event_ids: list[str] = []
     if batch.status is BatchStatus.OPEN:
+        if completed:
+            batch = account(batch, settlement)
         data = view(batch, settlement).model_dump(mode="json", by_alias=True)
+        missing = batch.missing_deposit_ids()
         event_id, event_parts = events.for_settlement(batch.merchant_id, data, completed=completed)
         pk, sk = store.settlement_batch_key(batch.settlement_id)
         spk, ssk = store.settlement_key(batch.settlement_id)
         try:
             store.transact(
                 [
-                    # open -> completed | failed: once, with its event
+                    # open -> completed | failed: once, with its event (and what the sweep moved)
                     store.set_part(
                         pk,
                         sk,
-                        set_values={"batchStatus": status.value, "closedAt": settlement.closed_at},
+                        set_values={"batchStatus": status.value, "closedAt": settlement.closed_at} | batch.accounting(),
                         condition="batchStatus = :open",
                         values={":open": BatchStatus.OPEN.value},
                     ),
-                    # the relayer's record -> with what it covered (read by a settlement's listing)
+                    # the relayer's record -> with what it moved (read by a settlement's listing)
                     store.set_part(
                         spk,
                         ssk,
                         set_values={
                             "orderIds": data["orders"],
                             "depositIds": data["deposits"],
-                            "units": batch.units,
+                            "units": batch.units if batch.moved_units is None else batch.moved_units,
                             "decimals": batch.decimals,
+                            "missingDepositIds": missing,
                         },
                         condition="attribute_exists(pk)",
                     ),
@@ -328,11 +435,27 @@ def mark(batch: Batch, settlement: Settlement) -> None:
             )
             event_ids = [event_id]
         except store.TransactionConflict:
-            pass  # marked by an earlier run that stopped before the orders and candidates
-    for order_pk, units in batch.orders.items():
-        # sweeping (this sweep) -> swept units counted (completed), or back to on its address (failed)
-        expression = "ADD sweptUnits :u REMOVE sweepingId" if completed else "REMOVE sweepingId"
-        values: dict[str, Any] = {":id": batch.settlement_id} | ({":u": units} if completed else {})
+            # Marked by an earlier run that stopped before the orders and candidates: go on with
+            # what that run found the sweep moved.
+            batch = read_batch(batch.settlement_id) or batch
+    if completed:
+        short = batch.short_addresses()
+        for address, delta in (batch.spare or {}).items():
+            # An address the sweep emptied of all that was credited on it may be reused.
+            reusable = address not in short
+            deposit_pool.record_sweep(batch.network, address, batch.settlement_id, delta, reusable=reusable)
+    swept, missing_units = batch.covered()
+    for order_pk in batch.orders:
+        # sweeping (this sweep) -> what it moved counted swept, what it found gone missing
+        # (completed), or back to on its address (failed)
+        expression = "REMOVE sweepingId"
+        values: dict[str, Any] = {":id": batch.settlement_id}
+        if completed:
+            expression = "ADD sweptUnits :u REMOVE sweepingId"
+            values[":u"] = swept.get(order_pk, 0)
+            if missing_units.get(order_pk):
+                expression = "ADD sweptUnits :u, missingUnits :m REMOVE sweepingId"
+                values[":m"] = missing_units[order_pk]
         store.update_expression(order_pk, "ORDER", expression=expression, condition="sweepingId = :id", values=values)
     candidate_pk, _ = store.sweep_candidate_key(batch.network, "", "", "", 0)
     for sk in batch.deposits:
@@ -365,6 +488,7 @@ def mark(batch: Batch, settlement: Settlement) -> None:
             "gasPaid": settlement.gas_paid,
             "deposits": len(batch.deposits),
             "units": batch.units,
+            "moved": batch.moved_units,
         },
     )
 

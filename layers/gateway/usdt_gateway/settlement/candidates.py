@@ -3,8 +3,10 @@ address. One SWEEP#<network> item per deposit, written in the transaction that c
 (deposits.py), so a credit without its candidate, or a candidate for money never credited,
 cannot exist. The settlement (settlement/batches.py) claims candidates for a sweep, and deletes
 them once that sweep is final; a deposit credited while a sweep is in flight is a new item the
-sweep did not claim, and goes with the next one. A deposit that a deep reorg reverses takes its
-candidate with it in the reversal's transaction, unless a sweep claimed it (reversal_part).
+sweep did not claim, and goes with the next one. The same transaction takes the address out of
+the reuse pool (deposit_pool.leave_part): it holds money again. A deposit that a deep reorg
+reverses takes its candidate with it in the reversal's transaction, unless a sweep claimed it
+(reversal_part).
 
 A refund (settlement/refunds.py) holds the candidates of its deposit address (`refundId`): a sweep
 moves an address's whole balance, so no sweep may claim money a refund is waiting to send. The
@@ -18,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from usdt_gateway import store
+from usdt_gateway import deposit_pool, store
 from usdt_gateway.records import Order, deposit_id
 
 # A deposit whose sweeps failed this often is no longer picked: it waits for the operator
@@ -127,7 +129,8 @@ def credit_part(order: Order, *, txid: str, log_index: int, units: int, now: int
     return [
         store.put_part(
             candidate.to_item(), condition="attribute_not_exists(pk) OR orderPk = :o", values={":o": order.pk}
-        )
+        ),
+        deposit_pool.leave_part(order.network, order.address),  # money on it again: out of the reuse pool
     ]
 
 
@@ -154,7 +157,10 @@ def unmatched_part(
     )
     # none -> unsettled. An unmatched deposit is recorded once (its DEP write's condition), or again
     # after a deep reorg reversed it and the chain holds it again: the same (unmatched) candidate.
-    return [store.put_part(candidate.to_item(), condition="attribute_not_exists(pk) OR attribute_not_exists(orderPk)")]
+    return [
+        store.put_part(candidate.to_item(), condition="attribute_not_exists(pk) OR attribute_not_exists(orderPk)"),
+        deposit_pool.leave_part(network, address),  # money on it again: out of the reuse pool
+    ]
 
 
 def reversal_part(

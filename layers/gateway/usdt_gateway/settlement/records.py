@@ -66,7 +66,8 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Mined:
-    """The receipt of the attempt a block holds: where, whether it ran, and what it cost."""
+    """The receipt of the attempt a block holds: where, whether it ran, what it cost, and what it
+    moved (the factory's Swept logs in it)."""
 
     tx_hash: str
     block_number: int
@@ -74,6 +75,9 @@ class Mined:
     status: int  # 1 ran, 0 reverted
     gas_used: int
     effective_gas_price: int
+    # Deposit address (EIP-55) -> units it gave up to the treasury; an address the sweep found
+    # empty is absent. None: a receipt recorded before its logs were read (it is not evidence).
+    swept: Mapping[str, int] | None = None
 
     @property
     def gas_paid(self) -> int:
@@ -81,8 +85,8 @@ class Mined:
         return self.gas_used * self.effective_gas_price
 
     @classmethod
-    def from_receipt(cls, receipt: Mapping[str, Any]) -> Mined:
-        """From an eth_getTransactionReceipt answer (hex quantities)."""
+    def from_receipt(cls, receipt: Mapping[str, Any], *, swept: Mapping[str, int] | None = None) -> Mined:
+        """From an eth_getTransactionReceipt answer (hex quantities); `swept` read from its logs."""
         return cls(
             tx_hash=str(receipt["transactionHash"]).lower(),
             block_number=int(receipt["blockNumber"], 16),
@@ -90,10 +94,12 @@ class Mined:
             status=int(receipt["status"], 16),
             gas_used=int(receipt["gasUsed"], 16),
             effective_gas_price=int(receipt["effectiveGasPrice"], 16),
+            swept=swept,
         )
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Mined:
+        swept = item.get("swept")
         return cls(
             tx_hash=item["txHash"],
             block_number=int(item["blockNumber"]),
@@ -101,6 +107,7 @@ class Mined:
             status=int(item["status"]),
             gas_used=int(item["gasUsed"]),
             effective_gas_price=int(item["effectiveGasPrice"]),
+            swept=None if swept is None else {k: int(v) for k, v in swept.items()},
         )
 
     def to_item(self) -> dict[str, Any]:
@@ -111,6 +118,7 @@ class Mined:
             "status": self.status,
             "gasUsed": self.gas_used,
             "effectiveGasPrice": self.effective_gas_price,
+            "swept": None if self.swept is None else dict(self.swept),
         }
 
 
@@ -293,6 +301,12 @@ class Settlement:
     @property
     def gas_paid(self) -> int:
         return self.mined.gas_paid if self.mined else 0
+
+    @property
+    def swept(self) -> Mapping[str, int] | None:
+        """What the mined sweep moved, per deposit address (its receipt's Swept logs); None when
+        nothing was mined or the receipt was recorded before its logs were read."""
+        return self.mined.swept if self.mined else None
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Settlement:

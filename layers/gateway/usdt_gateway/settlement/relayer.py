@@ -64,6 +64,7 @@ from usdt_gateway.settlement.calldata import (
     nonce_used_calldata,
     refund_calldata,
     sweep_calldata,
+    swept_amounts,
 )
 from usdt_gateway.settlement.records import (
     Attempt,
@@ -480,7 +481,8 @@ class SweepRelayer:
         return None
 
     def _mined(self, state: RelayerState, sweep: Sweep, receipt: dict[str, Any], chain_nonce: int) -> Progress:
-        mined = Mined.from_receipt(receipt)
+        # What it moved is read from this receipt's own logs: the evidence the settlement marks by.
+        mined = Mined.from_receipt(receipt, swept=swept_amounts(receipt, factory=sweep.factory, token=sweep.token))
         if sweep.mined != mined:
             if sweep.mined is not None:
                 logger.warning(
