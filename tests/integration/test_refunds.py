@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -446,3 +447,27 @@ def test_a_refund_and_a_sweep_at_once_never_both_win(world: World, monkeypatch: 
         if claim_won:
             world.settle_sweep()
         world.clock.advance(DAY_S * 1000 + 1000)
+
+
+def test_an_address_with_money_its_order_did_not_take_waits_the_refund_window(world: World) -> None:
+    # Given a refund window of an hour, an order paid exactly and two overpaid (30.00 for 25.00)
+    world.config = replace(world.config, refund_window_seconds=3600)
+    exact, refunded, kept = world.paid_order("25.00"), world.paid_order("30.00"), world.paid_order("30.00")
+    spare = {c.address: c.spare for c in unsettled(world)}
+    assert spare == {exact["address"]: False, refunded["address"]: True, kept["address"]: True}
+    # When the settlement runs
+    claimed = world.run()["claimed"]
+    # Then it sweeps the exact payment's address only: the others hold money the merchant may refund
+    assert claimed is not None
+    assert {c.address for c in unsettled(world) if c.sweep_id == claimed} == {exact["address"]}
+    # And that money can be refunded from the address meanwhile
+    reply = world.request_refund(refunded, PAYER)
+    assert (reply.status, reply.body["amount"]) == (201, "5.00")
+    world.settle_sweep()
+    assert world.balance(world.contracts.treasury) == 25_000_000
+    # And once the window has passed, the address no refund holds is swept whole; the other waits
+    # for its refund
+    world.clock.advance(3600 * 1000 + 1)
+    world.settle_sweep()
+    assert (world.balance(kept["address"]), world.balance(refunded["address"])) == (0, 30_000_000)
+    assert world.balance(world.contracts.treasury) == 55_000_000

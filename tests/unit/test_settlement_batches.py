@@ -101,6 +101,22 @@ def test_an_address_a_refund_holds_money_on_is_not_taken() -> None:
     assert select([lapsed, same_address, elsewhere], POLICY, now=NOW) == [lapsed, same_address, elsewhere]
 
 
+def test_an_address_with_spare_money_waits_the_refund_window() -> None:
+    # Given an order's payment and, on the same address, an overpayment's excess credited 10
+    # minutes ago (spare: refundable), and another address's payment; a refund window of an hour
+    policy = replace(POLICY, refund_window_ms=60 * MINUTE)
+    paid = candidate("a", 1, units=60_000_000, age_min=30)
+    excess = candidate("a", 2, units=5_000_000, age_min=10, address=paid.address, spare=True)
+    elsewhere = candidate("a", 3, units=60_000_000, age_min=5)
+    # Then the sweep leaves the first address whole (it would move the excess too) and takes the other
+    assert select([paid, excess, elsewhere], policy, now=NOW) == [elsewhere]
+    # And once the excess is an hour old, the address is swept with the rest
+    later = NOW + 50 * MINUTE + 1
+    assert select([paid, excess, elsewhere], policy, now=later) == [paid, excess, elsewhere]
+    # And without a window, spare money is swept like any other
+    assert select([paid, excess, elsewhere], POLICY, now=NOW) == [paid, excess, elsewhere]
+
+
 def test_a_claim_takes_or_checks_every_deposit_of_its_addresses_within_one_transaction() -> None:
     # Given as many chosen deposits as a claim takes, one address per deposit but the last,
     # whose address has two more deposits the sweep did not choose (they failed too often)

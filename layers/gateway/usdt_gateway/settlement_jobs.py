@@ -10,6 +10,10 @@ Configuration (environment, validated at cold start):
     SETTLEMENT_MAX_AGE_SECONDS     ... or once its oldest credit waited this long
     SETTLEMENT_MAX_GAS_PRICE_GWEI  the most the relayer pays per gas; above it, sweeps wait
     SETTLEMENT_MAX_DEPOSITS        deposits per sweep (at most 99)
+    SETTLEMENT_REFUND_WINDOW_SECONDS
+                                   an address with spare money (an order's excess, unmatched
+                                   money) credited less than this ago is not swept: it can be
+                                   refunded from the address meanwhile (0: no wait)
     SETTLEMENT_SWEEPS_PER_DAY, SETTLEMENT_GAS_PER_SWEEP
                                    a day's sweeps, for RelayerBalanceCoverage: the percent of them
                                    the relayer's native balance pays at the current gas price
@@ -53,12 +57,14 @@ class SettlementConfig:
     max_deposits: int
     sweeps_per_day: int
     gas_per_sweep: int
+    refund_window_seconds: int = 0
 
     def policy(self, network: Network) -> batches.BatchPolicy:
         return batches.BatchPolicy(
             min_units=to_base_units(self.min_amount, network.decimals),
             max_age_ms=self.max_age_seconds * 1000,
             max_deposits=self.max_deposits,
+            refund_window_ms=self.refund_window_seconds * 1000,
         )
 
     def fees(self) -> FeePolicy:
@@ -79,6 +85,7 @@ def load_config() -> SettlementConfig:
             max_deposits=int(_env("SETTLEMENT_MAX_DEPOSITS", "50")),
             sweeps_per_day=int(_env("SETTLEMENT_SWEEPS_PER_DAY", "24")),
             gas_per_sweep=int(_env("SETTLEMENT_GAS_PER_SWEEP", "600000")),
+            refund_window_seconds=int(_env("SETTLEMENT_REFUND_WINDOW_SECONDS", "86400")),
         )
     except KeyError as exc:
         raise ConfigError("RELAYER_KEY_ID is not set: the settlement needs the relayer's KMS key") from exc
@@ -86,6 +93,8 @@ def load_config() -> SettlementConfig:
         raise ConfigError(f"a SETTLEMENT_* setting is not a number: {exc}") from exc
     if config.min_amount < 0 or config.max_age_seconds <= 0 or config.max_gas_price_gwei <= 0:
         raise ConfigError("SETTLEMENT_MIN_AMOUNT must be >= 0, the maximum age and gas price above 0")
+    if config.refund_window_seconds < 0:
+        raise ConfigError("SETTLEMENT_REFUND_WINDOW_SECONDS must be >= 0")
     if not 0 < config.max_deposits <= batches.MAX_DEPOSITS:
         raise ConfigError(f"SETTLEMENT_MAX_DEPOSITS must be between 1 and {batches.MAX_DEPOSITS}")
     return config

@@ -78,6 +78,10 @@ class BatchPolicy:
     max_age_ms: int  # ... or once its oldest credit waited this long
     max_deposits: int = 50  # per sweep, at most MAX_DEPOSITS
     max_failures: int = candidates.MAX_FAILURES  # a deposit whose sweeps failed this often waits for the operator
+    # An address with spare money (an order's excess, unmatched money) credited less than this ago
+    # is not swept yet: a sweep takes an address's whole balance, and the merchant may want to
+    # refund that money from the address (settlement/refunds.py) rather than from its treasury.
+    refund_window_ms: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.max_deposits <= MAX_DEPOSITS:
@@ -242,8 +246,11 @@ class RunReport:
 def select(unclaimed: Sequence[Candidate], policy: BatchPolicy, *, now: int) -> list[Candidate]:
     """The next sweep's deposits: the merchant (factory and token) whose oldest unsettled credit is
     the oldest, if its money reaches the minimum or that credit waited the maximum age; its
-    oldest deposits first, at most `max_deposits` (fewer than the factory's MAX_BATCH addresses)."""
+    oldest deposits first, at most `max_deposits` (fewer than the factory's MAX_BATCH addresses).
+    Addresses a refund holds, or with spare money younger than the refund window, are left out."""
     held = {c.address for c in unclaimed if c.held(now)}  # a refund waits for their money
+    # ... or the merchant may still refund their spare money
+    held |= {c.address for c in unclaimed if c.spare and now - c.credited_at < policy.refund_window_ms}
     groups: dict[tuple[str, str, str], list[Candidate]] = {}
     for c in sorted(unclaimed, key=lambda c: (c.credited_at, c.key)):
         if c.sweep_id is None and c.failures < policy.max_failures and c.address not in held:

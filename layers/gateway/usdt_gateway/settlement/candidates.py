@@ -48,6 +48,10 @@ class Candidate:
     failures: int = 0  # sweeps that claimed it and failed
     refund_id: str | None = None  # the refund that holds it
     hold_until: int | None = None  # ms; None while its refund is signed (held until the refund closes)
+    # Money its order did not take when it was credited (an overpayment's excess, a payment after
+    # the order was paid in full, unmatched money): its address waits the refund window before a
+    # sweep takes it, so the merchant can refund it from the address (batches.select).
+    spare: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -79,6 +83,7 @@ class Candidate:
             failures=int(item.get("failures") or 0),
             refund_id=item.get("refundId"),
             hold_until=None if item.get("holdUntil") is None else int(item["holdUntil"]),
+            spare=bool(item.get("spare")),
         )
 
     def to_item(self) -> dict[str, Any]:
@@ -101,12 +106,14 @@ class Candidate:
             "failures": self.failures,
             "refundId": self.refund_id,
             "holdUntil": self.hold_until,
+            "spare": self.spare,
         }
 
 
 def credit_part(order: Order, *, txid: str, log_index: int, units: int, now: int) -> list[dict[str, Any]]:
     """The write that records a credited deposit's money as unsettled, for the credit's own
-    transaction; none for an order that is not in contract mode."""
+    transaction; none for an order that is not in contract mode. `order` is as it was before the
+    credit: money beyond its amount is spare (refundable, so its sweep waits the refund window)."""
     if order.deposit_salt is None or order.deposit_factory is None:
         return []
     candidate = Candidate(
@@ -121,6 +128,7 @@ def credit_part(order: Order, *, txid: str, log_index: int, units: int, now: int
         salt=order.deposit_salt,
         token=order.token_contract,
         credited_at=now,
+        spare=order.paid_units + units > order.amount_units,
     )
     # none -> unsettled. A deposit is credited once (its DEP write's condition in the same
     # transaction), or again for the same order after a deep reorg reversed it and the chain holds
@@ -154,6 +162,7 @@ def unmatched_part(
         salt=claim["salt"],
         token=claim["token"],
         credited_at=now,
+        spare=True,  # no order takes it: refundable all of it
     )
     # none -> unsettled. An unmatched deposit is recorded once (its DEP write's condition), or again
     # after a deep reorg reversed it and the chain holds it again: the same (unmatched) candidate.
