@@ -154,9 +154,10 @@ def test_pay_follows_the_money_to_the_treasury_and_settlement_completed_is_deliv
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert statuses(out)[-1][1] == "confirmed", out
+    # (as pay reads it: the first read can come after the sweep was claimed, or even closed)
     funds = FUNDS_LINE.findall(out)
-    assert funds[0] == "on_deposit_address" and funds[-1] == "swept", out
-    assert funds in (["on_deposit_address", "sweeping", "swept"], ["on_deposit_address", "swept"]), out
+    assert funds and funds[-1] == "swept", out
+    assert funds == [f for f in ("on_deposit_address", "sweeping", "swept") if f in funds], out
     # And prints the sweep that moved it, its transaction, and the treasury's balance after it
     ((settlement_id, amount),) = re.findall(r"^settlement (stl_\w+) completed: ([\d.]+) USDT to the", out, re.M)
     ((tx_hash, block),) = re.findall(r"^  tx (0x[0-9a-f]{64}) in block (\d+), final after 2 confirmations", out, re.M)
