@@ -48,6 +48,11 @@ ORDER_ID = re.compile(r"^[A-Za-z0-9_\-.:]{1,64}$")  # what the API accepts as an
 TRANSFER = "0xa9059cbb"  # transfer(address,uint256)
 TRANSFER_FROM = "0x23b872dd"  # transferFrom(address,address,uint256)
 BALANCE_OF = "0x70a08231"  # balanceOf(address)
+# Gas for a token call, rather than the node's estimate: a transfer to an empty balance costs more
+# than one to a balance already there, and the settlement can empty a deposit address between the
+# estimate and the block (a payment's second part, after the first was swept). Over twice the
+# dearest (about 51,000 gas: a transfer to an empty balance).
+TOKEN_CALL_GAS = 120_000
 TOTAL_SUPPLY = "0x18160ddd"  # totalSupply()
 # Transfer(address,address,uint256)
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
@@ -190,7 +195,8 @@ class Payer:
 
     def send(self, sender: str, data: str) -> str:
         """A call of the token from an unlocked account; returns the txid."""
-        return str(self.call("eth_sendTransaction", [{"from": sender, "to": self.chain.token_contract, "data": data}]))
+        call = {"from": sender, "to": self.chain.token_contract, "data": data, "gas": hex(TOKEN_CALL_GAS)}
+        return str(self.call("eth_sendTransaction", [call]))
 
     def transfer(self, to: str, units: int) -> str:
         """Send the token's transfer(to, units) from the payer; returns the txid."""
