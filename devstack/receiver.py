@@ -56,7 +56,9 @@ class Delivery:
             return (
                 f"webhook {self.event.get('type')}  settlement {self.data['settlementId']}  "
                 f"{self.data.get('amount')} USDT  orders {', '.join(self.data.get('orders') or []) or '-'}  "
-                f"tx {self.data.get('txHash') or '-'}  signature ok  ({self.webhook_id})"
+                f"tx {self.data.get('txHash') or '-'}  "
+                + (f"reason {self.data['reason']}  " if self.data.get("reason") else "")
+                + f"signature ok  ({self.webhook_id})"
             )
         return (
             f"webhook {self.event.get('type')}  order {self.data.get('orderId') or '-'}  "

@@ -184,5 +184,9 @@ def test_pay_follows_the_money_to_the_treasury_and_settlement_completed_is_deliv
     data: dict[str, Any] = event["data"]
     assert (data["settlementId"], data["status"], data["amount"]) == (settlement_id, "completed", "20.00")
     assert (data["orders"], data["txHash"], data["factory"]) == ([order["orderId"]], tx_hash, info.factory)
+    # and printed a line naming the settlement, its order and its transaction
+    line = delivery.line()
+    assert line.startswith(f"webhook settlement.completed  settlement {settlement_id}  20.00 USDT"), line
+    assert f"orders {order['orderId']}  tx {tx_hash}  signature ok" in line, line
     # And the SettlementFunction did it on its schedule, without a failed invocation
     assert stack.settlement.function.logical_id == "SettlementFunction" and stack.settlement.failures == 0
