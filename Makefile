@@ -90,6 +90,7 @@ bench: $(STAMP) node_modules/.installed
 	$(PY) -m bench.detection_latency
 	$(PY) -m bench.burst
 	$(PY) -m bench.webhooks
+	$(PY) -m bench.settlement_time
 	$(PY) -m bench.cost
 
 # Re-resolve the lock from requirements-dev.in (needs the package index).

@@ -757,14 +757,14 @@ def main() -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}, Python {platform.python_version()}, {os.cpu_count()} CPUs")
 
     with tempfile.TemporaryDirectory() as state_dir:
-        stack = start_stack(state_dir=Path(state_dir))
+        stack = start_stack(state_dir=Path(state_dir), local_mode="xpub")  # what the figures are for
         try:
             from usdt_gateway import aws, config, merchants
             from usdt_gateway.observability import logger
 
             assert stack.receiver is not None
             stack.receiver.echo = lambda line: None
-            for loop in (stack.webhooks, stack.outbox, stack.scanner):
+            for loop in (stack.webhooks, stack.outbox, stack.settlement, stack.scanner):
                 loop.stop()
             # One scan cycle per invocation, counted; the public limits (the page's per IP, the
             # status poll's per (IP, order) and per IP) out of the way of requests that come back

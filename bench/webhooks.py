@@ -465,7 +465,7 @@ def main() -> None:
         try:
             meter.install()
             latency(stack, args.orders, args.payments)
-            for loop in (stack.webhooks, stack.outbox, stack.scanner):
+            for loop in (stack.webhooks, stack.outbox, stack.settlement, stack.scanner):
                 loop.stop()
             throughput(
                 stack,

@@ -7,8 +7,10 @@ after the order's expiry. `python -m devstack reorg <orderId|txid>` and `python 
 <orderId|address>` make the hard cases a webhook handler must survive (devstack/sandbox.py).
 
 PORT (default 3000) and DEVSTACK_STATE_DIR (default .local/, git-ignored) configure it;
-DEVSTACK_RECEIVER_PORT the port of the stack's webhook receiver (default: a free one), and
-DEVSTACK_WEBHOOK_URL another receiver for the demo merchant's webhooks instead (no receiver then).
+DEVSTACK_RECEIVER_PORT the port of the stack's webhook receiver (default: a free one),
+DEVSTACK_WEBHOOK_URL another receiver for the demo merchant's webhooks instead (no receiver then),
+and DEVSTACK_LOCAL_MODE the demo merchant's mode on `local`: contract (default: CREATE2 deposit
+addresses swept to its treasury) or xpub (the dev wallet's addresses, nothing swept).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from devstack.chain import LATE_BY_S, MINTED_USDT
 from devstack.functions import LOCAL_RETRY_SCHEDULE
+from devstack.settlement import LOCAL_MODES, OWNER_KEY_FILE, SETTLEMENT_FILE
 from devstack.template import REPO_ROOT
 
 if TYPE_CHECKING:
@@ -67,19 +70,20 @@ def banner(stack: Stack) -> str:
             f"               {retries}"
         )
     return f"""
-USDT gateway, local stack: the API, scanner and webhook Lambdas on moto (DynamoDB, SQS, KMS, SSM)
-and a local chain (anvil), no Docker, no AWS account
+USDT gateway, local stack: the API, scanner, settlement and webhook Lambdas on moto (DynamoDB, SQS,
+KMS, SSM) and a local chain (anvil), no Docker, no AWS account
 
   API          {url}
   pay page     {url}/pay/<publicId>   (each order's paymentUrl: amount, address, QR code, live status)
   merchant     {_display(stack.merchant_file)}   (merchantId, apiKey, secretKey, webhookSecret, webhookUrl, baseUrl)
   dev wallet   {_display(stack.wallet_file)}   (development mnemonic: never send real funds to its addresses)
-  networks     {", ".join(stack.networks)}   (xpub mode: each order gets the next address of the dev wallet)
+  networks     {", ".join(stack.networks)}   ({_modes(stack)})
   local chain  {chain.rpc_url}   (anvil, chain id {chain.chain_id}, a block a second)
   test USDT    {chain.token_contract}   (TestUSDT, {chain.decimals} decimals)
   payer        {chain.payer}   (holds {Decimal(MINTED_USDT):,} test USDT; {_display(stack.chain_file)})
   scanner      `{"`, `".join(stack.scanned_networks)}` orders are detected: pending -> confirming -> confirmed
                ({", ".join(unscanned)} orders can be created but are not scanned: no RPC endpoint locally)
+{_settlement_lines(stack)}
   webhooks     {webhooks}
                (compressed locally; deployed: 5 s to 10 h, over about 3 days)
   data         in memory: orders are gone when the stack stops; the merchant gets new keys at each start
@@ -111,7 +115,7 @@ Webhooks to your own receiver: DEVSTACK_WEBHOOK_URL=http://127.0.0.1:8787/ make 
 `python examples/webhook_receiver.py` listening there), or PUT /v1/webhooks/endpoint {{"url": ...}}.
 
 Create an order on `local` and read it back, then pay it from the payer and watch its status change
-(open its paymentUrl to watch the payment page too):
+(open its paymentUrl to watch the payment page too){_swept_too(stack)}:
   {example_cmd}
   {pay_cmd}
 
@@ -134,6 +138,45 @@ print(requests.post("{url}/v1/payment/order", headers=headers, json=payload, tim
 
 Ctrl-C stops the stack.
 """
+
+
+def _modes(stack: Stack) -> str:
+    xpub = "xpub mode: each order gets the next address of the dev wallet"
+    if stack.settlement_info is None:
+        return xpub
+    others = ", ".join(n for n in stack.networks if n != stack.settlement_info.network)
+    return f"{stack.settlement_info.network}: contract mode, below; {others}: xpub mode, the dev wallet's addresses"
+
+
+def _settlement_lines(stack: Stack) -> str:
+    """What the banner says of the settlement: contract mode's factory, treasury and relayer."""
+    info = stack.settlement_info
+    every = f"{stack.settlement.every_s:g} s"
+    if info is None:
+        return (
+            f"  settlement   off: `local` is in xpub mode (DEVSTACK_LOCAL_MODE=xpub), nothing is swept\n"
+            f"               (the SettlementFunction runs every {every} all the same, as deployed)"
+        )
+    state, pad = stack.state_dir, " " * 15
+    return "\n".join(
+        [
+            f"  settlement   `{info.network}` in contract mode: each order gets a CREATE2 deposit address under the",
+            f"{pad}factory, swept to the treasury by the SettlementFunction every {every} (deployed: every",
+            f"{pad}5 minutes) once {info.min_amount} USDT is unsettled or the oldest credit is "
+            f"{info.max_age_seconds} s old;",
+            f"{pad}a sweep is final after {info.confirmations} confirmations",
+            f"  factory      {info.factory}   (the demo merchant's DepositFactory)",
+            f"{pad}(Deposit implementation {info.implementation})",
+            f"  treasury     {info.treasury}   (where every sweep pays, fixed in the factory)",
+            f"  owner        {info.owner}   (signs refunds; its key in {_display(state / OWNER_KEY_FILE)})",
+            f"  relayer      {info.relayer}   (pays the sweeps' gas; funded on the local chain)",
+            f"{pad}(KMS key {info.relayer_key_id} in moto, ECC_SECG_P256K1; {_display(state / SETTLEMENT_FILE)})",
+        ]
+    )
+
+
+def _swept_too(stack: Stack) -> str:
+    return "" if stack.settlement_info is None else ", and then its money swept to the treasury"
 
 
 def _positive(text: str) -> int:
@@ -329,6 +372,10 @@ def _run_stack(state_dir: Path) -> int:
             print(f"{name} must be a port number, not {value!r}", file=sys.stderr)
             return 2
     webhook_url = os.environ.get("DEVSTACK_WEBHOOK_URL") or None
+    local_mode = os.environ.get("DEVSTACK_LOCAL_MODE") or "contract"
+    if local_mode not in LOCAL_MODES:
+        print(f"DEVSTACK_LOCAL_MODE must be one of {', '.join(LOCAL_MODES)}, not {local_mode!r}", file=sys.stderr)
+        return 2
 
     stop = threading.Event()
 
@@ -341,7 +388,11 @@ def _run_stack(state_dir: Path) -> int:
 
     try:
         stack = start_stack(
-            port=int(raw_port), state_dir=state_dir, webhook_url=webhook_url, receiver_port=int(raw_receiver_port)
+            port=int(raw_port),
+            state_dir=state_dir,
+            webhook_url=webhook_url,
+            receiver_port=int(raw_receiver_port),
+            local_mode=local_mode,
         )
     except FileNotFoundError as exc:  # anvil not installed
         print(f"cannot start the local stack: {exc}", file=sys.stderr)

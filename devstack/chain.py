@@ -1,5 +1,6 @@
 """The local chain of the dev stack: anvil mining a block every second, the repo's TestUSDT
-deployed on it, and test USDT minted to the payer, anvil's first default account.
+deployed on it, and test USDT minted to the payer, anvil's first default account. For contract
+mode, the settlement contracts are deployed first and the relayer funded (devstack/settlement.py).
 
 What `python -m devstack pay` needs to pay an order is written to state_dir/chain.json. No key
 is written anywhere: anvil's default accounts are unlocked, so eth_sendTransaction from the
@@ -17,6 +18,7 @@ from devstack.wallet import write_private
 
 if TYPE_CHECKING:
     from devstack.evm import Anvil
+    from devstack.settlement import Contracts
 
 CHAIN_FILE = "chain.json"
 NETWORK = "local"  # the built-in network of usdt_gateway.networks for this chain
@@ -63,6 +65,7 @@ class LocalChain:
     anvil: Anvil
     info: ChainInfo
     file: Path
+    contracts: Contracts | None = None  # contract mode's, when start_local_chain was given a relayer
 
     def networks_config(self) -> str:
         """NETWORKS_CONFIG for the gateway: the built-in `local` network with the deployed token."""
@@ -76,9 +79,12 @@ class LocalChain:
         self.anvil.stop()
 
 
-def start_local_chain(state_dir: Path) -> LocalChain:
-    """Start anvil, deploy TestUSDT, mint test USDT to the payer and write state_dir/chain.json."""
+def start_local_chain(state_dir: Path, *, relayer: str | None = None) -> LocalChain:
+    """Start anvil, deploy TestUSDT, mint test USDT to the payer and write state_dir/chain.json.
+    Given the settlement relayer's address, deploy the settlement contracts and fund the relayer
+    before the mint."""
     # web3 and vyper take about a second to import: only starting a chain pays for them, not `pay`.
+    from devstack import settlement
     from devstack.evm import CHAIN_ID, TOKEN_DECIMALS, deploy_token, mint, start_anvil, usdt
 
     anvil = start_anvil(block_time=BLOCK_TIME_S)
@@ -89,6 +95,8 @@ def start_local_chain(state_dir: Path) -> LocalChain:
         # then a block every BLOCK_TIME_S again.
         anvil.rpc("evm_setAutomine", [True])
         token = deploy_token(w3, payer)
+        # Before the mint: the sandbox's reorg never replaces the mint's block, nor any before it.
+        contracts = settlement.deploy(anvil, payer, relayer=relayer, chain_id=CHAIN_ID) if relayer else None
         mint(token, payer, usdt(MINTED_USDT), owner=payer)
         anvil.rpc("evm_setIntervalMining", [BLOCK_TIME_S])
         info = ChainInfo(
@@ -104,7 +112,7 @@ def start_local_chain(state_dir: Path) -> LocalChain:
     except BaseException:
         anvil.stop()
         raise
-    return LocalChain(anvil=anvil, info=info, file=file)
+    return LocalChain(anvil=anvil, info=info, file=file, contracts=contracts)
 
 
 def read_chain_info(state_dir: Path) -> ChainInfo:

@@ -4,7 +4,9 @@
 Reads the demo merchant (merchant.json) and the local chain (chain.json) from the state dir,
 reads the order with a signed GET (Signature-V2), sends test USDT with the token's transfer()
 from the chain's payer account to the order's address, prints the txid, then follows the order
-until the payment is final: pending -> confirming -> confirmed (or underpaid, ...).
+until the payment is final: pending -> confirming -> confirmed (or underpaid, ...). In contract
+mode (settlement.json) it then follows the order's money, on_deposit_address -> sweeping -> swept,
+and prints the sweep that moved it and the treasury's balance.
 
 `--parts N` sends the amount as N transfers (one block each, or all in one with `--same-block`);
 `--late` makes the payment's block time fall after the order's expiry: it waits for the chain to
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.chain import LATE_BY_S, NETWORK, ChainInfo, read_chain_info
+from devstack.settlement import SettlementInfo, read_settlement_info
 from usdt_gateway import request_signing
 from usdt_gateway.chain.jsonrpc import JsonRpc, RpcError, RpcUnavailable
 from usdt_gateway.lifecycle import ACCEPTING
@@ -35,6 +38,9 @@ from usdt_gateway.money import format_units, parse_amount, to_base_units
 from usdt_gateway.schemas import OrderStatus
 
 WAIT_TIMEOUT_S = 30.0
+# A sweep follows within seconds of its qualifying (minimum amount or maximum age): a guard beyond.
+SWEEP_TIMEOUT_S = 60.0
+FUNDS_POLL_S = 1.0  # a sweep takes a settlement run or two (every few seconds): fewer reads of the key's limit
 RECEIPT_TIMEOUT_S = 15.0
 POLL_S = 0.5  # the API allows 100 signed requests a minute per key
 DEPOSITS_EVERY = 4  # a follow reads GET /v1/deposits once every this many reads of the order
@@ -42,6 +48,11 @@ ORDER_ID = re.compile(r"^[A-Za-z0-9_\-.:]{1,64}$")  # what the API accepts as an
 TRANSFER = "0xa9059cbb"  # transfer(address,uint256)
 TRANSFER_FROM = "0x23b872dd"  # transferFrom(address,address,uint256)
 BALANCE_OF = "0x70a08231"  # balanceOf(address)
+# Gas for a token call, rather than the node's estimate: a transfer to an empty balance costs more
+# than one to a balance already there, and the settlement can empty a deposit address between the
+# estimate and the block (a payment's second part, after the first was swept). Over twice the
+# dearest (about 51,000 gas: a transfer to an empty balance).
+TOKEN_CALL_GAS = 120_000
 TOTAL_SUPPLY = "0x18160ddd"  # totalSupply()
 # Transfer(address,address,uint256)
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
@@ -72,6 +83,11 @@ class MerchantApi:
         """The newest final deposits to the merchant's addresses (GET /v1/deposits)."""
         page = self._get("/v1/deposits", [("limit", str(limit))])
         return list(page["deposits"]) if page is not None else []
+
+    def settlements(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest closed sweeps of the merchant's deposit addresses (GET /v1/settlements)."""
+        page = self._get("/v1/settlements", [("limit", str(limit))])
+        return list(page["settlements"]) if page is not None else []
 
     def _get(self, path: str, query: Sequence[tuple[str, str]] = ()) -> dict[str, Any] | None:
         """A signed GET: the JSON body, or None on 404."""
@@ -167,8 +183,9 @@ class Payer:
         except RpcError as exc:
             raise Failed(f"{method} failed: {exc}") from None
 
-    def balance(self) -> int:
-        data = BALANCE_OF + _word(self.chain.payer)
+    def balance(self, holder: str | None = None) -> int:
+        """The token balance of `holder` (the payer's by default)."""
+        data = BALANCE_OF + _word(holder or self.chain.payer)
         return int(self.call("eth_call", [{"to": self.chain.token_contract, "data": data}, "latest"]), 16)
 
     def total_supply(self, block: int) -> int:
@@ -178,7 +195,8 @@ class Payer:
 
     def send(self, sender: str, data: str) -> str:
         """A call of the token from an unlocked account; returns the txid."""
-        return str(self.call("eth_sendTransaction", [{"from": sender, "to": self.chain.token_contract, "data": data}]))
+        call = {"from": sender, "to": self.chain.token_contract, "data": data, "gas": hex(TOKEN_CALL_GAS)}
+        return str(self.call("eth_sendTransaction", [call]))
 
     def transfer(self, to: str, units: int) -> str:
         """Send the token's transfer(to, units) from the payer; returns the txid."""
@@ -418,6 +436,8 @@ def pay(
         )
     elif wait:
         _follow(api, order_id, txids, sent_at)
+        if (settlement := read_settlement_info(state_dir)) is not None:
+            _follow_funds(api, payer, settlement, order_id, sent_at)
 
 
 def _print_sent(txid: str, units: int, index: int, parts: int, chain: ChainInfo) -> None:
@@ -433,3 +453,46 @@ def _print_mined(payer: Payer, txid: str, late_for: dict[str, Any] | None) -> No
     stamp = int(payer.block(block)["timestamp"], 16)
     after = stamp - int(late_for["expiresAt"]) // 1000
     print(f"mined in block {block}, block time {_utc(stamp)}: {after} s after the order's expiry", flush=True)
+
+
+def _follow_funds(api: MerchantApi, payer: Payer, settlement: SettlementInfo, order_id: str, sent_at: float) -> None:
+    """Contract mode: print where the order's credited money is until the settlement swept it,
+    then the sweeps that did and the treasury's balance; Failed after SWEEP_TIMEOUT_S beyond the
+    time the money can wait (the maximum age)."""
+    last = None
+    deadline = time.monotonic() + settlement.max_age_seconds + SWEEP_TIMEOUT_S
+    while True:
+        order = api.get_order(order_id)
+        if order is None:
+            raise Failed(f"order {order_id!r} is gone (has the stack restarted?)")
+        funds = order.get("funds")
+        if funds is None:  # nothing credited (or not a contract-mode order): nothing to sweep
+            return
+        if funds != last:
+            note = ""
+            below = parse_amount(order["paidAmount"]) < parse_amount(settlement.min_amount)
+            if funds == "on_deposit_address" and below:
+                note = (
+                    f" (below the {settlement.min_amount} USDT a sweep waits for: swept once "
+                    f"{settlement.max_age_seconds} s old)"
+                )
+            print(f"{time.monotonic() - sent_at:6.1f} s  funds {funds}{note}", flush=True)
+            last = funds
+        if funds in ("swept", "refunded"):
+            break
+        if time.monotonic() > deadline:
+            raise Failed(f"the order's money was not swept in time (funds {funds})")
+        time.sleep(FUNDS_POLL_S)
+    chain = payer.chain
+    for swept in reversed([s for s in api.settlements() if order_id in s["orders"] and s["status"] == "completed"]):
+        receipt = payer.receipt(swept["txHash"]) if swept.get("txHash") else None
+        block = f" in block {int(receipt['blockNumber'], 16)}" if receipt else ""
+        gas = format_units(int(swept["gasPaid"]) // 10**12, 6)
+        print(
+            f"settlement {swept['settlementId']} completed: {swept['amount']} USDT to the treasury\n"
+            f"  tx {swept['txHash']}{block}, final after {settlement.confirmations} confirmations; "
+            f"the relayer paid {gas} ETH of gas",
+            flush=True,
+        )
+    held = format_units(payer.balance(settlement.treasury), chain.decimals)
+    print(f"treasury {settlement.treasury} holds {held} test USDT", flush=True)

@@ -52,6 +52,14 @@ class Delivery:
     def line(self) -> str:
         if self.event is None:
             return f"webhook rejected: {self.rejected} (webhook-id {self.webhook_id or '-'})"
+        if "settlementId" in self.data:  # settlement.*: a sweep, of one or more orders
+            return (
+                f"webhook {self.event.get('type')}  settlement {self.data['settlementId']}  "
+                f"{self.data.get('amount')} USDT  orders {', '.join(self.data.get('orders') or []) or '-'}  "
+                f"tx {self.data.get('txHash') or '-'}  "
+                + (f"reason {self.data['reason']}  " if self.data.get("reason") else "")
+                + f"signature ok  ({self.webhook_id})"
+            )
         return (
             f"webhook {self.event.get('type')}  order {self.data.get('orderId') or '-'}  "
             f"status {self.data.get('status') or '-'}  sequence {self.event.get('sequence')}  "

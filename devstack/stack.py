@@ -7,6 +7,11 @@ built from real HTTP requests, for the routes template.yaml declares. anvil runs
 network with the test USDT, and a thread invokes the ScannerFunction handler on it again and
 again, so payments on the local chain move orders through the lifecycle within seconds.
 
+The demo merchant's `local` network is in contract mode (devstack/settlement.py): its factory is
+deployed on anvil and the SettlementFunction handler runs every few seconds (its schedule,
+compressed), with the relayer's key in moto's KMS, so a paid order is swept to the treasury
+seconds after it is confirmed. `local_mode="xpub"` keeps `local` in xpub mode instead.
+
 Webhooks go as deployed: the writers publish each committed event to the template's
 WebhookQueue, a poller feeds it to the WebhookFunction handler as Lambda's SQS event source
 mapping does, and the OutboxFunction handler runs every few seconds (its schedule, compressed).
@@ -47,6 +52,7 @@ from devstack.moto_server import AtomicMotoServer
 from devstack.receiver import LOG_FILE, WebhookReceiver
 from devstack.scanner_loop import ScannerLoop
 from devstack.schedule import Schedule
+from devstack.settlement import LocalMode, SettlementInfo, create_relayer_key, switch, write_state
 from devstack.template import Queue, Template, api_routes, create_queues, create_table, load_template
 from devstack.wallet import WALLET_FILE, dev_wallet, write_private
 
@@ -70,10 +76,17 @@ _AWS_VARIABLES = (
 SCANNER_FUNCTION = "ScannerFunction"
 WEBHOOK_FUNCTION = "WebhookFunction"
 OUTBOX_FUNCTION = "OutboxFunction"
+SETTLEMENT_FUNCTION = "SettlementFunction"
 WEBHOOK_QUEUE = "WebhookQueue"  # WebhookFunction's SQS event source
 # OutboxFunction runs every minute when deployed; it publishes only events older than 30 s
 # (their writer may still be about to), so locally it comes every few seconds.
 OUTBOX_EVERY_S = 5.0
+# SettlementFunction runs every 5 minutes when deployed; locally every few seconds, and a paid
+# order qualifies at once from 1 USDT (smaller sums after a minute), so that a sweep follows a
+# payment while the developer watches. Both within the template's bounds for the parameters.
+SETTLEMENT_EVERY_S = 2.0
+SETTLEMENT_MIN_AMOUNT = "1"
+SETTLEMENT_MAX_AGE_S = "60"
 # Template parameters set for the local stack. The local chain first: orders on it are scanned.
 # The public chains take orders too, but without an RPC endpoint they are not scanned.
 ENABLED_NETWORKS = f"{CHAIN_NETWORK},tron,eth,bsc"
@@ -107,6 +120,11 @@ class Stack:
     webhook_log: Path | None  # what the stack's receiver got (state_dir/webhooks.jsonl)
     webhooks: EventSourceMapping  # WebhookQueue -> WebhookFunction
     outbox: Schedule  # OutboxFunction, every OUTBOX_EVERY_S
+    settlement: Schedule  # SettlementFunction, every SETTLEMENT_EVERY_S
+    local_mode: LocalMode
+    relayer_key_id: str  # the settlement relayer's key in moto's KMS (RelayerKey)
+    relayer: str  # its address on the local chain
+    settlement_info: SettlementInfo | None  # contract mode's facts (state_dir/settlement.json); None in xpub mode
     queue_urls: dict[str, str]  # by logical id
     _moto: AtomicMotoServer
     _server: ApiGateway
@@ -122,10 +140,11 @@ class Stack:
         self._stopped = True
         try:
             # The loops first, asked all at once: their invocations use the chain, the table and the queues.
-            for loop in (self.webhooks, self.outbox, self.scanner):
+            for loop in (self.webhooks, self.outbox, self.settlement, self.scanner):
                 loop.request_stop()
             self.webhooks.stop()  # between two polls, or one batch of deliveries: quick
             self.outbox.stop()
+            self.settlement.stop()  # a few RPC calls and KMS signatures at most
             if self.receiver is not None:
                 self.receiver.stop()  # while the scanner's run (up to SCAN_SECONDS) ends
             self.scanner.stop()
@@ -229,6 +248,29 @@ def _demo_merchant(state_dir: Path, base_url: str, webhook_url: str) -> dict[str
     return info
 
 
+def _local_settlement(merchant_id: str, chain: LocalChain, relayer: str, relayer_key_id: str) -> SettlementInfo | None:
+    """Switch the merchant's `local` network to the factory the chain deployed (contract mode),
+    and say what the sandbox needs to know of it; None when the chain deployed none (xpub mode)."""
+    if chain.contracts is None:
+        return None
+    from usdt_gateway.config import networks
+
+    switch(merchant_id, CHAIN_NETWORK, chain.contracts, chain.info.rpc_url)
+    return SettlementInfo(
+        network=CHAIN_NETWORK,
+        implementation=chain.contracts.implementation,
+        factory=chain.contracts.factory,
+        treasury=chain.contracts.treasury,
+        owner=chain.contracts.owner,
+        relayer=relayer,
+        relayer_key_id=relayer_key_id,
+        min_amount=SETTLEMENT_MIN_AMOUNT,
+        max_age_seconds=int(SETTLEMENT_MAX_AGE_S),
+        every_seconds=SETTLEMENT_EVERY_S,
+        confirmations=networks()[CHAIN_NETWORK].finality.confirmations,
+    )
+
+
 # Stacks running in this process. One at a time: a stack points the whole process (environment,
 # the gateway's cached clients and settings) at its own moto server.
 _running: set[int] = set()
@@ -246,12 +288,19 @@ def _write_aws_env(path: Path, names: list[str]) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
-def start_stack(*, port: int = 0, state_dir: Path, webhook_url: str | None = None, receiver_port: int = 0) -> Stack:
-    """Start the local chain and moto, create the template's table, queues, a KMS key and the RPC
+def start_stack(
+    *,
+    port: int = 0,
+    state_dir: Path,
+    webhook_url: str | None = None,
+    receiver_port: int = 0,
+    local_mode: LocalMode = "contract",
+) -> Stack:
+    """Start moto and the local chain, create the template's table, queues, KMS keys and the RPC
     endpoints parameter, load the functions, serve HTTP on 127.0.0.1:`port` (0: a free port),
-    create the demo merchant (written to state_dir), start scanning the local chain and
-    delivering webhooks. They go to `webhook_url` if given, else to a receiver the stack starts on
-    127.0.0.1:`receiver_port` (0: a free port)."""
+    create the demo merchant (written to state_dir) with its `local` network in `local_mode`,
+    start scanning the local chain, settling it and delivering webhooks. They go to `webhook_url`
+    if given, else to a receiver the stack starts on 127.0.0.1:`receiver_port` (0: a free port)."""
     if _running:
         raise RuntimeError("a local stack is already running in this process; stop it first")
     template = load_template()
@@ -265,19 +314,23 @@ def start_stack(*, port: int = 0, state_dir: Path, webhook_url: str | None = Non
         receiver = None if webhook_url else WebhookReceiver(receiver_port, state_dir / LOG_FILE)
         if receiver is not None:
             cleanup.append(receiver.stop)
-        chain = start_local_chain(state_dir)
-        cleanup.append(chain.stop)
         moto.start()
         cleanup.append(moto.stop)
         moto_host, moto_port = moto.get_host_and_port()
         endpoint = f"http://{moto_host}:{moto_port}"
         region = point_aws_at(endpoint, env)
         check_endpoint(endpoint)
+        kms: KMSClient = boto3.client("kms")
+        # The relayer's key first: the chain funds its address (both as an operator would).
+        relayer_key_id, relayer_key_arn, relayer = create_relayer_key(
+            kms, f"{STACK_NAME} settlement relayer (pays the gas of sweeps to merchants' treasuries)"
+        )
+        chain = start_local_chain(state_dir, relayer=relayer if local_mode == "contract" else None)
+        cleanup.append(chain.stop)
 
         _create_fresh_table(template)
         queues = _create_fresh_queues(template)
         cleanup.append(lambda: _delete_queues([q.url for q in queues.values()]))
-        kms: KMSClient = boto3.client("kms")
         key = kms.create_key(
             Description=f"{STACK_NAME} merchant API and webhook secrets",
             KeySpec="SYMMETRIC_DEFAULT",
@@ -291,6 +344,7 @@ def start_stack(*, port: int = 0, state_dir: Path, webhook_url: str | None = Non
             SCANNER_FUNCTION,
             WEBHOOK_FUNCTION,
             OUTBOX_FUNCTION,
+            SETTLEMENT_FUNCTION,
         ]
         refs = {
             "EnabledNetworks": ENABLED_NETWORKS,
@@ -299,6 +353,9 @@ def start_stack(*, port: int = 0, state_dir: Path, webhook_url: str | None = Non
             "PublicBaseUrl": base_url,
             "Table": TABLE_NAME,
             "SecretsKey": key["KeyId"],
+            "RelayerKey": relayer_key_id,
+            "SettlementMinAmount": SETTLEMENT_MIN_AMOUNT,
+            "SettlementMaxAgeSeconds": SETTLEMENT_MAX_AGE_S,
             "AWS::Region": region,
             "AWS::AccountId": ACCOUNT_ID,
             "AWS::StackName": STACK_NAME,
@@ -309,6 +366,7 @@ def start_stack(*, port: int = 0, state_dir: Path, webhook_url: str | None = Non
         attrs = {
             "Table.Arn": f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{TABLE_NAME}",
             "SecretsKey.Arn": key["Arn"],
+            "RelayerKey.Arn": relayer_key_arn,
             **{f"{q.logical_id}.Arn": q.arn for q in queues.values()},
             **{f"{q.logical_id}.QueueName": q.name for q in queues.values()},
         }
@@ -330,6 +388,8 @@ def start_stack(*, port: int = 0, state_dir: Path, webhook_url: str | None = Non
         url = receiver.url if receiver is not None else str(webhook_url)
         _check_webhook_url(url)
         merchant = _demo_merchant(state_dir, base_url, url)
+        settlement_info = _local_settlement(merchant["merchantId"], chain, relayer, relayer_key_id)
+        write_state(state_dir, settlement_info, chain.contracts)
         if receiver is not None:
             receiver.serve([merchant["webhookSecret"]])
         thread = threading.Thread(target=server.serve_forever, args=(0.1,), name="devstack-http", daemon=True)
@@ -339,7 +399,8 @@ def start_stack(*, port: int = 0, state_dir: Path, webhook_url: str | None = Non
             queues[WEBHOOK_QUEUE].url, functions[WEBHOOK_FUNCTION].invoke, name="devstack-webhooks"
         )
         outbox = Schedule(functions[OUTBOX_FUNCTION], every_s=OUTBOX_EVERY_S, region=region)
-        for loop in (scanner, webhooks, outbox):
+        settlement = Schedule(functions[SETTLEMENT_FUNCTION], every_s=SETTLEMENT_EVERY_S, region=region)
+        for loop in (scanner, webhooks, outbox, settlement):
             loop.start()
             cleanup.append(loop.stop)
 
@@ -368,6 +429,11 @@ def start_stack(*, port: int = 0, state_dir: Path, webhook_url: str | None = Non
         webhook_log=receiver.log_file if receiver is not None else None,
         webhooks=webhooks,
         outbox=outbox,
+        settlement=settlement,
+        local_mode=local_mode,
+        relayer_key_id=relayer_key_id,
+        relayer=relayer,
+        settlement_info=settlement_info,
         queue_urls={q.logical_id: q.url for q in queues.values()},
         _moto=moto,
         _server=server,

@@ -172,6 +172,21 @@ def test_ready_line_names_the_port_and_the_banner_the_merchant_file(devstack_pro
     assert chain["rpcUrl"] in out and chain["tokenContract"] in out and chain["payer"] in out
     assert "-m devstack pay <orderId>" in out and f"DEVSTACK_STATE_DIR={devstack_process.state_dir}" in out
     assert "tron, eth, bsc orders can be created but are not scanned" in out
+    # And the settlement of `local`: its mode, the demo merchant's factory, treasury, owner and
+    # relayer as settlement.json holds them, the owner's key only in its own file
+    settlement = json.loads((devstack_process.state_dir / "settlement.json").read_text(encoding="utf-8"))
+    assert "`local` in contract mode" in out and "every 2 s" in out
+    for line, value in [
+        ("factory", settlement["factory"]),
+        ("treasury", settlement["treasury"]),
+        ("owner", settlement["owner"]),
+        ("relayer", settlement["relayer"]),
+    ]:
+        assert f"  {line.ljust(13)}{value}   (" in out, line
+    assert settlement["relayerKeyId"] in out and str(devstack_process.state_dir / "owner-key.json") in out
+    owner_key = devstack_process.state_dir / "owner-key.json"
+    assert oct(owner_key.stat().st_mode & 0o777) == "0o600"
+    assert json.loads(owner_key.read_text(encoding="utf-8"))["privateKey"] not in out
     assert set(devstack_process.merchant) == {
         "merchantId",
         "apiKey",
@@ -681,4 +696,8 @@ def test_function_environment_comes_from_the_template(stack: Stack) -> None:
         "ScannerFunction",
         "WebhookFunction",
         "OutboxFunction",
+        "SettlementFunction",
     ]
+    # And the settlement's: the relayer's key, the local stack's quick-sweep settings
+    assert os.environ["RELAYER_KEY_ID"] == stack.relayer_key_id
+    assert (os.environ["SETTLEMENT_MIN_AMOUNT"], os.environ["SETTLEMENT_MAX_AGE_SECONDS"]) == ("1", "60")

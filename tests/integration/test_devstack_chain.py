@@ -23,7 +23,8 @@ from devstack.template import REPO_ROOT
 from tests.integration.test_devstack import create_order, get_order, swapped_handler
 
 HANG_GUARD_S = 60  # waits for what takes a second or two, longer on a loaded machine
-STATUS_LINE = re.compile(r"^\s*(\d+\.\d) s  (\w+)")
+# The order's status lines of `pay` (not the lines on its money, `funds ...`, that follow them).
+STATUS_LINE = re.compile(r"^\s*(\d+\.\d) s  (?!funds )(\w+)")
 
 
 def run_pay(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:

@@ -174,6 +174,17 @@ def test_a_paid_order_reaches_the_receiver_confirming_then_confirmed(stack: Stac
         event = Webhook(stack.merchant["webhookSecret"]).verify(entry["body"], entry["headers"])
         assert event["id"] == entry["webhookId"] == entry["headers"]["webhook-id"]
         assert event["data"]["orderId"] == order["orderId"]
+    # And then its money's sweep to the treasury (contract mode on `local`): settlement.completed
+    # naming the order, after order.confirmed; the module's later tests see no delivery of it
+    swept = stack.receiver.wait_for(lambda ds: sweep_of(ds, order["orderId"]) is not None, DELIVERED_WITHIN_S)
+    settlement = sweep_of(swept, order["orderId"])
+    assert settlement is not None and settlement.data["status"] == "completed"
+    assert settlement.received_at >= mine[-1].received_at
+
+
+def sweep_of(deliveries: list[Delivery], order_id: str) -> Delivery | None:
+    swept = [d for d in deliveries if (d.event or {}).get("type") == "settlement.completed"]
+    return next((d for d in swept if order_id in d.data["orders"]), None)
 
 
 def test_a_failing_receiver_is_retried_within_seconds_with_the_same_webhook_id(

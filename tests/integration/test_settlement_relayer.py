@@ -630,6 +630,37 @@ def test_a_run_killed_while_it_sends_a_reorganised_sweep_again_is_resumed(setup:
     assert s.rpc.sent_hashes() == set(first.sweep.hashes)
 
 
+def test_a_reorg_deeper_than_finality_taking_a_closed_sweep_away_does_not_wedge_the_next(setup: Setup) -> None:
+    s = setup
+    before = s.anvil.rpc("evm_snapshot")
+    # Given a sweep completed at nonce 0, then a reorg deeper than finality that takes it away
+    assert_swept_once(s, run_to_completion(s, s.relayer().run(s.request())))
+    assert s.anvil.rpc("evm_revert", [before]) is True
+    s.mine(CONFIRMATIONS + 1)
+    assert s.chain_nonce() == 0 and s.balance(s.treasury) == 0
+
+    # When the next sweep is sent at the stored next nonce, 1, which waits behind the free nonce 0
+    first = s.relayer().run(s.request())
+    assert first.sweep is not None and [a.nonce for a in first.sweep.attempts] == [1]
+    s.mine()
+    assert s.chain_nonce() == 0
+
+    # Then the next run sends it at the free nonce, and it completes, the money moved once
+    progress = s.relayer().run()
+    assert progress.outcome is Outcome.PENDING and progress.sweep is not None
+    assert [a.nonce for a in progress.sweep.attempts] == [1, 0]
+    done = run_to_completion(s, progress)
+    assert done.outcome is Outcome.COMPLETED and done.settlement is not None and done.settlement.nonce == 0
+    assert s.balance(s.treasury) == sum(AMOUNTS) and [s.balance(d) for d in s.deposits] == [0, 0, 0]
+    # And the relayer follows on from the chain: its first transaction, behind the gap, was mined
+    # after the second (moving nothing), and the next sweep takes the nonce after both
+    assert s.chain_nonce() == 2
+    state = read_state(s.network.name)
+    assert state is not None and state.sweep is None and state.next_nonce == 1
+    again = s.relayer().run(s.request())
+    assert again.sweep is not None and [a.nonce for a in again.sweep.attempts] == [2]
+
+
 def test_a_block_no_longer_canonical_at_its_height_is_not_final(setup: Setup) -> None:
     s = setup
     s.relayer().run(s.request())

@@ -30,8 +30,11 @@ by the maximum.
 A sweep is done once its block is final under the network's policy and is still the canonical
 block at its height. A reorg that takes it away before that sends it again: the stored
 transaction while its nonce is free, else a new one (a sweep moves balances, so running it twice
-moves nothing twice). A transaction that reverted is recorded failed with its receipt once its
-block is final; it is not retried here (the batching picks the deposits again).
+moves nothing twice). A reorg deeper than finality can take away a transaction the relayer had
+counted (a closed sweep's): the next one, sent at the stored next nonce, then waits behind a free
+nonce for ever; once the chain's pending count is below its nonce, it is sent at that count. A
+transaction that reverted is recorded failed with its receipt once its block is final; it is not
+retried here (the batching picks the deposits again).
 
 A refund runs at most once whoever sends it: the factory spends its nonce. Its outcome is decided
 from the chain only. Its transaction ran in a final block: completed. It reverted, or would revert
@@ -329,6 +332,14 @@ class SweepRelayer:
                     extra={"settlementId": sweep.settlement_id, "nonce": latest.nonce},
                 )
             return self._send_new(state, sweep)
+        if (free := self._nonce("pending")) < latest.nonce:
+            # A nonce below ours is free, so ours is never mined: a reorg deeper than finality
+            # took a transaction the relayer had counted. Whichever of the two is mined counts.
+            logger.warning(
+                "a nonce below the sweep's is free on the chain; sending at it",
+                extra={"settlementId": sweep.settlement_id, "nonce": latest.nonce, "free": free},
+            )
+            return self._send_new(state, sweep, at=free)
         return self._push(state, sweep, latest)
 
     def _push(self, state: RelayerState, sweep: Sweep, latest: Attempt, *, detail: str = "") -> Progress:
@@ -375,8 +386,8 @@ class SweepRelayer:
         )
         return estimate + estimate * self.fees.gas_margin_permille // 1000
 
-    def _send_new(self, state: RelayerState, sweep: Sweep) -> Progress:
-        """A first transaction for the sweep, at the next nonce."""
+    def _send_new(self, state: RelayerState, sweep: Sweep, *, at: int | None = None) -> Progress:
+        """A first transaction for the sweep, at the next nonce (or `at`, a nonce the chain left free)."""
         fees = self._fees_now()
         if isinstance(fees, str):
             logger.warning("sweep waits for the gas price", extra={"reason": fees, "network": self.network.name})
@@ -393,8 +404,10 @@ class SweepRelayer:
             if sweep.refund is not None:
                 return self._refund_not_run(state, sweep, reason)
             return self._close(state, sweep, SettlementStatus.FAILED, reason=reason)
-        nonce = max(state.next_nonce or 0, self._nonce("pending"))
-        return self._sign_and_send(state, sweep, nonce=nonce, gas=gas, max_fee=max_fee, tip=tip, data=data)
+        nonce = max(state.next_nonce or 0, self._nonce("pending")) if at is None else at
+        return self._sign_and_send(
+            state, sweep, nonce=nonce, gas=gas, max_fee=max_fee, tip=tip, data=data, rewind=at is not None
+        )
 
     def _replace(self, state: RelayerState, sweep: Sweep, stuck: Attempt) -> Progress:
         """The same sweep at the same nonce with fees bumped, as long as the cap allows the bump."""
@@ -417,7 +430,16 @@ class SweepRelayer:
         return self._sign_and_send(state, sweep, nonce=stuck.nonce, gas=stuck.gas, max_fee=max_fee, tip=tip, data=data)
 
     def _sign_and_send(
-        self, state: RelayerState, sweep: Sweep, *, nonce: int, gas: int, max_fee: int, tip: int, data: bytes
+        self,
+        state: RelayerState,
+        sweep: Sweep,
+        *,
+        nonce: int,
+        gas: int,
+        max_fee: int,
+        tip: int,
+        data: bytes,
+        rewind: bool = False,  # the stored next nonce is ahead of the chain: follow on from `nonce`
     ) -> Progress:
         tx: Transaction
         if self.fees.legacy:
@@ -447,7 +469,7 @@ class SweepRelayer:
             signed_at=clock.now_ms(),
         )
         sweep = sweep.with_attempt(attempt)
-        next_nonce = max(state.next_nonce or 0, nonce + 1)
+        next_nonce = nonce + 1 if rewind else max(state.next_nonce or 0, nonce + 1)
         state = self._write(state, sweep, next_nonce=next_nonce)
         self.hook(STORED)
         return self._broadcast(state, sweep, attempt)
