@@ -164,7 +164,9 @@ def _settlement_lines(stack: Stack) -> str:
             f"{pad}factory, swept to the treasury by the SettlementFunction every {every} (deployed: every",
             f"{pad}5 minutes) once {info.min_amount} USDT is unsettled or the oldest credit is "
             f"{info.max_age_seconds} s old;",
-            f"{pad}a sweep is final after {info.confirmations} confirmations",
+            f"{pad}a sweep is final after {info.confirmations} confirmations; an address holding money its order did",
+            f"{pad}not take waits {info.refund_window_seconds} s first: "
+            "`python -m devstack refund <orderId>` sends it back",
             f"  factory      {info.factory}   (the demo merchant's DepositFactory)",
             f"{pad}(Deposit implementation {info.implementation})",
             f"  treasury     {info.treasury}   (where every sweep pays, fixed in the factory)",
@@ -227,6 +229,18 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "stack restarts, every block is stamped that much later)",
     )
     pay.add_argument("--no-wait", action="store_true", help="exit once the transfer is mined")
+
+    refund = commands.add_parser(
+        "refund",
+        help="refund money a `local` order did not take, signed with the factory owner's key",
+        description="Ask the gateway for a refund of money the order did not take (an excess, "
+        "unmatched money), sign its typed data with the owner key in owner-key.json (checked by "
+        "the SDK first), submit the signature, and follow the refund until it is final.",
+    )
+    refund.add_argument("order_id", metavar="orderId")
+    refund.add_argument("--to", metavar="ADDRESS", help="the recipient (default: the chain's payer)")
+    refund.add_argument("--amount", help="USDT to refund (default: all that is refundable)")
+    refund.add_argument("--no-wait", action="store_true", help="exit once the signature is accepted")
 
     reorg = commands.add_parser(
         "reorg",
@@ -312,8 +326,9 @@ def _mistake(args: argparse.Namespace) -> str | None:
 
 
 def _sandbox(command: str, state_dir: Path, args: argparse.Namespace) -> int:
-    """`pay`, `reorg` or `dust`: exit code 2 when refused, 1 when something failed on the way."""
+    """`pay`, `refund`, `reorg` or `dust`: exit code 2 when refused, 1 when something failed on the way."""
     from devstack.pay import Failed, Refused, pay
+    from devstack.refund import refund
     from devstack.sandbox import dust, reorg
 
     try:
@@ -329,6 +344,8 @@ def _sandbox(command: str, state_dir: Path, args: argparse.Namespace) -> int:
                 late_by=args.late_by or LATE_BY_S,
                 warp=args.warp,
             )
+        elif command == "refund":
+            refund(state_dir, args.order_id, to=args.to, amount=args.amount, wait=not args.no_wait)
         elif command == "reorg":
             reorg(
                 state_dir,

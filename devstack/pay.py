@@ -458,7 +458,8 @@ def _print_mined(payer: Payer, txid: str, late_for: dict[str, Any] | None) -> No
 def _follow_funds(api: MerchantApi, payer: Payer, settlement: SettlementInfo, order_id: str, sent_at: float) -> None:
     """Contract mode: print where the order's credited money is until the settlement swept it,
     then the sweeps that did and the treasury's balance; Failed after SWEEP_TIMEOUT_S beyond the
-    time the money can wait (the maximum age)."""
+    time the money can wait (the maximum age). An overpaid order's address waits the refund
+    window: that is said, with how to refund the excess, and not waited for."""
     last = None
     deadline = time.monotonic() + settlement.max_age_seconds + SWEEP_TIMEOUT_S
     while True:
@@ -476,6 +477,15 @@ def _follow_funds(api: MerchantApi, payer: Payer, settlement: SettlementInfo, or
                     f" (below the {settlement.min_amount} USDT a sweep waits for: swept once "
                     f"{settlement.max_age_seconds} s old)"
                 )
+            excess = parse_amount(order["paidAmount"]) - parse_amount(order["amount"])
+            if funds == "on_deposit_address" and excess > 0 and settlement.refund_window_seconds:
+                print(
+                    f"{time.monotonic() - sent_at:6.1f} s  funds {funds} (it holds {excess} USDT the order did "
+                    f"not take: its address is swept once that is {settlement.refund_window_seconds} s old; "
+                    f"refund it meanwhile with `python -m devstack refund {order_id}`)",
+                    flush=True,
+                )
+                return
             print(f"{time.monotonic() - sent_at:6.1f} s  funds {funds}{note}", flush=True)
             last = funds
         if funds in ("swept", "refunded"):

@@ -60,6 +60,13 @@ class Delivery:
                 + (f"reason {self.data['reason']}  " if self.data.get("reason") else "")
                 + f"signature ok  ({self.webhook_id})"
             )
+        if "refundId" in self.data:  # refund.*: money an order did not take, sent back
+            return (
+                f"webhook {self.event.get('type')}  refund {self.data['refundId']}  order {self.data.get('orderId')}  "
+                f"{self.data.get('amount')} USDT to {self.data.get('to')}  tx {self.data.get('txHash') or '-'}  "
+                + (f"reason {self.data['reason']}  " if self.data.get("reason") else "")
+                + f"signature ok  ({self.webhook_id})"
+            )
         return (
             f"webhook {self.event.get('type')}  order {self.data.get('orderId') or '-'}  "
             f"status {self.data.get('status') or '-'}  sequence {self.event.get('sequence')}  "

@@ -68,6 +68,8 @@ class SettlementInfo:
     max_age_seconds: int  # ... or once its oldest credit waited this long
     every_seconds: float  # the SettlementFunction's schedule, compressed
     confirmations: int  # the network's finality: a sweep is done once this deep
+    # An address holding money its order did not take is swept once that money is this old
+    refund_window_seconds: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -82,6 +84,7 @@ class SettlementInfo:
             "maxAgeSeconds": self.max_age_seconds,
             "everySeconds": self.every_seconds,
             "confirmations": self.confirmations,
+            "refundWindowSeconds": self.refund_window_seconds,
         }
 
     @classmethod
@@ -98,6 +101,7 @@ class SettlementInfo:
             max_age_seconds=int(data["maxAgeSeconds"]),
             every_seconds=float(data["everySeconds"]),
             confirmations=int(data["confirmations"]),
+            refund_window_seconds=int(data.get("refundWindowSeconds") or 0),
         )
 
 

@@ -87,6 +87,9 @@ OUTBOX_EVERY_S = 5.0
 SETTLEMENT_EVERY_S = 2.0
 SETTLEMENT_MIN_AMOUNT = "1"
 SETTLEMENT_MAX_AGE_S = "60"
+# Money an order did not take (an excess, unmatched money) waits this long before its address is
+# swept (a day when deployed): time to try `python -m devstack refund` on it.
+SETTLEMENT_REFUND_WINDOW_S = "120"
 # Template parameters set for the local stack. The local chain first: orders on it are scanned.
 # The public chains take orders too, but without an RPC endpoint they are not scanned.
 ENABLED_NETWORKS = f"{CHAIN_NETWORK},tron,eth,bsc"
@@ -268,6 +271,7 @@ def _local_settlement(merchant_id: str, chain: LocalChain, relayer: str, relayer
         max_age_seconds=int(SETTLEMENT_MAX_AGE_S),
         every_seconds=SETTLEMENT_EVERY_S,
         confirmations=networks()[CHAIN_NETWORK].finality.confirmations,
+        refund_window_seconds=int(SETTLEMENT_REFUND_WINDOW_S),
     )
 
 
@@ -356,6 +360,7 @@ def start_stack(
             "RelayerKey": relayer_key_id,
             "SettlementMinAmount": SETTLEMENT_MIN_AMOUNT,
             "SettlementMaxAgeSeconds": SETTLEMENT_MAX_AGE_S,
+            "SettlementRefundWindowSeconds": SETTLEMENT_REFUND_WINDOW_S,
             "AWS::Region": region,
             "AWS::AccountId": ACCOUNT_ID,
             "AWS::StackName": STACK_NAME,

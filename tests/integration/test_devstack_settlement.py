@@ -8,8 +8,11 @@ and settlement.completed delivered to the stack's receiver. `DEVSTACK_LOCAL_MODE
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from standardwebhooks.webhooks import Webhook
 
 from devstack.receiver import Delivery
 from devstack.stack import Stack, start_stack
+from devstack.template import REPO_ROOT
 from tests.integration.test_devstack_chain import new_order, read_order, run_pay, statuses
 from tests.integration.test_devstack_webhooks import call
 from usdt_gateway import contract_mode, create2, store
@@ -190,3 +194,58 @@ def test_pay_follows_the_money_to_the_treasury_and_settlement_completed_is_deliv
     assert f"orders {order['orderId']}  tx {tx_hash}  signature ok" in line, line
     # And the SettlementFunction did it on its schedule, without a failed invocation
     assert stack.settlement.function.logical_id == "SettlementFunction" and stack.settlement.failures == 0
+
+
+def run_refund(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m devstack refund ...` against the running stack, as a developer runs it."""
+    env = {**os.environ, "DEVSTACK_STATE_DIR": str(stack.state_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "devstack", "refund", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+        check=False,
+    )
+
+
+def test_an_overpayment_waits_on_its_address_and_devstack_refund_sends_it_back(stack: Stack) -> None:
+    # Given an order of 20.00 paid 25.00: pay stops at the money on the deposit address, saying
+    # the address waits the refund window and how to refund the excess
+    info = stack.settlement_info
+    assert info is not None and stack.receiver is not None
+    order = new_order(stack, amount="20.00")
+    paid = run_pay(stack, order["orderId"], "--amount", "25.00")
+    assert paid.returncode == 0, paid.stdout + paid.stderr
+    assert "it holds 5.00 USDT the order did not take" in paid.stdout, paid.stdout
+    assert f"python -m devstack refund {order['orderId']}" in paid.stdout
+    payer_before = token_balance(stack, stack.chain.info.payer)
+
+    # When the developer runs it
+    result = run_refund(stack, order["orderId"])
+
+    # Then the SDK checked and signed the owner's typed data, the gateway accepted it, and the
+    # relayer's refund transaction is final: the payer got the 5.00 back from the deposit address
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    ((refund_id,),) = [re.findall(r"^refund (rfd_[0-9a-f]+): 5\.00 USDT from ", out, re.M)]
+    ((tx_hash,),) = [re.findall(r"^  completed in (0x[0-9a-f]{64})", out, re.M)]
+    assert token_balance(stack, stack.chain.info.payer) == payer_before + 5_000_000
+    assert token_balance(stack, order["address"]) == 20_000_000
+    receipt = stack.chain.anvil.rpc("eth_getTransactionReceipt", [tx_hash])
+    assert receipt["status"] == "0x1" and receipt["to"].lower() == info.factory.lower()
+    # And the receiver got refund.completed for it
+    got = stack.receiver.wait_for(
+        lambda ds: any(
+            (d.event or {}).get("type") == "refund.completed" and d.data.get("refundId") == refund_id for d in ds
+        ),
+        HANG_GUARD_S,
+    )
+    (delivery,) = [d for d in got if d.data.get("refundId") == refund_id]
+    assert delivery.line().startswith(
+        f"webhook refund.completed  refund {refund_id}  order {order['orderId']}  5.00 USDT"
+    )
+    # And a second refund finds nothing left to refund
+    again = run_refund(stack, order["orderId"])
+    assert again.returncode == 2 and "REFUND_NOT_AVAILABLE" in again.stderr, again.stdout + again.stderr
