@@ -460,13 +460,16 @@ def test_a_refused_write_leaves_no_marker_and_its_copy_is_judged_again(api: ApiC
 
 
 def test_every_write_that_is_not_idempotent_refuses_replays() -> None:
+    import usdt_gateway.api.routes  # noqa: F401  (registers the routes, whichever test ran before)
     from usdt_gateway.api.app import ROUTES
 
     # Given the API's routes
     one_time = {(r.method, r.path) for r in ROUTES if r.one_time}
-    # Then cancel, attach, resend, the webhook endpoint change and the test webhook remember signatures
+    # Then cancel, attach, making a refund, resend, the webhook endpoint change and the test webhook
+    # remember signatures (giving a refund's signature again is idempotent: the same answer)
     assert one_time == {
         ("POST", "/v1/payment/order/{orderId}/cancel"),
+        ("POST", "/v1/payment/order/{orderId}/refunds"),
         ("POST", "/v1/deposits/{depositId}/attach"),
         ("POST", "/v1/webhooks/deliveries/{deliveryId}/resend"),
         ("POST", "/v1/webhooks/test"),
