@@ -88,7 +88,31 @@ class TrxTransfer:
     amount: int
 
 
-Transfer = Trc20Transfer | TrxTransfer
+@dataclass
+class ContractCall:
+    """A TriggerSmartContract transaction this node built (`wallet/triggersmartcontract`) and
+    accepted signed (`wallet/broadcasttransaction`); mined in the next block added. No TVM runs
+    here: `result` and `energy` say what its receipt reports (`SUCCESS`, `REVERT`, or
+    `OUT_OF_ENERGY`, which burns the whole fee limit), and it emits no logs."""
+
+    owner: str  # 41-hex
+    contract: str  # 41-hex
+    data: str
+    fee_limit: int
+    raw_data: dict[str, JsonValue]
+    raw_data_hex: str
+    txid: str
+    signature: str = ""
+    result: str = "SUCCESS"
+    energy: int = 0
+
+
+Transfer = Trc20Transfer | TrxTransfer | ContractCall
+
+# Energy a broadcast call's receipt reports unless told otherwise: illustrative, about one USDT
+# transfer to a holder plus a sweep's own work; what TVM really charges only a testnet run shows.
+DEFAULT_CALL_ENERGY = 100_000
+NET_USAGE = 345
 
 
 # -- the chain ----------------------------------------------------------------------------------
@@ -111,6 +135,8 @@ class FakeTransaction:
         """The failing contract result (e.g. `REVERT`), or None for a successful transaction."""
         if isinstance(self.transfer, Trc20Transfer) and self.transfer.failed:
             return "REVERT" if self.transfer.failed is True else str(self.transfer.failed)
+        if isinstance(self.transfer, ContractCall) and self.transfer.result != "SUCCESS":
+            return self.transfer.result
         return None
 
 
@@ -165,6 +191,9 @@ class FakeChain:
         genesis_ts = start_timestamp if start_timestamp is not None else now
         self.blocks: list[FakeBlock] = [self._make_block(0, "00" * 32, genesis_ts, [])]
         self.txs: dict[str, tuple[FakeTransaction, int]] = {}
+        self.built: dict[str, ContractCall] = {}  # built by triggersmartcontract, by txid
+        self.pending: list[ContractCall] = []  # broadcast, mined by the next add_block
+        self.call_outcomes: list[tuple[str, int | None]] = []  # (result, energy) for the next broadcasts
 
     # state
 
@@ -207,7 +236,8 @@ class FakeChain:
             parent = self.blocks[-1]
             number = parent.number + 1
             ts = timestamp if timestamp is not None else parent.timestamp + BLOCK_INTERVAL_MS
-            block = self._make_block(number, parent.block_id, ts, list(transfers))
+            block = self._make_block(number, parent.block_id, ts, [*self.pending, *transfers])
+            self.pending = []
             self.blocks.append(block)
             for tx in block.transactions:
                 self.txs[tx.txid] = (tx, number)
@@ -255,6 +285,18 @@ class FakeChain:
 
     @staticmethod
     def _make_tx(transfer: Transfer, parent_hash: str, block_ts: int) -> FakeTransaction:
+        if isinstance(transfer, ContractCall):
+            raw = transfer.raw_data
+            return FakeTransaction(
+                txid=transfer.txid,
+                transfer=transfer,
+                raw_data_hex=transfer.raw_data_hex,
+                signature=transfer.signature,
+                expiration=int(raw["expiration"]),
+                timestamp=int(raw["timestamp"]),
+                ref_block_bytes=str(raw["ref_block_bytes"]),
+                ref_block_hash=str(raw["ref_block_hash"]),
+            )
         raw_data_hex = "0a02" + secrets.token_hex(96)
         created = block_ts - 2000
         return FakeTransaction(
@@ -295,6 +337,14 @@ def render_block(block: FakeBlock, visible: bool) -> dict[str, JsonValue]:
 def render_transaction(tx: FakeTransaction, visible: bool) -> dict[str, JsonValue]:
     t = tx.transfer
     contract: dict[str, JsonValue]
+    if isinstance(t, ContractCall):
+        return {
+            "ret": [{"contractRet": tx.failed or "SUCCESS"}],
+            "signature": [tx.signature],
+            "txID": tx.txid,
+            "raw_data": _call_raw_data(t, visible),
+            "raw_data_hex": tx.raw_data_hex,
+        }
     if isinstance(t, TrxTransfer):
         value: dict[str, JsonValue] = {
             "amount": t.amount,
@@ -353,6 +403,8 @@ def _energy_used(failed: str | None, via_contract: bool) -> int:
 def render_transaction_info(tx: FakeTransaction, block: FakeBlock, visible: bool) -> dict[str, JsonValue]:
     t = tx.transfer
     head: dict[str, JsonValue] = {"id": tx.txid}
+    if isinstance(t, ContractCall):
+        return head | _call_info(t, block, visible)
     if isinstance(t, TrxTransfer):
         return head | {
             "fee": TRX_NET_FEE,
@@ -404,6 +456,180 @@ def render_transaction_info(tx: FakeTransaction, block: FakeBlock, visible: bool
             }
         ]
     return info
+
+
+def _call_raw_data(call: ContractCall, visible: bool) -> dict[str, JsonValue]:
+    raw = json.loads(json.dumps(call.raw_data))
+    value = raw["contract"][0]["parameter"]["value"]
+    value["owner_address"] = _addr(call.owner, visible)
+    value["contract_address"] = _addr(call.contract, visible)
+    return dict(raw)
+
+
+def _call_info(call: ContractCall, block: FakeBlock, visible: bool) -> dict[str, JsonValue]:
+    """A broadcast call's TransactionInfo: OUT_OF_ENERGY burns the whole fee limit as energy."""
+    if call.result == "OUT_OF_ENERGY":
+        energy = call.fee_limit // ENERGY_PRICE_SUN
+    else:
+        energy = call.energy or DEFAULT_CALL_ENERGY
+    energy_fee = energy * ENERGY_PRICE_SUN
+    info: dict[str, JsonValue] = {
+        "fee": energy_fee,
+        "blockNumber": block.number,
+        "blockTimeStamp": block.timestamp,
+        "contractResult": [SUCCESS_WORD if call.result == "SUCCESS" else ""],
+        "contract_address": _addr(call.contract, visible),
+        "receipt": {
+            "energy_fee": energy_fee,
+            "energy_usage_total": energy,
+            "net_usage": NET_USAGE,
+            "result": call.result,
+        },
+    }
+    if call.result != "SUCCESS":
+        message = (
+            REVERT_MESSAGE
+            if call.result == "REVERT"
+            else f"Not enough energy for 'SSTORE' operation executing: curInvokeEnergyLimit[{energy}]"
+        )
+        info["result"] = "FAILED"
+        info["resMessage"] = message.encode().hex()
+    return info
+
+
+# -- building and accepting transactions (protobuf, signatures) ---------------------------------
+
+
+def _pb_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
+
+
+def _pb(number: int, value: int | bytes) -> bytes:
+    """One protobuf field; defaults (0, empty) are not written."""
+    if isinstance(value, int):
+        return _pb_varint(number << 3) + _pb_varint(value) if value else b""
+    return _pb_varint(number << 3 | 2) + _pb_varint(len(value)) + value if value else b""
+
+
+def _trigger_raw_hex(owner: str, contract: str, data: str, call_value: int, raw: dict[str, JsonValue]) -> str:
+    """`protocol.Transaction.raw` of a TriggerSmartContract, fields in number order as java-tron
+    serialises them."""
+    call = _pb(1, bytes.fromhex(owner)) + _pb(2, bytes.fromhex(contract)) + _pb(3, call_value)
+    call += _pb(4, bytes.fromhex(data))
+    any_msg = _pb(1, b"type.googleapis.com/protocol.TriggerSmartContract") + _pb(2, call)
+    contract_msg = _pb(1, 31) + _pb(2, any_msg)
+    body = _pb(1, bytes.fromhex(str(raw["ref_block_bytes"]))) + _pb(4, bytes.fromhex(str(raw["ref_block_hash"])))
+    body += _pb(8, int(raw["expiration"])) + _pb(11, contract_msg) + _pb(14, int(raw["timestamp"]))
+    return (body + _pb(18, int(raw["fee_limit"]))).hex()
+
+
+def _selector(signature: str) -> str:
+    from Crypto.Hash import keccak
+
+    return keccak.new(digest_bits=256, data=signature.encode()).hexdigest()[:8]
+
+
+def _message(text: str) -> str:
+    return text.encode().hex()
+
+
+def _trigger(chain: FakeChain, req: Request) -> JsonValue:
+    """`wallet/triggersmartcontract`: the unsigned transaction of a contract call, referencing the
+    head block and expiring a minute after it, as java-tron builds it."""
+    try:
+        owner, contract = _hex41(str(req.params["owner_address"])), _hex41(str(req.params["contract_address"]))
+    except (KeyError, ValueError) as exc:
+        return {"result": {"code": "OTHER_ERROR", "message": _message(f"invalid address: {exc}")}}
+    selector = str(req.params.get("function_selector", ""))
+    data = (_selector(selector) if selector else "") + str(req.params.get("parameter", ""))
+    if "data" in req.params and not selector:
+        data = str(req.params["data"])
+    call_value, fee_limit = int(req.params.get("call_value", 0)), int(req.params.get("fee_limit", 0))
+    with chain._lock:
+        head = chain.blocks[-1]
+        raw: dict[str, JsonValue] = {
+            "contract": [
+                {
+                    "parameter": {
+                        "value": {"data": data, "owner_address": owner, "contract_address": contract}
+                        | ({"call_value": call_value} if call_value else {}),
+                        "type_url": "type.googleapis.com/protocol.TriggerSmartContract",
+                    },
+                    "type": "TriggerSmartContract",
+                }
+            ],
+            "ref_block_bytes": f"{head.number:016x}"[12:16],
+            "ref_block_hash": head.block_id[16:32],
+            "expiration": head.timestamp + 60_000,
+            "fee_limit": fee_limit,
+            "timestamp": head.timestamp + 1_000,
+        }
+        raw_hex = _trigger_raw_hex(owner, contract, data, call_value, raw)
+        txid = hashlib.sha256(bytes.fromhex(raw_hex)).hexdigest()
+        chain.built[txid] = ContractCall(owner, contract, data, fee_limit, raw, raw_hex, txid)
+    shown = _call_raw_data(chain.built[txid], req.visible)
+    transaction = {"visible": req.visible, "txID": txid, "raw_data": shown, "raw_data_hex": raw_hex}
+    return {"result": {"result": True}, "transaction": transaction}
+
+
+def _recovers_to(signature_hex: str, raw_hex: str, owner: str) -> bool:
+    from coincurve import PublicKey
+
+    try:
+        signature = bytes.fromhex(signature_hex)
+    except ValueError:
+        return False
+    if len(signature) != 65 or signature[64] not in (0, 1, 27, 28):
+        return False
+    compact = signature[:64] + bytes([signature[64] % 27])
+    digest = hashlib.sha256(bytes.fromhex(raw_hex)).digest()
+    try:
+        point = PublicKey.from_signature_and_message(compact, digest, hasher=None).format(compressed=False)
+    except Exception:
+        return False
+    from Crypto.Hash import keccak
+
+    return "41" + keccak.new(digest_bits=256, data=point[1:]).hexdigest()[24:] == owner
+
+
+def _broadcast(chain: FakeChain, req: Request) -> JsonValue:
+    """`wallet/broadcasttransaction`: accepts a transaction this node built, signed by its owner,
+    not expired and not seen before; it is mined in the next block. Refusals carry java-tron's
+    codes, with the message hex-encoded."""
+    txid, raw_hex = str(req.params.get("txID", "")), str(req.params.get("raw_data_hex", ""))
+    signatures = req.params.get("signature") or []
+    with chain._lock:
+        built = chain.built.get(txid)
+        if built is None or built.raw_data_hex != raw_hex or hashlib.sha256(bytes.fromhex(raw_hex)).hexdigest() != txid:
+            return {"code": "OTHER_ERROR", "txid": txid, "message": _message("not a transaction this node built")}
+        if txid in chain.txs or any(p.txid == txid for p in chain.pending):
+            return {"code": "DUP_TRANSACTION_ERROR", "txid": txid, "message": _message("dup transaction")}
+        if int(built.raw_data["expiration"]) <= chain.blocks[-1].timestamp:
+            return {"code": "TRANSACTION_EXPIRATION_ERROR", "txid": txid, "message": _message("transaction expired")}
+        if len(signatures) != 1 or not _recovers_to(str(signatures[0]), raw_hex, built.owner):
+            message = "validate signature error: the signature does not recover to the owner address"
+            return {"code": "SIGERROR", "txid": txid, "message": _message(message)}
+        result, energy = chain.call_outcomes.pop(0) if chain.call_outcomes else ("SUCCESS", None)
+        chain.pending.append(
+            ContractCall(
+                built.owner,
+                built.contract,
+                built.data,
+                built.fee_limit,
+                built.raw_data,
+                raw_hex,
+                txid,
+                signature=str(signatures[0]),
+                result=result,
+                energy=energy or 0,
+            )
+        )
+    return {"result": True, "txid": txid}
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
@@ -568,7 +794,12 @@ def _tx_by_id(solidity: bool) -> Route:
     return route
 
 
-ROUTES: dict[str, Route] = {"/wallet/getnodeinfo": _node_info, "/wallet/getblockbylimitnext": _block_by_limit_next}
+ROUTES: dict[str, Route] = {
+    "/wallet/getnodeinfo": _node_info,
+    "/wallet/getblockbylimitnext": _block_by_limit_next,
+    "/wallet/triggersmartcontract": _trigger,
+    "/wallet/broadcasttransaction": _broadcast,
+}
 for _prefix, _solid in (("/wallet", False), ("/walletsolidity", True)):
     ROUTES[f"{_prefix}/getnowblock"] = _now_block(_solid)
     ROUTES[f"{_prefix}/getblockbynum"] = _block_by_num(_solid)
@@ -712,6 +943,12 @@ class TronNode:
         if block is None:
             raise KeyError(number)
         return [tx.txid for tx in block.transactions]
+
+    def next_call_outcome(self, result: str = "OUT_OF_ENERGY", energy: int | None = None) -> None:
+        """Give the next broadcast contract call this receipt result (`OUT_OF_ENERGY` burns its
+        whole fee limit; `REVERT`; `SUCCESS` with `energy`)."""
+        with self.chain._lock:
+            self.chain.call_outcomes.append((result, energy))
 
     # faults
 

@@ -23,8 +23,14 @@ from web3.logs import DISCARD
 from web3.types import TxParams, TxReceipt, Wei
 
 from devstack.evm import CHAIN_ID, Anvil, deploy_token, mint, start_anvil
-from devstack.settlement_contracts import deploy_deposit_implementation, deploy_factory, deploy_test_token
-from usdt_gateway.create2 import deposit_address, order_salt
+from devstack.settlement_contracts import (
+    deploy_deposit_implementation,
+    deploy_factory,
+    deploy_test_token,
+    deploy_tron_build,
+)
+from usdt_gateway.address_codec import tron_address_from_body
+from usdt_gateway.create2 import clone_init_code, deposit_address, keccak256, order_salt, tron_deposit_address
 
 GAS = 5_000_000  # explicit: a reverting call is mined (status 0) instead of failing estimation
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -255,6 +261,27 @@ def test_a_token_that_reports_success_without_moving_money_reverts_the_sweep(mer
     assert merchant.sweep(token, [salt])["status"] == 0
     assert _balance(token, merchant.address(salt)) == 100
     assert _balance(token, merchant.treasury) == 0
+
+
+def test_the_tron_build_computes_tron_deposit_addresses(merchant: Merchant) -> None:
+    # Given the Tron builds of Deposit and DepositFactory (their views run the same on anvil)
+    w3 = merchant.w3
+    implementation = deploy_tron_build(w3, merchant.deployer, "Deposit")
+    factory = deploy_tron_build(
+        w3, merchant.deployer, "DepositFactory", merchant.treasury, merchant.owner.address, implementation.address
+    )
+    body = bytes.fromhex(implementation.address[2:])
+    assert bytes(implementation.functions.CLONE_INIT_CODE_HASH().call()) == keccak256(clone_init_code(body))
+    for salt in (merchant.salt(), merchant.salt()):
+        # When the factory's view names a salt's deposit address
+        on_chain = factory.functions.deposit_address(salt).call()
+        # Then it is the offline Tron address (0x41 prefix), not the EVM one
+        as_tron = tron_address_from_body(bytes.fromhex(on_chain[2:]))
+        offline = tron_deposit_address(
+            tron_address_from_body(bytes.fromhex(factory.address[2:])), tron_address_from_body(body), salt
+        )
+        assert as_tron == offline
+        assert Web3.to_checksum_address(deposit_address(factory.address, implementation.address, salt)) != on_chain
 
 
 # -- The relayer's power --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from usdt_gateway.create2 import (
     deposit_address,
     keccak256,
     order_salt,
+    tron_deposit_address,
 )
 
 LAYER = Path(__file__).resolve().parents[2] / "layers" / "gateway"
@@ -136,3 +137,92 @@ def test_create2_does_not_import_web3() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": str(LAYER)}
     )
     assert out.stdout.strip() == "[]"
+
+
+# -- Tron deposit addresses, checked against a second implementation of the formula ---------------
+# The expected values below come from this file's own keccak (pycryptodome, imported directly),
+# sha256 (hashlib) and base58 (written out here), not from usdt_gateway's code.
+
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def _keccak(data: bytes) -> bytes:
+    from Crypto.Hash import keccak as pycryptodome_keccak
+
+    return pycryptodome_keccak.new(digest_bits=256, data=data).digest()
+
+
+def _b58check(payload: bytes) -> str:
+    import hashlib
+
+    data = payload + hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4]
+    number, text = int.from_bytes(data, "big"), ""
+    while number:
+        number, digit = divmod(number, 58)
+        text = _B58[digit] + text
+    return "1" * (len(data) - len(data.lstrip(b"\0"))) + text
+
+
+def _b58check_body(text: str) -> bytes:
+    number = 0
+    for char in text:
+        number = number * 58 + _B58.index(char)
+    raw = number.to_bytes(25, "big")
+    assert raw[0] == 0x41
+    return raw[1:21]
+
+
+def _tron_create2(factory: str, implementation: str, salt: bytes) -> str:
+    """keccak256(0x41 ‖ factory20 ‖ salt ‖ keccak256(clone init code))[12:], 0x41-prefixed, base58check."""
+    init_code = (
+        bytes.fromhex("602d3d8160093d39f3363d3d373d3d3d363d73")
+        + _b58check_body(implementation)
+        + bytes.fromhex("5af43d82803e903d91602b57fd5bf3")
+    )
+    digest = _keccak(b"\x41" + _b58check_body(factory) + salt + _keccak(init_code))
+    return _b58check(b"\x41" + digest[12:])
+
+
+USDT_TRON = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+TRON_FACTORY = "TAtb9skGf5JU62NKYPY1G8THDWV9T7mx53"
+TRON_IMPLEMENTATION = "TCX2uhV4HjcWRB7hrTQL57fFRdxgiyypEc"
+# (merchant, order, deposit address): pinned from the second implementation above.
+TRON_DEPOSIT_VECTORS = [
+    ("m_1", "ord_1", "TLRCqAPkpNnmSfyx74nRNwqANhLw1QNZEb"),
+    ("m_1", "ord_2", "TXma52EVyX6Dfh5tUeBRBW3HgE8XC4W5mq"),
+    ("m_2", "ord_1", "TFhhQA7izdWPAPZVJTxQSBd7FZAzWLHKHG"),
+]
+
+
+def test_the_second_base58_implementation_reads_tron_usdt() -> None:
+    # Given Tron USDT's address and its documented hex, Then the test's own base58 agrees both ways
+    assert _b58check_body(USDT_TRON).hex() == "a614f803b6fd780986a42c78ec9c7f77e6ded13c"
+    assert _b58check(bytes.fromhex("41a614f803b6fd780986a42c78ec9c7f77e6ded13c")) == USDT_TRON
+
+
+def test_order_salt_is_keccak_of_the_tagged_ids() -> None:
+    # Given the salt formula computed here with pycryptodome, Then the gateway's salt is the same
+    assert order_salt("m_1", "ord_1") == _keccak(b"usdt-gateway/deposit-salt/v1\x00m_1\x00ord_1")
+    assert order_salt("m_1", "ord_1").hex() == "e7abb51df782f81ea325c0dc4f91c42eb4041ca01f284b1c0fe65ee6f0159a7b"
+
+
+@pytest.mark.parametrize(("merchant", "order", "expected"), TRON_DEPOSIT_VECTORS)
+def test_tron_deposit_addresses_match_an_independent_computation(merchant: str, order: str, expected: str) -> None:
+    # Given a Tron factory, its Deposit implementation and an order's salt
+    salt = order_salt(merchant, order)
+    # When the gateway computes the order's deposit address offline
+    address = tron_deposit_address(TRON_FACTORY, TRON_IMPLEMENTATION, salt)
+    # Then it is the base58check address the formula gives when computed separately, and the pinned one
+    assert address == _tron_create2(TRON_FACTORY, TRON_IMPLEMENTATION, salt) == expected
+    # and hex input names the same factory and implementation
+    hex_factory = "41" + _b58check_body(TRON_FACTORY).hex()
+    hex_implementation = "41" + _b58check_body(TRON_IMPLEMENTATION).hex()
+    assert tron_deposit_address(hex_factory, hex_implementation, salt) == expected
+
+
+def test_a_tron_deposit_address_is_not_the_evm_one_under_the_same_bodies() -> None:
+    # Given the same factory and implementation bodies and salt on an EVM chain
+    salt = order_salt("m_1", "ord_1")
+    evm = deposit_address(_b58check_body(TRON_FACTORY), _b58check_body(TRON_IMPLEMENTATION), salt)
+    # Then the 0x41 prefix gives another address
+    assert _b58check_body(tron_deposit_address(TRON_FACTORY, TRON_IMPLEMENTATION, salt)) != evm

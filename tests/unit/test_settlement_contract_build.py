@@ -11,7 +11,17 @@ from typing import Any
 import pytest
 import vyper
 
-from devstack.settlement_contracts import RELEASED, TEST_TOKENS, artifact, build, source
+from devstack.settlement_contracts import (
+    RELEASED,
+    TEST_TOKENS,
+    TRON_SWITCHES,
+    artifact,
+    build,
+    build_tron,
+    source,
+    tron_artifact,
+    tron_source,
+)
 from usdt_gateway.create2 import clone_init_code
 
 ALL_SOURCES = [source(name) for name in RELEASED] + list(TEST_TOKENS.values())
@@ -25,21 +35,59 @@ def test_committed_artifacts_match_a_compile_from_source(name: str) -> None:
     assert artifact(name) == build(name)
 
 
-def _natspec(path: Path) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
-    out = vyper.compile_code(path.read_text(), contract_path=path.name, output_formats=["abi", "userdoc", "devdoc"])
+@pytest.mark.parametrize("name", RELEASED)
+def test_committed_tron_artifacts_match_a_compile_of_the_switched_source(name: str) -> None:
+    # Given a released contract, When its Tron variant is compiled from the same source with the switches
+    # Then the committed TVM artifact has the same ABI and bytecode, and the ABI is the EVM one
+    assert tron_artifact(name) == build_tron(name)
+    assert tron_artifact(name)["abi"] == artifact(name)["abi"]
+
+
+@pytest.mark.parametrize("name", RELEASED)
+def test_the_tron_source_differs_only_in_the_create2_prefix_and_the_target(name: str) -> None:
+    # Given a released source and its Tron variant
+    evm, tron = source(name).read_text().splitlines(), tron_source(name).splitlines()
+    # Then they differ in exactly two lines: the pragma and the one CREATE2 hash, whose prefix is 0x41
+    changed = [(a, b) for a, b in zip(evm, tron, strict=True) if a != b]
+    assert [b for _, b in changed] == [
+        "# pragma evm-version paris",
+        next(line for line in tron if 'keccak256(concat(x"41", convert(' in line),
+    ]
+    assert all(a.replace('x"ff"', 'x"41"').replace("cancun", "paris") == b for a, b in changed)
+    assert len(TRON_SWITCHES) == 2
+
+
+@pytest.mark.parametrize("name", RELEASED)
+def test_the_tron_build_uses_no_opcode_newer_than_paris(name: str) -> None:
+    # Given the Tron variant compiled to opcodes (init and runtime code)
+    formats = ["opcodes", "opcodes_runtime"]
+    out = vyper.compile_code(tron_source(name), contract_path=f"{name}.vy", output_formats=formats)
+    opcodes = set(out["opcodes"].split()) | set(out["opcodes_runtime"].split())
+    # Then it has none of Shanghai's or Cancun's opcodes, which TVM may lack
+    assert not opcodes & {"PUSH0", "TLOAD", "TSTORE", "MCOPY", "BLOBHASH", "BLOBBASEFEE"}
+    # and the EVM build does use them (the check can see them)
+    evm = vyper.compile_code(source(name).read_text(), contract_path=f"{name}.vy", output_formats=["opcodes_runtime"])
+    assert "PUSH0" in evm["opcodes_runtime"].split()
+
+
+def _natspec(text: str, name: str) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    out = vyper.compile_code(text, contract_path=name, output_formats=["abi", "userdoc", "devdoc"])
     return out["userdoc"], out["devdoc"], out["abi"]
 
 
-def _declared_functions(path: Path) -> set[str]:
+def _declared_functions(text: str) -> set[str]:
     """Names of the functions the source declares with `def` and marks @external."""
-    return set(re.findall(r"@external\n(?:@\w+\n)*def (\w+)\(", path.read_text()))
+    return set(re.findall(r"@external\n(?:@\w+\n)*def (\w+)\(", text))
 
 
-@pytest.mark.parametrize("path", ALL_SOURCES, ids=lambda p: p.stem)
-def test_every_external_function_has_natspec(path: Path) -> None:
-    # Given a contract's external functions, When its NatSpec is compiled
-    userdoc, devdoc, abi = _natspec(path)
-    declared = _declared_functions(path)
+SOURCE_TEXTS = [(p.stem, p.read_text()) for p in ALL_SOURCES] + [(f"{n}-tron", tron_source(n)) for n in RELEASED]
+
+
+@pytest.mark.parametrize(("name", "text"), SOURCE_TEXTS, ids=[n for n, _ in SOURCE_TEXTS])
+def test_every_external_function_has_natspec(name: str, text: str) -> None:
+    # Given a contract's external functions (the Tron variants too), When its NatSpec is compiled
+    userdoc, devdoc, abi = _natspec(text, f"{name}.vy")
+    declared = _declared_functions(text)
     assert declared, "no external function found: the pattern no longer matches the source"
     # Then each has a @notice, a @param per input and a @return per output
     missing = []

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from Crypto.Hash import keccak
 
+from usdt_gateway.address_codec import tron_address_from_body, tron_body20
+
 EVM_PREFIX = b"\xff"
 TRON_PREFIX = b"\x41"
 
@@ -54,6 +56,15 @@ def deposit_address(
     """The deposit address of `salt` under `factory`, whose deposits clone `implementation`;
     equal to `factory.deposit_address(salt)` on chain, deployed or not."""
     return create2_address(factory, salt, keccak256(clone_init_code(implementation)), prefix=prefix)
+
+
+def tron_deposit_address(factory: str, implementation: str, salt: bytes) -> str:
+    """The Tron deposit address (base58check, `T...`) of `salt` under a factory on TVM: the same
+    clone and salt as on EVM chains, with the 0x41 CREATE2 prefix. `factory` and `implementation`
+    are Tron addresses (`T...` or `41...` hex); TVM code holds their 20-byte bodies, so the clone's
+    init code embeds the implementation without its 0x41."""
+    body = deposit_address(tron_body20(factory), tron_body20(implementation), salt, prefix=TRON_PREFIX)
+    return tron_address_from_body(body)
 
 
 def order_salt(merchant_id: str, order_id: str) -> bytes:

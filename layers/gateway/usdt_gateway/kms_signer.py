@@ -1,4 +1,4 @@
-"""The relayer's signer for EVM chains: its key is an AWS KMS key of spec ECC_SECG_P256K1 and
+"""The relayer's signer for EVM chains and Tron: its key is an AWS KMS key of spec ECC_SECG_P256K1 and
 never leaves KMS.
 
 KMS signs a 32-byte digest (`Sign`, MessageType=DIGEST, ECDSA_SHA_256) and returns a DER
@@ -15,6 +15,7 @@ legacy EIP-155 transactions.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from coincurve import PublicKey
 
 from usdt_gateway import aws
-from usdt_gateway.address_codec import keccak256, pubkey_to_evm_address
+from usdt_gateway.address_codec import keccak256, pubkey_to_evm_address, pubkey_to_tron_address
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 KEY_SPEC = "ECC_SECG_P256K1"
@@ -220,6 +221,17 @@ class KmsSigner:
     def address(self) -> str:
         """The key's EVM address, EIP-55 checksummed."""
         return pubkey_to_evm_address(self.public_key)
+
+    @cached_property
+    def tron_address(self) -> str:
+        """The key's Tron address (base58check, `T...`): the same 20 bytes as its EVM address."""
+        return pubkey_to_tron_address(self.public_key)
+
+    def sign_tron_transaction(self, raw_data: bytes) -> bytes:
+        """Tron's signature of a transaction's `raw_data` bytes: sha256 of them signed as a digest,
+        65 bytes r ‖ s ‖ v with v the recovery id 0 or 1 (as tronpy writes it), low s."""
+        signature = self.sign_digest(hashlib.sha256(raw_data).digest())
+        return signature.r.to_bytes(32) + signature.s.to_bytes(32) + bytes([signature.recovery_id])
 
     def sign_digest(self, digest: bytes) -> Signature:
         """An Ethereum signature of a 32-byte digest: low s, with the recovery id that gives back

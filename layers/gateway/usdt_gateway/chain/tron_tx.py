@@ -1,0 +1,212 @@
+"""Tron transactions of the settlement: a `sweep(token, salts)` call to a merchant's factory, built
+by a full node's `wallet/triggersmartcontract`, checked here, signed through the relayer's KMS key,
+sent with `wallet/broadcasttransaction`, and its outcome (energy, fee, result) read from
+`wallet/gettransactioninfobyid`.
+
+The node builds the transaction, but the relayer signs only what it asked for: the `raw_data`
+protobuf is encoded here from the intended fields (the call, the fee limit) and the node's
+reference block and times, and must equal the node's `raw_data_hex` byte for byte; the txID is
+sha256 of those bytes. Tron signs that sha256 as given (KMS `MessageType=DIGEST`); the signature is
+r ‖ s ‖ v, 65 bytes, v the recovery id 0 or 1, low s.
+
+No tronpy here: the provider is anything with tronpy's `make_request(method, params)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from usdt_gateway.address_codec import keccak256, tron_body20
+from usdt_gateway.chain.tron import Provider
+
+SWEEP_SIGNATURE = "sweep(address,bytes32[])"
+TRIGGER_SMART_CONTRACT = 31  # Transaction.Contract.ContractType
+TRIGGER_TYPE_URL = "type.googleapis.com/protocol.TriggerSmartContract"
+# The chain's ceiling on fee_limit (chain parameter maxFeeLimit): 15,000 TRX.
+MAX_FEE_LIMIT_SUN = 15_000_000_000
+
+
+class TronTxError(Exception):
+    """The node refused to build or accept a transaction, or built another one than asked for."""
+
+
+# -- protobuf (only the fields a TriggerSmartContract transaction carries) --------------------------
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, value: int | bytes) -> bytes:
+    """A protobuf field; a default value (0, empty) is left out, as protobuf serialises it."""
+    if isinstance(value, int):
+        return _varint(number << 3) + _varint(value) if value else b""
+    return _varint(number << 3 | 2) + _varint(len(value)) + value if value else b""
+
+
+def trigger_raw_data(
+    *,
+    owner: bytes,
+    contract: bytes,
+    data: bytes,
+    fee_limit: int,
+    ref_block_bytes: bytes,
+    ref_block_hash: bytes,
+    expiration: int,
+    timestamp: int,
+) -> bytes:
+    """The `Transaction.raw` protobuf of a TriggerSmartContract call without TRX (21-byte addresses)."""
+    call = _field(1, owner) + _field(2, contract) + _field(4, data)
+    parameter = _field(1, TRIGGER_TYPE_URL.encode()) + _field(2, call)
+    contract_msg = _field(1, TRIGGER_SMART_CONTRACT) + _field(2, parameter)
+    return (
+        _field(1, ref_block_bytes)
+        + _field(4, ref_block_hash)
+        + _field(8, expiration)
+        + _field(11, contract_msg)
+        + _field(14, timestamp)
+        + _field(18, fee_limit)
+    )
+
+
+# -- the sweep call ---------------------------------------------------------------------------------
+
+
+def _hex41(address: str) -> bytes:
+    return b"\x41" + tron_body20(address)
+
+
+def sweep_parameter(token: str, salts: list[bytes]) -> bytes:
+    """The ABI arguments of `sweep(token, salts)`: the token's 20-byte body, then bytes32[]."""
+    if any(len(s) != 32 for s in salts):
+        raise ValueError("a salt is 32 bytes")
+    head = bytes(12) + tron_body20(token) + (64).to_bytes(32)
+    return head + len(salts).to_bytes(32) + b"".join(salts)
+
+
+@dataclass(frozen=True)
+class TronTransaction:
+    """A transaction as the node's JSON holds it; `signature` is empty until signed."""
+
+    txid: str
+    raw_data: dict[str, Any]
+    raw_data_hex: str
+    signature: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The body `wallet/broadcasttransaction` takes."""
+        body: dict[str, Any] = {"visible": False, "txID": self.txid, "raw_data": self.raw_data}
+        body["raw_data_hex"] = self.raw_data_hex
+        if self.signature:
+            body["signature"] = list(self.signature)
+        return body
+
+
+def build_sweep(
+    provider: Provider, *, owner: str, factory: str, token: str, salts: list[bytes], fee_limit: int
+) -> TronTransaction:
+    """The node's transaction for `factory.sweep(token, salts)` from `owner`, at most `fee_limit`
+    sun burned for energy, checked to be exactly that call before anyone signs it."""
+    if not 0 < fee_limit <= MAX_FEE_LIMIT_SUN:
+        raise ValueError(f"fee_limit is 1 to {MAX_FEE_LIMIT_SUN} sun, not {fee_limit}")
+    parameter = sweep_parameter(token, salts)
+    answer = provider.make_request(
+        "wallet/triggersmartcontract",
+        {
+            "owner_address": _hex41(owner).hex(),
+            "contract_address": _hex41(factory).hex(),
+            "function_selector": SWEEP_SIGNATURE,
+            "parameter": parameter.hex(),
+            "fee_limit": fee_limit,
+            "call_value": 0,
+            "visible": False,
+        },
+    )
+    result = answer.get("result", {}) if isinstance(answer, dict) else {}
+    if result.get("result") is not True or "transaction" not in answer:
+        message = bytes.fromhex(result.get("message", "")).decode(errors="replace") if result else str(answer)
+        raise TronTxError(f"triggersmartcontract: {result.get('code', 'no transaction')}: {message}")
+    tx = answer["transaction"]
+    raw = tx["raw_data"]
+    expected = trigger_raw_data(
+        owner=_hex41(owner),
+        contract=_hex41(factory),
+        data=keccak256(SWEEP_SIGNATURE.encode())[:4] + parameter,
+        fee_limit=fee_limit,
+        ref_block_bytes=bytes.fromhex(raw["ref_block_bytes"]),
+        ref_block_hash=bytes.fromhex(raw["ref_block_hash"]),
+        expiration=int(raw["expiration"]),
+        timestamp=int(raw.get("timestamp", 0)),
+    )
+    if tx.get("raw_data_hex") != expected.hex():
+        raise TronTxError("the node built another transaction than the sweep asked for")
+    txid = hashlib.sha256(expected).hexdigest()
+    if tx.get("txID") != txid:
+        raise TronTxError("the node's txID is not sha256 of raw_data")
+    return TronTransaction(txid=txid, raw_data=raw, raw_data_hex=expected.hex())
+
+
+def sign(signer: Any, tx: TronTransaction) -> TronTransaction:
+    """`tx` signed by a KmsSigner: its 65-byte signature of sha256(raw_data)."""
+    signature = signer.sign_tron_transaction(bytes.fromhex(tx.raw_data_hex))
+    return TronTransaction(tx.txid, tx.raw_data, tx.raw_data_hex, (signature.hex(),))
+
+
+def broadcast(provider: Provider, tx: TronTransaction) -> str:
+    """Send a signed transaction; its txid once the node accepted it."""
+    answer = provider.make_request("wallet/broadcasttransaction", tx.to_json())
+    if not isinstance(answer, dict) or answer.get("result") is not True:
+        code = answer.get("code", "refused") if isinstance(answer, dict) else "refused"
+        message = answer.get("message", "") if isinstance(answer, dict) else ""
+        with contextlib.suppress(ValueError):  # java-tron hex-encodes it; show it as text
+            message = bytes.fromhex(message).decode(errors="replace")
+        raise TronTxError(f"broadcasttransaction: {code}: {message}")
+    return tx.txid
+
+
+# -- the outcome ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TronOutcome:
+    """What a mined transaction did and cost. `result` is the receipt's (`SUCCESS`, `REVERT`,
+    `OUT_OF_ENERGY`, ...); `fee` is all the sun it burned (energy and bandwidth)."""
+
+    txid: str
+    block: int
+    result: str
+    energy_used: int
+    energy_fee: int
+    fee: int
+
+    @property
+    def succeeded(self) -> bool:
+        return self.result == "SUCCESS"
+
+
+def outcome(provider: Provider, txid: str) -> TronOutcome | None:
+    """The transaction's outcome, or None while no block holds it (the node answers `{}`).
+    protobuf-JSON leaves zero fields out, so an absent number is 0."""
+    info = provider.make_request("wallet/gettransactioninfobyid", {"value": txid})
+    if not isinstance(info, dict) or info.get("blockNumber") is None:
+        return None
+    receipt = info.get("receipt", {})
+    result = str(receipt.get("result", "FAILED" if info.get("result") == "FAILED" else "SUCCESS"))
+    if info.get("result") == "FAILED" and result == "SUCCESS":
+        result = "FAILED"
+    return TronOutcome(
+        txid=txid,
+        block=int(info["blockNumber"]),
+        result=result,
+        energy_used=int(receipt.get("energy_usage_total", 0)),
+        energy_fee=int(receipt.get("energy_fee", 0)),
+        fee=int(info.get("fee", 0)),
+    )
