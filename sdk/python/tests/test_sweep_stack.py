@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 from eth_typing import HexStr
-from usdt_gateway_client import Client, ConflictError, XpubAddress
+from usdt_gateway_client import Client, ConflictError, NotFoundError, XpubAddress
 from usdt_gateway_client.sweep import Journal, Rpc, Sweeper, evm_signer, main, token_balance, transfer_data
 from web3 import Web3
 from web3.types import Wei
@@ -201,8 +201,15 @@ def test_the_dry_run_sends_nothing_and_the_execution_sends_the_plan(
     address, entry = next((a, journal[f"{NETWORK}:{a}"]) for a in paid)
     again = client.record_xpub_sweep(NETWORK, address, entry["transferTx"]["hash"], paid[address])
     assert again.units == paid[address]
-    with pytest.raises(ConflictError):
+    with pytest.raises(ConflictError) as other:
         client.record_xpub_sweep(NETWORK, address, entry["transferTx"]["hash"], paid[address] - 1)
+    assert other.value.code == "SWEEP_ALREADY_RECORDED"
+    # And a sweep of more than is unswept, or of an address not the merchant's, is refused
+    with pytest.raises(ConflictError) as exceeding:
+        client.record_xpub_sweep(NETWORK, address, "0x" + secrets.token_hex(32), 1)
+    assert exceeding.value.code == "SWEEP_EXCEEDS_UNSWEPT"
+    with pytest.raises(NotFoundError):
+        client.record_xpub_sweep(NETWORK, treasury, "0x" + secrets.token_hex(32), 1)
 
 
 STEPS = ["fund-signed", "fund-sent", "funded", "transfer-signed", "sent", "final"]
