@@ -70,6 +70,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "transitions",
                 "watchlist",
                 "webhooks.*",
+                "xpub_sweeps",
             }
         ),
     ),

@@ -535,3 +535,53 @@ class RefundView(View):
 
 class RefundListView(View):
     items: list[RefundView] = Field(description="Newest first.")
+
+
+UNITS_DESCRIPTION = "Base units of the token, as a decimal string."
+
+
+class XpubDepositView(View):
+    deposit_id: str = Field(alias="depositId")
+    txid: str
+    log_index: int = Field(alias="logIndex")
+    block_number: int = Field(alias="blockNumber")
+    units: str = Field(description=UNITS_DESCRIPTION)
+    status: Literal["credited", "unmatched"] = Field(description="`unmatched`: final money no order took.")
+    order_id: str | None = Field(None, alias="orderId")
+
+
+class XpubAddressView(View):
+    """One of your xpub deposit addresses holding final money not recorded as swept (xpub mode:
+    you hold its key, and sweep it with your own tool)."""
+
+    network: str
+    chain_id: int = Field(alias="chainId")
+    token_contract: str = Field(alias="tokenContract")
+    decimals: int
+    address: str
+    index: int = Field(description="Its derivation index i: the key is m/44'/coin'/account'/0/i of your wallet.")
+    held_units: str = Field(alias="heldUnits", description="Its final deposits' sum. " + UNITS_DESCRIPTION)
+    swept_units: str = Field(alias="sweptUnits", description="What recorded sweeps took. " + UNITS_DESCRIPTION)
+    unswept_units: str = Field(alias="unsweptUnits", description="heldUnits - sweptUnits. " + UNITS_DESCRIPTION)
+    deposits: list[XpubDepositView] = Field(description="Its final deposits (credited or unmatched), oldest first.")
+
+
+class XpubAddressListView(View):
+    addresses: list[XpubAddressView] = Field(description="By network, then derivation index.")
+
+
+class XpubSweepRequest(Strict):
+    network: str = Field(description="Network name from GET /v1/networks.")
+    address: str = Field(max_length=64, description="The swept xpub deposit address.")
+    txid: str = Field(max_length=80, description="The token transfer that swept it (EVM: 0x and 64 hex digits).")
+    units: str = Field(
+        pattern=r"^[1-9][0-9]{0,37}$", description="What the transfer moved, in base units, as a decimal string."
+    )
+
+
+class XpubSweepView(View):
+    network: str
+    address: str
+    txid: str
+    units: str = Field(description=UNITS_DESCRIPTION)
+    recorded_at: int = Field(alias="recordedAt")

@@ -185,6 +185,11 @@ def sweep_candidate_key(network: str, merchant_id: str, address: str, txid: str,
     return f"SWEEP#{network}", f"{merchant_id}#{address}#{txid}#{log_index}"
 
 
+def xpub_sweep_key(network: str, txid: str) -> tuple[str, str]:
+    """A sweep of an xpub deposit address that the merchant's own tool made and recorded."""
+    return f"XSWEEP#{network}#{txid}", "XSWEEP"
+
+
 def refund_key(merchant_id: str, order_id: str, refund_id: str) -> tuple[str, str]:
     """A refund of an order's money: what the owner signs, then its transaction and outcome."""
     return f"REFUND#{merchant_id}#{order_id}", refund_id

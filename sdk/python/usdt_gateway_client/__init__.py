@@ -44,6 +44,9 @@ from .models import (
     WebhookEndpoint,
     WebhookEvent,
     WebhookTestResult,
+    XpubAddress,
+    XpubDeposit,
+    XpubSweep,
 )
 from .retry import RetryPolicy
 from .signing import sign_v1, sign_v2
@@ -81,6 +84,9 @@ __all__ = [
     "WebhookEvent",
     "WebhookTestResult",
     "WebhookVerificationError",
+    "XpubAddress",
+    "XpubDeposit",
+    "XpubSweep",
     "__version__",
     "sign_v1",
     "sign_v2",

@@ -53,6 +53,8 @@ from .models import (
     WebhookDelivery,
     WebhookEndpoint,
     WebhookTestResult,
+    XpubAddress,
+    XpubSweep,
     to_ms,
 )
 from .retry import RetryPolicy, parse_retry_after
@@ -271,6 +273,25 @@ class Client:
 
     def get_settlement(self, settlement_id: str) -> Settlement:
         return self._call("GET", f"/v1/settlements/{_segment(settlement_id)}", parse=Settlement.from_dict)
+
+    # --- xpub mode: your own sweeps (usdt_gateway_client.sweep) -----------------------------------
+
+    def list_xpub_addresses(self, network: str | None = None) -> list[XpubAddress]:
+        """Your xpub deposit addresses holding final money not recorded as swept, by network then
+        derivation index."""
+        return self._call(
+            "GET",
+            "/v1/xpub/addresses",
+            query=self._query(network=network),
+            parse=lambda data: [XpubAddress.from_dict(a) for a in data["addresses"]],
+        )
+
+    def record_xpub_sweep(self, network: str, address: str, txid: str, units: int) -> XpubSweep:
+        """Record your sweep of an xpub address (the token transfer `txid` moved `units` from it), so
+        they no longer show as unswept. Idempotent on the txid, so it is repeated after a 5xx or a
+        lost answer; a different record under the same txid is a ConflictError."""
+        body = {"network": network, "address": address, "txid": txid, "units": str(int(units))}
+        return self._call("POST", "/v1/xpub/sweeps", body=body, idempotent=True, parse=XpubSweep.from_dict)
 
     # --- refunds (contract mode) ----------------------------------------------------------------
 

@@ -37,6 +37,9 @@ __all__ = [
     "WebhookEndpoint",
     "WebhookEvent",
     "WebhookTestResult",
+    "XpubAddress",
+    "XpubDeposit",
+    "XpubSweep",
     "from_ms",
     "to_ms",
 ]
@@ -615,4 +618,84 @@ class WebhookEvent:
             sequence=None if sequence is None else int(sequence),
             data=dict(data.get("data") or {}),
             raw=_raw(data),
+        )
+
+
+@dataclass(frozen=True)
+class XpubDeposit:
+    """A final deposit that brought money to one of your xpub addresses."""
+
+    deposit_id: str
+    txid: str
+    log_index: int
+    block_number: int
+    units: int  # base units of the token
+    status: str  # credited | unmatched (no order took it)
+    order_id: str | None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> XpubDeposit:
+        return cls(
+            deposit_id=data["depositId"],
+            txid=data["txid"],
+            log_index=int(data["logIndex"]),
+            block_number=int(data["blockNumber"]),
+            units=int(data["units"]),
+            status=data["status"],
+            order_id=data.get("orderId"),
+        )
+
+
+@dataclass(frozen=True)
+class XpubAddress:
+    """One of your xpub deposit addresses holding final money not recorded as swept
+    (GET /v1/xpub/addresses); you hold its key: m/44'/coin'/account'/0/index of your wallet."""
+
+    network: str
+    chain_id: int
+    token_contract: str
+    decimals: int
+    address: str
+    index: int
+    held_units: int  # its final deposits' sum
+    swept_units: int  # what your recorded sweeps took
+    unswept_units: int  # held - swept
+    deposits: tuple[XpubDeposit, ...]
+    raw: Mapping[str, Any] = _raw_field()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> XpubAddress:
+        return cls(
+            network=data["network"],
+            chain_id=int(data["chainId"]),
+            token_contract=data["tokenContract"],
+            decimals=int(data["decimals"]),
+            address=data["address"],
+            index=int(data["index"]),
+            held_units=int(data["heldUnits"]),
+            swept_units=int(data["sweptUnits"]),
+            unswept_units=int(data["unsweptUnits"]),
+            deposits=tuple(XpubDeposit.from_dict(d) for d in data.get("deposits") or ()),
+            raw=_raw(data),
+        )
+
+
+@dataclass(frozen=True)
+class XpubSweep:
+    """Your sweep of an xpub address as the gateway recorded it (POST /v1/xpub/sweeps)."""
+
+    network: str
+    address: str
+    txid: str
+    units: int
+    recorded_at: datetime
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> XpubSweep:
+        return cls(
+            network=data["network"],
+            address=data["address"],
+            txid=data["txid"],
+            units=int(data["units"]),
+            recorded_at=from_ms(data["recordedAt"]),
         )

@@ -40,6 +40,7 @@ ERROR_TEXT = {
 REPEATS = {
     "createOrder": "Identical repeat of an earlier create: the same order.",
     "submitRefundSignature": "The same signature was given before: the refund as it is now.",
+    "recordXpubSweep": "The same sweep (txid, address, units) was recorded before: that record.",
 }
 # How a private request authenticates (docs/signing.md): every header of one requirement, V2 or
 # (where taken) V1.

@@ -37,6 +37,9 @@ from usdt_gateway.schemas import (
     WebhookEndpointView,
     WebhookTestRequest,
     WebhookTestResult,
+    XpubAddressListView,
+    XpubSweepRequest,
+    XpubSweepView,
 )
 from usdt_gateway.webhooks import endpoints
 
@@ -344,6 +347,48 @@ def get_settlement(call: Call) -> Result:
 
 @route(
     RouteSpec(
+        "GET",
+        "/v1/xpub/addresses",
+        "listXpubAddresses",
+        "Your xpub deposit addresses holding final money not recorded as swept (for your sweep tool)",
+        READ,
+        XpubAddressListView,
+        query={"network": "Only this network's addresses."},
+        errors=PRIVATE_ERRORS,
+    )
+)
+def list_xpub_addresses(call: Call) -> Result:
+    from usdt_gateway import xpub_sweeps
+
+    return xpub_sweeps.list_unswept(call.merchant_id, call.request.param("network"))
+
+
+@route(
+    RouteSpec(
+        "POST",
+        "/v1/xpub/sweeps",
+        "recordXpubSweep",
+        "Record your sweep of an xpub deposit address (idempotent on the txid)",
+        WRITE,
+        XpubSweepView,
+        body=XpubSweepRequest,
+        status=201,
+        errors=(*PRIVATE_ERRORS, 404, 409, 413, 415),
+    )
+)
+def record_xpub_sweep(call: Call[XpubSweepRequest]) -> Result:
+    from usdt_gateway import xpub_sweeps
+
+    view, created = xpub_sweeps.record_sweep(call.merchant_id, call.body)
+    logger.info(
+        "xpub sweep recorded" if created else "xpub sweep record repeated (idempotent)",
+        extra={"network": view.network, "address": view.address, "txid": view.txid, "units": view.units},
+    )
+    return view, 201 if created else 200
+
+
+@route(
+    RouteSpec(
         "GET", "/v1/networks", "listNetworks", "Enabled networks (public)", None, NetworkListView, errors=(418, 429)
     )
 )
@@ -558,4 +603,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "resendWebhook": ("INVALID_DELIVERY_ID", "WEBHOOK_URL_REQUIRED", *URL_RULES),
     "testWebhook": ("WEBHOOK_URL_REQUIRED", *URL_RULES),
     "putWebhookEndpoint": ("WEBHOOK_URL_REQUIRED", *URL_RULES),
+    # Which networks this deployment enables; an address or txid of the network's own form.
+    "listXpubAddresses": ("UNSUPPORTED_NETWORK",),
+    "recordXpubSweep": ("UNSUPPORTED_NETWORK", "INVALID_ADDRESS", "INVALID_TXID"),
 }
