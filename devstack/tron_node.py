@@ -46,6 +46,9 @@ TRANSFER_TOPIC = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3
 TRANSFER_SELECTOR = "a9059cbb"  # transfer(address,uint256)
 # The call a contract that moves tokens for its caller receives; the token's log is the same.
 CONTRACT_CALL_SELECTOR = "0a3b0a4f"
+SWEEP_SELECTOR = "faa89528"  # keccak256("sweep(address,bytes32[])")[:4]
+# keccak256("Swept(address,address,uint256)"): Swept(token indexed, deposit indexed, amount)
+SWEPT_TOPIC = "7b09c29f9106defeccc9ac3b823f3aad0b470d120e5df7aed033b5c43a4bf718"
 SUCCESS_WORD = "00" * 31 + "01"
 REVERT_MESSAGE = "REVERT opcode executed"
 TRX_NET_FEE = 267_000
@@ -93,7 +96,9 @@ class ContractCall:
     """A TriggerSmartContract transaction this node built (`wallet/triggersmartcontract`) and
     accepted signed (`wallet/broadcasttransaction`); mined in the next block added. No TVM runs
     here: `result` and `energy` say what its receipt reports (`SUCCESS`, `REVERT`, or
-    `OUT_OF_ENERGY`, which burns the whole fee limit), and it emits no logs."""
+    `OUT_OF_ENERGY`, which burns the whole fee limit). A successful `sweep(token, salts)` emits
+    the factory's Swept logs for the deposits funded with `TronNode.fund_deposit` (`logs`, set
+    when it is mined); any other call emits none."""
 
     owner: str  # 41-hex
     contract: str  # 41-hex
@@ -105,6 +110,7 @@ class ContractCall:
     signature: str = ""
     result: str = "SUCCESS"
     energy: int = 0
+    logs: list[dict[str, JsonValue]] = field(default_factory=list)
 
 
 Transfer = Trc20Transfer | TrxTransfer | ContractCall
@@ -194,6 +200,8 @@ class FakeChain:
         self.built: dict[str, ContractCall] = {}  # built by triggersmartcontract, by txid
         self.pending: list[ContractCall] = []  # broadcast, mined by the next add_block
         self.call_outcomes: list[tuple[str, int | None]] = []  # (result, energy) for the next broadcasts
+        # (factory 41-hex, token 41-hex, salt hex) -> (deposit 41-hex, units a sweep moves from it)
+        self.deposits: dict[tuple[str, str, str], tuple[str, int]] = {}
 
     # state
 
@@ -236,12 +244,37 @@ class FakeChain:
             parent = self.blocks[-1]
             number = parent.number + 1
             ts = timestamp if timestamp is not None else parent.timestamp + BLOCK_INTERVAL_MS
+            for call in self.pending:
+                call.logs = self._sweep_logs(call)
             block = self._make_block(number, parent.block_id, ts, [*self.pending, *transfers])
             self.pending = []
             self.blocks.append(block)
             for tx in block.transactions:
                 self.txs[tx.txid] = (tx, number)
             return number
+
+    def _sweep_logs(self, call: ContractCall) -> list[dict[str, JsonValue]]:
+        """A successful sweep's Swept logs, in TRON's shape (address without 41, hex without 0x):
+        each funded deposit of its salts under this factory and token, emptied."""
+        if call.result != "SUCCESS" or not call.data.startswith(SWEEP_SELECTOR):
+            return []
+        args = call.data[len(SWEEP_SELECTOR) :]
+        token = "41" + args[24:64]
+        count = int(args[128:192], 16)
+        salts = [args[192 + 64 * i : 256 + 64 * i] for i in range(count)]
+        logs: list[dict[str, JsonValue]] = []
+        for salt in salts:
+            deposit, units = self.deposits.get((call.contract, token, salt), ("", 0))
+            if units:
+                self.deposits[(call.contract, token, salt)] = (deposit, 0)
+                logs.append(
+                    {
+                        "address": call.contract[2:],
+                        "topics": [SWEPT_TOPIC, _word(token), _word(deposit)],
+                        "data": _word(units),
+                    }
+                )
+        return logs
 
     def set_solid(self, number: int | None) -> None:
         """Pin the solidified head at `number`; None goes back to head - solid_lag."""
@@ -486,6 +519,11 @@ def _call_info(call: ContractCall, block: FakeBlock, visible: bool) -> dict[str,
             "result": call.result,
         },
     }
+    if call.logs:
+        # visible=true shows a log's address in base58, as for TRC-20 logs
+        info["log"] = [
+            log | {"address": _addr("41" + str(log["address"]), True)} if visible else log for log in call.logs
+        ]
     if call.result != "SUCCESS":
         message = (
             REVERT_MESSAGE
@@ -943,6 +981,13 @@ class TronNode:
         if block is None:
             raise KeyError(number)
         return [tx.txid for tx in block.transactions]
+
+    def fund_deposit(self, factory: str, token: str, salt: bytes, deposit: str, amount: int) -> None:
+        """Put `amount` of `token` on `deposit`, the address of `salt` under `factory`: the next
+        successful sweep of that salt moves it and logs Swept. No TVM runs: the address is taken
+        as given, not computed."""
+        with self.chain._lock:
+            self.chain.deposits[(_hex41(factory), _hex41(token), salt.hex())] = (_hex41(deposit), amount)
 
     def next_call_outcome(self, result: str = "OUT_OF_ENERGY", energy: int | None = None) -> None:
         """Give the next broadcast contract call this receipt result (`OUT_OF_ENERGY` burns its

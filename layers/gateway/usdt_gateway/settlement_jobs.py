@@ -1,8 +1,11 @@
 """What a settlement invocation does: on the schedule, one settlement run (settlement/batches.py)
-per EVM network that has an RPC endpoint, one after another (a run is a few RPC calls: it never
+per EVM or Tron network that has an RPC endpoint, one after another (a run is a few RPC calls: it never
 waits for a block), then the reuse pool's step (settlement/pooling.py), and the figures the
 alarms watch. Each run uses one of the network's endpoints, the first in RPC_ENDPOINTS that
 answers with the network's chain id, and no other until it ends (settlement/endpoint.py says why).
+A Tron network's run uses the first of its full nodes that answers, and carries its sweep with
+the TronSweepRelayer (settlement/tron_relayer.py); it takes no reuse-pool step and reports no
+relayer balance yet.
 
 Configuration (environment, validated at cold start):
     RELAYER_KEY_ID                 the KMS key (ECC_SECG_P256K1, SIGN_VERIFY) that pays the gas
@@ -14,6 +17,7 @@ Configuration (environment, validated at cold start):
                                    an address with spare money (an order's excess, unmatched
                                    money) credited less than this ago is not swept: it can be
                                    refunded from the address meanwhile (0: no wait)
+    SETTLEMENT_TRON_FEE_LIMIT_TRX  the most TRX one Tron sweep may burn for energy (its fee_limit)
     SETTLEMENT_SWEEPS_PER_DAY, SETTLEMENT_GAS_PER_SWEEP
                                    a day's sweeps, for RelayerBalanceCoverage: the percent of them
                                    the relayer's native balance pays at the current gas price
@@ -25,8 +29,9 @@ SettlementsFailed (the failed alarm).
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -34,8 +39,10 @@ from typing import Any
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from usdt_gateway import clock
+from usdt_gateway.chain import tron_tx
 from usdt_gateway.chain.jsonrpc import Rpc, RpcError, RpcUnavailable
 from usdt_gateway.chain.rpc_config import load_endpoints
+from usdt_gateway.chain.tron import Provider
 from usdt_gateway.config import ConfigError, networks
 from usdt_gateway.kms_signer import KmsSigner
 from usdt_gateway.money import to_base_units
@@ -44,8 +51,10 @@ from usdt_gateway.observability import logger, metrics
 from usdt_gateway.settlement import batches, endpoint, pooling
 from usdt_gateway.settlement.records import SettlementStatus
 from usdt_gateway.settlement.relayer import FeePolicy, SweepRelayer, read_settlement
+from usdt_gateway.settlement.tron_relayer import TronSweepRelayer
 
 GWEI = 10**9
+SUN = 10**6
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class SettlementConfig:
     sweeps_per_day: int
     gas_per_sweep: int
     refund_window_seconds: int = 0
+    tron_fee_limit_trx: int = 100
 
     def policy(self, network: Network) -> batches.BatchPolicy:
         return batches.BatchPolicy(
@@ -86,6 +96,7 @@ def load_config() -> SettlementConfig:
             sweeps_per_day=int(_env("SETTLEMENT_SWEEPS_PER_DAY", "24")),
             gas_per_sweep=int(_env("SETTLEMENT_GAS_PER_SWEEP", "600000")),
             refund_window_seconds=int(_env("SETTLEMENT_REFUND_WINDOW_SECONDS", "86400")),
+            tron_fee_limit_trx=int(_env("SETTLEMENT_TRON_FEE_LIMIT_TRX", "100")),
         )
     except KeyError as exc:
         raise ConfigError("RELAYER_KEY_ID is not set: the settlement needs the relayer's KMS key") from exc
@@ -95,6 +106,8 @@ def load_config() -> SettlementConfig:
         raise ConfigError("SETTLEMENT_MIN_AMOUNT must be >= 0, the maximum age and gas price above 0")
     if config.refund_window_seconds < 0:
         raise ConfigError("SETTLEMENT_REFUND_WINDOW_SECONDS must be >= 0")
+    if not 0 < config.tron_fee_limit_trx * SUN <= tron_tx.MAX_FEE_LIMIT_SUN:
+        raise ConfigError(f"SETTLEMENT_TRON_FEE_LIMIT_TRX must be between 1 and {tron_tx.MAX_FEE_LIMIT_SUN // SUN}")
     if not 0 < config.max_deposits <= batches.MAX_DEPOSITS:
         raise ConfigError(f"SETTLEMENT_MAX_DEPOSITS must be between 1 and {batches.MAX_DEPOSITS}")
     return config
@@ -110,15 +123,71 @@ class Job:
     signer: KmsSigner
 
 
-def build(config: SettlementConfig) -> dict[str, Job]:
-    """A job per enabled EVM network with an RPC endpoint."""
+@dataclass
+class TronJob:
+    """One Tron network's settlement: its full nodes (in order of preference) and the signer."""
+
+    network: Network
+    endpoints: Sequence[Provider]
+    signer: KmsSigner
+
+
+def build(config: SettlementConfig) -> dict[str, Job | TronJob]:
+    """A job per enabled EVM or Tron network with an RPC endpoint."""
     specs = load_endpoints({})
     signer = KmsSigner(config.relayer_key_id)
-    return {
-        name: Job(network, endpoint.clients(specs[name]), signer)
-        for name, network in networks().items()
-        if network.family == "evm" and specs.get(name)
-    }
+    jobs: dict[str, Job | TronJob] = {}
+    for name, network in networks().items():
+        if not specs.get(name):
+            continue
+        if network.family == "evm":
+            jobs[name] = Job(network, endpoint.clients(specs[name]), signer)
+        elif importlib.util.find_spec("tronpy") is None:
+            # The function's layers carry no tronpy yet: Tron is not settled there (as before).
+            logger.info("Tron network not settled: tronpy is not installed", extra={"network": name})
+        else:
+            from usdt_gateway.chain.readers import TronNode  # tronpy: only where Tron is settled
+
+            nodes = [TronNode(spec.url, api_key=spec.api_key, label=spec.name) for spec in specs[name]]
+            jobs[name] = TronJob(network, nodes, signer)
+    return jobs
+
+
+def choose_tron(job: TronJob) -> Provider:
+    """The first full node, in order, that answers; NoEndpoint when none does."""
+    problems: list[str] = []
+    for node in job.endpoints:
+        try:
+            node.make_request("wallet/getnodeinfo", {})
+        except RpcUnavailable as exc:
+            problems.append(str(exc))
+            logger.warning(
+                "settlement endpoint passed over: it does not answer",
+                extra={"network": job.network.name, "reason": str(exc)},
+            )
+            continue
+        return node
+    raise endpoint.NoEndpoint(f"no full node of {job.network.name} answers: " + ("; ".join(problems) or "none"))
+
+
+def run_tron_network(
+    job: TronJob, config: SettlementConfig, relayer: Callable[[Provider], TronSweepRelayer] | None = None
+) -> dict[str, Any]:
+    """One settlement run of a Tron network, its outcome counted (as run_network)."""
+    node = choose_tron(job)
+    sweeper = (
+        relayer(node)
+        if relayer
+        else TronSweepRelayer(job.network, node, job.signer, fee_limit=config.tron_fee_limit_trx * SUN)
+    )
+    report = batches.run(job.network, sweeper, config.policy(job.network))
+    for settlement_id in report.marked:
+        settlement = read_settlement(settlement_id)
+        failed = settlement is not None and settlement.status is SettlementStatus.FAILED
+        _gauge("SettlementsFailed" if failed else "SettlementsCompleted", job.network.name, MetricUnit.Count, 1)
+    age = 0 if report.in_flight_since is None else max(0, (clock.now_ms() - report.in_flight_since) // 1000)
+    _gauge("SettlementInFlightSeconds", job.network.name, MetricUnit.Seconds, age)
+    return {"network": job.network.name, "endpoint": getattr(node, "label", ""), **report.__dict__}
 
 
 def _gauge(name: str, network: str, unit: MetricUnit, value: float) -> None:
@@ -165,7 +234,7 @@ def run_network(
     return {"network": job.network.name, "endpoint": rpc.label, **report.__dict__, "pool": pool.__dict__}
 
 
-def handle(jobs: dict[str, Job], config: SettlementConfig, event: dict[str, Any]) -> dict[str, Any]:
+def handle(jobs: Mapping[str, Job | TronJob], config: SettlementConfig, event: dict[str, Any]) -> dict[str, Any]:
     """Every network's run (or the one the event names); a network that fails does not keep the
     others from settling: it is logged and raised once every network has had its turn."""
     names = [str(event["network"])] if "network" in event else list(jobs)
@@ -175,7 +244,10 @@ def handle(jobs: dict[str, Job], config: SettlementConfig, event: dict[str, Any]
         if job is None:
             raise ValueError(f"network {name!r} is not settled here; settled: {', '.join(jobs) or 'none'}")
         try:
-            results.append(run_network(job, config))
+            if isinstance(job, TronJob):
+                results.append(run_tron_network(job, config))
+            else:
+                results.append(run_network(job, config))
         except Exception:
             logger.exception("settlement run failed", extra={"network": name})
             failed.append(name)

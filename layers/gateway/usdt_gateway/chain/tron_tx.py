@@ -30,7 +30,12 @@ MAX_FEE_LIMIT_SUN = 15_000_000_000
 
 
 class TronTxError(Exception):
-    """The node refused to build or accept a transaction, or built another one than asked for."""
+    """The node refused to build or accept a transaction, or built another one than asked for.
+    `code` is the node's refusal code (`DUP_TRANSACTION_ERROR`, ...) when it gave one."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # -- protobuf (only the fields a TriggerSmartContract transaction carries) --------------------------
@@ -168,7 +173,7 @@ def broadcast(provider: Provider, tx: TronTransaction) -> str:
         message = answer.get("message", "") if isinstance(answer, dict) else ""
         with contextlib.suppress(ValueError):  # java-tron hex-encodes it; show it as text
             message = bytes.fromhex(message).decode(errors="replace")
-        raise TronTxError(f"broadcasttransaction: {code}: {message}")
+        raise TronTxError(f"broadcasttransaction: {code}: {message}", code=str(code))
     return tx.txid
 
 

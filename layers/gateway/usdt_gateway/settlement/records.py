@@ -37,6 +37,9 @@ class Attempt:
     max_priority_fee_per_gas: int
     signed_at: int
     broadcast_at: int | None = None  # None: signed and stored, not known to have reached a node
+    # Tron only (no nonces there): the transaction's raw_data.expiration (ms); `raw` holds the
+    # JSON body wallet/broadcasttransaction takes, `gas` its fee limit (sun), nonce and fees 0.
+    expiration: int | None = None
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Attempt:
@@ -49,10 +52,11 @@ class Attempt:
             max_priority_fee_per_gas=int(item["maxPriorityFeePerGas"]),
             signed_at=int(item["signedAt"]),
             broadcast_at=_int_or_none(item.get("broadcastAt")),
+            expiration=_int_or_none(item.get("expiration")),
         )
 
     def to_item(self) -> dict[str, Any]:
-        return {
+        item = {
             "txHash": self.tx_hash,
             "raw": self.raw,
             "nonce": self.nonce,
@@ -62,6 +66,7 @@ class Attempt:
             "signedAt": self.signed_at,
             "broadcastAt": self.broadcast_at,
         }
+        return item if self.expiration is None else item | {"expiration": self.expiration}
 
 
 @dataclass(frozen=True)
@@ -78,11 +83,18 @@ class Mined:
     # Deposit address (EIP-55) -> units it gave up to the treasury; an address the sweep found
     # empty is absent. None: a receipt recorded before its logs were read (it is not evidence).
     swept: Mapping[str, int] | None = None
+    # Tron only: `gas_used` is the receipt's energy_usage_total, `effective_gas_price` 0, and the
+    # sun it burned: `fee` in all, `energy_fee` for energy, `net_fee` for bandwidth; `result` the
+    # receipt's (SUCCESS, REVERT, OUT_OF_ENERGY, ...).
+    fee: int | None = None
+    energy_fee: int | None = None
+    net_fee: int | None = None
+    result: str | None = None
 
     @property
     def gas_paid(self) -> int:
-        """Wei the relayer paid for it."""
-        return self.gas_used * self.effective_gas_price
+        """Wei the relayer paid for it (sun on Tron)."""
+        return self.fee if self.fee is not None else self.gas_used * self.effective_gas_price
 
     @classmethod
     def from_receipt(cls, receipt: Mapping[str, Any], *, swept: Mapping[str, int] | None = None) -> Mined:
@@ -108,10 +120,14 @@ class Mined:
             gas_used=int(item["gasUsed"]),
             effective_gas_price=int(item["effectiveGasPrice"]),
             swept=None if swept is None else {k: int(v) for k, v in swept.items()},
+            fee=_int_or_none(item.get("fee")),
+            energy_fee=_int_or_none(item.get("energyFee")),
+            net_fee=_int_or_none(item.get("netFee")),
+            result=item.get("result"),
         )
 
     def to_item(self) -> dict[str, Any]:
-        return {
+        item = {
             "txHash": self.tx_hash,
             "blockNumber": self.block_number,
             "blockHash": self.block_hash,
@@ -120,6 +136,9 @@ class Mined:
             "effectiveGasPrice": self.effective_gas_price,
             "swept": None if self.swept is None else dict(self.swept),
         }
+        if self.fee is None:
+            return item  # an EVM receipt
+        return item | {"fee": self.fee, "energyFee": self.energy_fee, "netFee": self.net_fee, "result": self.result}
 
 
 @dataclass(frozen=True)

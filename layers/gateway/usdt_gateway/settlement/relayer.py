@@ -632,7 +632,10 @@ class SweepRelayer:
             closed_at=clock.now_ms(),
             hashes=sweep.hashes,
             mined=mined,
-            nonce=next((a.nonce for a in sweep.attempts if mined and a.tx_hash == mined.tx_hash), None),
+            # (Tron has no nonces: its attempts carry an expiration instead)
+            nonce=next(
+                (a.nonce for a in sweep.attempts if mined and a.tx_hash == mined.tx_hash and a.expiration is None), None
+            ),
             reorgs=sweep.reorgs,
             reason=reason,
         )
