@@ -50,7 +50,7 @@ def _hold(node: TronNode, w3: Web3, address: str, name: str, bytecode: str) -> N
     """The node holds the anvil contract at `address` under its Tron address."""
 
     def call(data: bytes) -> bytes:
-        return bytes(w3.eth.call({"to": Web3.to_checksum_address(address), "data": "0x" + data.hex()}))
+        return bytes(w3.eth.call({"to": Web3.to_checksum_address(address), "data": data}))
 
     runtime = bytes(w3.eth.get_code(Web3.to_checksum_address(address))).hex()
     origin = "41" + "11" * 20
@@ -89,7 +89,9 @@ def tron(anvil_w3: Web3) -> Iterator[TronContracts]:
 
 def _configure(merchant: Merchant, contracts: TronContracts, **changed: str) -> dict[str, Any]:
     client = TronClient(contracts.node.url, timeout=5)
-    return contract_mode.configure_contract(merchant.merchant_id, "tron", tron_node=client, **contracts.args(**changed))
+    return contract_mode.configure_contract(
+        merchant.merchant_id, "tron", rpc=None, tron_node=client, **contracts.args(**changed)
+    )
 
 
 def test_set_contract_checks_the_tron_factory_and_stores_base58_addresses(
