@@ -182,3 +182,34 @@ def test_deploy_commands_print_the_tron_create_smart_contract_with_its_fee_limit
     assert made["bytecode"] + made["parameter"] == held.bytecode
     # And a fee limit above the chain's ceiling is refused
     assert admin.main([*factory_argv[:3], "--fee-limit-sun", str(15_000_000_001), *factory_argv[5:]]) == 2
+
+
+def test_the_energy_mode_is_checked_at_cold_start_and_shown_with_the_relayers_resources(
+    settings_env: pytest.MonkeyPatch,
+) -> None:
+    from usdt_gateway import config, tron_energy
+
+    # Given the default, Then every Tron network burns TRX with a 100 TRX fee limit
+    enabled = config.networks()
+    assert tron_energy.load(enabled, {})["tron"] == tron_energy.EnergySetting("burn", 100_000_000)
+    # Given staked energy on the mainnet network and a fee limit of 50 TRX
+    env = {"TRON_ENERGY_MODE": "tron=staked", "TRON_FEE_LIMIT_SUN": "50000000"}
+    setting = tron_energy.load(enabled, env)["tron"]
+    assert setting == tron_energy.EnergySetting("staked", 50_000_000)
+    # When the status is read for a relayer with staked energy, Then it shows what is left
+    relayer = _tron(Account.create().address)
+    with start_tron_node(blocks=1) as node:
+        node.stake(relayer, energy=130_000, bandwidth=1_000)
+        shown = tron_energy.status(enabled["tron"], setting, address=relayer, node=TronClient(node.url, timeout=5))
+    assert shown["energy"] == {"mode": "staked", "feeLimitSun": 50_000_000}
+    resources = shown["relayer"]["resources"]
+    assert resources["energyAvailable"] == 130_000 and resources["bandwidthAvailable"] == 1_600
+    # And a malformed setting stops the cold start
+    for bad in ({"TRON_ENERGY_MODE": "rent"}, {"TRON_ENERGY_MODE": "eth=staked"}, {"TRON_FEE_LIMIT_SUN": "0"}):
+        for name, value in bad.items():
+            settings_env.setenv(name, value)
+        config.reset()
+        with pytest.raises(config.ConfigError, match="TRON_"):
+            config.networks()
+        for name in bad:
+            settings_env.delenv(name)

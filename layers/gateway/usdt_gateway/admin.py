@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from usdt_gateway import clock, contract_mode, cursor, merchants, status, tron_contract_mode
+from usdt_gateway import clock, contract_mode, cursor, merchants, status, tron_contract_mode, tron_energy
 from usdt_gateway.auth import READ, SCOPES, WRITE
 from usdt_gateway.chain.jsonrpc import JsonRpc
 from usdt_gateway.chain.readers import TronNode
@@ -442,9 +442,17 @@ def _evm_network(name: str) -> Network:
     return network
 
 
+def _settlement_network(name: str) -> Network:
+    network = networks().get(name)
+    if network is None:
+        raise ConfigError(f"network {name!r} is not enabled")
+    return network
+
+
 def _settlement_status(a: argparse.Namespace) -> dict[str, Any]:
-    evm = [n for n in networks().values() if n.family == "evm"]
-    chosen = [_evm_network(n) for n in a.network] if a.network else evm
+    picked = [_settlement_network(n) for n in a.network] if a.network else list(networks().values())
+    chosen = [n for n in picked if n.family == "evm"]
+    tron = [n for n in picked if n.family == "tron"]
     if not 0 <= a.recent <= RECENT_SETTLEMENTS:
         raise ConfigError(f"--recent must be between 0 and {RECENT_SETTLEMENTS}")
     key_id = a.relayer_key_id or os.environ.get("RELAYER_KEY_ID")
@@ -462,7 +470,17 @@ def _settlement_status(a: argparse.Namespace) -> dict[str, Any]:
             )
             for network in chosen
         ]
+        + [_tron_settlement_status(network, signer, specs) for network in tron]
     }
+
+
+def _tron_settlement_status(network: Network, signer: KmsSigner | None, specs: dict[str, Any]) -> dict[str, Any]:
+    setting = tron_energy.load(networks())[network.name]
+    endpoints = specs.get(network.name) or []
+    node = TronNode(endpoints[0].url, api_key=endpoints[0].api_key, timeout=10) if endpoints else None
+    note = None if endpoints else f"no endpoint configured for {network.name} (RPC_ENDPOINTS): resources not read"
+    address = signer.tron_address if signer is not None else None
+    return tron_energy.status(network, setting, address=address, node=node, note=note)
 
 
 def _resume_scan(network: str, from_block: int) -> dict[str, Any]:
