@@ -1,7 +1,7 @@
 """How the relayer pays for energy on each Tron network, read from the environment and checked at
 cold start (config.networks()):
 
-    TRON_ENERGY_MODE     burn (default) | staked, or per network: "tron=staked,tron-nile=burn"
+    TRON_ENERGY_MODE     burn (default) | staked, or per network: "tron=staked,nile=burn"
     TRON_FEE_LIMIT_SUN   the fee_limit of each sweep: the most it may burn, in sun (default 100 TRX)
 
 `burn`: the relayer holds TRX only and every sweep burns its energy at the chain's energy price.
