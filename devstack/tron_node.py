@@ -53,6 +53,11 @@ SUCCESS_WORD = "00" * 31 + "01"
 REVERT_MESSAGE = "REVERT opcode executed"
 TRX_NET_FEE = 267_000
 ENERGY_PRICE_SUN = 100
+NET_FEE_PER_BYTE = 1_000  # sun per byte of bandwidth burned (getBandwidthPrice ... 1000)
+FREE_NET_LIMIT = 600  # free bandwidth per account and day
+# Tron's chain id is the last 4 bytes of the genesis block id (mainnet 0x2b6653dc, Nile 0xcd8690dc),
+# as java-tron's eth_chainId answers it.
+MAINNET_CHAIN_ID = 728_126_428
 
 # TronGrid's body for a request over its per-second limit.
 RATE_LIMIT_BODY = {"Error": "The key exceeds the frequency limit(15), and the query server is suspended for 27 s"}
@@ -111,6 +116,39 @@ class ContractCall:
     result: str = "SUCCESS"
     energy: int = 0
     logs: list[dict[str, JsonValue]] = field(default_factory=list)
+    # Set when mined, from the owner's account resources: energy paid from staked energy
+    # (receipt `energy_usage`) and whether bandwidth was burned (receipt `net_fee`).
+    energy_staked: int = 0
+    net_burned: bool = False
+
+
+@dataclass
+class FakeContract:
+    """A contract the node holds (`add_contract`). No TVM runs here: `getcontract` returns its
+    deployment `bytecode`, `getcontractinfo` its `runtime` code, and `triggerconstantcontract` asks
+    `call(data) -> return data` (raising `ValueError` for a revert), which a test backs with
+    anything that executes the code, e.g. the same build on anvil."""
+
+    address: str  # 41-hex
+    origin: str  # 41-hex, the deployer
+    bytecode: str
+    runtime: str
+    name: str
+    call: Callable[[bytes], bytes] | None = None
+
+
+@dataclass
+class AccountResources:
+    """An account's Stake 2.0 resources as `getaccountresource` reports them; staked energy pays
+    a mined call's energy first (the rest is burned at ENERGY_PRICE_SUN), and bandwidth is burned
+    (NET_FEE_PER_BYTE) once free and staked bandwidth are used up."""
+
+    energy_limit: int = 0
+    energy_used: int = 0
+    net_limit: int = 0
+    net_used: int = 0
+    free_net_limit: int = FREE_NET_LIMIT
+    free_net_used: int = 0
 
 
 Transfer = Trc20Transfer | TrxTransfer | ContractCall
@@ -188,14 +226,21 @@ class FakeChain:
     """The node's chain state. Every method is safe to call from the test thread while the server
     serves requests."""
 
-    def __init__(self, *, start_timestamp: int | None = None, solid_lag: int = SOLID_LAG) -> None:
+    def __init__(
+        self, *, start_timestamp: int | None = None, solid_lag: int = SOLID_LAG, chain_id: int = MAINNET_CHAIN_ID
+    ) -> None:
         self._lock = threading.RLock()
+        self.chain_id = chain_id
         self._witnesses = _witnesses()
         self.solid_lag = solid_lag
         self._solid_pin: int | None = None
         now = int(time.time() * 1000) // BLOCK_INTERVAL_MS * BLOCK_INTERVAL_MS
         genesis_ts = start_timestamp if start_timestamp is not None else now
-        self.blocks: list[FakeBlock] = [self._make_block(0, "00" * 32, genesis_ts, [])]
+        genesis = self._make_block(0, "00" * 32, genesis_ts, [])
+        genesis.block_id = genesis.block_id[:-8] + f"{chain_id:08x}"
+        self.blocks: list[FakeBlock] = [genesis]
+        self.contracts: dict[str, FakeContract] = {}  # by 41-hex address
+        self.accounts: dict[str, AccountResources] = {}  # by 41-hex address
         self.txs: dict[str, tuple[FakeTransaction, int]] = {}
         self.built: dict[str, ContractCall] = {}  # built by triggersmartcontract, by txid
         self.pending: list[ContractCall] = []  # broadcast, mined by the next add_block
@@ -245,6 +290,7 @@ class FakeChain:
             number = parent.number + 1
             ts = timestamp if timestamp is not None else parent.timestamp + BLOCK_INTERVAL_MS
             for call in self.pending:
+                self._charge(call)
                 call.logs = self._sweep_logs(call)
             block = self._make_block(number, parent.block_id, ts, [*self.pending, *transfers])
             self.pending = []
@@ -275,6 +321,22 @@ class FakeChain:
                     }
                 )
         return logs
+
+    def _charge(self, call: ContractCall) -> None:
+        """Pay a mined call's energy from its owner's staked energy first, and its bandwidth from
+        free or staked bandwidth if enough is left (else it is burned)."""
+        account = self.accounts.get(call.owner)
+        if account is None:  # an account without stake: energy burned, the free bandwidth pays
+            return
+        energy = _call_energy(call)
+        call.energy_staked = min(energy, max(account.energy_limit - account.energy_used, 0))
+        account.energy_used += call.energy_staked
+        if account.free_net_limit - account.free_net_used >= NET_USAGE:
+            account.free_net_used += NET_USAGE
+        elif account.net_limit - account.net_used >= NET_USAGE:
+            account.net_used += NET_USAGE
+        else:
+            call.net_burned = True
 
     def set_solid(self, number: int | None) -> None:
         """Pin the solidified head at `number`; None goes back to head - solid_lag."""
@@ -499,25 +561,42 @@ def _call_raw_data(call: ContractCall, visible: bool) -> dict[str, JsonValue]:
     return dict(raw)
 
 
-def _call_info(call: ContractCall, block: FakeBlock, visible: bool) -> dict[str, JsonValue]:
-    """A broadcast call's TransactionInfo: OUT_OF_ENERGY burns the whole fee limit as energy."""
+def _call_energy(call: ContractCall) -> int:
+    """The energy a call's receipt reports: OUT_OF_ENERGY uses all the fee limit buys."""
     if call.result == "OUT_OF_ENERGY":
-        energy = call.fee_limit // ENERGY_PRICE_SUN
+        return call.energy_staked + call.fee_limit // ENERGY_PRICE_SUN
+    return call.energy or DEFAULT_CALL_ENERGY
+
+
+def _call_info(call: ContractCall, block: FakeBlock, visible: bool) -> dict[str, JsonValue]:
+    """A broadcast call's TransactionInfo. Energy comes from the owner's staked energy first
+    (`energy_usage`), the rest is burned (`energy_fee`); `energy_usage_total` is both. Bandwidth
+    is `net_usage` when free or staked bandwidth paid it, `net_fee` (sun) when burned. Zero fields
+    are left out, as protobuf-JSON does."""
+    energy = _call_energy(call)
+    burned = energy - call.energy_staked
+    energy_fee = burned * ENERGY_PRICE_SUN
+    net_fee = NET_USAGE * NET_FEE_PER_BYTE if call.net_burned else 0
+    receipt: dict[str, JsonValue] = {}
+    if call.energy_staked:
+        receipt["energy_usage"] = call.energy_staked
+    if energy_fee:
+        receipt["energy_fee"] = energy_fee
+    receipt["energy_usage_total"] = energy
+    if net_fee:
+        receipt["net_fee"] = net_fee
     else:
-        energy = call.energy or DEFAULT_CALL_ENERGY
-    energy_fee = energy * ENERGY_PRICE_SUN
-    info: dict[str, JsonValue] = {
-        "fee": energy_fee,
+        receipt["net_usage"] = NET_USAGE
+    receipt["result"] = call.result
+    info: dict[str, JsonValue] = {}
+    if energy_fee + net_fee:
+        info["fee"] = energy_fee + net_fee
+    info |= {
         "blockNumber": block.number,
         "blockTimeStamp": block.timestamp,
         "contractResult": [SUCCESS_WORD if call.result == "SUCCESS" else ""],
         "contract_address": _addr(call.contract, visible),
-        "receipt": {
-            "energy_fee": energy_fee,
-            "energy_usage_total": energy,
-            "net_usage": NET_USAGE,
-            "result": call.result,
-        },
+        "receipt": receipt,
     }
     if call.logs:
         # visible=true shows a log's address in base58, as for TRC-20 logs
@@ -668,6 +747,94 @@ def _broadcast(chain: FakeChain, req: Request) -> JsonValue:
             )
         )
     return {"result": True, "txid": txid}
+
+
+def _contract_json(contract: FakeContract, visible: bool) -> dict[str, JsonValue]:
+    """`protocol.SmartContract` as getcontract shows it: `bytecode` is the deployment code with its
+    constructor arguments, not the runtime code; the ABI is left out (the gateway never reads it)."""
+    return {
+        "origin_address": _addr(contract.origin, visible),
+        "contract_address": _addr(contract.address, visible),
+        "bytecode": contract.bytecode,
+        "consume_user_resource_percent": 100,
+        "name": contract.name,
+        "origin_energy_limit": 10_000_000,
+    }
+
+
+def _lookup(chain: FakeChain, req: Request) -> FakeContract | None:
+    try:
+        return chain.contracts.get(_hex41(req.value()))
+    except ValueError:
+        return None
+
+
+def _get_contract(chain: FakeChain, req: Request) -> JsonValue:
+    """`wallet/getcontract`: the SmartContract, or `{}` where no contract is."""
+    contract = _lookup(chain, req)
+    return _contract_json(contract, req.visible) if contract is not None else {}
+
+
+def _get_contract_info(chain: FakeChain, req: Request) -> JsonValue:
+    """`wallet/getcontractinfo`: the SmartContract with its `runtimecode`, or `{}`."""
+    contract = _lookup(chain, req)
+    if contract is None:
+        return {}
+    return {
+        "smart_contract": _contract_json(contract, req.visible),
+        "runtimecode": contract.runtime,
+        "contract_state": {"energy_usage": 0, "update_cycle": 1},
+    }
+
+
+def _trigger_constant(chain: FakeChain, req: Request) -> JsonValue:
+    """`wallet/triggerconstantcontract`: a read-only call answered by the contract's `call`; the
+    return data in `constant_result`, a revert as java-tron reports a failed constant call."""
+    try:
+        address = _hex41(str(req.params["contract_address"]))
+    except (KeyError, ValueError) as exc:
+        return {"result": {"code": "OTHER_ERROR", "message": _message(f"invalid address: {exc}")}}
+    contract = chain.contracts.get(address)
+    if contract is None or contract.call is None:
+        message = "No contract or not a valid smart contract"
+        return {"result": {"code": "CONTRACT_VALIDATE_ERROR", "message": _message(message)}}
+    selector = str(req.params.get("function_selector", ""))
+    data = (_selector(selector) if selector else "") + str(req.params.get("parameter", ""))
+    if "data" in req.params and not selector:
+        data = str(req.params["data"])
+    try:
+        answer = contract.call(bytes.fromhex(data))
+    except ValueError as exc:
+        return {
+            "result": {"code": "CONTRACT_EXE_ERROR", "message": _message(f"REVERT opcode executed: {exc}")},
+            "energy_used": 1_284,
+            "constant_result": [""],
+        }
+    return {"result": {"result": True}, "energy_used": 1_284, "constant_result": [answer.hex()]}
+
+
+def _account_resource(chain: FakeChain, req: Request) -> JsonValue:
+    """`wallet/getaccountresource`: AccountResourceMessage, zero fields left out; `{}` for an
+    account the node does not know. The network totals are illustrative."""
+    try:
+        account = chain.accounts.get(_hex41(str(req.params.get("address", ""))))
+    except ValueError:
+        account = None
+    if account is None:
+        return {}
+    fields = {
+        "freeNetUsed": account.free_net_used,
+        "freeNetLimit": account.free_net_limit,
+        "NetUsed": account.net_used,
+        "NetLimit": account.net_limit,
+        "TotalNetLimit": 43_200_000_000,
+        "TotalNetWeight": 68_305_209_098,
+        "EnergyUsed": account.energy_used,
+        "EnergyLimit": account.energy_limit,
+        "TotalEnergyLimit": 180_000_000_000,
+        "TotalEnergyWeight": 2_411_528_185,
+    }
+    return {k: v for k, v in fields.items() if v}
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
@@ -837,6 +1004,10 @@ ROUTES: dict[str, Route] = {
     "/wallet/getblockbylimitnext": _block_by_limit_next,
     "/wallet/triggersmartcontract": _trigger,
     "/wallet/broadcasttransaction": _broadcast,
+    "/wallet/getcontract": _get_contract,
+    "/wallet/getcontractinfo": _get_contract_info,
+    "/wallet/triggerconstantcontract": _trigger_constant,
+    "/wallet/getaccountresource": _account_resource,
 }
 for _prefix, _solid in (("/wallet", False), ("/walletsolidity", True)):
     ROUTES[f"{_prefix}/getnowblock"] = _now_block(_solid)
@@ -995,6 +1166,19 @@ class TronNode:
         with self.chain._lock:
             self.chain.call_outcomes.append((result, energy))
 
+    def add_contract(self, contract: FakeContract) -> None:
+        """Hold `contract` at its address (getcontract, getcontractinfo, triggerconstantcontract)."""
+        with self.chain._lock:
+            self.chain.contracts[contract.address] = contract
+
+    def stake(self, address: str, *, energy: int = 0, bandwidth: int = 0) -> AccountResources:
+        """Give `address` energy and bandwidth from staked TRX (Stake 2.0): its calls' energy is
+        paid from it first, and getaccountresource reports it."""
+        with self.chain._lock:
+            account = self.chain.accounts.setdefault(_hex41(address), AccountResources())
+            account.energy_limit, account.net_limit = energy, bandwidth
+            return account
+
     # faults
 
     def fail_next(
@@ -1052,10 +1236,11 @@ def start_tron_node(
     solid_lag: int = SOLID_LAG,
     start_timestamp: int | None = None,
     hang_seconds: float = HANG_SECONDS,
+    chain_id: int = MAINNET_CHAIN_ID,
 ) -> TronNode:
     """Start a fake full node (free port unless `port` is given) whose chain holds the genesis
     block plus `blocks` empty blocks."""
-    chain = FakeChain(start_timestamp=start_timestamp, solid_lag=solid_lag)
+    chain = FakeChain(start_timestamp=start_timestamp, solid_lag=solid_lag, chain_id=chain_id)
     for _ in range(blocks):
         chain.add_block()
     return TronNode(chain, port=port, hang_seconds=hang_seconds)

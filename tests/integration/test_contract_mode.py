@@ -175,7 +175,9 @@ def test_set_contract_refuses_what_the_chain_does_not_hold(
         args[wrong] = Account.create().address
     # When the network is switched
     with pytest.raises(InvalidRequest) as refused:
-        contract_mode.configure_contract(merchant.merchant_id, contracts.chain.network, rpc=contracts.rpc(), **args)
+        contract_mode.configure_contract(
+            merchant.merchant_id, contracts.chain.network, rpc=contracts.rpc(), tron_node=None, **args
+        )
     # Then it is refused, and nothing is configured
     assert refused.value.code == "FACTORY_MISMATCH"
     assert store.get(*store.contract_config_key(merchant.merchant_id, contracts.chain.network)) is None

@@ -135,8 +135,8 @@ def test_settlement_status_says_what_it_cannot_read(
     relayer = status_of(capsys, world, "--relayer-key-id", world.config.relayer_key_id)["relayer"]
     assert relayer["address"] == world.job.signer.address and relayer["balanceWei"] is None
     assert relayer["note"] == f"no RPC endpoint configured for {world.network} (RPC_ENDPOINTS): balance not read"
-    # And a network that is not an enabled EVM network is a usage error
-    code, _, err = admin(capsys, "settlement-status", "--network", "tron")
+    # And a network that is not enabled is a usage error
+    code, _, err = admin(capsys, "settlement-status", "--network", "solana")
     assert code == 2 and json.loads(err)["error"] == "CONFIG_ERROR"
 
 

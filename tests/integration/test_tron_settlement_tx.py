@@ -159,3 +159,61 @@ def test_fee_limit_must_be_within_the_chains_ceiling(provider: HTTPProvider, sig
     for bad in (0, tron_tx.MAX_FEE_LIMIT_SUN + 1):
         with pytest.raises(ValueError, match="fee_limit"):
             _build(provider, signer, fee_limit=bad)
+
+
+def test_a_relayer_with_staked_energy_pays_from_it_and_burns_the_rest(
+    node: TronNode, provider: HTTPProvider, signer: KmsSigner
+) -> None:
+    # Given a relayer whose staked TRX gives it 60,000 energy and no staked bandwidth, and whose
+    # free bandwidth is used up
+    account = node.stake(signer.tron_address, energy=60_000)
+    account.free_net_used = account.free_net_limit
+    before = provider.make_request("wallet/getaccountresource", {"address": signer.tron_address, "visible": True})
+    assert before["EnergyLimit"] == 60_000 and "EnergyUsed" not in before  # zero fields are left out
+    # When a sweep using 100,000 energy is mined
+    node.next_call_outcome("SUCCESS", energy=100_000)
+    signed = tron_tx.sign(signer, _build(provider, signer))
+    tron_tx.broadcast(provider, signed)
+    node.mine()
+    # Then the receipt says 60,000 came from the stake and 40,000 were burned, and the bandwidth was burned
+    result = tron_tx.outcome(provider, signed.txid)
+    assert result is not None and result.succeeded
+    assert (result.energy_used, result.energy_staked) == (100_000, 60_000)
+    assert result.energy_fee == 40_000 * ENERGY_PRICE_SUN
+    assert result.net_fee == 345_000 and result.fee == result.energy_fee + result.net_fee
+    receipt = provider.make_request("wallet/gettransactioninfobyid", {"value": signed.txid})["receipt"]
+    assert receipt["energy_usage"] == 60_000 and "net_usage" not in receipt
+    # and the account's staked energy is used up
+    after = provider.make_request("wallet/getaccountresource", {"address": signer.tron_address, "visible": True})
+    assert after["EnergyUsed"] == 60_000
+
+
+def test_a_fully_staked_sweep_burns_nothing(node: TronNode, provider: HTTPProvider, signer: KmsSigner) -> None:
+    # Given a relayer with enough staked energy and bandwidth
+    node.stake(signer.tron_address, energy=200_000, bandwidth=5_000)
+    signed = tron_tx.sign(signer, _build(provider, signer))
+    tron_tx.broadcast(provider, signed)
+    node.mine()
+    # Then nothing was burned: protobuf-JSON leaves out the zero fee and energy_fee
+    info = provider.make_request("wallet/gettransactioninfobyid", {"value": signed.txid})
+    assert "fee" not in info and "energy_fee" not in info["receipt"]
+    result = tron_tx.outcome(provider, signed.txid)
+    assert result is not None and (result.fee, result.energy_fee, result.net_fee) == (0, 0, 0)
+    assert result.energy_staked == result.energy_used > 0
+
+
+def test_broadcast_refusals_carry_the_documented_code_and_a_hex_message(
+    provider: HTTPProvider, signer: KmsSigner, kms: Any
+) -> None:
+    # Given a sweep signed by another key
+    other = KmsSigner(
+        kms.create_key(KeySpec="ECC_SECG_P256K1", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"], client=kms
+    )
+    tx = _build(provider, signer)
+    forged = tron_tx.TronTransaction(
+        tx.txid, tx.raw_data, tx.raw_data_hex, (other.sign_tron_transaction(bytes.fromhex(tx.raw_data_hex)).hex(),)
+    )
+    # When it is broadcast, Then the answer is {code, txid, message}: no result, message hex-encoded (visible=false)
+    answer = provider.make_request("wallet/broadcasttransaction", forged.to_json())
+    assert set(answer) == {"code", "txid", "message"} and answer["code"] == "SIGERROR"
+    assert bytes.fromhex(answer["message"]).decode().startswith("validate signature error")

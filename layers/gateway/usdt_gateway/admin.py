@@ -45,10 +45,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from usdt_gateway import clock, contract_mode, cursor, merchants, status
+from usdt_gateway import clock, contract_mode, cursor, merchants, status, tron_contract_mode, tron_energy
 from usdt_gateway.auth import READ, SCOPES, WRITE
 from usdt_gateway.chain.jsonrpc import JsonRpc
+from usdt_gateway.chain.readers import TronNode
 from usdt_gateway.chain.rpc_config import load_endpoints
+from usdt_gateway.chain.tron_tx import MAX_FEE_LIMIT_SUN
 from usdt_gateway.config import ConfigError, networks
 from usdt_gateway.errors import GatewayError
 from usdt_gateway.kms_signer import KmsSigner
@@ -162,16 +164,28 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     def evm_address(c: argparse.ArgumentParser, name: str, what: str) -> None:
-        c.add_argument(f"--{name}", required=True, metavar="0x...", help=what)
+        c.add_argument(f"--{name}", required=True, metavar="0x...|T...", help=what)
 
     def rpc_url(c: argparse.ArgumentParser) -> None:
         c.add_argument(
             "--rpc-url",
             metavar="URL",
-            help="the network's JSON-RPC endpoint (default: its first endpoint in RPC_ENDPOINTS)",
+            help="the network's JSON-RPC endpoint, or a Tron full node's HTTP API "
+            "(default: its first endpoint in RPC_ENDPOINTS)",
         )
 
     def key_file(c: argparse.ArgumentParser) -> None:
+        c.add_argument(
+            "--sender",
+            metavar="T...",
+            help="Tron: the account that will send the deployment (the owner_address of wallet/deploycontract)",
+        )
+        c.add_argument(
+            "--fee-limit-sun",
+            type=int,
+            default=tron_contract_mode.DEPLOY_FEE_LIMIT_SUN,
+            help="Tron: the most the deployment may burn for energy, in sun (default %(default)s: 1,000 TRX)",
+        )
         c.add_argument(
             "--key-file",
             type=Path,
@@ -187,7 +201,11 @@ def _parser() -> argparse.ArgumentParser:
         "deploy the chain's Deposit contract (once per chain, before its first factory): prints the "
         f"unsigned transaction, or sends it from a funded key read from --key-file or ${DEPLOYER_KEY_ENV}",
     )
-    c.add_argument("--network", required=True, help="the EVM network to deploy on (as in ENABLED_NETWORKS)")
+    c.add_argument(
+        "--network",
+        required=True,
+        help="the network to deploy on (as in ENABLED_NETWORKS); on Tron the unsigned transaction is printed",
+    )
     rpc_url(c)
     key_file(c)
     c = command(
@@ -195,7 +213,11 @@ def _parser() -> argparse.ArgumentParser:
         "deploy a merchant's DepositFactory: prints the unsigned transaction for the owner to send, "
         f"or sends it from a funded key read from --key-file or ${DEPLOYER_KEY_ENV} (never printed)",
     )
-    c.add_argument("--network", required=True, help="the EVM network to deploy on (as in ENABLED_NETWORKS)")
+    c.add_argument(
+        "--network",
+        required=True,
+        help="the network to deploy on (as in ENABLED_NETWORKS); on Tron the unsigned transaction is printed",
+    )
     evm_address(c, "treasury", treasury_help)
     evm_address(c, "owner", owner_help)
     evm_address(c, "implementation", implementation_help)
@@ -207,7 +229,7 @@ def _parser() -> argparse.ArgumentParser:
         "implementation on chain; new orders get CREATE2 deposit addresses swept to the treasury",
     )
     merchant(c)
-    c.add_argument("--network", required=True, help="the EVM network (one factory per network)")
+    c.add_argument("--network", required=True, help="the EVM or Tron network (one factory per network)")
     evm_address(c, "factory", "the merchant's DepositFactory on that network (from deploy-factory)")
     evm_address(c, "implementation", implementation_help)
     evm_address(c, "treasury", treasury_help + "; must be the factory's")
@@ -322,6 +344,7 @@ def run(argv: Sequence[str]) -> Any:
         case "release-deposits":
             return settlement_status.release(_evm_network(a.network), a.merchant)
         case "set-contract":
+            tron = _family(a.network) == "tron"
             return contract_mode.configure_contract(
                 a.merchant,
                 a.network,
@@ -329,7 +352,8 @@ def run(argv: Sequence[str]) -> Any:
                 implementation=a.implementation,
                 treasury=a.treasury,
                 owner=a.owner,
-                rpc=_rpc(a.network, a.rpc_url),
+                rpc=None if tron else _rpc(a.network, a.rpc_url),
+                tron_node=_tron_node(a.network, a.rpc_url) if tron else None,
             )
         case "set-reuse":
             hours = a.quarantine_hours
@@ -351,6 +375,21 @@ def _rpc(network: str, url: str | None) -> JsonRpc:
     return JsonRpc(url, timeout=30)
 
 
+def _family(network: str) -> str | None:
+    enabled = networks().get(network)
+    return enabled.family if enabled is not None else None
+
+
+def _tron_node(network: str, url: str | None) -> TronNode:
+    """The Tron network's full node: --rpc-url, else its first endpoint (with its API key)."""
+    if url is not None:
+        return TronNode(url, timeout=30)
+    specs = load_endpoints({}).get(network)
+    if not specs:
+        raise ConfigError(f"give --rpc-url: RPC_ENDPOINTS names no endpoint for {network!r}")
+    return TronNode(specs[0].url, api_key=specs[0].api_key, timeout=30, label=specs[0].name)
+
+
 def _deployer_key(path: Path | None) -> bytes | None:
     text = path.read_text() if path is not None else os.environ.get(DEPLOYER_KEY_ENV)
     if not text:
@@ -368,6 +407,21 @@ def _deploy(a: argparse.Namespace) -> dict[str, Any]:
     network = networks().get(a.network)
     if network is None:
         raise ConfigError(f"network {a.network!r} is not enabled")
+    if network.family == "tron":  # the owner sends it: no key is handled for Tron
+        if a.key_file is not None:
+            raise ConfigError("on Tron the deployment is printed for the owner to send; --key-file is not used")
+        if not 0 < a.fee_limit_sun <= MAX_FEE_LIMIT_SUN:
+            raise ConfigError(f"--fee-limit-sun must be between 1 and {MAX_FEE_LIMIT_SUN}")
+        if a.command == "deploy-implementation":
+            return tron_contract_mode.implementation_deployment(network, sender=a.sender, fee_limit=a.fee_limit_sun)
+        return tron_contract_mode.factory_deployment(
+            network,
+            treasury=a.treasury,
+            owner=a.owner,
+            implementation=a.implementation,
+            sender=a.sender,
+            fee_limit=a.fee_limit_sun,
+        )
     if a.command == "deploy-implementation":
         deployment = contract_mode.implementation_deployment(chain_id=network.chain_id)
     else:
@@ -388,9 +442,17 @@ def _evm_network(name: str) -> Network:
     return network
 
 
+def _settlement_network(name: str) -> Network:
+    network = networks().get(name)
+    if network is None:
+        raise ConfigError(f"network {name!r} is not enabled")
+    return network
+
+
 def _settlement_status(a: argparse.Namespace) -> dict[str, Any]:
-    evm = [n for n in networks().values() if n.family == "evm"]
-    chosen = [_evm_network(n) for n in a.network] if a.network else evm
+    picked = [_settlement_network(n) for n in a.network] if a.network else list(networks().values())
+    chosen = [n for n in picked if n.family == "evm"]
+    tron = [n for n in picked if n.family == "tron"]
     if not 0 <= a.recent <= RECENT_SETTLEMENTS:
         raise ConfigError(f"--recent must be between 0 and {RECENT_SETTLEMENTS}")
     key_id = a.relayer_key_id or os.environ.get("RELAYER_KEY_ID")
@@ -408,7 +470,17 @@ def _settlement_status(a: argparse.Namespace) -> dict[str, Any]:
             )
             for network in chosen
         ]
+        + [_tron_settlement_status(network, signer, specs) for network in tron]
     }
+
+
+def _tron_settlement_status(network: Network, signer: KmsSigner | None, specs: dict[str, Any]) -> dict[str, Any]:
+    setting = tron_energy.load(networks())[network.name]
+    endpoints = specs.get(network.name) or []
+    node = TronNode(endpoints[0].url, api_key=endpoints[0].api_key, timeout=10) if endpoints else None
+    note = None if endpoints else f"no endpoint configured for {network.name} (RPC_ENDPOINTS): resources not read"
+    address = signer.tron_address if signer is not None else None
+    return tron_energy.status(network, setting, address=address, node=node, note=note)
 
 
 def _resume_scan(network: str, from_block: int) -> dict[str, Any]:

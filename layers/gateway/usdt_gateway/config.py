@@ -123,6 +123,12 @@ def networks() -> dict[str, Network]:
     except NetworkConfigError as exc:
         raise ConfigError(str(exc)) from exc
     _check_tolerance(s.underpayment_tolerance, enabled)
+    from usdt_gateway import tron_energy
+
+    try:
+        tron_energy.load(enabled)  # TRON_ENERGY_MODE and TRON_FEE_LIMIT_SUN, checked at cold start
+    except tron_energy.EnergyConfigError as exc:
+        raise ConfigError(str(exc)) from exc
     return enabled
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from usdt_gateway import clock, create2, merchants, store
 from usdt_gateway.address_codec import keccak256, normalize_evm_address, to_checksum_address
 from usdt_gateway.chain.jsonrpc import Rpc, RpcError
+from usdt_gateway.chain.tron import Provider
 from usdt_gateway.config import networks
 from usdt_gateway.errors import InvalidRequest, NotFound
 from usdt_gateway.kms_signer import Eip1559Transaction
@@ -126,32 +127,66 @@ def verify(rpc: Rpc, cfg: ContractConfig) -> None:
 
 
 def configure_contract(
-    merchant_id: str, network: str, *, factory: str, implementation: str, treasury: str, owner: str, rpc: Rpc
+    merchant_id: str,
+    network: str,
+    *,
+    factory: str,
+    implementation: str,
+    treasury: str,
+    owner: str,
+    rpc: Rpc | None = None,
+    tron_node: Provider | None = None,
 ) -> dict[str, Any]:
-    """Switch the merchant's `network` to contract mode, once the chain holds what is named.
+    """Switch the merchant's `network` to contract mode, once the chain holds what is named
+    (through `rpc` on an EVM network, the full node `tron_node` on Tron).
     Orders created from then on get CREATE2 deposit addresses; earlier orders keep theirs."""
     merchants.get_merchant(merchant_id)
     enabled = networks().get(network)
     if enabled is None:
         raise NotFound(f"network '{network}' is not enabled", code="UNSUPPORTED_NETWORK")
-    if enabled.family != "evm":
-        raise InvalidRequest("contract mode is for EVM networks", code="UNSUPPORTED_NETWORK")
-    cfg = ContractConfig(
-        merchant_id,
-        network,
-        factory=_address(factory, "factory"),
-        implementation=_address(implementation, "implementation"),
-        treasury=_address(treasury, "treasury"),
-        owner=_address(owner, "owner"),
-        updated_at=0,
-    )
-    try:
-        chain_id = int(rpc.call("eth_chainId", []), 16)
-        if chain_id != enabled.chain_id:
-            raise FactoryMismatch(f"the RPC endpoint serves chain {chain_id}, not {network} ({enabled.chain_id})")
-        verify(rpc, cfg)
-    except RpcError as exc:
-        raise FactoryMismatch(f"the chain could not be read: {exc.message}") from exc
+    if enabled.family == "tron":
+        from usdt_gateway import tron_contract_mode
+
+        named = {
+            what: tron_contract_mode.tron_address(value, what)
+            for what, value in (
+                ("factory", factory),
+                ("implementation", implementation),
+                ("treasury", treasury),
+                ("owner", owner),
+            )
+        }
+        if tron_node is None:
+            raise InvalidRequest("a Tron network is checked through a full node", code="UNSUPPORTED_NETWORK")
+        tron_contract_mode.verify(tron_node, enabled, **named)
+        cfg = ContractConfig(
+            merchant_id,
+            network,
+            factory=named["factory"],
+            implementation=named["implementation"],
+            treasury=named["treasury"],
+            owner=named["owner"],
+            updated_at=0,
+        )
+    else:
+        cfg = ContractConfig(
+            merchant_id,
+            network,
+            factory=_address(factory, "factory"),
+            implementation=_address(implementation, "implementation"),
+            treasury=_address(treasury, "treasury"),
+            owner=_address(owner, "owner"),
+            updated_at=0,
+        )
+        if rpc is None:
+            raise InvalidRequest("an EVM network is checked through its JSON-RPC endpoint", code="UNSUPPORTED_NETWORK")
+        try:
+            chain_id = int(rpc.call("eth_chainId", []), 16)
+            if chain_id != enabled.chain_id:
+                raise FactoryMismatch(f"the RPC endpoint serves chain {chain_id}, not {network} ({enabled.chain_id})")
+            verify(rpc, cfg)
+        except RpcError as exc:
+            raise FactoryMismatch(f"the chain could not be read: {exc.message}") from exc
     cfg = replace(cfg, updated_at=clock.now_ms())
     before = store.get(*store.contract_config_key(merchant_id, network))
     if before is not None:  # a new factory keeps the network's reuse setting (admin set-reuse)

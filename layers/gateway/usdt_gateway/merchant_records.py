@@ -232,7 +232,7 @@ class ContractConfig:
 
     merchant_id: str
     network: str
-    factory: str  # EIP-55, as every EVM address the gateway stores
+    factory: str  # EIP-55 on EVM networks, base58check (T...) on Tron
     implementation: str
     treasury: str
     owner: str

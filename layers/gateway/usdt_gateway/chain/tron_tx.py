@@ -183,7 +183,10 @@ def broadcast(provider: Provider, tx: TronTransaction) -> str:
 @dataclass(frozen=True)
 class TronOutcome:
     """What a mined transaction did and cost. `result` is the receipt's (`SUCCESS`, `REVERT`,
-    `OUT_OF_ENERGY`, ...); `fee` is all the sun it burned (energy and bandwidth)."""
+    `OUT_OF_ENERGY`, ...); `fee` is all the sun it burned (energy and bandwidth). `energy_used` is
+    the total (`energy_usage_total`): `energy_staked` of it came from the relayer's staked energy
+    (`energy_usage`), the rest was burned for `energy_fee` sun; `net_fee` is the sun burned for
+    bandwidth when free and staked bandwidth did not cover it."""
 
     txid: str
     block: int
@@ -191,6 +194,8 @@ class TronOutcome:
     energy_used: int
     energy_fee: int
     fee: int
+    energy_staked: int = 0
+    net_fee: int = 0
 
     @property
     def succeeded(self) -> bool:
@@ -214,4 +219,6 @@ def outcome(provider: Provider, txid: str) -> TronOutcome | None:
         energy_used=int(receipt.get("energy_usage_total", 0)),
         energy_fee=int(receipt.get("energy_fee", 0)),
         fee=int(info.get("fee", 0)),
+        energy_staked=int(receipt.get("energy_usage", 0)),
+        net_fee=int(receipt.get("net_fee", 0)),
     )
