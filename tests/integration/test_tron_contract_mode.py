@@ -19,7 +19,7 @@ from devstack.evm import start_anvil
 from devstack.settlement_contracts import deploy_tron_build, tron_artifact
 from devstack.tron_node import FakeContract, TronNode, start_tron_node
 from tests.integration.conftest import Merchant
-from usdt_gateway import admin, contract_mode, store
+from usdt_gateway import admin, contract_mode, store, tron_energy_status
 from usdt_gateway.address_codec import tron_address_from_body, tron_body20
 from usdt_gateway.chain.readers import TronNode as TronClient
 from usdt_gateway.errors import InvalidRequest
@@ -200,7 +200,9 @@ def test_the_energy_mode_is_checked_at_cold_start_and_shown_with_the_relayers_re
     relayer = _tron(Account.create().address)
     with start_tron_node(blocks=1) as node:
         node.stake(relayer, energy=130_000, bandwidth=1_000)
-        shown = tron_energy.status(enabled["tron"], setting, address=relayer, node=TronClient(node.url, timeout=5))
+        shown = tron_energy_status.status(
+            enabled["tron"], setting, address=relayer, node=TronClient(node.url, timeout=5)
+        )
     assert shown["energy"] == {"mode": "staked", "feeLimitSun": 50_000_000}
     resources = shown["relayer"]["resources"]
     assert resources["energyAvailable"] == 130_000 and resources["bandwidthAvailable"] == 1_600

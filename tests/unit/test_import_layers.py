@@ -37,12 +37,13 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "request_signing",
                 "schemas",
                 "tracing",
+                "tron_energy",
             }
         ),
     ),
     (
         "store/aws",  # every DynamoDB and AWS call, and the chains' RPC
-        frozenset({"aws", "kms_signer", "store", "secretbox", "chain.*"}),
+        frozenset({"aws", "kms_signer", "store", "secretbox", "chain.*", "tron_energy_status"}),
     ),
     (
         "domain",
@@ -68,6 +69,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "settlement.*",
                 "status",
                 "transitions",
+                "tron_contract_mode",
                 "watchlist",
                 "webhooks.*",
                 "xpub_sweeps",

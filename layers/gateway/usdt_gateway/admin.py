@@ -45,7 +45,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from usdt_gateway import clock, contract_mode, cursor, merchants, status, tron_contract_mode, tron_energy
+from usdt_gateway import (
+    clock,
+    contract_mode,
+    cursor,
+    merchants,
+    status,
+    tron_contract_mode,
+    tron_energy,
+    tron_energy_status,
+)
 from usdt_gateway.auth import READ, SCOPES, WRITE
 from usdt_gateway.chain.jsonrpc import JsonRpc
 from usdt_gateway.chain.readers import TronNode
@@ -480,7 +489,7 @@ def _tron_settlement_status(network: Network, signer: KmsSigner | None, specs: d
     node = TronNode(endpoints[0].url, api_key=endpoints[0].api_key, timeout=10) if endpoints else None
     note = None if endpoints else f"no endpoint configured for {network.name} (RPC_ENDPOINTS): resources not read"
     address = signer.tron_address if signer is not None else None
-    return tron_energy.status(network, setting, address=address, node=node, note=note)
+    return tron_energy_status.status(network, setting, address=address, node=node, note=note)
 
 
 def _resume_scan(network: str, from_block: int) -> dict[str, Any]:

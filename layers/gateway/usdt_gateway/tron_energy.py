@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from usdt_gateway.chain.tron import Provider
-from usdt_gateway.chain.tron_tx import MAX_FEE_LIMIT_SUN
 from usdt_gateway.networks import Network
+
+# The chain's ceiling on a transaction's fee_limit (chain parameter maxFeeLimit): 15,000 TRX, in sun.
+MAX_FEE_LIMIT_SUN = 15_000_000_000
 
 Mode = Literal["burn", "staked"]
 MODES: tuple[Mode, ...] = ("burn", "staked")
@@ -70,38 +71,3 @@ def load(enabled: Mapping[str, Network], environ: Mapping[str, str] | None = Non
                 raise EnergyConfigError(f"TRON_ENERGY_MODE names {name.strip()!r}, which is no enabled Tron network")
             modes[name.strip()] = _mode(value, name.strip())
     return {name: EnergySetting(mode, fee_limit) for name, mode in modes.items()}
-
-
-def resources(node: Provider, address: str) -> dict[str, int]:
-    """The account's energy and bandwidth (`wallet/getaccountresource`; absent fields are 0)."""
-    answer = node.make_request("wallet/getaccountresource", {"address": address, "visible": True})
-    got = answer if isinstance(answer, dict) else {}
-
-    def field(name: str) -> int:
-        return int(got.get(name, 0))
-
-    return {
-        "energyLimit": field("EnergyLimit"),
-        "energyUsed": field("EnergyUsed"),
-        "energyAvailable": max(field("EnergyLimit") - field("EnergyUsed"), 0),
-        "bandwidthLimit": field("NetLimit") + field("freeNetLimit"),
-        "bandwidthUsed": field("NetUsed") + field("freeNetUsed"),
-        "bandwidthAvailable": max(field("NetLimit") - field("NetUsed"), 0)
-        + max(field("freeNetLimit") - field("freeNetUsed"), 0),
-    }
-
-
-def status(
-    network: Network, setting: EnergySetting, *, address: str | None, node: Provider | None, note: str | None = None
-) -> dict[str, Any]:
-    """What settlement-status shows for a Tron network: the energy mode, the fee limit, and the
-    relayer's staked energy and bandwidth when the mode is staked."""
-    out: dict[str, Any] = {"network": network.name, "family": "tron", "energy": setting.to_json()}
-    relayer: dict[str, Any] = {"address": address}
-    if setting.mode == "staked":
-        if address is None or node is None:
-            relayer["note"] = note or "no relayer key or no endpoint: resources not read"
-        else:
-            relayer["resources"] = resources(node, address)
-    out["relayer"] = relayer
-    return out

@@ -21,12 +21,11 @@ from typing import Any
 
 from usdt_gateway.address_codec import keccak256, tron_body20
 from usdt_gateway.chain.tron import Provider
+from usdt_gateway.tron_energy import MAX_FEE_LIMIT_SUN as MAX_FEE_LIMIT_SUN  # the chain's ceiling (maxFeeLimit)
 
 SWEEP_SIGNATURE = "sweep(address,bytes32[])"
 TRIGGER_SMART_CONTRACT = 31  # Transaction.Contract.ContractType
 TRIGGER_TYPE_URL = "type.googleapis.com/protocol.TriggerSmartContract"
-# The chain's ceiling on fee_limit (chain parameter maxFeeLimit): 15,000 TRX.
-MAX_FEE_LIMIT_SUN = 15_000_000_000
 
 
 class TronTxError(Exception):
