@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import boto3
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -24,9 +23,9 @@ from tests.integration.apiclient import ApiClient, Reply
 from tests.integration.chains import create, drive, evm_scanner, new_chain, status
 from tests.integration.conftest import Merchant
 from tests.integration.test_contract_mode import ContractChain
+from tests.integration.test_settlement_function import relayer_job
 from usdt_gateway import store
-from usdt_gateway.chain.jsonrpc import JsonRpc, Rpc
-from usdt_gateway.kms_signer import KmsSigner
+from usdt_gateway.chain.jsonrpc import Rpc
 from usdt_gateway.scanner import Scanner
 from usdt_gateway.settlement.relayer import SweepRelayer
 from usdt_gateway.settlement_jobs import Job, SettlementConfig, run_network
@@ -181,22 +180,7 @@ def open_world(
         owner: LocalAccount = Account.create()
         contracts = new_owned_contract_chain(new_chain(anvil, settings_env), owner_address or owner.address)
         contracts.switch(merchant.merchant_id)
-        kms = boto3.client("kms", endpoint_url=moto_server, region_name="us-east-1")
-        key_id = kms.create_key(KeySpec="ECC_SECG_P256K1", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
-        signer = KmsSigner(key_id, client=kms)
-        anvil.rpc("anvil_setBalance", [signer.address, hex(10**19)])
-        from usdt_gateway.config import networks
-
-        job = Job(networks()[contracts.chain.network], [JsonRpc(anvil.url, timeout=10)], signer)
-        config = SettlementConfig(
-            relayer_key_id=key_id,
-            min_amount=Decimal("1"),
-            max_age_seconds=600,
-            max_gas_price_gwei=Decimal("100"),
-            max_deposits=50,
-            sweeps_per_day=24,
-            gas_per_sweep=600_000,
-        )
+        job, config = relayer_job(anvil, contracts.chain.network, moto_server, min_amount=Decimal("1"))
         scanner = evm_scanner(contracts.chain.network, [anvil.url])
         drive(scanner)
         yield World(contracts, owner, merchant, api, scanner, job, config, fake_clock)

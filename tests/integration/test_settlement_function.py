@@ -17,7 +17,7 @@ import pytest
 from standardwebhooks import Webhook
 from web3 import Web3
 
-from devstack.evm import start_anvil
+from devstack.evm import Anvil, start_anvil
 from devstack.functions import add_layers_to_path, load_functions
 from devstack.template import REPO_ROOT, load_template
 from tests.fake_clock import FakeClock
@@ -106,6 +106,28 @@ class World:
         return int(self.contracts.chain.w3.eth.get_transaction_count(Web3.to_checksum_address(self.job.signer.address)))
 
 
+def relayer_job(anvil: Anvil, network: str, moto_server: str, *, min_amount: Decimal) -> tuple[Job, SettlementConfig]:
+    """The network's settlement job on anvil with a new relayer key in the local KMS, funded, and
+    settings under which money from `min_amount` qualifies for a sweep."""
+    kms = boto3.client("kms", endpoint_url=moto_server, region_name="us-east-1")
+    key_id = kms.create_key(KeySpec="ECC_SECG_P256K1", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    signer = KmsSigner(key_id, client=kms)
+    anvil.rpc("anvil_setBalance", [signer.address, hex(10**19)])
+    from usdt_gateway.config import networks
+
+    job = Job(networks()[network], [JsonRpc(anvil.url, timeout=10)], signer)
+    config = SettlementConfig(
+        relayer_key_id=key_id,
+        min_amount=min_amount,
+        max_age_seconds=600,
+        max_gas_price_gwei=Decimal("100"),
+        max_deposits=50,
+        sweeps_per_day=24,
+        gas_per_sweep=600_000,
+    )
+    return job, config
+
+
 @pytest.fixture
 def world(
     settings_env: pytest.MonkeyPatch, api: ApiClient, merchant: Merchant, moto_server: str, fake_clock: FakeClock
@@ -113,22 +135,7 @@ def world(
     with start_anvil() as anvil:
         contracts = new_contract_chain(new_chain(anvil, settings_env))
         contracts.switch(merchant.merchant_id)
-        kms = boto3.client("kms", endpoint_url=moto_server, region_name="us-east-1")
-        key_id = kms.create_key(KeySpec="ECC_SECG_P256K1", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
-        signer = KmsSigner(key_id, client=kms)
-        anvil.rpc("anvil_setBalance", [signer.address, hex(10**19)])
-        from usdt_gateway.config import networks
-
-        job = Job(networks()[contracts.chain.network], [JsonRpc(anvil.url, timeout=10)], signer)
-        config = SettlementConfig(
-            relayer_key_id=key_id,
-            min_amount=Decimal("10"),
-            max_age_seconds=600,
-            max_gas_price_gwei=Decimal("100"),
-            max_deposits=50,
-            sweeps_per_day=24,
-            gas_per_sweep=600_000,
-        )
+        job, config = relayer_job(anvil, contracts.chain.network, moto_server, min_amount=Decimal("10"))
         scanner = evm_scanner(contracts.chain.network, [anvil.url])
         drive(scanner)
         yield World(contracts, merchant, api, scanner, job, config, fake_clock)
