@@ -69,9 +69,7 @@ test: $(STAMP) .venv-sam/bin/sam node_modules/.installed $(BROWSER)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
-	# Two processes, each taking whole test files (their module-scoped stacks and chains stay in
-	# one process): most tests wait on blocks and schedules, so this halves the wall time.
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
