@@ -4,7 +4,7 @@ relayer's key in the local KMS), first on fresh addresses, then on the addresses
 hands back to the next orders; beside the naive sweep of xpub addresses measured in the same run
 (bench/settlement_gas.py: an ether transfer for gas, then the address's own token transfer).
 
-    .venv/bin/python -m bench.settlement_reuse_gas [--json]
+    .venv/bin/python -m bench.settlement_reuse_gas [--json] [--sizes 1,10,99]
 
 Setup, all in this process: an AtomicMotoServer on a free port (the table from template.yaml, a
 KMS key for the relayer), anvil (automine) with the repo's TestUSDT, the committed Deposit and
@@ -253,7 +253,7 @@ def _deployed(receipt: Any) -> int:
     return sum(1 for log in receipt["logs"] if "0x" + bytes(log["topics"][0]).hex() == DEPLOYED_TOPIC)
 
 
-def run() -> dict[str, Any]:
+def run(sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
     server = AtomicMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
@@ -269,7 +269,7 @@ def run() -> dict[str, Any]:
             gateway = Gateway(chain, anvil.url)
             mint(chain.token, chain.treasury, UNIT, owner=chain.owner)  # its balance slot warm in every row
             rows = []
-            for n in SIZES:
+            for n in sizes:
                 gateway.new_merchant()
                 first = gateway.orders(n, f"fresh{n}")
                 fresh = gateway.sweep(n)
@@ -296,13 +296,26 @@ def run() -> dict[str, Any]:
         server.stop()
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated whole numbers: {text!r}") from None
+    if not sizes or not all(1 <= n <= 99 for n in sizes):  # one claim transaction holds at most 99
+        raise argparse.ArgumentTypeError(f"each size must be 1 to 99: {text!r}")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--sizes", type=_sizes, default=SIZES, help="deposits per sweep, 1 to 99 each (default 1,10,99)"
+    )
     args = parser.parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     with contextlib.redirect_stdout(sys.stderr):  # the scanner's metrics (EMF lines) stay off the result
-        result = run()
+        result = run(args.sizes)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
