@@ -3,8 +3,11 @@ local chain whose `local` orders are detected by the deposit scanner.
 
 `python -m devstack pay <orderId> [--amount X] [--no-wait]` pays an order of the running stack
 on the local chain (devstack/pay.py); `--parts N` splits the payment, `--late` makes it arrive
-after the order's expiry. `python -m devstack reorg <orderId|txid>` and `python -m devstack dust
-<orderId|address>` make the hard cases a webhook handler must survive (devstack/sandbox.py).
+after the order's expiry. `python -m devstack refund <orderId>` refunds what a contract-mode order
+did not take (devstack/refund.py); `python -m devstack sweep` pays an order of the xpub demo
+merchant and moves its money with the offline sweep tool (devstack/sweep.py).
+`python -m devstack reorg <orderId|txid>` and `python -m devstack dust <orderId|address>` make the
+hard cases a webhook handler must survive (devstack/sandbox.py).
 
 PORT (default 3000) and DEVSTACK_STATE_DIR (default .local/, git-ignored) configure it;
 DEVSTACK_RECEIVER_PORT the port of the stack's webhook receiver (default: a free one),
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING
 from devstack.chain import LATE_BY_S, MINTED_USDT
 from devstack.functions import LOCAL_RETRY_SCHEDULE
 from devstack.settlement import LOCAL_MODES, OWNER_KEY_FILE, SETTLEMENT_FILE
+from devstack.sweep import DEFAULT_AMOUNT as DEFAULT_SWEEP_AMOUNT
 from devstack.template import REPO_ROOT
 
 if TYPE_CHECKING:
@@ -84,6 +88,7 @@ KMS, SSM) and a local chain (anvil), no Docker, no AWS account
   scanner      `{"`, `".join(stack.scanned_networks)}` orders are detected: pending -> confirming -> confirmed
                ({", ".join(unscanned)} orders can be created but are not scanned: no RPC endpoint locally)
 {_settlement_lines(stack)}
+{_xpub_sweep_lines(stack)}
   webhooks     {webhooks}
                (compressed locally; deployed: 5 s to 10 h, over about 3 days)
   data         in memory: orders are gone when the stack stops; the merchant gets new keys at each start
@@ -177,6 +182,23 @@ def _settlement_lines(stack: Stack) -> str:
     )
 
 
+def _xpub_sweep_lines(stack: Stack) -> str:
+    """The second demo merchant: xpub mode, and the one command that moves its money."""
+    pad = " " * 15
+    sweep_cmd = "python -m devstack sweep"
+    if stack.state_dir != (REPO_ROOT / ".local").resolve():
+        sweep_cmd = f"DEVSTACK_STATE_DIR={shlex.quote(_display(stack.state_dir))} {sweep_cmd}"
+    return "\n".join(
+        [
+            f"  xpub sweep   {_display(stack.xpub_merchant_file)}: a second demo merchant, `local` in xpub mode "
+            f"(dev wallet account {stack.xpub_merchant['account']});",
+            f"{pad}the gateway cannot move its money: `{sweep_cmd}` pays one of its orders, then runs",
+            f"{pad}the offline tool (python -m usdt_gateway_client.sweep: a dry run, then --execute) and",
+            f"{pad}shows the treasury's balance",
+        ]
+    )
+
+
 def _swept_too(stack: Stack) -> str:
     return "" if stack.settlement_info is None else ", and then its money swept to the treasury"
 
@@ -242,6 +264,17 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     refund.add_argument("--amount", help="USDT to refund (default: all that is refundable)")
     refund.add_argument("--no-wait", action="store_true", help="exit once the signature is accepted")
 
+    sweep = commands.add_parser(
+        "sweep",
+        help="xpub mode: pay an order of the xpub demo merchant, then sweep it with the offline tool",
+        description="Create and pay an order of the stack's second demo merchant, whose `local` "
+        "network is in xpub mode, then run the SDK's offline sweep tool (python -m "
+        "usdt_gateway_client.sweep) as a merchant does: a dry run, then --execute; and show the "
+        "treasury's balance.",
+    )
+    sweep.add_argument("--amount", help=f"USDT to pay (default {DEFAULT_SWEEP_AMOUNT})")
+    sweep.add_argument("--dry-run", action="store_true", help="stop after the tool's dry run: nothing is swept")
+
     reorg = commands.add_parser(
         "reorg",
         help="reorganise the local chain under an order's payment",
@@ -297,7 +330,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         help="with --spoof: whose address the Transfer log shows as the sender (default: the payer)",
     )
     dust.add_argument("--no-wait", action="store_true", help="exit once the transfer is mined")
-    return parser, {"pay": pay, "reorg": reorg, "dust": dust}
+    return parser, {"pay": pay, "sweep": sweep, "reorg": reorg, "dust": dust}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,12 +359,16 @@ def _mistake(args: argparse.Namespace) -> str | None:
 
 
 def _sandbox(command: str, state_dir: Path, args: argparse.Namespace) -> int:
-    """`pay`, `refund`, `reorg` or `dust`: exit code 2 when refused, 1 when something failed on the way."""
+    """`pay`, `refund`, `sweep`, `reorg` or `dust`: exit code 2 when refused, 1 when something
+    failed on the way (`sweep`: the sweep tool's own exit code when it ran and failed)."""
     from devstack.pay import Failed, Refused, pay
     from devstack.refund import refund
     from devstack.sandbox import dust, reorg
+    from devstack.sweep import sweep
 
     try:
+        if command == "sweep":
+            return sweep(state_dir, amount=args.amount, dry_run=args.dry_run)
         if command == "pay":
             pay(
                 state_dir,

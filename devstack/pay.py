@@ -37,6 +37,7 @@ from usdt_gateway.lifecycle import ACCEPTING
 from usdt_gateway.money import format_units, parse_amount, to_base_units
 from usdt_gateway.schemas import OrderStatus
 
+MERCHANT_FILE = "merchant.json"  # the demo merchant's, written by the stack
 WAIT_TIMEOUT_S = 30.0
 # A sweep follows within seconds of its qualifying (minimum amount or maximum age): a guard beyond.
 SWEEP_TIMEOUT_S = 60.0
@@ -314,9 +315,10 @@ def deposit_status(record: dict[str, Any]) -> str:
     return status + (f" ({record['reason']})" if record.get("reason") else "")
 
 
-def load_state(state_dir: Path) -> tuple[MerchantApi, ChainInfo]:
+def load_state(state_dir: Path, merchant_file: str = MERCHANT_FILE) -> tuple[MerchantApi, ChainInfo]:
+    """The demo merchant's API (merchant.json, or the xpub demo merchant's file) and the chain."""
     try:
-        merchant = json.loads((state_dir / "merchant.json").read_text(encoding="utf-8"))
+        merchant = json.loads((state_dir / merchant_file).read_text(encoding="utf-8"))
         chain = read_chain_info(state_dir)
     except FileNotFoundError as exc:
         raise Refused(f"{exc.filename} not found: start the local stack first (make dev)") from None
@@ -393,9 +395,11 @@ def pay(
     late: bool = False,
     late_by: int = LATE_BY_S,
     warp: bool = False,
+    merchant_file: str = MERCHANT_FILE,
 ) -> None:
-    """Pay the order from the local chain's payer; Refused or Failed with a one-line reason."""
-    api, chain = load_state(state_dir)
+    """Pay the order (of the merchant in `merchant_file`) from the local chain's payer; Refused or
+    Failed with a one-line reason."""
+    api, chain = load_state(state_dir, merchant_file)
     if amount is not None:
         amount_units(amount, chain.decimals, "--amount")  # refuse a bad amount before anything else
     order = local_order(api, chain, order_id)

@@ -10,7 +10,9 @@ again, so payments on the local chain move orders through the lifecycle within s
 The demo merchant's `local` network is in contract mode (devstack/settlement.py): its factory is
 deployed on anvil and the SettlementFunction handler runs every few seconds (its schedule,
 compressed), with the relayer's key in moto's KMS, so a paid order is swept to the treasury
-seconds after it is confirmed. `local_mode="xpub"` keeps `local` in xpub mode instead.
+seconds after it is confirmed. `local_mode="xpub"` keeps `local` in xpub mode instead. A second
+demo merchant keeps `local` in xpub mode either way: its money stays on the dev wallet's addresses
+until the offline sweep tool moves it (devstack/sweep.py).
 
 Webhooks go as deployed: the writers publish each committed event to the template's
 WebhookQueue, a poller feeds it to the WebhookFunction handler as Lambda's SQS event source
@@ -53,8 +55,9 @@ from devstack.receiver import LOG_FILE, WebhookReceiver
 from devstack.scanner_loop import ScannerLoop
 from devstack.schedule import Schedule
 from devstack.settlement import LocalMode, SettlementInfo, create_relayer_key, switch, write_state
+from devstack.sweep import MERCHANT_XPUB_FILE, SWEEP_STATE_FILES
 from devstack.template import Queue, Template, api_routes, create_queues, create_table, load_template
-from devstack.wallet import WALLET_FILE, dev_wallet, write_private
+from devstack.wallet import SWEEP_DEMO_ACCOUNT, WALLET_FILE, DevWallet, Family, dev_wallet, write_private
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
@@ -106,6 +109,8 @@ class Stack:
     state_dir: Path
     merchant: dict[str, str]
     merchant_file: Path
+    xpub_merchant: dict[str, str]  # the second demo merchant: `local` in xpub mode, swept by the offline tool
+    xpub_merchant_file: Path
     wallet_file: Path
     aws_env_file: Path  # `. aws.env`: the admin CLI on this stack
     aws_endpoint: str
@@ -230,16 +235,15 @@ def _check_webhook_url(url: str) -> None:
         raise WebhookUrlRefused(f"{url!r} is refused: {exc.message}") from None
 
 
-def _demo_merchant(state_dir: Path, base_url: str, webhook_url: str) -> dict[str, str]:
-    """A new merchant with a new API key, the dev wallet's xpubs and `webhook_url` as its default
-    webhook URL, written to state_dir/merchant.json."""
+def _new_merchant(name: str, xpubs: dict[Family, str], base_url: str, webhook_url: str) -> dict[str, str]:
+    """A new merchant with a new API key, these xpubs and `webhook_url` as its default webhook URL."""
     from usdt_gateway import merchants
 
-    merchant = merchants.create_merchant("Demo merchant (local)", webhook_url=webhook_url)
+    merchant = merchants.create_merchant(name, webhook_url=webhook_url)
     key = merchants.create_api_key(merchant["merchantId"], label="devstack")
-    for family, xpub in dev_wallet(state_dir).items():
+    for family, xpub in xpubs.items():
         merchants.configure_xpub(merchant["merchantId"], family, xpub)
-    info = {
+    return {
         "merchantId": merchant["merchantId"],
         "apiKey": key["apiKey"],
         "secretKey": key["secretKey"],
@@ -247,7 +251,32 @@ def _demo_merchant(state_dir: Path, base_url: str, webhook_url: str) -> dict[str
         "webhookUrl": webhook_url,
         "baseUrl": base_url,
     }
+
+
+def _demo_merchant(state_dir: Path, wallet: DevWallet, base_url: str, webhook_url: str) -> dict[str, str]:
+    """The demo merchant, with the dev wallet's account-0 xpubs, written to state_dir/merchant.json."""
+    info = _new_merchant("Demo merchant (local)", wallet.xpubs, base_url, webhook_url)
     write_private(state_dir / MERCHANT_FILE, info)
+    return info
+
+
+def _xpub_demo_merchant(state_dir: Path, wallet: DevWallet, base_url: str, webhook_url: str) -> dict[str, str]:
+    """A second demo merchant whose `local` orders stay in xpub mode whatever the first one's mode:
+    addresses of the dev wallet's EVM account SWEEP_DEMO_ACCOUNT, swept by the offline tool
+    (`python -m devstack sweep`). Written to state_dir/merchant-xpub.json with what the tool needs
+    besides its secrets' files; the previous start's sweep state (treasury, funding key, journal)
+    is removed: it describes a chain that is gone."""
+    from usdt_gateway.config import networks
+
+    info = _new_merchant("Demo merchant, xpub mode (local)", {"evm": wallet.sweep_demo_xpub}, base_url, webhook_url)
+    info |= {
+        "network": CHAIN_NETWORK,
+        "account": str(SWEEP_DEMO_ACCOUNT),
+        "confirmations": str(networks()[CHAIN_NETWORK].finality.confirmations),
+    }
+    write_private(state_dir / MERCHANT_XPUB_FILE, info)
+    for name in SWEEP_STATE_FILES:
+        (state_dir / name).unlink(missing_ok=True)
     return info
 
 
@@ -392,11 +421,13 @@ def start_stack(
 
         url = receiver.url if receiver is not None else str(webhook_url)
         _check_webhook_url(url)
-        merchant = _demo_merchant(state_dir, base_url, url)
+        wallet = dev_wallet(state_dir)
+        merchant = _demo_merchant(state_dir, wallet, base_url, url)
+        xpub_merchant = _xpub_demo_merchant(state_dir, wallet, base_url, url)
         settlement_info = _local_settlement(merchant["merchantId"], chain, relayer, relayer_key_id)
         write_state(state_dir, settlement_info, chain.contracts)
         if receiver is not None:
-            receiver.serve([merchant["webhookSecret"]])
+            receiver.serve([merchant["webhookSecret"], xpub_merchant["webhookSecret"]])
         thread = threading.Thread(target=server.serve_forever, args=(0.1,), name="devstack-http", daemon=True)
         thread.start()
         scanner = ScannerLoop(functions[SCANNER_FUNCTION], CHAIN_NETWORK)
@@ -417,6 +448,8 @@ def start_stack(
         state_dir=state_dir,
         merchant=merchant,
         merchant_file=state_dir / MERCHANT_FILE,
+        xpub_merchant=xpub_merchant,
+        xpub_merchant_file=state_dir / MERCHANT_XPUB_FILE,
         wallet_file=state_dir / WALLET_FILE,
         aws_env_file=state_dir / AWS_ENV_FILE,
         aws_endpoint=endpoint,

@@ -20,6 +20,7 @@ from typing import Any
 import boto3
 from eth_account import Account
 from standardwebhooks.webhooks import Webhook
+from usdt_gateway_client import Client
 
 from devstack.receiver import Delivery
 from devstack.stack import Stack, start_stack
@@ -249,3 +250,63 @@ def test_an_overpayment_waits_on_its_address_and_devstack_refund_sends_it_back(s
     # And a second refund finds nothing left to refund
     again = run_refund(stack, order["orderId"])
     assert again.returncode == 2 and "REFUND_NOT_AVAILABLE" in again.stderr, again.stdout + again.stderr
+
+
+def run_sweep(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m devstack sweep ...` against the running stack, as a developer runs it."""
+    env = {**os.environ, "DEVSTACK_STATE_DIR": str(stack.state_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "devstack", "sweep", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+        check=False,
+    )
+
+
+def test_devstack_sweep_pays_an_xpub_order_and_the_offline_tool_moves_it_to_the_treasury(stack: Stack) -> None:
+    # Given the stack's second demo merchant, whose `local` orders get addresses of the dev
+    # wallet's account 1 (xpub mode) while the first merchant's `local` is in contract mode
+    wallet = json.loads((stack.state_dir / "dev-wallet.json").read_text(encoding="utf-8"))
+    xpub_merchant = json.loads((stack.state_dir / "merchant-xpub.json").read_text(encoding="utf-8"))
+    assert xpub_merchant["merchantId"] != stack.merchant["merchantId"] and xpub_merchant["account"] == "1"
+    assert store.get(*store.contract_config_key(xpub_merchant["merchantId"], "local")) is None
+
+    # When the developer runs `python -m devstack sweep --amount 4.00`
+    result = run_sweep(stack, "--amount", "4.00")
+
+    # Then it paid a new order of that merchant to confirmed, on an address of account 1
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    ((order_id,),) = [re.findall(r"created order (xpub-demo-[0-9a-f]+) of 4\.00 USDT", out)]
+    assert statuses(out)[-1][1] == "confirmed", out
+    listed = re.compile(r"^GET /v1/xpub/addresses: (0x[0-9a-fA-F]{40}) \(index (\d+)\) holds 4\.00", re.M)
+    ((address, index),) = listed.findall(out)
+    assert address == derive_address(wallet["sweepDemoEvmXpub"], "evm", int(index))
+    # And ran the offline tool: a dry run that sent nothing, then --execute, which swept it
+    dry, executed = out.index("dry run: nothing sent"), out.index("done: 1 sweeps recorded")
+    assert out.index("$ python -m usdt_gateway_client.sweep") < dry < out.index(" --execute\n") < executed, out
+    assert "--account 1 --confirmations 2" in out
+    # And the chain agrees: the address's USDT is in the treasury the tool was given
+    sweep_state = json.loads((stack.state_dir / "xpub-sweep.json").read_text(encoding="utf-8"))
+    treasury = sweep_state["treasury"]
+    assert token_balance(stack, address) == 0
+    assert token_balance(stack, treasury) == 4_000_000
+    assert f"treasury {treasury} holds 4.00 test USDT (4.00 more than before the sweep)" in out
+    # and the transfer recorded is the address's own, to the treasury, in the tool's journal
+    journal = json.loads((stack.state_dir / "xpub-sweep-journal.json").read_text(encoding="utf-8"))
+    entry = journal["addresses"][f"local:{address}"]
+    assert (entry["step"], entry["moved"]) == ("recorded", 4_000_000)
+    receipt = stack.chain.anvil.rpc("eth_getTransactionReceipt", [entry["transferTx"]["hash"]])
+    assert receipt["status"] == "0x1" and receipt["from"].lower() == address.lower()
+    # And the gateway shows the sweep recorded: the address is no longer listed as unswept
+    client = Client(xpub_merchant["baseUrl"], xpub_merchant["apiKey"], xpub_merchant["secretKey"])
+    order = client.get_order(order_id)
+    assert (order.status, order.address) == ("confirmed", address)
+    assert address.lower() not in {a.address.lower() for a in client.list_xpub_addresses("local")}
+    assert f"GET /v1/xpub/addresses no longer lists {address}" in out
+    # And no secret was printed: the mnemonic, the funding key, the API secret
+    for secret in (wallet["mnemonic"], sweep_state["funderPrivateKey"], xpub_merchant["secretKey"]):
+        assert secret not in out + result.stderr
