@@ -190,11 +190,11 @@ def _xpub_sweep_lines(stack: Stack) -> str:
         sweep_cmd = f"DEVSTACK_STATE_DIR={shlex.quote(_display(stack.state_dir))} {sweep_cmd}"
     return "\n".join(
         [
-            f"  xpub sweep   {_display(stack.xpub_merchant_file)}: a second demo merchant, `local` in xpub mode "
-            f"(dev wallet account {stack.xpub_merchant['account']});",
-            f"{pad}the gateway cannot move its money: `{sweep_cmd}` pays one of its orders, then runs",
-            f"{pad}the offline tool (python -m usdt_gateway_client.sweep: a dry run, then --execute) and",
-            f"{pad}shows the treasury's balance",
+            f"  xpub sweep   a second demo merchant keeps `local` in xpub mode (dev wallet account "
+            f"{stack.xpub_merchant['account']},",
+            f"{pad}{_display(stack.xpub_merchant_file)}): the gateway cannot move its money; `{sweep_cmd}`",
+            f"{pad}pays one of its orders, then runs the offline sweep tool (a dry run, then --execute)",
+            f"{pad}and shows the treasury's balance",
         ]
     )
 
