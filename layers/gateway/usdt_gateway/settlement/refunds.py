@@ -322,7 +322,6 @@ def _create_parts(refund: Refund, order: Order, at_address: Sequence[Candidate],
 
 def create_refund(merchant_id: str, order_id: str, request: RefundRequest) -> RefundView:
     """A new refund awaiting the owner's signature, the address's money held for it."""
-    to = _recipient(request.to)
     for _ in range(ATTEMPTS):
         now = clock.now_ms()
         order = _order(merchant_id, order_id)
@@ -331,6 +330,14 @@ def create_refund(merchant_id: str, order_id: str, request: RefundRequest) -> Re
                 f"order '{order_id}' is not in contract mode: its money went to the merchant's own wallet, "
                 "refund it from there"
             )
+        if not order.address.startswith("0x"):  # a Tron (base58) deposit address
+            # The gateway builds no Tron refund typed data (TVM's chainid differs from the chain id
+            # the gateway knows), and the Tron relayer sends sweeps only: refused before anything is held.
+            raise _not_available(
+                f"refunds through the gateway are not available on {order.network} (Tron); the money is swept "
+                f"to the treasury: {TREASURY_HINT}"
+            )
+        to = _recipient(request.to)
         if _in_progress(order, now):
             continue
         if to == order.address.lower():
