@@ -322,6 +322,7 @@ def _create_parts(refund: Refund, order: Order, at_address: Sequence[Candidate],
 
 def create_refund(merchant_id: str, order_id: str, request: RefundRequest) -> RefundView:
     """A new refund awaiting the owner's signature, the address's money held for it."""
+    to = _recipient(request.to)
     for _ in range(ATTEMPTS):
         now = clock.now_ms()
         order = _order(merchant_id, order_id)
@@ -337,7 +338,6 @@ def create_refund(merchant_id: str, order_id: str, request: RefundRequest) -> Re
                 f"refunds through the gateway are not available on {order.network} (Tron); the money is swept "
                 f"to the treasury: {TREASURY_HINT}"
             )
-        to = _recipient(request.to)
         if _in_progress(order, now):
             continue
         if to == order.address.lower():
