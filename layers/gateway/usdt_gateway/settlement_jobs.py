@@ -41,7 +41,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from usdt_gateway import clock, tron_energy
+from usdt_gateway import clock, tron_energy, tron_energy_status
 from usdt_gateway.chain import tron_tx
 from usdt_gateway.chain.jsonrpc import Rpc, RpcError, RpcUnavailable
 from usdt_gateway.chain.rpc_config import load_endpoints
@@ -240,8 +240,6 @@ def report_tron_balance(job: TronJob, node: Provider, config: SettlementConfig) 
         price = max(tron_tx.energy_price(node), 1)
         staked = 0
         if job.energy.mode == "staked":
-            from usdt_gateway import tron_energy_status
-
             staked = tron_energy_status.resources(node, job.signer.tron_address)["energyLimit"]
     except (RpcUnavailable, tron_tx.TronTxError, ValueError) as exc:
         logger.warning("could not read the relayer's balance", extra={"network": job.network.name, "reason": str(exc)})
