@@ -47,6 +47,12 @@ TRANSFER_SELECTOR = "a9059cbb"  # transfer(address,uint256)
 # The call a contract that moves tokens for its caller receives; the token's log is the same.
 CONTRACT_CALL_SELECTOR = "0a3b0a4f"
 SWEEP_SELECTOR = "faa89528"  # keccak256("sweep(address,bytes32[])")[:4]
+BALANCE_OF_SELECTOR = "70a08231"  # keccak256("balanceOf(address)")[:4]
+# The init code of a deposit clone as Vyper's create_minimal_proxy_to deploys it: a 9-byte loader,
+# then EIP-1167's runtime delegating to the implementation (written here apart from the gateway's
+# create2.py, so the node's CREATE2 addresses check the gateway's rather than repeat them).
+CLONE_HEAD = "602d3d8160093d39f3363d3d373d3d3d363d73"
+CLONE_TAIL = "5af43d82803e903d91602b57fd5bf3"
 # keccak256("Swept(address,address,uint256)"): Swept(token indexed, deposit indexed, amount)
 SWEPT_TOPIC = "7b09c29f9106defeccc9ac3b823f3aad0b470d120e5df7aed033b5c43a4bf718"
 SUCCESS_WORD = "00" * 31 + "01"
@@ -101,9 +107,10 @@ class ContractCall:
     """A TriggerSmartContract transaction this node built (`wallet/triggersmartcontract`) and
     accepted signed (`wallet/broadcasttransaction`); mined in the next block added. No TVM runs
     here: `result` and `energy` say what its receipt reports (`SUCCESS`, `REVERT`, or
-    `OUT_OF_ENERGY`, which burns the whole fee limit). A successful `sweep(token, salts)` emits
-    the factory's Swept logs for the deposits funded with `TronNode.fund_deposit` (`logs`, set
-    when it is mined); any other call emits none."""
+    `OUT_OF_ENERGY`, which burns the whole fee limit). A successful `sweep(token, salts)` moves
+    each salt's deposit address's whole token balance to the factory's treasury (a factory
+    registered with `TronNode.add_factory`) and logs the token's Transfer and the factory's
+    Swept for it (`logs`, set when it is mined); any other call moves nothing and logs nothing."""
 
     owner: str  # 41-hex
     contract: str  # 41-hex
@@ -149,6 +156,27 @@ class AccountResources:
     net_used: int = 0
     free_net_limit: int = FREE_NET_LIMIT
     free_net_used: int = 0
+
+
+@dataclass(frozen=True)
+class FakeFactory:
+    """A merchant's DepositFactory as far as a sweep needs it (41-hex addresses): a salt's deposit
+    address is the CREATE2 address of a clone of `implementation` under `address` (0x41 prefix),
+    and what a sweep moves goes to `treasury`."""
+
+    address: str
+    implementation: str
+    treasury: str
+
+    def deposit(self, salt: str) -> str:
+        """The 41-hex deposit address of `salt` (hex)."""
+        from Crypto.Hash import keccak
+
+        def k(data: bytes) -> bytes:
+            return keccak.new(digest_bits=256, data=data).digest()
+
+        init_code = bytes.fromhex(CLONE_HEAD + self.implementation[2:] + CLONE_TAIL)
+        return "41" + k(b"\x41" + bytes.fromhex(self.address[2:]) + bytes.fromhex(salt) + k(init_code))[12:].hex()
 
 
 Transfer = Trc20Transfer | TrxTransfer | ContractCall
@@ -245,8 +273,16 @@ class FakeChain:
         self.built: dict[str, ContractCall] = {}  # built by triggersmartcontract, by txid
         self.pending: list[ContractCall] = []  # broadcast, mined by the next add_block
         self.call_outcomes: list[tuple[str, int | None]] = []  # (result, energy) for the next broadcasts
-        # (factory 41-hex, token 41-hex, salt hex) -> (deposit 41-hex, units a sweep moves from it)
-        self.deposits: dict[tuple[str, str, str], tuple[str, int]] = {}
+        # Token balances: (token 41-hex, holder 41-hex) -> units; TRX balances of the accounts given
+        # one (`fund_trx`), in sun. Each block keeps the balances it changed as they were before
+        # it, so a reorg puts them back before the new blocks apply theirs.
+        self.balances: dict[tuple[str, str], int] = {}
+        self.tokens: set[str] = set()  # contracts whose balances are kept (balanceOf answers)
+        self.trx: dict[str, int] = {}
+        self._undo: dict[int, list[tuple[str, Any, int | None]]] = {}
+        self.factories: dict[str, FakeFactory] = {}  # by 41-hex address
+        # (factory 41-hex, salt hex) -> deposit 41-hex, given as is (`fund_deposit`), not computed
+        self.deposit_of: dict[tuple[str, str], str] = {}
 
     # state
 
@@ -289,37 +325,98 @@ class FakeChain:
             parent = self.blocks[-1]
             number = parent.number + 1
             ts = timestamp if timestamp is not None else parent.timestamp + BLOCK_INTERVAL_MS
-            for call in self.pending:
-                self._charge(call)
-                call.logs = self._sweep_logs(call)
-            block = self._make_block(number, parent.block_id, ts, [*self.pending, *transfers])
+            listed = [*self.pending, *transfers]
+            undo: list[tuple[str, Any, int | None]] = []
+            for transfer in listed:  # in the block's order: a sweep moves what is there before it
+                if isinstance(transfer, ContractCall):
+                    if any(transfer is call for call in self.pending):  # broadcast to this node
+                        self._charge(transfer)
+                        transfer.logs = self._sweep(transfer, undo)
+                        self._burn(transfer, undo)
+                elif isinstance(transfer, Trc20Transfer) and not transfer.failed:
+                    token = _hex41(transfer.contract)
+                    self._move(token, _hex41(transfer.sender), _hex41(transfer.recipient), transfer.amount, undo)
+                elif isinstance(transfer, TrxTransfer):
+                    self._move_trx(_hex41(transfer.sender), _hex41(transfer.recipient), transfer.amount, undo)
+            block = self._make_block(number, parent.block_id, ts, listed)
             self.pending = []
             self.blocks.append(block)
+            self._undo[number] = undo
             for tx in block.transactions:
                 self.txs[tx.txid] = (tx, number)
             return number
 
-    def _sweep_logs(self, call: ContractCall) -> list[dict[str, JsonValue]]:
-        """A successful sweep's Swept logs, in TRON's shape (address without 41, hex without 0x):
-        each funded deposit of its salts under this factory and token, emptied."""
+    # balances
+
+    def balance(self, token: str, holder: str) -> int:
+        with self._lock:
+            return self.balances.get((_hex41(token), _hex41(holder)), 0)
+
+    def _set(self, kind: str, key: Any, value: int, undo: list[tuple[str, Any, int | None]]) -> None:
+        book: dict[Any, int] = self.balances if kind == "token" else self.trx
+        undo.append((kind, key, book.get(key)))
+        book[key] = value
+
+    def _move(
+        self, token: str, sender: str, recipient: str, amount: int, undo: list[tuple[str, Any, int | None]]
+    ) -> None:
+        """A TRC-20 transfer's effect. Payers are often addresses the node never funded: a sender
+        pays what it holds, the rest comes from nowhere (the recipient always gets `amount`)."""
+        self.tokens.add(token)
+        held = self.balances.get((token, sender), 0)
+        self._set("token", (token, sender), held - min(held, amount), undo)
+        self._set("token", (token, recipient), self.balances.get((token, recipient), 0) + amount, undo)
+
+    def _move_trx(self, sender: str, recipient: str, amount: int, undo: list[tuple[str, Any, int | None]]) -> None:
+        """A TRX transfer, kept only for accounts given a TRX balance (as `_move` for the sender)."""
+        if sender in self.trx:
+            self._set("trx", sender, self.trx[sender] - min(self.trx[sender], amount), undo)
+        if recipient in self.trx:
+            self._set("trx", recipient, self.trx[recipient] + amount, undo)
+
+    def _burn(self, call: ContractCall, undo: list[tuple[str, Any, int | None]]) -> None:
+        """The TRX a mined call burned (its receipt's `fee`), taken from its owner's balance when
+        the owner has one. A balance too small to pay is not modelled: it goes down to nothing."""
+        if call.owner in self.trx:
+            fee = _call_fees(call)[2]
+            self._set("trx", call.owner, self.trx[call.owner] - min(self.trx[call.owner], fee), undo)
+
+    def _sweep(self, call: ContractCall, undo: list[tuple[str, Any, int | None]]) -> list[dict[str, JsonValue]]:
+        """A successful `sweep(token, salts)`, as the DepositFactory runs it: each salt's deposit
+        address (computed under a registered factory, or as `fund_deposit` named it) gives its
+        whole token balance to the treasury. Its logs in TRON's shape (address without 41, hex
+        without 0x): the token's Transfer and the factory's Swept, per deposit that held money."""
         if call.result != "SUCCESS" or not call.data.startswith(SWEEP_SELECTOR):
             return []
         args = call.data[len(SWEEP_SELECTOR) :]
         token = "41" + args[24:64]
         count = int(args[128:192], 16)
         salts = [args[192 + 64 * i : 256 + 64 * i] for i in range(count)]
+        factory = self.factories.get(call.contract)
         logs: list[dict[str, JsonValue]] = []
         for salt in salts:
-            deposit, units = self.deposits.get((call.contract, token, salt), ("", 0))
-            if units:
-                self.deposits[(call.contract, token, salt)] = (deposit, 0)
+            deposit = self.deposit_of.get((call.contract, salt)) or (factory.deposit(salt) if factory else None)
+            units = self.balances.get((token, deposit), 0) if deposit else 0
+            if not deposit or not units:
+                continue
+            self._set("token", (token, deposit), 0, undo)
+            if factory is not None:
+                treasury = factory.treasury
+                self._set("token", (token, treasury), self.balances.get((token, treasury), 0) + units, undo)
                 logs.append(
                     {
-                        "address": call.contract[2:],
-                        "topics": [SWEPT_TOPIC, _word(token), _word(deposit)],
+                        "address": token[2:],
+                        "topics": [TRANSFER_TOPIC, _word(deposit), _word(treasury)],
                         "data": _word(units),
                     }
                 )
+            logs.append(
+                {
+                    "address": call.contract[2:],
+                    "topics": [SWEPT_TOPIC, _word(token), _word(deposit)],
+                    "data": _word(units),
+                }
+            )
         return logs
 
     def _charge(self, call: ContractCall) -> None:
@@ -353,9 +450,15 @@ class FakeChain:
                 raise ValueError(f"reorg start {from_number} outside 1..{self.head}")
             if from_number <= self.solid:
                 raise ValueError(f"block {from_number} is solidified (solid head {self.solid})")
-            for dropped in self.blocks[from_number:]:
+            for dropped in reversed(self.blocks[from_number:]):
                 for tx in dropped.transactions:
                     self.txs.pop(tx.txid, None)
+                for kind, key, before in reversed(self._undo.pop(dropped.number, [])):
+                    book: dict[Any, int] = self.balances if kind == "token" else self.trx
+                    if before is None:
+                        book.pop(key, None)
+                    else:
+                        book[key] = before
             next_ts = self.blocks[from_number].timestamp
             del self.blocks[from_number:]
             contents: Sequence[Sequence[Transfer]] = [[]] * new_blocks if isinstance(new_blocks, int) else new_blocks
@@ -568,15 +671,20 @@ def _call_energy(call: ContractCall) -> int:
     return call.energy or DEFAULT_CALL_ENERGY
 
 
+def _call_fees(call: ContractCall) -> tuple[int, int, int]:
+    """A mined call's sun burned for energy, for bandwidth, and both."""
+    energy_fee = (_call_energy(call) - call.energy_staked) * ENERGY_PRICE_SUN
+    net_fee = NET_USAGE * NET_FEE_PER_BYTE if call.net_burned else 0
+    return energy_fee, net_fee, energy_fee + net_fee
+
+
 def _call_info(call: ContractCall, block: FakeBlock, visible: bool) -> dict[str, JsonValue]:
     """A broadcast call's TransactionInfo. Energy comes from the owner's staked energy first
     (`energy_usage`), the rest is burned (`energy_fee`); `energy_usage_total` is both. Bandwidth
     is `net_usage` when free or staked bandwidth paid it, `net_fee` (sun) when burned. Zero fields
     are left out, as protobuf-JSON does."""
     energy = _call_energy(call)
-    burned = energy - call.energy_staked
-    energy_fee = burned * ENERGY_PRICE_SUN
-    net_fee = NET_USAGE * NET_FEE_PER_BYTE if call.net_burned else 0
+    energy_fee, net_fee, _ = _call_fees(call)
     receipt: dict[str, JsonValue] = {}
     if call.energy_staked:
         receipt["energy_usage"] = call.energy_staked
@@ -795,13 +903,17 @@ def _trigger_constant(chain: FakeChain, req: Request) -> JsonValue:
     except (KeyError, ValueError) as exc:
         return {"result": {"code": "OTHER_ERROR", "message": _message(f"invalid address: {exc}")}}
     contract = chain.contracts.get(address)
-    if contract is None or contract.call is None:
-        message = "No contract or not a valid smart contract"
-        return {"result": {"code": "CONTRACT_VALIDATE_ERROR", "message": _message(message)}}
     selector = str(req.params.get("function_selector", ""))
     data = (_selector(selector) if selector else "") + str(req.params.get("parameter", ""))
     if "data" in req.params and not selector:
         data = str(req.params["data"])
+    if contract is None and address in chain.tokens and data[:8] == BALANCE_OF_SELECTOR and len(data) == 72:
+        with chain._lock:  # a TRC-20 the node keeps balances of answers balanceOf(holder)
+            units = chain.balances.get((address, "41" + data[-40:]), 0)
+        return {"result": {"result": True}, "energy_used": 536, "constant_result": [_word(units)]}
+    if contract is None or contract.call is None:
+        message = "No contract or not a valid smart contract"
+        return {"result": {"code": "CONTRACT_VALIDATE_ERROR", "message": _message(message)}}
     try:
         answer = contract.call(bytes.fromhex(data))
     except ValueError as exc:
@@ -835,6 +947,36 @@ def _account_resource(chain: FakeChain, req: Request) -> JsonValue:
         "TotalEnergyWeight": 2_411_528_185,
     }
     return {k: v for k, v in fields.items() if v}
+
+
+def _account(chain: FakeChain, req: Request) -> JsonValue:
+    """`wallet/getaccount`: the account with its TRX `balance` (sun), `{}` for an account the node
+    does not know (one never given a balance here); a zero balance is left out."""
+    try:
+        address = _hex41(str(req.params.get("address", "")))
+    except ValueError:
+        return {}
+    with chain._lock:
+        if address not in chain.trx:
+            return {}
+        balance = chain.trx[address]
+    account: dict[str, JsonValue] = {"address": _addr(address, req.visible)}
+    if balance:
+        account["balance"] = balance
+    return account | {"create_time": chain.blocks[0].timestamp}
+
+
+def _chain_parameters(chain: FakeChain, _req: Request) -> JsonValue:
+    """`wallet/getchainparameters`: the proposals' current values, a few of mainnet's."""
+    return {
+        "chainParameter": [
+            {"key": "getMaintenanceTimeInterval", "value": 21_600_000},
+            {"key": "getTransactionFee", "value": NET_FEE_PER_BYTE},
+            {"key": "getEnergyFee", "value": ENERGY_PRICE_SUN},
+            {"key": "getCreateAccountFee", "value": 100_000},
+            {"key": "getMaxFeeLimit", "value": 15_000_000_000},
+        ]
+    }
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
@@ -1008,6 +1150,8 @@ ROUTES: dict[str, Route] = {
     "/wallet/getcontractinfo": _get_contract_info,
     "/wallet/triggerconstantcontract": _trigger_constant,
     "/wallet/getaccountresource": _account_resource,
+    "/wallet/getaccount": _account,
+    "/wallet/getchainparameters": _chain_parameters,
 }
 for _prefix, _solid in (("/wallet", False), ("/walletsolidity", True)):
     ROUTES[f"{_prefix}/getnowblock"] = _now_block(_solid)
@@ -1154,11 +1298,35 @@ class TronNode:
         return [tx.txid for tx in block.transactions]
 
     def fund_deposit(self, factory: str, token: str, salt: bytes, deposit: str, amount: int) -> None:
-        """Put `amount` of `token` on `deposit`, the address of `salt` under `factory`: the next
-        successful sweep of that salt moves it and logs Swept. No TVM runs: the address is taken
-        as given, not computed."""
+        """Give `deposit`, taken as the address of `salt` under `factory` (as given, not computed),
+        a balance of `amount` `token`: the next successful sweep of that salt moves it and logs
+        Swept (and Transfer to the treasury, when the factory is registered with `add_factory`)."""
         with self.chain._lock:
-            self.chain.deposits[(_hex41(factory), _hex41(token), salt.hex())] = (_hex41(deposit), amount)
+            self.chain.deposit_of[(_hex41(factory), salt.hex())] = _hex41(deposit)
+            self.chain.tokens.add(_hex41(token))
+            self.chain.balances[(_hex41(token), _hex41(deposit))] = amount
+
+    def add_factory(self, factory: str, *, implementation: str, treasury: str) -> None:
+        """Register a DepositFactory: a sweep through it moves each salt's CREATE2 deposit address
+        (computed here) to `treasury`."""
+        with self.chain._lock:
+            self.chain.factories[_hex41(factory)] = FakeFactory(
+                _hex41(factory), _hex41(implementation), _hex41(treasury)
+            )
+
+    def balance(self, token: str, holder: str) -> int:
+        """`holder`'s balance of `token` on the chain as it stands (a reorg puts it back)."""
+        return self.chain.balance(token, holder)
+
+    def fund_trx(self, address: str, sun: int) -> None:
+        """Give `address` a TRX balance (sun): `getaccount` reports it, and the fees its mined
+        calls burn are taken from it. Accounts never funded are not charged."""
+        with self.chain._lock:
+            self.chain.trx[_hex41(address)] = sun
+
+    def trx_balance(self, address: str) -> int | None:
+        with self.chain._lock:
+            return self.chain.trx.get(_hex41(address))
 
     def next_call_outcome(self, result: str = "OUT_OF_ENERGY", energy: int | None = None) -> None:
         """Give the next broadcast contract call this receipt result (`OUT_OF_ENERGY` burns its

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
 import requests
 from tronpy import Tron
-from tronpy.exceptions import BlockNotFound, TransactionNotFound
+from tronpy.exceptions import AddressNotFound, BlockNotFound, TransactionNotFound
 from tronpy.keys import PrivateKey, to_base58check_address, to_hex_address
 from tronpy.providers import HTTPProvider
 
@@ -315,3 +316,39 @@ def test_getnowblock_reads_visible_from_the_query_string_only(node: TronNode, cl
     assert from_body["blockID"] == from_query["blockID"] == node.block_id(head)
     assert from_body["block_header"]["raw_data"]["witness_address"].startswith("41")
     assert from_query["block_header"]["raw_data"]["witness_address"].startswith("T")
+
+
+def test_balances_follow_transfers_and_a_reorg_puts_them_back(node: TronNode, client: Tron) -> None:
+    sender, recipient, stranger = _address(), _address(), _address()
+    # Given a transfer of 5 USDT, and another of 2 on to a stranger in a later block
+    node.add_block([Trc20Transfer(USDT, sender, recipient, 5_000_000)])
+    later = node.add_block([Trc20Transfer(USDT, recipient, stranger, 2_000_000)])
+    assert (node.balance(USDT, recipient), node.balance(USDT, stranger)) == (3_000_000, 2_000_000)
+    # Then balanceOf, as tronpy's constant call reads it, answers the same
+    answer = client.provider.make_request(
+        "wallet/triggerconstantcontract",
+        {
+            "owner_address": recipient,
+            "contract_address": USDT,
+            "function_selector": "balanceOf(address)",
+            "parameter": to_hex_address(recipient)[2:].rjust(64, "0"),
+            "visible": True,
+        },
+    )
+    assert answer["result"] == {"result": True} and int(answer["constant_result"][0], 16) == 3_000_000
+    # When a reorg replaces the later block, Then the balances are as before it
+    node.reorg(later, 1)
+    assert (node.balance(USDT, recipient), node.balance(USDT, stranger)) == (5_000_000, 0)
+
+
+def test_accounts_and_chain_parameters_read_as_tronpy_reads_them(node: TronNode, client: Tron) -> None:
+    funded, unknown = _address(), _address()
+    node.fund_trx(funded, 12_500_000)
+    # A funded account has its balance in sun; one the chain does not know is `{}` (tronpy: not found)
+    assert client.get_account_balance(funded) == Decimal("12.5")
+    assert client.get_account(funded)["address"] == funded
+    with pytest.raises(AddressNotFound):
+        client.get_account(unknown)
+    # And the energy price is the chain parameter getEnergyFee
+    parameters = {p["key"]: p.get("value") for p in client.get_chain_parameters()}
+    assert parameters["getEnergyFee"] == 100 and parameters["getTransactionFee"] == 1_000

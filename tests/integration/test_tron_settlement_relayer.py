@@ -95,8 +95,7 @@ class Setup:
 
     def funded(self) -> list[int]:
         """What each deposit address still holds on the node."""
-        held = self.node.chain.deposits
-        return [next(units for (_, _, salt), (_, units) in held.items() if salt == s.hex()) for s in self.salts]
+        return [self.node.balance(USDT, deposit) for deposit in self.deposits]
 
 
 def _none(step: str) -> None:

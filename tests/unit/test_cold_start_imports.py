@@ -90,3 +90,39 @@ def test_api_init_defers_what_most_requests_never_need() -> None:
     # And what init created is frozen out of the collector's scans (a full collection over it
     # would otherwise land in the first request)
     assert state["frozen"] > 10_000
+
+
+# The settlement function's init, as Lambda runs it with the chain layer on the path.
+SETTLEMENT_INIT = """
+import json, sys
+sys.path[:0] = ["layers/gateway"]
+import importlib.util
+spec = importlib.util.spec_from_file_location("app", "functions/settlement/app.py")
+app = importlib.util.module_from_spec(spec); spec.loader.exec_module(app)
+print(json.dumps({"modules": sorted(sys.modules), "jobs": sorted(app.JOBS)}))
+"""
+
+
+def _settlement_init(endpoints: dict[str, list[str]]) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        **FUNCTION_ENV,
+        "POWERTOOLS_SERVICE_NAME": "settlement",
+        "RELAYER_KEY_ID": "cold-start-imports",
+        "RPC_ENDPOINTS": json.dumps(endpoints),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", SETTLEMENT_INIT], env=env, capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_the_settlement_loads_tronpy_only_where_a_tron_network_has_an_endpoint() -> None:
+    # Given Tron enabled (ENABLED_NETWORKS has it) but endpoints for EVM networks only
+    evm_only = _settlement_init({"eth": ["http://127.0.0.1:9"], "bsc": ["http://127.0.0.1:9"]})
+    # Then the settlement's init settles those and imports no tronpy (nor web3)
+    assert evm_only["jobs"] == ["bsc", "eth"]
+    assert not {m for m in evm_only["modules"] if m.split(".")[0] in ("tronpy", "web3")}
+    # Given an endpoint for Tron too, Then its job is built with tronpy's client (the chain layer)
+    with_tron = _settlement_init({"eth": ["http://127.0.0.1:9"], "tron": ["http://127.0.0.1:9"]})
+    assert with_tron["jobs"] == ["eth", "tron"] and "tronpy" in with_tron["modules"]

@@ -120,6 +120,35 @@ def test_api_function_gets_no_chain_libraries(template: dict[str, Any]) -> None:
     assert "tronpy" not in requirements
 
 
+def test_the_settlement_function_gets_the_chain_layer_and_the_tron_settings(template: dict[str, Any]) -> None:
+    from usdt_gateway import tron_energy
+    from usdt_gateway.networks import load_networks
+
+    # Given the SettlementFunction and its parameters
+    props = template["Resources"]["SettlementFunction"]["Properties"]
+    params = template["Parameters"]
+    env = function_environment(template, "SettlementFunction")
+    # Then it has tronpy (Tron networks are settled with it), and the Tron settings come from
+    # parameters, under the variables the code reads
+    assert {layer["Ref"] for layer in props["Layers"]} == {"GatewayLayer", "ChainLayer"}
+    assert env["TRON_FEE_LIMIT_SUN"] == {"Ref": "SettlementTronFeeLimitSun"}
+    assert env["TRON_ENERGY_MODE"] == {"Ref": "SettlementTronEnergyMode"}
+    fee, mode = params["SettlementTronFeeLimitSun"], params["SettlementTronEnergyMode"]
+    assert (fee["MinValue"], fee["MaxValue"]) == (1, tron_energy.MAX_FEE_LIMIT_SUN)
+    # And the defaults are the code's, and what the parameter's pattern lets through is what the
+    # code accepts (at cold start a refused value would stop the function)
+    enabled = load_networks("tron,nile,eth")
+    assert tron_energy.load(enabled, {"TRON_FEE_LIMIT_SUN": str(fee["Default"]), "TRON_ENERGY_MODE": mode["Default"]})[
+        "tron"
+    ] == tron_energy.EnergySetting("burn", tron_energy.DEFAULT_FEE_LIMIT_SUN)
+    pattern = re.compile(mode["AllowedPattern"])
+    for value in ("burn", "staked", "tron=staked", "tron=staked,nile=burn"):
+        assert pattern.fullmatch(value), value
+        tron_energy.load(enabled, {"TRON_ENERGY_MODE": value})
+    for value in ("", "rent", "tron=rent", "tron=staked,", "staked,burn", "tron:staked"):
+        assert not pattern.fullmatch(value), value
+
+
 def test_webhook_function_consumes_the_queue_with_partial_batch_responses(template: dict[str, Any]) -> None:
     # Given the webhook function
     props = template["Resources"]["WebhookFunction"]["Properties"]

@@ -27,12 +27,13 @@ RPC_ENDPOINTS, as the scanner reads them; it needs ssm:GetParameter with decrypt
 network's scan cursor, and prints a report (JSON with --json); exit code 0 when every network is
 healthy, 1 when something is not (see docs/operations.md), 2 for a configuration error.
 
-`settlement-status` prints, per EVM network, the relayer's address (from the public key of
+`settlement-status` prints, per network, the relayer's address (from the public key of
 RELAYER_KEY_ID or --relayer-key-id: kms:GetPublicKey) and its native balance (through the first
-RPC endpoint that answers with the network's chain id, as a settlement run chooses it), the lease
-and the sweep in flight, the deposits waiting to be swept per merchant, those held after
-failed sweeps and the last settlements. `release-deposits` resets the failure count of the held
-ones, so the next runs sweep them again (see docs/settlement.md).
+RPC endpoint that answers with the network's chain id, as a settlement run chooses it; on Tron the
+first full node, with the energy mode and fee limit), the lease and the sweep in flight, the
+deposits waiting to be swept per merchant, those held after failed sweeps and the last
+settlements. `release-deposits` resets the failure count of the held ones, so the next runs sweep
+them again (see docs/settlement.md).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from usdt_gateway import (
     clock,
@@ -62,7 +65,7 @@ from usdt_gateway.chain.rpc_config import load_endpoints
 from usdt_gateway.chain.tron_tx import MAX_FEE_LIMIT_SUN
 from usdt_gateway.config import ConfigError, networks
 from usdt_gateway.errors import GatewayError
-from usdt_gateway.kms_signer import KmsSigner
+from usdt_gateway.kms_signer import KmsSigner, SignerError
 from usdt_gateway.networks import Network
 from usdt_gateway.settlement import candidates, endpoint
 from usdt_gateway.settlement import status as settlement_status
@@ -289,10 +292,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--timeout", type=float, default=5.0, help="seconds per RPC request (default %(default)s)")
     c = command(
         "settlement-status",
-        "contract-mode settlement per EVM network: the relayer's address and native balance, its lease "
+        "contract-mode settlement per network: the relayer's address and native balance, its lease "
         "and the sweep in flight, deposits waiting or held after failed sweeps, the last settlements",
     )
-    c.add_argument("--network", action="append", help="only this network (repeatable; default every EVM network)")
+    c.add_argument("--network", action="append", help="only this network (repeatable; default every network)")
     c.add_argument(
         "--relayer-key-id",
         metavar="KEY",
@@ -310,7 +313,7 @@ def _parser() -> argparse.ArgumentParser:
         f"sweep again the deposits held after {candidates.MAX_FAILURES} failed sweeps: their failure "
         "count is reset to 0 (prints each one released)",
     )
-    c.add_argument("--network", required=True, help="the EVM network (as in settlement-status)")
+    c.add_argument("--network", required=True, help="the network (as in settlement-status)")
     c.add_argument("--merchant", metavar="m_...", help="only this merchant's deposits (default: every merchant's)")
     return p
 
@@ -351,7 +354,7 @@ def run(argv: Sequence[str]) -> Any:
         case "settlement-status":
             return _settlement_status(a)
         case "release-deposits":
-            return settlement_status.release(_evm_network(a.network), a.merchant)
+            return settlement_status.release(_settlement_network(a.network), a.merchant)
         case "set-contract":
             tron = _family(a.network) == "tron"
             return contract_mode.configure_contract(
@@ -444,13 +447,6 @@ def _deploy(a: argparse.Namespace) -> dict[str, Any]:
     return {"network": a.network, "sent": True, **sent}
 
 
-def _evm_network(name: str) -> Network:
-    network = networks().get(name)
-    if network is None or network.family != "evm":
-        raise ConfigError(f"network {name!r} is not an enabled EVM network")
-    return network
-
-
 def _settlement_network(name: str) -> Network:
     network = networks().get(name)
     if network is None:
@@ -479,17 +475,33 @@ def _settlement_status(a: argparse.Namespace) -> dict[str, Any]:
             )
             for network in chosen
         ]
-        + [_tron_settlement_status(network, signer, specs) for network in tron]
+        + [_tron_settlement_status(network, signer, specs, now=now, recent=a.recent) for network in tron]
     }
 
 
-def _tron_settlement_status(network: Network, signer: KmsSigner | None, specs: dict[str, Any]) -> dict[str, Any]:
+def _tron_settlement_status(
+    network: Network, signer: KmsSigner | None, specs: dict[str, Any], *, now: int, recent: int
+) -> dict[str, Any]:
     setting = tron_energy.load(networks())[network.name]
     endpoints = specs.get(network.name) or []
     node = TronNode(endpoints[0].url, api_key=endpoints[0].api_key, timeout=10) if endpoints else None
-    note = None if endpoints else f"no endpoint configured for {network.name} (RPC_ENDPOINTS): resources not read"
-    address = signer.tron_address if signer is not None else None
-    return tron_energy_status.status(network, setting, address=address, node=node, note=note)
+    note = (
+        None
+        if endpoints
+        else f"no endpoint configured for {network.name} (RPC_ENDPOINTS): balance and resources not read"
+    )
+    address = None
+    if signer is None:
+        note = "no relayer key: set RELAYER_KEY_ID or give --relayer-key-id (the stack's RelayerKeyId output)"
+    else:
+        try:
+            address = signer.tron_address
+        except (ClientError, BotoCoreError, SignerError) as exc:
+            note = f"the relayer key's public key cannot be read: {exc}"
+    energy = tron_energy_status.status(network, setting, address=address, node=node, note=note)
+    relayer = {"keyId": signer.key_id if signer else None, **energy["relayer"]}
+    view = settlement_status.gather(network, signer=None, endpoints=None, now=now, recent=recent, relayer=relayer)
+    return {**view, "family": "tron", "energy": energy["energy"]}
 
 
 def _resume_scan(network: str, from_block: int) -> dict[str, Any]:

@@ -8,12 +8,13 @@ holds public keys.
   can be told apart. The (network, address, amount) reservation is part of the transaction and
   is held until the order's watch window (expiry + late-payment grace) ends, so no two live
   orders can ever share it.
-- contract mode (EVM, per network): first the merchant's oldest deposit contract in the reuse
+- contract mode (per network, EVM or Tron): first the merchant's oldest deposit contract in the reuse
   pool (deposit_pool.py: swept, its previous order's window and grace over, nothing pending on
   it, quarantined), taken in the create's own transaction only while it is still available and
   still names the order it served, which saves the sweep its deployment (about 41,600 gas);
   else, and when that race is lost, the CREATE2 address of a fresh salt derived from the
-  merchant's and the order's ids (create2.py). Computed without any RPC call; the address is
+  merchant's and the order's ids (create2.py; on Tron with TVM's 0x41 prefix, in base58check as
+  Tron addresses are shown everywhere). Computed without any RPC call; the address is
   claimed (ADDR#) like an xpub address, by one live order at a time. See docs/settlement.md
   (reuse policy) for what reuse risks and what the quarantine buys.
 """
@@ -49,17 +50,14 @@ class Candidate:
 
 
 def address_config(merchant_id: str, network: Network) -> AddressConfig | ContractConfig:
-    """The network's contract mode if the merchant switched it on, else the family's config. On
-    an EVM network both are read in one BatchGetItem: one round trip whichever the merchant has."""
+    """The network's contract mode if the merchant switched it on, else the family's config. Both
+    are read in one BatchGetItem: one round trip whichever the merchant has."""
     family_key = store.address_config_key(merchant_id, network.family)
-    if network.family == "evm":
-        contract_key = store.contract_config_key(merchant_id, network.name)
-        found = store.get_many([contract_key, family_key])
-        if contract_key in found:
-            return ContractConfig.from_item(found[contract_key])
-        item = found.get(family_key)
-    else:
-        item = store.get(*family_key)
+    contract_key = store.contract_config_key(merchant_id, network.name)
+    found = store.get_many([contract_key, family_key])
+    if contract_key in found:
+        return ContractConfig.from_item(found[contract_key])
+    item = found.get(family_key)
     if item is None:
         raise Conflict(
             f"no receiving address is configured for {network.family} networks; "
@@ -146,7 +144,10 @@ def _contract_candidate(
     from usdt_gateway.address_codec import to_checksum_address
 
     salt = create2.order_salt(cfg.merchant_id, order_id)
-    address = to_checksum_address(create2.deposit_address(cfg.factory, cfg.implementation, salt))
+    if network.family == "tron":
+        address = create2.tron_deposit_address(cfg.factory, cfg.implementation, salt)
+    else:
+        address = to_checksum_address(create2.deposit_address(cfg.factory, cfg.implementation, salt))
     pk, sk = store.address_key(network.name, address)
     # none -> this order's: one order per salt, so only a repeat of this very create can collide.
     # Salt and factory too: money this address receives that no order takes is still swept.

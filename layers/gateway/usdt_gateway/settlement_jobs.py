@@ -4,8 +4,8 @@ waits for a block), then the reuse pool's step (settlement/pooling.py), and the 
 alarms watch. Each run uses one of the network's endpoints, the first in RPC_ENDPOINTS that
 answers with the network's chain id, and no other until it ends (settlement/endpoint.py says why).
 A Tron network's run uses the first of its full nodes that answers, and carries its sweep with
-the TronSweepRelayer (settlement/tron_relayer.py); it takes no reuse-pool step and reports no
-relayer balance yet.
+the TronSweepRelayer (settlement/tron_relayer.py); tronpy (the chain layer) is imported only when
+a Tron network has an endpoint, so an EVM-only deployment's cold start does not load it.
 
 Configuration (environment, validated at cold start):
     RELAYER_KEY_ID                 the KMS key (ECC_SECG_P256K1, SIGN_VERIFY) that pays the gas
@@ -17,10 +17,13 @@ Configuration (environment, validated at cold start):
                                    an address with spare money (an order's excess, unmatched
                                    money) credited less than this ago is not swept: it can be
                                    refunded from the address meanwhile (0: no wait)
-    SETTLEMENT_TRON_FEE_LIMIT_TRX  the most TRX one Tron sweep may burn for energy (its fee_limit)
     SETTLEMENT_SWEEPS_PER_DAY, SETTLEMENT_GAS_PER_SWEEP
                                    a day's sweeps, for RelayerBalanceCoverage: the percent of them
-                                   the relayer's native balance pays at the current gas price
+                                   the relayer's native balance pays at the current gas price (on
+                                   Tron: the energy per sweep, at the chain's energy price)
+    TRON_FEE_LIMIT_SUN, TRON_ENERGY_MODE
+                                   each Tron sweep's fee_limit, and whether the relayer's energy
+                                   is burned or staked (tron_energy.py)
 Metrics (per network and across networks): RelayerBalanceCoverage (the balance alarm: below 100;
 reported while the network has money to sweep),
 SettlementInFlightSeconds (a sweep not final this long: the stuck alarm), SettlementsCompleted,
@@ -38,7 +41,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from usdt_gateway import clock
+from usdt_gateway import clock, tron_energy, tron_energy_status
 from usdt_gateway.chain import tron_tx
 from usdt_gateway.chain.jsonrpc import Rpc, RpcError, RpcUnavailable
 from usdt_gateway.chain.rpc_config import load_endpoints
@@ -52,9 +55,9 @@ from usdt_gateway.settlement import batches, endpoint, pooling
 from usdt_gateway.settlement.records import SettlementStatus
 from usdt_gateway.settlement.relayer import FeePolicy, SweepRelayer, read_settlement
 from usdt_gateway.settlement.tron_relayer import TronSweepRelayer
+from usdt_gateway.tron_energy import EnergySetting
 
 GWEI = 10**9
-SUN = 10**6
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,6 @@ class SettlementConfig:
     sweeps_per_day: int
     gas_per_sweep: int
     refund_window_seconds: int = 0
-    tron_fee_limit_trx: int = 100
 
     def policy(self, network: Network) -> batches.BatchPolicy:
         return batches.BatchPolicy(
@@ -96,7 +98,6 @@ def load_config() -> SettlementConfig:
             sweeps_per_day=int(_env("SETTLEMENT_SWEEPS_PER_DAY", "24")),
             gas_per_sweep=int(_env("SETTLEMENT_GAS_PER_SWEEP", "600000")),
             refund_window_seconds=int(_env("SETTLEMENT_REFUND_WINDOW_SECONDS", "86400")),
-            tron_fee_limit_trx=int(_env("SETTLEMENT_TRON_FEE_LIMIT_TRX", "100")),
         )
     except KeyError as exc:
         raise ConfigError("RELAYER_KEY_ID is not set: the settlement needs the relayer's KMS key") from exc
@@ -106,8 +107,6 @@ def load_config() -> SettlementConfig:
         raise ConfigError("SETTLEMENT_MIN_AMOUNT must be >= 0, the maximum age and gas price above 0")
     if config.refund_window_seconds < 0:
         raise ConfigError("SETTLEMENT_REFUND_WINDOW_SECONDS must be >= 0")
-    if not 0 < config.tron_fee_limit_trx * SUN <= tron_tx.MAX_FEE_LIMIT_SUN:
-        raise ConfigError(f"SETTLEMENT_TRON_FEE_LIMIT_TRX must be between 1 and {tron_tx.MAX_FEE_LIMIT_SUN // SUN}")
     if not 0 < config.max_deposits <= batches.MAX_DEPOSITS:
         raise ConfigError(f"SETTLEMENT_MAX_DEPOSITS must be between 1 and {batches.MAX_DEPOSITS}")
     return config
@@ -125,31 +124,35 @@ class Job:
 
 @dataclass
 class TronJob:
-    """One Tron network's settlement: its full nodes (in order of preference) and the signer."""
+    """One Tron network's settlement: its full nodes (in order of preference), the signer, and how
+    the relayer pays for energy (its fee limit and mode)."""
 
     network: Network
     endpoints: Sequence[Provider]
     signer: KmsSigner
+    energy: EnergySetting
 
 
 def build(config: SettlementConfig) -> dict[str, Job | TronJob]:
     """A job per enabled EVM or Tron network with an RPC endpoint."""
     specs = load_endpoints({})
     signer = KmsSigner(config.relayer_key_id)
+    enabled = networks()
+    energy = tron_energy.load(enabled)  # checked at cold start already (config.networks)
     jobs: dict[str, Job | TronJob] = {}
-    for name, network in networks().items():
+    for name, network in enabled.items():
         if not specs.get(name):
             continue
         if network.family == "evm":
             jobs[name] = Job(network, endpoint.clients(specs[name]), signer)
         elif importlib.util.find_spec("tronpy") is None:
-            # The function's layers carry no tronpy yet: Tron is not settled there (as before).
-            logger.info("Tron network not settled: tronpy is not installed", extra={"network": name})
+            # A package without the chain layer: its deposits would wait on their addresses for ever.
+            logger.error("Tron network not settled: tronpy (the chain layer) is not installed", extra={"network": name})
         else:
             from usdt_gateway.chain.readers import TronNode  # tronpy: only where Tron is settled
 
             nodes = [TronNode(spec.url, api_key=spec.api_key, label=spec.name) for spec in specs[name]]
-            jobs[name] = TronJob(network, nodes, signer)
+            jobs[name] = TronJob(network, nodes, signer, energy[name])
     return jobs
 
 
@@ -178,16 +181,29 @@ def run_tron_network(
     sweeper = (
         relayer(node)
         if relayer
-        else TronSweepRelayer(job.network, node, job.signer, fee_limit=config.tron_fee_limit_trx * SUN)
+        else TronSweepRelayer(job.network, node, job.signer, fee_limit=job.energy.fee_limit_sun)
     )
     report = batches.run(job.network, sweeper, config.policy(job.network))
+    token = job.network.token_contract
+    pool = pooling.run(job.network, lambda address: tron_tx.token_balance(node, token, address))
+    _count_outcomes(job.network, report)
+    if report.unsettled or report.in_flight_since is not None:
+        report_tron_balance(job, node, config)  # nothing to sweep needs no TRX (and no alarm)
+    return {
+        "network": job.network.name,
+        "endpoint": getattr(node, "label", ""),
+        **report.__dict__,
+        "pool": pool.__dict__,
+    }
+
+
+def _count_outcomes(network: Network, report: batches.RunReport) -> None:
     for settlement_id in report.marked:
         settlement = read_settlement(settlement_id)
         failed = settlement is not None and settlement.status is SettlementStatus.FAILED
-        _gauge("SettlementsFailed" if failed else "SettlementsCompleted", job.network.name, MetricUnit.Count, 1)
+        _gauge("SettlementsFailed" if failed else "SettlementsCompleted", network.name, MetricUnit.Count, 1)
     age = 0 if report.in_flight_since is None else max(0, (clock.now_ms() - report.in_flight_since) // 1000)
-    _gauge("SettlementInFlightSeconds", job.network.name, MetricUnit.Seconds, age)
-    return {"network": job.network.name, "endpoint": getattr(node, "label", ""), **report.__dict__}
+    _gauge("SettlementInFlightSeconds", network.name, MetricUnit.Seconds, age)
 
 
 def _gauge(name: str, network: str, unit: MetricUnit, value: float) -> None:
@@ -214,6 +230,27 @@ def report_balance(job: Job, rpc: Rpc, config: SettlementConfig) -> int | None:
     return coverage
 
 
+def report_tron_balance(job: TronJob, node: Provider, config: SettlementConfig) -> int | None:
+    """RelayerBalanceCoverage of a Tron relayer: the percent of a day's sweeps its TRX pays, each
+    sweep SETTLEMENT_GAS_PER_SWEEP energy at the chain's energy price (never more than the fee
+    limit lets it burn). In `staked` mode the energy its stake gives each day counts too, at the
+    same price."""
+    try:
+        balance = tron_tx.trx_balance(node, job.signer.tron_address)
+        price = max(tron_tx.energy_price(node), 1)
+        staked = 0
+        if job.energy.mode == "staked":
+            staked = tron_energy_status.resources(node, job.signer.tron_address)["energyLimit"]
+    except (RpcUnavailable, tron_tx.TronTxError, ValueError) as exc:
+        logger.warning("could not read the relayer's balance", extra={"network": job.network.name, "reason": str(exc)})
+        return None
+    per_sweep = min(config.gas_per_sweep * price, job.energy.fee_limit_sun)
+    day = max(config.sweeps_per_day * per_sweep, 1)
+    coverage = (balance + staked * price) * 100 // day
+    _gauge("RelayerBalanceCoverage", job.network.name, MetricUnit.Percent, min(coverage, 10_000))
+    return coverage
+
+
 def run_network(
     job: Job, config: SettlementConfig, relayer: Callable[[Rpc], SweepRelayer] | None = None
 ) -> dict[str, Any]:
@@ -222,13 +259,9 @@ def run_network(
     rpc = endpoint.choose(job.network, job.endpoints)  # this run's only endpoint
     sweeper = relayer(rpc) if relayer else SweepRelayer(job.network, rpc, job.signer, fees=config.fees())
     report = batches.run(job.network, sweeper, config.policy(job.network))
-    pool = pooling.run(job.network, rpc)  # swept addresses on their way back into service
-    for settlement_id in report.marked:
-        settlement = read_settlement(settlement_id)
-        failed = settlement is not None and settlement.status is SettlementStatus.FAILED
-        _gauge("SettlementsFailed" if failed else "SettlementsCompleted", job.network.name, MetricUnit.Count, 1)
-    age = 0 if report.in_flight_since is None else max(0, (clock.now_ms() - report.in_flight_since) // 1000)
-    _gauge("SettlementInFlightSeconds", job.network.name, MetricUnit.Seconds, age)
+    # swept addresses on their way back into service
+    pool = pooling.run(job.network, pooling.evm_balance_of(job.network, rpc))
+    _count_outcomes(job.network, report)
     if report.unsettled or report.in_flight_since is not None:
         report_balance(job, rpc, config)  # a network with nothing to sweep needs no gas (and no alarm)
     return {"network": job.network.name, "endpoint": rpc.label, **report.__dict__, "pool": pool.__dict__}

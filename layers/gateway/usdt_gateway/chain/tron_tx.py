@@ -221,3 +221,47 @@ def outcome(provider: Provider, txid: str) -> TronOutcome | None:
         energy_staked=int(receipt.get("energy_usage", 0)),
         net_fee=int(receipt.get("net_fee", 0)),
     )
+
+
+# -- reads: balances and the energy price -------------------------------------------------------------
+
+BALANCE_OF_SIGNATURE = "balanceOf(address)"
+
+
+def token_balance(provider: Provider, token: str, holder: str) -> int:
+    """`holder`'s balance of the TRC-20 `token` (`balanceOf` through triggerconstantcontract);
+    TronTxError when the node does not answer it."""
+    answer = provider.make_request(
+        "wallet/triggerconstantcontract",
+        {
+            "owner_address": _hex41(token).hex(),
+            "contract_address": _hex41(token).hex(),
+            "function_selector": BALANCE_OF_SIGNATURE,
+            "parameter": tron_body20(holder).rjust(32, b"\x00").hex(),
+            "visible": False,
+        },
+    )
+    result = answer.get("result", {}) if isinstance(answer, dict) else {}
+    words = answer.get("constant_result") if isinstance(answer, dict) else None
+    if result.get("result") is not True or not isinstance(words, list) or len(words) != 1 or len(words[0]) != 64:
+        raise TronTxError(f"balanceOf({holder}) on {token} was not answered: {answer}")
+    return int(words[0], 16)
+
+
+def trx_balance(provider: Provider, address: str) -> int:
+    """The account's TRX balance in sun (`wallet/getaccount`; an account the chain does not know
+    yet, `{}`, holds nothing)."""
+    account = provider.make_request("wallet/getaccount", {"address": _hex41(address).hex(), "visible": False})
+    if not isinstance(account, dict):
+        raise TronTxError(f"getaccount answered {account!r}")
+    return int(account.get("balance", 0))
+
+
+def energy_price(provider: Provider) -> int:
+    """Sun per unit of energy burned: the chain parameter `getEnergyFee`."""
+    answer = provider.make_request("wallet/getchainparameters", {})
+    entries = (answer.get("chainParameter") or []) if isinstance(answer, dict) else []
+    for entry in entries:
+        if entry.get("key") == "getEnergyFee":
+            return int(entry.get("value", 0))  # protobuf-JSON leaves a zero value out
+    raise TronTxError("the node's chain parameters hold no getEnergyFee")

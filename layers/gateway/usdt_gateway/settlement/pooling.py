@@ -19,6 +19,7 @@ never make an address pooled twice or pooled with money on it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,9 @@ MAX_PER_RUN = 100
 RETRY_MS = 15 * 60_000  # a condition that cannot hold yet is looked at again this much later
 TERMINAL = frozenset({OrderStatus.CONFIRMED, OrderStatus.EXPIRED, OrderStatus.FAILED, OrderStatus.CANCELLED})
 _BALANCE_OF = "0x70a08231"  # balanceOf(address)
+# An address's balance of the network's USDT on chain, in base units (an EVM endpoint's eth_call,
+# or a Tron full node's triggerconstantcontract).
+BalanceOf = Callable[[str], int]
 
 
 @dataclass
@@ -50,9 +54,9 @@ class PoolReport:
 class _Step:
     """One run's look at the due addresses, with what it reads once."""
 
-    def __init__(self, network: Network, rpc: Rpc, now: int) -> None:
+    def __init__(self, network: Network, balance_of: BalanceOf, now: int) -> None:
         self.network = network
-        self.rpc = rpc
+        self.balance_of = balance_of
         self.now = now
         state = cursor.read(network.name)
         # The scanner drops a watch entry once this passes its watchUntil (watchlist.refresh).
@@ -106,7 +110,7 @@ class _Step:
             return self.drop(item, "a credit on it is not swept yet (its sweep puts it back)")
         if self.refund_pending(order):
             return self.later(item, "a refund is pending")
-        balance = self._balance(address)
+        balance = self.balance_of(address)
         if balance:
             logger.warning(
                 "deposit address holds money no credit recorded: not reused",
@@ -130,19 +134,26 @@ class _Step:
             self.report.renewed += 1
         return None
 
-    def _balance(self, address: str) -> int:
+
+def evm_balance_of(network: Network, rpc: Rpc) -> BalanceOf:
+    """The USDT balance reader of an EVM network through `rpc`."""
+
+    def balance(address: str) -> int:
         data = _BALANCE_OF + address.removeprefix("0x").lower().rjust(64, "0")
-        answer = self.rpc.call("eth_call", [{"to": self.network.token_contract, "data": data}, "latest"])
+        answer = rpc.call("eth_call", [{"to": network.token_contract, "data": data}, "latest"])
         return int(str(answer), 16) if answer and answer != "0x" else 0
 
+    return balance
 
-def run(network: Network, rpc: Rpc) -> PoolReport:
-    """The pool's step for `network` (see the module's docstring)."""
+
+def run(network: Network, balance_of: BalanceOf) -> PoolReport:
+    """The pool's step for `network` (see the module's docstring), reading balances on chain with
+    `balance_of` (only for an address about to be quarantined)."""
     now = clock.now_ms()
     due = store.query_index_all(store.pool_waiting_index_pk(network.name), sk_to=f"{now:013d}~")
     if not due:
         return PoolReport()
-    step = _Step(network, rpc, now)
+    step = _Step(network, balance_of, now)
     for entry in due[:MAX_PER_RUN]:
         item = store.get(entry["pk"], entry["sk"])
         if item is None or (item.get("gsi1pk"), item.get("gsi1sk")) != (entry["gsi1pk"], entry["gsi1sk"]):

@@ -331,6 +331,13 @@ def create_refund(merchant_id: str, order_id: str, request: RefundRequest) -> Re
                 f"order '{order_id}' is not in contract mode: its money went to the merchant's own wallet, "
                 "refund it from there"
             )
+        if not order.address.startswith("0x"):  # a Tron (base58) deposit address
+            # The gateway builds no Tron refund typed data (TVM's chainid differs from the chain id
+            # the gateway knows), and the Tron relayer sends sweeps only: refused before anything is held.
+            raise _not_available(
+                f"refunds through the gateway are not available on {order.network} (Tron); the money is swept "
+                f"to the treasury: {TREASURY_HINT}"
+            )
         if _in_progress(order, now):
             continue
         if to == order.address.lower():

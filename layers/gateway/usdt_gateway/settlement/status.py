@@ -142,8 +142,10 @@ def gather(
     endpoints: Sequence[Rpc] | None,
     now: int,
     recent: int = RECENT,
+    relayer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A network's settlement as the operator sees it (the admin's settlement-status)."""
+    """A network's settlement as the operator sees it (the admin's settlement-status); `relayer`
+    replaces the EVM relayer's view (a Tron network's, read through its full node)."""
     state = read_state(network.name)
     waiting: dict[str, list[Candidate]] = {}
     claimed: dict[str, list[Candidate]] = {}
@@ -160,7 +162,7 @@ def gather(
         lease = {"owner": state.lease_owner, "until": state.lease_until, "held": state.lease_until > now}
     return {
         "network": network.name,
-        "relayer": relayer_view(network, signer, endpoints),
+        "relayer": relayer if relayer is not None else relayer_view(network, signer, endpoints),
         "lease": lease,
         "nextNonce": state.next_nonce if state else None,
         "inFlight": in_flight_view(state, now=now),
