@@ -521,9 +521,10 @@ def _secret(env: str, file: str | None, what: str, required: bool = True) -> str
     return value.strip() if value else None
 
 
-def evm_signer(mnemonic: str, account: int) -> Callable[[int], Any]:
-    """The local account of each derivation index under m/44'/60'/account'/0 (the xpub the
-    gateway holds is the one of m/44'/60'/account')."""
+def hd_signer(mnemonic: str, coin: int, account: int) -> Callable[[int], Any]:
+    """The local account (eth_account) of each derivation index under m/44'/coin'/account'/0: the
+    xpub the gateway holds is the one of m/44'/coin'/account', and its addresses are the children
+    0/index below it (hdwallet.py)."""
     from eth_account import Account  # the "signing" extra
 
     Account.enable_unaudited_hdwallet_features()
@@ -531,10 +532,15 @@ def evm_signer(mnemonic: str, account: int) -> Callable[[int], Any]:
 
     def signer(index: int) -> Any:
         if index not in cache:
-            cache[index] = Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/{account}'/0/{index}")
+            cache[index] = Account.from_mnemonic(mnemonic, account_path=f"m/44'/{coin}'/{account}'/0/{index}")
         return cache[index]
 
     return signer
+
+
+def evm_signer(mnemonic: str, account: int) -> Callable[[int], Any]:
+    """The local account of each derivation index under m/44'/60'/account'/0."""
+    return hd_signer(mnemonic, 60, account)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

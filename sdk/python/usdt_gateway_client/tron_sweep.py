@@ -10,10 +10,11 @@ address, the cheaper available one by default (`--mode auto`):
 
 - delegate: your resource account (the funding key), which has TRX staked for energy with Stake
   2.0, activates the address if needed (1 sun; it pays the 1 TRX account fee and 0.1 TRX or its
-  staked bandwidth), delegates it the energy (DelegateResource; bandwidth too when the address's
-  free bandwidth does not cover the transfer), the address transfers its USDT, and the delegation
-  is taken back (UnDelegateResource). No TRX is burned for energy; the energy the transfer used
-  comes back to the resource account as used and recovers within a day.
+  staked bandwidth), delegates it the energy (DelegateResource), the address transfers its USDT,
+  and the delegation is taken back (UnDelegateResource). No TRX is burned for energy; the energy
+  the transfer used comes back to the resource account as used and recovers within a day. When
+  the address's free bandwidth is used up for the day, bandwidth is delegated too if the resource
+  account has it staked, else the address is sent the TRX its bytes burn.
 - burn: the resource account sends the address exactly the TRX its transfer burns: energy x the
   chain's energy price (getEnergyFee), and bandwidth when the free bandwidth does not cover it;
   the transfer's fee_limit is that energy's price. Nothing more is left on the address than the
@@ -44,7 +45,7 @@ from typing import Any
 
 from .client import Client
 from .models import XpubAddress
-from .sweep import Journal, SweepError, _units
+from .sweep import Journal, SweepError, _units, hd_signer
 from .tron import (
     NodeLied,
     TronCall,
@@ -181,20 +182,9 @@ class TronPlan:
 
 
 def tron_signer(mnemonic: str, account: int) -> Callable[[int], Any]:
-    """The local account of each derivation index under m/44'/195'/account'/0 (the xpub the
-    gateway holds is the one of m/44'/195'/account'). Its `address` is the EVM form of the same
-    key; tron.tron_address gives the T... form."""
-    from eth_account import Account  # the "signing" extra
-
-    Account.enable_unaudited_hdwallet_features()
-    cache: dict[int, Any] = {}
-
-    def signer(index: int) -> Any:
-        if index not in cache:
-            cache[index] = Account.from_mnemonic(mnemonic, account_path=f"m/44'/195'/{account}'/0/{index}")
-        return cache[index]
-
-    return signer
+    """The local account of each derivation index under m/44'/195'/account'/0 (the same secp256k1
+    key as on EVM at that path: its `address` is the EVM form; tron.tron_address gives T...)."""
+    return hd_signer(mnemonic, 195, account)
 
 
 class TronSweeper:
