@@ -339,9 +339,14 @@ def test_auto_mode_delegates_what_the_stake_covers_and_burns_for_the_rest(
     }
     assert "delegate for 1, burn for 1" in capsys.readouterr().out
 
-    # And executed, both are swept
+    # And executed, both are swept, and what it printed holds no key
     assert tool.execute(plan) == 2
     assert TronAccounts.of(node).token_balance(usdt(), treasury) == 1 + sum(paid.values())
+    printed = capsys.readouterr().out
+    assert all(f"swept {units} units" in printed for units in paid.values())
+    derived = tron_signer(mnemonic, 0)
+    keys = [mnemonic, bytes(funder.key).hex(), *(bytes(derived(line.address.index).key).hex() for line in plan.lines)]
+    assert not any(secret in printed for secret in keys)
 
 
 @pytest.mark.parametrize(

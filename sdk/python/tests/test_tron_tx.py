@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -200,3 +203,22 @@ def test_the_stake_for_an_amount_of_energy_covers_it() -> None:
     sun = stake_for(130_285, limit, weight)
     assert int(sun // 1_000_000 * (limit / weight)) >= 130_285 > int((sun // 1_000_000 - 1) * (limit / weight))
     assert stake_for(1, limit, weight) == 1_000_000
+
+
+def test_the_tron_sweep_needs_only_the_standard_library_until_it_signs() -> None:
+    # Given an interpreter without site-packages (-S -I): the SDK and the standard library only
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+from usdt_gateway_client.tron import TronCall, base58check, raw_data_bytes
+from usdt_gateway_client.tron_sweep import TronSweeper
+call = TronCall("TransferContract", {OWNER!r}, {RECEIVER!r}, amount=1)
+print(base58check(bytes.fromhex("41" + "00" * 20)), len(raw_data_bytes(
+    call, ref_block_bytes=b"ab", ref_block_hash=b"12345678", expiration=2, timestamp=1, fee_limit=0)))
+"""
+    done = subprocess.run(  # noqa: S603  # this interpreter, fixed arguments
+        [sys.executable, "-S", "-I", "-c", script], capture_output=True, text=True, check=False
+    )
+    # Then the node client, the encoding and the planner import and run; only signing needs eth_account
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["T9yD14Nj9j7xAB4dbGeiX9h8unkKHxuWwb", "121"]

@@ -410,13 +410,14 @@ class TronNodeClient:
         return built_transaction(call, 0, self.call(path, body))
 
     def broadcast(self, body: Mapping[str, Any]) -> str | None:
-        """Send a signed transaction. None when the node took it, or already has it; the refusal
-        code when it is expired; raises TronNodeError for any other refusal."""
+        """Send a signed transaction. None when the node took it; the refusal code when it has it
+        already, or the transaction cannot be taken any more (expired, or its reference block is
+        not on the node's chain); raises TronNodeError for any other refusal."""
         answer = self.call("wallet/broadcasttransaction", body)
         if isinstance(answer, dict) and answer.get("result") is True:
             return None
         code = str(answer.get("code", "refused")) if isinstance(answer, dict) else "refused"
-        if code in ("DUP_TRANSACTION_ERROR", "TRANSACTION_EXPIRATION_ERROR"):
+        if code in ("DUP_TRANSACTION_ERROR", "TRANSACTION_EXPIRATION_ERROR", "TAPOS_ERROR"):
             return code
         message = _text(answer.get("message")) if isinstance(answer, dict) else str(answer)
         raise TronNodeError(f"broadcasttransaction: {code}: {message}", code=code)

@@ -467,7 +467,7 @@ class TronSweeper:
                 + (f", {extra} not counted by the gateway stay" if extra else "")
                 + ")",
                 f"energy {line.energy} ({line.energy_source}), fee limit {_trx(line.fee_limit)} TRX",
-                f"bandwidth {line.bandwidth} bytes ({'free' if not line.bandwidth_burn else 'burned'})",
+                f"bandwidth {line.bandwidth} bytes ({_bandwidth_source(line)})",
             ]
             if line.mode == "delegate":
                 parts.append(
@@ -504,6 +504,7 @@ class TronSweeper:
         if plan.funder_trx is not None and plan.funder_needs > plan.funder_trx:
             raise SweepError(f"the resource account holds {plan.funder_trx} sun; the plan needs {plan.funder_needs}")
         for line in plan.to_sweep:
+            self.journal.entries.pop(line.key, None)  # an earlier run's ended entry: planned anew
             self.journal.update(
                 line.key,
                 family="tron",
@@ -797,6 +798,12 @@ class TronSweeper:
             if pending:
                 self.wait()
         return dead
+
+
+def _bandwidth_source(line: TronLine) -> str:
+    if line.delegate_bandwidth:
+        return f"lent: {_trx(line.delegate_bandwidth)} TRX of staked bandwidth"
+    return "burned" if line.bandwidth_burn else "free"
 
 
 def _size(call: TronCall, fee_limit: int = 0) -> int:
