@@ -570,3 +570,35 @@ def test_an_address_without_free_bandwidth_is_lent_bandwidth_or_burns_it(
     assert len(sent(node, "UnDelegateResourceContract", to=address)) == len(resources)
     assert accounts.delegated(receiver=address) == {}
     assert accounts.token_balance(usdt(), address) == 0 and address not in listed(client)
+
+
+def test_an_address_whose_loan_no_longer_fits_when_its_turn_comes_burns_instead(
+    client: Client, pay: Pay, node: TronNode, mnemonic: str, treasury: str, tmp_path: Path
+) -> None:
+    # Given two paid orders (a fresh treasury: the second waits for the first), a stake that
+    # covers both, and the resource account's energy used up elsewhere meanwhile
+    first_address, second_address = pay(["1.00", "2.00"])
+    accounts = TronAccounts.of(node)
+    funder = resource_account(node, trx=50 * TRX, energy_stake=5_000 * TRX)
+    funder_t = tron_address(funder.address)
+
+    def use_energy_elsewhere(key: str, step: str) -> None:
+        if step == "undelegated":
+            holder = accounts.holder(funder_t)
+            assert holder is not None
+            holder.energy_used = holder.energy_limit
+
+    # When it runs
+    tool = sweeper(client, node, mnemonic, tmp_path / "j.json", treasury, funder, on_step=use_energy_elsewhere)
+    plan = tool.plan()
+    assert [line.mode for line in plan.to_sweep] == ["delegate", "delegate"]
+    assert tool.execute(plan) == 2
+
+    # Then the second was measured again when its turn came, and sent the TRX it burns
+    batches = {line.batch: line.address.address for line in plan.to_sweep}
+    second = journal_entry(tmp_path / "j.json", batches[2])
+    assert second["mode"] == "burn" and second["fund"] == USDT_ENERGY_TO_HOLDER * ENERGY_PRICE_SUN
+    assert not sent(node, "DelegateResourceContract", to=batches[2])
+    assert accounts.trx(batches[2]) == 0
+    assert {first_address, second_address} == set(batches.values())
+    assert accounts.token_balance(usdt(), treasury) == 3 * TRX

@@ -619,9 +619,12 @@ class TronSweeper:
                 fund = max(0, int(entry["bandwidthBurn"]) - trx) or (0 if activated else ACTIVATION_SUN)
                 fields |= {"delegateEnergy": need, "fund": fund}
         if entry["mode"] == "burn":
-            burn = fresh.fee_limit + int(entry["bandwidthBurn"])
-            fund = max(0, burn - trx) or (0 if activated else ACTIVATION_SUN)
-            fields |= {"mode": "burn", "fund": fund, "delegateEnergy": 0, "delegateBandwidth": 0}
+            bandwidth_burn = int(entry["bandwidthBurn"])
+            if int(entry["delegateBandwidth"]):  # its bandwidth was to be lent: now it burns it
+                bandwidth_burn = fresh.bandwidth * self._fees["getTransactionFee"]
+            fund = max(0, fresh.fee_limit + bandwidth_burn - trx) or (0 if activated else ACTIVATION_SUN)
+            fields |= {"mode": "burn", "fund": fund, "bandwidthBurn": bandwidth_burn}
+            fields |= {"delegateEnergy": 0, "delegateBandwidth": 0}
         if fresh.energy != int(entry["energy"]):
             self.out(
                 f"  [{line.address.index}] {line.address.address}: energy measured again: {fresh.energy} "
