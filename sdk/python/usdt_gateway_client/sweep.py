@@ -1,14 +1,17 @@
 """The offline sweep tool for xpub mode: moves the money on your xpub deposit addresses to your
-treasury, with keys derived from your mnemonic on your own machine. EVM networks only; Tron is
-not built yet.
+treasury, with keys derived from your mnemonic on your own machine. This module is the command and
+the EVM sweep; a Tron treasury (T...) selects the Tron sweep (usdt_gateway_client.tron_sweep).
 
     python -m usdt_gateway_client.sweep --base-url https://pay.example.com --network eth \\
         --rpc-url https://your-node --treasury 0xYourTreasury --journal sweep-eth.json [--execute]
+    python -m usdt_gateway_client.sweep --base-url https://pay.example.com --network tron \\
+        --rpc-url https://api.trongrid.io --treasury TYourTreasury --journal sweep-tron.json [--execute]
 
 Secrets come from the environment (or a file), never from the command line, and never leave the
 process: USDT_GATEWAY_API_KEY and USDT_GATEWAY_SECRET_KEY (the API key), USDT_SWEEP_MNEMONIC (or
 --mnemonic-file) and, to execute, USDT_SWEEP_FUNDING_KEY (or --funding-key-file): the private key
-of an account holding native coin, which pays each address's gas. Nothing prints or logs a key.
+of an account holding native coin, which pays each address's gas (on Tron: which delegates its
+staked energy, or sends TRX for the fees). Nothing prints or logs a key.
 
 1. Read: GET /v1/xpub/addresses lists the addresses with final money not recorded as swept.
 2. Check: each address's token balance at the last final block (eth_call balanceOf at latest -
@@ -40,6 +43,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -234,7 +238,7 @@ class Sweeper:
     def plan(self) -> Plan:
         listed = [a for a in self.client.list_xpub_addresses(self.network) if a.network == self.network]
         if any(a.address.startswith("T") for a in listed):
-            raise SweepError("this is a Tron network: the sweep tool handles EVM networks only (Tron is not built yet)")
+            raise SweepError(f"{self.network} is a Tron network: give a Tron treasury (T...) to sweep it")
         chain_id = self.rpc.number("eth_chainId", [])
         gas_price = self.gas_price or self.rpc.number("eth_gasPrice", [])
         final = self.final_block()
@@ -517,9 +521,10 @@ def _secret(env: str, file: str | None, what: str, required: bool = True) -> str
     return value.strip() if value else None
 
 
-def evm_signer(mnemonic: str, account: int) -> Callable[[int], Any]:
-    """The local account of each derivation index under m/44'/60'/account'/0 (the xpub the
-    gateway holds is the one of m/44'/60'/account')."""
+def hd_signer(mnemonic: str, coin: int, account: int) -> Callable[[int], Any]:
+    """The local account (eth_account) of each derivation index under m/44'/coin'/account'/0: the
+    xpub the gateway holds is the one of m/44'/coin'/account', and its addresses are the children
+    0/index below it (hdwallet.py)."""
     from eth_account import Account  # the "signing" extra
 
     Account.enable_unaudited_hdwallet_features()
@@ -527,25 +532,54 @@ def evm_signer(mnemonic: str, account: int) -> Callable[[int], Any]:
 
     def signer(index: int) -> Any:
         if index not in cache:
-            cache[index] = Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/{account}'/0/{index}")
+            cache[index] = Account.from_mnemonic(mnemonic, account_path=f"m/44'/{coin}'/{account}'/0/{index}")
         return cache[index]
 
     return signer
 
 
+def evm_signer(mnemonic: str, account: int) -> Callable[[int], Any]:
+    """The local account of each derivation index under m/44'/60'/account'/0."""
+    return hd_signer(mnemonic, 60, account)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m usdt_gateway_client.sweep",
-        description="Sweep your xpub deposit addresses to your treasury (EVM). Dry run unless --execute.",
+        description="Sweep your xpub deposit addresses to your treasury. Dry run unless --execute.",
     )
     parser.add_argument("--base-url", required=True, help="the gateway's API base URL")
-    parser.add_argument("--network", required=True, help="an EVM network of the gateway, e.g. eth, bsc, polygon")
-    parser.add_argument("--rpc-url", required=True, help="your node's JSON-RPC URL for that network")
-    parser.add_argument("--treasury", required=True, help="where the money goes (0x address)")
+    parser.add_argument("--network", required=True, help="a network of the gateway, e.g. eth, bsc, polygon, tron")
+    parser.add_argument(
+        "--rpc-url", required=True, help="your node for that network: JSON-RPC (EVM) or a full node's HTTP API (Tron)"
+    )
+    parser.add_argument("--treasury", required=True, help="where the money goes (0x address; T... on Tron)")
     parser.add_argument("--journal", required=True, help="the run's journal file (kept to resume)")
     parser.add_argument("--account", type=int, default=0, help="the BIP-44 account of your xpub (default 0)")
-    parser.add_argument("--confirmations", type=int, default=64, help="blocks that make a block final (default 64)")
-    parser.add_argument("--gas-price", type=int, help="wei per gas (default: the node's eth_gasPrice)")
+    parser.add_argument(
+        "--confirmations", type=int, default=64, help="EVM: blocks that make a block final (default 64)"
+    )
+    parser.add_argument("--gas-price", type=int, help="EVM: wei per gas (default: the node's eth_gasPrice)")
+    parser.add_argument(
+        "--mode",
+        choices=("auto", "delegate", "burn"),
+        default="auto",
+        help="Tron: delegate the funding account's staked energy, or burn TRX sent to each address "
+        "(default auto: delegate while its stake covers the transfers, else burn)",
+    )
+    parser.add_argument("--energy-price", type=int, help="Tron: sun per energy (default: the chain's getEnergyFee)")
+    parser.add_argument(
+        "--max-fee-trx",
+        type=Decimal,
+        default=Decimal(100),
+        help="Tron: the most one transfer may burn for energy (its fee_limit cap, default 100)",
+    )
+    parser.add_argument(
+        "--delegation-margin",
+        type=int,
+        default=2,
+        help="Tron: percent of energy delegated beyond the estimate (default 2; staked TRX, taken back)",
+    )
     parser.add_argument("--mnemonic-file", help="instead of USDT_SWEEP_MNEMONIC")
     parser.add_argument("--funding-key-file", help="instead of USDT_SWEEP_FUNDING_KEY (hex private key)")
     parser.add_argument("--execute", action="store_true", help="send the transactions (default: print the plan)")
@@ -555,8 +589,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None, *, on_step: Callable[[str, str], None] | None = None) -> int:
     args = parse_args(argv)
     try:
-        if not (args.treasury.startswith("0x") and len(args.treasury) == 42):
-            raise SweepError("--treasury must be an EVM address (0x and 40 hex digits)")
+        tron = args.treasury.startswith("T")
+        if not tron and not (args.treasury.startswith("0x") and len(args.treasury) == 42):
+            raise SweepError("--treasury must be an EVM address (0x and 40 hex digits) or a Tron address (T...)")
         api_key = _secret("USDT_GATEWAY_API_KEY", None, "the API key")
         secret_key = _secret("USDT_GATEWAY_SECRET_KEY", None, "the API secret key")
         mnemonic = _secret("USDT_SWEEP_MNEMONIC", args.mnemonic_file, "the mnemonic")
@@ -567,6 +602,10 @@ def main(argv: list[str] | None = None, *, on_step: Callable[[str, str], None] |
             from eth_account import Account
 
             funder = Account.from_key(funding_key)
+        if tron:
+            from .tron_sweep import run
+
+            return run(args, Client(args.base_url, api_key, secret_key), mnemonic, funder, on_step=on_step)
         sweeper = Sweeper(
             Client(args.base_url, api_key, secret_key),
             Rpc(args.rpc_url),
