@@ -2047,11 +2047,12 @@ def _resource_builder(kind: str) -> Route:
 
 
 def _get_account(chain: FakeChain, req: Request) -> JsonValue:
-    """`wallet/getaccount`: protocol.Account, zero fields left out; {} for an unknown account."""
+    """`wallet/getaccount`: protocol.Account of an account kept here, zero fields left out; others
+    as the chain's own TRX balances answer (`_account`)."""
     accounts, address = _ACCOUNTS.get(chain), _hex41_param(req, "address")
     holder = accounts.holders.get(address) if accounts is not None and address is not None else None
     if holder is None or address is None:
-        return {}
+        return _account(chain, req)
     fields: dict[str, JsonValue] = {"address": _addr(address, req.visible)}
     if holder.balance:
         fields["balance"] = holder.balance
@@ -2114,10 +2115,12 @@ def _can_delegated_max_size(chain: FakeChain, req: Request) -> JsonValue:
     return {"max_size": size} if size else {}
 
 
-def _chain_parameters(chain: FakeChain, _req: Request) -> JsonValue:
-    """`wallet/getchainparameters`: the fee parameters this node charges (a zero value has no
-    "value", as protobuf-JSON writes it)."""
-    accounts = TronAccounts.of(chain)
+def _accounts_chain_parameters(chain: FakeChain, req: Request) -> JsonValue:
+    """`wallet/getchainparameters` where accounts are kept here: the fee parameters this node
+    charges (a zero value has no "value", as protobuf-JSON writes it); else `_chain_parameters`."""
+    accounts = _ACCOUNTS.get(chain)
+    if accounts is None:
+        return _chain_parameters(chain, req)
     parameters = [
         ("getMaintenanceTimeInterval", 21_600_000),
         ("getCreateAccountFee", CREATE_ACCOUNT_FEE),
@@ -2199,7 +2202,7 @@ ROUTES.update(
         "/wallet/getaccount": _get_account,
         "/wallet/getaccountresource": _accounts_resource(ROUTES["/wallet/getaccountresource"]),
         "/wallet/getcandelegatedmaxsize": _can_delegated_max_size,
-        "/wallet/getchainparameters": _chain_parameters,
+        "/wallet/getchainparameters": _accounts_chain_parameters,
         "/wallet/broadcasttransaction": _broadcast_accounts,
         "/walletsolidity/triggerconstantcontract": _token_constant(_trigger_constant, solidity=True),
         "/wallet/triggerconstantcontract": _token_constant(ROUTES["/wallet/triggerconstantcontract"], solidity=False),
