@@ -244,6 +244,36 @@ def test_the_operator_confirms_an_unverified_deposit_by_hand(
     assert (code, result["error"]) == (2, "DEPOSIT_NOT_HELD")
 
 
+def test_a_deep_reorg_that_removes_a_held_deposit_clears_it(
+    api: ApiClient, chain: EvmChain, settings_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a payment held awaiting a second source, seen first (the order confirming)
+    enable_network(
+        settings_env, chain.network, chain.token.address, confirmations=2, extra={"secondSourceAbove": "100"}
+    )
+    chain.mine(12)  # room below the payment for a reorg deeper than the finality policy
+    order = create(api, chain, "250.00")
+    scanner = evm_scanner(chain.network, [chain.anvil.url])
+    drive(scanner)
+    txid = chain.pay(order["address"], "250.00")
+    drive(scanner)
+    chain.mine(3)
+    drive(scanner)
+    assert listed(api) == {txid: ("unverified", "awaiting_second_source")}
+    # When a reorg deeper than the policy removes its transaction
+    chain.anvil.rpc("anvil_reorg", [6, []])
+    assert chain.anvil.rpc("eth_getTransactionReceipt", [txid]) is None
+    chain.mine(3)
+    drive(scanner)
+    # Then the held deposit is cleared: out of the listings, the order back to pending, and it can
+    # no longer be confirmed by hand
+    assert listed(api) == {} and deposits.held(chain.network) == []
+    back = status(api, order)
+    assert (back["status"], back["deposits"]) == ("pending", [])
+    code, result = confirm_by_hand(capsys, chain.network, txid)
+    assert (code, result["error"]) == (2, "DEPOSIT_NOT_HELD")
+
+
 # -- EVM: a second endpoint that is down, slow or behind -------------------------------------------
 
 
