@@ -30,6 +30,7 @@ from usdt_gateway.chain.transfers import TRANSFER_TOPIC
 
 HOST = "127.0.0.1"
 FORGE_METHOD = "devstack_forge"
+FORGER_FILE = "forger.json"  # in the state dir while `make dev` runs with it: {"url": ...}
 # Whose money the forged Transfer claims to move: nobody's in particular.
 FORGED_SENDER = "0x000000000000000000000000000000000000f04e"
 

@@ -136,11 +136,11 @@ def _evm_finding(rpc: Rpc, network: Network, t: Transfer, receipt: dict[str, Any
     if not block:
         raise NotYet(f"{rpc.label}: has no block {t.block_number} yet")
     if str(block["hash"]).lower() == t.block_hash.lower():
-        return _contradicted(f"{rpc.label} has block {t.block_number} ({t.block_hash}); the transaction is {where}")
+        return _contradicted(f"it has block {t.block_number} ({t.block_hash}); the transaction is {where}")
     if _evm_final(rpc, network) < t.block_number:
         raise NotYet(f"{rpc.label}: its block {t.block_number} is another one, not final yet")
     return _contradicted(
-        f"{rpc.label}'s final block {t.block_number} is {block['hash']}, not {t.block_hash}; the transaction is {where}"
+        f"its final block {t.block_number} is {block['hash']}, not {t.block_hash}; the transaction is {where}"
     )
 
 
@@ -197,7 +197,7 @@ def tron_finding(node: tron.Provider, network: Network, t: Transfer) -> Said:
         if not isinstance(block, dict) or "blockID" not in block:
             raise NotYet(f"{label}: has no block {t.block_number} yet")
         if block["blockID"] == t.block_hash:
-            return _contradicted(f"{label} has block {t.block_number} ({t.block_hash}); the transaction is {where}")
+            return _contradicted(f"it has block {t.block_number} ({t.block_hash}); the transaction is {where}")
         head, solid = tron.heads(node)
         final = head - max(1, network.finality.confirmations) + 1
         if network.finality.mode != "confirmations":
@@ -205,8 +205,7 @@ def tron_finding(node: tron.Provider, network: Network, t: Transfer) -> Said:
         if final < t.block_number:
             raise NotYet(f"{label}: its block {t.block_number} is another one, not final yet")
         return _contradicted(
-            f"{label}'s final block {t.block_number} is {block['blockID']}, not {t.block_hash}; "
-            f"the transaction is {where}"
+            f"its final block {t.block_number} is {block['blockID']}, not {t.block_hash}; the transaction is {where}"
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         raise RpcUnavailable(f"{label}: a transaction info came without a valid shape") from None
