@@ -162,6 +162,7 @@ class MemoryBlocks:
         self.network = network
         self.endpoints: Endpoints[Any] = Endpoints([("memory", None)])
         self.scan_range = 1000
+        self.source: str | None = None
         self.refs = refs
 
     def heads(self) -> Heads:

@@ -2,16 +2,20 @@
 an EVM chain (anvil) and on Tron (the fake full node), beside per-address polling (one call per
 open order per cycle, as the popular self-hosted gateways do).
 
-    .venv/bin/python -m bench.rpc_calls
+    .venv/bin/python -m bench.rpc_calls [--endpoints 2] [--orders 10,1000]
 
 What is counted: every request the gateway's chain clients make during one `Scanner.cycle()`, at
 the client: `JsonRpc.call` and `JsonRpc.batch` on EVM and `readers.TronNode.make_request` on Tron
 are wrapped for the cycle (so the heads, the range reads, the block-hash checks of
-`Scanner._with_blocks` in both passes and, with more than one endpoint, the endpoint checks all
-show up by method). A JSON-RPC batch is one HTTP request and counts as one call ("batch"); the
-calls inside it are listed apart, by method, and not added to the total. The readers are built by
-`readers.reader_for` from one `EndpointSpec`, as `scan_jobs.build` builds them; with one endpoint
-`Scanner._check_endpoints` makes no call. The time inside those calls is summed too, and the
+`Scanner._with_blocks` in both passes and, with two endpoints, the second endpoint's word on
+each deposit credited (chain/second_source.py) all show up by method, and per endpoint). A
+JSON-RPC batch is one HTTP request and counts as one call ("batch"); the calls inside it are
+listed apart, by method, and not added to the total. The readers are built by
+`readers.reader_for` from `EndpointSpec`s, as `scan_jobs.build` builds them: one (`--endpoints 1`,
+the default), or two (`--endpoints 2`: the same node twice under two names, so each call is
+counted against the endpoint that made it). The endpoint check that runs every 30 s with two
+endpoints (`Scanner._check_endpoints`: each one's head, and a block hash) is not part of a
+cycle's cost: it is left out of the measured cycles. The time inside those calls is summed too, and the
 DynamoDB calls of the same cycle are counted and timed (botocore's `before-call`/`after-call`
 events), for context: the cycle's wall time is mostly moto's, not the chain's.
 
@@ -34,6 +38,8 @@ network of its own (its own cursor and WATCH partition):
   block), and the one cycle that follows is measured. Then the steady state, each after catching
   up again: one new block with one payment, and one new empty block (on Tron, an empty block
   beside a block of transfers to others would read the same: the node's answer is per block).
+  Those cycles still credit earlier payments as they become final; the last one (marked idle,
+  `1/0*`) follows empty blocks enough for every payment to be credited already: it credits nothing.
 """
 
 from __future__ import annotations
@@ -64,8 +70,12 @@ from devstack.tron_node import Trc20Transfer, start_tron_node
 
 ORDERS = (10, 1_000, 10_000)
 NEW_BLOCKS = 20  # per measured cycle, one payment in each: a minute of Tron blocks, 20 s of anvil's
-# What each measured cycle follows: (new blocks, of which paying one order each)
-SCENARIOS = ((NEW_BLOCKS, NEW_BLOCKS), (1, 1), (1, 0))
+# What each measured cycle follows: (new blocks, of which paying one order each, and whether every
+# payment before them is credited already: an idle cycle, which credits nothing)
+SCENARIOS = ((NEW_BLOCKS, NEW_BLOCKS, False), (1, 1, False), (1, 0, False), (1, 0, True))
+# Empty blocks that make every earlier payment final before an idle cycle: EVM's confirmations,
+# Tron's solid lag (the fake node's default).
+SETTLE_BLOCKS = {"EVM": 3, "Tron": 20}
 PAID_ORDERS = 20  # orders made through orders.create_order; the others are bare WATCH items
 ORDER_AMOUNT, PAYMENT = "50.00", "1"
 EVM_CONFIRMATIONS = 2
@@ -79,8 +89,10 @@ class Measured:
     orders: int
     new_blocks: int
     paying: int  # of the new blocks
+    idle: bool  # every earlier payment credited before: the cycle credits nothing
     rpc: Counter[str]
     batched: Counter[str]  # calls made inside batch requests, by method (not in `total`)
+    by_endpoint: Counter[str]  # requests (a batch is one) by endpoint name
     dynamodb: Counter[str]
     dynamodb_seconds: dict[str, float]
     seconds: float  # the whole cycle
@@ -114,6 +126,7 @@ def _dynamodb_after(model: Any, **_: Any) -> None:
 class Calls:
     by_method: Counter[str] = dataclasses.field(default_factory=Counter)
     batched: Counter[str] = dataclasses.field(default_factory=Counter)
+    by_endpoint: Counter[str] = dataclasses.field(default_factory=Counter)
     seconds: float = 0.0  # spent inside the client calls
 
 
@@ -127,6 +140,7 @@ def counted(cls: type, name: str) -> Iterator[Calls]:
 
     def wrapper(self: Any, method: str, params: Any = None) -> Any:
         calls.by_method[method] += 1
+        calls.by_endpoint[str(self.label)] += 1
         began = time.perf_counter()
         try:
             return original(self, method, params)
@@ -136,6 +150,7 @@ def counted(cls: type, name: str) -> Iterator[Calls]:
     def batch_wrapper(self: Any, batch: Any) -> Any:
         assert original_batch is not None
         calls.by_method["batch"] += 1
+        calls.by_endpoint[str(self.label)] += 1
         calls.batched.update(method for method, _ in batch)
         began = time.perf_counter()
         try:
@@ -231,13 +246,14 @@ def _catch_up(scanner: Any) -> Any:
 
 
 def _measure(
-    chain: str, orders: int, scenario: tuple[int, int], scanner: Any, state: Any, client: type, method: str
+    chain: str, orders: int, scenario: tuple[int, int, bool], scanner: Any, state: Any, client: type, method: str
 ) -> Measured:
     """One Scanner.cycle(), its client calls counted."""
     from usdt_gateway import cursor
     from usdt_gateway.observability import metrics
 
     before = dataclasses.replace(scanner.report)
+    scanner._last_check = scanner.clock()  # the 30 s endpoint check is no part of a cycle's cost
     _DYNAMODB.clear()
     _DYNAMODB_S.clear()
     with counted(client, method) as rpc:
@@ -254,6 +270,7 @@ def _measure(
         *scenario,
         rpc.by_method,
         rpc.batched,
+        rpc.by_endpoint,
         dynamodb,
         dynamodb_s,
         elapsed,
@@ -266,12 +283,18 @@ def _measure(
     )
 
 
-def evm_cycle(merchant: str, orders: int) -> list[Measured]:
+def _specs(url: str, endpoints: int) -> list[Any]:
+    """`endpoints` endpoint specs of the one node at `url`, told apart by name."""
+    from usdt_gateway.chain.rpc_config import EndpointSpec
+
+    return [EndpointSpec(url=url, label=f"endpoint{i + 1}") for i in range(endpoints)]
+
+
+def evm_cycle(merchant: str, orders: int, endpoints: int) -> list[Measured]:
     from usdt_gateway import config
     from usdt_gateway.address_codec import to_checksum_address
     from usdt_gateway.chain.jsonrpc import JsonRpc
     from usdt_gateway.chain.readers import reader_for
-    from usdt_gateway.chain.rpc_config import EndpointSpec
     from usdt_gateway.scanner import Scanner
 
     with start_anvil() as anvil:
@@ -294,12 +317,14 @@ def evm_cycle(merchant: str, orders: int) -> list[Measured]:
             },
         )
         paid = _open_orders(merchant, name, orders, lambda: to_checksum_address(secrets.token_bytes(20)))
-        scanner = Scanner(reader_for(config.networks()[name], [EndpointSpec(url=anvil.url)]))
+        scanner = Scanner(reader_for(config.networks()[name], _specs(anvil.url, endpoints)))
         measured = []
         for scenario in SCENARIOS:
+            blocks, paying, idle = scenario
+            if idle:
+                anvil.rpc("anvil_mine", [hex(SETTLE_BLOCKS["EVM"])])
             state = _catch_up(scanner)
             head = w3.eth.block_number
-            blocks, paying = scenario
             for i in range(paying):  # automine: each transfer is a block of its own
                 tx = token.functions.transfer(Web3.to_checksum_address(paid[i % len(paid)]), usdt(PAYMENT)).transact(
                     {"from": payer}
@@ -312,11 +337,10 @@ def evm_cycle(merchant: str, orders: int) -> list[Measured]:
         return measured
 
 
-def tron_cycle(merchant: str, orders: int) -> list[Measured]:
+def tron_cycle(merchant: str, orders: int, endpoints: int) -> list[Measured]:
     from usdt_gateway import config
     from usdt_gateway.address_codec import tron_address_from_body
     from usdt_gateway.chain.readers import TronNode, reader_for
-    from usdt_gateway.chain.rpc_config import EndpointSpec
     from usdt_gateway.scanner import Scanner
 
     def address() -> str:
@@ -339,26 +363,56 @@ def tron_cycle(merchant: str, orders: int) -> list[Measured]:
         )
         paid = _open_orders(merchant, name, orders, address)
         node.mine(30)  # a solid head above the genesis block
-        scanner = Scanner(reader_for(config.networks()[name], [EndpointSpec(url=node.url)]))
+        scanner = Scanner(reader_for(config.networks()[name], _specs(node.url, endpoints)))
         measured = []
         for scenario in SCENARIOS:
+            blocks, paying, idle = scenario
+            if idle:
+                node.mine(SETTLE_BLOCKS["Tron"])
             state = _catch_up(scanner)
-            blocks, paying = scenario
             for i in range(blocks):
                 node.add_block([Trc20Transfer(token, payer, paid[i % len(paid)], usdt(PAYMENT))] if i < paying else [])
             measured.append(_measure("Tron", orders, scenario, scanner, state, TronNode, "make_request"))
         return measured
 
 
-def _calls(m: Measured) -> str:
+def _label(m: Measured) -> str:
+    return f"{m.new_blocks}/{m.paying}" + ("*" if m.idle else "")
+
+
+def _calls(m: Measured, endpoints: int) -> str:
     listed = ", ".join(f"{method.removeprefix('wallet/')} {n}" for method, n in sorted(m.rpc.items()))
     if m.batched:
         listed += " [in batches: " + ", ".join(f"{method} {n}" for method, n in sorted(m.batched.items())) + "]"
+    if endpoints > 1:
+        names = [f"endpoint{i + 1}" for i in range(endpoints)]
+        listed += "; by endpoint: " + ", ".join(f"{name} {m.by_endpoint[name]}" for name in names)
     return listed
 
 
+def _order_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated counts, not {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("each count must be at least 1")
+    return counts
+
+
 def main() -> None:
-    argparse.ArgumentParser(description="RPC calls of one scan cycle, EVM and Tron").parse_args()
+    parser = argparse.ArgumentParser(description="RPC calls of one scan cycle, EVM and Tron")
+    parser.add_argument(
+        "--endpoints",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="RPC endpoints per network (2: a second one confirms each deposit credited)",
+    )
+    parser.add_argument(
+        "--orders", type=_order_counts, default=ORDERS, metavar="N,N", help="open orders per measured network"
+    )
+    args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
     server = AtomicMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -378,14 +432,15 @@ def main() -> None:
         merchants.configure_xpub(merchant, "evm", _xpub(Bip44Coins.ETHEREUM))
         merchants.configure_xpub(merchant, "tron", _xpub(Bip44Coins.TRON))
         for cycle in (evm_cycle, tron_cycle):
-            for orders in ORDERS:
-                results.extend(cycle(merchant, orders))
+            for orders in args.orders:
+                results.extend(cycle(merchant, orders, args.endpoints))
         config.reset()
     finally:
         server.stop()
 
     print(
-        f"one Scanner.cycle() after N new blocks, of which P with one {PAYMENT} USDT payment each; one endpoint; "
+        f"one Scanner.cycle() after N new blocks, of which P with one {PAYMENT} USDT payment each; "
+        f"{'one endpoint' if args.endpoints == 1 else f'{args.endpoints} endpoints'}; "
         f"EVM: anvil, {EVM_CONFIRMATIONS} confirmations, default maxLogRange; Tron: fake full node, "
         f"solidified; python {sys.version.split()[0]}"
     )
@@ -395,9 +450,9 @@ def main() -> None:
     )
     for m in results:
         print(
-            f"{m.chain:5s} {m.orders:>6,} {f'{m.new_blocks}/{m.paying}':>5s} {m.final_blocks:>10} + "
+            f"{m.chain:5s} {m.orders:>6,} {_label(m):>5s} {m.final_blocks:>10} + "
             f"{m.seen_blocks:<4} {m.total:>9,} {m.seconds * 1000:>5.0f} ms ({m.rpc_seconds * 1000:>4.0f} ms) "
-            f"{m.credited:>6}/{m.seen:<6} {m.orders:>19,}  {_calls(m)}"
+            f"{m.credited:>6}/{m.seen:<6} {m.orders:>19,}  {_calls(m, args.endpoints)}"
             + (f"; unmatched {m.unmatched}" if m.unmatched else "")
         )
     print(
@@ -409,7 +464,7 @@ def main() -> None:
             f"{op} {n} in {m.dynamodb_seconds.get(op, 0) * 1000:.0f} ms" for op, n in sorted(m.dynamodb.items())
         )
         print(
-            f"  {m.chain:5s} {m.orders:>6,} {m.new_blocks}/{m.paying}: {sum(m.dynamodb.values())} calls, "
+            f"  {m.chain:5s} {m.orders:>6,} {_label(m)}: {sum(m.dynamodb.values())} calls, "
             f"{sum(m.dynamodb_seconds.values()) * 1000:.0f} ms ({timed})"
         )
 
@@ -419,7 +474,7 @@ def main() -> None:
     )
     for chain in ("EVM", "Tron"):
         for scenario in SCENARIOS:
-            rows = [m for m in results if m.chain == chain and (m.new_blocks, m.paying) == scenario]
+            rows = [m for m in results if m.chain == chain and (m.new_blocks, m.paying, m.idle) == scenario]
             base = rows[0]
             for m in rows[1:]:
                 extra = {k: m.rpc[k] - base.rpc[k] for k in m.rpc.keys() | base.rpc.keys() if m.rpc[k] != base.rpc[k]}
@@ -430,7 +485,7 @@ def main() -> None:
                 }
                 which = f" ({', '.join(f'{k} {v:+d}' for k, v in sorted(extra.items()))})" if extra else ""
                 print(
-                    f"  {chain} {scenario[0]}/{scenario[1]} {m.orders:>6,}: {m.total - base.total:+d} calls"
+                    f"  {chain} {_label(m)} {m.orders:>6,}: {m.total - base.total:+d} calls"
                     f"{which} -> {'independent of orders' if not extra else 'GROWS with orders'}"
                 )
 

@@ -7,13 +7,17 @@ after the order's expiry. `python -m devstack refund <orderId>` refunds what a c
 did not take (devstack/refund.py); `python -m devstack sweep` pays an order of the xpub demo
 merchant and moves its money with the offline sweep tool (devstack/sweep.py).
 `python -m devstack reorg <orderId|txid>` and `python -m devstack dust <orderId|address>` make the
-hard cases a webhook handler must survive (devstack/sandbox.py).
+hard cases a webhook handler must survive (devstack/sandbox.py);
+`python -m devstack fabricate <orderId>` a payment that never happened, shown by a lying RPC
+endpoint (devstack/fabricate.py; the stack must run with DEVSTACK_ENDPOINTS=2).
 
 PORT (default 3000) and DEVSTACK_STATE_DIR (default .local/, git-ignored) configure it;
 DEVSTACK_RECEIVER_PORT the port of the stack's webhook receiver (default: a free one),
 DEVSTACK_WEBHOOK_URL another receiver for the demo merchant's webhooks instead (no receiver then),
-and DEVSTACK_LOCAL_MODE the demo merchant's mode on `local`: contract (default: CREATE2 deposit
-addresses swept to its treasury) or xpub (the dev wallet's addresses, nothing swept).
+DEVSTACK_LOCAL_MODE the demo merchant's mode on `local`: contract (default: CREATE2 deposit
+addresses swept to its treasury) or xpub (the dev wallet's addresses, nothing swept), and
+DEVSTACK_ENDPOINTS the RPC endpoints the scanner reads `local` through: 1 (default: anvil) or 2 (a
+pass-through proxy that can forge payments, then anvil, the second source that confirms each).
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ KMS, SSM) and a local chain (anvil), no Docker, no AWS account
   dev wallet   {_display(stack.wallet_file)}   (development mnemonic: never send real funds to its addresses)
   networks     {", ".join(stack.networks)}   ({_modes(stack)})
   local chain  {chain.rpc_url}   (anvil, chain id {chain.chain_id}, a block a second)
+{_endpoints_lines(stack)}
   test USDT    {chain.token_contract}   (TestUSDT, {chain.decimals} decimals)
   payer        {chain.payer}   (holds {Decimal(MINTED_USDT):,} test USDT; {_display(stack.chain_file)})
   scanner      `{"`, `".join(stack.scanned_networks)}` orders are detected: pending -> confirming -> confirmed
@@ -195,6 +200,24 @@ def _xpub_sweep_lines(stack: Stack) -> str:
             f"{pad}{_display(stack.xpub_merchant_file)}): the gateway cannot move its money; `{sweep_cmd}`",
             f"{pad}pays one of its orders, then runs the offline sweep tool (a dry run, then --execute)",
             f"{pad}and shows the treasury's balance",
+        ]
+    )
+
+
+def _endpoints_lines(stack: Stack) -> str:
+    """How the scanner reads `local`: whose word credits a payment."""
+    pad = " " * 15
+    if stack.forger is None:
+        return (
+            f"  RPC          `local` through one endpoint, anvil: it is trusted, every deposit credited on its word\n"
+            f"{pad}(DEVSTACK_ENDPOINTS=2: through a forging proxy, anvil confirming each deposit)"
+        )
+    return "\n".join(
+        [
+            f"  RPC          `local` through two endpoints: {stack.forger.url} (a pass-through proxy in front",
+            f"{pad}of anvil, read first) and anvil, which confirms each deposit before it is credited;",
+            f"{pad}`python -m devstack fabricate <orderId>` makes the proxy show a payment that never happened:",
+            f"{pad}the deposit is held (disputed) and the order never turns confirmed",
         ]
     )
 
@@ -330,7 +353,19 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         help="with --spoof: whose address the Transfer log shows as the sender (default: the payer)",
     )
     dust.add_argument("--no-wait", action="store_true", help="exit once the transfer is mined")
-    return parser, {"pay": pay, "sweep": sweep, "reorg": reorg, "dust": dust}
+
+    fabricate = commands.add_parser(
+        "fabricate",
+        help="have the stack's lying RPC endpoint show a payment of an order that never happened",
+        description="With the stack started with two RPC endpoints for `local` (DEVSTACK_ENDPOINTS=2), "
+        "ask the pass-through proxy the scanner reads first to show a Transfer of the order's amount "
+        "to its address, with no transaction on the chain; then follow the order: the deposit is held "
+        "(disputed) once anvil, the second endpoint, contradicts it.",
+    )
+    fabricate.add_argument("order_id", metavar="orderId")
+    fabricate.add_argument("--amount", help="USDT the forged transfer shows (default: the order's amount)")
+    fabricate.add_argument("--no-wait", action="store_true", help="exit once the proxy shows it")
+    return parser, {"pay": pay, "sweep": sweep, "reorg": reorg, "dust": dust, "fabricate": fabricate}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -359,8 +394,9 @@ def _mistake(args: argparse.Namespace) -> str | None:
 
 
 def _sandbox(command: str, state_dir: Path, args: argparse.Namespace) -> int:
-    """`pay`, `refund`, `sweep`, `reorg` or `dust`: exit code 2 when refused, 1 when something
-    failed on the way (`sweep`: the sweep tool's own exit code when it ran and failed)."""
+    """`pay`, `refund`, `sweep`, `reorg`, `dust` or `fabricate`: exit code 2 when refused, 1 when
+    something failed on the way (`sweep`: the sweep tool's own exit code when it ran and failed)."""
+    from devstack.fabricate import fabricate
     from devstack.pay import Failed, Refused, pay
     from devstack.refund import refund
     from devstack.sandbox import dust, reorg
@@ -383,6 +419,8 @@ def _sandbox(command: str, state_dir: Path, args: argparse.Namespace) -> int:
             )
         elif command == "refund":
             refund(state_dir, args.order_id, to=args.to, amount=args.amount, wait=not args.no_wait)
+        elif command == "fabricate":
+            fabricate(state_dir, args.order_id, amount=args.amount, wait=not args.no_wait)
         elif command == "reorg":
             reorg(
                 state_dir,
@@ -430,6 +468,10 @@ def _run_stack(state_dir: Path) -> int:
     if local_mode not in LOCAL_MODES:
         print(f"DEVSTACK_LOCAL_MODE must be one of {', '.join(LOCAL_MODES)}, not {local_mode!r}", file=sys.stderr)
         return 2
+    endpoints = os.environ.get("DEVSTACK_ENDPOINTS") or "1"
+    if endpoints not in ("1", "2"):
+        print(f"DEVSTACK_ENDPOINTS must be 1 or 2, not {endpoints!r}", file=sys.stderr)
+        return 2
 
     stop = threading.Event()
 
@@ -447,6 +489,7 @@ def _run_stack(state_dir: Path) -> int:
             webhook_url=webhook_url,
             receiver_port=int(raw_receiver_port),
             local_mode=local_mode,
+            endpoints=int(endpoints),
         )
     except FileNotFoundError as exc:  # anvil not installed
         print(f"cannot start the local stack: {exc}", file=sys.stderr)

@@ -71,9 +71,10 @@ class LocalChain:
         """NETWORKS_CONFIG for the gateway: the built-in `local` network with the deployed token."""
         return json.dumps({NETWORK: {"tokenContract": self.info.token_contract}})
 
-    def rpc_endpoints(self) -> str:
-        """The RPC endpoints configuration (what the SSM parameter holds) for this chain."""
-        return json.dumps({NETWORK: [self.info.rpc_url]})
+    def rpc_endpoints(self, *, first: str | None = None) -> str:
+        """The RPC endpoints configuration (what the SSM parameter holds) for this chain; `first`:
+        another endpoint before anvil's (the scanner's preferred one, anvil then its second source)."""
+        return json.dumps({NETWORK: [first, self.info.rpc_url] if first else [self.info.rpc_url]})
 
     def stop(self) -> None:
         self.anvil.stop()

@@ -43,6 +43,7 @@ from devstack.chain import NETWORK as CHAIN_NETWORK
 from devstack.chain import LocalChain, start_local_chain
 from devstack.environment import ACCOUNT_ID, Environment, check_endpoint, point_aws_at, reset_gateway_caches
 from devstack.event_source import EventSourceMapping
+from devstack.forging_proxy import FORGER_FILE, ForgingProxy
 from devstack.functions import (
     PER_FUNCTION_LABELS,
     LocalFunction,
@@ -120,6 +121,9 @@ class Stack:
     scanned_networks: list[str]
     chain: LocalChain
     chain_file: Path
+    # DEVSTACK_ENDPOINTS=2: a pass-through proxy in front of anvil, the scanner's preferred endpoint
+    # (anvil itself the second), which `python -m devstack fabricate` makes forge a payment
+    forger: ForgingProxy | None
     rpc_endpoints_parameter: str
     functions: dict[str, LocalFunction]
     scanner: ScannerLoop
@@ -159,6 +163,9 @@ class Stack:
         finally:
             # Then the chain, even when a second Ctrl-C cuts the above short: anvil runs in a
             # session of its own, so the terminal's Ctrl-C does not end it.
+            if self.forger is not None:
+                self.forger.close()
+                (self.state_dir / FORGER_FILE).unlink(missing_ok=True)
             self.chain.stop()
         self._server.shutdown()
         self._server.server_close()
@@ -328,12 +335,17 @@ def start_stack(
     webhook_url: str | None = None,
     receiver_port: int = 0,
     local_mode: LocalMode = "contract",
+    endpoints: int = 1,
 ) -> Stack:
     """Start moto and the local chain, create the template's table, queues, KMS keys and the RPC
     endpoints parameter, load the functions, serve HTTP on 127.0.0.1:`port` (0: a free port),
     create the demo merchant (written to state_dir) with its `local` network in `local_mode`,
     start scanning the local chain, settling it and delivering webhooks. They go to `webhook_url`
-    if given, else to a receiver the stack starts on 127.0.0.1:`receiver_port` (0: a free port)."""
+    if given, else to a receiver the stack starts on 127.0.0.1:`receiver_port` (0: a free port).
+    `endpoints=2`: the scanner reads `local` through a pass-through proxy that can forge payments
+    (devstack/forging_proxy.py), anvil itself the second endpoint that confirms each deposit."""
+    if endpoints not in (1, 2):
+        raise ValueError(f"endpoints must be 1 or 2, not {endpoints}")
     if _running:
         raise RuntimeError("a local stack is already running in this process; stop it first")
     template = load_template()
@@ -360,6 +372,11 @@ def start_stack(
         )
         chain = start_local_chain(state_dir, relayer=relayer if local_mode == "contract" else None)
         cleanup.append(chain.stop)
+        (state_dir / FORGER_FILE).unlink(missing_ok=True)  # a previous start's
+        forger = ForgingProxy(chain.info.rpc_url) if endpoints == 2 else None
+        if forger is not None:
+            cleanup.append(forger.close)
+            write_private(state_dir / FORGER_FILE, {"url": forger.url})
 
         _create_fresh_table(template)
         queues = _create_fresh_queues(template)
@@ -412,7 +429,10 @@ def start_stack(
         # scanner reads its endpoints from it at cold start, exactly as deployed.
         rpc_parameter = os.environ["RPC_ENDPOINTS_PARAMETER"]
         boto3.client("ssm").put_parameter(
-            Name=rpc_parameter, Type="SecureString", Value=chain.rpc_endpoints(), Overwrite=True
+            Name=rpc_parameter,
+            Type="SecureString",
+            Value=chain.rpc_endpoints(first=forger.url if forger is not None else None),
+            Overwrite=True,
         )
         add_layers_to_path(template, function_ids)
         reset_gateway_caches()
@@ -459,6 +479,7 @@ def start_stack(
         scanned_networks=[CHAIN_NETWORK],
         chain=chain,
         chain_file=chain.file,
+        forger=forger,
         rpc_endpoints_parameter=rpc_parameter,
         functions=functions,
         scanner=scanner,

@@ -157,9 +157,10 @@ def test_no_secret_reaches_a_log_line_and_every_order_line_names_its_order(
             return real_invoke(event)
 
         api.invoke = invoke  # type: ignore[method-assign]
-        # And the scanner's endpoints: one down, one through a proxy, both with provider keys
-        proxy = FlakyProxy(chain.anvil.url)
-        proxy_host = proxy.url.removeprefix("http://")
+        # And the scanner's endpoints: one down, two through proxies (the third confirms each
+        # credit as the second source), all with provider keys
+        proxy, other = FlakyProxy(chain.anvil.url), FlakyProxy(chain.anvil.url)
+        last_host = other.url.removeprefix("http://")  # the last endpoint a failing scan tries
         try:
             settings_env.setenv(
                 "RPC_ENDPOINTS",
@@ -168,6 +169,7 @@ def test_no_secret_reaches_a_log_line_and_every_order_line_names_its_order(
                         chain.network: [
                             "http://rpcuser:RPCPASSWORD@127.0.0.1:9/v2/DEADPATHKEY",
                             f"{proxy.url}/v3/LIVEPATHKEY?apikey=LIVEQUERYKEY",
+                            f"{other.url}/v3/LIVEPATHKEY?apikey=LIVEQUERYKEY",
                         ]
                     }
                 ),
@@ -186,10 +188,11 @@ def test_no_secret_reaches_a_log_line_and_every_order_line_names_its_order(
             scan({"network": chain.network}, Context())
             assert api.request("GET", f"/v1/payment/order/{paid['orderId']}").body["status"] == "confirmed"
             assert api.request("POST", f"/v1/payment/order/{cancelled['orderId']}/cancel").status == 200
-            proxy.mode = "fail"
+            proxy.mode = other.mode = "fail"
             scan({"network": chain.network}, Context())
         finally:
             proxy.close()
+            other.close()
         # And the webhook function delivers their events
         first = event_ids(merchant_id, paid["orderId"]) + event_ids(merchant_id, cancelled["orderId"])
         lambda_sqs.run_until(settled(*first))
@@ -273,7 +276,7 @@ def test_no_secret_reaches_a_log_line_and_every_order_line_names_its_order(
     failed = [r for r in records if r["message"] == "scan cycle failed; retrying from the cursor"]
     assert len(failed) == 1 and "order_id" not in failed[0]
     # ...naming the endpoint by host and port only
-    assert failed[0]["reason"] == f"every endpoint failed; last: {proxy_host}: HTTP 429"
+    assert failed[0]["reason"] == f"every endpoint failed; last: {last_host}: HTTP 429"
 
 
 def test_the_outbox_sweepers_lines_name_each_events_order(

@@ -84,12 +84,16 @@ def chain(settings_env: pytest.MonkeyPatch) -> Iterator[EvmChain]:
 def test_scanner_emits_per_network_across_networks_and_per_endpoint(
     emf: None, api: ApiClient, chain: EvmChain, settings_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    proxy = FlakyProxy(chain.anvil.url)
+    proxy, other = FlakyProxy(chain.anvil.url), FlakyProxy(chain.anvil.url)
     try:
-        # Given the scanner function with two endpoints, the preferred one down, both URLs with a key
+        # Given the scanner function with three endpoints, the preferred one down, each URL with a
+        # key (the third confirms each credit as the second source)
         settings_env.setenv("LOCAL_MODE", "1")
         settings_env.setenv(
-            "RPC_ENDPOINTS", json.dumps({chain.network: ["http://127.0.0.1:9/v2/DEADKEY", f"{proxy.url}/v2/LIVEKEY"]})
+            "RPC_ENDPOINTS",
+            json.dumps(
+                {chain.network: ["http://127.0.0.1:9/v2/DEADKEY", f"{proxy.url}/v2/LIVEKEY", f"{other.url}/v2/KEY3"]}
+            ),
         )
         settings_env.setenv("SCAN_SECONDS", "0")
         config.reset()
@@ -104,6 +108,7 @@ def test_scanner_emits_per_network_across_networks_and_per_endpoint(
         found = blobs(capsys.readouterr().out)
     finally:
         proxy.close()
+        other.close()
     # Then each invocation's figures are per network and, second dimension set, across networks
     main = [b for b in found if "ScannerLagBlocks" in b.metrics]
     assert len(main) == 2
@@ -126,7 +131,8 @@ def test_scanner_emits_per_network_across_networks_and_per_endpoint(
     assert 0 < total(main, "RpcErrors") < total(main, "RpcCalls")
     # And per endpoint, named by host and port, never by URL (the keys stay out of dimensions)
     per_endpoint = [b for b in found if "endpoint" in b.values]
-    assert {b.values["endpoint"] for b in per_endpoint} == {"127.0.0.1:9", proxy.url.removeprefix("http://")}
+    hosts = {"127.0.0.1:9", proxy.url.removeprefix("http://"), other.url.removeprefix("http://")}
+    assert {b.values["endpoint"] for b in per_endpoint} == hosts
     assert all(b.dimensions == [["network", "endpoint", "service"]] for b in per_endpoint)
     by_endpoint: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for b in per_endpoint:
@@ -134,6 +140,8 @@ def test_scanner_emits_per_network_across_networks_and_per_endpoint(
             by_endpoint[b.values["endpoint"]][name] += sum(b.metrics[name])
     dead, live = by_endpoint["127.0.0.1:9"], by_endpoint[proxy.url.removeprefix("http://")]
     assert dead["RpcErrors"] == dead["RpcCalls"] >= 1 and live["RpcErrors"] == 0 and live["RpcCalls"] > 5
+    second = by_endpoint[other.url.removeprefix("http://")]
+    assert second["RpcErrors"] == 0 and second["RpcCalls"] >= 1
     # And the per-endpoint figures add up to the network's
     assert sum(e["RpcCalls"] for e in by_endpoint.values()) == total(main, "RpcCalls")
     assert sum(e["RpcErrors"] for e in by_endpoint.values()) == total(main, "RpcErrors")

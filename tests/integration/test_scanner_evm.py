@@ -61,16 +61,16 @@ def test_exact_payment_goes_pending_confirming_confirmed(api: ApiClient, chain: 
 
 
 def test_scanner_emits_lag_detection_latency_and_rpc_error_metrics(api: ApiClient, chain: EvmChain) -> None:
-    proxy = FlakyProxy(chain.anvil.url)
+    proxy, other = FlakyProxy(chain.anvil.url), RpcProxy(chain.anvil.url)
     try:
-        # Given a payment, and a preferred endpoint that fails
+        # Given a payment, and a preferred endpoint that fails (a third one confirms the payment)
         proxy.mode = "fail"
         order = create(api, chain)
         chain.pay(order["address"], "25.00")
         chain.mine(3)
         metrics.clear_metrics()
         # When the scanner credits it
-        drive(evm_scanner(chain.network, [proxy.url, chain.anvil.url]))
+        drive(evm_scanner(chain.network, [proxy.url, chain.anvil.url, other.url]))
         assert status(api, order)["status"] == "confirmed"
         # Then the operator's figures are in the metric set: lag in blocks and seconds, the time
         # from the payment's block to its crediting, and the endpoint's errors
@@ -80,6 +80,7 @@ def test_scanner_emits_lag_detection_latency_and_rpc_error_metrics(api: ApiClien
     finally:
         metrics.clear_metrics()
         proxy.close()
+        other.close()
 
 
 def test_partial_payment_is_underpaid_until_the_top_up(api: ApiClient, chain: EvmChain) -> None:
@@ -480,19 +481,21 @@ class FlakyProxy(RpcProxy):
 
 
 def test_failing_endpoint_fails_over_and_is_counted(api: ApiClient, chain: EvmChain) -> None:
-    proxy = FlakyProxy(chain.anvil.url)
+    # A third endpoint: with two, each credit waits for the second one's word (second_source.py)
+    proxy, other = FlakyProxy(chain.anvil.url), RpcProxy(chain.anvil.url)
     try:
         proxy.mode = "fail"
         order = create(api, chain)
-        scanner = evm_scanner(chain.network, [proxy.url, chain.anvil.url])
+        scanner = evm_scanner(chain.network, [proxy.url, chain.anvil.url, other.url])
         chain.pay(order["address"], "25.00")
         chain.mine(1)
         drive(scanner)
         assert status(api, order)["status"] == "confirmed"
         assert scanner.reader.endpoints.errors[proxy.url] >= 1
-        assert scanner.reader.endpoints.usable() == [chain.anvil.url]  # resting after its failure
+        assert scanner.reader.endpoints.usable() == [chain.anvil.url, other.url]  # resting after its failure
     finally:
         proxy.close()
+        other.close()
 
 
 def test_lagging_endpoint_is_set_aside(api: ApiClient, chain: EvmChain) -> None:

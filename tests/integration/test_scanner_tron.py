@@ -384,16 +384,18 @@ def test_lagging_endpoint_is_set_aside(api: ApiClient, chain: TronChain) -> None
     order = create(api, chain)
     chain.pay(order["address"], "25.00")
     chain.solidify()
-    with TronNode(lagging_copy(chain.node.chain, behind=25)) as lagging:
+    # A third node on the chain confirms the payment: with two, each credit waits for the
+    # second one's word (second_source.py), which the lagging node cannot give
+    with TronNode(lagging_copy(chain.node.chain, behind=25)) as lagging, TronNode(chain.node.chain) as other:
         # The lagging node is preferred; trusted unchecked, its head hides the payment
-        scanner = tron_scanner(chain.network, [lagging.url, chain.node.url])
+        scanner = tron_scanner(chain.network, [lagging.url, chain.node.url, other.url])
         scanner._last_check = scanner.clock()
         drive(scanner)
         assert status(api, order)["status"] == "pending"
 
         scanner._last_check -= ENDPOINT_CHECK_S  # the periodic check is due
         drive(scanner)
-        assert scanner.reader.endpoints.usable() == [chain.node.url]
+        assert scanner.reader.endpoints.usable() == [chain.node.url, other.url]
         assert status(api, order)["status"] == "confirmed"
         assert scanner.reader.endpoints.errors == {}
 

@@ -22,6 +22,7 @@ ALARMS = {
     "ScannerNotStartedAlarm": "notBreaching",  # counted only while a network has no cursor
     "FinalityViolationAlarm": "notBreaching",  # counted only when a final block is replaced
     "ScannerHaltedAlarm": "notBreaching",  # counted only while a cursor is halted
+    "DepositsDisputedAlarm": "notBreaching",  # counted only when a deposit is held, disputed
     "RpcFailureRateAlarm": "notBreaching",
     "WebhookDLQAlarm": "notBreaching",
     "ApiServerErrorsAlarm": "notBreaching",

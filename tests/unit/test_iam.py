@@ -201,14 +201,15 @@ def test_deleting_items_is_limited_to_outbox_markers_ledger_entries_and_candidat
                 continue
             # Then it is alone in its statement and only for items whose key starts OUTBOX#, the
             # markers outbox.publish clears, or, for the scanner alone, LEDGER#, the by-block index
-            # entries of final deposits that move or leave after a deep reorg, or, for the API
+            # entries of final deposits that move or leave after a deep reorg, and HELD#, the
+            # operator's entry of a held deposit, which leaves once it is credited, or, for the API
             # alone, REPLAY#, the marker of a one-time request's signature that was refused after all,
             # and REFUND#, a refund undone before it was shown (a sweep claimed its address meanwhile),
             # or, for the settlement and the scanner, SWEEP#, the candidate of a deposit whose money
             # was swept, or that a deep reorg reversed before any sweep claimed it
             assert _as_list(statement["Action"]) == ["dynamodb:DeleteItem"], function
             allowed = {
-                "ScannerFunction": [["OUTBOX#*"], ["LEDGER#*"], ["SWEEP#*"]],
+                "ScannerFunction": [["OUTBOX#*"], ["LEDGER#*"], ["SWEEP#*"], ["HELD#*"]],
                 "ApiFunction": [["OUTBOX#*"], ["REPLAY#*"], ["REFUND#*"]],
                 "SettlementFunction": [["SWEEP#*"], ["OUTBOX#*"]],
             }.get(function, [["OUTBOX#*"]])

@@ -62,3 +62,18 @@ def test_an_overridden_contract_is_still_validated_and_checksummed() -> None:
     # And another family's built-in contract is not taken as written
     with pytest.raises(NetworkConfigError):
         load_networks("eth", json.dumps({"eth": {"tokenContract": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"}}))
+
+
+def test_second_source_above_is_off_by_default_and_read_in_base_units() -> None:
+    # Given eth left alone and bsc (18 decimals) told to hold deposits above 1000.5 USDT for a second source
+    nets = load_networks("eth,bsc", json.dumps({"bsc": {"secondSourceAbove": "1000.5"}}))
+    # Then eth credits on its endpoints alone, and bsc's threshold is exact in base units
+    assert nets["eth"].second_source_above_units is None
+    assert nets["bsc"].second_source_above_units == 1000_500_000_000_000_000_000
+
+
+@pytest.mark.parametrize(("value", "why"), [("-1", "greater than or equal to 0"), ("0.0000001", "finer than")])
+def test_a_second_source_threshold_the_token_cannot_hold_is_refused(value: str, why: str) -> None:
+    with pytest.raises(NetworkConfigError) as err:
+        load_networks("eth", json.dumps({"eth": {"secondSourceAbove": value}}))
+    assert "eth" in str(err.value) and why in str(err.value)

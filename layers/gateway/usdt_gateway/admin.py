@@ -16,6 +16,7 @@
         --treasury 0x... --owner 0x...
     python -m usdt_gateway.admin set-reuse --merchant m_... --network eth (--quarantine-hours 72 | --off)
     python -m usdt_gateway.admin status [--json] [--network eth] [--max-lag-seconds 1800] [--max-idle-seconds 300]
+    python -m usdt_gateway.admin confirm-deposit --network eth --txid 0x... --log-index 0   (a held deposit)
     python -m usdt_gateway.admin settlement-status [--network eth] [--relayer-key-id KEY] [--recent 5]
     python -m usdt_gateway.admin release-deposits --network eth [--merchant m_...]
 
@@ -52,6 +53,7 @@ from usdt_gateway import (
     clock,
     contract_mode,
     cursor,
+    deposits,
     merchants,
     status,
     tron_contract_mode,
@@ -274,6 +276,14 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="the newest block known to be on the chain the network follows now",
     )
+    c = command(
+        "confirm-deposit",
+        "credit a held deposit (disputed, or unverified: awaiting a second source) by hand, after "
+        "checking the transaction on a block explorer; it is credited as the scanner credits",
+    )
+    c.add_argument("--network", required=True, help="the deposit's network (as in status)")
+    c.add_argument("--txid", required=True, help="the transaction, as status lists it")
+    c.add_argument("--log-index", type=int, required=True, help="the deposit's log index within the transaction")
     c = command("status", "chain heads, scan cursors, lag and RPC endpoint health per network")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.add_argument("--network", action="append", help="only this network (repeatable)")
@@ -349,6 +359,10 @@ def run(argv: Sequence[str]) -> Any:
             return merchants.configure_fixed(a.merchant, a.family, a.address, tag_step=a.tag_step, max_tags=a.max_tags)
         case "resume-scan":
             return _resume_scan(a.network, a.from_block)
+        case "confirm-deposit":
+            if a.network not in networks():
+                raise ConfigError(f"network {a.network!r} is not enabled")
+            return deposits.confirm_held(a.network, a.txid, a.log_index)
         case "deploy-implementation" | "deploy-factory":
             return _deploy(a)
         case "settlement-status":

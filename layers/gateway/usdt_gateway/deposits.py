@@ -14,10 +14,17 @@ re-inclusions and retries never count it twice. Its `depositStatus`:
     reversed  a final deposit that a reorg deeper than the finality policy removed; its order is
               recomputed without it and the merchant told (order.payment_reversed / deposit.reversed);
               in contract mode its settlement candidate goes too (candidates.reversal_part)
-Zero-value transfers are never recorded. Every final deposit (credited, unmatched, ignored) also
-has a LEDGER#<network> item by block, so a range read again after a deep reorg can be compared
-with what was recorded in it. The deposit write and its order's write are one transaction
-(transitions.apply).
+    disputed  found in a final block, but a second RPC endpoint contradicts it (chain/second_source.py):
+              held, not counted; its order stays as it was
+    unverified found in a final block through the network's only endpoint, above its
+              secondSourceAbove: held, not counted, until a second endpoint (configured later) or
+              the operator (admin confirm-deposit) confirms it
+A held deposit (disputed, unverified) is credited later only through credit_final, as any other,
+from its held status; a deep reorg that removes its transaction clears it (dropped).
+Zero-value transfers are never recorded. Every final deposit (credited, unmatched, ignored) and
+every held one also has a LEDGER#<network> item by block, so a range read again after a deep
+reorg can be compared with what was recorded in it; a held one a HELD#<network> item too, for
+the operator. The deposit write and its order's write are one transaction (transitions.apply).
 """
 
 from __future__ import annotations
@@ -34,7 +41,16 @@ from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
 from usdt_gateway.lifecycle import ACCEPTING
 from usdt_gateway.money import format_units
 from usdt_gateway.observability import log_keys, logger, order_keys
-from usdt_gateway.records import FINAL_STATUSES, Deposit, DepositStatus, LedgerEntry, Order, OrderDeposit, deposit_id
+from usdt_gateway.records import (
+    FINAL_STATUSES,
+    HELD_STATUSES,
+    Deposit,
+    DepositStatus,
+    LedgerEntry,
+    Order,
+    OrderDeposit,
+    deposit_id,
+)
 from usdt_gateway.schemas import DepositListView, DepositRecordView, OrderStatus
 from usdt_gateway.settlement import candidates
 from usdt_gateway.transitions import Applied
@@ -42,7 +58,10 @@ from usdt_gateway.watchlist import WatchEntry
 
 SEEN, CREDITED, UNMATCHED = DepositStatus.SEEN, DepositStatus.CREDITED, DepositStatus.UNMATCHED
 IGNORED, DROPPED, REVERSED = DepositStatus.IGNORED, DepositStatus.DROPPED, DepositStatus.REVERSED
+DISPUTED, UNVERIFIED = DepositStatus.DISPUTED, DepositStatus.UNVERIFIED
 BELOW_MINIMUM, REORG = "below_minimum", "reorg"
+HELD_REASONS = {DISPUTED: "second_source_disagrees", UNVERIFIED: "awaiting_second_source"}
+BY_OPERATOR = "operator"  # confirmedBy of a held deposit the operator confirmed by hand
 NAMES = {"#ds": "depositStatus"}
 LEDGER_TTL_S = 30 * 86_400  # far beyond any network's maxReorgDepth; an operator's resume reads it too
 
@@ -56,6 +75,8 @@ class Outcome(StrEnum):
     CREDITED = "credited"  # counted in its order
     UNMATCHED = "unmatched"  # recorded; no open order takes it
     IGNORED = "ignored"  # below the network's minimum deposit: recorded only
+    DISPUTED = "disputed"  # held: a second endpoint contradicts it
+    UNVERIFIED = "unverified"  # held: awaiting a second source
     ALREADY = "already"  # recorded before (a re-scan, an overlapping range, a retry)
 
 
@@ -115,16 +136,28 @@ def _deposit(t: Transfer, status: DepositStatus, **extra: Any) -> Deposit:
 
 
 def _final_deposit(
-    t: Transfer, status: DepositStatus, merchant_id: str | None, order_pk: str | None, reason: str | None = None
+    t: Transfer,
+    status: DepositStatus,
+    merchant_id: str | None,
+    order_pk: str | None,
+    reason: str | None = None,
+    **extra: Any,
 ) -> Deposit:
-    # Final deposits are listed per merchant by block time (gsi1); `unmatched` is the filter.
+    # Final (and held) deposits are listed per merchant by block time (gsi1); `unmatched` is the filter.
     index = (
         {"index_pk": store.deposits_index_pk(merchant_id), "index_sk": f"{t.block_time:013d}#{t.txid}#{t.log_index}"}
         if merchant_id
         else {}
     )
     return _deposit(
-        t, status, merchant_id=merchant_id, order_pk=order_pk, unmatched=status == UNMATCHED, reason=reason, **index
+        t,
+        status,
+        merchant_id=merchant_id,
+        order_pk=order_pk,
+        unmatched=status == UNMATCHED,
+        reason=reason,
+        **index,
+        **extra,
     )
 
 
@@ -186,10 +219,13 @@ def record_seen(t: Transfer, entry: WatchEntry) -> Applied:
     return applied
 
 
-def credit_final(t: Transfer, entry: WatchEntry | None, owner: str | None) -> tuple[Outcome, Applied | None]:
+def credit_final(
+    t: Transfer, entry: WatchEntry | None, owner: str | None, *, confirmed_by: str | None = None
+) -> tuple[Outcome, Applied | None]:
     """A transfer in a final block: credit it to its order, or record it unmatched.
     Returns what became of it: credited, unmatched, or already (recorded before). Its lines carry
-    the order's order_id and merchant_id (merchant_id alone for an unmatched one)."""
+    the order's order_id and merchant_id (merchant_id alone for an unmatched one). A held deposit
+    is credited to the order it was held for; `confirmed_by` (who confirmed it) is recorded then."""
     if entry is not None:
         with log_keys(**{"merchant_id": entry.merchant_id, **order_keys(entry.order_pk)}):
             credited = _credit_matched(t, entry)
@@ -198,11 +234,19 @@ def credit_final(t: Transfer, entry: WatchEntry | None, owner: str | None) -> tu
     item = store.get(*store.deposit_key(t.network, t.txid, t.log_index))
     existing = Deposit.from_item(item) if item else None
     values: dict[str, Any]
+    release: list[dict[str, Any]] = []
     if existing and existing.status in FINAL_STATUSES:
         if existing.block_hash != t.block_hash:
             _move_final(existing, t)
         return Outcome.ALREADY, None
-    if existing and existing.status == SEEN:
+    if existing and existing.status in HELD_STATUSES:
+        order_pk, owner = existing.order_pk, existing.merchant_id or owner
+        # disputed/unverified -> credited (or unmatched): a second source, or the operator, confirmed it
+        condition, values = "#ds = :held", {":held": existing.status}
+        release = [store.delete_part(*_held_at(existing))]
+        if existing.block_number != t.block_number:
+            release.append(_ledger_delete(existing))
+    elif existing and existing.status == SEEN:
         order_pk = existing.order_pk
         owner = existing.merchant_id or owner
         # seen -> credited (or unmatched)
@@ -217,8 +261,9 @@ def credit_final(t: Transfer, entry: WatchEntry | None, owner: str | None) -> tu
         # none (or dropped, or reversed while unmatched) -> credited (or unmatched)
         condition = "attribute_not_exists(pk) OR #ds = :dropped OR #ds = :reversed"
         values = {":dropped": DROPPED, ":reversed": REVERSED}
+    confirmed_by = confirmed_by if release else None  # recorded for a deposit that was held
     with log_keys(**{"merchant_id": owner, **order_keys(order_pk)}):
-        return _credit_final(t, order_pk, owner, condition, values)
+        return _credit_final(t, order_pk, owner, condition, values, release=release, confirmed_by=confirmed_by)
 
 
 def _unsettled(order: Order, t: Transfer) -> list[dict[str, Any]]:
@@ -261,10 +306,18 @@ def _credit_matched(t: Transfer, entry: WatchEntry) -> Applied | None:
 
 
 def _credit_final(
-    t: Transfer, order_pk: str | None, owner: str | None, condition: str, values: dict[str, Any]
+    t: Transfer,
+    order_pk: str | None,
+    owner: str | None,
+    condition: str,
+    values: dict[str, Any],
+    *,
+    release: list[dict[str, Any]],
+    confirmed_by: str | None,
 ) -> tuple[Outcome, Applied | None]:
+    """`release`: what goes with the write (a held deposit's HELD# entry)."""
     if order_pk:
-        credited = _final_deposit(t, CREDITED, owner, order_pk)
+        credited = _final_deposit(t, CREDITED, owner, order_pk, confirmed_by=confirmed_by)
 
         def change(order: Order) -> tuple[Order, list[dict[str, Any]]] | None:
             if _map_key(t) not in order.deposits and order.status not in ACCEPTING:
@@ -272,6 +325,7 @@ def _credit_final(
             return _with_deposit(order, _map_key(t), _order_deposit(t, final=True)), [
                 store.put_part(credited.to_item(), condition=condition, values=values, names=NAMES),
                 _ledger_put(t),
+                *release,
                 *_unsettled(order, t),
             ]
 
@@ -281,7 +335,7 @@ def _credit_final(
         if applied.order is not None:
             logger.info("deposit credited", extra=_log_fields(t))
             return Outcome.CREDITED, applied
-    dep = _final_deposit(t, UNMATCHED, owner, None)
+    dep = _final_deposit(t, UNMATCHED, owner, None, confirmed_by=confirmed_by)
     event_ids: list[str] = []
     event_parts: list[dict[str, Any]] = []
     unsettled: list[dict[str, Any]] = []
@@ -295,6 +349,7 @@ def _credit_final(
     parts = [
         store.put_part(dep.to_item(), condition=condition, values=values, names=NAMES),
         _ledger_put(t),
+        *release,
         *event_parts,
         *unsettled,
     ]
@@ -337,6 +392,142 @@ def record_ignored(t: Transfer, owner: str | None) -> Outcome:
     with log_keys(order_id=None, merchant_id=owner):
         logger.info("deposit ignored: below the network's minimum", extra=_log_fields(t))
     return Outcome.IGNORED
+
+
+def _held_at(dep: Deposit | Transfer) -> tuple[str, str]:
+    return store.held_key(dep.network, dep.block_number, dep.txid, dep.log_index)
+
+
+def hold(
+    t: Transfer,
+    entry: WatchEntry | None,
+    owner: str | None,
+    status: DepositStatus,
+    *,
+    source: str | None,
+    detail: str = "",
+) -> Outcome:
+    """A final transfer held, not counted: `disputed` (a second endpoint contradicts it) or
+    `unverified` (one endpoint, above the network's secondSourceAbove). Recorded for the order
+    the watch list matched (or that saw it), listed for the merchant and in `admin status`; the
+    order stays as it is. `already` when recorded before (held or final): a replay records
+    nothing twice. An unverified deposit a second endpoint then contradicts becomes disputed."""
+    assert status in HELD_STATUSES
+    item = store.get(*store.deposit_key(t.network, t.txid, t.log_index))
+    existing = Deposit.from_item(item) if item else None
+    order_pk, merchant_id = (entry.order_pk, entry.merchant_id) if entry else (None, owner)
+    condition, values = "attribute_not_exists(pk)", {}
+    if existing is not None:
+        if existing.status not in (SEEN, DROPPED, REVERSED) and (existing.status, status) != (UNVERIFIED, DISPUTED):
+            return Outcome.ALREADY
+        if existing.status in (SEEN, REVERSED, UNVERIFIED) and existing.order_pk:
+            order_pk, merchant_id = existing.order_pk, existing.merchant_id or merchant_id
+        # seen/dropped/reversed (or unverified) -> disputed/unverified, from the status read
+        condition, values = "#ds = :was", {":was": existing.status}
+    dep = _final_deposit(
+        t, status, merchant_id, order_pk, reason=HELD_REASONS[status], source=source, held_detail=detail or None
+    )
+    held_pk, held_sk = _held_at(t)
+    try:
+        store.transact(
+            [
+                store.put_part(dep.to_item(), condition=condition, values=values, names=NAMES if values else None),
+                _ledger_put(t),
+                store.put_part(
+                    {"pk": held_pk, "sk": held_sk, "depositPk": dep.key[0]},
+                    condition="attribute_not_exists(pk) OR depositPk = :d",
+                    values={":d": dep.key[0]},
+                ),
+            ]
+        )
+    except store.TransactionConflict:
+        return Outcome.ALREADY
+    fields = {**_log_fields(t), "source": source, "detail": detail}
+    with log_keys(**{"merchant_id": merchant_id, **order_keys(order_pk)}):
+        if status == DISPUTED:
+            logger.error("deposit held: a second RPC endpoint contradicts it", extra=fields)
+            return Outcome.DISPUTED
+        logger.warning("deposit held: awaiting a second source (one RPC endpoint)", extra=fields)
+    return Outcome.UNVERIFIED
+
+
+def held(network: str) -> list[Deposit]:
+    """The network's held deposits (disputed, unverified), oldest block first."""
+    pk, _ = store.held_key(network, 0, "", 0)
+    # One read per held deposit: there are few, and the scanner needs no BatchGetItem.
+    items = [store.get(str(i["depositPk"]), "DEP") for i in store.query_partition(pk, sk_from="0")]
+    deps = [Deposit.from_item(item) for item in items if item]
+    return [d for d in deps if d.status in HELD_STATUSES]
+
+
+def transfer_of(dep: Deposit) -> Transfer:
+    """The transfer a recorded deposit was made from (as the chain reader reported it)."""
+    return _transfer(dep)
+
+
+def confirm_held(network: str, txid: str, log_index: int) -> dict[str, Any]:
+    """The operator confirms a held deposit by hand, after checking it on an explorer: it is
+    credited as the scanner credits, through credit_final from its held status (the write is
+    conditional on it: a concurrent credit or clearing wins, and this reports it)."""
+    item = store.get(*store.deposit_key(network, txid, log_index))
+    dep = Deposit.from_item(item) if item else None
+    if dep is None:
+        raise NotFound(f"no deposit '{deposit_id(network, txid, log_index)}'", code="DEPOSIT_NOT_FOUND")
+    if dep.status not in HELD_STATUSES:
+        raise Conflict(
+            f"deposit '{dep.deposit_id}' is {dep.status.value}: only a held one (disputed, unverified) is "
+            "confirmed by hand",
+            code="DEPOSIT_NOT_HELD",
+        )
+    outcome, _ = credit_final(_transfer(dep), None, None, confirmed_by=BY_OPERATOR)
+    if outcome == Outcome.ALREADY:
+        raise Conflict(f"deposit '{dep.deposit_id}' changed meanwhile; look at it again", code="DEPOSIT_NOT_HELD")
+    logger.warning(
+        "held deposit confirmed by the operator", extra={**_log_fields(_transfer(dep)), "was": dep.status.value}
+    )
+    return {
+        "depositId": dep.deposit_id,
+        "was": dep.status.value,
+        "status": outcome.value,
+        "orderId": dep.order_pk.split("#", 2)[2] if dep.order_pk and outcome == Outcome.CREDITED else None,
+    }
+
+
+def _clear_held(dep: Deposit, ledger_block: int) -> None:
+    """A held deposit whose transaction no block holds any more: held -> dropped, out of the
+    listings; an order that saw it (confirming) goes back to the status it had without it."""
+    clear = store.set_part(
+        *dep.key,
+        set_values={"depositStatus": DROPPED, "droppedAt": clock.now_ms(), "reason": REORG},
+        condition="#ds = :st",
+        values={":st": dep.status},
+        remove=("gsi1pk", "gsi1sk"),
+        names=NAMES,
+    )
+    parts = [clear, _ledger_delete(dep, ledger_block), store.delete_part(*_held_at(dep))]
+    if dep.order_pk and dep.order_key in _order_deposits(dep.order_pk):
+
+        def change(order: Order) -> tuple[Order, list[dict[str, Any]]]:
+            deposits = {k: v for k, v in order.deposits.items() if k != dep.order_key}
+            return replace(order, deposits=deposits), parts
+
+        applied = transitions.apply(dep.order_pk, change, reverted=True)
+        if applied.order is None:
+            return  # confirmed or cleared meanwhile
+    else:
+        try:
+            store.transact(parts)
+        except store.TransactionConflict:
+            return  # confirmed or cleared meanwhile
+    logger.warning(
+        "held deposit cleared: a reorg removed it",
+        extra={"network": dep.network, "deposit_id": dep.deposit_id, "txid": dep.txid, "block": ledger_block},
+    )
+
+
+def _order_deposits(order_pk: str) -> dict[str, Any]:
+    item = store.get(order_pk, "ORDER")
+    return dict(item.get("deposits") or {}) if item else {}
 
 
 def _move_final(existing: Deposit, t: Transfer) -> None:
@@ -432,7 +623,7 @@ def reverse_vanished(
     ):
         item = store.get(entry.deposit_pk, "DEP")
         dep = Deposit.from_item(item) if item else None
-        if dep is None or dep.status not in FINAL_STATUSES:
+        if dep is None or dep.status not in FINAL_STATUSES | HELD_STATUSES:
             continue
         if (dep.txid, dep.log_index) in found:
             continue
@@ -444,7 +635,9 @@ def reverse_vanished(
             store.transact([_ledger_delete(dep, entry.block_number), _ledger_put(_transfer(dep, block_number=where))])
             followed = max(followed or 0, where)
             continue
-        if _reverse(dep, entry.block_number):
+        if dep.status in HELD_STATUSES:
+            _clear_held(dep, entry.block_number)  # never counted: nothing to reverse
+        elif _reverse(dep, entry.block_number):
             reversed_ids.append(dep.deposit_id)
     return reversed_ids, followed
 
@@ -571,6 +764,8 @@ def attach(merchant_id: str, deposit_id_: str, order_id: str) -> Order:
             CREDITED: "is already credited to an order",
             IGNORED: "is below the network's minimum deposit",
             REVERSED: "was reversed: no block holds it any more",
+            DISPUTED: "is held: a second RPC endpoint contradicts it",
+            UNVERIFIED: "is held until a second source confirms it",
         }.get(dep.status, "is not final yet")
         raise Conflict(f"deposit '{deposit_id_}' {why}", code="DEPOSIT_NOT_UNMATCHED")
     order_pk, _ = store.order_key(merchant_id, order_id)

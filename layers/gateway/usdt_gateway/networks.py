@@ -49,16 +49,25 @@ class Network(BaseModel):
     # common ancestor and re-reading); past it, it stops the network's cursor and pages.
     max_reorg_depth: int = Field(alias="maxReorgDepth", default=128, ge=1, le=100_000)
     max_amount: Decimal = Field(alias="maxAmount", default=Decimal("1000000"), gt=0)
+    # With one RPC endpoint, a deposit above this (USDT) is held until a second source or the
+    # operator confirms it; none: every deposit is credited on the one endpoint's word. With two
+    # endpoints or more every deposit is confirmed by a second one, whatever this says.
+    second_source_above: Decimal | None = Field(alias="secondSourceAbove", default=None, ge=0)
     testnet: bool = False
 
     @property
     def min_deposit_units(self) -> int:
         return to_base_units(self.min_deposit, self.decimals)
 
+    @property
+    def second_source_above_units(self) -> int | None:
+        return None if self.second_source_above is None else to_base_units(self.second_source_above, self.decimals)
+
     @model_validator(mode="after")
     def _min_deposit_fits(self) -> Network:
-        if decimal_places(self.min_deposit) > self.decimals:
-            raise ValueError(f"minDeposit {self.min_deposit} is finer than the token's {self.decimals} decimals")
+        for name, value in (("minDeposit", self.min_deposit), ("secondSourceAbove", self.second_source_above)):
+            if value is not None and decimal_places(value) > self.decimals:
+                raise ValueError(f"{name} {value} is finer than the token's {self.decimals} decimals")
         return self
 
     @field_validator("token_contract")

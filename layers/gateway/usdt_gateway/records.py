@@ -250,9 +250,14 @@ class DepositStatus(StrEnum):
     IGNORED = "ignored"
     DROPPED = "dropped"
     REVERSED = "reversed"
+    DISPUTED = "disputed"
+    UNVERIFIED = "unverified"
 
 
 FINAL_STATUSES = frozenset({DepositStatus.CREDITED, DepositStatus.UNMATCHED, DepositStatus.IGNORED})
+# Found in a final block and held there, not counted, until a second source (or the operator)
+# confirms it (chain/second_source.py, deposits.hold).
+HELD_STATUSES = frozenset({DepositStatus.DISPUTED, DepositStatus.UNVERIFIED})
 
 
 def deposit_id(network: str, txid: str, log_index: int) -> str:
@@ -285,6 +290,9 @@ class Deposit:
     reversed_at: int | None = None
     reversed_from: DepositStatus | None = None
     attached_at: int | None = None
+    source: str | None = None  # held: the RPC endpoint that reported it
+    held_detail: str | None = None  # held: why (what a second endpoint answered)
+    confirmed_by: str | None = None  # credited after a hold: the endpoint that confirmed it, or "operator"
 
     @property
     def deposit_id(self) -> str:
@@ -325,6 +333,9 @@ class Deposit:
             reversed_at=_int_or_none(item.get("reversedAt")),
             reversed_from=DepositStatus(was) if was else None,
             attached_at=_int_or_none(item.get("attachedAt")),
+            source=item.get("source"),
+            held_detail=item.get("heldDetail"),
+            confirmed_by=item.get("confirmedBy"),
         )
 
     def to_item(self) -> dict[str, Any]:
@@ -355,6 +366,9 @@ class Deposit:
             "reversedAt": self.reversed_at,
             "reversedFrom": self.reversed_from.value if self.reversed_from else None,
             "attachedAt": self.attached_at,
+            "source": self.source,
+            "heldDetail": self.held_detail,
+            "confirmedBy": self.confirmed_by,
         }
 
 

@@ -7,7 +7,8 @@ schedule. Each cycle:
 2. final pass: scan (final cursor, newest final block] (bounded per cycle, so a backfill after
    downtime walks forward from the cursor, never jumps), check each deposit's block hash, drop
    seen deposits the final chain no longer has (and, in a range read again after a deep reorg,
-   reverse final ones), then credit every transfer and advance the cursor;
+   reverse final ones), have a second endpoint confirm each transfer (chain/second_source.py:
+   one contradicted is held, never credited), then credit every transfer and advance the cursor;
 3. seen pass: scan new blocks above it for early detection (order -> confirming);
 4. close orders whose expiry the final blocks have passed.
 
@@ -34,12 +35,15 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from usdt_gateway import clock as wall_clock
 from usdt_gateway import cursor, deposits, expiry, outbox
+from usdt_gateway.chain import second_source
 from usdt_gateway.chain.endpoints import AllEndpointsFailed
-from usdt_gateway.chain.jsonrpc import RpcError
+from usdt_gateway.chain.jsonrpc import RpcError, RpcUnavailable
 from usdt_gateway.chain.readers import BlockRef, ChainReader, Heads
+from usdt_gateway.chain.second_source import Finding, Verdict
 from usdt_gateway.chain.transfers import ChainMoved, Transfer
 from usdt_gateway.config import settings
 from usdt_gateway.observability import logger, metrics
+from usdt_gateway.records import DepositStatus
 from usdt_gateway.watchlist import CLOCK_SKEW_MS, WatchEntry, WatchList
 
 ENDPOINT_CHECK_S = 30.0
@@ -71,6 +75,8 @@ class ScanReport:
     dropped: int = 0
     ignored: int = 0
     reversed: int = 0
+    disputed: int = 0  # held: a second endpoint contradicts them
+    unverified: int = 0  # held: one endpoint, above the network's secondSourceAbove
     closed: int = 0
     errors: int = 0
     lease_busy: bool = False
@@ -99,6 +105,9 @@ class Scanner:
         self.chain_lag_ms = 0
         self._calls_seen: Counter[str] = Counter()
         self._errors_seen: Counter[str] = Counter()
+        # Deposits held awaiting a second source are asked of one once per scanner (cold start:
+        # when endpoints can have been added), until that completes.
+        self._unverified_checked = False
 
     def _now(self) -> int:
         return int(self.clock() * 1000)
@@ -171,6 +180,7 @@ class Scanner:
         # head just read (no cursor read per event): what a block of many payments costs.
         with cursor.scanning_at(self.network.name, heads.head), outbox.deferred():
             state = self._final_pass(state, heads.final)
+            self._check_unverified()
         with cursor.scanning_at(self.network.name, heads.head), outbox.deferred():
             seen_block = self._seen_pass(state, heads)
         self._close_expired(state)
@@ -275,13 +285,20 @@ class Scanner:
         matched = [
             (t, *self.watch.match(t.recipient, t.units, t.block_time, chain_lag_ms=self.chain_lag_ms)) for t in found
         ]
+        # Before any write: a second endpoint that cannot tell yet fails the pass here, and the
+        # next cycle asks again from the cursor (a slow second source delays, never loses).
+        counted = [t for t in found if t.units >= minimum]
+        findings = dict(zip(counted, second_source.check(self.reader, counted), strict=True))
 
         def settle(item: tuple[Transfer, WatchEntry | None, str | None]) -> tuple[deposits.Outcome, int]:
             """What became of one transfer, and (credited) how long after its block."""
             t, entry, owner = item
             if t.units < minimum:
                 return deposits.record_ignored(t, owner), 0
-            outcome, _ = deposits.credit_final(t, entry, owner)
+            finding = findings[t]
+            if finding.verdict in (Verdict.CONTRADICTED, Verdict.UNCONFIRMED):
+                return self._hold(t, entry, owner, finding), 0
+            outcome, _ = deposits.credit_final(t, entry, owner, confirmed_by=finding.endpoint)
             return outcome, max(0, self._now() - t.block_time)
 
         # Counted here, after the workers: the report and the metric set stay in this thread.
@@ -296,6 +313,8 @@ class Scanner:
             elif outcome == deposits.Outcome.UNMATCHED:
                 self.report.unmatched += 1
                 metrics.add_metric(name="DepositsUnmatched", unit=MetricUnit.Count, value=1)
+            else:
+                self._count_held(outcome)
         end = refs[target]
         return cursor.advance_final(
             self.network.name,
@@ -308,6 +327,48 @@ class Scanner:
             now=self._now(),
             lease_ms=self.lease_ms,
         )
+
+    def _hold(self, t: Transfer, entry: WatchEntry | None, owner: str | None, finding: Finding) -> deposits.Outcome:
+        if finding.verdict == Verdict.CONTRADICTED:
+            detail = f"{finding.endpoint}: {finding.detail}"
+            return deposits.hold(t, entry, owner, DepositStatus.DISPUTED, source=self.reader.source, detail=detail)
+        detail = f"one RPC endpoint; above secondSourceAbove ({self.network.second_source_above} USDT)"
+        return deposits.hold(t, entry, owner, DepositStatus.UNVERIFIED, source=self.reader.source, detail=detail)
+
+    def _count_held(self, outcome: deposits.Outcome) -> None:
+        if outcome == deposits.Outcome.DISPUTED:
+            self.report.disputed += 1
+            metrics.add_metric(name="DepositsDisputed", unit=MetricUnit.Count, value=1)
+        elif outcome == deposits.Outcome.UNVERIFIED:
+            self.report.unverified += 1
+            metrics.add_metric(name="DepositsUnverified", unit=MetricUnit.Count, value=1)
+
+    def _check_unverified(self) -> None:
+        """Deposits held awaiting a second source (recorded while the network had one endpoint):
+        with two endpoints or more, another endpoint than the one that reported each is asked,
+        and each is credited, or disputed, as the final pass would. Once per scanner when it
+        completes; a second source that cannot tell yet is asked again next cycle."""
+        if self._unverified_checked or not second_source.independent(self.reader):
+            return
+        for dep in deposits.held(self.network.name):
+            if dep.status != DepositStatus.UNVERIFIED:
+                continue
+            t = deposits.transfer_of(dep)
+            try:
+                (finding,) = second_source.ask(self.reader, [t], exclude=dep.source)
+            except (AllEndpointsFailed, RpcError, RpcUnavailable) as exc:
+                logger.warning("held deposits not verified yet; asking again", extra={"reason": str(exc)})
+                return
+            if finding.verdict == Verdict.CONFIRMED:
+                outcome, _ = deposits.credit_final(t, None, None, confirmed_by=finding.endpoint)
+                if outcome == deposits.Outcome.CREDITED:
+                    self.report.credited += 1
+                    metrics.add_metric(name="DepositsCredited", unit=MetricUnit.Count, value=1)
+            else:
+                detail = f"{finding.endpoint}: {finding.detail}"
+                outcome = deposits.hold(t, None, None, DepositStatus.DISPUTED, source=dep.source, detail=detail)
+                self._count_held(outcome)
+        self._unverified_checked = True
 
     def _rewind(self, state: cursor.Cursor) -> cursor.Cursor:
         """The chain replaced a block counted final (a reorg deeper than the finality policy):

@@ -186,12 +186,17 @@ class DepositRecordView(Model):
     recipient: str
     amount: str
     unmatched: bool = Field(description="No order took it; attach it with POST /v1/deposits/{depositId}/attach.")
-    status: Literal["credited", "unmatched", "ignored", "reversed"] = Field(
+    status: Literal["credited", "unmatched", "ignored", "reversed", "disputed", "unverified"] = Field(
         description="`credited` to `orderId`; `unmatched`: no order took it; `ignored`: below the network's "
-        "minimum deposit, counted nowhere; `reversed`: a reorg removed it after it was final."
+        "minimum deposit, counted nowhere; `reversed`: a reorg removed it after it was final; `disputed`: held, "
+        "not counted: a second RPC endpoint contradicts it (the operator is alerted); `unverified`: held, not "
+        "counted, until a second source or the operator confirms it. A held deposit that is confirmed later is "
+        "credited to `orderId` then."
     )
-    reason: Literal["below_minimum", "reorg"] | None = Field(
-        None, description="Why it is `ignored` (`below_minimum`) or `reversed` (`reorg`)."
+    reason: Literal["below_minimum", "reorg", "second_source_disagrees", "awaiting_second_source"] | None = Field(
+        None,
+        description="Why it is `ignored` (`below_minimum`), `reversed` (`reorg`), `disputed` "
+        "(`second_source_disagrees`) or `unverified` (`awaiting_second_source`).",
     )
     order_id: str | None = Field(None, alias="orderId")
 

@@ -3,8 +3,10 @@ network, the chain head as each RPC endpoint answers it now, the scanner's commi
 lag between them, and what is wrong, if anything.
 
 Healthy means: every endpoint answers; the cursor exists, its final block is at most
-`max_lag_seconds` old and the scanner wrote it at most `max_idle_seconds` ago. Endpoints are
-shown by name (host or configured name), never by URL: URLs carry provider keys."""
+`max_lag_seconds` old and the scanner wrote it at most `max_idle_seconds` ago; no deposit is held
+(disputed, or awaiting a second source: the operator's to look at). Endpoints are shown by name
+(host or configured name), never by URL: URLs carry provider keys. It also says whom the network
+trusts: with one endpoint, that endpoint's word credits money on its own."""
 
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from usdt_gateway import clock, cursor
+from usdt_gateway import clock, cursor, deposits
 from usdt_gateway.chain.readers import reader_for
 from usdt_gateway.chain.rpc_config import EndpointSpec, load_endpoints
 from usdt_gateway.config import networks, settings
+from usdt_gateway.money import format_units, plain
 from usdt_gateway.networks import Network
 
 # The schedule starts a scanner every minute, and a scanning one writes its cursor every cycle.
@@ -35,9 +38,23 @@ class EndpointHealth:
 
 
 @dataclass
+class HeldDeposit:
+    """A deposit held in a final block, not credited (deposits.hold)."""
+
+    deposit_id: str
+    status: str  # disputed | unverified
+    amount: str
+    block: int
+    order_id: str | None
+    merchant_id: str | None
+    detail: str | None  # what the second endpoint answered, or why it waits
+
+
+@dataclass
 class NetworkStatus:
     network: str
     scanned: bool
+    trust: str | None = None  # whose word credits money on this network
     head: int | None = None
     final: int | None = None
     cursor_block: int | None = None  # last final block scanned (deposits committed)
@@ -46,6 +63,7 @@ class NetworkStatus:
     lag_blocks: int | None = None  # head - cursor block
     lag_seconds: int | None = None  # now - the cursor block's time
     endpoints: list[EndpointHealth] = field(default_factory=list)
+    held: list[HeldDeposit] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -82,7 +100,12 @@ def network_status(
         if not settings().local_mode:  # local mode leaves such networks unscanned on purpose
             st.problems.append("no RPC endpoint configured")
         return st
-    st = NetworkStatus(network.name, scanned=True, endpoints=[_probe(network, s, timeout_s) for s in specs])
+    st = NetworkStatus(
+        network.name,
+        scanned=True,
+        trust=trust(network, len({s.name for s in specs})),
+        endpoints=[_probe(network, s, timeout_s) for s in specs],
+    )
     answering = [e for e in st.endpoints if e.ok]
     st.head = max((e.head for e in answering if e.head is not None), default=None)
     st.final = max((e.final for e in answering if e.final is not None), default=None)
@@ -91,6 +114,7 @@ def network_status(
             st.problems.append(f"endpoint {e.endpoint} is down: {e.error}")
     if not answering:
         st.problems.append("no RPC endpoint answers")
+    _held(st, network)
     item = cursor.read(network.name)
     if item is None or item.get("finalBlock") is None:
         st.problems.append("no scan cursor: the scanner has not scanned this network yet")
@@ -109,6 +133,48 @@ def network_status(
             f"(more than {max_idle_seconds} s)"
         )
     return st
+
+
+def trust(network: Network, endpoints: int) -> str:
+    """Whose word credits a deposit on `network`, in one sentence for the operator."""
+    if endpoints >= 2:
+        return f"{endpoints} RPC endpoints: a second endpoint confirms every deposit before it is credited"
+    above = network.second_source_above
+    if above is None:
+        return (
+            "one RPC endpoint: its provider is trusted; every deposit is credited on its word alone "
+            "(add a second endpoint, or set secondSourceAbove)"
+        )
+    return (
+        f"one RPC endpoint: its provider is trusted up to {plain(above)} USDT; deposits above wait "
+        "for a second source (or admin confirm-deposit)"
+    )
+
+
+def _held(st: NetworkStatus, network: Network) -> None:
+    for dep in deposits.held(network.name):
+        st.held.append(
+            HeldDeposit(
+                deposit_id=dep.deposit_id,
+                status=dep.status.value,
+                amount=format_units(dep.units, dep.decimals),
+                block=dep.block_number,
+                order_id=dep.order_pk.split("#", 2)[2] if dep.order_pk else None,
+                merchant_id=dep.merchant_id,
+                detail=dep.held_detail,
+            )
+        )
+    counts = {s: sum(1 for h in st.held if h.status == s) for s in ("disputed", "unverified")}
+    if counts["disputed"]:
+        st.problems.append(
+            f"{counts['disputed']} deposit(s) held, disputed: a second RPC endpoint contradicts them; check each "
+            "on an explorer, then fix the endpoint that lies (admin confirm-deposit credits one that is real)"
+        )
+    if counts["unverified"]:
+        st.problems.append(
+            f"{counts['unverified']} deposit(s) held awaiting a second source: add a second RPC endpoint, or "
+            "check each on an explorer and admin confirm-deposit it"
+        )
 
 
 def gather(
@@ -151,11 +217,16 @@ def render(statuses: list[NetworkStatus], *, now_ms: int) -> str:
             age = "" if st.cursor_updated_at is None else f", written {(now_ms - st.cursor_updated_at) // 1000} s ago"
             lines.append(f"  head {_n(st.head)}  final {_n(st.final)}  cursor {_n(st.cursor_block)}{age}")
             lines.append(f"  lag {_n(st.lag_blocks)} blocks, {_n(st.lag_seconds)} s")
+        if st.trust:
+            lines.append(f"  trust: {st.trust}")
         for e in st.endpoints:
             if e.ok:
                 lines.append(f"  endpoint {e.endpoint}: ok, {e.latency_ms} ms, head {e.head}, final {e.final}")
             else:
                 lines.append(f"  endpoint {e.endpoint}: DOWN after {e.latency_ms} ms: {e.error}")
+        for h in st.held:
+            order = f", order {h.order_id}" if h.order_id else ""
+            lines.append(f"  held: {h.deposit_id} {h.status}, {h.amount} USDT in block {h.block}{order}: {h.detail}")
         lines.extend(f"  problem: {p}" for p in st.problems)
     return "\n".join(lines)
 

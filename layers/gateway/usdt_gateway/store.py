@@ -142,6 +142,11 @@ def ledger_key(network: str, block_number: int, txid: str, log_index: int) -> tu
     return f"LEDGER#{network}", f"{block_number:012d}#{txid}#{log_index}"
 
 
+def held_key(network: str, block_number: int, txid: str, log_index: int) -> tuple[str, str]:
+    """A deposit held in a final block (disputed, or awaiting a second source), for the operator."""
+    return f"HELD#{network}", f"{block_number:012d}#{txid}#{log_index}"
+
+
 def event_key(event_id: str) -> tuple[str, str]:
     return f"EVENT#{event_id}", "EVENT"
 

@@ -51,15 +51,23 @@ class Endpoints[C]:
     def call[T](self, fn: Callable[[C], T]) -> T:
         """Run `fn` on the first usable endpoint, failing over in order; if every endpoint is
         resting, the least recently failed one is tried anyway rather than giving up."""
+        return self.answer(fn)[1]
+
+    def answer[T](self, fn: Callable[[C], T], *, exclude: str | None = None) -> tuple[str, T]:
+        """As `call`, and which endpoint answered. `exclude`: an endpoint not to ask (the one
+        whose answer is being checked), so the answer comes from another one."""
         now = self.clock()
-        order = [e for e in self._all if e.resting_until <= now] or sorted(self._all, key=lambda e: e.resting_until)
+        others = [e for e in self._all if e.name != exclude]
+        if not others:
+            raise ValueError(f"no endpoint besides {exclude}")
+        order = [e for e in others if e.resting_until <= now] or sorted(others, key=lambda e: e.resting_until)
         last: Exception | None = None
         for attempt, endpoint in enumerate(order):
             if attempt:
                 self.sleep(self.backoff_s * 2 ** (attempt - 1))
             self.calls[endpoint.name] += 1
             try:
-                return fn(endpoint.client)
+                return endpoint.name, fn(endpoint.client)
             except (RpcUnavailable, RpcError, TimeoutError, ConnectionError) as exc:
                 # A JSON-RPC error that survived the reader's own handling (e.g. eth_getLogs
                 # refused even for one block, as some public BSC nodes do) means this endpoint

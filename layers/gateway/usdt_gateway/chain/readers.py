@@ -34,6 +34,7 @@ class ChainReader(Protocol):
     network: Network
     endpoints: Endpoints[Any]
     scan_range: int  # the most blocks one transfers() call is asked to cover
+    source: str | None  # the endpoint that answered the last transfers() call (by name)
 
     def heads(self) -> Heads: ...
 
@@ -61,6 +62,7 @@ class EvmReader:
         self.network = network
         self.endpoints = endpoints
         self.scan_range = min(network.max_log_range * 10, EVM_SCAN_BLOCKS)
+        self.source: str | None = None
         # The watch list hands over the same address tuple until it changes: build the recipients'
         # bloom masks once, and keep those of addresses still watched across changes.
         self._bloom_of: Collection[str] | None = None
@@ -102,7 +104,8 @@ class EvmReader:
             )
             return self._in_transaction(rpc, found)
 
-        return self.endpoints.call(read)
+        self.source, found = self.endpoints.answer(read)
+        return found
 
     def _in_transaction(self, rpc: JsonRpc, found: list[Transfer]) -> list[Transfer]:
         """Each log's index made its position within its transaction (see evm.first_log_indexes)."""
@@ -151,6 +154,7 @@ class TronReader:
         self.network = network
         self.endpoints = endpoints
         self.scan_range = 100  # one call per block: bound the work of one step
+        self.source: str | None = None
         self._set_of: Collection[str] | None = None
         self._watched: set[str] = set()
         # The blocks the last range read fetched (and checked the transaction infos against),
@@ -201,7 +205,7 @@ class TronReader:
                 )
             return found, {n: _tron_ref(n, b) for n, b in blocks.items()}
 
-        found, self._refs = self.endpoints.call(read)
+        self.source, (found, self._refs) = self.endpoints.answer(read)
         return found
 
     def located(self, txid: str) -> int | None:

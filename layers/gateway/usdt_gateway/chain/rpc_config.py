@@ -7,10 +7,15 @@ SSM SecureString parameter named by RPC_ENDPOINTS_PARAMETER, and validated there
 
 The order is the order of preference. An endpoint is named in logs, metrics (the `endpoint`
 dimension) and `admin status` by its host (and port), or by its `name` when one is given
-({"url": ..., "name": "alchemy"}); never by its URL."""
+({"url": ..., "name": "alchemy"}); never by its URL.
+
+URLs must be https: an answer in clear text can be changed on its way (a forged payment), and a
+key in the URL read. Plain http is taken only for loopback hosts (a node on the same machine,
+the local stack's chain) or in local mode (LOCAL_MODE)."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -19,7 +24,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from usdt_gateway import aws
-from usdt_gateway.config import ConfigError
+from usdt_gateway.config import ConfigError, settings
 from usdt_gateway.networks import Network
 
 
@@ -82,4 +87,27 @@ def load_endpoints(enabled: dict[str, Network], raw: str | None = None) -> dict[
     missing = [name for name in enabled if not result.get(name)]
     if missing:
         raise ConfigError(f"{where} names no endpoint for enabled network(s) {', '.join(missing)}")
+    _check_transport(result, where)
     return result
+
+
+def _check_transport(specs: dict[str, list[EndpointSpec]], where: str) -> None:
+    plain = [(name, s) for name, listed in specs.items() for s in listed if not _protected(s.url)]
+    # Local mode is read only when a plain http URL to another host is there to allow.
+    if plain and not settings().local_mode:
+        network, spec = plain[0]
+        raise ConfigError(
+            f"{where}: endpoint {spec.name} of {network} is plain http; RPC endpoints must be https "
+            "(http only on loopback: 127.0.0.1, ::1, localhost; or in local mode)"
+        )
+
+
+def _protected(url: str) -> bool:
+    """https, or http to this machine (nothing on the way to change the answer)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" or parts.hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(parts.hostname or "").is_loopback
+    except ValueError:
+        return False
