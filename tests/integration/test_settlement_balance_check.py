@@ -40,7 +40,7 @@ from tests.integration.rpc_proxy import RpcProxy
 from tests.integration.test_contract_mode import ContractChain, new_contract_chain
 from tests.integration.test_settlement_function import relayer_job
 from usdt_gateway import settlement_jobs, store
-from usdt_gateway.chain.jsonrpc import JsonRpc, RpcError
+from usdt_gateway.chain.jsonrpc import JsonRpc, RpcError, RpcUnavailable
 from usdt_gateway.chain.readers import TronNode as TronClient
 from usdt_gateway.config import networks
 from usdt_gateway.kms_signer import KmsSigner
@@ -532,6 +532,46 @@ def test_a_tron_second_node_that_lags_or_fails_delays_the_sweep_and_loses_nothin
     w.chain.solidify()
     w.settle()
     assert w.usdt(w.treasury) == 25_000_000 and w.funds(order) == "swept"
+    assert candidates.unsettled(w.network) == []
+
+
+class RateLimited(RecordingClient):
+    """A node that answers `allowed` balances per read (each read starts with the solidified
+    head), then TronGrid's rate-limit error."""
+
+    def __init__(self, url: str, label: str, allowed: int) -> None:
+        super().__init__(url, label)
+        self.allowed = allowed
+        self.used = 0
+
+    def make_request(self, method: str, params: Any = None) -> Any:
+        if method == "walletsolidity/getnowblock":
+            self.used = 0
+        elif method == "walletsolidity/triggerconstantcontract":
+            self.used += 1
+            if self.used > self.allowed:
+                raise RpcUnavailable(f"{self.label}: The key exceeds the frequency limit(15)")
+        return super().make_request(method, params)
+
+
+def test_a_tron_second_node_that_rate_limits_the_reads_sweeps_what_it_answered_and_the_rest_later(
+    tron: TronWorld,
+) -> None:
+    w = tron
+    # Given two genuine payments, and a second node that answers one balance per read
+    w.job.endpoints = [w.first, RateLimited(w.node.url, "second", allowed=1)]
+    first, _ = w.paid_order("25.00")
+    second, _ = w.paid_order("30.00")
+    # When the settlement runs, Then the address answered is swept, the other waits for a later run
+    report = w.run()
+    assert (report["balance_unknown"], report["balance_short"]) == (1, 0) and report["claimed"] is not None
+    w.settle()
+    assert {w.funds(first), w.funds(second)} == {"on_deposit_address", "swept"}
+    # And the next sweep takes it: everything paid is in the treasury, nothing was held
+    w.chain.mine()
+    w.chain.solidify()
+    w.settle()
+    assert w.usdt(w.treasury) == 55_000_000 and w.funds(first) == w.funds(second) == "swept"
     assert candidates.unsettled(w.network) == []
 
 

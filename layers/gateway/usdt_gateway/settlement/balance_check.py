@@ -160,14 +160,17 @@ class TronSource:
         if number <= 0:
             raise ValueError("no solidified block")
         units: dict[str, int] = {}
-        for address in addresses:
+        for address in addresses:  # one call each: java-tron has no batch
             try:
                 units[address] = tron_tx.token_balance(node, self.network.token_contract, address, solidified=True)
-            except tron_tx.TronTxError as exc:
+            except (tron_tx.TronTxError, RpcUnavailable) as exc:
                 logger.warning(
                     "balance cross-check: balance not answered",
                     extra={"network": self.network.name, "endpoint": label, "address": address, "reason": str(exc)},
                 )
+                if isinstance(exc, RpcUnavailable):
+                    # A rate limit or an outage: those answered so far are judged, the rest wait
+                    break
         return FinalBalances(label, number, timestamp, units)
 
 
