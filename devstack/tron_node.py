@@ -9,7 +9,8 @@ from Python. Responses follow java-tron's wire format, quirks included:
 - `gettransactioninfobyblocknum` returns a JSON array (`[]` for an empty or unknown block,
   `{}` for num <= 0); a missing block or transaction is `{}`; errors are `{"Error": ...}` with
   HTTP 200;
-- `/walletsolidity/*` only serves blocks at or below the solidified head.
+- `/walletsolidity/*` only serves blocks at or below the solidified head, and answers a token's
+  `balanceOf` (`triggerconstantcontract`) from the solidified state.
 
     with start_tron_node() as node:
         n = node.add_block([Trc20Transfer(USDT, sender, recipient, 5_000_000)])
@@ -352,6 +353,16 @@ class FakeChain:
     def balance(self, token: str, holder: str) -> int:
         with self._lock:
             return self.balances.get((_hex41(token), _hex41(holder)), 0)
+
+    def balance_at(self, key: tuple[str, str], number: int) -> int:
+        """A token balance (41-hex token, holder) as block `number` left it: the value before the
+        first change any later block made (each block keeps those), else the current one."""
+        with self._lock:
+            for later in range(number + 1, self.head + 1):
+                for kind, changed, before in self._undo.get(later, []):
+                    if kind == "token" and changed == key:
+                        return before or 0
+            return self.balances.get(key, 0)
 
     def _set(self, kind: str, key: Any, value: int, undo: list[tuple[str, Any, int | None]]) -> None:
         book: dict[Any, int] = self.balances if kind == "token" else self.trx
@@ -896,9 +907,10 @@ def _get_contract_info(chain: FakeChain, req: Request) -> JsonValue:
     }
 
 
-def _trigger_constant(chain: FakeChain, req: Request) -> JsonValue:
+def _trigger_constant(chain: FakeChain, req: Request, *, solidity: bool = False) -> JsonValue:
     """`wallet/triggerconstantcontract`: a read-only call answered by the contract's `call`; the
-    return data in `constant_result`, a revert as java-tron reports a failed constant call."""
+    return data in `constant_result`, a revert as java-tron reports a failed constant call. Under
+    `/walletsolidity/` a token's balanceOf answers the solidified state."""
     try:
         address = _hex41(str(req.params["contract_address"]))
     except (KeyError, ValueError) as exc:
@@ -910,7 +922,8 @@ def _trigger_constant(chain: FakeChain, req: Request) -> JsonValue:
         data = str(req.params["data"])
     if contract is None and address in chain.tokens and data[:8] == BALANCE_OF_SELECTOR and len(data) == 72:
         with chain._lock:  # a TRC-20 the node keeps balances of answers balanceOf(holder)
-            units = chain.balances.get((address, "41" + data[-40:]), 0)
+            key = (address, "41" + data[-40:])
+            units = chain.balance_at(key, chain.solid) if solidity else chain.balances.get(key, 0)
         return {"result": {"result": True}, "energy_used": 536, "constant_result": [_word(units)]}
     if contract is None or contract.call is None:
         message = "No contract or not a valid smart contract"
@@ -1150,6 +1163,7 @@ ROUTES: dict[str, Route] = {
     "/wallet/getcontract": _get_contract,
     "/wallet/getcontractinfo": _get_contract_info,
     "/wallet/triggerconstantcontract": _trigger_constant,
+    "/walletsolidity/triggerconstantcontract": lambda chain, req: _trigger_constant(chain, req, solidity=True),
     "/wallet/getaccountresource": _account_resource,
     "/wallet/getaccount": _account,
     "/wallet/getchainparameters": _chain_parameters,

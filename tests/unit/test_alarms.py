@@ -31,6 +31,7 @@ ALARMS = {
     "RelayerBalanceAlarm": "notBreaching",  # reported only while a network has money to sweep
     "SettlementStuckAlarm": "notBreaching",
     "SettlementFailedAlarm": "notBreaching",
+    "SettlementBalanceShortAlarm": "notBreaching",  # reported by each settlement run, 0 included
 }
 
 

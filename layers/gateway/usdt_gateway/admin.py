@@ -18,7 +18,7 @@
     python -m usdt_gateway.admin status [--json] [--network eth] [--max-lag-seconds 1800] [--max-idle-seconds 300]
     python -m usdt_gateway.admin confirm-deposit --network eth --txid 0x... --log-index 0   (a held deposit)
     python -m usdt_gateway.admin settlement-status [--network eth] [--relayer-key-id KEY] [--recent 5]
-    python -m usdt_gateway.admin release-deposits --network eth [--merchant m_...]
+    python -m usdt_gateway.admin release-deposits --network eth [--merchant m_...] [--balance-short]
 
 Prints JSON. Secrets are printed once, at creation or rotation; the gateway stores them only encrypted.
 Uses the caller's AWS credentials (kms:Encrypt and the table's read/write actions).
@@ -32,9 +32,11 @@ healthy, 1 when something is not (see docs/operations.md), 2 for a configuration
 RELAYER_KEY_ID or --relayer-key-id: kms:GetPublicKey) and its native balance (through the first
 RPC endpoint that answers with the network's chain id, as a settlement run chooses it; on Tron the
 first full node, with the energy mode and fee limit), the lease and the sweep in flight, the
-deposits waiting to be swept per merchant, those held after failed sweeps and the last
-settlements. `release-deposits` resets the failure count of the held ones, so the next runs sweep
-them again (see docs/settlement.md).
+deposits waiting to be swept per merchant, those held (after failed sweeps, or because their
+address's token balance at a final block does not cover them) and the last settlements.
+`release-deposits` resets the failure count of the held ones, so the next runs sweep them again;
+with --balance-short it waives the balance check of those the check holds instead (see
+docs/settlement.md).
 """
 
 from __future__ import annotations
@@ -325,6 +327,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--network", required=True, help="the network (as in settlement-status)")
     c.add_argument("--merchant", metavar="m_...", help="only this merchant's deposits (default: every merchant's)")
+    c.add_argument(
+        "--balance-short",
+        action="store_true",
+        help="instead, the deposits held because their address's balance does not cover them: the next sweep "
+        "takes them without the balance check, and what it does not move is recorded missing",
+    )
     return p
 
 
@@ -368,7 +376,9 @@ def run(argv: Sequence[str]) -> Any:
         case "settlement-status":
             return _settlement_status(a)
         case "release-deposits":
-            return settlement_status.release(_settlement_network(a.network), a.merchant)
+            return settlement_status.release(
+                _settlement_network(a.network), a.merchant, balance_short=a.balance_short, now=clock.now_ms()
+            )
         case "set-contract":
             tron = _family(a.network) == "tron"
             return contract_mode.configure_contract(

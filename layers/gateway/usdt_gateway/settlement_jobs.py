@@ -27,7 +27,12 @@ Configuration (environment, validated at cold start):
 Metrics (per network and across networks): RelayerBalanceCoverage (the balance alarm: below 100;
 reported while the network has money to sweep),
 SettlementInFlightSeconds (a sweep not final this long: the stuck alarm), SettlementsCompleted,
-SettlementsFailed (the failed alarm).
+SettlementsFailed (the failed alarm), SettlementBalanceShort (deposit addresses held because their
+token balance at a final block does not cover their credits: the balance-short alarm).
+
+Before a sweep is built, each of its addresses' balances is read at a final block from another of
+the network's endpoints than the run's (the same one when only one is configured):
+settlement/balance_check.py.
 """
 
 from __future__ import annotations
@@ -51,9 +56,9 @@ from usdt_gateway.kms_signer import KmsSigner
 from usdt_gateway.money import to_base_units
 from usdt_gateway.networks import Network
 from usdt_gateway.observability import logger, metrics
-from usdt_gateway.settlement import batches, endpoint, pooling
+from usdt_gateway.settlement import balance_check, batches, endpoint, pooling
 from usdt_gateway.settlement.records import SettlementStatus
-from usdt_gateway.settlement.relayer import FeePolicy, SweepRelayer, read_settlement
+from usdt_gateway.settlement.relayer import FeePolicy, Outcome, SweepRelayer, read_settlement
 from usdt_gateway.settlement.tron_relayer import TronSweepRelayer
 from usdt_gateway.tron_energy import EnergySetting
 
@@ -183,7 +188,8 @@ def run_tron_network(
         if relayer
         else TronSweepRelayer(job.network, node, job.signer, fee_limit=job.energy.fee_limit_sun)
     )
-    report = batches.run(job.network, sweeper, config.policy(job.network))
+    balances = balance_check.TronSource(job.network, job.endpoints, node)
+    report = batches.run(job.network, sweeper, config.policy(job.network), balances)
     token = job.network.token_contract
     pool = pooling.run(job.network, lambda address: tron_tx.token_balance(node, token, address))
     _count_outcomes(job.network, report)
@@ -204,6 +210,8 @@ def _count_outcomes(network: Network, report: batches.RunReport) -> None:
         _gauge("SettlementsFailed" if failed else "SettlementsCompleted", network.name, MetricUnit.Count, 1)
     age = 0 if report.in_flight_since is None else max(0, (clock.now_ms() - report.in_flight_since) // 1000)
     _gauge("SettlementInFlightSeconds", network.name, MetricUnit.Seconds, age)
+    if report.outcome != Outcome.BUSY.value:  # a run that read the candidates: held addresses, 0 included
+        _gauge("SettlementBalanceShort", network.name, MetricUnit.Count, report.balance_short)
 
 
 def _gauge(name: str, network: str, unit: MetricUnit, value: float) -> None:
@@ -258,7 +266,8 @@ def run_network(
     on the endpoint chosen for it (tests give one with a hook)."""
     rpc = endpoint.choose(job.network, job.endpoints)  # this run's only endpoint
     sweeper = relayer(rpc) if relayer else SweepRelayer(job.network, rpc, job.signer, fees=config.fees())
-    report = batches.run(job.network, sweeper, config.policy(job.network))
+    balances = balance_check.EvmSource(job.network, job.endpoints, rpc)  # another endpoint, if there is one
+    report = batches.run(job.network, sweeper, config.policy(job.network), balances)
     # swept addresses on their way back into service
     pool = pooling.run(job.network, pooling.evm_balance_of(job.network, rpc))
     _count_outcomes(job.network, report)

@@ -228,11 +228,12 @@ def outcome(provider: Provider, txid: str) -> TronOutcome | None:
 BALANCE_OF_SIGNATURE = "balanceOf(address)"
 
 
-def token_balance(provider: Provider, token: str, holder: str) -> int:
-    """`holder`'s balance of the TRC-20 `token` (`balanceOf` through triggerconstantcontract);
-    TronTxError when the node does not answer it."""
+def token_balance(provider: Provider, token: str, holder: str, *, solidified: bool = False) -> int:
+    """`holder`'s balance of the TRC-20 `token` (`balanceOf` through triggerconstantcontract; in
+    the solidified state, `walletsolidity/`, with `solidified`); TronTxError when the node does not
+    answer it."""
     answer = provider.make_request(
-        "wallet/triggerconstantcontract",
+        "walletsolidity/triggerconstantcontract" if solidified else "wallet/triggerconstantcontract",
         {
             "owner_address": _hex41(token).hex(),
             "contract_address": _hex41(token).hex(),

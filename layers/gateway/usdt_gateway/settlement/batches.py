@@ -11,7 +11,12 @@ A run holds the relayer's lease throughout (one run per network at a time) and d
              is handed to the relayer before any new sweep; the relayer closes it itself
     select   nothing in flight: the oldest merchant's unclaimed candidates, once their money
              reaches `min_units` or the oldest waited `max_age_ms`; at most `max_deposits`;
-             never an address a refund holds money on (a sweep moves an address's whole balance)
+             never an address a refund holds money on (a sweep moves an address's whole balance),
+             nor one the balance cross-check holds
+    check    each chosen address's token balance at a final block, read from a second endpoint,
+             must cover its credits (settlement/balance_check.py): one that does not is held, one
+             not answered waits for the next run, the others go on; addresses held earlier are
+             read again in the same request, and their hold lifted once covered
     claim    one transaction: the BATCH item (what the sweep covers) and each candidate's sweepId
              (condition: not claimed, not held by a refund; each other candidate of those
              addresses checked unheld too), then each covered order's sweepingId (its funds: sweeping)
@@ -53,7 +58,7 @@ from usdt_gateway.money import format_units
 from usdt_gateway.networks import Network
 from usdt_gateway.observability import logger
 from usdt_gateway.schemas import SettlementView
-from usdt_gateway.settlement import candidates, refunds
+from usdt_gateway.settlement import balance_check, candidates, refunds
 from usdt_gateway.settlement.calldata import MAX_BATCH
 from usdt_gateway.settlement.candidates import UNHELD, Candidate
 from usdt_gateway.settlement.records import RelayerState, Settlement, SettlementStatus
@@ -238,6 +243,8 @@ class RunReport:
     unsettled: int = 0  # candidates the run found (claimed or not)
     refund: str | None = None  # the signed refund handed to the relayer this run
     refunds_closed: list[str] = field(default_factory=list)  # refunds completed or failed this run
+    balance_short: int = 0  # addresses held by the balance cross-check after this run
+    balance_unknown: int = 0  # addresses left out of this run's sweep: their balance not answered
 
 
 # -- selection and claim ----------------------------------------------------------------------------
@@ -247,8 +254,10 @@ def select(unclaimed: Sequence[Candidate], policy: BatchPolicy, *, now: int) -> 
     """The next sweep's deposits: the merchant (factory and token) whose oldest unsettled credit is
     the oldest, if its money reaches the minimum or that credit waited the maximum age; its
     oldest deposits first, at most `max_deposits` (fewer than the factory's MAX_BATCH addresses).
-    Addresses a refund holds, or with spare money younger than the refund window, are left out."""
+    Addresses a refund or the balance cross-check holds, or with spare money younger than the
+    refund window, are left out."""
     held = {c.address for c in unclaimed if c.held(now)}  # a refund waits for their money
+    held |= balance_check.held_addresses(unclaimed)  # their balance does not cover their credits
     # ... or the merchant may still refund their spare money
     held |= {c.address for c in unclaimed if c.spare and now - c.credited_at < policy.refund_window_ms}
     groups: dict[tuple[str, str, str], list[Candidate]] = {}
@@ -522,8 +531,11 @@ def _resume(state: RelayerState, claimed_ids: set[str]) -> tuple[list[str], Batc
     return marked, unsent
 
 
-def run(network: Network, relayer: SweepRelayer, policy: BatchPolicy) -> RunReport:
-    """One scheduled run for `network` (see the module's docstring)."""
+def run(
+    network: Network, relayer: SweepRelayer, policy: BatchPolicy, balances: balance_check.Source | None = None
+) -> RunReport:
+    """One scheduled run for `network` (see the module's docstring); `balances` reads the final
+    balances the check needs (None: no check, as for a relayer's own tests)."""
     state = relayer.acquire()
     if state is None:
         return RunReport(Outcome.BUSY.value, "another run holds the relayer")
@@ -532,13 +544,19 @@ def run(network: Network, relayer: SweepRelayer, policy: BatchPolicy) -> RunRepo
         marked, batch = _resume(state, {c.sweep_id for c in unsettled if c.sweep_id})
         claimed: str | None = None
         refund = None
+        screening = balance_check.Screening(held=balance_check.held_addresses(unsettled))
         if batch is None and state.sweep is None:
             # Signed refunds go before new sweeps: their holds keep their addresses from sweeps.
             refund = refunds.next_to_send(network.name)
             if refund is not None:
                 state = relayer.submit_refund(state, refund)
             else:
-                chosen = select(unsettled, policy, now=clock.now_ms())
+                now = clock.now_ms()
+                chosen = select(unsettled, policy, now=now)
+                if balances is not None:
+                    chosen, screening = balance_check.screen(
+                        network, chosen, unsettled, balances, max_failures=policy.max_failures, now=now
+                    )
                 if chosen and (batch := claim(network, chosen, unsettled)) is not None:
                     claimed = batch.settlement_id
         if batch is not None:
@@ -564,6 +582,8 @@ def run(network: Network, relayer: SweepRelayer, policy: BatchPolicy) -> RunRepo
         len(unsettled),
         refund.refund_id if refund is not None else None,
         closed,
+        balance_short=len(screening.held),
+        balance_unknown=len(screening.unknown),
     )
 
 

@@ -12,6 +12,11 @@ A refund (settlement/refunds.py) holds the candidates of its deposit address (`r
 moves an address's whole balance, so no sweep may claim money a refund is waiting to send. The
 hold lasts until the refund's deadline (`holdUntil`) while its signature is awaited, and without
 a time limit once it is signed, until the refund closes.
+
+The balance cross-check (settlement/balance_check.py) holds the candidates of an address whose
+token balance at a final block does not cover them (`balanceShort`: the balance seen, the units
+expected); the operator may waive that check for them (`balanceWaived`, admin release-deposits
+--balance-short), and the next sweep then takes them whatever the balance.
 """
 
 from __future__ import annotations
@@ -29,6 +34,36 @@ MAX_FAILURES = 3
 # The condition a sweep's claim puts on each candidate of the addresses it sweeps (:now, ms): no
 # refund holds it, or its hold lapsed (a refund whose signature did not come by its deadline).
 UNHELD = "(attribute_not_exists(refundId) OR holdUntil < :now)"
+
+
+@dataclass(frozen=True)
+class BalanceShort:
+    """What the balance cross-check saw at an address that holds less than its credits."""
+
+    balance: int  # units the address held at `block`
+    expected: int  # units credited on it that a sweep was to settle
+    block: int  # the final block read
+    endpoint: str  # the endpoint's name (never its URL)
+    since: int  # ms: when the address was first found short
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> BalanceShort:
+        return cls(
+            balance=int(item["balance"]),
+            expected=int(item["expected"]),
+            block=int(item["block"]),
+            endpoint=str(item["endpoint"]),
+            since=int(item["since"]),
+        )
+
+    def to_item(self) -> dict[str, Any]:
+        return {
+            "balance": self.balance,
+            "expected": self.expected,
+            "block": self.block,
+            "endpoint": self.endpoint,
+            "since": self.since,
+        }
 
 
 @dataclass(frozen=True)
@@ -52,6 +87,10 @@ class Candidate:
     # the order was paid in full, unmatched money): its address waits the refund window before a
     # sweep takes it, so the merchant can refund it from the address (batches.select).
     spare: bool = False
+    # Its address's balance at a final block fell short of the credits (balance_check.py): no
+    # sweep picks the address while this is set.
+    short: BalanceShort | None = None
+    waived_at: int | None = None  # ms: the operator waived the balance check for it
 
     @property
     def key(self) -> tuple[str, str]:
@@ -84,6 +123,8 @@ class Candidate:
             refund_id=item.get("refundId"),
             hold_until=None if item.get("holdUntil") is None else int(item["holdUntil"]),
             spare=bool(item.get("spare")),
+            short=BalanceShort.from_item(item["balanceShort"]) if item.get("balanceShort") else None,
+            waived_at=None if item.get("balanceWaived") is None else int(item["balanceWaived"]),
         )
 
     def to_item(self) -> dict[str, Any]:
@@ -107,6 +148,8 @@ class Candidate:
             "refundId": self.refund_id,
             "holdUntil": self.hold_until,
             "spare": self.spare,
+            "balanceShort": self.short.to_item() if self.short else None,
+            "balanceWaived": self.waived_at,
         }
 
 
@@ -234,3 +277,53 @@ def at_address(network: str, merchant_id: str, address: str) -> list[Candidate]:
     pk, _ = store.sweep_candidate_key(network, "", "", "", 0)
     prefix = f"{merchant_id}#{address}#"
     return [Candidate.from_item(i) for i in store.query_between(pk, sk_from=prefix, sk_to=prefix + "~")]
+
+
+def hold_short(candidate: Candidate, short: BalanceShort) -> bool:
+    """The candidate held from sweeps by the balance cross-check, with what it saw; False when it
+    was claimed or removed meanwhile."""
+    # unclaimed -> held short (or its hold updated to what the last check saw)
+    return store.update_expression(
+        *candidate.key,
+        expression="SET balanceShort = :short",
+        condition="attribute_exists(pk) AND attribute_not_exists(sweepId)",
+        values={":short": short.to_item()},
+    )
+
+
+def lift_short(candidate: Candidate) -> bool:
+    """The balance cross-check's hold lifted: its address's balance covers it now."""
+    assert candidate.short is not None
+    # held short, as read -> unclaimed, for the next sweep
+    return store.update_expression(
+        *candidate.key,
+        expression="REMOVE balanceShort",
+        condition="balanceShort.since = :since AND attribute_not_exists(sweepId)",
+        values={":since": candidate.short.since},
+    )
+
+
+def short_held(network: str, merchant_id: str | None = None) -> list[Candidate]:
+    """Candidates the balance cross-check holds (unclaimed), oldest first."""
+    return sorted(
+        (
+            c
+            for c in unsettled(network)
+            if c.sweep_id is None and c.short is not None and merchant_id in (None, c.merchant_id)
+        ),
+        key=lambda c: (c.credited_at, c.key),
+    )
+
+
+def waive(candidate: Candidate, now: int) -> bool:
+    """A candidate held short sent to the next sweep without the balance check (the operator's
+    call): what that sweep moves from its address is counted, the rest recorded missing. False
+    when it changed since it was read."""
+    assert candidate.short is not None
+    # held short, as read -> unclaimed, its balance check waived
+    return store.update_expression(
+        *candidate.key,
+        expression="SET balanceWaived = :now REMOVE balanceShort",
+        condition="balanceShort.since = :since AND attribute_not_exists(sweepId)",
+        values={":now": now, ":since": candidate.short.since},
+    )

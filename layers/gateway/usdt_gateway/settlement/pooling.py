@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from usdt_gateway import clock, cursor, deposit_pool, store
-from usdt_gateway.chain.jsonrpc import Rpc
+from usdt_gateway.chain.jsonrpc import Call, Rpc
 from usdt_gateway.merchant_records import ContractConfig
 from usdt_gateway.networks import Network
 from usdt_gateway.observability import logger
@@ -135,12 +135,17 @@ class _Step:
         return None
 
 
+def balance_of_call(network: Network, address: str, block: str) -> Call:
+    """The eth_call of the network's USDT `balanceOf(address)` at `block` (a tag or a hex number)."""
+    data = _BALANCE_OF + address.removeprefix("0x").lower().rjust(64, "0")
+    return "eth_call", [{"to": network.token_contract, "data": data}, block]
+
+
 def evm_balance_of(network: Network, rpc: Rpc) -> BalanceOf:
     """The USDT balance reader of an EVM network through `rpc`."""
 
     def balance(address: str) -> int:
-        data = _BALANCE_OF + address.removeprefix("0x").lower().rjust(64, "0")
-        answer = rpc.call("eth_call", [{"to": network.token_contract, "data": data}, "latest"])
+        answer = rpc.call(*balance_of_call(network, address, "latest"))
         return int(str(answer), 16) if answer and answer != "0x" else 0
 
     return balance

@@ -1,5 +1,6 @@
 """The operator's view of a network's settlement (admin settlement-status) and the release of
-deposits held after failed sweeps (admin release-deposits), as JSON-ready dicts.
+held deposits (admin release-deposits): those held after failed sweeps, or by the balance
+cross-check (settlement/balance_check.py), as JSON-ready dicts.
 
 Read from the table (strongly consistent) and, for the relayer's native balance, from the
 network's RPC endpoint chosen as a settlement run chooses it (settlement/endpoint.py). Amounts
@@ -20,7 +21,7 @@ from usdt_gateway.kms_signer import KmsSigner, SignerError
 from usdt_gateway.money import format_units
 from usdt_gateway.networks import Network
 from usdt_gateway.settlement import candidates, endpoint
-from usdt_gateway.settlement.candidates import Candidate
+from usdt_gateway.settlement.candidates import BalanceShort, Candidate
 from usdt_gateway.settlement.records import RelayerState, Settlement, Sweep
 from usdt_gateway.settlement.relayer import read_state
 
@@ -88,8 +89,13 @@ def in_flight_view(state: RelayerState | None, *, now: int) -> dict[str, Any] | 
     }
 
 
-def candidate_view(c: Candidate, decimals: int) -> dict[str, Any]:
-    return {
+SWEEPS_FAILED = "sweeps_failed"  # held after MAX_FAILURES failed sweeps
+BALANCE_SHORT = "balance_short"  # held: its address's final balance does not cover its credits
+
+
+def candidate_view(c: Candidate, decimals: int, short: BalanceShort | None = None) -> dict[str, Any]:
+    """A deposit as listed; `short` (the hold on its address) for one held by the balance check."""
+    view: dict[str, Any] = {
         "depositId": c.deposit_id,
         "merchantId": c.merchant_id,
         "orderId": c.order_pk.split("#", 2)[2] if c.order_pk else None,
@@ -98,6 +104,18 @@ def candidate_view(c: Candidate, decimals: int) -> dict[str, Any]:
         "failures": c.failures,
         "creditedAt": c.credited_at,
     }
+    if short is not None:
+        view |= {
+            "reason": BALANCE_SHORT,
+            "balance": format_units(short.balance, decimals),  # at the address, at `block`
+            "expected": format_units(short.expected, decimals),  # credited on it, to be swept
+            "block": short.block,
+            "endpoint": short.endpoint,
+            "heldSince": short.since,
+        }
+    elif c.failures >= candidates.MAX_FAILURES:
+        view["reason"] = SWEEPS_FAILED
+    return view
 
 
 def _sums(groups: dict[str, list[Candidate]], key: str, decimals: int) -> list[dict[str, Any]]:
@@ -149,12 +167,17 @@ def gather(
     state = read_state(network.name)
     waiting: dict[str, list[Candidate]] = {}
     claimed: dict[str, list[Candidate]] = {}
-    held: list[Candidate] = []
-    for c in sorted(candidates.unsettled(network.name), key=lambda c: (c.credited_at, c.key)):
+    held: list[dict[str, Any]] = []
+    unsettled = sorted(candidates.unsettled(network.name), key=lambda c: (c.credited_at, c.key))
+    # The balance check holds an address: each unclaimed deposit on it waits with it.
+    short_at = {c.address: c.short for c in unsettled if c.sweep_id is None and c.short is not None}
+    for c in unsettled:
         if c.sweep_id is not None:
             claimed.setdefault(c.sweep_id, []).append(c)
+        elif c.address in short_at:
+            held.append(candidate_view(c, network.decimals, c.short or short_at[c.address]))
         elif c.failures >= candidates.MAX_FAILURES:
-            held.append(c)
+            held.append(candidate_view(c, network.decimals))
         else:
             waiting.setdefault(c.merchant_id, []).append(c)
     lease = None
@@ -168,17 +191,23 @@ def gather(
         "inFlight": in_flight_view(state, now=now),
         "waiting": _sums(waiting, "merchantId", network.decimals),
         "claimed": _sums(claimed, "settlementId", network.decimals),
-        "held": [candidate_view(c, network.decimals) for c in held],
+        "held": held,
         "heldAfterFailures": candidates.MAX_FAILURES,
         "settlements": [settlement_view(i, network.decimals) for i in (state.recent if state else ())[:recent]],
     }
 
 
-def release(network: Network, merchant_id: str | None) -> dict[str, Any]:
-    """Every held candidate of the network (of one merchant) released for the next sweep; those
-    that changed meanwhile are listed apart, untouched."""
+def release(network: Network, merchant_id: str | None, *, balance_short: bool = False, now: int = 0) -> dict[str, Any]:
+    """Every candidate of the network (of one merchant) held after failed sweeps released for the
+    next sweep; with `balance_short`, instead, every one the balance cross-check holds, its check
+    waived (the next sweep takes it whatever its address holds: what it moves is counted swept,
+    the rest missing). Those that changed meanwhile are listed apart, untouched."""
     released: list[dict[str, Any]] = []
     changed: list[dict[str, Any]] = []
-    for c in candidates.held(network.name, merchant_id):
-        (released if candidates.release(c) else changed).append(candidate_view(c, network.decimals))
+    if balance_short:
+        for c in candidates.short_held(network.name, merchant_id):
+            (released if candidates.waive(c, now) else changed).append(candidate_view(c, network.decimals, c.short))
+    else:
+        for c in candidates.held(network.name, merchant_id):
+            (released if candidates.release(c) else changed).append(candidate_view(c, network.decimals))
     return {"network": network.name, "merchantId": merchant_id, "released": released, "changed": changed}
