@@ -2218,7 +2218,9 @@ ROUTES.update(
         "/wallet/getcandelegatedmaxsize": _can_delegated_max_size,
         "/wallet/getchainparameters": _accounts_chain_parameters,
         "/wallet/broadcasttransaction": _broadcast_accounts,
-        "/walletsolidity/triggerconstantcontract": _token_constant(_trigger_constant, solidity=True),
+        "/walletsolidity/triggerconstantcontract": _token_constant(
+            ROUTES["/walletsolidity/triggerconstantcontract"], solidity=True
+        ),
         "/wallet/triggerconstantcontract": _token_constant(ROUTES["/wallet/triggerconstantcontract"], solidity=False),
     }
 )
