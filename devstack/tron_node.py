@@ -57,6 +57,14 @@ CLONE_HEAD = "602d3d8160093d39f3363d3d373d3d3d363d73"
 CLONE_TAIL = "5af43d82803e903d91602b57fd5bf3"
 # keccak256("Swept(address,address,uint256)"): Swept(token indexed, deposit indexed, amount)
 SWEPT_TOPIC = "7b09c29f9106defeccc9ac3b823f3aad0b470d120e5df7aed033b5c43a4bf718"
+# The factory's refund, written out here apart from the gateway's refund_signing.py so the node's
+# check of an owner's signature checks the gateway's digest rather than repeat it.
+REFUND_SIGNATURE = "refund(address,bytes32,address,uint256,uint256,uint256,bytes)"
+REFUNDED_EVENT = "Refunded(address,address,address,uint256,uint256)"
+EIP712_DOMAIN = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+REFUND_STRUCT = "Refund(address token,bytes32 salt,address to,uint256 amount,uint256 nonce,uint256 deadline)"
+DOMAIN_NAME, DOMAIN_VERSION = "USDT Gateway Deposits", "1"
+SECP256K1_HALF_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141 // 2
 SUCCESS_WORD = "00" * 31 + "01"
 REVERT_MESSAGE = "REVERT opcode executed"
 TRX_NET_FEE = 267_000
@@ -112,7 +120,9 @@ class ContractCall:
     `OUT_OF_ENERGY`, which burns the whole fee limit). A successful `sweep(token, salts)` moves
     each salt's deposit address's whole token balance to the factory's treasury (a factory
     registered with `TronNode.add_factory`) and logs the token's Transfer and the factory's
-    Swept for it (`logs`, set when it is mined); any other call moves nothing and logs nothing."""
+    Swept for it (`logs`, set when it is mined); `refund(...)` through a factory registered with
+    its owner runs as the contract runs it (FakeChain._refund), or reverts; any other call moves
+    nothing and logs nothing."""
 
     owner: str  # 41-hex
     contract: str  # 41-hex
@@ -162,13 +172,15 @@ class AccountResources:
 
 @dataclass(frozen=True)
 class FakeFactory:
-    """A merchant's DepositFactory as far as a sweep needs it (41-hex addresses): a salt's deposit
-    address is the CREATE2 address of a clone of `implementation` under `address` (0x41 prefix),
-    and what a sweep moves goes to `treasury`."""
+    """A merchant's DepositFactory as far as a sweep and a refund need it (41-hex addresses): a
+    salt's deposit address is the CREATE2 address of a clone of `implementation` under `address`
+    (0x41 prefix), what a sweep moves goes to `treasury`, and a refund needs `owner`'s signature
+    (no refund runs through a factory registered without one)."""
 
     address: str
     implementation: str
     treasury: str
+    owner: str | None = None
 
     def deposit(self, salt: str) -> str:
         """The 41-hex deposit address of `salt` (hex)."""
@@ -285,6 +297,8 @@ class FakeChain:
         self.factories: dict[str, FakeFactory] = {}  # by 41-hex address
         # (factory 41-hex, salt hex) -> deposit 41-hex, given as is (`fund_deposit`), not computed
         self.deposit_of: dict[tuple[str, str], str] = {}
+        # Refund nonces a factory spent: (factory 41-hex, nonce) -> 1; undone by a reorg as balances are.
+        self.nonces: dict[tuple[str, int], int] = {}
 
     # state
 
@@ -333,7 +347,7 @@ class FakeChain:
                 if isinstance(transfer, ContractCall):
                     if any(transfer is call for call in self.pending):  # broadcast to this node
                         self._charge(transfer)
-                        transfer.logs = self._sweep(transfer, undo)
+                        transfer.logs = self._sweep(transfer, undo) or self._refund(transfer, undo, ts)
                         self._burn(transfer, undo)
                 elif isinstance(transfer, Trc20Transfer) and not transfer.failed:
                     token = _hex41(transfer.contract)
@@ -364,8 +378,11 @@ class FakeChain:
                         return before or 0
             return self.balances.get(key, 0)
 
+    def _book(self, kind: str) -> dict[Any, int]:
+        return self.balances if kind == "token" else self.nonces if kind == "nonce" else self.trx
+
     def _set(self, kind: str, key: Any, value: int, undo: list[tuple[str, Any, int | None]]) -> None:
-        book: dict[Any, int] = self.balances if kind == "token" else self.trx
+        book = self._book(kind)
         undo.append((kind, key, book.get(key)))
         book[key] = value
 
@@ -431,6 +448,99 @@ class FakeChain:
             )
         return logs
 
+    def refund_digest(self, factory: str, words: bytes) -> bytes:
+        """The EIP-712 digest `factory` (41-hex) computes for refund words token ‖ salt ‖ to ‖
+        amount ‖ nonce ‖ deadline (six ABI words), on this chain (its chain id, block.chainid)."""
+        from Crypto.Hash import keccak
+
+        def k(data: bytes) -> bytes:
+            return keccak.new(digest_bits=256, data=data).digest()
+
+        domain = k(
+            k(EIP712_DOMAIN.encode())
+            + k(DOMAIN_NAME.encode())
+            + k(DOMAIN_VERSION.encode())
+            + self.chain_id.to_bytes(32, "big")
+            + bytes(12)
+            + bytes.fromhex(factory[2:])
+        )
+        return k(b"\x19\x01" + domain + k(k(REFUND_STRUCT.encode()) + words[:192]))
+
+    def _refund_refusal(self, factory: FakeFactory, args: bytes, timestamp_ms: int) -> str | None:
+        """Why the factory's refund(...) reverts, checked in the contract's order; None if it runs."""
+        from coincurve import PublicKey
+        from Crypto.Hash import keccak
+
+        if len(args) < 8 * 32:
+            return "malformed call"
+        nonce, deadline = int.from_bytes(args[128:160], "big"), int.from_bytes(args[160:192], "big")
+        if timestamp_ms // 1000 > deadline:
+            return "signature expired"
+        if self.nonces.get((factory.address, nonce)):
+            return "nonce already used"
+        offset = int.from_bytes(args[192:224], "big")
+        length = int.from_bytes(args[offset : offset + 32], "big") if offset + 32 <= len(args) else 0
+        signature = args[offset + 32 : offset + 32 + length]
+        if length != 65 or len(signature) != 65:
+            return "signature is not 65 bytes"
+        if int.from_bytes(signature[32:64], "big") > SECP256K1_HALF_N:
+            return "signature s is high"
+        if signature[64] not in (27, 28):
+            return "signature v is not 27 or 28"
+        try:
+            point = PublicKey.from_signature_and_message(
+                signature[:64] + bytes([signature[64] - 27]), self.refund_digest(factory.address, args), hasher=None
+            ).format(compressed=False)
+        except Exception:
+            return "not signed by the owner"
+        if "41" + keccak.new(digest_bits=256, data=point[1:]).hexdigest()[24:] != factory.owner:
+            return "not signed by the owner"
+        return None
+
+    def _refund(
+        self, call: ContractCall, undo: list[tuple[str, Any, int | None]], timestamp_ms: int
+    ) -> list[dict[str, JsonValue]]:
+        """`refund(token, salt, to, amount, nonce, deadline, signature)` through a factory
+        registered with its owner, as DepositFactory runs it: the owner's signature recovered from
+        the digest computed here, the nonce spent, `amount` moved from the salt's deposit address
+        to `to`; the token's Transfer and the factory's Refunded logged. Anything the contract
+        refuses (a passed deadline, a used nonce, another signer, less money than `amount`) makes
+        the call REVERT."""
+        factory = self.factories.get(call.contract)
+        if call.result != "SUCCESS" or not call.data.startswith(_selector(REFUND_SIGNATURE)) or factory is None:
+            return []
+        args = bytes.fromhex(call.data[8:])
+        reason = self._refund_refusal(factory, args, timestamp_ms) if factory.owner else "no owner registered"
+        token, salt, to = "41" + args[12:32].hex(), args[32:64].hex(), "41" + args[76:96].hex()
+        amount, nonce = int.from_bytes(args[96:128], "big"), int.from_bytes(args[128:160], "big")
+        deposit = self.deposit_of.get((call.contract, salt)) or factory.deposit(salt)
+        if reason is None and self.balances.get((token, deposit), 0) < amount:
+            reason = "the deposit holds less than the amount"
+        if reason is not None:
+            call.result = "REVERT"
+            return []
+        self._set("nonce", (factory.address, nonce), 1, undo)
+        self._set("token", (token, deposit), self.balances.get((token, deposit), 0) - amount, undo)
+        self._set("token", (token, to), self.balances.get((token, to), 0) + amount, undo)
+        return [
+            {"address": token[2:], "topics": [TRANSFER_TOPIC, _word(deposit), _word(to)], "data": _word(amount)},
+            {
+                "address": call.contract[2:],
+                "topics": [_selector_hash(REFUNDED_EVENT), _word(token), _word(deposit), _word(to)],
+                "data": _word(amount) + _word(nonce),
+            },
+        ]
+
+    def factory_view(self, factory: str, data: str) -> str | None:
+        """A registered factory's `nonce_used(nonce)` or `refund_digest(...)` (head state), as a
+        hex word; None for any other call."""
+        with self._lock:
+            if data[:8] == _selector("nonce_used(uint256)") and len(data) == 72:
+                return _word(self.nonces.get((factory, int(data[8:], 16)), 0))
+            if data[:8] == _selector("refund_digest(address,bytes32,address,uint256,uint256,uint256)"):
+                return self.refund_digest(factory, bytes.fromhex(data[8:])).hex()
+        return None
+
     def _charge(self, call: ContractCall) -> None:
         """Pay a mined call's energy from its owner's staked energy first, and its bandwidth from
         free or staked bandwidth if enough is left (else it is burned)."""
@@ -466,7 +576,7 @@ class FakeChain:
                 for tx in dropped.transactions:
                     self.txs.pop(tx.txid, None)
                 for kind, key, before in reversed(self._undo.pop(dropped.number, [])):
-                    book: dict[Any, int] = self.balances if kind == "token" else self.trx
+                    book = self._book(kind)
                     if before is None:
                         book.pop(key, None)
                     else:
@@ -766,9 +876,13 @@ def _trigger_raw_hex(owner: str, contract: str, data: str, call_value: int, raw:
 
 
 def _selector(signature: str) -> str:
+    return _selector_hash(signature)[:8]
+
+
+def _selector_hash(signature: str) -> str:
     from Crypto.Hash import keccak
 
-    return keccak.new(digest_bits=256, data=signature.encode()).hexdigest()[:8]
+    return keccak.new(digest_bits=256, data=signature.encode()).hexdigest()
 
 
 def _message(text: str) -> str:
@@ -925,6 +1039,8 @@ def _trigger_constant(chain: FakeChain, req: Request, *, solidity: bool = False)
             key = (address, "41" + data[-40:])
             units = chain.balance_at(key, chain.solid) if solidity else chain.balances.get(key, 0)
         return {"result": {"result": True}, "energy_used": 536, "constant_result": [_word(units)]}
+    if contract is None and address in chain.factories and (word := chain.factory_view(address, data)) is not None:
+        return {"result": {"result": True}, "energy_used": 1_284, "constant_result": [word]}
     if contract is None or contract.call is None:
         message = "No contract or not a valid smart contract"
         return {"result": {"code": "CONTRACT_VALIDATE_ERROR", "message": _message(message)}}
@@ -1321,12 +1437,12 @@ class TronNode:
             self.chain.tokens.add(_hex41(token))
             self.chain.balances[(_hex41(token), _hex41(deposit))] = amount
 
-    def add_factory(self, factory: str, *, implementation: str, treasury: str) -> None:
+    def add_factory(self, factory: str, *, implementation: str, treasury: str, owner: str | None = None) -> None:
         """Register a DepositFactory: a sweep through it moves each salt's CREATE2 deposit address
-        (computed here) to `treasury`."""
+        (computed here) to `treasury`; with its `owner`, a refund the owner signed runs through it."""
         with self.chain._lock:
             self.chain.factories[_hex41(factory)] = FakeFactory(
-                _hex41(factory), _hex41(implementation), _hex41(treasury)
+                _hex41(factory), _hex41(implementation), _hex41(treasury), _hex41(owner) if owner else None
             )
 
     def balance(self, token: str, holder: str) -> int:

@@ -309,12 +309,12 @@ def test_the_other_tron_networks_of_the_merchant_keep_their_xpub(world: World) -
     assert item is not None and "depositSalt" not in item and item["addressIndex"] == 0
 
 
-def test_a_refund_through_the_gateway_is_refused_on_tron_and_holds_nothing(world: World) -> None:
+def test_a_refund_to_an_evm_address_is_refused_on_tron_and_holds_nothing(world: World) -> None:
     order = world.paid_order("25.00")
     reply = world.api.request(
         "POST", f"/v1/payment/order/{order['orderId']}/refunds", {"to": "0x" + "ab" * 20, "amount": "1.00"}
     )
-    assert reply.status == 409 and reply.body["code"] == "REFUND_NOT_AVAILABLE", reply.body
+    assert reply.status == 400 and reply.body["code"] == "INVALID_ADDRESS", reply.body
     assert "Tron" in reply.body["message"]
     (unsettled,) = candidates.unsettled(world.network)
     assert unsettled.refund_id is None

@@ -455,14 +455,14 @@ class SettlementListView(Model):
     next_cursor: str | None = Field(None, alias="nextCursor", description=NEXT_CURSOR)
 
 
-EVM_ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+REFUND_ADDRESS_PATTERN = r"^(0x[0-9a-fA-F]{40}|T[1-9A-HJ-NP-Za-km-z]{33})$"
 
 
 class RefundRequest(Strict):
     to: str = Field(
-        pattern=EVM_ADDRESS_PATTERN,
-        description="Who receives the refund: an EVM address (mixed case must be a valid EIP-55 checksum), "
-        "not the zero address.",
+        pattern=REFUND_ADDRESS_PATTERN,
+        description="Who receives the refund, not the zero address: for an order on an EVM network an EVM "
+        "address (mixed case must be a valid EIP-55 checksum), on Tron a base58 address (`T...`).",
     )
     amount: AmountInput | None = Field(
         None, description="How much to refund (default: all that is refundable). " + AMOUNT_DESCRIPTION
@@ -520,9 +520,11 @@ class RefundView(View):
     order_id: str = Field(alias="orderId")
     network: str
     status: RefundStatus
-    to: str = Field(description="The recipient, lowercase.")
+    to: str = Field(description="The recipient: lowercase 0x hex on EVM networks, base58 (`T...`) on Tron.")
     amount: str = Field(description="In USDT, like order amounts.")
-    deposit_address: str = Field(alias="depositAddress", description="Where the money is sent from (lowercase).")
+    deposit_address: str = Field(
+        alias="depositAddress", description="Where the money is sent from (lowercase hex; base58 on Tron)."
+    )
     factory: str
     token_contract: str = Field(alias="tokenContract")
     owner: str = Field(description="The factory's owner: the address whose signature is required.")

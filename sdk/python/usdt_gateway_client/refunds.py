@@ -16,6 +16,13 @@ builds that typed data (Client.create_refund); nothing here trusts it:
 - signature_from_der / signature_from_rs turn a KMS or HSM signature of that digest into the
   r || s || v form the gateway and the contract take (low s, v 27 or 28).
 
+On Tron the factory is the same contract on TVM: the API names the recipient, the factory, the
+token and the owner in base58 (`T...`), and the typed data holds their 20-byte bodies (0x and 40
+hex digits, without Tron's 0x41 prefix), which is what the contract's `address` is; chainId is
+the network's chain id as the contract reads block.chainid (the last 4 bytes of the genesis block
+id: 728126428 on mainnet, 3448148188 on Nile). Every check here compares a base58 address by its
+body, so pass expected_to and expected_factory in either form.
+
 Every refusal raises RefundVerificationError, saying what differs. The checks are worth only what
 you expect: pass expected_to (and expected_amount, expected_factory, expected_chain_id) from your
 own records, not from the gateway's answer.
@@ -33,6 +40,7 @@ from typing import Any
 
 from .client import Amount, _amount
 from .models import Refund
+from .tron import from_base58check
 
 __all__ = [
     "RefundMessage",
@@ -150,7 +158,8 @@ _ZERO_ADDRESS = "0x" + "00" * 20
 # Enough digits for any uint256 at up to 36 decimals; anything inexact raises.
 _EXACT = Context(prec=120, traps=[Inexact, InvalidOperation, Overflow])
 
-# USDT of the gateway's built-in EVM networks: facts the gateway cannot change, so its answers
+# USDT of the gateway's built-in networks (a Tron token by its body; Tron's chain id is the last 4
+# bytes of its genesis block id): facts the gateway cannot change, so its answers
 # are checked against them. (chain id, token) -> (network, decimals).
 KNOWN_TOKENS: dict[tuple[int, str], tuple[str, int]] = {
     (1, "0xdac17f958d2ee523a2206206994597c13d831ec7"): ("eth", 6),
@@ -159,6 +168,9 @@ KNOWN_TOKENS: dict[tuple[int, str], tuple[str, int]] = {
     (42161, "0xfd086bc7cd5c481dcc9c85ebe478a1c0b69fcbb9"): ("arbitrum", 6),
     (11155111, "0xaa8e23fb1079ea71e0a56f48a2aa51851d8433d0"): ("sepolia", 6),
     (97, "0x337610d27c682e347c9cd60bd4b3b107c9d34ddd"): ("bsc-testnet", 18),
+    # Tron (TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t, Nile's TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf) by their bodies
+    (728126428, "0xa614f803b6fd780986a42c78ec9c7f77e6ded13c"): ("tron", 6),
+    (3448148188, "0xeca9bc828a3005b9a3b909f2cc5c2a54794de05f"): ("nile", 6),
 }
 # The chain of each built-in network name: a refund for "eth" is signed for chain 1 only.
 KNOWN_CHAINS: dict[str, int] = {
@@ -310,8 +322,25 @@ def _checksummed(address: str) -> bool:
     return digits == expected
 
 
+def _tron_body(address: Any) -> str | None:
+    """The 20-byte body of a base58 Tron address as 0x hex (what the typed data holds); None for
+    anything else."""
+    if not isinstance(address, str) or not address.startswith("T"):
+        return None
+    try:
+        return "0x" + from_base58check(address)[1:].hex()
+    except ValueError:
+        return None
+
+
 def _same_address(what: str, signed: str, other: str, source: str, *, yours: bool = False) -> None:
-    """`other` (the refund's, or `yours`: from the caller's records) names the signed address."""
+    """`other` (the refund's, or `yours`: from the caller's records) names the signed address; a
+    Tron address (base58, its checksum checked) by its 20-byte body."""
+    body = _tron_body(other)
+    if body is not None:
+        if body != signed:
+            raise RefundVerificationError(f"the signed {what} is {signed}, but {source} {other} is {body}")
+        return
     if not isinstance(other, str) or not _ADDRESS.fullmatch(other):
         raise RefundVerificationError(f"{source} is not an address: {other!r}")
     if yours and not _checksummed(other):
@@ -501,8 +530,9 @@ def signature_from_rs(r: int, s: int, digest: bytes, owner: str) -> str:
     contract and the gateway refuse a high s), and v is the one that recovers to `owner`.
     RefundVerificationError if neither does: the key is not the owner's, or it signed another
     digest."""
+    owner = _tron_body(owner) or owner
     if not isinstance(owner, str) or not _ADDRESS.fullmatch(owner):
-        raise ValueError(f"owner must be an address, not {owner!r}")
+        raise ValueError(f"owner must be an address (0x, or Tron's T...), not {owner!r}")
     if s > _HALF_N:
         s = _N - s  # the same signature's twin; its recovery id flips, found below anyway
     for v in (27, 28):
@@ -578,8 +608,9 @@ def sign_refund(
     account_class, encode_typed_data = _eth_account()
     account = account_class.from_key(private_key)
     address = str(account.address).lower()
-    if address != refund.owner.lower():
-        raise RefundVerificationError(f"the key is {address}, but the refund needs the owner {refund.owner.lower()}")
+    owner = _tron_body(refund.owner) or refund.owner.lower()  # a Tron owner by its body
+    if address != owner:
+        raise RefundVerificationError(f"the key is {address}, but the refund needs the owner {refund.owner}")
     assert refund.typed_data is not None  # check_refund refused it otherwise
     # The checked values, re-encoded by eth_account: two encoders must agree on what is signed.
     signable = encode_typed_data(full_message=parse_refund_typed_data(refund.typed_data).typed_data())

@@ -1,4 +1,4 @@
-"""Tron transactions of the settlement: a `sweep(token, salts)` call to a merchant's factory, built
+"""Tron transactions of the settlement: a `sweep(token, salts)` or `refund(...)` call to a merchant's factory, built
 by a full node's `wallet/triggersmartcontract`, checked here, signed through the relayer's KMS key,
 sent with `wallet/broadcasttransaction`, and its outcome (energy, fee, result) read from
 `wallet/gettransactioninfobyid`.
@@ -24,6 +24,7 @@ from usdt_gateway.chain.tron import Provider
 from usdt_gateway.tron_energy import MAX_FEE_LIMIT_SUN as MAX_FEE_LIMIT_SUN  # the chain's ceiling (maxFeeLimit)
 
 SWEEP_SIGNATURE = "sweep(address,bytes32[])"
+REFUND_SIGNATURE = "refund(address,bytes32,address,uint256,uint256,uint256,bytes)"
 TRIGGER_SMART_CONTRACT = 31  # Transaction.Contract.ContractType
 TRIGGER_TYPE_URL = "type.googleapis.com/protocol.TriggerSmartContract"
 
@@ -119,15 +120,26 @@ def build_sweep(
 ) -> TronTransaction:
     """The node's transaction for `factory.sweep(token, salts)` from `owner`, at most `fee_limit`
     sun burned for energy, checked to be exactly that call before anyone signs it."""
+    parameter = sweep_parameter(token, salts)
+    return build_call(
+        provider, owner=owner, contract=factory, signature=SWEEP_SIGNATURE, parameter=parameter, fee_limit=fee_limit
+    )
+
+
+def build_call(
+    provider: Provider, *, owner: str, contract: str, signature: str, parameter: bytes, fee_limit: int
+) -> TronTransaction:
+    """The node's transaction for `contract.<signature>(<parameter>)` (ABI-encoded arguments) from
+    `owner`, checked to be exactly that call before anyone signs it."""
     if not 0 < fee_limit <= MAX_FEE_LIMIT_SUN:
         raise ValueError(f"fee_limit is 1 to {MAX_FEE_LIMIT_SUN} sun, not {fee_limit}")
-    parameter = sweep_parameter(token, salts)
+    factory = contract
     answer = provider.make_request(
         "wallet/triggersmartcontract",
         {
             "owner_address": _hex41(owner).hex(),
             "contract_address": _hex41(factory).hex(),
-            "function_selector": SWEEP_SIGNATURE,
+            "function_selector": signature,
             "parameter": parameter.hex(),
             "fee_limit": fee_limit,
             "call_value": 0,
@@ -143,7 +155,7 @@ def build_sweep(
     expected = trigger_raw_data(
         owner=_hex41(owner),
         contract=_hex41(factory),
-        data=keccak256(SWEEP_SIGNATURE.encode())[:4] + parameter,
+        data=keccak256(signature.encode())[:4] + parameter,
         fee_limit=fee_limit,
         ref_block_bytes=bytes.fromhex(raw["ref_block_bytes"]),
         ref_block_hash=bytes.fromhex(raw["ref_block_hash"]),
@@ -151,7 +163,7 @@ def build_sweep(
         timestamp=int(raw.get("timestamp", 0)),
     )
     if tx.get("raw_data_hex") != expected.hex():
-        raise TronTxError("the node built another transaction than the sweep asked for")
+        raise TronTxError(f"the node built another transaction than {signature} asked for")
     txid = hashlib.sha256(expected).hexdigest()
     if tx.get("txID") != txid:
         raise TronTxError("the node's txID is not sha256 of raw_data")
@@ -226,6 +238,26 @@ def outcome(provider: Provider, txid: str) -> TronOutcome | None:
 # -- reads: balances and the energy price -------------------------------------------------------------
 
 BALANCE_OF_SIGNATURE = "balanceOf(address)"
+
+
+def call_view(provider: Provider, contract: str, signature: str, parameter: bytes) -> bytes:
+    """The return data of a read-only call (`wallet/triggerconstantcontract`, the head's state);
+    TronTxError when the node does not answer it or the call reverts."""
+    answer = provider.make_request(
+        "wallet/triggerconstantcontract",
+        {
+            "owner_address": _hex41(contract).hex(),
+            "contract_address": _hex41(contract).hex(),
+            "function_selector": signature,
+            "parameter": parameter.hex(),
+            "visible": False,
+        },
+    )
+    result = answer.get("result", {}) if isinstance(answer, dict) else {}
+    words = answer.get("constant_result") if isinstance(answer, dict) else None
+    if result.get("result") is not True or not isinstance(words, list) or len(words) != 1:
+        raise TronTxError(f"{signature} on {contract} was not answered: {answer}")
+    return bytes.fromhex(str(words[0]))
 
 
 def token_balance(provider: Provider, token: str, holder: str, *, solidified: bool = False) -> int:

@@ -148,8 +148,8 @@ class RefundCall:
 
     refund_id: str
     order_pk: str
-    deposit: str  # the deposit address (lowercase): the Refunded log's indexed `deposit`
-    to: str  # lowercase
+    deposit: str  # the deposit address (lowercase; base58 on Tron): the Refunded log's indexed `deposit`
+    to: str  # lowercase (base58 on Tron)
     amount: int
     nonce: int
     deadline: int  # unix seconds: no block after it runs the refund

@@ -1,8 +1,8 @@
 """A refund's item as a typed record: REFUND#<merchantId>#<orderId> / <refundId> (store.refund_key).
 
-Addresses are stored lowercase 0x hex; the amount in base units; the nonce as a decimal string (a
-128-bit number has more digits than a DynamoDB number keeps); the deadline in unix seconds, as the
-contract compares it with block timestamps. A refund waiting for the relayer (submitted) is in the
+Addresses are stored lowercase 0x hex (base58 on Tron); the amount in base units; the nonce as a
+decimal string (a 128-bit number has more digits than a DynamoDB number keeps); the deadline in
+unix seconds, as the contract compares it with block timestamps. A refund waiting for the relayer (submitted) is in the
 gsi1 partition REFUNDS#<network>, by the time it was signed.
 """
 

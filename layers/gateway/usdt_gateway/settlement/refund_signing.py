@@ -8,6 +8,13 @@ and plain 32-byte words, never an EIP-712 library:
     structHash      = keccak256(REFUND_TYPEHASH ‖ token ‖ salt ‖ to ‖ amount ‖ nonce ‖ deadline)
     digest          = keccak256(0x1901 ‖ domainSeparator ‖ structHash)
 
+On Tron the same contract runs on TVM: `chainId` is the network's chain id as the contract reads
+`block.chainid` there (the last 4 bytes of the genesis block id: mainnet 728126428), and every
+address in the typed data (verifyingContract, token, to) is the 20-byte body of the base58 `T...`
+address, written as 0x and 40 hex digits, as Solidity's and Vyper's `address` is on TVM (the
+0x41 prefix is Tron's address version byte, not part of the address the contract sees). The
+refund's record and the API keep the base58 forms; typed_address converts.
+
 A signature is accepted only in the form the contract takes (r ‖ s ‖ v, v 27 or 28, s at most
 n/2; v 0 or 1 is normalised to 27 or 28) and only when it recovers, with coincurve, to the
 factory's owner: a signature the contract would refuse is refused here first.
@@ -18,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from usdt_gateway.address_codec import keccak256
+from usdt_gateway.address_codec import keccak256, tron_body20
 
 DOMAIN_NAME = "USDT Gateway Deposits"
 DOMAIN_VERSION = "1"
@@ -45,6 +52,14 @@ TYPES: dict[str, list[dict[str, str]]] = {
 }
 
 
+def typed_address(address: str) -> str:
+    """An address as the typed data and the digest hold it: 0x and 40 lowercase hex digits; a Tron
+    address (base58 `T...` or 41-hex) by its 20-byte body."""
+    if address.startswith("0x"):
+        return address.lower()
+    return "0x" + tron_body20(address).hex()
+
+
 class InvalidSignature(ValueError):
     """The signature is malformed, in a form the contract refuses, or not the owner's."""
 
@@ -52,7 +67,7 @@ class InvalidSignature(ValueError):
 @dataclass(frozen=True)
 class RefundMessage:
     """What the owner signs: the refund's fields and its domain (chain and factory).
-    Addresses are 0x hex (any case), the salt 0x and 64 hex digits."""
+    Addresses are 0x hex (any case) or Tron's (base58), the salt 0x and 64 hex digits."""
 
     chain_id: int
     factory: str
@@ -73,12 +88,12 @@ class RefundMessage:
                 "name": DOMAIN_NAME,
                 "version": DOMAIN_VERSION,
                 "chainId": self.chain_id,
-                "verifyingContract": self.factory.lower(),
+                "verifyingContract": typed_address(self.factory),
             },
             "message": {
-                "token": self.token.lower(),
+                "token": typed_address(self.token),
                 "salt": self.salt.lower(),
-                "to": self.to.lower(),
+                "to": typed_address(self.to),
                 "amount": str(self.amount),
                 "nonce": str(self.nonce),
                 "deadline": self.deadline,
@@ -120,7 +135,7 @@ def _uint(value: int) -> bytes:
 
 
 def _address(address: str) -> bytes:
-    raw = bytes.fromhex(address.removeprefix("0x"))
+    raw = bytes.fromhex(typed_address(address).removeprefix("0x"))
     if len(raw) != 20:
         raise ValueError(f"not a 20-byte address: {address}")
     return raw.rjust(32, b"\x00")
@@ -159,10 +174,10 @@ def signer_of(digest: bytes, signature: bytes) -> str:
 
 
 def check_signature(message: RefundMessage, owner: str, hex_signature: str) -> bytes:
-    """The normalized signature if it is the owner's over the message's digest; InvalidSignature
-    otherwise."""
+    """The normalized signature if it is the owner's over the message's digest (a Tron owner
+    compared by its 20-byte body); InvalidSignature otherwise."""
     signature = normalize_signature(hex_signature)
-    if signer_of(message.digest(), signature) != owner.lower():
+    if signer_of(message.digest(), signature) != typed_address(owner):
         raise InvalidSignature(
             "the signature is not the factory owner's over this refund's digest: sign this refund's "
             "typedData (or its digest) with the owner key"

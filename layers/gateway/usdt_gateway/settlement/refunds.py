@@ -25,6 +25,10 @@ candidate it takes and each other candidate of those addresses being unheld, a r
 each candidate being unclaimed. A candidate credited after the refund read the address is not
 held by it; if a sweep claims such a one before the refund's holds commit, the refund sees the
 claim when it reads the address again, and undoes itself (409): never do both win.
+
+On Tron the refund is the same (the same contract, built for TVM): its addresses are kept and
+shown in base58 (`T...`), and the typed data holds their 20-byte bodies (refund_signing.py); the
+Tron relayer sends it (settlement/tron_relayer.py) and closes it here, as the EVM one does.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from usdt_gateway import clock, events, outbox, store
-from usdt_gateway.address_codec import normalize_evm_address
+from usdt_gateway.address_codec import normalize_evm_address, normalize_tron_address
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
 from usdt_gateway.lifecycle import ACCEPTING
 from usdt_gateway.merchant_records import ContractConfig
@@ -54,7 +58,12 @@ from usdt_gateway.settlement import candidates
 from usdt_gateway.settlement.candidates import UNHELD, Candidate
 from usdt_gateway.settlement.records import RefundCall
 from usdt_gateway.settlement.refund_records import Refund
-from usdt_gateway.settlement.refund_signing import InvalidSignature, check_signature, normalize_signature
+from usdt_gateway.settlement.refund_signing import (
+    InvalidSignature,
+    check_signature,
+    normalize_signature,
+    typed_address,
+)
 
 REFUND_DEADLINE_S = 24 * 3600  # the owner's signature is void this long after the refund is made
 # Candidates one refund may hold: its close is one transaction of at most 100 items (the refund,
@@ -161,16 +170,22 @@ def _refund(merchant_id: str, order_id: str, refund_id: str) -> Refund:
     return refund
 
 
+def _stored(address: str) -> str:
+    """An address as a refund keeps it: lowercase 0x hex on EVM networks, base58 on Tron (where
+    case is part of the address)."""
+    return address.lower() if address.startswith("0x") else normalize_tron_address(address)
+
+
 def _owner(order: Order) -> str:
     """The owner of the order's factory, as `set-contract` stored it after checking it on chain."""
     item = store.get(*store.contract_config_key(order.merchant_id, order.network))
     cfg = ContractConfig.from_item(item) if item else None
-    if cfg is None or order.deposit_factory is None or cfg.factory.lower() != order.deposit_factory.lower():
+    if cfg is None or order.deposit_factory is None or _stored(cfg.factory) != _stored(order.deposit_factory):
         raise _not_available(
             f"the factory of order '{order.order_id}' is no longer the network's configured one, so its owner "
             f"is not on record; refund with the factory's refund() directly, or {TREASURY_HINT}"
         )
-    return cfg.owner.lower()
+    return _stored(cfg.owner)
 
 
 # -- views ---------------------------------------------------------------------------------------
@@ -245,19 +260,28 @@ def _held_by(refund: Refund) -> list[Candidate]:
 
 
 def _checksummed(address: str) -> str:
-    """Candidates are keyed by the address as the order has it (EIP-55)."""
-    return normalize_evm_address(address)
+    """Candidates are keyed by the address as the order has it (EIP-55; base58 on Tron)."""
+    return normalize_evm_address(address) if address.startswith("0x") else address
 
 
 # -- create --------------------------------------------------------------------------------------
 
 
-def _recipient(text: str) -> str:
+def _recipient(text: str, *, tron: bool) -> str:
+    """The recipient as the refund keeps it: an EVM address of an EVM order, a base58 `T...`
+    address of a Tron order."""
     try:
-        address = normalize_evm_address(text).lower()
+        if tron:
+            if not text.startswith("T"):
+                raise ValueError('a Tron order is refunded to a base58 Tron address ("T...")')
+            address = normalize_tron_address(text)
+        else:
+            if not text.startswith("0x"):
+                raise ValueError("an EVM order is refunded to an EVM address (0x and 40 hex digits)")
+            address = normalize_evm_address(text).lower()
     except ValueError as exc:
         raise InvalidRequest(f"to: {exc}", code="INVALID_ADDRESS") from exc
-    if address == ZERO_ADDRESS:
+    if typed_address(address) == ZERO_ADDRESS:
         raise InvalidRequest("to is the zero address: the money would be lost", code="INVALID_ADDRESS")
     return address
 
@@ -322,7 +346,6 @@ def _create_parts(refund: Refund, order: Order, at_address: Sequence[Candidate],
 
 def create_refund(merchant_id: str, order_id: str, request: RefundRequest) -> RefundView:
     """A new refund awaiting the owner's signature, the address's money held for it."""
-    to = _recipient(request.to)
     for _ in range(ATTEMPTS):
         now = clock.now_ms()
         order = _order(merchant_id, order_id)
@@ -331,16 +354,10 @@ def create_refund(merchant_id: str, order_id: str, request: RefundRequest) -> Re
                 f"order '{order_id}' is not in contract mode: its money went to the merchant's own wallet, "
                 "refund it from there"
             )
-        if not order.address.startswith("0x"):  # a Tron (base58) deposit address
-            # The gateway builds no Tron refund typed data (TVM's chainid differs from the chain id
-            # the gateway knows), and the Tron relayer sends sweeps only: refused before anything is held.
-            raise _not_available(
-                f"refunds through the gateway are not available on {order.network} (Tron); the money is swept "
-                f"to the treasury: {TREASURY_HINT}"
-            )
+        to = _recipient(request.to, tron=not order.address.startswith("0x"))
         if _in_progress(order, now):
             continue
-        if to == order.address.lower():
+        if to == _stored(order.address):
             raise InvalidRequest("to is the order's own deposit address", code="INVALID_ADDRESS")
         owner = _owner(order)
         available = refundable(order, candidates.at_address(order.network, merchant_id, order.address), now=now)
@@ -355,9 +372,9 @@ def create_refund(merchant_id: str, order_id: str, request: RefundRequest) -> Re
             to=to,
             units=units,
             decimals=order.decimals,
-            deposit_address=order.address.lower(),
-            factory=order.deposit_factory.lower(),
-            token=order.token_contract.lower(),
+            deposit_address=_stored(order.address),
+            factory=_stored(order.deposit_factory),
+            token=_stored(order.token_contract),
             owner=owner,
             salt=order.deposit_salt.lower(),
             nonce=new_nonce(),
