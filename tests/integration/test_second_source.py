@@ -417,8 +417,9 @@ def test_a_rejected_forgery_is_never_counted_even_replayed(
     # would be trusted
     alone = evm_scanner(chain.network, [forger.url], owner=scanner.owner)
     drive(alone)
-    (dep,) = [d for d in map(Deposit.from_item, [store.get(*store.deposit_key(chain.network, forged.txid, 0))]) if d]
-    t = deposits.transfer_of(dep)
+    item = store.get(*store.deposit_key(chain.network, forged.txid, 0))
+    assert item is not None
+    t = deposits.transfer_of(Deposit.from_item(item))
     entry, owner = alone.watch.match(t.recipient, t.units, t.block_time)
     assert entry is not None
     assert deposits.record_seen(t, entry).order is None
