@@ -19,6 +19,7 @@ import pytest
 from devstack.evm import Anvil, start_anvil, usdt
 from devstack.forging_proxy import ForgingProxy
 from devstack.tron_node import TronNode, start_tron_node
+from tests.fake_clock import FakeClock
 from tests.integration.apiclient import ApiClient
 from tests.integration.chains import (
     EvmChain,
@@ -36,7 +37,7 @@ from tests.integration.chains import (
 )
 from tests.integration.forged_tron import ForgingChain
 from tests.integration.rpc_proxy import RpcProxy
-from usdt_gateway import config, cursor, deposits
+from usdt_gateway import config, cursor, deposits, outbox, store
 from usdt_gateway import status as admin_status
 from usdt_gateway.admin import main as admin_main
 from usdt_gateway.chain import second_source
@@ -44,7 +45,9 @@ from usdt_gateway.chain.endpoints import AllEndpointsFailed, Endpoints
 from usdt_gateway.chain.jsonrpc import JsonRpc
 from usdt_gateway.chain.readers import EvmReader
 from usdt_gateway.chain.rpc_config import EndpointSpec
+from usdt_gateway.chain.transfers import Transfer
 from usdt_gateway.observability import metrics
+from usdt_gateway.records import Deposit, DepositStatus
 from usdt_gateway.scanner import Scanner
 
 
@@ -272,6 +275,313 @@ def test_a_deep_reorg_that_removes_a_held_deposit_clears_it(
     assert (back["status"], back["deposits"]) == ("pending", [])
     code, result = confirm_by_hand(capsys, chain.network, txid)
     assert (code, result["error"]) == (2, "DEPOSIT_NOT_HELD")
+
+
+# -- EVM: what becomes of a held deposit's order, and the merchant's events ----------------------
+
+
+def deposit_events(api: ApiClient, event_type: str) -> list[dict[str, Any]]:
+    """The merchant's events of one type, as their bodies (deposit events belong to no order)."""
+    reply = api.request("GET", "/v1/webhooks/deliveries", query=[("type", event_type)])
+    assert reply.status == 200, reply.body
+    bodies = []
+    for d in reply.body["deliveries"]:
+        item = store.get(*store.event_key(d["deliveryId"]))
+        assert item is not None
+        bodies.append(json.loads(item["body"]))
+    return bodies
+
+
+def by_hand(capsys: pytest.CaptureFixture[str], verb: str, network: str, txid: str) -> tuple[int, dict[str, Any]]:
+    """admin confirm-deposit or reject-deposit of the deposit at log index 0."""
+    capsys.readouterr()
+    code = admin_main([f"{verb}-deposit", "--network", network, "--txid", txid, "--log-index", "0"])
+    out = capsys.readouterr()
+    return code, json.loads(out.out if code == 0 else out.err)
+
+
+def held_at_expiry(
+    api: ApiClient, chain: EvmChain, settings_env: pytest.MonkeyPatch, fake_clock: FakeClock
+) -> tuple[dict[str, Any], str, Scanner]:
+    """An order paid in time with a real payment above secondSourceAbove on a one-endpoint network,
+    seen first, then held unverified; its expiry then passes in final blocks (the gateway's clock
+    set to the chain's, so the order's window is the chain's)."""
+    enable_network(
+        settings_env, chain.network, chain.token.address, confirmations=2, extra={"secondSourceAbove": "100"}
+    )
+    fake_clock.ms = int(chain.w3.eth.get_block("latest")["timestamp"]) * 1000
+    order = create(api, chain, "250.00", expiresIn=60)
+    scanner = evm_scanner(chain.network, [chain.anvil.url])
+    drive(scanner)
+    txid = chain.pay(order["address"], "250.00")
+    drive(scanner)
+    chain.mine(2)
+    drive(scanner)
+    held = status(api, order)
+    assert (held["status"], held["paidAmount"], [d["held"] for d in held["deposits"]]) == ("confirming", "0.00", [True])
+    chain.warp(120)
+    chain.mine(2)
+    drive(scanner)
+    return order, txid, scanner
+
+
+def test_a_held_deposit_does_not_keep_its_order_from_expiring(
+    api: ApiClient,
+    chain: EvmChain,
+    settings_env: pytest.MonkeyPatch,
+    fake_clock: FakeClock,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given an order whose only payment, seen first, is held unverified when its expiry passes
+    order, txid, _ = held_at_expiry(api, chain, settings_env, fake_clock)
+    # Then it expires as an unpaid order would, the held deposit listed on it
+    expired = status(api, order)
+    assert (expired["status"], expired["paid"], expired["pendingAmount"]) == ("expired", False, "0.00")
+    assert [(d["txid"], d["held"], d["final"]) for d in expired["deposits"]] == [(txid, True, False)]
+    assert [e["type"] for e in order_events(api, order)] == ["order.confirming", "order.expired"]
+    (held,) = deposit_events(api, "deposit.held")
+    assert (held["data"]["status"], held["data"]["amount"], held["data"]["txid"]) == ("unverified", "250.00", txid)
+    assert (held["data"]["network"], held["data"]["orderId"], held["sequence"]) == (chain.network, order["orderId"], 1)
+    # When the operator confirms it inside the late-payment grace window
+    fake_clock.advance(30 * 60_000)
+    code, result = by_hand(capsys, "confirm", chain.network, txid)
+    # Then it is a late payment, as one found then would be: confirmed, paid_late
+    assert (code, result["status"], result["orderId"]) == (0, "credited", order["orderId"])
+    done = status(api, order)
+    assert (done["status"], done["paidAmount"], done["exceptions"]) == ("confirmed", "250.00", ["paid_late"])
+    assert [e["type"] for e in order_events(api, order)][2:] == ["order.confirmed", "order.paid_late"]
+    (released,) = deposit_events(api, "deposit.released")
+    assert (released["data"]["status"], released["sequence"]) == ("credited", 3)
+
+
+def test_a_held_deposit_confirmed_after_the_grace_window_is_unmatched(
+    api: ApiClient,
+    chain: EvmChain,
+    settings_env: pytest.MonkeyPatch,
+    fake_clock: FakeClock,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given an order expired with a held deposit
+    order, txid, scanner = held_at_expiry(api, chain, settings_env, fake_clock)
+    # When a second source confirms it only after the order's late-payment grace window
+    fake_clock.advance(2 * 3600_000)
+    other = RpcProxy(chain.anvil.url)
+    try:
+        drive(evm_scanner(chain.network, [chain.anvil.url, other.url], owner=scanner.owner))
+    finally:
+        other.close()
+    # Then it is recorded unmatched, as a payment found after the window would be: the order stays
+    # expired without it, and the merchant may attach it
+    after = status(api, order)
+    assert (after["status"], after["deposits"]) == ("expired", [])
+    assert listed(api) == {txid: ("unmatched", None)} and deposits.held(chain.network) == []
+    (released,) = deposit_events(api, "deposit.released")
+    assert (released["data"]["status"], released["data"]["orderId"]) == ("unmatched", None)
+    assert [e["type"] for e in order_events(api, order)] == ["order.confirming", "order.expired"]
+    attach = api.request("POST", f"/v1/deposits/{chain.network}:{txid}:0/attach", {"orderId": order["orderId"]})
+    assert attach.status == 200 and attach.body["status"] == "confirmed"
+    # And confirming it by hand now is refused: it is no longer held
+    assert by_hand(capsys, "confirm", chain.network, txid)[1]["error"] == "DEPOSIT_NOT_HELD"
+
+
+def test_a_rejected_forgery_is_never_counted_even_replayed(
+    api: ApiClient, chain: EvmChain, forger: ForgingProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a forged payment held disputed, the order confirming on it
+    order = create(api, chain, "25.00")
+    scanner = evm_scanner(chain.network, [forger.url, chain.anvil.url])
+    drive(scanner)
+    forged = forger.forge(token=chain.token.address, recipient=order["address"], units=usdt("25.00"))
+    chain.mine(3)
+    drive(scanner)
+    assert listed(api) == {forged.txid: ("disputed", "second_source_disagrees")}
+    assert status(api, order)["status"] == "confirming"
+    (held,) = deposit_events(api, "deposit.held")
+    assert (held["data"]["status"], held["sequence"]) == ("disputed", 2)
+    # When the operator, finding no such transaction on an explorer, rejects it
+    code, result = by_hand(capsys, "reject", chain.network, forged.txid)
+    # Then it is closed, listed rejected, and the order open again without it
+    assert (code, result) == (
+        0,
+        {"depositId": f"{chain.network}:{forged.txid}:0", "was": "disputed", "status": "rejected"},
+    )
+    assert listed(api) == {forged.txid: ("rejected", "not_on_chain")} and deposits.held(chain.network) == []
+    back = status(api, order)
+    assert (back["status"], back["deposits"]) == ("pending", [])
+    (rejected,) = deposit_events(api, "deposit.rejected")
+    assert (rejected["data"]["status"], rejected["sequence"]) == ("rejected", 3)
+    # And neither operator can act on it again
+    assert by_hand(capsys, "reject", chain.network, forged.txid)[1]["error"] == "DEPOSIT_NOT_HELD"
+    assert by_hand(capsys, "confirm", chain.network, forged.txid)[1]["error"] == "DEPOSIT_NOT_HELD"
+    # When the forger replays the same log through every path, even as the only endpoint, where it
+    # would be trusted
+    alone = evm_scanner(chain.network, [forger.url], owner=scanner.owner)
+    drive(alone)
+    item = store.get(*store.deposit_key(chain.network, forged.txid, 0))
+    assert item is not None
+    t = deposits.transfer_of(Deposit.from_item(item))
+    entry, owner = alone.watch.match(t.recipient, t.units, t.block_time)
+    assert entry is not None
+    assert deposits.record_seen(t, entry).order is None
+    assert deposits.credit_final(t, entry, owner)[0] == deposits.Outcome.ALREADY
+    for held_as in (DepositStatus.UNVERIFIED, DepositStatus.DISPUTED):
+        assert deposits.hold(t, entry, owner, held_as, source=forger.url) == deposits.Outcome.ALREADY
+    # Then nothing changes and the merchant hears nothing more
+    assert (status(api, order)["status"], listed(api)[forged.txid]) == ("pending", ("rejected", "not_on_chain"))
+    assert len(deposit_events(api, "deposit.held")) == 1 and deposit_events(api, "deposit.released") == []
+    assert [e["type"] for e in order_events(api, order)] == ["order.confirming"]
+
+
+@pytest.mark.parametrize("winner", ["confirm", "reject"])
+def test_two_operators_at_once_one_wins_and_the_other_is_refused(
+    api: ApiClient,
+    chain: EvmChain,
+    settings_env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    winner: str,
+) -> None:
+    # Given a deposit held unverified, and two operators: one confirms it, the other rejects it,
+    # the loser having read it held before the winner wrote
+    enable_network(
+        settings_env, chain.network, chain.token.address, confirmations=2, extra={"secondSourceAbove": "100"}
+    )
+    order = create(api, chain, "250.00")
+    txid = chain.pay(order["address"], "250.00")
+    chain.mine(2)
+    drive(evm_scanner(chain.network, [chain.anvil.url]))
+    # the loser stops between its read and its conditional write
+    loser_step = "_end_hold" if winner == "confirm" else "_credit_final"
+    real = getattr(deposits, loser_step)
+    results: list[tuple[int, dict[str, Any]]] = []
+
+    def winner_first(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(deposits, loser_step, real)
+        results.append(by_hand(capsys, winner, chain.network, txid))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(deposits, loser_step, winner_first)
+    # When both act at once
+    loser = by_hand(capsys, "reject" if winner == "confirm" else "confirm", chain.network, txid)
+    # Then the winner's write holds, the loser is told plainly, and the merchant hears one outcome
+    assert results[0][0] == 0 and (loser[0], loser[1]["error"]) == (2, "DEPOSIT_NOT_HELD")
+    if winner == "confirm":
+        assert (status(api, order)["status"], listed(api)[txid]) == ("confirmed", ("credited", None))
+        assert len(deposit_events(api, "deposit.released")) == 1 and deposit_events(api, "deposit.rejected") == []
+    else:
+        assert (status(api, order)["status"], listed(api)[txid]) == ("pending", ("rejected", "not_on_chain"))
+        assert len(deposit_events(api, "deposit.rejected")) == 1 and deposit_events(api, "deposit.released") == []
+
+
+def test_two_scanners_holding_at_once_record_and_announce_it_once(
+    api: ApiClient, chain: EvmChain, settings_env: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a final payment above the threshold that two scanners both read as new
+    enable_network(
+        settings_env, chain.network, chain.token.address, confirmations=2, extra={"secondSourceAbove": "100"}
+    )
+    order = create(api, chain, "250.00")
+    scanner = evm_scanner(chain.network, [chain.anvil.url])
+    drive(scanner)
+    txid = chain.pay(order["address"], "250.00")
+    chain.mine(2)
+    receipt = chain.w3.eth.get_transaction_receipt(txid)  # type: ignore[arg-type]
+    block = chain.w3.eth.get_block(receipt["blockNumber"])
+    t = Transfer(
+        network=chain.network,
+        txid=txid,
+        log_index=0,
+        block_number=receipt["blockNumber"],
+        block_hash="0x" + bytes(receipt["blockHash"]).hex(),
+        sender=chain.payer,
+        recipient=order["address"],
+        units=usdt("250.00"),
+        block_time=int(block["timestamp"]) * 1000,
+    )
+    entry, owner = scanner.watch.match(t.recipient, t.units, t.block_time)
+    both_read = threading.Barrier(2, timeout=10)
+    real = deposits._hold_on_order
+
+    def after_both_read(*args: Any) -> bool:
+        both_read.wait()
+        return real(*args)
+
+    monkeypatch.setattr(deposits, "_hold_on_order", after_both_read)
+    outcomes: list[deposits.Outcome] = []
+
+    def hold() -> None:
+        outcomes.append(deposits.hold(t, entry, owner, DepositStatus.UNVERIFIED, source=chain.anvil.url))
+
+    # When both hold it at once
+    threads = [threading.Thread(target=hold) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    # Then one records it, the other finds it recorded: one hold, one deposit.held
+    assert sorted(outcomes) == sorted([deposits.Outcome.UNVERIFIED, deposits.Outcome.ALREADY])
+    assert listed(api) == {txid: ("unverified", "awaiting_second_source")}
+    assert len(deposit_events(api, "deposit.held")) == 1
+    assert [e["type"] for e in order_events(api, order)] == ["order.confirming"]
+
+
+def test_a_scanner_dying_between_the_hold_and_its_event_loses_and_repeats_nothing(
+    api: ApiClient,
+    chain: EvmChain,
+    settings_env: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a scanner that dies right after committing a hold, before handing its event over
+    enable_network(
+        settings_env, chain.network, chain.token.address, confirmations=2, extra={"secondSourceAbove": "100"}
+    )
+    order = create(api, chain, "250.00")
+    txid = chain.pay(order["address"], "250.00")
+    chain.mine(2)
+
+    def die(event_ids: list[str]) -> list[str]:
+        raise SystemExit("killed after the commit")
+
+    monkeypatch.setattr(outbox, "publish", die)
+    dead = evm_scanner(chain.network, [chain.anvil.url])
+    with pytest.raises(SystemExit):
+        drive(dead)
+    monkeypatch.undo()
+    # Then the hold and its event are committed together, the event's outbox marker left for the
+    # sweeper
+    assert listed(api) == {txid: ("unverified", "awaiting_second_source")}
+    (held,) = deposit_events(api, "deposit.held")
+    assert store.get(*store.outbox_key(held["id"])) is not None
+    # When a new scanner (under the lease the dead one left) reads the same blocks again
+    drive(evm_scanner(chain.network, [chain.anvil.url], owner=dead.owner))
+    # Then it finds the deposit held: no second hold, no second event
+    assert len(deposit_events(api, "deposit.held")) == 1 and status(api, order)["status"] == "confirming"
+
+
+def test_a_deep_reorg_removing_a_held_deposit_tells_the_merchant_once(
+    api: ApiClient, chain: EvmChain, settings_env: pytest.MonkeyPatch
+) -> None:
+    # Given a payment held awaiting a second source, the merchant told
+    enable_network(
+        settings_env, chain.network, chain.token.address, confirmations=2, extra={"secondSourceAbove": "100"}
+    )
+    chain.mine(12)
+    order = create(api, chain, "250.00")
+    scanner = evm_scanner(chain.network, [chain.anvil.url])
+    drive(scanner)
+    txid = chain.pay(order["address"], "250.00")
+    chain.mine(3)
+    drive(scanner)
+    assert len(deposit_events(api, "deposit.held")) == 1
+    # When a reorg deeper than the policy removes it, and the scanner reads the range twice
+    chain.anvil.rpc("anvil_reorg", [6, []])
+    chain.mine(3)
+    drive(scanner)
+    drive(scanner)
+    # Then its hold ends once: deposit.reversed, and the order back to pending
+    (gone,) = deposit_events(api, "deposit.reversed")
+    assert (gone["data"]["txid"], gone["data"]["status"], gone["sequence"]) == (txid, "reversed", 3)
+    assert status(api, order)["status"] == "pending" and listed(api) == {}
 
 
 # -- EVM: a second endpoint that is down, slow or behind -------------------------------------------

@@ -23,6 +23,7 @@ ALARMS = {
     "FinalityViolationAlarm": "notBreaching",  # counted only when a final block is replaced
     "ScannerHaltedAlarm": "notBreaching",  # counted only while a cursor is halted
     "DepositsDisputedAlarm": "notBreaching",  # counted only when a deposit is held, disputed
+    "DepositsUnverifiedAlarm": "notBreaching",  # counted only when a deposit is held, unverified
     "RpcFailureRateAlarm": "notBreaching",
     "WebhookDLQAlarm": "notBreaching",
     "ApiServerErrorsAlarm": "notBreaching",

@@ -4,13 +4,14 @@ code allows are exactly those drawn in docs/order-states.md."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from usdt_gateway.lifecycle import ALLOWED, IllegalTransition, check_transition, settle
 from usdt_gateway.records import Order, OrderDeposit
-from usdt_gateway.schemas import OrderStatus
+from usdt_gateway.schemas import OrderException, OrderStatus
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "order-states.md"
 EXPIRES = 1_000_000
@@ -97,3 +98,31 @@ def test_moves_outside_the_diagram_are_refused() -> None:
     ]:
         with pytest.raises(IllegalTransition):
             check_transition(OrderStatus(old), OrderStatus(new))
+
+
+@pytest.mark.parametrize(
+    ("case", "expected", "pending"),
+    [
+        # open: a held deposit is a payment on its way
+        (order("confirming", replace(dep(100, final=False), held=True)), "confirming", 100),
+        # closed: it counts for nothing, so the order expires (or fails) as it would without it
+        (order("confirming", replace(dep(100, final=False), held=True), closed=True), "expired", 0),
+        (
+            order("confirming", dep(40, final=True), replace(dep(60, final=False, block=2), held=True), closed=True),
+            "failed",
+            0,
+        ),
+        # a deposit seen, not held, still keeps a closed order confirming
+        (order("confirming", dep(100, final=False), closed=True), "confirming", 100),
+    ],
+)
+def test_a_held_deposit_never_keeps_an_order_from_closing(case: Order, expected: str, pending: int) -> None:
+    settled = settle(case)
+    assert (settled.status.value, settled.seen_units) == (expected, pending)
+    check_transition(case.status, settled.status)
+
+
+def test_a_held_deposit_credited_after_its_order_closed_is_paid_late() -> None:
+    settled = settle(order("expired", replace(dep(100, final=True), late=True), closed=True))
+    assert (settled.status.value, settled.exception) == ("confirmed", OrderException.PAID_LATE)
+    check_transition(OrderStatus.EXPIRED, settled.status)

@@ -17,6 +17,7 @@
     python -m usdt_gateway.admin set-reuse --merchant m_... --network eth (--quarantine-hours 72 | --off)
     python -m usdt_gateway.admin status [--json] [--network eth] [--max-lag-seconds 1800] [--max-idle-seconds 300]
     python -m usdt_gateway.admin confirm-deposit --network eth --txid 0x... --log-index 0   (a held deposit)
+    python -m usdt_gateway.admin reject-deposit --network eth --txid 0x... --log-index 0    (a held deposit)
     python -m usdt_gateway.admin settlement-status [--network eth] [--relayer-key-id KEY] [--recent 5]
     python -m usdt_gateway.admin release-deposits --network eth [--merchant m_...] [--balance-short]
 
@@ -286,6 +287,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--network", required=True, help="the deposit's network (as in status)")
     c.add_argument("--txid", required=True, help="the transaction, as status lists it")
     c.add_argument("--log-index", type=int, required=True, help="the deposit's log index within the transaction")
+    c = command(
+        "reject-deposit",
+        "close a held deposit as rejected, after finding on a block explorer that its transaction does not "
+        "exist: never credited, even if an endpoint shows it again",
+    )
+    c.add_argument("--network", required=True, help="the deposit's network (as in status)")
+    c.add_argument("--txid", required=True, help="the transaction, as status lists it")
+    c.add_argument("--log-index", type=int, required=True, help="the deposit's log index within the transaction")
     c = command("status", "chain heads, scan cursors, lag and RPC endpoint health per network")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.add_argument("--network", action="append", help="only this network (repeatable)")
@@ -371,6 +380,10 @@ def run(argv: Sequence[str]) -> Any:
             if a.network not in networks():
                 raise ConfigError(f"network {a.network!r} is not enabled")
             return deposits.confirm_held(a.network, a.txid, a.log_index)
+        case "reject-deposit":
+            if a.network not in networks():
+                raise ConfigError(f"network {a.network!r} is not enabled")
+            return deposits.reject_held(a.network, a.txid, a.log_index)
         case "deploy-implementation" | "deploy-factory":
             return _deploy(a)
         case "settlement-status":

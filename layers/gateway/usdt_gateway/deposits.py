@@ -19,8 +19,16 @@ re-inclusions and retries never count it twice. Its `depositStatus`:
     unverified found in a final block through the network's only endpoint, above its
               secondSourceAbove: held, not counted, until a second endpoint (configured later) or
               the operator (admin confirm-deposit) confirms it
-A held deposit (disputed, unverified) is credited later only through credit_final, as any other,
-from its held status; a deep reorg that removes its transaction clears it (dropped).
+    rejected  a held deposit the operator found on no explorer (admin reject-deposit): never
+              counted, whatever an endpoint shows of it later
+A held deposit (disputed, unverified) is listed on its order (`held`): pending while the order is
+open, counted for nothing once it closes, so the order expires (or fails) as it would without it.
+It is credited later only through credit_final, as any other, from its held status: to an open
+order as usual, to a closed one as a late payment (paid_late) inside the order's late-payment
+grace window and recorded unmatched after it, as a payment found then would be. A deep reorg
+that removes its transaction clears it (dropped). The merchant hears of each step:
+deposit.held, then deposit.released, deposit.rejected or (cleared) deposit.reversed, each in the
+transaction of its change, so exactly once.
 Zero-value transfers are never recorded. Every final deposit (credited, unmatched, ignored) and
 every held one also has a LEDGER#<network> item by block, so a range read again after a deep
 reorg can be compared with what was recorded in it; a held one a HELD#<network> item too, for
@@ -36,7 +44,7 @@ from typing import Any
 
 from usdt_gateway import clock, events, outbox, store, transitions
 from usdt_gateway.chain.transfers import ChainMoved, Transfer
-from usdt_gateway.config import networks
+from usdt_gateway.config import networks, settings
 from usdt_gateway.errors import Conflict, InvalidRequest, NotFound
 from usdt_gateway.lifecycle import ACCEPTING
 from usdt_gateway.money import format_units
@@ -59,7 +67,8 @@ from usdt_gateway.watchlist import WatchEntry
 SEEN, CREDITED, UNMATCHED = DepositStatus.SEEN, DepositStatus.CREDITED, DepositStatus.UNMATCHED
 IGNORED, DROPPED, REVERSED = DepositStatus.IGNORED, DepositStatus.DROPPED, DepositStatus.REVERSED
 DISPUTED, UNVERIFIED = DepositStatus.DISPUTED, DepositStatus.UNVERIFIED
-BELOW_MINIMUM, REORG = "below_minimum", "reorg"
+REJECTED = DepositStatus.REJECTED
+BELOW_MINIMUM, REORG, NOT_ON_CHAIN = "below_minimum", "reorg", "not_on_chain"
 HELD_REASONS = {DISPUTED: "second_source_disagrees", UNVERIFIED: "awaiting_second_source"}
 BY_OPERATOR = "operator"  # confirmedBy of a held deposit the operator confirmed by hand
 NAMES = {"#ds": "depositStatus"}
@@ -190,7 +199,7 @@ def record_seen(t: Transfer, entry: WatchEntry) -> Applied:
     def change(order: Order) -> tuple[Order, list[dict[str, Any]]] | None:
         known = order.deposits.get(_map_key(t))
         if known is not None:
-            if known.final or known.reversed or known.block_hash == t.block_hash:
+            if known.final or known.reversed or known.held or known.block_hash == t.block_hash:
                 return None
             # seen -> seen, in the block that holds it now
             moved = store.set_part(
@@ -239,6 +248,8 @@ def credit_final(
         if existing.block_hash != t.block_hash:
             _move_final(existing, t)
         return Outcome.ALREADY, None
+    if existing and existing.status == REJECTED:
+        return Outcome.ALREADY, None  # the operator found it on no explorer: never counted (reject_held)
     if existing and existing.status in HELD_STATUSES:
         order_pk, owner = existing.order_pk, existing.merchant_id or owner
         # disputed/unverified -> credited (or unmatched): a second source, or the operator, confirmed it
@@ -263,7 +274,9 @@ def credit_final(
         values = {":dropped": DROPPED, ":reversed": REVERSED}
     confirmed_by = confirmed_by if release else None  # recorded for a deposit that was held
     with log_keys(**{"merchant_id": owner, **order_keys(order_pk)}):
-        return _credit_final(t, order_pk, owner, condition, values, release=release, confirmed_by=confirmed_by)
+        return _credit_final(
+            t, order_pk, owner, condition, values, release=release, confirmed_by=confirmed_by, released=bool(release)
+        )
 
 
 def _unsettled(order: Order, t: Transfer) -> list[dict[str, Any]]:
@@ -287,7 +300,7 @@ def _credit_matched(t: Transfer, entry: WatchEntry) -> Applied | None:
                 "attribute_not_exists(pk) OR #ds = :dropped OR #ds = :reversed",
                 {":dropped": DROPPED, ":reversed": REVERSED},
             )
-        elif known is not None and not known.final and not known.reversed:
+        elif known is not None and not known.final and not known.reversed and not known.held:
             # seen -> credited, for the order that saw it
             condition, values = "#ds = :seen AND orderPk = :order", {":seen": SEEN, ":order": entry.order_pk}
         else:
@@ -305,43 +318,41 @@ def _credit_matched(t: Transfer, entry: WatchEntry) -> Applied | None:
     return applied
 
 
-def _credit_final(
+def _released_event(owner: str | None, dep: Deposit, released: bool) -> tuple[list[str], list[dict[str, Any]]]:
+    """deposit.released, for a held deposit confirmed (where it went: `status`); nothing otherwise."""
+    if not (released and owner):
+        return [], []
+    event_id, parts = events.for_deposit(
+        owner,
+        record_view(dep).model_dump(mode="json", by_alias=True),
+        event_type=events.DEPOSIT_RELEASED,
+        sequence=events.HOLD_ENDED_SEQUENCE,
+    )
+    return [event_id], parts
+
+
+def _unmatched_parts(
     t: Transfer,
-    order_pk: str | None,
     owner: str | None,
     condition: str,
     values: dict[str, Any],
     *,
     release: list[dict[str, Any]],
     confirmed_by: str | None,
-) -> tuple[Outcome, Applied | None]:
-    """`release`: what goes with the write (a held deposit's HELD# entry)."""
-    if order_pk:
-        credited = _final_deposit(t, CREDITED, owner, order_pk, confirmed_by=confirmed_by)
-
-        def change(order: Order) -> tuple[Order, list[dict[str, Any]]] | None:
-            if _map_key(t) not in order.deposits and order.status not in ACCEPTING:
-                return None
-            return _with_deposit(order, _map_key(t), _order_deposit(t, final=True)), [
-                store.put_part(credited.to_item(), condition=condition, values=values, names=NAMES),
-                _ledger_put(t),
-                *release,
-                *_unsettled(order, t),
-            ]
-
-        applied = transitions.apply(order_pk, change)
-        if applied.conflict:
-            return Outcome.ALREADY, None
-        if applied.order is not None:
-            logger.info("deposit credited", extra=_log_fields(t))
-            return Outcome.CREDITED, applied
+    released: bool,
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The writes that record a final transfer unmatched, with its event (deposit.unmatched, or
+    deposit.released for one that was held) and, in contract mode, its settlement candidate."""
     dep = _final_deposit(t, UNMATCHED, owner, None, confirmed_by=confirmed_by)
     event_ids: list[str] = []
     event_parts: list[dict[str, Any]] = []
     unsettled: list[dict[str, Any]] = []
     if owner:  # the merchant the address belongs to hears of it
-        event_id, event_parts = events.for_deposit(owner, record_view(dep).model_dump(mode="json", by_alias=True))
-        event_ids = [event_id]
+        if released:
+            event_ids, event_parts = _released_event(owner, dep, released)
+        else:
+            event_id, event_parts = events.for_deposit(owner, record_view(dep).model_dump(mode="json", by_alias=True))
+            event_ids = [event_id]
         # Paid to a contract-mode deposit address, it is swept to the treasury all the same.
         unsettled = candidates.unmatched_part(
             t.network, owner, address=t.recipient, txid=t.txid, log_index=t.log_index, units=t.units, now=clock.now_ms()
@@ -353,6 +364,67 @@ def _credit_final(
         *event_parts,
         *unsettled,
     ]
+    return event_ids, parts
+
+
+def _past_grace(order: Order) -> bool:
+    """The order's late-payment grace window is over: a payment counted now would not be its."""
+    return clock.now_ms() > order.expires_at + settings().late_payment_grace_seconds * 1000
+
+
+def _credit_final(
+    t: Transfer,
+    order_pk: str | None,
+    owner: str | None,
+    condition: str,
+    values: dict[str, Any],
+    *,
+    release: list[dict[str, Any]],
+    confirmed_by: str | None,
+    released: bool = False,
+) -> tuple[Outcome, Applied | None]:
+    """`release`: what goes with the write (a held deposit's HELD# entry); `released`: the
+    deposit was held. One released after its order closed is a late payment: counted (paid_late)
+    inside the order's grace window, recorded unmatched (and out of the order's list) after it."""
+    if order_pk:
+        credited = _final_deposit(t, CREDITED, owner, order_pk, confirmed_by=confirmed_by)
+        credited_ids, credited_events = _released_event(owner, credited, released)
+        unmatched_ids: list[str] | None = None  # set when it goes unmatched (past the grace window)
+
+        def change(order: Order) -> tuple[Order, list[dict[str, Any]]] | None:
+            nonlocal unmatched_ids
+            if _map_key(t) not in order.deposits and order.status not in ACCEPTING:
+                return None
+            late = released and order.closed_at is not None
+            if late and _past_grace(order):
+                unmatched_ids, parts = _unmatched_parts(
+                    t, owner, condition, values, release=release, confirmed_by=confirmed_by, released=True
+                )
+                listed = {k: v for k, v in order.deposits.items() if k != _map_key(t)}
+                return replace(order, deposits=listed), parts
+            unmatched_ids = None
+            return _with_deposit(order, _map_key(t), replace(_order_deposit(t, final=True), late=late)), [
+                store.put_part(credited.to_item(), condition=condition, values=values, names=NAMES),
+                _ledger_put(t),
+                *release,
+                *credited_events,
+                *_unsettled(order, t),
+            ]
+
+        applied = transitions.apply(order_pk, change)
+        if applied.conflict:
+            return Outcome.ALREADY, None
+        if applied.order is not None:
+            if unmatched_ids is not None:
+                logger.info("held deposit released after its order's grace window: unmatched", extra=_log_fields(t))
+                outbox.publish(unmatched_ids)
+                return Outcome.UNMATCHED, applied
+            logger.info("deposit credited", extra=_log_fields(t))
+            outbox.publish(credited_ids)
+            return Outcome.CREDITED, applied
+    event_ids, parts = _unmatched_parts(
+        t, owner, condition, values, release=release, confirmed_by=confirmed_by, released=released
+    )
     for attempt in range(3):
         try:
             store.transact(parts)
@@ -409,9 +481,11 @@ def hold(
 ) -> Outcome:
     """A final transfer held, not counted: `disputed` (a second endpoint contradicts it) or
     `unverified` (one endpoint, above the network's secondSourceAbove). Recorded for the order
-    the watch list matched (or that saw it), listed for the merchant and in `admin status`; the
-    order stays as it is. `already` when recorded before (held or final): a replay records
-    nothing twice. An unverified deposit a second endpoint then contradicts becomes disputed."""
+    the watch list matched (or that saw it) and listed on it (`held`: pending while the order is
+    open, nothing once it closes), listed for the merchant and in `admin status`, and the merchant
+    told (deposit.held), all in one transaction. `already` when recorded before (held, final or
+    rejected): a replay records nothing and tells nothing twice. An unverified deposit a second
+    endpoint then contradicts becomes disputed (a second deposit.held)."""
     assert status in HELD_STATUSES
     item = store.get(*store.deposit_key(t.network, t.txid, t.log_index))
     existing = Deposit.from_item(item) if item else None
@@ -428,20 +502,27 @@ def hold(
         t, status, merchant_id, order_pk, reason=HELD_REASONS[status], source=source, held_detail=detail or None
     )
     held_pk, held_sk = _held_at(t)
-    try:
-        store.transact(
-            [
-                store.put_part(dep.to_item(), condition=condition, values=values, names=NAMES if values else None),
-                _ledger_put(t),
-                store.put_part(
-                    {"pk": held_pk, "sk": held_sk, "depositPk": dep.key[0]},
-                    condition="attribute_not_exists(pk) OR depositPk = :d",
-                    values={":d": dep.key[0]},
-                ),
-            ]
+    parts = [
+        store.put_part(dep.to_item(), condition=condition, values=values, names=NAMES if values else None),
+        _ledger_put(t),
+        store.put_part(
+            {"pk": held_pk, "sk": held_sk, "depositPk": dep.key[0]},
+            condition="attribute_not_exists(pk) OR depositPk = :d",
+            values={":d": dep.key[0]},
+        ),
+    ]
+    event_ids: list[str] = []
+    if merchant_id:
+        event_id, event_parts = events.for_deposit(
+            merchant_id,
+            record_view(dep).model_dump(mode="json", by_alias=True),
+            event_type=events.DEPOSIT_HELD,
+            sequence=events.HELD_SEQUENCE[status],
         )
-    except store.TransactionConflict:
+        parts, event_ids = [*parts, *event_parts], [event_id]
+    if not _hold_on_order(t, order_pk, parts):
         return Outcome.ALREADY
+    outbox.publish(event_ids)
     fields = {**_log_fields(t), "source": source, "detail": detail}
     with log_keys(**{"merchant_id": merchant_id, **order_keys(order_pk)}):
         if status == DISPUTED:
@@ -449,6 +530,29 @@ def hold(
             return Outcome.DISPUTED
         logger.warning("deposit held: awaiting a second source (one RPC endpoint)", extra=fields)
     return Outcome.UNVERIFIED
+
+
+def _hold_on_order(t: Transfer, order_pk: str | None, parts: list[dict[str, Any]]) -> bool:
+    """Writes the hold, with the order's listing of it when the order lists it or takes
+    deposits (a closed order outside its window is left as it is); False when it lost to a
+    concurrent writer of the deposit (another scanner, a replay)."""
+    if order_pk:
+
+        def change(order: Order) -> tuple[Order, list[dict[str, Any]]] | None:
+            if _map_key(t) not in order.deposits and order.status not in ACCEPTING:
+                return None
+            return _with_deposit(order, _map_key(t), replace(_order_deposit(t, final=False), held=True)), parts
+
+        applied = transitions.apply(order_pk, change)
+        if applied.conflict:
+            return False
+        if applied.order is not None:
+            return True
+    try:
+        store.transact(parts)
+    except store.TransactionConflict:
+        return False
+    return True
 
 
 def held(network: str) -> list[Deposit]:
@@ -493,9 +597,84 @@ def confirm_held(network: str, txid: str, log_index: int) -> dict[str, Any]:
     }
 
 
+def reject_held(network: str, txid: str, log_index: int) -> dict[str, Any]:
+    """The operator closes a held deposit as rejected, having found on an explorer that its
+    transaction does not exist: never counted, listed `rejected` for the merchant, who is told
+    (deposit.rejected); its order is recomputed without it.
+
+    It stays rejected for good, whatever an endpoint shows of it later: every write that records
+    or credits a deposit is conditional on its status (none, seen, dropped, reversed, held), and
+    `rejected` is none of them, so a replay of the forged log neither holds it again nor
+    credits it. No genuine payment is lost so: a txid is the hash of a signed transaction, so a
+    transaction that does not exist under it now cannot appear under it later."""
+    item = store.get(*store.deposit_key(network, txid, log_index))
+    dep = Deposit.from_item(item) if item else None
+    if dep is None:
+        raise NotFound(f"no deposit '{deposit_id(network, txid, log_index)}'", code="DEPOSIT_NOT_FOUND")
+    if dep.status not in HELD_STATUSES:
+        raise Conflict(
+            f"deposit '{dep.deposit_id}' is {dep.status.value}: only a held one (disputed, unverified) is "
+            "rejected by hand",
+            code="DEPOSIT_NOT_HELD",
+        )
+    rejected = replace(dep, status=REJECTED, reason=NOT_ON_CHAIN, unmatched=False)
+    # disputed/unverified -> rejected, from the status read: a concurrent confirmation, reorg
+    # clearing or second operator wins, and this one is refused. It stays in the merchant's listing.
+    mark = store.set_part(
+        *dep.key,
+        set_values={
+            "depositStatus": REJECTED,
+            "reason": NOT_ON_CHAIN,
+            "unmatched": False,
+            "rejectedAt": clock.now_ms(),
+        },
+        condition="#ds = :held",
+        values={":held": dep.status},
+        names=NAMES,
+    )
+    if not _end_hold(dep, mark, dep.block_number, rejected, events.DEPOSIT_REJECTED, reverted=False):
+        raise Conflict(f"deposit '{dep.deposit_id}' changed meanwhile; look at it again", code="DEPOSIT_NOT_HELD")
+    logger.warning("held deposit rejected by the operator", extra={**_log_fields(_transfer(dep)), "was": dep.status})
+    return {"depositId": dep.deposit_id, "was": dep.status.value, "status": REJECTED.value}
+
+
+def _end_hold(
+    dep: Deposit, mark: dict[str, Any], ledger_block: int, view: Deposit, event_type: str, *, reverted: bool
+) -> bool:
+    """A hold that ends without a credit: `mark` (the deposit's conditional write), its ledger
+    and HELD# entries gone, the merchant told (`event_type`, showing `view`), and its order, if
+    it lists it, recomputed without it. False when `mark`'s condition failed (changed meanwhile)."""
+    parts = [mark, _ledger_delete(dep, ledger_block), store.delete_part(*_held_at(dep))]
+    event_ids: list[str] = []
+    if dep.merchant_id:
+        event_id, event_parts = events.for_deposit(
+            dep.merchant_id,
+            record_view(view).model_dump(mode="json", by_alias=True),
+            event_type=event_type,
+            sequence=events.HOLD_ENDED_SEQUENCE,
+        )
+        parts, event_ids = [*parts, *event_parts], [event_id]
+    if dep.order_pk and dep.order_key in _order_deposits(dep.order_pk):
+
+        def change(order: Order) -> tuple[Order, list[dict[str, Any]]]:
+            deposits = {k: v for k, v in order.deposits.items() if k != dep.order_key}
+            return replace(order, deposits=deposits), parts
+
+        if transitions.apply(dep.order_pk, change, reverted=reverted).order is None:
+            return False
+    else:
+        try:
+            store.transact(parts)
+        except store.TransactionConflict:
+            return False
+    outbox.publish(event_ids)
+    return True
+
+
 def _clear_held(dep: Deposit, ledger_block: int) -> None:
     """A held deposit whose transaction no block holds any more: held -> dropped, out of the
-    listings; an order that saw it (confirming) goes back to the status it had without it."""
+    listings (the merchant told: deposit.reversed); an order that saw it (confirming) goes back
+    to the status it had without it."""
     clear = store.set_part(
         *dep.key,
         set_values={"depositStatus": DROPPED, "droppedAt": clock.now_ms(), "reason": REORG},
@@ -504,21 +683,9 @@ def _clear_held(dep: Deposit, ledger_block: int) -> None:
         remove=("gsi1pk", "gsi1sk"),
         names=NAMES,
     )
-    parts = [clear, _ledger_delete(dep, ledger_block), store.delete_part(*_held_at(dep))]
-    if dep.order_pk and dep.order_key in _order_deposits(dep.order_pk):
-
-        def change(order: Order) -> tuple[Order, list[dict[str, Any]]]:
-            deposits = {k: v for k, v in order.deposits.items() if k != dep.order_key}
-            return replace(order, deposits=deposits), parts
-
-        applied = transitions.apply(dep.order_pk, change, reverted=True)
-        if applied.order is None:
-            return  # confirmed or cleared meanwhile
-    else:
-        try:
-            store.transact(parts)
-        except store.TransactionConflict:
-            return  # confirmed or cleared meanwhile
+    view = replace(dep, status=REVERSED, reason=REORG, unmatched=False)
+    if not _end_hold(dep, clear, ledger_block, view, events.DEPOSIT_REVERSED, reverted=True):
+        return  # confirmed or cleared meanwhile
     logger.warning(
         "held deposit cleared: a reorg removed it",
         extra={"network": dep.network, "deposit_id": dep.deposit_id, "txid": dep.txid, "block": ledger_block},

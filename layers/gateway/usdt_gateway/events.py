@@ -19,7 +19,14 @@ Which events an order change makes (docs/webhooks.md):
     order.payment_reversed  a final payment was removed by a reorg deeper than the network's
                       finality: `reversedDeposit` names it; the order is recomputed without it
     deposit.unmatched a final payment to one of the merchant's addresses that no order takes
-    deposit.reversed  an unmatched deposit was removed by a reorg deeper than the finality
+    deposit.reversed  an unmatched deposit was removed by a reorg deeper than the finality (or a
+                      held one: its hold ends there)
+    deposit.held      a final payment held, not counted: `status` says why, `disputed` (a second
+                      RPC endpoint contradicts it) or `unverified` (one endpoint, above the
+                      network's secondSourceAbove); again when an unverified one becomes disputed
+    deposit.released  a held deposit confirmed (by a second endpoint or the operator): `status`
+                      says where it went, `credited` to `orderId` or `unmatched`
+    deposit.rejected  a held deposit the operator found on no explorer: never counted
     settlement.completed  contract mode: a sweep of deposit addresses to the treasury is final
     settlement.failed     contract mode: a sweep reverted or could not be sent; its deposits wait
                       for the next one
@@ -53,6 +60,13 @@ REVERTED = "order.reverted"
 PAYMENT_REVERSED = "order.payment_reversed"
 UNMATCHED = "deposit.unmatched"
 DEPOSIT_REVERSED = "deposit.reversed"
+DEPOSIT_HELD = "deposit.held"
+DEPOSIT_RELEASED = "deposit.released"
+DEPOSIT_REJECTED = "deposit.rejected"
+# A deposit's events in the order they can happen, numbered by it: deposit.held (unverified) 1,
+# deposit.held (disputed) 2, then one that ends the hold 3; an unmatched deposit's 1, reversed 2.
+HELD_SEQUENCE = {"unverified": 1, "disputed": 2}
+HOLD_ENDED_SEQUENCE = 3
 SETTLEMENT_COMPLETED = "settlement.completed"
 SETTLEMENT_FAILED = "settlement.failed"
 REFUND_COMPLETED = "refund.completed"
@@ -65,6 +79,9 @@ EVENT_TYPES = (
     *ORDER_EVENT_TYPES,
     UNMATCHED,
     DEPOSIT_REVERSED,
+    DEPOSIT_HELD,
+    DEPOSIT_RELEASED,
+    DEPOSIT_REJECTED,
     SETTLEMENT_COMPLETED,
     SETTLEMENT_FAILED,
     REFUND_COMPLETED,
@@ -173,12 +190,14 @@ def for_order(
 
 
 def for_deposit(
-    merchant_id: str, data: dict[str, Any], *, event_type: str = UNMATCHED
+    merchant_id: str, data: dict[str, Any], *, event_type: str = UNMATCHED, sequence: int | None = None
 ) -> tuple[str, list[dict[str, Any]]]:
     """A deposit.unmatched event (sequence 1: a deposit has no earlier events), or the
-    deposit.reversed that follows it (sequence 2)."""
+    deposit.reversed that follows it (sequence 2); a held deposit's events give theirs
+    (HELD_SEQUENCE, HOLD_ENDED_SEQUENCE)."""
     event_id = new_event_id()
-    sequence = 2 if event_type == DEPOSIT_REVERSED else 1
+    if sequence is None:
+        sequence = 2 if event_type == DEPOSIT_REVERSED else 1
     event = _event(
         event_id,
         event_type,

@@ -78,13 +78,15 @@ def settle(order: Order) -> Settled:
     deposits = sorted(
         (d for d in order.deposits.values() if not d.reversed), key=lambda d: (d.block_number, d.log_index)
     )
+    closed = order.closed_at is not None
     final = [d for d in deposits if d.final]
     paid = sum(d.units for d in final)
-    seen = sum(d.units for d in deposits if not d.final)
+    # A held deposit (unverified or disputed) keeps an open order confirming, as a payment on its
+    # way; once the order closes it counts for nothing, so it never keeps an order from expiring.
+    seen = sum(d.units for d in deposits if not d.final and not (d.held and closed))
     amount = order.amount_units
     tolerance = order.tolerance_units
-    closed = order.closed_at is not None
-    late = any(d.block_time > order.expires_at for d in final)
+    late = any(d.block_time > order.expires_at or d.late for d in final)
     excess = max(0, paid - amount)
     exception: OrderException | None = None
     if order.status == OrderStatus.CANCELLED:

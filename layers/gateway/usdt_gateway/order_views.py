@@ -44,6 +44,7 @@ def deposit_views(order: Order, head: int | None) -> list[DepositView]:
             confirmations=max(0, head - d.block_number + 1) if head is not None else 0,
             final=d.final,
             reversed=d.reversed,
+            held=d.held,
         )
         for d in sorted(order.deposits.values(), key=lambda d: (d.block_number, d.log_index))
     ]

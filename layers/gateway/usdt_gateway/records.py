@@ -37,6 +37,10 @@ class OrderDeposit:
     final: bool
     reversed: bool = False  # a deep reorg took it away: listed, counted for nothing
     attached: bool = False  # credited by the merchant (POST /v1/deposits/{id}/attach)
+    # Held until a second source or the operator confirms it (deposits.hold): pending while the
+    # order is open, counted for nothing once it closes.
+    held: bool = False
+    late: bool = False  # a held deposit credited after its order closed: a late payment (paid_late)
 
     @property
     def key(self) -> str:
@@ -55,6 +59,8 @@ class OrderDeposit:
             final=bool(item["final"]),
             reversed=bool(item.get("reversed")),
             attached=bool(item.get("attached")),
+            held=bool(item.get("held")),
+            late=bool(item.get("late")),
         )
 
     def to_item(self) -> dict[str, Any]:
@@ -73,6 +79,10 @@ class OrderDeposit:
             item["reversed"] = True
         if self.attached:
             item["attached"] = True
+        if self.held:
+            item["held"] = True
+        if self.late:
+            item["late"] = True
         return item
 
 
@@ -252,6 +262,7 @@ class DepositStatus(StrEnum):
     REVERSED = "reversed"
     DISPUTED = "disputed"
     UNVERIFIED = "unverified"
+    REJECTED = "rejected"
 
 
 FINAL_STATUSES = frozenset({DepositStatus.CREDITED, DepositStatus.UNMATCHED, DepositStatus.IGNORED})

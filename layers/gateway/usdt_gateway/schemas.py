@@ -164,6 +164,12 @@ class DepositView(Model):
         description="Was final, then a reorg deeper than the network's finality removed "
         "it: no longer counted in `paidAmount`.",
     )
+    held: bool = Field(
+        False,
+        description="Held until a second RPC endpoint or the operator confirms it (it may be "
+        "forged): pending while the order is open, counted for nothing once it has expired. "
+        "A `deposit.held` event told you; `deposit.released` or `deposit.rejected` ends it.",
+    )
 
 
 class DepositRecordView(Model):
@@ -186,17 +192,20 @@ class DepositRecordView(Model):
     recipient: str
     amount: str
     unmatched: bool = Field(description="No order took it; attach it with POST /v1/deposits/{depositId}/attach.")
-    status: Literal["credited", "unmatched", "ignored", "reversed", "disputed", "unverified"] = Field(
+    status: Literal["credited", "unmatched", "ignored", "reversed", "disputed", "unverified", "rejected"] = Field(
         description="`credited` to `orderId`; `unmatched`: no order took it; `ignored`: below the network's "
         "minimum deposit, counted nowhere; `reversed`: a reorg removed it after it was final; `disputed`: held, "
         "not counted: a second RPC endpoint contradicts it (the operator is alerted); `unverified`: held, not "
         "counted, until a second source or the operator confirms it. A held deposit that is confirmed later is "
-        "credited to `orderId` then."
+        "credited to `orderId` then (or, past the order's late-payment grace window, recorded `unmatched`); "
+        "`rejected`: a held deposit the operator found on no explorer: never counted."
     )
-    reason: Literal["below_minimum", "reorg", "second_source_disagrees", "awaiting_second_source"] | None = Field(
+    reason: (
+        Literal["below_minimum", "reorg", "second_source_disagrees", "awaiting_second_source", "not_on_chain"] | None
+    ) = Field(
         None,
         description="Why it is `ignored` (`below_minimum`), `reversed` (`reorg`), `disputed` "
-        "(`second_source_disagrees`) or `unverified` (`awaiting_second_source`).",
+        "(`second_source_disagrees`), `unverified` (`awaiting_second_source`) or `rejected` (`not_on_chain`).",
     )
     order_id: str | None = Field(None, alias="orderId")
 

@@ -173,7 +173,7 @@ def _held(st: NetworkStatus, network: Network) -> None:
     if counts["unverified"]:
         st.problems.append(
             f"{counts['unverified']} deposit(s) held awaiting a second source: add a second RPC endpoint, or "
-            "check each on an explorer and admin confirm-deposit it"
+            "check each on an explorer and admin confirm-deposit (or reject-deposit) it"
         )
 
 

@@ -193,6 +193,9 @@ class Deposit:
     confirmations: int
     final: bool  # final under the network's policy, and counted in the order's paid_amount
     reversed: bool = False  # was final, then a reorg deeper than the finality removed it: not counted
+    # held until a second RPC endpoint or the operator confirms it: pending while the order is
+    # open, not counted once it has expired (deposit.held, then deposit.released or .rejected)
+    held: bool = False
     raw: Mapping[str, Any] = _raw_field()
 
     @classmethod
@@ -207,6 +210,7 @@ class Deposit:
             confirmations=int(data["confirmations"]),
             final=bool(data["final"]),
             reversed=bool(data.get("reversed", False)),
+            held=bool(data.get("held", False)),
             raw=_raw(data),
         )
 
@@ -301,9 +305,13 @@ class DepositRecord:
     amount: Decimal
     unmatched: bool  # no order took it: attach it with Client.attach_deposit
     order_id: str | None = None
-    # credited, unmatched, ignored (below the network's minimum deposit) or reversed (a deep reorg)
+    # credited, unmatched, ignored (below the network's minimum deposit), reversed (a deep reorg),
+    # held (disputed, unverified: not counted until confirmed) or rejected (a held one found on no
+    # explorer: never counted)
     status: str = "credited"
-    reason: str | None = None  # below_minimum (ignored) or reorg (reversed)
+    # below_minimum (ignored), reorg (reversed), second_source_disagrees (disputed),
+    # awaiting_second_source (unverified) or not_on_chain (rejected)
+    reason: str | None = None
     raw: Mapping[str, Any] = _raw_field()
 
     @classmethod
