@@ -8,7 +8,13 @@ the semantics of the real service, while clients still race each other request b
 moto also deep-copies every table a transaction touches, once per item, so it can roll back:
 a create slows down as the table grows (past a second at a few thousand orders). Here the
 rollback snapshots only the items the transaction names, which gives the same all-or-nothing
-result in time independent of the table's size."""
+result in time independent of the table's size.
+
+And moto's Query starts from the whole table sorted by its key (Table.all_items), then keeps the
+items of the key condition and sorts those again by the key queried: the first sort, of every
+item, made each query cost n log n comparisons (160 ms at 8,000 items). Here Query reads the
+items unsorted; what it returns is unchanged, since the second sort orders the kept items by
+the table's own key too, a total order."""
 
 from __future__ import annotations
 
@@ -88,9 +94,29 @@ def _transact_with_item_rollback(self: DynamoDBBackend, transact_items: list[dic
         ddb_models.copy = copy  # type: ignore[attr-defined]  # moto's own import of copy
 
 
+_moto_query = Table.query
+
+
+def _unsorted_items(table: Table) -> list[Any]:
+    if not table.range_key_attr:
+        return list(table.items.values())
+    return [item for partition in table.items.values() for item in partition.values()]
+
+
+def _query_without_sorting_the_table(self: Table, *args: Any, **kwargs: Any) -> Any:
+    # Inside moto's query only (requests come one at a time): every other reader of all_items,
+    # Scan's pagination among them, still gets the sorted table.
+    self.all_items = lambda: _unsorted_items(self)  # type: ignore[method-assign]
+    try:
+        return _moto_query(self, *args, **kwargs)
+    finally:
+        del self.all_items
+
+
 class AtomicMotoServer(ThreadedMotoServer):
     def _server_entry(self) -> None:
         DynamoDBBackend.transact_write_items = _transact_with_item_rollback  # type: ignore[method-assign]
+        Table.query = _query_without_sorting_the_table  # type: ignore[method-assign]
         moto_kms.install()  # KMS Sign with MessageType=DIGEST as AWS does it
         app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)

@@ -26,6 +26,8 @@ from tests.integration.test_devstack_chain import printed_txid, run_pay
 # Guards against a hung test, never waited out when the page works: the page polls every 4 s,
 # the scanner needs a block or two, and a loaded machine stretches both.
 STATE_TIMEOUT_MS = 60_000
+POLL_MS = 4_000  # the page reads its order's status this long after loading, and after each answer
+REDIRECT_MS = 5_000  # a paid page returns to the merchant's returnUrl this long after saying so
 # Collects CSP violations (the init script runs before the page's own, and CSP does not apply to it).
 WATCH_CSP = """window.__csp = [];
 document.addEventListener("securitypolicyviolation",
@@ -69,6 +71,12 @@ class Visit:
         off_host = [u for u in self.requests if urlsplit(u).scheme != "data" and urlsplit(u).hostname != "127.0.0.1"]
         assert self.requests and off_host == []
 
+    def read_now(self) -> None:
+        """Bring the page's next status read forward to now (a page visited with clock=True), once
+        what it is to find is there. Should a read be under way already, the next one comes on
+        its own 4 s later, as without the clock."""
+        self.page.clock.fast_forward(POLL_MS)
+
     def wait_for_state(self, state: str, timeout_ms: int = STATE_TIMEOUT_MS) -> None:
         self.page.wait_for_selector(f'[data-panel="{state}"]', state="visible", timeout=timeout_ms)
 
@@ -81,12 +89,18 @@ Visitor = Callable[..., Visit]
 
 @pytest.fixture
 def visit(browser: Browser) -> Iterator[Visitor]:
-    """visit(url, **context options): a fresh context (no cookies, no cache) on the page."""
+    """visit(url, **context options): a fresh context (no cookies, no cache) on the page. With
+    clock=True the page's timers run on Playwright's clock: time flows as usual, and the test may
+    bring the page's next status read forward (Visit.read_now) instead of waiting for it. With
+    paused=True too, the page's time stands still once it has loaded: its timers (status reads,
+    the countdown to the merchant's page) fire only when the test moves the clock."""
     contexts: list[BrowserContext] = []
 
-    def open_(url: str, **options: Any) -> Visit:
+    def open_(url: str, *, clock: bool = False, paused: bool = False, **options: Any) -> Visit:
         context = browser.new_context(**{"locale": "en-US", "timezone_id": "UTC", **options})
         contexts.append(context)
+        if clock or paused:
+            context.clock.install()
         context.add_init_script(WATCH_CSP)
         page = context.new_page()
         seen = Visit(context, page)
@@ -101,6 +115,8 @@ def visit(browser: Browser) -> Iterator[Visitor]:
         response = page.goto(url)
         assert response is not None
         seen.status = response.status
+        if paused:
+            page.clock.pause_at(page.evaluate("Date.now()") / 1000)  # (Python's clock takes seconds)
         return seen
 
     yield open_
@@ -283,7 +299,7 @@ def test_a_trailing_slash_leads_to_the_working_page(stack: Stack, visit: Visitor
     # Given a payment link someone wrote with a trailing slash
     order = new_order(stack, "9.00")
     # When the payer opens it
-    seen = visit(order["paymentUrl"] + slashes + "?lang=zh")
+    seen = visit(order["paymentUrl"] + slashes + "?lang=zh", clock=True)
     # Then the browser lands on the page without the slash, the language kept
     assert seen.page.url == order["paymentUrl"] + "?lang=zh"
     # And the stylesheet and the script load (their relative URLs resolve): the copy buttons
@@ -293,7 +309,7 @@ def test_a_trailing_slash_leads_to_the_working_page(stack: Stack, visit: Visitor
     with seen.page.expect_response(
         lambda r: "/v1/public/orders/" in r.url and r.status == 200, timeout=STATE_TIMEOUT_MS
     ):
-        pass
+        seen.read_now()
     # (the redirect is not an error of the page; Chromium logs nothing for it)
     seen.assert_clean()
 
@@ -301,7 +317,7 @@ def test_a_trailing_slash_leads_to_the_working_page(stack: Stack, visit: Visitor
 def test_throttled_status_updates_say_they_are_delayed_and_wait_as_told(stack: Stack, visit: Visitor) -> None:
     # Given an open page whose status reads the gateway answers with 429, Retry-After 3 s
     order = new_order(stack, "11.00")
-    seen = visit(order["paymentUrl"])
+    seen = visit(order["paymentUrl"], clock=True)
     polls: list[float] = []
 
     def throttled(route: Any) -> None:
@@ -313,18 +329,22 @@ def test_throttled_status_updates_say_they_are_delayed_and_wait_as_told(stack: S
         )
 
     seen.page.route("**/v1/public/orders/**", throttled)
+    seen.read_now()
     # Then the page says its status updates are delayed
     seen.page.wait_for_selector("[data-delayed]", state="visible", timeout=STATE_TIMEOUT_MS)
     assert seen.visible_text("[data-delayed]") == "Status updates are delayed; this page keeps checking."
     assert seen.page.locator("[data-offline]").is_hidden()
-    # And asks again no sooner than Retry-After says (not every 4 s)
+    # And asks again no sooner than Retry-After says (not every 4 s), time flowing as it does
     while len(polls) < 2:
         seen.page.wait_for_timeout(500)
     assert polls[1] - polls[0] >= 3000
     # When the gateway answers again
     seen.page.unroute("**/v1/public/orders/**")
-    # Then the notice goes away with the next answer, and the page still shows the order
-    seen.page.wait_for_selector("[data-delayed]", state="hidden", timeout=STATE_TIMEOUT_MS)
+    # Then the notice goes away with the next answer (due 4-6 s after the last 429: brought
+    # forward a second at a time), and the page still shows the order
+    while seen.page.locator("[data-delayed]").is_visible():
+        seen.page.clock.fast_forward(1_000)
+        seen.page.wait_for_timeout(100)
     seen.wait_for_state("pending")
     # (Chromium logs each 429 answer of fetch as a console error; nothing else may appear)
     seen.console = [m for m in seen.console if "429" not in m]
@@ -337,7 +357,7 @@ def test_a_late_overpaid_payment_shows_the_excess_when_the_page_turns_paid(stack
     # Given an open page, and the gateway's next answer saying the order was paid late with
     # 1.50 more than asked (the real answer, with the fields a late overpayment has)
     order = new_order(stack, "20.00")
-    seen = visit(order["paymentUrl"])
+    seen = visit(order["paymentUrl"], clock=True)
     seen.wait_for_state("pending")
     assert seen.page.locator("[data-excess]").is_hidden()
 
@@ -355,6 +375,7 @@ def test_a_late_overpaid_payment_shows_the_excess_when_the_page_turns_paid(stack
 
     seen.page.route("**/v1/public/orders/**", paid_late)
     # Then the page turns to paid late and says how much more was sent
+    seen.read_now()
     seen.wait_for_state("paid_late")
     assert seen.visible_text("[data-excess]") == (
         "You sent 1.50 USDT more than asked. Contact the merchant about the difference."
@@ -369,15 +390,18 @@ def test_status_flips_to_paid_in_place_after_a_sandbox_payment(stack: Stack, vis
     # Given an open page of an order that returns to the shop once paid
     return_url = f"{shop}/orders/42/thanks"
     order = new_order(stack, "25.00", returnUrl=return_url)
-    seen = visit(order["paymentUrl"])
+    # (its clock paused: pay follows the money on after the order is confirmed, and the page must
+    # not go back to the merchant before the test has looked at it)
+    seen = visit(order["paymentUrl"], paused=True)
     seen.page.evaluate(WATCH_STATES)
 
-    # When `devstack pay` pays it on the local chain
+    # When `devstack pay` pays it on the local chain (it returns once the gateway says confirmed)
     result = run_pay(stack, order["orderId"])
     assert result.returncode == 0, result.stdout + result.stderr
     txid = printed_txid(result.stdout)
 
     # Then the page shows it paid, without a reload: the marker set before is still there
+    seen.read_now()
     seen.wait_for_state("confirmed")
     assert seen.page.evaluate("window.__marker") == "set before the payment"
     states = seen.page.evaluate("window.__states")
@@ -394,6 +418,7 @@ def test_status_flips_to_paid_in_place_after_a_sandbox_payment(stack: Stack, vis
     assert seen.page.locator("a[data-return]").get_attribute("href") == return_url
     assert "Returning to the merchant in" in seen.visible_text("[data-redirect]")
     seen.assert_clean()
+    seen.page.clock.run_for(REDIRECT_MS)  # its countdown, a second at a time
     seen.page.wait_for_url(return_url, timeout=STATE_TIMEOUT_MS)
     assert seen.visible_text("h1") == "Thank you for your order"
     assert seen.console == []
@@ -428,12 +453,13 @@ def test_payment_seen_on_chain_shows_n_of_m_confirmations_then_paid(stack: Stack
 def test_underpaid_shows_the_missing_amount_and_a_top_up_completes_it(stack: Stack, visit: Visitor) -> None:
     # Given an open page of a 30.00 order
     order = new_order(stack, "30.00")
-    seen = visit(order["paymentUrl"])
+    seen = visit(order["paymentUrl"], clock=True)
     seen.page.evaluate(WATCH_STATES)
 
-    # When only 10.50 is paid
+    # When only 10.50 is paid (pay returns once the gateway says underpaid)
     assert run_pay(stack, order["orderId"], "--amount", "10.5").returncode == 0
     # Then the page says how much is missing and that the same address takes the rest
+    seen.read_now()
     seen.wait_for_state("underpaid")
     message = seen.visible_text('[data-panel="underpaid"]')
     assert "Received 10.50 of 30.00 USDT" in message and "missing 19.50 USDT to the same address" in message
@@ -444,6 +470,7 @@ def test_underpaid_shows_the_missing_amount_and_a_top_up_completes_it(stack: Sta
     # When the payer sends the missing amount to the same address
     assert run_pay(stack, order["orderId"], "--amount", "19.50").returncode == 0
     # Then the order is paid, as the page said, still without a reload
+    seen.read_now()
     seen.wait_for_state("confirmed")
     assert seen.visible_text(".receipt dd [data-field=paid]") == "30.00"
     assert seen.page.locator(".deposit").count() == 2

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,15 +101,6 @@ def runtime_packages(out: Path) -> Path:
     for name in RUNTIME_PACKAGES:
         (out / name).symlink_to(site / name)
     return out
-
-
-@pytest.fixture(scope="module")
-def build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    out = tmp_path_factory.mktemp("sam") / "build"
-    result = _sam("build", "--language-extensions", "--build-dir", str(out), cwd=REPO_ROOT)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    yield out
-    shutil.rmtree(out, ignore_errors=True)
 
 
 def test_sam_validate_lint() -> None:

@@ -18,7 +18,7 @@ import pytest
 from devstack.evm import deploy_token, start_anvil
 from devstack.template import create_table
 from devstack.tron_node import start_tron_node
-from tests.package.test_sam_package import SAM, build, runtime_packages  # noqa: F401  (build: the fixture)
+from tests.package.test_sam_package import SAM, runtime_packages
 
 pytestmark = pytest.mark.skipif(not SAM.exists(), reason="SAM CLI venv missing: run `make test` (it installs it)")
 
@@ -56,7 +56,7 @@ def chains(moto_server: str) -> Iterator[dict[str, str]]:
 
 
 def test_scanner_package_scans_with_nothing_but_its_layers(
-    build: Path,  # noqa: F811
+    build: Path,
     runtime: Path,
     chains: dict[str, str],
     moto_server: str,
