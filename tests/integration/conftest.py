@@ -41,7 +41,8 @@ def _template() -> Template:
 # lived through the whole run made each test slower by all that the tests before it wrote (a query
 # takes ~20 ms at 500 items, ~160 ms at 8,000). Each test module starts with the table empty
 # instead: dropped and made again from the template before its first test, after the previous
-# module's fixtures are torn down. Tests already keep apart by their own merchants and networks.
+# module's fixtures are torn down. Tests already keep apart by their own merchants and networks;
+# what the process cached from the table's items (the listing key) goes with the table.
 _table_endpoint: list[str] = []  # the moto server's URL once gateway_env has made the table
 _table_module: list[str] = []  # the test module the table was last made for
 
@@ -53,9 +54,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         return
     _table_module[:] = [module]
     if _table_endpoint:
+        from usdt_gateway import store
+
         client = boto3.client("dynamodb", endpoint_url=_table_endpoint[0])
         client.delete_table(TableName=TABLE)
         create_table(client, TABLE, _template())
+        store._LISTING_SECRETS.pop(TABLE, None)
 
 
 @pytest.fixture(scope="session")
